@@ -1,0 +1,80 @@
+//! The seed's toy, timed: 100 full-batch Adam steps of the GMU classifier
+//! (hidden 1, n = 400, lr 0.1) on each engine, and the 1000×1000 mesh.
+//!
+//! `cargo bench --bench toy` (add `-- --reps N`); `bench/run.sh` runs it beside
+//! the Python references. Prints one JSON line per measurement: median and
+//! quartiles of `reps` runs, in milliseconds.
+
+use std::time::Instant;
+
+use gmu::data::SyntheticConfig;
+use gmu::experiment::{Predictor, mesh};
+use gmu::model::ModelKind;
+use gmu::train::{self, Engine, Preset, Scaler};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+fn quartiles(mut t: Vec<f64>) -> (f64, f64, f64) {
+    t.sort_by(f64::total_cmp);
+    let q = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
+    (q(0.25), q(0.5), q(0.75))
+}
+
+fn report(name: &str, times: Vec<f64>) {
+    let reps = times.len();
+    let (q1, median, q3) = quartiles(times);
+    println!("{{\"impl\": \"{name}\", \"median_ms\": {median:.3}, \"q1_ms\": {q1:.3}, \"q3_ms\": {q3:.3}, \"reps\": {reps}}}");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let reps: usize = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(20);
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let data = SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(41)).unwrap();
+    let mut config = Preset::Seed.config(ModelKind::Gmu, 1, 41);
+    let mut x = data.joined();
+    let scaler = Scaler::fit(&x, 2, config.scaling);
+    scaler.apply(&mut x);
+    let init = train::init_params(&config.model, &mut StdRng::seed_from_u64(0));
+
+    for engine in [Engine::Native, Engine::Burn] {
+        let name = match engine {
+            Engine::Native => "gmu-native",
+            Engine::Burn => "gmu-burn",
+        };
+        if only.as_deref().is_some_and(|o| o != name) {
+            continue;
+        }
+        config.engine = engine;
+        let mut times = vec![];
+        for rep in 0..reps + 2 {
+            let mut rng = StdRng::seed_from_u64(0);
+            let start = Instant::now();
+            let (params, _) = match engine {
+                Engine::Native => train::train_native(&config, init.clone(), &x, &data.c, &mut rng).unwrap(),
+                Engine::Burn => train::train_burn(&config, init.clone(), &x, &data.c, &mut rng).unwrap(),
+            };
+            std::hint::black_box(params);
+            if rep >= 2 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(&format!("{name} 100 steps"), times);
+    }
+
+    if only.as_deref().is_none_or(|o| o == "mesh") {
+        let model = train::train(&Preset::Seed.config(ModelKind::Gmu, 1, 41), &data).unwrap();
+        let predictor = Predictor::from(&model);
+        let mut times = vec![];
+        for rep in 0..reps.min(10) + 1 {
+            let start = Instant::now();
+            let (_, _, points) = mesh(&data, 1000);
+            let out = predictor.predict(&points);
+            std::hint::black_box(out);
+            if rep >= 1 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report("gmu-native mesh 1000x1000", times);
+    }
+}

@@ -1,0 +1,83 @@
+//! One module per subcommand; this file holds the command enum and the error
+//! handling shared by all of them.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod demo;
+mod eval;
+mod plot;
+mod protocol;
+mod synth;
+mod train;
+
+/// Gated Multimodal Units: layer, synthetic experiment and baselines.
+#[derive(Parser, Debug)]
+#[command(name = "gmu", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// The seed post's experiment end to end: data, GMU and FF training, maps, metrics.
+    Demo(demo::Args),
+    /// Write a CSV of synthetic two-modality data.
+    Synth(synth::Args),
+    /// Train a GMU, feed-forward or logistic-regression classifier on a CSV.
+    Train(train::Args),
+    /// Score a trained model on a CSV (accuracy, corr(M, z)).
+    Eval(eval::Args),
+    /// Draw the gate map and prediction map of a trained model over a CSV's range.
+    Plot(plot::Args),
+    /// The paper's protocol: GMU against logistic regression over many seeds.
+    Protocol(protocol::Args),
+}
+
+/// Parses the arguments, runs the subcommand, prints any error on one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Demo(args) => demo::run(args),
+        Command::Synth(args) => synth::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Plot(args) => plot::run(args),
+        Command::Protocol(args) => protocol::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// A stage line on stderr (progress for anything that takes a while).
+fn stage(line: &str) {
+    eprintln!("· {line}");
+}
+
+/// A counter on stderr: redrawn in place on a terminal, every tenth otherwise.
+fn counter(label: &'static str) -> impl Fn(usize, usize) + Sync {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if tty {
+            eprint!("\r· {label} {done}/{total}");
+            if done == total {
+                eprintln!();
+            }
+        } else if done == total || done % (total / 10).max(1) == 0 {
+            eprintln!("· {label} {done}/{total}");
+        }
+    }
+}

@@ -1,0 +1,398 @@
+//! The synthetic experiment end to end: the seed post's demo (train GMU and
+//! FF, evaluate on a fresh draw, draw the maps) and the paper's protocol
+//! (§5.1: GMU against logistic regression over many seeds).
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use crate::data::{SyntheticConfig, SyntheticData};
+use crate::error::{GmuError, Result, write_atomic};
+use crate::metrics::{Tally, accuracy, pearson};
+use crate::model::ModelKind;
+use crate::native::{LossKind, Network};
+use crate::plot::{self, Colormap, MeshMap};
+use crate::train::{self, Engine, Preset, Scaler, TrainedModel};
+
+/// A trained model ready to score raw (unscaled) inputs.
+#[derive(Clone, Debug)]
+pub struct Predictor {
+    /// The weights.
+    pub net: Network,
+    /// The scaling fitted at training time.
+    pub scaler: Scaler,
+    /// The loss it was trained with (decides how P(C = 1) is read from the logits).
+    pub loss: LossKind,
+}
+
+impl From<&TrainedModel> for Predictor {
+    fn from(m: &TrainedModel) -> Self {
+        Predictor { net: m.net.clone(), scaler: m.scaler.clone(), loss: m.config.loss }
+    }
+}
+
+/// Scores of a model on a data set.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Share of correct predictions.
+    pub accuracy: f64,
+    /// Pearson correlation between `M` and the visual gate `z` (GMU with `M` known only).
+    pub corr_m_z: Option<f64>,
+}
+
+impl Predictor {
+    /// P(C = 1) and the mean visual gate for every sample of raw row-major `[n, d_v + d_t]` inputs.
+    pub fn predict(&self, raw: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let mut x = raw.to_vec();
+        self.scaler.apply(&mut x);
+        let n = x.len() / self.net.spec().d_in();
+        let (mut prob, mut gate) = (vec![0.0; n], vec![0.0; n]);
+        self.net.predict(&x, self.loss, &mut prob, &mut gate);
+        (prob, gate)
+    }
+
+    /// Accuracy and corr(M, z) on `data`.
+    pub fn evaluate(&self, data: &SyntheticData) -> Evaluation {
+        let mut x = data.joined();
+        self.scaler.apply(&mut x);
+        let predicted = self.net.classify(&x);
+        let corr_m_z = match (&data.m, self.net.spec().kind) {
+            (Some(m), ModelKind::Gmu) => {
+                let (_, gate) = self.predict(&data.joined());
+                let m: Vec<f64> = m.iter().map(|&v| v as f64).collect();
+                let z: Vec<f64> = gate.iter().map(|&v| v as f64).collect();
+                Some(pearson(&m, &z))
+            }
+            _ => None,
+        };
+        Evaluation { accuracy: accuracy(&predicted, &data.c), corr_m_z }
+    }
+}
+
+/// The fresh evaluation draw of a run: same distribution, an independent stream.
+pub fn fresh_draw(config: &SyntheticConfig, seed: u64, n: usize) -> Result<SyntheticData> {
+    let fresh = SyntheticConfig { n, balanced: false, ..config.clone() };
+    fresh.generate(&mut StdRng::seed_from_u64(seed ^ 0x9E37_79B9_7F4A_7C15))
+}
+
+/// Options of [`run_demo`].
+#[derive(Clone, Debug)]
+pub struct DemoOptions {
+    /// Seed of the data, the initialisations and the fresh draw.
+    pub seed: u64,
+    /// Mesh points per axis of the maps.
+    pub resolution: usize,
+    /// Training recipe.
+    pub preset: Preset,
+    /// Training engine.
+    pub engine: Engine,
+    /// Size of the fresh evaluation draw.
+    pub test_size: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions { seed: 7, resolution: 1000, preset: Preset::Default, engine: Engine::Native, test_size: 10_000 }
+    }
+}
+
+/// One model's line in `metrics.json`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelReport {
+    /// Accuracy on the fresh draw.
+    pub accuracy: f64,
+    /// Accuracy on the training data.
+    pub train_accuracy: f64,
+    /// corr(M, z) on the fresh draw (GMU only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corr_m_z: Option<f64>,
+    /// Training loss at the end.
+    pub final_loss: f32,
+    /// Final training loss of each restart.
+    pub restart_losses: Vec<f32>,
+    /// Wall time of the training steps alone (all restarts), ms.
+    pub train_ms: f64,
+    /// Number of parameters.
+    pub n_params: usize,
+}
+
+/// What `metrics.json` holds.
+#[derive(Clone, Debug, Serialize)]
+pub struct DemoReport {
+    /// The run's seed.
+    pub seed: u64,
+    /// The preset's name.
+    pub preset: String,
+    /// The engine that trained.
+    pub engine: Engine,
+    /// Training samples.
+    pub n_train: usize,
+    /// Fresh evaluation samples.
+    pub n_test: usize,
+    /// The GMU classifier.
+    pub gmu: ModelReport,
+    /// The feed-forward baseline.
+    pub ff: ModelReport,
+    /// Mesh points per axis.
+    pub resolution: usize,
+    /// Wall time to score the GMU on the whole mesh, ms.
+    pub mesh_ms: f64,
+}
+
+/// A `resolution × resolution` mesh over the ranges of the data's two (scalar)
+/// inputs, row-major from the bottom row: `(x_v, x_t)` pairs.
+pub fn mesh(data: &SyntheticData, resolution: usize) -> ((f32, f32), (f32, f32), Vec<f32>) {
+    let range = |x: &[f32]| x.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let (xr, yr) = (range(&data.x_v), range(&data.x_t));
+    let step = |(lo, hi): (f32, f32), k: usize| lo + (hi - lo) * k as f32 / (resolution - 1) as f32;
+    let mut points = Vec::with_capacity(resolution * resolution * 2);
+    for j in 0..resolution {
+        let y = step(yr, j);
+        for i in 0..resolution {
+            points.push(step(xr, i));
+            points.push(y);
+        }
+    }
+    (xr, yr, points)
+}
+
+fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData) -> ModelReport {
+    let predictor = Predictor::from(model);
+    let eval = predictor.evaluate(test);
+    ModelReport {
+        accuracy: eval.accuracy,
+        train_accuracy: predictor.evaluate(train_data).accuracy,
+        corr_m_z: eval.corr_m_z,
+        final_loss: model.restart_losses.iter().copied().fold(f32::INFINITY, f32::min),
+        restart_losses: model.restart_losses.clone(),
+        train_ms: model.train_ms,
+        n_params: model.net.spec().n_params(),
+    }
+}
+
+/// Runs the seed post's experiment and writes `gate_map.png`,
+/// `prediction_map.png`, `loss.png`, `metrics.json` and the two trained
+/// models (`gmu/`, `ff/`: `config.json` + `model.safetensors`) into `out`.
+/// `progress` receives a line per stage.
+pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
+    if options.resolution < 2 || options.resolution > 4000 {
+        return Err(GmuError::invalid("--resolution", format!("expected 2..=4000 mesh points per axis, got {}", options.resolution)));
+    }
+    if options.test_size == 0 {
+        return Err(GmuError::invalid("--test-size", "the fresh draw needs at least one sample"));
+    }
+    std::fs::create_dir_all(out).map_err(|e| GmuError::io(out, e))?;
+    let data_config = SyntheticConfig::default();
+    let data = data_config.generate(&mut StdRng::seed_from_u64(options.seed))?;
+    let test = fresh_draw(&data_config, options.seed, options.test_size)?;
+
+    let mut trained = vec![];
+    for kind in [ModelKind::Gmu, ModelKind::Ff] {
+        let mut config = options.preset.config(kind, 1, options.seed);
+        config.engine = options.engine;
+        progress(&format!("training {kind} ({} restarts × {} Adam steps, {:?} engine)", config.restarts, config.steps, config.engine));
+        let model = train::train(&config, &data)?;
+        train::save(&model, &out.join(kind.to_string()))?;
+        trained.push(model);
+    }
+    let (gmu, ff) = (&trained[0], &trained[1]);
+
+    progress(&format!("scoring the {0}×{0} mesh", options.resolution));
+    let start = Instant::now();
+    let (x_range, y_range, points) = mesh(&data, options.resolution);
+    let (prob, gate) = Predictor::from(gmu).predict(&points);
+    let mesh_ms = start.elapsed().as_secs_f64() * 1e3;
+
+    progress("drawing the figures");
+    let dots: Vec<(f32, f32, u8)> = (0..data.len()).map(|i| (data.x_v[i], data.x_t[i], data.c[i])).collect();
+    let base = MeshMap {
+        title: "",
+        values: &gate,
+        resolution: options.resolution,
+        x_range,
+        y_range,
+        x_label: "visual modality x_v",
+        y_label: "textual modality x_t",
+        points: &dots,
+        colormap: Colormap::Gray,
+        bar_labels: ["x_t is important", "x_v is important"],
+    };
+    plot::mesh_map(&out.join("gate_map.png"), &MeshMap { title: "Which modality the GMU attends (gate z)", ..base.clone() })?;
+    plot::mesh_map(
+        &out.join("prediction_map.png"),
+        &MeshMap { title: "GMU prediction P(C = 1)", values: &prob, colormap: Colormap::BlueWhiteRed, bar_labels: ["C = 0", "C = 1"], ..base },
+    )?;
+    plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", &gmu.history), ("FF", &ff.history)])?;
+
+    let report = DemoReport {
+        seed: options.seed,
+        preset: options.preset.to_string(),
+        engine: options.engine,
+        n_train: data.len(),
+        n_test: test.len(),
+        gmu: report(gmu, &data, &test),
+        ff: report(ff, &data, &test),
+        resolution: options.resolution,
+        mesh_ms,
+    };
+    let json = serde_json::to_string_pretty(&report).expect("report serialises");
+    write_atomic(&out.join("metrics.json"), json.as_bytes())?;
+    Ok(report)
+}
+
+/// Which data the protocol draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Setting {
+    /// The paper's §5.1: inputs in R², exactly 200 samples per class.
+    Paper,
+    /// The seed post's data: scalar inputs, 400 samples, C ~ Bern(0.5).
+    Seed,
+}
+
+impl Setting {
+    /// The generator of this setting.
+    pub fn data_config(self) -> SyntheticConfig {
+        match self {
+            Setting::Paper => SyntheticConfig { n: 400, balanced: true, dim: 2, ..Default::default() },
+            Setting::Seed => SyntheticConfig::default(),
+        }
+    }
+}
+
+/// One seed's outcome in the protocol.
+#[derive(Clone, Debug, Serialize)]
+pub struct SeedOutcome {
+    /// The seed.
+    pub seed: u64,
+    /// GMU accuracy on the fresh draw.
+    pub gmu_accuracy: f64,
+    /// Logistic-regression accuracy on the fresh draw.
+    pub logreg_accuracy: f64,
+    /// corr(M, z) of the GMU on the fresh draw.
+    pub corr_m_z: f64,
+}
+
+/// Summary of a protocol run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtocolReport {
+    /// The data setting.
+    pub setting: Setting,
+    /// The training preset.
+    pub preset: String,
+    /// Number of seeds.
+    pub seeds: usize,
+    /// GMU against logistic regression on fresh-draw accuracy.
+    pub gmu_vs_logreg: Tally,
+    /// Tolerance under which two accuracies tie.
+    pub tie_tolerance: f64,
+    /// Mean accuracies.
+    pub mean_gmu_accuracy: f64,
+    /// Mean accuracies.
+    pub mean_logreg_accuracy: f64,
+    /// Mean, minimum and median of corr(M, z).
+    pub corr_m_z_mean: f64,
+    /// See `corr_m_z_mean`.
+    pub corr_m_z_min: f64,
+    /// See `corr_m_z_mean`.
+    pub corr_m_z_median: f64,
+    /// Seeds where the GMU reached accuracy ≥ 0.99 and corr(M, z) ≥ 0.95.
+    pub robust_seeds: usize,
+    /// Wall time of the whole protocol, seconds.
+    pub wall_s: f64,
+    /// Every seed's outcome.
+    pub outcomes: Vec<SeedOutcome>,
+}
+
+/// Options of [`run_protocol`].
+#[derive(Clone, Debug)]
+pub struct ProtocolOptions {
+    /// Number of seeds (0, 1, …, seeds − 1).
+    pub seeds: usize,
+    /// Data setting.
+    pub setting: Setting,
+    /// Training recipe.
+    pub preset: Preset,
+    /// Fresh evaluation samples per seed.
+    pub test_size: usize,
+    /// Accuracy difference under which GMU and LR tie.
+    pub tie_tolerance: f64,
+    /// Worker threads (0: all cores).
+    pub threads: usize,
+}
+
+fn one_seed(options: &ProtocolOptions, seed: u64) -> Result<SeedOutcome> {
+    let data_config = options.setting.data_config();
+    let data = data_config.generate(&mut StdRng::seed_from_u64(seed))?;
+    let test = fresh_draw(&data_config, seed, options.test_size)?;
+    let gmu = train::train(&options.preset.config(ModelKind::Gmu, data.dim, seed), &data)?;
+    let logreg = train::train(&options.preset.config(ModelKind::Logreg, data.dim, seed), &data)?;
+    let g = Predictor::from(&gmu).evaluate(&test);
+    let l = Predictor::from(&logreg).evaluate(&test);
+    Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) })
+}
+
+/// The paper's protocol: for each seed, draw data, train a GMU and a logistic
+/// regression, score both on a fresh draw; tally wins, ties and losses and
+/// summarise corr(M, z). Seeds run in parallel; the result does not depend
+/// on the number of threads.
+pub fn run_protocol(options: &ProtocolOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ProtocolReport> {
+    if options.seeds == 0 {
+        return Err(GmuError::invalid("--seeds", "at least one seed is needed"));
+    }
+    if options.test_size == 0 {
+        return Err(GmuError::invalid("--test-size", "the fresh draw needs at least one sample"));
+    }
+    let start = Instant::now();
+    let threads = match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |t| t.get()),
+        t => t,
+    };
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<SeedOutcome>>>> = Mutex::new((0..options.seeds).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(options.seeds) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= options.seeds {
+                        break;
+                    }
+                    let outcome = one_seed(options, i as u64);
+                    results.lock().expect("no worker panics")[i] = Some(outcome);
+                    progress(done.fetch_add(1, Ordering::Relaxed) + 1, options.seeds);
+                }
+            });
+        }
+    });
+    let outcomes: Vec<SeedOutcome> =
+        results.into_inner().expect("no worker panics").into_iter().map(|r| r.expect("every seed ran")).collect::<Result<_>>()?;
+    let mut tally = Tally::default();
+    for o in &outcomes {
+        tally.add(o.gmu_accuracy, o.logreg_accuracy, options.tie_tolerance);
+    }
+    let n = outcomes.len() as f64;
+    let mut corr: Vec<f64> = outcomes.iter().map(|o| o.corr_m_z).collect();
+    corr.sort_by(f64::total_cmp);
+    Ok(ProtocolReport {
+        setting: options.setting,
+        preset: options.preset.to_string(),
+        seeds: outcomes.len(),
+        gmu_vs_logreg: tally,
+        tie_tolerance: options.tie_tolerance,
+        mean_gmu_accuracy: outcomes.iter().map(|o| o.gmu_accuracy).sum::<f64>() / n,
+        mean_logreg_accuracy: outcomes.iter().map(|o| o.logreg_accuracy).sum::<f64>() / n,
+        corr_m_z_mean: corr.iter().sum::<f64>() / n,
+        corr_m_z_min: corr[0],
+        corr_m_z_median: corr[corr.len() / 2],
+        robust_seeds: outcomes.iter().filter(|o| o.gmu_accuracy >= 0.99 && o.corr_m_z >= 0.95).count(),
+        wall_s: start.elapsed().as_secs_f64(),
+        outcomes,
+    })
+}

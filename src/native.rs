@@ -1,0 +1,632 @@
+//! A hand-differentiated `f32` engine for the small classifiers of
+//! [`model`](crate::model): forward, backward and Adam over whole batches held
+//! in flat buffers, with no allocation per step.
+//!
+//! Why it exists: on the synthetic problem (400 samples, a few dozen
+//! parameters) burn spends its time in per-operation dispatch and allocation,
+//! not arithmetic (see `BENCHMARKS.md`). This engine computes exactly what the
+//! burn [`Classifier`](crate::model::Classifier) computes, with the same
+//! parameter layout, and is checked against burn's autodiff and against finite
+//! differences in the tests below. The burn path stays the general one
+//! (any backend, K > 2, larger models); `--engine burn` trains the toy with it.
+//!
+//! Layout: every activation is stored batch-major (`[rows, width]`) and each
+//! stage is one loop over a contiguous buffer, with branch-free `exp`, `ln`,
+//! `tanh` and `sigmoid` below, so the compiler vectorises them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{ModelKind, ModelSpec};
+
+/// Training loss over the logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossKind {
+    /// Softmax cross-entropy over the classes.
+    SoftmaxCe,
+    /// Sigmoid cross-entropy on one-hot targets, averaged over samples and
+    /// classes: the seed's `tf.losses.sigmoid_cross_entropy`.
+    SigmoidBce,
+}
+
+impl LossKind {
+    /// P(class 1) from the logits of one sample: softmax for [`LossKind::SoftmaxCe`],
+    /// the sigmoid of the class-1 logit for [`LossKind::SigmoidBce`] (as the seed plots it).
+    #[inline]
+    pub fn prob_class1(self, logits: &[f32]) -> f32 {
+        match self {
+            LossKind::SoftmaxCe if logits.len() == 2 => sigmoid(logits[1] - logits[0]),
+            LossKind::SoftmaxCe => {
+                let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                let sum: f32 = logits.iter().map(|&l| exp(l - max)).sum();
+                exp(logits[1] - max) / sum
+            }
+            LossKind::SigmoidBce => sigmoid(logits[1]),
+        }
+    }
+}
+
+/// `e^x` in `f32` by range reduction and a degree-6 polynomial (Cephes'
+/// `expf`), within 2 ulp of the true value; branch-free, so loops over it
+/// vectorise. glibc's `tanhf` goes through `expm1f`, which was 40 % of the
+/// training time before this.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Round to nearest by the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 5e-1;
+    let e_r = p * r * r + r + 1.0;
+    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Natural logarithm of a positive normal `f32` (Cephes' `logf`), relative
+/// error below 1e-7 for the values a loss sees; branch-free.
+#[inline(always)]
+pub fn ln(x: f32) -> f32 {
+    let bits = x.to_bits();
+    // x = m · 2^e with m in [√½, √2).
+    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
+    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000); // [0.5, 1)
+    let small = m < std::f32::consts::FRAC_1_SQRT_2;
+    e -= i32::from(small);
+    m = if small { m + m - 1.0 } else { m - 1.0 };
+    let z = m * m;
+    let mut y = 7.037_683_6e-2_f32;
+    y = y * m - 1.151_461e-1;
+    y = y * m + 1.167_699_9e-1;
+    y = y * m - 1.242_014_1e-1;
+    y = y * m + 1.424_932_3e-1;
+    y = y * m - 1.666_805_8e-1;
+    y = y * m + 2.000_071_4e-1;
+    y = y * m - 2.499_999_4e-1;
+    y = y * m + 3.333_333e-1;
+    y *= m * z;
+    let ef = e as f32;
+    y += -2.121_944_4e-4 * ef;
+    y += -0.5 * z;
+    m + y + 0.693_359_4 * ef
+}
+
+/// The logistic function.
+#[inline(always)]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+/// `tanh(x) = 1 − 2 / (e^{2x} + 1)`, absolute error below 3e-7.
+#[inline(always)]
+pub fn tanh(x: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// A dense layer's place in the flat parameter vector.
+#[derive(Clone, Copy, Debug)]
+struct Dense {
+    w: usize,
+    b: Option<usize>,
+    d_in: usize,
+    d_out: usize,
+}
+
+impl Dense {
+    /// `out[r] = b + x[r, off..off + d_in] W` for every row of `x` (row stride `stride`).
+    fn forward(&self, params: &[f32], x: &[f32], stride: usize, off: usize, out: &mut [f32]) {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let w = &params[self.w..self.w + d_in * d_out];
+        let bias = |j: usize| self.b.map_or(0.0, |b| params[b + j]);
+        if d_out == 1 {
+            // One output (the toy's H = 1): a dot product per row, no inner loop over outputs.
+            let b0 = bias(0);
+            let rows = x.chunks_exact(stride).zip(out.iter_mut());
+            // Widths 1 and 2 (the paper's inputs) unrolled, so the loop over rows vectorises.
+            match d_in {
+                1 => rows.for_each(|(row, o)| *o = b0 + row[off] * w[0]),
+                2 => rows.for_each(|(row, o)| *o = b0 + row[off] * w[0] + row[off + 1] * w[1]),
+                _ => rows.for_each(|(row, o)| {
+                    *o = b0 + row[off..off + d_in].iter().zip(w).map(|(a, b)| a * b).sum::<f32>()
+                }),
+            }
+            return;
+        }
+        for (row, o) in x.chunks_exact(stride).zip(out.chunks_exact_mut(d_out)) {
+            for (j, oj) in o.iter_mut().enumerate() {
+                *oj = bias(j);
+            }
+            for (i, &xi) in row[off..off + d_in].iter().enumerate() {
+                for (oj, &wj) in o.iter_mut().zip(&w[i * d_out..(i + 1) * d_out]) {
+                    *oj += xi * wj;
+                }
+            }
+        }
+    }
+
+    /// Accumulates `dW += xᵀ g` and `db += Σ g` over the rows.
+    fn backward_params(&self, x: &[f32], stride: usize, off: usize, g: &[f32], grad: &mut [f32]) {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        if let Some(b) = self.b {
+            let db = &mut grad[b..b + d_out];
+            for gr in g.chunks_exact(d_out) {
+                for (d, &v) in db.iter_mut().zip(gr) {
+                    *d += v;
+                }
+            }
+        }
+        let dw = &mut grad[self.w..self.w + d_in * d_out];
+        if d_out == 1 {
+            // One output: each weight's gradient is a dot product over the rows.
+            for (i, d) in dw.iter_mut().enumerate() {
+                *d += x.chunks_exact(stride).zip(g).map(|(row, &gv)| row[off + i] * gv).sum::<f32>();
+            }
+            return;
+        }
+        for (row, gr) in x.chunks_exact(stride).zip(g.chunks_exact(d_out)) {
+            for (i, &xi) in row[off..off + d_in].iter().enumerate() {
+                for (d, &gv) in dw[i * d_out..(i + 1) * d_out].iter_mut().zip(gr) {
+                    *d += xi * gv;
+                }
+            }
+        }
+    }
+
+    /// `dx[r] = W g[r]` for every row.
+    fn backward_input(&self, params: &[f32], g: &[f32], dx: &mut [f32]) {
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let w = &params[self.w..self.w + d_in * d_out];
+        for (gr, dr) in g.chunks_exact(d_out).zip(dx.chunks_exact_mut(d_in)) {
+            for (i, d) in dr.iter_mut().enumerate() {
+                *d = w[i * d_out..(i + 1) * d_out].iter().zip(gr).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+}
+
+/// A classifier of [`ModelSpec`] with its parameters in one flat vector.
+#[derive(Clone, Debug)]
+pub struct Network {
+    spec: ModelSpec,
+    layers: Vec<Dense>,
+    /// The parameters, in the order of [`ModelSpec::params`].
+    pub params: Vec<f32>,
+}
+
+/// Batch buffers, grown on demand and reused across steps.
+#[derive(Clone, Debug, Default)]
+pub struct Workspace {
+    rows: usize,
+    gathered: Vec<f32>,
+    /// GMU: tanh(a_v); FF: tanh(hidden). `[rows, H]`
+    h_1: Vec<f32>,
+    /// GMU: tanh(a_t). `[rows, H]`
+    h_2: Vec<f32>,
+    /// GMU: the visual gate z. `[rows, H]`
+    z: Vec<f32>,
+    /// GMU: the fused h. `[rows, H]`
+    fused: Vec<f32>,
+    logits: Vec<f32>,
+    g_logits: Vec<f32>,
+    g_h: Vec<f32>,
+    g_a: Vec<f32>,
+}
+
+impl Workspace {
+    fn reserve(&mut self, rows: usize, hidden: usize, classes: usize) {
+        self.rows = rows;
+        for (buf, width) in [
+            (&mut self.h_1, hidden),
+            (&mut self.h_2, hidden),
+            (&mut self.z, hidden),
+            (&mut self.fused, hidden),
+            (&mut self.g_h, hidden),
+            (&mut self.g_a, hidden),
+            (&mut self.logits, classes),
+            (&mut self.g_logits, classes),
+        ] {
+            buf.resize(rows * width, 0.0);
+        }
+    }
+
+    /// The logits of the last forward pass, `[rows, classes]`.
+    pub fn logits(&self) -> &[f32] {
+        &self.logits
+    }
+
+    /// The visual gates `z` of the last forward pass of a GMU, `[rows, H]`.
+    pub fn gates(&self) -> &[f32] {
+        &self.z
+    }
+}
+
+impl Network {
+    /// Wraps `params` (laid out as [`ModelSpec::params`]).
+    ///
+    /// # Panics
+    /// If `params` has the wrong length.
+    pub fn new(spec: ModelSpec, params: Vec<f32>) -> Self {
+        assert_eq!(params.len(), spec.n_params(), "parameter count");
+        let mut offset = 0;
+        let mut layers = vec![];
+        for p in spec.params() {
+            match p.fans() {
+                Some((d_in, d_out)) => {
+                    layers.push(Dense { w: offset, b: None, d_in, d_out });
+                }
+                None => layers.last_mut().expect("weight before bias").b = Some(offset),
+            }
+            offset += p.len();
+        }
+        Network { spec, layers, params }
+    }
+
+    /// The model's shape.
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    /// Forward pass over the rows of `x` (`[rows, d_v + d_t]`, visual first).
+    /// Leaves the logits (and, for the GMU, the gates) in `ws`.
+    pub fn forward(&self, x: &[f32], ws: &mut Workspace) {
+        let d = self.spec.d_in();
+        let rows = x.len() / d;
+        ws.reserve(rows, self.spec.hidden, self.spec.n_classes);
+        let p = &self.params;
+        match self.spec.kind {
+            ModelKind::Gmu => {
+                let [lv, lt, lz, lo] = [self.layers[0], self.layers[1], self.layers[2], self.layers[3]];
+                lv.forward(p, x, d, 0, &mut ws.h_1);
+                lt.forward(p, x, d, self.spec.d_v, &mut ws.h_2);
+                lz.forward(p, x, d, 0, &mut ws.z);
+                for (((hv, ht), z), h) in ws.h_1.iter_mut().zip(ws.h_2.iter_mut()).zip(ws.z.iter_mut()).zip(ws.fused.iter_mut()) {
+                    *hv = tanh(*hv);
+                    *ht = tanh(*ht);
+                    *z = sigmoid(*z);
+                    *h = *ht + *z * (*hv - *ht);
+                }
+                lo.forward(p, &ws.fused, lo.d_in, 0, &mut ws.logits);
+            }
+            ModelKind::Ff => {
+                let [lh, lo] = [self.layers[0], self.layers[1]];
+                lh.forward(p, x, d, 0, &mut ws.h_1);
+                ws.h_1.iter_mut().for_each(|a| *a = tanh(*a));
+                lo.forward(p, &ws.h_1, lo.d_in, 0, &mut ws.logits);
+            }
+            ModelKind::Logreg => self.layers[0].forward(p, x, d, 0, &mut ws.logits),
+        }
+    }
+
+    /// Mean loss over `rows` of `x` (`[n, d_v + d_t]`) with labels `y`, and its
+    /// gradient, written into `grad` (overwritten).
+    pub fn loss_and_grad(&self, x: &[f32], y: &[u8], rows: &[usize], loss: LossKind, grad: &mut [f32], ws: &mut Workspace) -> f32 {
+        let d = self.spec.d_in();
+        let all = rows.len() == y.len() && rows.iter().enumerate().all(|(i, &r)| i == r);
+        let mut gathered = std::mem::take(&mut ws.gathered);
+        let xb: &[f32] = if all {
+            x
+        } else {
+            gathered.clear();
+            gathered.extend(rows.iter().flat_map(|&r| &x[r * d..(r + 1) * d]));
+            &gathered
+        };
+        self.forward(xb, ws);
+        let total = self.loss_gradient(y, rows, all, loss, ws);
+        self.backward(xb, grad, ws);
+        ws.gathered = gathered;
+        total
+    }
+
+    /// Fills `ws.g_logits` with dL/dlogits (divided by the batch size) and returns the mean loss.
+    fn loss_gradient(&self, y: &[u8], rows: &[usize], all: bool, loss: LossKind, ws: &mut Workspace) -> f32 {
+        let c = self.spec.n_classes;
+        let scale = 1.0 / rows.len() as f32;
+        let mut total = 0.0f64;
+        for (k, (o, g)) in ws.logits.chunks_exact(c).zip(ws.g_logits.chunks_exact_mut(c)).enumerate() {
+            let label = y[if all { k } else { rows[k] }] as usize;
+            match loss {
+                LossKind::SoftmaxCe => {
+                    let max = o.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let mut sum = 0.0;
+                    for (gi, &oi) in g.iter_mut().zip(o) {
+                        *gi = exp(oi - max);
+                        sum += *gi;
+                    }
+                    total += (max + ln(sum) - o[label]) as f64;
+                    for (j, gi) in g.iter_mut().enumerate() {
+                        *gi = (*gi / sum - f32::from(j == label)) * scale;
+                    }
+                }
+                LossKind::SigmoidBce => {
+                    let mut sample = 0.0;
+                    for (j, (gi, &oi)) in g.iter_mut().zip(o).enumerate() {
+                        let t = f32::from(j == label);
+                        let e = exp(-oi.abs());
+                        sample += oi.max(0.0) - oi * t + ln(1.0 + e);
+                        // σ(o) from e = e^{−|o|}, without a second exp.
+                        let s = if oi >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
+                        *gi = (s - t) / c as f32 * scale;
+                    }
+                    total += (sample / c as f32) as f64;
+                }
+            }
+        }
+        (total / rows.len() as f64) as f32
+    }
+
+    fn backward(&self, x: &[f32], grad: &mut [f32], ws: &mut Workspace) {
+        grad.fill(0.0);
+        let p = &self.params;
+        let d = self.spec.d_in();
+        match self.spec.kind {
+            ModelKind::Gmu => {
+                let [lv, lt, lz, lo] = [self.layers[0], self.layers[1], self.layers[2], self.layers[3]];
+                lo.backward_params(&ws.fused, lo.d_in, 0, &ws.g_logits, grad);
+                lo.backward_input(p, &ws.g_logits, &mut ws.g_h);
+                let (hv, ht, z) = (&ws.h_1, &ws.h_2, &ws.z);
+                for ((((ga, &gh), &v), &t), &z) in ws.g_a.iter_mut().zip(&ws.g_h).zip(hv).zip(ht).zip(z) {
+                    *ga = gh * (v - t) * z * (1.0 - z);
+                }
+                lz.backward_params(x, d, 0, &ws.g_a, grad);
+                for (((ga, &gh), &v), &z) in ws.g_a.iter_mut().zip(&ws.g_h).zip(hv).zip(z) {
+                    *ga = gh * z * (1.0 - v * v);
+                }
+                lv.backward_params(x, d, 0, &ws.g_a, grad);
+                for (((ga, &gh), &t), &z) in ws.g_a.iter_mut().zip(&ws.g_h).zip(ht).zip(z) {
+                    *ga = gh * (1.0 - z) * (1.0 - t * t);
+                }
+                lt.backward_params(x, d, self.spec.d_v, &ws.g_a, grad);
+            }
+            ModelKind::Ff => {
+                let [lh, lo] = [self.layers[0], self.layers[1]];
+                lo.backward_params(&ws.h_1, lo.d_in, 0, &ws.g_logits, grad);
+                lo.backward_input(p, &ws.g_logits, &mut ws.g_h);
+                for ((ga, &gh), &h) in ws.g_a.iter_mut().zip(&ws.g_h).zip(&ws.h_1) {
+                    *ga = gh * (1.0 - h * h);
+                }
+                lh.backward_params(x, d, 0, &ws.g_a, grad);
+            }
+            ModelKind::Logreg => self.layers[0].backward_params(x, d, 0, &ws.g_logits, grad),
+        }
+    }
+
+    /// Mean loss over all rows, without keeping the gradient.
+    pub fn loss(&self, x: &[f32], y: &[u8], loss: LossKind) -> f32 {
+        let rows: Vec<usize> = (0..y.len()).collect();
+        let mut grad = vec![0.0; self.params.len()];
+        self.loss_and_grad(x, y, &rows, loss, &mut grad, &mut Workspace::default())
+    }
+
+    /// Scores many rows (`[n, d_v + d_t]`) on all cores: writes P(class 1) and
+    /// the visual gate averaged over the H units (0 for models without a gate).
+    pub fn predict(&self, x: &[f32], loss: LossKind, prob: &mut [f32], gate: &mut [f32]) {
+        const BLOCK: usize = 4096;
+        let d = self.spec.d_in();
+        let (n, h, c) = (prob.len(), self.spec.hidden, self.spec.n_classes);
+        assert_eq!(x.len(), n * d);
+        assert_eq!(gate.len(), n);
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(n.div_ceil(BLOCK)).max(1);
+        let chunk = n.div_ceil(threads);
+        let is_gmu = self.spec.kind == ModelKind::Gmu;
+        std::thread::scope(|scope| {
+            for ((xs, ps), gs) in x.chunks(chunk * d).zip(prob.chunks_mut(chunk)).zip(gate.chunks_mut(chunk)) {
+                scope.spawn(move || {
+                    let mut ws = Workspace::default();
+                    for ((xb, pb), gb) in xs.chunks(BLOCK * d).zip(ps.chunks_mut(BLOCK)).zip(gs.chunks_mut(BLOCK)) {
+                        self.forward(xb, &mut ws);
+                        for (p, o) in pb.iter_mut().zip(ws.logits.chunks_exact(c)) {
+                            *p = loss.prob_class1(o);
+                        }
+                        if is_gmu {
+                            for (g, z) in gb.iter_mut().zip(ws.z.chunks_exact(h)) {
+                                *g = z.iter().sum::<f32>() / h as f32;
+                            }
+                        } else {
+                            gb.fill(0.0);
+                        }
+                    }
+                });
+            }
+        });
+    }
+
+    /// Predicted class (arg-max logit) of every row of `x`.
+    pub fn classify(&self, x: &[f32]) -> Vec<u8> {
+        let mut ws = Workspace::default();
+        self.forward(x, &mut ws);
+        ws.logits
+            .chunks_exact(self.spec.n_classes)
+            .map(|o| (0..o.len()).fold(0, |b, k| if o[k] > o[b] { k } else { b }) as u8)
+            .collect()
+    }
+}
+
+/// Adam, as burn and PyTorch write it: `p −= lr · m̂ / (√v̂ + ε)`.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    lr: f32,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: i32,
+}
+
+impl Adam {
+    /// Fresh state for `n` parameters.
+    pub fn new(n: usize, lr: f32, beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
+        Adam { lr, beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+    }
+
+    /// One update of `params` with `grad`.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+        self.t += 1;
+        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
+        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
+        let eps = self.epsilon * bc2;
+        for i in 0..params.len() {
+            self.m[i] = self.beta_1 * self.m[i] + (1.0 - self.beta_1) * grad[i];
+            self.v[i] = self.beta_2 * self.v[i] + (1.0 - self.beta_2) * grad[i] * grad[i];
+            params[i] -= factor * self.m[i] / (self.v[i].sqrt() + eps);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn specs() -> Vec<ModelSpec> {
+        let mut out = vec![];
+        for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
+            for bias in [true, false] {
+                out.push(ModelSpec { kind, d_v: 2, d_t: 3, hidden: 3, bias, n_classes: 2 });
+            }
+        }
+        out
+    }
+
+    fn random_problem(spec: &ModelSpec, rng: &mut StdRng) -> (Network, Vec<f32>, Vec<u8>) {
+        let params = (0..spec.n_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let x = (0..7 * spec.d_in()).map(|_| rng.random_range(-2.0..2.0)).collect();
+        let y = (0..7).map(|_| rng.random_range(0..2)).collect();
+        (Network::new(spec.clone(), params), x, y)
+    }
+
+    /// Analytic gradients against central finite differences,
+    /// for every model, with and without bias, for both losses.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for spec in specs() {
+            for loss in [LossKind::SoftmaxCe, LossKind::SigmoidBce] {
+                let (mut net, x, y) = random_problem(&spec, &mut rng);
+                let rows: Vec<usize> = (0..y.len()).collect();
+                let mut grad = vec![0.0; net.params.len()];
+                net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
+                for i in 0..net.params.len() {
+                    let eps = 1e-2;
+                    let keep = net.params[i];
+                    net.params[i] = keep + eps;
+                    let up = net.loss(&x, &y, loss) as f64;
+                    net.params[i] = keep - eps;
+                    let down = net.loss(&x, &y, loss) as f64;
+                    net.params[i] = keep;
+                    let numeric = (up - down) / (2.0 * eps as f64);
+                    assert!(
+                        (numeric - grad[i] as f64).abs() < 2e-3 + 1e-2 * numeric.abs(),
+                        "{:?} {loss:?} param {i}: analytic {} numeric {numeric}",
+                        spec.kind,
+                        grad[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// The native forward equals the burn module's forward for the same weights.
+    #[test]
+    fn forward_matches_the_burn_module() {
+        let device = burn::tensor::Device::default();
+        let mut rng = StdRng::seed_from_u64(5);
+        for spec in specs() {
+            let (net, x, _) = random_problem(&spec, &mut rng);
+            let model = spec.to_burn(&net.params, &device).unwrap();
+            assert_eq!(model.flat_params(), net.params);
+            let n = x.len() / spec.d_in();
+            let (xv, xt) = crate::train::split_inputs(&x, spec.d_v, spec.d_t, &device);
+            let out = model.forward(xv, xt);
+            let logits = out.logits.into_data().try_to_vec::<f32>().unwrap();
+            let mut ws = Workspace::default();
+            net.forward(&x, &mut ws);
+            for (mine, theirs) in ws.logits().iter().zip(&logits) {
+                assert!((mine - theirs).abs() < 1e-5, "{:?}", spec.kind);
+            }
+            if let Some(gates) = &out.gates {
+                let z = gates.clone().into_data().try_to_vec::<f32>().unwrap();
+                let h = spec.hidden;
+                for r in 0..n {
+                    for k in 0..h {
+                        // burn's gates are [n, 2, H]: row 0 is z.
+                        assert!((ws.gates()[r * h + k] - z[r * 2 * h + k]).abs() < 1e-6);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The native gradient equals burn's autodiff gradient.
+    #[test]
+    fn gradients_match_burn_autodiff() {
+        let device = burn::tensor::Device::default().autodiff();
+        let mut rng = StdRng::seed_from_u64(9);
+        for spec in specs() {
+            for loss in [LossKind::SoftmaxCe, LossKind::SigmoidBce] {
+                let (net, x, y) = random_problem(&spec, &mut rng);
+                let rows: Vec<usize> = (0..y.len()).collect();
+                let mut grad = vec![0.0; net.params.len()];
+                let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
+                let model = spec.to_burn(&net.params, &device).unwrap();
+                let (burn_loss, burn_grad) = crate::train::burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
+                assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
+                for (a, b) in grad.iter().zip(&burn_grad) {
+                    assert!((a - b).abs() < 1e-5, "{:?} {loss:?}: {grad:?} vs {burn_grad:?}", spec.kind);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fast_exp_tanh_sigmoid_are_accurate() {
+        for i in -20_000..=20_000 {
+            let x = i as f32 * 0.004;
+            let xd = x as f64;
+            assert!(((exp(x) as f64) / xd.exp() - 1.0).abs() < 3e-7, "exp({x})");
+            assert!((tanh(x) as f64 - xd.tanh()).abs() < 3e-7, "tanh({x})");
+            assert!((sigmoid(x) as f64 - 1.0 / (1.0 + (-xd).exp())).abs() < 3e-7, "sigmoid({x})");
+        }
+        assert_eq!(tanh(1e4), 1.0);
+        assert_eq!(tanh(-1e4), -1.0);
+        assert!(sigmoid(-1e4) < 1e-38 && sigmoid(1e4) == 1.0);
+        assert!(exp(100.0).is_finite() && exp(-100.0) >= 0.0);
+        for i in 1..=100_000 {
+            let x = i as f32 * 1e-3;
+            assert!(((ln(x) as f64) - (x as f64).ln()).abs() < 2e-7 * (1.0 + (x as f64).ln().abs()), "ln({x})");
+        }
+    }
+
+    #[test]
+    fn adam_matches_a_hand_computed_first_step() {
+        // First step: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) ≈ lr·sign(g).
+        let mut adam = Adam::new(2, 0.1, 0.9, 0.999, 1e-8);
+        let mut p = vec![1.0, -1.0];
+        adam.step(&mut p, &[0.5, -2.0]);
+        assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 0.9).abs() < 1e-6, "{p:?}");
+    }
+
+    #[test]
+    fn predict_agrees_with_forward_across_threads() {
+        let mut rng = StdRng::seed_from_u64(2);
+        let spec = ModelSpec { kind: ModelKind::Gmu, d_v: 1, d_t: 1, hidden: 2, bias: true, n_classes: 2 };
+        let (net, _, _) = random_problem(&spec, &mut rng);
+        let x: Vec<f32> = (0..2 * 10_001).map(|i| (i as f32 * 0.37).sin()).collect();
+        let (mut p, mut g) = (vec![0.0; 10_001], vec![0.0; 10_001]);
+        net.predict(&x, LossKind::SoftmaxCe, &mut p, &mut g);
+        let mut ws = Workspace::default();
+        for r in [0, 5000, 10_000] {
+            net.forward(&x[2 * r..2 * r + 2], &mut ws);
+            assert_eq!(p[r], LossKind::SoftmaxCe.prob_class1(ws.logits()));
+            assert_eq!(g[r], (ws.gates()[0] + ws.gates()[1]) / 2.0);
+        }
+    }
+}

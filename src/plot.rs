@@ -1,0 +1,280 @@
+//! Figures as PNG, in pure Rust (plotters with an embedded DejaVu Sans, so no
+//! system font library is needed): the gate map and prediction map of the
+//! seed post, and loss curves. No tensors here: plain slices in, a file out.
+
+use std::path::Path;
+use std::sync::Once;
+
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::{GmuError, Result, temp_path};
+
+static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+static REGISTER: Once = Once::new();
+
+fn register_font() {
+    REGISTER.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("the embedded font does not parse"));
+    });
+}
+
+/// A colour map from `[0, 1]` to RGB.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Colormap {
+    /// Black (0) to white (1): matplotlib's `binary_r`, the seed's gate map.
+    Gray,
+    /// Blue (0) through white (0.5) to red (1): matplotlib's `bwr`, the seed's prediction map.
+    BlueWhiteRed,
+}
+
+impl Colormap {
+    /// The colour of `v` (clamped to `[0, 1]`).
+    pub fn color(self, v: f32) -> RGBColor {
+        let v = v.clamp(0.0, 1.0);
+        let byte = |x: f32| (x * 255.0).round() as u8;
+        match self {
+            Colormap::Gray => RGBColor(byte(v), byte(v), byte(v)),
+            Colormap::BlueWhiteRed => {
+                if v < 0.5 {
+                    let w = v * 2.0;
+                    RGBColor(byte(w), byte(w), 255)
+                } else {
+                    let w = (1.0 - v) * 2.0;
+                    RGBColor(255, byte(w), byte(w))
+                }
+            }
+        }
+    }
+}
+
+/// A value map over a regular 2-D mesh with labelled points on top.
+#[derive(Clone, Debug)]
+pub struct MeshMap<'a> {
+    /// Figure title.
+    pub title: &'a str,
+    /// Mesh values, row-major from the bottom row up: `values[j * resolution + i]`
+    /// is at `x = x_range.0 + i·Δx`, `y = y_range.0 + j·Δy`.
+    pub values: &'a [f32],
+    /// Mesh points per axis.
+    pub resolution: usize,
+    /// Horizontal data range.
+    pub x_range: (f32, f32),
+    /// Vertical data range.
+    pub y_range: (f32, f32),
+    /// Axis labels.
+    pub x_label: &'a str,
+    /// Axis labels.
+    pub y_label: &'a str,
+    /// Points drawn on top: `(x, y, class)`, class 0 blue, class 1 red.
+    pub points: &'a [(f32, f32, u8)],
+    /// Colour map of the values.
+    pub colormap: Colormap,
+    /// Colour-bar labels at value 0 and value 1.
+    pub bar_labels: [&'a str; 2],
+}
+
+fn plot_err(path: &Path, e: impl std::fmt::Display) -> GmuError {
+    GmuError::Plot { path: path.to_path_buf(), message: e.to_string() }
+}
+
+/// Renders into a temporary PNG and renames it over `path` once complete.
+fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> std::result::Result<(), String>) -> Result<()> {
+    register_font();
+    let tmp = temp_path(path);
+    {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| plot_err(path, e))?;
+        if let Err(e) = draw(&root).and_then(|_| root.present().map_err(|e| e.to_string())) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(plot_err(path, e));
+        }
+    }
+    std::fs::rename(&tmp, path).map_err(|e| GmuError::io(path, e))
+}
+
+/// Draws `map` as a PNG at `path` (900 × 760 px): the mesh blended at half
+/// opacity over white (as the seed's `imshow(alpha=0.5)`), the points on top,
+/// and a colour bar with the two labels.
+pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
+    let r = map.resolution;
+    if r < 2 || map.values.len() != r * r {
+        return Err(GmuError::invalid("resolution", format!("{} values for a {r}×{r} mesh", map.values.len())));
+    }
+    let blend = |c: RGBColor| RGBColor(c.0 / 2 + 128, c.1 / 2 + 128, c.2 / 2 + 128);
+    render(path, (900, 760), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let (main, bar) = root.split_horizontally(740);
+        let mut chart = ChartBuilder::on(&main)
+            .caption(map.title, ("sans-serif", 26))
+            .margin(12)
+            .x_label_area_size(50)
+            .y_label_area_size(64)
+            .build_cartesian_2d(map.x_range.0..map.x_range.1, map.y_range.0..map.y_range.1)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_desc(map.x_label)
+            .y_desc(map.y_label)
+            .axis_desc_style(("sans-serif", 20))
+            .label_style(("sans-serif", 15))
+            .draw()
+            .map_err(|x| e(&x))?;
+        let area = chart.plotting_area();
+        let pixels = area.strip_coord_spec();
+        let (w, h) = pixels.dim_in_pixel();
+        for py in 0..h {
+            let j = ((h - 1 - py) as usize * r / h as usize).min(r - 1);
+            for px in 0..w {
+                let i = (px as usize * r / w as usize).min(r - 1);
+                let c = blend(map.colormap.color(map.values[j * r + i]));
+                pixels.draw_pixel((px as i32, py as i32), &c).map_err(|x| e(&x))?;
+            }
+        }
+        let blue = RGBColor(31, 80, 220);
+        let red = RGBColor(220, 40, 40);
+        chart
+            .draw_series(map.points.iter().map(|&(x, y, c)| {
+                Circle::new((x, y), 4, ShapeStyle::from(if c == 0 { blue } else { red }).filled())
+            }))
+            .map_err(|x| e(&x))?;
+        for (label, color) in [("C = 0", blue), ("C = 1", red)] {
+            chart
+                .draw_series(std::iter::once(Circle::new((f32::NAN, f32::NAN), 5, color.filled())))
+                .map_err(|x| e(&x))?
+                .label(label)
+                .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|x| e(&x))?;
+        // Colour bar: a vertical gradient from 0 (bottom) to 1 (top), labelled at both ends.
+        let (top, bottom, left, width) = (60i32, 690i32, 12i32, 28i32);
+        for y in top..=bottom {
+            let v = (bottom - y) as f32 / (bottom - top) as f32;
+            bar.draw(&Rectangle::new([(left, y), (left + width, y + 1)], blend(map.colormap.color(v)).filled()))
+                .map_err(|x| e(&x))?;
+        }
+        bar.draw(&Rectangle::new([(left, top), (left + width, bottom)], BLACK.stroke_width(1))).map_err(|x| e(&x))?;
+        let style = TextStyle::from(("sans-serif", 15).into_font()).color(&BLACK);
+        for (label, y, value) in [(map.bar_labels[1], top, "1"), (map.bar_labels[0], bottom, "0")] {
+            bar.draw(&Text::new(value.to_string(), (left + width + 6, y - 8), style.clone())).map_err(|x| e(&x))?;
+            let words: Vec<&str> = label.split(' ').collect();
+            // Wrap the label under/over its value so it fits the bar's margin.
+            let lines = [words[..words.len().div_ceil(2)].join(" "), words[words.len().div_ceil(2)..].join(" ")];
+            for (k, line) in lines.iter().enumerate() {
+                let offset = if y == top { 12 + 18 * k as i32 } else { -44 + 18 * k as i32 };
+                bar.draw(&Text::new(line.clone(), (left + width + 6, y + offset), style.clone())).map_err(|x| e(&x))?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Draws loss curves (one per named series) against the step, as a PNG at `path`.
+pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Result<()> {
+    let steps = curves.iter().map(|(_, c)| c.len()).max().unwrap_or(0);
+    let top = curves.iter().flat_map(|(_, c)| c.iter()).fold(0.0f32, |a, &b| a.max(b));
+    if steps < 2 || !top.is_finite() {
+        return Err(GmuError::invalid("loss", "at least two finite loss values are needed to draw a curve"));
+    }
+    let palette = [RGBColor(31, 80, 220), RGBColor(230, 120, 20), RGBColor(40, 160, 60), RGBColor(150, 60, 170)];
+    render(path, (900, 560), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 26))
+            .margin(14)
+            .x_label_area_size(50)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f32..(steps - 1) as f32, 0f32..top * 1.05)
+            .map_err(|x| e(&x))?;
+        chart
+            .configure_mesh()
+            .x_desc("Adam step")
+            .y_desc("training loss")
+            .axis_desc_style(("sans-serif", 20))
+            .label_style(("sans-serif", 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (k, (name, curve)) in curves.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            chart
+                .draw_series(LineSeries::new(curve.iter().enumerate().map(|(i, &l)| (i as f32, l)), color.stroke_width(3)))
+                .map_err(|x| e(&x))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 18))
+            .draw()
+            .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colormaps_hit_their_ends_and_middle() {
+        assert_eq!(Colormap::Gray.color(0.0), RGBColor(0, 0, 0));
+        assert_eq!(Colormap::Gray.color(1.0), RGBColor(255, 255, 255));
+        assert_eq!(Colormap::BlueWhiteRed.color(0.0), RGBColor(0, 0, 255));
+        assert_eq!(Colormap::BlueWhiteRed.color(0.5), RGBColor(255, 255, 255));
+        assert_eq!(Colormap::BlueWhiteRed.color(1.0), RGBColor(255, 0, 0));
+    }
+
+    #[test]
+    fn a_map_is_written_with_the_mesh_colours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.png");
+        // Left half 0, right half 1.
+        let values: Vec<f32> = (0..100).map(|k| if k % 10 < 5 { 0.0 } else { 1.0 }).collect();
+        let map = MeshMap {
+            title: "test",
+            values: &values,
+            resolution: 10,
+            x_range: (0.0, 1.0),
+            y_range: (0.0, 1.0),
+            x_label: "x",
+            y_label: "y",
+            points: &[(0.5, 0.5, 1)],
+            colormap: Colormap::Gray,
+            bar_labels: ["zero", "one"],
+        };
+        mesh_map(&path, &map).unwrap();
+        assert!(!temp_path(&path).exists());
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (900, 760));
+        let px = |x: usize, y: usize| &buf[(y * info.width as usize + x) * 3..][..3];
+        // Inside the plot: grey (0 blended) on the left, white (1 blended) on the right.
+        assert_eq!(px(150, 600), &[128, 128, 128]);
+        assert_eq!(px(650, 600), &[255, 255, 255]);
+    }
+
+    #[test]
+    fn a_wrong_mesh_size_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.png");
+        let map = MeshMap {
+            title: "t", values: &[0.0; 5], resolution: 10, x_range: (0.0, 1.0), y_range: (0.0, 1.0),
+            x_label: "x", y_label: "y", points: &[], colormap: Colormap::Gray, bar_labels: ["a", "b"],
+        };
+        assert!(mesh_map(&path, &map).is_err());
+        assert!(!path.exists());
+    }
+}
