@@ -17,7 +17,7 @@ use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
 use crate::native::{LossKind, Network};
 use crate::plot::{self, Colormap, MeshMap};
-use crate::train::{self, Engine, Preset, Scaler, TrainedModel};
+use crate::train::{self, Engine, Overrides, Preset, Scaler, TrainedModel};
 
 /// A trained model ready to score raw (unscaled) inputs.
 #[derive(Clone, Debug)]
@@ -48,11 +48,9 @@ pub struct Evaluation {
 impl Predictor {
     /// P(C = 1) and the mean visual gate for every sample of raw row-major `[n, d_v + d_t]` inputs.
     pub fn predict(&self, raw: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let mut x = raw.to_vec();
-        self.scaler.apply(&mut x);
-        let n = x.len() / self.net.spec().d_in();
+        let n = raw.len() / self.net.spec().d_in();
         let (mut prob, mut gate) = (vec![0.0; n], vec![0.0; n]);
-        self.net.predict(&x, self.loss, &mut prob, &mut gate);
+        self.net.predict(raw, Some(&self.scaler), self.loss, &mut prob, &mut gate);
         (prob, gate)
     }
 
@@ -140,7 +138,7 @@ pub struct DemoReport {
     pub ff: ModelReport,
     /// Mesh points per axis.
     pub resolution: usize,
-    /// Wall time to score the GMU on the whole mesh, ms.
+    /// Wall time to score the GMU on the whole mesh (inputs built beforehand), ms.
     pub mesh_ms: f64,
 }
 
@@ -203,8 +201,8 @@ pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str
     let (gmu, ff) = (&trained[0], &trained[1]);
 
     progress(&format!("scoring the {0}×{0} mesh", options.resolution));
-    let start = Instant::now();
     let (x_range, y_range, points) = mesh(&data, options.resolution);
+    let start = Instant::now();
     let (prob, gate) = Predictor::from(gmu).predict(&points);
     let mesh_ms = start.elapsed().as_secs_f64() * 1e3;
 
@@ -285,6 +283,8 @@ pub struct ProtocolReport {
     pub setting: Setting,
     /// The training preset.
     pub preset: String,
+    /// Changes to the preset.
+    pub overrides: Overrides,
     /// Number of seeds.
     pub seeds: usize,
     /// GMU against logistic regression on fresh-draw accuracy.
@@ -318,6 +318,8 @@ pub struct ProtocolOptions {
     pub setting: Setting,
     /// Training recipe.
     pub preset: Preset,
+    /// Changes to the recipe (both models).
+    pub overrides: Overrides,
     /// Fresh evaluation samples per seed.
     pub test_size: usize,
     /// Accuracy difference under which GMU and LR tie.
@@ -330,8 +332,9 @@ fn one_seed(options: &ProtocolOptions, seed: u64) -> Result<SeedOutcome> {
     let data_config = options.setting.data_config();
     let data = data_config.generate(&mut StdRng::seed_from_u64(seed))?;
     let test = fresh_draw(&data_config, seed, options.test_size)?;
-    let gmu = train::train(&options.preset.config(ModelKind::Gmu, data.dim, seed), &data)?;
-    let logreg = train::train(&options.preset.config(ModelKind::Logreg, data.dim, seed), &data)?;
+    let config = |kind| options.overrides.apply(options.preset.config(kind, data.dim, seed));
+    let gmu = train::train(&config(ModelKind::Gmu), &data)?;
+    let logreg = train::train(&config(ModelKind::Logreg), &data)?;
     let g = Predictor::from(&gmu).evaluate(&test);
     let l = Predictor::from(&logreg).evaluate(&test);
     Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) })
@@ -383,6 +386,7 @@ pub fn run_protocol(options: &ProtocolOptions, progress: &(dyn Fn(usize, usize) 
     Ok(ProtocolReport {
         setting: options.setting,
         preset: options.preset.to_string(),
+        overrides: options.overrides.clone(),
         seeds: outcomes.len(),
         gmu_vs_logreg: tally,
         tie_tolerance: options.tie_tolerance,

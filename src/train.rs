@@ -135,6 +135,51 @@ impl Preset {
     }
 }
 
+/// Changes to a preset's config, one per optional flag (`None` keeps the preset's value).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Overrides {
+    /// Hidden width (GMU units or FF hidden units; logistic regression has none).
+    pub hidden: Option<usize>,
+    /// Adam learning rate.
+    pub lr: Option<f32>,
+    /// Adam steps.
+    pub steps: Option<usize>,
+    /// Minibatch size.
+    pub batch_size: Option<usize>,
+    /// Number of initialisations.
+    pub restarts: Option<usize>,
+    /// Input scaling.
+    pub scaling: Option<Scaling>,
+    /// Loss.
+    pub loss: Option<LossKind>,
+    /// Bias terms.
+    pub bias: Option<bool>,
+    /// Engine.
+    pub engine: Option<Engine>,
+}
+
+impl Overrides {
+    /// `config` with every set field replaced.
+    pub fn apply(&self, mut config: TrainingConfig) -> TrainingConfig {
+        if let Some(h) = self.hidden {
+            if config.model.kind != ModelKind::Logreg {
+                config.model.hidden = h;
+            }
+        }
+        if let Some(lr) = self.lr {
+            config.optimizer.lr = lr;
+        }
+        config.steps = self.steps.unwrap_or(config.steps);
+        config.batch_size = self.batch_size.or(config.batch_size);
+        config.restarts = self.restarts.unwrap_or(config.restarts);
+        config.scaling = self.scaling.unwrap_or(config.scaling);
+        config.loss = self.loss.unwrap_or(config.loss);
+        config.model.bias = self.bias.unwrap_or(config.model.bias);
+        config.engine = self.engine.unwrap_or(config.engine);
+        config
+    }
+}
+
 impl TrainingConfig {
     /// Checks the config up front, naming the flag at fault.
     pub fn validate(&self) -> Result<()> {
@@ -194,8 +239,8 @@ impl Scaler {
     pub fn apply(&self, x: &mut [f32]) {
         let d = self.mean.len();
         for row in x.chunks_exact_mut(d) {
-            for j in 0..d {
-                row[j] = (row[j] - self.mean[j]) / self.scale[j];
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *v = (*v - m) / s;
             }
         }
     }

@@ -62,6 +62,59 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
+/// The training recipe flags shared by `train` and `protocol`: a preset and
+/// optional changes to it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RecipeArgs {
+    /// Recipe the other flags start from: this project's robust default, or the seed post as written.
+    #[arg(long, value_enum, default_value_t = gmu::train::Preset::Default)]
+    pub preset: gmu::train::Preset,
+    /// Hidden width (GMU units or FF hidden units).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long)]
+    pub lr: Option<f32>,
+    /// Adam steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Minibatch size (default: full batch).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Independent initialisations; the one with the lowest final training loss is kept.
+    #[arg(long)]
+    pub restarts: Option<usize>,
+    /// Input scaling.
+    #[arg(long, value_enum)]
+    pub scaling: Option<gmu::train::Scaling>,
+    /// Loss.
+    #[arg(long, value_enum)]
+    pub loss: Option<gmu::native::LossKind>,
+    /// Drop the bias terms (the paper's bias-free equations).
+    #[arg(long)]
+    pub no_bias: bool,
+    /// Training engine: the fast native engine, or burn's autodiff.
+    #[arg(long, value_enum)]
+    pub engine: Option<gmu::train::Engine>,
+}
+
+impl RecipeArgs {
+    /// The flags as library overrides.
+    pub fn overrides(&self) -> gmu::train::Overrides {
+        gmu::train::Overrides {
+            hidden: self.hidden,
+            lr: self.lr,
+            steps: self.steps,
+            batch_size: self.batch_size,
+            restarts: self.restarts,
+            scaling: self.scaling,
+            loss: self.loss,
+            bias: self.no_bias.then_some(false),
+            engine: self.engine,
+        }
+    }
+}
+
 /// A stage line on stderr (progress for anything that takes a while).
 fn stage(line: &str) {
     eprintln!("· {line}");

@@ -2,7 +2,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use gmu::experiment::{ProtocolOptions, Setting, run_protocol};
-use gmu::train::Preset;
 
 /// Arguments of `gmu protocol`.
 #[derive(clap::Args, Debug)]
@@ -13,9 +12,8 @@ pub struct Args {
     /// Data: the paper's (R², 200 per class) or the seed post's (scalars, n = 400).
     #[arg(long, value_enum, default_value_t = Setting::Paper)]
     setting: Setting,
-    /// Training recipe of both models.
-    #[arg(long, value_enum, default_value_t = Preset::Default)]
-    preset: Preset,
+    #[command(flatten)]
+    recipe: super::RecipeArgs,
     /// Fresh evaluation samples per seed.
     #[arg(long, default_value_t = 10_000)]
     test_size: usize,
@@ -34,7 +32,8 @@ pub fn run(args: Args) -> Result<()> {
     let options = ProtocolOptions {
         seeds: args.seeds,
         setting: args.setting,
-        preset: args.preset,
+        preset: args.recipe.preset,
+        overrides: args.recipe.overrides(),
         test_size: args.test_size,
         tie_tolerance: args.tie_tolerance,
         threads: args.threads,

@@ -4,8 +4,7 @@ use anyhow::{Context, Result, bail};
 use gmu::data::table::read_csv;
 use gmu::experiment::Predictor;
 use gmu::model::ModelKind;
-use gmu::native::LossKind;
-use gmu::train::{self, Engine, Preset, Scaling};
+use gmu::train;
 
 /// Arguments of `gmu train`. Unset flags take the preset's values.
 #[derive(clap::Args, Debug)]
@@ -22,36 +21,8 @@ pub struct Args {
     /// The modalities to fuse, as the CSV's column prefixes (`v` = v0.., `t` = t0..).
     #[arg(long, value_delimiter = ',', default_value = "v,t")]
     modalities: Vec<String>,
-    /// Recipe the other flags start from.
-    #[arg(long, value_enum, default_value_t = Preset::Default)]
-    preset: Preset,
-    /// Hidden width (GMU units or FF hidden units).
-    #[arg(long)]
-    hidden: Option<usize>,
-    /// Adam learning rate.
-    #[arg(long)]
-    lr: Option<f32>,
-    /// Adam steps.
-    #[arg(long)]
-    steps: Option<usize>,
-    /// Minibatch size (default: full batch).
-    #[arg(long)]
-    batch_size: Option<usize>,
-    /// Independent initialisations; the lowest final training loss is kept.
-    #[arg(long)]
-    restarts: Option<usize>,
-    /// Input scaling.
-    #[arg(long, value_enum)]
-    scaling: Option<Scaling>,
-    /// Loss.
-    #[arg(long, value_enum)]
-    loss: Option<LossKind>,
-    /// Drop the bias terms (the paper's equations).
-    #[arg(long)]
-    no_bias: bool,
-    /// Training engine.
-    #[arg(long, value_enum)]
-    engine: Option<Engine>,
+    #[command(flatten)]
+    recipe: super::RecipeArgs,
     /// Seed of the initialisation and batch order.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -69,20 +40,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let data = read_csv(&args.data)?;
-    let mut config = args.preset.config(args.model, data.dim, args.seed);
-    if let Some(h) = args.hidden {
-        config.model.hidden = h;
-    }
-    if let Some(lr) = args.lr {
-        config.optimizer.lr = lr;
-    }
-    config.steps = args.steps.unwrap_or(config.steps);
-    config.batch_size = args.batch_size.or(config.batch_size);
-    config.restarts = args.restarts.unwrap_or(config.restarts);
-    config.scaling = args.scaling.unwrap_or(config.scaling);
-    config.loss = args.loss.unwrap_or(config.loss);
-    config.engine = args.engine.unwrap_or(config.engine);
-    config.model.bias = !args.no_bias;
+    let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, data.dim, args.seed));
     config.validate()?;
     super::stage(&format!("training {} on {} samples ({} restarts × {} steps)", args.model, data.len(), config.restarts, config.steps));
     let model = train::train(&config, &data)?;
