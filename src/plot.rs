@@ -101,7 +101,11 @@ pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
     if r < 2 || map.values.len() != r * r {
         return Err(GmuError::invalid("resolution", format!("{} values for a {r}×{r} mesh", map.values.len())));
     }
-    let blend = |c: RGBColor| RGBColor(c.0 / 2 + 128, c.1 / 2 + 128, c.2 / 2 + 128);
+    // 65 % colour over white: the data points stay readable on top.
+    let blend = |c: RGBColor| {
+        let mix = |v: u8| (v as f32 * 0.65 + 255.0 * 0.35).round() as u8;
+        RGBColor(mix(c.0), mix(c.1), mix(c.2))
+    };
     render(path, (900, 760), |root| {
         let e = |e: &dyn std::fmt::Display| e.to_string();
         let (main, bar) = root.split_horizontally(740);
@@ -117,6 +121,8 @@ pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
             .disable_mesh()
             .x_desc(map.x_label)
             .y_desc(map.y_label)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.0}"))
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 15))
             .draw()
@@ -140,8 +146,9 @@ pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
             }))
             .map_err(|x| e(&x))?;
         for (label, color) in [("C = 0", blue), ("C = 1", red)] {
+            // An empty series carries the legend entry without drawing a point.
             chart
-                .draw_series(std::iter::once(Circle::new((f32::NAN, f32::NAN), 5, color.filled())))
+                .draw_series(std::iter::empty::<Circle<(f32, f32), i32>>())
                 .map_err(|x| e(&x))?
                 .label(label)
                 .legend(move |(x, y)| Circle::new((x, y), 5, color.filled()));
@@ -198,6 +205,8 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Resul
             .configure_mesh()
             .x_desc("Adam step")
             .y_desc("training loss")
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.2}"))
             .axis_desc_style(("sans-serif", 20))
             .label_style(("sans-serif", 15))
             .light_line_style(RGBColor(235, 235, 235))
@@ -261,8 +270,8 @@ mod tests {
         let info = reader.next_frame(&mut buf).unwrap();
         assert_eq!((info.width, info.height), (900, 760));
         let px = |x: usize, y: usize| &buf[(y * info.width as usize + x) * 3..][..3];
-        // Inside the plot: grey (0 blended) on the left, white (1 blended) on the right.
-        assert_eq!(px(150, 600), &[128, 128, 128]);
+        // Inside the plot: grey (0 blended at 65 %) on the left, white (1) on the right.
+        assert_eq!(px(150, 600), &[89, 89, 89]);
         assert_eq!(px(650, 600), &[255, 255, 255]);
     }
 

@@ -123,10 +123,11 @@ impl Preset {
             Preset::Default => TrainingConfig {
                 model,
                 loss: LossKind::SoftmaxCe,
-                optimizer: AdamSettings { lr: 0.05, ..optimizer },
-                steps: 400,
+                optimizer,
+                steps: 200,
                 batch_size: None,
-                restarts: 4,
+                // Logistic regression is convex: one start finds its optimum.
+                restarts: if kind == ModelKind::Logreg { 1 } else { 10 },
                 scaling: Scaling::Standardize,
                 engine: Engine::Native,
                 seed,

@@ -1,0 +1,166 @@
+//! End-to-end runs of the real `gmu` binary on small files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn gmu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gmu")).args(args).env("RUST_BACKTRACE", "1").output().expect("the binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn png_size(path: &Path) -> (u32, u32) {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert!(buf.iter().any(|&b| b != 255), "{} is blank", path.display());
+    (info.width, info.height)
+}
+
+/// Asserts a clean refusal: non-zero exit, one `error:` line naming `needle`, no panic.
+fn assert_refused(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "expected a failure for {needle:?}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "panic: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected: {err}");
+    assert!(lines[0].contains(needle), "{needle:?} not in {err}");
+}
+
+#[test]
+fn demo_writes_figures_metrics_and_models() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let run = gmu(&["demo", "--out", out.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("GMU") && stdout.contains("FF"), "{stdout}");
+    assert_eq!(png_size(&out.join("gate_map.png")), (900, 760));
+    assert_eq!(png_size(&out.join("prediction_map.png")), (900, 760));
+    assert_eq!(png_size(&out.join("loss.png")), (900, 560));
+    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["seed"], 3);
+    assert_eq!(metrics["preset"], "default");
+    let gmu_acc = metrics["gmu"]["accuracy"].as_f64().unwrap();
+    let corr = metrics["gmu"]["corr_m_z"].as_f64().unwrap();
+    assert!(gmu_acc >= 0.99, "GMU accuracy {gmu_acc}");
+    assert!(corr >= 0.95, "corr(M, z) {corr}");
+    assert!(metrics["ff"]["accuracy"].as_f64().unwrap() > 0.9);
+    for key in ["train_accuracy", "final_loss", "train_ms"] {
+        assert!(metrics["gmu"][key].is_number() && metrics["ff"][key].is_number(), "{key}");
+    }
+    assert!(metrics["mesh_ms"].is_number());
+    for model in ["gmu", "ff"] {
+        assert!(out.join(model).join("config.json").exists());
+        assert!(out.join(model).join("model.safetensors").exists());
+    }
+    // Same seed, same numbers.
+    let again = dir.path().join("again");
+    assert!(gmu(&["demo", "--out", again.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"]).status.success());
+    let second: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["gmu"]["accuracy"], second["gmu"]["accuracy"]);
+    assert_eq!(metrics["gmu"]["final_loss"], second["gmu"]["final_loss"]);
+}
+
+#[test]
+fn synth_train_eval_plot_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    assert!(gmu(&["synth", "--out", &p("train.csv"), "--seed", "1"]).status.success());
+    assert!(gmu(&["synth", "--out", &p("test.csv"), "--seed", "2", "--n", "2000"]).status.success());
+    let train = gmu(&["train", "--data", &p("train.csv"), "--model", "gmu", "--out", &p("model"), "--seed", "4"]);
+    assert!(train.status.success(), "{}", stderr(&train));
+    let eval = gmu(&["eval", "--model", &p("model"), "--data", &p("test.csv"), "--json", "--predictions", &p("pred.csv")]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(scores["accuracy"].as_f64().unwrap() >= 0.99, "{scores}");
+    assert!(scores["corr_m_z"].as_f64().unwrap() >= 0.95, "{scores}");
+    let predictions = std::fs::read_to_string(p("pred.csv")).unwrap();
+    assert_eq!(predictions.lines().count(), 2001);
+    assert!(predictions.starts_with("p_c1,z,predicted,c\n"));
+    let plot = gmu(&["plot", "--model", &p("model"), "--data", &p("train.csv"), "--out", &p("maps"), "--resolution", "40"]);
+    assert!(plot.status.success(), "{}", stderr(&plot));
+    assert_eq!(png_size(&dir.path().join("maps/gate_map.png")), (900, 760));
+    // The saved config is the one trained with.
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
+    assert_eq!(config["training"]["seed"], 4);
+    assert_eq!(config["training"]["model"]["kind"], "gmu");
+    // Logistic regression cannot solve the task: the comparison is real.
+    assert!(gmu(&["train", "--data", &p("train.csv"), "--model", "logreg", "--out", &p("lr")]).status.success());
+    let lr = gmu(&["eval", "--model", &p("lr"), "--data", &p("test.csv"), "--json"]);
+    let lr: serde_json::Value = serde_json::from_slice(&lr.stdout).unwrap();
+    assert!(lr["accuracy"].as_f64().unwrap() < 0.85, "{lr}");
+}
+
+#[test]
+fn protocol_tallies_gmu_against_logistic_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("protocol.json");
+    let run = gmu(&["protocol", "--seeds", "6", "--test-size", "2000", "--out", json.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let t = &report["gmu_vs_logreg"];
+    let total = t["wins"].as_u64().unwrap() + t["ties"].as_u64().unwrap() + t["losses"].as_u64().unwrap();
+    assert_eq!(total, 6);
+    assert_eq!(t["wins"], 6, "{report}");
+    assert_eq!(report["outcomes"].as_array().unwrap().len(), 6);
+    assert_eq!(report["setting"], "paper");
+}
+
+#[test]
+fn bad_csv_files_get_one_clear_error_and_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("missing.csv", "v0,c\n1,0\n", "missing column `t0`"),
+        ("word.csv", "v0,t0,c\n1,2,0\n1,x,1\n", "line 3, column `t0`: `x` is not a number"),
+        ("nan.csv", "v0,t0,c\n1,NaN,0\n", "NaN is not finite"),
+        ("empty.csv", "", "empty"),
+    ];
+    for (name, text, needle) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out_dir = dir.path().join(format!("model-{name}"));
+        let run = gmu(&["train", "--data", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap()]);
+        assert_refused(&run, needle);
+        assert!(stderr(&run).contains(name), "the file is named");
+        assert!(!out_dir.exists(), "nothing written for {name}");
+    }
+    let missing = gmu(&["train", "--data", "/nonexistent/data.csv", "--out", dir.path().join("m").to_str().unwrap()]);
+    assert_refused(&missing, "/nonexistent/data.csv");
+}
+
+#[test]
+fn out_of_range_flags_are_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("d.csv");
+    assert!(gmu(&["synth", "--out", csv.to_str().unwrap()]).status.success());
+    let csv = csv.to_str().unwrap();
+    let out = dir.path().join("model");
+    let o = out.to_str().unwrap();
+    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--hidden", "0"]), "--hidden");
+    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--modalities", "v"]), "K = 1");
+    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--lr=-1"]), "--lr");
+    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--steps", "0"]), "--steps");
+    assert!(!out.exists());
+    let demo = dir.path().join("demo");
+    assert_refused(&gmu(&["demo", "--out", demo.to_str().unwrap(), "--resolution", "1"]), "--resolution");
+    assert!(!demo.exists());
+    assert_refused(&gmu(&["synth", "--out", dir.path().join("s.csv").to_str().unwrap(), "--p-m", "2"]), "--p-m");
+    assert!(!dir.path().join("s.csv").exists());
+    assert_refused(&gmu(&["protocol", "--seeds", "0"]), "--seeds");
+    // clap's own refusals are one error line too.
+    assert_refused(&gmu(&["demo", "--resolution", "many"]), "--resolution");
+}
+
+#[test]
+fn eval_refuses_a_model_directory_without_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), "{\"not\": \"a config\"}").unwrap();
+    let csv = dir.path().join("d.csv");
+    assert!(gmu(&["synth", "--out", csv.to_str().unwrap()]).status.success());
+    let run = gmu(&["eval", "--model", dir.path().to_str().unwrap(), "--data", csv.to_str().unwrap()]);
+    assert_refused(&run, "config.json: not a gmu training config");
+}
