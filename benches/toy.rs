@@ -40,9 +40,10 @@ fn main() {
     for engine in [Engine::Native, Engine::Burn] {
         let name = match engine {
             Engine::Native => "gmu-native",
-            Engine::Burn => "gmu-burn",
+            Engine::Burn if cfg!(feature = "ndarray") && !cfg!(feature = "flex") => "gmu-burn-ndarray",
+            Engine::Burn => "gmu-burn-flex",
         };
-        if only.as_deref().is_some_and(|o| o != name) {
+        if only.as_deref().is_some_and(|o| !name.starts_with(o)) {
             continue;
         }
         config.engine = engine;
@@ -60,6 +61,10 @@ fn main() {
             }
         }
         report(&format!("{name} 100 steps"), times);
+    }
+
+    if only.as_deref().is_none_or(|o| o == "burn-ops") {
+        burn_overhead(reps);
     }
 
     if only.as_deref().is_none_or(|o| o == "mesh") {
@@ -80,4 +85,48 @@ fn main() {
         report("mesh 1000x1000 build inputs", build);
         report("gmu-native mesh 1000x1000 score", times);
     }
+}
+
+/// Where burn's time goes on the toy: one elementwise op on a `[400, 1]`
+/// tensor, one forward pass, and forward + backward, without the optimiser.
+fn burn_overhead(reps: usize) {
+    use burn::tensor::{Device, Tensor, TensorData};
+    let label = if cfg!(feature = "ndarray") && !cfg!(feature = "flex") { "burn-ndarray" } else { "burn-flex" };
+    let data = SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(41)).unwrap();
+    let spec = Preset::Seed.config(ModelKind::Gmu, 1, 41).model;
+    let params = train::init_params(&spec, &mut StdRng::seed_from_u64(0));
+    for autodiff in [false, true] {
+        let device = if autodiff { Device::default().autodiff() } else { Device::default() };
+        let a = Tensor::<2>::from_data(TensorData::new(data.x_v.clone(), [400, 1]), &device);
+        let b = Tensor::<2>::from_data(TensorData::new(data.x_t.clone(), [400, 1]), &device);
+        let mut times = vec![];
+        for _ in 0..reps {
+            let start = Instant::now();
+            let mut c = a.clone();
+            for _ in 0..1000 {
+                c = c + b.clone();
+            }
+            std::hint::black_box(c.into_data());
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        // 1000 ops: milliseconds per 1000 ops = microseconds per op.
+        report(&format!("{label} one add on [400,1], us/op{}", if autodiff { " (autodiff)" } else { "" }), times);
+    }
+    let device = Device::default().autodiff();
+    let model = spec.to_burn(&params, &device).unwrap();
+    let xv = Tensor::<2>::from_data(TensorData::new(data.x_v.clone(), [400, 1]), &device);
+    let xt = Tensor::<2>::from_data(TensorData::new(data.x_t.clone(), [400, 1]), &device);
+    let (mut fwd, mut both) = (vec![], vec![]);
+    for _ in 0..reps {
+        let start = Instant::now();
+        let logits = model.forward(xv.clone(), xt.clone()).logits;
+        let value = logits.clone().sum().into_scalar::<f32>();
+        let mid = Instant::now();
+        let grads = logits.sum().backward();
+        std::hint::black_box((value, grads));
+        fwd.push((mid - start).as_secs_f64() * 1e3);
+        both.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    report(&format!("{label} GMU forward, ms"), fwd);
+    report(&format!("{label} GMU forward+backward, ms"), both);
 }
