@@ -661,6 +661,7 @@ mod tests {
     /// Analytic gradients against central finite differences,
     /// for every model, with and without bias, for both losses.
     #[test]
+    #[allow(clippy::needless_range_loop)] // indices mirror the maths
     fn gradients_match_finite_differences() {
         let mut rng = StdRng::seed_from_u64(11);
         for spec in specs() {

@@ -162,10 +162,10 @@ pub struct Overrides {
 impl Overrides {
     /// `config` with every set field replaced.
     pub fn apply(&self, mut config: TrainingConfig) -> TrainingConfig {
-        if let Some(h) = self.hidden {
-            if config.model.kind != ModelKind::Logreg {
-                config.model.hidden = h;
-            }
+        if let Some(h) = self.hidden
+            && config.model.kind != ModelKind::Logreg
+        {
+            config.model.hidden = h;
         }
         if let Some(lr) = self.lr {
             config.optimizer.lr = lr;

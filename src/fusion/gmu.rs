@@ -202,7 +202,7 @@ mod tests {
             let mut gates = vec![];
             for (xv, xt) in [(1.0f64, 0.5f64), (-2.0, 3.0)] {
                 let hv = (0.5 * xv + bv).tanh();
-                let ht = (-1.0 * xt + bt).tanh();
+                let ht = (bt - xt).tanh();
                 let z = sig(2.0 * xv - xt + bz);
                 fused.push(z * hv + (1.0 - z) * ht);
                 gates.extend([z, 1.0 - z]);
@@ -232,6 +232,7 @@ mod tests {
 
     /// K = 3 with widths (2, 1, 1), H = 2: independent sigmoid gates, and the softmax option.
     #[test]
+    #[allow(clippy::needless_range_loop)] // indices mirror the maths
     fn three_modalities_match_hand_computation() {
         let device = device();
         for (bias, normalize) in [(false, false), (true, false), (true, true)] {
