@@ -46,6 +46,24 @@ pub struct Evaluation {
 }
 
 impl Predictor {
+    /// Loads a model directory written by [`train::save`].
+    pub fn load(dir: &Path) -> Result<Self> {
+        let (saved, net) = train::load(dir)?;
+        Ok(Predictor { net, scaler: saved.scaler, loss: saved.training.loss })
+    }
+
+    /// Checks that `data` has the input widths this model was trained on.
+    pub fn check_inputs(&self, data: &SyntheticData, path: &Path) -> Result<()> {
+        let spec = self.net.spec();
+        if spec.d_v != data.dim || spec.d_t != data.dim {
+            return Err(GmuError::data(
+                path,
+                format!("the model expects {} + {} inputs, the file has {} + {}", spec.d_v, spec.d_t, data.dim, data.dim),
+            ));
+        }
+        Ok(())
+    }
+
     /// P(C = 1) and the mean visual gate for every sample of raw row-major `[n, d_v + d_t]` inputs.
     pub fn predict(&self, raw: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let n = raw.len() / self.net.spec().d_in();
@@ -70,6 +88,49 @@ impl Predictor {
         };
         Evaluation { accuracy: accuracy(&predicted, &data.c), corr_m_z }
     }
+}
+
+/// Scores `predictor` on a `resolution²` mesh over the range of `data` (two
+/// scalar modalities) and draws `prediction_map.png`, plus `gate_map.png` for a
+/// GMU, into `out` with the data's points on top. Returns the scoring time in ms.
+pub fn draw_maps(predictor: &Predictor, data: &SyntheticData, resolution: usize, out: &Path) -> Result<f64> {
+    if !(2..=4000).contains(&resolution) {
+        return Err(GmuError::invalid("--resolution", format!("expected 2..=4000 mesh points per axis, got {resolution}")));
+    }
+    if data.dim != 1 || predictor.net.spec().d_v != 1 {
+        return Err(GmuError::invalid("data", format!("maps are drawn over two scalar modalities; the data has dimension {}", data.dim)));
+    }
+    let (x_range, y_range, points) = mesh(data, resolution);
+    let start = Instant::now();
+    let (prob, gate) = predictor.predict(&points);
+    let score_ms = start.elapsed().as_secs_f64() * 1e3;
+    std::fs::create_dir_all(out).map_err(|e| GmuError::io(out, e))?;
+    let dots: Vec<(f32, f32, u8)> = (0..data.len()).map(|i| (data.x_v[i], data.x_t[i], data.c[i])).collect();
+    let kind = predictor.net.spec().kind;
+    let prediction = MeshMap {
+        title: &format!("{} prediction P(C = 1)", kind.to_string().to_uppercase()),
+        values: &prob,
+        resolution,
+        x_range,
+        y_range,
+        x_label: "visual modality x_v",
+        y_label: "textual modality x_t",
+        points: &dots,
+        colormap: Colormap::BlueWhiteRed,
+        bar_labels: ["C = 0", "C = 1"],
+    };
+    plot::mesh_map(&out.join("prediction_map.png"), &prediction)?;
+    if kind == ModelKind::Gmu {
+        let gates = MeshMap {
+            title: "Which modality the GMU attends (gate z)",
+            values: &gate,
+            colormap: Colormap::Gray,
+            bar_labels: ["x_t is important", "x_v is important"],
+            ..prediction
+        };
+        plot::mesh_map(&out.join("gate_map.png"), &gates)?;
+    }
+    Ok(score_ms)
 }
 
 /// The fresh evaluation draw of a run: same distribution, an independent stream.
@@ -178,7 +239,7 @@ fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData
 /// models (`gmu/`, `ff/`: `config.json` + `model.safetensors`) into `out`.
 /// `progress` receives a line per stage.
 pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
-    if options.resolution < 2 || options.resolution > 4000 {
+    if !(2..=4000).contains(&options.resolution) {
         return Err(GmuError::invalid("--resolution", format!("expected 2..=4000 mesh points per axis, got {}", options.resolution)));
     }
     if options.test_size == 0 {
@@ -200,31 +261,8 @@ pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str
     }
     let (gmu, ff) = (&trained[0], &trained[1]);
 
-    progress(&format!("scoring the {0}×{0} mesh", options.resolution));
-    let (x_range, y_range, points) = mesh(&data, options.resolution);
-    let start = Instant::now();
-    let (prob, gate) = Predictor::from(gmu).predict(&points);
-    let mesh_ms = start.elapsed().as_secs_f64() * 1e3;
-
-    progress("drawing the figures");
-    let dots: Vec<(f32, f32, u8)> = (0..data.len()).map(|i| (data.x_v[i], data.x_t[i], data.c[i])).collect();
-    let base = MeshMap {
-        title: "",
-        values: &gate,
-        resolution: options.resolution,
-        x_range,
-        y_range,
-        x_label: "visual modality x_v",
-        y_label: "textual modality x_t",
-        points: &dots,
-        colormap: Colormap::Gray,
-        bar_labels: ["x_t is important", "x_v is important"],
-    };
-    plot::mesh_map(&out.join("gate_map.png"), &MeshMap { title: "Which modality the GMU attends (gate z)", ..base.clone() })?;
-    plot::mesh_map(
-        &out.join("prediction_map.png"),
-        &MeshMap { title: "GMU prediction P(C = 1)", values: &prob, colormap: Colormap::BlueWhiteRed, bar_labels: ["C = 0", "C = 1"], ..base },
-    )?;
+    progress(&format!("scoring the {0}×{0} mesh and drawing the figures", options.resolution));
+    let mesh_ms = draw_maps(&Predictor::from(gmu), &data, options.resolution, out)?;
     plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", &gmu.history), ("FF", &ff.history)])?;
 
     let report = DemoReport {

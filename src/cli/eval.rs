@@ -3,17 +3,12 @@ use std::path::PathBuf;
 use anyhow::Result;
 use gmu::data::table::read_csv;
 use gmu::experiment::Predictor;
-use gmu::train;
 
 /// Arguments of `gmu eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A model directory written by `gmu train` or `gmu demo`.
-    #[arg(long)]
-    model: PathBuf,
-    /// CSV to score (`v0..,t0..,c[,m]`).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    input: super::ModelAndData,
     /// Also write one line per sample (`p_c1,z,predicted,c`) to this CSV.
     #[arg(long)]
     predictions: Option<PathBuf>,
@@ -23,13 +18,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (saved, net) = train::load(&args.model)?;
-    let data = read_csv(&args.data)?;
-    let spec = net.spec().clone();
-    if spec.d_v != data.dim || spec.d_t != data.dim {
-        anyhow::bail!("{}: the model expects {} + {} inputs, the file has {} + {}", args.data.display(), spec.d_v, spec.d_t, data.dim, data.dim);
-    }
-    let predictor = Predictor { net, scaler: saved.scaler, loss: saved.training.loss };
+    let predictor = Predictor::load(&args.input.model)?;
+    let data = read_csv(&args.input.data)?;
+    predictor.check_inputs(&data, &args.input.data)?;
+    let kind = predictor.net.spec().kind;
     let eval = predictor.evaluate(&data);
     if let Some(path) = &args.predictions {
         let (prob, gate) = predictor.predict(&data.joined());
@@ -42,7 +34,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&eval)?);
     } else {
-        print!("{}: accuracy {:.4} on {} samples", spec.kind, eval.accuracy, data.len());
+        print!("{kind}: accuracy {:.4} on {} samples", eval.accuracy, data.len());
         match eval.corr_m_z {
             Some(c) => println!(", corr(M,z) {c:.4}"),
             None => println!(),

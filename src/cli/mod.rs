@@ -115,6 +115,17 @@ impl RecipeArgs {
     }
 }
 
+/// A trained model and a CSV to apply it to (`eval`, `plot`).
+#[derive(clap::Args, Debug)]
+pub struct ModelAndData {
+    /// A model directory written by `gmu train` or `gmu demo`.
+    #[arg(long)]
+    pub model: std::path::PathBuf,
+    /// CSV of two-modality data (`v0..,t0..,c[,m]`).
+    #[arg(long)]
+    pub data: std::path::PathBuf,
+}
+
 /// A stage line on stderr (progress for anything that takes a while).
 fn stage(line: &str) {
     eprintln!("· {line}");
