@@ -280,6 +280,47 @@ mod tests {
         }
     }
 
+    /// burn's autodiff gradient through the K = 3 layer (sigmoid and softmax
+    /// gates) against central finite differences, for every weight of every part.
+    #[test]
+    fn gradients_match_finite_differences_for_three_modalities() {
+        use burn::tensor::Distribution;
+        let device = Device::default().autodiff();
+        for normalize in [false, true] {
+            device.seed(3);
+            let gmu = GmuConfig::new(vec![2, 3, 1], 2).with_normalize_gates(normalize).init(&device);
+            let inputs: Vec<Tensor<2>> =
+                [2, 3, 1].iter().map(|&d| Tensor::random([4, d], Distribution::Uniform(-1.0, 1.0), &device)).collect();
+            // A loss that weighs every fused unit differently, so no gradient cancels by symmetry.
+            let mix = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -0.7, 1.1, 0.5, -0.2, 0.9, 0.4, -1.3], [4, 2]), &device);
+            let loss_of = |g: &Gmu| (g.forward(&inputs).fused * mix.clone()).sum();
+            let grads = loss_of(&gmu).backward();
+            let layers = |g: &Gmu| -> Vec<Linear> { g.transforms.iter().cloned().chain([g.gate.clone()]).collect() };
+            for (index, layer) in layers(&gmu).iter().enumerate() {
+                let analytic = values(layer.weight.val().grad(&grads).unwrap());
+                let weights = values(layer.weight.val());
+                let [d_in, d_out] = layer.weight.dims();
+                for i in 0..weights.len() {
+                    let eps = 1e-2f32;
+                    let shifted = |delta: f32| {
+                        let mut w = weights.clone();
+                        w[i] += delta;
+                        let mut g = gmu.clone();
+                        let target = if index < 3 { &mut g.transforms[index] } else { &mut g.gate };
+                        target.weight = Param::from_data(TensorData::new(w, [d_in, d_out]), &device);
+                        loss_of(&g).into_scalar::<f32>() as f64
+                    };
+                    let numeric = (shifted(eps) - shifted(-eps)) / (2.0 * eps as f64);
+                    assert!(
+                        (numeric - analytic[i] as f64).abs() < 2e-3 + 1e-2 * numeric.abs(),
+                        "layer {index} weight {i} (softmax {normalize}): autodiff {} numeric {numeric}",
+                        analytic[i]
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn shapes_for_a_batch() {
         let device = device();
