@@ -172,11 +172,16 @@ pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
         let style = TextStyle::from(("sans-serif", 15).into_font()).color(&BLACK);
         for (label, y, value) in [(map.bar_labels[1], top, "1"), (map.bar_labels[0], bottom, "0")] {
             bar.draw(&Text::new(value.to_string(), (left + width + 6, y - 8), style.clone())).map_err(|x| e(&x))?;
+            // Wrap a long label in two lines under/over its value so it fits the bar's margin.
             let words: Vec<&str> = label.split(' ').collect();
-            // Wrap the label under/over its value so it fits the bar's margin.
-            let lines = [words[..words.len().div_ceil(2)].join(" "), words[words.len().div_ceil(2)..].join(" ")];
+            let lines = if label.len() <= 10 {
+                [label.to_string(), String::new()]
+            } else {
+                [words[..words.len().div_ceil(2)].join(" "), words[words.len().div_ceil(2)..].join(" ")]
+            };
+            let n = lines.iter().filter(|l| !l.is_empty()).count() as i32;
             for (k, line) in lines.iter().enumerate() {
-                let offset = if y == top { 12 + 18 * k as i32 } else { -44 + 18 * k as i32 };
+                let offset = if y == top { 12 + 18 * k as i32 } else { -8 - 18 * n + 18 * k as i32 };
                 bar.draw(&Text::new(line.clone(), (left + width + 6, y + offset), style.clone())).map_err(|x| e(&x))?;
             }
         }
