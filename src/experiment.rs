@@ -15,7 +15,7 @@ use crate::data::{SyntheticConfig, SyntheticData};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
-use crate::native::{LossKind, Network};
+use crate::native::{LossKind, Network, Workspace};
 use crate::plot::{self, Colormap, MeshMap};
 use crate::train::{self, Engine, Overrides, Preset, Scaler, TrainedModel};
 
@@ -76,12 +76,14 @@ impl Predictor {
     pub fn evaluate(&self, data: &SyntheticData) -> Evaluation {
         let mut x = data.joined();
         self.scaler.apply(&mut x);
-        let predicted = self.net.classify(&x);
+        let mut ws = Workspace::default();
+        let predicted = self.net.classify(&x, &mut ws);
         let corr_m_z = match (&data.m, self.net.spec().kind) {
             (Some(m), ModelKind::Gmu) => {
-                let (_, gate) = self.predict(&data.joined());
+                // The visual gate of each sample, averaged over the H units.
+                let h = self.net.spec().hidden;
+                let z: Vec<f64> = ws.gates().chunks_exact(h).map(|z| z.iter().map(|&v| v as f64).sum::<f64>() / h as f64).collect();
                 let m: Vec<f64> = m.iter().map(|&v| v as f64).collect();
-                let z: Vec<f64> = gate.iter().map(|&v| v as f64).collect();
                 Some(pearson(&m, &z))
             }
             _ => None,
@@ -90,13 +92,24 @@ impl Predictor {
     }
 }
 
+/// Mesh points per axis the maps accept.
+const RESOLUTIONS: std::ops::RangeInclusive<usize> = 2..=4000;
+
+fn check_resolution(resolution: usize) -> Result<()> {
+    if RESOLUTIONS.contains(&resolution) {
+        return Ok(());
+    }
+    Err(GmuError::invalid(
+        "--resolution",
+        format!("expected {}..={} mesh points per axis, got {resolution}", RESOLUTIONS.start(), RESOLUTIONS.end()),
+    ))
+}
+
 /// Scores `predictor` on a `resolution²` mesh over the range of `data` (two
 /// scalar modalities) and draws `prediction_map.png`, plus `gate_map.png` for a
 /// GMU, into `out` with the data's points on top. Returns the scoring time in ms.
 pub fn draw_maps(predictor: &Predictor, data: &SyntheticData, resolution: usize, out: &Path) -> Result<f64> {
-    if !(2..=4000).contains(&resolution) {
-        return Err(GmuError::invalid("--resolution", format!("expected 2..=4000 mesh points per axis, got {resolution}")));
-    }
+    check_resolution(resolution)?;
     if data.dim != 1 || predictor.net.spec().d_v != 1 {
         return Err(GmuError::invalid("data", format!("maps are drawn over two scalar modalities; the data has dimension {}", data.dim)));
     }
@@ -239,9 +252,8 @@ fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData
 /// models (`gmu/`, `ff/`: `config.json` + `model.safetensors`) into `out`.
 /// `progress` receives a line per stage.
 pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
-    if !(2..=4000).contains(&options.resolution) {
-        return Err(GmuError::invalid("--resolution", format!("expected 2..=4000 mesh points per axis, got {}", options.resolution)));
-    }
+    // Checked before training, not only when the maps are drawn.
+    check_resolution(options.resolution)?;
     if options.test_size == 0 {
         return Err(GmuError::invalid("--test-size", "the fresh draw needs at least one sample"));
     }

@@ -239,7 +239,6 @@ pub struct Network {
 /// Batch buffers, grown on demand and reused across steps.
 #[derive(Clone, Debug, Default)]
 pub struct Workspace {
-    rows: usize,
     gathered: Vec<f32>,
     /// Labels of the batch as floats.
     targets: Vec<f32>,
@@ -263,7 +262,6 @@ pub struct Workspace {
 
 impl Workspace {
     fn reserve(&mut self, rows: usize, hidden: usize, classes: usize) {
-        self.rows = rows;
         for (buf, width) in [
             (&mut self.h_1, hidden),
             (&mut self.h_2, hidden),
@@ -581,10 +579,10 @@ impl Network {
         }
     }
 
-    /// Predicted class (arg-max logit) of every row of `x`.
-    pub fn classify(&self, x: &[f32]) -> Vec<u8> {
-        let mut ws = Workspace::default();
-        self.forward(x, &mut ws);
+    /// Predicted class (arg-max logit) of every row of `x`; the forward pass
+    /// stays in `ws`, so a GMU's gates can be read from it without a second pass.
+    pub fn classify(&self, x: &[f32], ws: &mut Workspace) -> Vec<u8> {
+        self.forward(x, ws);
         ws.logits
             .chunks_exact(self.spec.n_classes)
             .map(|o| (0..o.len()).fold(0, |b, k| if o[k] > o[b] { k } else { b }) as u8)

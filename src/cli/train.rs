@@ -41,7 +41,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     let data = read_csv(&args.data)?;
     let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, data.dim, args.seed));
-    config.validate()?;
     super::stage(&format!("training {} on {} samples ({} restarts × {} steps)", args.model, data.len(), config.restarts, config.steps));
     let model = train::train(&config, &data)?;
     train::save(&model, &args.out).with_context(|| format!("saving the model to {}", args.out.display()))?;
