@@ -1,0 +1,186 @@
+//! The paper's building blocks: maxout layers (2 pieces), the maxout-MLP
+//! classifier that sits on every fused vector
+//! (`BN → maxout → dropout → BN → maxout → dropout → BN → linear`), the
+//! max-norm weight constraint, and a small CNN encoder for images.
+
+use burn::config::Config;
+use burn::module::{Module, ModuleMapper, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor};
+
+/// A maxout layer: `pieces` linear maps of the input, and the element-wise
+/// maximum over them (Goodfellow et al., 2013).
+#[derive(Module, Debug)]
+pub struct Maxout {
+    /// `[d_in, d_out · pieces]`; output unit `j`'s pieces are columns `j·pieces ..`.
+    pub linear: Linear,
+    /// Pieces per unit (the paper: 2).
+    pub pieces: usize,
+}
+
+impl Maxout {
+    /// Builds a maxout layer with Glorot-uniform weights and zero biases.
+    pub fn new(d_in: usize, d_out: usize, pieces: usize, device: &Device) -> Self {
+        Maxout { linear: LinearConfig::new(d_in, d_out * pieces).init(device), pieces }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, d_in]`
+    /// - output: `[batch, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = x.dims();
+        let y = self.linear.forward(x);
+        let width = y.dims()[1] / self.pieces;
+        y.reshape([batch, width, self.pieces]).max_dim(2).reshape([batch, width])
+    }
+}
+
+/// Configuration of a [`MaxoutMlp`].
+#[derive(Config, Debug)]
+pub struct MaxoutMlpConfig {
+    /// Input width.
+    pub d_in: usize,
+    /// Width of both maxout layers.
+    pub hidden: usize,
+    /// Output width (labels or classes).
+    pub d_out: usize,
+    /// Dropout probability after each maxout layer.
+    #[config(default = 0.5)]
+    pub dropout: f64,
+    /// Pieces per maxout unit.
+    #[config(default = 2)]
+    pub pieces: usize,
+}
+
+/// The paper's classifier: `BN → maxout → dropout → BN → maxout → dropout → BN → linear`.
+#[derive(Module, Debug)]
+pub struct MaxoutMlp {
+    /// Batch norm of the input.
+    pub norm_in: BatchNorm,
+    /// First maxout layer.
+    pub maxout_1: Maxout,
+    /// Batch norm after the first maxout.
+    pub norm_1: BatchNorm,
+    /// Second maxout layer.
+    pub maxout_2: Maxout,
+    /// Batch norm after the second maxout.
+    pub norm_2: BatchNorm,
+    /// The output layer (logits).
+    pub output: Linear,
+    /// Dropout after each maxout (active only on an autodiff device).
+    pub dropout: Dropout,
+}
+
+impl MaxoutMlpConfig {
+    /// Builds the classifier.
+    pub fn init(&self, device: &Device) -> MaxoutMlp {
+        MaxoutMlp {
+            norm_in: BatchNormConfig::new(self.d_in).init(device),
+            maxout_1: Maxout::new(self.d_in, self.hidden, self.pieces, device),
+            norm_1: BatchNormConfig::new(self.hidden).init(device),
+            maxout_2: Maxout::new(self.hidden, self.hidden, self.pieces, device),
+            norm_2: BatchNormConfig::new(self.hidden).init(device),
+            output: LinearConfig::new(self.hidden, self.d_out).init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+        }
+    }
+}
+
+impl MaxoutMlp {
+    /// # Shapes
+    /// - input: `[batch, d_in]`
+    /// - output (logits): `[batch, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let x = self.dropout.forward(self.maxout_1.forward(self.norm_in.forward(x)));
+        let x = self.dropout.forward(self.maxout_2.forward(self.norm_1.forward(x)));
+        self.output.forward(self.norm_2.forward(x))
+    }
+}
+
+/// Rescales every column of every 2-D weight (one column per output unit of
+/// a `[d_in, d_out]` linear map) whose L2 norm exceeds `limit` down to
+/// `limit`: the max-norm constraint of Srebro & Shraibman, applied after each
+/// optimiser step as the paper does. Biases, batch-norm parameters and
+/// convolution kernels are left alone.
+pub struct MaxNorm {
+    /// The largest allowed column norm.
+    pub limit: f32,
+}
+
+impl ModuleMapper for MaxNorm {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if D != 2 {
+            return param;
+        }
+        let limit = self.limit;
+        param.map(|weight| {
+            let require_grad = weight.is_require_grad();
+            let weight = weight.detach();
+            let norms = weight.clone().powi_scalar(2).sum_dim(0).sqrt();
+            let scale = norms.clamp_min(limit).recip().mul_scalar(limit);
+            let clipped = weight * scale;
+            if require_grad { clipped.require_grad() } else { clipped }
+        })
+    }
+}
+
+/// Shape of an image modality stored flat as `[channels · height · width]`.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub struct ImageShape {
+    /// Channels.
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+}
+
+/// A small CNN that turns a flat image into a feature vector, trained end to
+/// end with the rest of the model: two `3×3 conv (same) → ReLU → 2×2 max pool`
+/// stages (16 and 32 channels), then a linear map and ReLU to `d_out`.
+#[derive(Module, Debug)]
+pub struct SmallCnn {
+    /// First convolution.
+    pub conv_1: Conv2d,
+    /// Second convolution.
+    pub conv_2: Conv2d,
+    /// 2×2 max pooling.
+    pub pool: MaxPool2d,
+    /// Flattened feature map → `d_out`.
+    pub project: Linear,
+    /// Channels, height, width of the input.
+    pub shape: [usize; 3],
+}
+
+impl SmallCnn {
+    /// Builds the encoder for images of `shape`, with `d_out` output features.
+    pub fn new(shape: ImageShape, d_out: usize, device: &Device) -> Self {
+        let conv = |c_in: usize, c_out: usize| {
+            Conv2dConfig::new([c_in, c_out], [3, 3]).with_padding(PaddingConfig2d::Same).init(device)
+        };
+        let flat = 32 * (shape.height / 4) * (shape.width / 4);
+        SmallCnn {
+            conv_1: conv(shape.channels, 16),
+            conv_2: conv(16, 32),
+            pool: MaxPool2dConfig::new([2, 2]).init(),
+            project: LinearConfig::new(flat, d_out).init(device),
+            shape: [shape.channels, shape.height, shape.width],
+        }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, channels · height · width]` (channel-major, as stored)
+    /// - output: `[batch, d_out]`
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = x.dims();
+        let [c, h, w] = self.shape;
+        let x = x.reshape([batch, c, h, w]);
+        let x = self.pool.forward(relu(self.conv_1.forward(x)));
+        let x = self.pool.forward(relu(self.conv_2.forward(x)));
+        let [_, c2, h2, w2] = x.dims();
+        relu(self.project.forward(x.reshape([batch, c2 * h2 * w2])))
+    }
+}

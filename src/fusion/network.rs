@@ -1,0 +1,622 @@
+//! Every fusion method of the paper's Table 2 under one interface:
+//! [`FusionSpec`] says which method, on which input widths, for which task;
+//! [`FusionSpec::init`] builds a [`FusionNet`]; [`FusionNet::forward`] takes
+//! one tensor per modality and returns the scores and, where the method has
+//! gates (GMU, mixture of experts), the gate values.
+//!
+//! | kind | model |
+//! |---|---|
+//! | `gmu` | optional per-modality encoder → GMU (K ≥ 2) → maxout MLP |
+//! | `concat` | the maxout MLP on the concatenated inputs (one modality: a single-modality model) |
+//! | `linear-sum` | each modality → BN → maxout projection; summed; → maxout MLP |
+//! | `avg-probs` | one single-modality model per modality, probabilities averaged (late fusion; see [`fit`](crate::fit)) |
+//! | `moe` | one expert per modality (logistic or maxout MLP), a softmax gate over the experts from the concatenated inputs, tied (one for all labels) or untied (one per label) |
+
+use burn::module::Module;
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::blocks::{ImageShape, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn};
+use super::gmu::{Gmu, GmuConfig};
+use crate::error::{GmuError, Result};
+
+/// How the modalities are fused (CLI `--fusion`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FusionKind {
+    /// Gated Multimodal Unit, then the maxout MLP.
+    Gmu,
+    /// Maxout MLP on the concatenated inputs; with one modality, a single-modality model.
+    Concat,
+    /// Per-modality BN + maxout projections, summed, then the maxout MLP.
+    LinearSum,
+    /// Late fusion: the single-modality models' probabilities averaged.
+    AvgProbs,
+    /// Mixture of experts, one expert per modality.
+    Moe,
+}
+
+impl FusionKind {
+    /// Every kind, in the order of the paper's table.
+    pub const ALL: [FusionKind; 5] =
+        [FusionKind::Gmu, FusionKind::LinearSum, FusionKind::Concat, FusionKind::AvgProbs, FusionKind::Moe];
+}
+
+impl std::fmt::Display for FusionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FusionKind::Gmu => "gmu",
+            FusionKind::Concat => "concat",
+            FusionKind::LinearSum => "linear-sum",
+            FusionKind::AvgProbs => "avg-probs",
+            FusionKind::Moe => "moe",
+        })
+    }
+}
+
+/// The experts of a mixture of experts (CLI `--experts`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpertKind {
+    /// Logistic regression on the expert's modality.
+    Logistic,
+    /// The maxout MLP on the expert's modality.
+    Maxout,
+}
+
+/// Single-label (softmax) or multilabel (independent sigmoids).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Task {
+    /// One class per sample: softmax, cross-entropy, accuracy and macro-F1.
+    Multiclass,
+    /// Any set of labels per sample: sigmoid, binary cross-entropy, thresholded.
+    Multilabel,
+}
+
+/// A modality's own sub-network in front of the fusion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EncoderSpec {
+    /// The features go in as they are.
+    Identity,
+    /// A [`SmallCnn`] on an image stored flat, with `d_out` output features.
+    Cnn {
+        /// Image channels.
+        channels: usize,
+        /// Image height.
+        height: usize,
+        /// Image width.
+        width: usize,
+        /// Features out of the CNN.
+        d_out: usize,
+    },
+}
+
+impl EncoderSpec {
+    /// Width of what the fusion sees for an input of width `d_in`.
+    pub fn d_out(&self, d_in: usize) -> usize {
+        match *self {
+            EncoderSpec::Identity => d_in,
+            EncoderSpec::Cnn { d_out, .. } => d_out,
+        }
+    }
+}
+
+/// Everything that fixes a fusion model's shape (saved beside its weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FusionSpec {
+    /// The fusion method. [`FusionKind::AvgProbs`] is built as one
+    /// [`FusionKind::Concat`] model per modality; see [`fit`](crate::fit).
+    pub kind: FusionKind,
+    /// Input width of each modality the model sees.
+    pub d_inputs: Vec<usize>,
+    /// Encoder of each modality (same length as `d_inputs`).
+    pub encoders: Vec<EncoderSpec>,
+    /// Hidden width: GMU units, maxout units, linear-sum projection width.
+    pub hidden: usize,
+    /// Number of labels (multilabel) or classes.
+    pub n_outputs: usize,
+    /// Softmax or sigmoids.
+    pub task: Task,
+    /// Dropout probability in the maxout MLPs.
+    pub dropout: f64,
+    /// Experts of a mixture of experts.
+    pub experts: ExpertKind,
+    /// Mixture of experts: one gate for all labels (`true`) or one per label.
+    pub tied_gates: bool,
+}
+
+impl FusionSpec {
+    /// A spec with the paper's defaults (dropout 0.5, maxout experts, untied
+    /// gates) and identity encoders.
+    pub fn new(kind: FusionKind, d_inputs: Vec<usize>, hidden: usize, n_outputs: usize, task: Task) -> Self {
+        let encoders = vec![EncoderSpec::Identity; d_inputs.len()];
+        FusionSpec { kind, d_inputs, encoders, hidden, n_outputs, task, dropout: 0.5, experts: ExpertKind::Maxout, tied_gates: false }
+    }
+
+    /// Checks the spec; names the flag at fault.
+    pub fn validate(&self) -> Result<()> {
+        let k = self.d_inputs.len();
+        if k == 0 {
+            return Err(GmuError::invalid("--modalities", "no modality selected"));
+        }
+        if self.encoders.len() != k {
+            return Err(GmuError::invalid("encoders", format!("{} encoders for {k} modalities", self.encoders.len())));
+        }
+        if let Some(i) = self.d_inputs.iter().position(|&d| d == 0) {
+            return Err(GmuError::invalid("--modalities", format!("modality {i} has width 0")));
+        }
+        let needs_two = matches!(self.kind, FusionKind::Gmu | FusionKind::LinearSum | FusionKind::Moe);
+        if needs_two && k < 2 {
+            return Err(GmuError::invalid(
+                "--fusion",
+                format!("{} fuses at least 2 modalities, got {k}; use --fusion concat for a single-modality model", self.kind),
+            ));
+        }
+        if self.hidden == 0 {
+            return Err(GmuError::invalid("--hidden", "must be at least 1, got 0"));
+        }
+        if self.n_outputs == 0 {
+            return Err(GmuError::invalid("labels", "the task has no label"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(GmuError::invalid("--dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
+        for e in &self.encoders {
+            if let EncoderSpec::Cnn { height, width, d_out, .. } = *e
+                && (height < 4 || width < 4 || d_out == 0)
+            {
+                return Err(GmuError::invalid("encoders", "a CNN encoder needs images of at least 4×4 and d_out ≥ 1"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Widths the fusion sees, after the encoders.
+    pub fn fused_inputs(&self) -> Vec<usize> {
+        self.d_inputs.iter().zip(&self.encoders).map(|(&d, e)| e.d_out(d)).collect()
+    }
+
+    /// Builds the model on `device`, after [`validate`](Self::validate).
+    pub fn init(&self, device: &Device) -> Result<FusionNet> {
+        self.validate()?;
+        let widths = self.fused_inputs();
+        let mlp = |d_in: usize, d_out: usize| {
+            MaxoutMlpConfig::new(d_in, self.hidden, d_out).with_dropout(self.dropout).init(device)
+        };
+        let encoders = self
+            .encoders
+            .iter()
+            .map(|e| match *e {
+                EncoderSpec::Identity => None,
+                EncoderSpec::Cnn { channels, height, width, d_out } => {
+                    Some(SmallCnn::new(ImageShape { channels, height, width }, d_out, device))
+                }
+            })
+            .collect();
+        let c = self.n_outputs;
+        let head = match self.kind {
+            FusionKind::Gmu => FusionHead::Gmu(GmuHead {
+                gmu: GmuConfig::new(widths.clone(), self.hidden).try_init(device)?,
+                mlp: mlp(self.hidden, c),
+            }),
+            FusionKind::Concat | FusionKind::AvgProbs => FusionHead::Concat(mlp(widths.iter().sum(), c)),
+            FusionKind::LinearSum => FusionHead::LinearSum(LinearSumHead {
+                norms: widths.iter().map(|&d| BatchNormConfig::new(d).init(device)).collect(),
+                projections: widths.iter().map(|&d| Maxout::new(d, self.hidden, 2, device)).collect(),
+                mlp: mlp(self.hidden, c),
+            }),
+            FusionKind::Moe => FusionHead::Moe(MoeHead {
+                experts: widths
+                    .iter()
+                    .map(|&d| match self.experts {
+                        ExpertKind::Logistic => Expert::Logistic(LinearConfig::new(d, c).init(device)),
+                        ExpertKind::Maxout => Expert::Maxout(mlp(d, c)),
+                    })
+                    .collect(),
+                gate: LinearConfig::new(widths.iter().sum(), if self.tied_gates { widths.len() } else { widths.len() * c })
+                    .init(device),
+                tied: self.tied_gates,
+            }),
+        };
+        Ok(FusionNet { encoders, head, multilabel: self.task == Task::Multilabel })
+    }
+}
+
+/// A fusion model: per-modality encoders, then the fusion head.
+#[derive(Module, Debug)]
+pub struct FusionNet {
+    /// One optional encoder per modality (`None`: the features go in as they are).
+    pub encoders: Vec<Option<SmallCnn>>,
+    /// The fusion and classifier.
+    pub head: FusionHead,
+    /// Sigmoid outputs (multilabel) instead of a softmax.
+    pub multilabel: bool,
+}
+
+/// The part of a [`FusionNet`] after the encoders.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum FusionHead {
+    /// GMU → maxout MLP.
+    Gmu(GmuHead),
+    /// Maxout MLP on the concatenation.
+    Concat(MaxoutMlp),
+    /// Per-modality BN + maxout, summed, → maxout MLP.
+    LinearSum(LinearSumHead),
+    /// Mixture of experts.
+    Moe(MoeHead),
+}
+
+/// GMU then the maxout MLP.
+#[derive(Module, Debug)]
+pub struct GmuHead {
+    /// The fusion layer.
+    pub gmu: Gmu,
+    /// The classifier on the fused vector.
+    pub mlp: MaxoutMlp,
+}
+
+/// Linear sum of per-modality maxout projections.
+#[derive(Module, Debug)]
+pub struct LinearSumHead {
+    /// Batch norm of each modality.
+    pub norms: Vec<BatchNorm>,
+    /// Maxout projection of each modality to the hidden width.
+    pub projections: Vec<Maxout>,
+    /// The classifier on the sum.
+    pub mlp: MaxoutMlp,
+}
+
+/// One expert of a mixture.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Expert {
+    /// Logistic regression.
+    Logistic(Linear),
+    /// Maxout MLP.
+    Maxout(MaxoutMlp),
+}
+
+/// Mixture of experts: one expert per modality, a softmax gate over experts.
+#[derive(Module, Debug)]
+pub struct MoeHead {
+    /// One expert per modality.
+    pub experts: Vec<Expert>,
+    /// Gate logits from the concatenated inputs: `[Σ d, K]` tied, `[Σ d, C·K]` untied.
+    pub gate: Linear,
+    /// One gate for all outputs.
+    pub tied: bool,
+}
+
+/// The model's output scores: logits for most methods, probabilities where
+/// the model mixes probabilities (mixture of experts).
+#[derive(Clone, Debug)]
+pub enum Scores {
+    /// Pre-activation scores `[batch, C]`.
+    Logits(Tensor<2>),
+    /// Probabilities `[batch, C]` (already through sigmoid or softmax).
+    Probs(Tensor<2>),
+}
+
+/// What [`FusionNet::forward`] returns.
+#[derive(Clone, Debug)]
+pub struct FusionOutput {
+    /// Scores, `[batch, C]`.
+    pub scores: Scores,
+    /// Gate values where the method has gates, `[batch, K, G]`: the GMU's
+    /// `G = H` units; a tied mixture's `G = 1`; an untied mixture's `G = C`
+    /// (one gate per label). Each `[b, :, g]` is the weight of each modality.
+    pub gates: Option<Tensor<3>>,
+}
+
+const PROB_FLOOR: f32 = 1e-7;
+
+impl FusionNet {
+    /// Runs the model. Dropout and batch statistics are used on an autodiff
+    /// device (training); on a plain device the model is deterministic.
+    ///
+    /// # Shapes
+    /// - `inputs[i]`: `[batch, d_i]`, one per modality
+    /// - output `scores`: `[batch, C]`
+    /// - output `gates`: `[batch, K, G]` (GMU and mixture of experts)
+    pub fn forward(&self, inputs: &[Tensor<2>]) -> FusionOutput {
+        assert_eq!(inputs.len(), self.encoders.len(), "{} inputs for {} modalities", inputs.len(), self.encoders.len());
+        let encoded: Vec<Tensor<2>> = inputs
+            .iter()
+            .zip(&self.encoders)
+            .map(|(x, e)| match e {
+                Some(cnn) => cnn.forward(x.clone()),
+                None => x.clone(),
+            })
+            .collect();
+        match &self.head {
+            FusionHead::Gmu(head) => {
+                let fused = head.gmu.forward(&encoded);
+                FusionOutput { scores: Scores::Logits(head.mlp.forward(fused.fused)), gates: Some(fused.gates) }
+            }
+            FusionHead::Concat(mlp) => {
+                FusionOutput { scores: Scores::Logits(mlp.forward(Tensor::cat(encoded, 1))), gates: None }
+            }
+            FusionHead::LinearSum(head) => {
+                let sum = encoded
+                    .into_iter()
+                    .zip(head.norms.iter().zip(&head.projections))
+                    .map(|(x, (norm, proj))| proj.forward(norm.forward(x)))
+                    .reduce(|a, b| a + b)
+                    .expect("at least one modality");
+                FusionOutput { scores: Scores::Logits(head.mlp.forward(sum)), gates: None }
+            }
+            FusionHead::Moe(head) => self.mixture(head, encoded),
+        }
+    }
+
+    fn mixture(&self, head: &MoeHead, encoded: Vec<Tensor<2>>) -> FusionOutput {
+        let k = head.experts.len();
+        let [batch, _] = encoded[0].dims();
+        // Each expert's probabilities, stacked: [batch, C, K].
+        let probs: Vec<Tensor<2>> = head
+            .experts
+            .iter()
+            .zip(&encoded)
+            .map(|(expert, x)| {
+                let logits = match expert {
+                    Expert::Logistic(l) => l.forward(x.clone()),
+                    Expert::Maxout(m) => m.forward(x.clone()),
+                };
+                self.activate(logits)
+            })
+            .collect();
+        let c = probs[0].dims()[1];
+        let expert_probs: Tensor<3> = Tensor::stack(probs, 2);
+        let gate_logits = head.gate.forward(Tensor::cat(encoded, 1));
+        let (mixed, gates) = if head.tied {
+            let g = softmax(gate_logits, 1); // [batch, K]
+            let mixed = (expert_probs * g.clone().reshape([batch, 1, k])).sum_dim(2).reshape([batch, c]);
+            (mixed, g.reshape([batch, k, 1]))
+        } else {
+            let g = softmax(gate_logits.reshape([batch, c, k]), 2); // [batch, C, K]
+            let mixed = (expert_probs * g.clone()).sum_dim(2).reshape([batch, c]);
+            (mixed, g.swap_dims(1, 2))
+        };
+        // Untied gates mix each class separately, so a softmax mixture needs renormalising.
+        let mixed = if !self.multilabel && !head.tied { mixed.clone() / mixed.sum_dim(1) } else { mixed };
+        FusionOutput { scores: Scores::Probs(mixed), gates: Some(gates) }
+    }
+
+    fn activate(&self, logits: Tensor<2>) -> Tensor<2> {
+        if self.multilabel { sigmoid(logits) } else { softmax(logits, 1) }
+    }
+
+    /// Probabilities `[batch, C]`: sigmoid (multilabel) or softmax of the logits,
+    /// or the mixture's probabilities as they are.
+    pub fn probabilities(&self, scores: Scores) -> Tensor<2> {
+        match scores {
+            Scores::Logits(l) => self.activate(l),
+            Scores::Probs(p) => p,
+        }
+    }
+
+    /// Mean training loss: binary cross-entropy over samples and labels
+    /// (multilabel) or cross-entropy over samples (single label), computed
+    /// from logits where the model has them (stable) and from probabilities
+    /// clamped to `[1e-7, 1 − 1e-7]` otherwise.
+    ///
+    /// # Shapes
+    /// - `targets`: `[batch, C]`, 0/1 (one-hot for single-label tasks)
+    pub fn loss(&self, scores: Scores, targets: Tensor<2>) -> Tensor<1> {
+        let [batch, c] = targets.dims();
+        let (log_p, log_not_p) = match scores {
+            Scores::Logits(l) if self.multilabel => (log_sigmoid(l.clone()), log_sigmoid(l.neg())),
+            Scores::Logits(l) => (log_softmax(l, 1), Tensor::zeros([batch, c], &targets.device())),
+            Scores::Probs(p) => {
+                let p = p.clamp(PROB_FLOOR, 1.0 - PROB_FLOOR);
+                (p.clone().log(), p.neg().add_scalar(1.0).log())
+            }
+        };
+        if self.multilabel {
+            let ones = targets.ones_like();
+            (targets.clone() * log_p + (ones - targets) * log_not_p).mean().neg()
+        } else {
+            (targets * log_p).sum().div_scalar(batch as f32).neg()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    use super::*;
+
+    fn constant_linear(d_in: usize, d_out: usize, w: f32, b: f32, device: &Device) -> Linear {
+        let mut l = LinearConfig::new(d_in, d_out).init(device);
+        l.weight = Param::from_tensor(Tensor::full([d_in, d_out], w, device));
+        l.bias = Some(Param::from_tensor(Tensor::full([d_out], b, device)));
+        l
+    }
+
+    /// Sets every linear map to constant weights `w` and biases `b`; batch
+    /// norms keep their initial running statistics (mean 0, variance 1), so
+    /// at inference each is `x / sqrt(1 + 1e-5)`.
+    fn set_constant(mlp: &mut MaxoutMlp, w: f32, b: f32, device: &Device) {
+        let shape = |l: &Linear| l.weight.val().dims();
+        for m in [&mut mlp.maxout_1, &mut mlp.maxout_2] {
+            let [i, o] = shape(&m.linear);
+            m.linear = constant_linear(i, o, w, b, device);
+        }
+        let [i, o] = shape(&mlp.output);
+        mlp.output = constant_linear(i, o, w, b, device);
+    }
+
+    fn inputs(device: &Device) -> Vec<Tensor<2>> {
+        vec![
+            Tensor::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, -1.0], [2, 2]), device),
+            Tensor::from_data(TensorData::new(vec![0.0f32, 1.0, 1.0, 2.0, -2.0, 0.0], [2, 3]), device),
+        ]
+    }
+
+    fn all_specs(task: Task) -> Vec<FusionSpec> {
+        let mut specs = vec![];
+        for kind in FusionKind::ALL {
+            for (experts, tied) in [(ExpertKind::Maxout, false), (ExpertKind::Logistic, true)] {
+                if kind != FusionKind::Moe && experts == ExpertKind::Logistic {
+                    continue;
+                }
+                let mut s = FusionSpec::new(kind, vec![2, 3], 4, 3, task);
+                s.experts = experts;
+                s.tied_gates = tied;
+                specs.push(s);
+            }
+        }
+        specs
+    }
+
+    #[test]
+    fn every_method_gives_the_documented_shapes() {
+        let device = Device::default();
+        for task in [Task::Multilabel, Task::Multiclass] {
+            for spec in all_specs(task) {
+                let net = spec.init(&device).unwrap();
+                let out = net.forward(&inputs(&device));
+                let p = net.probabilities(out.scores.clone());
+                assert_eq!(p.dims(), [2, 3], "{spec:?}");
+                let gates = out.gates.map(|g| g.dims());
+                let expected = match (spec.kind, spec.tied_gates) {
+                    (FusionKind::Gmu, _) => Some([2, 2, 4]),
+                    (FusionKind::Moe, true) => Some([2, 2, 1]),
+                    (FusionKind::Moe, false) => Some([2, 2, 3]),
+                    _ => None,
+                };
+                assert_eq!(gates, expected, "{spec:?}");
+                let values: Vec<f32> = p.into_data().to_vec().unwrap();
+                assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{spec:?}: {values:?}");
+                if task == Task::Multiclass {
+                    for row in values.chunks(3) {
+                        assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{spec:?}: {row:?}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Constant weights make every unit of a layer equal, so the forward
+    /// pass can be followed by hand. With weights `w = 0.1`, biases
+    /// `b = 0.05` and identity batch norms (`s = 1/sqrt(1 + 1e-5)`), the
+    /// concat model on the first sample `x = (1, 2, 0, 1, 1)`:
+    /// `Σx = 5`; maxout 1 gives `0.1·5·s + 0.05 = u₁` per unit (4 units);
+    /// maxout 2 gives `0.1·4·u₁·s + 0.05 = u₂`; the logits are
+    /// `0.1·4·u₂·s + 0.05`, the same for all 3 labels.
+    #[test]
+    fn concat_forward_on_constant_weights_matches_hand_computation() {
+        let device = Device::default();
+        let spec = FusionSpec::new(FusionKind::Concat, vec![2, 3], 4, 3, Task::Multilabel);
+        let mut net = spec.init(&device).unwrap();
+        if let FusionHead::Concat(mlp) = &mut net.head {
+            set_constant(mlp, 0.1, 0.05, &device);
+        }
+        let s = 1.0 / (1.0f64 + 1e-5).sqrt();
+        let logit = |sum: f64| {
+            let u1 = 0.1 * sum * s + 0.05;
+            let u2 = 0.1 * 4.0 * u1 * s + 0.05;
+            0.1 * 4.0 * u2 * s + 0.05
+        };
+        let out = net.forward(&inputs(&device));
+        let Scores::Logits(l) = out.scores else { panic!("concat gives logits") };
+        // sample 2: x = (0.5, -1, 2, -2, 0), Σx = -0.5
+        let expected: Vec<f32> = [5.0, -0.5].iter().flat_map(|&s| [logit(s) as f32; 3]).collect();
+        l.into_data().assert_approx_eq::<f32>(&TensorData::new(expected, [2, 3]), Tolerance::absolute(1e-5));
+    }
+
+    /// A tied mixture of two logistic experts with all-zero gate weights
+    /// weighs both experts 1/2. Expert 1 (weights 0.1, bias 0) on
+    /// `x_v = (1, 2)` gives logit 0.3; expert 2 (weights −0.2, bias 0.1) on
+    /// `x_t = (0, 1, 1)` gives −0.3; so every label's probability is
+    /// `(σ(0.3) + σ(−0.3)) / 2 = 0.5` and the gates are `[0.5, 0.5]`.
+    #[test]
+    fn tied_mixture_of_logistic_experts_matches_hand_computation() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Moe, vec![2, 3], 4, 3, Task::Multilabel);
+        spec.experts = ExpertKind::Logistic;
+        spec.tied_gates = true;
+        let mut net = spec.init(&device).unwrap();
+        if let FusionHead::Moe(head) = &mut net.head {
+            head.experts[0] = Expert::Logistic(constant_linear(2, 3, 0.1, 0.0, &device));
+            head.experts[1] = Expert::Logistic(constant_linear(3, 3, -0.2, 0.1, &device));
+            head.gate = constant_linear(5, 2, 0.0, 0.0, &device);
+        }
+        let out = net.forward(&inputs(&device)[..].iter().map(|t| t.clone().narrow(0, 0, 1)).collect::<Vec<_>>());
+        let sig = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let p = ((sig(0.3) + sig(-0.3)) / 2.0) as f32;
+        let Scores::Probs(probs) = out.scores else { panic!("a mixture gives probabilities") };
+        probs.into_data().assert_approx_eq::<f32>(&TensorData::new(vec![p; 3], [1, 3]), Tolerance::absolute(1e-6));
+        out.gates.unwrap().into_data().assert_approx_eq::<f32>(&TensorData::new(vec![0.5f32; 2], [1, 2, 1]), Tolerance::absolute(1e-6));
+    }
+
+    /// Binary cross-entropy by hand: logits (0, 2) with targets (1, 0):
+    /// `(ln 2 + ln(1 + e²)) / 2`.
+    #[test]
+    fn multilabel_loss_from_logits_and_from_probabilities_match_hand_values() {
+        let device = Device::default();
+        let net = FusionSpec::new(FusionKind::Concat, vec![2, 3], 4, 2, Task::Multilabel).init(&device).unwrap();
+        let targets = Tensor::from_data(TensorData::new(vec![1.0f32, 0.0], [1, 2]), &device);
+        let logits = Tensor::from_data(TensorData::new(vec![0.0f32, 2.0], [1, 2]), &device);
+        let expected = ((2.0f64).ln() + (1.0 + 2.0f64.exp()).ln()) / 2.0;
+        let from_logits: f32 = net.loss(Scores::Logits(logits.clone()), targets.clone()).into_scalar();
+        let from_probs: f32 = net.loss(Scores::Probs(sigmoid(logits)), targets).into_scalar();
+        assert!((from_logits as f64 - expected).abs() < 1e-6, "{from_logits} vs {expected}");
+        assert!((from_probs as f64 - expected).abs() < 1e-5, "{from_probs} vs {expected}");
+    }
+
+    #[test]
+    fn maxout_takes_the_larger_piece() {
+        let device = Device::default();
+        let mut m = Maxout::new(1, 2, 2, &device);
+        // unit 0 pieces: 1·x, −1·x; unit 1 pieces: 2·x, 3·x
+        m.linear.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, -1.0, 2.0, 3.0], [1, 4]), &device));
+        m.linear.bias = Some(Param::from_tensor(Tensor::zeros([4], &device)));
+        let x = Tensor::from_data(TensorData::new(vec![2.0f32, -1.0], [2, 1]), &device);
+        m.forward(x).into_data().assert_eq(&TensorData::new(vec![2.0f32, 6.0, 1.0, -2.0], [2, 2]), false);
+    }
+
+    #[test]
+    fn max_norm_clips_only_columns_above_the_limit() {
+        use super::super::blocks::MaxNorm;
+        let device = Device::default();
+        let mut l = LinearConfig::new(2, 2).init(&device);
+        // column 0: (3, 4), norm 5 → clipped to norm 2; column 1: (0.6, 0.8), norm 1 → kept
+        l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![3.0f32, 0.6, 4.0, 0.8], [2, 2]), &device));
+        let l = l.map(&mut MaxNorm { limit: 2.0 });
+        l.weight.val().into_data().assert_approx_eq::<f32>(
+            &TensorData::new(vec![1.2f32, 0.6, 1.6, 0.8], [2, 2]),
+            Tolerance::absolute(1e-6),
+        );
+    }
+
+    #[test]
+    fn gmu_and_moe_need_two_modalities() {
+        for kind in [FusionKind::Gmu, FusionKind::LinearSum, FusionKind::Moe] {
+            let err = FusionSpec::new(kind, vec![5], 4, 2, Task::Multiclass).validate().unwrap_err().to_string();
+            assert!(err.contains("--fusion") && err.contains("at least 2"), "{err}");
+        }
+        assert!(FusionSpec::new(FusionKind::Concat, vec![5], 4, 2, Task::Multiclass).validate().is_ok());
+    }
+
+    #[test]
+    fn cnn_encoder_maps_a_flat_image_to_features() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![3 * 8 * 8, 5], 4, 3, Task::Multiclass);
+        spec.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 8, width: 8, d_out: 6 };
+        let net = spec.init(&device).unwrap();
+        let x = vec![
+            Tensor::random([2, 3 * 8 * 8], Distribution::Normal(0.0, 1.0), &device),
+            Tensor::random([2, 5], Distribution::Normal(0.0, 1.0), &device),
+        ];
+        let out = net.forward(&x);
+        assert_eq!(out.gates.unwrap().dims(), [2, 2, 4]);
+    }
+}
