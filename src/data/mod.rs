@@ -1,7 +1,12 @@
 //! Data: generators and file formats. Free of tensor types, so it tests fast
 //! and can be reused without a backend.
 
+pub mod builtin;
+pub mod mmimdb;
+pub mod multiview;
 pub mod synthetic;
 pub mod table;
+pub mod text;
 
+pub use multiview::{LabelSource, MultiviewData, Split, Targets, View};
 pub use synthetic::{SyntheticConfig, SyntheticData};

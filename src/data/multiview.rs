@@ -1,0 +1,523 @@
+//! Multi-view data: K aligned modalities (one matrix each) and one target per
+//! row, single-label or multilabel, with the readers for one CSV or NPY file
+//! per modality and the seeded stratified train/dev/test split.
+//!
+//! File layout read by [`MultiviewData::from_files`]:
+//! - each view: a CSV file with a header row and one sample per row, every
+//!   column a number (the label column, if named, is taken out), or a 2-D
+//!   NPY array (`<f4`, `<f8`, `<i4`, `<i8`, `|u1`, C order);
+//! - the labels: a column of one of the view files (`--label-column NAME`,
+//!   or `last`), or their own file (CSV with a header and one column, or a 1-D NPY
+//!   integer array). Labels may be any strings; classes are numbered in sorted order.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GmuError, Result};
+
+/// One modality: a row-major `[n, dim]` matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct View {
+    /// Name shown in reports (file stem or the data set's own name).
+    pub name: String,
+    /// Columns.
+    pub dim: usize,
+    /// Values, row-major.
+    pub values: Vec<f32>,
+    /// `[channels, height, width]` when the view is an image stored flat.
+    pub image: Option<[usize; 3]>,
+}
+
+impl View {
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.values[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    /// True for a view with no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What is predicted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Targets {
+    /// One class per row, `y[i] < names.len()`.
+    Classes {
+        /// Class of each row.
+        y: Vec<usize>,
+        /// Class names.
+        names: Vec<String>,
+    },
+    /// Any set of labels per row: a row-major `[n, names.len()]` 0/1 matrix.
+    Labels {
+        /// Indicator matrix.
+        y: Vec<u8>,
+        /// Label names.
+        names: Vec<String>,
+    },
+}
+
+impl Targets {
+    /// Number of classes or labels.
+    pub fn width(&self) -> usize {
+        match self {
+            Targets::Classes { names, .. } | Targets::Labels { names, .. } => names.len(),
+        }
+    }
+
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Targets::Classes { y, .. } => y.len(),
+            Targets::Labels { y, names } => y.len() / names.len().max(1),
+        }
+    }
+
+    /// True when there is no row.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Class or label names.
+    pub fn names(&self) -> &[String] {
+        match self {
+            Targets::Classes { names, .. } | Targets::Labels { names, .. } => names,
+        }
+    }
+
+    /// True for multilabel targets.
+    pub fn is_multilabel(&self) -> bool {
+        matches!(self, Targets::Labels { .. })
+    }
+
+    /// Row `i` as 0/1 values (one-hot for classes).
+    pub fn indicator_row(&self, i: usize) -> Vec<u8> {
+        match self {
+            Targets::Classes { y, names } => (0..names.len()).map(|c| u8::from(y[i] == c)).collect(),
+            Targets::Labels { y, names } => y[i * names.len()..(i + 1) * names.len()].to_vec(),
+        }
+    }
+}
+
+/// K aligned views and their targets.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MultiviewData {
+    /// The modalities, each with one row per sample.
+    pub views: Vec<View>,
+    /// The targets, one per sample.
+    pub targets: Targets,
+}
+
+/// Row indices of the three splits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training rows.
+    pub train: Vec<usize>,
+    /// Model-selection rows (early stopping, search).
+    pub dev: Vec<usize>,
+    /// Held-out rows, scored once.
+    pub test: Vec<usize>,
+}
+
+impl MultiviewData {
+    /// Checks that every view has the same number of rows as the targets,
+    /// every value is finite, and there are at least 2 classes or 1 label.
+    /// `source` names what the data came from, for the error.
+    pub fn validate(&self, source: &Path) -> Result<()> {
+        let n = self.targets.len();
+        if n == 0 {
+            return Err(GmuError::data(source, "no sample"));
+        }
+        for v in &self.views {
+            if v.dim == 0 || v.values.len() != n * v.dim {
+                return Err(GmuError::data(
+                    source,
+                    format!("view '{}' has {} rows of {} values; the labels have {n} rows", v.name, v.len(), v.dim),
+                ));
+            }
+            if let Some(k) = v.values.iter().position(|x| !x.is_finite()) {
+                return Err(GmuError::data(
+                    source,
+                    format!("view '{}', row {}, column {}: {} (expected a finite number)", v.name, k / v.dim, k % v.dim, v.values[k]),
+                ));
+            }
+        }
+        if !self.targets.is_multilabel() && self.targets.width() < 2 {
+            return Err(GmuError::data(source, "the labels hold a single class; nothing to learn"));
+        }
+        Ok(())
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    /// True with no sample.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Index of the view called `name`.
+    pub fn view_index(&self, name: &str) -> Result<usize> {
+        self.views.iter().position(|v| v.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.views.iter().map(|v| v.name.as_str()).collect();
+            GmuError::invalid("--modalities", format!("no view '{name}'; the data has {}", names.join(", ")))
+        })
+    }
+
+    /// Reads one file per view and the labels (see the [module docs](self)).
+    pub fn from_files(view_paths: &[&Path], labels: LabelSource<'_>) -> Result<MultiviewData> {
+        if view_paths.is_empty() {
+            return Err(GmuError::invalid("--views", "give at least one view file"));
+        }
+        let mut views = Vec::new();
+        let mut label_strings: Option<Vec<String>> = None;
+        for &path in view_paths {
+            let column = match labels {
+                LabelSource::Column(name) => Some(name),
+                LabelSource::File(_) => None,
+            };
+            let (view, found) = read_view(path, column)?;
+            if let Some(found) = found
+                && label_strings.is_none()
+            {
+                label_strings = Some(found);
+            }
+            views.push(view);
+        }
+        let strings = match labels {
+            LabelSource::File(path) => read_label_file(path)?,
+            LabelSource::Column(name) => label_strings.ok_or_else(|| {
+                GmuError::invalid("--label-column", format!("no view file has a column '{name}'"))
+            })?,
+        };
+        let data = MultiviewData { views, targets: classes_from_strings(&strings) };
+        data.validate(view_paths[0])?;
+        Ok(data)
+    }
+
+    /// A stratified split: each class's rows are shuffled with `seed` and cut
+    /// into `dev` and `test` shares (rounded, at least one row each where the
+    /// class has three or more), the rest train. Multilabel targets are split
+    /// at random, without stratification.
+    pub fn split(&self, dev: f64, test: f64, seed: u64) -> Result<Split> {
+        if !(0.0..1.0).contains(&dev) || !(0.0..1.0).contains(&test) || dev + test >= 1.0 {
+            return Err(GmuError::invalid("--dev/--test", format!("shares must be in [0, 1) and sum below 1, got {dev} and {test}")));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        let groups: Vec<Vec<usize>> = match &self.targets {
+            Targets::Classes { y, names } => {
+                let mut g = vec![Vec::new(); names.len()];
+                for (i, &c) in y.iter().enumerate() {
+                    g[c].push(i);
+                }
+                g
+            }
+            Targets::Labels { .. } => vec![(0..self.len()).collect()],
+        };
+        let mut split = Split::default();
+        for mut rows in groups {
+            rows.shuffle(&mut rng);
+            let n = rows.len();
+            let share = |f: f64| if n >= 3 && f > 0.0 { ((f * n as f64).round() as usize).max(1) } else { 0 };
+            let (n_test, n_dev) = (share(test), share(dev));
+            split.test.extend_from_slice(&rows[..n_test]);
+            split.dev.extend_from_slice(&rows[n_test..n_test + n_dev]);
+            split.train.extend_from_slice(&rows[n_test + n_dev..]);
+        }
+        for part in [&mut split.train, &mut split.dev, &mut split.test] {
+            part.sort_unstable();
+        }
+        if split.train.is_empty() || split.dev.is_empty() || split.test.is_empty() {
+            return Err(GmuError::invalid("--dev/--test", format!("the split of {} samples leaves an empty part", self.len())));
+        }
+        Ok(split)
+    }
+}
+
+/// Where the labels come from.
+#[derive(Clone, Copy, Debug)]
+pub enum LabelSource<'a> {
+    /// A column of the view files (`last` for the last column).
+    Column(&'a str),
+    /// Their own file.
+    File(&'a Path),
+}
+
+/// Numbers the distinct label strings in sorted order (numeric order when all
+/// are integers).
+pub fn classes_from_strings(strings: &[String]) -> Targets {
+    let numeric: Option<Vec<i64>> = strings.iter().map(|s| s.trim().parse::<i64>().ok()).collect();
+    let names: Vec<String> = match &numeric {
+        Some(v) => {
+            let mut u: Vec<i64> = v.clone();
+            u.sort_unstable();
+            u.dedup();
+            u.iter().map(|x| x.to_string()).collect()
+        }
+        None => {
+            let mut u: Vec<String> = strings.iter().map(|s| s.trim().to_string()).collect();
+            u.sort();
+            u.dedup();
+            u
+        }
+    };
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let y = strings
+        .iter()
+        .map(|s| {
+            let key = match &numeric {
+                Some(_) => s.trim().parse::<i64>().expect("checked above").to_string(),
+                None => s.trim().to_string(),
+            };
+            index[key.as_str()]
+        })
+        .collect();
+    Targets::Classes { y, names }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+}
+
+/// Reads one view file; returns the view and, if `label_column` is in this
+/// file, that column's strings.
+pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Option<Vec<String>>)> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        let (shape, values) = read_npy(path)?;
+        if shape.len() != 2 {
+            return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {shape:?}")));
+        }
+        return Ok((View { name: stem(path), dim: shape[1], values, image: None }, None));
+    }
+    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    read_view_csv(path, &bytes, label_column)
+}
+
+/// Parses CSV bytes (header row, then numbers) as a view; `path` names the
+/// source in errors.
+pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> Result<(View, Option<Vec<String>>)> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| GmuError::data(path, format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(str::to_string)
+        .collect();
+    if header.is_empty() || header.iter().all(|h| h.is_empty()) {
+        return Err(GmuError::data(path, "empty file: expected a header row and one sample per row"));
+    }
+    let label_at = match label_column {
+        Some("last") => Some(header.len() - 1),
+        Some(name) => header.iter().position(|h| h == name),
+        None => None,
+    };
+    let dim = header.len() - usize::from(label_at.is_some());
+    if dim == 0 {
+        return Err(GmuError::data(path, "no feature column besides the label"));
+    }
+    let mut values = Vec::new();
+    let mut labels = label_at.map(|_| Vec::new());
+    for (r, record) in reader.records().enumerate() {
+        let line = r + 2;
+        let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
+        if record.len() != header.len() {
+            return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
+        }
+        for (c, field) in record.iter().enumerate() {
+            if Some(c) == label_at {
+                labels.as_mut().expect("label column").push(field.to_string());
+                continue;
+            }
+            let x: f32 = field.trim().parse().map_err(|_| {
+                GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c]))
+            })?;
+            if !x.is_finite() {
+                return Err(GmuError::data(path, format!("line {line}, column '{}': {x} (expected a finite number)", header[c])));
+            }
+            values.push(x);
+        }
+    }
+    if values.is_empty() {
+        return Err(GmuError::data(path, "no sample after the header row"));
+    }
+    Ok((View { name: stem(path), dim, values, image: None }, labels))
+}
+
+fn read_label_file(path: &Path) -> Result<Vec<String>> {
+    if path.extension().is_some_and(|e| e == "npy") {
+        let (shape, values) = read_npy(path)?;
+        if shape.len() != 1 && !(shape.len() == 2 && shape[1] == 1) {
+            return Err(GmuError::data(path, format!("expected a 1-D label array, got shape {shape:?}")));
+        }
+        return values
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v.fract() == 0.0 {
+                    Ok((v as i64).to_string())
+                } else {
+                    Err(GmuError::data(path, format!("element {i}: {v} is not an integer label")))
+                }
+            })
+            .collect();
+    }
+    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(&bytes[..]);
+    let mut out = Vec::new();
+    for (r, record) in reader.records().enumerate() {
+        let record = record.map_err(|e| GmuError::data(path, format!("line {}: {e}", r + 2)))?;
+        if record.len() != 1 {
+            return Err(GmuError::data(path, format!("line {}: expected one label column, got {} fields", r + 2, record.len())));
+        }
+        out.push(record[0].to_string());
+    }
+    if out.is_empty() {
+        return Err(GmuError::data(path, "no label after the header row"));
+    }
+    Ok(out)
+}
+
+/// Reads a NumPy `.npy` file (format 1.0/2.0/3.0, little-endian `f4`, `f8`,
+/// `i4`, `i8` or `u1`, C order) as `f32` values and its shape.
+pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let bad = |m: &str| GmuError::data(path, format!("not a readable .npy file: {m}"));
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("missing the \\x93NUMPY magic"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(bad(&format!("format version {v}"))),
+    };
+    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?)
+        .map_err(|_| bad("header is not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        Some(header[at..].trim_start().trim_start_matches(':').trim_start())
+    };
+    let descr = field("descr").and_then(|s| s.strip_prefix('\'')).and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+    if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
+        return Err(bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+    }
+    let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().map_err(|_| bad(&format!("shape entry '{s}'"))))
+        .collect::<Result<_>>()?;
+    let count: usize = shape.iter().product();
+    let data = &bytes[start + header_len..];
+    let (width, convert): (usize, fn(&[u8]) -> f32) = match descr {
+        "<f4" => (4, |b| f32::from_le_bytes(b.try_into().unwrap())),
+        "<f8" => (8, |b| f64::from_le_bytes(b.try_into().unwrap()) as f32),
+        "<i4" => (4, |b| i32::from_le_bytes(b.try_into().unwrap()) as f32),
+        "<i8" => (8, |b| i64::from_le_bytes(b.try_into().unwrap()) as f32),
+        "|u1" | "<u1" => (1, |b| b[0] as f32),
+        other => return Err(bad(&format!("dtype '{other}' (expected <f4, <f8, <i4, <i8 or |u1)"))),
+    };
+    if data.len() != count * width {
+        return Err(bad(&format!("shape {shape:?} needs {} data bytes, the file has {}", count * width, data.len())));
+    }
+    Ok((shape, data.chunks_exact(width).map(convert).collect()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &[u8]) -> std::path::PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_csv_views_with_a_label_column_and_an_npy_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.csv", b"x,y,label\n1,2,cat\n3,4,dog\n5,6,cat\n");
+        let data: Vec<u8> = [1.5f32, -2.0, 0.25].iter().flat_map(|v| v.to_le_bytes()).collect();
+        let b = write(dir.path(), "b.npy", &npy("<f4", "(3, 1)", &data));
+        let d = MultiviewData::from_files(&[&a, &b], LabelSource::Column("label")).unwrap();
+        assert_eq!(d.views[0].values, vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        assert_eq!(d.views[1].values, vec![1.5, -2.0, 0.25]);
+        assert_eq!(d.views[1].name, "b");
+        assert_eq!(d.targets, Targets::Classes { y: vec![0, 1, 0], names: vec!["cat".into(), "dog".into()] });
+    }
+
+    #[test]
+    fn numeric_labels_are_numbered_in_numeric_order() {
+        let t = classes_from_strings(&["10".into(), "9".into(), "10".into()]);
+        assert_eq!(t, Targets::Classes { y: vec![1, 0, 1], names: vec!["9".into(), "10".into()] });
+    }
+
+    #[test]
+    fn bad_files_name_the_file_and_the_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = write(dir.path(), "y.csv", b"y\n0\n1\n");
+        let cases: [(&str, &[u8], &str); 5] = [
+            ("text.csv", b"x\n1\nabc\n", "line 3, column 'x': 'abc' is not a number"),
+            ("nan.csv", b"x\n1\nNaN\n", "line 3, column 'x': NaN"),
+            ("short.csv", b"x,y\n1,2\n3\n", "line 3"),
+            ("rows.csv", b"x\n1\n2\n3\n", "3 rows of 1 values; the labels have 2 rows"),
+            ("empty.csv", b"", "empty file"),
+        ];
+        for (name, text, expected) in cases {
+            let p = write(dir.path(), name, text);
+            let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
+            assert!(err.contains(name) && err.contains(expected), "{name}: {err}");
+        }
+        let p = write(dir.path(), "bad.npy", &npy("<f4", "(2, 2)", &[0u8; 12]));
+        let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
+        assert!(err.contains("bad.npy") && err.contains("needs 16 data bytes, the file has 12"), "{err}");
+        let ok = write(dir.path(), "ok.csv", b"x\n1\n2\n");
+        let err = MultiviewData::from_files(&[&ok], LabelSource::Column("nope")).unwrap_err().to_string();
+        assert!(err.contains("--label-column") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn stratified_split_keeps_class_shares_and_is_seeded() {
+        let y: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
+        let d = MultiviewData {
+            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None }],
+            targets: Targets::Classes { y: y.clone(), names: vec!["a".into(), "b".into()] },
+        };
+        let s = d.split(0.2, 0.2, 3).unwrap();
+        assert_eq!((s.train.len(), s.dev.len(), s.test.len()), (60, 20, 20));
+        assert_eq!(s.test.iter().filter(|&&i| y[i] == 1).count(), 4);
+        assert_eq!(s.dev.iter().filter(|&&i| y[i] == 1).count(), 4);
+        assert_eq!(s, d.split(0.2, 0.2, 3).unwrap());
+        assert_ne!(s, d.split(0.2, 0.2, 4).unwrap());
+        let mut all: Vec<usize> = s.train.iter().chain(&s.dev).chain(&s.test).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+}
