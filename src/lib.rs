@@ -44,6 +44,7 @@
 pub mod data;
 pub mod error;
 pub mod experiment;
+pub mod fit;
 pub mod fusion;
 pub mod metrics;
 pub mod model;

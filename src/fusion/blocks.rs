@@ -121,8 +121,10 @@ impl ModuleMapper for MaxNorm {
             let weight = weight.detach();
             let norms = weight.clone().powi_scalar(2).sum_dim(0).sqrt();
             let scale = norms.clamp_min(limit).recip().mul_scalar(limit);
-            let clipped = weight * scale;
-            if require_grad { clipped.require_grad() } else { clipped }
+            let clipped = weight.clone() * scale;
+            // A fresh leaf: the optimiser tracks parameters, not results of operations.
+            let leaf = Tensor::from_data(clipped.into_data(), &weight.device());
+            if require_grad { leaf.require_grad() } else { leaf }
         })
     }
 }

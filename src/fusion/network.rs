@@ -493,7 +493,7 @@ mod tests {
                     _ => None,
                 };
                 assert_eq!(gates, expected, "{spec:?}");
-                let values: Vec<f32> = p.into_data().to_vec::<f32>().unwrap();
+                let values: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap();
                 assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{spec:?}: {values:?}");
                 if task == Task::Multiclass {
                     for row in values.chunks(3) {

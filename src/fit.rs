@@ -1,0 +1,663 @@
+//! Training any [`FusionSpec`] model on [`MultiviewData`]: minibatch Adam with
+//! dropout and the max-norm constraint, early stopping on the dev split's
+//! macro-F1 (keeping the best checkpoint), evaluation with the paper's
+//! metrics and gate summaries, late fusion (`avg-probs`), and the random
+//! search over the paper's hyper-parameter ranges.
+//!
+//! Single-label and multilabel tasks go through the same code: the targets
+//! decide softmax + cross-entropy + argmax or sigmoids + binary cross-entropy
+//! + a threshold.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{MultiviewData, Split, Targets};
+use crate::error::{GmuError, Result, temp_path, write_atomic};
+use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, MaxNorm, Task};
+use crate::metrics::{F1Scores, multiclass_f1, multilabel_f1};
+use crate::train::{Scaler, Scaling};
+
+/// Hyper-parameters of one training run (saved as `config.json` beside the weights).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FitConfig {
+    /// Fusion method.
+    pub fusion: FusionKind,
+    /// Hidden width (GMU units, maxout units).
+    pub hidden: usize,
+    /// Dropout probability in the maxout MLPs.
+    pub dropout: f64,
+    /// Max-norm limit on every weight column; `None` for no constraint.
+    pub max_norm: Option<f32>,
+    /// Adam learning rate (β = 0.9, 0.999; ε = 1e-8).
+    pub lr: f64,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Upper bound on epochs.
+    pub max_epochs: usize,
+    /// Stop after this many epochs without a better dev macro-F1.
+    pub patience: usize,
+    /// Multilabel decision threshold on each label's probability.
+    pub threshold: f32,
+    /// Mixture of experts: expert kind.
+    pub experts: ExpertKind,
+    /// Mixture of experts: one gate for all labels.
+    pub tied_gates: bool,
+    /// Features out of the CNN of an image view.
+    pub image_features: usize,
+    /// Seed of the initialisation, dropout and batch order.
+    pub seed: u64,
+}
+
+impl Default for FitConfig {
+    fn default() -> Self {
+        FitConfig {
+            fusion: FusionKind::Gmu,
+            hidden: 128,
+            dropout: 0.5,
+            max_norm: Some(10.0),
+            lr: 1e-3,
+            batch_size: 64,
+            max_epochs: 100,
+            patience: 10,
+            threshold: 0.5,
+            experts: ExpertKind::Maxout,
+            tied_gates: false,
+            image_features: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Checks the numbers; names the flag at fault.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(GmuError::invalid("--lr", format!("must be a positive number, got {}", self.lr)));
+        }
+        if self.batch_size == 0 {
+            return Err(GmuError::invalid("--batch-size", "must be at least 1"));
+        }
+        if self.max_epochs == 0 {
+            return Err(GmuError::invalid("--epochs", "must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.threshold) || self.threshold == 0.0 {
+            return Err(GmuError::invalid("--threshold", format!("must be in (0, 1), got {}", self.threshold)));
+        }
+        if let Some(m) = self.max_norm
+            && !(m > 0.0 && m.is_finite())
+        {
+            return Err(GmuError::invalid("--max-norm", format!("must be positive, got {m}")));
+        }
+        Ok(())
+    }
+
+    /// A short name for tables: `gmu`, `moe-maxout-untied`, …
+    pub fn label(&self) -> String {
+        match self.fusion {
+            FusionKind::Moe => format!(
+                "moe-{}{}",
+                match self.experts {
+                    ExpertKind::Logistic => "logistic",
+                    ExpertKind::Maxout => "maxout",
+                },
+                if self.tied_gates { "-tied" } else { "" }
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// One trained network and the views it reads.
+#[derive(Debug)]
+pub struct Member {
+    /// Indices into the data's views.
+    pub modalities: Vec<usize>,
+    /// The model's shape.
+    pub spec: FusionSpec,
+    /// Input scaling of each view it reads (fitted on the training rows).
+    pub scalers: Vec<Scaler>,
+    /// The best checkpoint (by dev macro-F1), on the inference device.
+    pub net: FusionNet,
+    /// Per-epoch log.
+    pub history: Vec<EpochLog>,
+    /// The epoch whose checkpoint was kept (1-based).
+    pub best_epoch: usize,
+}
+
+/// One line of the training log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean minibatch loss over the epoch.
+    pub train_loss: f64,
+    /// Macro-F1 on the dev split after the epoch.
+    pub dev_macro_f1: f64,
+}
+
+/// A trained model: one member, or one per modality for `avg-probs`.
+#[derive(Debug)]
+pub struct Trained {
+    /// The run's hyper-parameters.
+    pub config: FitConfig,
+    /// Names of the views, in the order of the data.
+    pub view_names: Vec<String>,
+    /// The networks; their probabilities are averaged.
+    pub members: Vec<Member>,
+    /// Wall time of the training, seconds.
+    pub seconds: f64,
+}
+
+/// Scores of a model on one split.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// F1 averages and per-label F1.
+    pub f1: F1Scores,
+    /// Accuracy (single-label tasks) or subset accuracy (multilabel).
+    pub accuracy: f64,
+}
+
+/// Probabilities and gates of a model on some rows.
+#[derive(Clone, Debug, Default)]
+pub struct Predictions {
+    /// `[rows, C]` probabilities.
+    pub probs: Vec<f32>,
+    /// Number of outputs C.
+    pub width: usize,
+    /// Per row, the mean gate of each modality (over units or labels), `[rows, K]`,
+    /// where the model has gates.
+    pub gate_means: Option<Vec<f32>>,
+}
+
+/// Gathers `rows` of view `v`, scaled.
+fn gather(data: &MultiviewData, v: usize, rows: &[usize], scaler: &Scaler) -> Vec<f32> {
+    let view = &data.views[v];
+    let mut out = Vec::with_capacity(rows.len() * view.dim);
+    for &r in rows {
+        out.extend_from_slice(view.row(r));
+    }
+    scaler.apply(&mut out);
+    out
+}
+
+fn tensor(values: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
+    let rows = values.len() / cols;
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+fn targets_tensor(targets: &Targets, rows: &[usize], device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = rows.iter().flat_map(|&r| targets.indicator_row(r)).map(f32::from).collect();
+    tensor(values, targets.width(), device)
+}
+
+/// Fits each view's scaler on the training rows: standardised features;
+/// images (already in [0, 1]) are centred on 0.5 and doubled so every pixel keeps its
+/// place in the picture's range.
+fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> Vec<Scaler> {
+    modalities
+        .iter()
+        .map(|&v| {
+            let view = &data.views[v];
+            if view.image.is_some() {
+                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim] }
+            } else {
+                let raw = gather(data, v, train, &Scaler { mean: vec![0.0; view.dim], scale: vec![1.0; view.dim] });
+                Scaler::fit(&raw, view.dim, Scaling::Standardize)
+            }
+        })
+        .collect()
+}
+
+fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind: FusionKind) -> FusionSpec {
+    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
+    let d_inputs = modalities.iter().map(|&v| data.views[v].dim).collect();
+    let mut spec = FusionSpec::new(kind, d_inputs, config.hidden, data.targets.width(), task);
+    spec.encoders = modalities
+        .iter()
+        .map(|&v| match data.views[v].image {
+            Some([channels, height, width]) => EncoderSpec::Cnn { channels, height, width, d_out: config.image_features },
+            None => EncoderSpec::Identity,
+        })
+        .collect();
+    spec.dropout = config.dropout;
+    spec.experts = config.experts;
+    spec.tied_gates = config.tied_gates;
+    spec
+}
+
+/// Trains `config.fusion` on the views `modalities` of `data`, selecting the
+/// epoch by dev macro-F1. `avg-probs` trains one single-modality model per
+/// view (each with its own early stopping) and averages their probabilities.
+/// `progress` receives one line per finished member.
+pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &FitConfig) -> Result<Trained> {
+    config.validate()?;
+    if modalities.is_empty() {
+        return Err(GmuError::invalid("--modalities", "no modality selected"));
+    }
+    data.validate(Path::new("data"))?;
+    let start = Instant::now();
+    let groups: Vec<(Vec<usize>, FusionKind)> = match config.fusion {
+        FusionKind::AvgProbs => modalities.iter().map(|&v| (vec![v], FusionKind::Concat)).collect(),
+        kind => vec![(modalities.to_vec(), kind)],
+    };
+    if config.fusion == FusionKind::AvgProbs && modalities.len() < 2 {
+        return Err(GmuError::invalid("--fusion", "avg-probs averages at least 2 single-modality models"));
+    }
+    let mut members = Vec::new();
+    for (k, (views, kind)) in groups.into_iter().enumerate() {
+        let spec = spec_for(data, &views, config, kind);
+        spec.validate()?;
+        members.push(fit_member(data, views, spec, split, config, config.seed.wrapping_add(k as u64))?);
+    }
+    Ok(Trained {
+        config: config.clone(),
+        view_names: data.views.iter().map(|v| v.name.clone()).collect(),
+        members,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn fit_member(
+    data: &MultiviewData,
+    modalities: Vec<usize>,
+    spec: FusionSpec,
+    split: &Split,
+    config: &FitConfig,
+    seed: u64,
+) -> Result<Member> {
+    // burn's random state (initialisation, dropout masks) is global to the
+    // backend: one fit at a time per process keeps every run reproducible.
+    let _guard = TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let device = Device::default().autodiff();
+    device.seed(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let scalers = fit_scalers(data, &modalities, &split.train);
+    let mut model = spec.init(&device)?;
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut best: Option<(f64, FusionNet, usize)> = None;
+    let mut history = Vec::new();
+    let mut order = split.train.clone();
+    let mut since_best = 0;
+    for epoch in 1..=config.max_epochs {
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut batches) = (0.0f64, 0usize);
+        for rows in order.chunks(config.batch_size) {
+            // A batch of one has no batch statistics; fold it into the next epoch.
+            if rows.len() < 2 {
+                continue;
+            }
+            let inputs: Vec<Tensor<2>> = modalities
+                .iter()
+                .zip(&scalers)
+                .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, &device))
+                .collect();
+            let out = model.forward(&inputs);
+            let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, &device));
+            let value: f32 = loss.clone().into_scalar();
+            if !value.is_finite() {
+                return Err(GmuError::NonFinite(format!(
+                    "{} training loss is {value} at epoch {epoch}; lower --lr or check the data",
+                    spec.kind
+                )));
+            }
+            loss_sum += value as f64;
+            batches += 1;
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(config.lr, model, grads);
+            if let Some(limit) = config.max_norm {
+                model = model.map(&mut MaxNorm { limit });
+            }
+        }
+        let valid = model.valid();
+        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &split.dev, config.threshold).0;
+        history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
+        if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
+            best = Some((dev.f1.macro_, valid, epoch));
+            since_best = 0;
+        } else {
+            since_best += 1;
+            if since_best >= config.patience {
+                break;
+            }
+        }
+    }
+    let (_, net, best_epoch) = best.expect("at least one epoch");
+    Ok(Member { modalities, spec, scalers, net, history, best_epoch })
+}
+
+/// Serialises [`fit_member`] (see there).
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const EVAL_BATCH: usize = 512;
+
+/// Probabilities (averaged over the nets) and gates (of the first net that has them).
+fn predict_nets(data: &MultiviewData, nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)], rows: &[usize]) -> Predictions {
+    let device = Device::default();
+    let width = data.targets.width();
+    let mut probs = vec![0.0f32; rows.len() * width];
+    let mut gate_means: Option<Vec<f32>> = None;
+    for (modalities, scalers, net) in nets {
+        for (b, chunk) in rows.chunks(EVAL_BATCH).enumerate() {
+            let inputs: Vec<Tensor<2>> = modalities
+                .iter()
+                .zip(scalers.iter())
+                .map(|(&v, s)| tensor(gather(data, v, chunk, s), data.views[v].dim, &device))
+                .collect();
+            let out = net.forward(&inputs);
+            let p: Vec<f32> = net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32");
+            for (acc, x) in probs[b * EVAL_BATCH * width..].iter_mut().zip(&p) {
+                *acc += x / nets.len() as f32;
+            }
+            if let Some(g) = out.gates {
+                let [rows_b, k, _] = g.dims();
+                let means: Vec<f32> = g.mean_dim(2).reshape([rows_b, k]).into_data().try_to_vec::<f32>().expect("f32");
+                gate_means.get_or_insert_with(Vec::new).extend(means);
+            }
+        }
+    }
+    Predictions { probs, width, gate_means }
+}
+
+fn decide(targets: &Targets, probs: &[f32], width: usize, threshold: f32) -> Vec<u8> {
+    match targets {
+        Targets::Classes { .. } => probs
+            .chunks(width)
+            .flat_map(|row| {
+                let best = row.iter().enumerate().fold(0, |b, (i, &p)| if p > row[b] { i } else { b });
+                (0..width).map(move |c| u8::from(c == best))
+            })
+            .collect(),
+        Targets::Labels { .. } => probs.iter().map(|&p| u8::from(p >= threshold)).collect(),
+    }
+}
+
+/// Scores probabilities against the targets of `rows`.
+pub fn score(targets: &Targets, rows: &[usize], probs: &[f32], threshold: f32) -> Evaluation {
+    let width = targets.width();
+    let predicted = decide(targets, probs, width, threshold);
+    match targets {
+        Targets::Classes { y, .. } => {
+            let truth: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
+            let pred: Vec<usize> = predicted.chunks(width).map(|row| row.iter().position(|&x| x == 1).unwrap_or(0)).collect();
+            let f1 = multiclass_f1(&truth, &pred, width);
+            let accuracy = truth.iter().zip(&pred).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64;
+            Evaluation { f1, accuracy }
+        }
+        Targets::Labels { .. } => {
+            let truth: Vec<u8> = rows.iter().flat_map(|&r| targets.indicator_row(r)).collect();
+            let f1 = multilabel_f1(&truth, &predicted, width);
+            let exact = truth.chunks(width).zip(predicted.chunks(width)).filter(|(a, b)| a == b).count();
+            Evaluation { f1, accuracy: exact as f64 / rows.len().max(1) as f64 }
+        }
+    }
+}
+
+fn evaluate_nets(
+    data: &MultiviewData,
+    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    rows: &[usize],
+    threshold: f32,
+) -> (Evaluation, Predictions) {
+    let p = predict_nets(data, nets, rows);
+    (score(&data.targets, rows, &p.probs, threshold), p)
+}
+
+impl Trained {
+    /// Probabilities and gates on `rows` of `data`.
+    pub fn predict(&self, data: &MultiviewData, rows: &[usize]) -> Predictions {
+        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
+        predict_nets(data, &nets, rows)
+    }
+
+    /// Metrics and predictions on `rows`.
+    pub fn evaluate(&self, data: &MultiviewData, rows: &[usize]) -> (Evaluation, Predictions) {
+        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
+        evaluate_nets(data, &nets, rows, self.config.threshold)
+    }
+
+    /// Writes `config.json` (hyper-parameters, model specs, scalers, training
+    /// logs) and one `model-<i>.safetensors` per member into `dir`, each
+    /// through a temporary file and a rename.
+    pub fn save(&self, dir: &Path, results: &serde_json::Value) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
+        for (i, m) in self.members.iter().enumerate() {
+            let path = dir.join(format!("model-{i}.safetensors"));
+            let tmp = temp_path(&path);
+            let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+            m.net.save_into(&mut store).map_err(|e| GmuError::Store { path: path.clone(), message: e.to_string() })?;
+            std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
+        }
+        let members: Vec<serde_json::Value> = self
+            .members
+            .iter()
+            .map(|m| {
+                let views: Vec<&str> = m.modalities.iter().map(|&v| self.view_names[v].as_str()).collect();
+                serde_json::json!({ "views": views, "spec": m.spec, "scalers": m.scalers, "best_epoch": m.best_epoch, "history": m.history })
+            })
+            .collect();
+        let json = serde_json::json!({ "config": self.config, "members": members, "seconds": self.seconds, "results": results });
+        write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())
+    }
+}
+
+/// Per class (or label), how the gates split between modalities: the share
+/// of samples whose mean gate is largest for each modality, and the mean
+/// gate of each modality. Rows of a multilabel set count for every label they carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    /// Modality names.
+    pub modalities: Vec<String>,
+    /// Class or label names.
+    pub classes: Vec<String>,
+    /// `favoured[c][k]`: share of class-`c` samples whose gate favours modality `k`.
+    pub favoured: Vec<Vec<f64>>,
+    /// `mean[c][k]`: mean gate of modality `k` over class-`c` samples.
+    pub mean: Vec<Vec<f64>>,
+    /// Samples per class.
+    pub counts: Vec<usize>,
+}
+
+impl GateReport {
+    /// Builds the report from per-row gate means `[rows, K]` of `rows`.
+    pub fn new(targets: &Targets, rows: &[usize], gate_means: &[f32], modalities: Vec<String>) -> Self {
+        let k = modalities.len();
+        let c = targets.width();
+        let (mut favoured, mut mean, mut counts) = (vec![vec![0.0; k]; c], vec![vec![0.0; k]; c], vec![0usize; c]);
+        for (i, &r) in rows.iter().enumerate() {
+            let g = &gate_means[i * k..(i + 1) * k];
+            let top = g.iter().enumerate().fold(0, |b, (j, &x)| if x > g[b] { j } else { b });
+            for (class, &on) in targets.indicator_row(r).iter().enumerate() {
+                if on == 1 {
+                    counts[class] += 1;
+                    favoured[class][top] += 1.0;
+                    for j in 0..k {
+                        mean[class][j] += g[j] as f64;
+                    }
+                }
+            }
+        }
+        for class in 0..c {
+            let n = counts[class].max(1) as f64;
+            favoured[class].iter_mut().for_each(|x| *x /= n);
+            mean[class].iter_mut().for_each(|x| *x /= n);
+        }
+        GateReport { modalities, classes: targets.names().to_vec(), favoured, mean, counts }
+    }
+}
+
+/// The paper's random-search ranges: hidden ∈ {64, 128, 256, 512},
+/// lr log-uniform in [1e-3, 1e-1], dropout uniform in [0.3, 0.7], max-norm
+/// uniform in [5, 20]. Every other field is kept from `base`.
+pub fn sample_config(base: &FitConfig, rng: &mut impl Rng) -> FitConfig {
+    let mut c = base.clone();
+    c.hidden = [64, 128, 256, 512][rng.random_range(0..4)];
+    c.lr = 10f64.powf(rng.random_range(-3.0..-1.0));
+    c.dropout = rng.random_range(0.3..0.7);
+    c.max_norm = Some(rng.random_range(5.0..20.0));
+    c
+}
+
+/// Random search: `trials` configurations drawn by [`sample_config`] (seeded
+/// by `base.seed`), each trained with [`fit`]; returns every trial's config
+/// and dev score, and the model with the best dev macro-F1.
+pub fn search(
+    data: &MultiviewData,
+    modalities: &[usize],
+    split: &Split,
+    base: &FitConfig,
+    trials: usize,
+    mut progress: impl FnMut(usize, &FitConfig, &Evaluation),
+) -> Result<(Trained, Vec<(FitConfig, f64)>)> {
+    if trials == 0 {
+        return Err(GmuError::invalid("--trials", "must be at least 1"));
+    }
+    let mut rng = StdRng::seed_from_u64(base.seed ^ 0x5EA7_C4);
+    let mut best: Option<(f64, Trained)> = None;
+    let mut log = Vec::new();
+    for t in 0..trials {
+        let config = if trials == 1 { base.clone() } else { sample_config(base, &mut rng) };
+        let trained = fit(data, modalities, split, &config)?;
+        let dev = trained.evaluate(data, &split.dev).0;
+        progress(t, &config, &dev);
+        log.push((config, dev.f1.macro_));
+        if best.as_ref().is_none_or(|(s, _)| dev.f1.macro_ > *s) {
+            best = Some((dev.f1.macro_, trained));
+        }
+    }
+    Ok((best.expect("trials ≥ 1").1, log))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::View;
+
+    /// Two views; the class is readable from view 0 for half the rows and
+    /// from view 1 for the other half (the other view is noise there).
+    fn planted(n: usize, multilabel: bool, seed: u64) -> MultiviewData {
+        planted_with_flags(n, multilabel, seed).0
+    }
+
+    /// Also returns, per row, whether view `a` is the informative one.
+    fn planted_with_flags(n: usize, multilabel: bool, seed: u64) -> (MultiviewData, Vec<bool>) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b, mut y, mut flags) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = i % 3;
+            let informative_a = rng.random_bool(0.5);
+            flags.push(informative_a);
+            for v in [&mut a, &mut b] {
+                for _ in 0..4 {
+                    v.push(rng.random_range(-1.0..1.0f32));
+                }
+            }
+            let target = if informative_a { &mut a } else { &mut b };
+            let at = target.len() - 4 + class;
+            target[at] += 3.0;
+            y.push(class);
+        }
+        let views = vec![
+            View { name: "a".into(), dim: 4, values: a, image: None },
+            View { name: "b".into(), dim: 4, values: b, image: None },
+        ];
+        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let targets = if multilabel {
+            let ind: Vec<u8> = y.iter().flat_map(|&c| (0..3).map(move |j| u8::from(j == c || (c == 2 && j == 0)))).collect();
+            Targets::Labels { y: ind, names }
+        } else {
+            Targets::Classes { y, names }
+        };
+        (MultiviewData { views, targets }, flags)
+    }
+
+    fn quick(kind: FusionKind) -> FitConfig {
+        FitConfig { fusion: kind, hidden: 16, dropout: 0.1, lr: 0.01, max_epochs: 15, patience: 15, batch_size: 32, ..FitConfig::default() }
+    }
+
+    #[test]
+    fn every_method_learns_a_planted_problem_and_loss_falls() {
+        for multilabel in [false, true] {
+            let data = planted(300, multilabel, 1);
+            let split = data.split(0.2, 0.2, 0).unwrap();
+            for (kind, experts, tied) in [
+                (FusionKind::Gmu, ExpertKind::Maxout, false),
+                (FusionKind::Concat, ExpertKind::Maxout, false),
+                (FusionKind::LinearSum, ExpertKind::Maxout, false),
+                (FusionKind::AvgProbs, ExpertKind::Maxout, false),
+                (FusionKind::Moe, ExpertKind::Maxout, false),
+                (FusionKind::Moe, ExpertKind::Logistic, true),
+            ] {
+                let config = FitConfig { experts, tied_gates: tied, ..quick(kind) };
+                let trained = fit(&data, &[0, 1], &split, &config).unwrap();
+                let h = &trained.members[0].history;
+                assert!(h.last().unwrap().train_loss < 0.8 * h[0].train_loss, "{kind} multilabel={multilabel}: {h:?}");
+                let test = trained.evaluate(&data, &split.test).0;
+                // Late fusion sees each view alone, and each view carries the class for half the rows.
+                let floor = if kind == FusionKind::AvgProbs { 0.6 } else { 0.8 };
+                assert!(test.f1.macro_ > floor, "{kind} ({experts:?}, tied {tied}) multilabel={multilabel}: {test:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_model_and_gates_follow_the_informative_view() {
+        let (data, informative_a) = planted_with_flags(300, false, 2);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        // A narrow GMU (3 units for 3 classes) cannot give each view its own units, so it must gate.
+        let config = FitConfig { max_epochs: 40, patience: 40, dropout: 0.0, hidden: 3, ..quick(FusionKind::Gmu) };
+        let a = fit(&data, &[0, 1], &split, &config).unwrap();
+        let b = fit(&data, &[0, 1], &split, &config).unwrap();
+        let (pa, pb) = (a.predict(&data, &split.test), b.predict(&data, &split.test));
+        assert_eq!(pa.probs, pb.probs);
+        assert_eq!(a.members[0].history, b.members[0].history);
+        let gates = pa.gate_means.as_ref().unwrap();
+        assert_eq!(gates.len(), split.test.len() * 2);
+        // The gate of view a is larger, on average, where view a carries the class.
+        let mean = |want: bool| {
+            let g: Vec<f32> = split.test.iter().enumerate().filter(|(_, r)| informative_a[**r] == want).map(|(i, _)| gates[2 * i]).collect();
+            g.iter().sum::<f32>() / g.len() as f32
+        };
+        eprintln!("gate of a: {} vs {}", mean(true), mean(false));
+        assert!(mean(true) > mean(false) + 0.05, "gate of a: {} where a informs, {} elsewhere", mean(true), mean(false));
+    }
+
+    #[test]
+    fn random_search_draws_from_the_paper_ranges() {
+        let mut rng = StdRng::seed_from_u64(0);
+        for _ in 0..200 {
+            let c = sample_config(&FitConfig::default(), &mut rng);
+            assert!([64, 128, 256, 512].contains(&c.hidden));
+            assert!((1e-3..=1e-1).contains(&c.lr));
+            assert!((0.3..=0.7).contains(&c.dropout));
+            assert!((5.0..=20.0).contains(&c.max_norm.unwrap()));
+        }
+    }
+
+    #[test]
+    fn gate_report_counts_shares_per_class() {
+        let targets = Targets::Classes { y: vec![0, 0, 1, 1], names: vec!["p".into(), "q".into()] };
+        let gates = [0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4];
+        let r = GateReport::new(&targets, &[0, 1, 2, 3], &gates, vec!["a".into(), "b".into()]);
+        assert_eq!(r.favoured, vec![vec![1.0, 0.0], vec![0.5, 0.5]]);
+        assert!((r.mean[0][0] - 0.8).abs() < 1e-6 && (r.mean[1][1] - 0.6).abs() < 1e-6);
+        assert_eq!(r.counts, vec![2, 2]);
+    }
+
+    #[test]
+    fn non_finite_inputs_are_refused_before_training() {
+        let mut data = planted(60, false, 3);
+        data.views[1].values[9] = f32::NAN;
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let err = fit(&data, &[0, 1], &split, &quick(FusionKind::Concat)).unwrap_err().to_string();
+        assert!(err.contains("view 'b', row 2, column 1: NaN"), "{err}");
+    }
+}
