@@ -626,7 +626,6 @@ mod tests {
             let g: Vec<f32> = split.test.iter().enumerate().filter(|(_, r)| informative_a[**r] == want).map(|(i, _)| gates[2 * i]).collect();
             g.iter().sum::<f32>() / g.len() as f32
         };
-        eprintln!("gate of a: {} vs {}", mean(true), mean(false));
         assert!(mean(true) > mean(false) + 0.05, "gate of a: {} where a informs, {} elsewhere", mean(true), mean(false));
     }
 

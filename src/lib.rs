@@ -41,6 +41,7 @@
 //! - [`experiment`]: the demo and the paper's protocol.
 #![warn(missing_docs)]
 
+pub mod comparison;
 pub mod data;
 pub mod error;
 pub mod experiment;

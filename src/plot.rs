@@ -236,6 +236,74 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Resul
     })
 }
 
+/// One stacked bar per row (class or label), its segments the share of each
+/// series (modality), as a PNG at `path`: the gate-per-class chart (the
+/// paper's Fig. 8). `shares[r][k]` is row `r`'s share of series `k`; each row
+/// should sum to 1.
+pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], series: &[String], shares: &[Vec<f64>]) -> Result<()> {
+    if rows.is_empty() || shares.len() != rows.len() || shares.iter().any(|s| s.len() != series.len()) {
+        return Err(GmuError::invalid("shares", format!("{} rows of shares for {} rows and {} series", shares.len(), rows.len(), series.len())));
+    }
+    let palette = [
+        RGBColor(31, 80, 220), RGBColor(230, 120, 20), RGBColor(40, 160, 60),
+        RGBColor(200, 40, 60), RGBColor(150, 60, 170), RGBColor(120, 90, 60),
+    ];
+    let n = rows.len();
+    let height = (140 + 34 * n).max(360) as u32;
+    render(path, (1000, height), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let mut chart = ChartBuilder::on(root)
+            .caption(title, ("sans-serif", 24))
+            .margin(14)
+            .x_label_area_size(46)
+            .y_label_area_size(180)
+            .build_cartesian_2d(0f64..1f64, 0f64..n as f64)
+            .map_err(|x| e(&x))?;
+        let labels = rows.to_vec();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc(x_desc)
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&move |v| {
+                let k = (*v - 0.5).round();
+                if (v - 0.5 - k).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
+                    labels[labels.len() - 1 - k as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .axis_desc_style(("sans-serif", 18))
+            .label_style(("sans-serif", 15))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|x| e(&x))?;
+        for (k, name) in series.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            let bars = shares.iter().enumerate().map(move |(r, s)| {
+                let left: f64 = s[..k].iter().sum();
+                let y = (n - 1 - r) as f64;
+                Rectangle::new([(left, y + 0.15), (left + s[k], y + 0.85)], color.filled())
+            });
+            chart
+                .draw_series(bars)
+                .map_err(|x| e(&x))?
+                .label(name.as_str())
+                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .label_font(("sans-serif", 16))
+            .draw()
+            .map_err(|x| e(&x))?;
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -278,6 +346,27 @@ mod tests {
         // Inside the plot: grey (0 blended at 65 %) on the left, white (1) on the right.
         assert_eq!(px(150, 600), &[89, 89, 89]);
         assert_eq!(px(650, 600), &[255, 255, 255]);
+    }
+
+    #[test]
+    fn stacked_shares_draws_each_series_in_its_colour() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shares.png");
+        let rows = vec!["six".to_string(), "nine".to_string()];
+        let series = vec!["pix".to_string(), "zer".to_string()];
+        stacked_shares(&path, "gates", "share", &rows, &series, &[vec![1.0, 0.0], vec![0.0, 1.0]]).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        let w = info.width as usize;
+        let row_has = |y: usize, rgb: [u8; 3]| (0..w).any(|x| buf[(y * w + x) * 3..][..3] == rgb);
+        // The top bar (six) is all pix (blue), the bottom (nine) all zer (orange).
+        let blue = (0..info.height as usize).filter(|&y| row_has(y, [31, 80, 220])).collect::<Vec<_>>();
+        let orange = (0..info.height as usize).filter(|&y| row_has(y, [230, 120, 20])).collect::<Vec<_>>();
+        assert!(!blue.is_empty() && !orange.is_empty());
+        assert!(blue.iter().filter(|&&y| y > 80).max() < orange.iter().filter(|&&y| y > 80).max());
+        assert!(stacked_shares(&path, "t", "x", &rows, &series, &[vec![1.0]]).is_err());
     }
 
     #[test]

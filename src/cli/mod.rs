@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod eval;
+mod multiview;
 mod plot;
 mod protocol;
 mod synth;
@@ -35,6 +36,8 @@ enum Command {
     Plot(plot::Args),
     /// The paper's protocol: GMU against logistic regression over many seeds.
     Protocol(protocol::Args),
+    /// Every fusion method of the paper on real multi-view data (mfeat, Twemoji or your files).
+    Multiview(multiview::Args),
 }
 
 /// Parses the arguments, runs the subcommand, prints any error on one line.
@@ -47,6 +50,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::Plot(args) => plot::run(args),
         Command::Protocol(args) => protocol::run(args),
+        Command::Multiview(args) => multiview::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

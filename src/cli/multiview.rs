@@ -1,0 +1,194 @@
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
+use gmu::data::builtin::{MFEAT_VIEWS, mfeat, twemoji};
+use gmu::data::{LabelSource, MultiviewData};
+use gmu::fit::FitConfig;
+use gmu::fusion::{ExpertKind, FusionKind};
+
+use super::stage;
+
+/// Which data set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dataset {
+    /// UCI Multiple Features (embedded): six views of 2000 handwritten digits.
+    Mfeat,
+    /// Twemoji (embedded): a 32×32 picture (through a small CNN) and a hashed name, 9 categories.
+    Twemoji,
+    /// Your own files: `--files` (one per view) and `--labels` or `--label-column`.
+    Files,
+}
+
+/// Arguments of `gmu multiview`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data set.
+    #[arg(long, value_enum, default_value_t = Dataset::Mfeat)]
+    data: Dataset,
+    /// With `--data files`: one CSV (header row) or NPY file per view, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    files: Vec<PathBuf>,
+    /// With `--data files`: a label file (CSV with one column, or a 1-D NPY array).
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// With `--data files`: the column of the view files that holds the label (`last` for the last one).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Views fused together, comma-separated; repeat the flag to compare several sets.
+    /// Default: for mfeat all six, then fou,zer and pix,mor; otherwise all views.
+    #[arg(long = "modalities")]
+    modalities: Vec<String>,
+    /// Fusion methods to run (repeatable; default: all of the paper's Table 2).
+    #[arg(long, value_enum)]
+    fusion: Vec<FusionKind>,
+    /// Mixture of experts: keep only this expert kind.
+    #[arg(long, value_enum)]
+    experts: Option<ExpertKind>,
+    /// Mixture of experts: keep only tied (`true`) or untied (`false`) gates.
+    #[arg(long)]
+    tied_gates: Option<bool>,
+    /// Skip the single-modality models.
+    #[arg(long)]
+    no_single: bool,
+    /// Hidden width (GMU and maxout units).
+    #[arg(long, default_value_t = 128)]
+    hidden: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Dropout after each maxout layer.
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f64,
+    /// Max-norm limit on every weight column (0: none).
+    #[arg(long, default_value_t = 10.0)]
+    max_norm: f32,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 64)]
+    batch_size: usize,
+    /// Most epochs per model.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Early stopping: epochs without a better dev macro-F1.
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
+    /// Random-search trials per method over the paper's ranges (1: the flags as given).
+    #[arg(long, default_value_t = 1)]
+    trials: usize,
+    /// Dev share of each class.
+    #[arg(long, default_value_t = 0.2)]
+    dev: f64,
+    /// Test share of each class.
+    #[arg(long, default_value_t = 0.2)]
+    test: f64,
+    /// Seed of the split, the initialisation, dropout and batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder (default `runs/multiview-<data>`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn load(args: &Args) -> Result<(String, MultiviewData)> {
+    Ok(match args.data {
+        Dataset::Mfeat => ("mfeat".into(), mfeat(&MFEAT_VIEWS)?),
+        Dataset::Twemoji => ("twemoji".into(), twemoji()?),
+        Dataset::Files => {
+            if args.files.is_empty() {
+                bail!("--data files needs --files VIEW1,VIEW2,...");
+            }
+            let paths: Vec<&std::path::Path> = args.files.iter().map(|p| p.as_path()).collect();
+            let source = match (&args.labels, &args.label_column) {
+                (Some(p), None) => LabelSource::File(p),
+                (None, Some(c)) => LabelSource::Column(c),
+                _ => bail!("--data files needs exactly one of --labels FILE or --label-column NAME"),
+            };
+            ("files".into(), MultiviewData::from_files(&paths, source)?)
+        }
+    })
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let (name, data) = load(&args)?;
+    let sets: Vec<Vec<String>> = if !args.modalities.is_empty() {
+        args.modalities.iter().map(|s| s.split(',').map(|v| v.trim().to_string()).collect()).collect()
+    } else if args.data == Dataset::Mfeat {
+        vec![MFEAT_VIEWS.map(String::from).to_vec(), vec!["fou".into(), "zer".into()], vec!["pix".into(), "mor".into()]]
+    } else {
+        vec![data.views.iter().map(|v| v.name.clone()).collect()]
+    };
+    let base = FitConfig {
+        hidden: args.hidden,
+        lr: args.lr,
+        dropout: args.dropout,
+        max_norm: (args.max_norm > 0.0).then_some(args.max_norm),
+        batch_size: args.batch_size,
+        max_epochs: args.epochs,
+        patience: args.patience,
+        seed: args.seed,
+        ..FitConfig::default()
+    };
+    base.validate()?;
+    let methods: Vec<FitConfig> = paper_methods(&base)
+        .into_iter()
+        .filter(|m| args.fusion.is_empty() || args.fusion.contains(&m.fusion))
+        .filter(|m| m.fusion != FusionKind::Moe || args.experts.is_none_or(|e| e == m.experts))
+        .filter(|m| m.fusion != FusionKind::Moe || args.tied_gates.is_none_or(|t| t == m.tied_gates))
+        .collect();
+    let split = data.split(args.dev, args.test, args.seed)?;
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
+    println!(
+        "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {})",
+        data.len(),
+        data.targets.width(),
+        split.train.len(),
+        split.dev.len(),
+        split.test.len(),
+        args.seed
+    );
+    for set in sets {
+        let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
+        let tag = set.join("+");
+        let dir = out.join(&tag);
+        stage(&format!("{name} [{tag}]: {} methods{}", methods.len(), if args.no_single { "" } else { " + single views" }));
+        let options = CompareOptions {
+            modalities,
+            methods: methods.clone(),
+            single_modalities: !args.no_single,
+            trials: args.trials,
+            save_to: Some(dir.clone()),
+        };
+        let results = compare(&data, &split, &options, |r| {
+            stage(&format!(
+                "{:<20} test acc {:.4}  macro-F1 {:.4}  (epoch {}, {:.1} s)",
+                r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
+            ))
+        })?;
+        let md = table(&results, data.targets.is_multilabel(), &|_| None);
+        println!("\n## {name}: {tag}\n\n{md}");
+        for r in &results {
+            if let Some(g) = &r.gates {
+                let path = dir.join(format!("gates-{}.png", r.method));
+                let title = format!("{name} {tag}: {} gate, share of test samples favouring each view", r.method);
+                gmu::plot::stacked_shares(&path, &title, "share of samples whose mean gate is largest", &g.classes, &g.modalities, &g.favoured)?;
+                if r.method == "gmu" {
+                    println!("{}", gate_summary(&name, g));
+                    println!("gate chart: {}", path.display());
+                }
+            }
+        }
+        write_results(&dir, &results, &md).with_context(|| format!("writing {}", dir.display()))?;
+        println!("wrote {}", dir.display());
+    }
+    Ok(())
+}
+
+/// One line per class: the mean gate of each view (GMU).
+fn gate_summary(name: &str, g: &gmu::fit::GateReport) -> String {
+    let mut s = format!("mean GMU gate per class ({name}; views {}):\n", g.modalities.join(", "));
+    for (c, class) in g.classes.iter().enumerate() {
+        let cells: Vec<String> = g.mean[c].iter().map(|x| format!("{x:.2}")).collect();
+        s.push_str(&format!("  {class:>20}: {}\n", cells.join("  ")));
+    }
+    s
+}
