@@ -1,1 +1,549 @@
-//! placeholder
+//! MM-IMDb (Arevalo et al., 2017), in both published forms; the exact layouts
+//! are in `../shared/MMIMDB_FORMAT.md` and the fixtures in `tests/fixtures/`.
+//!
+//! - [`read_hdf5`]: the preprocessed `multimodal_imdb.hdf5` (h5py/Fuel):
+//!   `features` (plot word2vec means) and `vgg_features` (poster VGG-16 fc7)
+//!   as two views, `genres` as multilabel targets named by the dataset's
+//!   `target_names` attribute, the rows of each split from the file attribute
+//!   `split` (Fuel's compound split array). Rows of `features` that are NaN (a
+//!   plot with no word2vec word) are counted and zeroed.
+//! - [`read_archive`]: the raw `mmimdb/` folder (`split.json`,
+//!   `dataset/<id>.json` and `<id>.jpeg`), validated, with the plot and the
+//!   genres of each movie; features come from pluggable [`FeatureExtractor`]s.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use hdf5_reader::{ByteOrder, Datatype, Hdf5File};
+use hdf5_reader::messages::datatype::StringSize;
+
+use super::multiview::{MultiviewData, Split, Targets, View};
+use super::text::HashingEncoder;
+use crate::error::{GmuError, Result};
+
+/// The 23 genres of MM-IMDb, from the most to the least frequent (the column
+/// order of the published `genres` dataset).
+pub const GENRES: [&str; 23] = [
+    "Drama", "Comedy", "Romance", "Thriller", "Crime", "Action", "Adventure", "Horror", "Documentary", "Mystery",
+    "Sci-Fi", "Fantasy", "Family", "Biography", "War", "History", "Music", "Animation", "Musical", "Western", "Sport",
+    "Short", "Film-Noir",
+];
+
+/// MM-IMDb loaded for training.
+#[derive(Clone, Debug)]
+pub struct Mmimdb {
+    /// Views `text` and `visual`, and the genre targets.
+    pub data: MultiviewData,
+    /// The split read from the file.
+    pub split: Split,
+    /// IMDb ids, one per row.
+    pub ids: Vec<String>,
+    /// Rows of `features` that were NaN and were zeroed.
+    pub nan_text_rows: usize,
+}
+
+fn err(path: &Path, message: impl Into<String>) -> GmuError {
+    GmuError::data(path, message)
+}
+
+fn dataset(file: &Hdf5File, members: &[String], path: &Path, name: &str, what: &str) -> Result<hdf5_reader::Dataset> {
+    if !members.iter().any(|m| m == name) {
+        return Err(err(path, format!("missing dataset '{name}' ({what}); the file has {}", members.join(", "))));
+    }
+    file.dataset(name).map_err(|e| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?")))
+}
+
+fn read_floats(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<Vec<f32>> {
+    let n: usize = ds.shape().iter().product::<u64>() as usize;
+    let failed = |e: hdf5_reader::error::Error| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?"));
+    match ds.dtype() {
+        Datatype::FloatingPoint { size: 4, .. } => {
+            let mut out = vec![0.0f32; n];
+            ds.read_into(&mut out).map_err(failed)?;
+            Ok(out)
+        }
+        Datatype::FloatingPoint { size: 8, .. } => {
+            let mut out = vec![0.0f64; n];
+            ds.read_into(&mut out).map_err(failed)?;
+            Ok(out.into_iter().map(|x| x as f32).collect())
+        }
+        other => Err(err(path, format!("dataset '{name}': expected float32 values, found {other:?}"))),
+    }
+}
+
+fn shape2(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<(usize, usize)> {
+    match ds.shape() {
+        [n, d] => Ok((*n as usize, *d as usize)),
+        other => Err(err(path, format!("dataset '{name}': expected 2 dimensions [movies, columns], found shape {other:?}"))),
+    }
+}
+
+/// Reads `multimodal_imdb.hdf5` (see the [module docs](self)). Every
+/// problem names the file and the dataset or attribute: a file that is not
+/// HDF5 or is truncated, a missing dataset, a shape that does not match the
+/// others, a label count that differs from `target_names`, a split that does
+/// not cover the rows. `features` rows that are NaN are zeroed and counted;
+/// any other non-finite value is an error.
+pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
+    let file = Hdf5File::open(path).map_err(|e| err(path, format!("cannot open as HDF5 ({e}); is the file truncated or not multimodal_imdb.hdf5?")))?;
+    let members = file
+        .root_group()
+        .and_then(|g| g.member_names())
+        .map_err(|e| err(path, format!("cannot list the datasets ({e}); is the file truncated?")))?
+        .1;
+    let text_ds = dataset(&file, &members, path, "features", "mean word2vec of the plot, float32 [N, 300]")?;
+    let visual_ds = dataset(&file, &members, path, "vgg_features", "VGG-16 fc7 of the poster, float32 [N, 4096]")?;
+    let genres_ds = dataset(&file, &members, path, "genres", "multi-hot genres, int32 [N, 23]")?;
+    let ids_ds = dataset(&file, &members, path, "imdb_ids", "IMDb ids, fixed strings [N]")?;
+    let (n, d_text) = shape2(path, &text_ds, "features")?;
+    let (n_v, d_visual) = shape2(path, &visual_ds, "vgg_features")?;
+    let (n_g, n_labels) = shape2(path, &genres_ds, "genres")?;
+    for (name, rows) in [("vgg_features", n_v), ("genres", n_g)] {
+        if rows != n {
+            return Err(err(path, format!("dataset '{name}' has {rows} rows, 'features' has {n}")));
+        }
+    }
+    if ids_ds.shape() != [n as u64] {
+        return Err(err(path, format!("dataset 'imdb_ids' has shape {:?}, expected [{n}]", ids_ds.shape())));
+    }
+    // Genre names: the JSON attribute `target_names` of the `genres` dataset.
+    let names_attr = genres_ds
+        .attribute("target_names")
+        .map_err(|e| err(path, format!("dataset 'genres': missing attribute 'target_names' ({e})")))?;
+    let names_json = names_attr
+        .read_string()
+        .map_err(|e| err(path, format!("dataset 'genres', attribute 'target_names': not a string ({e})")))?;
+    let names: Vec<String> = serde_json::from_str(&names_json)
+        .map_err(|e| err(path, format!("dataset 'genres', attribute 'target_names': not a JSON list of names ({e})")))?;
+    if names.len() != n_labels {
+        return Err(err(
+            path,
+            format!("dataset 'genres' has {n_labels} label columns but its attribute 'target_names' lists {} names", names.len()),
+        ));
+    }
+    let split = read_split(&file, path, n)?;
+
+    let mut text = read_floats(path, &text_ds, "features")?;
+    let visual = read_floats(path, &visual_ds, "vgg_features")?;
+    let mut nan_text_rows = 0;
+    for row in text.chunks_mut(d_text) {
+        if row.iter().any(|x| x.is_nan()) {
+            nan_text_rows += 1;
+            row.iter_mut().for_each(|x| *x = 0.0);
+        }
+    }
+    for (name, values, d) in [("features", &text, d_text), ("vgg_features", &visual, d_visual)] {
+        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+            return Err(err(path, format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k])));
+        }
+    }
+    let mut genres = vec![0i32; n * n_labels];
+    genres_ds
+        .read_into(&mut genres)
+        .map_err(|e| err(path, format!("dataset 'genres': cannot read as int32 ({e}); is the file truncated?")))?;
+    if let Some(k) = genres.iter().position(|&g| g != 0 && g != 1) {
+        return Err(err(path, format!("dataset 'genres', row {}, column {}: {} (expected 0 or 1)", k / n_labels, k % n_labels, genres[k])));
+    }
+    let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
+    let data = MultiviewData {
+        views: vec![
+            View { name: "text".into(), dim: d_text, values: text, image: None },
+            View { name: "visual".into(), dim: d_visual, values: visual, image: None },
+        ],
+        targets: Targets::Labels { y: genres.into_iter().map(|g| g as u8).collect(), names },
+    };
+    data.validate(path)?;
+    Ok(Mmimdb { data, split, ids, nan_text_rows })
+}
+
+/// One element of Fuel's split array.
+#[derive(Debug)]
+struct SplitEntry {
+    split: String,
+    source: String,
+    start: i64,
+    stop: i64,
+}
+
+fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<SplitEntry>> {
+    let bad = |m: String| err(path, format!("attribute 'split': {m}"));
+    let Datatype::Compound { size, fields } = datatype else {
+        return Err(bad(format!("expected Fuel's compound split array, found {datatype:?}")));
+    };
+    let size = *size as usize;
+    if size == 0 || raw.len() % size != 0 {
+        return Err(bad(format!("{} bytes is not a whole number of {size}-byte elements", raw.len())));
+    }
+    let field = |name: &str| {
+        fields.iter().find(|f| f.name == name).ok_or_else(|| bad(format!("no field '{name}' (expected split, source, start, stop)")))
+    };
+    let string_at = |element: &[u8], f: &hdf5_reader::CompoundField| -> Result<String> {
+        match &f.datatype {
+            Datatype::String { size: StringSize::Fixed(len), .. } => {
+                let bytes = &element[f.byte_offset as usize..f.byte_offset as usize + *len as usize];
+                Ok(String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).to_string())
+            }
+            other => Err(bad(format!("field '{}' should be a fixed-length string, found {other:?}", f.name))),
+        }
+    };
+    let int_at = |element: &[u8], f: &hdf5_reader::CompoundField| -> Result<i64> {
+        match &f.datatype {
+            Datatype::FixedPoint { size: 8, byte_order, .. } => {
+                let b: [u8; 8] = element[f.byte_offset as usize..f.byte_offset as usize + 8].try_into().expect("8 bytes");
+                Ok(match byte_order {
+                    ByteOrder::BigEndian => i64::from_be_bytes(b),
+                    _ => i64::from_le_bytes(b),
+                })
+            }
+            other => Err(bad(format!("field '{}' should be a 64-bit integer, found {other:?}", f.name))),
+        }
+    };
+    let (f_split, f_source, f_start, f_stop) = (field("split")?, field("source")?, field("start")?, field("stop")?);
+    raw.chunks_exact(size)
+        .map(|e| {
+            Ok(SplitEntry { split: string_at(e, f_split)?, source: string_at(e, f_source)?, start: int_at(e, f_start)?, stop: int_at(e, f_stop)? })
+        })
+        .collect()
+}
+
+/// The train/dev/test row ranges from the file attribute `split`; they must
+/// be the same for every source, contiguous and cover `[0, n)`.
+fn read_split(file: &Hdf5File, path: &Path, n: usize) -> Result<Split> {
+    let root = file.root_group().map_err(|e| err(path, format!("cannot read the root group ({e})")))?;
+    let attr = root
+        .attribute("split")
+        .map_err(|e| err(path, format!("missing file attribute 'split' (Fuel's split array giving the train/dev/test rows): {e}")))?;
+    let entries = decode_split(path, &attr.datatype, &attr.raw_data)?;
+    let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    for e in &entries {
+        if let Some(&(a, b)) = ranges.get(&e.split)
+            && (a, b) != (e.start, e.stop)
+        {
+            return Err(err(
+                path,
+                format!("attribute 'split': '{}' is [{a}, {b}) for one source and [{}, {}) for '{}'", e.split, e.start, e.stop, e.source),
+            ));
+        }
+        ranges.insert(e.split.clone(), (e.start, e.stop));
+    }
+    let get = |name: &str| {
+        ranges.get(name).copied().ok_or_else(|| err(path, format!("attribute 'split' has no '{name}' split (found {:?})", ranges.keys().collect::<Vec<_>>())))
+    };
+    let (train, dev, test) = (get("train")?, get("dev")?, get("test")?);
+    if train.0 != 0 || dev.0 != train.1 || test.0 != dev.1 || test.1 != n as i64 || train.1 <= 0 || dev.1 <= dev.0 || test.1 <= test.0 {
+        return Err(err(
+            path,
+            format!(
+                "attribute 'split' does not add up: train [{}, {}), dev [{}, {}), test [{}, {}) should be consecutive, non-empty and cover the {n} rows",
+                train.0, train.1, dev.0, dev.1, test.0, test.1
+            ),
+        ));
+    }
+    let range = |(a, b): (i64, i64)| (a as usize..b as usize).collect::<Vec<_>>();
+    Ok(Split { train: range(train), dev: range(dev), test: range(test) })
+}
+
+/// One movie of the raw archive.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ArchiveMovie {
+    /// IMDb id (the file stem).
+    pub id: String,
+    /// The longest string of the JSON's `plot` list.
+    pub plot: String,
+    /// Indices into [`GENRES`].
+    pub genres: Vec<usize>,
+    /// The poster file.
+    pub poster: PathBuf,
+}
+
+/// The raw archive, read and validated.
+#[derive(Clone, Debug)]
+pub struct Archive {
+    /// Movies in split order: train, then dev, then test.
+    pub movies: Vec<ArchiveMovie>,
+    /// Row indices of each split into `movies`.
+    pub split: Split,
+    /// Genre names found outside the 23, with how many times each was dropped.
+    pub dropped_genres: BTreeMap<String, usize>,
+}
+
+/// Reads the raw archive rooted at `root` (the folder holding `split.json` and
+/// `dataset/`). Each listed movie must have its JSON (with a non-empty `plot`
+/// list of strings and a `genres` list) and its poster; genres outside the 23
+/// are dropped and counted.
+pub fn read_archive(root: &Path) -> Result<Archive> {
+    let split_path = root.join("split.json");
+    let text = std::fs::read_to_string(&split_path).map_err(|e| GmuError::io(&split_path, e))?;
+    let lists: BTreeMap<String, Vec<String>> = serde_json::from_str(&text)
+        .map_err(|e| err(&split_path, format!("expected {{\"train\": [ids], \"dev\": [ids], \"test\": [ids]}} ({e})")))?;
+    let mut movies = Vec::new();
+    let mut split = Split::default();
+    let mut dropped = BTreeMap::new();
+    let mut seen = std::collections::HashSet::new();
+    for name in ["train", "dev", "test"] {
+        let ids = lists.get(name).ok_or_else(|| err(&split_path, format!("no '{name}' list")))?;
+        if ids.is_empty() {
+            return Err(err(&split_path, format!("the '{name}' list is empty")));
+        }
+        for id in ids {
+            if !seen.insert(id.clone()) {
+                return Err(err(&split_path, format!("id '{id}' is listed twice")));
+            }
+            let movie = read_movie(root, id, &mut dropped)?;
+            let part = match name {
+                "train" => &mut split.train,
+                "dev" => &mut split.dev,
+                _ => &mut split.test,
+            };
+            part.push(movies.len());
+            movies.push(movie);
+        }
+    }
+    Ok(Archive { movies, split, dropped_genres: dropped })
+}
+
+fn read_movie(root: &Path, id: &str, dropped: &mut BTreeMap<String, usize>) -> Result<ArchiveMovie> {
+    let json_path = root.join("dataset").join(format!("{id}.json"));
+    let poster = root.join("dataset").join(format!("{id}.jpeg"));
+    let text = std::fs::read_to_string(&json_path).map_err(|e| GmuError::io(&json_path, e))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&json_path, format!("not JSON ({e})")))?;
+    let strings = |field: &str| -> Result<Vec<String>> {
+        let list = value.get(field).and_then(|v| v.as_array()).ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings")))?;
+        list.iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings, found {v}"))))
+            .collect()
+    };
+    let plot = strings("plot")?.into_iter().max_by_key(|p| p.chars().count()).unwrap_or_default();
+    if plot.trim().is_empty() {
+        return Err(err(&json_path, "field 'plot': no non-empty plot"));
+    }
+    let mut genres = Vec::new();
+    for g in strings("genres")? {
+        match GENRES.iter().position(|&k| k == g) {
+            Some(i) if !genres.contains(&i) => genres.push(i),
+            Some(_) => {}
+            None => *dropped.entry(g).or_insert(0) += 1,
+        }
+    }
+    genres.sort_unstable();
+    if !poster.is_file() {
+        return Err(err(&poster, format!("poster of '{id}' is missing")));
+    }
+    Ok(ArchiveMovie { id: id.to_string(), plot, genres, poster })
+}
+
+/// Turns one movie into a feature vector: the plug for the text and poster
+/// representations of the raw archive.
+pub trait FeatureExtractor {
+    /// View name in reports.
+    fn name(&self) -> &str;
+    /// Width of the features.
+    fn dim(&self) -> usize;
+    /// Features of `movie`.
+    fn extract(&self, movie: &ArchiveMovie) -> Result<Vec<f32>>;
+}
+
+/// The paper's text normalisation (see `MMIMDB_FORMAT.md`): lower case;
+/// `<br />` → space; URLs → `L`; ``~*+^`_#[]|`` → space; runs of digits → `N`;
+/// the punctuation ``/'-.?!()",:;`` split off as tokens.
+pub fn normalize_plot(plot: &str) -> Vec<String> {
+    let lower = plot.to_lowercase().replace("<br />", " ");
+    let mut words = Vec::new();
+    for raw in lower.split_whitespace() {
+        if raw.starts_with("http://") || raw.starts_with("https://") || raw.starts_with("www.") {
+            words.push("L".to_string());
+            continue;
+        }
+        let mut token = String::new();
+        let mut chars = raw.chars().peekable();
+        let flush = |t: &mut String, out: &mut Vec<String>| {
+            if !t.is_empty() {
+                out.push(std::mem::take(t));
+            }
+        };
+        while let Some(c) = chars.next() {
+            if "~*+^`_#[]|".contains(c) {
+                flush(&mut token, &mut words);
+            } else if "/'-.?!()\",:;".contains(c) {
+                flush(&mut token, &mut words);
+                words.push(c.to_string());
+            } else if c.is_ascii_digit() {
+                while chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                    chars.next();
+                }
+                token.push('N');
+            } else {
+                token.push(c);
+            }
+        }
+        flush(&mut token, &mut words);
+    }
+    words
+}
+
+/// A text extractor that needs no download: the normalised plot through a
+/// [`HashingEncoder`]. A stand-in until word2vec features land; plug your own
+/// [`FeatureExtractor`] for the paper's representation.
+pub struct HashedPlot(pub HashingEncoder);
+
+impl FeatureExtractor for HashedPlot {
+    fn name(&self) -> &str {
+        "text"
+    }
+    fn dim(&self) -> usize {
+        self.0.dim
+    }
+    fn extract(&self, movie: &ArchiveMovie) -> Result<Vec<f32>> {
+        Ok(self.0.encode(&normalize_plot(&movie.plot).join(" ")))
+    }
+}
+
+impl Archive {
+    /// Builds training data with one view per extractor and the genres as
+    /// multilabel targets.
+    pub fn to_multiview(&self, extractors: &[&dyn FeatureExtractor]) -> Result<MultiviewData> {
+        let mut views = Vec::new();
+        for x in extractors {
+            let mut values = Vec::with_capacity(self.movies.len() * x.dim());
+            for m in &self.movies {
+                let f = x.extract(m)?;
+                if f.len() != x.dim() {
+                    return Err(GmuError::data(&m.poster, format!("extractor '{}' gave {} features, expected {}", x.name(), f.len(), x.dim())));
+                }
+                values.extend(f);
+            }
+            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None });
+        }
+        let mut y = vec![0u8; self.movies.len() * GENRES.len()];
+        for (i, m) in self.movies.iter().enumerate() {
+            for &g in &m.genres {
+                y[i * GENRES.len() + g] = 1;
+            }
+        }
+        Ok(MultiviewData { views, targets: Targets::Labels { y, names: GENRES.map(String::from).to_vec() } })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    /// Both fixtures were written by h5py (`tests/fixtures/make_mmimdb_h5.py`):
+    /// contiguous as the published file, chunked + gzip as a re-saved copy.
+    #[test]
+    fn reads_the_h5py_layout_contiguous_and_chunked() {
+        let a = read_hdf5(&fixture("mmimdb_contiguous.h5")).unwrap();
+        let b = read_hdf5(&fixture("mmimdb_chunked.h5")).unwrap();
+        for m in [&a, &b] {
+            assert_eq!(m.data.len(), 40);
+            assert_eq!((m.split.train.len(), m.split.dev.len(), m.split.test.len()), (24, 6, 10));
+            assert_eq!(m.split.dev[0], 24);
+            assert_eq!(m.nan_text_rows, 2);
+            assert!(m.data.views[0].row(3).iter().all(|&x| x == 0.0));
+            assert_eq!(m.data.views[0].dim, 300);
+            assert_eq!(m.data.views[1].dim, 64);
+            assert_eq!(m.data.targets.names(), GENRES.map(String::from).as_slice());
+            assert_eq!(m.ids[0], "tt01000");
+        }
+        assert_eq!(a.data.views[1].values, b.data.views[1].values);
+        assert_eq!(a.data.targets, b.data.targets);
+        // genres sum written by numpy for seed 7: 192 ones
+        let Targets::Labels { y, .. } = &a.data.targets else { panic!() };
+        assert_eq!(y.iter().map(|&v| v as usize).sum::<usize>(), 192);
+    }
+
+    #[test]
+    fn a_truncated_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = std::fs::read(fixture("mmimdb_contiguous.h5")).unwrap();
+        let cut = dir.path().join("cut.h5");
+        std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+        let e = read_hdf5(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut.h5") && (e.contains("truncated") || e.contains("cannot")), "{e}");
+        let not = dir.path().join("not.h5");
+        std::fs::write(&not, b"hello").unwrap();
+        let e = read_hdf5(&not).unwrap_err().to_string();
+        assert!(e.contains("not.h5") && e.contains("cannot open as HDF5"), "{e}");
+    }
+
+    #[test]
+    fn broken_files_name_the_file_and_the_field() {
+        let cases = [
+            ("mmimdb_bad_missing.h5", "missing dataset 'genres'"),
+            ("mmimdb_bad_shape.h5", "dataset 'vgg_features' has 11 rows, 'features' has 12"),
+            ("mmimdb_bad_split.h5", "attribute 'split' does not add up: train [0, 6), dev [6, 9), test [9, 10)"),
+            ("mmimdb_bad_names.h5", "dataset 'genres' has 23 label columns but its attribute 'target_names' lists 22 names"),
+        ];
+        for (name, expected) in cases {
+            let e = read_hdf5(&fixture(name)).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains(expected), "{name}: {e}");
+        }
+    }
+
+    /// Writes an archive in the published layout: `split.json` and
+    /// `dataset/<id>.json` + `<id>.jpeg` (the JSON carries IMDb fields as the
+    /// real files do; the posters are placeholder bytes).
+    fn write_archive(root: &Path, movies: &[(&str, &str)], split: &str) {
+        std::fs::create_dir_all(root.join("dataset")).unwrap();
+        for (id, json) in movies {
+            std::fs::write(root.join("dataset").join(format!("{id}.json")), json).unwrap();
+            std::fs::write(root.join("dataset").join(format!("{id}.jpeg")), b"\xff\xd8\xff\xe0").unwrap();
+        }
+        std::fs::write(root.join("split.json"), split).unwrap();
+    }
+
+    const MOVIES: [(&str, &str); 3] = [
+        ("0000001", r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A much longer plot, the one to keep."], "genres": ["Drama", "News", "Comedy"]}"#),
+        ("0000002", r#"{"title": "B", "plot": ["Only plot."], "genres": ["Horror", "Talk-Show", "News"]}"#),
+        ("0000003", r#"{"title": "C", "plot": ["Third."], "genres": ["Film-Noir"]}"#),
+    ];
+
+    #[test]
+    fn reads_the_raw_archive_and_drops_unknown_genres() {
+        let dir = tempfile::tempdir().unwrap();
+        write_archive(dir.path(), &MOVIES, r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#);
+        let a = read_archive(dir.path()).unwrap();
+        assert_eq!(a.movies.len(), 3);
+        assert_eq!(a.movies[0].plot, "A much longer plot, the one to keep.");
+        assert_eq!(a.movies[0].genres, vec![0, 1]);
+        assert_eq!(a.movies[2].genres, vec![22]);
+        assert_eq!(a.dropped_genres.get("News"), Some(&2));
+        assert_eq!(a.dropped_genres.get("Talk-Show"), Some(&1));
+        assert_eq!((a.split.train.clone(), a.split.dev.clone(), a.split.test.clone()), (vec![0], vec![1], vec![2]));
+        let data = a.to_multiview(&[&HashedPlot(HashingEncoder::new(16))]).unwrap();
+        assert_eq!(data.views[0].dim, 16);
+        assert_eq!(data.targets.indicator_row(1)[7], 1); // Horror
+    }
+
+    #[test]
+    fn a_broken_archive_names_the_file_and_the_field() {
+        let cases: [(&str, &[(&str, &str)], &str, &str); 5] = [
+            ("duplicate id", &MOVIES, r#"{"train": ["0000001"], "dev": ["0000001"], "test": ["0000003"]}"#, "id '0000001' is listed twice"),
+            ("no dev list", &MOVIES, r#"{"train": ["0000001"], "test": ["0000003"]}"#, "no 'dev' list"),
+            ("unknown id", &MOVIES[..2], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000009"]}"#, "0000009.json"),
+            ("plot not a list", &[("0000001", r#"{"plot": "text", "genres": []}"#)], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#, "0000001.json: field 'plot': expected a list of strings"),
+            ("bad genres", &[("0000001", r#"{"plot": ["p"], "genres": "Drama"}"#), ("0000002", MOVIES[1].1), ("0000003", MOVIES[2].1)], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#, "field 'genres': expected a list of strings"),
+        ];
+        for (what, movies, split, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            write_archive(dir.path(), movies, split);
+            let e = read_archive(dir.path()).unwrap_err().to_string();
+            assert!(e.contains(expected), "{what}: {e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        write_archive(dir.path(), &MOVIES, r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#);
+        std::fs::remove_file(dir.path().join("dataset/0000003.jpeg")).unwrap();
+        let e = read_archive(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("0000003.jpeg") && e.contains("poster"), "{e}");
+    }
+
+    #[test]
+    fn plot_normalisation_follows_the_paper_pipeline() {
+        let words = normalize_plot("A man's 1999 trip<br />to http://x.y (Paris)! #wow");
+        assert_eq!(words, ["a", "man", "'", "s", "N", "trip", "to", "L", "(", "paris", ")", "!", "wow"]);
+    }
+}
