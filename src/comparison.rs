@@ -93,7 +93,8 @@ pub fn compare(
         let gates = predictions
             .gate_means
             .as_ref()
-            .map(|g| GateReport::new(&data.targets, &split.test, g, view_names.clone()));
+            .zip(predictions.shares.as_ref())
+            .map(|(g, s)| GateReport::new(&data.targets, &split.test, g, s, view_names.clone()));
         let result = MethodResult {
             method: method.clone(),
             views: view_names,

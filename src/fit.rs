@@ -51,6 +51,9 @@ pub struct FitConfig {
     pub experts: ExpertKind,
     /// Mixture of experts: one gate for all labels.
     pub tied_gates: bool,
+    /// GMU with K > 2 modalities: softmax-normalised gates (see [`FusionSpec::normalize_gates`]).
+    #[serde(default)]
+    pub normalize_gates: bool,
     /// Features out of the CNN of an image view.
     pub image_features: usize,
     /// Seed of the initialisation, dropout and batch order.
@@ -71,6 +74,7 @@ impl Default for FitConfig {
             threshold: 0.5,
             experts: ExpertKind::Maxout,
             tied_gates: false,
+            normalize_gates: false,
             image_features: 64,
             seed: 0,
         }
@@ -176,6 +180,9 @@ pub struct Predictions {
     /// Per row, the mean gate of each modality (over units or labels), `[rows, K]`,
     /// where the model has gates.
     pub gate_means: Option<Vec<f32>>,
+    /// Per row, each modality's share of the fused signal (its contributions
+    /// summed over units or labels, divided by the total), `[rows, K]`.
+    pub shares: Option<Vec<f32>>,
 }
 
 /// Gathers `rows` of view `v`, scaled.
@@ -231,6 +238,7 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind
     spec.dropout = config.dropout;
     spec.experts = config.experts;
     spec.tied_gates = config.tied_gates;
+    spec.normalize_gates = config.normalize_gates;
     spec
 }
 
@@ -345,6 +353,7 @@ fn predict_nets(data: &MultiviewData, nets: &[(&Vec<usize>, &Vec<Scaler>, &Fusio
     let width = data.targets.width();
     let mut probs = vec![0.0f32; rows.len() * width];
     let mut gate_means: Option<Vec<f32>> = None;
+    let mut shares: Option<Vec<f32>> = None;
     for (modalities, scalers, net) in nets {
         for (b, chunk) in rows.chunks(EVAL_BATCH).enumerate() {
             let inputs: Vec<Tensor<2>> = modalities
@@ -362,9 +371,16 @@ fn predict_nets(data: &MultiviewData, nets: &[(&Vec<usize>, &Vec<Scaler>, &Fusio
                 let means: Vec<f32> = g.mean_dim(2).reshape([rows_b, k]).into_data().try_to_vec::<f32>().expect("f32");
                 gate_means.get_or_insert_with(Vec::new).extend(means);
             }
+            if let Some(c) = out.contributions {
+                let [rows_b, k, _] = c.dims();
+                let per_view = c.sum_dim(2).reshape([rows_b, k]);
+                let total = per_view.clone().sum_dim(1).clamp_min(1e-12);
+                let s: Vec<f32> = (per_view / total).into_data().try_to_vec::<f32>().expect("f32");
+                shares.get_or_insert_with(Vec::new).extend(s);
+            }
         }
     }
-    Predictions { probs, width, gate_means }
+    Predictions { probs, width, gate_means, shares }
 }
 
 fn decide(targets: &Targets, probs: &[f32], width: usize, threshold: f32) -> Vec<u8> {
@@ -449,48 +465,59 @@ impl Trained {
     }
 }
 
-/// Per class (or label), how the gates split between modalities: the share
-/// of samples whose mean gate is largest for each modality, and the mean
-/// gate of each modality. Rows of a multilabel set count for every label they carry.
+/// Per class (or label), where the gates sent each sample: the share of
+/// samples whose largest contribution came from each modality (the paper's
+/// Fig. 8), each modality's mean contribution share, and its mean raw gate.
+/// A row of a multilabel set counts for every label it carries.
+///
+/// The contribution share (`Σ_units |z_k ⊙ h_k|` over the total, for a GMU)
+/// is the readout to trust: a raw gate near 0.5 on a unit where one
+/// modality's `h_k` is near 0 still lets the other decide.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct GateReport {
     /// Modality names.
     pub modalities: Vec<String>,
     /// Class or label names.
     pub classes: Vec<String>,
-    /// `favoured[c][k]`: share of class-`c` samples whose gate favours modality `k`.
+    /// `favoured[c][k]`: share of class-`c` samples whose largest contribution is modality `k`'s.
     pub favoured: Vec<Vec<f64>>,
-    /// `mean[c][k]`: mean gate of modality `k` over class-`c` samples.
-    pub mean: Vec<Vec<f64>>,
+    /// `share[c][k]`: mean contribution share of modality `k` over class-`c` samples.
+    pub share: Vec<Vec<f64>>,
+    /// `gate[c][k]`: mean raw gate of modality `k` over class-`c` samples.
+    pub gate: Vec<Vec<f64>>,
     /// Samples per class.
     pub counts: Vec<usize>,
 }
 
 impl GateReport {
-    /// Builds the report from per-row gate means `[rows, K]` of `rows`.
-    pub fn new(targets: &Targets, rows: &[usize], gate_means: &[f32], modalities: Vec<String>) -> Self {
+    /// Builds the report from per-row mean gates and contribution shares
+    /// (both `[rows, K]`) of `rows`.
+    pub fn new(targets: &Targets, rows: &[usize], gate_means: &[f32], shares: &[f32], modalities: Vec<String>) -> Self {
         let k = modalities.len();
         let c = targets.width();
-        let (mut favoured, mut mean, mut counts) = (vec![vec![0.0; k]; c], vec![vec![0.0; k]; c], vec![0usize; c]);
+        let zeros = || vec![vec![0.0; k]; c];
+        let (mut favoured, mut share, mut gate, mut counts) = (zeros(), zeros(), zeros(), vec![0usize; c]);
         for (i, &r) in rows.iter().enumerate() {
-            let g = &gate_means[i * k..(i + 1) * k];
-            let top = g.iter().enumerate().fold(0, |b, (j, &x)| if x > g[b] { j } else { b });
+            let (g, s) = (&gate_means[i * k..(i + 1) * k], &shares[i * k..(i + 1) * k]);
+            let top = s.iter().enumerate().fold(0, |b, (j, &x)| if x > s[b] { j } else { b });
             for (class, &on) in targets.indicator_row(r).iter().enumerate() {
                 if on == 1 {
                     counts[class] += 1;
                     favoured[class][top] += 1.0;
                     for j in 0..k {
-                        mean[class][j] += g[j] as f64;
+                        share[class][j] += s[j] as f64;
+                        gate[class][j] += g[j] as f64;
                     }
                 }
             }
         }
         for class in 0..c {
             let n = counts[class].max(1) as f64;
-            favoured[class].iter_mut().for_each(|x| *x /= n);
-            mean[class].iter_mut().for_each(|x| *x /= n);
+            for table in [&mut favoured, &mut share, &mut gate] {
+                table[class].iter_mut().for_each(|x| *x /= n);
+            }
         }
-        GateReport { modalities, classes: targets.names().to_vec(), favoured, mean, counts }
+        GateReport { modalities, classes: targets.names().to_vec(), favoured, share, gate, counts }
     }
 }
 
@@ -644,10 +671,12 @@ mod tests {
     #[test]
     fn gate_report_counts_shares_per_class() {
         let targets = Targets::Classes { y: vec![0, 0, 1, 1], names: vec!["p".into(), "q".into()] };
-        let gates = [0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4];
-        let r = GateReport::new(&targets, &[0, 1, 2, 3], &gates, vec!["a".into(), "b".into()]);
+        let gates = [0.5; 8];
+        let shares = [0.9, 0.1, 0.7, 0.3, 0.2, 0.8, 0.6, 0.4];
+        let r = GateReport::new(&targets, &[0, 1, 2, 3], &gates, &shares, vec!["a".into(), "b".into()]);
         assert_eq!(r.favoured, vec![vec![1.0, 0.0], vec![0.5, 0.5]]);
-        assert!((r.mean[0][0] - 0.8).abs() < 1e-6 && (r.mean[1][1] - 0.6).abs() < 1e-6);
+        assert!((r.share[0][0] - 0.8).abs() < 1e-6 && (r.share[1][1] - 0.6).abs() < 1e-6);
+        assert_eq!(r.gate, vec![vec![0.5; 2]; 2]);
         assert_eq!(r.counts, vec![2, 2]);
     }
 

@@ -48,6 +48,9 @@ pub struct Args {
     /// Mixture of experts: keep only tied (`true`) or untied (`false`) gates.
     #[arg(long)]
     tied_gates: Option<bool>,
+    /// GMU with more than 2 views: softmax over the views of each unit's gates (each gate a share).
+    #[arg(long)]
+    gate_softmax: bool,
     /// Skip the single-modality models.
     #[arg(long)]
     no_single: bool,
@@ -126,6 +129,7 @@ pub fn run(args: Args) -> Result<()> {
         max_epochs: args.epochs,
         patience: args.patience,
         seed: args.seed,
+        normalize_gates: args.gate_softmax,
         ..FitConfig::default()
     };
     base.validate()?;
@@ -169,10 +173,13 @@ pub fn run(args: Args) -> Result<()> {
         for r in &results {
             if let Some(g) = &r.gates {
                 let path = dir.join(format!("gates-{}.png", r.method));
-                let title = format!("{name} {tag}: {} gate, share of test samples favouring each view", r.method);
-                gmu::plot::stacked_shares(&path, &title, "share of samples whose mean gate is largest", &g.classes, &g.modalities, &g.favoured)?;
+                let title = format!("{name} {tag}: {} gates, test samples by the view that contributed most", r.method);
+                gmu::plot::stacked_shares(&path, &title, "share of samples whose largest gated contribution is the view's", &g.classes, &g.modalities, &g.favoured)?;
                 if r.method == "gmu" {
                     println!("{}", gate_summary(&name, g));
+                    if let Some(line) = six_nine(g) {
+                        println!("{line}");
+                    }
                     println!("gate chart: {}", path.display());
                 }
             }
@@ -185,10 +192,34 @@ pub fn run(args: Args) -> Result<()> {
 
 /// One line per class: the mean gate of each view (GMU).
 fn gate_summary(name: &str, g: &gmu::fit::GateReport) -> String {
-    let mut s = format!("mean GMU gate per class ({name}; views {}):\n", g.modalities.join(", "));
+    let mut s = format!("GMU contribution share per class ({name}; views {}):\n", g.modalities.join(", "));
     for (c, class) in g.classes.iter().enumerate() {
-        let cells: Vec<String> = g.mean[c].iter().map(|x| format!("{x:.2}")).collect();
+        let cells: Vec<String> = g.share[c].iter().map(|x| format!("{x:.2}")).collect();
         s.push_str(&format!("  {class:>20}: {}\n", cells.join("  ")));
     }
     s
+}
+
+/// mfeat: how much more gate the views that can tell 6 from 9 (pix, kar, fac)
+/// get than the rotation-invariant ones (fou, zer, mor), on 6s and 9s against
+/// the other digits. `None` unless both groups are among the views.
+fn six_nine(g: &gmu::fit::GateReport) -> Option<String> {
+    let idx = |names: &[&str]| -> Vec<usize> { g.modalities.iter().enumerate().filter(|(_, m)| names.contains(&m.as_str())).map(|(i, _)| i).collect() };
+    let (sensitive, invariant) = (idx(&["pix", "kar", "fac"]), idx(&["fou", "zer", "mor"]));
+    let (six, nine) = (g.classes.iter().position(|c| c == "6")?, g.classes.iter().position(|c| c == "9")?);
+    if sensitive.is_empty() || invariant.is_empty() {
+        return None;
+    }
+    let shift = |c: usize| {
+        let mean = |ix: &[usize]| ix.iter().map(|&k| g.share[c][k]).sum::<f64>() / ix.len() as f64;
+        mean(&sensitive) - mean(&invariant)
+    };
+    let others: Vec<f64> = (0..g.classes.len()).filter(|&c| c != six && c != nine).map(shift).collect();
+    let other = others.iter().sum::<f64>() / others.len() as f64;
+    Some(format!(
+        "GMU share of rotation-sensitive views (pix/kar/fac) minus rotation-invariant ones (fou/zer/mor): 6: {:+.3}, 9: {:+.3}, other digits: {:+.3}",
+        shift(six),
+        shift(nine),
+        other
+    ))
 }

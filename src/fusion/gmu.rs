@@ -64,6 +64,9 @@ pub struct GmuOutput {
     /// The gate of every modality, `[batch, K, H]`. For K = 2 the second row is
     /// `1 − z`, so `gates[:, 0, :]` is the paper's `z`.
     pub gates: Tensor<3>,
+    /// Each modality's representation `h_i = tanh(W_i x_i)`, `[batch, K, H]`:
+    /// with the gates, `|z_i ⊙ h_i|` is what each modality put into `h`.
+    pub hidden: Tensor<3>,
 }
 
 impl GmuConfig {
@@ -142,13 +145,13 @@ impl Gmu {
             // h = z⊙h_1 + (1−z)⊙h_2 = h_2 + z⊙(h_1 − h_2)
             let fused = h_2.clone() + z.clone() * (h_1 - h_2);
             let gates = Tensor::stack(vec![z.clone(), z.neg().add_scalar(1.0)], 1);
-            return GmuOutput { fused, gates };
+            return GmuOutput { fused, gates, hidden: Tensor::stack(hidden, 1) };
         }
         let gate_logits = gate_logits.reshape([batch, k, d_hidden]);
         let gates = if self.normalize_gates { softmax(gate_logits, 1) } else { sigmoid(gate_logits) };
         let stacked: Tensor<3> = Tensor::stack(hidden, 1);
-        let fused = (gates.clone() * stacked).sum_dim(1).reshape([batch, d_hidden]);
-        GmuOutput { fused, gates }
+        let fused = (gates.clone() * stacked.clone()).sum_dim(1).reshape([batch, d_hidden]);
+        GmuOutput { fused, gates, hidden: stacked }
     }
 }
 

@@ -127,6 +127,11 @@ pub struct FusionSpec {
     pub experts: ExpertKind,
     /// Mixture of experts: one gate for all labels (`true`) or one per label.
     pub tied_gates: bool,
+    /// GMU with K > 2: a softmax over the modalities of each unit's gates
+    /// (they sum to 1, so each gate is that modality's share), instead of the
+    /// paper's K independent sigmoids. No effect for K = 2.
+    #[serde(default)]
+    pub normalize_gates: bool,
 }
 
 impl FusionSpec {
@@ -134,7 +139,18 @@ impl FusionSpec {
     /// gates) and identity encoders.
     pub fn new(kind: FusionKind, d_inputs: Vec<usize>, hidden: usize, n_outputs: usize, task: Task) -> Self {
         let encoders = vec![EncoderSpec::Identity; d_inputs.len()];
-        FusionSpec { kind, d_inputs, encoders, hidden, n_outputs, task, dropout: 0.5, experts: ExpertKind::Maxout, tied_gates: false }
+        FusionSpec {
+            kind,
+            d_inputs,
+            encoders,
+            hidden,
+            n_outputs,
+            task,
+            dropout: 0.5,
+            experts: ExpertKind::Maxout,
+            tied_gates: false,
+            normalize_gates: false,
+        }
     }
 
     /// Checks the spec; names the flag at fault.
@@ -200,7 +216,7 @@ impl FusionSpec {
         let c = self.n_outputs;
         let head = match self.kind {
             FusionKind::Gmu => FusionHead::Gmu(GmuHead {
-                gmu: GmuConfig::new(widths.clone(), self.hidden).try_init(device)?,
+                gmu: GmuConfig::new(widths.clone(), self.hidden).with_normalize_gates(self.normalize_gates).try_init(device)?,
                 mlp: mlp(self.hidden, c),
             }),
             FusionKind::Concat | FusionKind::AvgProbs => FusionHead::Concat(mlp(widths.iter().sum(), c)),
@@ -311,6 +327,11 @@ pub struct FusionOutput {
     /// `G = H` units; a tied mixture's `G = 1`; an untied mixture's `G = C`
     /// (one gate per label). Each `[b, :, g]` is the weight of each modality.
     pub gates: Option<Tensor<3>>,
+    /// What each modality put into the fusion, `[batch, K, G]`, non-negative:
+    /// `|z_i ⊙ h_i|` per GMU unit; the mixture weights for a mixture of experts.
+    /// Its share per modality says which modality the model relied on,
+    /// whatever the scale of each `h_i`.
+    pub contributions: Option<Tensor<3>>,
 }
 
 const PROB_FLOOR: f32 = 1e-7;
@@ -336,10 +357,15 @@ impl FusionNet {
         match &self.head {
             FusionHead::Gmu(head) => {
                 let fused = head.gmu.forward(&encoded);
-                FusionOutput { scores: Scores::Logits(head.mlp.forward(fused.fused)), gates: Some(fused.gates) }
+                let contributions = (fused.gates.clone() * fused.hidden).abs();
+                FusionOutput {
+                    scores: Scores::Logits(head.mlp.forward(fused.fused)),
+                    gates: Some(fused.gates),
+                    contributions: Some(contributions),
+                }
             }
             FusionHead::Concat(mlp) => {
-                FusionOutput { scores: Scores::Logits(mlp.forward(Tensor::cat(encoded, 1))), gates: None }
+                FusionOutput { scores: Scores::Logits(mlp.forward(Tensor::cat(encoded, 1))), gates: None, contributions: None }
             }
             FusionHead::LinearSum(head) => {
                 let sum = encoded
@@ -348,7 +374,7 @@ impl FusionNet {
                     .map(|(x, (norm, proj))| proj.forward(norm.forward(x)))
                     .reduce(|a, b| a + b)
                     .expect("at least one modality");
-                FusionOutput { scores: Scores::Logits(head.mlp.forward(sum)), gates: None }
+                FusionOutput { scores: Scores::Logits(head.mlp.forward(sum)), gates: None, contributions: None }
             }
             FusionHead::Moe(head) => self.mixture(head, encoded),
         }
@@ -384,7 +410,7 @@ impl FusionNet {
         };
         // Untied gates mix each class separately, so a softmax mixture needs renormalising.
         let mixed = if !self.multilabel && !head.tied { mixed.clone() / mixed.sum_dim(1) } else { mixed };
-        FusionOutput { scores: Scores::Probs(mixed), gates: Some(gates) }
+        FusionOutput { scores: Scores::Probs(mixed), gates: Some(gates.clone()), contributions: Some(gates) }
     }
 
     fn activate(&self, logits: Tensor<2>) -> Tensor<2> {
