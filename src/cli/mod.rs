@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod eval;
+mod mmimdb;
 mod multiview;
 mod plot;
 mod protocol;
@@ -38,6 +39,8 @@ enum Command {
     Protocol(protocol::Args),
     /// Every fusion method of the paper on real multi-view data (mfeat, Twemoji or your files).
     Multiview(multiview::Args),
+    /// The paper's MM-IMDb experiment: Table 2, Table 3 and Fig. 8 from multimodal_imdb.hdf5.
+    Mmimdb(mmimdb::Args),
 }
 
 /// Parses the arguments, runs the subcommand, prints any error on one line.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Plot(args) => plot::run(args),
         Command::Protocol(args) => protocol::run(args),
         Command::Multiview(args) => multiview::run(args),
+        Command::Mmimdb(args) => mmimdb::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,181 @@
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use gmu::comparison::{CompareOptions, MethodResult, compare, paper_methods, table, write_results};
+use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, read_archive, read_hdf5};
+use gmu::fit::FitConfig;
+use gmu::fusion::FusionKind;
+
+use super::stage;
+
+/// Arguments of `gmu mmimdb`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The preprocessed `multimodal_imdb.hdf5` (features, vgg_features, genres, split).
+    #[arg(long, required_unless_present = "archive")]
+    data: Option<PathBuf>,
+    /// Instead: the raw `mmimdb/` folder (split.json, dataset/<id>.json + .jpeg), read and validated.
+    #[arg(long, conflicts_with = "data")]
+    archive: Option<PathBuf>,
+    /// Fusion methods to run (repeatable; default: every row of the paper's Table 2).
+    #[arg(long, value_enum)]
+    fusion: Vec<FusionKind>,
+    /// Skip the text-only and visual-only models.
+    #[arg(long)]
+    no_single: bool,
+    /// Hidden width (GMU and maxout units).
+    #[arg(long, default_value_t = 512)]
+    hidden: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f64,
+    /// Dropout after each maxout layer.
+    #[arg(long, default_value_t = 0.5)]
+    dropout: f64,
+    /// Max-norm limit on every weight column (0: none).
+    #[arg(long, default_value_t = 10.0)]
+    max_norm: f32,
+    /// Minibatch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// Most epochs per model.
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    /// Early stopping: epochs without a better dev macro-F1.
+    #[arg(long, default_value_t = 10)]
+    patience: usize,
+    /// Decision threshold on each genre's probability.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Random-search trials per method over the paper's ranges (1: the flags as given).
+    #[arg(long, default_value_t = 1)]
+    trials: usize,
+    /// Seed of the initialisation, dropout and batch order.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output folder.
+    #[arg(long, default_value = "runs/mmimdb")]
+    out: PathBuf,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if let Some(root) = &args.archive {
+        return summarize_archive(root);
+    }
+    let path = args.data.as_ref().expect("clap requires --data or --archive");
+    stage(&format!("reading {}", path.display()));
+    let m = read_hdf5(path)?;
+    println!(
+        "{}: {} movies, {} genres; text {} + visual {} features; train {} / dev {} / test {}",
+        path.display(),
+        m.data.len(),
+        m.data.targets.width(),
+        m.data.views[0].dim,
+        m.data.views[1].dim,
+        m.split.train.len(),
+        m.split.dev.len(),
+        m.split.test.len()
+    );
+    if m.nan_text_rows > 0 {
+        println!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows);
+    }
+    let base = FitConfig {
+        hidden: args.hidden,
+        lr: args.lr,
+        dropout: args.dropout,
+        max_norm: (args.max_norm > 0.0).then_some(args.max_norm),
+        batch_size: args.batch_size,
+        max_epochs: args.epochs,
+        patience: args.patience,
+        threshold: args.threshold,
+        seed: args.seed,
+        ..FitConfig::default()
+    };
+    base.validate()?;
+    let methods: Vec<FitConfig> =
+        paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.fusion)).collect();
+    if methods.is_empty() && args.no_single {
+        bail!("nothing to run: --no-single and no --fusion method left");
+    }
+    let options = CompareOptions {
+        modalities: vec![0, 1],
+        methods,
+        single_modalities: !args.no_single,
+        trials: args.trials,
+        save_to: Some(args.out.clone()),
+    };
+    let results = compare(&m.data, &m.split, &options, |r| {
+        stage(&format!(
+            "{:<18} test F1 weighted {:.3} samples {:.3} micro {:.3} macro {:.3} (epoch {}, {:.0} s)",
+            r.method,
+            r.test.f1.weighted,
+            r.test.f1.samples.unwrap_or(f64::NAN),
+            r.test.f1.micro,
+            r.test.f1.macro_,
+            r.best_epoch,
+            r.seconds
+        ))
+    })?;
+    let reference = |method: &str| {
+        PAPER_TABLE_2.iter().find(|(k, _)| *k == method).map(|(_, v)| format!("{:.3} / {:.3} / {:.3} / {:.3}", v[0], v[1], v[2], v[3]))
+    };
+    let table_2 = table(&results, true, &reference);
+    let table_3 = per_genre(&results);
+    println!("\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}", args.threshold);
+    if let Some(g) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.gates.as_ref()) {
+        let path = args.out.join("gates-per-genre.png");
+        gmu::plot::stacked_shares(
+            &path,
+            "MM-IMDb test set: GMU, share of movies by the modality that contributed most (Fig. 8)",
+            "share of movies",
+            &g.classes,
+            &g.modalities,
+            &g.favoured,
+        )?;
+        println!("Fig. 8 (gate per genre): {}", path.display());
+    }
+    write_results(&args.out, &results, &format!("# Table 2\n\n{table_2}\n# Table 3\n\n{table_3}"))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+/// Table 3: one row per genre, its test support and each method's F1.
+fn per_genre(results: &[MethodResult]) -> String {
+    let mut out = String::from("| genre | test movies |");
+    for r in results {
+        out.push_str(&format!(" {} |", r.method));
+    }
+    out.push_str(&format!("\n|{}\n", "---|".repeat(results.len() + 2)));
+    let Some(first) = results.first() else { return out };
+    for (g, name) in first.gates.as_ref().map(|g| g.classes.clone()).unwrap_or_else(|| GENRES.map(String::from).to_vec()).iter().enumerate() {
+        out.push_str(&format!("| {name} | {} |", first.test.f1.support.get(g).copied().unwrap_or(0)));
+        for r in results {
+            out.push_str(&format!(" {:.3} |", r.test.f1.per_label.get(g).copied().unwrap_or(f64::NAN)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn summarize_archive(root: &std::path::Path) -> Result<()> {
+    let archive = read_archive(root)?;
+    let (train, dev, test) = (archive.split.train.len(), archive.split.dev.len(), archive.split.test.len());
+    println!("{}: {} movies (train {train} / dev {dev} / test {test}), posters present", root.display(), archive.movies.len());
+    let mut counts = [0usize; 23];
+    let mut none = 0;
+    for m in &archive.movies {
+        m.genres.iter().for_each(|&g| counts[g] += 1);
+        none += usize::from(m.genres.is_empty());
+    }
+    let per_movie = counts.iter().sum::<usize>() as f64 / archive.movies.len() as f64;
+    println!("{per_movie:.2} genres per movie; {none} movies with none of the 23");
+    for (g, n) in GENRES.iter().zip(counts) {
+        println!("  {g:<12} {n}");
+    }
+    if !archive.dropped_genres.is_empty() {
+        let dropped: Vec<String> = archive.dropped_genres.iter().map(|(g, n)| format!("{g} ×{n}")).collect();
+        println!("genres outside the 23, dropped: {}", dropped.join(", "));
+    }
+    println!("training on the raw archive needs text and poster features (a FeatureExtractor); use --data with the preprocessed HDF5 for the paper's table");
+    Ok(())
+}
