@@ -208,7 +208,7 @@ fn targets_tensor(targets: &Targets, rows: &[usize], device: &Device) -> Tensor<
 
 /// Fits each view's scaler on the training rows: standardised features;
 /// images (already in [0, 1]) are centred on 0.5 and doubled so every pixel keeps its
-/// place in the picture's range.
+/// place in the picture's range; prescaled views are left as they are.
 fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> Vec<Scaler> {
     modalities
         .iter()
@@ -216,6 +216,8 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> V
             let view = &data.views[v];
             if view.image.is_some() {
                 Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim] }
+            } else if view.prescaled {
+                Scaler { mean: vec![0.0; view.dim], scale: vec![1.0; view.dim] }
             } else {
                 let raw = gather(data, v, train, &Scaler { mean: vec![0.0; view.dim], scale: vec![1.0; view.dim] });
                 Scaler::fit(&raw, view.dim, Scaling::Standardize)
@@ -593,8 +595,8 @@ mod tests {
             y.push(class);
         }
         let views = vec![
-            View { name: "a".into(), dim: 4, values: a, image: None },
-            View { name: "b".into(), dim: 4, values: b, image: None },
+            View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false },
+            View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false },
         ];
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let targets = if multilabel {

@@ -181,3 +181,122 @@ fn eval_refuses_a_model_directory_without_weights() {
     let run = gmu(&["eval", "--model", dir.path().to_str().unwrap(), "--data", csv.to_str().unwrap()]);
     assert_refused(&run, "config.json: not a gmu training config");
 }
+
+fn fixture(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name).to_str().unwrap().to_string()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Two CSV views and a label file; the class is planted in view `a` for even
+/// rows and in view `b` for odd rows.
+fn write_views(dir: &Path) -> (String, String, String) {
+    let (mut a, mut b, mut y) = ("a0,a1,a2\n".to_string(), "b0,b1,b2\n".to_string(), "label\n".to_string());
+    for i in 0..240usize {
+        let class = i % 3;
+        let noise = |k: usize| (((i * 7919 + k * 104_729) % 1000) as f64 / 1000.0) - 0.5;
+        let row = |informative: bool, k0: usize| {
+            (0..3).map(|j| format!("{:.4}", noise(k0 + j) + if informative && j == class { 3.0 } else { 0.0 })).collect::<Vec<_>>().join(",")
+        };
+        a.push_str(&(row(i % 2 == 0, 0) + "\n"));
+        b.push_str(&(row(i % 2 == 1, 3) + "\n"));
+        y.push_str(&format!("{}\n", ["cat", "dog", "eel"][class]));
+    }
+    let paths: Vec<String> = [("a.csv", a), ("b.csv", b), ("y.csv", y)]
+        .into_iter()
+        .map(|(name, text)| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).unwrap();
+            p.to_str().unwrap().to_string()
+        })
+        .collect();
+    (paths[0].clone(), paths[1].clone(), paths[2].clone())
+}
+
+#[test]
+fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let out = dir.path().join("run");
+    let files = format!("{a},{b}");
+    let args = [
+        "multiview", "--data", "files", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "concat",
+        "--epochs", "8", "--hidden", "16", "--dropout", "0.1", "--lr", "0.01", "--seed", "5", "--out", out.to_str().unwrap(),
+    ];
+    let run = gmu(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    for row in ["| single:a | a |", "| single:b | b |", "| gmu | a+b |", "| concat | a+b |"] {
+        assert!(stdout.contains(row), "{row} missing from {stdout}");
+    }
+    let set = out.join("a+b");
+    let results = read_json(&set.join("results.json"));
+    let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
+    assert!(gmu_row["test"]["accuracy"].as_f64().unwrap() > 0.9, "{gmu_row}");
+    // Each single view can read the class for half the rows only.
+    let single = results.as_array().unwrap().iter().find(|r| r["method"] == "single:a").unwrap();
+    assert!(single["test"]["accuracy"].as_f64().unwrap() < 0.85, "{single}");
+    assert!(gmu_row["gates"]["favoured"].is_array());
+    png_size(&set.join("gates-gmu.png"));
+    for method in ["gmu", "concat", "single-a"] {
+        let config = read_json(&set.join(method).join("config.json"));
+        assert_eq!(config["config"]["seed"], 5, "{method}");
+        assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
+    }
+    // Same seed, same numbers.
+    let again = gmu(&args);
+    assert!(again.status.success());
+    assert_eq!(read_json(&set.join("results.json"))[2]["test"], gmu_row["test"]);
+}
+
+#[test]
+fn multiview_mfeat_pair_runs_from_the_embedded_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mv");
+    let run = gmu(&["multiview", "--modalities", "pix,mor", "--fusion", "gmu", "--no-single", "--epochs", "4", "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("mfeat: 2000 samples, 10 classes"), "{stdout}");
+    assert!(stdout.contains("rotation-sensitive"), "{stdout}");
+    let results = read_json(&out.join("pix+mor/results.json"));
+    assert!(results[0]["test"]["accuracy"].as_f64().unwrap() > 0.8, "{results}");
+}
+
+#[test]
+fn mmimdb_prints_the_paper_tables_from_an_h5py_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mm");
+    let data = fixture("mmimdb_contiguous.h5");
+    let run = gmu(&["mmimdb", "--data", &data, "--fusion", "gmu", "--epochs", "2", "--hidden", "8", "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("40 movies, 23 genres; text 300 + visual 64 features; train 24 / dev 6 / test 10"), "{stdout}");
+    assert!(stdout.contains("features: 2 rows are NaN"), "{stdout}");
+    assert!(stdout.contains("0.617 / 0.630 / 0.630 / 0.541"), "paper's GMU row: {stdout}");
+    assert!(stdout.contains("0.588 / 0.592 / 0.595 / 0.488"), "paper's text row: {stdout}");
+    assert!(stdout.contains("| Film-Noir |"), "Table 3: {stdout}");
+    assert_eq!(png_size(&out.join("gates-per-genre.png")).0, 1000);
+    let results = read_json(&out.join("results.json"));
+    assert_eq!(results.as_array().unwrap().len(), 3);
+    assert!(results[2]["test"]["f1"]["samples"].is_number());
+}
+
+#[test]
+fn mmimdb_and_multiview_refuse_bad_input_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never");
+    let o = out.to_str().unwrap();
+    let bad_split = fixture("mmimdb_bad_split.h5");
+    assert_refused(&gmu(&["mmimdb", "--data", &bad_split, "--out", o]), "mmimdb_bad_split.h5: attribute 'split' does not add up");
+    let names = fixture("mmimdb_bad_names.h5");
+    assert_refused(&gmu(&["mmimdb", "--data", &names, "--out", o]), "'target_names' lists 22 names");
+    assert_refused(&gmu(&["mmimdb", "--data", "/no/such/file.h5", "--out", o]), "/no/such/file.h5");
+    let (a, _, _) = write_views(dir.path());
+    assert_refused(&gmu(&["multiview", "--data", "files", "--files", &a, "--out", o]), "--labels");
+    assert_refused(&gmu(&["multiview", "--modalities", "pix,nope", "--out", o]), "no view 'nope'");
+    assert_refused(&gmu(&["multiview", "--modalities", "pix", "--fusion", "gmu", "--no-single", "--out", o]), "at least 2");
+    assert_refused(&gmu(&["multiview", "--lr=-1", "--out", o]), "--lr");
+    assert!(!out.exists(), "nothing may be written on a refused run");
+}

@@ -31,6 +31,10 @@ pub struct View {
     pub values: Vec<f32>,
     /// `[channels, height, width]` when the view is an image stored flat.
     pub image: Option<[usize; 3]>,
+    /// The values are already on a common scale (e.g. unit-length hashed
+    /// text, where per-column standardisation would blow up rare buckets);
+    /// training leaves them as they are instead of standardising each column.
+    pub prescaled: bool,
 }
 
 impl View {
@@ -301,7 +305,7 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
         if shape.len() != 2 {
             return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {shape:?}")));
         }
-        return Ok((View { name: stem(path), dim: shape[1], values, image: None }, None));
+        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false }, None));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     read_view_csv(path, &bytes, label_column)
@@ -354,7 +358,7 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     if values.is_empty() {
         return Err(GmuError::data(path, "no sample after the header row"));
     }
-    Ok((View { name: stem(path), dim, values, image: None }, labels))
+    Ok((View { name: stem(path), dim, values, image: None, prescaled: false }, labels))
 }
 
 fn read_label_file(path: &Path) -> Result<Vec<String>> {
@@ -507,7 +511,7 @@ mod tests {
     fn stratified_split_keeps_class_shares_and_is_seeded() {
         let y: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
         let d = MultiviewData {
-            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None }],
+            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false }],
             targets: Targets::Classes { y: y.clone(), names: vec!["a".into(), "b".into()] },
         };
         let s = d.split(0.2, 0.2, 3).unwrap();

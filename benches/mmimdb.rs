@@ -1,0 +1,114 @@
+//! Training throughput at MM-IMDb's shape: the GMU classifier
+//! (x_v 4096 + x_t 300 → GMU 512 → 23 sigmoid outputs, binary cross-entropy,
+//! Adam, batch 128) on burn's CPU backend, and the full `gmu mmimdb` model
+//! (GMU → maxout MLP with batch norm, dropout and max-norm).
+//!
+//! `cargo bench --bench mmimdb -- --steps 30 --reps 5`; `bench/mmimdb.sh`
+//! runs it beside the PyTorch reference (`bench/mmimdb_torch.py`). Prints one
+//! JSON line per model: median samples/s over `reps` timed runs of `steps`
+//! steps each (after 3 warm-up steps), and the quartiles.
+
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::activation::log_sigmoid;
+use burn::tensor::{Device, Distribution, Tensor};
+use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, MaxNorm, Task};
+
+const BATCH: usize = 128;
+const D_V: usize = 4096;
+const D_T: usize = 300;
+const HIDDEN: usize = 512;
+const LABELS: usize = 23;
+
+#[derive(Module, Debug)]
+struct GmuClassifier {
+    gmu: Gmu,
+    head: Linear,
+}
+
+fn bce(logits: Tensor<2>, y: Tensor<2>) -> Tensor<1> {
+    let ones = y.ones_like();
+    (y.clone() * log_sigmoid(logits.clone()) + (ones - y) * log_sigmoid(logits.neg())).mean().neg()
+}
+
+fn quartiles(mut t: Vec<f64>) -> (f64, f64, f64) {
+    t.sort_by(f64::total_cmp);
+    let q = |p: f64| t[((t.len() - 1) as f64 * p).round() as usize];
+    (q(0.25), q(0.5), q(0.75))
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str, default: usize| {
+        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+    };
+    let (steps, reps) = (arg("--steps", 30), arg("--reps", 5));
+    let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
+    let device = Device::default().autodiff();
+    device.seed(0);
+    // A pool of batches, so the timed loop does not build tensors.
+    let batches: Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> = (0..8)
+        .map(|_| {
+            (
+                Tensor::random([BATCH, D_V], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([BATCH, D_T], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([BATCH, LABELS], Distribution::Bernoulli(0.1), &device),
+            )
+        })
+        .collect();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "all".into());
+
+    if only.as_deref().is_none_or(|o| o == "gmu") {
+        let mut model = GmuClassifier {
+            gmu: GmuConfig::new(vec![D_V, D_T], HIDDEN).init(&device),
+            head: LinearConfig::new(HIDDEN, LABELS).init(&device),
+        };
+        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+        let mut run = |n: usize| {
+            for s in 0..n {
+                let (xv, xt, y) = batches[s % batches.len()].clone();
+                let logits = model.head.forward(model.gmu.forward(&[xv, xt]).fused);
+                let loss = bce(logits, y);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(1e-3, model.clone(), grads);
+            }
+            // Wait for the last step's values, so lazy backends are timed in full.
+            std::hint::black_box(model.head.bias.as_ref().unwrap().val().into_data());
+        };
+        report("gmu-burn", &threads, steps, reps, &mut run);
+    }
+    if only.as_deref().is_none_or(|o| o == "fusion") {
+        let spec = FusionSpec::new(FusionKind::Gmu, vec![D_V, D_T], HIDDEN, LABELS, Task::Multilabel);
+        let mut model = spec.init(&device).unwrap();
+        let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+        let mut run = |n: usize| {
+            for s in 0..n {
+                let (xv, xt, y) = batches[s % batches.len()].clone();
+                let out = model.forward(&[xv, xt]);
+                let loss = model.loss(out.scores, y);
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(1e-3, model.clone(), grads);
+                model = model.clone().map(&mut MaxNorm { limit: 10.0 });
+            }
+            std::hint::black_box(model.clone().map(&mut MaxNorm { limit: 10.0 }));
+        };
+        report("gmu-maxout-mlp-burn", &threads, steps, reps, &mut run);
+    }
+}
+
+fn report(name: &str, threads: &str, steps: usize, reps: usize, run: &mut dyn FnMut(usize)) {
+    run(3);
+    let mut rates = Vec::new();
+    for _ in 0..reps {
+        let start = Instant::now();
+        run(steps);
+        rates.push((steps * BATCH) as f64 / start.elapsed().as_secs_f64());
+    }
+    let (q1, median, q3) = quartiles(rates);
+    println!(
+        "{{\"impl\": \"{name}\", \"threads\": \"{threads}\", \"batch\": {BATCH}, \"samples_per_s\": {median:.0}, \"q1\": {q1:.0}, \"q3\": {q3:.0}, \"steps\": {steps}, \"reps\": {reps}}}"
+    );
+}
