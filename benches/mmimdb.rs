@@ -1,7 +1,8 @@
 //! Training throughput at MM-IMDb's shape: the GMU classifier
 //! (x_v 4096 + x_t 300 → GMU 512 → 23 sigmoid outputs, binary cross-entropy,
 //! Adam, batch 128) on burn's CPU backend, and the full `gmu mmimdb` model
-//! (GMU → maxout MLP with batch norm, dropout and max-norm).
+//! (GMU → maxout MLP with batch norm, dropout and max-norm), and the same
+//! GMU classifier on the dense GEMM engine (`gmu::dense`).
 //!
 //! `cargo bench --bench mmimdb -- --steps 30 --reps 5`; `bench/mmimdb.sh`
 //! runs it beside the PyTorch reference (`bench/mmimdb_torch.py`). Prints one
@@ -15,7 +16,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Distribution, Tensor};
-use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, MaxNorm, Task};
+use gmu::dense::{DenseAdam, DenseGmu, DenseWorkspace};
+use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, HeadKind, MaxNorm, Task};
 
 const BATCH: usize = 128;
 const D_V: usize = 4096;
@@ -79,6 +81,29 @@ fn main() {
             std::hint::black_box(model.head.bias.as_ref().unwrap().val().into_data());
         };
         report("gmu-burn", &threads, steps, reps, &mut run);
+    }
+    if only.as_deref().is_none_or(|o| o == "dense") {
+        // The same model on the dense GEMM engine (what `--head linear` trains).
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![D_V, D_T], HIDDEN, LABELS, Task::Multilabel);
+        spec.head = HeadKind::Linear;
+        let mut model = DenseGmu::from_net(&spec.init(&Device::default()).unwrap()).unwrap();
+        let data: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = batches
+            .iter()
+            .map(|(xv, xt, y)| {
+                let v = |t: &Tensor<2>| t.to_data().try_to_vec::<f32>().unwrap();
+                (v(xv), v(xt), v(y))
+            })
+            .collect();
+        let (mut grad, mut ws) = (vec![0.0; model.len()], DenseWorkspace::default());
+        let mut adam = DenseAdam::new(model.len(), 1e-3);
+        let mut run = |n: usize| {
+            for s in 0..n {
+                let (xv, xt, y) = &data[s % data.len()];
+                std::hint::black_box(model.loss_and_grad(xv, xt, y, &mut grad, &mut ws));
+                adam.step(&mut model.params, &grad);
+            }
+        };
+        report("gmu-dense", &threads, steps, reps, &mut run);
     }
     if only.as_deref().is_none_or(|o| o == "fusion") {
         let spec = FusionSpec::new(FusionKind::Gmu, vec![D_V, D_T], HIDDEN, LABELS, Task::Multilabel);

@@ -43,6 +43,7 @@
 
 pub mod comparison;
 pub mod data;
+pub mod dense;
 pub mod error;
 pub mod experiment;
 pub mod fit;

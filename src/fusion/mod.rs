@@ -10,4 +10,4 @@ pub mod network;
 
 pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};
-pub use network::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionOutput, FusionSpec, Scores, Task};
+pub use network::{EncoderSpec, ExpertKind, FusionKind, HeadKind, FusionNet, FusionOutput, FusionSpec, Scores, Task};

@@ -66,6 +66,18 @@ pub enum ExpertKind {
     Maxout,
 }
 
+/// The classifier on the fused vector (CLI `--head`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadKind {
+    /// The paper's `BN → maxout → dropout → BN → maxout → dropout → BN → linear`.
+    #[default]
+    Maxout,
+    /// One linear layer: the plain GMU classifier (GMU → logits), which the
+    /// GEMM engine ([`dense`](crate::dense)) trains fast at real sizes. GMU only.
+    Linear,
+}
+
 /// Single-label (softmax) or multilabel (independent sigmoids).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -132,6 +144,9 @@ pub struct FusionSpec {
     /// paper's K independent sigmoids. No effect for K = 2.
     #[serde(default)]
     pub normalize_gates: bool,
+    /// The classifier on the fused vector.
+    #[serde(default)]
+    pub head: HeadKind,
 }
 
 impl FusionSpec {
@@ -150,6 +165,7 @@ impl FusionSpec {
             experts: ExpertKind::Maxout,
             tied_gates: false,
             normalize_gates: false,
+            head: HeadKind::Maxout,
         }
     }
 
@@ -174,6 +190,9 @@ impl FusionSpec {
         }
         if self.hidden == 0 {
             return Err(GmuError::invalid("--hidden", "must be at least 1, got 0"));
+        }
+        if self.head == HeadKind::Linear && self.kind != FusionKind::Gmu {
+            return Err(GmuError::invalid("--head", format!("the linear head is for --fusion gmu, not {}", self.kind)));
         }
         if self.n_outputs == 0 {
             return Err(GmuError::invalid("labels", "the task has no label"));
@@ -215,10 +234,17 @@ impl FusionSpec {
             .collect();
         let c = self.n_outputs;
         let head = match self.kind {
-            FusionKind::Gmu => FusionHead::Gmu(GmuHead {
-                gmu: GmuConfig::new(widths.clone(), self.hidden).with_normalize_gates(self.normalize_gates).try_init(device)?,
-                mlp: mlp(self.hidden, c),
-            }),
+            FusionKind::Gmu => {
+                let gmu = GmuConfig::new(widths.clone(), self.hidden).with_normalize_gates(self.normalize_gates).try_init(device)?;
+                match self.head {
+                    HeadKind::Maxout => FusionHead::Gmu(GmuHead { gmu, mlp: mlp(self.hidden, c) }),
+                    HeadKind::Linear => {
+                        let mut output = LinearConfig::new(self.hidden, c).init(device);
+                        output.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([c], device)));
+                        FusionHead::GmuLinear(GmuLinearHead { gmu, output })
+                    }
+                }
+            }
             FusionKind::Concat | FusionKind::AvgProbs => FusionHead::Concat(mlp(widths.iter().sum(), c)),
             FusionKind::LinearSum => FusionHead::LinearSum(LinearSumHead {
                 norms: widths.iter().map(|&d| BatchNormConfig::new(d).init(device)).collect(),
@@ -259,6 +285,8 @@ pub struct FusionNet {
 pub enum FusionHead {
     /// GMU → maxout MLP.
     Gmu(GmuHead),
+    /// GMU → linear: the plain GMU classifier.
+    GmuLinear(GmuLinearHead),
     /// Maxout MLP on the concatenation.
     Concat(MaxoutMlp),
     /// Per-modality BN + maxout, summed, → maxout MLP.
@@ -274,6 +302,15 @@ pub struct GmuHead {
     pub gmu: Gmu,
     /// The classifier on the fused vector.
     pub mlp: MaxoutMlp,
+}
+
+/// GMU then one linear layer.
+#[derive(Module, Debug)]
+pub struct GmuLinearHead {
+    /// The fusion layer.
+    pub gmu: Gmu,
+    /// `[H, C]` logits.
+    pub output: Linear,
 }
 
 /// Linear sum of per-modality maxout projections.
@@ -360,6 +397,15 @@ impl FusionNet {
                 let contributions = (fused.gates.clone() * fused.hidden).abs();
                 FusionOutput {
                     scores: Scores::Logits(head.mlp.forward(fused.fused)),
+                    gates: Some(fused.gates),
+                    contributions: Some(contributions),
+                }
+            }
+            FusionHead::GmuLinear(head) => {
+                let fused = head.gmu.forward(&encoded);
+                let contributions = (fused.gates.clone() * fused.hidden).abs();
+                FusionOutput {
+                    scores: Scores::Logits(head.output.forward(fused.fused)),
                     gates: Some(fused.gates),
                     contributions: Some(contributions),
                 }
