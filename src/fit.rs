@@ -21,8 +21,9 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{MultiviewData, Split, Targets};
+use crate::dense::{DenseAdam, DenseGmu, DenseWorkspace};
 use crate::error::{GmuError, Result, temp_path, write_atomic};
-use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, MaxNorm, Task};
+use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, HeadKind, MaxNorm, Task};
 use crate::metrics::{F1Scores, multiclass_f1, multilabel_f1};
 use crate::train::{Scaler, Scaling};
 
@@ -54,6 +55,12 @@ pub struct FitConfig {
     /// GMU with K > 2 modalities: softmax-normalised gates (see [`FusionSpec::normalize_gates`]).
     #[serde(default)]
     pub normalize_gates: bool,
+    /// The classifier on the fused vector (GMU only; the others use the maxout MLP).
+    #[serde(default)]
+    pub head: HeadKind,
+    /// Training engine.
+    #[serde(default)]
+    pub engine: FitEngine,
     /// Features out of the CNN of an image view.
     pub image_features: usize,
     /// Seed of the initialisation, dropout and batch order.
@@ -75,6 +82,8 @@ impl Default for FitConfig {
             experts: ExpertKind::Maxout,
             tied_gates: false,
             normalize_gates: false,
+            head: HeadKind::Maxout,
+            engine: FitEngine::Auto,
             image_features: 64,
             seed: 0,
         }
@@ -118,6 +127,18 @@ impl FitConfig {
             other => other.to_string(),
         }
     }
+}
+
+/// Which engine trains a model (CLI `--engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FitEngine {
+    /// The dense GEMM engine ([`crate::dense`]) where it applies (`--fusion gmu --head linear`,
+    /// two feature modalities), burn's autodiff otherwise.
+    #[default]
+    Auto,
+    /// burn's autodiff for every model.
+    Burn,
 }
 
 /// One trained network and the views it reads.
@@ -241,6 +262,9 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind
     spec.experts = config.experts;
     spec.tied_gates = config.tied_gates;
     spec.normalize_gates = config.normalize_gates;
+    if kind == FusionKind::Gmu {
+        spec.head = config.head;
+    }
     spec
 }
 
@@ -291,8 +315,19 @@ fn fit_member(
     device.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
     let scalers = fit_scalers(data, &modalities, &split.train);
-    let mut model = spec.init(&device)?;
-    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let model = spec.init(&device)?;
+    let mut trainer = if config.engine == FitEngine::Auto && DenseGmu::from_net(&model).is_ok() {
+        let dense = DenseGmu::from_net(&model)?;
+        Trainer::Dense {
+            grad: vec![0.0; dense.len()],
+            adam: DenseAdam::new(dense.len(), config.lr as f32),
+            ws: DenseWorkspace::default(),
+            template: model.valid(),
+            dense,
+        }
+    } else {
+        Trainer::Burn { model, optim: Box::new(AdamConfig::new().with_epsilon(1e-8).init()) }
+    };
     let mut best: Option<(f64, FusionNet, usize)> = None;
     let mut history = Vec::new();
     let mut order = split.train.clone();
@@ -305,14 +340,7 @@ fn fit_member(
             if rows.len() < 2 {
                 continue;
             }
-            let inputs: Vec<Tensor<2>> = modalities
-                .iter()
-                .zip(&scalers)
-                .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, &device))
-                .collect();
-            let out = model.forward(&inputs);
-            let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, &device));
-            let value: f32 = loss.clone().into_scalar();
+            let value = trainer.step(data, &modalities, &scalers, rows, config);
             if !value.is_finite() {
                 return Err(GmuError::NonFinite(format!(
                     "{} training loss is {value} at epoch {epoch}; lower --lr or check the data",
@@ -321,13 +349,8 @@ fn fit_member(
             }
             loss_sum += value as f64;
             batches += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(config.lr, model, grads);
-            if let Some(limit) = config.max_norm {
-                model = model.map(&mut MaxNorm { limit });
-            }
         }
-        let valid = model.valid();
+        let valid = trainer.snapshot();
         let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &split.dev, config.threshold).0;
         history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
         if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
@@ -342,6 +365,62 @@ fn fit_member(
     }
     let (_, net, best_epoch) = best.expect("at least one epoch");
     Ok(Member { modalities, spec, scalers, net, history, best_epoch })
+}
+
+/// The training loop's engine: burn's autodiff for every model, or the dense
+/// GEMM engine for the plain two-modality GMU classifier.
+enum Trainer {
+    Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
+    Dense { dense: DenseGmu, adam: DenseAdam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
+}
+
+impl Trainer {
+    /// One Adam step on `rows`; returns the batch loss.
+    fn step(&mut self, data: &MultiviewData, modalities: &[usize], scalers: &[Scaler], rows: &[usize], config: &FitConfig) -> f32 {
+        match self {
+            Trainer::Burn { model, optim } => {
+                let device = Device::default().autodiff();
+                let inputs: Vec<Tensor<2>> = modalities
+                    .iter()
+                    .zip(scalers)
+                    .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, &device))
+                    .collect();
+                let out = model.forward(&inputs);
+                let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, &device));
+                let value: f32 = loss.clone().into_scalar();
+                if value.is_finite() {
+                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                    let mut next = optim.step(config.lr, model.clone(), grads);
+                    if let Some(limit) = config.max_norm {
+                        next = next.map(&mut MaxNorm { limit });
+                    }
+                    *model = next;
+                }
+                value
+            }
+            Trainer::Dense { dense, adam, grad, ws, .. } => {
+                let xv = gather(data, modalities[0], rows, &scalers[0]);
+                let xt = gather(data, modalities[1], rows, &scalers[1]);
+                let y: Vec<f32> = rows.iter().flat_map(|&r| data.targets.indicator_row(r)).map(f32::from).collect();
+                let value = dense.loss_and_grad(&xv, &xt, &y, grad, ws);
+                if value.is_finite() {
+                    adam.step(&mut dense.params, grad);
+                    if let Some(limit) = config.max_norm {
+                        dense.max_norm(limit);
+                    }
+                }
+                value
+            }
+        }
+    }
+
+    /// The current weights as an inference model.
+    fn snapshot(&self) -> FusionNet {
+        match self {
+            Trainer::Burn { model, .. } => model.valid(),
+            Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
+        }
+    }
 }
 
 /// Serialises [`fit_member`] (see there).
@@ -656,6 +735,25 @@ mod tests {
             g.iter().sum::<f32>() / g.len() as f32
         };
         assert!(mean(true) > mean(false) + 0.05, "gate of a: {} where a informs, {} elsewhere", mean(true), mean(false));
+    }
+
+    /// The dense engine and burn train the linear-head GMU along the same
+    /// trajectory: same initial weights, same batches, same Adam.
+    #[test]
+    fn dense_and_burn_engines_train_the_same_model() {
+        for multilabel in [false, true] {
+            let data = planted(200, multilabel, 4);
+            let split = data.split(0.2, 0.2, 0).unwrap();
+            let config = FitConfig { head: HeadKind::Linear, max_epochs: 4, patience: 4, ..quick(FusionKind::Gmu) };
+            let dense = fit(&data, &[0, 1], &split, &config).unwrap();
+            let burn = fit(&data, &[0, 1], &split, &FitConfig { engine: FitEngine::Burn, ..config }).unwrap();
+            for (a, b) in dense.members[0].history.iter().zip(&burn.members[0].history) {
+                assert!((a.train_loss - b.train_loss).abs() < 1e-4, "multilabel={multilabel}: {a:?} vs {b:?}");
+            }
+            let (pa, pb) = (dense.predict(&data, &split.test), burn.predict(&data, &split.test));
+            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "multilabel={multilabel}: probabilities differ by {worst}");
+        }
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub struct Args {
     /// Skip the text-only and visual-only models.
     #[arg(long)]
     no_single: bool,
+    /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
+    /// (the plain GMU classifier; trained by the fast dense GEMM engine).
+    #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
+    head: gmu::fusion::HeadKind,
+    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
+    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
+    engine: gmu::fit::FitEngine,
     /// Hidden width (GMU and maxout units).
     #[arg(long, default_value_t = 512)]
     hidden: usize,
@@ -89,6 +96,8 @@ pub fn run(args: Args) -> Result<()> {
         patience: args.patience,
         threshold: args.threshold,
         seed: args.seed,
+        head: args.head,
+        engine: args.engine,
         ..FitConfig::default()
     };
     base.validate()?;

@@ -54,6 +54,13 @@ pub struct Args {
     /// Skip the single-modality models.
     #[arg(long)]
     no_single: bool,
+    /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
+    /// (the plain GMU classifier; trained by the fast dense GEMM engine).
+    #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
+    head: gmu::fusion::HeadKind,
+    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
+    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
+    engine: gmu::fit::FitEngine,
     /// Hidden width (GMU and maxout units).
     #[arg(long, default_value_t = 128)]
     hidden: usize,
@@ -129,6 +136,8 @@ pub fn run(args: Args) -> Result<()> {
         max_epochs: args.epochs,
         patience: args.patience,
         seed: args.seed,
+        head: args.head,
+        engine: args.engine,
         normalize_gates: args.gate_softmax,
         ..FitConfig::default()
     };

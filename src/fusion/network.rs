@@ -264,7 +264,21 @@ impl FusionSpec {
                 tied: self.tied_gates,
             }),
         };
-        Ok(FusionNet { encoders, head, multilabel: self.task == Task::Multilabel })
+        let net = FusionNet { encoders, head, multilabel: self.task == Task::Multilabel };
+        // burn draws a parameter's initial values when it is first read; read
+        // them all now, in module order, so the weights depend on the seed
+        // alone and not on which engine or code path touches them first.
+        net.visit(&mut Materialize);
+        Ok(net)
+    }
+}
+
+/// Reads every float parameter once (see [`FusionSpec::init`]).
+struct Materialize;
+
+impl burn::module::ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
     }
 }
 
