@@ -158,3 +158,123 @@ pub fn write_results(dir: &Path, results: &[MethodResult], table_md: &str) -> Re
     write_atomic(&dir.join("results.json"), serde_json::to_string_pretty(results).expect("json").as_bytes())?;
     write_atomic(&dir.join("table.md"), table_md.as_bytes())
 }
+
+/// Mean and sample standard deviation.
+fn mean_sd(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let sd = if values.len() > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (mean, sd)
+}
+
+/// One method's test scores over repeated runs (other seeds: other splits,
+/// initialisations and batch orders).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Method name.
+    pub method: String,
+    /// Views it reads.
+    pub views: Vec<String>,
+    /// Number of runs.
+    pub runs: usize,
+    /// Accuracy (subset accuracy for multilabel): mean and standard deviation.
+    pub accuracy: (f64, f64),
+    /// Macro F1: mean and standard deviation.
+    pub macro_f1: (f64, f64),
+    /// Micro F1: mean and standard deviation.
+    pub micro_f1: (f64, f64),
+    /// Weighted F1: mean and standard deviation.
+    pub weighted_f1: (f64, f64),
+    /// Samples F1 (multilabel): mean and standard deviation.
+    pub samples_f1: Option<(f64, f64)>,
+    /// Runs in which this method had the best test macro F1 (ties shared).
+    pub wins: f64,
+}
+
+/// Summarises `runs` (one `compare` result per seed, same methods in the same order).
+pub fn summarize(runs: &[Vec<MethodResult>]) -> Vec<MethodSummary> {
+    let Some(first) = runs.first() else { return vec![] };
+    let mut wins = vec![0.0; first.len()];
+    for run in runs {
+        let best = run.iter().map(|r| r.test.f1.macro_).fold(f64::NEG_INFINITY, f64::max);
+        let winners: Vec<usize> = (0..run.len()).filter(|&i| run[i].test.f1.macro_ >= best - 1e-12).collect();
+        for &i in &winners {
+            wins[i] += 1.0 / winners.len() as f64;
+        }
+    }
+    first
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let col = |f: &dyn Fn(&MethodResult) -> f64| mean_sd(&runs.iter().map(|run| f(&run[i])).collect::<Vec<_>>());
+            MethodSummary {
+                method: r.method.clone(),
+                views: r.views.clone(),
+                runs: runs.len(),
+                accuracy: col(&|m| m.test.accuracy),
+                macro_f1: col(&|m| m.test.f1.macro_),
+                micro_f1: col(&|m| m.test.f1.micro),
+                weighted_f1: col(&|m| m.test.f1.weighted),
+                samples_f1: r.test.f1.samples.map(|_| col(&|m| m.test.f1.samples.unwrap_or(f64::NAN))),
+                wins: wins[i],
+            }
+        })
+        .collect()
+}
+
+/// The summaries as a Markdown table (mean ± standard deviation over runs).
+pub fn summary_table(summaries: &[MethodSummary]) -> String {
+    let multilabel = summaries.iter().any(|s| s.samples_f1.is_some());
+    let runs = summaries.first().map_or(0, |s| s.runs);
+    let pm = |(m, sd): (f64, f64)| format!("{m:.4} ± {sd:.4}");
+    let mut out = if multilabel {
+        format!("| method | views | weighted F1 | samples F1 | micro F1 | macro F1 | best in (of {runs}) |\n|---|---|---|---|---|---|---|\n")
+    } else {
+        format!("| method | views | accuracy | macro F1 | best in (of {runs}) |\n|---|---|---|---|---|\n")
+    };
+    for s in summaries {
+        let scores = if multilabel {
+            format!("{} | {} | {} | {}", pm(s.weighted_f1), pm(s.samples_f1.unwrap_or((f64::NAN, 0.0))), pm(s.micro_f1), pm(s.macro_f1))
+        } else {
+            format!("{} | {}", pm(s.accuracy), pm(s.macro_f1))
+        };
+        out.push_str(&format!("| {} | {} | {scores} | {:.1} |\n", s.method, s.views.join("+"), s.wins));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::F1Scores;
+
+    fn result(method: &str, acc: f64, macro_: f64) -> MethodResult {
+        let f1 = F1Scores { macro_, micro: acc, weighted: macro_, ..F1Scores::default() };
+        let eval = Evaluation { f1, accuracy: acc };
+        MethodResult {
+            method: method.into(),
+            views: vec!["a".into()],
+            config: FitConfig::default(),
+            dev: eval.clone(),
+            test: eval,
+            best_epoch: 1,
+            seconds: 0.0,
+            gates: None,
+        }
+    }
+
+    #[test]
+    fn summaries_average_runs_and_count_wins() {
+        let runs = vec![
+            vec![result("gmu", 0.9, 0.8), result("concat", 0.8, 0.7)],
+            vec![result("gmu", 0.7, 0.6), result("concat", 0.8, 0.6)],
+        ];
+        let s = summarize(&runs);
+        assert!((s[0].accuracy.0 - 0.8).abs() < 1e-12);
+        // sample sd of (0.9, 0.7) = 0.1414
+        assert!((s[0].accuracy.1 - 0.02f64.sqrt()).abs() < 1e-12);
+        assert_eq!((s[0].wins, s[1].wins), (1.5, 0.5));
+        let table = summary_table(&s);
+        assert!(table.contains("| gmu | a | 0.8000 ± 0.1414 | 0.7000 ± 0.1414 | 1.5 |"), "{table}");
+    }
+}

@@ -257,7 +257,8 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(180)
-            .build_cartesian_2d(0f64..1f64, 0f64..n as f64)
+            // 1.0–1.22 stays empty: the legend's place, clear of the bars.
+            .build_cartesian_2d(0f64..1.22f64, 0f64..n as f64)
             .map_err(|x| e(&x))?;
         let labels = rows.to_vec();
         chart
@@ -273,7 +274,7 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
                     String::new()
                 }
             })
-            .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
+            .x_label_formatter(&|v| if *v <= 1.0 + 1e-9 { format!("{:.0}%", v * 100.0) } else { String::new() })
             .axis_desc_style(("sans-serif", 18))
             .label_style(("sans-serif", 15))
             .light_line_style(RGBColor(235, 235, 235))

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
+use gmu::comparison::{CompareOptions, MethodResult, compare, paper_methods, summarize, summary_table, table, write_results};
 use gmu::data::builtin::{MFEAT_VIEWS, mfeat, twemoji};
 use gmu::data::{LabelSource, MultiviewData};
 use gmu::fit::FitConfig;
@@ -85,6 +85,10 @@ pub struct Args {
     /// Random-search trials per method over the paper's ranges (1: the flags as given).
     #[arg(long, default_value_t = 1)]
     trials: usize,
+    /// Repeat the whole comparison with seeds seed, seed+1, … (new split, initialisation and
+    /// batch order each time) and report mean ± standard deviation.
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
     /// Dev share of each class.
     #[arg(long, default_value_t = 0.2)]
     dev: f64,
@@ -148,53 +152,78 @@ pub fn run(args: Args) -> Result<()> {
         .filter(|m| m.fusion != FusionKind::Moe || args.experts.is_none_or(|e| e == m.experts))
         .filter(|m| m.fusion != FusionKind::Moe || args.tied_gates.is_none_or(|t| t == m.tied_gates))
         .collect();
-    let split = data.split(args.dev, args.test, args.seed)?;
+    if args.repeats == 0 {
+        bail!("--repeats must be at least 1");
+    }
+    let splits: Vec<_> = (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.seed + r)).collect::<gmu::Result<_>>()?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
     println!(
-        "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {})",
+        "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {}{})",
         data.len(),
         data.targets.width(),
-        split.train.len(),
-        split.dev.len(),
-        split.test.len(),
-        args.seed
+        splits[0].train.len(),
+        splits[0].dev.len(),
+        splits[0].test.len(),
+        args.seed,
+        if args.repeats > 1 { format!(" to {}", args.seed + args.repeats as u64 - 1) } else { String::new() }
     );
     for set in sets {
         let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
         let tag = set.join("+");
-        let dir = out.join(&tag);
-        stage(&format!("{name} [{tag}]: {} methods{}", methods.len(), if args.no_single { "" } else { " + single views" }));
-        let options = CompareOptions {
-            modalities,
-            methods: methods.clone(),
-            single_modalities: !args.no_single,
-            trials: args.trials,
-            save_to: Some(dir.clone()),
-        };
-        let results = compare(&data, &split, &options, |r| {
+        let mut runs: Vec<Vec<MethodResult>> = Vec::new();
+        for (r, split) in splits.iter().enumerate() {
+            let seed = args.seed + r as u64;
+            let dir = if args.repeats > 1 { out.join(&tag).join(format!("seed-{seed}")) } else { out.join(&tag) };
             stage(&format!(
-                "{:<20} test acc {:.4}  macro-F1 {:.4}  (epoch {}, {:.1} s)",
-                r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
-            ))
-        })?;
-        let md = table(&results, data.targets.is_multilabel(), &|_| None);
-        println!("\n## {name}: {tag}\n\n{md}");
-        for r in &results {
-            if let Some(g) = &r.gates {
-                let path = dir.join(format!("gates-{}.png", r.method));
-                let title = format!("{name} {tag}: {} gates, test samples by the view that contributed most", r.method);
-                gmu::plot::stacked_shares(&path, &title, "share of samples whose largest gated contribution is the view's", &g.classes, &g.modalities, &g.favoured)?;
-                if r.method == "gmu" {
-                    println!("{}", gate_summary(&name, g));
-                    if let Some(line) = six_nine(g) {
-                        println!("{line}");
+                "{name} [{tag}] seed {seed}: {} methods{}",
+                methods.len(),
+                if args.no_single { "" } else { " + single views" }
+            ));
+            let options = CompareOptions {
+                modalities: modalities.clone(),
+                methods: methods.iter().map(|m| FitConfig { seed, ..m.clone() }).collect(),
+                single_modalities: !args.no_single,
+                trials: args.trials,
+                save_to: Some(dir.clone()),
+            };
+            let results = compare(&data, split, &options, |r| {
+                stage(&format!(
+                    "{:<20} test acc {:.4}  macro-F1 {:.4}  (epoch {}, {:.1} s)",
+                    r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
+                ))
+            })?;
+            let md = table(&results, data.targets.is_multilabel(), &|_| None);
+            if args.repeats == 1 {
+                println!("\n## {name}: {tag}\n\n{md}");
+            }
+            for res in &results {
+                if let Some(g) = &res.gates {
+                    let path = dir.join(format!("gates-{}.png", res.method));
+                    let title = format!("{name} {tag}: {} gates, test samples by the view that contributed most", res.method);
+                    gmu::plot::stacked_shares(&path, &title, "share of samples whose largest gated contribution is the view's", &g.classes, &g.modalities, &g.favoured)?;
+                    if res.method == "gmu" {
+                        if args.repeats == 1 {
+                            println!("{}", gate_summary(&name, g));
+                            println!("gate chart: {}", path.display());
+                        }
+                        if let Some(line) = six_nine(g) {
+                            println!("seed {seed}: {line}");
+                        }
                     }
-                    println!("gate chart: {}", path.display());
                 }
             }
+            write_results(&dir, &results, &md).with_context(|| format!("writing {}", dir.display()))?;
+            runs.push(results);
         }
-        write_results(&dir, &results, &md).with_context(|| format!("writing {}", dir.display()))?;
-        println!("wrote {}", dir.display());
+        if args.repeats > 1 {
+            let summaries = summarize(&runs);
+            let md = summary_table(&summaries);
+            println!("\n## {name}: {tag}, test scores over {} seeds (mean ± sd)\n\n{md}", args.repeats);
+            let dir = out.join(&tag);
+            gmu::error::write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summaries)?.as_bytes())?;
+            gmu::error::write_atomic(&dir.join("summary.md"), md.as_bytes())?;
+        }
+        println!("wrote {}", out.join(&tag).display());
     }
     Ok(())
 }

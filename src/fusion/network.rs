@@ -11,6 +11,19 @@
 //! | `linear-sum` | each modality → BN → maxout projection; summed; → maxout MLP |
 //! | `avg-probs` | one single-modality model per modality, probabilities averaged (late fusion; see [`fit`](crate::fit)) |
 //! | `moe` | one expert per modality (logistic or maxout MLP), a softmax gate over the experts from the concatenated inputs, tied (one for all labels) or untied (one per label) |
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor};
+//! use gmu::fusion::{FusionKind, FusionSpec, Task};
+//!
+//! let device = Device::default();
+//! // Text 300-wide and poster 4096-wide, 23 genres, multilabel; GMU of 64 units → maxout MLP.
+//! let net = FusionSpec::new(FusionKind::Gmu, vec![300, 4096], 64, 23, Task::Multilabel).init(&device).unwrap();
+//! let out = net.forward(&[Tensor::zeros([8, 300], &device), Tensor::zeros([8, 4096], &device)]);
+//! let probs = net.probabilities(out.scores); // [8, 23]
+//! assert_eq!(probs.dims(), [8, 23]);
+//! assert_eq!(out.gates.unwrap().dims(), [8, 2, 64]); // z per modality and unit
+//! ```
 
 use burn::module::Module;
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
