@@ -4,7 +4,7 @@
 //! to the `gemm` crate (the kernel burn's flex backend uses) and nothing
 //! allocated per step.
 //!
-//! It trains exactly the burn model [`FusionSpec`] builds for `--fusion gmu
+//! It trains exactly the burn model [`FusionSpec`](crate::fusion::FusionSpec) builds for `--fusion gmu
 //! --head linear` with two modalities (the tests check its loss and gradients
 //! against burn's autodiff), reading the initial weights from that module and
 //! writing the trained ones back, so saving, prediction and gate reports stay

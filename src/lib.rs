@@ -32,12 +32,17 @@
 //! ```
 //!
 //! ## Layout
-//! - [`fusion`]: the GMU layer (K ≥ 2 modalities, gates returned).
+//! - [`fusion`]: the GMU layer (K ≥ 2 modalities, gates returned), the paper's building
+//!   blocks, and every fusion method of its Table 2 behind [`fusion::FusionSpec`].
+//! - [`fit`]: training any fusion model (early stopping on dev macro-F1, random search, gate reports);
+//!   [`comparison`]: every method on one data set, side by side.
+//! - [`dense`]: a GEMM engine for the plain GMU classifier at real sizes, tested against burn's autodiff.
 //! - [`model`]: the classifiers of the synthetic experiment (GMU, feed-forward, logistic regression).
 //! - [`native`]: a hand-differentiated engine for those small models, tested against burn's autodiff.
-//! - [`train`]: training config, the Adam loop on either engine, saving and loading.
-//! - [`data`]: the synthetic generator and the CSV layout.
-//! - [`metrics`], [`plot`]: scores and figures, free of tensor types.
+//! - [`train`]: the synthetic experiment's training config, Adam loop, saving and loading.
+//! - [`data`]: the synthetic generator, multi-view files (CSV/NPY), MM-IMDb (HDF5 and raw
+//!   archive), and the embedded mfeat and Twemoji sets.
+//! - [`metrics`], [`plot`]: scores (F1 as scikit-learn computes it) and figures, free of tensor types.
 //! - [`experiment`]: the demo and the paper's protocol.
 #![warn(missing_docs)]
 
