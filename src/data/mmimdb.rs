@@ -186,7 +186,7 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
         return Err(bad(format!("expected Fuel's compound split array, found {datatype:?}")));
     };
     let size = *size as usize;
-    if size == 0 || raw.len() % size != 0 {
+    if size == 0 || !raw.len().is_multiple_of(size) {
         return Err(bad(format!("{} bytes is not a whole number of {size}-byte elements", raw.len())));
     }
     let field = |name: &str| {
@@ -536,7 +536,8 @@ mod tests {
 
     #[test]
     fn a_broken_archive_names_the_file_and_the_field() {
-        let cases: [(&str, &[(&str, &str)], &str, &str); 5] = [
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: [Case; 5] = [
             ("duplicate id", &MOVIES, r#"{"train": ["0000001"], "dev": ["0000001"], "test": ["0000003"]}"#, "id '0000001' is listed twice"),
             ("no dev list", &MOVIES, r#"{"train": ["0000001"], "test": ["0000003"]}"#, "no 'dev' list"),
             ("unknown id", &MOVIES[..2], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000009"]}"#, "0000009.json"),
