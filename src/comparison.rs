@@ -58,7 +58,8 @@ pub struct CompareOptions {
     pub modalities: Vec<usize>,
     /// The fusion configurations; [`paper_methods`] by default.
     pub methods: Vec<FitConfig>,
-    /// Also train one single-modality model per view.
+    /// Also train one single-modality model per view; `avg-probs` then
+    /// averages these selected models instead of training its own.
     pub single_modalities: bool,
     /// Random-search trials per method (1: the base configuration as given).
     pub trials: usize,
@@ -85,8 +86,28 @@ pub fn compare(
         jobs.push((config.label(), options.modalities.clone(), config.clone()));
     }
     let mut results = Vec::new();
+    // The selected single-modality models, by view: `avg-probs` averages these (the
+    // paper's late fusion of the best single-modality models) when they were trained.
+    let mut singles: Vec<(usize, crate::fit::Trained)> = Vec::new();
     for (method, views, config) in jobs {
-        let (trained, _) = search(data, &views, split, &config, options.trials, |_, _, _| {})?;
+        let reuse = config.fusion == FusionKind::AvgProbs
+            && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
+        let trained = if reuse {
+            let members: Vec<_> = options
+                .modalities
+                .iter()
+                .flat_map(|v| singles.iter().find(|(s, _)| s == v).expect("checked").1.members.clone())
+                .collect();
+            let seconds = singles.iter().map(|(_, t)| t.seconds).sum();
+            crate::fit::Trained {
+                config: config.clone(),
+                view_names: data.views.iter().map(|v| v.name.clone()).collect(),
+                members,
+                seconds,
+            }
+        } else {
+            search(data, &views, split, &config, options.trials, |_, _, _| {})?.0
+        };
         let (dev, _) = trained.evaluate(data, &split.dev);
         let (test, predictions) = trained.evaluate(data, &split.test);
         let view_names: Vec<String> = views.iter().map(|&v| data.views[v].name.clone()).collect();
@@ -111,6 +132,9 @@ pub fn compare(
         }
         progress(&result);
         results.push(result);
+        if method.starts_with("single:") {
+            singles.push((views[0], trained));
+        }
     }
     Ok(results)
 }

@@ -142,7 +142,7 @@ pub enum FitEngine {
 }
 
 /// One trained network and the views it reads.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Member {
     /// Indices into the data's views.
     pub modalities: Vec<usize>,
