@@ -287,6 +287,36 @@ mod tests {
         }
     }
 
+    /// `avg-probs` after the single views is their average: its test
+    /// accuracy is that of the mean of the two single models' probabilities.
+    #[test]
+    fn avg_probs_reuses_the_selected_single_models() {
+        use crate::data::{Targets, View};
+        let n = 120;
+        let view = |k: f32| View {
+            name: format!("v{k}"),
+            dim: 2,
+            values: (0..n * 2).map(|i| ((i as f32) * k).sin() + if i % 2 == 0 { ((i / 2) % 3) as f32 } else { 0.0 }).collect(),
+            image: None,
+            prescaled: false,
+        };
+        let data = MultiviewData {
+            views: vec![view(0.3), view(0.7)],
+            targets: Targets::Classes { y: (0..n).map(|i| i % 3).collect(), names: vec!["a".into(), "b".into(), "c".into()] },
+        };
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let base = FitConfig { fusion: FusionKind::AvgProbs, hidden: 8, max_epochs: 3, patience: 3, ..FitConfig::default() };
+        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None };
+        let results = compare(&data, &split, &options, |_| {}).unwrap();
+        assert_eq!(results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["single:v0.3", "single:v0.7", "avg-probs"]);
+        // Rebuild the two single models and average them by hand.
+        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &FitConfig { fusion: FusionKind::Concat, ..base.clone() }).unwrap();
+        let (a, b) = (single(0).predict(&data, &split.test).probs, single(1).predict(&data, &split.test).probs);
+        let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
+        let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
+        assert_eq!(results[2].test, expected);
+    }
+
     #[test]
     fn summaries_average_runs_and_count_wins() {
         let runs = vec![
