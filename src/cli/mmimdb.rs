@@ -23,43 +23,11 @@ pub struct Args {
     /// Skip the text-only and visual-only models.
     #[arg(long)]
     no_single: bool,
-    /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
-    /// (the plain GMU classifier; trained by the fast dense GEMM engine).
-    #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
-    head: gmu::fusion::HeadKind,
-    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
-    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
-    engine: gmu::fit::FitEngine,
-    /// Hidden width (GMU and maxout units).
-    #[arg(long, default_value_t = 512)]
-    hidden: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Dropout after each maxout layer.
-    #[arg(long, default_value_t = 0.5)]
-    dropout: f64,
-    /// Max-norm limit on every weight column (0: none).
-    #[arg(long, default_value_t = 10.0)]
-    max_norm: f32,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    /// Most epochs per model.
-    #[arg(long, default_value_t = 100)]
-    epochs: usize,
-    /// Early stopping: epochs without a better dev macro-F1.
-    #[arg(long, default_value_t = 10)]
-    patience: usize,
     /// Decision threshold on each genre's probability.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
-    /// Random-search trials per method over the paper's ranges (1: the flags as given).
-    #[arg(long, default_value_t = 1)]
-    trials: usize,
-    /// Seed of the initialisation, dropout and batch order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    fit: super::FitArgs,
     /// Output folder.
     #[arg(long, default_value = "runs/mmimdb")]
     out: PathBuf,
@@ -86,20 +54,7 @@ pub fn run(args: Args) -> Result<()> {
     if m.nan_text_rows > 0 {
         println!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows);
     }
-    let base = FitConfig {
-        hidden: args.hidden,
-        lr: args.lr,
-        dropout: args.dropout,
-        max_norm: (args.max_norm > 0.0).then_some(args.max_norm),
-        batch_size: args.batch_size,
-        max_epochs: args.epochs,
-        patience: args.patience,
-        threshold: args.threshold,
-        seed: args.seed,
-        head: args.head,
-        engine: args.engine,
-        ..FitConfig::default()
-    };
+    let base = FitConfig { threshold: args.threshold, ..args.fit.config(512, 128)? };
     base.validate()?;
     let methods: Vec<FitConfig> =
         paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.fusion)).collect();
@@ -110,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
         modalities: vec![0, 1],
         methods,
         single_modalities: !args.no_single,
-        trials: args.trials,
+        trials: args.fit.trials,
         save_to: Some(args.out.clone()),
     };
     let results = compare(&m.data, &m.split, &options, |r| {

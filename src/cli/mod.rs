@@ -123,6 +123,68 @@ impl RecipeArgs {
     }
 }
 
+/// The training flags shared by `multiview` and `mmimdb`; the two commands
+/// differ only in their default hidden width and batch size.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FitArgs {
+    /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
+    /// (the plain GMU classifier; trained by the fast dense GEMM engine).
+    #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
+    pub head: gmu::fusion::HeadKind,
+    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
+    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
+    pub engine: gmu::fit::FitEngine,
+    /// Hidden width (GMU and maxout units) [default: 128 for multiview, 512 for mmimdb].
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Dropout after each maxout layer.
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f64,
+    /// Max-norm limit on every weight column (0: none).
+    #[arg(long, default_value_t = 10.0)]
+    pub max_norm: f32,
+    /// Minibatch size [default: 64 for multiview, 128 for mmimdb].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Most epochs per model.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Early stopping: epochs without a better dev macro-F1.
+    #[arg(long, default_value_t = 10)]
+    pub patience: usize,
+    /// Random-search trials per method over the paper's ranges (1: the flags as given).
+    #[arg(long, default_value_t = 1)]
+    pub trials: usize,
+    /// Seed of the initialisation, dropout and batch order (and of the split, where the command makes one).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl FitArgs {
+    /// The flags as a validated [`FitConfig`](gmu::fit::FitConfig), with the
+    /// command's own defaults for the hidden width and the batch size.
+    pub fn config(&self, hidden: usize, batch_size: usize) -> gmu::Result<gmu::fit::FitConfig> {
+        let config = gmu::fit::FitConfig {
+            hidden: self.hidden.unwrap_or(hidden),
+            lr: self.lr,
+            dropout: self.dropout,
+            max_norm: (self.max_norm > 0.0).then_some(self.max_norm),
+            batch_size: self.batch_size.unwrap_or(batch_size),
+            max_epochs: self.epochs,
+            patience: self.patience,
+            seed: self.seed,
+            head: self.head,
+            engine: self.engine,
+            ..gmu::fit::FitConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// A trained model and a CSV to apply it to (`eval`, `plot`).
 #[derive(clap::Args, Debug)]
 pub struct ModelAndData {

@@ -54,37 +54,6 @@ pub struct Args {
     /// Skip the single-modality models.
     #[arg(long)]
     no_single: bool,
-    /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
-    /// (the plain GMU classifier; trained by the fast dense GEMM engine).
-    #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
-    head: gmu::fusion::HeadKind,
-    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
-    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
-    engine: gmu::fit::FitEngine,
-    /// Hidden width (GMU and maxout units).
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    lr: f64,
-    /// Dropout after each maxout layer.
-    #[arg(long, default_value_t = 0.5)]
-    dropout: f64,
-    /// Max-norm limit on every weight column (0: none).
-    #[arg(long, default_value_t = 10.0)]
-    max_norm: f32,
-    /// Minibatch size.
-    #[arg(long, default_value_t = 64)]
-    batch_size: usize,
-    /// Most epochs per model.
-    #[arg(long, default_value_t = 100)]
-    epochs: usize,
-    /// Early stopping: epochs without a better dev macro-F1.
-    #[arg(long, default_value_t = 10)]
-    patience: usize,
-    /// Random-search trials per method over the paper's ranges (1: the flags as given).
-    #[arg(long, default_value_t = 1)]
-    trials: usize,
     /// Repeat the whole comparison with seeds seed, seed+1, … (new split, initialisation and
     /// batch order each time) and report mean ± standard deviation.
     #[arg(long, default_value_t = 1)]
@@ -95,9 +64,8 @@ pub struct Args {
     /// Test share of each class.
     #[arg(long, default_value_t = 0.2)]
     test: f64,
-    /// Seed of the split, the initialisation, dropout and batch order.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    fit: super::FitArgs,
     /// Output folder (default `runs/multiview-<data>`).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -131,21 +99,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         vec![data.views.iter().map(|v| v.name.clone()).collect()]
     };
-    let base = FitConfig {
-        hidden: args.hidden,
-        lr: args.lr,
-        dropout: args.dropout,
-        max_norm: (args.max_norm > 0.0).then_some(args.max_norm),
-        batch_size: args.batch_size,
-        max_epochs: args.epochs,
-        patience: args.patience,
-        seed: args.seed,
-        head: args.head,
-        engine: args.engine,
-        normalize_gates: args.gate_softmax,
-        ..FitConfig::default()
-    };
-    base.validate()?;
+    let base = FitConfig { normalize_gates: args.gate_softmax, ..args.fit.config(128, 64)? };
     let methods: Vec<FitConfig> = paper_methods(&base)
         .into_iter()
         .filter(|m| args.fusion.is_empty() || args.fusion.contains(&m.fusion))
@@ -155,7 +109,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.repeats == 0 {
         bail!("--repeats must be at least 1");
     }
-    let splits: Vec<_> = (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.seed + r)).collect::<gmu::Result<_>>()?;
+    let splits: Vec<_> = (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?;
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
     println!(
         "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {}{})",
@@ -164,15 +118,15 @@ pub fn run(args: Args) -> Result<()> {
         splits[0].train.len(),
         splits[0].dev.len(),
         splits[0].test.len(),
-        args.seed,
-        if args.repeats > 1 { format!(" to {}", args.seed + args.repeats as u64 - 1) } else { String::new() }
+        args.fit.seed,
+        if args.repeats > 1 { format!(" to {}", args.fit.seed + args.repeats as u64 - 1) } else { String::new() }
     );
     for set in sets {
         let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
         let tag = set.join("+");
         let mut runs: Vec<Vec<MethodResult>> = Vec::new();
         for (r, split) in splits.iter().enumerate() {
-            let seed = args.seed + r as u64;
+            let seed = args.fit.seed + r as u64;
             let dir = if args.repeats > 1 { out.join(&tag).join(format!("seed-{seed}")) } else { out.join(&tag) };
             stage(&format!(
                 "{name} [{tag}] seed {seed}: {} methods{}",
@@ -183,7 +137,7 @@ pub fn run(args: Args) -> Result<()> {
                 modalities: modalities.clone(),
                 methods: methods.iter().map(|m| FitConfig { seed, ..m.clone() }).collect(),
                 single_modalities: !args.no_single,
-                trials: args.trials,
+                trials: args.fit.trials,
                 save_to: Some(dir.clone()),
             };
             let results = compare(&data, split, &options, |r| {
