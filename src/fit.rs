@@ -316,17 +316,17 @@ fn fit_member(
     let mut rng = StdRng::seed_from_u64(seed);
     let scalers = fit_scalers(data, &modalities, &split.train);
     let model = spec.init(&device)?;
-    let mut trainer = if config.engine == FitEngine::Auto && DenseGmu::from_net(&model).is_ok() {
-        let dense = DenseGmu::from_net(&model)?;
-        Trainer::Dense {
+    // The dense engine where it applies (it refuses every other model), burn otherwise.
+    let dense = if config.engine == FitEngine::Auto { DenseGmu::from_net(&model).ok() } else { None };
+    let mut trainer = match dense {
+        Some(dense) => Trainer::Dense {
             grad: vec![0.0; dense.len()],
             adam: DenseAdam::new(dense.len(), config.lr as f32),
             ws: DenseWorkspace::default(),
             template: model.valid(),
             dense,
-        }
-    } else {
-        Trainer::Burn { model, optim: Box::new(AdamConfig::new().with_epsilon(1e-8).init()) }
+        },
+        None => Trainer::Burn { model, optim: Box::new(AdamConfig::new().with_epsilon(1e-8).init()) },
     };
     let mut best: Option<(f64, FusionNet, usize)> = None;
     let mut history = Vec::new();

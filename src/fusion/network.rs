@@ -400,6 +400,14 @@ pub struct FusionOutput {
 
 const PROB_FLOOR: f32 = 1e-7;
 
+/// A GMU, then `classify` on the fused vector: logits, gates and each
+/// modality's contribution `|z_i ⊙ h_i|`.
+fn gated(gmu: &Gmu, encoded: &[Tensor<2>], classify: impl FnOnce(Tensor<2>) -> Tensor<2>) -> FusionOutput {
+    let fused = gmu.forward(encoded);
+    let contributions = (fused.gates.clone() * fused.hidden).abs();
+    FusionOutput { scores: Scores::Logits(classify(fused.fused)), gates: Some(fused.gates), contributions: Some(contributions) }
+}
+
 impl FusionNet {
     /// Runs the model. Dropout and batch statistics are used on an autodiff
     /// device (training); on a plain device the model is deterministic.
@@ -419,24 +427,8 @@ impl FusionNet {
             })
             .collect();
         match &self.head {
-            FusionHead::Gmu(head) => {
-                let fused = head.gmu.forward(&encoded);
-                let contributions = (fused.gates.clone() * fused.hidden).abs();
-                FusionOutput {
-                    scores: Scores::Logits(head.mlp.forward(fused.fused)),
-                    gates: Some(fused.gates),
-                    contributions: Some(contributions),
-                }
-            }
-            FusionHead::GmuLinear(head) => {
-                let fused = head.gmu.forward(&encoded);
-                let contributions = (fused.gates.clone() * fused.hidden).abs();
-                FusionOutput {
-                    scores: Scores::Logits(head.output.forward(fused.fused)),
-                    gates: Some(fused.gates),
-                    contributions: Some(contributions),
-                }
-            }
+            FusionHead::Gmu(head) => gated(&head.gmu, &encoded, |h| head.mlp.forward(h)),
+            FusionHead::GmuLinear(head) => gated(&head.gmu, &encoded, |h| head.output.forward(h)),
             FusionHead::Concat(mlp) => {
                 FusionOutput { scores: Scores::Logits(mlp.forward(Tensor::cat(encoded, 1))), gates: None, contributions: None }
             }
