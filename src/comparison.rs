@@ -92,23 +92,25 @@ pub fn compare(
     for (method, views, config) in jobs {
         let reuse = config.fusion == FusionKind::AvgProbs
             && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
-        let trained = if reuse {
+        let (trained, dev) = if reuse {
             let members: Vec<_> = options
                 .modalities
                 .iter()
                 .flat_map(|v| singles.iter().find(|(s, _)| s == v).expect("checked").1.members.clone())
                 .collect();
             let seconds = singles.iter().map(|(_, t)| t.seconds).sum();
-            crate::fit::Trained {
+            let trained = crate::fit::Trained {
                 config: config.clone(),
                 view_names: data.views.iter().map(|v| v.name.clone()).collect(),
                 members,
                 seconds,
-            }
+            };
+            let dev = trained.evaluate(data, &split.dev).0;
+            (trained, dev)
         } else {
-            search(data, &views, split, &config, options.trials, |_, _, _| {})?.0
+            let (trained, dev, _) = search(data, &views, split, &config, options.trials)?;
+            (trained, dev)
         };
-        let (dev, _) = trained.evaluate(data, &split.dev);
         let (test, predictions) = trained.evaluate(data, &split.test);
         let view_names: Vec<String> = views.iter().map(|&v| data.views[v].name.clone()).collect();
         let gates = predictions

@@ -617,33 +617,33 @@ pub fn sample_config(base: &FitConfig, rng: &mut impl Rng) -> FitConfig {
 }
 
 /// Random search: `trials` configurations drawn by [`sample_config`] (seeded
-/// by `base.seed`), each trained with [`fit`]; returns every trial's config
-/// and dev score, and the model with the best dev macro-F1.
+/// by `base.seed`; one trial trains `base` as given), each trained with
+/// [`fit`]. Returns the model with the best dev macro-F1, its dev scores, and
+/// every trial's config and dev macro-F1.
 pub fn search(
     data: &MultiviewData,
     modalities: &[usize],
     split: &Split,
     base: &FitConfig,
     trials: usize,
-    mut progress: impl FnMut(usize, &FitConfig, &Evaluation),
-) -> Result<(Trained, Vec<(FitConfig, f64)>)> {
+) -> Result<(Trained, Evaluation, Vec<(FitConfig, f64)>)> {
     if trials == 0 {
         return Err(GmuError::invalid("--trials", "must be at least 1"));
     }
     let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
-    let mut best: Option<(f64, Trained)> = None;
+    let mut best: Option<(Trained, Evaluation)> = None;
     let mut log = Vec::new();
-    for t in 0..trials {
+    for _ in 0..trials {
         let config = if trials == 1 { base.clone() } else { sample_config(base, &mut rng) };
         let trained = fit(data, modalities, split, &config)?;
         let dev = trained.evaluate(data, &split.dev).0;
-        progress(t, &config, &dev);
         log.push((config, dev.f1.macro_));
-        if best.as_ref().is_none_or(|(s, _)| dev.f1.macro_ > *s) {
-            best = Some((dev.f1.macro_, trained));
+        if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {
+            best = Some((trained, dev));
         }
     }
-    Ok((best.expect("trials ≥ 1").1, log))
+    let (trained, dev) = best.expect("trials ≥ 1");
+    Ok((trained, dev, log))
 }
 
 #[cfg(test)]
