@@ -108,8 +108,8 @@ pub fn compare(
             let dev = trained.evaluate(data, &split.dev).0;
             (trained, dev)
         } else {
-            let (trained, dev, _) = search(data, &views, split, &config, options.trials)?;
-            (trained, dev)
+            let found = search(data, &views, split, &config, options.trials)?;
+            (found.trained, found.dev)
         };
         let (test, predictions) = trained.evaluate(data, &split.test);
         let view_names: Vec<String> = views.iter().map(|&v| data.views[v].name.clone()).collect();

@@ -618,15 +618,14 @@ pub fn sample_config(base: &FitConfig, rng: &mut impl Rng) -> FitConfig {
 
 /// Random search: `trials` configurations drawn by [`sample_config`] (seeded
 /// by `base.seed`; one trial trains `base` as given), each trained with
-/// [`fit`]. Returns the model with the best dev macro-F1, its dev scores, and
-/// every trial's config and dev macro-F1.
+/// [`fit`]; keeps the model with the best dev macro-F1.
 pub fn search(
     data: &MultiviewData,
     modalities: &[usize],
     split: &Split,
     base: &FitConfig,
     trials: usize,
-) -> Result<(Trained, Evaluation, Vec<(FitConfig, f64)>)> {
+) -> Result<Search> {
     if trials == 0 {
         return Err(GmuError::invalid("--trials", "must be at least 1"));
     }
@@ -643,7 +642,18 @@ pub fn search(
         }
     }
     let (trained, dev) = best.expect("trials ≥ 1");
-    Ok((trained, dev, log))
+    Ok(Search { trained, dev, trials: log })
+}
+
+/// What [`search`] returns.
+#[derive(Debug)]
+pub struct Search {
+    /// The model with the best dev macro-F1.
+    pub trained: Trained,
+    /// Its dev scores.
+    pub dev: Evaluation,
+    /// Every trial's config and dev macro-F1, in order.
+    pub trials: Vec<(FitConfig, f64)>,
 }
 
 #[cfg(test)]
