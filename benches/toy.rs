@@ -10,7 +10,8 @@ use std::time::Instant;
 use gmu::data::SyntheticConfig;
 use gmu::experiment::{Predictor, mesh};
 use gmu::model::ModelKind;
-use gmu::train::{self, Engine, Preset, Scaler};
+use gmu::data::Scaler;
+use gmu::train::{self, Engine, Preset};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -53,7 +54,7 @@ fn main() {
             let start = Instant::now();
             let (params, _) = match engine {
                 Engine::Native => train::train_native(&config, init.clone(), &x, &data.c, &mut rng).unwrap(),
-                Engine::Burn => train::train_burn(&config, init.clone(), &x, &data.c, &mut rng).unwrap(),
+                Engine::Burn => train::train_burn(&config, init.clone(), &x, &data.c, &mut rng, &burn::tensor::Device::default()).unwrap(),
             };
             std::hint::black_box(params);
             if rep >= 2 {
@@ -68,7 +69,7 @@ fn main() {
     }
 
     if only.as_deref().is_none_or(|o| o == "mesh") {
-        let model = train::train(&Preset::Seed.config(ModelKind::Gmu, 1, 41), &data).unwrap();
+        let model = train::train(&Preset::Seed.config(ModelKind::Gmu, 1, 41), &data, &burn::tensor::Device::default()).unwrap();
         let predictor = Predictor::from(&model);
         let (mut build, mut times) = (vec![], vec![]);
         for rep in 0..reps.min(10) + 1 {
@@ -113,13 +114,13 @@ fn burn_overhead(reps: usize) {
         report(&format!("{label} one add on [400,1], us/op{}", if autodiff { " (autodiff)" } else { "" }), times);
     }
     let device = Device::default().autodiff();
-    let model = spec.to_burn(&params, &device).unwrap();
+    let model = spec.to_net(&params, &device).unwrap();
     let xv = Tensor::<2>::from_data(TensorData::new(data.x_v.clone(), [400, 1]), &device);
     let xt = Tensor::<2>::from_data(TensorData::new(data.x_t.clone(), [400, 1]), &device);
     let (mut fwd, mut both) = (vec![], vec![]);
     for _ in 0..reps {
         let start = Instant::now();
-        let logits = model.forward(xv.clone(), xt.clone()).logits;
+        let gmu::fusion::Scores::Logits(logits) = model.forward(&[xv.clone(), xt.clone()]).scores else { unreachable!("logits") };
         let value = logits.clone().sum().into_scalar::<f32>();
         let mid = Instant::now();
         let grads = logits.sum().backward();

@@ -8,9 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{MultiviewData, Split};
+use burn::tensor::Device;
+
+use crate::data::{DataRecord, MultiviewData, Split};
 use crate::error::{GmuError, Result, write_atomic};
-use crate::fit::{Evaluation, FitConfig, GateReport, search};
+use crate::fit::{Evaluation, FitConfig, GateReport, ImportanceReport, search};
 use crate::fusion::{ExpertKind, FusionKind};
 
 /// One row of a comparison.
@@ -32,6 +34,9 @@ pub struct MethodResult {
     pub seconds: f64,
     /// Per-class gate shares on the test split (GMU, mixtures of experts).
     pub gates: Option<GateReport>,
+    /// Per-class occlusion importance of each view on the test split (methods with 2+ views).
+    #[serde(default)]
+    pub importance: Option<ImportanceReport>,
 }
 
 /// The fusion configurations of the paper's Table 2, from `base`: GMU,
@@ -63,8 +68,10 @@ pub struct CompareOptions {
     pub single_modalities: bool,
     /// Random-search trials per method (1: the base configuration as given).
     pub trials: usize,
-    /// Where to save each method's config and weights (`<dir>/<method>/`).
+    /// Where to save each method's model directory (`<dir>/<method>/`).
     pub save_to: Option<PathBuf>,
+    /// The data's source, recorded in each saved model so that it can be read again.
+    pub data: Option<DataRecord>,
 }
 
 /// Trains and scores every method; `progress` gets each finished row.
@@ -72,6 +79,7 @@ pub fn compare(
     data: &MultiviewData,
     split: &Split,
     options: &CompareOptions,
+    device: &Device,
     mut progress: impl FnMut(&MethodResult),
 ) -> Result<Vec<MethodResult>> {
     let mut jobs: Vec<(String, Vec<usize>, FitConfig)> = Vec::new();
@@ -102,22 +110,30 @@ pub fn compare(
             let trained = crate::fit::Trained {
                 config: config.clone(),
                 view_names: data.views.iter().map(|v| v.name.clone()).collect(),
+                view_widths: data.views.iter().map(|v| v.dim).collect(),
+                outputs: data.targets.names().to_vec(),
                 members,
                 seconds,
             };
-            let dev = trained.evaluate(data, &split.dev).0;
+            let dev = trained.evaluate(data, &split.dev, device).0;
             (trained, dev)
         } else {
-            let found = search(data, &views, split, &config, options.trials)?;
+            let found = search(data, &views, split, &config, options.trials, device)?;
             (found.trained, found.dev)
         };
-        let (test, predictions) = trained.evaluate(data, &split.test);
+        let (test, predictions) = if views.len() > 1 || config.fusion == FusionKind::AvgProbs {
+            trained.evaluate_with_importance(data, &split.test, device)
+        } else {
+            trained.evaluate(data, &split.test, device)
+        };
         let view_names: Vec<String> = views.iter().map(|&v| data.views[v].name.clone()).collect();
         let gates = predictions
             .gate_means
             .as_ref()
             .zip(predictions.shares.as_ref())
             .map(|(g, s)| GateReport::new(&data.targets, &split.test, g, s, view_names.clone()));
+        let importance =
+            predictions.importance.as_ref().map(|imp| ImportanceReport::new(&data.targets, &split.test, imp, view_names.clone()));
         let result = MethodResult {
             method: method.clone(),
             views: view_names,
@@ -127,10 +143,11 @@ pub fn compare(
             best_epoch: trained.members[0].best_epoch,
             seconds: trained.seconds,
             gates,
+            importance,
         };
         if let Some(dir) = &options.save_to {
             let json = serde_json::to_value(&result).expect("result serialises");
-            trained.save(&dir.join(method.replace(':', "-")), &json)?;
+            trained.save(&dir.join(method.replace(':', "-")), &method, options.data.clone(), json)?;
         }
         progress(&result);
         results.push(result);
@@ -286,6 +303,7 @@ mod tests {
             best_epoch: 1,
             seconds: 0.0,
             gates: None,
+            importance: None,
         }
     }
 
@@ -308,12 +326,13 @@ mod tests {
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let base = FitConfig { fusion: FusionKind::AvgProbs, hidden: 8, max_epochs: 3, patience: 3, ..FitConfig::default() };
-        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None };
-        let results = compare(&data, &split, &options, |_| {}).unwrap();
+        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None, data: None };
+        let device = Device::default();
+        let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
         assert_eq!(results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["single:v0.3", "single:v0.7", "avg-probs"]);
         // Rebuild the two single models and average them by hand.
-        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &FitConfig { fusion: FusionKind::Concat, ..base.clone() }).unwrap();
-        let (a, b) = (single(0).predict(&data, &split.test).probs, single(1).predict(&data, &split.test).probs);
+        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &FitConfig { fusion: FusionKind::Concat, ..base.clone() }, &device).unwrap();
+        let (a, b) = (single(0).predict(&data, &split.test, &device).probs, single(1).predict(&data, &split.test, &device).probs);
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
         let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
         assert_eq!(results[2].test, expected);

@@ -17,7 +17,8 @@ use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
 use crate::native::{LossKind, Network, Workspace};
 use crate::plot::{self, Colormap, MeshMap};
-use crate::train::{self, Engine, Overrides, Preset, Scaler, TrainedModel};
+use crate::data::Scaler;
+use crate::train::{self, Engine, Overrides, Preset, TrainedModel};
 
 /// A trained model ready to score raw (unscaled) inputs.
 #[derive(Clone, Debug)]
@@ -46,10 +47,11 @@ pub struct Evaluation {
 }
 
 impl Predictor {
-    /// Loads a model directory written by [`train::save`].
-    pub fn load(dir: &Path) -> Result<Self> {
-        let (saved, net) = train::load(dir)?;
-        Ok(Predictor { net, scaler: saved.scaler, loss: saved.training.loss })
+    /// Loads a model directory written by [`train::save`] (the weights are
+    /// read through `device`, then scored by the native engine).
+    pub fn load(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
+        let (training, scaler, net) = train::load(dir, device)?;
+        Ok(Predictor { net, scaler, loss: training.loss })
     }
 
     /// Checks that `data` has the input widths this model was trained on.
@@ -249,9 +251,9 @@ fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData
 
 /// Runs the seed post's experiment and writes `gate_map.png`,
 /// `prediction_map.png`, `loss.png`, `metrics.json` and the two trained
-/// models (`gmu/`, `ff/`: `config.json` + `model.safetensors`) into `out`.
+/// models (`gmu/`, `ff/`: model directories, `config.json` + `model-0.safetensors`) into `out`.
 /// `progress` receives a line per stage.
-pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
+pub fn run_demo(options: &DemoOptions, out: &Path, device: &burn::tensor::Device, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
     // Checked before training, not only when the maps are drawn.
     check_resolution(options.resolution)?;
     if options.test_size == 0 {
@@ -267,8 +269,8 @@ pub fn run_demo(options: &DemoOptions, out: &Path, progress: &mut dyn FnMut(&str
         let mut config = options.preset.config(kind, 1, options.seed);
         config.engine = options.engine;
         progress(&format!("training {kind} ({} restarts × {} Adam steps, {:?} engine)", config.restarts, config.steps, config.engine));
-        let model = train::train(&config, &data)?;
-        train::save(&model, &out.join(kind.to_string()))?;
+        let model = train::train(&config, &data, device)?;
+        train::save(&model, &out.join(kind.to_string()), device)?;
         trained.push(model);
     }
     let (gmu, ff) = (&trained[0], &trained[1]);
@@ -378,13 +380,13 @@ pub struct ProtocolOptions {
     pub threads: usize,
 }
 
-fn one_seed(options: &ProtocolOptions, seed: u64) -> Result<SeedOutcome> {
+fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device) -> Result<SeedOutcome> {
     let data_config = options.setting.data_config();
     let data = data_config.generate(&mut StdRng::seed_from_u64(seed))?;
     let test = fresh_draw(&data_config, seed, options.test_size)?;
     let config = |kind| options.overrides.apply(options.preset.config(kind, data.dim, seed));
-    let gmu = train::train(&config(ModelKind::Gmu), &data)?;
-    let logreg = train::train(&config(ModelKind::Logreg), &data)?;
+    let gmu = train::train(&config(ModelKind::Gmu), &data, device)?;
+    let logreg = train::train(&config(ModelKind::Logreg), &data, device)?;
     let g = Predictor::from(&gmu).evaluate(&test);
     let l = Predictor::from(&logreg).evaluate(&test);
     Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) })
@@ -394,7 +396,8 @@ fn one_seed(options: &ProtocolOptions, seed: u64) -> Result<SeedOutcome> {
 /// regression, score both on a fresh draw; tally wins, ties and losses and
 /// summarise corr(M, z). Seeds run in parallel; the result does not depend
 /// on the number of threads.
-pub fn run_protocol(options: &ProtocolOptions, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ProtocolReport> {
+/// `device` is used where the recipe picks the burn engine.
+pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ProtocolReport> {
     if options.seeds == 0 {
         return Err(GmuError::invalid("--seeds", "at least one seed is needed"));
     }
@@ -417,7 +420,7 @@ pub fn run_protocol(options: &ProtocolOptions, progress: &(dyn Fn(usize, usize) 
                     if i >= options.seeds {
                         break;
                     }
-                    let outcome = one_seed(options, i as u64);
+                    let outcome = one_seed(options, i as u64, device);
                     results.lock().expect("no worker panics")[i] = Some(outcome);
                     progress(done.fetch_add(1, Ordering::Relaxed) + 1, options.seeds);
                 }

@@ -13,19 +13,19 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{MultiviewData, Split, Targets};
+use crate::data::{DataRecord, MultiviewData, Scaler, Scaling, Split, Targets, View};
 use crate::dense::{DenseAdam, DenseGmu, DenseWorkspace};
-use crate::error::{GmuError, Result, temp_path, write_atomic};
+use crate::error::{GmuError, Result};
 use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, HeadKind, MaxNorm, Task};
-use crate::metrics::{F1Scores, multiclass_f1, multilabel_f1};
-use crate::train::{Scaler, Scaling};
+use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, TrainingRecord, ViewSpec};
+pub use crate::predict::{Evaluation, Prediction, score};
+use crate::predict::{self, MemberRef};
 
 /// Hyper-parameters of one training run (saved as `config.json` beside the weights).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -176,34 +176,14 @@ pub struct Trained {
     pub config: FitConfig,
     /// Names of the views, in the order of the data.
     pub view_names: Vec<String>,
+    /// Widths of the views, in the order of the data.
+    pub view_widths: Vec<usize>,
+    /// Class or label names.
+    pub outputs: Vec<String>,
     /// The networks; their probabilities are averaged.
     pub members: Vec<Member>,
     /// Wall time of the training, seconds.
     pub seconds: f64,
-}
-
-/// Scores of a model on one split.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Evaluation {
-    /// F1 averages and per-label F1.
-    pub f1: F1Scores,
-    /// Accuracy (single-label tasks) or subset accuracy (multilabel).
-    pub accuracy: f64,
-}
-
-/// Probabilities and gates of a model on some rows.
-#[derive(Clone, Debug, Default)]
-pub struct Predictions {
-    /// `[rows, C]` probabilities.
-    pub probs: Vec<f32>,
-    /// Number of outputs C.
-    pub width: usize,
-    /// Per row, the mean gate of each modality (over units or labels), `[rows, K]`,
-    /// where the model has gates.
-    pub gate_means: Option<Vec<f32>>,
-    /// Per row, each modality's share of the fused signal (its contributions
-    /// summed over units or labels, divided by the total), `[rows, K]`.
-    pub shares: Option<Vec<f32>>,
 }
 
 /// Gathers `rows` of view `v`, scaled.
@@ -272,12 +252,14 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind
 /// epoch by dev macro-F1. `avg-probs` trains one single-modality model per
 /// view (each with its own early stopping) and averages their probabilities.
 /// `progress` receives one line per finished member.
-pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &FitConfig) -> Result<Trained> {
+/// Training runs on `device` with autodiff; the returned nets live on `device`.
+pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &FitConfig, device: &Device) -> Result<Trained> {
     config.validate()?;
     if modalities.is_empty() {
         return Err(GmuError::invalid("--modalities", "no modality selected"));
     }
     data.validate(Path::new("data"))?;
+    data.check_finite(Path::new("data"))?;
     let start = Instant::now();
     let groups: Vec<(Vec<usize>, FusionKind)> = match config.fusion {
         FusionKind::AvgProbs => modalities.iter().map(|&v| (vec![v], FusionKind::Concat)).collect(),
@@ -290,11 +272,13 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
     for (k, (views, kind)) in groups.into_iter().enumerate() {
         let spec = spec_for(data, &views, config, kind);
         spec.validate()?;
-        members.push(fit_member(data, views, spec, split, config, config.seed.wrapping_add(k as u64))?);
+        members.push(fit_member(data, views, spec, split, config, config.seed.wrapping_add(k as u64), device)?);
     }
     Ok(Trained {
         config: config.clone(),
         view_names: data.views.iter().map(|v| v.name.clone()).collect(),
+        view_widths: data.views.iter().map(|v| v.dim).collect(),
+        outputs: data.targets.names().to_vec(),
         members,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -307,11 +291,12 @@ fn fit_member(
     split: &Split,
     config: &FitConfig,
     seed: u64,
+    inference: &Device,
 ) -> Result<Member> {
     // burn's random state (initialisation, dropout masks) is global to the
     // backend: one fit at a time per process keeps every run reproducible.
     let _guard = TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let device = Device::default().autodiff();
+    let device = inference.clone().autodiff();
     device.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
     let scalers = fit_scalers(data, &modalities, &split.train);
@@ -340,7 +325,7 @@ fn fit_member(
             if rows.len() < 2 {
                 continue;
             }
-            let value = trainer.step(data, &modalities, &scalers, rows, config);
+            let value = trainer.step(data, &modalities, &scalers, rows, config, &device);
             if !value.is_finite() {
                 return Err(GmuError::NonFinite(format!(
                     "{} training loss is {value} at epoch {epoch}; lower --lr or check the data",
@@ -351,7 +336,7 @@ fn fit_member(
             batches += 1;
         }
         let valid = trainer.snapshot();
-        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &split.dev, config.threshold).0;
+        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &split.dev, config.threshold, inference).0;
         history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
         if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
             best = Some((dev.f1.macro_, valid, epoch));
@@ -378,17 +363,16 @@ enum Trainer {
 
 impl Trainer {
     /// One Adam step on `rows`; returns the batch loss.
-    fn step(&mut self, data: &MultiviewData, modalities: &[usize], scalers: &[Scaler], rows: &[usize], config: &FitConfig) -> f32 {
+    fn step(&mut self, data: &MultiviewData, modalities: &[usize], scalers: &[Scaler], rows: &[usize], config: &FitConfig, device: &Device) -> f32 {
         match self {
             Trainer::Burn { model, optim } => {
-                let device = Device::default().autodiff();
                 let inputs: Vec<Tensor<2>> = modalities
                     .iter()
                     .zip(scalers)
-                    .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, &device))
+                    .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, device))
                     .collect();
                 let out = model.forward(&inputs);
-                let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, &device));
+                let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, device));
                 let value: f32 = loss.clone().into_scalar();
                 if value.is_finite() {
                     let grads = GradientsParams::from_grads(loss.backward(), &*model);
@@ -428,76 +412,29 @@ impl Trainer {
 /// Serialises [`fit_member`] (see there).
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-const EVAL_BATCH: usize = 512;
-
-/// Probabilities (averaged over the nets) and gates (of the first net that has them).
-fn predict_nets(data: &MultiviewData, nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)], rows: &[usize]) -> Predictions {
-    let device = Device::default();
-    let width = data.targets.width();
-    let mut probs = vec![0.0f32; rows.len() * width];
-    let mut gate_means: Option<Vec<f32>> = None;
-    let mut shares: Option<Vec<f32>> = None;
-    for (modalities, scalers, net) in nets {
-        for (b, chunk) in rows.chunks(EVAL_BATCH).enumerate() {
-            let inputs: Vec<Tensor<2>> = modalities
-                .iter()
-                .zip(scalers.iter())
-                .map(|(&v, s)| tensor(gather(data, v, chunk, s), data.views[v].dim, &device))
-                .collect();
-            let out = net.forward(&inputs);
-            let p: Vec<f32> = net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32");
-            for (acc, x) in probs[b * EVAL_BATCH * width..].iter_mut().zip(&p) {
-                *acc += x / nets.len() as f32;
-            }
-            if let Some(g) = out.gates {
-                let [rows_b, k, _] = g.dims();
-                let means: Vec<f32> = g.mean_dim(2).reshape([rows_b, k]).into_data().try_to_vec::<f32>().expect("f32");
-                gate_means.get_or_insert_with(Vec::new).extend(means);
-            }
-            if let Some(c) = out.contributions {
-                let [rows_b, k, _] = c.dims();
-                let per_view = c.sum_dim(2).reshape([rows_b, k]);
-                let total = per_view.clone().sum_dim(1).clamp_min(1e-12);
-                let s: Vec<f32> = (per_view / total).into_data().try_to_vec::<f32>().expect("f32");
-                shares.get_or_insert_with(Vec::new).extend(s);
+/// Probabilities and gates of `nets` (each with the data views it reads and
+/// their scalers) on `rows`, averaged over the nets; with `importance`, each
+/// view's occlusion importance too.
+fn predict_nets(
+    data: &MultiviewData,
+    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    rows: &[usize],
+    importance: bool,
+    device: &Device,
+) -> Prediction {
+    let mut model_views: Vec<usize> = Vec::new();
+    for (views, _, _) in nets {
+        for &v in views.iter() {
+            if !model_views.contains(&v) {
+                model_views.push(v);
             }
         }
     }
-    Predictions { probs, width, gate_means, shares }
-}
-
-fn decide(targets: &Targets, probs: &[f32], width: usize, threshold: f32) -> Vec<u8> {
-    match targets {
-        Targets::Classes { .. } => probs
-            .chunks(width)
-            .flat_map(|row| {
-                let best = row.iter().enumerate().fold(0, |b, (i, &p)| if p > row[b] { i } else { b });
-                (0..width).map(move |c| u8::from(c == best))
-            })
-            .collect(),
-        Targets::Labels { .. } => probs.iter().map(|&p| u8::from(p >= threshold)).collect(),
-    }
-}
-
-/// Scores probabilities against the targets of `rows`.
-pub fn score(targets: &Targets, rows: &[usize], probs: &[f32], threshold: f32) -> Evaluation {
-    let width = targets.width();
-    let predicted = decide(targets, probs, width, threshold);
-    match targets {
-        Targets::Classes { y, .. } => {
-            let truth: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
-            let pred: Vec<usize> = predicted.chunks(width).map(|row| row.iter().position(|&x| x == 1).unwrap_or(0)).collect();
-            let f1 = multiclass_f1(&truth, &pred, width);
-            let accuracy = truth.iter().zip(&pred).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64;
-            Evaluation { f1, accuracy }
-        }
-        Targets::Labels { .. } => {
-            let truth: Vec<u8> = rows.iter().flat_map(|&r| targets.indicator_row(r)).collect();
-            let f1 = multilabel_f1(&truth, &predicted, width);
-            let exact = truth.chunks(width).zip(predicted.chunks(width)).filter(|(a, b)| a == b).count();
-            Evaluation { f1, accuracy: exact as f64 / rows.len().max(1) as f64 }
-        }
-    }
+    let members: Vec<MemberRef<'_>> = nets.iter().map(|(views, scalers, net)| MemberRef { views, scalers, net }).collect();
+    let views: Vec<&View> = data.views.iter().collect();
+    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
+    // Training data are checked finite, so no view is missing and this cannot fail.
+    predict::run(&members, &views, &model_views, rows, task, importance, device).expect("finite training data")
 }
 
 fn evaluate_nets(
@@ -505,46 +442,76 @@ fn evaluate_nets(
     nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
     rows: &[usize],
     threshold: f32,
-) -> (Evaluation, Predictions) {
-    let p = predict_nets(data, nets, rows);
+    device: &Device,
+) -> (Evaluation, Prediction) {
+    let p = predict_nets(data, nets, rows, false, device);
     (score(&data.targets, rows, &p.probs, threshold), p)
 }
 
 impl Trained {
     /// Probabilities and gates on `rows` of `data`.
-    pub fn predict(&self, data: &MultiviewData, rows: &[usize]) -> Predictions {
+    pub fn predict(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> Prediction {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        predict_nets(data, &nets, rows)
+        predict_nets(data, &nets, rows, false, device)
+    }
+
+    /// Metrics and predictions on `rows`, with each view's occlusion importance.
+    pub fn evaluate_with_importance(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
+        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
+        let p = predict_nets(data, &nets, rows, true, device);
+        (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
 
     /// Metrics and predictions on `rows`.
-    pub fn evaluate(&self, data: &MultiviewData, rows: &[usize]) -> (Evaluation, Predictions) {
+    pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        evaluate_nets(data, &nets, rows, self.config.threshold)
+        evaluate_nets(data, &nets, rows, self.config.threshold, device)
     }
 
-    /// Writes `config.json` (hyper-parameters, model specs, scalers, training
-    /// logs) and one `model-<i>.safetensors` per member into `dir`, each
-    /// through a temporary file and a rename.
-    pub fn save(&self, dir: &Path, results: &serde_json::Value) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
-        for (i, m) in self.members.iter().enumerate() {
-            let path = dir.join(format!("model-{i}.safetensors"));
-            let tmp = temp_path(&path);
-            let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-            m.net.save_into(&mut store).map_err(|e| GmuError::Store { path: path.clone(), message: e.to_string() })?;
-            std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
+    /// The model directory's config: the views the members read (in order of
+    /// first use), the outputs, each member, the training config, `data`
+    /// (where the data can be read again) and `results`.
+    pub fn model_config(&self, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> ModelConfig {
+        let mut used: Vec<usize> = Vec::new();
+        for m in &self.members {
+            for &v in &m.modalities {
+                if !used.contains(&v) {
+                    used.push(v);
+                }
+            }
         }
-        let members: Vec<serde_json::Value> = self
+        let members = self
             .members
             .iter()
-            .map(|m| {
-                let views: Vec<&str> = m.modalities.iter().map(|&v| self.view_names[v].as_str()).collect();
-                serde_json::json!({ "views": views, "spec": m.spec, "scalers": m.scalers, "best_epoch": m.best_epoch, "history": m.history })
+            .map(|m| MemberConfig {
+                views: m.modalities.iter().map(|v| used.iter().position(|u| u == v).expect("collected")).collect(),
+                spec: m.spec.clone(),
+                scalers: m.scalers.clone(),
+                best_epoch: m.best_epoch,
+                history: m.history.clone(),
             })
             .collect();
-        let json = serde_json::json!({ "config": self.config, "members": members, "seconds": self.seconds, "results": results });
-        write_atomic(&dir.join("config.json"), serde_json::to_string_pretty(&json).expect("json").as_bytes())
+        let first = &self.members[0].spec;
+        ModelConfig {
+            format_version: FORMAT_VERSION,
+            gmu_version: env!("CARGO_PKG_VERSION").to_string(),
+            method: method.to_string(),
+            views: used.iter().map(|&v| ViewSpec { name: self.view_names[v].clone(), width: self.view_widths[v] }).collect(),
+            task: first.task,
+            outputs: self.outputs.clone(),
+            threshold: self.config.threshold,
+            members,
+            training: TrainingRecord::Epochs { config: self.config.clone() },
+            data,
+            seconds: self.seconds,
+            results,
+        }
+    }
+
+    /// Writes the model directory (see [`model_dir`](crate::model_dir)) into `dir`.
+    pub fn save(&self, dir: &Path, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> Result<()> {
+        let nets: Vec<&FusionNet> = self.members.iter().map(|m| &m.net).collect();
+        model_dir::save(dir, &self.model_config(method, data, results), &nets)
     }
 }
 
@@ -604,6 +571,56 @@ impl GateReport {
     }
 }
 
+/// Per class (or label), which view the model needed: the share of samples
+/// whose largest occlusion importance is each view's (see
+/// [`predict`](crate::predict)), and each view's mean importance. Unlike the
+/// contribution share, this does not depend on how wide or loud a view is:
+/// it asks how much the prediction falls without it. Every method with two
+/// or more views has one. A row of a multilabel set counts for every label it carries.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImportanceReport {
+    /// Modality names.
+    pub modalities: Vec<String>,
+    /// Class or label names.
+    pub classes: Vec<String>,
+    /// `needed[c][k]`: share of class-`c` samples whose most important view is `k`.
+    pub needed: Vec<Vec<f64>>,
+    /// `mean[c][k]`: mean occlusion importance of view `k` over class-`c` samples.
+    pub mean: Vec<Vec<f64>>,
+    /// Samples per class.
+    pub counts: Vec<usize>,
+}
+
+impl ImportanceReport {
+    /// Builds the report from per-row importances (`[rows, K]`; NaN where undefined) of `rows`.
+    pub fn new(targets: &Targets, rows: &[usize], importance: &[f32], modalities: Vec<String>) -> Self {
+        let k = modalities.len();
+        let c = targets.width();
+        let (mut needed, mut mean, mut counts) = (vec![vec![0.0; k]; c], vec![vec![0.0; k]; c], vec![0usize; c]);
+        for (i, &r) in rows.iter().enumerate() {
+            let imp = &importance[i * k..(i + 1) * k];
+            if imp.iter().all(|x| x.is_nan()) {
+                continue;
+            }
+            let top = imp.iter().enumerate().fold(0, |b, (j, &x)| if x > imp[b] || imp[b].is_nan() { j } else { b });
+            for (class, &on) in targets.indicator_row(r).iter().enumerate() {
+                if on == 1 {
+                    counts[class] += 1;
+                    needed[class][top] += 1.0;
+                    for j in 0..k {
+                        mean[class][j] += if imp[j].is_nan() { 0.0 } else { imp[j] as f64 };
+                    }
+                }
+            }
+        }
+        for class in 0..c {
+            let n = counts[class].max(1) as f64;
+            needed[class].iter_mut().chain(mean[class].iter_mut()).for_each(|x| *x /= n);
+        }
+        ImportanceReport { modalities, classes: targets.names().to_vec(), needed, mean, counts }
+    }
+}
+
 /// The paper's random-search ranges: hidden ∈ {64, 128, 256, 512},
 /// lr log-uniform in [1e-3, 1e-1], dropout uniform in [0.3, 0.7], max-norm
 /// uniform in [5, 20]. Every other field is kept from `base`.
@@ -625,6 +642,7 @@ pub fn search(
     split: &Split,
     base: &FitConfig,
     trials: usize,
+    device: &Device,
 ) -> Result<Search> {
     if trials == 0 {
         return Err(GmuError::invalid("--trials", "must be at least 1"));
@@ -634,8 +652,8 @@ pub fn search(
     let mut log = Vec::new();
     for _ in 0..trials {
         let config = if trials == 1 { base.clone() } else { sample_config(base, &mut rng) };
-        let trained = fit(data, modalities, split, &config)?;
-        let dev = trained.evaluate(data, &split.dev).0;
+        let trained = fit(data, modalities, split, &config, device)?;
+        let dev = trained.evaluate(data, &split.dev, device).0;
         log.push((config, dev.f1.macro_));
         if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {
             best = Some((trained, dev));
@@ -659,7 +677,10 @@ pub struct Search {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::View;
+
+    fn dev() -> Device {
+        Device::default()
+    }
 
     /// Two views; the class is readable from view 0 for half the rows and
     /// from view 1 for the other half (the other view is noise there).
@@ -717,10 +738,10 @@ mod tests {
                 (FusionKind::Moe, ExpertKind::Logistic, true),
             ] {
                 let config = FitConfig { experts, tied_gates: tied, ..quick(kind) };
-                let trained = fit(&data, &[0, 1], &split, &config).unwrap();
+                let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
                 let h = &trained.members[0].history;
                 assert!(h.last().unwrap().train_loss < 0.8 * h[0].train_loss, "{kind} multilabel={multilabel}: {h:?}");
-                let test = trained.evaluate(&data, &split.test).0;
+                let test = trained.evaluate(&data, &split.test, &dev()).0;
                 // Late fusion sees each view alone, and each view carries the class for half the rows.
                 let floor = if kind == FusionKind::AvgProbs { 0.6 } else { 0.8 };
                 assert!(test.f1.macro_ > floor, "{kind} ({experts:?}, tied {tied}) multilabel={multilabel}: {test:?}");
@@ -734,9 +755,9 @@ mod tests {
         let split = data.split(0.2, 0.2, 0).unwrap();
         // A narrow GMU (3 units for 3 classes) cannot give each view its own units, so it must gate.
         let config = FitConfig { max_epochs: 40, patience: 40, dropout: 0.0, hidden: 3, ..quick(FusionKind::Gmu) };
-        let a = fit(&data, &[0, 1], &split, &config).unwrap();
-        let b = fit(&data, &[0, 1], &split, &config).unwrap();
-        let (pa, pb) = (a.predict(&data, &split.test), b.predict(&data, &split.test));
+        let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let (pa, pb) = (a.predict(&data, &split.test, &dev()), b.predict(&data, &split.test, &dev()));
         assert_eq!(pa.probs, pb.probs);
         assert_eq!(a.members[0].history, b.members[0].history);
         let gates = pa.gate_means.as_ref().unwrap();
@@ -757,12 +778,12 @@ mod tests {
             let data = planted(200, multilabel, 4);
             let split = data.split(0.2, 0.2, 0).unwrap();
             let config = FitConfig { head: HeadKind::Linear, max_epochs: 4, patience: 4, ..quick(FusionKind::Gmu) };
-            let dense = fit(&data, &[0, 1], &split, &config).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &FitConfig { engine: FitEngine::Burn, ..config }).unwrap();
+            let dense = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+            let burn = fit(&data, &[0, 1], &split, &FitConfig { engine: FitEngine::Burn, ..config }, &dev()).unwrap();
             for (a, b) in dense.members[0].history.iter().zip(&burn.members[0].history) {
                 assert!((a.train_loss - b.train_loss).abs() < 1e-4, "multilabel={multilabel}: {a:?} vs {b:?}");
             }
-            let (pa, pb) = (dense.predict(&data, &split.test), burn.predict(&data, &split.test));
+            let (pa, pb) = (dense.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
             let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-3, "multilabel={multilabel}: probabilities differ by {worst}");
         }
@@ -797,7 +818,7 @@ mod tests {
         let mut data = planted(60, false, 3);
         data.views[1].values[9] = f32::NAN;
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let err = fit(&data, &[0, 1], &split, &quick(FusionKind::Concat)).unwrap_err().to_string();
+        let err = fit(&data, &[0, 1], &split, &quick(FusionKind::Concat), &dev()).unwrap_err().to_string();
         assert!(err.contains("view 'b', row 2, column 1: NaN"), "{err}");
     }
 }

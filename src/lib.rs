@@ -26,7 +26,8 @@
 //!
 //! ```no_run
 //! use gmu::experiment::{run_demo, DemoOptions};
-//! let report = run_demo(&DemoOptions::default(), "gmu-demo".as_ref(), &mut |line| eprintln!("{line}"))?;
+//! let device = burn::tensor::Device::default();
+//! let report = run_demo(&DemoOptions::default(), "gmu-demo".as_ref(), &device, &mut |line| eprintln!("{line}"))?;
 //! assert!(report.gmu.accuracy > 0.99);
 //! # Ok::<(), gmu::GmuError>(())
 //! ```
@@ -55,8 +56,10 @@ pub mod fit;
 pub mod fusion;
 pub mod metrics;
 pub mod model;
+pub mod model_dir;
 pub mod native;
 pub mod plot;
+pub mod predict;
 pub mod train;
 
 pub use error::{GmuError, Result};

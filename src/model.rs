@@ -1,15 +1,18 @@
-//! The classifiers of the synthetic experiment, as burn modules: a GMU
-//! classifier (GMU → linear → logits), a plain feed-forward net on the
-//! concatenated inputs, and logistic regression. [`ModelSpec`] describes any of
-//! them and fixes the parameter layout shared with the [`native`](crate::native) engine.
+//! The classifiers of the synthetic experiment: a GMU classifier (GMU →
+//! linear → logits), a plain feed-forward net on the concatenated inputs, and
+//! logistic regression. [`ModelSpec`] describes any of them with the flat
+//! parameter layout of the [`native`](crate::native) engine; the models
+//! themselves are [`FusionNet`]s ([`ModelSpec::fusion_spec`]), the one model
+//! definition of the crate.
 
-use burn::module::{Module, Param};
-use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::Param;
+use burn::nn::Linear;
+use burn::tensor::{Device, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{GmuError, Result};
-use crate::fusion::{Gmu, GmuConfig};
+use crate::fusion::network::FusionHead;
+use crate::fusion::{FusionKind, FusionNet, FusionSpec, HeadKind, Task};
 
 /// Which classifier.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -124,123 +127,85 @@ impl ModelSpec {
         self.params().iter().map(ParamShape::len).sum()
     }
 
-    /// Builds the burn module holding the flat parameter vector `values`
-    /// (in the order of [`params`](Self::params)).
-    pub fn to_burn(&self, values: &[f32], device: &Device) -> Result<Classifier> {
+    /// The same model as a [`FusionSpec`]: the GMU classifier is a GMU with a
+    /// linear head, the feed-forward net is `concat` with a tanh head, and
+    /// logistic regression is `concat` with a linear head. One model
+    /// definition serves both stacks; this is how a synthetic model is saved,
+    /// loaded and predicted with.
+    pub fn fusion_spec(&self) -> FusionSpec {
+        let (kind, head) = match self.kind {
+            ModelKind::Gmu => (FusionKind::Gmu, HeadKind::Linear),
+            ModelKind::Ff => (FusionKind::Concat, HeadKind::Tanh),
+            ModelKind::Logreg => (FusionKind::Concat, HeadKind::Linear),
+        };
+        let mut spec = FusionSpec::new(kind, vec![self.d_v, self.d_t], self.hidden.max(1), self.n_classes, Task::Multiclass);
+        spec.head = head;
+        spec.bias = self.bias;
+        spec.dropout = 0.0;
+        spec
+    }
+
+    /// Builds the model holding the flat parameter vector `values` (in the
+    /// order of [`params`](Self::params)) on `device`.
+    pub fn to_net(&self, values: &[f32], device: &Device) -> Result<FusionNet> {
         self.validate()?;
         if values.len() != self.n_params() {
             return Err(GmuError::invalid("weights", format!("{} values for {} parameters", values.len(), self.n_params())));
         }
+        let mut net = self.fusion_spec().init(device)?;
         let mut offset = 0;
-        let mut tensors = vec![];
-        for p in self.params() {
-            tensors.push(TensorData::new(values[offset..offset + p.len()].to_vec(), p.shape.clone()));
-            offset += p.len();
-        }
-        let mut tensors = tensors.into_iter();
-        let mut linear = |d_in: usize, d_out: usize| {
-            let mut layer = LinearConfig::new(d_in, d_out).with_bias(self.bias).init(device);
-            layer.weight = Param::from_data(tensors.next().expect("layout"), device);
-            if self.bias {
-                layer.bias = Some(Param::from_data(tensors.next().expect("layout"), device));
-            }
-            layer
+        let mut take = |shape: [usize; 2]| {
+            let n = shape.iter().product::<usize>();
+            offset += n;
+            values[offset - n..offset].to_vec()
         };
-        let (h, c) = (self.hidden, self.n_classes);
-        Ok(match self.kind {
-            ModelKind::Gmu => {
-                let mut gmu = GmuConfig::new(vec![self.d_v, self.d_t], h).with_bias(self.bias).try_init(device)?;
-                gmu.transforms = vec![linear(self.d_v, h), linear(self.d_t, h)];
-                gmu.gate = linear(self.d_in(), h);
-                Classifier::Gmu(GmuClassifier { gmu, head: linear(h, c) })
-            }
-            ModelKind::Ff => Classifier::Ff(FeedForward { hidden: linear(self.d_in(), h), head: linear(h, c) }),
-            ModelKind::Logreg => Classifier::Logreg(LogisticRegression { head: linear(self.d_in(), c) }),
-        })
-    }
-}
-
-/// GMU → linear head.
-#[derive(Module, Debug)]
-pub struct GmuClassifier {
-    /// The fusion layer.
-    pub gmu: Gmu,
-    /// `[H, classes]` output layer.
-    pub head: Linear,
-}
-
-/// Linear → tanh → linear on the concatenated inputs.
-#[derive(Module, Debug)]
-pub struct FeedForward {
-    /// `[d_v + d_t, H]` hidden layer.
-    pub hidden: Linear,
-    /// `[H, classes]` output layer.
-    pub head: Linear,
-}
-
-/// One linear layer on the concatenated inputs.
-#[derive(Module, Debug)]
-pub struct LogisticRegression {
-    /// `[d_v + d_t, classes]` output layer.
-    pub head: Linear,
-}
-
-/// Any of the three classifiers.
-#[derive(Module, Debug)]
-pub enum Classifier {
-    /// See [`GmuClassifier`].
-    Gmu(GmuClassifier),
-    /// See [`FeedForward`].
-    Ff(FeedForward),
-    /// See [`LogisticRegression`].
-    Logreg(LogisticRegression),
-}
-
-/// What [`Classifier::forward`] returns.
-#[derive(Debug, Clone)]
-pub struct ClassifierOutput {
-    /// Class scores, `[batch, classes]`.
-    pub logits: Tensor<2>,
-    /// The GMU's gates `[batch, 2, H]`; `None` for models without gates.
-    pub gates: Option<Tensor<3>>,
-}
-
-impl Classifier {
-    /// Scores a batch.
-    ///
-    /// # Shapes
-    /// - `x_v`: `[batch, d_v]`, `x_t`: `[batch, d_t]`
-    /// - output `logits`: `[batch, classes]`; `gates`: `[batch, 2, H]` (GMU only)
-    pub fn forward(&self, x_v: Tensor<2>, x_t: Tensor<2>) -> ClassifierOutput {
-        match self {
-            Classifier::Gmu(m) => {
-                let out = m.gmu.forward(&[x_v, x_t]);
-                ClassifierOutput { logits: m.head.forward(out.fused), gates: Some(out.gates) }
-            }
-            Classifier::Ff(m) => {
-                let x = Tensor::cat(vec![x_v, x_t], 1);
-                ClassifierOutput { logits: m.head.forward(m.hidden.forward(x).tanh()), gates: None }
-            }
-            Classifier::Logreg(m) => {
-                ClassifierOutput { logits: m.head.forward(Tensor::cat(vec![x_v, x_t], 1)), gates: None }
+        for layer in linears_mut(&mut net) {
+            let [d_in, d_out] = layer.weight.dims();
+            layer.weight = Param::from_data(TensorData::new(take([d_in, d_out]), [d_in, d_out]), device);
+            if layer.bias.is_some() {
+                layer.bias = Some(Param::from_data(TensorData::new(take([d_out, 1]), [d_out]), device));
             }
         }
+        Ok(net)
     }
+}
 
-    /// The parameters as one flat vector, in the order of [`ModelSpec::params`].
-    pub fn flat_params(&self) -> Vec<f32> {
-        let layers: Vec<&Linear> = match self {
-            Classifier::Gmu(m) => vec![&m.gmu.transforms[0], &m.gmu.transforms[1], &m.gmu.gate, &m.head],
-            Classifier::Ff(m) => vec![&m.hidden, &m.head],
-            Classifier::Logreg(m) => vec![&m.head],
-        };
-        let mut out = vec![];
-        for layer in layers {
-            out.extend(layer.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights"));
-            if let Some(b) = &layer.bias {
-                out.extend(b.val().into_data().try_to_vec::<f32>().expect("f32 weights"));
-            }
-        }
-        out
+/// The linear layers of a synthetic-experiment model, in the order of
+/// [`ModelSpec::params`] (GMU: visual transform, textual transform, gate,
+/// head; FF: hidden, head; logistic regression: head).
+///
+/// # Panics
+/// On a net whose head is not one of the three (see [`ModelSpec::fusion_spec`]).
+pub fn linears(net: &FusionNet) -> Vec<&Linear> {
+    match &net.head {
+        FusionHead::GmuLinear(h) => vec![&h.gmu.transforms[0], &h.gmu.transforms[1], &h.gmu.gate, &h.output],
+        FusionHead::Tanh(h) => vec![&h.hidden, &h.output],
+        FusionHead::Linear(l) => vec![l],
+        _ => panic!("not a synthetic-experiment model"),
     }
+}
+
+fn linears_mut(net: &mut FusionNet) -> Vec<&mut Linear> {
+    match &mut net.head {
+        FusionHead::GmuLinear(h) => {
+            let [v, t] = &mut h.gmu.transforms[..] else { panic!("two modalities") };
+            vec![v, t, &mut h.gmu.gate, &mut h.output]
+        }
+        FusionHead::Tanh(h) => vec![&mut h.hidden, &mut h.output],
+        FusionHead::Linear(l) => vec![l],
+        _ => panic!("not a synthetic-experiment model"),
+    }
+}
+
+/// The parameters of a synthetic-experiment model as one flat vector, in the
+/// order of [`ModelSpec::params`].
+pub fn flat_params(net: &FusionNet) -> Vec<f32> {
+    let mut out = vec![];
+    for layer in linears(net) {
+        out.extend(layer.weight.val().into_data().try_to_vec::<f32>().expect("f32 weights"));
+        if let Some(b) = &layer.bias {
+            out.extend(b.val().into_data().try_to_vec::<f32>().expect("f32 weights"));
+        }
+    }
+    out
 }

@@ -5,7 +5,7 @@
 //! Why it exists: on the synthetic problem (400 samples, a few dozen
 //! parameters) burn spends its time in per-operation dispatch and allocation,
 //! not arithmetic (see `BENCHMARKS.md`). This engine computes exactly what the
-//! burn [`Classifier`](crate::model::Classifier) computes, with the same
+//! burn [`FusionNet`](crate::fusion::FusionNet) of [`ModelSpec::to_net`] computes, with the same
 //! parameter layout, and is checked against burn's autodiff and against finite
 //! differences in the tests below. The burn path stays the general one
 //! (any backend, K > 2, larger models); `--engine burn` trains the toy with it.
@@ -17,7 +17,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ModelKind, ModelSpec};
-use crate::train::Scaler;
+use crate::data::Scaler;
 
 /// Training loss over the logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -695,12 +695,13 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(5);
         for spec in specs() {
             let (net, x, _) = random_problem(&spec, &mut rng);
-            let model = spec.to_burn(&net.params, &device).unwrap();
-            assert_eq!(model.flat_params(), net.params);
+            let model = spec.to_net(&net.params, &device).unwrap();
+            assert_eq!(crate::model::flat_params(&model), net.params);
             let n = x.len() / spec.d_in();
             let (xv, xt) = crate::train::split_inputs(&x, spec.d_v, spec.d_t, &device);
-            let out = model.forward(xv, xt);
-            let logits = out.logits.into_data().try_to_vec::<f32>().unwrap();
+            let out = model.forward(&[xv, xt]);
+            let crate::fusion::Scores::Logits(logits) = out.scores else { panic!("logits") };
+            let logits = logits.into_data().try_to_vec::<f32>().unwrap();
             let mut ws = Workspace::default();
             net.forward(&x, &mut ws);
             for (mine, theirs) in ws.logits().iter().zip(&logits) {
@@ -730,7 +731,7 @@ mod tests {
                 let rows: Vec<usize> = (0..y.len()).collect();
                 let mut grad = vec![0.0; net.params.len()];
                 let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
-                let model = spec.to_burn(&net.params, &device).unwrap();
+                let model = spec.to_net(&net.params, &device).unwrap();
                 let (burn_loss, burn_grad) = crate::train::burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
                 assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
                 for (a, b) in grad.iter().zip(&burn_grad) {

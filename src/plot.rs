@@ -250,21 +250,23 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
     ];
     let n = rows.len();
     let height = (140 + 34 * n).max(360) as u32;
-    render(path, (1000, height), |root| {
+    render(path, (1100, height), |root| {
         let e = |e: &dyn std::fmt::Display| e.to_string();
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 24))
+        let root = root.titled(title, ("sans-serif", 24)).map_err(|x| e(&x))?;
+        // The legend gets its own column right of the chart, so the x axis ends at 100 %.
+        let (plot_area, legend_area) = root.split_horizontally(930);
+        let mut chart = ChartBuilder::on(&plot_area)
             .margin(14)
             .x_label_area_size(46)
             .y_label_area_size(180)
-            // 1.0–1.22 stays empty: the legend's place, clear of the bars.
-            .build_cartesian_2d(0f64..1.22f64, 0f64..n as f64)
+            .build_cartesian_2d(0f64..1f64, 0f64..n as f64)
             .map_err(|x| e(&x))?;
         let labels = rows.to_vec();
         chart
             .configure_mesh()
             .disable_y_mesh()
             .x_desc(x_desc)
+            .x_labels(6)
             .y_labels(n * 2 + 1)
             .y_label_formatter(&move |v| {
                 let k = (*v - 0.5).round();
@@ -274,7 +276,7 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
                     String::new()
                 }
             })
-            .x_label_formatter(&|v| if *v <= 1.0 + 1e-9 { format!("{:.0}%", v * 100.0) } else { String::new() })
+            .x_label_formatter(&|v| format!("{:.0}%", v * 100.0))
             .axis_desc_style(("sans-serif", 18))
             .label_style(("sans-serif", 15))
             .light_line_style(RGBColor(235, 235, 235))
@@ -283,24 +285,20 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
         for (k, name) in series.iter().enumerate() {
             let color = palette[k % palette.len()];
             let bars = shares.iter().enumerate().map(move |(r, s)| {
-                let left: f64 = s[..k].iter().sum();
+                let left: f64 = s[..k].iter().sum::<f64>().min(1.0);
+                let right = (left + s[k]).min(1.0);
                 let y = (n - 1 - r) as f64;
-                Rectangle::new([(left, y + 0.15), (left + s[k], y + 0.85)], color.filled())
+                Rectangle::new([(left, y + 0.15), (right, y + 0.85)], color.filled())
             });
-            chart
-                .draw_series(bars)
-                .map_err(|x| e(&x))?
-                .label(name.as_str())
-                .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled()));
+            chart.draw_series(bars).map_err(|x| e(&x))?;
+            let y = 30 + 26 * k as i32;
+            legend_area
+                .draw(&Rectangle::new([(10, y - 7), (28, y + 7)], color.filled()))
+                .map_err(|x| e(&x))?;
+            legend_area
+                .draw(&Text::new(name.clone(), (36, y - 9), ("sans-serif", 16).into_font()))
+                .map_err(|x| e(&x))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 16))
-            .draw()
-            .map_err(|x| e(&x))?;
         Ok(())
     })
 }

@@ -6,29 +6,18 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::SyntheticData;
-use crate::error::{GmuError, Result, temp_path, write_atomic};
-use crate::model::{Classifier, ModelKind, ModelSpec};
+use crate::data::scale::{Scaler, Scaling};
+use crate::error::{GmuError, Result};
+use crate::fusion::{FusionNet, Scores, Task};
+use crate::model::{ModelKind, ModelSpec, flat_params, linears};
+use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, TrainingRecord, ViewSpec};
 use crate::native::{Adam, LossKind, Network, Workspace};
-
-/// How inputs are scaled before training (the statistics come from the
-/// training data and are saved with the model).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scaling {
-    /// Raw inputs.
-    None,
-    /// Subtract the mean of each column (the seed post).
-    Center,
-    /// Subtract the mean and divide by the standard deviation of each column.
-    Standardize,
-}
 
 /// Which implementation runs the training loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -208,45 +197,6 @@ impl TrainingConfig {
     }
 }
 
-/// Per-column affine scaling fitted on training data: `(x − mean) / scale`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Scaler {
-    /// Column means (zeros for [`Scaling::None`]).
-    pub mean: Vec<f32>,
-    /// Column scales (ones unless [`Scaling::Standardize`]).
-    pub scale: Vec<f32>,
-}
-
-impl Scaler {
-    /// Fits the scaler on row-major `x` with `d` columns.
-    pub fn fit(x: &[f32], d: usize, scaling: Scaling) -> Self {
-        let n = (x.len() / d).max(1) as f64;
-        let mut mean = vec![0.0f32; d];
-        let mut scale = vec![1.0f32; d];
-        if scaling != Scaling::None {
-            for j in 0..d {
-                let m = x.iter().skip(j).step_by(d).map(|&v| v as f64).sum::<f64>() / n;
-                mean[j] = m as f32;
-                if scaling == Scaling::Standardize {
-                    let var = x.iter().skip(j).step_by(d).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
-                    scale[j] = if var > 0.0 { var.sqrt() as f32 } else { 1.0 };
-                }
-            }
-        }
-        Scaler { mean, scale }
-    }
-
-    /// Scales row-major `x` in place.
-    pub fn apply(&self, x: &mut [f32]) {
-        let d = self.mean.len();
-        for row in x.chunks_exact_mut(d) {
-            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
-                *v = (*v - m) / s;
-            }
-        }
-    }
-}
-
 /// A trained model: its config, scaler and weights, plus what the run measured.
 #[derive(Clone, Debug)]
 pub struct TrainedModel {
@@ -254,7 +204,7 @@ pub struct TrainedModel {
     pub config: TrainingConfig,
     /// Input scaling fitted on the training data.
     pub scaler: Scaler,
-    /// The weights, in the fast engine (they load into burn with [`ModelSpec::to_burn`]).
+    /// The weights, in the fast engine (they load into burn with [`ModelSpec::to_net`]).
     pub net: Network,
     /// Training loss before each step of the kept restart.
     pub history: Vec<f32>,
@@ -317,7 +267,8 @@ impl Batches {
 }
 
 /// Trains on `data` as `config` says. Deterministic for a given seed and machine.
-pub fn train(config: &TrainingConfig, data: &SyntheticData) -> Result<TrainedModel> {
+/// `device` is used by the burn engine only.
+pub fn train(config: &TrainingConfig, data: &SyntheticData, device: &Device) -> Result<TrainedModel> {
     config.validate()?;
     let spec = &config.model;
     if spec.d_v != data.dim || spec.d_t != data.dim {
@@ -341,7 +292,7 @@ pub fn train(config: &TrainingConfig, data: &SyntheticData) -> Result<TrainedMod
         let start = Instant::now();
         let (params, history) = match config.engine {
             Engine::Native => train_native(config, init, &x, &data.c, &mut rng)?,
-            Engine::Burn => train_burn(config, init, &x, &data.c, &mut rng)?,
+            Engine::Burn => train_burn(config, init, &x, &data.c, &mut rng, device)?,
         };
         train_ms += start.elapsed().as_secs_f64() * 1e3;
         let final_loss = Network::new(spec.clone(), params.clone()).loss(&x, &data.c, config.loss);
@@ -419,18 +370,13 @@ pub fn burn_loss(logits: Tensor<2>, targets: Tensor<2>, kind: LossKind) -> Tenso
 
 /// The loss and its gradient by burn's autodiff, flattened in the order of
 /// [`ModelSpec::params`]: the reference the native engine is tested against.
-pub fn burn_loss_and_grad(model: &Classifier, x: &[f32], y: &[u8], spec: &ModelSpec, kind: LossKind, device: &Device) -> (f32, Vec<f32>) {
+pub fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, kind: LossKind, device: &Device) -> (f32, Vec<f32>) {
     let (xv, xt) = split_inputs(x, spec.d_v, spec.d_t, device);
-    let loss = burn_loss(model.forward(xv, xt).logits, one_hot(y, spec.n_classes, device), kind);
+    let loss = burn_loss(logits(model, xv, xt), one_hot(y, spec.n_classes, device), kind);
     let value = loss.clone().into_scalar::<f32>();
     let grads = loss.backward();
-    let layers: Vec<&burn::nn::Linear> = match model {
-        Classifier::Gmu(m) => vec![&m.gmu.transforms[0], &m.gmu.transforms[1], &m.gmu.gate, &m.head],
-        Classifier::Ff(m) => vec![&m.hidden, &m.head],
-        Classifier::Logreg(m) => vec![&m.head],
-    };
     let mut out = vec![];
-    for layer in layers {
+    for layer in linears(model) {
         out.extend(layer.weight.val().grad(&grads).expect("weight grad").into_data().try_to_vec::<f32>().unwrap());
         if let Some(b) = &layer.bias {
             out.extend(b.val().grad(&grads).expect("bias grad").into_data().try_to_vec::<f32>().unwrap());
@@ -439,11 +385,19 @@ pub fn burn_loss_and_grad(model: &Classifier, x: &[f32], y: &[u8], spec: &ModelS
     (value, out)
 }
 
-/// The Adam loop on burn (autodiff on the default CPU backend).
-pub fn train_burn(config: &TrainingConfig, init: Vec<f32>, x: &[f32], y: &[u8], rng: &mut impl Rng) -> Result<(Vec<f32>, Vec<f32>)> {
-    let device = Device::default().autodiff();
+/// The logits of a synthetic-experiment model (its heads all give logits).
+fn logits(model: &FusionNet, xv: Tensor<2>, xt: Tensor<2>) -> Tensor<2> {
+    match model.forward(&[xv, xt]).scores {
+        Scores::Logits(l) => l,
+        Scores::Probs(_) => unreachable!("a linear or tanh head gives logits"),
+    }
+}
+
+/// The Adam loop on burn (autodiff on `device`).
+pub fn train_burn(config: &TrainingConfig, init: Vec<f32>, x: &[f32], y: &[u8], rng: &mut impl Rng, device: &Device) -> Result<(Vec<f32>, Vec<f32>)> {
+    let device = device.clone().autodiff();
     let spec = &config.model;
-    let mut model = spec.to_burn(&init, &device)?;
+    let mut model = spec.to_net(&init, &device)?;
     let o = &config.optimizer;
     let mut optim = AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init();
     let full = (split_inputs(x, spec.d_v, spec.d_t, &device), one_hot(y, spec.n_classes, &device));
@@ -459,73 +413,79 @@ pub fn train_burn(config: &TrainingConfig, init: Vec<f32>, x: &[f32], y: &[u8], 
             let yb: Vec<u8> = rows.iter().map(|&r| y[r]).collect();
             (split_inputs(&xb, spec.d_v, spec.d_t, &device), one_hot(&yb, spec.n_classes, &device))
         };
-        let loss = burn_loss(model.forward(xv, xt).logits, targets, config.loss);
+        let loss = burn_loss(logits(&model, xv, xt), targets, config.loss);
         let value = loss.clone().into_scalar::<f32>();
         check_finite(value, step)?;
         history.push(value);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(o.lr as f64, model, grads);
     }
-    Ok((model.flat_params(), history))
+    Ok((flat_params(&model), history))
 }
 
-/// What `config.json` holds beside the weights.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SavedConfig {
-    /// The training config.
-    pub training: TrainingConfig,
-    /// The input scaling fitted on the training data.
-    pub scaler: Scaler,
+impl TrainedModel {
+    /// The model directory's config: views `v` and `t`, classes `0`/`1`,
+    /// the model as its [`FusionSpec`](crate::fusion::FusionSpec), the scaler
+    /// split per view, and the training config and losses.
+    pub fn model_config(&self, results: serde_json::Value) -> ModelConfig {
+        let spec = &self.config.model;
+        let view = |name: &str, width| ViewSpec { name: name.into(), width };
+        ModelConfig {
+            format_version: FORMAT_VERSION,
+            gmu_version: env!("CARGO_PKG_VERSION").to_string(),
+            method: spec.kind.to_string(),
+            views: vec![view("v", spec.d_v), view("t", spec.d_t)],
+            task: Task::Multiclass,
+            outputs: (0..spec.n_classes).map(|c| c.to_string()).collect(),
+            threshold: 0.5,
+            members: vec![MemberConfig {
+                views: vec![0, 1],
+                spec: spec.fusion_spec(),
+                scalers: vec![self.scaler.columns(0..spec.d_v), self.scaler.columns(spec.d_v..spec.d_in())],
+                best_epoch: 0,
+                history: vec![],
+            }],
+            training: TrainingRecord::Steps {
+                config: self.config.clone(),
+                history: self.history.clone(),
+                restart_losses: self.restart_losses.clone(),
+            },
+            data: None,
+            seconds: self.train_ms / 1e3,
+            results,
+        }
+    }
 }
 
-/// File names inside a model directory.
-pub const CONFIG_FILE: &str = "config.json";
-/// The weights, as safetensors written by burn.
-pub const WEIGHTS_FILE: &str = "model.safetensors";
-
-/// Saves `config.json` and `model.safetensors` in `dir` (created if needed),
-/// each written to a temporary file first and then renamed.
-pub fn save(model: &TrainedModel, dir: &Path) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
-    let saved = SavedConfig { training: model.config.clone(), scaler: model.scaler.clone() };
-    let json = serde_json::to_string_pretty(&saved).expect("config serialises");
-    let weights = dir.join(WEIGHTS_FILE);
-    let tmp = temp_path(&weights);
-    let device = Device::default();
-    let module = model.config.model.to_burn(&model.net.params, &device)?;
-    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-    module.save_into(&mut store).map_err(|e| GmuError::Store { path: weights.clone(), message: e.to_string() })?;
-    std::fs::rename(&tmp, &weights).map_err(|e| GmuError::io(&weights, e))?;
-    write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+/// Saves the model directory (see [`model_dir`](crate::model_dir)) in `dir`.
+pub fn save(model: &TrainedModel, dir: &Path, device: &Device) -> Result<()> {
+    let net = model.config.model.to_net(&model.net.params, device)?;
+    model_dir::save(dir, &model.model_config(serde_json::Value::Null), &[&net])
 }
 
-/// Loads a model directory written by [`save`].
-pub fn load(dir: &Path) -> Result<(SavedConfig, Network)> {
-    let config_path = dir.join(CONFIG_FILE);
-    let text = std::fs::read_to_string(&config_path).map_err(|e| GmuError::io(&config_path, e))?;
-    let saved: SavedConfig = serde_json::from_str(&text)
-        .map_err(|e| GmuError::Store { path: config_path.clone(), message: format!("not a gmu training config: {e}") })?;
-    saved.training.validate()?;
-    let spec = saved.training.model.clone();
-    if saved.scaler.mean.len() != spec.d_in() || saved.scaler.scale.len() != spec.d_in() {
-        return Err(GmuError::Store { path: config_path, message: "the scaler does not match the model's input width".into() });
+/// Loads a model directory written by [`save`]: its training config, its
+/// scaler over the joined inputs `[x_v, x_t]`, and the weights in the fast engine.
+pub fn load(dir: &Path, device: &Device) -> Result<(TrainingConfig, Scaler, Network)> {
+    let (config, nets) = model_dir::load(dir, device)?;
+    let path = dir.join(model_dir::CONFIG_FILE);
+    let TrainingRecord::Steps { config: training, .. } = config.training else {
+        return Err(GmuError::Store {
+            path,
+            message: format!("a {} model of `multiview`/`mmimdb`; this command takes the synthetic experiment's models (use `gmu predict`)", config.method),
+        });
+    };
+    training.validate()?;
+    let spec = training.model.clone();
+    let member = &config.members[0];
+    if member.spec != spec.fusion_spec() {
+        return Err(GmuError::Store { path, message: "the model spec does not match the training config".into() });
     }
-    let weights = dir.join(WEIGHTS_FILE);
-    if !weights.exists() {
-        return Err(GmuError::Store { path: weights, message: "missing weights file".into() });
-    }
-    let device = Device::default();
-    let mut module = spec.to_burn(&vec![0.0; spec.n_params()], &device)?;
-    let mut store = SafetensorsStore::from_file(&weights);
-    let result = module.load_from(&mut store).map_err(|e| GmuError::Store { path: weights.clone(), message: e.to_string() })?;
-    if !result.is_success() {
-        return Err(GmuError::Store { path: weights, message: format!("weights do not match the config: {result:?}") });
-    }
-    let params = module.flat_params();
-    if params.iter().any(|p| !p.is_finite()) {
-        return Err(GmuError::NonFinite(format!("{}: the weights contain NaN or infinity", weights.display())));
-    }
-    Ok((saved, Network::new(spec, params)))
+    let scaler = Scaler {
+        mean: member.scalers.iter().flat_map(|s| s.mean.iter().copied()).collect(),
+        scale: member.scalers.iter().flat_map(|s| s.scale.iter().copied()).collect(),
+    };
+    let params = flat_params(&nets[0]);
+    Ok((training, scaler, Network::new(spec, params)))
 }
 
 #[cfg(test)]
@@ -544,9 +504,9 @@ mod tests {
         for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
             let mut config = Preset::Seed.config(kind, 1, 4);
             config.steps = 25;
-            let native = train(&config, &data).unwrap();
+            let native = train(&config, &data, &Device::default()).unwrap();
             config.engine = Engine::Burn;
-            let burn = train(&config, &data).unwrap();
+            let burn = train(&config, &data, &Device::default()).unwrap();
             for (a, b) in native.history.iter().zip(&burn.history) {
                 assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history, burn.history);
             }
@@ -560,8 +520,8 @@ mod tests {
     fn same_seed_same_model_and_loss_falls() {
         let data = toy(1);
         let config = Preset::Default.config(ModelKind::Gmu, 1, 9);
-        let a = train(&config, &data).unwrap();
-        let b = train(&config, &data).unwrap();
+        let a = train(&config, &data, &Device::default()).unwrap();
+        let b = train(&config, &data, &Device::default()).unwrap();
         assert_eq!(a.net.params, b.net.params);
         assert!(a.history.last().unwrap() < &(a.history[0] * 0.2), "{:?}", a.history);
         assert_eq!(a.restart_losses.len(), config.restarts);
@@ -586,11 +546,11 @@ mod tests {
         let mut config = Preset::Default.config(ModelKind::Gmu, 2, 1);
         config.steps = 5;
         let data = SyntheticConfig { dim: 2, ..Default::default() }.generate(&mut StdRng::seed_from_u64(2)).unwrap();
-        let model = train(&config, &data).unwrap();
-        save(&model, dir.path()).unwrap();
-        let (saved, net) = load(dir.path()).unwrap();
-        assert_eq!(saved.training, config);
-        assert_eq!(saved.scaler, model.scaler);
+        let model = train(&config, &data, &Device::default()).unwrap();
+        save(&model, dir.path(), &Device::default()).unwrap();
+        let (training, scaler, net) = load(dir.path(), &Device::default()).unwrap();
+        assert_eq!(training, config);
+        assert_eq!(scaler, model.scaler);
         assert_eq!(net.params, model.net.params);
     }
 
@@ -601,17 +561,7 @@ mod tests {
         config.scaling = Scaling::None;
         config.optimizer.lr = 3e38;
         config.loss = LossKind::SoftmaxCe;
-        let err = train(&config, &data).unwrap_err().to_string();
+        let err = train(&config, &data, &Device::default()).unwrap_err().to_string();
         assert!(err.contains("non-finite"), "{err}");
-    }
-
-    #[test]
-    fn scaler_standardizes_columns() {
-        let x = vec![1.0, 10.0, 3.0, 30.0];
-        let s = Scaler::fit(&x, 2, Scaling::Standardize);
-        let mut y = x.clone();
-        s.apply(&mut y);
-        assert_eq!(y, vec![-1.0, -1.0, 1.0, 1.0]);
-        assert_eq!(Scaler::fit(&x, 2, Scaling::Center).scale, vec![1.0, 1.0]);
     }
 }

@@ -55,7 +55,7 @@ fn demo_writes_figures_metrics_and_models() {
     assert!(metrics["mesh_ms"].is_number());
     for model in ["gmu", "ff"] {
         assert!(out.join(model).join("config.json").exists());
-        assert!(out.join(model).join("model.safetensors").exists());
+        assert!(out.join(model).join("model-0.safetensors").exists());
     }
     // Same seed, same numbers.
     let again = dir.path().join("again");
@@ -86,8 +86,8 @@ fn synth_train_eval_plot_round_trip() {
     assert_eq!(png_size(&dir.path().join("maps/gate_map.png")), (900, 760));
     // The saved config is the one trained with.
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
-    assert_eq!(config["training"]["seed"], 4);
-    assert_eq!(config["training"]["model"]["kind"], "gmu");
+    assert_eq!(config["training"]["config"]["seed"], 4);
+    assert_eq!(config["training"]["config"]["model"]["kind"], "gmu");
     // Logistic regression cannot solve the task: the comparison is real.
     assert!(gmu(&["train", "--data", &p("train.csv"), "--model", "logreg", "--out", &p("lr")]).status.success());
     let lr = gmu(&["eval", "--model", &p("lr"), "--data", &p("test.csv"), "--json"]);
@@ -179,7 +179,10 @@ fn eval_refuses_a_model_directory_without_weights() {
     let csv = dir.path().join("d.csv");
     assert!(gmu(&["synth", "--out", csv.to_str().unwrap()]).status.success());
     let run = gmu(&["eval", "--model", dir.path().to_str().unwrap(), "--data", csv.to_str().unwrap()]);
-    assert_refused(&run, "config.json: not a gmu training config");
+    assert_refused(&run, "config.json: written by gmu 0.1 (no format_version)");
+    std::fs::write(dir.path().join("config.json"), "{\"format_version\": 1, \"views\": 3}").unwrap();
+    let run = gmu(&["eval", "--model", dir.path().to_str().unwrap(), "--data", csv.to_str().unwrap()]);
+    assert_refused(&run, "config.json: not a gmu model config");
 }
 
 fn fixture(name: &str) -> String {
@@ -242,7 +245,8 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
     png_size(&set.join("gates-gmu.png"));
     for method in ["gmu", "concat", "single-a"] {
         let config = read_json(&set.join(method).join("config.json"));
-        assert_eq!(config["config"]["seed"], 5, "{method}");
+        assert_eq!(config["training"]["config"]["seed"], 5, "{method}");
+        assert_eq!(config["format_version"], 1, "{method}");
         assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
     }
     // Same seed, same numbers.
@@ -277,7 +281,8 @@ fn mmimdb_prints_the_paper_tables_from_an_h5py_file() {
     assert!(stdout.contains("0.617 / 0.630 / 0.630 / 0.541"), "paper's GMU row: {stdout}");
     assert!(stdout.contains("0.588 / 0.592 / 0.595 / 0.488"), "paper's text row: {stdout}");
     assert!(stdout.contains("| Film-Noir |"), "Table 3: {stdout}");
-    assert_eq!(png_size(&out.join("gates-per-genre.png")).0, 1000);
+    assert_eq!(png_size(&out.join("gates-per-genre.png")).0, 1100);
+    png_size(&out.join("importance-per-genre.png"));
     let results = read_json(&out.join("results.json"));
     assert_eq!(results.as_array().unwrap().len(), 3);
     assert!(results[2]["test"]["f1"]["samples"].is_number());

@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
         engine: args.engine,
         test_size: args.test_size,
     };
-    let report = run_demo(&options, &args.out, &mut |line| super::stage(line))?;
+    let report = run_demo(&options, &args.out, &super::device(), &mut |line| super::stage(line))?;
     println!("preset {}, seed {}, {} training samples, fresh draw of {}", report.preset, report.seed, report.n_train, report.n_test);
     println!("{:<6} {:>9} {:>10} {:>10} {:>11} {:>10}", "model", "accuracy", "train acc", "corr(M,z)", "final loss", "train ms");
     for (name, m) in [("GMU", &report.gmu), ("FF", &report.ff)] {

@@ -11,6 +11,7 @@ mod eval;
 mod mmimdb;
 mod multiview;
 mod plot;
+mod predict;
 mod protocol;
 mod synth;
 mod train;
@@ -39,6 +40,8 @@ enum Command {
     Protocol(protocol::Args),
     /// Every fusion method of the paper on real multi-view data (mfeat, Twemoji or your files).
     Multiview(multiview::Args),
+    /// Run a trained model on new data: probabilities, gates, each view's share and importance.
+    Predict(predict::Args),
     /// The paper's MM-IMDb experiment: Table 2, Table 3 and Fig. 8 from multimodal_imdb.hdf5.
     Mmimdb(mmimdb::Args),
 }
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Protocol(args) => protocol::run(args),
         Command::Multiview(args) => multiview::run(args),
         Command::Mmimdb(args) => mmimdb::run(args),
+        Command::Predict(args) => predict::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -94,7 +98,7 @@ pub struct RecipeArgs {
     pub restarts: Option<usize>,
     /// Input scaling.
     #[arg(long, value_enum)]
-    pub scaling: Option<gmu::train::Scaling>,
+    pub scaling: Option<gmu::data::Scaling>,
     /// Loss.
     #[arg(long, value_enum)]
     pub loss: Option<gmu::native::LossKind>,
@@ -194,6 +198,29 @@ pub struct ModelAndData {
     /// CSV of two-modality data (`v0..,t0..,c[,m]`).
     #[arg(long)]
     pub data: std::path::PathBuf,
+}
+
+/// The device every command runs on: burn's default (the CPU backend this
+/// binary was built with). The library never picks one itself.
+pub fn device() -> burn::tensor::Device {
+    burn::tensor::Device::default()
+}
+
+/// A library error about an API parameter, with the CLI flag that sets it:
+/// `invalid hidden: …` becomes `invalid --hidden: …`.
+pub fn flags(e: gmu::GmuError) -> anyhow::Error {
+    match e {
+        gmu::GmuError::InvalidParameter { name, message } => {
+            let flag = match name {
+                "d_inputs" | "modalities" => "--modalities",
+                "views" | "data" | "files" | "labels" => name,
+                other => other,
+            };
+            let flag = if flag.starts_with("--") || flag == "views" { flag.to_string() } else { format!("--{}", flag.replace('_', "-")) };
+            anyhow::anyhow!("invalid {flag}: {message}")
+        }
+        other => other.into(),
+    }
 }
 
 /// A stage line on stderr (progress for anything that takes a while).

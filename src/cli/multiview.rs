@@ -2,30 +2,22 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use gmu::comparison::{CompareOptions, MethodResult, compare, paper_methods, summarize, summary_table, table, write_results};
-use gmu::data::builtin::{MFEAT_VIEWS, mfeat, twemoji};
-use gmu::data::{LabelSource, MultiviewData};
+use gmu::data::builtin::MFEAT_VIEWS;
+use gmu::data::{DataRecord, DataSource, SplitRecord};
 use gmu::fit::FitConfig;
 use gmu::fusion::{ExpertKind, FusionKind};
 
 use super::stage;
 
-/// Which data set.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Dataset {
-    /// UCI Multiple Features (embedded): six views of 2000 handwritten digits.
-    Mfeat,
-    /// Twemoji (embedded): a 32×32 picture (through a small CNN) and a hashed name, 9 categories.
-    Twemoji,
-    /// Your own files: `--files` (one per view) and `--labels` or `--label-column`.
-    Files,
-}
-
 /// Arguments of `gmu multiview`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Data set.
-    #[arg(long, value_enum, default_value_t = Dataset::Mfeat)]
-    data: Dataset,
+    /// Data: `mfeat` (embedded: six views of 2000 handwritten digits), `twemoji` (embedded:
+    /// a 32×32 picture through a small CNN and a hashed name, 9 categories), `files`
+    /// (`--files` and `--labels` or `--label-column`), a synthetic CSV (`v0..,t0..,c`), or
+    /// MM-IMDb's `.hdf5` (its own split) [default: mfeat, or files when --files is given].
+    #[arg(long)]
+    data: Option<String>,
     /// With `--data files`: one CSV (header row) or NPY file per view, comma-separated.
     #[arg(long, value_delimiter = ',')]
     files: Vec<PathBuf>,
@@ -71,30 +63,24 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-fn load(args: &Args) -> Result<(String, MultiviewData)> {
-    Ok(match args.data {
-        Dataset::Mfeat => ("mfeat".into(), mfeat(&MFEAT_VIEWS)?),
-        Dataset::Twemoji => ("twemoji".into(), twemoji()?),
-        Dataset::Files => {
-            if args.files.is_empty() {
-                bail!("--data files needs --files VIEW1,VIEW2,...");
-            }
-            let paths: Vec<&std::path::Path> = args.files.iter().map(|p| p.as_path()).collect();
-            let source = match (&args.labels, &args.label_column) {
-                (Some(p), None) => LabelSource::File(p),
-                (None, Some(c)) => LabelSource::Column(c),
-                _ => bail!("--data files needs exactly one of --labels FILE or --label-column NAME"),
-            };
-            ("files".into(), MultiviewData::from_files(&paths, source)?)
-        }
-    })
+fn source(args: &Args) -> Result<DataSource> {
+    let data = args.data.clone().unwrap_or_else(|| if args.files.is_empty() { "mfeat".into() } else { "files".into() });
+    DataSource::parse(&data, args.files.clone(), args.labels.clone(), args.label_column.clone()).map_err(super::flags)
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (name, data) = load(&args)?;
+    let source = source(&args)?;
+    let name = source.name();
+    let loaded = source.load()?;
+    if let Some(note) = &loaded.note {
+        println!("{note}");
+    }
+    let own_split = loaded.split.clone();
+    let data = loaded.labelled("multiview").map_err(super::flags)?;
+    data.check_finite(std::path::Path::new(&name))?;
     let sets: Vec<Vec<String>> = if !args.modalities.is_empty() {
         args.modalities.iter().map(|s| s.split(',').map(|v| v.trim().to_string()).collect()).collect()
-    } else if args.data == Dataset::Mfeat {
+    } else if source == DataSource::Mfeat {
         vec![MFEAT_VIEWS.map(String::from).to_vec(), vec!["fou".into(), "zer".into()], vec!["pix".into(), "mor".into()]]
     } else {
         vec![data.views.iter().map(|v| v.name.clone()).collect()]
@@ -109,7 +95,11 @@ pub fn run(args: Args) -> Result<()> {
     if args.repeats == 0 {
         bail!("--repeats must be at least 1");
     }
-    let splits: Vec<_> = (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?;
+    let splits: Vec<_> = match &own_split {
+        Some(split) => vec![split.clone(); args.repeats],
+        None => (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?,
+    };
+    let device = super::device();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
     println!(
         "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {}{})",
@@ -139,8 +129,12 @@ pub fn run(args: Args) -> Result<()> {
                 single_modalities: !args.no_single,
                 trials: args.fit.trials,
                 save_to: Some(dir.clone()),
+                data: Some(DataRecord {
+                    source: source.clone(),
+                    split: own_split.is_none().then_some(SplitRecord { dev: args.dev, test: args.test, seed }),
+                }),
             };
-            let results = compare(&data, split, &options, |r| {
+            let results = compare(&data, split, &options, &device, |r| {
                 stage(&format!(
                     "{:<20} test acc {:.4}  macro-F1 {:.4}  (epoch {}, {:.1} s)",
                     r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
@@ -151,6 +145,12 @@ pub fn run(args: Args) -> Result<()> {
                 println!("\n## {name}: {tag}\n\n{md}");
             }
             for res in &results {
+                if let Some(imp) = &res.importance {
+                    let path = dir.join(format!("importance-{}.png", res.method.replace(':', "-")));
+                    let title = format!("{name} {tag}: {}, test samples by the view whose removal costs the most", res.method);
+                    let x = "share of samples whose most important view (occlusion) is the view's";
+                    gmu::plot::stacked_shares(&path, &title, x, &imp.classes, &imp.modalities, &imp.needed)?;
+                }
                 if let Some(g) = &res.gates {
                     let path = dir.join(format!("gates-{}.png", res.method));
                     let title = format!("{name} {tag}: {} gates, test samples by the view that contributed most", res.method);

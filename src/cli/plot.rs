@@ -18,7 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let predictor = Predictor::load(&args.input.model)?;
+    let predictor = Predictor::load(&args.input.model, &super::device())?;
     let data = read_csv(&args.input.data)?;
     predictor.check_inputs(&data, &args.input.data)?;
     draw_maps(&predictor, &data, args.resolution, &args.out)?;

@@ -38,7 +38,7 @@ pub fn run(args: Args) -> Result<()> {
         tie_tolerance: args.tie_tolerance,
         threads: args.threads,
     };
-    let report = run_protocol(&options, &super::counter("seeds"))?;
+    let report = run_protocol(&options, &super::device(), &super::counter("seeds"))?;
     let t = report.gmu_vs_logreg;
     println!("setting {:?}, preset {}, {} seeds, fresh draws of {}", report.setting, report.preset, report.seeds, args.test_size);
     println!("GMU vs logistic regression: {} wins, {} ties, {} losses", t.wins, t.ties, t.losses);

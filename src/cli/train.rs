@@ -15,7 +15,7 @@ pub struct Args {
     /// Which classifier.
     #[arg(long, value_enum, default_value_t = ModelKind::Gmu)]
     model: ModelKind,
-    /// Directory for config.json and model.safetensors.
+    /// Model directory to write (config.json and model-0.safetensors).
     #[arg(long)]
     out: PathBuf,
     /// The modalities to fuse, as the CSV's column prefixes (`v` = v0.., `t` = t0..).
@@ -42,8 +42,9 @@ pub fn run(args: Args) -> Result<()> {
     let data = read_csv(&args.data)?;
     let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, data.dim, args.seed));
     super::stage(&format!("training {} on {} samples ({} restarts × {} steps)", args.model, data.len(), config.restarts, config.steps));
-    let model = train::train(&config, &data)?;
-    train::save(&model, &args.out).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    let device = super::device();
+    let model = train::train(&config, &data, &device)?;
+    train::save(&model, &args.out, &device).with_context(|| format!("saving the model to {}", args.out.display()))?;
     let eval = Predictor::from(&model).evaluate(&data);
     println!(
         "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms",
@@ -53,6 +54,6 @@ pub fn run(args: Args) -> Result<()> {
         eval.corr_m_z.map_or(String::new(), |c| format!(", corr(M,z) {c:.4}")),
         model.train_ms
     );
-    println!("wrote {}/{{config.json, model.safetensors}}", args.out.display());
+    println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
     Ok(())
 }

@@ -4,9 +4,13 @@
 pub mod builtin;
 pub mod mmimdb;
 pub mod multiview;
+pub mod scale;
+pub mod source;
 pub mod synthetic;
 pub mod table;
 pub mod text;
 
+pub use source::{DataRecord, DataSource, Loaded, SplitRecord};
+pub use scale::{Scaler, Scaling};
 pub use multiview::{LabelSource, MultiviewData, Split, Targets, View};
 pub use synthetic::{SyntheticConfig, SyntheticData};

@@ -4,7 +4,8 @@
 //!
 //! File layout read by [`MultiviewData::from_files`]:
 //! - each view: a CSV file with a header row and one sample per row, every
-//!   column a number (the label column, if named, is taken out), or a 2-D
+//!   column a number, empty or `NaN` where missing (the label column, if
+//!   named, is taken out), or a 2-D
 //!   NPY array (`<f4`, `<f8`, `<i4`, `<i8`, `|u1`, C order);
 //! - the labels: a column of one of the view files (`--label-column NAME`,
 //!   or `last`), or their own file (CSV with a header and one column, or a 1-D NPY
@@ -137,7 +138,8 @@ pub struct Split {
 
 impl MultiviewData {
     /// Checks that every view has the same number of rows as the targets,
-    /// every value is finite, and there are at least 2 classes or 1 label.
+    /// and there are at least 2 classes or 1 label. Values may be NaN
+    /// (missing); [`check_finite`](Self::check_finite) refuses them.
     /// `source` names what the data came from, for the error.
     pub fn validate(&self, source: &Path) -> Result<()> {
         let n = self.targets.len();
@@ -151,15 +153,23 @@ impl MultiviewData {
                     format!("view '{}' has {} rows of {} values; the labels have {n} rows", v.name, v.len(), v.dim),
                 ));
             }
+        }
+        if !self.targets.is_multilabel() && self.targets.width() < 2 {
+            return Err(GmuError::data(source, "the labels hold a single class; nothing to learn"));
+        }
+        Ok(())
+    }
+
+    /// Checks that every value is finite: training takes no missing or
+    /// infinite value. `source` names what the data came from, for the error.
+    pub fn check_finite(&self, source: &Path) -> Result<()> {
+        for v in &self.views {
             if let Some(k) = v.values.iter().position(|x| !x.is_finite()) {
                 return Err(GmuError::data(
                     source,
                     format!("view '{}', row {}, column {}: {} (expected a finite number)", v.name, k / v.dim, k % v.dim, v.values[k]),
                 ));
             }
-        }
-        if !self.targets.is_multilabel() && self.targets.width() < 2 {
-            return Err(GmuError::data(source, "the labels hold a single class; nothing to learn"));
         }
         Ok(())
     }
@@ -346,10 +356,17 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
                 labels.as_mut().expect("label column").push(field.to_string());
                 continue;
             }
-            let x: f32 = field.trim().parse().map_err(|_| {
-                GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c]))
-            })?;
-            if !x.is_finite() {
+            // An empty cell is missing (NaN); a row of a view that is entirely
+            // missing is a missing view (see `predict`), training refuses it.
+            let field = field.trim();
+            let x: f32 = if field.is_empty() {
+                f32::NAN
+            } else {
+                field.parse().map_err(|_| {
+                    GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c]))
+                })?
+            };
+            if x.is_infinite() {
                 return Err(GmuError::data(path, format!("line {line}, column '{}': {x} (expected a finite number)", header[c])));
             }
             values.push(x);
@@ -489,7 +506,7 @@ mod tests {
         let labels = write(dir.path(), "y.csv", b"y\n0\n1\n");
         let cases: [(&str, &[u8], &str); 5] = [
             ("text.csv", b"x\n1\nabc\n", "line 3, column 'x': 'abc' is not a number"),
-            ("nan.csv", b"x\n1\nNaN\n", "line 3, column 'x': NaN"),
+            ("inf.csv", b"x\n1\ninf\n", "line 3, column 'x': inf"),
             ("short.csv", b"x,y\n1,2\n3\n", "line 3"),
             ("rows.csv", b"x\n1\n2\n3\n", "3 rows of 1 values; the labels have 2 rows"),
             ("empty.csv", b"", "empty file"),
@@ -502,6 +519,12 @@ mod tests {
         let p = write(dir.path(), "bad.npy", &npy("<f4", "(2, 2)", &[0u8; 12]));
         let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
         assert!(err.contains("bad.npy") && err.contains("needs 16 data bytes, the file has 12"), "{err}");
+        // NaN and empty cells read as missing; training refuses them.
+        let p = write(dir.path(), "nan.csv", b"x,z\nNaN,1\n,\n");
+        let data = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap();
+        assert!(data.views[0].values[0].is_nan() && data.views[0].values[2..].iter().all(|x| x.is_nan()));
+        let err = data.check_finite(&p).unwrap_err().to_string();
+        assert!(err.contains("nan.csv") && err.contains("view 'nan', row 0, column 0: NaN"), "{err}");
         let ok = write(dir.path(), "ok.csv", b"x\n1\n2\n");
         let err = MultiviewData::from_files(&[&ok], LabelSource::Column("nope")).unwrap_err().to_string();
         assert!(err.contains("--label-column") && err.contains("nope"), "{err}");

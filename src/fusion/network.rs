@@ -86,9 +86,13 @@ pub enum HeadKind {
     /// The paper's `BN → maxout → dropout → BN → maxout → dropout → BN → linear`.
     #[default]
     Maxout,
-    /// One linear layer: the plain GMU classifier (GMU → logits), which the
-    /// GEMM engine ([`dense`](crate::dense)) trains fast at real sizes. GMU only.
+    /// One linear layer: for a GMU the plain GMU classifier (GMU → logits), which
+    /// the GEMM engine ([`dense`](crate::dense)) trains fast at real sizes; for
+    /// `concat`, logistic regression on the concatenated inputs.
     Linear,
+    /// `concat` only: linear → tanh → linear, the synthetic experiment's
+    /// feed-forward net (`hidden` tanh units).
+    Tanh,
 }
 
 /// Single-label (softmax) or multilabel (independent sigmoids).
@@ -160,6 +164,15 @@ pub struct FusionSpec {
     /// The classifier on the fused vector.
     #[serde(default)]
     pub head: HeadKind,
+    /// Bias terms in the GMU and in a linear or tanh head (the seed's
+    /// `tf.layers.dense`); `false` gives the paper's bias-free equations.
+    /// The maxout MLP always has biases.
+    #[serde(default = "default_true")]
+    pub bias: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl FusionSpec {
@@ -179,6 +192,7 @@ impl FusionSpec {
             tied_gates: false,
             normalize_gates: false,
             head: HeadKind::Maxout,
+            bias: true,
         }
     }
 
@@ -202,10 +216,16 @@ impl FusionSpec {
             ));
         }
         if self.hidden == 0 {
-            return Err(GmuError::invalid("--hidden", "must be at least 1, got 0"));
+            return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
         }
-        if self.head == HeadKind::Linear && self.kind != FusionKind::Gmu {
-            return Err(GmuError::invalid("--head", format!("the linear head is for --fusion gmu, not {}", self.kind)));
+        match (self.head, self.kind) {
+            (HeadKind::Maxout, _) | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat) | (HeadKind::Tanh, FusionKind::Concat) => {}
+            (head, kind) => {
+                return Err(GmuError::invalid("head", format!("the {head:?} head is not available for {kind}").to_lowercase()));
+            }
+        }
+        if !self.bias && self.head == HeadKind::Maxout {
+            return Err(GmuError::invalid("bias", "the maxout MLP always has biases; bias = false needs a linear or tanh head"));
         }
         if self.n_outputs == 0 {
             return Err(GmuError::invalid("labels", "the task has no label"));
@@ -246,19 +266,33 @@ impl FusionSpec {
             })
             .collect();
         let c = self.n_outputs;
+        // burn's default weights and zero biases (as the GMU layer and TensorFlow's dense layers).
+        let linear = |d_in: usize, d_out: usize| {
+            let mut layer = LinearConfig::new(d_in, d_out).with_bias(self.bias).init(device);
+            if self.bias {
+                layer.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([d_out], device)));
+            }
+            layer
+        };
         let head = match self.kind {
             FusionKind::Gmu => {
-                let gmu = GmuConfig::new(widths.clone(), self.hidden).with_normalize_gates(self.normalize_gates).try_init(device)?;
+                let gmu = GmuConfig::new(widths.clone(), self.hidden)
+                    .with_normalize_gates(self.normalize_gates)
+                    .with_bias(self.bias)
+                    .try_init(device)?;
                 match self.head {
-                    HeadKind::Maxout => FusionHead::Gmu(GmuHead { gmu, mlp: mlp(self.hidden, c) }),
-                    HeadKind::Linear => {
-                        let mut output = LinearConfig::new(self.hidden, c).init(device);
-                        output.bias = Some(burn::module::Param::from_tensor(Tensor::zeros([c], device)));
-                        FusionHead::GmuLinear(GmuLinearHead { gmu, output })
-                    }
+                    HeadKind::Linear => FusionHead::GmuLinear(GmuLinearHead { gmu, output: linear(self.hidden, c) }),
+                    _ => FusionHead::Gmu(GmuHead { gmu, mlp: mlp(self.hidden, c) }),
                 }
             }
-            FusionKind::Concat | FusionKind::AvgProbs => FusionHead::Concat(mlp(widths.iter().sum(), c)),
+            FusionKind::Concat | FusionKind::AvgProbs => {
+                let d: usize = widths.iter().sum();
+                match self.head {
+                    HeadKind::Maxout => FusionHead::Concat(mlp(d, c)),
+                    HeadKind::Linear => FusionHead::Linear(linear(d, c)),
+                    HeadKind::Tanh => FusionHead::Tanh(TanhHead { hidden: linear(d, self.hidden), output: linear(self.hidden, c) }),
+                }
+            }
             FusionKind::LinearSum => FusionHead::LinearSum(LinearSumHead {
                 norms: widths.iter().map(|&d| BatchNormConfig::new(d).init(device)).collect(),
                 projections: widths.iter().map(|&d| Maxout::new(d, self.hidden, 2, device)).collect(),
@@ -316,6 +350,10 @@ pub enum FusionHead {
     GmuLinear(GmuLinearHead),
     /// Maxout MLP on the concatenation.
     Concat(MaxoutMlp),
+    /// One linear layer on the concatenation (logistic regression).
+    Linear(Linear),
+    /// Linear → tanh → linear on the concatenation (feed-forward net).
+    Tanh(TanhHead),
     /// Per-modality BN + maxout, summed, → maxout MLP.
     LinearSum(LinearSumHead),
     /// Mixture of experts.
@@ -336,6 +374,15 @@ pub struct GmuHead {
 pub struct GmuLinearHead {
     /// The fusion layer.
     pub gmu: Gmu,
+    /// `[H, C]` logits.
+    pub output: Linear,
+}
+
+/// A feed-forward net with one tanh hidden layer.
+#[derive(Module, Debug)]
+pub struct TanhHead {
+    /// `[Σ d, H]` hidden layer.
+    pub hidden: Linear,
     /// `[H, C]` logits.
     pub output: Linear,
 }
@@ -401,11 +448,35 @@ pub struct FusionOutput {
 const PROB_FLOOR: f32 = 1e-7;
 
 /// A GMU, then `classify` on the fused vector: logits, gates and each
-/// modality's contribution `|z_i ⊙ h_i|`.
-fn gated(gmu: &Gmu, encoded: &[Tensor<2>], classify: impl FnOnce(Tensor<2>) -> Tensor<2>) -> FusionOutput {
-    let fused = gmu.forward(encoded);
-    let contributions = (fused.gates.clone() * fused.hidden).abs();
-    FusionOutput { scores: Scores::Logits(classify(fused.fused)), gates: Some(fused.gates), contributions: Some(contributions) }
+/// modality's contribution `|z_i ⊙ h_i|`. With `present`, the missing views'
+/// gates are zeroed and the remaining ones rescaled so that each unit keeps
+/// its total gate (see [`FusionNet::forward_present`]).
+fn gated(gmu: &Gmu, encoded: &[Tensor<2>], present: Option<&Tensor<2>>, classify: impl FnOnce(Tensor<2>) -> Tensor<2>) -> FusionOutput {
+    let out = gmu.forward(encoded);
+    let (fused, gates) = match present {
+        None => (out.fused, out.gates),
+        Some(mask) => {
+            let [batch, k, h] = out.gates.dims();
+            let kept = out.gates.clone() * mask.clone().reshape([batch, k, 1]);
+            let scale = out.gates.sum_dim(1) / kept.clone().sum_dim(1).clamp_min(1e-12);
+            let gates = kept * scale;
+            let fused = (gates.clone() * out.hidden.clone()).sum_dim(1).reshape([batch, h]);
+            (fused, gates)
+        }
+    };
+    let contributions = (gates.clone() * out.hidden).abs();
+    FusionOutput { scores: Scores::Logits(classify(fused)), gates: Some(gates), contributions: Some(contributions) }
+}
+
+/// Weights over K modalities (`[batch, K]`, or `[batch, C, K]` per output)
+/// restricted to the present ones and renormalised to sum to one.
+fn renormalise_over_present<const D: usize>(weights: Tensor<D>, present: &Tensor<2>) -> Tensor<D> {
+    let dims = weights.dims();
+    let mut mask_dims = [1; D];
+    mask_dims[0] = dims[0];
+    mask_dims[D - 1] = dims[D - 1];
+    let kept = weights * present.clone().reshape(mask_dims);
+    kept.clone() / kept.sum_dim(D - 1).clamp_min(1e-12)
 }
 
 impl FusionNet {
@@ -417,7 +488,42 @@ impl FusionNet {
     /// - output `scores`: `[batch, C]`
     /// - output `gates`: `[batch, K, G]` (GMU and mixture of experts)
     pub fn forward(&self, inputs: &[Tensor<2>]) -> FusionOutput {
+        self.forward_present(inputs, None)
+    }
+
+    /// Runs the model with some views missing. `present[b, i]` is 1 where
+    /// sample `b` has view `i` and 0 where it is missing; `None` means every
+    /// view is present (exactly [`forward`](Self::forward)). The rule for a
+    /// missing view, per method:
+    /// - **GMU**: the view's term `z_i ⊙ h_i` is left out and the present
+    ///   views' gates are rescaled so that each unit keeps its total gate
+    ///   (`z'_i = z_i · Σ_all z / Σ_present z`). With two views the gates
+    ///   `z, 1 − z` sum to one, so the present view gets gate 1; the same holds
+    ///   for softmax gates. The gate's own input sees the view as zero.
+    /// - **concat, linear sum**: the view's (standardised) input is zero, its
+    ///   training mean.
+    /// - **mixture of experts**: the gate is renormalised over the present experts.
+    /// - **avg-probs** is a set of single-view models; its members are averaged
+    ///   over the present views (see [`crate::predict`]).
+    ///
+    /// Every sample needs at least one present view; the caller checks that.
+    ///
+    /// # Shapes
+    /// - `inputs[i]`: `[batch, d_i]`; `present`: `[batch, K]`
+    /// - outputs as in [`forward`](Self::forward)
+    pub fn forward_present(&self, inputs: &[Tensor<2>], present: Option<&Tensor<2>>) -> FusionOutput {
         assert_eq!(inputs.len(), self.encoders.len(), "{} inputs for {} modalities", inputs.len(), self.encoders.len());
+        let inputs: Vec<Tensor<2>> = match present {
+            None => inputs.to_vec(),
+            Some(mask) => {
+                let [batch, _] = mask.dims();
+                inputs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x.clone() * mask.clone().narrow(1, i, 1).reshape([batch, 1]))
+                    .collect()
+            }
+        };
         let encoded: Vec<Tensor<2>> = inputs
             .iter()
             .zip(&self.encoders)
@@ -426,12 +532,13 @@ impl FusionNet {
                 None => x.clone(),
             })
             .collect();
+        let plain = |scores: Tensor<2>| FusionOutput { scores: Scores::Logits(scores), gates: None, contributions: None };
         match &self.head {
-            FusionHead::Gmu(head) => gated(&head.gmu, &encoded, |h| head.mlp.forward(h)),
-            FusionHead::GmuLinear(head) => gated(&head.gmu, &encoded, |h| head.output.forward(h)),
-            FusionHead::Concat(mlp) => {
-                FusionOutput { scores: Scores::Logits(mlp.forward(Tensor::cat(encoded, 1))), gates: None, contributions: None }
-            }
+            FusionHead::Gmu(head) => gated(&head.gmu, &encoded, present, |h| head.mlp.forward(h)),
+            FusionHead::GmuLinear(head) => gated(&head.gmu, &encoded, present, |h| head.output.forward(h)),
+            FusionHead::Concat(mlp) => plain(mlp.forward(Tensor::cat(encoded, 1))),
+            FusionHead::Linear(layer) => plain(layer.forward(Tensor::cat(encoded, 1))),
+            FusionHead::Tanh(head) => plain(head.output.forward(head.hidden.forward(Tensor::cat(encoded, 1)).tanh())),
             FusionHead::LinearSum(head) => {
                 let sum = encoded
                     .into_iter()
@@ -439,13 +546,13 @@ impl FusionNet {
                     .map(|(x, (norm, proj))| proj.forward(norm.forward(x)))
                     .reduce(|a, b| a + b)
                     .expect("at least one modality");
-                FusionOutput { scores: Scores::Logits(head.mlp.forward(sum)), gates: None, contributions: None }
+                plain(head.mlp.forward(sum))
             }
-            FusionHead::Moe(head) => self.mixture(head, encoded),
+            FusionHead::Moe(head) => self.mixture(head, encoded, present),
         }
     }
 
-    fn mixture(&self, head: &MoeHead, encoded: Vec<Tensor<2>>) -> FusionOutput {
+    fn mixture(&self, head: &MoeHead, encoded: Vec<Tensor<2>>, present: Option<&Tensor<2>>) -> FusionOutput {
         let k = head.experts.len();
         let [batch, _] = encoded[0].dims();
         // Each expert's probabilities, stacked: [batch, C, K].
@@ -465,17 +572,28 @@ impl FusionNet {
         let expert_probs: Tensor<3> = Tensor::stack(probs, 2);
         let gate_logits = head.gate.forward(Tensor::cat(encoded, 1));
         let (mixed, gates) = if head.tied {
-            let g = softmax(gate_logits, 1); // [batch, K]
+            let mut g = softmax(gate_logits, 1); // [batch, K]
+            if let Some(mask) = present {
+                g = renormalise_over_present(g, mask);
+            }
             let mixed = (expert_probs * g.clone().reshape([batch, 1, k])).sum_dim(2).reshape([batch, c]);
             (mixed, g.reshape([batch, k, 1]))
         } else {
-            let g = softmax(gate_logits.reshape([batch, c, k]), 2); // [batch, C, K]
+            let mut g = softmax(gate_logits.reshape([batch, c, k]), 2); // [batch, C, K]
+            if let Some(mask) = present {
+                g = renormalise_over_present(g, mask);
+            }
             let mixed = (expert_probs * g.clone()).sum_dim(2).reshape([batch, c]);
             (mixed, g.swap_dims(1, 2))
         };
         // Untied gates mix each class separately, so a softmax mixture needs renormalising.
         let mixed = if !self.multilabel && !head.tied { mixed.clone() / mixed.sum_dim(1) } else { mixed };
         FusionOutput { scores: Scores::Probs(mixed), gates: Some(gates.clone()), contributions: Some(gates) }
+    }
+
+    /// Whether the model has gates (GMU, mixture of experts).
+    pub fn has_gates(&self) -> bool {
+        matches!(self.head, FusionHead::Gmu(_) | FusionHead::GmuLinear(_) | FusionHead::Moe(_))
     }
 
     fn activate(&self, logits: Tensor<2>) -> Tensor<2> {
@@ -686,6 +804,138 @@ mod tests {
             &TensorData::new(vec![1.2f32, 0.6, 1.6, 0.8], [2, 2]),
             Tolerance::absolute(1e-6),
         );
+    }
+
+    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+        t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    fn set_linear(l: &mut Linear, w: Vec<f32>, b: Vec<f32>, device: &Device) {
+        let [i, o] = l.weight.dims();
+        l.weight = Param::from_data(TensorData::new(w, [i, o]), device);
+        l.bias = Some(Param::from_data(TensorData::new(b, [o]), device));
+    }
+
+    fn mask(rows: Vec<f32>, k: usize, device: &Device) -> Tensor<2> {
+        let n = rows.len() / k;
+        Tensor::from_data(TensorData::new(rows, [n, k]), device)
+    }
+
+    fn column(values: Vec<f32>, device: &Device) -> Tensor<2> {
+        let n = values.len();
+        Tensor::from_data(TensorData::new(values, [n, 1]), device)
+    }
+
+    fn sig(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    /// K = 2, H = 1, linear head `(h, −h)`: with the text view missing the
+    /// visual gate becomes 1 and `h = h_v = tanh(0.5·x_v + 0.1)`; with both
+    /// present, `h = z h_v + (1 − z) h_t` where the gate sees both inputs.
+    #[test]
+    fn gmu_with_two_views_uses_the_present_view_alone() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1], 1, 2, Task::Multiclass);
+        spec.head = HeadKind::Linear;
+        let mut net = spec.init(&device).unwrap();
+        let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
+        set_linear(&mut head.gmu.transforms[0], vec![0.5], vec![0.1], &device);
+        set_linear(&mut head.gmu.transforms[1], vec![-1.0], vec![-0.2], &device);
+        set_linear(&mut head.gmu.gate, vec![2.0, -1.0], vec![0.3], &device);
+        set_linear(&mut head.output, vec![1.0, -1.0], vec![0.0, 0.0], &device);
+        let (xv, xt) = (vec![1.0f32, -2.0], vec![0.5f32, 3.0]);
+        let inputs = [column(xv.clone(), &device), column(xt.clone(), &device)];
+        // Row 0: text missing; row 1: both present.
+        let out = net.forward_present(&inputs, Some(&mask(vec![1.0, 0.0, 1.0, 1.0], 2, &device)));
+        let Scores::Logits(l) = out.scores else { panic!("logits") };
+        let l = values(l);
+        let h_v = |x: f64| (0.5 * x + 0.1).tanh();
+        let h_t = |x: f64| (-x - 0.2).tanh();
+        assert!((l[0] as f64 - h_v(1.0)).abs() < 1e-6, "{l:?}");
+        let z = sig(2.0 * -2.0 - 3.0 + 0.3);
+        let h = z * h_v(-2.0) + (1.0 - z) * h_t(3.0);
+        assert!((l[2] as f64 - h).abs() < 1e-6 && (l[3] as f64 + h).abs() < 1e-6, "{l:?} vs {h}");
+        let gates = values(out.gates.unwrap());
+        assert!((gates[0] - 1.0).abs() < 1e-6 && gates[1].abs() < 1e-6, "{gates:?}");
+        assert!((gates[2] as f64 - z).abs() < 1e-6);
+        // Without a mask the forward is unchanged.
+        let Scores::Logits(plain) = net.forward(&inputs).scores else { panic!("logits") };
+        assert!((values(plain)[2] as f64 - h).abs() < 1e-6);
+    }
+
+    /// K = 3 sigmoid gates from biases only (zero gate weights): `z_i = σ(b_i)`.
+    /// With view 3 missing, `z'_i = z_i (z_1 + z_2 + z_3) / (z_1 + z_2)` for the
+    /// two present views and the third term is left out.
+    #[test]
+    fn gmu_with_three_views_renormalises_the_present_gates() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1, 1], 1, 2, Task::Multiclass);
+        spec.head = HeadKind::Linear;
+        let mut net = spec.init(&device).unwrap();
+        let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
+        let (w, b) = ([0.4f32, -0.7, 1.1], [0.2f32, -0.1, 0.3]);
+        for i in 0..3 {
+            set_linear(&mut head.gmu.transforms[i], vec![w[i]], vec![b[i]], &device);
+        }
+        set_linear(&mut head.gmu.gate, vec![0.0; 9], vec![0.5, -1.0, 2.0], &device);
+        set_linear(&mut head.output, vec![1.0, 0.0], vec![0.0, 0.0], &device);
+        let x = [1.5f64, -0.5, 2.0];
+        let inputs: Vec<Tensor<2>> = x.iter().map(|&v| column(vec![v as f32], &device)).collect();
+        let out = net.forward_present(&inputs, Some(&mask(vec![1.0, 1.0, 0.0], 3, &device)));
+        let Scores::Logits(l) = out.scores else { panic!("logits") };
+        let z: Vec<f64> = [0.5, -1.0, 2.0].iter().map(|&b| sig(b)).collect();
+        let scale = (z[0] + z[1] + z[2]) / (z[0] + z[1]);
+        let h = |i: usize| (w[i] as f64 * x[i] + b[i] as f64).tanh();
+        let fused = scale * (z[0] * h(0) + z[1] * h(1));
+        assert!((values(l)[0] as f64 - fused).abs() < 1e-6);
+        let gates = values(out.gates.unwrap());
+        assert!((gates[0] as f64 - z[0] * scale).abs() < 1e-6 && gates[2].abs() < 1e-7, "{gates:?}");
+    }
+
+    /// Logistic regression on `[x_v, x_t]` with weights `(1, 2)` per output:
+    /// a missing text view is a zero (standardised) input, so the logit is `1·x_v + b`.
+    #[test]
+    fn concat_reads_a_missing_view_as_zero() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Concat, vec![1, 1], 1, 1, Task::Multilabel);
+        spec.head = HeadKind::Linear;
+        let mut net = spec.init(&device).unwrap();
+        let FusionHead::Linear(layer) = &mut net.head else { panic!("linear head") };
+        set_linear(layer, vec![1.0, 2.0], vec![0.25], &device);
+        let inputs = [column(vec![3.0, 3.0], &device), column(vec![5.0, 5.0], &device)];
+        let out = net.forward_present(&inputs, Some(&mask(vec![1.0, 0.0, 1.0, 1.0], 2, &device)));
+        let Scores::Logits(l) = out.scores else { panic!("logits") };
+        assert_eq!(values(l), vec![3.25, 13.25]);
+    }
+
+    /// A tied mixture of two logistic experts with equal gates: with the
+    /// second view missing the first expert takes all the weight.
+    #[test]
+    fn mixture_renormalises_the_gate_over_present_experts() {
+        let device = Device::default();
+        for tied in [true, false] {
+            let mut spec = FusionSpec::new(FusionKind::Moe, vec![2, 3], 4, 3, Task::Multilabel);
+            spec.experts = ExpertKind::Logistic;
+            spec.tied_gates = tied;
+            let mut net = spec.init(&device).unwrap();
+            if let FusionHead::Moe(head) = &mut net.head {
+                head.experts[0] = Expert::Logistic(constant_linear(2, 3, 0.1, 0.0, &device));
+                head.experts[1] = Expert::Logistic(constant_linear(3, 3, -0.2, 0.1, &device));
+                let width = if tied { 2 } else { 6 };
+                head.gate = constant_linear(5, width, 0.0, 0.0, &device);
+            }
+            let x: Vec<Tensor<2>> = inputs(&device).iter().map(|t| t.clone().narrow(0, 0, 1)).collect();
+            let out = net.forward_present(&x, Some(&mask(vec![1.0, 0.0], 2, &device)));
+            let Scores::Probs(p) = out.scores else { panic!("a mixture gives probabilities") };
+            let expected = sig(0.3) as f32;
+            for v in values(p) {
+                assert!((v - expected).abs() < 1e-6, "tied {tied}: {v} vs {expected}");
+            }
+            let g = values(out.gates.unwrap());
+            let per = g.len() / 2;
+            assert!(g[..per].iter().all(|&x| (x - 1.0).abs() < 1e-6) && g[per..].iter().all(|&x| x.abs() < 1e-6), "{g:?}");
+        }
     }
 
     #[test]

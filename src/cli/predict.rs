@@ -1,0 +1,323 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use gmu::data::{DataSource, Split, Targets, View};
+use gmu::fusion::Task;
+use gmu::predict::{BATCH, Prediction, Predictor, score};
+
+/// Arguments of `gmu predict`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A model directory written by any training command (`demo`, `train`, `multiview`, `mmimdb`).
+    #[arg(long)]
+    model: PathBuf,
+    /// The data: `mfeat`, `twemoji`, `files` (with `--files`), a synthetic CSV (`v0..,t0..,c`) or
+    /// MM-IMDb's `.hdf5` [default: files when --files is given].
+    #[arg(long)]
+    data: Option<String>,
+    /// One CSV (header row) or NPY file per view, comma-separated; a view is named after its
+    /// file's stem. An empty or all-NaN row marks that sample's view as missing.
+    #[arg(long, value_delimiter = ',')]
+    files: Vec<PathBuf>,
+    /// Labels for `--files` (CSV with one column, or a 1-D NPY array): the scores are printed too.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// The column of the view files that holds the label.
+    #[arg(long)]
+    label_column: Option<String>,
+    /// Only these rows: the split the model was trained with (`train`, `dev`, `test`), or `all`.
+    #[arg(long, value_enum, default_value_t = Part::All)]
+    split: Part,
+    /// Output file (CSV, or JSON lines with --json) [default: standard output].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write JSON lines (one object per row, the same fields as the CSV columns).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Which rows to predict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Every row.
+    All,
+    /// The training rows.
+    Train,
+    /// The model-selection rows.
+    Dev,
+    /// The held-out rows.
+    Test,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let data = args.data.clone().unwrap_or_else(|| if args.files.is_empty() { String::new() } else { "files".into() });
+    if data.is_empty() {
+        bail!("give the data: --files VIEW1,VIEW2,... or --data mfeat|twemoji|FILE.csv|FILE.hdf5");
+    }
+    let source = DataSource::parse(&data, args.files.clone(), args.labels.clone(), args.label_column.clone()).map_err(super::flags)?;
+    if let Some(out) = &args.out {
+        refuse_overwriting_inputs(out, &args, &source)?;
+    }
+    let device = super::device();
+    let predictor = Predictor::load(&args.model, &device)?;
+    let loaded = source.load()?;
+    let views = predictor.select_views(&loaded.views).map_err(super::flags).with_context(|| source.name())?;
+    let n = views[0].len();
+    if let Some(v) = views.iter().find(|v| v.len() != n) {
+        bail!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), views[0].name);
+    }
+    let rows = select_rows(&args, &predictor, &source, loaded.split.as_ref(), loaded.targets.as_ref(), n)?;
+    let config = &predictor.config;
+    let targets = loaded.targets.as_ref().map(|t| in_model_outputs(t, &config.outputs, config.task)).transpose()?;
+
+    let mut writer = Output::open(args.out.as_deref())?;
+    let header = columns(&predictor, &views);
+    if !args.json {
+        writer.line(&header.join(","))?;
+    }
+    let start = Instant::now();
+    let mut all_probs: Vec<f32> = Vec::new();
+    let mut shown = false;
+    for (b, chunk) in rows.chunks(BATCH * 8).enumerate() {
+        let p = predictor.predict_rows(&views, chunk, true).map_err(super::flags)?;
+        write_rows(&mut writer, &predictor, &header, chunk, &p, args.json)?;
+        if targets.is_some() {
+            all_probs.extend_from_slice(&p.probs);
+        }
+        if start.elapsed().as_secs_f64() > 1.0 {
+            let done = (b * BATCH * 8 + chunk.len()).min(rows.len());
+            eprint!("\r· predicted {done}/{} rows", rows.len());
+            shown = true;
+        }
+    }
+    if shown {
+        eprintln!();
+    }
+    writer.finish()?;
+    if let Some(targets) = &targets {
+        let eval = score(targets, &rows, &all_probs, config.threshold);
+        let line = match config.task {
+            Task::Multiclass => format!(
+                "{} on {} rows: accuracy {:.4}, macro-F1 {:.4}",
+                config.method,
+                rows.len(),
+                eval.accuracy,
+                eval.f1.macro_
+            ),
+            Task::Multilabel => format!(
+                "{} on {} rows: F1 weighted {:.4}, samples {:.4}, micro {:.4}, macro {:.4}",
+                config.method,
+                rows.len(),
+                eval.f1.weighted,
+                eval.f1.samples.unwrap_or(f64::NAN),
+                eval.f1.micro,
+                eval.f1.macro_
+            ),
+        };
+        // The predictions own standard output when no --out is given.
+        if args.out.is_some() {
+            println!("{line}");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+    if let Some(out) = &args.out {
+        println!("wrote {} rows to {}", rows.len(), out.display());
+    }
+    Ok(())
+}
+
+/// No command writes over one of its own inputs.
+fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Result<()> {
+    let mut inputs: Vec<PathBuf> = vec![args.model.join(gmu::model_dir::CONFIG_FILE)];
+    match source {
+        DataSource::Files { files, labels, .. } => {
+            inputs.extend(files.iter().cloned());
+            inputs.extend(labels.iter().cloned());
+        }
+        DataSource::Synthetic { path } | DataSource::Mmimdb { path } => inputs.push(path.clone()),
+        DataSource::Mfeat | DataSource::Twemoji => {}
+    }
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    if let Some(input) = inputs.iter().find(|i| same(out, i)) {
+        bail!("--out {} is an input of this command ({}); choose another output file", out.display(), input.display());
+    }
+    if out.starts_with(&args.model) || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m)) {
+        bail!("--out {} is inside the model directory {}; choose another output file", out.display(), args.model.display());
+    }
+    Ok(())
+}
+
+/// The rows to predict: all of them, or a split (the file's own, or the one
+/// the model was trained with, made again from the recorded seed and shares).
+fn select_rows(args: &Args, predictor: &Predictor, source: &DataSource, own: Option<&Split>, targets: Option<&Targets>, n: usize) -> Result<Vec<usize>> {
+    if args.split == Part::All {
+        return Ok((0..n).collect());
+    }
+    let split = match own {
+        Some(split) => split.clone(),
+        None => {
+            let record = predictor.config.data.as_ref().filter(|r| &r.source == source).and_then(|r| r.split);
+            let Some(record) = record else {
+                bail!("--split: the model records no split for this data (it was trained on other data, or on all of it); use --split all");
+            };
+            let Some(targets) = targets else { bail!("--split: the split is stratified by label and the data carry none") };
+            let data = gmu::data::MultiviewData { views: vec![], targets: targets.clone() };
+            data.split(record.dev, record.test, record.seed)?
+        }
+    };
+    Ok(match args.split {
+        Part::Train => split.train,
+        Part::Dev => split.dev,
+        Part::Test => split.test,
+        Part::All => unreachable!("handled above"),
+    })
+}
+
+/// The data's targets renumbered into the model's output order; a class or
+/// label the model does not know is an error.
+fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result<Targets> {
+    let index = |name: &String| {
+        outputs.iter().position(|o| o == name).with_context(|| format!("label '{name}' is not one the model knows ({})", outputs.join(", ")))
+    };
+    match (targets, task) {
+        (Targets::Classes { y, names }, Task::Multiclass) => {
+            let map: Vec<usize> = names.iter().map(index).collect::<Result<_>>()?;
+            Ok(Targets::Classes { y: y.iter().map(|&c| map[c]).collect(), names: outputs.to_vec() })
+        }
+        (Targets::Labels { y, names }, Task::Multilabel) => {
+            let map: Vec<usize> = names.iter().map(index).collect::<Result<_>>()?;
+            let mut out = vec![0u8; targets.len() * outputs.len()];
+            for (r, row) in y.chunks(names.len()).enumerate() {
+                for (j, &on) in row.iter().enumerate() {
+                    out[r * outputs.len() + map[j]] = on;
+                }
+            }
+            Ok(Targets::Labels { y: out, names: outputs.to_vec() })
+        }
+        _ => bail!("the labels are {} but the model is {:?}", if targets.is_multilabel() { "multilabel" } else { "single-label" }, task),
+    }
+}
+
+fn columns(predictor: &Predictor, views: &[&View]) -> Vec<String> {
+    let mut cols = vec!["row".to_string(), "predicted".to_string()];
+    cols.extend(predictor.config.outputs.iter().map(|o| format!("p_{o}")));
+    let gated = predictor.nets.iter().any(|n| n.has_gates());
+    for v in views {
+        if gated {
+            cols.push(format!("gate_{}", v.name));
+            cols.push(format!("share_{}", v.name));
+        }
+        cols.push(format!("importance_{}", v.name));
+    }
+    cols
+}
+
+fn write_rows(out: &mut Output, predictor: &Predictor, header: &[String], rows: &[usize], p: &Prediction, json: bool) -> Result<()> {
+    let (c, k) = (p.width, p.n_views);
+    let names = &predictor.config.outputs;
+    let decided = predictor.decide(&p.probs);
+    for (i, &r) in rows.iter().enumerate() {
+        let predicted: Vec<&str> =
+            decided[i * c..(i + 1) * c].iter().zip(names).filter(|(on, _)| **on == 1).map(|(_, n)| n.as_str()).collect();
+        let mut cells: Vec<Cell> = vec![Cell::Int(r), Cell::Text(predicted.join("|"))];
+        cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
+        for j in 0..k {
+            if let (Some(g), Some(s)) = (&p.gate_means, &p.shares) {
+                cells.push(Cell::Num(g[i * k + j]));
+                cells.push(Cell::Num(s[i * k + j]));
+            }
+            cells.push(Cell::Num(p.importance.as_ref().map_or(f32::NAN, |imp| imp[i * k + j])));
+        }
+        debug_assert_eq!(cells.len(), header.len());
+        let line = if json {
+            let object: serde_json::Map<String, serde_json::Value> = header.iter().cloned().zip(cells.iter().map(Cell::json)).collect();
+            serde_json::Value::Object(object).to_string()
+        } else {
+            cells.iter().map(Cell::csv).collect::<Vec<_>>().join(",")
+        };
+        out.line(&line)?;
+    }
+    Ok(())
+}
+
+enum Cell {
+    Int(usize),
+    Text(String),
+    Num(f32),
+}
+
+impl Cell {
+    fn csv(&self) -> String {
+        match self {
+            Cell::Int(i) => i.to_string(),
+            Cell::Text(t) if t.contains([',', '"', '\n']) => format!("\"{}\"", t.replace('"', "\"\"")),
+            Cell::Text(t) => t.clone(),
+            Cell::Num(x) if x.is_nan() => String::new(),
+            Cell::Num(x) => format!("{x:.6}"),
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        match self {
+            Cell::Int(i) => (*i).into(),
+            Cell::Text(t) => t.clone().into(),
+            Cell::Num(x) if x.is_nan() => serde_json::Value::Null,
+            Cell::Num(x) => serde_json::Number::from_f64(f64::from(*x)).map_or(serde_json::Value::Null, serde_json::Value::Number),
+        }
+    }
+}
+
+/// Standard output, or a temporary file renamed over the target at the end.
+enum Output {
+    Stdout(std::io::BufWriter<std::io::Stdout>),
+    File { tmp: PathBuf, path: PathBuf, file: Option<std::io::BufWriter<std::fs::File>> },
+}
+
+impl Output {
+    fn open(path: Option<&Path>) -> Result<Self> {
+        Ok(match path {
+            None => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
+            Some(path) => {
+                let tmp = gmu::error::temp_path(path);
+                let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
+                Output::File { tmp, path: path.to_path_buf(), file: Some(std::io::BufWriter::new(file)) }
+            }
+        })
+    }
+
+    fn line(&mut self, line: &str) -> Result<()> {
+        match self {
+            Output::Stdout(w) => writeln!(w, "{line}")?,
+            Output::File { file: Some(file), tmp, .. } => writeln!(file, "{line}").with_context(|| format!("writing {}", tmp.display()))?,
+            Output::File { file: None, .. } => unreachable!("written after finish"),
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<()> {
+        match &mut self {
+            Output::Stdout(w) => w.flush()?,
+            Output::File { tmp, path, file } => {
+                let file = file.take().expect("finished once");
+                file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+                std::fs::rename(&*tmp, &*path).with_context(|| format!("cannot write {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // A run that failed half-way leaves no partial file behind.
+        if let Output::File { tmp, .. } = self {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Per-column input scaling, fitted on the training rows and saved with a
+//! model so that prediction applies exactly what training applied.
+
+use serde::{Deserialize, Serialize};
+
+/// How inputs are scaled before training (the statistics come from the
+/// training data and are saved with the model).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scaling {
+    /// Raw inputs.
+    None,
+    /// Subtract the mean of each column (the seed post).
+    Center,
+    /// Subtract the mean and divide by the standard deviation of each column.
+    Standardize,
+}
+
+/// Per-column affine scaling fitted on training data: `(x − mean) / scale`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Scaler {
+    /// Column means (zeros for [`Scaling::None`]).
+    pub mean: Vec<f32>,
+    /// Column scales (ones unless [`Scaling::Standardize`]).
+    pub scale: Vec<f32>,
+}
+
+impl Scaler {
+    /// Fits the scaler on row-major `x` with `d` columns.
+    pub fn fit(x: &[f32], d: usize, scaling: Scaling) -> Self {
+        let n = (x.len() / d).max(1) as f64;
+        let mut mean = vec![0.0f32; d];
+        let mut scale = vec![1.0f32; d];
+        if scaling != Scaling::None {
+            for j in 0..d {
+                let m = x.iter().skip(j).step_by(d).map(|&v| v as f64).sum::<f64>() / n;
+                mean[j] = m as f32;
+                if scaling == Scaling::Standardize {
+                    let var = x.iter().skip(j).step_by(d).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
+                    scale[j] = if var > 0.0 { var.sqrt() as f32 } else { 1.0 };
+                }
+            }
+        }
+        Scaler { mean, scale }
+    }
+
+    /// The scaler that leaves `d` columns as they are.
+    pub fn identity(d: usize) -> Self {
+        Scaler { mean: vec![0.0; d], scale: vec![1.0; d] }
+    }
+
+    /// Number of columns.
+    pub fn width(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// The columns `range` of this scaler (one view of inputs scaled together).
+    pub fn columns(&self, range: std::ops::Range<usize>) -> Self {
+        Scaler { mean: self.mean[range.clone()].to_vec(), scale: self.scale[range].to_vec() }
+    }
+
+    /// Checks a scaler read from a file: `d` columns, finite means, finite
+    /// positive scales. The message names the first bad column.
+    pub fn check(&self, d: usize) -> std::result::Result<(), String> {
+        if self.mean.len() != d || self.scale.len() != d {
+            return Err(format!("{} means and {} scales for {d} columns", self.mean.len(), self.scale.len()));
+        }
+        if let Some(j) = self.mean.iter().position(|m| !m.is_finite()) {
+            return Err(format!("column {j}: mean {} is not finite", self.mean[j]));
+        }
+        if let Some(j) = self.scale.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err(format!("column {j}: scale {} (expected a finite number > 0)", self.scale[j]));
+        }
+        Ok(())
+    }
+
+    /// Scales row-major `x` in place.
+    pub fn apply(&self, x: &mut [f32]) {
+        let d = self.mean.len();
+        for row in x.chunks_exact_mut(d) {
+            for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaler_standardizes_columns() {
+        let x = vec![1.0, 10.0, 3.0, 30.0];
+        let s = Scaler::fit(&x, 2, Scaling::Standardize);
+        let mut y = x.clone();
+        s.apply(&mut y);
+        assert_eq!(y, vec![-1.0, -1.0, 1.0, 1.0]);
+        assert_eq!(Scaler::fit(&x, 2, Scaling::Center).scale, vec![1.0, 1.0]);
+        assert_eq!(s.columns(1..2), Scaler { mean: vec![20.0], scale: vec![10.0] });
+    }
+
+    #[test]
+    fn check_refuses_zero_negative_and_non_finite_scales() {
+        assert!(Scaler::identity(2).check(2).is_ok());
+        assert!(Scaler::identity(2).check(3).unwrap_err().contains("for 3 columns"));
+        let bad = Scaler { mean: vec![0.0, 0.0], scale: vec![1.0, 0.0] };
+        assert!(bad.check(2).unwrap_err().contains("column 1: scale 0"));
+        let bad = Scaler { mean: vec![f32::NAN, 0.0], scale: vec![1.0, 1.0] };
+        assert!(bad.check(2).unwrap_err().contains("column 0: mean NaN"));
+    }
+}

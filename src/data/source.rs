@@ -1,0 +1,186 @@
+//! One [`DataSource`] for every command: the synthetic CSV, the embedded
+//! mfeat and Twemoji sets, one file per view, or MM-IMDb's HDF5 file. A
+//! model directory records the source it was trained on
+//! ([`DataRecord`]), so `predict --split test` and the robustness sweep
+//! read the same rows again.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::builtin::{MFEAT_VIEWS, mfeat, twemoji};
+use super::multiview::{LabelSource, MultiviewData, Split, Targets, View, read_view};
+use crate::error::{GmuError, Result};
+
+/// Where data come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum DataSource {
+    /// UCI Multiple Features, embedded: six views of 2000 digits.
+    Mfeat,
+    /// Twemoji, embedded: a 32×32 picture and a hashed name, 9 categories.
+    Twemoji,
+    /// One CSV or NPY file per view; labels from a file, a column, or none.
+    Files {
+        /// One file per view; the view is named after the file's stem.
+        files: Vec<PathBuf>,
+        /// A label file (CSV with one column, or a 1-D NPY array).
+        labels: Option<PathBuf>,
+        /// The column of the view files that holds the label.
+        label_column: Option<String>,
+    },
+    /// The synthetic experiment's CSV (`v0..,t0..,c[,m]`): views `v` and `t`, classes `0`/`1`.
+    Synthetic {
+        /// The CSV.
+        path: PathBuf,
+    },
+    /// MM-IMDb's `multimodal_imdb.hdf5`: views `text` and `visual`, 23 genres, its own split.
+    Mmimdb {
+        /// The HDF5 file.
+        path: PathBuf,
+    },
+}
+
+/// What a model directory records of its training data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DataRecord {
+    /// Where the data came from.
+    pub source: DataSource,
+    /// The split made from it (`None` where the source has its own, or none was made).
+    pub split: Option<SplitRecord>,
+}
+
+/// The arguments of [`MultiviewData::split`].
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitRecord {
+    /// Dev share of each class.
+    pub dev: f64,
+    /// Test share of each class.
+    pub test: f64,
+    /// Seed of the shuffle.
+    pub seed: u64,
+}
+
+/// Views, with their targets and split where the source has them.
+#[derive(Clone, Debug)]
+pub struct Loaded {
+    /// The views, one row per sample each.
+    pub views: Vec<View>,
+    /// The targets, where the source carries labels.
+    pub targets: Option<Targets>,
+    /// The source's own split (MM-IMDb).
+    pub split: Option<Split>,
+    /// A line on what was adjusted while reading (MM-IMDb's NaN plot rows).
+    pub note: Option<String>,
+}
+
+impl Loaded {
+    /// The labelled data set, or an error naming `what` needs labels.
+    pub fn labelled(self, what: &str) -> Result<MultiviewData> {
+        let Some(targets) = self.targets else {
+            return Err(GmuError::invalid("labels", format!("{what} needs labels (a label file or a label column); the data carry none")));
+        };
+        Ok(MultiviewData { views: self.views, targets })
+    }
+}
+
+impl DataSource {
+    /// A short name for folders and messages.
+    pub fn name(&self) -> String {
+        match self {
+            DataSource::Mfeat => "mfeat".into(),
+            DataSource::Twemoji => "twemoji".into(),
+            DataSource::Files { .. } => "files".into(),
+            DataSource::Synthetic { path } | DataSource::Mmimdb { path } => {
+                path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned())
+            }
+        }
+    }
+
+    /// `--data` as the commands take it: `mfeat`, `twemoji`, `files` (with
+    /// `files`), or a path: `.hdf5`/`.h5` is MM-IMDb, anything else the synthetic CSV.
+    pub fn parse(data: &str, files: Vec<PathBuf>, labels: Option<PathBuf>, label_column: Option<String>) -> Result<Self> {
+        let wants_files = !files.is_empty() || labels.is_some() || label_column.is_some();
+        let source = match data {
+            "mfeat" => DataSource::Mfeat,
+            "twemoji" => DataSource::Twemoji,
+            "files" => DataSource::Files { files, labels, label_column },
+            path => {
+                let path = PathBuf::from(path);
+                let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
+                if matches!(ext.as_deref(), Some("hdf5" | "h5")) {
+                    DataSource::Mmimdb { path }
+                } else if matches!(ext.as_deref(), Some("csv")) {
+                    DataSource::Synthetic { path }
+                } else {
+                    return Err(GmuError::invalid(
+                        "data",
+                        format!("'{data}': expected mfeat, twemoji, files, a .csv (synthetic data) or a .hdf5 (MM-IMDb) file"),
+                    ));
+                }
+            }
+        };
+        if wants_files && !matches!(source, DataSource::Files { .. }) {
+            return Err(GmuError::invalid("files", format!("view files and labels go with data = files, not '{data}'")));
+        }
+        if let DataSource::Files { files, labels, label_column } = &source {
+            if files.is_empty() {
+                return Err(GmuError::invalid("files", "data = files needs one file per view"));
+            }
+            if labels.is_some() && label_column.is_some() {
+                return Err(GmuError::invalid("labels", "give a label file or a label column, not both"));
+            }
+        }
+        Ok(source)
+    }
+
+    /// Reads the data.
+    pub fn load(&self) -> Result<Loaded> {
+        let plain = |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
+        Ok(match self {
+            DataSource::Mfeat => plain(mfeat(&MFEAT_VIEWS)?),
+            DataSource::Twemoji => plain(twemoji()?),
+            DataSource::Files { files, labels, label_column } => {
+                let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+                match (labels, label_column) {
+                    (Some(p), None) => plain(MultiviewData::from_files(&paths, LabelSource::File(p))?),
+                    (None, Some(c)) => plain(MultiviewData::from_files(&paths, LabelSource::Column(c))?),
+                    (None, None) => Loaded { views: read_views(&paths)?, targets: None, split: None, note: None },
+                    (Some(_), Some(_)) => return Err(GmuError::invalid("labels", "give a label file or a label column, not both")),
+                }
+            }
+            DataSource::Synthetic { path } => {
+                let d = super::table::read_csv(path)?;
+                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false };
+                Loaded {
+                    views: vec![view("v", d.x_v.clone()), view("t", d.x_t.clone())],
+                    targets: Some(Targets::Classes { y: d.c.iter().map(|&c| usize::from(c)).collect(), names: vec!["0".into(), "1".into()] }),
+                    split: None,
+                    note: None,
+                }
+            }
+            DataSource::Mmimdb { path } => {
+                let m = super::mmimdb::read_hdf5(path)?;
+                let note = (m.nan_text_rows > 0)
+                    .then(|| format!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows));
+                Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
+            }
+        })
+    }
+}
+
+/// Reads one file per view, without labels; every view must have the same
+/// number of rows (the error names the file that differs).
+pub fn read_views(paths: &[&Path]) -> Result<Vec<View>> {
+    let mut views: Vec<View> = Vec::with_capacity(paths.len());
+    for &path in paths {
+        let (view, _) = read_view(path, None)?;
+        if let Some(first) = views.first()
+            && first.len() != view.len()
+        {
+            return Err(GmuError::data(path, format!("{} rows; {} has {}", view.len(), paths[0].display(), first.len())));
+        }
+        views.push(view);
+    }
+    Ok(views)
+}

@@ -1,0 +1,292 @@
+//! The model directory: what every command that trains writes, and what
+//! [`Predictor`](crate::predict::Predictor) loads.
+//!
+//! ```text
+//! DIR/config.json              ModelConfig: format version, views (names, widths),
+//!                              outputs (task, names, threshold), one entry per
+//!                              member network (spec, scalers, training log), the
+//!                              training config, the data it was trained on, results
+//! DIR/model-<i>.safetensors    the weights of member i (burn's safetensors)
+//! ```
+//!
+//! A model is one network (GMU, concat, linear sum, mixture of experts, the
+//! synthetic experiment's classifiers) or several (`avg-probs`: one
+//! single-view network per view, probabilities averaged). Every file is
+//! written to a temporary sibling and renamed, and `config.json` last, so a
+//! directory with a `config.json` is complete.
+//!
+//! `format_version` is [`FORMAT_VERSION`]. Directories written by gmu 0.1
+//! have none; loading one gives an error that says so.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DataRecord, Scaler};
+use crate::error::{GmuError, Result, temp_path, write_atomic};
+use crate::fit::{EpochLog, FitConfig};
+use crate::fusion::{FusionNet, FusionSpec, Task};
+use crate::train::TrainingConfig;
+
+/// The model directory format this version writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The config file inside a model directory.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The weights file of member `i`.
+pub fn weights_file(i: usize) -> String {
+    format!("model-{i}.safetensors")
+}
+
+/// One input view of a model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewSpec {
+    /// Its name (a file stem, `v`/`t` for the synthetic data, `text`/`visual` for MM-IMDb).
+    pub name: String,
+    /// Number of columns.
+    pub width: usize,
+}
+
+/// One network of a model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberConfig {
+    /// The views it reads: indices into [`ModelConfig::views`], in input order.
+    pub views: Vec<usize>,
+    /// Its shape.
+    pub spec: FusionSpec,
+    /// The scaling of each view it reads, fitted on the training rows.
+    pub scalers: Vec<Scaler>,
+    /// The epoch whose weights were kept (0 where training ran in steps).
+    #[serde(default)]
+    pub best_epoch: usize,
+    /// Per-epoch training log (empty where training ran in steps).
+    #[serde(default)]
+    pub history: Vec<EpochLog>,
+}
+
+/// How a model was trained.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum TrainingRecord {
+    /// Epochs with early stopping on dev macro-F1 (`multiview`, `mmimdb`).
+    Epochs {
+        /// The hyper-parameters.
+        config: FitConfig,
+    },
+    /// Adam steps with restarts (the synthetic experiment: `train`, `demo`).
+    Steps {
+        /// The training config.
+        config: TrainingConfig,
+        /// Training loss before each step of the kept restart.
+        history: Vec<f32>,
+        /// Final training loss of every restart.
+        restart_losses: Vec<f32>,
+    },
+}
+
+/// Everything in `config.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// [`FORMAT_VERSION`] when written by this version.
+    pub format_version: u32,
+    /// The gmu version that wrote it.
+    pub gmu_version: String,
+    /// The method's name in tables (`gmu`, `single:pix`, `moe-maxout-tied`, `ff`, …).
+    pub method: String,
+    /// The views the model reads, in the order its inputs are given.
+    pub views: Vec<ViewSpec>,
+    /// Single-label or multilabel.
+    pub task: Task,
+    /// Class or label names, one per output.
+    pub outputs: Vec<String>,
+    /// Multilabel decision threshold on each label's probability.
+    pub threshold: f32,
+    /// The networks; their probabilities are averaged (over the members whose views are present).
+    pub members: Vec<MemberConfig>,
+    /// How it was trained.
+    pub training: TrainingRecord,
+    /// The data it was trained on, where a command can read them again.
+    #[serde(default)]
+    pub data: Option<DataRecord>,
+    /// Training wall time, seconds.
+    #[serde(default)]
+    pub seconds: f64,
+    /// What the training command measured (scores, gate reports).
+    #[serde(default)]
+    pub results: serde_json::Value,
+}
+
+fn store_error(path: &Path, message: impl Into<String>) -> GmuError {
+    GmuError::Store { path: path.to_path_buf(), message: message.into() }
+}
+
+impl ModelConfig {
+    /// Checks the config against itself: at least one view and one member,
+    /// each member's spec valid and fed by views of the right widths, one
+    /// valid scaler per view, as many outputs as the specs have.
+    /// `path` names the file in errors.
+    pub fn check(&self, path: &Path) -> Result<()> {
+        if self.views.is_empty() {
+            return Err(store_error(path, "no view"));
+        }
+        if self.members.is_empty() {
+            return Err(store_error(path, "no member network"));
+        }
+        if self.outputs.is_empty() {
+            return Err(store_error(path, "no output (class or label) name"));
+        }
+        for (i, v) in self.views.iter().enumerate() {
+            if v.width == 0 {
+                return Err(store_error(path, format!("view '{}' has width 0", v.name)));
+            }
+            if self.views[..i].iter().any(|w| w.name == v.name) {
+                return Err(store_error(path, format!("view '{}' is listed twice", v.name)));
+            }
+        }
+        for (m, member) in self.members.iter().enumerate() {
+            let at = |message: String| store_error(path, format!("member {m}: {message}"));
+            member.spec.validate().map_err(|e| at(e.to_string()))?;
+            if member.views.len() != member.spec.d_inputs.len() || member.scalers.len() != member.views.len() {
+                return Err(at(format!(
+                    "{} views, {} scalers and {} spec inputs do not match",
+                    member.views.len(),
+                    member.scalers.len(),
+                    member.spec.d_inputs.len()
+                )));
+            }
+            for ((&v, &d), scaler) in member.views.iter().zip(&member.spec.d_inputs).zip(&member.scalers) {
+                let view = self.views.get(v).ok_or_else(|| at(format!("view index {v} of {}", self.views.len())))?;
+                if view.width != d {
+                    return Err(at(format!("view '{}' is {} wide, the spec reads {d}", view.name, view.width)));
+                }
+                scaler.check(d).map_err(|e| at(format!("scaler of view '{}': {e}", view.name)))?;
+            }
+            if member.spec.n_outputs != self.outputs.len() || member.spec.task != self.task {
+                return Err(at(format!(
+                    "{} {:?} outputs, the model has {} {:?}",
+                    member.spec.n_outputs,
+                    member.spec.task,
+                    self.outputs.len(),
+                    self.task
+                )));
+            }
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            return Err(store_error(path, format!("threshold {} (expected a number in (0, 1))", self.threshold)));
+        }
+        Ok(())
+    }
+}
+
+/// Writes `nets` (one per member) and `config` into `dir`, created if needed.
+pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()> {
+    assert_eq!(nets.len(), config.members.len(), "one net per member");
+    config.check(&dir.join(CONFIG_FILE))?;
+    std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
+    for (i, net) in nets.iter().enumerate() {
+        let path = dir.join(weights_file(i));
+        let tmp = temp_path(&path);
+        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+        net.save_into(&mut store).map_err(|e| store_error(&path, e.to_string()))?;
+        std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
+    }
+    let json = serde_json::to_string_pretty(config).expect("the config serialises");
+    write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+}
+
+/// Reads and checks `DIR/config.json` alone (no weights).
+pub fn read_config(dir: &Path) -> Result<ModelConfig> {
+    let path = dir.join(CONFIG_FILE);
+    if !dir.is_dir() {
+        return Err(store_error(dir, "not a model directory (expected a folder with config.json and model-0.safetensors)"));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| GmuError::io(&path, e))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| store_error(&path, format!("not JSON: {e}")))?;
+    match value.get("format_version").map(|v| v.as_u64()) {
+        None => {
+            return Err(store_error(
+                &path,
+                format!(
+                    "written by gmu 0.1 (no format_version); this gmu {} reads model format {FORMAT_VERSION}: train the model again",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            ));
+        }
+        Some(Some(v)) if v == u64::from(FORMAT_VERSION) => {}
+        Some(v) => {
+            let shown = v.map_or_else(|| value["format_version"].to_string(), |v| v.to_string());
+            return Err(store_error(
+                &path,
+                format!("model format {shown}; this gmu {} reads format {FORMAT_VERSION}", env!("CARGO_PKG_VERSION")),
+            ));
+        }
+    }
+    let config: ModelConfig =
+        serde_json::from_value(value).map_err(|e| store_error(&path, format!("not a gmu model config: {e}")))?;
+    config.check(&path)?;
+    Ok(config)
+}
+
+/// Loads a model directory: its config and one net per member, on `device`.
+pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)> {
+    let config = read_config(dir)?;
+    let mut nets = Vec::with_capacity(config.members.len());
+    for (i, member) in config.members.iter().enumerate() {
+        let path: PathBuf = dir.join(weights_file(i));
+        if !path.is_file() {
+            return Err(store_error(&path, "missing weights file"));
+        }
+        let mut net = member.spec.init(device)?;
+        let mut store = SafetensorsStore::from_file(&path);
+        let result = net.load_from(&mut store).map_err(|e| store_error(&path, one_line(&e.to_string())))?;
+        if !result.is_success() {
+            let missing: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).take(3).collect();
+            return Err(store_error(
+                &path,
+                format!("the weights do not match the config (missing: {}; {} errors)", missing.join(", "), result.errors.len()),
+            ));
+        }
+        if let Some(name) = first_non_finite(&net) {
+            return Err(GmuError::NonFinite(format!("{}: tensor {name} holds NaN or infinity", path.display())));
+        }
+        nets.push(net);
+    }
+    Ok((config, nets))
+}
+
+/// The first line of a message (burn's store errors can run over many lines).
+fn one_line(message: &str) -> String {
+    message.lines().next().unwrap_or("").trim().to_string()
+}
+
+/// The path of the first parameter holding a NaN or an infinity.
+fn first_non_finite(net: &FusionNet) -> Option<String> {
+    struct Finder {
+        path: Vec<String>,
+        found: Option<String>,
+    }
+    impl burn::module::ModuleVisitor for Finder {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if self.found.is_none() {
+                let values = param.val().into_data().convert::<f32>().try_to_vec::<f32>().unwrap_or_default();
+                if values.iter().any(|v| !v.is_finite()) {
+                    self.found = Some(self.path.join("."));
+                }
+            }
+        }
+    }
+    let mut finder = Finder { path: vec![], found: None };
+    net.visit(&mut finder);
+    finder.found
+}
