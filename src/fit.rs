@@ -789,6 +789,41 @@ mod tests {
         }
     }
 
+    /// Every method, single-label and multilabel: the model directory loads
+    /// back and predicts exactly the probabilities the training process computed.
+    #[test]
+    fn save_load_predict_round_trip_for_every_method() {
+        let device = dev();
+        for multilabel in [false, true] {
+            let data = planted(120, multilabel, 7);
+            let split = data.split(0.2, 0.2, 0).unwrap();
+            for (kind, experts, tied, head) in [
+                (FusionKind::Gmu, ExpertKind::Maxout, false, HeadKind::Maxout),
+                (FusionKind::Gmu, ExpertKind::Maxout, false, HeadKind::Linear),
+                (FusionKind::Concat, ExpertKind::Maxout, false, HeadKind::Maxout),
+                (FusionKind::LinearSum, ExpertKind::Maxout, false, HeadKind::Maxout),
+                (FusionKind::AvgProbs, ExpertKind::Maxout, false, HeadKind::Maxout),
+                (FusionKind::Moe, ExpertKind::Maxout, false, HeadKind::Maxout),
+                (FusionKind::Moe, ExpertKind::Logistic, true, HeadKind::Maxout),
+            ] {
+                let config = FitConfig { experts, tied_gates: tied, head, max_epochs: 2, patience: 2, ..quick(kind) };
+                let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
+                let dir = tempfile::tempdir().unwrap();
+                trained.save(dir.path(), &config.label(), None, serde_json::Value::Null).unwrap();
+                let loaded = crate::predict::Predictor::load(dir.path(), &device).unwrap();
+                assert_eq!(loaded.config.outputs, data.targets.names());
+                let views = loaded.select_views(&data.views).unwrap();
+                let p = loaded.predict_rows(&views, &split.test, true).unwrap();
+                let expected = trained.predict(&data, &split.test, &device);
+                assert_eq!(p.probs, expected.probs, "{kind} {head:?} multilabel={multilabel}");
+                assert_eq!(p.gate_means, expected.gate_means, "{kind}");
+                let imp = p.importance.unwrap();
+                assert_eq!(imp.len(), split.test.len() * 2);
+                assert!(imp.iter().all(|x| x.is_finite()), "{kind}: {imp:?}");
+            }
+        }
+    }
+
     #[test]
     fn random_search_draws_from_the_paper_ranges() {
         let mut rng = StdRng::seed_from_u64(0);

@@ -554,6 +554,35 @@ mod tests {
         assert_eq!(net.params, model.net.params);
     }
 
+    /// The synthetic models load as fusion models too and predict what the
+    /// native engine computes: P(C = 1) = softmax of the logits, and the gate.
+    #[test]
+    fn synthetic_models_predict_through_the_model_directory() {
+        let device = Device::default();
+        let data = toy(5);
+        for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
+            let mut config = Preset::Default.config(kind, 1, 2);
+            config.restarts = 2;
+            config.steps = 30;
+            let model = train(&config, &data, &device).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            save(&model, dir.path(), &device).unwrap();
+            let predictor = crate::predict::Predictor::load(dir.path(), &device).unwrap();
+            let views = [
+                crate::data::View { name: "v".into(), dim: 1, values: data.x_v.clone(), image: None, prescaled: false },
+                crate::data::View { name: "t".into(), dim: 1, values: data.x_t.clone(), image: None, prescaled: false },
+            ];
+            let p = predictor.predict(&views).unwrap();
+            let (prob, gate) = crate::experiment::Predictor::from(&model).predict(&data.joined());
+            for i in 0..data.len() {
+                assert!((p.probs[2 * i + 1] - prob[i]).abs() < 1e-5, "{kind} row {i}: {} vs {}", p.probs[2 * i + 1], prob[i]);
+                if kind == ModelKind::Gmu {
+                    assert!((p.gate_means.as_ref().unwrap()[2 * i] - gate[i]).abs() < 1e-5);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_diverging_loss_is_reported() {
         let data = toy(1);

@@ -305,3 +305,103 @@ fn mmimdb_and_multiview_refuse_bad_input_with_one_line() {
     assert_refused(&gmu(&["multiview", "--lr=-1", "--out", o]), "--lr");
     assert!(!out.exists(), "nothing may be written on a refused run");
 }
+
+#[test]
+fn predict_runs_trained_models_on_new_rows_with_missing_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let out = dir.path().join("run");
+    let files = format!("{a},{b}");
+    let train = [
+        "multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "avg-probs", "--epochs", "8",
+        "--hidden", "16", "--dropout", "0.1", "--lr", "0.01", "--seed", "5", "--out", out.to_str().unwrap(),
+    ];
+    assert!(gmu(&train).status.success());
+    let results = read_json(&out.join("a+b/results.json"));
+    let model = out.join("a+b/gmu");
+    let m = model.to_str().unwrap();
+    // The test split again, from the split recorded in the model: the same scores as training printed.
+    let pred = dir.path().join("pred.csv");
+    let run = gmu(&["predict", "--model", m, "--files", &files, "--labels", &y, "--split", "test", "--out", pred.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
+    let acc = gmu_row["test"]["accuracy"].as_f64().unwrap();
+    assert!(String::from_utf8_lossy(&run.stdout).contains(&format!("accuracy {acc:.4}")), "{}", String::from_utf8_lossy(&run.stdout));
+    let text = std::fs::read_to_string(&pred).unwrap();
+    let header = text.lines().next().unwrap();
+    assert_eq!(header, "row,predicted,p_cat,p_dog,p_eel,gate_a,share_a,importance_a,gate_b,share_b,importance_b");
+    assert_eq!(text.lines().count(), 1 + 48);
+    // Unlabelled rows with the text view missing in row 1: JSON lines on stdout.
+    let b_text = std::fs::read_to_string(&b).unwrap();
+    let mut lines: Vec<String> = b_text.lines().take(4).map(String::from).collect();
+    lines[2] = ",,".into();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::write(sub.join("b.csv"), lines.join("\n") + "\n").unwrap();
+    let a_text: Vec<String> = std::fs::read_to_string(&a).unwrap().lines().take(4).map(String::from).collect();
+    std::fs::write(sub.join("a.csv"), a_text.join("\n") + "\n").unwrap();
+    let files_sub = format!("{},{}", sub.join("a.csv").display(), sub.join("b.csv").display());
+    let run = gmu(&["predict", "--model", m, "--files", &files_sub, "--json"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[1]["share_a"], 1.0);
+    assert_eq!(rows[1]["importance_b"], 0.0);
+    assert!(rows[1]["importance_a"].is_null(), "the only view present has no occlusion importance");
+    let probs: f64 = ["p_cat", "p_dog", "p_eel"].iter().map(|k| rows[0][k].as_f64().unwrap()).sum();
+    assert!((probs - 1.0).abs() < 1e-4);
+    // avg-probs: the present member alone.
+    let avg = out.join("a+b/avg-probs");
+    assert!(gmu(&["predict", "--model", avg.to_str().unwrap(), "--files", &files_sub]).status.success());
+    // A synthetic model predicts a synthetic CSV.
+    let csv = dir.path().join("toy.csv");
+    assert!(gmu(&["synth", "--out", csv.to_str().unwrap(), "--n", "50"]).status.success());
+    let toy = dir.path().join("toy");
+    assert!(gmu(&["train", "--data", csv.to_str().unwrap(), "--out", toy.to_str().unwrap(), "--restarts", "2"]).status.success());
+    let run = gmu(&["predict", "--model", toy.to_str().unwrap(), "--data", csv.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).starts_with("row,predicted,p_0,p_1,gate_v,share_v,importance_v,gate_t,"));
+    assert!(stderr(&run).contains("gmu on 50 rows: accuracy"), "{}", stderr(&run));
+}
+
+#[test]
+fn predict_refuses_bad_models_and_views_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let out = dir.path().join("run");
+    let files = format!("{a},{b}");
+    let train = ["multiview", "--files", &files, "--labels", &y, "--fusion", "concat", "--no-single", "--epochs", "2", "--out", out.to_str().unwrap()];
+    assert!(gmu(&train).status.success());
+    let model = out.join("a+b/concat");
+    let m = model.to_str().unwrap();
+    // Views: one missing, an unknown name, a wrong width.
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &a]), "the model reads view 'b' (3 columns); the data have a (3 columns)");
+    let other = dir.path().join("c.csv");
+    std::fs::copy(&b, &other).unwrap();
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &format!("{a},{}", other.display())]), "the model reads view 'b'");
+    let narrow = dir.path().join("narrow");
+    std::fs::create_dir(&narrow).unwrap();
+    std::fs::write(narrow.join("b.csv"), "b0,b1\n1,2\n").unwrap();
+    std::fs::write(narrow.join("a.csv"), "a0,a1,a2\n1,2,3\n").unwrap();
+    let nf = format!("{},{}", narrow.join("a.csv").display(), narrow.join("b.csv").display());
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &nf]), "view 'b' has 2 columns; the model was trained on 3");
+    // A row that is only partly missing.
+    std::fs::write(narrow.join("b.csv"), "b0,b1,b2\n1,,3\n").unwrap();
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &nf]), "view 'b', row 0, column 1: a missing cell");
+    // The output may not overwrite an input.
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &files, "--out", &a]), "is an input of this command");
+    assert_eq!(std::fs::read_to_string(&a).unwrap().lines().count(), 241, "the input is untouched");
+    // Model directories: missing weights, an old format, a newer one.
+    std::fs::rename(model.join("model-0.safetensors"), dir.path().join("w")).unwrap();
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "model-0.safetensors: missing weights file");
+    std::fs::rename(dir.path().join("w"), model.join("model-0.safetensors")).unwrap();
+    let config = model.join("config.json");
+    let mut json = read_json(&config);
+    json["format_version"] = 7.into();
+    std::fs::write(&config, json.to_string()).unwrap();
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "model format 7; this gmu 0.1.0 reads format 1");
+    json.as_object_mut().unwrap().remove("format_version");
+    std::fs::write(&config, json.to_string()).unwrap();
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "written by gmu 0.1 (no format_version)");
+    assert_refused(&gmu(&["predict", "--model", "/no/such/model", "--files", &files]), "/no/such/model: not a model directory");
+}
