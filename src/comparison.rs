@@ -12,7 +12,13 @@ use burn::tensor::Device;
 
 use crate::data::{DataRecord, MultiviewData, Split};
 use crate::error::{GmuError, Result, write_atomic};
-use crate::fit::{Evaluation, FitConfig, GateReport, ImportanceReport, search};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use crate::data::View;
+use crate::fit::{Evaluation, FitConfig, GateReport, ImportanceReport, Trained, score, search};
+use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
 
 /// One row of a comparison.
@@ -37,6 +43,94 @@ pub struct MethodResult {
     /// Per-class occlusion importance of each view on the test split (methods with 2+ views).
     #[serde(default)]
     pub importance: Option<ImportanceReport>,
+    /// Test scores with each view missing in a growing share of the samples.
+    #[serde(default)]
+    pub missing: Vec<MissingCurve>,
+}
+
+/// A method's test scores when one view is missing in a share of the test
+/// samples (the same samples for every method: a seeded shuffle per view,
+/// each rate's missing samples a superset of the smaller rates').
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MissingCurve {
+    /// The view made missing.
+    pub view: String,
+    /// Shares of test samples without it.
+    pub rates: Vec<f64>,
+    /// Accuracy (subset accuracy for multilabel) at each rate; NaN where the
+    /// method reads that view alone and so cannot predict without it.
+    pub accuracy: Vec<f64>,
+    /// Macro-F1 at each rate (NaN as above).
+    pub macro_f1: Vec<f64>,
+}
+
+/// Scores `trained` on `rows` with each view of `set` missing in each share
+/// `rates` of the rows (see [`MissingCurve`]); `seed` picks the rows.
+pub fn missing_view_curves(
+    trained: &Trained,
+    data: &MultiviewData,
+    rows: &[usize],
+    set: &[usize],
+    rates: &[f64],
+    seed: u64,
+    device: &Device,
+) -> Result<Vec<MissingCurve>> {
+    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
+    let reads: Vec<usize> = trained.members.iter().flat_map(|m| m.modalities.iter().copied()).collect();
+    // The rows scored, as views of their own: a view copied per rate is then test-sized.
+    let sub: Vec<View> = data
+        .views
+        .iter()
+        .map(|w| w.select(rows))
+        .collect();
+    let local: Vec<usize> = (0..rows.len()).collect();
+    let mut curves = Vec::new();
+    for &v in set {
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(seed ^ (0x5EED_0000 + v as u64)));
+        let (mut accuracy, mut macro_f1) = (Vec::new(), Vec::new());
+        for &rate in rates {
+            let n_missing = (rate * rows.len() as f64).round() as usize;
+            let alone = reads.iter().all(|&r| r == v);
+            if n_missing > 0 && alone {
+                accuracy.push(f64::NAN);
+                macro_f1.push(f64::NAN);
+                continue;
+            }
+            let mut view = sub[v].clone();
+            for &i in &order[..n_missing] {
+                view.values[i * view.dim..(i + 1) * view.dim].fill(f32::NAN);
+            }
+            let views: Vec<&View> = sub.iter().enumerate().map(|(k, w)| if k == v { &view } else { w }).collect();
+            let p = trained.predict_views(&views, &local, task, device)?;
+            let eval = score(&data.targets, rows, &p.probs, trained.config.threshold);
+            accuracy.push(eval.accuracy);
+            macro_f1.push(eval.f1.macro_);
+        }
+        curves.push(MissingCurve { view: data.views[v].name.clone(), rates: rates.to_vec(), accuracy, macro_f1 });
+    }
+    Ok(curves)
+}
+
+/// The missing-view curves of every method as a Markdown table: one row per
+/// method and view, one column per rate; macro-F1.
+pub fn missing_table(results: &[MethodResult]) -> String {
+    let Some(rates) = results.iter().find_map(|r| r.missing.first().map(|c| c.rates.clone())) else { return String::new() };
+    let mut out = String::from("| method | view missing |");
+    for r in &rates {
+        out.push_str(&format!(" {:.0} % |", r * 100.0));
+    }
+    out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(rates.len())));
+    for res in results {
+        for c in &res.missing {
+            out.push_str(&format!("| {} | {} |", res.method, c.view));
+            for x in &c.macro_f1 {
+                out.push_str(&if x.is_nan() { " – |".to_string() } else { format!(" {x:.4} |") });
+            }
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// The fusion configurations of the paper's Table 2, from `base`: GMU,
@@ -72,6 +166,9 @@ pub struct CompareOptions {
     pub save_to: Option<PathBuf>,
     /// The data's source, recorded in each saved model so that it can be read again.
     pub data: Option<DataRecord>,
+    /// Score every method with each view missing in these shares of the test
+    /// samples (empty: skip); see [`missing_view_curves`].
+    pub missing_rates: Vec<f64>,
 }
 
 /// Trains and scores every method; `progress` gets each finished row.
@@ -134,6 +231,12 @@ pub fn compare(
             .map(|(g, s)| GateReport::new(&data.targets, &split.test, g, s, view_names.clone()));
         let importance =
             predictions.importance.as_ref().map(|imp| ImportanceReport::new(&data.targets, &split.test, imp, view_names.clone()));
+        let missing = if options.missing_rates.is_empty() {
+            Vec::new()
+        } else {
+            let seed = options.methods.first().map_or(0, |m| m.seed);
+            missing_view_curves(&trained, data, &split.test, &options.modalities, &options.missing_rates, seed, device)?
+        };
         let result = MethodResult {
             method: method.clone(),
             views: view_names,
@@ -144,6 +247,7 @@ pub fn compare(
             seconds: trained.seconds,
             gates,
             importance,
+            missing,
         };
         if let Some(dir) = &options.save_to {
             let json = serde_json::to_value(&result).expect("result serialises");
@@ -304,6 +408,7 @@ mod tests {
             seconds: 0.0,
             gates: None,
             importance: None,
+            missing: vec![],
         }
     }
 
@@ -326,7 +431,7 @@ mod tests {
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let base = FitConfig { fusion: FusionKind::AvgProbs, hidden: 8, max_epochs: 3, patience: 3, ..FitConfig::default() };
-        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None, data: None };
+        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None, data: None, missing_rates: vec![] };
         let device = Device::default();
         let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
         assert_eq!(results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["single:v0.3", "single:v0.7", "avg-probs"]);
@@ -336,6 +441,41 @@ mod tests {
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
         let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
         assert_eq!(results[2].test, expected);
+    }
+
+    /// Rate 0 is the plain test score; a single-view model cannot predict
+    /// without its view; the fused model's score falls as its rows go missing.
+    #[test]
+    fn missing_view_curves_score_each_view_and_rate() {
+        use crate::data::{Targets, View};
+        let n = 150;
+        let planted = |k: usize| View {
+            name: format!("v{k}"),
+            dim: 3,
+            values: (0..n * 3).map(|i| if i % 3 == (i / 3) % 3 { 2.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 11.0).collect(),
+            image: None,
+            prescaled: false,
+        };
+        let data = MultiviewData {
+            views: vec![planted(0), planted(1)],
+            targets: Targets::Classes { y: (0..n).map(|i| i % 3).collect(), names: vec!["a".into(), "b".into(), "c".into()] },
+        };
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let device = Device::default();
+        let config = FitConfig { fusion: FusionKind::Concat, hidden: 8, max_epochs: 5, patience: 5, lr: 0.01, dropout: 0.0, ..FitConfig::default() };
+        let fused = crate::fit::fit(&data, &[0, 1], &split, &config, &device).unwrap();
+        let rates = [0.0, 0.5, 1.0];
+        let curves = missing_view_curves(&fused, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
+        let clean = fused.evaluate(&data, &split.test, &device).0;
+        assert_eq!(curves.len(), 2);
+        assert_eq!(curves[0].accuracy[0], clean.accuracy);
+        assert!(curves[0].macro_f1.iter().all(|x| x.is_finite()));
+        let single = crate::fit::fit(&data, &[0], &split, &config, &device).unwrap();
+        let curves = missing_view_curves(&single, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
+        assert!(curves[0].accuracy[1].is_nan() && curves[0].accuracy[2].is_nan(), "{curves:?}");
+        assert_eq!(curves[1].accuracy, vec![curves[1].accuracy[0]; 3], "a view it does not read changes nothing");
+        let md = missing_table(&[MethodResult { missing: curves, ..result("single:v0", 0.0, 0.0) }]);
+        assert!(md.contains("| single:v0 | v0 |") && md.contains(" – |"), "{md}");
     }
 
     #[test]

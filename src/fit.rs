@@ -61,6 +61,12 @@ pub struct FitConfig {
     /// Training engine.
     #[serde(default)]
     pub engine: FitEngine,
+    /// Modality dropout: each training sample loses each view with this
+    /// probability (never all of them; the missing-view rule of
+    /// [`FusionNet::forward_present`] applies), so the model learns to cope
+    /// with missing views. 0 turns it off.
+    #[serde(default)]
+    pub modality_dropout: f64,
     /// Features out of the CNN of an image view.
     pub image_features: usize,
     /// Seed of the initialisation, dropout and batch order.
@@ -84,6 +90,7 @@ impl Default for FitConfig {
             normalize_gates: false,
             head: HeadKind::Maxout,
             engine: FitEngine::Auto,
+            modality_dropout: 0.0,
             image_features: 64,
             seed: 0,
         }
@@ -109,6 +116,9 @@ impl FitConfig {
             && !(m > 0.0 && m.is_finite())
         {
             return Err(GmuError::invalid("--max-norm", format!("must be positive, got {m}")));
+        }
+        if !(0.0..1.0).contains(&self.modality_dropout) {
+            return Err(GmuError::invalid("--modality-dropout", format!("must be in [0, 1), got {}", self.modality_dropout)));
         }
         Ok(())
     }
@@ -302,7 +312,8 @@ fn fit_member(
     let scalers = fit_scalers(data, &modalities, &split.train);
     let model = spec.init(&device)?;
     // The dense engine where it applies (it refuses every other model), burn otherwise.
-    let dense = if config.engine == FitEngine::Auto { DenseGmu::from_net(&model).ok() } else { None };
+    // The dense engine has no missing-view rule, so modality dropout trains on burn.
+    let dense = if config.engine == FitEngine::Auto && config.modality_dropout == 0.0 { DenseGmu::from_net(&model).ok() } else { None };
     let mut trainer = match dense {
         Some(dense) => Trainer::Dense {
             grad: vec![0.0; dense.len()],
@@ -325,7 +336,8 @@ fn fit_member(
             if rows.len() < 2 {
                 continue;
             }
-            let value = trainer.step(data, &modalities, &scalers, rows, config, &device);
+            let present = modality_dropout(rows.len(), modalities.len(), config.modality_dropout, &mut rng);
+            let value = trainer.step(data, &modalities, &scalers, rows, present, config, &device);
             if !value.is_finite() {
                 return Err(GmuError::NonFinite(format!(
                     "{} training loss is {value} at epoch {epoch}; lower --lr or check the data",
@@ -352,6 +364,27 @@ fn fit_member(
     Ok(Member { modalities, spec, scalers, net, history, best_epoch })
 }
 
+/// A `[rows, K]` presence mask for modality dropout: each view dropped with
+/// probability `p`, and where a row would lose every view one of them, drawn
+/// at random, is kept. `None` (every view present) when `p` is 0 or K is 1.
+fn modality_dropout(rows: usize, k: usize, p: f64, rng: &mut StdRng) -> Option<Vec<f32>> {
+    if p == 0.0 || k < 2 {
+        return None;
+    }
+    let mut mask = vec![1.0f32; rows * k];
+    for row in mask.chunks_mut(k) {
+        for x in row.iter_mut() {
+            if rng.random_bool(p) {
+                *x = 0.0;
+            }
+        }
+        if row.iter().all(|&x| x == 0.0) {
+            row[rng.random_range(0..k)] = 1.0;
+        }
+    }
+    Some(mask)
+}
+
 /// The training loop's engine: burn's autodiff for every model, or the dense
 /// GEMM engine for the plain two-modality GMU classifier. One lives per fit,
 /// so the size difference of the variants does not matter.
@@ -363,7 +396,17 @@ enum Trainer {
 
 impl Trainer {
     /// One Adam step on `rows`; returns the batch loss.
-    fn step(&mut self, data: &MultiviewData, modalities: &[usize], scalers: &[Scaler], rows: &[usize], config: &FitConfig, device: &Device) -> f32 {
+    #[allow(clippy::too_many_arguments)]
+    fn step(
+        &mut self,
+        data: &MultiviewData,
+        modalities: &[usize],
+        scalers: &[Scaler],
+        rows: &[usize],
+        present: Option<Vec<f32>>,
+        config: &FitConfig,
+        device: &Device,
+    ) -> f32 {
         match self {
             Trainer::Burn { model, optim } => {
                 let inputs: Vec<Tensor<2>> = modalities
@@ -371,7 +414,8 @@ impl Trainer {
                     .zip(scalers)
                     .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, device))
                     .collect();
-                let out = model.forward(&inputs);
+                let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), modalities.len()]), device));
+                let out = model.forward_present(&inputs, mask.as_ref());
                 let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, device));
                 let value: f32 = loss.clone().into_scalar();
                 if value.is_finite() {
@@ -422,6 +466,21 @@ fn predict_nets(
     importance: bool,
     device: &Device,
 ) -> Prediction {
+    let views: Vec<&View> = data.views.iter().collect();
+    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
+    // Training data are checked finite, so no view is missing and this cannot fail.
+    predict_views(nets, &views, rows, task, importance, device).expect("finite training data")
+}
+
+/// As [`predict_nets`] on views given one by one (some rows may be missing).
+fn predict_views(
+    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    views: &[&View],
+    rows: &[usize],
+    task: Task,
+    importance: bool,
+    device: &Device,
+) -> Result<Prediction> {
     let mut model_views: Vec<usize> = Vec::new();
     for (views, _, _) in nets {
         for &v in views.iter() {
@@ -431,10 +490,7 @@ fn predict_nets(
         }
     }
     let members: Vec<MemberRef<'_>> = nets.iter().map(|(views, scalers, net)| MemberRef { views, scalers, net }).collect();
-    let views: Vec<&View> = data.views.iter().collect();
-    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
-    // Training data are checked finite, so no view is missing and this cannot fail.
-    predict::run(&members, &views, &model_views, rows, task, importance, device).expect("finite training data")
+    predict::run(&members, views, &model_views, rows, task, importance, device)
 }
 
 fn evaluate_nets(
@@ -453,6 +509,13 @@ impl Trained {
     pub fn predict(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> Prediction {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
         predict_nets(data, &nets, rows, false, device)
+    }
+
+    /// Probabilities on `rows` of `views` (the training data's views, in the
+    /// same order, possibly with rows missing: all-NaN rows).
+    pub fn predict_views(&self, views: &[&View], rows: &[usize], task: Task, device: &Device) -> Result<Prediction> {
+        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
+        predict_views(&nets, views, rows, task, false, device)
     }
 
     /// Metrics and predictions on `rows`, with each view's occlusion importance.
@@ -822,6 +885,53 @@ mod tests {
                 assert!(imp.iter().all(|x| x.is_finite()), "{kind}: {imp:?}");
             }
         }
+    }
+
+    #[test]
+    fn modality_dropout_never_drops_every_view_and_drops_about_p() {
+        let mut rng = StdRng::seed_from_u64(3);
+        assert!(modality_dropout(10, 1, 0.5, &mut rng).is_none() && modality_dropout(10, 3, 0.0, &mut rng).is_none());
+        let mask = modality_dropout(20_000, 3, 0.3, &mut rng).unwrap();
+        assert!(mask.chunks(3).all(|row| row.contains(&1.0)));
+        let dropped = mask.iter().filter(|&&x| x == 0.0).count() as f64 / mask.len() as f64;
+        // 0.3 minus the rows that would have lost all three (0.3³ = 2.7 %, one view restored each).
+        assert!((dropped - (0.3 - 0.027 / 3.0)).abs() < 0.01, "{dropped}");
+    }
+
+    /// Both views carry the class, view b far more clearly; a GMU trained
+    /// with modality dropout predicts far better than one trained without
+    /// when view b is gone.
+    #[test]
+    fn modality_dropout_teaches_the_gmu_to_cope_with_a_missing_view() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let n = 300;
+        let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = i % 3;
+            // View b carries the class loudly, view a faintly: trained on both, a model leans on b.
+            for (v, signal) in [(&mut a, 1.0f32), (&mut b, 3.0)] {
+                for j in 0..4 {
+                    v.push(rng.random_range(-1.0..1.0f32) + if j == class { signal } else { 0.0 });
+                }
+            }
+            y.push(class);
+        }
+        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false };
+        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        let data = MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } };
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let device = dev();
+        let without_b = |p: f64| {
+            let config = FitConfig { modality_dropout: p, max_epochs: 20, patience: 20, ..quick(FusionKind::Gmu) };
+            let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
+            let mut gone = data.views[1].clone();
+            gone.values.fill(f32::NAN);
+            let views = [&data.views[0], &gone];
+            let p = trained.predict_views(&views, &split.test, Task::Multiclass, &device).unwrap();
+            score(&data.targets, &split.test, &p.probs, 0.5).accuracy
+        };
+        let (plain, dropout) = (without_b(0.0), without_b(0.5));
+        assert!(dropout > plain + 0.05 && dropout > 0.6, "with view b gone: {dropout} (dropout) vs {plain} (none)");
     }
 
     #[test]

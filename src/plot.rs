@@ -303,6 +303,77 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
     })
 }
 
+/// One panel of [`line_panels`]: a title, the x values and one line per series.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// Panel title.
+    pub title: String,
+    /// X values, shared by every line.
+    pub x: Vec<f64>,
+    /// `(name, y values)`; NaN values are left out of the line.
+    pub lines: Vec<(String, Vec<f64>)>,
+}
+
+/// Side-by-side panels of lines with a shared y axis and one legend, as a
+/// PNG at `path` (score against missing rate or noise level, one line per method).
+pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels: &[Panel]) -> Result<()> {
+    if panels.is_empty() || panels.iter().any(|p| p.x.len() < 2 || p.lines.iter().any(|(_, y)| y.len() != p.x.len())) {
+        return Err(GmuError::invalid("panels", "each panel needs at least two x values and one y value per x"));
+    }
+    let values = panels.iter().flat_map(|p| p.lines.iter().flat_map(|(_, y)| y.iter().copied())).filter(|v| v.is_finite());
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    if !lo.is_finite() {
+        return Err(GmuError::invalid("panels", "no finite value to draw"));
+    }
+    let pad = ((hi - lo) * 0.05).max(0.01);
+    let (y0, y1) = ((lo - pad).max(0.0), (hi + pad).min(1.0).max(lo + pad));
+    let palette = [
+        RGBColor(31, 80, 220), RGBColor(230, 120, 20), RGBColor(40, 160, 60), RGBColor(200, 40, 60), RGBColor(150, 60, 170),
+        RGBColor(120, 90, 60), RGBColor(230, 90, 180), RGBColor(110, 110, 110), RGBColor(180, 180, 30), RGBColor(20, 170, 190),
+    ];
+    let names: Vec<String> = panels[0].lines.iter().map(|(n, _)| n.clone()).collect();
+    let width = (420 * panels.len() + 200) as u32;
+    render(path, (width, 520), |root| {
+        let e = |e: &dyn std::fmt::Display| e.to_string();
+        let root = root.titled(title, ("sans-serif", 24)).map_err(|x| e(&x))?;
+        let (plots, legend) = root.split_horizontally(width - 200);
+        for (area, panel) in plots.split_evenly((1, panels.len())).iter().zip(panels) {
+            let (x0, x1) = (panel.x[0], *panel.x.last().expect("two x values"));
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 18))
+                .margin(12)
+                .x_label_area_size(44)
+                .y_label_area_size(56)
+                .build_cartesian_2d(x0..x1, y0..y1)
+                .map_err(|x| e(&x))?;
+            chart
+                .configure_mesh()
+                .x_desc(x_desc)
+                .y_desc(y_desc)
+                .x_label_formatter(&|v| format!("{v:.4}").trim_end_matches('0').trim_end_matches('.').to_string())
+                .y_label_formatter(&|v| format!("{v:.2}"))
+                .axis_desc_style(("sans-serif", 15))
+                .label_style(("sans-serif", 13))
+                .light_line_style(RGBColor(235, 235, 235))
+                .draw()
+                .map_err(|x| e(&x))?;
+            for (k, (_, y)) in panel.lines.iter().enumerate() {
+                let color = palette[k % palette.len()];
+                let points: Vec<(f64, f64)> = panel.x.iter().copied().zip(y.iter().copied()).filter(|(_, v)| v.is_finite()).collect();
+                chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2))).map_err(|x| e(&x))?;
+                chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|x| e(&x))?;
+            }
+        }
+        for (k, name) in names.iter().enumerate() {
+            let color = palette[k % palette.len()];
+            let y = 40 + 24 * k as i32;
+            legend.draw(&PathElement::new(vec![(8, y), (32, y)], color.stroke_width(3))).map_err(|x| e(&x))?;
+            legend.draw(&Text::new(name.clone(), (38, y - 8), ("sans-serif", 15).into_font())).map_err(|x| e(&x))?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

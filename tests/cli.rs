@@ -405,3 +405,25 @@ fn predict_refuses_bad_models_and_views_with_one_line() {
     assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "written by gmu 0.1 (no format_version)");
     assert_refused(&gmu(&["predict", "--model", "/no/such/model", "--files", &files]), "/no/such/model: not a model directory");
 }
+
+#[test]
+fn multiview_scores_methods_with_views_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let out = dir.path().join("run");
+    let files = format!("{a},{b}");
+    let run = gmu(&[
+        "multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "avg-probs", "--epochs", "3",
+        "--modality-dropout", "0.2", "--missing-rates", "0,0.5,1", "--out", out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("| method | view missing | 0 % | 50 % | 100 % |"), "{stdout}");
+    assert!(stdout.contains("| single:a | a | ") && stdout.contains(" – |"), "{stdout}");
+    png_size(&out.join("a+b/missing.png"));
+    let results = read_json(&out.join("a+b/results.json"));
+    let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
+    assert_eq!(gmu_row["missing"].as_array().unwrap().len(), 2);
+    assert_eq!(gmu_row["config"]["modality_dropout"], 0.2);
+    assert_refused(&gmu(&["multiview", "--modality-dropout", "1.5", "--out", out.to_str().unwrap()]), "--modality-dropout");
+}

@@ -26,6 +26,10 @@ pub struct Args {
     /// Decision threshold on each genre's probability.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Also score every method with each modality missing in these shares of the test movies
+    /// (comma-separated, e.g. 0,0.25,0.5,0.75,1): a table and missing.png.
+    #[arg(long, value_delimiter = ',')]
+    missing_rates: Vec<f64>,
     #[command(flatten)]
     fit: super::FitArgs,
     /// Output folder.
@@ -68,6 +72,7 @@ pub fn run(args: Args) -> Result<()> {
         trials: args.fit.trials,
         save_to: Some(args.out.clone()),
         data: Some(gmu::data::DataRecord { source: gmu::data::DataSource::Mmimdb { path: path.clone() }, split: None }),
+        missing_rates: args.missing_rates.clone(),
     };
     let results = compare(&m.data, &m.split, &options, &super::device(), |r| {
         stage(&format!(
@@ -111,7 +116,14 @@ pub fn run(args: Args) -> Result<()> {
         )?;
         println!("genres by the modality the GMU needed (occlusion): {}", path.display());
     }
-    write_results(&args.out, &results, &format!("# Table 2\n\n{table_2}\n# Table 3\n\n{table_3}"))?;
+    let mut md = format!("# Table 2\n\n{table_2}\n# Table 3\n\n{table_3}");
+    if !args.missing_rates.is_empty() {
+        let missing = gmu::comparison::missing_table(&results);
+        println!("\n## Test macro-F1 with a modality missing in a share of the movies\n\n{missing}");
+        md.push_str(&format!("\n# Test macro-F1 with a modality missing\n\n{missing}"));
+        super::multiview::draw_missing(&args.out.join("missing.png"), "MM-IMDb: test macro-F1 with a modality missing", &results)?;
+    }
+    write_results(&args.out, &results, &md)?;
     println!("wrote {}", args.out.display());
     Ok(())
 }

@@ -162,6 +162,10 @@ pub struct FitArgs {
     /// Random-search trials per method over the paper's ranges (1: the flags as given).
     #[arg(long, default_value_t = 1)]
     pub trials: usize,
+    /// Modality dropout: each training sample loses each view with this probability (never all),
+    /// so the model learns to predict with views missing.
+    #[arg(long, default_value_t = 0.0)]
+    pub modality_dropout: f64,
     /// Seed of the initialisation, dropout and batch order (and of the split, where the command makes one).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -182,6 +186,7 @@ impl FitArgs {
             seed: self.seed,
             head: self.head,
             engine: self.engine,
+            modality_dropout: self.modality_dropout,
             ..gmu::fit::FitConfig::default()
         };
         config.validate()?;

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gmu::comparison::{CompareOptions, MethodResult, compare, paper_methods, summarize, summary_table, table, write_results};
+use gmu::comparison::{
+    CompareOptions, MethodResult, compare, missing_table, paper_methods, summarize, summary_table, table, write_results,
+};
 use gmu::data::builtin::MFEAT_VIEWS;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
 use gmu::fit::FitConfig;
@@ -56,6 +58,10 @@ pub struct Args {
     /// Test share of each class.
     #[arg(long, default_value_t = 0.2)]
     test: f64,
+    /// Also score every method with each view missing in these shares of the test samples
+    /// (comma-separated, e.g. 0,0.25,0.5,0.75,1): a table and missing.png.
+    #[arg(long, value_delimiter = ',')]
+    missing_rates: Vec<f64>,
     #[command(flatten)]
     fit: super::FitArgs,
     /// Output folder (default `runs/multiview-<data>`).
@@ -133,6 +139,7 @@ pub fn run(args: Args) -> Result<()> {
                     source: source.clone(),
                     split: own_split.is_none().then_some(SplitRecord { dev: args.dev, test: args.test, seed }),
                 }),
+                missing_rates: args.missing_rates.clone(),
             };
             let results = compare(&data, split, &options, &device, |r| {
                 stage(&format!(
@@ -140,9 +147,17 @@ pub fn run(args: Args) -> Result<()> {
                     r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
                 ))
             })?;
-            let md = table(&results, data.targets.is_multilabel(), &|_| None);
+            let mut md = table(&results, data.targets.is_multilabel(), &|_| None);
             if args.repeats == 1 {
                 println!("\n## {name}: {tag}\n\n{md}");
+            }
+            if !args.missing_rates.is_empty() {
+                let missing = missing_table(&results);
+                if args.repeats == 1 {
+                    println!("## {name}: {tag}, test macro-F1 with a view missing in a share of the samples\n\n{missing}");
+                }
+                md.push_str(&format!("\n## Test macro-F1 with a view missing\n\n{missing}"));
+                draw_missing(&dir.join("missing.png"), &format!("{name} {tag}: test macro-F1 with a view missing"), &results)?;
             }
             for res in &results {
                 if let Some(imp) = &res.importance {
@@ -179,6 +194,27 @@ pub fn run(args: Args) -> Result<()> {
         }
         println!("wrote {}", out.join(&tag).display());
     }
+    Ok(())
+}
+
+/// `missing.png`: one panel per view, macro-F1 against the share of test
+/// samples without it, one line per method.
+pub fn draw_missing(path: &std::path::Path, title: &str, results: &[MethodResult]) -> Result<()> {
+    let Some(first) = results.iter().find(|r| !r.missing.is_empty()) else { return Ok(()) };
+    let panels: Vec<gmu::plot::Panel> = first
+        .missing
+        .iter()
+        .enumerate()
+        .map(|(k, c)| gmu::plot::Panel {
+            title: format!("{} missing", c.view),
+            x: c.rates.iter().map(|r| r * 100.0).collect(),
+            lines: results
+                .iter()
+                .filter_map(|r| r.missing.get(k).map(|m| (r.method.clone(), m.macro_f1.clone())))
+                .collect(),
+        })
+        .collect();
+    gmu::plot::line_panels(path, title, "share of test samples without the view (%)", "test macro-F1", &panels)?;
     Ok(())
 }
 

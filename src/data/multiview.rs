@@ -49,6 +49,16 @@ impl View {
         self.values.len().checked_div(self.dim).unwrap_or(0)
     }
 
+    /// The same view (name, width, kind) with no rows.
+    pub fn clone_empty(&self) -> View {
+        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled }
+    }
+
+    /// The rows `rows`, in that order.
+    pub fn select(&self, rows: &[usize]) -> View {
+        View { values: rows.iter().flat_map(|&r| self.row(r).iter().copied()).collect(), ..self.clone_empty() }
+    }
+
     /// True for a view with no rows.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
