@@ -59,6 +59,7 @@ pub mod model;
 pub mod model_dir;
 pub mod native;
 pub mod plot;
+pub mod robustness;
 pub mod predict;
 pub mod train;
 

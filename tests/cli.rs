@@ -427,3 +427,31 @@ fn multiview_scores_methods_with_views_missing() {
     assert_eq!(gmu_row["config"]["modality_dropout"], 0.2);
     assert_refused(&gmu(&["multiview", "--modality-dropout", "1.5", "--out", out.to_str().unwrap()]), "--modality-dropout");
 }
+
+#[test]
+fn robustness_rescores_a_run_with_noise_on_each_view() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let out = dir.path().join("run");
+    let files = format!("{a},{b}");
+    let train = ["multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "concat", "--epochs", "4", "--out", out.to_str().unwrap()];
+    assert!(gmu(&train).status.success());
+    let run = gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "0,1,4"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let set = out.join("a+b");
+    let report = read_json(&set.join("robustness.json"));
+    assert_eq!(report["levels"], serde_json::json!([0.0, 1.0, 4.0]));
+    assert_eq!(report["metric"], "macro_f1");
+    let gmu_a = report["methods"]["gmu"]["a"].as_array().unwrap();
+    assert_eq!(gmu_a.len(), 3);
+    // σ = 0 is the clean test score of the run.
+    let results = read_json(&set.join("results.json"));
+    let clean = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap()["test"]["f1"]["macro_"].as_f64().unwrap();
+    assert!((gmu_a[0].as_f64().unwrap() - clean).abs() < 1e-9, "{gmu_a:?} vs {clean}");
+    assert!(report["gate_share"]["gmu"]["b"].is_array() && report["gate_share"]["concat"].is_null());
+    assert!(report["methods"]["single:b"]["a"].as_array().unwrap().iter().all(|x| x == &report["methods"]["single:b"]["a"][0]));
+    png_size(&set.join("robustness.png"));
+    png_size(&set.join("gate_shift.png"));
+    assert_refused(&gmu(&["robustness", "--run", dir.path().join("nothing").to_str().unwrap()]), "nothing");
+    assert_refused(&gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "1,0"]), "increasing");
+}

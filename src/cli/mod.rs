@@ -13,6 +13,7 @@ mod multiview;
 mod plot;
 mod predict;
 mod protocol;
+mod robustness;
 mod synth;
 mod train;
 
@@ -42,6 +43,8 @@ enum Command {
     Multiview(multiview::Args),
     /// Run a trained model on new data: probabilities, gates, each view's share and importance.
     Predict(predict::Args),
+    /// Score every model of a multiview/mmimdb run with Gaussian noise on one view at a time.
+    Robustness(robustness::Args),
     /// The paper's MM-IMDb experiment: Table 2, Table 3 and Fig. 8 from multimodal_imdb.hdf5.
     Mmimdb(mmimdb::Args),
 }
@@ -59,6 +62,7 @@ pub fn main() -> ExitCode {
         Command::Multiview(args) => multiview::run(args),
         Command::Mmimdb(args) => mmimdb::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Robustness(args) => robustness::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

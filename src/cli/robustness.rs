@@ -1,0 +1,133 @@
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use gmu::data::MultiviewData;
+use gmu::model_dir::{CONFIG_FILE, read_config};
+use gmu::plot::{Panel, line_panels};
+use gmu::predict::Predictor;
+use gmu::robustness::{RobustnessReport, sweep};
+
+/// Arguments of `gmu robustness`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The `--out` folder of a `multiview` or `mmimdb` run (or one of its model sets).
+    #[arg(long)]
+    run: PathBuf,
+    /// Standard deviations of the Gaussian noise added to one view's standardised test inputs.
+    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,1,2,4")]
+    levels: Vec<f64>,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// The model directories under `dir`, grouped by the folder that holds them
+/// (one group per view set and seed of a `multiview` run).
+fn groups(dir: &Path) -> Result<Vec<(PathBuf, Vec<PathBuf>)>> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![(dir.to_path_buf(), 0)];
+    while let Some((d, depth)) = stack.pop() {
+        if d.join(CONFIG_FILE).is_file() {
+            found.push(d);
+            continue;
+        }
+        if depth < 4 {
+            let entries = std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))?;
+            for e in entries.flatten() {
+                if e.path().is_dir() {
+                    stack.push((e.path(), depth + 1));
+                }
+            }
+        }
+    }
+    if found.is_empty() {
+        bail!("{}: no model directory (config.json) inside; give the --out folder of a multiview or mmimdb run", dir.display());
+    }
+    found.sort();
+    let mut out: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    for model in found {
+        let parent = model.parent().map(Path::to_path_buf).unwrap_or_default();
+        match out.iter_mut().find(|(p, _)| *p == parent) {
+            Some((_, models)) => models.push(model),
+            None => out.push((parent, vec![model])),
+        }
+    }
+    Ok(out)
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.levels.len() < 2 {
+        bail!("invalid --levels: give at least two noise levels, e.g. 0,0.5,1,2");
+    }
+    let device = super::device();
+    for (dir, models) in groups(&args.run)? {
+        let configs = models.iter().map(|m| read_config(m)).collect::<gmu::Result<Vec<_>>>()?;
+        let Some(record) = configs[0].data.clone() else {
+            bail!("{}: the model records no data source (trained before models recorded their data, or by `train`/`demo`)", models[0].display());
+        };
+        if let Some((m, _)) = models.iter().zip(&configs).find(|(_, c)| c.data.as_ref() != Some(&record)) {
+            bail!("{}: trained on other data than {}; robustness compares models of one run", m.display(), models[0].display());
+        }
+        super::stage(&format!("{}: {} models, data {}", dir.display(), models.len(), record.source.name()));
+        let loaded = record.source.load()?;
+        let own = loaded.split.clone();
+        let data: MultiviewData = loaded.labelled("robustness").map_err(super::flags)?;
+        let split = match (own, record.split) {
+            (Some(split), _) => split,
+            (None, Some(s)) => data.split(s.dev, s.test, s.seed)?,
+            (None, None) => bail!("{}: the model records no split of its data", models[0].display()),
+        };
+        let predictors: Vec<(String, Predictor)> = models
+            .iter()
+            .zip(&configs)
+            .map(|(m, c)| Ok((c.method.clone(), Predictor::load(m, &device)?)))
+            .collect::<gmu::Result<_>>()?;
+        let mut order: Vec<usize> = (0..predictors.len()).collect();
+        order.sort_by_key(|&i| method_rank(&predictors[i].0));
+        let list: Vec<(String, &Predictor)> = order.iter().map(|&i| (predictors[i].0.clone(), &predictors[i].1)).collect();
+        let mut corrupt: Vec<String> = Vec::new();
+        for v in &data.views {
+            if list.iter().any(|(_, p)| p.config.views.iter().any(|w| w.name == v.name)) {
+                corrupt.push(v.name.clone());
+            }
+        }
+        let report = sweep(&list, &data.views, &data.targets, &split.test, &corrupt, &args.levels, args.seed).map_err(super::flags)?;
+        let table = report.table();
+        println!("\n## {}: test macro-F1 with Gaussian noise on one view (σ on the standardised inputs)\n\n{table}", dir.display());
+        gmu::error::write_atomic(&dir.join("robustness.json"), serde_json::to_string_pretty(&report.to_json())?.as_bytes())?;
+        gmu::error::write_atomic(&dir.join("robustness.md"), table.as_bytes())?;
+        draw(&dir, &report)?;
+        println!("wrote {}/{{robustness.json, robustness.md, robustness.png, gate_shift.png}}", dir.display());
+    }
+    Ok(())
+}
+
+/// The paper's table order: single views, GMU, linear sum, concat, avg-probs, mixtures.
+fn method_rank(method: &str) -> (usize, String) {
+    let rank = ["single:", "gmu", "linear-sum", "concat", "avg-probs", "moe-maxout", "moe-logistic"]
+        .iter()
+        .position(|p| method.starts_with(p))
+        .unwrap_or(7);
+    (rank, method.to_string())
+}
+
+fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
+    let panels = |value: &dyn Fn(&gmu::robustness::ViewCurve) -> Option<Vec<f64>>| -> Vec<Panel> {
+        report
+            .views
+            .iter()
+            .enumerate()
+            .map(|(k, view)| Panel {
+                title: format!("noise on {view}"),
+                x: report.levels.clone(),
+                lines: report.methods.iter().filter_map(|m| value(&m.views[k]).map(|y| (m.method.clone(), y))).collect(),
+            })
+            .collect()
+    };
+    line_panels(&dir.join("robustness.png"), "Test macro-F1 with Gaussian noise on one view", "noise σ (standardised inputs)", "test macro-F1", &panels(&|c| Some(c.scores.clone())))?;
+    let shares = panels(&|c| c.gate_share.clone());
+    if shares.iter().all(|p| !p.lines.is_empty()) {
+        line_panels(&dir.join("gate_shift.png"), "Gated models: contribution share of the noised view", "noise σ (standardised inputs)", "share of the noised view", &shares)?;
+    }
+    Ok(())
+}
