@@ -441,8 +441,10 @@ mod tests {
     fn loss_and_gradients_match_burn_autodiff() {
         for task in [Task::Multilabel, Task::Multiclass] {
             let device = Device::default().autodiff();
-            device.seed(3);
-            let net = spec(task).init(&device).unwrap();
+            let net = crate::fusion::random::exclusive(|| {
+                device.seed(3);
+                spec(task).init(&device).unwrap()
+            });
             let dense = DenseGmu::from_net(&net).unwrap();
             let rows = 6;
             let (xv, xt, y) = batch(rows, task);

@@ -304,8 +304,19 @@ fn fit_member(
     inference: &Device,
 ) -> Result<Member> {
     // burn's random state (initialisation, dropout masks) is global to the
-    // backend: one fit at a time per process keeps every run reproducible.
-    let _guard = TRAINING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // backend: the whole fit holds it, so every run is reproducible.
+    crate::fusion::random::exclusive(|| fit_member_exclusive(data, modalities, spec, split, config, seed, inference))
+}
+
+fn fit_member_exclusive(
+    data: &MultiviewData,
+    modalities: Vec<usize>,
+    spec: FusionSpec,
+    split: &Split,
+    config: &FitConfig,
+    seed: u64,
+    inference: &Device,
+) -> Result<Member> {
     let device = inference.clone().autodiff();
     device.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
@@ -452,9 +463,6 @@ impl Trainer {
         }
     }
 }
-
-/// Serialises [`fit_member`] (see there).
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Probabilities and gates of `nets` (each with the data views it reads and
 /// their scalers) on `rows`, averaged over the nets; with `importance`, each

@@ -290,10 +290,16 @@ mod tests {
         use burn::tensor::Distribution;
         let device = Device::default().autodiff();
         for normalize in [false, true] {
-            device.seed(3);
-            let gmu = GmuConfig::new(vec![2, 3, 1], 2).with_normalize_gates(normalize).init(&device);
-            let inputs: Vec<Tensor<2>> =
-                [2, 3, 1].iter().map(|&d| Tensor::random([4, d], Distribution::Uniform(-1.0, 1.0), &device)).collect();
+            let (gmu, inputs) = crate::fusion::random::exclusive(|| {
+                device.seed(3);
+                let gmu = GmuConfig::new(vec![2, 3, 1], 2).with_normalize_gates(normalize).init(&device);
+                // Read every weight now, under the lock (burn draws them on first read).
+                let _ = gmu.gate.weight.val();
+                gmu.transforms.iter().for_each(|t| drop(t.weight.val()));
+                let inputs: Vec<Tensor<2>> =
+                    [2, 3, 1].iter().map(|&d| Tensor::random([4, d], Distribution::Uniform(-1.0, 1.0), &device)).collect();
+                (gmu, inputs)
+            });
             // A loss that weighs every fused unit differently, so no gradient cancels by symmetry.
             let mix = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -0.7, 1.1, 0.5, -0.2, 0.9, 0.4, -1.3], [4, 2]), &device);
             let loss_of = |g: &Gmu| (g.forward(&inputs).fused * mix.clone()).sum();

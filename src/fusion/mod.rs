@@ -7,6 +7,7 @@
 pub mod blocks;
 pub mod gmu;
 pub mod network;
+pub mod random;
 
 pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};

@@ -248,9 +248,15 @@ impl FusionSpec {
         self.d_inputs.iter().zip(&self.encoders).map(|(&d, e)| e.d_out(d)).collect()
     }
 
-    /// Builds the model on `device`, after [`validate`](Self::validate).
+    /// Builds the model on `device`, after [`validate`](Self::validate). The
+    /// initial weights come from burn's random state (seed it with
+    /// `device.seed(..)` inside [`super::random::exclusive`] for reproducible weights).
     pub fn init(&self, device: &Device) -> Result<FusionNet> {
         self.validate()?;
+        super::random::exclusive(|| self.init_unchecked(device))
+    }
+
+    fn init_unchecked(&self, device: &Device) -> Result<FusionNet> {
         let widths = self.fused_inputs();
         let mlp = |d_in: usize, d_out: usize| {
             MaxoutMlpConfig::new(d_in, self.hidden, d_out).with_dropout(self.dropout).init(device)
@@ -953,10 +959,12 @@ mod tests {
         let mut spec = FusionSpec::new(FusionKind::Gmu, vec![3 * 8 * 8, 5], 4, 3, Task::Multiclass);
         spec.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 8, width: 8, d_out: 6 };
         let net = spec.init(&device).unwrap();
-        let x = vec![
-            Tensor::random([2, 3 * 8 * 8], Distribution::Normal(0.0, 1.0), &device),
-            Tensor::random([2, 5], Distribution::Normal(0.0, 1.0), &device),
-        ];
+        let x = crate::fusion::random::exclusive(|| {
+            vec![
+                Tensor::random([2, 3 * 8 * 8], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([2, 5], Distribution::Normal(0.0, 1.0), &device),
+            ]
+        });
         let out = net.forward(&x);
         assert_eq!(out.gates.unwrap().dims(), [2, 2, 4]);
     }
