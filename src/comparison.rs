@@ -299,6 +299,25 @@ pub fn table(results: &[MethodResult], multilabel: bool, reference: &dyn Fn(&str
     out
 }
 
+/// One row per class or label (`names`): its test support and each
+/// method's test F1 (the paper's Table 3 for MM-IMDb's genres).
+pub fn per_label_table(results: &[MethodResult], names: &[String]) -> String {
+    let mut out = String::from("| label | test samples |");
+    for r in results {
+        out.push_str(&format!(" {} |", r.method));
+    }
+    out.push_str(&format!("\n|{}\n", "---|".repeat(results.len() + 2)));
+    let Some(first) = results.first() else { return out };
+    for (g, name) in names.iter().enumerate() {
+        out.push_str(&format!("| {name} | {} |", first.test.f1.support.get(g).copied().unwrap_or(0)));
+        for r in results {
+            out.push_str(&format!(" {:.3} |", r.test.f1.per_label.get(g).copied().unwrap_or(f64::NAN)));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// Writes `results.json` and `table.md` into `dir`.
 pub fn write_results(dir: &Path, results: &[MethodResult], table_md: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;

@@ -455,3 +455,55 @@ fn robustness_rescores_a_run_with_noise_on_each_view() {
     assert_refused(&gmu(&["robustness", "--run", dir.path().join("nothing").to_str().unwrap()]), "nothing");
     assert_refused(&gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "1,0"]), "increasing");
 }
+
+#[test]
+fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, _) = write_views(dir.path());
+    // Labels: "pet" for classes cat and dog, plus the animal itself.
+    let (mut hot, mut sets) = ("cat,dog,eel,pet\n".to_string(), "labels\n".to_string());
+    for i in 0..240usize {
+        let class = i % 3;
+        let row: Vec<u8> = (0..4).map(|j| u8::from(j == class || (j == 3 && class < 2))).collect();
+        hot.push_str(&format!("{}\n", row.iter().map(u8::to_string).collect::<Vec<_>>().join(",")));
+        let names: Vec<&str> = ["cat", "dog", "eel", "pet"].iter().zip(&row).filter(|(_, on)| **on == 1).map(|(n, _)| *n).collect();
+        sets.push_str(&format!("{}\n", names.join("|")));
+    }
+    let (hot_path, sets_path) = (dir.path().join("hot.csv"), dir.path().join("sets.csv"));
+    std::fs::write(&hot_path, hot).unwrap();
+    std::fs::write(&sets_path, sets).unwrap();
+    let files = format!("{a},{b}");
+    let mut tests = Vec::new();
+    for (labels, name) in [(&hot_path, "hot"), (&sets_path, "sets")] {
+        let out = dir.path().join(name);
+        let run = gmu(&[
+            "multiview", "--files", &files, "--labels", labels.to_str().unwrap(), "--fusion", "gmu", "--no-single",
+            "--epochs", "6", "--hidden", "16", "--lr", "0.01", "--dropout", "0.1", "--out", out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(stdout.contains("| method | views | weighted F1 | samples F1 | micro F1 | macro F1 |"), "{stdout}");
+        assert!(stdout.contains("| pet | "), "per-label table: {stdout}");
+        let results = read_json(&out.join("a+b/results.json"));
+        assert!(results[0]["test"]["f1"]["samples"].as_f64().unwrap() > 0.8, "{results}");
+        tests.push(results[0]["test"].clone());
+        // Predict: label sets joined by |.
+        let pred = gmu(&["predict", "--model", out.join("a+b/gmu").to_str().unwrap(), "--files", &files, "--labels", labels.to_str().unwrap()]);
+        assert!(pred.status.success(), "{}", stderr(&pred));
+        let text = String::from_utf8_lossy(&pred.stdout);
+        assert!(text.starts_with("row,predicted,p_cat,p_dog,p_eel,p_pet,gate_a,"), "{text}");
+        assert!(text.lines().nth(1).unwrap().starts_with("0,cat|pet,"), "{text}");
+        assert!(stderr(&pred).contains("F1 weighted"), "{}", stderr(&pred));
+    }
+    assert_eq!(tests[0], tests[1], "the two label formats are the same targets");
+    // A blank label and a bad multi-hot cell are named.
+    std::fs::write(dir.path().join("blank.csv"), "y\ncat\n\ndog\n").unwrap();
+    let o = dir.path().join("never");
+    let blank = gmu(&["multiview", "--files", &files, "--labels", dir.path().join("blank.csv").to_str().unwrap(), "--out", o.to_str().unwrap()]);
+    assert_refused(&blank, "blank.csv: line 3: blank label");
+    std::fs::write(dir.path().join("bad.csv"), "x,y\n1,0\n0,2\n").unwrap();
+    let bad = gmu(&["multiview", "--files", &files, "--labels", dir.path().join("bad.csv").to_str().unwrap(), "--out", o.to_str().unwrap()]);
+    assert_refused(&bad, "line 3, column 'y': '2' (a multi-hot label file holds 0 or 1)");
+    // --files with another data set is refused, not ignored.
+    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--files", &files, "--out", o.to_str().unwrap()]), "--files");
+}

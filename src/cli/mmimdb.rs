@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use gmu::comparison::{CompareOptions, MethodResult, compare, paper_methods, table, write_results};
+use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
 use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, read_archive, read_hdf5};
 use gmu::fit::FitConfig;
 use gmu::fusion::FusionKind;
@@ -23,9 +23,6 @@ pub struct Args {
     /// Skip the text-only and visual-only models.
     #[arg(long)]
     no_single: bool,
-    /// Decision threshold on each genre's probability.
-    #[arg(long, default_value_t = 0.5)]
-    threshold: f32,
     /// Also score every method with each modality missing in these shares of the test movies
     /// (comma-separated, e.g. 0,0.25,0.5,0.75,1): a table and missing.png.
     #[arg(long, value_delimiter = ',')]
@@ -58,8 +55,7 @@ pub fn run(args: Args) -> Result<()> {
     if m.nan_text_rows > 0 {
         println!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows);
     }
-    let base = FitConfig { threshold: args.threshold, ..args.fit.config(512, 128)? };
-    base.validate()?;
+    let base = args.fit.config(512, 128)?;
     let methods: Vec<FitConfig> =
         paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.fusion)).collect();
     if methods.is_empty() && args.no_single {
@@ -90,8 +86,8 @@ pub fn run(args: Args) -> Result<()> {
         PAPER_TABLE_2.iter().find(|(k, _)| *k == method).map(|(_, v)| format!("{:.3} / {:.3} / {:.3} / {:.3}", v[0], v[1], v[2], v[3]))
     };
     let table_2 = table(&results, true, &reference);
-    let table_3 = per_genre(&results);
-    println!("\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}", args.threshold);
+    let table_3 = gmu::comparison::per_label_table(&results, m.data.targets.names());
+    println!("\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}", args.fit.threshold);
     if let Some(g) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.gates.as_ref()) {
         let path = args.out.join("gates-per-genre.png");
         gmu::plot::stacked_shares(
@@ -126,24 +122,6 @@ pub fn run(args: Args) -> Result<()> {
     write_results(&args.out, &results, &md)?;
     println!("wrote {}", args.out.display());
     Ok(())
-}
-
-/// Table 3: one row per genre, its test support and each method's F1.
-fn per_genre(results: &[MethodResult]) -> String {
-    let mut out = String::from("| genre | test movies |");
-    for r in results {
-        out.push_str(&format!(" {} |", r.method));
-    }
-    out.push_str(&format!("\n|{}\n", "---|".repeat(results.len() + 2)));
-    let Some(first) = results.first() else { return out };
-    for (g, name) in first.gates.as_ref().map(|g| g.classes.clone()).unwrap_or_else(|| GENRES.map(String::from).to_vec()).iter().enumerate() {
-        out.push_str(&format!("| {name} | {} |", first.test.f1.support.get(g).copied().unwrap_or(0)));
-        for r in results {
-            out.push_str(&format!(" {:.3} |", r.test.f1.per_label.get(g).copied().unwrap_or(f64::NAN)));
-        }
-        out.push('\n');
-    }
-    out
 }
 
 fn summarize_archive(root: &std::path::Path) -> Result<()> {

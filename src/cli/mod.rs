@@ -157,6 +157,9 @@ pub struct FitArgs {
     /// Minibatch size [default: 64 for multiview, 128 for mmimdb].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Multilabel tasks: a label is predicted when its probability reaches this threshold.
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f32,
     /// Most epochs per model.
     #[arg(long, default_value_t = 100)]
     pub epochs: usize,
@@ -191,6 +194,7 @@ impl FitArgs {
             head: self.head,
             engine: self.engine,
             modality_dropout: self.modality_dropout,
+            threshold: self.threshold,
             ..gmu::fit::FitConfig::default()
         };
         config.validate()?;

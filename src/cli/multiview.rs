@@ -148,6 +148,9 @@ pub fn run(args: Args) -> Result<()> {
                 ))
             })?;
             let mut md = table(&results, data.targets.is_multilabel(), &|_| None);
+            if data.targets.is_multilabel() {
+                md.push_str(&format!("\n## Per-label test F1\n\n{}", gmu::comparison::per_label_table(&results, data.targets.names())));
+            }
             if args.repeats == 1 {
                 println!("\n## {name}: {tag}\n\n{md}");
             }

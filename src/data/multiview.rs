@@ -208,27 +208,50 @@ impl MultiviewData {
             return Err(GmuError::invalid("--views", "give at least one view file"));
         }
         let mut views = Vec::new();
-        let mut label_strings: Option<Vec<String>> = None;
+        // The label column as first found, and the file it came from.
+        let mut label_strings: Option<(Vec<String>, &Path)> = None;
         for &path in view_paths {
             let column = match labels {
                 LabelSource::Column(name) => Some(name),
                 LabelSource::File(_) => None,
             };
             let (view, found) = read_view(path, column)?;
-            if let Some(found) = found
-                && label_strings.is_none()
-            {
-                label_strings = Some(found);
+            match (found, &label_strings) {
+                (Some(found), None) => label_strings = Some((found, path)),
+                (Some(found), Some((first, first_path))) => {
+                    if let Some(r) = (0..found.len().min(first.len())).find(|&r| found[r].trim() != first[r].trim()) {
+                        return Err(GmuError::data(
+                            path,
+                            format!(
+                                "line {}: label '{}' here, '{}' in {}; the view files disagree on the row's label",
+                                r + 2,
+                                found[r],
+                                first[r],
+                                first_path.display()
+                            ),
+                        ));
+                    }
+                }
+                (None, _) => {}
             }
             views.push(view);
         }
-        let strings = match labels {
-            LabelSource::File(path) => read_label_file(path)?,
-            LabelSource::Column(name) => label_strings.ok_or_else(|| {
-                GmuError::invalid("--label-column", format!("no view file has a column '{name}'"))
-            })?,
+        let (targets, source) = match labels {
+            LabelSource::File(path) => (read_label_file(path)?, path),
+            LabelSource::Column(name) => {
+                let (strings, path) = label_strings.ok_or_else(|| {
+                    let files: Vec<String> = view_paths.iter().map(|p| p.display().to_string()).collect();
+                    GmuError::invalid("label_column", format!("no column '{name}' in {}", files.join(", ")))
+                })?;
+                (targets_from_strings(path, &strings)?, path)
+            }
         };
-        let data = MultiviewData { views, targets: classes_from_strings(&strings) };
+        for (view, &path) in views.iter().zip(view_paths) {
+            if view.len() != targets.len() {
+                return Err(GmuError::data(path, format!("{} rows; the labels ({}) have {}", view.len(), source.display(), targets.len())));
+            }
+        }
+        let data = MultiviewData { views, targets };
         data.validate(view_paths[0])?;
         Ok(data)
     }
@@ -388,13 +411,53 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     Ok((View { name: stem(path), dim, values, image: None, prescaled: false }, labels))
 }
 
-fn read_label_file(path: &Path) -> Result<Vec<String>> {
+/// Targets from one label string per row: single-label classes, or label
+/// sets when any row holds a `|` (`Drama|Romance`). A blank label is an error
+/// naming its line.
+pub fn targets_from_strings(path: &Path, strings: &[String]) -> Result<Targets> {
+    if let Some(r) = strings.iter().position(|s| s.trim().is_empty()) {
+        return Err(GmuError::data(path, format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2)));
+    }
+    if !strings.iter().any(|s| s.contains('|')) {
+        return Ok(classes_from_strings(strings));
+    }
+    let sets: Vec<Vec<String>> = strings.iter().map(|s| s.split('|').map(|l| l.trim().to_string()).collect()).collect();
+    if let Some(r) = sets.iter().position(|set| set.iter().any(String::is_empty)) {
+        return Err(GmuError::data(path, format!("line {}: '{}' has an empty label in its set", r + 2, strings[r])));
+    }
+    let mut names: Vec<String> = sets.iter().flatten().cloned().collect();
+    names.sort();
+    names.dedup();
+    let index: BTreeMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let mut y = vec![0u8; sets.len() * names.len()];
+    for (r, set) in sets.iter().enumerate() {
+        for label in set {
+            y[r * names.len() + index[label.as_str()]] = 1;
+        }
+    }
+    Ok(Targets::Labels { y, names })
+}
+
+/// Reads a label file: a CSV with one column of labels (or `|`-separated
+/// label sets), a multi-hot CSV (a header of label names, one 0/1 column
+/// each), a 1-D NPY array of integer classes or a 2-D 0/1 NPY array.
+fn read_label_file(path: &Path) -> Result<Targets> {
     if path.extension().is_some_and(|e| e == "npy") {
         let (shape, values) = read_npy(path)?;
-        if shape.len() != 1 && !(shape.len() == 2 && shape[1] == 1) {
-            return Err(GmuError::data(path, format!("expected a 1-D label array, got shape {shape:?}")));
+        if let [n, l] = shape[..]
+            && l > 1
+        {
+            if let Some(k) = values.iter().position(|&v| v != 0.0 && v != 1.0) {
+                return Err(GmuError::data(path, format!("row {}, column {}: {} (a multi-hot array holds 0 or 1)", k / l, k % l, values[k])));
+            }
+            let y = values.iter().map(|&v| v as u8).collect();
+            debug_assert_eq!(values.len(), n * l);
+            return Ok(Targets::Labels { y, names: (0..l).map(|j| j.to_string()).collect() });
         }
-        return values
+        if shape.len() != 1 && !(shape.len() == 2 && shape[1] == 1) {
+            return Err(GmuError::data(path, format!("expected a 1-D label array or a 2-D 0/1 array, got shape {shape:?}")));
+        }
+        let strings = values
             .iter()
             .enumerate()
             .map(|(i, &v)| {
@@ -404,10 +467,51 @@ fn read_label_file(path: &Path) -> Result<Vec<String>> {
                     Err(GmuError::data(path, format!("element {i}: {v} is not an integer label")))
                 }
             })
-            .collect();
+            .collect::<Result<Vec<String>>>()?;
+        return Ok(classes_from_strings(&strings));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(&bytes[..]);
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| GmuError::data(path, format!("cannot read the header row: {e}")))?
+        .iter()
+        .map(|h| h.trim().to_string())
+        .collect();
+    if header.len() > 1 {
+        // Multi-hot: one 0/1 column per label.
+        if let Some(j) = header.iter().position(String::is_empty) {
+            return Err(GmuError::data(path, format!("column {}: a multi-hot label file names every label in its header", j + 1)));
+        }
+        let mut y = Vec::new();
+        for (r, record) in reader.records().enumerate() {
+            let line = r + 2;
+            let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
+            if record.len() != header.len() {
+                return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
+            }
+            for (j, cell) in record.iter().enumerate() {
+                y.push(match cell.trim() {
+                    "0" => 0,
+                    "1" => 1,
+                    other => {
+                        return Err(GmuError::data(path, format!("line {line}, column '{}': '{other}' (a multi-hot label file holds 0 or 1)", header[j])));
+                    }
+                });
+            }
+        }
+        if y.is_empty() {
+            return Err(GmuError::data(path, "no label after the header row"));
+        }
+        return Ok(Targets::Labels { y, names: header });
+    }
+    // The CSV reader skips empty lines; in a one-column label file an empty line is a blank label.
+    let text = String::from_utf8_lossy(&bytes);
+    if let Some(r) = text.lines().skip(1).position(|l| l.trim().is_empty())
+        && text.lines().skip(1 + r).any(|l| !l.trim().is_empty())
+    {
+        return Err(GmuError::data(path, format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2)));
+    }
     let mut out = Vec::new();
     for (r, record) in reader.records().enumerate() {
         let record = record.map_err(|e| GmuError::data(path, format!("line {}: {e}", r + 2)))?;
@@ -419,7 +523,7 @@ fn read_label_file(path: &Path) -> Result<Vec<String>> {
     if out.is_empty() {
         return Err(GmuError::data(path, "no label after the header row"));
     }
-    Ok(out)
+    targets_from_strings(path, &out)
 }
 
 /// Reads a NumPy `.npy` file (format 1.0/2.0/3.0, little-endian `f4`, `f8`,
@@ -518,7 +622,7 @@ mod tests {
             ("text.csv", b"x\n1\nabc\n", "line 3, column 'x': 'abc' is not a number"),
             ("inf.csv", b"x\n1\ninf\n", "line 3, column 'x': inf"),
             ("short.csv", b"x,y\n1,2\n3\n", "line 3"),
-            ("rows.csv", b"x\n1\n2\n3\n", "3 rows of 1 values; the labels have 2 rows"),
+            ("rows.csv", b"x\n1\n2\n3\n", "rows.csv: 3 rows; the labels"),
             ("empty.csv", b"", "empty file"),
         ];
         for (name, text, expected) in cases {
@@ -537,7 +641,35 @@ mod tests {
         assert!(err.contains("nan.csv") && err.contains("view 'nan', row 0, column 0: NaN"), "{err}");
         let ok = write(dir.path(), "ok.csv", b"x\n1\n2\n");
         let err = MultiviewData::from_files(&[&ok], LabelSource::Column("nope")).unwrap_err().to_string();
-        assert!(err.contains("--label-column") && err.contains("nope"), "{err}");
+        assert!(err.contains("label_column") && err.contains("no column 'nope' in") && err.contains("ok.csv"), "{err}");
+    }
+
+    #[test]
+    fn label_files_give_classes_label_sets_or_multi_hot_and_name_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let view = write(dir.path(), "v.csv", b"x\n1\n2\n3\n");
+        let read = |name: &str, text: &[u8]| MultiviewData::from_files(&[&view], LabelSource::File(&write(dir.path(), name, text)));
+        let sets = read("sets.csv", b"y\nb|a\na\nc| a\n").unwrap();
+        assert_eq!(sets.targets, Targets::Labels { y: vec![1, 1, 0, 1, 0, 0, 1, 0, 1], names: vec!["a".into(), "b".into(), "c".into()] });
+        let hot = read("hot.csv", b"a,b,c\n1,1,0\n1,0,0\n1,0,1\n").unwrap();
+        assert_eq!(hot.targets, sets.targets);
+        let classes = read("y.csv", b"y\ndog\ncat\ndog\n").unwrap();
+        assert_eq!(classes.targets, Targets::Classes { y: vec![1, 0, 1], names: vec!["cat".into(), "dog".into()] });
+        for (name, text, expected) in [
+            ("blank.csv", &b"y\na\n\nb\n"[..], "line 3: blank label"),
+            ("spaces.csv", b"y\na\n  \nb\n", "line 3: blank label"),
+            ("hole.csv", b"y\na||b\na\nb\n", "line 2: 'a||b' has an empty label"),
+            ("cell.csv", b"a,b\n1,0\n0,x\n1,1\n", "line 3, column 'b': 'x'"),
+            ("short.csv", b"y\na\nb\n", "v.csv: 3 rows; the labels"),
+        ] {
+            let err = read(name, text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+        // Two view files that disagree on a row's label.
+        let a = write(dir.path(), "a.csv", b"x,y\n1,p\n2,q\n");
+        let b = write(dir.path(), "b.csv", b"z,y\n1,p\n2,r\n");
+        let err = MultiviewData::from_files(&[&a, &b], LabelSource::Column("y")).unwrap_err().to_string();
+        assert!(err.contains("b.csv: line 3: label 'r' here, 'q' in") && err.contains("a.csv"), "{err}");
     }
 
     #[test]
