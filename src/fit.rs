@@ -61,6 +61,10 @@ pub struct FitConfig {
     /// Training engine.
     #[serde(default)]
     pub engine: FitEngine,
+    /// Fill the missing cells of a row that is only partly missing with the
+    /// column's training mean (otherwise such a row is an error).
+    #[serde(default)]
+    pub impute: bool,
     /// Modality dropout: each training sample loses each view with this
     /// probability (never all of them; the missing-view rule of
     /// [`FusionNet::forward_present`] applies), so the model learns to cope
@@ -91,6 +95,7 @@ impl Default for FitConfig {
             head: HeadKind::Maxout,
             engine: FitEngine::Auto,
             modality_dropout: 0.0,
+            impute: false,
             image_features: 64,
             seed: 0,
         }
@@ -217,6 +222,19 @@ fn targets_tensor(targets: &Targets, rows: &[usize], device: &Device) -> Tensor<
     tensor(values, targets.width(), device)
 }
 
+/// `data` with every partly missing row of the views `modalities` filled with
+/// the view's column means over the observed training cells.
+fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> MultiviewData {
+    let mut out = data.clone();
+    for &v in modalities {
+        let view = &data.views[v];
+        let raw = gather(data, v, train, &Scaler::identity(view.dim));
+        let means = Scaler::identity(view.dim).with_impute_means(&raw, view.dim);
+        means.impute_partial_rows(&mut out.views[v].values).expect("means were computed");
+    }
+    out
+}
+
 /// Fits each view's scaler on the training rows: standardised features;
 /// images (already in [0, 1]) are centred on 0.5 and doubled so every pixel keeps its
 /// place in the picture's range; prescaled views are left as they are.
@@ -225,14 +243,15 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> V
         .iter()
         .map(|&v| {
             let view = &data.views[v];
-            if view.image.is_some() {
-                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim] }
+            let raw = gather(data, v, train, &Scaler::identity(view.dim));
+            let scaler = if view.image.is_some() {
+                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
             } else if view.prescaled {
-                Scaler { mean: vec![0.0; view.dim], scale: vec![1.0; view.dim] }
+                Scaler::identity(view.dim)
             } else {
-                let raw = gather(data, v, train, &Scaler { mean: vec![0.0; view.dim], scale: vec![1.0; view.dim] });
                 Scaler::fit(&raw, view.dim, Scaling::Standardize)
-            }
+            };
+            scaler.with_impute_means(&raw, view.dim)
         })
         .collect()
 }
@@ -269,6 +288,13 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
         return Err(GmuError::invalid("--modalities", "no modality selected"));
     }
     data.validate(Path::new("data"))?;
+    let filled;
+    let data = if config.impute && data.views.iter().any(|v| v.values.iter().any(|x| x.is_nan())) {
+        filled = impute_partial_rows(data, modalities, &split.train);
+        &filled
+    } else {
+        data
+    };
     data.check_finite(Path::new("data"))?;
     let start = Instant::now();
     let groups: Vec<(Vec<usize>, FusionKind)> = match config.fusion {

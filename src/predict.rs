@@ -200,7 +200,7 @@ fn run_batch(
                         "views",
                         format!(
                             "view '{}', row {r}, column {c}: a missing cell in a row that is not entirely missing \
-                             (leave the whole row empty to mark the view missing)",
+                             (leave the whole row empty to mark the view missing, or impute it with the training means: impute = mean)",
                             views[v].name
                         ),
                     ));
@@ -399,6 +399,30 @@ impl Predictor {
             .collect();
         let model_views: Vec<usize> = (0..views.len()).collect();
         run(&members, views, &model_views, rows, self.config.task, importance, &self.device)
+    }
+
+    /// The scaler the model applies to its view `name` (that of its first member reading it).
+    pub fn scaler(&self, name: &str) -> Option<&Scaler> {
+        let k = self.config.views.iter().position(|v| v.name == name)?;
+        self.config.members.iter().find_map(|m| m.views.iter().position(|&v| v == k).map(|i| &m.scalers[i]))
+    }
+
+    /// `rows` of `views` (selected with [`select_views`](Self::select_views))
+    /// as views of their own, with the missing cells of every partly missing
+    /// row filled with the training means saved with the model. Returns them
+    /// and the number of cells filled.
+    pub fn impute(&self, views: &[&View], rows: &[usize]) -> Result<(Vec<View>, usize)> {
+        let mut filled = 0;
+        let mut out = Vec::with_capacity(views.len());
+        for view in views {
+            let mut sub = view.select(rows);
+            let scaler = self.scaler(&view.name).expect("selected views are the model's");
+            filled += scaler.impute_partial_rows(&mut sub.values).ok_or_else(|| {
+                GmuError::invalid("impute", format!("the model has no training means for view '{}' (trained before gmu saved them)", view.name))
+            })?;
+            out.push(sub);
+        }
+        Ok((out, filled))
     }
 
     /// The decisions for `probs`: per row, the predicted class or labels.

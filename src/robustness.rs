@@ -175,7 +175,7 @@ pub fn sweep(
             let noise: Vec<f32> = (0..clean.values.len()).map(|_| StandardNormal.sample(&mut rng)).collect();
             for (m, (_, predictor)) in models.iter().enumerate() {
                 let mut noisy = clean.clone();
-                if let Some(scaler) = scaler_of(predictor, name) {
+                if let Some(scaler) = predictor.scaler(name) {
                     for (row, eps) in noisy.values.chunks_mut(clean.dim).zip(noise.chunks(clean.dim)) {
                         for ((x, e), s) in row.iter_mut().zip(eps).zip(&scaler.scale) {
                             *x += sigma as f32 * s * e;
@@ -205,12 +205,6 @@ pub fn sweep(
         }
     }
     Ok(RobustnessReport { levels: levels.to_vec(), metric: "macro_f1".into(), views: corrupt.to_vec(), methods })
-}
-
-/// The scaler a model applies to view `name` (its first member that reads it).
-fn scaler_of<'a>(predictor: &'a Predictor, name: &str) -> Option<&'a crate::data::Scaler> {
-    let k = predictor.config.views.iter().position(|v| v.name == name)?;
-    predictor.config.members.iter().find_map(|m| m.views.iter().position(|&v| v == k).map(|i| &m.scalers[i]))
 }
 
 #[cfg(test)]

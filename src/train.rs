@@ -281,7 +281,7 @@ pub fn train(config: &TrainingConfig, data: &SyntheticData, device: &Device) -> 
     if x.iter().any(|v| !v.is_finite()) {
         return Err(GmuError::NonFinite("the training inputs contain NaN or infinity".into()));
     }
-    let scaler = Scaler::fit(&x, spec.d_in(), config.scaling);
+    let scaler = Scaler::fit(&x, spec.d_in(), config.scaling).with_impute_means(&x, spec.d_in());
     scaler.apply(&mut x);
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut best: Option<(f32, Vec<f32>, Vec<f32>)> = None;
@@ -483,6 +483,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainingConfig, Scaler, Netw
     let scaler = Scaler {
         mean: member.scalers.iter().flat_map(|s| s.mean.iter().copied()).collect(),
         scale: member.scalers.iter().flat_map(|s| s.scale.iter().copied()).collect(),
+        impute: member.scalers.iter().map(|s| s.impute.clone()).collect::<Option<Vec<Vec<f32>>>>().map(|m| m.concat()),
     };
     let params = flat_params(&nets[0]);
     Ok((training, scaler, Network::new(spec, params)))

@@ -507,3 +507,32 @@ fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
     // --files with another data set is refused, not ignored.
     assert_refused(&gmu(&["multiview", "--data", "mfeat", "--files", &files, "--out", o.to_str().unwrap()]), "--files");
 }
+
+#[test]
+fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    // Row 5 of view a loses one cell.
+    let text = std::fs::read_to_string(&a).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let cells: Vec<&str> = lines[6].split(',').collect();
+    lines[6] = format!("{},,{}", cells[0], cells[2]);
+    std::fs::write(&a, lines.join("\n") + "\n").unwrap();
+    let files = format!("{a},{b}");
+    let out = dir.path().join("run");
+    let base = ["multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--no-single", "--epochs", "2", "--out", out.to_str().unwrap()];
+    assert_refused(&gmu(&base), "view 'a', row 5, column 1: NaN");
+    let mut with = base.to_vec();
+    with.extend(["--impute", "mean"]);
+    let run = gmu(&with);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let config = read_json(&out.join("a+b/gmu/config.json"));
+    assert_eq!(config["training"]["config"]["impute"], true);
+    let means = config["members"][0]["scalers"][0]["impute"].as_array().unwrap();
+    assert_eq!(means.len(), 3);
+    let model = out.join("a+b/gmu");
+    assert_refused(&gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]), "row 5, column 1: a missing cell");
+    let run = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--impute", "mean"]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(stderr(&run).contains("imputed 1 missing cells"), "{}", stderr(&run));
+}

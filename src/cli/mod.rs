@@ -131,6 +131,13 @@ impl RecipeArgs {
     }
 }
 
+/// Imputation of partly missing rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Impute {
+    /// The column's training mean (scikit-learn's `SimpleImputer(strategy="mean")`).
+    Mean,
+}
+
 /// The training flags shared by `multiview` and `mmimdb`; the two commands
 /// differ only in their default hidden width and batch size.
 #[derive(clap::Args, Debug, Clone)]
@@ -173,6 +180,10 @@ pub struct FitArgs {
     /// so the model learns to predict with views missing.
     #[arg(long, default_value_t = 0.0)]
     pub modality_dropout: f64,
+    /// How to treat a row that is only partly missing (empty or NaN cells): `mean` fills each
+    /// missing cell with the column's training mean; without it such a row is an error.
+    #[arg(long, value_enum)]
+    pub impute: Option<Impute>,
     /// Seed of the initialisation, dropout and batch order (and of the split, where the command makes one).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -194,6 +205,7 @@ impl FitArgs {
             head: self.head,
             engine: self.engine,
             modality_dropout: self.modality_dropout,
+            impute: self.impute == Some(Impute::Mean),
             threshold: self.threshold,
             ..gmu::fit::FitConfig::default()
         };

@@ -83,7 +83,9 @@ pub fn run(args: Args) -> Result<()> {
     }
     let own_split = loaded.split.clone();
     let data = loaded.labelled("multiview").map_err(super::flags)?;
-    data.check_finite(std::path::Path::new(&name))?;
+    if args.fit.impute.is_none() {
+        data.check_finite(std::path::Path::new(&name))?;
+    }
     let sets: Vec<Vec<String>> = if !args.modalities.is_empty() {
         args.modalities.iter().map(|s| s.split(',').map(|v| v.trim().to_string()).collect()).collect()
     } else if source == DataSource::Mfeat {

@@ -36,6 +36,10 @@ pub struct Args {
     /// Write JSON lines (one object per row, the same fields as the CSV columns).
     #[arg(long)]
     json: bool,
+    /// A row that is only partly missing: `mean` fills each missing cell with the column's
+    /// training mean saved with the model; without it such a row is an error.
+    #[arg(long, value_enum)]
+    impute: Option<super::Impute>,
 }
 
 /// Which rows to predict.
@@ -80,8 +84,18 @@ pub fn run(args: Args) -> Result<()> {
     let start = Instant::now();
     let mut all_probs: Vec<f32> = Vec::new();
     let mut shown = false;
+    let mut imputed = 0;
     for (b, chunk) in rows.chunks(BATCH * 8).enumerate() {
-        let p = predictor.predict_rows(&views, chunk, true).map_err(super::flags)?;
+        let p = if args.impute.is_some() {
+            let (filled, n) = predictor.impute(&views, chunk).map_err(super::flags)?;
+            imputed += n;
+            let refs: Vec<&View> = filled.iter().collect();
+            let local: Vec<usize> = (0..chunk.len()).collect();
+            predictor.predict_rows(&refs, &local, true)
+        } else {
+            predictor.predict_rows(&views, chunk, true)
+        }
+        .map_err(super::flags)?;
         write_rows(&mut writer, &predictor, &header, chunk, &p, args.json)?;
         if targets.is_some() {
             all_probs.extend_from_slice(&p.probs);
@@ -96,6 +110,9 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!();
     }
     writer.finish()?;
+    if args.impute.is_some() {
+        eprintln!("· imputed {imputed} missing cells with the training means");
+    }
     if let Some(targets) = &targets {
         let eval = score(targets, &rows, &all_probs, config.threshold);
         let line = match config.task {

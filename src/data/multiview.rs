@@ -177,7 +177,13 @@ impl MultiviewData {
             if let Some(k) = v.values.iter().position(|x| !x.is_finite()) {
                 return Err(GmuError::data(
                     source,
-                    format!("view '{}', row {}, column {}: {} (expected a finite number)", v.name, k / v.dim, k % v.dim, v.values[k]),
+                    format!(
+                        "view '{}', row {}, column {}: {} (training needs every value; a partly missing row can be imputed: impute = mean)",
+                        v.name,
+                        k / v.dim,
+                        k % v.dim,
+                        v.values[k]
+                    ),
                 ));
             }
         }

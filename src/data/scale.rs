@@ -16,13 +16,20 @@ pub enum Scaling {
     Standardize,
 }
 
-/// Per-column affine scaling fitted on training data: `(x − mean) / scale`.
+/// Per-column affine scaling fitted on training data: `(x − mean) / scale`,
+/// and the training mean of each raw column for imputing missing cells.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
     /// Column means (zeros for [`Scaling::None`]).
     pub mean: Vec<f32>,
     /// Column scales (ones unless [`Scaling::Standardize`]).
     pub scale: Vec<f32>,
+    /// Training mean of each raw column, filled into missing cells of a row
+    /// that is only partly missing when imputation is asked for (as
+    /// scikit-learn's `SimpleImputer(strategy="mean")`). `None` in models
+    /// that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impute: Option<Vec<f32>>,
 }
 
 impl Scaler {
@@ -41,12 +48,49 @@ impl Scaler {
                 }
             }
         }
-        Scaler { mean, scale }
+        Scaler { mean, scale, impute: None }
+    }
+
+    /// This scaler with the imputation means of row-major `raw` (`d`
+    /// columns; NaN cells are skipped; a column with no value gets 0).
+    pub fn with_impute_means(mut self, raw: &[f32], d: usize) -> Self {
+        let (mut sum, mut count) = (vec![0.0f64; d], vec![0usize; d]);
+        for row in raw.chunks_exact(d) {
+            for (j, &x) in row.iter().enumerate() {
+                if !x.is_nan() {
+                    sum[j] += x as f64;
+                    count[j] += 1;
+                }
+            }
+        }
+        self.impute = Some(sum.iter().zip(&count).map(|(s, &c)| if c > 0 { (s / c as f64) as f32 } else { 0.0 }).collect());
+        self
+    }
+
+    /// Fills the NaN cells of every row of `x` (row-major) that is only partly
+    /// missing with the imputation means; entirely missing rows stay NaN.
+    /// Returns the number of cells filled, or `None` when there is something
+    /// to fill and this scaler has no means.
+    pub fn impute_partial_rows(&self, x: &mut [f32]) -> Option<usize> {
+        let d = self.mean.len();
+        let mut filled = 0;
+        for row in x.chunks_exact_mut(d) {
+            if row.iter().any(|v| v.is_nan()) && !row.iter().all(|v| v.is_nan()) {
+                let means = self.impute.as_ref()?;
+                for (v, m) in row.iter_mut().zip(means) {
+                    if v.is_nan() {
+                        *v = *m;
+                        filled += 1;
+                    }
+                }
+            }
+        }
+        Some(filled)
     }
 
     /// The scaler that leaves `d` columns as they are.
     pub fn identity(d: usize) -> Self {
-        Scaler { mean: vec![0.0; d], scale: vec![1.0; d] }
+        Scaler { mean: vec![0.0; d], scale: vec![1.0; d], impute: None }
     }
 
     /// Number of columns.
@@ -56,7 +100,8 @@ impl Scaler {
 
     /// The columns `range` of this scaler (one view of inputs scaled together).
     pub fn columns(&self, range: std::ops::Range<usize>) -> Self {
-        Scaler { mean: self.mean[range.clone()].to_vec(), scale: self.scale[range].to_vec() }
+        let impute = self.impute.as_ref().map(|m| m[range.clone()].to_vec());
+        Scaler { mean: self.mean[range.clone()].to_vec(), scale: self.scale[range].to_vec(), impute }
     }
 
     /// Checks a scaler read from a file: `d` columns, finite means, finite
@@ -70,6 +115,11 @@ impl Scaler {
         }
         if let Some(j) = self.scale.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
             return Err(format!("column {j}: scale {} (expected a finite number > 0)", self.scale[j]));
+        }
+        if let Some(m) = &self.impute
+            && (m.len() != d || m.iter().any(|x| !x.is_finite()))
+        {
+            return Err(format!("{} imputation means for {d} columns, or one is not finite", m.len()));
         }
         Ok(())
     }
@@ -89,6 +139,21 @@ impl Scaler {
 mod tests {
     use super::*;
 
+    /// Means by hand: column 0 from (1, 3) = 2 (the NaN skipped), column 1 from (10, 20, 60) = 30.
+    #[test]
+    fn impute_fills_only_partly_missing_rows_with_training_means() {
+        let train = [1.0, 10.0, f32::NAN, 20.0, 3.0, 60.0];
+        let s = Scaler::identity(2).with_impute_means(&train, 2);
+        assert_eq!(s.impute, Some(vec![2.0, 30.0]));
+        let mut x = [f32::NAN, 5.0, f32::NAN, f32::NAN, 7.0, f32::NAN];
+        assert_eq!(s.impute_partial_rows(&mut x), Some(2));
+        assert_eq!(x[..2], [2.0, 5.0]);
+        assert!(x[2].is_nan() && x[3].is_nan(), "an entirely missing row is a missing view, not imputed");
+        assert_eq!(x[4..], [7.0, 30.0]);
+        assert_eq!(Scaler::identity(2).impute_partial_rows(&mut [f32::NAN, 1.0]), None);
+        assert_eq!(Scaler::identity(2).impute_partial_rows(&mut [0.0, 1.0]), Some(0));
+    }
+
     #[test]
     fn scaler_standardizes_columns() {
         let x = vec![1.0, 10.0, 3.0, 30.0];
@@ -97,16 +162,16 @@ mod tests {
         s.apply(&mut y);
         assert_eq!(y, vec![-1.0, -1.0, 1.0, 1.0]);
         assert_eq!(Scaler::fit(&x, 2, Scaling::Center).scale, vec![1.0, 1.0]);
-        assert_eq!(s.columns(1..2), Scaler { mean: vec![20.0], scale: vec![10.0] });
+        assert_eq!(s.columns(1..2), Scaler { mean: vec![20.0], scale: vec![10.0], impute: None });
     }
 
     #[test]
     fn check_refuses_zero_negative_and_non_finite_scales() {
         assert!(Scaler::identity(2).check(2).is_ok());
         assert!(Scaler::identity(2).check(3).unwrap_err().contains("for 3 columns"));
-        let bad = Scaler { mean: vec![0.0, 0.0], scale: vec![1.0, 0.0] };
+        let bad = Scaler { mean: vec![0.0, 0.0], scale: vec![1.0, 0.0], impute: None };
         assert!(bad.check(2).unwrap_err().contains("column 1: scale 0"));
-        let bad = Scaler { mean: vec![f32::NAN, 0.0], scale: vec![1.0, 1.0] };
+        let bad = Scaler { mean: vec![f32::NAN, 0.0], scale: vec![1.0, 1.0], impute: None };
         assert!(bad.check(2).unwrap_err().contains("column 0: mean NaN"));
     }
 }
