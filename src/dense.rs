@@ -169,15 +169,15 @@ impl DenseGmu {
     /// [`FusionSpec`](crate::fusion::FusionSpec) with `head: Linear`).
     pub fn from_net(net: &FusionNet) -> Result<Self> {
         let FusionHead::GmuLinear(head) = &net.head else {
-            return Err(GmuError::invalid("--engine", "the dense engine trains --fusion gmu --head linear only"));
+            return Err(GmuError::invalid("engine", "the dense engine trains the GMU with a linear head only"));
         };
         if head.gmu.modalities() != 2 || net.encoders.iter().any(Option::is_some) {
-            return Err(GmuError::invalid("--engine", "the dense engine takes exactly two feature modalities (no CNN encoder)"));
+            return Err(GmuError::invalid("engine", "the dense engine takes exactly two feature modalities (no CNN encoder)"));
         }
         let data = |t: burn::tensor::Tensor<2>| t.into_data().try_to_vec::<f32>().expect("f32 weights");
         let bias = |l: &burn::nn::Linear| -> Result<Vec<f32>> {
             l.bias.as_ref().map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32")).ok_or_else(|| {
-                GmuError::invalid("--engine", "the dense engine needs the bias terms")
+                GmuError::invalid("engine", "the dense engine needs the bias terms")
             })
         };
         let [d_v, hidden] = head.gmu.transforms[0].weight.dims();
@@ -525,6 +525,6 @@ mod tests {
     #[test]
     fn other_models_are_refused() {
         let net = FusionSpec::new(FusionKind::Gmu, vec![5, 3], 4, 3, Task::Multilabel).init(&Device::default()).unwrap();
-        assert!(DenseGmu::from_net(&net).unwrap_err().to_string().contains("--head linear"));
+        assert!(DenseGmu::from_net(&net).unwrap_err().to_string().contains("the GMU with a linear head only"));
     }
 }

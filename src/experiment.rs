@@ -102,7 +102,7 @@ fn check_resolution(resolution: usize) -> Result<()> {
         return Ok(());
     }
     Err(GmuError::invalid(
-        "--resolution",
+        "resolution",
         format!("expected {}..={} mesh points per axis, got {resolution}", RESOLUTIONS.start(), RESOLUTIONS.end()),
     ))
 }
@@ -257,7 +257,7 @@ pub fn run_demo(options: &DemoOptions, out: &Path, device: &burn::tensor::Device
     // Checked before training, not only when the maps are drawn.
     check_resolution(options.resolution)?;
     if options.test_size == 0 {
-        return Err(GmuError::invalid("--test-size", "the fresh draw needs at least one sample"));
+        return Err(GmuError::invalid("test_size", "the fresh draw needs at least one sample"));
     }
     std::fs::create_dir_all(out).map_err(|e| GmuError::io(out, e))?;
     let data_config = SyntheticConfig::default();
@@ -399,10 +399,10 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
 /// `device` is used where the recipe picks the burn engine.
 pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ProtocolReport> {
     if options.seeds == 0 {
-        return Err(GmuError::invalid("--seeds", "at least one seed is needed"));
+        return Err(GmuError::invalid("seeds", "at least one seed is needed"));
     }
     if options.test_size == 0 {
-        return Err(GmuError::invalid("--test-size", "the fresh draw needs at least one sample"));
+        return Err(GmuError::invalid("test_size", "the fresh draw needs at least one sample"));
     }
     let start = Instant::now();
     let threads = match options.threads {

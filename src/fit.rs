@@ -106,24 +106,24 @@ impl FitConfig {
     /// Checks the numbers; names the flag at fault.
     pub fn validate(&self) -> Result<()> {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(GmuError::invalid("--lr", format!("must be a positive number, got {}", self.lr)));
+            return Err(GmuError::invalid("lr", format!("must be a positive number, got {}", self.lr)));
         }
         if self.batch_size == 0 {
-            return Err(GmuError::invalid("--batch-size", "must be at least 1"));
+            return Err(GmuError::invalid("batch_size", "must be at least 1"));
         }
         if self.max_epochs == 0 {
-            return Err(GmuError::invalid("--epochs", "must be at least 1"));
+            return Err(GmuError::invalid("max_epochs", "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.threshold) || self.threshold == 0.0 {
-            return Err(GmuError::invalid("--threshold", format!("must be in (0, 1), got {}", self.threshold)));
+            return Err(GmuError::invalid("threshold", format!("must be in (0, 1), got {}", self.threshold)));
         }
         if let Some(m) = self.max_norm
             && !(m > 0.0 && m.is_finite())
         {
-            return Err(GmuError::invalid("--max-norm", format!("must be positive, got {m}")));
+            return Err(GmuError::invalid("max_norm", format!("must be positive, got {m}")));
         }
         if !(0.0..1.0).contains(&self.modality_dropout) {
-            return Err(GmuError::invalid("--modality-dropout", format!("must be in [0, 1), got {}", self.modality_dropout)));
+            return Err(GmuError::invalid("modality_dropout", format!("must be in [0, 1), got {}", self.modality_dropout)));
         }
         Ok(())
     }
@@ -285,7 +285,7 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind
 pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &FitConfig, device: &Device) -> Result<Trained> {
     config.validate()?;
     if modalities.is_empty() {
-        return Err(GmuError::invalid("--modalities", "no modality selected"));
+        return Err(GmuError::invalid("modalities", "no modality selected"));
     }
     data.validate(Path::new("data"))?;
     let filled;
@@ -302,7 +302,7 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
         kind => vec![(modalities.to_vec(), kind)],
     };
     if config.fusion == FusionKind::AvgProbs && modalities.len() < 2 {
-        return Err(GmuError::invalid("--fusion", "avg-probs averages at least 2 single-modality models"));
+        return Err(GmuError::invalid("fusion", "avg-probs averages at least 2 single-modality models"));
     }
     let mut members = Vec::new();
     for (k, (views, kind)) in groups.into_iter().enumerate() {
@@ -377,7 +377,7 @@ fn fit_member_exclusive(
             let value = trainer.step(data, &modalities, &scalers, rows, present, config, &device);
             if !value.is_finite() {
                 return Err(GmuError::NonFinite(format!(
-                    "{} training loss is {value} at epoch {epoch}; lower --lr or check the data",
+                    "{} training loss is {value} at epoch {epoch}; lower the learning rate or check the data",
                     spec.kind
                 )));
             }
@@ -742,7 +742,7 @@ pub fn search(
     device: &Device,
 ) -> Result<Search> {
     if trials == 0 {
-        return Err(GmuError::invalid("--trials", "must be at least 1"));
+        return Err(GmuError::invalid("trials", "must be at least 1"));
     }
     let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
     let mut best: Option<(Trained, Evaluation)> = None;

@@ -86,7 +86,7 @@ impl ModelSpec {
             return Err(GmuError::invalid("dim", "each modality needs at least one input"));
         }
         if self.kind != ModelKind::Logreg && self.hidden == 0 {
-            return Err(GmuError::invalid("--hidden", "the hidden width must be at least 1, got 0"));
+            return Err(GmuError::invalid("hidden", "the hidden width must be at least 1, got 0"));
         }
         if self.n_classes < 2 {
             return Err(GmuError::invalid("classes", format!("at least 2 classes are needed, got {}", self.n_classes)));

@@ -176,7 +176,7 @@ impl TrainingConfig {
         self.model.validate()?;
         let o = &self.optimizer;
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            return Err(GmuError::invalid("--lr", format!("a learning rate > 0 is expected, got {}", o.lr)));
+            return Err(GmuError::invalid("lr", format!("a learning rate > 0 is expected, got {}", o.lr)));
         }
         if !(0.0..1.0).contains(&o.beta_1) || !(0.0..1.0).contains(&o.beta_2) {
             return Err(GmuError::invalid("beta", "Adam's betas must lie in [0, 1)"));
@@ -185,13 +185,13 @@ impl TrainingConfig {
             return Err(GmuError::invalid("epsilon", format!("a value > 0 is expected, got {}", o.epsilon)));
         }
         if self.steps == 0 {
-            return Err(GmuError::invalid("--steps", "at least one training step is needed"));
+            return Err(GmuError::invalid("steps", "at least one training step is needed"));
         }
         if self.batch_size == Some(0) {
-            return Err(GmuError::invalid("--batch-size", "a batch needs at least one sample"));
+            return Err(GmuError::invalid("batch_size", "a batch needs at least one sample"));
         }
         if self.restarts == 0 {
-            return Err(GmuError::invalid("--restarts", "at least one initialisation is needed"));
+            return Err(GmuError::invalid("restarts", "at least one initialisation is needed"));
         }
         Ok(())
     }
@@ -233,7 +233,7 @@ fn check_finite(loss: f32, step: usize) -> Result<()> {
     if loss.is_finite() {
         Ok(())
     } else {
-        Err(GmuError::NonFinite(format!("the training loss is {loss} at step {step}; lower --lr or check the data")))
+        Err(GmuError::NonFinite(format!("the training loss is {loss} at step {step}; lower the learning rate or check the data")))
     }
 }
 

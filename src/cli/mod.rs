@@ -68,7 +68,7 @@ pub fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
@@ -231,21 +231,39 @@ pub fn device() -> burn::tensor::Device {
     burn::tensor::Device::default()
 }
 
-/// A library error about an API parameter, with the CLI flag that sets it:
+/// The flag that sets the library's parameter `name` (`hidden` → `--hidden`).
+fn flag(name: &str) -> String {
+    match name {
+        "max_epochs" => "--epochs".into(),
+        "dev/test" => "--dev/--test".into(),
+        "view_paths" => "--files".into(),
+        "d_inputs" => "--modalities".into(),
+        // The data's views, not a flag.
+        "views" | "weights" | "panels" | "shares" | "encoders" | "classes" => name.into(),
+        other if other.starts_with("--") => other.into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// A library error, with an invalid parameter shown as the CLI flag that sets it:
 /// `invalid hidden: …` becomes `invalid --hidden: …`.
 pub fn flags(e: gmu::GmuError) -> anyhow::Error {
     match e {
-        gmu::GmuError::InvalidParameter { name, message } => {
-            let flag = match name {
-                "d_inputs" | "modalities" => "--modalities",
-                "views" | "data" | "files" | "labels" => name,
-                other => other,
-            };
-            let flag = if flag.starts_with("--") || flag == "views" { flag.to_string() } else { format!("--{}", flag.replace('_', "-")) };
-            anyhow::anyhow!("invalid {flag}: {message}")
-        }
+        gmu::GmuError::InvalidParameter { name, message } => anyhow::anyhow!("invalid {}: {message}", flag(name)),
         other => other.into(),
     }
+}
+
+/// The error as one line, `{:#}` style (each context, then the cause), with
+/// the library's parameter names shown as the flags that set them.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain()
+        .map(|cause| match cause.downcast_ref::<gmu::GmuError>() {
+            Some(gmu::GmuError::InvalidParameter { name, message }) => format!("invalid {}: {message}", flag(name)),
+            _ => cause.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// A stage line on stderr (progress for anything that takes a while).

@@ -42,7 +42,7 @@ pub fn mfeat(views: &[&str]) -> Result<MultiviewData> {
     let mut digits = None;
     for &name in views {
         let (_, bytes) = MFEAT.iter().find(|(n, _)| *n == name).ok_or_else(|| {
-            GmuError::invalid("--modalities", format!("mfeat has no view '{name}'; it has {}", MFEAT_VIEWS.join(", ")))
+            GmuError::invalid("modalities", format!("mfeat has no view '{name}'; it has {}", MFEAT_VIEWS.join(", ")))
         })?;
         let file = format!("mfeat-{name}.csv");
         let (mut view, labels) = read_view_csv(Path::new(&file), &gunzip(&file, bytes)?, Some("last"))?;
@@ -50,7 +50,7 @@ pub fn mfeat(views: &[&str]) -> Result<MultiviewData> {
         digits.get_or_insert(labels.expect("label column"));
         out.push(view);
     }
-    let digits = digits.ok_or_else(|| GmuError::invalid("--modalities", "no mfeat view selected"))?;
+    let digits = digits.ok_or_else(|| GmuError::invalid("modalities", "no mfeat view selected"))?;
     let data = MultiviewData { views: out, targets: classes_from_strings(&digits) };
     data.validate(Path::new("mfeat"))?;
     Ok(data)

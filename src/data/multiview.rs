@@ -204,14 +204,14 @@ impl MultiviewData {
     pub fn view_index(&self, name: &str) -> Result<usize> {
         self.views.iter().position(|v| v.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.views.iter().map(|v| v.name.as_str()).collect();
-            GmuError::invalid("--modalities", format!("no view '{name}'; the data has {}", names.join(", ")))
+            GmuError::invalid("modalities", format!("no view '{name}'; the data has {}", names.join(", ")))
         })
     }
 
     /// Reads one file per view and the labels (see the [module docs](self)).
     pub fn from_files(view_paths: &[&Path], labels: LabelSource<'_>) -> Result<MultiviewData> {
         if view_paths.is_empty() {
-            return Err(GmuError::invalid("--views", "give at least one view file"));
+            return Err(GmuError::invalid("view_paths", "give at least one view file"));
         }
         let mut views = Vec::new();
         // The label column as first found, and the file it came from.
@@ -268,7 +268,7 @@ impl MultiviewData {
     /// at random, without stratification.
     pub fn split(&self, dev: f64, test: f64, seed: u64) -> Result<Split> {
         if !(0.0..1.0).contains(&dev) || !(0.0..1.0).contains(&test) || dev + test >= 1.0 {
-            return Err(GmuError::invalid("--dev/--test", format!("shares must be in [0, 1) and sum below 1, got {dev} and {test}")));
+            return Err(GmuError::invalid("dev/test", format!("shares must be in [0, 1) and sum below 1, got {dev} and {test}")));
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let groups: Vec<Vec<usize>> = match &self.targets {
@@ -295,7 +295,7 @@ impl MultiviewData {
             part.sort_unstable();
         }
         if split.train.is_empty() || split.dev.is_empty() || split.test.is_empty() {
-            return Err(GmuError::invalid("--dev/--test", format!("the split of {} samples leaves an empty part", self.len())));
+            return Err(GmuError::invalid("dev/test", format!("the split of {} samples leaves an empty part", self.len())));
         }
         Ok(split)
     }

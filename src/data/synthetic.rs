@@ -74,22 +74,22 @@ impl SyntheticConfig {
     /// Checks every parameter, naming the first one out of its domain.
     pub fn validate(&self) -> Result<()> {
         if self.n == 0 {
-            return Err(GmuError::invalid("--n", "the number of samples must be at least 1"));
+            return Err(GmuError::invalid("n", "the number of samples must be at least 1"));
         }
         if self.dim == 0 {
-            return Err(GmuError::invalid("--dim", "the input dimension must be at least 1"));
+            return Err(GmuError::invalid("dim", "the input dimension must be at least 1"));
         }
-        for (name, p) in [("--p-c", self.p_c), ("--p-m", self.p_m)] {
+        for (name, p) in [("p_c", self.p_c), ("p_m", self.p_m)] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(GmuError::invalid(name, format!("a probability in [0, 1] is expected, got {p}")));
             }
         }
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return Err(GmuError::invalid("--sigma", format!("a finite value > 0 is expected, got {}", self.sigma)));
+            return Err(GmuError::invalid("sigma", format!("a finite value > 0 is expected, got {}", self.sigma)));
         }
         let means = [self.mu_v[0], self.mu_v[1], self.mu_v_noise, self.mu_t[0], self.mu_t[1], self.mu_t_noise];
         if means.iter().any(|m| !m.is_finite()) {
-            return Err(GmuError::invalid("--mu", "every mean must be finite"));
+            return Err(GmuError::invalid("mu", "every mean must be finite"));
         }
         Ok(())
     }
@@ -220,8 +220,8 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let err = SyntheticConfig { p_m: 1.5, ..Default::default() }.validate().unwrap_err();
-        assert!(err.to_string().contains("--p-m"), "{err}");
+        assert!(err.to_string().contains("invalid p_m"), "{err}");
         let err = SyntheticConfig { dim: 0, ..Default::default() }.validate().unwrap_err();
-        assert!(err.to_string().contains("--dim"), "{err}");
+        assert!(err.to_string().contains("invalid dim"), "{err}");
     }
 }

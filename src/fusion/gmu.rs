@@ -74,7 +74,7 @@ impl GmuConfig {
     pub fn validate(&self) -> crate::Result<()> {
         if self.d_inputs.len() < 2 {
             return Err(GmuError::invalid(
-                "--modalities",
+                "modalities",
                 format!("a GMU fuses at least 2 modalities, got K = {}", self.d_inputs.len()),
             ));
         }
@@ -82,7 +82,7 @@ impl GmuConfig {
             return Err(GmuError::invalid("d_inputs", format!("modality {i} has input width 0")));
         }
         if self.d_hidden == 0 {
-            return Err(GmuError::invalid("--hidden", "the hidden width must be at least 1, got 0"));
+            return Err(GmuError::invalid("hidden", "the hidden width must be at least 1, got 0"));
         }
         Ok(())
     }

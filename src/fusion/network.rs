@@ -200,19 +200,19 @@ impl FusionSpec {
     pub fn validate(&self) -> Result<()> {
         let k = self.d_inputs.len();
         if k == 0 {
-            return Err(GmuError::invalid("--modalities", "no modality selected"));
+            return Err(GmuError::invalid("modalities", "no modality selected"));
         }
         if self.encoders.len() != k {
             return Err(GmuError::invalid("encoders", format!("{} encoders for {k} modalities", self.encoders.len())));
         }
         if let Some(i) = self.d_inputs.iter().position(|&d| d == 0) {
-            return Err(GmuError::invalid("--modalities", format!("modality {i} has width 0")));
+            return Err(GmuError::invalid("modalities", format!("modality {i} has width 0")));
         }
         let needs_two = matches!(self.kind, FusionKind::Gmu | FusionKind::LinearSum | FusionKind::Moe);
         if needs_two && k < 2 {
             return Err(GmuError::invalid(
-                "--fusion",
-                format!("{} fuses at least 2 modalities, got {k}; use --fusion concat for a single-modality model", self.kind),
+                "fusion",
+                format!("{} fuses at least 2 modalities, got {k}; a single-modality model is concat", self.kind),
             ));
         }
         if self.hidden == 0 {
@@ -231,7 +231,7 @@ impl FusionSpec {
             return Err(GmuError::invalid("labels", "the task has no label"));
         }
         if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GmuError::invalid("--dropout", format!("must be in [0, 1), got {}", self.dropout)));
+            return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }
         for e in &self.encoders {
             if let EncoderSpec::Cnn { height, width, d_out, .. } = *e
@@ -948,7 +948,7 @@ mod tests {
     fn gmu_and_moe_need_two_modalities() {
         for kind in [FusionKind::Gmu, FusionKind::LinearSum, FusionKind::Moe] {
             let err = FusionSpec::new(kind, vec![5], 4, 2, Task::Multiclass).validate().unwrap_err().to_string();
-            assert!(err.contains("--fusion") && err.contains("at least 2"), "{err}");
+            assert!(err.contains("invalid fusion") && err.contains("at least 2"), "{err}");
         }
         assert!(FusionSpec::new(FusionKind::Concat, vec![5], 4, 2, Task::Multiclass).validate().is_ok());
     }
