@@ -108,6 +108,12 @@ impl FitConfig {
         if !(self.lr > 0.0 && self.lr.is_finite()) {
             return Err(GmuError::invalid("lr", format!("must be a positive number, got {}", self.lr)));
         }
+        if self.hidden == 0 {
+            return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {}", self.dropout)));
+        }
         if self.batch_size == 0 {
             return Err(GmuError::invalid("batch_size", "must be at least 1"));
         }

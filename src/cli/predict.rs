@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use gmu::data::stream::ViewStream;
 use gmu::data::{DataSource, Split, Targets, View};
 use gmu::fusion::Task;
 use gmu::predict::{BATCH, Prediction, Predictor, score};
@@ -66,53 +67,109 @@ pub fn run(args: Args) -> Result<()> {
     }
     let device = super::device();
     let predictor = Predictor::load(&args.model, &device)?;
-    let loaded = source.load()?;
-    let views = predictor.select_views(&loaded.views).map_err(super::flags).with_context(|| source.name())?;
-    let n = views[0].len();
-    if let Some(v) = views.iter().find(|v| v.len() != n) {
-        bail!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), views[0].name);
-    }
-    let rows = select_rows(&args, &predictor, &source, loaded.split.as_ref(), loaded.targets.as_ref(), n)?;
     let config = &predictor.config;
-    let targets = loaded.targets.as_ref().map(|t| in_model_outputs(t, &config.outputs, config.task)).transpose()?;
-
     let mut writer = Output::open(args.out.as_deref())?;
-    let header = columns(&predictor, &views);
-    if !args.json {
-        writer.line(&header.join(","))?;
-    }
-    let start = Instant::now();
-    let mut all_probs: Vec<f32> = Vec::new();
-    let mut shown = false;
+    let mut progress = Progress::new();
     let mut imputed = 0;
-    for (b, chunk) in rows.chunks(BATCH * 8).enumerate() {
-        let p = if args.impute.is_some() {
-            let (filled, n) = predictor.impute(&views, chunk).map_err(super::flags)?;
-            imputed += n;
-            let refs: Vec<&View> = filled.iter().collect();
-            let local: Vec<usize> = (0..chunk.len()).collect();
-            predictor.predict_rows(&refs, &local, true)
-        } else {
-            predictor.predict_rows(&views, chunk, true)
+    let mut all_probs: Vec<f32> = Vec::new();
+    let (rows, targets) = match (&source, args.split) {
+        // View files are read a chunk at a time: memory stays flat however long they are.
+        (DataSource::Files { files, labels, label_column }, Part::All) => {
+            let mut streams: Vec<ViewStream> =
+                files.iter().map(|f| ViewStream::open(f, label_column.as_deref())).collect::<gmu::Result<_>>()?;
+            if let Some(name) = label_column
+                && !streams.iter().any(ViewStream::has_labels)
+            {
+                bail!("invalid --label-column: no column '{name}' in {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+            }
+            let mut label_strings: Vec<String> = Vec::new();
+            let mut header: Option<Vec<String>> = None;
+            let mut done = 0usize;
+            loop {
+                let chunks: Vec<(View, Option<Vec<String>>)> =
+                    streams.iter_mut().map(|s| s.next_chunk(CHUNK)).collect::<gmu::Result<_>>()?;
+                let n = chunks[0].0.len();
+                if let Some((k, (v, _))) = chunks.iter().enumerate().find(|(_, (v, _))| v.len() != n) {
+                    let (short, long) = if v.len() < n { (k, 0) } else { (0, k) };
+                    bail!(
+                        "{}: ends at row {}, while {} goes on",
+                        streams[short].path().display(),
+                        done + chunks[short].0.len(),
+                        streams[long].path().display()
+                    );
+                }
+                if n == 0 {
+                    break;
+                }
+                let mut with_labels = chunks.iter().zip(&streams).filter_map(|((_, l), s)| l.as_ref().map(|l| (l, s.path())));
+                if let Some((first, first_path)) = with_labels.next() {
+                    for (other, path) in with_labels {
+                        if let Some(r) = (0..n).find(|&r| other[r].trim() != first[r].trim()) {
+                            bail!("{}: row {}: label '{}' here, '{}' in {}", path.display(), done + r, other[r], first[r], first_path.display());
+                        }
+                    }
+                    label_strings.extend(first.iter().cloned());
+                }
+                let chunk_views: Vec<View> = chunks.into_iter().map(|(v, _)| v).collect();
+                let views = predictor.select_views(&chunk_views).map_err(super::flags).with_context(|| source.name())?;
+                let header = header.get_or_insert_with(|| columns(&predictor, &views));
+                if done == 0 && !args.json {
+                    writer.line(&header.join(","))?;
+                }
+                let local: Vec<usize> = (0..n).collect();
+                let p = predict_chunk(&predictor, &views, &local, args.impute.is_some(), &mut imputed)?;
+                let global: Vec<usize> = (done..done + n).collect();
+                write_rows(&mut writer, &predictor, header, &global, &p, args.json)?;
+                if labels.is_some() || label_column.is_some() {
+                    all_probs.extend_from_slice(&p.probs);
+                }
+                done += n;
+                progress.show(done, None);
+            }
+            let targets = match (labels, label_column) {
+                (Some(path), _) => Some(gmu::data::multiview::read_label_file(path)?),
+                (None, Some(_)) => {
+                    let first = streams.iter().find(|s| s.has_labels()).expect("checked above");
+                    Some(gmu::data::multiview::targets_from_strings(first.path(), &label_strings)?)
+                }
+                (None, None) => None,
+            };
+            if let Some(t) = &targets
+                && t.len() != done
+            {
+                bail!("{}: {} labels for {done} rows", labels.as_ref().map_or_else(String::new, |p| p.display().to_string()), t.len());
+            }
+            ((0..done).collect::<Vec<usize>>(), targets)
         }
-        .map_err(super::flags)?;
-        write_rows(&mut writer, &predictor, &header, chunk, &p, args.json)?;
-        if targets.is_some() {
-            all_probs.extend_from_slice(&p.probs);
+        _ => {
+            let loaded = source.load()?;
+            let views = predictor.select_views(&loaded.views).map_err(super::flags).with_context(|| source.name())?;
+            let n = views[0].len();
+            if let Some(v) = views.iter().find(|v| v.len() != n) {
+                bail!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), views[0].name);
+            }
+            let rows = select_rows(&args, &predictor, &source, loaded.split.as_ref(), loaded.targets.as_ref(), n)?;
+            let header = columns(&predictor, &views);
+            if !args.json {
+                writer.line(&header.join(","))?;
+            }
+            for chunk in rows.chunks(CHUNK) {
+                let p = predict_chunk(&predictor, &views, chunk, args.impute.is_some(), &mut imputed)?;
+                write_rows(&mut writer, &predictor, &header, chunk, &p, args.json)?;
+                if loaded.targets.is_some() {
+                    all_probs.extend_from_slice(&p.probs);
+                }
+                progress.show(all_probs.len().max(1), Some(rows.len()));
+            }
+            (rows, loaded.targets)
         }
-        if start.elapsed().as_secs_f64() > 1.0 {
-            let done = (b * BATCH * 8 + chunk.len()).min(rows.len());
-            eprint!("\r· predicted {done}/{} rows", rows.len());
-            shown = true;
-        }
-    }
-    if shown {
-        eprintln!();
-    }
+    };
+    progress.finish();
     writer.finish()?;
     if args.impute.is_some() {
         eprintln!("· imputed {imputed} missing cells with the training means");
     }
+    let targets = targets.as_ref().map(|t| in_model_outputs(t, &config.outputs, config.task)).transpose()?;
     if let Some(targets) = &targets {
         let eval = score(targets, &rows, &all_probs, config.threshold);
         let line = match config.task {
@@ -144,6 +201,52 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {} rows to {}", rows.len(), out.display());
     }
     Ok(())
+}
+
+/// Rows predicted per pass (and read per chunk from view files).
+const CHUNK: usize = BATCH * 8;
+
+/// Probabilities, gates, shares and importance of `rows` of `views`; with
+/// `impute`, partly missing rows filled first (the count added to `imputed`).
+fn predict_chunk(predictor: &Predictor, views: &[&View], rows: &[usize], impute: bool, imputed: &mut usize) -> Result<Prediction> {
+    let p = if impute {
+        let (filled, n) = predictor.impute(views, rows).map_err(super::flags)?;
+        *imputed += n;
+        let refs: Vec<&View> = filled.iter().collect();
+        let local: Vec<usize> = (0..rows.len()).collect();
+        predictor.predict_rows(&refs, &local, true)
+    } else {
+        predictor.predict_rows(views, rows, true)
+    };
+    Ok(p.map_err(super::flags)?)
+}
+
+/// A row counter on stderr, shown once a run takes more than a second.
+struct Progress {
+    start: Instant,
+    shown: bool,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress { start: Instant::now(), shown: false }
+    }
+
+    fn show(&mut self, done: usize, total: Option<usize>) {
+        if self.start.elapsed().as_secs_f64() > 1.0 {
+            match total {
+                Some(t) => eprint!("\r· predicted {done}/{t} rows"),
+                None => eprint!("\r· predicted {done} rows"),
+            }
+            self.shown = true;
+        }
+    }
+
+    fn finish(&self) {
+        if self.shown {
+            eprintln!();
+        }
+    }
 }
 
 /// No command writes over one of its own inputs.

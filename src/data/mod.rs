@@ -6,6 +6,7 @@ pub mod mmimdb;
 pub mod multiview;
 pub mod scale;
 pub mod source;
+pub mod stream;
 pub mod synthetic;
 pub mod table;
 pub mod text;

@@ -342,7 +342,7 @@ pub fn classes_from_strings(strings: &[String]) -> Targets {
     Targets::Classes { y, names }
 }
 
-fn stem(path: &Path) -> String {
+pub(crate) fn stem(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
 }
 
@@ -385,31 +385,7 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     let mut values = Vec::new();
     let mut labels = label_at.map(|_| Vec::new());
     for (r, record) in reader.records().enumerate() {
-        let line = r + 2;
-        let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
-        if record.len() != header.len() {
-            return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
-        }
-        for (c, field) in record.iter().enumerate() {
-            if Some(c) == label_at {
-                labels.as_mut().expect("label column").push(field.to_string());
-                continue;
-            }
-            // An empty cell is missing (NaN); a row of a view that is entirely
-            // missing is a missing view (see `predict`), training refuses it.
-            let field = field.trim();
-            let x: f32 = if field.is_empty() {
-                f32::NAN
-            } else {
-                field.parse().map_err(|_| {
-                    GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c]))
-                })?
-            };
-            if x.is_infinite() {
-                return Err(GmuError::data(path, format!("line {line}, column '{}': {x} (expected a finite number)", header[c])));
-            }
-            values.push(x);
-        }
+        parse_record(path, r + 2, &header, label_at, record, &mut values, labels.as_mut())?;
     }
     if values.is_empty() {
         return Err(GmuError::data(path, "no sample after the header row"));
@@ -444,10 +420,48 @@ pub fn targets_from_strings(path: &Path, strings: &[String]) -> Result<Targets> 
     Ok(Targets::Labels { y, names })
 }
 
+/// One CSV record of a view: its numbers appended to `values` (an empty cell
+/// is missing: NaN; a row of a view that is entirely missing is a missing view,
+/// see `predict`; training refuses it), its label to `labels`. `line` is the
+/// 1-based line for errors.
+pub fn parse_record(
+    path: &Path,
+    line: usize,
+    header: &[String],
+    label_at: Option<usize>,
+    record: std::result::Result<csv::StringRecord, csv::Error>,
+    values: &mut Vec<f32>,
+    mut labels: Option<&mut Vec<String>>,
+) -> Result<()> {
+    let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
+    if record.len() != header.len() {
+        return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
+    }
+    for (c, field) in record.iter().enumerate() {
+        if Some(c) == label_at {
+            if let Some(labels) = labels.as_mut() {
+                labels.push(field.to_string());
+            }
+            continue;
+        }
+        let field = field.trim();
+        let x: f32 = if field.is_empty() {
+            f32::NAN
+        } else {
+            field.parse().map_err(|_| GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c])))?
+        };
+        if x.is_infinite() {
+            return Err(GmuError::data(path, format!("line {line}, column '{}': {x} (expected a finite number)", header[c])));
+        }
+        values.push(x);
+    }
+    Ok(())
+}
+
 /// Reads a label file: a CSV with one column of labels (or `|`-separated
 /// label sets), a multi-hot CSV (a header of label names, one 0/1 column
 /// each), a 1-D NPY array of integer classes or a 2-D 0/1 NPY array.
-fn read_label_file(path: &Path) -> Result<Targets> {
+pub fn read_label_file(path: &Path) -> Result<Targets> {
     if path.extension().is_some_and(|e| e == "npy") {
         let (shape, values) = read_npy(path)?;
         if let [n, l] = shape[..]
@@ -536,46 +550,70 @@ fn read_label_file(path: &Path) -> Result<Targets> {
 /// `i4`, `i8` or `u1`, C order) as `f32` values and its shape.
 pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
-    let bad = |m: &str| GmuError::data(path, format!("not a readable .npy file: {m}"));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("missing the \\x93NUMPY magic"));
+    let header = NpyHeader::parse(path, &bytes)?;
+    let data = &bytes[header.data_start..];
+    let count: usize = header.shape.iter().product();
+    if data.len() != count * header.width {
+        return Err(GmuError::data(
+            path,
+            format!("not a readable .npy file: shape {:?} needs {} data bytes, the file has {}", header.shape, count * header.width, data.len()),
+        ));
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        v => return Err(bad(&format!("format version {v}"))),
-    };
-    let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?)
-        .map_err(|_| bad("header is not text"))?;
-    let field = |key: &str| -> Option<&str> {
-        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
-        Some(header[at..].trim_start().trim_start_matches(':').trim_start())
-    };
-    let descr = field("descr").and_then(|s| s.strip_prefix('\'')).and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?;
-    if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
-        return Err(bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+    Ok((header.shape, data.chunks_exact(header.width).map(header.convert).collect()))
+}
+
+/// What the header of a `.npy` file says.
+#[derive(Clone, Debug)]
+pub struct NpyHeader {
+    /// The array's shape.
+    pub shape: Vec<usize>,
+    /// Bytes per element.
+    pub width: usize,
+    /// One element's bytes to `f32`.
+    pub convert: fn(&[u8]) -> f32,
+    /// Offset of the data in the file.
+    pub data_start: usize,
+}
+
+impl NpyHeader {
+    /// Parses the header at the start of `bytes` (the first 64 KiB of the file are enough).
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
+        let bad = |m: &str| GmuError::data(path, format!("not a readable .npy file: {m}"));
+        if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+            return Err(bad("missing the \\x93NUMPY magic"));
+        }
+        let (header_len, start) = match bytes[6] {
+            1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+            2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+            v => return Err(bad(&format!("format version {v}"))),
+        };
+        let header = std::str::from_utf8(bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?)
+            .map_err(|_| bad("header is not text"))?;
+        let field = |key: &str| -> Option<&str> {
+            let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+            Some(header[at..].trim_start().trim_start_matches(':').trim_start())
+        };
+        let descr = field("descr").and_then(|s| s.strip_prefix('\'')).and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+        if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
+            return Err(bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+        }
+        let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
+        let shape: Vec<usize> = shape_text
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse().map_err(|_| bad(&format!("shape entry '{s}'"))))
+            .collect::<Result<_>>()?;
+        let (width, convert): (usize, fn(&[u8]) -> f32) = match descr {
+            "<f4" => (4, |b| f32::from_le_bytes(b.try_into().unwrap())),
+            "<f8" => (8, |b| f64::from_le_bytes(b.try_into().unwrap()) as f32),
+            "<i4" => (4, |b| i32::from_le_bytes(b.try_into().unwrap()) as f32),
+            "<i8" => (8, |b| i64::from_le_bytes(b.try_into().unwrap()) as f32),
+            "|u1" | "<u1" => (1, |b| b[0] as f32),
+            other => return Err(bad(&format!("dtype '{other}' (expected <f4, <f8, <i4, <i8 or |u1)"))),
+        };
+        Ok(NpyHeader { shape, width, convert, data_start: start + header_len })
     }
-    let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad(&format!("shape entry '{s}'"))))
-        .collect::<Result<_>>()?;
-    let count: usize = shape.iter().product();
-    let data = &bytes[start + header_len..];
-    let (width, convert): (usize, fn(&[u8]) -> f32) = match descr {
-        "<f4" => (4, |b| f32::from_le_bytes(b.try_into().unwrap())),
-        "<f8" => (8, |b| f64::from_le_bytes(b.try_into().unwrap()) as f32),
-        "<i4" => (4, |b| i32::from_le_bytes(b.try_into().unwrap()) as f32),
-        "<i8" => (8, |b| i64::from_le_bytes(b.try_into().unwrap()) as f32),
-        "|u1" | "<u1" => (1, |b| b[0] as f32),
-        other => return Err(bad(&format!("dtype '{other}' (expected <f4, <f8, <i4, <i8 or |u1)"))),
-    };
-    if data.len() != count * width {
-        return Err(bad(&format!("shape {shape:?} needs {} data bytes, the file has {}", count * width, data.len())));
-    }
-    Ok((shape, data.chunks_exact(width).map(convert).collect()))
 }
 
 #[cfg(test)]
