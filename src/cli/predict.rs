@@ -218,7 +218,7 @@ fn predict_chunk(predictor: &Predictor, views: &[&View], rows: &[usize], impute:
     } else {
         predictor.predict_rows(views, rows, true)
     };
-    Ok(p.map_err(super::flags)?)
+    p.map_err(super::flags)
 }
 
 /// A row counter on stderr, shown once a run takes more than a second.
