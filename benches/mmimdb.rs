@@ -2,7 +2,7 @@
 //! (x_v 4096 + x_t 300 → GMU 512 → 23 sigmoid outputs, binary cross-entropy,
 //! Adam, batch 128) on burn's CPU backend, and the full `gmu mmimdb` model
 //! (GMU → maxout MLP with batch norm, dropout and max-norm), and the same
-//! GMU classifier on the dense GEMM engine (`gmu::dense`).
+//! GMU classifier on the dense GEMM engine (`gmu::engine::dense`).
 //!
 //! `cargo bench --bench mmimdb -- --steps 30 --reps 5`; `bench/mmimdb.sh`
 //! runs it beside the PyTorch reference (`bench/mmimdb_torch.py`). Prints one
@@ -16,7 +16,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Distribution, Tensor};
-use gmu::dense::{DenseAdam, DenseGmu, DenseWorkspace};
+use gmu::engine::Adam;
+use gmu::engine::dense::{DenseGmu, DenseWorkspace};
 use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, HeadKind, MaxNorm, Task};
 
 const BATCH: usize = 128;
@@ -95,7 +96,7 @@ fn main() {
             })
             .collect();
         let (mut grad, mut ws) = (vec![0.0; model.len()], DenseWorkspace::default());
-        let mut adam = DenseAdam::new(model.len(), 1e-3);
+        let mut adam = Adam::with_defaults(model.len(), 1e-3);
         let mut run = |n: usize| {
             for s in 0..n {
                 let (xv, xt, y) = &data[s % data.len()];

@@ -15,7 +15,7 @@ use crate::data::{SyntheticConfig, SyntheticData};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
-use crate::native::{LossKind, Network, Workspace};
+use crate::engine::native::{LossKind, Network, Workspace};
 use crate::plot::{self, Colormap, MeshMap};
 use crate::data::Scaler;
 use crate::train::{self, Engine, Overrides, Preset, TrainedModel};

@@ -20,7 +20,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{DataRecord, MultiviewData, Scaler, Scaling, Split, Targets, View};
-use crate::dense::{DenseAdam, DenseGmu, DenseWorkspace};
+use crate::engine::Adam;
+use crate::engine::dense::{DenseGmu, DenseWorkspace};
 use crate::error::{GmuError, Result};
 use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, HeadKind, MaxNorm, Task};
 use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, TrainingRecord, ViewSpec};
@@ -154,7 +155,7 @@ impl FitConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum FitEngine {
-    /// The dense GEMM engine ([`crate::dense`]) where it applies (`--fusion gmu --head linear`,
+    /// The dense GEMM engine ([`crate::engine::dense`]) where it applies (`--fusion gmu --head linear`,
     /// two feature modalities), burn's autodiff otherwise.
     #[default]
     Auto,
@@ -360,7 +361,7 @@ fn fit_member_exclusive(
     let mut trainer = match dense {
         Some(dense) => Trainer::Dense {
             grad: vec![0.0; dense.len()],
-            adam: DenseAdam::new(dense.len(), config.lr as f32),
+            adam: Adam::with_defaults(dense.len(), config.lr as f32),
             ws: DenseWorkspace::default(),
             template: model.valid(),
             dense,
@@ -434,7 +435,7 @@ fn modality_dropout(rows: usize, k: usize, p: f64, rng: &mut StdRng) -> Option<V
 #[allow(clippy::large_enum_variant)]
 enum Trainer {
     Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
-    Dense { dense: DenseGmu, adam: DenseAdam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
+    Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
 }
 
 impl Trainer {

@@ -37,9 +37,14 @@
 //!   blocks, and every fusion method of its Table 2 behind [`fusion::FusionSpec`].
 //! - [`fit`]: training any fusion model (early stopping on dev macro-F1, random search, gate reports);
 //!   [`comparison`]: every method on one data set, side by side.
-//! - [`dense`]: a GEMM engine for the plain GMU classifier at real sizes, tested against burn's autodiff.
-//! - [`model`]: the classifiers of the synthetic experiment (GMU, feed-forward, logistic regression).
-//! - [`native`]: a hand-differentiated engine for those small models, tested against burn's autodiff.
+//! - [`engine`]: the hand-written training engines beside burn's autodiff (`native` for the
+//!   synthetic experiment's small models, `dense` for the plain GMU classifier at real sizes),
+//!   with their shared kernels and Adam, each tested against burn's autodiff.
+//! - [`model`]: the synthetic experiment's classifiers as `FusionSpec`s, and their flat parameter layout.
+//! - [`model_dir`]: the versioned model directory every training command writes;
+//!   [`predict`]: `Predictor::load(dir, &device)?.predict(&views)`: probabilities, gates,
+//!   contribution shares, occlusion importance, missing views.
+//! - [`robustness`]: every model of a run re-scored with noise on one view.
 //! - [`train`]: the synthetic experiment's training config, Adam loop, saving and loading.
 //! - [`data`]: the synthetic generator, multi-view files (CSV/NPY), MM-IMDb (HDF5 and raw
 //!   archive), and the embedded mfeat and Twemoji sets.
@@ -49,7 +54,7 @@
 
 pub mod comparison;
 pub mod data;
-pub mod dense;
+pub mod engine;
 pub mod error;
 pub mod experiment;
 pub mod fit;
@@ -57,7 +62,6 @@ pub mod fusion;
 pub mod metrics;
 pub mod model;
 pub mod model_dir;
-pub mod native;
 pub mod plot;
 pub mod robustness;
 pub mod predict;

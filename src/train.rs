@@ -17,13 +17,14 @@ use crate::error::{GmuError, Result};
 use crate::fusion::{FusionNet, Scores, Task};
 use crate::model::{ModelKind, ModelSpec, flat_params, linears};
 use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, TrainingRecord, ViewSpec};
-use crate::native::{Adam, LossKind, Network, Workspace};
+use crate::engine::Adam;
+use crate::engine::native::{LossKind, Network, Workspace};
 
 /// Which implementation runs the training loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
-    /// The hand-differentiated `f32` engine ([`crate::native`]); the fast path for small models.
+    /// The hand-differentiated `f32` engine ([`crate::engine::native`]); the fast path for small models.
     Native,
     /// burn's autodiff and Adam on the default CPU backend.
     Burn,

@@ -105,7 +105,7 @@ pub struct RecipeArgs {
     pub scaling: Option<gmu::data::Scaling>,
     /// Loss.
     #[arg(long, value_enum)]
-    pub loss: Option<gmu::native::LossKind>,
+    pub loss: Option<gmu::engine::native::LossKind>,
     /// Drop the bias terms (the paper's bias-free equations).
     #[arg(long)]
     pub no_bias: bool,

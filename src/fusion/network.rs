@@ -87,7 +87,7 @@ pub enum HeadKind {
     #[default]
     Maxout,
     /// One linear layer: for a GMU the plain GMU classifier (GMU → logits), which
-    /// the GEMM engine ([`dense`](crate::dense)) trains fast at real sizes; for
+    /// the GEMM engine ([`dense`](crate::engine::dense)) trains fast at real sizes; for
     /// `concat`, logistic regression on the concatenated inputs.
     Linear,
     /// `concat` only: linear → tanh → linear, the synthetic experiment's

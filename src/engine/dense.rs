@@ -17,12 +17,10 @@
 //! same for `x_t`, so the forward pass is two GEMMs and the weight gradients
 //! two more.
 
-use rayon::prelude::*;
-
 use crate::error::{GmuError, Result};
 use crate::fusion::network::{FusionHead, GmuLinearHead};
 use crate::fusion::{FusionNet, Task};
-use crate::native::{exp, sigmoid, tanh};
+use super::kernels::{exp, sigmoid, tanh};
 
 /// The plain GMU classifier's parameters and sizes.
 #[derive(Clone, Debug, PartialEq)]
@@ -52,43 +50,6 @@ pub struct DenseWorkspace {
     h: Vec<f32>,
     logits: Vec<f32>,
     dh: Vec<f32>,
-}
-
-/// Adam (PyTorch's form, ε inside the square root's denominator), threaded over chunks.
-#[derive(Clone, Debug)]
-pub struct DenseAdam {
-    lr: f32,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    t: i32,
-}
-
-impl DenseAdam {
-    /// Fresh state for `n` parameters, β = (0.9, 0.999), ε = 1e-8.
-    pub fn new(n: usize, lr: f32) -> Self {
-        DenseAdam { lr, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
-    }
-
-    /// One update of `params` from `grad`.
-    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        const B1: f32 = 0.9;
-        const B2: f32 = 0.999;
-        self.t += 1;
-        let step = self.lr / (1.0 - B1.powi(self.t));
-        let correct_2 = 1.0 / (1.0 - B2.powi(self.t));
-        const CHUNK: usize = 1 << 15;
-        params
-            .par_chunks_mut(CHUNK)
-            .zip(grad.par_chunks(CHUNK))
-            .zip(self.m.par_chunks_mut(CHUNK).zip(self.v.par_chunks_mut(CHUNK)))
-            .for_each(|((p, g), (m, v))| {
-                for i in 0..p.len() {
-                    m[i] = B1 * m[i] + (1.0 - B1) * g[i];
-                    v[i] = B2 * v[i] + (1.0 - B2) * g[i] * g[i];
-                    p[i] -= step * m[i] / ((v[i] * correct_2).sqrt() + 1e-8);
-                }
-            });
-    }
 }
 
 fn parallelism() -> gemm::Parallelism {
@@ -512,7 +473,7 @@ mod tests {
         let mut dense = DenseGmu::from_net(&net).unwrap();
         let (xv, xt, y) = batch(12, Task::Multilabel);
         let (mut grad, mut ws) = (vec![0.0; dense.len()], DenseWorkspace::default());
-        let mut adam = DenseAdam::new(dense.len(), 0.05);
+        let mut adam = crate::engine::Adam::with_defaults(dense.len(), 0.05);
         let first = dense.loss_and_grad(&xv, &xt, &y, &mut grad, &mut ws);
         let mut last = first;
         for _ in 0..100 {

@@ -17,6 +17,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{ModelKind, ModelSpec};
+use super::kernels::{exp, lane_sum, ln, sigmoid, tanh};
+#[cfg(target_arch = "x86_64")]
+use super::kernels::wide_simd;
 use crate::data::Scaler;
 
 /// Training loss over the logits.
@@ -45,85 +48,6 @@ impl LossKind {
             LossKind::SigmoidBce => sigmoid(logits[1]),
         }
     }
-}
-
-/// `e^x` in `f32` by range reduction and a degree-6 polynomial (Cephes'
-/// `expf`), within 2 ulp of the true value; branch-free, so loops over it
-/// vectorise. glibc's `tanhf` goes through `expm1f`, which was 40 % of the
-/// training time before this.
-#[inline(always)]
-pub fn exp(x: f32) -> f32 {
-    const LOG2E: f32 = std::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4;
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    // Round to nearest by the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64.
-    const MAGIC: f32 = 12_582_912.0;
-    let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 5e-1;
-    let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
-
-/// Natural logarithm of a positive normal `f32` (Cephes' `logf`), relative
-/// error below 1e-7 for the values a loss sees; branch-free.
-#[inline(always)]
-pub fn ln(x: f32) -> f32 {
-    let bits = x.to_bits();
-    // x = m · 2^e with m in [√½, √2).
-    let mut e = ((bits >> 23) & 0xff) as i32 - 126;
-    let mut m = f32::from_bits((bits & 0x007f_ffff) | 0x3f00_0000); // [0.5, 1)
-    let small = m < std::f32::consts::FRAC_1_SQRT_2;
-    e -= i32::from(small);
-    m = if small { m + m - 1.0 } else { m - 1.0 };
-    let z = m * m;
-    let mut y = 7.037_683_6e-2_f32;
-    y = y * m - 1.151_461e-1;
-    y = y * m + 1.167_699_9e-1;
-    y = y * m - 1.242_014_1e-1;
-    y = y * m + 1.424_932_3e-1;
-    y = y * m - 1.666_805_8e-1;
-    y = y * m + 2.000_071_4e-1;
-    y = y * m - 2.499_999_4e-1;
-    y = y * m + 3.333_333e-1;
-    y *= m * z;
-    let ef = e as f32;
-    y += -2.121_944_4e-4 * ef;
-    y += -0.5 * z;
-    m + y + 0.693_359_4 * ef
-}
-
-/// The logistic function.
-#[inline(always)]
-pub fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-/// `tanh(x) = 1 − 2 / (e^{2x} + 1)`, absolute error below 3e-7.
-#[inline(always)]
-pub fn tanh(x: f32) -> f32 {
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
-}
-
-/// `Σ_{r < n} term(r)` accumulated in eight independent lanes, so a long sum
-/// is not one chain of dependent additions (and vectorises where `term` does).
-#[inline(always)]
-fn lane_sum(n: usize, term: impl Fn(usize) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let full = n / 8 * 8;
-    for base in (0..full).step_by(8) {
-        for (j, a) in acc.iter_mut().enumerate() {
-            *a += term(base + j);
-        }
-    }
-    let tail: f32 = (full..n).map(&term).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// A dense layer's place in the flat parameter vector.
@@ -590,49 +514,6 @@ impl Network {
     }
 }
 
-/// Whether this CPU has AVX2 and FMA (checked once; `GMU_NO_AVX2=1` turns the wide path off).
-#[cfg(target_arch = "x86_64")]
-fn wide_simd() -> bool {
-    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WIDE.get_or_init(|| {
-        std::env::var_os("GMU_NO_AVX2").is_none()
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    })
-}
-
-/// Adam, as burn and PyTorch write it: `p −= lr · m̂ / (√v̂ + ε)`.
-#[derive(Clone, Debug)]
-pub struct Adam {
-    lr: f32,
-    beta_1: f32,
-    beta_2: f32,
-    epsilon: f32,
-    m: Vec<f32>,
-    v: Vec<f32>,
-    t: i32,
-}
-
-impl Adam {
-    /// Fresh state for `n` parameters.
-    pub fn new(n: usize, lr: f32, beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
-        Adam { lr, beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
-    }
-
-    /// One update of `params` with `grad`.
-    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        self.t += 1;
-        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
-        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
-        let eps = self.epsilon * bc2;
-        for i in 0..params.len() {
-            self.m[i] = self.beta_1 * self.m[i] + (1.0 - self.beta_1) * grad[i];
-            self.v[i] = self.beta_2 * self.v[i] + (1.0 - self.beta_2) * grad[i] * grad[i];
-            params[i] -= factor * self.m[i] / (self.v[i].sqrt() + eps);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -763,7 +644,7 @@ mod tests {
     #[test]
     fn adam_matches_a_hand_computed_first_step() {
         // First step: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) ≈ lr·sign(g).
-        let mut adam = Adam::new(2, 0.1, 0.9, 0.999, 1e-8);
+        let mut adam = crate::engine::Adam::new(2, 0.1, 0.9, 0.999, 1e-8);
         let mut p = vec![1.0, -1.0];
         adam.step(&mut p, &[0.5, -2.0]);
         assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 0.9).abs() < 1e-6, "{p:?}");

@@ -1,0 +1,58 @@
+//! Adam over a flat parameter vector, shared by the hand-written engines:
+//! PyTorch's and burn's update, threaded over chunks for large models.
+
+use rayon::prelude::*;
+
+/// Adam, as burn and PyTorch write it: `p −= lr · m̂ / (√v̂ + ε)`. The same
+/// arithmetic per element whatever the thread count, so training stays
+/// deterministic across machines with different core counts.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    lr: f32,
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: i32,
+}
+
+/// Parameters per parallel chunk; smaller models update on the calling thread.
+const CHUNK: usize = 1 << 15;
+
+impl Adam {
+    /// Fresh state for `n` parameters.
+    pub fn new(n: usize, lr: f32, beta_1: f32, beta_2: f32, epsilon: f32) -> Self {
+        Adam { lr, beta_1, beta_2, epsilon, m: vec![0.0; n], v: vec![0.0; n], t: 0 }
+    }
+
+    /// Fresh state with PyTorch's defaults: β = (0.9, 0.999), ε = 1e-8.
+    pub fn with_defaults(n: usize, lr: f32) -> Self {
+        Adam::new(n, lr, 0.9, 0.999, 1e-8)
+    }
+
+    /// One update of `params` with `grad`.
+    pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
+        self.t += 1;
+        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
+        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
+        let eps = self.epsilon * bc2;
+        let (b1, b2) = (self.beta_1, self.beta_2);
+        let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+            for i in 0..p.len() {
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                p[i] -= factor * m[i] / (v[i].sqrt() + eps);
+            }
+        };
+        if params.len() <= CHUNK {
+            update(params, grad, &mut self.m, &mut self.v);
+        } else {
+            params
+                .par_chunks_mut(CHUNK)
+                .zip(grad.par_chunks(CHUNK))
+                .zip(self.m.par_chunks_mut(CHUNK).zip(self.v.par_chunks_mut(CHUNK)))
+                .for_each(|((p, g), (m, v))| update(p, g, m, v));
+        }
+    }
+}
