@@ -64,6 +64,39 @@ fn main() {
         report(&format!("{name} 100 steps"), times);
     }
 
+    // The dense GEMM engine on the same toy model (seed preset: sigmoid cross-entropy on one-hot
+    // targets is its multilabel BCE), to see whether the native engine still earns its place.
+    if only.as_deref().is_none_or(|o| "gmu-dense".starts_with(o)) {
+        use gmu::engine::Adam;
+        use gmu::engine::dense::{DenseGmu, DenseWorkspace};
+        let device = burn::tensor::Device::default();
+        let net = config.model.to_net(&init, &device).unwrap();
+        let (xv, xt): (Vec<f32>, Vec<f32>) = (x.iter().step_by(2).copied().collect(), x.iter().skip(1).step_by(2).copied().collect());
+        let y: Vec<f32> = data.c.iter().flat_map(|&c| [f32::from(c == 0), f32::from(c == 1)]).collect();
+        let mut times = vec![];
+        let mut last = 0.0;
+        for rep in 0..reps + 2 {
+            let mut dense = DenseGmu::from_net(&net).unwrap();
+            dense.task = gmu::fusion::Task::Multilabel;
+            let mut adam = Adam::new(dense.len(), config.optimizer.lr, 0.9, 0.999, config.optimizer.epsilon);
+            let (mut grad, mut ws) = (vec![0.0; dense.len()], DenseWorkspace::default());
+            let start = Instant::now();
+            for _ in 0..config.steps {
+                last = dense.loss_and_grad(&xv, &xt, &y, &mut grad, &mut ws);
+                adam.step(&mut dense.params, &grad);
+            }
+            std::hint::black_box(&dense.params);
+            if rep >= 2 {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        report(&format!("gmu-dense 100 steps (loss before the last step {last:.5})"), times);
+        let mut native_cfg = config.clone();
+        native_cfg.engine = Engine::Native;
+        let (_, history) = train::train_native(&native_cfg, init.clone(), &x, &data.c, &mut StdRng::seed_from_u64(0)).unwrap();
+        println!("{{\"impl\": \"gmu-native loss before the last step\", \"loss\": {:.5}}}", history.last().unwrap());
+    }
+
     if only.as_deref().is_none_or(|o| o == "burn-ops") {
         burn_overhead(reps);
     }
