@@ -874,25 +874,6 @@ mod tests {
         assert!(mean(true) > mean(false) + 0.05, "gate of a: {} where a informs, {} elsewhere", mean(true), mean(false));
     }
 
-    /// The dense engine and burn train the linear-head GMU along the same
-    /// trajectory: same initial weights, same batches, same Adam.
-    #[test]
-    fn dense_and_burn_engines_train_the_same_model() {
-        for multilabel in [false, true] {
-            let data = planted(200, multilabel, 4);
-            let split = data.split(0.2, 0.2, 0).unwrap();
-            let config = FitConfig { head: HeadKind::Linear, max_epochs: 4, patience: 4, ..quick(FusionKind::Gmu) };
-            let dense = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &FitConfig { engine: FitEngine::Burn, ..config }, &dev()).unwrap();
-            for (a, b) in dense.members[0].history.iter().zip(&burn.members[0].history) {
-                assert!((a.train_loss - b.train_loss).abs() < 1e-4, "multilabel={multilabel}: {a:?} vs {b:?}");
-            }
-            let (pa, pb) = (dense.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
-            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-3, "multilabel={multilabel}: probabilities differ by {worst}");
-        }
-    }
-
     /// Every method, single-label and multilabel: the model directory loads
     /// back and predicts exactly the probabilities the training process computed.
     #[test]

@@ -17,6 +17,8 @@
 //! `BENCHMARKS.md` has the figures. They share [`kernels`] and [`adam`].
 
 pub mod adam;
+#[cfg(test)]
+mod conformance;
 pub mod dense;
 pub mod kernels;
 pub mod native;

@@ -569,59 +569,6 @@ mod tests {
         }
     }
 
-    /// The native forward equals the burn module's forward for the same weights.
-    #[test]
-    fn forward_matches_the_burn_module() {
-        let device = burn::tensor::Device::default();
-        let mut rng = StdRng::seed_from_u64(5);
-        for spec in specs() {
-            let (net, x, _) = random_problem(&spec, &mut rng);
-            let model = spec.to_net(&net.params, &device).unwrap();
-            assert_eq!(crate::model::flat_params(&model), net.params);
-            let n = x.len() / spec.d_in();
-            let (xv, xt) = crate::train::split_inputs(&x, spec.d_v, spec.d_t, &device);
-            let out = model.forward(&[xv, xt]);
-            let crate::fusion::Scores::Logits(logits) = out.scores else { panic!("logits") };
-            let logits = logits.into_data().try_to_vec::<f32>().unwrap();
-            let mut ws = Workspace::default();
-            net.forward(&x, &mut ws);
-            for (mine, theirs) in ws.logits().iter().zip(&logits) {
-                assert!((mine - theirs).abs() < 1e-5, "{:?}", spec.kind);
-            }
-            if let Some(gates) = &out.gates {
-                let z = gates.clone().into_data().try_to_vec::<f32>().unwrap();
-                let h = spec.hidden;
-                for r in 0..n {
-                    for k in 0..h {
-                        // burn's gates are [n, 2, H]: row 0 is z.
-                        assert!((ws.gates()[r * h + k] - z[r * 2 * h + k]).abs() < 1e-6);
-                    }
-                }
-            }
-        }
-    }
-
-    /// The native gradient equals burn's autodiff gradient.
-    #[test]
-    fn gradients_match_burn_autodiff() {
-        let device = burn::tensor::Device::default().autodiff();
-        let mut rng = StdRng::seed_from_u64(9);
-        for spec in specs() {
-            for loss in [LossKind::SoftmaxCe, LossKind::SigmoidBce] {
-                let (net, x, y) = random_problem(&spec, &mut rng);
-                let rows: Vec<usize> = (0..y.len()).collect();
-                let mut grad = vec![0.0; net.params.len()];
-                let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
-                let model = spec.to_net(&net.params, &device).unwrap();
-                let (burn_loss, burn_grad) = crate::train::burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
-                assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
-                for (a, b) in grad.iter().zip(&burn_grad) {
-                    assert!((a - b).abs() < 1e-5, "{:?} {loss:?}: {grad:?} vs {burn_grad:?}", spec.kind);
-                }
-            }
-        }
-    }
-
     #[test]
     fn fast_exp_tanh_sigmoid_are_accurate() {
         for i in -20_000..=20_000 {
