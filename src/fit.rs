@@ -1,8 +1,10 @@
 //! Training any [`FusionSpec`] model on [`MultiviewData`]: minibatch Adam with
-//! dropout and the max-norm constraint, early stopping on the dev split's
-//! macro-F1 (keeping the best checkpoint), evaluation with the paper's
-//! metrics and gate summaries, late fusion (`avg-probs`), and the random
-//! search over the paper's hyper-parameter ranges.
+//! dropout and the max-norm constraint, modality dropout, imputation of partly
+//! missing rows, early stopping on the dev split's macro-F1 (keeping the best
+//! checkpoint), late fusion (`avg-probs`), gate and occlusion-importance
+//! reports, the model directory of a trained model, and the random search
+//! over the paper's hyper-parameter ranges. Prediction and scoring live in
+//! [`predict`](crate::predict), which evaluation here goes through.
 //!
 //! Single-label and multilabel tasks go through the same code: the targets
 //! decide softmax + cross-entropy + argmax or sigmoids + binary cross-entropy
