@@ -179,6 +179,12 @@ pub fn compare(
     device: &Device,
     mut progress: impl FnMut(&MethodResult),
 ) -> Result<Vec<MethodResult>> {
+    // A sample must have at least one of the compared views (partly missing rows are
+    // checked by each fit, after any imputation).
+    let missing_all = (0..data.len()).find(|&r| options.modalities.iter().all(|&v| data.views[v].row(r).iter().all(|x| x.is_nan())));
+    if let Some(r) = missing_all {
+        return Err(GmuError::data("data", format!("row {r}: every compared view is missing")));
+    }
     let mut jobs: Vec<(String, Vec<usize>, FitConfig)> = Vec::new();
     if options.single_modalities {
         let base = options.methods.first().cloned().unwrap_or_default();
@@ -209,6 +215,7 @@ pub fn compare(
                 view_names: data.views.iter().map(|v| v.name.clone()).collect(),
                 view_widths: data.views.iter().map(|v| v.dim).collect(),
                 outputs: data.targets.names().to_vec(),
+                prior: crate::fit::label_prior(&data.targets, &split.train),
                 members,
                 seconds,
             };

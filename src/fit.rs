@@ -204,13 +204,17 @@ pub struct Trained {
     pub view_widths: Vec<usize>,
     /// Class or label names.
     pub outputs: Vec<String>,
+    /// The training rows' label frequencies: what this model predicts, in
+    /// evaluation, for a sample in which every view it reads is missing.
+    pub prior: Vec<f32>,
     /// The networks; their probabilities are averaged.
     pub members: Vec<Member>,
     /// Wall time of the training, seconds.
     pub seconds: f64,
 }
 
-/// Gathers `rows` of view `v`, scaled.
+/// Gathers `rows` of view `v`, scaled; a missing row (all NaN) becomes zeros,
+/// its training mean, as the missing-view rule of concat and linear sum says.
 fn gather(data: &MultiviewData, v: usize, rows: &[usize], scaler: &Scaler) -> Vec<f32> {
     let view = &data.views[v];
     let mut out = Vec::with_capacity(rows.len() * view.dim);
@@ -218,7 +222,26 @@ fn gather(data: &MultiviewData, v: usize, rows: &[usize], scaler: &Scaler) -> Ve
         out.extend_from_slice(view.row(r));
     }
     scaler.apply(&mut out);
+    out.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
     out
+}
+
+/// Which rows of `view` are missing (every cell NaN).
+fn missing_rows(view: &View) -> Vec<bool> {
+    (0..view.len()).map(|r| view.row(r).iter().all(|x| x.is_nan())).collect()
+}
+
+/// The training rows' label frequencies (class shares, or each label's rate):
+/// what a model predicts for a sample in which it sees none of its views.
+pub fn label_prior(targets: &Targets, rows: &[usize]) -> Vec<f32> {
+    let mut prior = vec![0.0f32; targets.width()];
+    for &r in rows {
+        for (p, on) in prior.iter_mut().zip(targets.indicator_row(r)) {
+            *p += f32::from(on);
+        }
+    }
+    prior.iter_mut().for_each(|p| *p /= rows.len().max(1) as f32);
+    prior
 }
 
 fn tensor(values: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
@@ -252,7 +275,9 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> V
         .iter()
         .map(|&v| {
             let view = &data.views[v];
-            let raw = gather(data, v, train, &Scaler::identity(view.dim));
+            // Statistics of the rows where the view is present.
+            let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
+            let raw = gather(data, v, &present, &Scaler::identity(view.dim));
             let scaler = if view.image.is_some() {
                 Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
             } else if view.prescaled {
@@ -304,7 +329,7 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
     } else {
         data
     };
-    data.check_finite(Path::new("data"))?;
+    data.check_trainable(Path::new("data"), modalities, false)?;
     let start = Instant::now();
     let groups: Vec<(Vec<usize>, FusionKind)> = match config.fusion {
         FusionKind::AvgProbs => modalities.iter().map(|&v| (vec![v], FusionKind::Concat)).collect(),
@@ -324,6 +349,7 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
         view_names: data.views.iter().map(|v| v.name.clone()).collect(),
         view_widths: data.views.iter().map(|v| v.dim).collect(),
         outputs: data.targets.names().to_vec(),
+        prior: label_prior(&data.targets, &split.train),
         members,
         seconds: start.elapsed().as_secs_f64(),
     })
@@ -355,11 +381,29 @@ fn fit_member_exclusive(
     let device = inference.clone().autodiff();
     device.seed(seed);
     let mut rng = StdRng::seed_from_u64(seed);
-    let scalers = fit_scalers(data, &modalities, &split.train);
+    // Views missing in some rows: a row where this model sees none of its views is left out
+    // of its training and of its early stopping.
+    let missing: Vec<Vec<bool>> = modalities.iter().map(|&v| missing_rows(&data.views[v])).collect();
+    let sees = |r: usize| missing.iter().any(|m| !m[r]);
+    let train: Vec<usize> = split.train.iter().copied().filter(|&r| sees(r)).collect();
+    let dev_rows: Vec<usize> = split.dev.iter().copied().filter(|&r| sees(r)).collect();
+    if train.len() < 2 || dev_rows.is_empty() {
+        let names: Vec<&str> = modalities.iter().map(|&v| data.views[v].name.as_str()).collect();
+        return Err(GmuError::invalid(
+            "data",
+            format!("view(s) {} are missing in almost every training or dev row; nothing to train on", names.join("+")),
+        ));
+    }
+    let any_missing = missing.iter().any(|m| train.iter().any(|&r| m[r]));
+    let scalers = fit_scalers(data, &modalities, &train);
     let model = spec.init(&device)?;
     // The dense engine where it applies (it refuses every other model), burn otherwise.
-    // The dense engine has no missing-view rule, so modality dropout trains on burn.
-    let dense = if config.engine == FitEngine::Auto && config.modality_dropout == 0.0 { DenseGmu::from_net(&model).ok() } else { None };
+    // The dense engine has no missing-view rule, so modality dropout and missing views train on burn.
+    let dense = if config.engine == FitEngine::Auto && config.modality_dropout == 0.0 && !any_missing {
+        DenseGmu::from_net(&model).ok()
+    } else {
+        None
+    };
     let mut trainer = match dense {
         Some(dense) => Trainer::Dense {
             grad: vec![0.0; dense.len()],
@@ -372,7 +416,7 @@ fn fit_member_exclusive(
     };
     let mut best: Option<(f64, FusionNet, usize)> = None;
     let mut history = Vec::new();
-    let mut order = split.train.clone();
+    let mut order = train.clone();
     let mut since_best = 0;
     for epoch in 1..=config.max_epochs {
         order.shuffle(&mut rng);
@@ -382,7 +426,9 @@ fn fit_member_exclusive(
             if rows.len() < 2 {
                 continue;
             }
-            let present = modality_dropout(rows.len(), modalities.len(), config.modality_dropout, &mut rng);
+            let presence: Option<Vec<f32>> = any_missing
+                .then(|| rows.iter().flat_map(|&r| missing.iter().map(move |m| if m[r] { 0.0 } else { 1.0 })).collect());
+            let present = modality_dropout(rows.len(), modalities.len(), config.modality_dropout, presence, &mut rng);
             let value = trainer.step(data, &modalities, &scalers, rows, present, config, &device);
             if !value.is_finite() {
                 return Err(GmuError::NonFinite(format!(
@@ -394,7 +440,7 @@ fn fit_member_exclusive(
             batches += 1;
         }
         let valid = trainer.snapshot();
-        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &split.dev, config.threshold, inference).0;
+        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &dev_rows, config.threshold, inference).0;
         history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
         if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
             best = Some((dev.f1.macro_, valid, epoch));
@@ -410,22 +456,27 @@ fn fit_member_exclusive(
     Ok(Member { modalities, spec, scalers, net, history, best_epoch })
 }
 
-/// A `[rows, K]` presence mask for modality dropout: each view dropped with
-/// probability `p`, and where a row would lose every view one of them, drawn
-/// at random, is kept. `None` (every view present) when `p` is 0 or K is 1.
-fn modality_dropout(rows: usize, k: usize, p: f64, rng: &mut StdRng) -> Option<Vec<f32>> {
+/// The `[rows, K]` presence mask of a training batch: the views present in
+/// the data (`presence`, `None` when all are), each dropped with probability
+/// `p` (modality dropout); where a row would lose every present view, one of
+/// them, drawn at random, is kept. `None` when every view stays present.
+fn modality_dropout(rows: usize, k: usize, p: f64, presence: Option<Vec<f32>>, rng: &mut StdRng) -> Option<Vec<f32>> {
     if p == 0.0 || k < 2 {
-        return None;
+        return presence;
     }
-    let mut mask = vec![1.0f32; rows * k];
-    for row in mask.chunks_mut(k) {
+    let mut mask = presence.clone().unwrap_or_else(|| vec![1.0f32; rows * k]);
+    for (r, row) in mask.chunks_mut(k).enumerate() {
         for x in row.iter_mut() {
             if rng.random_bool(p) {
                 *x = 0.0;
             }
         }
         if row.iter().all(|&x| x == 0.0) {
-            row[rng.random_range(0..k)] = 1.0;
+            let there: Vec<usize> = match &presence {
+                Some(p) => (0..k).filter(|&j| p[r * k + j] == 1.0).collect(),
+                None => (0..k).collect(),
+            };
+            row[there[rng.random_range(0..there.len())]] = 1.0;
         }
     }
     Some(mask)
@@ -507,12 +558,14 @@ fn predict_nets(
     nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
     rows: &[usize],
     importance: bool,
+    prior: Option<&[f32]>,
     device: &Device,
 ) -> Prediction {
     let views: Vec<&View> = data.views.iter().collect();
     let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
-    // Training data are checked finite, so no view is missing and this cannot fail.
-    predict_views(nets, &views, rows, task, importance, device).expect("finite training data")
+    // Training data hold no partly missing row (checked), and a row the model cannot see
+    // gets the prior (or was filtered out where there is none), so this cannot fail.
+    predict_views(nets, &views, rows, task, importance, prior, device).expect("checked training data")
 }
 
 /// As [`predict_nets`] on views given one by one (some rows may be missing).
@@ -522,6 +575,7 @@ fn predict_views(
     rows: &[usize],
     task: Task,
     importance: bool,
+    prior: Option<&[f32]>,
     device: &Device,
 ) -> Result<Prediction> {
     let mut model_views: Vec<usize> = Vec::new();
@@ -533,7 +587,38 @@ fn predict_views(
         }
     }
     let members: Vec<MemberRef<'_>> = nets.iter().map(|(views, scalers, net)| MemberRef { views, scalers, net }).collect();
-    predict::run(&members, views, &model_views, rows, task, importance, device)
+    let blind: Vec<bool> = rows.iter().map(|&r| model_views.iter().all(|&v| views[v].row(r).iter().all(|x| x.is_nan()))).collect();
+    let Some(prior) = prior.filter(|_| blind.contains(&true)) else {
+        return predict::run(&members, views, &model_views, rows, task, importance, device);
+    };
+    // Rows where the model sees none of its views get the training label frequencies.
+    let visible: Vec<usize> = rows.iter().zip(&blind).filter(|(_, b)| !**b).map(|(&r, _)| r).collect();
+    let seen = predict::run(&members, views, &model_views, &visible, task, importance, device)?;
+    let (k, c) = (model_views.len(), prior.len());
+    let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
+    let mut i = 0;
+    for &b in &blind {
+        let nan = || std::iter::repeat_n(f32::NAN, k);
+        if b {
+            out.probs.extend_from_slice(prior);
+            out.present.extend(std::iter::repeat_n(false, k));
+            for (mine, theirs) in [(&mut out.gate_means, &seen.gate_means), (&mut out.shares, &seen.shares), (&mut out.importance, &seen.importance)] {
+                if theirs.is_some() || visible.is_empty() && importance {
+                    mine.get_or_insert_with(Vec::new).extend(nan());
+                }
+            }
+        } else {
+            out.probs.extend_from_slice(&seen.probs[i * c..(i + 1) * c]);
+            out.present.extend_from_slice(&seen.present[i * k..(i + 1) * k]);
+            for (mine, theirs) in [(&mut out.gate_means, &seen.gate_means), (&mut out.shares, &seen.shares), (&mut out.importance, &seen.importance)] {
+                if let Some(t) = theirs {
+                    mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
+                }
+            }
+            i += 1;
+        }
+    }
+    Ok(out)
 }
 
 fn evaluate_nets(
@@ -543,7 +628,7 @@ fn evaluate_nets(
     threshold: f32,
     device: &Device,
 ) -> (Evaluation, Prediction) {
-    let p = predict_nets(data, nets, rows, false, device);
+    let p = predict_nets(data, nets, rows, false, None, device);
     (score(&data.targets, rows, &p.probs, threshold), p)
 }
 
@@ -551,27 +636,28 @@ impl Trained {
     /// Probabilities and gates on `rows` of `data`.
     pub fn predict(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> Prediction {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        predict_nets(data, &nets, rows, false, device)
+        predict_nets(data, &nets, rows, false, Some(&self.prior), device)
     }
 
     /// Probabilities on `rows` of `views` (the training data's views, in the
     /// same order, possibly with rows missing: all-NaN rows).
     pub fn predict_views(&self, views: &[&View], rows: &[usize], task: Task, device: &Device) -> Result<Prediction> {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        predict_views(&nets, views, rows, task, false, device)
+        predict_views(&nets, views, rows, task, false, Some(&self.prior), device)
     }
 
     /// Metrics and predictions on `rows`, with each view's occlusion importance.
     pub fn evaluate_with_importance(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        let p = predict_nets(data, &nets, rows, true, device);
+        let p = predict_nets(data, &nets, rows, true, Some(&self.prior), device);
         (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
 
     /// Metrics and predictions on `rows`.
     pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
         let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        evaluate_nets(data, &nets, rows, self.config.threshold, device)
+        let p = predict_nets(data, &nets, rows, false, Some(&self.prior), device);
+        (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
 
     /// The model directory's config: the views the members read (in order of
@@ -655,6 +741,10 @@ impl GateReport {
         let (mut favoured, mut share, mut gate, mut counts) = (zeros(), zeros(), zeros(), vec![0usize; c]);
         for (i, &r) in rows.iter().enumerate() {
             let (g, s) = (&gate_means[i * k..(i + 1) * k], &shares[i * k..(i + 1) * k]);
+            // A sample the model could not see (every view missing) has no gate.
+            if s.iter().any(|x| x.is_nan()) {
+                continue;
+            }
             let top = s.iter().enumerate().fold(0, |b, (j, &x)| if x > s[b] { j } else { b });
             for (class, &on) in targets.indicator_row(r).iter().enumerate() {
                 if on == 1 {
@@ -914,8 +1004,8 @@ mod tests {
     #[test]
     fn modality_dropout_never_drops_every_view_and_drops_about_p() {
         let mut rng = StdRng::seed_from_u64(3);
-        assert!(modality_dropout(10, 1, 0.5, &mut rng).is_none() && modality_dropout(10, 3, 0.0, &mut rng).is_none());
-        let mask = modality_dropout(20_000, 3, 0.3, &mut rng).unwrap();
+        assert!(modality_dropout(10, 1, 0.5, None, &mut rng).is_none() && modality_dropout(10, 3, 0.0, None, &mut rng).is_none());
+        let mask = modality_dropout(20_000, 3, 0.3, None, &mut rng).unwrap();
         assert!(mask.chunks(3).all(|row| row.contains(&1.0)));
         let dropped = mask.iter().filter(|&&x| x == 0.0).count() as f64 / mask.len() as f64;
         // 0.3 minus the rows that would have lost all three (0.3³ = 2.7 %, one view restored each).
@@ -956,6 +1046,39 @@ mod tests {
         };
         let (plain, dropout) = (without_b(0.0), without_b(0.5));
         assert!(dropout > plain + 0.05 && dropout > 0.6, "with view b gone: {dropout} (dropout) vs {plain} (none)");
+    }
+
+    /// Training data with view b missing in a quarter of the rows: the GMU
+    /// trains through its missing-view rule; the single model of b trains on
+    /// its rows and scores the rows it cannot see with the label frequencies;
+    /// a row without any view is refused.
+    #[test]
+    fn training_data_with_a_view_missing_in_some_rows() {
+        let mut data = planted(300, false, 5);
+        for r in (0..300).filter(|r| r % 4 == 1) {
+            data.views[1].values[r * 4..(r + 1) * 4].fill(f32::NAN);
+        }
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let device = dev();
+        let gmu = fit(&data, &[0, 1], &split, &quick(FusionKind::Gmu), &device).unwrap();
+        let test = gmu.evaluate(&data, &split.test, &device).0;
+        assert!(test.f1.macro_ > 0.75, "{test:?}");
+        let single = fit(&data, &[1], &split, &quick(FusionKind::Concat), &device).unwrap();
+        let p = single.predict(&data, &split.test, &device);
+        let blind = split.test.iter().position(|r| r % 4 == 1).unwrap();
+        assert_eq!(p.probs[blind * 3..(blind + 1) * 3], single.prior[..]);
+        assert!(!p.present[blind]);
+        let options = crate::comparison::CompareOptions {
+            modalities: vec![1],
+            methods: vec![quick(FusionKind::Concat)],
+            single_modalities: false,
+            trials: 1,
+            save_to: None,
+            data: None,
+            missing_rates: vec![],
+        };
+        let err = crate::comparison::compare(&data, &split, &options, &device, |_| {}).unwrap_err().to_string();
+        assert!(err.contains("row 1: every compared view is missing"), "{err}");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn run(args: Args) -> Result<()> {
         m.split.test.len()
     );
     if m.nan_text_rows > 0 {
-        println!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows);
+        println!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows);
     }
     let base = args.fit.config(512, 128)?;
     let methods: Vec<FitConfig> =

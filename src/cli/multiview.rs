@@ -84,7 +84,8 @@ pub fn run(args: Args) -> Result<()> {
     let own_split = loaded.split.clone();
     let data = loaded.labelled("multiview").map_err(super::flags)?;
     if args.fit.impute.is_none() {
-        data.check_finite(std::path::Path::new(&name))?;
+        let all: Vec<usize> = (0..data.views.len()).collect();
+        data.check_trainable(std::path::Path::new(&name), &all, true)?;
     }
     let sets: Vec<Vec<String>> = if !args.modalities.is_empty() {
         args.modalities.iter().map(|s| s.split(',').map(|v| v.trim().to_string()).collect()).collect()

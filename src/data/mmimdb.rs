@@ -5,8 +5,8 @@
 //!   `features` (plot word2vec means) and `vgg_features` (poster VGG-16 fc7)
 //!   as two views, `genres` as multilabel targets named by the dataset's
 //!   `target_names` attribute, the rows of each split from the file attribute
-//!   `split` (Fuel's compound split array). Rows of `features` that are NaN (a
-//!   plot with no word2vec word) are counted and zeroed.
+//!   `split` (Fuel's compound split array). Rows of `features` that are all NaN
+//!   (a plot with no word2vec word) are counted and kept as missing text views.
 //! - [`read_archive`]: the raw `mmimdb/` folder (`split.json`,
 //!   `dataset/<id>.json` and `<id>.jpeg`), validated, with the plot and the
 //!   genres of each movie; features come from pluggable [`FeatureExtractor`]s.
@@ -53,7 +53,7 @@ pub struct Mmimdb {
     pub split: Split,
     /// IMDb ids, one per row.
     pub ids: Vec<String>,
-    /// Rows of `features` that were NaN and were zeroed.
+    /// Rows of `features` that are all NaN: movies whose text view is missing.
     pub nan_text_rows: usize,
 }
 
@@ -97,7 +97,7 @@ fn shape2(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<(usize, 
 /// problem names the file and the dataset or attribute: a file that is not
 /// HDF5 or is truncated, a missing dataset, a shape that does not match the
 /// others, a label count that differs from `target_names`, a split that does
-/// not cover the rows. `features` rows that are NaN are zeroed and counted;
+/// not cover the rows. `features` rows that are all NaN are counted and kept as missing text views;
 /// any other non-finite value is an error.
 pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     let file = Hdf5File::open(path).map_err(|e| err(path, format!("cannot open as HDF5 ({e}); is the file truncated or not multimodal_imdb.hdf5?")))?;
@@ -138,17 +138,14 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     }
     let split = read_split(&file, path, n)?;
 
-    let mut text = read_floats(path, &text_ds, "features")?;
+    let text = read_floats(path, &text_ds, "features")?;
     let visual = read_floats(path, &visual_ds, "vgg_features")?;
-    let mut nan_text_rows = 0;
-    for row in text.chunks_mut(d_text) {
-        if row.iter().any(|x| x.is_nan()) {
-            nan_text_rows += 1;
-            row.iter_mut().for_each(|x| *x = 0.0);
-        }
-    }
+    // A plot with no word2vec word has an all-NaN `features` row: a missing text view, which
+    // every method handles by its missing-view rule. A row only partly NaN is left for the
+    // training checks (an error unless imputed).
+    let nan_text_rows = text.chunks(d_text).filter(|row| row.iter().all(|x| x.is_nan())).count();
     for (name, values, d) in [("features", &text, d_text), ("vgg_features", &visual, d_visual)] {
-        if let Some(k) = values.iter().position(|x| !x.is_finite()) {
+        if let Some(k) = values.iter().position(|x| x.is_infinite() || (x.is_nan() && name == "vgg_features")) {
             return Err(err(path, format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k])));
         }
     }
@@ -458,7 +455,7 @@ mod tests {
             assert_eq!((m.split.train.len(), m.split.dev.len(), m.split.test.len()), (24, 6, 10));
             assert_eq!(m.split.dev[0], 24);
             assert_eq!(m.nan_text_rows, 2);
-            assert!(m.data.views[0].row(3).iter().all(|&x| x == 0.0));
+            assert!(m.data.views[0].row(3).iter().all(|x| x.is_nan()), "a missing text view stays missing");
             assert_eq!(m.data.views[0].dim, 300);
             assert_eq!(m.data.views[1].dim, 64);
             assert_eq!(m.data.targets.names(), GENRES.map(String::from).as_slice());

@@ -190,6 +190,39 @@ impl MultiviewData {
         Ok(())
     }
 
+    /// Checks the views `views` for training: a row may be entirely missing in
+    /// a view (a missing view; the method's missing-view rule applies), but not
+    /// only partly (impute it first), and with `one_present` no row may miss
+    /// every one of them (a single-view model just skips the rows without its view).
+    pub fn check_trainable(&self, source: &Path, views: &[usize], one_present: bool) -> Result<()> {
+        for &v in views {
+            let view = &self.views[v];
+            for r in 0..view.len() {
+                let row = view.row(r);
+                if let Some(c) = row.iter().position(|x| x.is_nan())
+                    && !row.iter().all(|x| x.is_nan())
+                {
+                    return Err(GmuError::data(
+                        source,
+                        format!(
+                            "view '{}', row {r}, column {c}: NaN in a row that is not entirely missing \
+                             (a partly missing row can be imputed: impute = mean)",
+                            view.name
+                        ),
+                    ));
+                }
+            }
+        }
+        if !one_present {
+            return Ok(());
+        }
+        if let Some(r) = (0..self.len()).find(|&r| views.iter().all(|&v| self.views[v].row(r).iter().all(|x| x.is_nan()))) {
+            let names: Vec<&str> = views.iter().map(|&v| self.views[v].name.as_str()).collect();
+            return Err(GmuError::data(source, format!("row {r}: every view ({}) is missing", names.join(", "))));
+        }
+        Ok(())
+    }
+
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.targets.len()

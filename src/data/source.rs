@@ -162,7 +162,7 @@ impl DataSource {
             DataSource::Mmimdb { path } => {
                 let m = super::mmimdb::read_hdf5(path)?;
                 let note = (m.nan_text_rows > 0)
-                    .then(|| format!("features: {} rows are NaN (plots with no word2vec word); set to zero", m.nan_text_rows));
+                    .then(|| format!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows));
                 Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
             }
         })
