@@ -393,10 +393,15 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
     read_view_csv(path, &bytes, label_column)
 }
 
-/// Parses CSV bytes (header row, then numbers) as a view; `path` names the
-/// source in errors.
-pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> Result<(View, Option<Vec<String>>)> {
-    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+/// Reads a view CSV's header row: the column names, where the label column
+/// is (`label_column`, or `last`; `None` when absent or not asked for), and
+/// the number of feature columns. An empty header or no feature column is an
+/// error naming `path`.
+pub fn read_csv_header<R: std::io::Read>(
+    path: &Path,
+    reader: &mut csv::Reader<R>,
+    label_column: Option<&str>,
+) -> Result<(Vec<String>, Option<usize>, usize)> {
     let header: Vec<String> = reader
         .headers()
         .map_err(|e| GmuError::data(path, format!("cannot read the header row: {e}")))?
@@ -415,6 +420,14 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     if dim == 0 {
         return Err(GmuError::data(path, "no feature column besides the label"));
     }
+    Ok((header, label_at, dim))
+}
+
+/// Parses CSV bytes (header row, then numbers) as a view; `path` names the
+/// source in errors.
+pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> Result<(View, Option<Vec<String>>)> {
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(bytes);
+    let (header, label_at, dim) = read_csv_header(path, &mut reader, label_column)?;
     let mut values = Vec::new();
     let mut labels = label_at.map(|_| Vec::new());
     for (r, record) in reader.records().enumerate() {

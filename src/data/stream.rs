@@ -7,7 +7,7 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::multiview::{NpyHeader, View, parse_record, stem};
+use super::multiview::{NpyHeader, View, parse_record, read_csv_header, stem};
 use crate::error::{GmuError, Result};
 
 /// One view file, read in chunks.
@@ -57,20 +57,7 @@ impl ViewStream {
             return Ok(ViewStream { name: stem(path), dim, path: path.to_path_buf(), source: Source::Npy { file, header, rows_left: rows } });
         }
         let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
-        let header: Vec<String> =
-            csv.headers().map_err(|e| GmuError::data(path, format!("cannot read the header row: {e}")))?.iter().map(str::to_string).collect();
-        if header.is_empty() || header.iter().all(|h| h.is_empty()) {
-            return Err(GmuError::data(path, "empty file: expected a header row and one sample per row"));
-        }
-        let label_at = match label_column {
-            Some("last") => Some(header.len() - 1),
-            Some(name) => header.iter().position(|h| h == name),
-            None => None,
-        };
-        let dim = header.len() - usize::from(label_at.is_some());
-        if dim == 0 {
-            return Err(GmuError::data(path, "no feature column besides the label"));
-        }
+        let (header, label_at, dim) = read_csv_header(path, &mut csv, label_column)?;
         let source = Source::Csv { records: csv.into_records(), header, label_at, line: 1 };
         Ok(ViewStream { name: stem(path), dim, path: path.to_path_buf(), source })
     }
