@@ -871,16 +871,16 @@ pub struct Search {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn dev() -> Device {
+    pub(crate) fn dev() -> Device {
         Device::default()
     }
 
     /// Two views; the class is readable from view 0 for half the rows and
     /// from view 1 for the other half (the other view is noise there).
-    fn planted(n: usize, multilabel: bool, seed: u64) -> MultiviewData {
+    pub(crate) fn planted(n: usize, multilabel: bool, seed: u64) -> MultiviewData {
         planted_with_flags(n, multilabel, seed).0
     }
 
@@ -916,7 +916,7 @@ mod tests {
         (MultiviewData { views, targets }, flags)
     }
 
-    fn quick(kind: FusionKind) -> FitConfig {
+    pub(crate) fn quick(kind: FusionKind) -> FitConfig {
         FitConfig { fusion: kind, hidden: 16, dropout: 0.1, lr: 0.01, max_epochs: 15, patience: 15, batch_size: 32, ..FitConfig::default() }
     }
 

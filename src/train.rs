@@ -491,11 +491,11 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainingConfig, Scaler, Netw
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::data::SyntheticConfig;
 
-    fn toy(seed: u64) -> SyntheticData {
+    pub(crate) fn toy(seed: u64) -> SyntheticData {
         SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(seed)).unwrap()
     }
 

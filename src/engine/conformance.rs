@@ -4,98 +4,22 @@
 //! A new engine adds its three checks here.
 
 use burn::tensor::{Device, Tensor, TensorData};
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 use super::dense::{DenseGmu, DenseWorkspace};
-use super::native::{LossKind, Network, Workspace};
-use crate::data::{MultiviewData, SyntheticConfig, SyntheticData, Targets, View};
+use super::native::{LossKind, Workspace};
 use crate::fit::{FitConfig, FitEngine, fit};
 use crate::fusion::network::FusionHead;
-use crate::fusion::{FusionKind, FusionSpec, HeadKind, Task};
-use crate::model::{ModelKind, ModelSpec};
+use crate::fusion::{FusionKind, HeadKind, Task};
+use crate::model::ModelKind;
 use crate::train::{Engine, Preset, train};
 
-// ---- the native engine (synthetic models) ----
-
-fn specs() -> Vec<ModelSpec> {
-    let mut out = vec![];
-    for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
-        for bias in [true, false] {
-            out.push(ModelSpec { kind, d_v: 2, d_t: 3, hidden: 3, bias, n_classes: 2 });
-        }
-    }
-    out
-}
-
-fn random_problem(spec: &ModelSpec, rng: &mut StdRng) -> (Network, Vec<f32>, Vec<u8>) {
-    let params = (0..spec.n_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
-    let x = (0..7 * spec.d_in()).map(|_| rng.random_range(-2.0..2.0)).collect();
-    let y = (0..7).map(|_| rng.random_range(0..2)).collect();
-    (Network::new(spec.clone(), params), x, y)
-}
-
-fn toy(seed: u64) -> SyntheticData {
-    SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(seed)).unwrap()
-}
-
-// ---- the dense engine (plain GMU classifier) ----
-
-fn spec(task: Task) -> FusionSpec {
-    let mut s = FusionSpec::new(FusionKind::Gmu, vec![5, 3], 4, 3, task);
-    s.head = HeadKind::Linear;
-    s
-}
-
-fn batch(rows: usize, task: Task) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let f = |i: usize, k: f32| (i as f32 * 0.37 + k).sin() * 1.5;
-    let xv: Vec<f32> = (0..rows * 5).map(|i| f(i, 0.1)).collect();
-    let xt: Vec<f32> = (0..rows * 3).map(|i| f(i, 2.0)).collect();
-    let y: Vec<f32> = match task {
-        Task::Multilabel => (0..rows * 3).map(|i| ((i * 7) % 3 == 0) as u8 as f32).collect(),
-        Task::Multiclass => (0..rows).flat_map(|r| (0..3).map(move |c| (c == r % 3) as u8 as f32)).collect(),
-    };
-    (xv, xt, y)
-}
-
-fn dev() -> Device {
-    Device::default()
-}
-
-/// Two views; the class is readable from view 0 for half the rows and from view 1 for the others.
-fn planted(n: usize, multilabel: bool, seed: u64) -> MultiviewData {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..n {
-        let class = i % 3;
-        let informative_a = rng.random_bool(0.5);
-        for v in [&mut a, &mut b] {
-            for _ in 0..4 {
-                v.push(rng.random_range(-1.0..1.0f32));
-            }
-        }
-        let target = if informative_a { &mut a } else { &mut b };
-        let at = target.len() - 4 + class;
-        target[at] += 3.0;
-        y.push(class);
-    }
-    let views = vec![
-        View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false },
-        View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false },
-    ];
-    let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
-    let targets = if multilabel {
-        let ind: Vec<u8> = y.iter().flat_map(|&c| (0..3).map(move |j| u8::from(j == c || (c == 2 && j == 0)))).collect();
-        Targets::Labels { y: ind, names }
-    } else {
-        Targets::Classes { y, names }
-    };
-    MultiviewData { views, targets }
-}
-
-fn quick(kind: FusionKind) -> FitConfig {
-    FitConfig { fusion: kind, hidden: 16, dropout: 0.1, lr: 0.01, max_epochs: 15, patience: 15, batch_size: 32, ..FitConfig::default() }
-}
+// The helpers are the engines' and fit's own test fixtures.
+use super::dense::tests::{batch, spec};
+use super::native::tests::{random_problem, specs};
+use crate::fit::tests::{dev, planted, quick};
+use crate::train::tests::toy;
 
     /// The native forward equals the burn module's forward for the same weights.
     #[test]

@@ -372,7 +372,7 @@ impl DenseGmu {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::module::Module;
     use burn::tensor::Device;
 
@@ -380,13 +380,13 @@ mod tests {
     use crate::fusion::blocks::MaxNorm;
     use crate::fusion::{FusionKind, FusionSpec, HeadKind};
 
-    fn spec(task: Task) -> FusionSpec {
+    pub(crate) fn spec(task: Task) -> FusionSpec {
         let mut s = FusionSpec::new(FusionKind::Gmu, vec![5, 3], 4, 3, task);
         s.head = HeadKind::Linear;
         s
     }
 
-    fn batch(rows: usize, task: Task) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    pub(crate) fn batch(rows: usize, task: Task) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let f = |i: usize, k: f32| (i as f32 * 0.37 + k).sin() * 1.5;
         let xv: Vec<f32> = (0..rows * 5).map(|i| f(i, 0.1)).collect();
         let xt: Vec<f32> = (0..rows * 3).map(|i| f(i, 2.0)).collect();

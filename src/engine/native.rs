@@ -515,12 +515,12 @@ impl Network {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
-    fn specs() -> Vec<ModelSpec> {
+    pub(crate) fn specs() -> Vec<ModelSpec> {
         let mut out = vec![];
         for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
             for bias in [true, false] {
@@ -530,7 +530,7 @@ mod tests {
         out
     }
 
-    fn random_problem(spec: &ModelSpec, rng: &mut StdRng) -> (Network, Vec<f32>, Vec<u8>) {
+    pub(crate) fn random_problem(spec: &ModelSpec, rng: &mut StdRng) -> (Network, Vec<f32>, Vec<u8>) {
         let params = (0..spec.n_params()).map(|_| rng.random_range(-1.0..1.0)).collect();
         let x = (0..7 * spec.d_in()).map(|_| rng.random_range(-2.0..2.0)).collect();
         let y = (0..7).map(|_| rng.random_range(0..2)).collect();
