@@ -2,6 +2,7 @@
 //! handling shared by all of them.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -211,6 +212,42 @@ impl FitArgs {
         };
         config.validate()?;
         Ok(config)
+    }
+}
+
+/// Where the data come from (`multiview`, `predict`): a named data set, a
+/// file, or one file per view with their labels.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Data: `mfeat` (embedded: six views of 2000 handwritten digits), `twemoji` (embedded:
+    /// a 32×32 picture and a hashed name, 9 categories), `files` (`--files`, with `--labels` or
+    /// `--label-column`), a synthetic CSV (`v0..,t0..,c`), or MM-IMDb's `.hdf5` (its own split)
+    /// [default: files when --files is given; multiview: mfeat].
+    #[arg(long)]
+    pub data: Option<String>,
+    /// One CSV (header row) or NPY file per view, comma-separated; a view is named after its
+    /// file's stem. An empty or all-NaN row marks that sample's view as missing.
+    #[arg(long, value_delimiter = ',')]
+    pub files: Vec<PathBuf>,
+    /// With `--files`: a label file (one column of labels or `|`-separated label sets, a
+    /// multi-hot CSV, or an NPY array).
+    #[arg(long)]
+    pub labels: Option<PathBuf>,
+    /// With `--files`: the column of the view files that holds the label (`last` for the last one).
+    #[arg(long)]
+    pub label_column: Option<String>,
+}
+
+impl DataArgs {
+    /// The data source the flags name; `default` when neither `--data` nor `--files` is given.
+    pub fn source(&self, default: Option<&str>) -> anyhow::Result<gmu::data::DataSource> {
+        let data = match (&self.data, self.files.is_empty(), default) {
+            (Some(d), _, _) => d.clone(),
+            (None, false, _) => "files".into(),
+            (None, true, Some(d)) => d.into(),
+            (None, true, None) => anyhow::bail!("give the data: --files VIEW1,VIEW2,... or --data mfeat|twemoji|FILE.csv|FILE.hdf5"),
+        };
+        gmu::data::DataSource::parse(&data, self.files.clone(), self.labels.clone(), self.label_column.clone()).map_err(flags)
     }
 }
 

@@ -14,21 +14,8 @@ use super::stage;
 /// Arguments of `gmu multiview`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Data: `mfeat` (embedded: six views of 2000 handwritten digits), `twemoji` (embedded:
-    /// a 32×32 picture through a small CNN and a hashed name, 9 categories), `files`
-    /// (`--files` and `--labels` or `--label-column`), a synthetic CSV (`v0..,t0..,c`), or
-    /// MM-IMDb's `.hdf5` (its own split) [default: mfeat, or files when --files is given].
-    #[arg(long)]
-    data: Option<String>,
-    /// With `--data files`: one CSV (header row) or NPY file per view, comma-separated.
-    #[arg(long, value_delimiter = ',')]
-    files: Vec<PathBuf>,
-    /// With `--data files`: a label file (CSV with one column, or a 1-D NPY array).
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// With `--data files`: the column of the view files that holds the label (`last` for the last one).
-    #[arg(long)]
-    label_column: Option<String>,
+    #[command(flatten)]
+    data: super::DataArgs,
     /// Views fused together, comma-separated; repeat the flag to compare several sets.
     /// Default: for mfeat all six, then fou,zer and pix,mor; otherwise all views.
     #[arg(long = "modalities")]
@@ -69,13 +56,9 @@ pub struct Args {
     out: Option<PathBuf>,
 }
 
-fn source(args: &Args) -> Result<DataSource> {
-    let data = args.data.clone().unwrap_or_else(|| if args.files.is_empty() { "mfeat".into() } else { "files".into() });
-    DataSource::parse(&data, args.files.clone(), args.labels.clone(), args.label_column.clone()).map_err(super::flags)
-}
 
 pub fn run(args: Args) -> Result<()> {
-    let source = source(&args)?;
+    let source = args.data.source(Some("mfeat"))?;
     let name = source.name();
     let loaded = source.load()?;
     if let Some(note) = &loaded.note {

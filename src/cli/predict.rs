@@ -14,20 +14,8 @@ pub struct Args {
     /// A model directory written by any training command (`demo`, `train`, `multiview`, `mmimdb`).
     #[arg(long)]
     model: PathBuf,
-    /// The data: `mfeat`, `twemoji`, `files` (with `--files`), a synthetic CSV (`v0..,t0..,c`) or
-    /// MM-IMDb's `.hdf5` [default: files when --files is given].
-    #[arg(long)]
-    data: Option<String>,
-    /// One CSV (header row) or NPY file per view, comma-separated; a view is named after its
-    /// file's stem. An empty or all-NaN row marks that sample's view as missing.
-    #[arg(long, value_delimiter = ',')]
-    files: Vec<PathBuf>,
-    /// Labels for `--files` (CSV with one column, or a 1-D NPY array): the scores are printed too.
-    #[arg(long)]
-    labels: Option<PathBuf>,
-    /// The column of the view files that holds the label.
-    #[arg(long)]
-    label_column: Option<String>,
+    #[command(flatten)]
+    data: super::DataArgs,
     /// Only these rows: the split the model was trained with (`train`, `dev`, `test`), or `all`.
     #[arg(long, value_enum, default_value_t = Part::All)]
     split: Part,
@@ -57,11 +45,7 @@ pub enum Part {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let data = args.data.clone().unwrap_or_else(|| if args.files.is_empty() { String::new() } else { "files".into() });
-    if data.is_empty() {
-        bail!("give the data: --files VIEW1,VIEW2,... or --data mfeat|twemoji|FILE.csv|FILE.hdf5");
-    }
-    let source = DataSource::parse(&data, args.files.clone(), args.labels.clone(), args.label_column.clone()).map_err(super::flags)?;
+    let source = args.data.source(None)?;
     if let Some(out) = &args.out {
         refuse_overwriting_inputs(out, &args, &source)?;
     }
