@@ -316,6 +316,8 @@ pub struct Panel {
 
 /// Side-by-side panels of lines with a shared y axis and one legend, as a
 /// PNG at `path` (score against missing rate or noise level, one line per method).
+/// Line `k` of every panel is the same series, drawn in the same colour; a
+/// series that is NaN throughout is left out of the legend.
 pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels: &[Panel]) -> Result<()> {
     if panels.is_empty() || panels.iter().any(|p| p.x.len() < 2 || p.lines.iter().any(|(_, y)| y.len() != p.x.len())) {
         return Err(GmuError::invalid("panels", "each panel needs at least two x values and one y value per x"));
@@ -364,9 +366,12 @@ pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
                 chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|x| e(&x))?;
             }
         }
-        for (k, name) in names.iter().enumerate() {
+        // A series with no finite value anywhere keeps its colour slot (so charts of the
+        // same methods match) but gets no legend entry.
+        let shown = names.iter().enumerate().filter(|(k, _)| panels.iter().any(|p| p.lines[*k].1.iter().any(|v| v.is_finite())));
+        for (row, (k, name)) in shown.enumerate() {
             let color = palette[k % palette.len()];
-            let y = 40 + 24 * k as i32;
+            let y = 40 + 24 * row as i32;
             legend.draw(&PathElement::new(vec![(8, y), (32, y)], color.stroke_width(3))).map_err(|x| e(&x))?;
             legend.draw(&Text::new(name.clone(), (38, y - 8), ("sans-serif", 15).into_font())).map_err(|x| e(&x))?;
         }

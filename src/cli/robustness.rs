@@ -125,8 +125,10 @@ fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
             .collect()
     };
     line_panels(&dir.join("robustness.png"), "Test macro-F1 with Gaussian noise on one view", "noise σ (standardised inputs)", "test macro-F1", &panels(&|c| Some(c.scores.clone())))?;
-    let shares = panels(&|c| c.gate_share.clone());
-    if shares.iter().all(|p| !p.lines.is_empty()) {
+    // Every method keeps its line (NaN for the ungated ones), so each method has the same
+    // colour as in robustness.png.
+    let shares = panels(&|c| Some(c.gate_share.clone().unwrap_or_else(|| vec![f64::NAN; report.levels.len()])));
+    if report.methods.iter().any(|m| m.views.iter().any(|c| c.gate_share.is_some())) {
         line_panels(&dir.join("gate_shift.png"), "Gated models: contribution share of the noised view", "noise σ (standardised inputs)", "share of the noised view", &shares)?;
     }
     Ok(())
