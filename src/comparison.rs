@@ -17,7 +17,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use crate::data::View;
-use crate::fit::{Evaluation, FitConfig, GateReport, ImportanceReport, Trained, score, search};
+use crate::config::TrainingConfig;
+use crate::fit::{Evaluation, GateReport, ImportanceReport, Trained, score, search};
 use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
 
@@ -29,7 +30,7 @@ pub struct MethodResult {
     /// Views it reads.
     pub views: Vec<String>,
     /// The hyper-parameters of the selected model.
-    pub config: FitConfig,
+    pub config: TrainingConfig,
     /// Scores on the dev split (selection).
     pub dev: Evaluation,
     /// Scores on the test split.
@@ -135,9 +136,11 @@ pub fn missing_table(results: &[MethodResult]) -> String {
 
 /// The fusion configurations of the paper's Table 2, from `base`: GMU,
 /// linear sum, concatenation, average of probabilities, and mixtures of
-/// maxout or logistic experts with untied and tied gates.
-pub fn paper_methods(base: &FitConfig) -> Vec<FitConfig> {
-    let with = |fusion, experts, tied_gates| FitConfig { fusion, experts, tied_gates, ..base.clone() };
+/// maxout or logistic experts with untied and tied gates. The head and the
+/// softmax gates of `base` are the GMU's; every other method has the paper's
+/// maxout MLP.
+pub fn paper_methods(base: &TrainingConfig) -> Vec<TrainingConfig> {
+    let with = |fusion, experts, tied_gates| with_fusion(base, fusion, experts, tied_gates);
     vec![
         with(FusionKind::Gmu, ExpertKind::Maxout, false),
         with(FusionKind::LinearSum, ExpertKind::Maxout, false),
@@ -150,13 +153,25 @@ pub fn paper_methods(base: &FitConfig) -> Vec<FitConfig> {
     ]
 }
 
+/// `base` as a `fusion` model with these experts; GMU-only options (the
+/// head, softmax gates) reset for the other methods.
+fn with_fusion(base: &TrainingConfig, fusion: FusionKind, experts: ExpertKind, tied_gates: bool) -> TrainingConfig {
+    let mut c = base.clone();
+    (c.model.fusion, c.model.experts, c.model.tied_gates) = (fusion, experts, tied_gates);
+    if fusion != FusionKind::Gmu {
+        c.model.head = crate::fusion::HeadKind::Maxout;
+        c.model.normalize_gates = false;
+    }
+    c
+}
+
 /// What to compare.
 #[derive(Clone, Debug)]
 pub struct CompareOptions {
     /// The views fused (indices into the data).
     pub modalities: Vec<usize>,
     /// The fusion configurations; [`paper_methods`] by default.
-    pub methods: Vec<FitConfig>,
+    pub methods: Vec<TrainingConfig>,
     /// Also train one single-modality model per view; `avg-probs` then
     /// averages these selected models instead of training its own.
     pub single_modalities: bool,
@@ -185,11 +200,11 @@ pub fn compare(
     if let Some(r) = missing_all {
         return Err(GmuError::data("data", format!("row {r}: every compared view is missing")));
     }
-    let mut jobs: Vec<(String, Vec<usize>, FitConfig)> = Vec::new();
+    let mut jobs: Vec<(String, Vec<usize>, TrainingConfig)> = Vec::new();
     if options.single_modalities {
-        let base = options.methods.first().cloned().unwrap_or_default();
+        let base = options.methods.first().cloned().unwrap_or_else(|| TrainingConfig::paper(FusionKind::Gmu));
         for &v in &options.modalities {
-            let config = FitConfig { fusion: FusionKind::Concat, ..base.clone() };
+            let config = with_fusion(&base, FusionKind::Concat, base.model.experts, base.model.tied_gates);
             jobs.push((format!("single:{}", data.views[v].name), vec![v], config));
         }
     }
@@ -201,7 +216,7 @@ pub fn compare(
     // paper's late fusion of the best single-modality models) when they were trained.
     let mut singles: Vec<(usize, crate::fit::Trained)> = Vec::new();
     for (method, views, config) in jobs {
-        let reuse = config.fusion == FusionKind::AvgProbs
+        let reuse = config.model.fusion == FusionKind::AvgProbs
             && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
         let (trained, dev) = if reuse {
             let members: Vec<_> = options
@@ -225,7 +240,7 @@ pub fn compare(
             let found = search(data, &views, split, &config, options.trials, device)?;
             (found.trained, found.dev)
         };
-        let (test, predictions) = if views.len() > 1 || config.fusion == FusionKind::AvgProbs {
+        let (test, predictions) = if views.len() > 1 || config.model.fusion == FusionKind::AvgProbs {
             trained.evaluate_with_importance(data, &split.test, device)
         } else {
             trained.evaluate(data, &split.test, device)
@@ -427,7 +442,7 @@ mod tests {
         MethodResult {
             method: method.into(),
             views: vec!["a".into()],
-            config: FitConfig::default(),
+            config: TrainingConfig::paper(FusionKind::Gmu),
             dev: eval.clone(),
             test: eval,
             best_epoch: 1,
@@ -456,13 +471,14 @@ mod tests {
             targets: Targets::Classes { y: (0..n).map(|i| i % 3).collect(), names: vec!["a".into(), "b".into(), "c".into()] },
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let base = FitConfig { fusion: FusionKind::AvgProbs, hidden: 8, max_epochs: 3, patience: 3, ..FitConfig::default() };
+        let mut base = crate::fit::tests::epochs(TrainingConfig::paper(FusionKind::AvgProbs), 3);
+        base.model.hidden = 8;
         let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None, data: None, missing_rates: vec![] };
         let device = Device::default();
         let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
         assert_eq!(results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["single:v0.3", "single:v0.7", "avg-probs"]);
         // Rebuild the two single models and average them by hand.
-        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &FitConfig { fusion: FusionKind::Concat, ..base.clone() }, &device).unwrap();
+        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &with_fusion(&base, FusionKind::Concat, base.model.experts, false), &device).unwrap();
         let (a, b) = (single(0).predict(&data, &split.test, &device).probs, single(1).predict(&data, &split.test, &device).probs);
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
         let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
@@ -488,7 +504,8 @@ mod tests {
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = Device::default();
-        let config = FitConfig { fusion: FusionKind::Concat, hidden: 8, max_epochs: 5, patience: 5, lr: 0.01, dropout: 0.0, ..FitConfig::default() };
+        let mut config = crate::fit::tests::epochs(TrainingConfig::paper(FusionKind::Concat), 5);
+        (config.model.hidden, config.optimizer.lr, config.model.dropout) = (8, 0.01, 0.0);
         let fused = crate::fit::fit(&data, &[0, 1], &split, &config, &device).unwrap();
         let rates = [0.0, 0.5, 1.0];
         let curves = missing_view_curves(&fused, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();

@@ -15,10 +15,12 @@ use crate::data::{SyntheticConfig, SyntheticData};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
-use crate::engine::native::{LossKind, Network, Workspace};
+use crate::config::{Overrides, Preset, Schedule};
+use crate::engine::native::{Network, Workspace};
+use crate::engine::{Engine, LossKind};
 use crate::plot::{self, Colormap, MeshMap};
 use crate::data::Scaler;
-use crate::train::{self, Engine, Overrides, Preset, TrainedModel};
+use crate::train::{self, TrainedModel};
 
 /// A trained model ready to score raw (unscaled) inputs.
 #[derive(Clone, Debug)]
@@ -33,7 +35,7 @@ pub struct Predictor {
 
 impl From<&TrainedModel> for Predictor {
     fn from(m: &TrainedModel) -> Self {
-        Predictor { net: m.net.clone(), scaler: m.scaler.clone(), loss: m.config.loss }
+        Predictor { net: m.net.clone(), scaler: m.scaler.clone(), loss: m.loss() }
     }
 }
 
@@ -51,7 +53,7 @@ impl Predictor {
     /// read through `device`, then scored by the native engine).
     pub fn load(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
         let (training, scaler, net) = train::load(dir, device)?;
-        Ok(Predictor { net, scaler, loss: training.loss })
+        Ok(Predictor { net, scaler, loss: training.loss.unwrap_or(LossKind::SoftmaxCe) })
     }
 
     /// Checks that `data` has the input widths this model was trained on.
@@ -171,7 +173,7 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        DemoOptions { seed: 7, resolution: 1000, preset: Preset::Default, engine: Engine::Native, test_size: 10_000 }
+        DemoOptions { seed: 7, resolution: 1000, preset: Preset::Default, engine: Engine::Auto, test_size: 10_000 }
     }
 }
 
@@ -242,9 +244,9 @@ fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData
         accuracy: eval.accuracy,
         train_accuracy: predictor.evaluate(train_data).accuracy,
         corr_m_z: eval.corr_m_z,
-        final_loss: model.restart_losses.iter().copied().fold(f32::INFINITY, f32::min),
-        restart_losses: model.restart_losses.clone(),
-        train_ms: model.train_ms,
+        final_loss: model.restart_losses().iter().copied().fold(f32::INFINITY, f32::min),
+        restart_losses: model.restart_losses().to_vec(),
+        train_ms: model.train_ms(),
         n_params: model.net.spec().n_params(),
     }
 }
@@ -266,23 +268,25 @@ pub fn run_demo(options: &DemoOptions, out: &Path, device: &burn::tensor::Device
 
     let mut trained = vec![];
     for kind in [ModelKind::Gmu, ModelKind::Ff] {
-        let mut config = options.preset.config(kind, 1, options.seed);
+        let mut config = options.preset.config(kind, options.seed);
         config.engine = options.engine;
-        progress(&format!("training {kind} ({} restarts × {} Adam steps, {:?} engine)", config.restarts, config.steps, config.engine));
+        if let Schedule::Steps { steps, restarts, .. } = config.schedule {
+            progress(&format!("training {kind} ({restarts} restarts × {steps} Adam steps, engine {})", config.engine));
+        }
         let model = train::train(&config, &data, device)?;
-        train::save(&model, &out.join(kind.to_string()), device)?;
+        train::save(&model, &out.join(kind.to_string()))?;
         trained.push(model);
     }
     let (gmu, ff) = (&trained[0], &trained[1]);
 
     progress(&format!("scoring the {0}×{0} mesh and drawing the figures", options.resolution));
     let mesh_ms = draw_maps(&Predictor::from(gmu), &data, options.resolution, out)?;
-    plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", &gmu.history), ("FF", &ff.history)])?;
+    plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", gmu.history()), ("FF", ff.history())])?;
 
     let report = DemoReport {
         seed: options.seed,
         preset: options.preset.to_string(),
-        engine: options.engine,
+        engine: gmu.trained.members[0].engine,
         n_train: data.len(),
         n_test: test.len(),
         gmu: report(gmu, &data, &test),
@@ -384,7 +388,7 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
     let data_config = options.setting.data_config();
     let data = data_config.generate(&mut StdRng::seed_from_u64(seed))?;
     let test = fresh_draw(&data_config, seed, options.test_size)?;
-    let config = |kind| options.overrides.apply(options.preset.config(kind, data.dim, seed));
+    let config = |kind| options.overrides.apply(options.preset.config(kind, seed));
     let gmu = train::train(&config(ModelKind::Gmu), &data, device)?;
     let logreg = train::train(&config(ModelKind::Logreg), &data, device)?;
     let g = Predictor::from(&gmu).evaluate(&test);

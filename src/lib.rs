@@ -35,17 +35,21 @@
 //! ## Layout
 //! - [`fusion`]: the GMU layer (K ≥ 2 modalities, gates returned), the paper's building
 //!   blocks, and every fusion method of its Table 2 behind [`fusion::FusionSpec`].
-//! - [`fit`]: training any fusion model (early stopping on dev macro-F1, random search, gate reports);
-//!   [`comparison`]: every method on one data set, side by side.
+//! - [`config`]: the one [`config::TrainingConfig`] of every model (model, optimiser,
+//!   schedule, engine, seed), its presets and the paper's random-search ranges.
+//! - [`fit`]: training any model on any multi-view data under that config (Adam steps
+//!   with restarts, or epochs with early stopping on dev macro-F1), gate reports, random
+//!   search; [`comparison`]: every method on one data set, side by side.
 //! - [`engine`]: the hand-written training engines beside burn's autodiff (`native` for the
 //!   synthetic experiment's small models, `dense` for the plain GMU classifier at real sizes),
-//!   with their shared kernels and Adam, each tested against burn's autodiff.
+//!   with their shared kernels, loss and Adam, each tested against burn's autodiff, and
+//!   [`engine::Engine::pick`], which chooses one for a model and a device.
 //! - [`model`]: the synthetic experiment's classifiers as `FusionSpec`s, and their flat parameter layout.
 //! - [`model_dir`]: the versioned model directory every training command writes;
 //!   [`predict`]: `Predictor::load(dir, &device)?.predict(&views)`: probabilities, gates,
 //!   contribution shares, occlusion importance, missing views.
 //! - [`robustness`]: every model of a run re-scored with noise on one view.
-//! - [`train`]: the synthetic experiment's training config, Adam loop, saving and loading.
+//! - [`train`]: the synthetic experiment's models on that stack, in the native layout its maps use.
 //! - [`data`]: the synthetic generator, multi-view files (CSV/NPY), MM-IMDb (HDF5 and raw
 //!   archive), and the embedded mfeat and Twemoji sets.
 //! - [`metrics`], [`plot`]: scores (F1 as scikit-learn computes it) and figures, free of tensor types.
@@ -53,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod comparison;
+pub mod config;
 pub mod data;
 pub mod engine;
 pub mod error;

@@ -145,6 +145,22 @@ impl ModelSpec {
         spec
     }
 
+    /// The synthetic-experiment classifier `spec` describes, if it is one:
+    /// GMU → linear, concat → tanh → linear or concat → linear, on two
+    /// feature views, one class per sample.
+    pub fn from_fusion(spec: &FusionSpec) -> Option<ModelSpec> {
+        let kind = match (spec.kind, spec.head) {
+            (FusionKind::Gmu, HeadKind::Linear) => ModelKind::Gmu,
+            (FusionKind::Concat, HeadKind::Tanh) => ModelKind::Ff,
+            (FusionKind::Concat, HeadKind::Linear) => ModelKind::Logreg,
+            _ => return None,
+        };
+        let features = spec.encoders.iter().all(|e| *e == crate::fusion::EncoderSpec::Identity);
+        let &[d_v, d_t] = &spec.d_inputs[..] else { return None };
+        (features && spec.task == Task::Multiclass)
+            .then_some(ModelSpec { kind, d_v, d_t, hidden: spec.hidden, bias: spec.bias, n_classes: spec.n_outputs })
+    }
+
     /// Builds the model holding the flat parameter vector `values` (in the
     /// order of [`params`](Self::params)) on `device`.
     pub fn to_net(&self, values: &[f32], device: &Device) -> Result<FusionNet> {

@@ -15,8 +15,10 @@
 //! written to a temporary sibling and renamed, and `config.json` last, so a
 //! directory with a `config.json` is complete.
 //!
-//! `format_version` is [`FORMAT_VERSION`]. Directories written by gmu 0.1
-//! have none; loading one gives an error that says so.
+//! `format_version` is [`FORMAT_VERSION`]. Format 1 (the training record
+//! before the one [`TrainingConfig`]) is read and converted on load, so its
+//! models keep predicting what they did; directories written by gmu 0.1 have
+//! no version, and loading one gives an error that says so.
 
 use std::path::{Path, PathBuf};
 
@@ -27,12 +29,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DataRecord, Scaler};
 use crate::error::{GmuError, Result, temp_path, write_atomic};
-use crate::fit::{EpochLog, FitConfig};
+use crate::config::TrainingConfig;
+use crate::engine::Engine;
+use crate::fit::EpochLog;
 use crate::fusion::{FusionNet, FusionSpec, Task};
-use crate::train::TrainingConfig;
 
-/// The model directory format this version writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The model directory format this version writes (it reads format 1 too).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The config file inside a model directory.
 pub const CONFIG_FILE: &str = "config.json";
@@ -60,32 +63,21 @@ pub struct MemberConfig {
     pub spec: FusionSpec,
     /// The scaling of each view it reads, fitted on the training rows.
     pub scalers: Vec<Scaler>,
+    /// The engine that trained it (absent in format 1).
+    #[serde(default)]
+    pub engine: Option<Engine>,
     /// The epoch whose weights were kept (0 where training ran in steps).
     #[serde(default)]
     pub best_epoch: usize,
     /// Per-epoch training log (empty where training ran in steps).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<EpochLog>,
-}
-
-/// How a model was trained.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum TrainingRecord {
-    /// Epochs with early stopping on dev macro-F1 (`multiview`, `mmimdb`).
-    Epochs {
-        /// The hyper-parameters.
-        config: FitConfig,
-    },
-    /// Adam steps with restarts (the synthetic experiment: `train`, `demo`).
-    Steps {
-        /// The training config.
-        config: TrainingConfig,
-        /// Training loss before each step of the kept restart.
-        history: Vec<f32>,
-        /// Final training loss of every restart.
-        restart_losses: Vec<f32>,
-    },
+    /// Training loss before each step of the kept restart (empty where training ran in epochs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_losses: Vec<f32>,
+    /// Final training loss of every restart (empty where training ran in epochs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restart_losses: Vec<f32>,
 }
 
 /// Everything in `config.json`.
@@ -108,7 +100,7 @@ pub struct ModelConfig {
     /// The networks; their probabilities are averaged (over the members whose views are present).
     pub members: Vec<MemberConfig>,
     /// How it was trained.
-    pub training: TrainingRecord,
+    pub training: TrainingConfig,
     /// The data it was trained on, where a command can read them again.
     #[serde(default)]
     pub data: Option<DataRecord>,
@@ -218,6 +210,7 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig> {
             ));
         }
         Some(Some(v)) if v == u64::from(FORMAT_VERSION) => {}
+        Some(Some(1)) => {}
         Some(v) => {
             let shown = v.map_or_else(|| value["format_version"].to_string(), |v| v.to_string());
             return Err(store_error(
@@ -226,10 +219,78 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig> {
             ));
         }
     }
+    let mut value = value;
+    if value["format_version"] == 1 {
+        upgrade_v1(&mut value).map_err(|e| store_error(&path, format!("not a gmu model config (format 1): {e}")))?;
+    }
     let config: ModelConfig =
         serde_json::from_value(value).map_err(|e| store_error(&path, format!("not a gmu model config: {e}")))?;
     config.check(&path)?;
     Ok(config)
+}
+
+/// Converts a format-1 config in place to the current format: its training
+/// record (`{"kind": "epochs", "config": <the old FitConfig>}` or `{"kind":
+/// "steps", "config": <the synthetic experiment's old config>, "history",
+/// "restart_losses"}`) becomes one [`TrainingConfig`], and the steps log moves
+/// to the member. Weights, views, scalers and outputs are unchanged.
+fn upgrade_v1(value: &mut serde_json::Value) -> std::result::Result<(), String> {
+    use serde_json::{Value, json};
+    let record = value.get_mut("training").map(Value::take).ok_or("no training record")?;
+    let old = &record["config"];
+    let field = |name: &str| old.get(name).cloned().ok_or_else(|| format!("training config without '{name}'"));
+    let or = |name: &str, default: Value| old.get(name).cloned().unwrap_or(default);
+    let adam = |lr: Value| json!({"lr": lr, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8});
+    let training = match record["kind"].as_str() {
+        Some("epochs") => {
+            let fusion = field("fusion")?;
+            // Format 1 applied the head to the GMU only.
+            let head = if fusion == "gmu" { or("head", json!("maxout")) } else { json!("maxout") };
+            json!({
+                "model": {
+                    "fusion": fusion, "head": head, "hidden": field("hidden")?, "bias": true,
+                    "dropout": field("dropout")?, "max_norm": field("max_norm")?, "experts": field("experts")?,
+                    "tied_gates": field("tied_gates")?, "normalize_gates": or("normalize_gates", json!(false)),
+                    "image_features": field("image_features")?,
+                },
+                "optimizer": adam(field("lr")?),
+                "schedule": {"kind": "epochs", "max_epochs": field("max_epochs")?, "patience": field("patience")?, "batch_size": field("batch_size")?},
+                "loss": null, "scaling": "standardize", "threshold": field("threshold")?,
+                "impute": or("impute", json!(false)), "modality_dropout": or("modality_dropout", json!(0.0)),
+                "engine": or("engine", json!("auto")), "seed": field("seed")?,
+            })
+        }
+        Some("steps") => {
+            let model = field("model")?;
+            let (fusion, head) = match model["kind"].as_str() {
+                Some("gmu") => ("gmu", "linear"),
+                Some("ff") => ("concat", "tanh"),
+                Some("logreg") => ("concat", "linear"),
+                other => return Err(format!("unknown synthetic model kind {other:?}")),
+            };
+            let hidden = model["hidden"].as_u64().unwrap_or(1).max(1);
+            if let Some(member) = value.get_mut("members").and_then(|m| m.get_mut(0)) {
+                member["step_losses"] = record["history"].clone();
+                member["restart_losses"] = record["restart_losses"].clone();
+            }
+            let optimizer = field("optimizer")?;
+            json!({
+                "model": {
+                    "fusion": fusion, "head": head, "hidden": hidden, "bias": model["bias"].clone(),
+                    "dropout": 0.0, "max_norm": null, "experts": "maxout", "tied_gates": false,
+                    "normalize_gates": false, "image_features": 64,
+                },
+                "optimizer": optimizer,
+                "schedule": {"kind": "steps", "steps": field("steps")?, "batch_size": field("batch_size")?, "restarts": field("restarts")?},
+                "loss": field("loss")?, "scaling": field("scaling")?, "threshold": 0.5,
+                "impute": false, "modality_dropout": 0.0, "engine": field("engine")?, "seed": field("seed")?,
+            })
+        }
+        other => return Err(format!("unknown training kind {other:?}")),
+    };
+    value["training"] = training;
+    value["format_version"] = json!(FORMAT_VERSION);
+    Ok(())
 }
 
 /// Loads a model directory: its config and one net per member, on `device`.

@@ -214,7 +214,8 @@ mod tests {
 
     use super::*;
     use crate::data::MultiviewData;
-    use crate::fit::{FitConfig, fit};
+    use crate::config::{Schedule, TrainingConfig};
+    use crate::fit::fit;
     use crate::fusion::FusionKind;
 
     #[test]
@@ -230,7 +231,9 @@ mod tests {
         [FusionKind::Gmu, FusionKind::Concat]
             .into_iter()
             .map(|kind| {
-                let config = FitConfig { fusion: kind, hidden: 8, dropout: 0.1, lr: 0.01, max_epochs: 20, patience: 20, batch_size: 32, ..FitConfig::default() };
+                let mut config = TrainingConfig::paper(kind);
+                (config.model.hidden, config.model.dropout, config.optimizer.lr) = (8, 0.1, 0.01);
+                config.schedule = Schedule::Epochs { max_epochs: 20, patience: 20, batch_size: 32 };
                 let trained = fit(data, &[0, 1], split, &config, &device).unwrap();
                 let path = dir.join(kind.to_string());
                 trained.save(&path, &kind.to_string(), None, serde_json::Value::Null).unwrap();

@@ -86,8 +86,11 @@ fn synth_train_eval_plot_round_trip() {
     assert_eq!(png_size(&dir.path().join("maps/gate_map.png")), (900, 760));
     // The saved config is the one trained with.
     let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
-    assert_eq!(config["training"]["config"]["seed"], 4);
-    assert_eq!(config["training"]["config"]["model"]["kind"], "gmu");
+    assert_eq!(config["training"]["seed"], 4);
+    assert_eq!(config["training"]["model"]["fusion"], "gmu");
+    assert_eq!(config["training"]["model"]["head"], "linear");
+    assert_eq!(config["training"]["schedule"]["kind"], "steps");
+    assert_eq!(config["members"][0]["engine"], "native");
     // Logistic regression cannot solve the task: the comparison is real.
     assert!(gmu(&["train", "--data", &p("train.csv"), "--model", "logreg", "--out", &p("lr")]).status.success());
     let lr = gmu(&["eval", "--model", &p("lr"), "--data", &p("test.csv"), "--json"]);
@@ -245,8 +248,9 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
     png_size(&set.join("gates-gmu.png"));
     for method in ["gmu", "concat", "single-a"] {
         let config = read_json(&set.join(method).join("config.json"));
-        assert_eq!(config["training"]["config"]["seed"], 5, "{method}");
-        assert_eq!(config["format_version"], 1, "{method}");
+        assert_eq!(config["training"]["seed"], 5, "{method}");
+        assert_eq!(config["training"]["schedule"]["kind"], "epochs", "{method}");
+        assert_eq!(config["format_version"], 2, "{method}");
         assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
     }
     // Same seed, same numbers.
@@ -399,7 +403,7 @@ fn predict_refuses_bad_models_and_views_with_one_line() {
     let mut json = read_json(&config);
     json["format_version"] = 7.into();
     std::fs::write(&config, json.to_string()).unwrap();
-    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "model format 7; this gmu 0.1.0 reads format 1");
+    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "model format 7; this gmu 0.1.0 reads format 2");
     json.as_object_mut().unwrap().remove("format_version");
     std::fs::write(&config, json.to_string()).unwrap();
     assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "written by gmu 0.1 (no format_version)");
@@ -527,7 +531,7 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     let run = gmu(&with);
     assert!(run.status.success(), "{}", stderr(&run));
     let config = read_json(&out.join("a+b/gmu/config.json"));
-    assert_eq!(config["training"]["config"]["impute"], true);
+    assert_eq!(config["training"]["impute"], true);
     let means = config["members"][0]["scalers"][0]["impute"].as_array().unwrap();
     assert_eq!(means.len(), 3);
     let model = out.join("a+b/gmu");
@@ -535,4 +539,26 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     let run = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--impute", "mean"]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stderr(&run).contains("imputed 1 missing cells"), "{}", stderr(&run));
+}
+
+/// Model directories of format 1 (written before the training config was
+/// unified; see tests/fixtures/model_v1/README.md) still load and predict
+/// exactly what the version that wrote them predicted.
+#[test]
+fn format_1_model_directories_predict_as_they_did() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_v1");
+    let f = |name: &str| fixtures.join(name).to_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("p.csv");
+    let run = gmu(&["predict", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(f("synthetic-gmu.predictions.csv")).unwrap());
+    let run = gmu(&["predict", "--model", &f("mfeat-gmu"), "--data", "mfeat", "--split", "test", "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let now: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().take(31).map(String::from).collect();
+    let then: Vec<String> = std::fs::read_to_string(f("mfeat-gmu.predictions.csv")).unwrap().lines().map(String::from).collect();
+    assert_eq!(now, then);
+    // The synthetic model is still one `eval` takes.
+    let eval = gmu(&["eval", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--json"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
 }

@@ -2,7 +2,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use gmu::experiment::{DemoOptions, run_demo};
-use gmu::train::{Engine, Preset};
+use gmu::config::Preset;
+use gmu::engine::Engine;
 
 /// Arguments of `gmu demo`.
 #[derive(clap::Args, Debug)]
@@ -19,8 +20,8 @@ pub struct Args {
     /// Training recipe: this project's robust default, or the seed post as written.
     #[arg(long, value_enum, default_value_t = Preset::Default)]
     preset: Preset,
-    /// Training engine: the fast native engine, or burn's autodiff.
-    #[arg(long, value_enum, default_value_t = Engine::Native)]
+    /// Training engine: `auto` picks the fastest that can train the models (the native engine), or name one.
+    #[arg(long, value_enum, default_value_t = Engine::Auto)]
     engine: Engine,
     /// Samples in the fresh evaluation draw.
     #[arg(long, default_value_t = 10_000)]

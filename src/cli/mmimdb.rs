@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
 use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, read_archive, read_hdf5};
-use gmu::fit::FitConfig;
+use gmu::config::TrainingConfig;
 use gmu::fusion::FusionKind;
 
 use super::stage;
@@ -56,8 +56,8 @@ pub fn run(args: Args) -> Result<()> {
         println!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows);
     }
     let base = args.fit.config(512, 128)?;
-    let methods: Vec<FitConfig> =
-        paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.fusion)).collect();
+    let methods: Vec<TrainingConfig> =
+        paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.model.fusion)).collect();
     if methods.is_empty() && args.no_single {
         bail!("nothing to run: --no-single and no --fusion method left");
     }

@@ -84,14 +84,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 #[derive(clap::Args, Debug, Clone)]
 pub struct RecipeArgs {
     /// Recipe the other flags start from: this project's robust default, or the seed post as written.
-    #[arg(long, value_enum, default_value_t = gmu::train::Preset::Default)]
-    pub preset: gmu::train::Preset,
+    #[arg(long, value_enum, default_value_t = gmu::config::Preset::Default)]
+    pub preset: gmu::config::Preset,
     /// Hidden width (GMU units or FF hidden units).
     #[arg(long)]
     pub hidden: Option<usize>,
     /// Adam learning rate.
     #[arg(long)]
-    pub lr: Option<f32>,
+    pub lr: Option<f64>,
     /// Adam steps.
     #[arg(long)]
     pub steps: Option<usize>,
@@ -110,15 +110,15 @@ pub struct RecipeArgs {
     /// Drop the bias terms (the paper's bias-free equations).
     #[arg(long)]
     pub no_bias: bool,
-    /// Training engine: the fast native engine, or burn's autodiff.
+    /// Training engine: `auto` picks the fastest that can train the model (native here), or name one.
     #[arg(long, value_enum)]
-    pub engine: Option<gmu::train::Engine>,
+    pub engine: Option<gmu::engine::Engine>,
 }
 
 impl RecipeArgs {
     /// The flags as library overrides.
-    pub fn overrides(&self) -> gmu::train::Overrides {
-        gmu::train::Overrides {
+    pub fn overrides(&self) -> gmu::config::Overrides {
+        gmu::config::Overrides {
             hidden: self.hidden,
             lr: self.lr,
             steps: self.steps,
@@ -147,9 +147,10 @@ pub struct FitArgs {
     /// (the plain GMU classifier; trained by the fast dense GEMM engine).
     #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
     pub head: gmu::fusion::HeadKind,
-    /// Training engine: `auto` uses the dense GEMM engine where it applies (GMU with --head linear), burn otherwise.
-    #[arg(long, value_enum, default_value_t = gmu::fit::FitEngine::Auto)]
-    pub engine: gmu::fit::FitEngine,
+    /// Training engine: `auto` picks the fastest that can train each model (the GEMM engine for
+    /// GMU with --head linear, burn's autodiff for the maxout models), or name one.
+    #[arg(long, value_enum, default_value_t = gmu::engine::Engine::Auto)]
+    pub engine: gmu::engine::Engine,
     /// Hidden width (GMU and maxout units) [default: 128 for multiview, 512 for mmimdb].
     #[arg(long)]
     pub hidden: Option<usize>,
@@ -191,25 +192,25 @@ pub struct FitArgs {
 }
 
 impl FitArgs {
-    /// The flags as a validated [`FitConfig`](gmu::fit::FitConfig), with the
-    /// command's own defaults for the hidden width and the batch size.
-    pub fn config(&self, hidden: usize, batch_size: usize) -> gmu::Result<gmu::fit::FitConfig> {
-        let config = gmu::fit::FitConfig {
-            hidden: self.hidden.unwrap_or(hidden),
-            lr: self.lr,
-            dropout: self.dropout,
-            max_norm: (self.max_norm > 0.0).then_some(self.max_norm),
-            batch_size: self.batch_size.unwrap_or(batch_size),
+    /// The flags as a validated [`TrainingConfig`](gmu::config::TrainingConfig) of
+    /// the paper's model, with the command's own defaults for the hidden width and
+    /// the batch size.
+    pub fn config(&self, hidden: usize, batch_size: usize) -> gmu::Result<gmu::config::TrainingConfig> {
+        let mut config = gmu::config::TrainingConfig::paper(gmu::fusion::FusionKind::Gmu);
+        let m = &mut config.model;
+        (m.hidden, m.dropout, m.head) = (self.hidden.unwrap_or(hidden), self.dropout, self.head);
+        m.max_norm = (self.max_norm != 0.0).then_some(self.max_norm);
+        config.optimizer.lr = self.lr;
+        config.schedule = gmu::config::Schedule::Epochs {
             max_epochs: self.epochs,
             patience: self.patience,
-            seed: self.seed,
-            head: self.head,
-            engine: self.engine,
-            modality_dropout: self.modality_dropout,
-            impute: self.impute == Some(Impute::Mean),
-            threshold: self.threshold,
-            ..gmu::fit::FitConfig::default()
+            batch_size: self.batch_size.unwrap_or(batch_size),
         };
+        config.seed = self.seed;
+        config.engine = self.engine;
+        config.modality_dropout = self.modality_dropout;
+        config.impute = self.impute == Some(Impute::Mean);
+        config.threshold = self.threshold;
         config.validate()?;
         Ok(config)
     }

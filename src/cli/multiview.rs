@@ -6,7 +6,7 @@ use gmu::comparison::{
 };
 use gmu::data::builtin::MFEAT_VIEWS;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
-use gmu::fit::FitConfig;
+use gmu::config::TrainingConfig;
 use gmu::fusion::{ExpertKind, FusionKind};
 
 use super::stage;
@@ -77,12 +77,13 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         vec![data.views.iter().map(|v| v.name.clone()).collect()]
     };
-    let base = FitConfig { normalize_gates: args.gate_softmax, ..args.fit.config(128, 64)? };
-    let methods: Vec<FitConfig> = paper_methods(&base)
+    let mut base = args.fit.config(128, 64)?;
+    base.model.normalize_gates = args.gate_softmax;
+    let methods: Vec<TrainingConfig> = paper_methods(&base)
         .into_iter()
-        .filter(|m| args.fusion.is_empty() || args.fusion.contains(&m.fusion))
-        .filter(|m| m.fusion != FusionKind::Moe || args.experts.is_none_or(|e| e == m.experts))
-        .filter(|m| m.fusion != FusionKind::Moe || args.tied_gates.is_none_or(|t| t == m.tied_gates))
+        .filter(|m| args.fusion.is_empty() || args.fusion.contains(&m.model.fusion))
+        .filter(|m| m.model.fusion != FusionKind::Moe || args.experts.is_none_or(|e| e == m.model.experts))
+        .filter(|m| m.model.fusion != FusionKind::Moe || args.tied_gates.is_none_or(|t| t == m.model.tied_gates))
         .collect();
     if args.repeats == 0 {
         bail!("--repeats must be at least 1");
@@ -117,7 +118,7 @@ pub fn run(args: Args) -> Result<()> {
             ));
             let options = CompareOptions {
                 modalities: modalities.clone(),
-                methods: methods.iter().map(|m| FitConfig { seed, ..m.clone() }).collect(),
+                methods: methods.iter().map(|m| TrainingConfig { seed, ..m.clone() }).collect(),
                 single_modalities: !args.no_single,
                 trials: args.fit.trials,
                 save_to: Some(dir.clone()),

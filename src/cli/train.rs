@@ -40,19 +40,21 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let data = read_csv(&args.data)?;
-    let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, data.dim, args.seed));
-    super::stage(&format!("training {} on {} samples ({} restarts × {} steps)", args.model, data.len(), config.restarts, config.steps));
+    let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
+    if let gmu::config::Schedule::Steps { steps, restarts, .. } = config.schedule {
+        super::stage(&format!("training {} on {} samples ({restarts} restarts × {steps} steps)", args.model, data.len()));
+    }
     let device = super::device();
     let model = train::train(&config, &data, &device)?;
-    train::save(&model, &args.out, &device).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    train::save(&model, &args.out).with_context(|| format!("saving the model to {}", args.out.display()))?;
     let eval = Predictor::from(&model).evaluate(&data);
     println!(
         "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms",
         args.model,
-        model.history.last().copied().unwrap_or(f32::NAN),
+        model.history().last().copied().unwrap_or(f32::NAN),
         eval.accuracy,
         eval.corr_m_z.map_or(String::new(), |c| format!(", corr(M,z) {c:.4}")),
-        model.train_ms
+        model.train_ms()
     );
     println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
     Ok(())

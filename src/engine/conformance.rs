@@ -8,18 +8,51 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 
 use super::dense::{DenseGmu, DenseWorkspace};
-use super::native::{LossKind, Workspace};
-use crate::fit::{FitConfig, FitEngine, fit};
+use super::native::Workspace;
+use super::{Engine, LossKind};
+use crate::config::{Preset, TrainingConfig};
+use crate::fit::{fit, logits_loss};
 use crate::fusion::network::FusionHead;
-use crate::fusion::{FusionKind, HeadKind, Task};
-use crate::model::ModelKind;
-use crate::train::{Engine, Preset, train};
+use crate::fusion::{FusionKind, FusionNet, HeadKind, Scores, Task};
+use crate::model::{ModelKind, ModelSpec, linears};
+use crate::train::train;
 
 // The helpers are the engines' and fit's own test fixtures.
 use super::dense::tests::{batch, spec};
 use super::native::tests::{random_problem, specs};
 use crate::fit::tests::{dev, planted, quick};
-use crate::train::tests::toy;
+use crate::train::tests::{steps, toy};
+
+/// Splits row-major `[n, d_v + d_t]` inputs into the two modality tensors.
+fn split_inputs(x: &[f32], d_v: usize, d_t: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
+    let d = d_v + d_t;
+    let n = x.len() / d;
+    let (mut xv, mut xt) = (Vec::with_capacity(n * d_v), Vec::with_capacity(n * d_t));
+    for row in x.chunks_exact(d) {
+        xv.extend_from_slice(&row[..d_v]);
+        xt.extend_from_slice(&row[d_v..]);
+    }
+    (Tensor::from_data(TensorData::new(xv, [n, d_v]), device), Tensor::from_data(TensorData::new(xt, [n, d_t]), device))
+}
+
+/// The loss and its gradient by burn's autodiff (the loss in burn ops,
+/// [`logits_loss`]), flattened in the order of [`ModelSpec::params`].
+fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, kind: LossKind, device: &Device) -> (f32, Vec<f32>) {
+    let (xv, xt) = split_inputs(x, spec.d_v, spec.d_t, device);
+    let Scores::Logits(logits) = model.forward(&[xv, xt]).scores else { panic!("a linear or tanh head gives logits") };
+    let onehot: Vec<f32> = y.iter().flat_map(|&c| (0..spec.n_classes).map(move |j| f32::from(j == c as usize))).collect();
+    let loss = logits_loss(logits, Tensor::from_data(TensorData::new(onehot, [y.len(), spec.n_classes]), device), kind);
+    let value = loss.clone().into_scalar::<f32>();
+    let grads = loss.backward();
+    let mut out = vec![];
+    for layer in linears(model) {
+        out.extend(layer.weight.val().grad(&grads).expect("weight grad").into_data().try_to_vec::<f32>().unwrap());
+        if let Some(b) = &layer.bias {
+            out.extend(b.val().grad(&grads).expect("bias grad").into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+    (value, out)
+}
 
     /// The native forward equals the burn module's forward for the same weights.
     #[test]
@@ -31,7 +64,7 @@ use crate::train::tests::toy;
             let model = spec.to_net(&net.params, &device).unwrap();
             assert_eq!(crate::model::flat_params(&model), net.params);
             let n = x.len() / spec.d_in();
-            let (xv, xt) = crate::train::split_inputs(&x, spec.d_v, spec.d_t, &device);
+            let (xv, xt) = split_inputs(&x, spec.d_v, spec.d_t, &device);
             let out = model.forward(&[xv, xt]);
             let crate::fusion::Scores::Logits(logits) = out.scores else { panic!("logits") };
             let logits = logits.into_data().try_to_vec::<f32>().unwrap();
@@ -65,7 +98,7 @@ use crate::train::tests::toy;
                 let mut grad = vec![0.0; net.params.len()];
                 let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
                 let model = spec.to_net(&net.params, &device).unwrap();
-                let (burn_loss, burn_grad) = crate::train::burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
+                let (burn_loss, burn_grad) = burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
                 assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
                 for (a, b) in grad.iter().zip(&burn_grad) {
                     assert!((a - b).abs() < 1e-5, "{:?} {loss:?}: {grad:?} vs {burn_grad:?}", spec.kind);
@@ -79,13 +112,14 @@ use crate::train::tests::toy;
     fn native_and_burn_engines_agree_step_by_step() {
         let data = toy(3);
         for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
-            let mut config = Preset::Seed.config(kind, 1, 4);
-            config.steps = 25;
+            let mut config = steps(Preset::Seed.config(kind, 4), 25, 1);
+            config.engine = Engine::Native;
             let native = train(&config, &data, &Device::default()).unwrap();
             config.engine = Engine::Burn;
             let burn = train(&config, &data, &Device::default()).unwrap();
-            for (a, b) in native.history.iter().zip(&burn.history) {
-                assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history, burn.history);
+            assert_eq!((native.trained.members[0].engine, burn.trained.members[0].engine), (Engine::Native, Engine::Burn));
+            for (a, b) in native.history().iter().zip(burn.history()) {
+                assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history(), burn.history());
             }
             for (a, b) in native.net.params.iter().zip(&burn.net.params) {
                 assert!((a - b).abs() < 1e-3, "{kind}");
@@ -148,9 +182,11 @@ use crate::train::tests::toy;
         for multilabel in [false, true] {
             let data = planted(200, multilabel, 4);
             let split = data.split(0.2, 0.2, 0).unwrap();
-            let config = FitConfig { head: HeadKind::Linear, max_epochs: 4, patience: 4, ..quick(FusionKind::Gmu) };
+            let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
+            (config.model.head, config.engine) = (HeadKind::Linear, Engine::Dense);
             let dense = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &FitConfig { engine: FitEngine::Burn, ..config }, &dev()).unwrap();
+            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
+            assert_eq!((dense.members[0].engine, burn.members[0].engine), (Engine::Dense, Engine::Burn));
             for (a, b) in dense.members[0].history.iter().zip(&burn.members[0].history) {
                 assert!((a.train_loss - b.train_loss).abs() < 1e-4, "multilabel={multilabel}: {a:?} vs {b:?}");
             }
@@ -158,4 +194,23 @@ use crate::train::tests::toy;
             let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
             assert!(worst < 1e-3, "multilabel={multilabel}: probabilities differ by {worst}");
         }
+    }
+
+    /// The native engine trains the paper's schedule too (epochs, early
+    /// stopping on dev macro-F1) along burn's trajectory.
+    #[test]
+    fn native_and_burn_engines_train_the_same_epochs() {
+        let data = planted(200, false, 6);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
+        (config.model.head, config.model.max_norm, config.engine) = (HeadKind::Linear, None, Engine::Native);
+        let native = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
+        assert_eq!(native.members[0].engine, Engine::Native);
+        for (a, b) in native.members[0].history.iter().zip(&burn.members[0].history) {
+            assert!((a.train_loss - b.train_loss).abs() < 1e-4, "{a:?} vs {b:?}");
+        }
+        let (pa, pb) = (native.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
+        let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 1e-3, "probabilities differ by {worst}");
     }

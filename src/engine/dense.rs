@@ -20,7 +20,8 @@
 use crate::error::{GmuError, Result};
 use crate::fusion::network::{FusionHead, GmuLinearHead};
 use crate::fusion::{FusionNet, Task};
-use super::kernels::{exp, sigmoid, tanh};
+use super::kernels::{sigmoid, tanh};
+use super::loss::{LossKind, loss_and_delta};
 
 /// The plain GMU classifier's parameters and sizes.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +50,10 @@ pub struct DenseWorkspace {
     z: Vec<f32>,
     h: Vec<f32>,
     logits: Vec<f32>,
+    /// dL/dlogits.
+    dlogits: Vec<f32>,
+    /// Loss terms of the flat loss.
+    terms: Vec<f32>,
     dh: Vec<f32>,
 }
 
@@ -246,32 +251,13 @@ impl DenseGmu {
         self.forward(xv, xt, rows, ws);
         let (h, h2, c) = (self.hidden, 2 * self.hidden, self.classes);
         let [_, o_wt, o_bv, _, _, o_wo, o_bo, end] = self.offsets();
-        // dL/dlogits, written over the logits.
-        let mut loss = 0.0f64;
-        match self.task {
-            Task::Multilabel => {
-                let scale = 1.0 / (rows * c) as f32;
-                for (l, &t) in ws.logits.iter_mut().zip(y) {
-                    let x = *l;
-                    loss += (x.max(0.0) - x * t + (1.0 + exp(-x.abs())).ln()) as f64;
-                    *l = (sigmoid(x) - t) * scale;
-                }
-                loss /= (rows * c) as f64;
-            }
-            Task::Multiclass => {
-                let scale = 1.0 / rows as f32;
-                for (l, t) in ws.logits.chunks_mut(c).zip(y.chunks(c)) {
-                    let max = l.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    let sum: f32 = l.iter().map(|&x| exp(x - max)).sum();
-                    for (x, &target) in l.iter_mut().zip(t) {
-                        let log_p = *x - max - sum.ln();
-                        loss -= (target * log_p) as f64;
-                        *x = (exp(log_p) - target) * scale;
-                    }
-                }
-                loss /= rows as f64;
-            }
-        }
+        // dL/dlogits by the engines' one flat loss.
+        let kind = match self.task {
+            Task::Multilabel => LossKind::SigmoidBce,
+            Task::Multiclass => LossKind::SoftmaxCe,
+        };
+        ws.dlogits.resize(rows * c, 0.0);
+        let loss = loss_and_delta(kind, &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
         let p = &self.params;
         let (grad_wv_wt, rest) = grad.split_at_mut(o_bv);
         let (grad_wv, grad_wt) = grad_wv_wt.split_at_mut(o_wt);
@@ -279,15 +265,15 @@ impl DenseGmu {
         let (grad_wo, grad_bo) = grad_head.split_at_mut(o_bo - o_wo);
         // Head: dW_o = hᵀ dL, db_o = Σ dL, dh = dL W_oᵀ.
         grad_bo.iter_mut().for_each(|g| *g = 0.0);
-        for row in ws.logits.chunks(c) {
+        for row in ws.dlogits.chunks(c) {
             for (g, d) in grad_bo.iter_mut().zip(row) {
                 *g += d;
             }
         }
         // SAFETY: buffers sized in `forward`; gradient blocks are disjoint slices.
         unsafe {
-            matmul((h, c, rows), grad_wo.as_mut_ptr(), (c, 1), false, ws.h.as_ptr(), (1, h), ws.logits.as_ptr(), (c, 1));
-            matmul((rows, h, c), ws.dh.as_mut_ptr(), (h, 1), false, ws.logits.as_ptr(), (c, 1), p[o_wo..].as_ptr(), (1, c));
+            matmul((h, c, rows), grad_wo.as_mut_ptr(), (c, 1), false, ws.h.as_ptr(), (1, h), ws.dlogits.as_ptr(), (c, 1));
+            matmul((rows, h, c), ws.dh.as_mut_ptr(), (h, 1), false, ws.dlogits.as_ptr(), (c, 1), p[o_wo..].as_ptr(), (1, c));
         }
         // GMU: pre-activation gradients written over av (dA_v | dA_z) and at (dA_t | dA_z).
         grad_b.iter_mut().for_each(|g| *g = 0.0);
@@ -317,7 +303,7 @@ impl DenseGmu {
             matmul((self.d_t, h2, rows), grad_wt[..o_bv - o_wt].as_mut_ptr(), (h2, 1), false, xt.as_ptr(), (1, self.d_t), ws.at.as_ptr(), (h2, 1));
         }
         debug_assert_eq!(end, grad.len());
-        loss as f32
+        loss
     }
 
     /// Rescales every weight column (one per output unit, as in burn's

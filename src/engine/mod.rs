@@ -7,8 +7,14 @@
 //! | engine | trains | picked |
 //! |---|---|---|
 //! | burn's autodiff | every model, any backend | for everything the others do not take |
-//! | [`native`] | the synthetic experiment's small models (GMU, feed-forward, logistic regression) | by the synthetic presets (`--engine burn` overrides) |
-//! | [`dense`] | the plain GMU classifier (`--fusion gmu --head linear`, two feature views) at real sizes | automatically by `fit` (`--engine burn` overrides) |
+//! | [`native`] | the synthetic experiment's small models (GMU → linear, concat → tanh → linear, logistic regression; two feature views, one class per sample) | automatically up to [`NATIVE_MAX_PARAMS`] parameters |
+//! | [`dense`] | the plain GMU classifier (GMU → linear, two feature views, single-label or multilabel) at real sizes | automatically above that |
+//!
+//! [`Engine::pick`] makes the choice for [`fit`](crate::fit::fit) from what
+//! the model, the data and the device need: the hand-written engines run on
+//! the CPU, with every view present and no modality dropout; an explicit
+//! engine (`--engine`) overrides, and one that cannot train the model is an
+//! error naming why.
 //!
 //! Why two hand-written engines: on the toy (a few dozen parameters) burn's
 //! time goes into per-operation dispatch (`native` is 10–20× faster); at
@@ -21,6 +27,158 @@ pub mod adam;
 mod conformance;
 pub mod dense;
 pub mod kernels;
+pub mod loss;
 pub mod native;
 
 pub use adam::Adam;
+pub use loss::LossKind;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrainingConfig;
+use crate::error::{GmuError, Result};
+use crate::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind, Task};
+use crate::model::ModelSpec;
+
+/// Which engine trains a model (`--engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The fastest engine that can train the model (see [`Engine::pick`]).
+    #[default]
+    Auto,
+    /// The hand-differentiated engine for the synthetic experiment's small models ([`native`]).
+    Native,
+    /// The GEMM engine for the plain GMU classifier ([`dense`]).
+    Dense,
+    /// burn's autodiff: every model, every backend.
+    Burn,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Native => "native",
+            Engine::Dense => "dense",
+            Engine::Burn => "burn",
+        })
+    }
+}
+
+/// Above this many parameters [`Engine::Auto`] prefers the GEMM engine to the
+/// native one: the native engine's scalar loops win on the toy (a few dozen
+/// parameters, see `BENCHMARKS.md`), the GEMM's blocked kernels on anything wide.
+pub const NATIVE_MAX_PARAMS: usize = 20_000;
+
+/// True for a device of one of burn's CPU backends, whose memory the
+/// hand-written engines share.
+pub fn is_cpu(device: &Device) -> bool {
+    let name = format!("{device:?}");
+    ["Flex", "NdArray"].iter().any(|backend| name.contains(backend))
+}
+
+impl Engine {
+    /// The engine that trains `spec` under `config` on `device`. `missing`
+    /// says whether some training rows lack a view (the hand-written engines
+    /// have no missing-view rule). [`Engine::Auto`] gives the native engine
+    /// for a small synthetic-experiment model, the dense engine for a plain GMU
+    /// classifier, and burn for everything else; an explicit engine is
+    /// returned as it is, or refused with the reason it cannot train the model.
+    pub fn pick(self, spec: &FusionSpec, config: &TrainingConfig, missing: bool, device: &Device) -> Result<Engine> {
+        let common = if !is_cpu(device) {
+            Err(format!("it runs on the CPU, and the device is {device:?}"))
+        } else if missing {
+            Err("it has no missing-view rule, and some training rows lack a view".to_string())
+        } else if config.modality_dropout > 0.0 {
+            Err("it has no missing-view rule, and modality dropout is on".to_string())
+        } else {
+            Ok(())
+        };
+        let features = spec.d_inputs.len() == 2 && spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
+        let native = common.clone().and_then(|()| {
+            let synthetic = ModelSpec::from_fusion(spec).ok_or_else(|| {
+                "it trains GMU → linear, concat → tanh → linear and logistic regression on two feature views, one class per sample".to_string()
+            })?;
+            if config.model.max_norm.is_some() {
+                return Err("it has no max-norm constraint".into());
+            }
+            Ok(synthetic.n_params())
+        });
+        let task_loss = if spec.task == Task::Multilabel { LossKind::SigmoidBce } else { LossKind::SoftmaxCe };
+        let dense = common.and_then(|()| {
+            if !(spec.kind == FusionKind::Gmu && spec.head == HeadKind::Linear && features) {
+                Err("it trains the GMU with a linear head on two feature views".to_string())
+            } else if !spec.bias {
+                Err("it needs the bias terms".into())
+            } else if config.loss.is_some_and(|l| l != task_loss) {
+                Err("it trains the task's own loss".into())
+            } else {
+                Ok(())
+            }
+        });
+        let refuse = |engine: Engine, why: String| GmuError::invalid("engine", format!("the {engine} engine cannot train this {} model: {why}", spec.kind));
+        match self {
+            Engine::Auto => Ok(match (native, dense) {
+                (Ok(n), _) if n <= NATIVE_MAX_PARAMS => Engine::Native,
+                (_, Ok(())) => Engine::Dense,
+                (Ok(_), Err(_)) => Engine::Native,
+                _ => Engine::Burn,
+            }),
+            Engine::Native => native.map(|_| Engine::Native).map_err(|why| refuse(Engine::Native, why)),
+            Engine::Dense => dense.map(|()| Engine::Dense).map_err(|why| refuse(Engine::Dense, why)),
+            Engine::Burn => Ok(Engine::Burn),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ModelOptions, Preset};
+    use crate::model::ModelKind;
+
+    fn spec(options: &ModelOptions, widths: [usize; 2], task: Task) -> FusionSpec {
+        options.spec(widths.to_vec(), &[None, None], 3, task)
+    }
+
+    #[test]
+    fn auto_picks_by_model_size_task_and_missing_views() {
+        let device = Device::default();
+        assert!(is_cpu(&device));
+        let toy = Preset::Default.config(ModelKind::Gmu, 0);
+        let small = spec(&toy.model, [1, 1], Task::Multiclass);
+        assert_eq!(Engine::Auto.pick(&small, &toy, false, &device).unwrap(), Engine::Native);
+        // Wide: the GEMM engine; multilabel: the native engine cannot, the dense one can.
+        let wide = spec(&ModelOptions { hidden: 512, ..toy.model.clone() }, [4096, 300], Task::Multiclass);
+        assert_eq!(Engine::Auto.pick(&wide, &toy, false, &device).unwrap(), Engine::Dense);
+        let task_loss = TrainingConfig { loss: None, ..toy.clone() };
+        assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss, false, &device).unwrap(), Engine::Dense);
+        assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy, false, &device).unwrap(), Engine::Burn);
+        // Missing views and the paper's maxout model: burn.
+        assert_eq!(Engine::Auto.pick(&small, &toy, true, &device).unwrap(), Engine::Burn);
+        let paper = TrainingConfig::paper(FusionKind::Gmu);
+        assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device).unwrap(), Engine::Burn);
+        // The feed-forward net: native only.
+        let ff = Preset::Default.config(ModelKind::Ff, 0);
+        assert_eq!(Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(), Engine::Native);
+    }
+
+    #[test]
+    fn an_explicit_engine_that_cannot_train_the_model_is_refused_with_the_reason() {
+        let device = Device::default();
+        let paper = TrainingConfig::paper(FusionKind::Concat);
+        let maxout = spec(&paper.model, [4, 4], Task::Multiclass);
+        let err = Engine::Dense.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
+        assert!(err.contains("dense engine cannot train this concat model") && err.contains("linear head"), "{err}");
+        let err = Engine::Native.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
+        assert!(err.contains("native engine") && err.contains("logistic regression"), "{err}");
+        let toy = Preset::Seed.config(ModelKind::Gmu, 0);
+        let err = Engine::Dense.pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, false, &device).unwrap_err().to_string();
+        assert!(err.contains("task's own loss"), "{err}");
+        let err = Engine::Native.pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, true, &device).unwrap_err().to_string();
+        assert!(err.contains("missing-view rule"), "{err}");
+        assert_eq!(Engine::Burn.pick(&maxout, &paper, true, &device).unwrap(), Engine::Burn);
+    }
+}

@@ -14,41 +14,13 @@
 //! stage is one loop over a contiguous buffer, with branch-free `exp`, `ln`,
 //! `tanh` and `sigmoid` below, so the compiler vectorises them.
 
-use serde::{Deserialize, Serialize};
-
 use crate::model::{ModelKind, ModelSpec};
-use super::kernels::{exp, lane_sum, ln, sigmoid, tanh};
+use super::kernels::{lane_sum, sigmoid, tanh};
+pub use super::loss::LossKind;
+use super::loss::loss_and_delta;
 #[cfg(target_arch = "x86_64")]
 use super::kernels::wide_simd;
 use crate::data::Scaler;
-
-/// Training loss over the logits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum LossKind {
-    /// Softmax cross-entropy over the classes.
-    SoftmaxCe,
-    /// Sigmoid cross-entropy on one-hot targets, averaged over samples and
-    /// classes: the seed's `tf.losses.sigmoid_cross_entropy`.
-    SigmoidBce,
-}
-
-impl LossKind {
-    /// P(class 1) from the logits of one sample: softmax for [`LossKind::SoftmaxCe`],
-    /// the sigmoid of the class-1 logit for [`LossKind::SigmoidBce`] (as the seed plots it).
-    #[inline]
-    pub fn prob_class1(self, logits: &[f32]) -> f32 {
-        match self {
-            LossKind::SoftmaxCe if logits.len() == 2 => sigmoid(logits[1] - logits[0]),
-            LossKind::SoftmaxCe => {
-                let max = logits.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                let sum: f32 = logits.iter().map(|&l| exp(l - max)).sum();
-                exp(logits[1] - max) / sum
-            }
-            LossKind::SigmoidBce => sigmoid(logits[1]),
-        }
-    }
-}
 
 /// A dense layer's place in the flat parameter vector.
 #[derive(Clone, Copy, Debug)]
@@ -164,9 +136,7 @@ pub struct Network {
 #[derive(Clone, Debug, Default)]
 pub struct Workspace {
     gathered: Vec<f32>,
-    /// Labels of the batch as floats.
-    targets: Vec<f32>,
-    /// One-hot targets `[rows, classes]` (sigmoid cross-entropy).
+    /// One-hot targets `[rows, classes]`.
     onehot: Vec<f32>,
     /// Per-element loss terms, summed after the vectorised pass.
     terms: Vec<f32>,
@@ -313,68 +283,18 @@ impl Network {
         total
     }
 
-    /// Fills `ws.g_logits` with dL/dlogits (divided by the batch size) and returns the mean loss.
-    ///
-    /// Each path is a loop over contiguous buffers that writes one loss term
-    /// per element, summed afterwards, so the arithmetic vectorises.
+    /// Fills `ws.g_logits` with dL/dlogits (divided by the batch size) and
+    /// returns the mean loss: the engines' one flat loss on one-hot targets.
     #[inline(always)]
     fn loss_gradient(&self, y: &[u8], rows: &[usize], all: bool, loss: LossKind, ws: &mut Workspace) -> f32 {
         let c = self.spec.n_classes;
         let m = rows.len();
-        let scale = 1.0 / m as f32;
-        ws.targets.clear();
-        ws.targets.extend((0..m).map(|k| y[if all { k } else { rows[k] }] as f32));
-        ws.terms.resize(m * c, 0.0);
-        match loss {
-            LossKind::SoftmaxCe if c == 2 => {
-                // Two classes: with d = o₁ − o₀ and t the label, CE = softplus(d) − t·d,
-                // dL/do₁ = σ(d) − t = −dL/do₀.
-                for (((o, g), &t), term) in
-                    ws.logits.chunks_exact(2).zip(ws.g_logits.chunks_exact_mut(2)).zip(&ws.targets).zip(ws.terms.iter_mut())
-                {
-                    let d = o[1] - o[0];
-                    let e = exp(-d.abs());
-                    *term = d.max(0.0) + ln(1.0 + e) - t * d;
-                    let p = if d >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
-                    g[1] = (p - t) * scale;
-                    g[0] = -g[1];
-                }
-            }
-            LossKind::SoftmaxCe => {
-                for (((o, g), &t), term) in
-                    ws.logits.chunks_exact(c).zip(ws.g_logits.chunks_exact_mut(c)).zip(&ws.targets).zip(ws.terms.iter_mut())
-                {
-                    let label = t as usize;
-                    let max = o.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = 0.0;
-                    for (gi, &oi) in g.iter_mut().zip(o) {
-                        *gi = exp(oi - max);
-                        sum += *gi;
-                    }
-                    *term = max + ln(sum) - o[label];
-                    for (j, gi) in g.iter_mut().enumerate() {
-                        *gi = (*gi / sum - f32::from(j == label)) * scale;
-                    }
-                }
-            }
-            LossKind::SigmoidBce => {
-                // One-hot targets, element by element over the flat logits; averaged
-                // over samples and classes.
-                ws.onehot.clear();
-                ws.onehot.extend(ws.targets.iter().flat_map(|&l| (0..c).map(move |j| f32::from(j as f32 == l))));
-                let inv_c = 1.0 / c as f32;
-                let per = scale * inv_c;
-                for (((&o, g), &t), term) in
-                    ws.logits.iter().zip(ws.g_logits.iter_mut()).zip(&ws.onehot).zip(ws.terms.iter_mut())
-                {
-                    let e = exp(-o.abs());
-                    *term = (o.max(0.0) - o * t + ln(1.0 + e)) * inv_c;
-                    let s = if o >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
-                    *g = (s - t) * per;
-                }
-            }
-        }
-        (ws.terms.iter().map(|&t| t as f64).sum::<f64>() / m as f64) as f32
+        ws.onehot.clear();
+        ws.onehot.extend((0..m).flat_map(|k| {
+            let label = y[if all { k } else { rows[k] }] as usize;
+            (0..c).map(move |j| f32::from(j == label))
+        }));
+        loss_and_delta(loss, &ws.logits, &ws.onehot, c, &mut ws.g_logits, &mut ws.terms)
     }
 
     #[inline(always)]
@@ -517,6 +437,7 @@ impl Network {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::engine::kernels::{exp, ln};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 

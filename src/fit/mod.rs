@@ -1,169 +1,40 @@
-//! Training any [`FusionSpec`] model on [`MultiviewData`]: minibatch Adam with
-//! dropout and the max-norm constraint, modality dropout, imputation of partly
-//! missing rows, early stopping on the dev split's macro-F1 (keeping the best
-//! checkpoint), late fusion (`avg-probs`), gate and occlusion-importance
-//! reports, the model directory of a trained model, and the random search
-//! over the paper's hyper-parameter ranges. Prediction and scoring live in
-//! [`predict`](crate::predict), which evaluation here goes through.
+//! Training any [`FusionSpec`] model on [`MultiviewData`] under one
+//! [`TrainingConfig`]: the schedule (Adam steps with restarts, or epochs with
+//! early stopping on the dev macro-F1, keeping the best checkpoint) runs on
+//! the engine [`Engine::pick`] chooses; dropout and the max-norm constraint,
+//! modality dropout, imputation of partly missing rows, late fusion
+//! (`avg-probs`), and the model directory of a trained model. Prediction and
+//! scoring live in [`predict`](crate::predict), which evaluation here goes
+//! through; [`report`] reads the gates and the occlusion importance per
+//! class; [`search`] is the paper's random search.
 //!
 //! Single-label and multilabel tasks go through the same code: the targets
 //! decide softmax + cross-entropy + argmax or sigmoids + binary cross-entropy
 //! + a threshold.
 
+pub mod report;
+pub mod search;
+mod trainer;
+
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
+use rand::SeedableRng;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::config::{Schedule, TrainingConfig};
 use crate::data::{DataRecord, MultiviewData, Scaler, Scaling, Split, Targets, View};
-use crate::engine::Adam;
-use crate::engine::dense::{DenseGmu, DenseWorkspace};
+use crate::engine::{Engine, LossKind};
 use crate::error::{GmuError, Result};
-use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionSpec, HeadKind, MaxNorm, Task};
-use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, TrainingRecord, ViewSpec};
+use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
+use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
 pub use crate::predict::{Evaluation, Prediction, score};
 use crate::predict::{self, MemberRef};
-
-/// Hyper-parameters of one training run (saved as `config.json` beside the weights).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FitConfig {
-    /// Fusion method.
-    pub fusion: FusionKind,
-    /// Hidden width (GMU units, maxout units).
-    pub hidden: usize,
-    /// Dropout probability in the maxout MLPs.
-    pub dropout: f64,
-    /// Max-norm limit on every weight column; `None` for no constraint.
-    pub max_norm: Option<f32>,
-    /// Adam learning rate (β = 0.9, 0.999; ε = 1e-8).
-    pub lr: f64,
-    /// Minibatch size.
-    pub batch_size: usize,
-    /// Upper bound on epochs.
-    pub max_epochs: usize,
-    /// Stop after this many epochs without a better dev macro-F1.
-    pub patience: usize,
-    /// Multilabel decision threshold on each label's probability.
-    pub threshold: f32,
-    /// Mixture of experts: expert kind.
-    pub experts: ExpertKind,
-    /// Mixture of experts: one gate for all labels.
-    pub tied_gates: bool,
-    /// GMU with K > 2 modalities: softmax-normalised gates (see [`FusionSpec::normalize_gates`]).
-    #[serde(default)]
-    pub normalize_gates: bool,
-    /// The classifier on the fused vector (GMU only; the others use the maxout MLP).
-    #[serde(default)]
-    pub head: HeadKind,
-    /// Training engine.
-    #[serde(default)]
-    pub engine: FitEngine,
-    /// Fill the missing cells of a row that is only partly missing with the
-    /// column's training mean (otherwise such a row is an error).
-    #[serde(default)]
-    pub impute: bool,
-    /// Modality dropout: each training sample loses each view with this
-    /// probability (never all of them; the missing-view rule of
-    /// [`FusionNet::forward_present`] applies), so the model learns to cope
-    /// with missing views. 0 turns it off.
-    #[serde(default)]
-    pub modality_dropout: f64,
-    /// Features out of the CNN of an image view.
-    pub image_features: usize,
-    /// Seed of the initialisation, dropout and batch order.
-    pub seed: u64,
-}
-
-impl Default for FitConfig {
-    fn default() -> Self {
-        FitConfig {
-            fusion: FusionKind::Gmu,
-            hidden: 128,
-            dropout: 0.5,
-            max_norm: Some(10.0),
-            lr: 1e-3,
-            batch_size: 64,
-            max_epochs: 100,
-            patience: 10,
-            threshold: 0.5,
-            experts: ExpertKind::Maxout,
-            tied_gates: false,
-            normalize_gates: false,
-            head: HeadKind::Maxout,
-            engine: FitEngine::Auto,
-            modality_dropout: 0.0,
-            impute: false,
-            image_features: 64,
-            seed: 0,
-        }
-    }
-}
-
-impl FitConfig {
-    /// Checks the numbers; names the flag at fault.
-    pub fn validate(&self) -> Result<()> {
-        if !(self.lr > 0.0 && self.lr.is_finite()) {
-            return Err(GmuError::invalid("lr", format!("must be a positive number, got {}", self.lr)));
-        }
-        if self.hidden == 0 {
-            return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {}", self.dropout)));
-        }
-        if self.batch_size == 0 {
-            return Err(GmuError::invalid("batch_size", "must be at least 1"));
-        }
-        if self.max_epochs == 0 {
-            return Err(GmuError::invalid("max_epochs", "must be at least 1"));
-        }
-        if !(0.0..1.0).contains(&self.threshold) || self.threshold == 0.0 {
-            return Err(GmuError::invalid("threshold", format!("must be in (0, 1), got {}", self.threshold)));
-        }
-        if let Some(m) = self.max_norm
-            && !(m > 0.0 && m.is_finite())
-        {
-            return Err(GmuError::invalid("max_norm", format!("must be positive, got {m}")));
-        }
-        if !(0.0..1.0).contains(&self.modality_dropout) {
-            return Err(GmuError::invalid("modality_dropout", format!("must be in [0, 1), got {}", self.modality_dropout)));
-        }
-        Ok(())
-    }
-
-    /// A short name for tables: `gmu`, `moe-maxout-untied`, …
-    pub fn label(&self) -> String {
-        match self.fusion {
-            FusionKind::Moe => format!(
-                "moe-{}{}",
-                match self.experts {
-                    ExpertKind::Logistic => "logistic",
-                    ExpertKind::Maxout => "maxout",
-                },
-                if self.tied_gates { "-tied" } else { "" }
-            ),
-            other => other.to_string(),
-        }
-    }
-}
-
-/// Which engine trains a model (CLI `--engine`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum FitEngine {
-    /// The dense GEMM engine ([`crate::engine::dense`]) where it applies (`--fusion gmu --head linear`,
-    /// two feature modalities), burn's autodiff otherwise.
-    #[default]
-    Auto,
-    /// burn's autodiff for every model.
-    Burn,
-}
+pub use report::{GateReport, ImportanceReport};
+pub use search::{Search, search};
+pub use trainer::{glorot, logits_loss};
 
 /// One trained network and the views it reads.
 #[derive(Clone, Debug)]
@@ -174,12 +45,19 @@ pub struct Member {
     pub spec: FusionSpec,
     /// Input scaling of each view it reads (fitted on the training rows).
     pub scalers: Vec<Scaler>,
-    /// The best checkpoint (by dev macro-F1), on the inference device.
+    /// The kept weights (the best epoch, or the restart with the lowest final
+    /// training loss), on the inference device.
     pub net: FusionNet,
-    /// Per-epoch log.
+    /// The engine that trained it.
+    pub engine: Engine,
+    /// Per-epoch log (epochs schedule).
     pub history: Vec<EpochLog>,
-    /// The epoch whose checkpoint was kept (1-based).
+    /// The epoch whose checkpoint was kept, 1-based (0 for the steps schedule).
     pub best_epoch: usize,
+    /// Training loss before each step of the kept restart (steps schedule).
+    pub step_losses: Vec<f32>,
+    /// Final training loss of every restart (steps schedule; the kept one is the smallest).
+    pub restart_losses: Vec<f32>,
 }
 
 /// One line of the training log.
@@ -196,8 +74,8 @@ pub struct EpochLog {
 /// A trained model: one member, or one per modality for `avg-probs`.
 #[derive(Debug)]
 pub struct Trained {
-    /// The run's hyper-parameters.
-    pub config: FitConfig,
+    /// The run's config.
+    pub config: TrainingConfig,
     /// Names of the views, in the order of the data.
     pub view_names: Vec<String>,
     /// Widths of the views, in the order of the data.
@@ -244,16 +122,6 @@ pub fn label_prior(targets: &Targets, rows: &[usize]) -> Vec<f32> {
     prior
 }
 
-fn tensor(values: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
-    let rows = values.len() / cols;
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
-}
-
-fn targets_tensor(targets: &Targets, rows: &[usize], device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = rows.iter().flat_map(|&r| targets.indicator_row(r)).map(f32::from).collect();
-    tensor(values, targets.width(), device)
-}
-
 /// `data` with every partly missing row of the views `modalities` filled with
 /// the view's column means over the observed training cells.
 fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> MultiviewData {
@@ -267,15 +135,15 @@ fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usiz
     out
 }
 
-/// Fits each view's scaler on the training rows: standardised features;
-/// images (already in [0, 1]) are centred on 0.5 and doubled so every pixel keeps its
-/// place in the picture's range; prescaled views are left as they are.
-fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> Vec<Scaler> {
+/// Fits each view's scaler on the training rows where it is present:
+/// feature views as `scaling` says; images (already in [0, 1]) are centred
+/// on 0.5 and doubled so every pixel keeps its place in the picture's range;
+/// prescaled views are left as they are.
+fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scaling: Scaling) -> Vec<Scaler> {
     modalities
         .iter()
         .map(|&v| {
             let view = &data.views[v];
-            // Statistics of the rows where the view is present.
             let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
             let raw = gather(data, v, &present, &Scaler::identity(view.dim));
             let scaler = if view.image.is_some() {
@@ -283,45 +151,41 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> V
             } else if view.prescaled {
                 Scaler::identity(view.dim)
             } else {
-                Scaler::fit(&raw, view.dim, Scaling::Standardize)
+                Scaler::fit(&raw, view.dim, scaling)
             };
             scaler.with_impute_means(&raw, view.dim)
         })
         .collect()
 }
 
-fn spec_for(data: &MultiviewData, modalities: &[usize], config: &FitConfig, kind: FusionKind) -> FusionSpec {
+fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig, kind: FusionKind) -> FusionSpec {
     let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
     let d_inputs = modalities.iter().map(|&v| data.views[v].dim).collect();
-    let mut spec = FusionSpec::new(kind, d_inputs, config.hidden, data.targets.width(), task);
-    spec.encoders = modalities
-        .iter()
-        .map(|&v| match data.views[v].image {
-            Some([channels, height, width]) => EncoderSpec::Cnn { channels, height, width, d_out: config.image_features },
-            None => EncoderSpec::Identity,
-        })
-        .collect();
-    spec.dropout = config.dropout;
-    spec.experts = config.experts;
-    spec.tied_gates = config.tied_gates;
-    spec.normalize_gates = config.normalize_gates;
-    if kind == FusionKind::Gmu {
-        spec.head = config.head;
-    }
-    spec
+    let images: Vec<_> = modalities.iter().map(|&v| data.views[v].image).collect();
+    let options = crate::config::ModelOptions { fusion: kind, ..config.model.clone() };
+    options.spec(d_inputs, &images, data.targets.width(), task)
 }
 
-/// Trains `config.fusion` on the views `modalities` of `data`, selecting the
-/// epoch by dev macro-F1. `avg-probs` trains one single-modality model per
-/// view (each with its own early stopping) and averages their probabilities.
-/// `progress` receives one line per finished member.
-/// Training runs on `device` with autodiff; the returned nets live on `device`.
-pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &FitConfig, device: &Device) -> Result<Trained> {
+/// Trains `config` on the views `modalities` of `data`: the schedule
+/// decides the loop and which weights are kept, [`Engine::pick`] the engine.
+/// `avg-probs` trains one single-modality `concat` model per view (each
+/// with its own schedule) and averages their probabilities.
+/// The returned nets live on `device`.
+pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &TrainingConfig, device: &Device) -> Result<Trained> {
     config.validate()?;
     if modalities.is_empty() {
         return Err(GmuError::invalid("modalities", "no modality selected"));
     }
+    if let Some(&v) = modalities.iter().find(|&&v| v >= data.views.len()) {
+        return Err(GmuError::invalid("modalities", format!("view index {v} of {} views", data.views.len())));
+    }
+    if let Some((i, &v)) = modalities.iter().enumerate().find(|(i, v)| modalities[..*i].contains(v)) {
+        return Err(GmuError::invalid("modalities", format!("view '{}' is selected twice (position {})", data.views[v].name, i + 1)));
+    }
     data.validate(Path::new("data"))?;
+    if data.targets.is_multilabel() && config.loss == Some(LossKind::SoftmaxCe) {
+        return Err(GmuError::invalid("loss", "softmax-ce needs one class per sample; the labels are multilabel"));
+    }
     let filled;
     let data = if config.impute && data.views.iter().any(|v| v.values.iter().any(|x| x.is_nan())) {
         filled = impute_partial_rows(data, modalities, &split.train);
@@ -331,18 +195,21 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &F
     };
     data.check_trainable(Path::new("data"), modalities, false)?;
     let start = Instant::now();
-    let groups: Vec<(Vec<usize>, FusionKind)> = match config.fusion {
+    let groups: Vec<(Vec<usize>, FusionKind)> = match config.model.fusion {
         FusionKind::AvgProbs => modalities.iter().map(|&v| (vec![v], FusionKind::Concat)).collect(),
         kind => vec![(modalities.to_vec(), kind)],
     };
-    if config.fusion == FusionKind::AvgProbs && modalities.len() < 2 {
+    if config.model.fusion == FusionKind::AvgProbs && modalities.len() < 2 {
         return Err(GmuError::invalid("fusion", "avg-probs averages at least 2 single-modality models"));
     }
     let mut members = Vec::new();
     for (k, (views, kind)) in groups.into_iter().enumerate() {
         let spec = spec_for(data, &views, config, kind);
         spec.validate()?;
-        members.push(fit_member(data, views, spec, split, config, config.seed.wrapping_add(k as u64), device)?);
+        let seed = config.seed.wrapping_add(k as u64);
+        // burn's random state (initialisation, dropout masks) is global to the
+        // backend: the whole member's training holds it, so every run is reproducible.
+        members.push(crate::fusion::random::exclusive(|| fit_member(data, views, spec, split, config, seed, device))?);
     }
     Ok(Trained {
         config: config.clone(),
@@ -360,21 +227,7 @@ fn fit_member(
     modalities: Vec<usize>,
     spec: FusionSpec,
     split: &Split,
-    config: &FitConfig,
-    seed: u64,
-    inference: &Device,
-) -> Result<Member> {
-    // burn's random state (initialisation, dropout masks) is global to the
-    // backend: the whole fit holds it, so every run is reproducible.
-    crate::fusion::random::exclusive(|| fit_member_exclusive(data, modalities, spec, split, config, seed, inference))
-}
-
-fn fit_member_exclusive(
-    data: &MultiviewData,
-    modalities: Vec<usize>,
-    spec: FusionSpec,
-    split: &Split,
-    config: &FitConfig,
+    config: &TrainingConfig,
     seed: u64,
     inference: &Device,
 ) -> Result<Member> {
@@ -386,168 +239,33 @@ fn fit_member_exclusive(
     let missing: Vec<Vec<bool>> = modalities.iter().map(|&v| missing_rows(&data.views[v])).collect();
     let sees = |r: usize| missing.iter().any(|m| !m[r]);
     let train: Vec<usize> = split.train.iter().copied().filter(|&r| sees(r)).collect();
-    let dev_rows: Vec<usize> = split.dev.iter().copied().filter(|&r| sees(r)).collect();
-    if train.len() < 2 || dev_rows.is_empty() {
-        let names: Vec<&str> = modalities.iter().map(|&v| data.views[v].name.as_str()).collect();
+    let dev: Vec<usize> = split.dev.iter().copied().filter(|&r| sees(r)).collect();
+    let names = || modalities.iter().map(|&v| data.views[v].name.as_str()).collect::<Vec<_>>().join("+");
+    if train.len() < 2 {
+        return Err(GmuError::invalid("data", format!("view(s) {} are missing in almost every training row; nothing to train on", names())));
+    }
+    if dev.is_empty() && matches!(config.schedule, Schedule::Epochs { .. }) {
         return Err(GmuError::invalid(
             "data",
-            format!("view(s) {} are missing in almost every training or dev row; nothing to train on", names.join("+")),
+            format!("early stopping needs dev rows where view(s) {} are present, and there are none", names()),
         ));
     }
     let any_missing = missing.iter().any(|m| train.iter().any(|&r| m[r]));
-    let scalers = fit_scalers(data, &modalities, &train);
-    let model = spec.init(&device)?;
-    // The dense engine where it applies (it refuses every other model), burn otherwise.
-    // The dense engine has no missing-view rule, so modality dropout and missing views train on burn.
-    let dense = if config.engine == FitEngine::Auto && config.modality_dropout == 0.0 && !any_missing {
-        DenseGmu::from_net(&model).ok()
-    } else {
-        None
-    };
-    let mut trainer = match dense {
-        Some(dense) => Trainer::Dense {
-            grad: vec![0.0; dense.len()],
-            adam: Adam::with_defaults(dense.len(), config.lr as f32),
-            ws: DenseWorkspace::default(),
-            template: model.valid(),
-            dense,
-        },
-        None => Trainer::Burn { model, optim: Box::new(AdamConfig::new().with_epsilon(1e-8).init()) },
-    };
-    let mut best: Option<(f64, FusionNet, usize)> = None;
-    let mut history = Vec::new();
-    let mut order = train.clone();
-    let mut since_best = 0;
-    for epoch in 1..=config.max_epochs {
-        order.shuffle(&mut rng);
-        let (mut loss_sum, mut batches) = (0.0f64, 0usize);
-        for rows in order.chunks(config.batch_size) {
-            // A batch of one has no batch statistics; fold it into the next epoch.
-            if rows.len() < 2 {
-                continue;
-            }
-            let presence: Option<Vec<f32>> = any_missing
-                .then(|| rows.iter().flat_map(|&r| missing.iter().map(move |m| if m[r] { 0.0 } else { 1.0 })).collect());
-            let present = modality_dropout(rows.len(), modalities.len(), config.modality_dropout, presence, &mut rng);
-            let value = trainer.step(data, &modalities, &scalers, rows, present, config, &device);
-            if !value.is_finite() {
-                return Err(GmuError::NonFinite(format!(
-                    "{} training loss is {value} at epoch {epoch}; lower the learning rate or check the data",
-                    spec.kind
-                )));
-            }
-            loss_sum += value as f64;
-            batches += 1;
-        }
-        let valid = trainer.snapshot();
-        let dev = evaluate_nets(data, &[(&modalities, &scalers, &valid)], &dev_rows, config.threshold, inference).0;
-        history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
-        if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
-            best = Some((dev.f1.macro_, valid, epoch));
-            since_best = 0;
-        } else {
-            since_best += 1;
-            if since_best >= config.patience {
-                break;
-            }
-        }
-    }
-    let (_, net, best_epoch) = best.expect("at least one epoch");
-    Ok(Member { modalities, spec, scalers, net, history, best_epoch })
-}
-
-/// The `[rows, K]` presence mask of a training batch: the views present in
-/// the data (`presence`, `None` when all are), each dropped with probability
-/// `p` (modality dropout); where a row would lose every present view, one of
-/// them, drawn at random, is kept. `None` when every view stays present.
-fn modality_dropout(rows: usize, k: usize, p: f64, presence: Option<Vec<f32>>, rng: &mut StdRng) -> Option<Vec<f32>> {
-    if p == 0.0 || k < 2 {
-        return presence;
-    }
-    let mut mask = presence.clone().unwrap_or_else(|| vec![1.0f32; rows * k]);
-    for (r, row) in mask.chunks_mut(k).enumerate() {
-        for x in row.iter_mut() {
-            if rng.random_bool(p) {
-                *x = 0.0;
-            }
-        }
-        if row.iter().all(|&x| x == 0.0) {
-            let there: Vec<usize> = match &presence {
-                Some(p) => (0..k).filter(|&j| p[r * k + j] == 1.0).collect(),
-                None => (0..k).collect(),
-            };
-            row[there[rng.random_range(0..there.len())]] = 1.0;
-        }
-    }
-    Some(mask)
-}
-
-/// The training loop's engine: burn's autodiff for every model, or the dense
-/// GEMM engine for the plain two-modality GMU classifier. One lives per fit,
-/// so the size difference of the variants does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Trainer {
-    Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
-    Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
-}
-
-impl Trainer {
-    /// One Adam step on `rows`; returns the batch loss.
-    #[allow(clippy::too_many_arguments)]
-    fn step(
-        &mut self,
-        data: &MultiviewData,
-        modalities: &[usize],
-        scalers: &[Scaler],
-        rows: &[usize],
-        present: Option<Vec<f32>>,
-        config: &FitConfig,
-        device: &Device,
-    ) -> f32 {
-        match self {
-            Trainer::Burn { model, optim } => {
-                let inputs: Vec<Tensor<2>> = modalities
-                    .iter()
-                    .zip(scalers)
-                    .map(|(&v, s)| tensor(gather(data, v, rows, s), data.views[v].dim, device))
-                    .collect();
-                let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), modalities.len()]), device));
-                let out = model.forward_present(&inputs, mask.as_ref());
-                let loss = model.loss(out.scores, targets_tensor(&data.targets, rows, device));
-                let value: f32 = loss.clone().into_scalar();
-                if value.is_finite() {
-                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
-                    let mut next = optim.step(config.lr, model.clone(), grads);
-                    if let Some(limit) = config.max_norm {
-                        next = next.map(&mut MaxNorm { limit });
-                    }
-                    *model = next;
-                }
-                value
-            }
-            Trainer::Dense { dense, adam, grad, ws, .. } => {
-                let xv = gather(data, modalities[0], rows, &scalers[0]);
-                let xt = gather(data, modalities[1], rows, &scalers[1]);
-                let y: Vec<f32> = rows.iter().flat_map(|&r| data.targets.indicator_row(r)).map(f32::from).collect();
-                let value = dense.loss_and_grad(&xv, &xt, &y, grad, ws);
-                if value.is_finite() {
-                    adam.step(&mut dense.params, grad);
-                    if let Some(limit) = config.max_norm {
-                        dense.max_norm(limit);
-                    }
-                }
-                value
-            }
-        }
-    }
-
-    /// The current weights as an inference model.
-    fn snapshot(&self) -> FusionNet {
-        match self {
-            Trainer::Burn { model, .. } => model.valid(),
-            Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
-        }
-    }
+    let scalers = fit_scalers(data, &modalities, &train, config.scaling);
+    let engine = config.engine.pick(&spec, config, any_missing, inference)?;
+    let problem = trainer::Problem { data, modalities: &modalities, scalers: &scalers, train: &train, dev: &dev, missing: &missing, any_missing };
+    let out = trainer::train_member(&spec, engine, &problem, config, &mut rng, &device, inference)?;
+    Ok(Member {
+        modalities,
+        spec,
+        scalers,
+        net: out.net,
+        engine: out.engine,
+        history: out.history,
+        best_epoch: out.best_epoch,
+        step_losses: out.step_losses,
+        restart_losses: out.restart_losses,
+    })
 }
 
 /// Probabilities and gates of `nets` (each with the data views it reads and
@@ -661,8 +379,8 @@ impl Trained {
     }
 
     /// The model directory's config: the views the members read (in order of
-    /// first use), the outputs, each member, the training config, `data`
-    /// (where the data can be read again) and `results`.
+    /// first use), the outputs, each member with its training log, the
+    /// training config, `data` (where the data can be read again) and `results`.
     pub fn model_config(&self, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> ModelConfig {
         let mut used: Vec<usize> = Vec::new();
         for m in &self.members {
@@ -679,21 +397,23 @@ impl Trained {
                 views: m.modalities.iter().map(|v| used.iter().position(|u| u == v).expect("collected")).collect(),
                 spec: m.spec.clone(),
                 scalers: m.scalers.clone(),
+                engine: Some(m.engine),
                 best_epoch: m.best_epoch,
                 history: m.history.clone(),
+                step_losses: m.step_losses.clone(),
+                restart_losses: m.restart_losses.clone(),
             })
             .collect();
-        let first = &self.members[0].spec;
         ModelConfig {
             format_version: FORMAT_VERSION,
             gmu_version: env!("CARGO_PKG_VERSION").to_string(),
             method: method.to_string(),
             views: used.iter().map(|&v| ViewSpec { name: self.view_names[v].clone(), width: self.view_widths[v] }).collect(),
-            task: first.task,
+            task: self.members[0].spec.task,
             outputs: self.outputs.clone(),
             threshold: self.config.threshold,
             members,
-            training: TrainingRecord::Epochs { config: self.config.clone() },
+            training: self.config.clone(),
             data,
             seconds: self.seconds,
             results,
@@ -707,172 +427,12 @@ impl Trained {
     }
 }
 
-/// Per class (or label), where the gates sent each sample: the share of
-/// samples whose largest contribution came from each modality (the paper's
-/// Fig. 8), each modality's mean contribution share, and its mean raw gate.
-/// A row of a multilabel set counts for every label it carries.
-///
-/// The contribution share (`Σ_units |z_k ⊙ h_k|` over the total, for a GMU)
-/// is the readout to trust: a raw gate near 0.5 on a unit where one
-/// modality's `h_k` is near 0 still lets the other decide.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GateReport {
-    /// Modality names.
-    pub modalities: Vec<String>,
-    /// Class or label names.
-    pub classes: Vec<String>,
-    /// `favoured[c][k]`: share of class-`c` samples whose largest contribution is modality `k`'s.
-    pub favoured: Vec<Vec<f64>>,
-    /// `share[c][k]`: mean contribution share of modality `k` over class-`c` samples.
-    pub share: Vec<Vec<f64>>,
-    /// `gate[c][k]`: mean raw gate of modality `k` over class-`c` samples.
-    pub gate: Vec<Vec<f64>>,
-    /// Samples per class.
-    pub counts: Vec<usize>,
-}
-
-impl GateReport {
-    /// Builds the report from per-row mean gates and contribution shares
-    /// (both `[rows, K]`) of `rows`.
-    pub fn new(targets: &Targets, rows: &[usize], gate_means: &[f32], shares: &[f32], modalities: Vec<String>) -> Self {
-        let k = modalities.len();
-        let c = targets.width();
-        let zeros = || vec![vec![0.0; k]; c];
-        let (mut favoured, mut share, mut gate, mut counts) = (zeros(), zeros(), zeros(), vec![0usize; c]);
-        for (i, &r) in rows.iter().enumerate() {
-            let (g, s) = (&gate_means[i * k..(i + 1) * k], &shares[i * k..(i + 1) * k]);
-            // A sample the model could not see (every view missing) has no gate.
-            if s.iter().any(|x| x.is_nan()) {
-                continue;
-            }
-            let top = s.iter().enumerate().fold(0, |b, (j, &x)| if x > s[b] { j } else { b });
-            for (class, &on) in targets.indicator_row(r).iter().enumerate() {
-                if on == 1 {
-                    counts[class] += 1;
-                    favoured[class][top] += 1.0;
-                    for j in 0..k {
-                        share[class][j] += s[j] as f64;
-                        gate[class][j] += g[j] as f64;
-                    }
-                }
-            }
-        }
-        for class in 0..c {
-            let n = counts[class].max(1) as f64;
-            for table in [&mut favoured, &mut share, &mut gate] {
-                table[class].iter_mut().for_each(|x| *x /= n);
-            }
-        }
-        GateReport { modalities, classes: targets.names().to_vec(), favoured, share, gate, counts }
-    }
-}
-
-/// Per class (or label), which view the model needed: the share of samples
-/// whose largest occlusion importance is each view's (see
-/// [`predict`](crate::predict)), and each view's mean importance. Unlike the
-/// contribution share, this does not depend on how wide or loud a view is:
-/// it asks how much the prediction falls without it. Every method with two
-/// or more views has one. A row of a multilabel set counts for every label it carries.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ImportanceReport {
-    /// Modality names.
-    pub modalities: Vec<String>,
-    /// Class or label names.
-    pub classes: Vec<String>,
-    /// `needed[c][k]`: share of class-`c` samples whose most important view is `k`.
-    pub needed: Vec<Vec<f64>>,
-    /// `mean[c][k]`: mean occlusion importance of view `k` over class-`c` samples.
-    pub mean: Vec<Vec<f64>>,
-    /// Samples per class.
-    pub counts: Vec<usize>,
-}
-
-impl ImportanceReport {
-    /// Builds the report from per-row importances (`[rows, K]`; NaN where undefined) of `rows`.
-    pub fn new(targets: &Targets, rows: &[usize], importance: &[f32], modalities: Vec<String>) -> Self {
-        let k = modalities.len();
-        let c = targets.width();
-        let (mut needed, mut mean, mut counts) = (vec![vec![0.0; k]; c], vec![vec![0.0; k]; c], vec![0usize; c]);
-        for (i, &r) in rows.iter().enumerate() {
-            let imp = &importance[i * k..(i + 1) * k];
-            if imp.iter().all(|x| x.is_nan()) {
-                continue;
-            }
-            let top = imp.iter().enumerate().fold(0, |b, (j, &x)| if x > imp[b] || imp[b].is_nan() { j } else { b });
-            for (class, &on) in targets.indicator_row(r).iter().enumerate() {
-                if on == 1 {
-                    counts[class] += 1;
-                    needed[class][top] += 1.0;
-                    for j in 0..k {
-                        mean[class][j] += if imp[j].is_nan() { 0.0 } else { imp[j] as f64 };
-                    }
-                }
-            }
-        }
-        for class in 0..c {
-            let n = counts[class].max(1) as f64;
-            needed[class].iter_mut().chain(mean[class].iter_mut()).for_each(|x| *x /= n);
-        }
-        ImportanceReport { modalities, classes: targets.names().to_vec(), needed, mean, counts }
-    }
-}
-
-/// The paper's random-search ranges: hidden ∈ {64, 128, 256, 512},
-/// lr log-uniform in [1e-3, 1e-1], dropout uniform in [0.3, 0.7], max-norm
-/// uniform in [5, 20]. Every other field is kept from `base`.
-pub fn sample_config(base: &FitConfig, rng: &mut impl Rng) -> FitConfig {
-    let mut c = base.clone();
-    c.hidden = [64, 128, 256, 512][rng.random_range(0..4)];
-    c.lr = 10f64.powf(rng.random_range(-3.0..-1.0));
-    c.dropout = rng.random_range(0.3..0.7);
-    c.max_norm = Some(rng.random_range(5.0..20.0));
-    c
-}
-
-/// Random search: `trials` configurations drawn by [`sample_config`] (seeded
-/// by `base.seed`; one trial trains `base` as given), each trained with
-/// [`fit`]; keeps the model with the best dev macro-F1.
-pub fn search(
-    data: &MultiviewData,
-    modalities: &[usize],
-    split: &Split,
-    base: &FitConfig,
-    trials: usize,
-    device: &Device,
-) -> Result<Search> {
-    if trials == 0 {
-        return Err(GmuError::invalid("trials", "must be at least 1"));
-    }
-    let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
-    let mut best: Option<(Trained, Evaluation)> = None;
-    let mut log = Vec::new();
-    for _ in 0..trials {
-        let config = if trials == 1 { base.clone() } else { sample_config(base, &mut rng) };
-        let trained = fit(data, modalities, split, &config, device)?;
-        let dev = trained.evaluate(data, &split.dev, device).0;
-        log.push((config, dev.f1.macro_));
-        if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {
-            best = Some((trained, dev));
-        }
-    }
-    let (trained, dev) = best.expect("trials ≥ 1");
-    Ok(Search { trained, dev, trials: log })
-}
-
-/// What [`search`] returns.
-#[derive(Debug)]
-pub struct Search {
-    /// The model with the best dev macro-F1.
-    pub trained: Trained,
-    /// Its dev scores.
-    pub dev: Evaluation,
-    /// Every trial's config and dev macro-F1, in order.
-    pub trials: Vec<(FitConfig, f64)>,
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use super::trainer::modality_dropout;
+    use crate::fusion::{ExpertKind, HeadKind};
+    use rand::Rng;
 
     pub(crate) fn dev() -> Device {
         Device::default()
@@ -916,8 +476,20 @@ pub(crate) mod tests {
         (MultiviewData { views, targets }, flags)
     }
 
-    pub(crate) fn quick(kind: FusionKind) -> FitConfig {
-        FitConfig { fusion: kind, hidden: 16, dropout: 0.1, lr: 0.01, max_epochs: 15, patience: 15, batch_size: 32, ..FitConfig::default() }
+    /// A small, fast epochs config of `kind`.
+    pub(crate) fn quick(kind: FusionKind) -> TrainingConfig {
+        let mut c = TrainingConfig::paper(kind);
+        c.model.hidden = 16;
+        c.model.dropout = 0.1;
+        c.optimizer.lr = 0.01;
+        c.schedule = Schedule::Epochs { max_epochs: 15, patience: 15, batch_size: 32 };
+        c
+    }
+
+    /// `config` trained for exactly `n` epochs (patience `n`).
+    pub(crate) fn epochs(mut config: TrainingConfig, n: usize) -> TrainingConfig {
+        config.schedule = Schedule::Epochs { max_epochs: n, patience: n, batch_size: config.schedule.batch_size().unwrap_or(32) };
+        config
     }
 
     #[test]
@@ -933,7 +505,8 @@ pub(crate) mod tests {
                 (FusionKind::Moe, ExpertKind::Maxout, false),
                 (FusionKind::Moe, ExpertKind::Logistic, true),
             ] {
-                let config = FitConfig { experts, tied_gates: tied, ..quick(kind) };
+                let mut config = quick(kind);
+                (config.model.experts, config.model.tied_gates) = (experts, tied);
                 let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
                 let h = &trained.members[0].history;
                 assert!(h.last().unwrap().train_loss < 0.8 * h[0].train_loss, "{kind} multilabel={multilabel}: {h:?}");
@@ -950,7 +523,8 @@ pub(crate) mod tests {
         let (data, informative_a) = planted_with_flags(300, false, 2);
         let split = data.split(0.2, 0.2, 0).unwrap();
         // A narrow GMU (3 units for 3 classes) cannot give each view its own units, so it must gate.
-        let config = FitConfig { max_epochs: 40, patience: 40, dropout: 0.0, hidden: 3, ..quick(FusionKind::Gmu) };
+        let mut config = epochs(quick(FusionKind::Gmu), 40);
+        (config.model.dropout, config.model.hidden) = (0.0, 3);
         let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let (pa, pb) = (a.predict(&data, &split.test, &dev()), b.predict(&data, &split.test, &dev()));
@@ -983,7 +557,8 @@ pub(crate) mod tests {
                 (FusionKind::Moe, ExpertKind::Maxout, false, HeadKind::Maxout),
                 (FusionKind::Moe, ExpertKind::Logistic, true, HeadKind::Maxout),
             ] {
-                let config = FitConfig { experts, tied_gates: tied, head, max_epochs: 2, patience: 2, ..quick(kind) };
+                let mut config = epochs(quick(kind), 2);
+                (config.model.experts, config.model.tied_gates, config.model.head) = (experts, tied, head);
                 let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
                 let dir = tempfile::tempdir().unwrap();
                 trained.save(dir.path(), &config.label(), None, serde_json::Value::Null).unwrap();
@@ -1036,7 +611,7 @@ pub(crate) mod tests {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = dev();
         let without_b = |p: f64| {
-            let config = FitConfig { modality_dropout: p, max_epochs: 20, patience: 20, ..quick(FusionKind::Gmu) };
+            let config = TrainingConfig { modality_dropout: p, ..epochs(quick(FusionKind::Gmu), 20) };
             let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
             let mut gone = data.views[1].clone();
             gone.values.fill(f32::NAN);
@@ -1079,18 +654,6 @@ pub(crate) mod tests {
         };
         let err = crate::comparison::compare(&data, &split, &options, &device, |_| {}).unwrap_err().to_string();
         assert!(err.contains("row 1: every compared view is missing"), "{err}");
-    }
-
-    #[test]
-    fn random_search_draws_from_the_paper_ranges() {
-        let mut rng = StdRng::seed_from_u64(0);
-        for _ in 0..200 {
-            let c = sample_config(&FitConfig::default(), &mut rng);
-            assert!([64, 128, 256, 512].contains(&c.hidden));
-            assert!((1e-3..=1e-1).contains(&c.lr));
-            assert!((0.3..=0.7).contains(&c.dropout));
-            assert!((5.0..=20.0).contains(&c.max_norm.unwrap()));
-        }
     }
 
     #[test]

@@ -1,0 +1,46 @@
+//! Random search over the paper's ranges ([`TrainingConfig::sample`]), model
+//! selection on the dev macro-F1.
+
+use burn::tensor::Device;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::{Trained, fit};
+use crate::config::TrainingConfig;
+use crate::data::{MultiviewData, Split};
+use crate::error::{GmuError, Result};
+use crate::predict::Evaluation;
+
+/// Random search: `trials` configurations drawn by [`TrainingConfig::sample`]
+/// (seeded by `base.seed`; one trial trains `base` as given), each trained
+/// with [`fit`]; keeps the model with the best dev macro-F1.
+pub fn search(data: &MultiviewData, modalities: &[usize], split: &Split, base: &TrainingConfig, trials: usize, device: &Device) -> Result<Search> {
+    if trials == 0 {
+        return Err(GmuError::invalid("trials", "must be at least 1"));
+    }
+    let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
+    let mut best: Option<(Trained, Evaluation)> = None;
+    let mut log = Vec::new();
+    for _ in 0..trials {
+        let config = if trials == 1 { base.clone() } else { base.sample(&mut rng) };
+        let trained = fit(data, modalities, split, &config, device)?;
+        let dev = trained.evaluate(data, &split.dev, device).0;
+        log.push((config, dev.f1.macro_));
+        if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {
+            best = Some((trained, dev));
+        }
+    }
+    let (trained, dev) = best.expect("trials ≥ 1");
+    Ok(Search { trained, dev, trials: log })
+}
+
+/// What [`search`] returns.
+#[derive(Debug)]
+pub struct Search {
+    /// The model with the best dev macro-F1.
+    pub trained: Trained,
+    /// Its dev scores.
+    pub dev: Evaluation,
+    /// Every trial's config and dev macro-F1, in order.
+    pub trials: Vec<(TrainingConfig, f64)>,
+}

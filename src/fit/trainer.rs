@@ -1,0 +1,417 @@
+//! The training loops of one member network: the two schedules of
+//! [`Schedule`] over one [`Trainer`], which runs a step on the engine
+//! [`Engine::pick`] chose. Every engine reads its initial weights from the
+//! burn model (or, for the steps schedule of a synthetic-experiment model,
+//! from the same Glorot-uniform draw) and gives a burn model back.
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::Rng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+
+use super::{EpochLog, evaluate_nets, gather};
+use crate::config::{Schedule, TrainingConfig};
+use crate::data::{MultiviewData, Scaler, Targets};
+use crate::engine::dense::{DenseGmu, DenseWorkspace};
+use crate::engine::native::{Network, Workspace};
+use crate::engine::{Adam, Engine, LossKind};
+use crate::error::{GmuError, Result};
+use crate::fusion::{FusionNet, FusionSpec, MaxNorm, Scores};
+use crate::model::{ModelSpec, flat_params};
+
+/// What one member trains on: its views, their scalers, the training rows
+/// and which of them lack a view.
+pub(super) struct Problem<'a> {
+    pub data: &'a MultiviewData,
+    pub modalities: &'a [usize],
+    pub scalers: &'a [Scaler],
+    /// Training rows (data indices); the loops address them by position.
+    pub train: &'a [usize],
+    /// Dev rows for early stopping (may be empty for the steps schedule).
+    pub dev: &'a [usize],
+    /// Per view of `modalities`, per data row: missing.
+    pub missing: &'a [Vec<bool>],
+    /// Some training row lacks a view.
+    pub any_missing: bool,
+}
+
+impl Problem<'_> {
+    fn rows(&self, positions: &[usize]) -> Vec<usize> {
+        positions.iter().map(|&p| self.train[p]).collect()
+    }
+
+    /// The `[rows, K]` presence mask of the training rows at `positions`,
+    /// `None` when no training row lacks a view.
+    fn presence(&self, positions: &[usize]) -> Option<Vec<f32>> {
+        self.any_missing.then(|| {
+            positions.iter().flat_map(|&p| self.missing.iter().map(move |m| if m[self.train[p]] { 0.0 } else { 1.0 })).collect()
+        })
+    }
+}
+
+/// One member's weights under training, on one engine.
+#[allow(clippy::large_enum_variant)]
+enum Trainer {
+    /// burn's autodiff on any model.
+    Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
+    /// The GEMM engine: the plain GMU classifier.
+    Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
+    /// The native engine: the synthetic experiment's classifiers, on the
+    /// training rows gathered once (`x` joined `[n_train, d_v + d_t]`, `y` classes).
+    Native { net: Network, adam: Adam, grad: Vec<f32>, ws: Workspace, x: Vec<f32>, y: Vec<u8> },
+}
+
+impl Trainer {
+    /// A trainer of `spec` on `engine`, starting from the weights of `model` (on the autodiff device).
+    fn new(engine: Engine, spec: &FusionSpec, model: FusionNet, problem: &Problem<'_>, config: &TrainingConfig) -> Result<Self> {
+        let o = &config.optimizer;
+        let lr = o.lr as f32;
+        Ok(match engine {
+            Engine::Native => {
+                let spec = ModelSpec::from_fusion(spec).expect("picked for a synthetic-experiment model");
+                let net = Network::new(spec, flat_params(&model));
+                let (p, q) = (problem.modalities[0], problem.modalities[1]);
+                let (xv, xt) = (gather(problem.data, p, problem.train, &problem.scalers[0]), gather(problem.data, q, problem.train, &problem.scalers[1]));
+                let (dv, dt) = (problem.data.views[p].dim, problem.data.views[q].dim);
+                let x = xv.chunks_exact(dv).zip(xt.chunks_exact(dt)).flat_map(|(a, b)| a.iter().chain(b).copied()).collect();
+                let Targets::Classes { y, .. } = &problem.data.targets else { unreachable!("picked for one class per sample") };
+                let y = problem.train.iter().map(|&r| y[r] as u8).collect();
+                let n = net.params.len();
+                Trainer::Native { net, adam: Adam::new(n, lr, o.beta_1, o.beta_2, o.epsilon), grad: vec![0.0; n], ws: Workspace::default(), x, y }
+            }
+            Engine::Dense => {
+                let dense = DenseGmu::from_net(&model)?;
+                let n = dense.len();
+                Trainer::Dense { adam: Adam::new(n, lr, o.beta_1, o.beta_2, o.epsilon), grad: vec![0.0; n], ws: DenseWorkspace::default(), template: model.valid(), dense }
+            }
+            Engine::Burn | Engine::Auto => Trainer::Burn {
+                model,
+                optim: Box::new(AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init()),
+            },
+        })
+    }
+
+    /// One Adam step on the training rows at `positions`, with the
+    /// `[rows, K]` presence mask `present` (burn only); returns the batch loss.
+    /// A non-finite loss leaves the weights as they were.
+    fn step(&mut self, problem: &Problem<'_>, positions: &[usize], present: Option<Vec<f32>>, config: &TrainingConfig, device: &Device) -> f32 {
+        let max_norm = config.model.max_norm;
+        match self {
+            Trainer::Burn { model, optim } => {
+                let rows = problem.rows(positions);
+                let loss = burn_loss(model, problem, &rows, present, config, device);
+                let value: f32 = loss.clone().into_scalar();
+                if value.is_finite() {
+                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                    let mut next = optim.step(config.optimizer.lr, model.clone(), grads);
+                    if let Some(limit) = max_norm {
+                        next = next.map(&mut MaxNorm { limit });
+                    }
+                    *model = next;
+                }
+                value
+            }
+            Trainer::Dense { dense, adam, grad, ws, .. } => {
+                let rows = problem.rows(positions);
+                let xv = gather(problem.data, problem.modalities[0], &rows, &problem.scalers[0]);
+                let xt = gather(problem.data, problem.modalities[1], &rows, &problem.scalers[1]);
+                let y: Vec<f32> = rows.iter().flat_map(|&r| problem.data.targets.indicator_row(r)).map(f32::from).collect();
+                let value = dense.loss_and_grad(&xv, &xt, &y, grad, ws);
+                if value.is_finite() {
+                    adam.step(&mut dense.params, grad);
+                    if let Some(limit) = max_norm {
+                        dense.max_norm(limit);
+                    }
+                }
+                value
+            }
+            Trainer::Native { net, adam, grad, ws, x, y } => {
+                let kind = config.loss.unwrap_or(LossKind::SoftmaxCe);
+                let value = net.loss_and_grad(x, y, positions, kind, grad, ws);
+                if value.is_finite() {
+                    adam.step(&mut net.params, grad);
+                }
+                value
+            }
+        }
+    }
+
+    /// The mean loss over every training row (evaluation mode: no dropout).
+    fn training_loss(&self, problem: &Problem<'_>, config: &TrainingConfig, inference: &Device) -> f32 {
+        match self {
+            Trainer::Native { net, x, y, .. } => net.loss(x, y, config.loss.unwrap_or(LossKind::SoftmaxCe)),
+            Trainer::Dense { dense, .. } => {
+                let rows = problem.train;
+                let xv = gather(problem.data, problem.modalities[0], rows, &problem.scalers[0]);
+                let xt = gather(problem.data, problem.modalities[1], rows, &problem.scalers[1]);
+                let y: Vec<f32> = rows.iter().flat_map(|&r| problem.data.targets.indicator_row(r)).map(f32::from).collect();
+                dense.loss_and_grad(&xv, &xt, &y, &mut vec![0.0; dense.len()], &mut DenseWorkspace::default())
+            }
+            Trainer::Burn { .. } => {
+                let net = self.snapshot(inference);
+                burn_loss(&net, problem, problem.train, problem.presence(&(0..problem.train.len()).collect::<Vec<_>>()), config, inference).into_scalar()
+            }
+        }
+    }
+
+    /// The current weights as an inference model on `inference`.
+    fn snapshot(&self, inference: &Device) -> FusionNet {
+        match self {
+            Trainer::Burn { model, .. } => model.valid(),
+            Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
+            Trainer::Native { net, .. } => net.spec().to_net(&net.params, inference).expect("the native engine's own layout"),
+        }
+    }
+}
+
+/// The batch loss of `model` on `rows` in burn ops: the config's loss on the
+/// logits where one is set, the model's own (by its task) otherwise.
+fn burn_loss(model: &FusionNet, problem: &Problem<'_>, rows: &[usize], present: Option<Vec<f32>>, config: &TrainingConfig, device: &Device) -> Tensor<1> {
+    let inputs: Vec<Tensor<2>> = problem
+        .modalities
+        .iter()
+        .zip(problem.scalers)
+        .map(|(&v, s)| tensor(gather(problem.data, v, rows, s), problem.data.views[v].dim, device))
+        .collect();
+    let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
+    let out = model.forward_present(&inputs, mask.as_ref());
+    let targets = targets_tensor(&problem.data.targets, rows, device);
+    match (config.loss, out.scores) {
+        (Some(kind), Scores::Logits(logits)) => logits_loss(logits, targets, kind),
+        (_, scores) => model.loss(scores, targets),
+    }
+}
+
+/// The loss of [`LossKind`] in burn ops on logits, mean over the batch
+/// (and over the classes for sigmoid cross-entropy): burn's side of
+/// [`loss_and_delta`](crate::engine::loss::loss_and_delta).
+///
+/// # Shapes
+/// - `logits`, `targets` (0/1): `[batch, classes]`; output: `[1]`
+pub fn logits_loss(logits: Tensor<2>, targets: Tensor<2>, kind: LossKind) -> Tensor<1> {
+    let [batch, _] = logits.dims();
+    match kind {
+        LossKind::SoftmaxCe => {
+            let log_p = burn::tensor::activation::log_softmax(logits, 1);
+            (log_p * targets).sum().neg().div_scalar(batch as f32)
+        }
+        LossKind::SigmoidBce => {
+            // max(o, 0) − o·t + log(1 + e^{−|o|}), averaged over every element.
+            let softplus = logits.clone().abs().neg().exp().add_scalar(1.0).log();
+            (logits.clone().clamp_min(0.0) - logits * targets + softplus).mean()
+        }
+    }
+}
+
+fn tensor(values: Vec<f32>, cols: usize, device: &Device) -> Tensor<2> {
+    let rows = values.len() / cols;
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+}
+
+fn targets_tensor(targets: &Targets, rows: &[usize], device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = rows.iter().flat_map(|&r| targets.indicator_row(r)).map(f32::from).collect();
+    tensor(values, targets.width(), device)
+}
+
+/// Glorot-uniform weights (TensorFlow's default for dense layers) and zero
+/// biases, in the flat layout of [`ModelSpec::params`].
+pub fn glorot(spec: &ModelSpec, rng: &mut impl Rng) -> Vec<f32> {
+    let mut out = Vec::with_capacity(spec.n_params());
+    for p in spec.params() {
+        match p.fans() {
+            Some((fan_in, fan_out)) => {
+                let limit = (6.0 / (fan_in + fan_out) as f32).sqrt();
+                out.extend((0..p.len()).map(|_| rng.random_range(-limit..limit)));
+            }
+            None => out.extend(std::iter::repeat_n(0.0, p.len())),
+        }
+    }
+    out
+}
+
+/// What training a member gives: the kept weights and the log of how they were found.
+pub(super) struct Outcome {
+    pub net: FusionNet,
+    pub history: Vec<EpochLog>,
+    pub best_epoch: usize,
+    pub step_losses: Vec<f32>,
+    pub restart_losses: Vec<f32>,
+    pub engine: Engine,
+}
+
+fn non_finite(spec: &FusionSpec, value: f32, at: String) -> GmuError {
+    GmuError::NonFinite(format!("{} training loss is {value} at {at}; lower the learning rate or check the data", spec.kind))
+}
+
+/// Trains one member under `config.schedule` on `engine` (already picked).
+/// `device` is the autodiff device, `inference` the one the returned net lives on.
+pub(super) fn train_member(
+    spec: &FusionSpec,
+    engine: Engine,
+    problem: &Problem<'_>,
+    config: &TrainingConfig,
+    rng: &mut StdRng,
+    device: &Device,
+    inference: &Device,
+) -> Result<Outcome> {
+    match config.schedule {
+        Schedule::Steps { steps, batch_size, restarts } => {
+            // The seed's recipe starts a synthetic-experiment model from TensorFlow's Glorot-uniform draw.
+            let synthetic = ModelSpec::from_fusion(spec);
+            let mut best: Option<(f32, FusionNet, Vec<f32>)> = None;
+            let mut restart_losses = Vec::with_capacity(restarts);
+            for _ in 0..restarts {
+                let model = match &synthetic {
+                    Some(s) => s.to_net(&glorot(s, rng), device)?,
+                    None => spec.init(device)?,
+                };
+                let mut trainer = Trainer::new(engine, spec, model, problem, config)?;
+                let mut batches = Batches::new(problem.train.len(), batch_size);
+                let mut history = Vec::with_capacity(steps);
+                for step in 0..steps {
+                    let positions = batches.next(rng);
+                    let presence = problem.presence(positions);
+                    let n = positions.len();
+                    let present = modality_dropout(n, problem.modalities.len(), config.modality_dropout, presence, rng);
+                    let value = trainer.step(problem, batches.current(), present, config, device);
+                    if !value.is_finite() {
+                        return Err(non_finite(spec, value, format!("step {step}")));
+                    }
+                    history.push(value);
+                }
+                let last = trainer.training_loss(problem, config, inference);
+                if !last.is_finite() {
+                    return Err(non_finite(spec, last, format!("the end of {steps} steps")));
+                }
+                restart_losses.push(last);
+                if best.as_ref().is_none_or(|(l, _, _)| last < *l) {
+                    best = Some((last, trainer.snapshot(inference), history));
+                }
+            }
+            let (_, net, step_losses) = best.expect("restarts ≥ 1");
+            Ok(Outcome { net, history: vec![], best_epoch: 0, step_losses, restart_losses, engine })
+        }
+        Schedule::Epochs { max_epochs, patience, batch_size } => {
+            let mut trainer = Trainer::new(engine, spec, spec.init(device)?, problem, config)?;
+            let mut best: Option<(f64, FusionNet, usize)> = None;
+            let mut history = Vec::new();
+            let mut order: Vec<usize> = (0..problem.train.len()).collect();
+            let mut since_best = 0;
+            for epoch in 1..=max_epochs {
+                order.shuffle(rng);
+                let (mut loss_sum, mut batches) = (0.0f64, 0usize);
+                for positions in order.chunks(batch_size) {
+                    // A batch of one has no batch statistics; fold it into the next epoch.
+                    if positions.len() < 2 {
+                        continue;
+                    }
+                    let present = modality_dropout(positions.len(), problem.modalities.len(), config.modality_dropout, problem.presence(positions), rng);
+                    let value = trainer.step(problem, positions, present, config, device);
+                    if !value.is_finite() {
+                        return Err(non_finite(spec, value, format!("epoch {epoch}")));
+                    }
+                    loss_sum += value as f64;
+                    batches += 1;
+                }
+                let valid = trainer.snapshot(inference);
+                let dev = evaluate_nets(problem.data, &[(&problem.modalities.to_vec(), &problem.scalers.to_vec(), &valid)], problem.dev, config.threshold, inference).0;
+                history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
+                if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
+                    best = Some((dev.f1.macro_, valid, epoch));
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    if since_best >= patience {
+                        break;
+                    }
+                }
+            }
+            let (_, net, best_epoch) = best.expect("at least one epoch");
+            Ok(Outcome { net, history, best_epoch, step_losses: vec![], restart_losses: vec![], engine })
+        }
+    }
+}
+
+/// Draws the positions of each step's batch: all rows, or a reshuffled pass of minibatches.
+struct Batches {
+    order: Vec<usize>,
+    batch: usize,
+    cursor: usize,
+}
+
+impl Batches {
+    fn new(n: usize, batch_size: Option<usize>) -> Self {
+        let batch = batch_size.unwrap_or(n).min(n);
+        Batches { order: (0..n).collect(), batch, cursor: n }
+    }
+
+    fn next(&mut self, rng: &mut impl Rng) -> &[usize] {
+        let n = self.order.len();
+        if self.batch == n {
+            return &self.order;
+        }
+        if self.cursor + self.batch > n {
+            for i in (1..n).rev() {
+                self.order.swap(i, rng.random_range(0..=i));
+            }
+            self.cursor = 0;
+        }
+        self.cursor += self.batch;
+        self.current()
+    }
+
+    /// The batch [`next`](Self::next) gave last.
+    fn current(&self) -> &[usize] {
+        if self.batch == self.order.len() { &self.order } else { &self.order[self.cursor - self.batch..self.cursor] }
+    }
+}
+
+/// The `[rows, K]` presence mask of a training batch: the views present in
+/// the data (`presence`, `None` when all are), each dropped with probability
+/// `p` (modality dropout); where a row would lose every present view, one of
+/// them, drawn at random, is kept. `None` when every view stays present.
+pub(super) fn modality_dropout(rows: usize, k: usize, p: f64, presence: Option<Vec<f32>>, rng: &mut StdRng) -> Option<Vec<f32>> {
+    if p == 0.0 || k < 2 {
+        return presence;
+    }
+    let mut mask = presence.clone().unwrap_or_else(|| vec![1.0f32; rows * k]);
+    for (r, row) in mask.chunks_mut(k).enumerate() {
+        for x in row.iter_mut() {
+            if rng.random_bool(p) {
+                *x = 0.0;
+            }
+        }
+        if row.iter().all(|&x| x == 0.0) {
+            let there: Vec<usize> = match &presence {
+                Some(p) => (0..k).filter(|&j| p[r * k + j] == 1.0).collect(),
+                None => (0..k).collect(),
+            };
+            row[there[rng.random_range(0..there.len())]] = 1.0;
+        }
+    }
+    Some(mask)
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    #[test]
+    fn minibatches_cover_the_data() {
+        let mut batches = Batches::new(10, Some(4));
+        let mut rng = StdRng::seed_from_u64(0);
+        let mut seen = vec![];
+        for _ in 0..2 {
+            seen.extend_from_slice(batches.next(&mut rng));
+            assert_eq!(batches.current(), &seen[seen.len() - 4..]);
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 8, "two batches of one pass never repeat a row");
+        assert_eq!(Batches::new(5, None).next(&mut rng), &[0, 1, 2, 3, 4]);
+    }
+}
