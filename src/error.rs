@@ -1,7 +1,7 @@
 //! Typed errors of the library. The binary adds context with `anyhow` and maps
 //! every error to a one-line message and a non-zero exit code.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Everything the library can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,15 @@ impl GmuError {
     /// Shorthand for [`GmuError::Io`].
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         GmuError::Io { path: path.into(), source }
+    }
+}
+
+/// True when `a` and `b` name the same file (compared as canonical paths
+/// where both exist, as given otherwise).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
     }
 }
 

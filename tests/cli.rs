@@ -161,7 +161,7 @@ fn out_of_range_flags_are_refused_before_any_work() {
     let out = dir.path().join("model");
     let o = out.to_str().unwrap();
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--hidden", "0"]), "--hidden");
-    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--modalities", "v"]), "K = 1");
+    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--modalities", "v"]), "the synthetic CSV has the views v and t, got \"v\"");
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--lr=-1"]), "--lr");
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--steps", "0"]), "--steps");
     assert!(!out.exists());
@@ -561,4 +561,37 @@ fn format_1_model_directories_predict_as_they_did() {
     // The synthetic model is still one `eval` takes.
     let eval = gmu(&["eval", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--json"]);
     assert!(eval.status.success(), "{}", stderr(&eval));
+}
+
+/// `train`, `eval` and `plot` take every data source: the synthetic
+/// experiment's GMU trains on two mfeat views, `eval` scores it, `predict`
+/// remakes its test split and prints the same test score as `train`, and
+/// `plot`, whose maps need the synthetic data's two inputs, says so.
+#[test]
+fn train_eval_and_plot_take_every_data_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let m = model.to_str().unwrap();
+    let run = gmu(&["train", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", "16", "--steps", "150", "--restarts", "1", "--out", m]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let out = String::from_utf8(run.stdout).unwrap();
+    assert!(out.contains("test (400 samples) accuracy"), "{out}");
+    let macro_f1 = |text: &str| -> f64 {
+        let at = text.find("macro-F1 ").unwrap() + 9;
+        text[at..at + 6].parse().unwrap()
+    };
+    let trained = macro_f1(&out);
+    assert!(trained > 0.6, "{out}");
+    let config = read_json(&model.join("config.json"));
+    assert_eq!(config["training"]["schedule"]["kind"], "steps");
+    assert_eq!(config["views"][0]["name"], "fou");
+    let predict = gmu(&["predict", "--model", m, "--data", "mfeat", "--split", "test", "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    assert!(predict.status.success(), "{}", stderr(&predict));
+    assert_eq!(macro_f1(&String::from_utf8(predict.stdout).unwrap()), trained);
+    let eval = gmu(&["eval", "--model", m, "--data", "mfeat", "--json"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(scores["accuracy"].as_f64().unwrap() > 0.6, "{scores}");
+    assert_refused(&gmu(&["plot", "--model", m, "--data", "mfeat", "--out", dir.path().join("maps").to_str().unwrap()]), "plot draws the gate and prediction maps");
+    assert_refused(&gmu(&["train", "--data", "mfeat", "--out", m]), "pick two of fou, fac, kar, pix, zer, mor");
 }

@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use gmu::data::DataSource;
 use gmu::data::table::read_csv;
 use gmu::experiment::Predictor;
 
@@ -9,7 +10,8 @@ use gmu::experiment::Predictor;
 pub struct Args {
     #[command(flatten)]
     input: super::ModelAndData,
-    /// Also write one line per sample (`p_c1,z,predicted,c`) to this CSV.
+    /// Also write one line per sample (`p_c1,z,predicted,c`) to this CSV (synthetic data;
+    /// `gmu predict` writes per-sample output for every source).
     #[arg(long)]
     predictions: Option<PathBuf>,
     /// Print the scores as JSON.
@@ -18,18 +20,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let source = args.input.data.source(None)?;
+    let DataSource::Synthetic { path } = &source else {
+        return eval_any(&args, &source);
+    };
     let predictor = Predictor::load(&args.input.model, &super::device())?;
-    let data = read_csv(&args.input.data)?;
-    predictor.check_inputs(&data, &args.input.data)?;
+    let data = read_csv(path)?;
+    predictor.check_inputs(&data, path)?;
     let kind = predictor.net.spec().kind;
     let eval = predictor.evaluate(&data);
-    if let Some(path) = &args.predictions {
-        let (prob, gate) = predictor.predict(&data.joined());
-        let mut out = String::from("p_c1,z,predicted,c\n");
-        for i in 0..data.len() {
-            out.push_str(&format!("{},{},{},{}\n", prob[i], gate[i], u8::from(prob[i] > 0.5), data.c[i]));
+    if let Some(out) = &args.predictions {
+        if gmu::error::same_file(out, path) {
+            bail!("invalid --predictions: {} is the input data; choose another file", out.display());
         }
-        gmu::error::write_atomic(path, out.as_bytes())?;
+        let (prob, gate) = predictor.predict(&data.joined());
+        let mut text = String::from("p_c1,z,predicted,c\n");
+        for i in 0..data.len() {
+            text.push_str(&format!("{},{},{},{}\n", prob[i], gate[i], u8::from(prob[i] > 0.5), data.c[i]));
+        }
+        gmu::error::write_atomic(out, text.as_bytes())?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&eval)?);
@@ -39,6 +48,33 @@ pub fn run(args: Args) -> Result<()> {
             Some(c) => println!(", corr(M,z) {c:.4}"),
             None => println!(),
         }
+    }
+    Ok(())
+}
+
+/// Any model on any labelled source: the scores `predict` prints, on every row.
+fn eval_any(args: &Args, source: &DataSource) -> Result<()> {
+    if args.predictions.is_some() {
+        bail!("invalid --predictions: per-sample output for {} comes from `gmu predict --model ... --out FILE`", source.name());
+    }
+    let predictor = gmu::predict::Predictor::load(&args.input.model, &super::device())?;
+    let data = source.load()?.labelled("eval").map_err(super::flags)?;
+    let views = predictor.select_views(&data.views).map_err(super::flags).with_context(|| source.name())?;
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let p = predictor.predict_rows(&views, &rows, false)?;
+    let eval = gmu::predict::score(&data.targets, &rows, &p.probs, predictor.config.threshold);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&eval)?);
+    } else {
+        println!(
+            "{}: accuracy {:.4}, macro-F1 {:.4}, micro-F1 {:.4} on {} samples of {}",
+            predictor.config.method,
+            eval.accuracy,
+            eval.f1.macro_,
+            eval.f1.micro,
+            rows.len(),
+            source.name()
+        );
     }
     Ok(())
 }

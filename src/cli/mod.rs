@@ -252,15 +252,14 @@ impl DataArgs {
     }
 }
 
-/// A trained model and a CSV to apply it to (`eval`, `plot`).
+/// A trained model and the data to apply it to (`eval`, `plot`).
 #[derive(clap::Args, Debug)]
 pub struct ModelAndData {
-    /// A model directory written by `gmu train` or `gmu demo`.
+    /// A model directory (`eval`: any command's; `plot`: a synthetic-experiment classifier's).
     #[arg(long)]
     pub model: std::path::PathBuf,
-    /// CSV of two-modality data (`v0..,t0..,c[,m]`).
-    #[arg(long)]
-    pub data: std::path::PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// The device every command runs on: burn's default (the CPU backend this

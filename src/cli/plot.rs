@@ -1,6 +1,7 @@
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use gmu::data::DataSource;
 use gmu::data::table::read_csv;
 use gmu::experiment::{Predictor, draw_maps};
 
@@ -18,9 +19,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    let source = args.input.data.source(None)?;
+    let DataSource::Synthetic { path } = &source else {
+        bail!(
+            "invalid --data: plot draws the gate and prediction maps over the synthetic data's two inputs \
+             (a CSV of v0,t0,c); for {} the per-sample gates come from `gmu predict` and the per-class \
+             charts from `gmu multiview`",
+            source.name()
+        );
+    };
     let predictor = Predictor::load(&args.input.model, &super::device())?;
-    let data = read_csv(&args.input.data)?;
-    predictor.check_inputs(&data, &args.input.data)?;
+    let data = read_csv(path)?;
+    predictor.check_inputs(&data, path)?;
     draw_maps(&predictor, &data, args.resolution, &args.out)?;
     println!("wrote the maps to {}", args.out.display());
     Ok(())

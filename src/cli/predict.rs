@@ -236,19 +236,8 @@ impl Progress {
 /// No command writes over one of its own inputs.
 fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Result<()> {
     let mut inputs: Vec<PathBuf> = vec![args.model.join(gmu::model_dir::CONFIG_FILE)];
-    match source {
-        DataSource::Files { files, labels, .. } => {
-            inputs.extend(files.iter().cloned());
-            inputs.extend(labels.iter().cloned());
-        }
-        DataSource::Synthetic { path } | DataSource::Mmimdb { path } => inputs.push(path.clone()),
-        DataSource::Mfeat | DataSource::Twemoji => {}
-    }
-    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    };
-    if let Some(input) = inputs.iter().find(|i| same(out, i)) {
+    inputs.extend(source.paths());
+    if let Some(input) = inputs.iter().find(|i| gmu::error::same_file(out, i)) {
         bail!("--out {} is an input of this command ({}); choose another output file", out.display(), input.display());
     }
     if out.starts_with(&args.model) || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m)) {

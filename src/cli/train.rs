@@ -1,7 +1,10 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use gmu::config::Schedule;
 use gmu::data::table::read_csv;
+use gmu::data::{DataRecord, DataSource, SplitRecord};
+use gmu::engine::LossKind;
 use gmu::experiment::Predictor;
 use gmu::model::ModelKind;
 use gmu::train;
@@ -9,52 +12,106 @@ use gmu::train;
 /// Arguments of `gmu train`. Unset flags take the preset's values.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Training CSV (`v0..,t0..,c[,m]`, as `gmu synth` writes).
-    #[arg(long)]
-    data: PathBuf,
+    #[command(flatten)]
+    data: super::DataArgs,
     /// Which classifier.
     #[arg(long, value_enum, default_value_t = ModelKind::Gmu)]
     model: ModelKind,
     /// Model directory to write (config.json and model-0.safetensors).
     #[arg(long)]
     out: PathBuf,
-    /// The modalities to fuse, as the CSV's column prefixes (`v` = v0.., `t` = t0..).
-    #[arg(long, value_delimiter = ',', default_value = "v,t")]
+    /// The two views to fuse, by name [default: `v,t` for a synthetic CSV, the data's views
+    /// when there are two].
+    #[arg(long, value_delimiter = ',')]
     modalities: Vec<String>,
+    /// Share of the samples held out for the test score (data other than the synthetic CSV,
+    /// which trains on every row; MM-IMDb keeps its own split).
+    #[arg(long, default_value_t = 0.2)]
+    test: f64,
     #[command(flatten)]
     recipe: super::RecipeArgs,
-    /// Seed of the initialisation and batch order.
+    /// Seed of the initialisation and batch order (and of the split, where this command makes one).
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.modalities.len() < 2 && args.model == ModelKind::Gmu {
-        bail!("invalid --modalities: a GMU fuses at least 2 modalities, got K = {}", args.modalities.len());
-    }
-    if args.modalities != ["v", "t"] {
+    let source = args.data.source(None)?;
+    let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
+    let device = super::device();
+    let DataSource::Synthetic { path } = &source else {
+        return train_on(&args, &source, config, &device);
+    };
+    if !args.modalities.is_empty() && args.modalities != ["v", "t"] {
         bail!(
-            "invalid --modalities: this command trains two-modality models on `v` and `t` columns, got {:?} \
-             (K > 2 GMUs are available in the library as fusion::GmuConfig)",
+            "invalid --modalities: the synthetic CSV has the views v and t, got {:?} \
+             (K > 2 GMUs train with `gmu multiview`; the layer is fusion::GmuConfig)",
             args.modalities.join(",")
         );
     }
-    let data = read_csv(&args.data)?;
-    let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
-    if let gmu::config::Schedule::Steps { steps, restarts, .. } = config.schedule {
+    let data = read_csv(path)?;
+    config.validate().map_err(super::flags)?;
+    if let Schedule::Steps { steps, restarts, .. } = config.schedule {
         super::stage(&format!("training {} on {} samples ({restarts} restarts × {steps} steps)", args.model, data.len()));
     }
-    let device = super::device();
-    let model = train::train(&config, &data, &device)?;
+    let model = train::train(&config, &data, &device).map_err(super::flags)?;
     train::save(&model, &args.out).with_context(|| format!("saving the model to {}", args.out.display()))?;
     let eval = Predictor::from(&model).evaluate(&data);
     println!(
-        "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms",
+        "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms ({} engine)",
         args.model,
         model.history().last().copied().unwrap_or(f32::NAN),
         eval.accuracy,
         eval.corr_m_z.map_or(String::new(), |c| format!(", corr(M,z) {c:.4}")),
-        model.train_ms()
+        model.train_ms(),
+        model.trained.members[0].engine
+    );
+    println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
+    Ok(())
+}
+
+/// The synthetic experiment's classifier on any other labelled source: two of
+/// its views, trained on the training rows, scored on the held-out ones.
+fn train_on(args: &Args, source: &DataSource, mut config: gmu::config::TrainingConfig, device: &burn::tensor::Device) -> Result<()> {
+    let loaded = source.load()?;
+    let own_split = loaded.split.clone();
+    let data = loaded.labelled("train").map_err(super::flags)?;
+    let names: Vec<String> = if args.modalities.is_empty() {
+        data.views.iter().map(|v| v.name.clone()).collect()
+    } else {
+        args.modalities.clone()
+    };
+    if names.len() != 2 {
+        let all: Vec<&str> = data.views.iter().map(|v| v.name.as_str()).collect();
+        bail!("invalid --modalities: the synthetic experiment's classifiers read two views; pick two of {}", all.join(", "));
+    }
+    let modalities: Vec<usize> = names.iter().map(|n| data.view_index(n)).collect::<gmu::Result<_>>().map_err(super::flags)?;
+    // The presets' softmax cross-entropy is for one class per sample; multilabel data take their own loss.
+    if data.targets.is_multilabel() && args.recipe.loss.is_none() && config.loss == Some(LossKind::SoftmaxCe) {
+        config.loss = None;
+    }
+    let split = match &own_split {
+        Some(split) => split.clone(),
+        None => data.split(0.0, args.test, args.seed).map_err(super::flags)?,
+    };
+    super::stage(&format!("training {} on {} of {} samples of {} ({})", args.model, split.train.len(), data.len(), source.name(), names.join("+")));
+    let trained = gmu::fit::fit(&data, &modalities, &split, &config, device).map_err(super::flags)?;
+    let (test, _) = trained.evaluate(&data, &split.test, device);
+    let record = DataRecord { source: source.clone(), split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }) };
+    let results = serde_json::json!({ "test": test });
+    trained
+        .save(&args.out, &config.label(), Some(record), results)
+        .with_context(|| format!("saving the model to {}", args.out.display()))?;
+    let member = &trained.members[0];
+    println!(
+        "{}: final loss {:.4}; test ({} samples) accuracy {:.4}, macro-F1 {:.4}; {:.1} ms ({} engine)",
+        args.model,
+        member.step_losses.last().copied().unwrap_or(f32::NAN),
+        split.test.len(),
+        test.accuracy,
+        test.f1.macro_,
+        trained.seconds * 1e3,
+        member.engine
     );
     println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
     Ok(())

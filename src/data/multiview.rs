@@ -327,7 +327,8 @@ impl MultiviewData {
         for part in [&mut split.train, &mut split.dev, &mut split.test] {
             part.sort_unstable();
         }
-        if split.train.is_empty() || split.dev.is_empty() || split.test.is_empty() {
+        // A dev share of 0 asks for no dev rows (training in steps needs none).
+        if split.train.is_empty() || (split.dev.is_empty() && dev > 0.0) || split.test.is_empty() {
             return Err(GmuError::invalid("dev/test", format!("the split of {} samples leaves an empty part", self.len())));
         }
         Ok(split)

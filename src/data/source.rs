@@ -134,6 +134,15 @@ impl DataSource {
         Ok(source)
     }
 
+    /// The files this source reads (none for the embedded data sets).
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            DataSource::Files { files, labels, .. } => files.iter().chain(labels).cloned().collect(),
+            DataSource::Synthetic { path } | DataSource::Mmimdb { path } => vec![path.clone()],
+            DataSource::Mfeat | DataSource::Twemoji => vec![],
+        }
+    }
+
     /// Reads the data.
     pub fn load(&self) -> Result<Loaded> {
         let plain = |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
