@@ -265,6 +265,7 @@ impl TrainingConfig {
                 if steps == 0 {
                     return Err(GmuError::invalid("steps", "at least one training step is needed"));
                 }
+                crate::budget::ensure("steps", &format!("the loss log of {steps} steps"), crate::budget::product(&[steps, 4]))?;
                 if batch_size == Some(0) {
                     return Err(GmuError::invalid("batch_size", "a batch needs at least one sample"));
                 }

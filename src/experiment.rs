@@ -88,7 +88,8 @@ impl Predictor {
                 let h = self.net.spec().hidden;
                 let z: Vec<f64> = ws.gates().chunks_exact(h).map(|z| z.iter().map(|&v| v as f64).sum::<f64>() / h as f64).collect();
                 let m: Vec<f64> = m.iter().map(|&v| v as f64).collect();
-                Some(pearson(&m, &z))
+                // Undefined (None, `null` in JSON) where M or z is constant.
+                pearson(&m, &z)
             }
             _ => None,
         };
@@ -261,6 +262,7 @@ pub fn run_demo(options: &DemoOptions, out: &Path, device: &burn::tensor::Device
     if options.test_size == 0 {
         return Err(GmuError::invalid("test_size", "the fresh draw needs at least one sample"));
     }
+    crate::budget::ensure("test_size", &format!("a fresh draw of {} samples", options.test_size), crate::budget::product(&[options.test_size, 2, 4, 2]))?;
     std::fs::create_dir_all(out).map_err(|e| GmuError::io(out, e))?;
     let data_config = SyntheticConfig::default();
     let data = data_config.generate(&mut StdRng::seed_from_u64(options.seed))?;
@@ -393,7 +395,7 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
     let logreg = train::train(&config(ModelKind::Logreg), &data, device)?;
     let g = Predictor::from(&gmu).evaluate(&test);
     let l = Predictor::from(&logreg).evaluate(&test);
-    Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) })
+    Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) }) // a collapsed (constant) gate counts as no correlation
 }
 
 /// The paper's protocol: for each seed, draw data, train a GMU and a logistic
@@ -407,6 +409,14 @@ pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, pr
     }
     if options.test_size == 0 {
         return Err(GmuError::invalid("test_size", "the fresh draw needs at least one sample"));
+    }
+    use crate::budget::{ensure, product};
+    let dim = options.setting.data_config().dim;
+    let threads_max = std::thread::available_parallelism().map_or(1, |t| t.get()).max(options.threads);
+    ensure("test_size", &format!("fresh draws of {} samples", options.test_size), product(&[options.test_size, dim, 2, 4, threads_max]))?;
+    ensure("seeds", &format!("the outcomes of {} seeds", options.seeds), product(&[options.seeds, 64]))?;
+    if !(options.tie_tolerance >= 0.0 && options.tie_tolerance < 1.0) {
+        return Err(GmuError::invalid("tie_tolerance", format!("an accuracy difference in [0, 1) is expected, got {}", options.tie_tolerance)));
     }
     let start = Instant::now();
     let threads = match options.threads {

@@ -56,6 +56,7 @@
 //! - [`experiment`]: the demo and the paper's protocol.
 #![warn(missing_docs)]
 
+pub mod budget;
 pub mod comparison;
 pub mod config;
 pub mod data;

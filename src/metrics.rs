@@ -10,10 +10,9 @@ pub fn accuracy(predicted: &[u8], truth: &[u8]) -> f64 {
     predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
 }
 
-/// Pearson correlation of two series; `0.0` when either is constant (no
-/// linear relation can be measured), so a collapsed gate reads as "no
-/// correlation" rather than NaN.
-pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+/// Pearson correlation of two series; `None` when either is constant: the
+/// correlation is undefined there (the caller decides what that means).
+pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
     assert_eq!(a.len(), b.len(), "pearson: series of different lengths");
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
@@ -23,7 +22,7 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
         va += (x - ma).powi(2);
         vb += (y - mb).powi(2);
     }
-    if va <= 0.0 || vb <= 0.0 { 0.0 } else { cov / (va * vb).sqrt() }
+    (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
 /// Wins, ties and losses of `a` against `b` over paired scores, with a
@@ -239,10 +238,11 @@ mod tests {
     fn pearson_on_hand_worked_cases() {
         // a = (1, 2, 3), b = (2, 4, 7): means 2 and 13/3; cov = 5, var_a = 2, var_b = 38/3
         // r = 5 / sqrt(2 · 38/3) = 0.993399
-        let r = pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]);
+        let r = pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).unwrap();
         assert!((r - 0.993399).abs() < 1e-6, "{r}");
-        assert_eq!(pearson(&[0.0, 1.0, 0.0, 1.0], &[1.0, 0.0, 1.0, 0.0]), -1.0);
-        assert_eq!(pearson(&[1.0, 1.0], &[0.0, 1.0]), 0.0);
+        assert_eq!(pearson(&[0.0, 1.0, 0.0, 1.0], &[1.0, 0.0, 1.0, 0.0]), Some(-1.0));
+        // A constant series has no correlation: undefined, not 0.
+        assert_eq!(pearson(&[1.0, 1.0], &[0.0, 1.0]), None);
     }
 
     #[test]

@@ -180,14 +180,54 @@ pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()>
     config.check(&dir.join(CONFIG_FILE))?;
     std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
     for (i, net) in nets.iter().enumerate() {
+        if let Some(name) = first_non_finite(net) {
+            return Err(GmuError::NonFinite(format!("member {i}: tensor {name} holds NaN or infinity; nothing was saved")));
+        }
         let path = dir.join(weights_file(i));
         let tmp = temp_path(&path);
         let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
         net.save_into(&mut store).map_err(|e| store_error(&path, e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
+        let bytes = std::fs::read(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
+        let _ = std::fs::remove_file(&tmp);
+        write_atomic(&path, &canonical_safetensors(&bytes).map_err(|m| store_error(&path, m))?)?;
     }
     let json = serde_json::to_string_pretty(config).expect("the config serialises");
     write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+}
+
+/// The same safetensors file in one canonical byte layout: header keys
+/// sorted (burn writes its `__metadata__` from a hash map, in a different
+/// order each run), tensors laid out in name order, the header padded with
+/// spaces to 8 bytes as the format allows. Same weights, same bytes.
+pub fn canonical_safetensors(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let n = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or("shorter than its header length")?;
+    let end = 8usize.checked_add(usize::try_from(n).map_err(|_| "header length beyond memory")?).ok_or("header length overflows")?;
+    let header = bytes.get(8..end).ok_or("header longer than the file")?;
+    let data = &bytes[end..];
+    // serde_json's map is ordered by key: parsing and printing sorts every level.
+    let mut header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
+    let mut out_data = Vec::with_capacity(data.len());
+    for (name, entry) in header.iter_mut().filter(|(k, _)| *k != "__metadata__") {
+        let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).ok_or_else(|| format!("tensor {name}: no data_offsets"))?;
+        let (a, b) = match offsets[..] {
+            [ref a, ref b] => (a.as_u64().ok_or("bad offset")? as usize, b.as_u64().ok_or("bad offset")? as usize),
+            _ => return Err(format!("tensor {name}: data_offsets is not [begin, end]")),
+        };
+        let slice = data.get(a..b).filter(|_| a <= b).ok_or_else(|| format!("tensor {name}: data_offsets beyond the data"))?;
+        let start = out_data.len();
+        out_data.extend_from_slice(slice);
+        entry["data_offsets"] = serde_json::json!([start, out_data.len()]);
+    }
+    let mut text = serde_json::to_vec(&header).expect("a JSON map serialises");
+    while !text.len().is_multiple_of(8) {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + out_data.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&out_data);
+    Ok(out)
 }
 
 /// Reads and checks `DIR/config.json` alone (no weights).
@@ -326,7 +366,7 @@ fn one_line(message: &str) -> String {
 }
 
 /// The path of the first parameter holding a NaN or an infinity.
-fn first_non_finite(net: &FusionNet) -> Option<String> {
+pub(crate) fn first_non_finite(net: &FusionNet) -> Option<String> {
     struct Finder {
         path: Vec<String>,
         found: Option<String>,

@@ -595,3 +595,132 @@ fn train_eval_and_plot_take_every_data_source() {
     assert_refused(&gmu(&["plot", "--model", m, "--data", "mfeat", "--out", dir.path().join("maps").to_str().unwrap()]), "plot draws the gate and prediction maps");
     assert_refused(&gmu(&["train", "--data", "mfeat", "--out", m]), "pick two of fou, fac, kar, pix, zer, mor");
 }
+
+/// The hostile-input findings of issue 8 (items 1–20), each refused before
+/// any work with one line that names the flag or the file.
+#[test]
+fn hostile_flags_and_files_get_one_line_errors_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path().join(name), text).unwrap();
+        p(name)
+    };
+    let csv = p("toy.csv");
+    assert!(gmu(&["synth", "--out", &csv, "--n", "200"]).status.success());
+    let m = p("m");
+    let huge = "18446744073709551615";
+    // 1–3: sizes beyond memory, checked with overflow-free arithmetic against the budget.
+    assert_refused(&gmu(&["train", "--data", &csv, "--out", &m, "--steps", huge]), "invalid --steps: the loss log of 18446744073709551615 steps would need more than 2^64 bytes");
+    assert_refused(&gmu(&["synth", "--out", &p("x.csv"), "--n", huge]), "invalid --n:");
+    assert_refused(&gmu(&["synth", "--out", &p("x.csv"), "--dim", huge]), "invalid --dim:");
+    assert_refused(&gmu(&["protocol", "--seeds", "2", "--test-size", huge]), "invalid --test-size:");
+    assert_refused(&gmu(&["protocol", "--seeds", huge]), "invalid --seeds:");
+    assert_refused(&gmu(&["demo", "--out", &p("demo"), "--test-size", huge]), "invalid --test-size:");
+    assert!(!dir.path().join("demo").exists(), "a refused demo leaves no folder");
+    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", huge, "--out", &p("mv")]), "invalid --hidden:");
+    assert_refused(&gmu(&["train", "--data", &csv, "--out", &m, "--hidden", "100000000"]), "more than the budget");
+    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", "100000", "--out", &p("mv")]), "more than the budget");
+    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--repeats", huge, "--out", &p("mv")]), "invalid --repeats:");
+    // 4, 5: NaN and out-of-range numbers.
+    for t in ["nan", "-1", "5"] {
+        assert_refused(&gmu(&["protocol", "--seeds", "2", &format!("--tie-tolerance={t}")]), "invalid --tie-tolerance");
+    }
+    for v in ["nan", "-1"] {
+        assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", &format!("--max-norm={v}"), "--out", &p("mv")]), "invalid --max-norm");
+    }
+    // 6: a diverging run stops with an error and saves nothing.
+    let diverge = gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--fusion", "gmu", "--no-single", "--lr", "1e30", "--epochs", "2", "--out", &p("lr")]);
+    assert_refused(&diverge, "NaN or infinite");
+    assert!(!dir.path().join("lr/fou+zer/gmu/model-0.safetensors").exists());
+    // 7: means beyond f32.
+    assert_refused(&gmu(&["synth", "--out", &p("x.csv"), "--mu-v", "1e39", "8"]), "invalid --mu-v");
+    // 8: the header is the layout exactly.
+    for header in ["v0,v2,t0,t2,c", "v0,v0,t0,c", "v0,t0,c,extra"] {
+        let f = write("bad.csv", &format!("{header}\n1,2,3,4,0\n"));
+        assert_refused(&gmu(&["train", "--data", &f, "--out", &m]), &format!("the header `{header}` is not the layout"));
+    }
+    // 9: one class.
+    let one = write("one.csv", "v0,t0,c\n1,2,0\n2,3,0\n3,3,0\n");
+    assert_refused(&gmu(&["train", "--data", &one, "--out", &m]), "the training rows hold a single class ('0')");
+    // 10: corr(M, z) is undefined for a constant M.
+    let constant = write("constm.csv", "v0,t0,c,m\n1,2,0,1\n2,3,1,1\n3,3,0,1\n5,1,1,1\n");
+    assert!(gmu(&["train", "--data", &constant, "--out", &p("m4"), "--steps", "5", "--restarts", "1"]).status.success());
+    let eval = gmu(&["eval", "--model", &p("m4"), "--data", &constant, "--json"]);
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(scores["corr_m_z"].is_null(), "{scores}");
+    // 11: a scaler with a zero scale.
+    let config_path = dir.path().join("m4/config.json");
+    let original = std::fs::read_to_string(&config_path).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&original).unwrap();
+    config["members"][0]["scalers"][0]["scale"][0] = serde_json::json!(0.0);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    assert_refused(&gmu(&["eval", "--model", &p("m4"), "--data", &constant]), "scale 0 (expected a finite number > 0)");
+    // 12: combinations the help rules out.
+    let mv = |extra: &[&str]| {
+        let mut a = vec!["multiview", "--data", "mfeat", "--out", "unused"];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let run = |a: Vec<String>| gmu(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_refused(&run(mv(&["--modalities", "fou,fou"])), "'fou' is listed twice");
+    assert_refused(&run(mv(&["--modalities", "fou,zer", "--fusion", "concat", "--head", "linear"])), "invalid --head");
+    assert_refused(&run(mv(&["--modalities", "fou,zer", "--gate-softmax"])), "invalid --gate-softmax");
+    // 13: no command writes over its input.
+    std::fs::write(&config_path, &original).unwrap();
+    assert_refused(&gmu(&["eval", "--model", &p("m4"), "--data", &csv, "--predictions", &csv]), "is the input data");
+    // 14: a balanced draw of an odd size.
+    assert_refused(&gmu(&["synth", "--out", &p("b.csv"), "--balanced", "--n", "5"]), "5 is odd");
+    // 15, 16: the file at fault is named.
+    let a = write("a.csv", "x,y\n1,2\n3,4\n5,6\n");
+    let short = write("b_short.csv", "p,q\n1,2\n");
+    let y = write("y.csv", "y\n0\n1\n1\n");
+    let y_short = write("y_short.csv", "y\n0\n1\n");
+    assert_refused(&gmu(&["multiview", "--files", &format!("{a},{short}"), "--labels", &y, "--out", &p("mv")]), "b_short.csv: 1 rows");
+    assert_refused(&gmu(&["multiview", "--files", &a, "--labels", &y_short, "--out", &p("mv")]), "y_short.csv");
+    assert_refused(&gmu(&["multiview", "--files", &a, "--label-column", "nope", "--out", &p("mv")]), "no column 'nope' in");
+    // 18: an edited config is one line, whatever burn says.
+    let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+    edited["members"][0]["spec"]["kind"] = serde_json::json!("concat");
+    edited["members"][0]["spec"]["head"] = serde_json::json!("maxout");
+    std::fs::write(&config_path, edited.to_string()).unwrap();
+    let out = gmu(&["eval", "--model", &p("m4"), "--data", &constant]);
+    assert!(!out.status.success() && stderr(&out).lines().count() == 1, "{}", stderr(&out));
+    // 19: an OS error is said once.
+    let missing = gmu(&["train", "--data", &p("nope.csv"), "--out", &m]);
+    assert_refused(&missing, "nope.csv: No such file or directory (os error 2)");
+    assert_eq!(stderr(&missing).matches("os error 2").count(), 1, "{}", stderr(&missing));
+    // 20: an output that cannot be written is found before any work.
+    let file = write("afile", "");
+    for args in [
+        vec!["multiview", "--data", "mfeat", "--out"],
+        vec!["protocol", "--seeds", "2", "--out"],
+        vec!["train", "--data", &csv, "--out"],
+        vec!["synth", "--out"],
+    ] {
+        let mut args = args.clone();
+        let target = format!("{file}/out");
+        args.push(&target);
+        assert_refused(&gmu(&args), "afile is a file, not a folder");
+    }
+}
+
+/// Item 22: the same seed writes the same bytes, with one file mode.
+#[test]
+fn same_seed_same_model_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for run in ["a", "b", "c"] {
+        let out = dir.path().join(run);
+        assert!(gmu(&["demo", "--seed", "3", "--resolution", "20", "--test-size", "100", "--out", out.to_str().unwrap()]).status.success());
+        let bytes = std::fs::read(out.join("gmu/model-0.safetensors")).unwrap();
+        seen.push(bytes);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |f: &str| std::fs::metadata(out.join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode("gmu/model-0.safetensors"), mode("gmu/config.json"));
+        }
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "the weights' bytes differ between runs of one seed");
+}

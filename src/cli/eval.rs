@@ -21,6 +21,11 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let source = args.input.data.source(None)?;
+    if let Some(out) = &args.predictions
+        && let Some(input) = source.paths().iter().chain([&args.input.model.join(gmu::model_dir::CONFIG_FILE)]).find(|i| gmu::error::same_file(out, i))
+    {
+        bail!("invalid --predictions: {} is the input data ({}); choose another file", out.display(), input.display());
+    }
     let DataSource::Synthetic { path } = &source else {
         return eval_any(&args, &source);
     };
@@ -30,9 +35,6 @@ pub fn run(args: Args) -> Result<()> {
     let kind = predictor.net.spec().kind;
     let eval = predictor.evaluate(&data);
     if let Some(out) = &args.predictions {
-        if gmu::error::same_file(out, path) {
-            bail!("invalid --predictions: {} is the input data; choose another file", out.display());
-        }
         let (prob, gate) = predictor.predict(&data.joined());
         let mut text = String::from("p_c1,z,predicted,c\n");
         for i in 0..data.len() {

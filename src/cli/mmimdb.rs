@@ -39,6 +39,7 @@ pub fn run(args: Args) -> Result<()> {
         return summarize_archive(root);
     }
     let path = args.data.as_ref().expect("clap requires --data or --archive");
+    super::check_writable(&args.out, "--out")?;
     stage(&format!("reading {}", path.display()));
     let m = read_hdf5(path)?;
     println!(

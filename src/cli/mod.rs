@@ -294,13 +294,51 @@ pub fn flags(e: gmu::GmuError) -> anyhow::Error {
 /// The error as one line, `{:#}` style (each context, then the cause), with
 /// the library's parameter names shown as the flags that set them.
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|cause| match cause.downcast_ref::<gmu::GmuError>() {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = match cause.downcast_ref::<gmu::GmuError>() {
             Some(gmu::GmuError::InvalidParameter { name, message }) => format!("invalid {}: {message}", flag(name)),
             _ => cause.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(": ")
+        };
+        // A cause its parent already printed (an I/O error inside a file error) is said once.
+        if parts.last().is_some_and(|p| p.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ").lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
+/// Fails now, before any work, when `path` (a file or folder a command will
+/// write) cannot be written: the nearest existing folder on its way gets a
+/// probe file, created and removed at once, so nothing is left behind.
+fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
+    let mut at = path;
+    let dir = loop {
+        if at.is_dir() {
+            break at;
+        }
+        if at.exists() {
+            if at != path {
+                anyhow::bail!("invalid {flag}: cannot write {}: {} is a file, not a folder", path.display(), at.display());
+            }
+            // An existing file: written over (atomically) in its folder.
+            at = at.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+            continue;
+        }
+        match at.parent() {
+            Some(p) if !p.as_os_str().is_empty() => at = p,
+            _ => break std::path::Path::new("."),
+        }
+    };
+    let probe = dir.join(format!(".gmu-write-probe-{}", std::process::id()));
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => anyhow::bail!("invalid {flag}: cannot write {} ({} is not writable: {e})", path.display(), dir.display()),
+    }
 }
 
 /// A stage line on stderr (progress for anything that takes a while).

@@ -77,6 +77,20 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         vec![data.views.iter().map(|v| v.name.clone()).collect()]
     };
+    for set in &sets {
+        if let Some((i, v)) = set.iter().enumerate().find(|(i, v)| set[..*i].contains(v)) {
+            bail!("invalid --modalities: '{v}' is listed twice in {} (position {})", set.join(","), i + 1);
+        }
+        if args.gate_softmax && set.len() < 3 {
+            bail!("invalid --gate-softmax: softmax gates change a GMU of 3 or more views; {} has {} (with two, z and 1 − z already sum to 1)", set.join(","), set.len());
+        }
+    }
+    if args.fit.head != gmu::fusion::HeadKind::Maxout && !args.fusion.is_empty() && !args.fusion.contains(&FusionKind::Gmu) {
+        bail!("invalid --head: the head is the GMU's (every other method has the paper's maxout MLP), and --fusion has no gmu");
+    }
+    if args.gate_softmax && !args.fusion.is_empty() && !args.fusion.contains(&FusionKind::Gmu) {
+        bail!("invalid --gate-softmax: softmax gates are the GMU's, and --fusion has no gmu");
+    }
     let mut base = args.fit.config(128, 64)?;
     base.model.normalize_gates = args.gate_softmax;
     let methods: Vec<TrainingConfig> = paper_methods(&base)
@@ -86,14 +100,17 @@ pub fn run(args: Args) -> Result<()> {
         .filter(|m| m.model.fusion != FusionKind::Moe || args.tied_gates.is_none_or(|t| t == m.model.tied_gates))
         .collect();
     if args.repeats == 0 {
-        bail!("--repeats must be at least 1");
+        bail!("invalid --repeats: must be at least 1");
     }
+    gmu::budget::ensure("repeats", &format!("{} splits of {} samples", args.repeats, data.len()), gmu::budget::product(&[args.repeats, data.len(), 8]))
+        .map_err(super::flags)?;
     let splits: Vec<_> = match &own_split {
         Some(split) => vec![split.clone(); args.repeats],
         None => (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?,
     };
     let device = super::device();
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
+    super::check_writable(&out, "--out")?;
     println!(
         "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {}{})",
         data.len(),

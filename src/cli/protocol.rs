@@ -29,6 +29,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(path) = &args.out {
+        super::check_writable(path, "--out")?;
+    }
     let options = ProtocolOptions {
         seeds: args.seeds,
         setting: args.setting,

@@ -48,6 +48,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    super::check_writable(&args.out, "--out")?;
     let config = SyntheticConfig {
         n: args.n,
         balanced: args.balanced,

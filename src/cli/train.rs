@@ -37,6 +37,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let source = args.data.source(None)?;
+    super::check_writable(&args.out, "--out")?;
     let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
     let device = super::device();
     let DataSource::Synthetic { path } = &source else {

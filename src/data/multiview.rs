@@ -388,6 +388,9 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
         if shape.len() != 2 {
             return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {shape:?}")));
         }
+        if shape[1] == 0 {
+            return Err(GmuError::data(path, format!("shape {shape:?} has 0 columns: a view needs at least one feature")));
+        }
         return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false }, None));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
@@ -599,12 +602,15 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     let header = NpyHeader::parse(path, &bytes)?;
     let data = &bytes[header.data_start..];
-    let count: usize = header.shape.iter().product();
-    if data.len() != count * header.width {
-        return Err(GmuError::data(
-            path,
-            format!("not a readable .npy file: shape {:?} needs {} data bytes, the file has {}", header.shape, count * header.width, data.len()),
-        ));
+    match header.data_bytes() {
+        Some(needed) if needed == data.len() as u64 => {}
+        needed => {
+            let needed = needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+            return Err(GmuError::data(
+                path,
+                format!("not a readable .npy file: shape {:?} needs {needed} data bytes, the file has {}", header.shape, data.len()),
+            ));
+        }
     }
     Ok((header.shape, data.chunks_exact(header.width).map(header.convert).collect()))
 }
@@ -623,6 +629,12 @@ pub struct NpyHeader {
 }
 
 impl NpyHeader {
+    /// The bytes of data the shape implies, `None` beyond 2^64 (checked arithmetic:
+    /// a lying header never wraps to a small number).
+    pub fn data_bytes(&self) -> Option<u64> {
+        crate::budget::product(&self.shape).and_then(|n| n.checked_mul(self.width as u64))
+    }
+
     /// Parses the header at the start of `bytes` (the first 64 KiB of the file are enough).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
         let bad = |m: &str| GmuError::data(path, format!("not a readable .npy file: {m}"));
@@ -724,6 +736,17 @@ mod tests {
         let p = write(dir.path(), "bad.npy", &npy("<f4", "(2, 2)", &[0u8; 12]));
         let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
         assert!(err.contains("bad.npy") && err.contains("needs 16 data bytes, the file has 12"), "{err}");
+        // A lying header: the product of its shape overflows (it wrapped to 0 bytes before).
+        for (shape, needed) in [("(4611686018427387904, 4611686018427387904)", "more than 2^64"), ("(9223372036854775808, 2)", "more than 2^64")] {
+            let p = write(dir.path(), "huge.npy", &npy("<f4", shape, &[]));
+            let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
+            assert!(err.contains(&format!("needs {needed} data bytes, the file has 0")), "{shape}: {err}");
+            let err = crate::data::stream::ViewStream::open(&p, None).err().unwrap().to_string();
+            assert!(err.contains("huge.npy") && err.contains("does not match"), "{err}");
+        }
+        let p = write(dir.path(), "flat.npy", &npy("<f4", "(60, 0)", &[]));
+        let err = read_view(&p, None).unwrap_err().to_string();
+        assert!(err.contains("flat.npy") && err.contains("0 columns"), "{err}");
         // NaN and empty cells read as missing; training refuses them.
         let p = write(dir.path(), "nan.csv", b"x,z\nNaN,1\n,\n");
         let data = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap();

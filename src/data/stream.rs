@@ -43,6 +43,9 @@ impl ViewStream {
             let [rows, dim] = header.shape[..] else {
                 return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {:?}", header.shape)));
             };
+            if dim == 0 {
+                return Err(GmuError::data(path, format!("shape {:?} has 0 columns: a view needs at least one feature", header.shape)));
+            }
             let size = std::fs::metadata(path).map_err(|e| GmuError::io(path, e))?.len() as usize;
             let needed = rows.checked_mul(dim).and_then(|n| n.checked_mul(header.width));
             if needed != Some(size.saturating_sub(header.data_start)) {

@@ -79,6 +79,9 @@ impl SyntheticConfig {
         if self.dim == 0 {
             return Err(GmuError::invalid("dim", "the input dimension must be at least 1"));
         }
+        use crate::budget::{ensure, product};
+        ensure("dim", &format!("one sample of 2 × {} inputs", self.dim), product(&[self.dim, 2, 4]))?;
+        ensure("n", &format!("{} samples of 2 × {} inputs", self.n, self.dim), product(&[self.n, self.dim, 2, 4]).and_then(|b| b.checked_add(self.n as u64 * 2)))?;
         for (name, p) in [("p_c", self.p_c), ("p_m", self.p_m)] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(GmuError::invalid(name, format!("a probability in [0, 1] is expected, got {p}")));
@@ -90,6 +93,16 @@ impl SyntheticConfig {
         let means = [self.mu_v[0], self.mu_v[1], self.mu_v_noise, self.mu_t[0], self.mu_t[1], self.mu_t_noise];
         if means.iter().any(|m| !m.is_finite()) {
             return Err(GmuError::invalid("mu", "every mean must be finite"));
+        }
+        // Samples are stored as 32-bit floats: a mean (or a spread) near f32's limit would write infinities.
+        let limit = f32::MAX as f64 / 4.0;
+        for (name, values) in [("mu_v", &self.mu_v[..]), ("mu_v_noise", &[self.mu_v_noise][..]), ("mu_t", &self.mu_t[..]), ("mu_t_noise", &[self.mu_t_noise][..]), ("sigma", &[self.sigma][..])] {
+            if let Some(v) = values.iter().find(|v| v.abs() > limit) {
+                return Err(GmuError::invalid(name, format!("{v} is beyond what 32-bit samples hold (|value| ≤ {limit:.1e})")));
+            }
+        }
+        if self.balanced && self.n % 2 == 1 {
+            return Err(GmuError::invalid("n", format!("a balanced draw has as many samples of each class; {} is odd", self.n)));
         }
         Ok(())
     }

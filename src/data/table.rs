@@ -62,6 +62,22 @@ pub fn read_csv(path: &Path) -> Result<SyntheticData> {
     }
     let col_c = column("c").ok_or_else(|| GmuError::data(path, "missing column `c` (the class, 0 or 1)"))?;
     let col_m = column("m");
+    // The header must be the layout exactly: no column skipped, repeated, reordered or extra.
+    let mut expected: Vec<String> = (0..dim).map(|j| format!("v{j}")).chain((0..dim).map(|j| format!("t{j}"))).collect();
+    expected.push("c".into());
+    if col_m.is_some() {
+        expected.push("m".into());
+    }
+    if headers.iter().ne(expected.iter().map(String::as_str)) {
+        return Err(GmuError::data(
+            path,
+            format!(
+                "the header `{}` is not the layout v0,…,v{{d-1}},t0,…,t{{d-1}},c[,m]; for d = {dim} it is `{}`",
+                headers.iter().collect::<Vec<_>>().join(","),
+                expected.join(",")
+            ),
+        ));
+    }
 
     let mut data = SyntheticData { dim, x_v: vec![], x_t: vec![], c: vec![], m: col_m.map(|_| vec![]) };
     for (row_index, record) in reader.records().enumerate() {

@@ -183,6 +183,14 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &T
         return Err(GmuError::invalid("modalities", format!("view '{}' is selected twice (position {})", data.views[v].name, i + 1)));
     }
     data.validate(Path::new("data"))?;
+    if let Targets::Classes { y, names } = &data.targets {
+        let mut seen = vec![false; names.len()];
+        split.train.iter().for_each(|&r| seen[y[r]] = true);
+        if seen.iter().filter(|&&s| s).count() < 2 {
+            let only = seen.iter().position(|&s| s).map_or("none", |c| names[c].as_str());
+            return Err(GmuError::invalid("data", format!("the training rows hold a single class ('{only}'); a classifier needs at least two")));
+        }
+    }
     if data.targets.is_multilabel() && config.loss == Some(LossKind::SoftmaxCe) {
         return Err(GmuError::invalid("loss", "softmax-ce needs one class per sample; the labels are multilabel"));
     }
@@ -206,6 +214,12 @@ pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &T
     for (k, (views, kind)) in groups.into_iter().enumerate() {
         let spec = spec_for(data, &views, config, kind);
         spec.validate()?;
+        let rows = config.schedule.batch_size().unwrap_or(split.train.len()).min(split.train.len().max(1));
+        crate::budget::ensure(
+            "hidden",
+            &format!("training a {kind} model of {} hidden units on batches of {rows}", spec.hidden),
+            spec.memory_bound(rows),
+        )?;
         let seed = config.seed.wrapping_add(k as u64);
         // burn's random state (initialisation, dropout masks) is global to the
         // backend: the whole member's training holds it, so every run is reproducible.

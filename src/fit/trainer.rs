@@ -261,7 +261,7 @@ pub(super) fn train_member(
             // The seed's recipe starts a synthetic-experiment model from TensorFlow's Glorot-uniform draw.
             let synthetic = ModelSpec::from_fusion(spec);
             let mut best: Option<(f32, FusionNet, Vec<f32>)> = None;
-            let mut restart_losses = Vec::with_capacity(restarts);
+            let mut restart_losses = Vec::with_capacity(restarts.min(1 << 16));
             for _ in 0..restarts {
                 let model = match &synthetic {
                     Some(s) => s.to_net(&glorot(s, rng), device)?,
@@ -269,7 +269,7 @@ pub(super) fn train_member(
                 };
                 let mut trainer = Trainer::new(engine, spec, model, problem, config)?;
                 let mut batches = Batches::new(problem.train.len(), batch_size);
-                let mut history = Vec::with_capacity(steps);
+                let mut history = Vec::with_capacity(steps.min(1 << 16));
                 for step in 0..steps {
                     let positions = batches.next(rng);
                     let presence = problem.presence(positions);
@@ -287,7 +287,14 @@ pub(super) fn train_member(
                 }
                 restart_losses.push(last);
                 if best.as_ref().is_none_or(|(l, _, _)| last < *l) {
-                    best = Some((last, trainer.snapshot(inference), history));
+                    let net = trainer.snapshot(inference);
+                    if let Some(name) = crate::model_dir::first_non_finite(&net) {
+                        return Err(GmuError::NonFinite(format!(
+                            "{} weight {name} is NaN or infinite after {steps} steps; lower the learning rate or check the data",
+                            spec.kind
+                        )));
+                    }
+                    best = Some((last, net, history));
                 }
             }
             let (_, net, step_losses) = best.expect("restarts ≥ 1");
@@ -316,6 +323,12 @@ pub(super) fn train_member(
                     batches += 1;
                 }
                 let valid = trainer.snapshot(inference);
+                if let Some(name) = crate::model_dir::first_non_finite(&valid) {
+                    return Err(GmuError::NonFinite(format!(
+                        "{} weight {name} is NaN or infinite after epoch {epoch}; lower the learning rate or check the data",
+                        spec.kind
+                    )));
+                }
                 let dev = evaluate_nets(problem.data, &[(&problem.modalities.to_vec(), &problem.scalers.to_vec(), &valid)], problem.dev, config.threshold, inference).0;
                 history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
                 if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {

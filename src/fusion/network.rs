@@ -196,7 +196,26 @@ impl FusionSpec {
         }
     }
 
-    /// Checks the spec; names the flag at fault.
+    /// An upper bound on the bytes training this model needs for a batch of
+    /// `rows`: every parameter four times (weights, gradient, Adam's two
+    /// moments) plus the activations, `None` beyond 2^64. Computed with
+    /// checked arithmetic before anything is built, for
+    /// [`budget::ensure`](crate::budget::ensure).
+    pub fn memory_bound(&self, rows: usize) -> Option<u64> {
+        use crate::budget::{product, sum};
+        let (h, c, k) = (self.hidden as u64, self.n_outputs as u64, self.d_inputs.len() as u64);
+        let inputs = self.encoders.iter().zip(&self.d_inputs).try_fold(0u64, |acc, (e, &d)| acc.checked_add(e.d_out(d) as u64))?;
+        // Per hidden unit: two pieces from every input (GMU transform and gate, maxout, experts),
+        // the maxout MLP's two hidden layers and the output.
+        let deep = self.head == HeadKind::Maxout || matches!(self.kind, FusionKind::LinearSum | FusionKind::Moe);
+        let hidden_layers = if deep { h.checked_mul(4)? } else { 0 };
+        let per_unit = sum(&[inputs.checked_mul(2), Some(hidden_layers), Some(c)])?.checked_mul(k.max(1) + 1)?;
+        let params = h.checked_mul(per_unit)?;
+        let activations = product(&[rows, self.hidden, 16])?.checked_add(product(&[rows, inputs as usize])?)?;
+        sum(&[params.checked_mul(16), activations.checked_mul(4)])
+    }
+
+    /// Checks the spec; names the parameter at fault.
     pub fn validate(&self) -> Result<()> {
         let k = self.d_inputs.len();
         if k == 0 {
