@@ -68,6 +68,7 @@ pub mod fusion;
 pub mod metrics;
 pub mod model;
 pub mod model_dir;
+pub mod output;
 pub mod plot;
 pub mod robustness;
 pub mod predict;

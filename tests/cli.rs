@@ -253,9 +253,9 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
         assert_eq!(config["format_version"], 2, "{method}");
         assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
     }
-    // Same seed, same numbers.
+    // A second run replaces the folder whole. Same seed, same numbers.
     let again = gmu(&args);
-    assert!(again.status.success());
+    assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(read_json(&set.join("results.json"))[2]["test"], gmu_row["test"]);
 }
 
@@ -593,7 +593,7 @@ fn train_eval_and_plot_take_every_data_source() {
     let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(scores["accuracy"].as_f64().unwrap() > 0.6, "{scores}");
     assert_refused(&gmu(&["plot", "--model", m, "--data", "mfeat", "--out", dir.path().join("maps").to_str().unwrap()]), "plot draws the gate and prediction maps");
-    assert_refused(&gmu(&["train", "--data", "mfeat", "--out", m]), "pick two of fou, fac, kar, pix, zer, mor");
+    assert_refused(&gmu(&["train", "--data", "mfeat", "--out", &format!("{m}2")]), "pick two of fou, fac, kar, pix, zer, mor");
 }
 
 /// The hostile-input findings of issue 8 (items 1–20), each refused before
@@ -723,4 +723,53 @@ fn same_seed_same_model_bytes() {
         }
     }
     assert!(seen.windows(2).all(|w| w[0] == w[1]), "the weights' bytes differ between runs of one seed");
+}
+
+/// Item 21: an output folder holds one complete run. A run with fewer
+/// methods replaces the folder whole (no `gmu/` or `gates-gmu.png` of the
+/// earlier run beside the new `results.json`); a failed run leaves the old
+/// folder as it was and no `.partial` behind.
+#[test]
+fn output_folders_never_mix_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = out.to_str().unwrap();
+    let base = ["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--no-single", "--epochs", "1", "--hidden", "8", "--out", o];
+    let mut first = base.to_vec();
+    first.extend(["--fusion", "gmu", "--fusion", "moe", "--experts", "logistic", "--tied-gates", "true"]);
+    assert!(gmu(&first).status.success());
+    assert!(out.join("fou+zer/gmu").is_dir() && out.join("fou+zer/gates-gmu.png").exists());
+    let mut second = base.to_vec();
+    second.extend(["--fusion", "concat"]);
+    assert!(gmu(&second).status.success());
+    let set = out.join("fou+zer");
+    assert!(set.join("concat").is_dir());
+    assert!(!set.join("gmu").exists() && !set.join("gates-gmu.png").exists() && !set.join("moe-logistic-tied").exists());
+    assert_eq!(read_json(&set.join("results.json")).as_array().unwrap().len(), 1);
+    // A run that fails (here: it diverges) leaves the previous one whole.
+    let mut failing = base.to_vec();
+    failing.extend(["--fusion", "gmu", "--lr", "1e30"]);
+    assert!(!gmu(&failing).status.success());
+    assert!(set.join("concat").is_dir() && !dir.path().join("run.partial").exists());
+    // plot replaces its maps folder whole as well.
+    let csv = dir.path().join("t.csv");
+    assert!(gmu(&["synth", "--out", csv.to_str().unwrap()]).status.success());
+    let model = dir.path().join("m");
+    assert!(gmu(&["train", "--data", csv.to_str().unwrap(), "--model", "logreg", "--out", model.to_str().unwrap()]).status.success());
+    let maps = dir.path().join("maps");
+    std::fs::create_dir_all(&maps).unwrap();
+    std::fs::write(maps.join("gate_map.png"), "another model's map").unwrap();
+    let plot = ["plot", "--model", model.to_str().unwrap(), "--data", csv.to_str().unwrap(), "--resolution", "20", "--out", maps.to_str().unwrap()];
+    assert_refused(&gmu(&plot), "already holds files that no `gmu plot` run wrote");
+    let mut forced = plot.to_vec();
+    forced.push("--force");
+    assert!(gmu(&forced).status.success());
+    assert!(!maps.join("gate_map.png").exists(), "logistic regression has no gate map; the old one is gone");
+    assert!(maps.join("prediction_map.png").exists());
+    // A folder of one's own is not replaced by surprise.
+    let mine = dir.path().join("mine");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("notes.txt"), "mine").unwrap();
+    assert_refused(&gmu(&["demo", "--resolution", "20", "--test-size", "50", "--out", mine.to_str().unwrap()]), "pass --force to replace it");
+    assert!(mine.join("notes.txt").exists());
 }

@@ -23,6 +23,10 @@ pub struct Args {
     /// Training engine: `auto` picks the fastest that can train the models (the native engine), or name one.
     #[arg(long, value_enum, default_value_t = Engine::Auto)]
     engine: Engine,
+    /// Replace an existing --out (the run is built as `<out>.partial` and moved into place when
+    /// complete; a non-empty --out is refused without this).
+    #[arg(long)]
+    force: bool,
     /// Samples in the fresh evaluation draw.
     #[arg(long, default_value_t = 10_000)]
     test_size: usize,
@@ -36,7 +40,9 @@ pub fn run(args: Args) -> Result<()> {
         engine: args.engine,
         test_size: args.test_size,
     };
-    let report = run_demo(&options, &args.out, &super::device(), &mut |line| super::stage(line))?;
+    let staging = gmu::output::Staging::new(&args.out, "demo", args.force).map_err(super::flags)?;
+    let report = run_demo(&options, staging.path(), &super::device(), &mut |line| super::stage(line))?;
+    staging.finish()?;
     println!("preset {}, seed {}, {} training samples, fresh draw of {}", report.preset, report.seed, report.n_train, report.n_test);
     println!("{:<6} {:>9} {:>10} {:>10} {:>11} {:>10}", "model", "accuracy", "train acc", "corr(M,z)", "final loss", "train ms");
     for (name, m) in [("GMU", &report.gmu), ("FF", &report.ff)] {

@@ -29,9 +29,13 @@ pub struct Args {
     missing_rates: Vec<f64>,
     #[command(flatten)]
     fit: super::FitArgs,
-    /// Output folder.
+    /// Output folder. Built as `<out>.partial` and moved into place when the run is complete;
+    /// an existing non-empty folder is refused unless --force.
     #[arg(long, default_value = "runs/mmimdb")]
     out: PathBuf,
+    /// Replace an existing --out (whole, once this run is complete).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -62,12 +66,14 @@ pub fn run(args: Args) -> Result<()> {
     if methods.is_empty() && args.no_single {
         bail!("nothing to run: --no-single and no --fusion method left");
     }
+    let staging = gmu::output::Staging::new(&args.out, "mmimdb", args.force).map_err(super::flags)?;
+    let out = staging.path().to_path_buf();
     let options = CompareOptions {
         modalities: vec![0, 1],
         methods,
         single_modalities: !args.no_single,
         trials: args.fit.trials,
-        save_to: Some(args.out.clone()),
+        save_to: Some(out.clone()),
         data: Some(gmu::data::DataRecord { source: gmu::data::DataSource::Mmimdb { path: path.clone() }, split: None }),
         missing_rates: args.missing_rates.clone(),
     };
@@ -90,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
     let table_3 = gmu::comparison::per_label_table(&results, m.data.targets.names());
     println!("\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}", args.fit.threshold);
     if let Some(g) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.gates.as_ref()) {
-        let path = args.out.join("gates-per-genre.png");
+        let path = out.join("gates-per-genre.png");
         gmu::plot::stacked_shares(
             &path,
             "MM-IMDb test set: GMU, share of movies by the modality that contributed most (Fig. 8)",
@@ -102,7 +108,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("Fig. 8 (gate per genre): {}", path.display());
     }
     if let Some(imp) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.importance.as_ref()) {
-        let path = args.out.join("importance-per-genre.png");
+        let path = out.join("importance-per-genre.png");
         gmu::plot::stacked_shares(
             &path,
             "MM-IMDb test set: GMU, share of movies by the modality whose removal costs the most",
@@ -118,10 +124,11 @@ pub fn run(args: Args) -> Result<()> {
         let missing = gmu::comparison::missing_table(&results);
         println!("\n## Test macro-F1 with a modality missing in a share of the movies\n\n{missing}");
         md.push_str(&format!("\n# Test macro-F1 with a modality missing\n\n{missing}"));
-        super::multiview::draw_missing(&args.out.join("missing.png"), "MM-IMDb: test macro-F1 with a modality missing", &results)?;
+        super::multiview::draw_missing(&out.join("missing.png"), "MM-IMDb: test macro-F1 with a modality missing", &results)?;
     }
-    write_results(&args.out, &results, &md)?;
-    println!("wrote {}", args.out.display());
+    write_results(&out, &results, &md)?;
+    let target = staging.finish()?;
+    println!("wrote {}", target.display());
     Ok(())
 }
 

@@ -51,9 +51,13 @@ pub struct Args {
     missing_rates: Vec<f64>,
     #[command(flatten)]
     fit: super::FitArgs,
-    /// Output folder (default `runs/multiview-<data>`).
+    /// Output folder (default `runs/multiview-<data>`). Built as `<out>.partial` and moved into
+    /// place when the run is complete; an existing non-empty folder is refused unless --force.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Replace an existing --out (whole, once this run is complete).
+    #[arg(long)]
+    force: bool,
 }
 
 
@@ -109,8 +113,11 @@ pub fn run(args: Args) -> Result<()> {
         None => (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?,
     };
     let device = super::device();
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
-    super::check_writable(&out, "--out")?;
+    let target = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
+    super::check_writable(&target, "--out")?;
+    let staging = gmu::output::Staging::new(&target, "multiview", args.force).map_err(super::flags)?;
+    let out = staging.path().to_path_buf();
+    let mut tags = Vec::new();
     println!(
         "{name}: {} samples, {} classes; split train {} / dev {} / test {} (seed {}{})",
         data.len(),
@@ -199,7 +206,11 @@ pub fn run(args: Args) -> Result<()> {
             gmu::error::write_atomic(&dir.join("summary.json"), serde_json::to_string_pretty(&summaries)?.as_bytes())?;
             gmu::error::write_atomic(&dir.join("summary.md"), md.as_bytes())?;
         }
-        println!("wrote {}", out.join(&tag).display());
+        tags.push(tag);
+    }
+    let target = staging.finish()?;
+    for tag in tags {
+        println!("wrote {}", target.join(tag).display());
     }
     Ok(())
 }

@@ -10,9 +10,13 @@ use gmu::experiment::{Predictor, draw_maps};
 pub struct Args {
     #[command(flatten)]
     input: super::ModelAndData,
-    /// Output directory for gate_map.png (GMU only) and prediction_map.png.
+    /// Output directory for gate_map.png (GMU only) and prediction_map.png (built as
+    /// `<out>.partial`, moved into place when complete; a non-empty one needs --force).
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out.
+    #[arg(long)]
+    force: bool,
     /// Mesh points per axis (2..=4000).
     #[arg(long, default_value_t = 1000)]
     resolution: usize,
@@ -31,7 +35,8 @@ pub fn run(args: Args) -> Result<()> {
     let predictor = Predictor::load(&args.input.model, &super::device())?;
     let data = read_csv(path)?;
     predictor.check_inputs(&data, path)?;
-    draw_maps(&predictor, &data, args.resolution, &args.out)?;
-    println!("wrote the maps to {}", args.out.display());
+    let staging = gmu::output::Staging::new(&args.out, "plot", args.force).map_err(super::flags)?;
+    draw_maps(&predictor, &data, args.resolution, staging.path())?;
+    println!("wrote the maps to {}", staging.finish()?.display());
     Ok(())
 }

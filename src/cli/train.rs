@@ -17,9 +17,13 @@ pub struct Args {
     /// Which classifier.
     #[arg(long, value_enum, default_value_t = ModelKind::Gmu)]
     model: ModelKind,
-    /// Model directory to write (config.json and model-0.safetensors).
+    /// Model directory to write (config.json and model-0.safetensors; built as `<out>.partial`
+    /// and moved into place when complete; a non-empty one needs --force).
     #[arg(long)]
     out: PathBuf,
+    /// Replace an existing --out.
+    #[arg(long)]
+    force: bool,
     /// The two views to fuse, by name [default: `v,t` for a synthetic CSV, the data's views
     /// when there are two].
     #[arg(long, value_delimiter = ',')]
@@ -38,6 +42,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let source = args.data.source(None)?;
     super::check_writable(&args.out, "--out")?;
+    gmu::output::Staging::check(&args.out, "train", args.force).map_err(super::flags)?;
     let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
     let device = super::device();
     let DataSource::Synthetic { path } = &source else {
@@ -56,7 +61,9 @@ pub fn run(args: Args) -> Result<()> {
         super::stage(&format!("training {} on {} samples ({restarts} restarts × {steps} steps)", args.model, data.len()));
     }
     let model = train::train(&config, &data, &device).map_err(super::flags)?;
-    train::save(&model, &args.out).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
+    train::save(&model, staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    staging.finish()?;
     let eval = Predictor::from(&model).evaluate(&data);
     println!(
         "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms ({} engine)",
@@ -100,9 +107,11 @@ fn train_on(args: &Args, source: &DataSource, mut config: gmu::config::TrainingC
     let (test, _) = trained.evaluate(&data, &split.test, device);
     let record = DataRecord { source: source.clone(), split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }) };
     let results = serde_json::json!({ "test": test });
+    let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
     trained
-        .save(&args.out, &config.label(), Some(record), results)
+        .save(staging.path(), &config.label(), Some(record), results)
         .with_context(|| format!("saving the model to {}", args.out.display()))?;
+    staging.finish()?;
     let member = &trained.members[0];
     println!(
         "{}: final loss {:.4}; test ({} samples) accuracy {:.4}, macro-F1 {:.4}; {:.1} ms ({} engine)",
