@@ -18,7 +18,7 @@ use rand::seq::SliceRandom;
 
 use crate::data::View;
 use crate::config::TrainingConfig;
-use crate::fit::{Evaluation, GateReport, ImportanceReport, Trained, score, search};
+use crate::fit::{Evaluation, GateReport, ImportanceReport, Trained, score, search_with};
 use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
 
@@ -236,8 +236,16 @@ pub fn compare(
             };
             let dev = trained.evaluate(data, &split.dev, device).0;
             (trained, dev)
+        } else if let Some(dir) = options.save_to.as_ref().map(|d| d.join(method.replace(':', "-")))
+            && dir.join(crate::model_dir::CONFIG_FILE).exists()
+        {
+            // Resuming a killed run: this method finished and was saved whole.
+            let trained = Trained::load(&dir, data, split, device)?;
+            let dev = trained.evaluate(data, &split.dev, device).0;
+            (trained, dev)
         } else {
-            let found = search(data, &views, split, &config, options.trials, device)?;
+            let checkpoint = options.save_to.as_ref().map(|d| d.join(format!("{}.checkpoint", method.replace(':', "-"))));
+            let found = search_with(data, &views, split, &config, options.trials, checkpoint.as_deref(), device)?;
             (found.trained, found.dev)
         };
         let (test, predictions) = if views.len() > 1 || config.model.fusion == FusionKind::AvgProbs {
@@ -273,7 +281,13 @@ pub fn compare(
         };
         if let Some(dir) = &options.save_to {
             let json = serde_json::to_value(&result).expect("result serialises");
-            trained.save(&dir.join(method.replace(':', "-")), &method, options.data.clone(), json)?;
+            let name = method.replace(':', "-");
+            trained.save(&dir.join(&name), &method, options.data.clone(), json)?;
+            // The method is saved whole: its epoch checkpoints are no longer needed.
+            let checkpoint = dir.join(format!("{name}.checkpoint"));
+            if checkpoint.exists() {
+                std::fs::remove_dir_all(&checkpoint).map_err(|e| GmuError::io(&checkpoint, e))?;
+            }
         }
         progress(&result);
         results.push(result);

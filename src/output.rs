@@ -50,13 +50,45 @@ impl Staging {
     /// (another run's files) unless `replace`; clears what a killed run left
     /// in `<target>.partial`.
     pub fn new(target: &Path, command: &str, replace: bool) -> Result<Self> {
+        Self::start(target, command, replace, &[])
+    }
+
+    /// As [`new`](Self::new), recording `args` (the run's flags) so that
+    /// [`resume`](Self::resume) can tell the same run from another.
+    pub fn start(target: &Path, command: &str, replace: bool, args: &[String]) -> Result<Self> {
         Self::check(target, command, replace)?;
         let partial = partial_path(target);
         if partial.exists() {
             std::fs::remove_dir_all(&partial).map_err(|e| GmuError::io(&partial, e))?;
         }
         std::fs::create_dir_all(&partial).map_err(|e| GmuError::io(&partial, e))?;
-        crate::error::write_atomic(&partial.join(MARKER), format!("{{\"command\": \"{command}\"}}\n").as_bytes())?;
+        let marker = serde_json::json!({ "command": command, "args": args });
+        crate::error::write_atomic(&partial.join(MARKER), format!("{marker}\n").as_bytes())?;
+        Ok(Staging { target: target.to_path_buf(), partial, finished: false })
+    }
+
+    /// Continues the run a killed process left in `<target>.partial` (the
+    /// same command with the same `args`), or starts one where there is none.
+    /// A partial folder of another command or other flags is an error, not
+    /// something to mix into.
+    pub fn resume(target: &Path, command: &str, replace: bool, args: &[String]) -> Result<Self> {
+        let partial = partial_path(target);
+        let Ok(text) = std::fs::read_to_string(partial.join(MARKER)) else {
+            return Self::start(target, command, replace, args);
+        };
+        let marker: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        if marker["command"] != command || marker["args"] != serde_json::json!(args) {
+            return Err(GmuError::invalid(
+                "resume",
+                format!(
+                    "{} holds a run of `gmu {}` with other flags ({}); give the same flags to resume it, or leave out --resume to start afresh",
+                    partial.display(),
+                    marker["command"].as_str().unwrap_or("?"),
+                    marker["args"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+                ),
+            ));
+        }
+        Self::check(target, command, replace)?;
         Ok(Staging { target: target.to_path_buf(), partial, finished: false })
     }
 

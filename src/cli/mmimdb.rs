@@ -36,6 +36,10 @@ pub struct Args {
     /// Replace an existing --out (whole, once this run is complete).
     #[arg(long)]
     force: bool,
+    /// Continue the run a kill interrupted (same flags): every epoch is checkpointed in
+    /// `<out>.partial`, and the resumed run ends with the same bits as an uninterrupted one.
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -66,7 +70,7 @@ pub fn run(args: Args) -> Result<()> {
     if methods.is_empty() && args.no_single {
         bail!("nothing to run: --no-single and no --fusion method left");
     }
-    let staging = gmu::output::Staging::new(&args.out, "mmimdb", args.force).map_err(super::flags)?;
+    let staging = super::staging(&args.out, "mmimdb", args.force, args.resume).map_err(super::flags)?;
     let out = staging.path().to_path_buf();
     let options = CompareOptions {
         modalities: vec![0, 1],

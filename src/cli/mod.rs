@@ -341,6 +341,18 @@ fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The output folder of a long run: started afresh, or (`resume`) continued
+/// from what a killed run of the same flags left. The flags are recorded
+/// without `--resume` and `--force`, which do not change the result.
+fn staging(target: &std::path::Path, command: &str, force: bool, resume: bool) -> gmu::Result<gmu::output::Staging> {
+    let args: Vec<String> = std::env::args().skip(2).filter(|a| a != "--resume" && a != "--force").collect();
+    if resume {
+        gmu::output::Staging::resume(target, command, force, &args)
+    } else {
+        gmu::output::Staging::start(target, command, force, &args)
+    }
+}
+
 /// A stage line on stderr (progress for anything that takes a while).
 fn stage(line: &str) {
     eprintln!("· {line}");

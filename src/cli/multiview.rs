@@ -58,6 +58,10 @@ pub struct Args {
     /// Replace an existing --out (whole, once this run is complete).
     #[arg(long)]
     force: bool,
+    /// Continue the run a kill interrupted (same flags): every epoch is checkpointed in
+    /// `<out>.partial`, and the resumed run ends with the same bits as an uninterrupted one.
+    #[arg(long)]
+    resume: bool,
 }
 
 
@@ -115,7 +119,7 @@ pub fn run(args: Args) -> Result<()> {
     let device = super::device();
     let target = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
     super::check_writable(&target, "--out")?;
-    let staging = gmu::output::Staging::new(&target, "multiview", args.force).map_err(super::flags)?;
+    let staging = super::staging(&target, "multiview", args.force, args.resume).map_err(super::flags)?;
     let out = staging.path().to_path_buf();
     let mut tags = Vec::new();
     println!(

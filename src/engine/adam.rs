@@ -31,6 +31,17 @@ impl Adam {
         Adam::new(n, lr, 0.9, 0.999, 1e-8)
     }
 
+    /// The state a checkpoint keeps: the step count and both moments.
+    pub fn state(&self) -> (i32, &[f32], &[f32]) {
+        (self.t, &self.m, &self.v)
+    }
+
+    /// Restores a state [`state`](Self::state) gave (same length as this one's).
+    pub fn restore(&mut self, t: i32, m: Vec<f32>, v: Vec<f32>) {
+        assert!(m.len() == self.m.len() && v.len() == self.v.len(), "Adam state of the wrong size");
+        (self.t, self.m, self.v) = (t, m, v);
+    }
+
     /// One update of `params` with `grad`.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
         self.t += 1;

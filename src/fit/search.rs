@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{Trained, fit};
+use super::{Trained, fit_with};
 use crate::config::TrainingConfig;
 use crate::data::{MultiviewData, Split};
 use crate::error::{GmuError, Result};
@@ -13,17 +13,32 @@ use crate::predict::Evaluation;
 
 /// Random search: `trials` configurations drawn by [`TrainingConfig::sample`]
 /// (seeded by `base.seed`; one trial trains `base` as given), each trained
-/// with [`fit`]; keeps the model with the best dev macro-F1.
+/// with [`fit`](super::fit); keeps the model with the best dev macro-F1.
 pub fn search(data: &MultiviewData, modalities: &[usize], split: &Split, base: &TrainingConfig, trials: usize, device: &Device) -> Result<Search> {
+    search_with(data, modalities, split, base, trials, None, device)
+}
+
+/// [`search`], each trial checkpointed in `checkpoint/trial-<t>/` (see
+/// [`fit_with`]): a killed search resumes, finished trials included.
+pub fn search_with(
+    data: &MultiviewData,
+    modalities: &[usize],
+    split: &Split,
+    base: &TrainingConfig,
+    trials: usize,
+    checkpoint: Option<&std::path::Path>,
+    device: &Device,
+) -> Result<Search> {
     if trials == 0 {
         return Err(GmuError::invalid("trials", "must be at least 1"));
     }
     let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
     let mut best: Option<(Trained, Evaluation)> = None;
     let mut log = Vec::new();
-    for _ in 0..trials {
+    for t in 0..trials {
         let config = if trials == 1 { base.clone() } else { base.sample(&mut rng) };
-        let trained = fit(data, modalities, split, &config, device)?;
+        let dir = checkpoint.map(|c| c.join(format!("trial-{t}")));
+        let trained = fit_with(data, modalities, split, &config, dir.as_deref(), device)?;
         let dev = trained.evaluate(data, &split.dev, device).0;
         log.push((config, dev.f1.macro_));
         if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {

@@ -7,10 +7,11 @@
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
-use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
 
+use super::checkpoint::{Checkpoint, State};
 use super::{EpochLog, evaluate_nets, gather};
 use crate::config::{Schedule, TrainingConfig};
 use crate::data::{MultiviewData, Scaler, Targets};
@@ -156,6 +157,45 @@ impl Trainer {
         }
     }
 
+    /// Writes the weights under training and the optimiser's state into `checkpoint`.
+    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
+        match self {
+            Trainer::Burn { model, optim } => checkpoint.save_burn(model, optim),
+            Trainer::Dense { dense, adam, .. } => {
+                let (t, m, v) = adam.state();
+                checkpoint.save_flat(&dense.params, t, m, v)
+            }
+            Trainer::Native { net, adam, .. } => {
+                let (t, m, v) = adam.state();
+                checkpoint.save_flat(&net.params, t, m, v)
+            }
+        }
+    }
+
+    /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
+    fn restore(&mut self, checkpoint: &Checkpoint, spec: &FusionSpec, config: &TrainingConfig, device: &Device) -> Result<()> {
+        match self {
+            Trainer::Burn { model, optim } => {
+                let o = &config.optimizer;
+                let fresh = AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init();
+                let taken = std::mem::replace(optim.as_mut(), fresh);
+                let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
+                (*model, **optim) = (net, loaded);
+            }
+            Trainer::Dense { dense, adam, .. } => {
+                let (params, t, m, v) = checkpoint.load_flat(dense.len())?;
+                dense.params = params;
+                adam.restore(t, m, v);
+            }
+            Trainer::Native { net, adam, .. } => {
+                let (params, t, m, v) = checkpoint.load_flat(net.params.len())?;
+                net.params = params;
+                adam.restore(t, m, v);
+            }
+        }
+        Ok(())
+    }
+
     /// The current weights as an inference model on `inference`.
     fn snapshot(&self, inference: &Device) -> FusionNet {
         match self {
@@ -245,17 +285,49 @@ fn non_finite(spec: &FusionSpec, value: f32, at: String) -> GmuError {
     GmuError::NonFinite(format!("{} training loss is {value} at {at}; lower the learning rate or check the data", spec.kind))
 }
 
+/// The seed of epoch `epoch`'s randomness (batch order, modality dropout,
+/// burn's dropout masks) in a member seeded with `seed`: a checkpoint needs
+/// to keep no random state.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    // SplitMix64's finaliser over (seed, epoch).
+    let mut z = seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A test hook: with `GMU_ABORT_AFTER_STEPS=N` in the environment, the
+/// process aborts (no cleanup, as a `kill -9` leaves it) after its N-th
+/// training step under the epochs schedule. The resume tests kill real runs with it.
+fn abort_hook() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static STEPS: AtomicUsize = AtomicUsize::new(0);
+    if let Some(limit) = *LIMIT.get_or_init(|| std::env::var("GMU_ABORT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()))
+        && STEPS.fetch_add(1, Ordering::SeqCst) + 1 >= limit
+    {
+        std::process::abort();
+    }
+}
+
 /// Trains one member under `config.schedule` on `engine` (already picked).
-/// `device` is the autodiff device, `inference` the one the returned net lives on.
+/// `device` is the autodiff device, `inference` the one the returned net
+/// lives on. Under the epochs schedule with a `checkpoint` folder, every
+/// epoch is checkpointed there and a checkpoint found there is resumed.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn train_member(
     spec: &FusionSpec,
     engine: Engine,
     problem: &Problem<'_>,
     config: &TrainingConfig,
-    rng: &mut StdRng,
+    seed: u64,
+    checkpoint: Option<&std::path::Path>,
     device: &Device,
     inference: &Device,
 ) -> Result<Outcome> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let rng = &mut rng;
     match config.schedule {
         Schedule::Steps { steps, batch_size, restarts } => {
             // The seed's recipe starts a synthetic-experiment model from TensorFlow's Glorot-uniform draw.
@@ -301,24 +373,45 @@ pub(super) fn train_member(
             Ok(Outcome { net, history: vec![], best_epoch: 0, step_losses, restart_losses, engine })
         }
         Schedule::Epochs { max_epochs, patience, batch_size } => {
+            let checkpoint = checkpoint.map(Checkpoint::open).transpose()?;
             let mut trainer = Trainer::new(engine, spec, spec.init(device)?, problem, config)?;
             let mut best: Option<(f64, FusionNet, usize)> = None;
             let mut history = Vec::new();
-            let mut order: Vec<usize> = (0..problem.train.len()).collect();
             let mut since_best = 0;
-            for epoch in 1..=max_epochs {
-                order.shuffle(rng);
+            let mut first = 1;
+            if let Some(c) = &checkpoint
+                && let Some(state) = c.state()?
+            {
+                if state.best_epoch > 0 {
+                    best = Some((state.best_score, c.load_best(spec, inference)?, state.best_epoch));
+                }
+                (history, since_best, first) = (state.history, state.since_best, state.epoch + 1);
+                if state.finished {
+                    let (_, net, best_epoch) = best.ok_or_else(|| GmuError::NonFinite("a finished checkpoint without a best epoch".into()))?;
+                    return Ok(Outcome { net, history, best_epoch, step_losses: vec![], restart_losses: vec![], engine });
+                }
+                if state.current_epoch > 0 {
+                    trainer.restore(c, spec, config, device)?;
+                }
+            }
+            for epoch in first..=max_epochs {
+                let seed = epoch_seed(seed, epoch);
+                let mut rng = StdRng::seed_from_u64(seed);
+                device.seed(seed);
+                let mut order: Vec<usize> = (0..problem.train.len()).collect();
+                order.shuffle(&mut rng);
                 let (mut loss_sum, mut batches) = (0.0f64, 0usize);
                 for positions in order.chunks(batch_size) {
-                    // A batch of one has no batch statistics; fold it into the next epoch.
+                    // A batch of one has no batch statistics; leave it out of this epoch.
                     if positions.len() < 2 {
                         continue;
                     }
-                    let present = modality_dropout(positions.len(), problem.modalities.len(), config.modality_dropout, problem.presence(positions), rng);
+                    let present = modality_dropout(positions.len(), problem.modalities.len(), config.modality_dropout, problem.presence(positions), &mut rng);
                     let value = trainer.step(problem, positions, present, config, device);
                     if !value.is_finite() {
                         return Err(non_finite(spec, value, format!("epoch {epoch}")));
                     }
+                    abort_hook();
                     loss_sum += value as f64;
                     batches += 1;
                 }
@@ -331,14 +424,27 @@ pub(super) fn train_member(
                 }
                 let dev = evaluate_nets(problem.data, &[(&problem.modalities.to_vec(), &problem.scalers.to_vec(), &valid)], problem.dev, config.threshold, inference).0;
                 history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
-                if best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score) {
+                let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
+                if improved {
+                    if let Some(c) = &checkpoint {
+                        c.save_best(&valid)?;
+                    }
                     best = Some((dev.f1.macro_, valid, epoch));
                     since_best = 0;
                 } else {
                     since_best += 1;
-                    if since_best >= patience {
-                        break;
+                }
+                let finished = since_best >= patience || epoch == max_epochs;
+                if let Some(c) = &checkpoint {
+                    if !finished {
+                        trainer.save(c)?;
                     }
+                    let (best_score, best_epoch) = best.as_ref().map(|(s, _, e)| (*s, *e)).expect("set above");
+                    let state = State { epoch, since_best, best_epoch, best_score, history: history.clone(), finished, current_epoch: if finished { 0 } else { epoch } };
+                    c.save_state(&state)?;
+                }
+                if finished {
+                    break;
                 }
             }
             let (_, net, best_epoch) = best.expect("at least one epoch");
