@@ -189,10 +189,20 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
     let field = |name: &str| {
         fields.iter().find(|f| f.name == name).ok_or_else(|| bad(format!("no field '{name}' (expected split, source, start, stop)")))
     };
+    // A field's bytes inside one element; a lying layout is an error, never an out-of-range slice.
+    let bytes_at = |element: &'_ [u8], f: &hdf5_reader::CompoundField, len: u64| -> Result<Vec<u8>> {
+        let start = u64::from(f.byte_offset);
+        start
+            .checked_add(len)
+            .and_then(|end| element.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| bad(format!("field '{}' ({len} bytes at offset {start}) lies outside its {}-byte element", f.name, element.len())))
+    };
     let string_at = |element: &[u8], f: &hdf5_reader::CompoundField| -> Result<String> {
         match &f.datatype {
             Datatype::String { size: StringSize::Fixed(len), .. } => {
-                let bytes = &element[f.byte_offset as usize..f.byte_offset as usize + *len as usize];
+                let bytes = bytes_at(element, f, *len as u64)?;
+                let bytes = &bytes[..];
                 Ok(String::from_utf8_lossy(bytes).trim_end_matches(['\0', ' ']).to_string())
             }
             other => Err(bad(format!("field '{}' should be a fixed-length string, found {other:?}", f.name))),
@@ -201,7 +211,7 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
     let int_at = |element: &[u8], f: &hdf5_reader::CompoundField| -> Result<i64> {
         match &f.datatype {
             Datatype::FixedPoint { size: 8, byte_order, .. } => {
-                let b: [u8; 8] = element[f.byte_offset as usize..f.byte_offset as usize + 8].try_into().expect("8 bytes");
+                let b: [u8; 8] = bytes_at(element, f, 8)?.try_into().expect("8 bytes");
                 Ok(match byte_order {
                     ByteOrder::BigEndian => i64::from_be_bytes(b),
                     _ => i64::from_le_bytes(b),
@@ -489,10 +499,12 @@ mod tests {
             ("mmimdb_bad_shape.h5", "dataset 'vgg_features' has 11 rows, 'features' has 12"),
             ("mmimdb_bad_split.h5", "attribute 'split' does not add up: train [0, 6), dev [6, 9), test [9, 10)"),
             ("mmimdb_bad_names.h5", "dataset 'genres' has 23 label columns but its attribute 'target_names' lists 22 names"),
+            // Found by tests/fuzz.rs: a compound field beyond its element used to panic.
+            ("fuzz/mmimdb_field_outside_element.h5", "field 'stop' (8 bytes at offset 262172) lies outside its 46-byte element"),
         ];
         for (name, expected) in cases {
             let e = read_hdf5(&fixture(name)).unwrap_err().to_string();
-            assert!(e.contains(name) && e.contains(expected), "{name}: {e}");
+            assert!(e.contains(name.trim_start_matches("fuzz/")) && e.contains(expected), "{name}: {e}");
         }
     }
 

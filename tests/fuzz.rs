@@ -1,0 +1,268 @@
+//! Mutation fuzzing of every reader of outside bytes, on stable Rust: each
+//! target starts from a valid fixture and feeds the reader mutated copies
+//! (bit flips, byte changes to boundary values, insertions, deletions,
+//! truncations, duplicated and spliced chunks, digits swapped for huge numbers)
+//! drawn from a seeded generator. The property: the reader returns a value or
+//! an error, never panics, and never asks for one allocation beyond the
+//! budget (this test binary's allocator refuses anything over
+//! [`ALLOCATION_CAP`], which aborts the run and fails the test loudly).
+//!
+//! Budget: `GMU_FUZZ_SECONDS` per target (default 8, what CI runs; give more
+//! by hand), `GMU_FUZZ_SEED` for the generator (default 0). Each target
+//! prints how many inputs it tried and how many the reader accepted.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// The largest single allocation a reader may ask for while fuzzed: far
+/// beyond any fixture, far below what a lying header would request.
+const ALLOCATION_CAP: usize = 1 << 30;
+
+struct Capped;
+
+// SAFETY: forwards to the system allocator; refusing (null) is allowed by GlobalAlloc.
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_CAP {
+            eprintln!("fuzz: an allocation of {} bytes was requested (cap {ALLOCATION_CAP})", layout.size());
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_CAP {
+            eprintln!("fuzz: an allocation of {} bytes was requested (cap {ALLOCATION_CAP})", layout.size());
+            return std::ptr::null_mut();
+        }
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > ALLOCATION_CAP {
+            eprintln!("fuzz: a reallocation to {new_size} bytes was requested (cap {ALLOCATION_CAP})");
+            return std::ptr::null_mut();
+        }
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Capped = Capped;
+
+fn budget() -> Duration {
+    let seconds = std::env::var("GMU_FUZZ_SECONDS").ok().and_then(|s| s.parse::<f64>().ok()).unwrap_or(8.0);
+    Duration::from_secs_f64(seconds)
+}
+
+fn seed() -> u64 {
+    std::env::var("GMU_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// One mutation of `bytes`.
+fn mutate(bytes: &mut Vec<u8>, rng: &mut StdRng) {
+    const INTERESTING: [u8; 12] = [0, 1, 0x7f, 0x80, 0xff, b',', b'\n', b'"', b'-', b'9', b'.', b'e'];
+    let n = bytes.len();
+    match rng.random_range(0..9) {
+        0 if n > 0 => {
+            let i = rng.random_range(0..n);
+            bytes[i] ^= 1 << rng.random_range(0..8);
+        }
+        1 if n > 0 => {
+            let i = rng.random_range(0..n);
+            bytes[i] = INTERESTING[rng.random_range(0..INTERESTING.len())];
+        }
+        2 => {
+            let i = rng.random_range(0..=n);
+            bytes.insert(i, rng.random());
+        }
+        3 if n > 0 => {
+            let i = rng.random_range(0..n);
+            let len = rng.random_range(1..=(n - i).min(16));
+            bytes.drain(i..i + len);
+        }
+        4 => {
+            let keep = rng.random_range(0..=n);
+            bytes.truncate(keep);
+        }
+        5 if n > 1 => {
+            // Duplicate a chunk somewhere else.
+            let a = rng.random_range(0..n);
+            let len = rng.random_range(1..=(n - a).min(64));
+            let chunk = bytes[a..a + len].to_vec();
+            let at = rng.random_range(0..=bytes.len());
+            bytes.splice(at..at, chunk);
+        }
+        6 if n > 0 => {
+            // A run of digits becomes a huge or negative number.
+            let i = rng.random_range(0..n);
+            if bytes[i].is_ascii_digit() {
+                let mut j = i;
+                while j < bytes.len() && bytes[j].is_ascii_digit() {
+                    j += 1;
+                }
+                let big: &[u8] = [&b"18446744073709551615"[..], b"99999999999999999999999", b"-1", b"0", b"4611686018427387904"][rng.random_range(0..5)];
+                bytes.splice(i..j, big.iter().copied());
+            }
+        }
+        7 if n > 3 => {
+            // Overwrite four bytes with a little-endian boundary integer (binary headers).
+            let i = rng.random_range(0..n - 3);
+            let v: u32 = [0, 1, u32::MAX, 0x7fff_ffff, 0x8000_0000, 4096][rng.random_range(0..6)];
+            bytes[i..i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        _ => {
+            let i = rng.random_range(0..=n);
+            bytes.insert(i, INTERESTING[rng.random_range(0..INTERESTING.len())]);
+        }
+    }
+}
+
+/// Runs `read` on mutated copies of `fixture` (written to `path`) for the
+/// budget; returns (inputs tried, inputs accepted). A panic fails the test,
+/// with the input saved beside the test's temporary folder for replay.
+fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -> (usize, usize) {
+    let mut rng = StdRng::seed_from_u64(seed() ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
+    let start = Instant::now();
+    let (mut tried, mut accepted) = (0, 0);
+    // The fixture itself must be accepted: the target reads what it should.
+    std::fs::write(path, fixture).unwrap();
+    assert!(read(path), "{name}: the valid fixture is refused");
+    while start.elapsed() < budget() {
+        let mut bytes = fixture.to_vec();
+        for _ in 0..rng.random_range(1..=8) {
+            mutate(&mut bytes, &mut rng);
+        }
+        std::fs::write(path, &bytes).unwrap();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| read(path))) {
+            Ok(ok) => accepted += usize::from(ok),
+            Err(_) => {
+                let keep = std::env::temp_dir().join(format!("gmu-fuzz-{name}-crash"));
+                std::fs::write(&keep, &bytes).unwrap();
+                panic!("{name}: the reader panicked on input {tried} (saved to {})", keep.display());
+            }
+        }
+        tried += 1;
+    }
+    eprintln!("fuzz {name}: {tried} inputs in {:.1} s, {accepted} accepted, no panic", start.elapsed().as_secs_f64());
+    (tried, accepted)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+fn npy(shape: &str, values: &[f32]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    out
+}
+
+#[test]
+fn fuzz_csv_views_and_the_chunked_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = b"x,y,label\n1,2,cat\n3,,dog\n5.5,-6e3,cat\nNaN,7,dog\n".to_vec();
+    fuzz("csv-view", &csv, &dir.path().join("v.csv"), &|p| gmu::data::multiview::read_view(p, Some("label")).is_ok());
+    fuzz("csv-stream", &csv, &dir.path().join("s.csv"), &|p| {
+        let Ok(mut s) = gmu::data::stream::ViewStream::open(p, Some("label")) else { return false };
+        loop {
+            match s.next_chunk(2) {
+                Ok((v, _)) if v.is_empty() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_npy_views() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = npy("(3, 2)", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    fuzz("npy-view", &bytes, &dir.path().join("v.npy"), &|p| gmu::data::multiview::read_view(p, None).is_ok());
+    fuzz("npy-stream", &bytes, &dir.path().join("s.npy"), &|p| {
+        let Ok(mut s) = gmu::data::stream::ViewStream::open(p, None) else { return false };
+        loop {
+            match s.next_chunk(2) {
+                Ok((v, _)) if v.is_empty() => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    });
+}
+
+#[test]
+fn fuzz_label_files() {
+    let dir = tempfile::tempdir().unwrap();
+    fuzz("labels-column", b"genre\ndrama|comedy\nhorror\ndrama\n", &dir.path().join("a.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
+    fuzz("labels-multihot", b"drama,comedy,horror\n1,0,1\n0,1,0\n", &dir.path().join("b.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
+    let npy_labels = npy("(4,)", &[0.0, 1.0, 2.0, 1.0]);
+    fuzz("labels-npy", &npy_labels, &dir.path().join("c.npy"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
+}
+
+#[test]
+fn fuzz_synthetic_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    fuzz("synthetic-csv", b"v0,v1,t0,t1,c,m\n1,2,3,4,0,1\n-1.5,2e3,0,0,1,0\n", &dir.path().join("s.csv"), &|p| gmu::data::table::read_csv(p).is_ok());
+}
+
+#[test]
+fn fuzz_mmimdb_hdf5() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["mmimdb_contiguous.h5", "mmimdb_chunked.h5"] {
+        let bytes = std::fs::read(fixture(name)).unwrap();
+        fuzz(name, &bytes, &dir.path().join("m.hdf5"), &|p| gmu::data::mmimdb::read_hdf5(p).is_ok());
+    }
+}
+
+#[test]
+fn fuzz_raw_archive_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("dataset")).unwrap();
+    let movies = [
+        ("0000001", r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A longer plot."], "genres": ["Drama", "News", "Comedy"]}"#),
+        ("0000002", r#"{"title": "B", "plot": ["Only plot."], "genres": ["Horror"]}"#),
+        ("0000003", r#"{"title": "C", "plot": ["Third."], "genres": ["Film-Noir"]}"#),
+    ];
+    for (id, json) in movies {
+        std::fs::write(root.join("dataset").join(format!("{id}.json")), json).unwrap();
+        std::fs::write(root.join("dataset").join(format!("{id}.jpeg")), b"\xff\xd8\xff\xe0").unwrap();
+    }
+    let split = br#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#;
+    std::fs::write(root.join("split.json"), split).unwrap();
+    let read = |_: &Path| gmu::data::mmimdb::read_archive(root).is_ok();
+    fuzz("archive-split", split, &root.join("split.json"), &read);
+    std::fs::write(root.join("split.json"), split).unwrap();
+    fuzz("archive-movie", movies[0].1.as_bytes(), &root.join("dataset/0000001.json"), &read);
+}
+
+#[test]
+fn fuzz_model_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let v1 = fixture("model_v1/mfeat-gmu");
+    std::fs::create_dir_all(&model).unwrap();
+    let weights = std::fs::read(v1.join("model-0.safetensors")).unwrap();
+    std::fs::write(model.join("model-0.safetensors"), &weights).unwrap();
+    let config = std::fs::read(v1.join("config.json")).unwrap();
+    let device = burn::tensor::Device::default();
+    let load = |_: &Path| gmu::model_dir::load(&model, &device).is_ok();
+    fuzz("config-json", &config, &model.join("config.json"), &load);
+    std::fs::write(model.join("config.json"), &config).unwrap();
+    fuzz("safetensors", &weights, &model.join("model-0.safetensors"), &load);
+}
