@@ -13,8 +13,20 @@ use crate::error::{GmuError, Result};
 /// The environment variable that overrides the budget.
 pub const BUDGET_VAR: &str = "GMU_MEMORY_BUDGET";
 
-/// The budget in bytes.
+static SET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Sets the budget for this process (0 goes back to the default); a program
+/// embedding gmu, or a test, bounds what gmu may allocate with it.
+pub fn set_budget(bytes: u64) {
+    SET.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The budget in bytes: [`set_budget`]'s, else `GMU_MEMORY_BUDGET`, else the machine's memory.
 pub fn budget() -> u64 {
+    let set = SET.load(std::sync::atomic::Ordering::Relaxed);
+    if set > 0 {
+        return set;
+    }
     if let Some(bytes) = std::env::var(BUDGET_VAR).ok().and_then(|v| parse_size(&v)) {
         return bytes;
     }
@@ -71,7 +83,7 @@ pub fn ensure(param: &'static str, what: &str, bytes: Option<u64>) -> Result<()>
         Some(b) if b <= budget => Ok(()),
         Some(b) => Err(GmuError::invalid(
             param,
-            format!("{what} would need {} of memory, more than the budget of {} (the machine's memory; {BUDGET_VAR} changes it)", human(b), human(budget)),
+            format!("{what} would need {} of memory, more than the budget of {} ({BUDGET_VAR}, or the machine's memory by default)", human(b), human(budget)),
         )),
         None => Err(GmuError::invalid(param, format!("{what} would need more than 2^64 bytes of memory"))),
     }

@@ -4,8 +4,9 @@
 //! truncations, duplicated and spliced chunks, digits swapped for huge numbers)
 //! drawn from a seeded generator. The property: the reader returns a value or
 //! an error, never panics, and never asks for one allocation beyond the
-//! budget (this test binary's allocator refuses anything over
-//! [`ALLOCATION_CAP`], which aborts the run and fails the test loudly).
+//! budget (gmu's budget is set to half of [`ALLOCATION_CAP`]; this test
+//! binary's allocator refuses anything over the cap, which aborts the run and
+//! fails the test loudly).
 //!
 //! Budget: `GMU_FUZZ_SECONDS` per target (default 8, what CI runs; give more
 //! by hand), `GMU_FUZZ_SEED` for the generator (default 0). Each target
@@ -25,12 +26,22 @@ const ALLOCATION_CAP: usize = 1 << 30;
 
 struct Capped;
 
+thread_local! {
+    /// The last request this thread's reader made over the cap, for the fuzz loop to report
+    /// with its input (const-initialised: no allocation inside the allocator).
+    static REFUSED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn refuse(size: usize) -> *mut u8 {
+    REFUSED.with(|r| r.set(size));
+    std::ptr::null_mut()
+}
+
 // SAFETY: forwards to the system allocator; refusing (null) is allowed by GlobalAlloc.
 unsafe impl GlobalAlloc for Capped {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if layout.size() > ALLOCATION_CAP {
-            eprintln!("fuzz: an allocation of {} bytes was requested (cap {ALLOCATION_CAP})", layout.size());
-            return std::ptr::null_mut();
+            return refuse(layout.size());
         }
         unsafe { System.alloc(layout) }
     }
@@ -39,15 +50,13 @@ unsafe impl GlobalAlloc for Capped {
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if layout.size() > ALLOCATION_CAP {
-            eprintln!("fuzz: an allocation of {} bytes was requested (cap {ALLOCATION_CAP})", layout.size());
-            return std::ptr::null_mut();
+            return refuse(layout.size());
         }
         unsafe { System.alloc_zeroed(layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         if new_size > ALLOCATION_CAP {
-            eprintln!("fuzz: a reallocation to {new_size} bytes was requested (cap {ALLOCATION_CAP})");
-            return std::ptr::null_mut();
+            return refuse(new_size);
         }
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -128,6 +137,8 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut StdRng) {
 /// budget; returns (inputs tried, inputs accepted). A panic fails the test,
 /// with the input saved beside the test's temporary folder for replay.
 fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -> (usize, usize) {
+    // gmu's own size checks must stop a lying header below the allocator's cap.
+    gmu::budget::set_budget(ALLOCATION_CAP as u64 / 2);
     let mut rng = StdRng::seed_from_u64(seed() ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
     let start = Instant::now();
     let (mut tried, mut accepted) = (0, 0);
@@ -140,13 +151,15 @@ fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -
             mutate(&mut bytes, &mut rng);
         }
         std::fs::write(path, &bytes).unwrap();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| read(path))) {
+        // Saved first: an abort (an allocation refused outside a fallible path) leaves it behind.
+        let keep = std::env::temp_dir().join(format!("gmu-fuzz-{name}-last"));
+        std::fs::write(&keep, &bytes).unwrap();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| read(path)));
+        let refused = REFUSED.with(|r| r.replace(0));
+        assert!(refused == 0, "{name}: input {tried} asked for {refused} bytes in one allocation (saved to {})", keep.display());
+        match outcome {
             Ok(ok) => accepted += usize::from(ok),
-            Err(_) => {
-                let keep = std::env::temp_dir().join(format!("gmu-fuzz-{name}-crash"));
-                std::fs::write(&keep, &bytes).unwrap();
-                panic!("{name}: the reader panicked on input {tried} (saved to {})", keep.display());
-            }
+            Err(_) => panic!("{name}: the reader panicked on input {tried} (saved to {})", keep.display()),
         }
         tried += 1;
     }

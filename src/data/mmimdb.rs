@@ -68,8 +68,18 @@ fn dataset(file: &Hdf5File, members: &[String], path: &Path, name: &str, what: &
     file.dataset(name).map_err(|e| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?")))
 }
 
+/// The number of elements `ds` holds, checked (a lying shape neither
+/// overflows nor asks for more than the memory budget, at `bytes` per element).
+fn elements(path: &Path, ds: &hdf5_reader::Dataset, name: &str, bytes: u64) -> Result<usize> {
+    let n = ds.shape().iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
+    let total = n.and_then(|n| n.checked_mul(bytes));
+    crate::budget::ensure("data", &format!("dataset '{name}' of shape {:?}", ds.shape()), total)
+        .map_err(|e| err(path, e.to_string().trim_start_matches("invalid data: ").to_string()))?;
+    usize::try_from(n.expect("checked above")).map_err(|_| err(path, format!("dataset '{name}' of shape {:?} is too large", ds.shape())))
+}
+
 fn read_floats(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<Vec<f32>> {
-    let n: usize = ds.shape().iter().product::<u64>() as usize;
+    let n = elements(path, ds, name, 8)?;
     let failed = |e: hdf5_reader::error::Error| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?"));
     match ds.dtype() {
         Datatype::FloatingPoint { size: 4, .. } => {
@@ -149,12 +159,17 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
             return Err(err(path, format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k])));
         }
     }
-    let mut genres = vec![0i32; n * n_labels];
+    let mut genres = vec![0i32; elements(path, &genres_ds, "genres", 4)?];
     genres_ds
         .read_into(&mut genres)
         .map_err(|e| err(path, format!("dataset 'genres': cannot read as int32 ({e}); is the file truncated?")))?;
     if let Some(k) = genres.iter().position(|&g| g != 0 && g != 1) {
         return Err(err(path, format!("dataset 'genres', row {}, column {}: {} (expected 0 or 1)", k / n_labels, k % n_labels, genres[k])));
+    }
+    if let Datatype::String { size: StringSize::Fixed(len), .. } = ids_ds.dtype() {
+        let bytes = (n as u64).checked_mul(u64::from(*len));
+        crate::budget::ensure("data", &format!("dataset 'imdb_ids' ({n} strings of {len} bytes)"), bytes)
+            .map_err(|e| err(path, e.to_string().trim_start_matches("invalid data: ").to_string()))?;
     }
     let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
     let data = MultiviewData {
@@ -501,6 +516,9 @@ mod tests {
             ("mmimdb_bad_names.h5", "dataset 'genres' has 23 label columns but its attribute 'target_names' lists 22 names"),
             // Found by tests/fuzz.rs: a compound field beyond its element used to panic.
             ("fuzz/mmimdb_field_outside_element.h5", "field 'stop' (8 bytes at offset 262172) lies outside its 46-byte element"),
+            // Found by tests/fuzz.rs: a lying shape used to allocate 320 GiB (and abort).
+            ("fuzz/mmimdb_lying_shape.h5", "dataset 'vgg_features' of shape [40, 1073741888] would need 320.0 GiB of memory"),
+            ("fuzz/mmimdb_huge_strings.h5", "dataset 'imdb_ids' (40 strings of 4294901767 bytes) would need 160.0 GiB of memory"),
         ];
         for (name, expected) in cases {
             let e = read_hdf5(&fixture(name)).unwrap_err().to_string();
