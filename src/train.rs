@@ -1,6 +1,6 @@
 //! The synthetic experiment's models on the one stack: [`train`] turns the
 //! synthetic data into two views (`v`, `t`) and trains a synthetic-experiment
-//! classifier with [`fit`](crate::fit::fit) under its [`TrainingConfig`]
+//! classifier with [`fit`] under its [`TrainingConfig`]
 //! (usually a [`Preset`](crate::config::Preset): Adam steps with restarts),
 //! then hands back the weights in the native engine's layout, which scores
 //! the 1000×1000 maps fast. [`save`] writes the same model directory every

@@ -4,9 +4,9 @@
 //! the engine [`Engine::pick`] chooses; dropout and the max-norm constraint,
 //! modality dropout, imputation of partly missing rows, late fusion
 //! (`avg-probs`), and the model directory of a trained model. Prediction and
-//! scoring live in [`predict`](crate::predict), which evaluation here goes
+//! scoring live in [`predict`], which evaluation here goes
 //! through; [`report`] reads the gates and the occlusion importance per
-//! class; [`search`] is the paper's random search.
+//! class; [`search()`] is the paper's random search.
 //!
 //! Single-label and multilabel tasks go through the same code: the targets
 //! decide softmax + cross-entropy + argmax or sigmoids + binary cross-entropy
@@ -482,7 +482,7 @@ impl Trained {
         })
     }
 
-    /// Writes the model directory (see [`model_dir`](crate::model_dir)) into `dir`.
+    /// Writes the model directory (see [`model_dir`]) into `dir`.
     pub fn save(&self, dir: &Path, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> Result<()> {
         let nets: Vec<&FusionNet> = self.members.iter().map(|m| &m.net).collect();
         model_dir::save(dir, &self.model_config(method, data, results), &nets)
