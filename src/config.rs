@@ -107,12 +107,7 @@ impl ModelOptions {
 
     /// Checks what does not depend on the data; [`FusionSpec::validate`] checks the rest.
     pub fn validate(&self) -> Result<()> {
-        if self.hidden == 0 {
-            return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {}", self.dropout)));
-        }
+        crate::fusion::network::check_options(self.fusion, self.head, self.bias, self.hidden, self.dropout)?;
         if let Some(m) = self.max_norm
             && !(m > 0.0 && m.is_finite())
         {
@@ -120,15 +115,6 @@ impl ModelOptions {
         }
         if self.image_features == 0 {
             return Err(GmuError::invalid("image_features", "must be at least 1, got 0"));
-        }
-        match (self.head, self.fusion) {
-            (HeadKind::Maxout, _) | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat) | (HeadKind::Tanh, FusionKind::Concat) => {}
-            (head, fusion) => {
-                return Err(GmuError::invalid("head", format!("the {head:?} head is not available for {fusion}").to_lowercase()));
-            }
-        }
-        if !self.bias && self.head == HeadKind::Maxout {
-            return Err(GmuError::invalid("bias", "the maxout MLP always has biases; bias = false needs a linear or tanh head"));
         }
         if self.normalize_gates && self.fusion != FusionKind::Gmu {
             return Err(GmuError::invalid("normalize_gates", format!("softmax gates are a GMU option, not one of {}", self.fusion)));

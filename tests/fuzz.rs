@@ -171,17 +171,16 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
-fn npy(shape: &str, values: &[f32]) -> Vec<u8> {
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
+/// Reads a whole view file through the chunked reader, two rows at a time.
+fn read_streamed(path: &Path, label_column: Option<&str>) -> bool {
+    let Ok(mut s) = gmu::data::stream::ViewStream::open(path, label_column) else { return false };
+    loop {
+        match s.next_chunk(2) {
+            Ok((v, _)) if v.is_empty() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
     }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    out
 }
 
 #[test]
@@ -189,33 +188,15 @@ fn fuzz_csv_views_and_the_chunked_reader() {
     let dir = tempfile::tempdir().unwrap();
     let csv = b"x,y,label\n1,2,cat\n3,,dog\n5.5,-6e3,cat\nNaN,7,dog\n".to_vec();
     fuzz("csv-view", &csv, &dir.path().join("v.csv"), &|p| gmu::data::multiview::read_view(p, Some("label")).is_ok());
-    fuzz("csv-stream", &csv, &dir.path().join("s.csv"), &|p| {
-        let Ok(mut s) = gmu::data::stream::ViewStream::open(p, Some("label")) else { return false };
-        loop {
-            match s.next_chunk(2) {
-                Ok((v, _)) if v.is_empty() => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    });
+    fuzz("csv-stream", &csv, &dir.path().join("s.csv"), &|p| read_streamed(p, Some("label")));
 }
 
 #[test]
 fn fuzz_npy_views() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = npy("(3, 2)", &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let bytes = gmu::data::multiview::npy_bytes(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     fuzz("npy-view", &bytes, &dir.path().join("v.npy"), &|p| gmu::data::multiview::read_view(p, None).is_ok());
-    fuzz("npy-stream", &bytes, &dir.path().join("s.npy"), &|p| {
-        let Ok(mut s) = gmu::data::stream::ViewStream::open(p, None) else { return false };
-        loop {
-            match s.next_chunk(2) {
-                Ok((v, _)) if v.is_empty() => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-    });
+    fuzz("npy-stream", &bytes, &dir.path().join("s.npy"), &|p| read_streamed(p, None));
 }
 
 #[test]
@@ -223,7 +204,7 @@ fn fuzz_label_files() {
     let dir = tempfile::tempdir().unwrap();
     fuzz("labels-column", b"genre\ndrama|comedy\nhorror\ndrama\n", &dir.path().join("a.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
     fuzz("labels-multihot", b"drama,comedy,horror\n1,0,1\n0,1,0\n", &dir.path().join("b.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
-    let npy_labels = npy("(4,)", &[0.0, 1.0, 2.0, 1.0]);
+    let npy_labels = gmu::data::multiview::npy_bytes(&[4], &[0.0, 1.0, 2.0, 1.0]);
     fuzz("labels-npy", &npy_labels, &dir.path().join("c.npy"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
 }
 

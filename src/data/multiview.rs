@@ -615,6 +615,30 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     Ok((header.shape, data.chunks_exact(header.width).map(header.convert).collect()))
 }
 
+/// `values` as a NumPy `.npy` file (format 1.0, little-endian `<f4`, C
+/// order) of `shape`: what [`read_npy`] and NumPy read back.
+pub fn npy_bytes(shape: &[usize], values: &[f32]) -> Vec<u8> {
+    assert_eq!(shape.iter().product::<usize>(), values.len(), "shape and values disagree");
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    npy_with_header("<f4", &shape_text, &values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())
+}
+
+/// A `.npy` file of format 1.0 with this dtype, shape text and raw data
+/// (the header padded to a multiple of 64 bytes, as NumPy writes it).
+pub(crate) fn npy_with_header(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 /// What the header of a `.npy` file says.
 #[derive(Clone, Debug)]
 pub struct NpyHeader {
@@ -686,16 +710,18 @@ mod tests {
     }
 
     fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut header = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
+        npy_with_header(descr, shape, data)
+    }
+
+    #[test]
+    fn npy_files_written_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        for (shape, values) in [(vec![2, 3], vec![1.0f32, -2.5, 3.0, 0.0, f32::NAN, 6.0]), (vec![4], vec![0.0, 1.0, 2.0, 1.0])] {
+            let p = write(dir.path(), "w.npy", &npy_bytes(&shape, &values));
+            let (s, v) = read_npy(&p).unwrap();
+            assert_eq!(s, shape);
+            assert!(v.iter().zip(&values).all(|(a, b)| a == b || a.is_nan() && b.is_nan()));
         }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(data);
-        out
     }
 
     #[test]

@@ -175,6 +175,29 @@ fn default_true() -> bool {
     true
 }
 
+/// The checks every model shares, whatever its inputs: the head is one
+/// `kind` takes, the maxout MLP keeps its biases, a hidden width, a dropout
+/// probability. [`FusionSpec::validate`] and
+/// [`ModelOptions::validate`](crate::config::ModelOptions::validate) both use it.
+pub(crate) fn check_options(kind: FusionKind, head: HeadKind, bias: bool, hidden: usize, dropout: f64) -> Result<()> {
+    if hidden == 0 {
+        return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
+    }
+    match (head, kind) {
+        (HeadKind::Maxout, _) | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat) | (HeadKind::Tanh, FusionKind::Concat) => {}
+        (head, kind) => {
+            return Err(GmuError::invalid("head", format!("the {head:?} head is not available for {kind}").to_lowercase()));
+        }
+    }
+    if !bias && head == HeadKind::Maxout {
+        return Err(GmuError::invalid("bias", "the maxout MLP always has biases; bias = false needs a linear or tanh head"));
+    }
+    if !(0.0..1.0).contains(&dropout) {
+        return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {dropout}")));
+    }
+    Ok(())
+}
+
 impl FusionSpec {
     /// A spec with the paper's defaults (dropout 0.5, maxout experts, untied
     /// gates) and identity encoders.
@@ -234,23 +257,9 @@ impl FusionSpec {
                 format!("{} fuses at least 2 modalities, got {k}; a single-modality model is concat", self.kind),
             ));
         }
-        if self.hidden == 0 {
-            return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
-        }
-        match (self.head, self.kind) {
-            (HeadKind::Maxout, _) | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat) | (HeadKind::Tanh, FusionKind::Concat) => {}
-            (head, kind) => {
-                return Err(GmuError::invalid("head", format!("the {head:?} head is not available for {kind}").to_lowercase()));
-            }
-        }
-        if !self.bias && self.head == HeadKind::Maxout {
-            return Err(GmuError::invalid("bias", "the maxout MLP always has biases; bias = false needs a linear or tanh head"));
-        }
+        check_options(self.kind, self.head, self.bias, self.hidden, self.dropout)?;
         if self.n_outputs == 0 {
             return Err(GmuError::invalid("labels", "the task has no label"));
-        }
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {}", self.dropout)));
         }
         for e in &self.encoders {
             if let EncoderSpec::Cnn { height, width, d_out, .. } = *e
