@@ -75,18 +75,25 @@ pub fn sum(terms: &[Option<u64>]) -> Option<u64> {
     terms.iter().try_fold(0u64, |acc, t| acc.checked_add((*t)?))
 }
 
-/// Checks that `bytes` (`None`: beyond 2^64) fits the budget; the error
-/// names `param` and says that `what` would need so much.
-pub fn ensure(param: &'static str, what: &str, bytes: Option<u64>) -> Result<()> {
+/// Checks that `bytes` (`None`: beyond 2^64) fits the budget; the message
+/// says that `what` would need so much (for an error about a file, which
+/// names the file itself).
+pub fn check(what: &str, bytes: Option<u64>) -> std::result::Result<(), String> {
     let budget = budget();
     match bytes {
         Some(b) if b <= budget => Ok(()),
-        Some(b) => Err(GmuError::invalid(
-            param,
-            format!("{what} would need {} of memory, more than the budget of {} ({BUDGET_VAR}, or the machine's memory by default)", human(b), human(budget)),
+        Some(b) => Err(format!(
+            "{what} would need {} of memory, more than the budget of {} ({BUDGET_VAR}, or the machine's memory by default)",
+            human(b),
+            human(budget)
         )),
-        None => Err(GmuError::invalid(param, format!("{what} would need more than 2^64 bytes of memory"))),
+        None => Err(format!("{what} would need more than 2^64 bytes of memory")),
     }
+}
+
+/// [`check`] for a size a parameter implies: the error names `param`.
+pub fn ensure(param: &'static str, what: &str, bytes: Option<u64>) -> Result<()> {
+    check(what, bytes).map_err(|message| GmuError::invalid(param, message))
 }
 
 #[cfg(test)]

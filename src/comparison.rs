@@ -216,6 +216,8 @@ pub fn compare(
     // paper's late fusion of the best single-modality models) when they were trained.
     let mut singles: Vec<(usize, crate::fit::Trained)> = Vec::new();
     for (method, views, config) in jobs {
+        // Where this method's model directory and its epoch checkpoints go (`single:a` → `single-a`).
+        let saved = options.save_to.as_ref().map(|d| (d.join(method.replace(':', "-")), d.join(format!("{}.checkpoint", method.replace(':', "-")))));
         let reuse = config.model.fusion == FusionKind::AvgProbs
             && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
         let (trained, dev) = if reuse {
@@ -236,16 +238,16 @@ pub fn compare(
             };
             let dev = trained.evaluate(data, &split.dev, device).0;
             (trained, dev)
-        } else if let Some(dir) = options.save_to.as_ref().map(|d| d.join(method.replace(':', "-")))
+        } else if let Some((dir, _)) = &saved
             && dir.join(crate::model_dir::CONFIG_FILE).exists()
         {
             // Resuming a killed run: this method finished and was saved whole.
-            let trained = Trained::load(&dir, data, split, device)?;
+            let trained = Trained::load(dir, data, split, device)?;
             let dev = trained.evaluate(data, &split.dev, device).0;
             (trained, dev)
         } else {
-            let checkpoint = options.save_to.as_ref().map(|d| d.join(format!("{}.checkpoint", method.replace(':', "-"))));
-            let found = search_with(data, &views, split, &config, options.trials, checkpoint.as_deref(), device)?;
+            let checkpoint = saved.as_ref().map(|(_, c)| c.as_path());
+            let found = search_with(data, &views, split, &config, options.trials, checkpoint, device)?;
             (found.trained, found.dev)
         };
         let (test, predictions) = if views.len() > 1 || config.model.fusion == FusionKind::AvgProbs {
@@ -279,14 +281,12 @@ pub fn compare(
             importance,
             missing,
         };
-        if let Some(dir) = &options.save_to {
+        if let Some((dir, checkpoint)) = &saved {
             let json = serde_json::to_value(&result).expect("result serialises");
-            let name = method.replace(':', "-");
-            trained.save(&dir.join(&name), &method, options.data.clone(), json)?;
+            trained.save(dir, &method, options.data.clone(), json)?;
             // The method is saved whole: its epoch checkpoints are no longer needed.
-            let checkpoint = dir.join(format!("{name}.checkpoint"));
             if checkpoint.exists() {
-                std::fs::remove_dir_all(&checkpoint).map_err(|e| GmuError::io(&checkpoint, e))?;
+                std::fs::remove_dir_all(checkpoint).map_err(|e| GmuError::io(checkpoint, e))?;
             }
         }
         progress(&result);

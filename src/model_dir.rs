@@ -183,16 +183,40 @@ pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()>
         if let Some(name) = first_non_finite(net) {
             return Err(GmuError::NonFinite(format!("member {i}: tensor {name} holds NaN or infinity; nothing was saved")));
         }
-        let path = dir.join(weights_file(i));
-        let tmp = temp_path(&path);
-        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-        net.save_into(&mut store).map_err(|e| store_error(&path, e.to_string()))?;
-        let bytes = std::fs::read(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
-        let _ = std::fs::remove_file(&tmp);
-        write_atomic(&path, &canonical_safetensors(&bytes).map_err(|m| store_error(&path, m))?)?;
+        write_weights(&dir.join(weights_file(i)), net)?;
     }
     let json = serde_json::to_string_pretty(config).expect("the config serialises");
     write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
+}
+
+/// Writes `net`'s weights to `path`: burn's safetensors in one canonical byte
+/// layout ([`canonical_safetensors`]), atomically.
+pub(crate) fn write_weights(path: &Path, net: &FusionNet) -> Result<()> {
+    let tmp = temp_path(path);
+    let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
+    net.save_into(&mut store).map_err(|e| store_error(path, e.to_string()))?;
+    let bytes = std::fs::read(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
+    let _ = std::fs::remove_file(&tmp);
+    write_atomic(path, &canonical_safetensors(&bytes).map_err(|m| store_error(path, m))?)
+}
+
+/// A fresh `spec` model on `device` holding the weights [`write_weights`]
+/// wrote to `path`; every tensor must be there with its shape.
+pub(crate) fn read_weights(path: &Path, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
+    if !path.is_file() {
+        return Err(store_error(path, "missing weights file"));
+    }
+    let mut net = spec.init(device)?;
+    let mut store = SafetensorsStore::from_file(path);
+    let result = net.load_from(&mut store).map_err(|e| store_error(path, one_line(&e.to_string())))?;
+    if !result.is_success() {
+        let missing: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).take(3).collect();
+        return Err(store_error(
+            path,
+            format!("the weights do not match the config (missing: {}; {} errors)", missing.join(", "), result.errors.len()),
+        ));
+    }
+    Ok(net)
 }
 
 /// The same safetensors file in one canonical byte layout: header keys
@@ -339,19 +363,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)
     let mut nets = Vec::with_capacity(config.members.len());
     for (i, member) in config.members.iter().enumerate() {
         let path: PathBuf = dir.join(weights_file(i));
-        if !path.is_file() {
-            return Err(store_error(&path, "missing weights file"));
-        }
-        let mut net = member.spec.init(device)?;
-        let mut store = SafetensorsStore::from_file(&path);
-        let result = net.load_from(&mut store).map_err(|e| store_error(&path, one_line(&e.to_string())))?;
-        if !result.is_success() {
-            let missing: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).take(3).collect();
-            return Err(store_error(
-                &path,
-                format!("the weights do not match the config (missing: {}; {} errors)", missing.join(", "), result.errors.len()),
-            ));
-        }
+        let net = read_weights(&path, &member.spec, device)?;
         if let Some(name) = first_non_finite(&net) {
             return Err(GmuError::NonFinite(format!("{}: tensor {name} holds NaN or infinity", path.display())));
         }

@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let source = args.input.data.source(None)?;
     if let Some(out) = &args.predictions
-        && let Some(input) = source.paths().iter().chain([&args.input.model.join(gmu::model_dir::CONFIG_FILE)]).find(|i| gmu::error::same_file(out, i))
+        && let Some(input) = super::overwritten_input(out, &args.input.model, &source)
     {
         bail!("invalid --predictions: {} is the input data ({}); choose another file", out.display(), input.display());
     }

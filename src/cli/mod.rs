@@ -341,6 +341,12 @@ fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
     }
 }
 
+/// The input a command reads that writing `out` would overwrite: the model
+/// directory's `config.json` or a file the data source reads.
+fn overwritten_input(out: &std::path::Path, model: &std::path::Path, source: &gmu::data::DataSource) -> Option<std::path::PathBuf> {
+    std::iter::once(model.join(gmu::model_dir::CONFIG_FILE)).chain(source.paths()).find(|i| gmu::error::same_file(out, i))
+}
+
 /// The output folder of a long run: started afresh, or (`resume`) continued
 /// from what a killed run of the same flags left. The flags are recorded
 /// without `--resume` and `--force`, which do not change the result.

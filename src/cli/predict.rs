@@ -235,9 +235,7 @@ impl Progress {
 
 /// No command writes over one of its own inputs.
 fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Result<()> {
-    let mut inputs: Vec<PathBuf> = vec![args.model.join(gmu::model_dir::CONFIG_FILE)];
-    inputs.extend(source.paths());
-    if let Some(input) = inputs.iter().find(|i| gmu::error::same_file(out, i)) {
+    if let Some(input) = super::overwritten_input(out, &args.model, source) {
         bail!("--out {} is an input of this command ({}); choose another output file", out.display(), input.display());
     }
     if out.starts_with(&args.model) || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m)) {

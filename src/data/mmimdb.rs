@@ -73,8 +73,7 @@ fn dataset(file: &Hdf5File, members: &[String], path: &Path, name: &str, what: &
 fn elements(path: &Path, ds: &hdf5_reader::Dataset, name: &str, bytes: u64) -> Result<usize> {
     let n = ds.shape().iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
     let total = n.and_then(|n| n.checked_mul(bytes));
-    crate::budget::ensure("data", &format!("dataset '{name}' of shape {:?}", ds.shape()), total)
-        .map_err(|e| err(path, e.to_string().trim_start_matches("invalid data: ").to_string()))?;
+    crate::budget::check(&format!("dataset '{name}' of shape {:?}", ds.shape()), total).map_err(|m| err(path, m))?;
     usize::try_from(n.expect("checked above")).map_err(|_| err(path, format!("dataset '{name}' of shape {:?} is too large", ds.shape())))
 }
 
@@ -168,8 +167,7 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     }
     if let Datatype::String { size: StringSize::Fixed(len), .. } = ids_ds.dtype() {
         let bytes = (n as u64).checked_mul(u64::from(*len));
-        crate::budget::ensure("data", &format!("dataset 'imdb_ids' ({n} strings of {len} bytes)"), bytes)
-            .map_err(|e| err(path, e.to_string().trim_start_matches("invalid data: ").to_string()))?;
+        crate::budget::check(&format!("dataset 'imdb_ids' ({n} strings of {len} bytes)"), bytes).map_err(|m| err(path, m))?;
     }
     let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
     let data = MultiviewData {

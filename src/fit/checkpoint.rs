@@ -21,7 +21,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
-use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -41,10 +40,9 @@ pub(super) struct State {
     pub best_score: f64,
     /// The log so far.
     pub history: Vec<EpochLog>,
-    /// Training ended (early stop or the last epoch).
+    /// Training ended (early stop or the last epoch); `current.*` hold
+    /// epoch `epoch`'s state exactly when it did not.
     pub finished: bool,
-    /// Which epoch's files `current.*` hold (written before this file).
-    pub current_epoch: usize,
 }
 
 /// Flat weights, Adam's step count, and its two moments.
@@ -131,22 +129,11 @@ impl Checkpoint {
     }
 
     fn save_net(&self, name: &str, net: &FusionNet) -> Result<()> {
-        let path = self.file(name);
-        let tmp = crate::error::temp_path(&path);
-        let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
-        net.save_into(&mut store).map_err(|e| err(&path, e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))
+        crate::model_dir::write_weights(&self.file(name), net)
     }
 
     fn load_net(&self, name: &str, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
-        let path = self.file(name);
-        let mut net = spec.init(device)?;
-        let mut store = SafetensorsStore::from_file(&path);
-        let result = net.load_from(&mut store).map_err(|e| err(&path, e.to_string().lines().next().unwrap_or("").to_string()))?;
-        if !result.is_success() {
-            return Err(err(&path, "the checkpoint does not match the model"));
-        }
-        Ok(net)
+        crate::model_dir::read_weights(&self.file(name), spec, device)
     }
 
     /// Saves the best epoch's weights.

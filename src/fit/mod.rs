@@ -302,7 +302,7 @@ fn fit_member(
 /// view's occlusion importance too.
 fn predict_nets(
     data: &MultiviewData,
-    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    nets: &[MemberRef<'_>],
     rows: &[usize],
     importance: bool,
     prior: Option<&[f32]>,
@@ -317,7 +317,7 @@ fn predict_nets(
 
 /// As [`predict_nets`] on views given one by one (some rows may be missing).
 fn predict_views(
-    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    nets: &[MemberRef<'_>],
     views: &[&View],
     rows: &[usize],
     task: Task,
@@ -326,21 +326,20 @@ fn predict_views(
     device: &Device,
 ) -> Result<Prediction> {
     let mut model_views: Vec<usize> = Vec::new();
-    for (views, _, _) in nets {
-        for &v in views.iter() {
+    for member in nets {
+        for &v in member.views {
             if !model_views.contains(&v) {
                 model_views.push(v);
             }
         }
     }
-    let members: Vec<MemberRef<'_>> = nets.iter().map(|(views, scalers, net)| MemberRef { views, scalers, net }).collect();
     let blind: Vec<bool> = rows.iter().map(|&r| model_views.iter().all(|&v| views[v].row(r).iter().all(|x| x.is_nan()))).collect();
     let Some(prior) = prior.filter(|_| blind.contains(&true)) else {
-        return predict::run(&members, views, &model_views, rows, task, importance, device);
+        return predict::run(nets, views, &model_views, rows, task, importance, device);
     };
     // Rows where the model sees none of its views get the training label frequencies.
     let visible: Vec<usize> = rows.iter().zip(&blind).filter(|(_, b)| !**b).map(|(&r, _)| r).collect();
-    let seen = predict::run(&members, views, &model_views, &visible, task, importance, device)?;
+    let seen = predict::run(nets, views, &model_views, &visible, task, importance, device)?;
     let (k, c) = (model_views.len(), prior.len());
     let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
     let mut i = 0;
@@ -370,7 +369,7 @@ fn predict_views(
 
 fn evaluate_nets(
     data: &MultiviewData,
-    nets: &[(&Vec<usize>, &Vec<Scaler>, &FusionNet)],
+    nets: &[MemberRef<'_>],
     rows: &[usize],
     threshold: f32,
     device: &Device,
@@ -380,30 +379,31 @@ fn evaluate_nets(
 }
 
 impl Trained {
+    /// Each member as the prediction code takes it.
+    fn member_refs(&self) -> Vec<MemberRef<'_>> {
+        self.members.iter().map(|m| MemberRef { views: &m.modalities, scalers: &m.scalers, net: &m.net }).collect()
+    }
+
     /// Probabilities and gates on `rows` of `data`.
     pub fn predict(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> Prediction {
-        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        predict_nets(data, &nets, rows, false, Some(&self.prior), device)
+        predict_nets(data, &self.member_refs(), rows, false, Some(&self.prior), device)
     }
 
     /// Probabilities on `rows` of `views` (the training data's views, in the
     /// same order, possibly with rows missing: all-NaN rows).
     pub fn predict_views(&self, views: &[&View], rows: &[usize], task: Task, device: &Device) -> Result<Prediction> {
-        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        predict_views(&nets, views, rows, task, false, Some(&self.prior), device)
+        predict_views(&self.member_refs(), views, rows, task, false, Some(&self.prior), device)
     }
 
     /// Metrics and predictions on `rows`, with each view's occlusion importance.
     pub fn evaluate_with_importance(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
-        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        let p = predict_nets(data, &nets, rows, true, Some(&self.prior), device);
+        let p = predict_nets(data, &self.member_refs(), rows, true, Some(&self.prior), device);
         (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
 
     /// Metrics and predictions on `rows`.
     pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
-        let nets: Vec<_> = self.members.iter().map(|m| (&m.modalities, &m.scalers, &m.net)).collect();
-        let p = predict_nets(data, &nets, rows, false, Some(&self.prior), device);
+        let p = self.predict(data, rows, device);
         (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
 

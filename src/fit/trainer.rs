@@ -13,6 +13,7 @@ use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{Checkpoint, State};
 use super::{EpochLog, evaluate_nets, gather};
+use crate::predict::MemberRef;
 use crate::config::{Schedule, TrainingConfig};
 use crate::data::{MultiviewData, Scaler, Targets};
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
@@ -43,12 +44,43 @@ impl Problem<'_> {
         positions.iter().map(|&p| self.train[p]).collect()
     }
 
+    /// The dense engine's batch of `rows`: both views scaled, and the 0/1 targets.
+    fn dense_batch(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let xv = gather(self.data, self.modalities[0], rows, &self.scalers[0]);
+        let xt = gather(self.data, self.modalities[1], rows, &self.scalers[1]);
+        let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
+        (xv, xt, y)
+    }
+
     /// The `[rows, K]` presence mask of the training rows at `positions`,
     /// `None` when no training row lacks a view.
     fn presence(&self, positions: &[usize]) -> Option<Vec<f32>> {
         self.any_missing.then(|| {
             positions.iter().flat_map(|&p| self.missing.iter().map(move |m| if m[self.train[p]] { 0.0 } else { 1.0 })).collect()
         })
+    }
+}
+
+/// burn's Adam with the config's settings.
+fn burn_adam(config: &TrainingConfig) -> burn::optim::ModuleOptimizer {
+    let o = &config.optimizer;
+    AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init()
+}
+
+/// The hand-written engines' flat Adam over `n` parameters with the config's settings.
+fn flat_adam(n: usize, config: &TrainingConfig) -> Adam {
+    let o = &config.optimizer;
+    Adam::new(n, o.lr as f32, o.beta_1, o.beta_2, o.epsilon)
+}
+
+/// An error unless every weight of `net` is finite (`at` says when it was checked).
+fn check_weights(spec: &FusionSpec, net: &FusionNet, at: &str) -> Result<()> {
+    match crate::model_dir::first_non_finite(net) {
+        Some(name) => Err(GmuError::NonFinite(format!(
+            "{} weight {name} is NaN or infinite after {at}; lower the learning rate or check the data",
+            spec.kind
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -67,8 +99,6 @@ enum Trainer {
 impl Trainer {
     /// A trainer of `spec` on `engine`, starting from the weights of `model` (on the autodiff device).
     fn new(engine: Engine, spec: &FusionSpec, model: FusionNet, problem: &Problem<'_>, config: &TrainingConfig) -> Result<Self> {
-        let o = &config.optimizer;
-        let lr = o.lr as f32;
         Ok(match engine {
             Engine::Native => {
                 let spec = ModelSpec::from_fusion(spec).expect("picked for a synthetic-experiment model");
@@ -80,17 +110,14 @@ impl Trainer {
                 let Targets::Classes { y, .. } = &problem.data.targets else { unreachable!("picked for one class per sample") };
                 let y = problem.train.iter().map(|&r| y[r] as u8).collect();
                 let n = net.params.len();
-                Trainer::Native { net, adam: Adam::new(n, lr, o.beta_1, o.beta_2, o.epsilon), grad: vec![0.0; n], ws: Workspace::default(), x, y }
+                Trainer::Native { net, adam: flat_adam(n, config), grad: vec![0.0; n], ws: Workspace::default(), x, y }
             }
             Engine::Dense => {
                 let dense = DenseGmu::from_net(&model)?;
                 let n = dense.len();
-                Trainer::Dense { adam: Adam::new(n, lr, o.beta_1, o.beta_2, o.epsilon), grad: vec![0.0; n], ws: DenseWorkspace::default(), template: model.valid(), dense }
+                Trainer::Dense { adam: flat_adam(n, config), grad: vec![0.0; n], ws: DenseWorkspace::default(), template: model.valid(), dense }
             }
-            Engine::Burn | Engine::Auto => Trainer::Burn {
-                model,
-                optim: Box::new(AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init()),
-            },
+            Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)) },
         })
     }
 
@@ -115,10 +142,7 @@ impl Trainer {
                 value
             }
             Trainer::Dense { dense, adam, grad, ws, .. } => {
-                let rows = problem.rows(positions);
-                let xv = gather(problem.data, problem.modalities[0], &rows, &problem.scalers[0]);
-                let xt = gather(problem.data, problem.modalities[1], &rows, &problem.scalers[1]);
-                let y: Vec<f32> = rows.iter().flat_map(|&r| problem.data.targets.indicator_row(r)).map(f32::from).collect();
+                let (xv, xt, y) = problem.dense_batch(&problem.rows(positions));
                 let value = dense.loss_and_grad(&xv, &xt, &y, grad, ws);
                 if value.is_finite() {
                     adam.step(&mut dense.params, grad);
@@ -144,55 +168,48 @@ impl Trainer {
         match self {
             Trainer::Native { net, x, y, .. } => net.loss(x, y, config.loss.unwrap_or(LossKind::SoftmaxCe)),
             Trainer::Dense { dense, .. } => {
-                let rows = problem.train;
-                let xv = gather(problem.data, problem.modalities[0], rows, &problem.scalers[0]);
-                let xt = gather(problem.data, problem.modalities[1], rows, &problem.scalers[1]);
-                let y: Vec<f32> = rows.iter().flat_map(|&r| problem.data.targets.indicator_row(r)).map(f32::from).collect();
+                let (xv, xt, y) = problem.dense_batch(problem.train);
                 dense.loss_and_grad(&xv, &xt, &y, &mut vec![0.0; dense.len()], &mut DenseWorkspace::default())
             }
             Trainer::Burn { .. } => {
                 let net = self.snapshot(inference);
-                burn_loss(&net, problem, problem.train, problem.presence(&(0..problem.train.len()).collect::<Vec<_>>()), config, inference).into_scalar()
+                let all: Vec<usize> = (0..problem.train.len()).collect();
+                burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference).into_scalar()
             }
+        }
+    }
+
+    /// The flat weights and Adam of a hand-written engine (`None` on burn).
+    fn flat(&mut self) -> Option<(&mut Vec<f32>, &mut Adam)> {
+        match self {
+            Trainer::Burn { .. } => None,
+            Trainer::Dense { dense, adam, .. } => Some((&mut dense.params, adam)),
+            Trainer::Native { net, adam, .. } => Some((&mut net.params, adam)),
         }
     }
 
     /// Writes the weights under training and the optimiser's state into `checkpoint`.
-    fn save(&self, checkpoint: &Checkpoint) -> Result<()> {
-        match self {
-            Trainer::Burn { model, optim } => checkpoint.save_burn(model, optim),
-            Trainer::Dense { dense, adam, .. } => {
-                let (t, m, v) = adam.state();
-                checkpoint.save_flat(&dense.params, t, m, v)
-            }
-            Trainer::Native { net, adam, .. } => {
-                let (t, m, v) = adam.state();
-                checkpoint.save_flat(&net.params, t, m, v)
-            }
+    fn save(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+        if let Trainer::Burn { model, optim } = self {
+            return checkpoint.save_burn(model, optim);
         }
+        let (params, adam) = self.flat().expect("a hand-written engine");
+        let (t, m, v) = adam.state();
+        checkpoint.save_flat(params, t, m, v)
     }
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
     fn restore(&mut self, checkpoint: &Checkpoint, spec: &FusionSpec, config: &TrainingConfig, device: &Device) -> Result<()> {
-        match self {
-            Trainer::Burn { model, optim } => {
-                let o = &config.optimizer;
-                let fresh = AdamConfig::new().with_beta_1(o.beta_1).with_beta_2(o.beta_2).with_epsilon(o.epsilon).init();
-                let taken = std::mem::replace(optim.as_mut(), fresh);
-                let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
-                (*model, **optim) = (net, loaded);
-            }
-            Trainer::Dense { dense, adam, .. } => {
-                let (params, t, m, v) = checkpoint.load_flat(dense.len())?;
-                dense.params = params;
-                adam.restore(t, m, v);
-            }
-            Trainer::Native { net, adam, .. } => {
-                let (params, t, m, v) = checkpoint.load_flat(net.params.len())?;
-                net.params = params;
-                adam.restore(t, m, v);
-            }
+        if let Trainer::Burn { model, optim } = self {
+            let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
+            let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
+            (*model, **optim) = (net, loaded);
+            return Ok(());
         }
+        let (params, adam) = self.flat().expect("a hand-written engine");
+        let (loaded, t, m, v) = checkpoint.load_flat(params.len())?;
+        *params = loaded;
+        adam.restore(t, m, v);
         Ok(())
     }
 
@@ -326,10 +343,10 @@ pub(super) fn train_member(
     device: &Device,
     inference: &Device,
 ) -> Result<Outcome> {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let rng = &mut rng;
     match config.schedule {
         Schedule::Steps { steps, batch_size, restarts } => {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let rng = &mut rng;
             // The seed's recipe starts a synthetic-experiment model from TensorFlow's Glorot-uniform draw.
             let synthetic = ModelSpec::from_fusion(spec);
             let mut best: Option<(f32, FusionNet, Vec<f32>)> = None;
@@ -360,12 +377,7 @@ pub(super) fn train_member(
                 restart_losses.push(last);
                 if best.as_ref().is_none_or(|(l, _, _)| last < *l) {
                     let net = trainer.snapshot(inference);
-                    if let Some(name) = crate::model_dir::first_non_finite(&net) {
-                        return Err(GmuError::NonFinite(format!(
-                            "{} weight {name} is NaN or infinite after {steps} steps; lower the learning rate or check the data",
-                            spec.kind
-                        )));
-                    }
+                    check_weights(spec, &net, &format!("{steps} steps"))?;
                     best = Some((last, net, history));
                 }
             }
@@ -382,17 +394,14 @@ pub(super) fn train_member(
             if let Some(c) = &checkpoint
                 && let Some(state) = c.state()?
             {
-                if state.best_epoch > 0 {
-                    best = Some((state.best_score, c.load_best(spec, inference)?, state.best_epoch));
-                }
-                (history, since_best, first) = (state.history, state.since_best, state.epoch + 1);
+                // Every checkpointed epoch has a best epoch (the first always improves).
+                let net = c.load_best(spec, inference)?;
                 if state.finished {
-                    let (_, net, best_epoch) = best.ok_or_else(|| GmuError::NonFinite("a finished checkpoint without a best epoch".into()))?;
-                    return Ok(Outcome { net, history, best_epoch, step_losses: vec![], restart_losses: vec![], engine });
+                    return Ok(Outcome { net, history: state.history, best_epoch: state.best_epoch, step_losses: vec![], restart_losses: vec![], engine });
                 }
-                if state.current_epoch > 0 {
-                    trainer.restore(c, spec, config, device)?;
-                }
+                trainer.restore(c, spec, config, device)?;
+                best = Some((state.best_score, net, state.best_epoch));
+                (history, since_best, first) = (state.history, state.since_best, state.epoch + 1);
             }
             for epoch in first..=max_epochs {
                 let seed = epoch_seed(seed, epoch);
@@ -416,13 +425,9 @@ pub(super) fn train_member(
                     batches += 1;
                 }
                 let valid = trainer.snapshot(inference);
-                if let Some(name) = crate::model_dir::first_non_finite(&valid) {
-                    return Err(GmuError::NonFinite(format!(
-                        "{} weight {name} is NaN or infinite after epoch {epoch}; lower the learning rate or check the data",
-                        spec.kind
-                    )));
-                }
-                let dev = evaluate_nets(problem.data, &[(&problem.modalities.to_vec(), &problem.scalers.to_vec(), &valid)], problem.dev, config.threshold, inference).0;
+                check_weights(spec, &valid, &format!("epoch {epoch}"))?;
+                let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };
+                let dev = evaluate_nets(problem.data, &[member], problem.dev, config.threshold, inference).0;
                 history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
                 let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
@@ -440,7 +445,7 @@ pub(super) fn train_member(
                         trainer.save(c)?;
                     }
                     let (best_score, best_epoch) = best.as_ref().map(|(s, _, e)| (*s, *e)).expect("set above");
-                    let state = State { epoch, since_best, best_epoch, best_score, history: history.clone(), finished, current_epoch: if finished { 0 } else { epoch } };
+                    let state = State { epoch, since_best, best_epoch, best_score, history: history.clone(), finished };
                     c.save_state(&state)?;
                 }
                 if finished {
