@@ -231,6 +231,7 @@ pub fn compare(
                 config: config.clone(),
                 view_names: data.views.iter().map(|v| v.name.clone()).collect(),
                 view_widths: data.views.iter().map(|v| v.dim).collect(),
+                view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
                 outputs: data.targets.names().to_vec(),
                 prior: crate::fit::label_prior(&data.targets, &split.train),
                 members,
@@ -479,6 +480,7 @@ mod tests {
             values: (0..n * 2).map(|i| ((i as f32) * k).sin() + if i % 2 == 0 { ((i / 2) % 3) as f32 } else { 0.0 }).collect(),
             image: None,
             prescaled: false,
+            encoder: None,
         };
         let data = MultiviewData {
             views: vec![view(0.3), view(0.7)],
@@ -511,6 +513,7 @@ mod tests {
             values: (0..n * 3).map(|i| if i % 3 == (i / 3) % 3 { 2.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 11.0).collect(),
             image: None,
             prescaled: false,
+            encoder: None,
         };
         let data = MultiviewData {
             views: vec![planted(0), planted(1)],

@@ -52,6 +52,8 @@
 //! - [`train`]: the synthetic experiment's models on that stack, in the native layout its maps use.
 //! - [`data`]: the synthetic generator, multi-view files (CSV/NPY), MM-IMDb (HDF5 and raw
 //!   archive), and the embedded mfeat and Twemoji sets.
+//! - [`encoders`]: pretrained, frozen text and image encoders (MiniLM, GloVe, EfficientNet-Lite0)
+//!   fetched from PyPI wheels, and `encode` to feature files with a sidecar naming the encoder.
 //! - [`metrics`], [`plot`]: scores (F1 as scikit-learn computes it) and figures, free of tensor types.
 //! - [`experiment`]: the demo and the paper's protocol.
 #![warn(missing_docs)]
@@ -60,6 +62,7 @@ pub mod budget;
 pub mod comparison;
 pub mod config;
 pub mod data;
+pub mod encoders;
 pub mod engine;
 pub mod error;
 pub mod experiment;

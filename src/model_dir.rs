@@ -46,12 +46,16 @@ pub fn weights_file(i: usize) -> String {
 }
 
 /// One input view of a model.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ViewSpec {
     /// Its name (a file stem, `v`/`t` for the synthetic data, `text`/`visual` for MM-IMDb).
     pub name: String,
     /// Number of columns.
     pub width: usize,
+    /// The pretrained encoder that made the view from raw text or images, where
+    /// known: `predict --text/--image` runs it on raw inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<crate::encoders::EncoderSpec>,
 }
 
 /// One network of a model.

@@ -447,7 +447,7 @@ mod tests {
     }
 
     fn view(name: &str, values: Vec<f32>) -> View {
-        View { name: name.into(), dim: 1, values, image: None, prescaled: false }
+        View { name: name.into(), dim: 1, values, image: None, prescaled: false, encoder: None }
     }
 
     fn sig(x: f64) -> f64 {
@@ -534,9 +534,9 @@ mod tests {
         let refs: Vec<&View> = nothing.iter().collect();
         let err = run(&[member], &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap_err().to_string();
         assert!(err.contains("row 1: every view is missing"), "{err}");
-        let partly = View { name: "w".into(), dim: 2, values: vec![1.0, f32::NAN], image: None, prescaled: false };
+        let partly = View { name: "w".into(), dim: 2, values: vec![1.0, f32::NAN], image: None, prescaled: false, encoder: None };
         assert_eq!(row_missing(&partly, 0), Err(1));
-        let empty = View { name: "w".into(), dim: 2, values: vec![f32::NAN, f32::NAN], image: None, prescaled: false };
+        let empty = View { name: "w".into(), dim: 2, values: vec![f32::NAN, f32::NAN], image: None, prescaled: false, encoder: None };
         assert_eq!(row_missing(&empty, 0), Ok(true));
     }
 }

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod demo;
+mod encode;
+mod encoders;
 mod eval;
 mod mmimdb;
 mod multiview;
@@ -48,6 +50,10 @@ enum Command {
     Robustness(robustness::Args),
     /// The paper's MM-IMDb experiment: Table 2, Table 3 and Fig. 8 from multimodal_imdb.hdf5.
     Mmimdb(mmimdb::Args),
+    /// Fetch (`fetch`) or show (`list`) the pretrained text and image encoders.
+    Encoders(encoders::Args),
+    /// Encode a CSV column of texts or image paths into a feature file (.npy) with a pretrained encoder.
+    Encode(encode::Args),
 }
 
 /// Parses the arguments, runs the subcommand, prints any error on one line.
@@ -64,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Mmimdb(args) => mmimdb::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Robustness(args) => robustness::run(args),
+        Command::Encoders(args) => encoders::run(args),
+        Command::Encode(args) => encode::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -75,8 +75,8 @@ pub fn twemoji() -> Result<MultiviewData> {
     if pixels.len() != n * dim {
         return Err(GmuError::data("images_32.u8.gz", format!("{} bytes for {n} images of {dim}", pixels.len())));
     }
-    let image = View { name: "image".into(), dim, values: pixels.iter().map(|&p| p as f32 / 255.0).collect(), image: Some([3, 32, 32]), prescaled: false };
-    let text = View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: text, image: None, prescaled: true };
+    let image = View { name: "image".into(), dim, values: pixels.iter().map(|&p| p as f32 / 255.0).collect(), image: Some([3, 32, 32]), prescaled: false, encoder: None };
+    let text = View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: text, image: None, prescaled: true, encoder: None };
     let Targets::Classes { y, names } = classes_from_strings(&categories) else { unreachable!() };
     let data = MultiviewData { views: vec![image, text], targets: Targets::Classes { y, names } };
     data.validate(Path::new("twemoji"))?;

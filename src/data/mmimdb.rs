@@ -172,8 +172,8 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
     let data = MultiviewData {
         views: vec![
-            View { name: "text".into(), dim: d_text, values: text, image: None, prescaled: false },
-            View { name: "visual".into(), dim: d_visual, values: visual, image: None, prescaled: false },
+            View { name: "text".into(), dim: d_text, values: text, image: None, prescaled: false, encoder: None },
+            View { name: "visual".into(), dim: d_visual, values: visual, image: None, prescaled: false, encoder: None },
         ],
         targets: Targets::Labels { y: genres.into_iter().map(|g| g as u8).collect(), names },
     };
@@ -447,7 +447,7 @@ impl Archive {
                 }
                 values.extend(f);
             }
-            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false });
+            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None });
         }
         let mut y = vec![0u8; self.movies.len() * GENRES.len()];
         for (i, m) in self.movies.iter().enumerate() {

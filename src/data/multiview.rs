@@ -36,6 +36,10 @@ pub struct View {
     /// text, where per-column standardisation would blow up rare buckets);
     /// training leaves them as they are instead of standardising each column.
     pub prescaled: bool,
+    /// The pretrained encoder that made these features from raw inputs, where
+    /// known (a `.npy` written by `gmu encode`, the raw MM-IMDb archive):
+    /// recorded in the model directory so `predict` can encode raw inputs.
+    pub encoder: Option<crate::encoders::EncoderSpec>,
 }
 
 impl View {
@@ -51,7 +55,7 @@ impl View {
 
     /// The same view (name, width, kind) with no rows.
     pub fn clone_empty(&self) -> View {
-        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled }
+        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled, encoder: self.encoder.clone() }
     }
 
     /// The rows `rows`, in that order.
@@ -391,7 +395,12 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
         if shape[1] == 0 {
             return Err(GmuError::data(path, format!("shape {shape:?} has 0 columns: a view needs at least one feature")));
         }
-        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false }, None));
+        // a feature file written by `gmu encode` names its encoder in a sidecar
+        let encoder = crate::encoders::encode::read_sidecar(path)?.map(|e| e.encoder);
+        if let Some(e) = encoder.as_ref().filter(|e| e.dim != shape[1]) {
+            return Err(GmuError::data(path, format!("has {} columns but its sidecar says the {} encoder wrote {}", shape[1], e.encoder, e.dim)));
+        }
+        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false, encoder }, None));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     read_view_csv(path, &bytes, label_column)
@@ -440,7 +449,7 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     if values.is_empty() {
         return Err(GmuError::data(path, "no sample after the header row"));
     }
-    Ok((View { name: stem(path), dim, values, image: None, prescaled: false }, labels))
+    Ok((View { name: stem(path), dim, values, image: None, prescaled: false, encoder: None }, labels))
 }
 
 /// Targets from one label string per row: single-label classes, or label
@@ -816,7 +825,7 @@ mod tests {
     fn stratified_split_keeps_class_shares_and_is_seeded() {
         let y: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
         let d = MultiviewData {
-            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false }],
+            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false, encoder: None }],
             targets: Targets::Classes { y: y.clone(), names: vec!["a".into(), "b".into()] },
         };
         let s = d.split(0.2, 0.2, 3).unwrap();

