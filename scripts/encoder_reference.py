@@ -39,7 +39,7 @@ def values(k, n, scale):
 def rust_array(a):
     a = np.asarray(a)
     if a.ndim == 1:
-        return "[" + ", ".join(repr(float(np.float32(v))) for v in a) + "]"
+        return "[" + ", ".join(str(np.float32(v)) for v in a) + "]"
     return "[" + ", ".join(rust_array(r) for r in a) + "]"
 
 

@@ -375,6 +375,52 @@ impl Predictor {
             .collect()
     }
 
+    /// The model's views made from raw inputs: `inputs[i]` holds the texts or
+    /// image files of the model's view `i` (`None`: that view is missing for
+    /// every row), run through the encoder the view records. A row whose input
+    /// gives no features (empty text, undecodable image) is a missing view of
+    /// that row, listed in the second return value.
+    pub fn encode_raw(&self, inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>]) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
+        if inputs.len() != self.config.views.len() {
+            return Err(GmuError::invalid("views", format!("{} raw inputs for a model of {} views", inputs.len(), self.config.views.len())));
+        }
+        let n = inputs.iter().flatten().map(Vec::len).max().ok_or_else(|| GmuError::invalid("views", "no raw input for any view"))?;
+        let mut views = Vec::with_capacity(inputs.len());
+        let mut missing = Vec::new();
+        for (spec, input) in self.config.views.iter().zip(inputs) {
+            let mut values = vec![f32::NAN; n * spec.width];
+            if let Some(input) = input {
+                let Some(enc) = &spec.encoder else {
+                    return Err(GmuError::invalid(
+                        "views",
+                        format!("view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input", spec.name),
+                    ));
+                };
+                if input.len() != n {
+                    return Err(GmuError::invalid("views", format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name)));
+                }
+                let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
+                if encoder.dim() != spec.width {
+                    return Err(GmuError::invalid("views", format!("view '{}' is {} wide but its encoder {} gives {}", spec.name, spec.width, enc.encoder, encoder.dim())));
+                }
+                for (b, chunk) in input.chunks(32).enumerate() {
+                    for (j, row) in encoder.encode(chunk)?.into_iter().enumerate() {
+                        let r = b * 32 + j;
+                        match row {
+                            Ok(v) => values[r * spec.width..(r + 1) * spec.width].copy_from_slice(&v),
+                            Err(reason) => missing.push((
+                                spec.name.clone(),
+                                crate::encoders::encode::MissingRow { row: r, input: crate::encoders::encode::describe(&chunk[j]), reason },
+                            )),
+                        }
+                    }
+                }
+            }
+            views.push(View { name: spec.name.clone(), dim: spec.width, values, image: None, prescaled: false, encoder: spec.encoder.clone() });
+        }
+        Ok((views, missing))
+    }
+
     /// Probabilities, gates, shares and occlusion importance for every row
     /// of `views` (the model's views are picked by name; others are ignored).
     pub fn predict(&self, views: &[View]) -> Result<Prediction> {

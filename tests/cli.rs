@@ -855,3 +855,194 @@ fn a_killed_run_resumes_to_the_same_bits() {
     other.extend(["--lr", "0.01", "--resume"]);
     assert_refused(&gmu(&other), "with other flags");
 }
+
+/// Whether the real encoders are fetched (CI fetches them and sets
+/// GMU_REQUIRE_ENCODERS=1, which turns their absence into a failure).
+fn encoders_present(which: &[gmu::encoders::EncoderKind]) -> bool {
+    for &kind in which {
+        if let Err(e) = gmu::encoders::locate(kind) {
+            if std::env::var("GMU_REQUIRE_ENCODERS").is_ok_and(|v| v == "1") {
+                panic!("GMU_REQUIRE_ENCODERS=1 but {e}");
+            }
+            eprintln!("skipping: {e}");
+            return false;
+        }
+    }
+    true
+}
+
+/// Genres planted in the raw archive fixture: words in the plot, colour on the poster.
+const PLANTED: [(&str, &[&str], [u8; 3]); 3] = [
+    ("Horror", &["ghost", "haunted", "scream", "blood", "terror", "corpse"], [60, 0, 0]),
+    ("Comedy", &["funny", "hilarious", "joke", "laugh", "silly", "prank"], [250, 220, 40]),
+    ("Romance", &["love", "kiss", "heart", "passion", "wedding", "couple"], [240, 120, 190]),
+];
+
+/// A raw MM-IMDb archive in the published layout (`split.json`,
+/// `dataset/<id>.json` with IMDb's field names, `dataset/<id>.jpeg` real
+/// JPEGs written here) of `n` movies: movie i has genre i % 3, planted in its
+/// plot's words and its poster's colour; every 4th is also a Drama (plot only).
+/// Movie 5's poster is not a JPEG (a missing visual view); movie 7 has an empty
+/// plot list entry beside a real one.
+fn write_raw_archive(root: &Path, n: usize) {
+    let data = root.join("dataset");
+    std::fs::create_dir_all(&data).unwrap();
+    let filler = ["the", "a", "town", "family", "night", "finds", "old", "house", "friends", "city"];
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = format!("{:07}", 100 + i);
+        let (genre, words, colour) = PLANTED[i % 3];
+        let mut genres = vec![genre];
+        let mut plot: Vec<&str> = (0..12).map(|k| if k % 3 == 0 { words[(i + k) % words.len()] } else { filler[(i * 7 + k) % filler.len()] }).collect();
+        if i % 4 == 0 {
+            genres.push("Drama");
+            plot.extend(["tragic", "grief", "loss"]);
+        }
+        let json = serde_json::json!({
+            "title": format!("Movie {i}"), "year": 1990 + i % 30, "genres": genres, "kind": "movie",
+            "plot": [plot.join(" ") + ".", ""], "imdb_id": id, "director": ["Someone"],
+        });
+        std::fs::write(data.join(format!("{id}.json")), json.to_string()).unwrap();
+        let poster = data.join(format!("{id}.jpeg"));
+        if i == 5 {
+            std::fs::write(&poster, b"this is not a JPEG").unwrap();
+        } else {
+            let img = image::RgbImage::from_fn(64, 96, |x, y| {
+                let noise = ((x * 31 + y * 17 + i as u32 * 13) % 40) as i32 - 20;
+                image::Rgb(colour.map(|c| (c as i32 + noise).clamp(0, 255) as u8))
+            });
+            img.save_with_format(&poster, image::ImageFormat::Jpeg).unwrap();
+        }
+        ids.push(id);
+    }
+    let (train, rest) = ids.split_at(n * 6 / 10);
+    let (dev, test) = rest.split_at(rest.len() / 2);
+    let split = serde_json::json!({"train": train, "dev": dev, "test": test});
+    std::fs::write(root.join("split.json"), split.to_string()).unwrap();
+}
+
+#[test]
+fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
+    use gmu::encoders::EncoderKind;
+    if !encoders_present(&[EncoderKind::MiniLm, EncoderKind::EffnetLite0]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("mmimdb");
+    write_raw_archive(&root, 60);
+    let out = dir.path().join("run");
+    let args = ["mmimdb", "--archive", root.to_str().unwrap(), "--fusion", "gmu", "--no-single", "--epochs", "40", "--patience", "40", "--hidden", "32", "--batch-size", "8", "--lr", "0.01", "--dropout", "0.2", "--seed", "1", "--out", out.to_str().unwrap()];
+    let run = gmu(&args);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("60 movies (train 36 / dev 12 / test 12)"), "{stdout}");
+    assert!(stdout.contains("text 384 + visual 1280 features"), "{stdout}");
+    assert!(stdout.contains("plots: encoded into") && stdout.contains("posters: encoded into"), "{stdout}");
+    assert!(stdout.contains("1 posters gave no features"), "{stdout}");
+    let results = read_json(&out.join("results.json"));
+    let micro = results[0]["test"]["f1"]["micro"].as_f64().unwrap();
+    assert!(micro > 0.8, "planted genres: test F1 micro {micro}\n{stdout}");
+    // the model directory records both encoders
+    let config = read_json(&out.join("gmu").join("config.json"));
+    assert_eq!(config["views"][0]["encoder"]["encoder"], "minilm");
+    assert_eq!(config["views"][1]["encoder"]["encoder"], "effnet-lite0");
+    // a second run reuses the cached features and gives the same scores
+    let again = gmu(&[&args[..], &["--force"]].concat());
+    assert!(again.status.success(), "{}", stderr(&again));
+    let stdout2 = String::from_utf8_lossy(&again.stdout);
+    assert!(stdout2.contains("plots: reused") && stdout2.contains("posters: reused"), "{stdout2}");
+    assert_eq!(read_json(&out.join("results.json"))[0]["test"]["f1"], results[0]["test"]["f1"]);
+    // predict from a raw plot and poster
+    let model = out.join("gmu");
+    let poster = root.join("dataset").join("0000100.jpeg"); // movie 0: Horror (and Drama)
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--text", "A haunted house, a ghost and a scream in the night.", "--image", poster.to_str().unwrap()]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let report = String::from_utf8_lossy(&p.stdout);
+    assert!(report.lines().next().unwrap().contains("Horror"), "{report}");
+    assert!(report.contains("text") && report.contains("visual") && report.contains("importance"), "{report}");
+    // only a plot: the poster is a missing view
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--text", "They laugh at a silly joke and a hilarious prank."]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let report = String::from_utf8_lossy(&p.stdout);
+    assert!(report.lines().next().unwrap().contains("Comedy"), "{report}");
+    assert!(report.contains("missing"), "{report}");
+    // many rows from CSVs: a text column and an image-path column; row 1 has no plot
+    std::fs::write(dir.path().join("plots.csv"), "plot\n\"Love, a kiss and a wedding.\"\n\"\"\n").unwrap();
+    let posters = dir.path().join("posters.csv");
+    std::fs::write(&posters, format!("path\n{}\n{}\n", root.join("dataset/0000102.jpeg").display(), root.join("dataset/0000104.jpeg").display())).unwrap();
+    let files = format!("{},{}", dir.path().join("plots.csv").display(), posters.display());
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let rows = String::from_utf8_lossy(&p.stdout);
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(lines.len(), 3, "{rows}");
+    assert!(lines[0].starts_with("row,predicted,p_Drama") && lines[0].contains("gate_text") && lines[0].contains("importance_visual"), "{rows}");
+    assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
+    assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
+    assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
+    // a row with neither view: a plain refusal that says why each input gave nothing
+    std::fs::write(&posters, "path\nnot-a-poster.jpg\nnot-there.jpg\n").unwrap();
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]);
+    assert_refused(&p, "row 1: every view is missing");
+    assert!(stderr(&p).contains("not-there.jpg") && stderr(&p).contains("empty text"), "{}", stderr(&p));
+}
+
+fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    gmu::data::multiview::read_npy(path).unwrap()
+}
+
+#[test]
+fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
+    use gmu::encoders::EncoderKind;
+    if !encoders_present(&[EncoderKind::MiniLm, EncoderKind::Glove, EncoderKind::EffnetLite0]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/cmyk.jpg"), d.join("cmyk.jpg")).unwrap();
+    image::GrayImage::from_fn(50, 40, |x, y| image::Luma([(x * 5 + y) as u8])).save_with_format(d.join("gray.jpg"), image::ImageFormat::Jpeg).unwrap();
+    image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([x as u8, y as u8, 90])).save_with_format(d.join("big.png"), image::ImageFormat::Png).unwrap();
+    std::fs::write(d.join("notes.jpg"), "a text file with a .jpg name").unwrap();
+    let csv = d.join("rows.csv");
+    std::fs::write(&csv, "plot,path\n\"A young wizard, a school.\",cmyk.jpg\n,gray.jpg\n\"Zzxqv wqpt\",notes.jpg\n\"Two cops, one city\",absent.png\nLove,big.png\n").unwrap();
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    // MiniLM: the empty plot is a NaN row, listed in the sidecar
+    let out = d.join("text.npy");
+    let run = gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--out", &s(&out)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("5 rows × 384, 1 missing"));
+    assert!(stderr(&run).contains("row 1 (): empty text → written as a missing row (NaN)"), "{}", stderr(&run));
+    let (shape, values) = read_npy_f32(&out);
+    assert_eq!(shape, vec![5, 384]);
+    assert!(values[384..768].iter().all(|v| v.is_nan()) && values[..384].iter().all(|v| v.is_finite()));
+    let norm: f32 = values[..384].iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "MiniLM embeddings are unit vectors: {norm}");
+    let sidecar = read_json(&d.join("text.npy.json"));
+    assert_eq!(sidecar["encoder"]["encoder"], "minilm");
+    assert_eq!(sidecar["encoder"]["max_tokens"], 256);
+    assert_eq!(sidecar["missing"][0]["row"], 1);
+    // GloVe: words out of vocabulary are counted; a plot of none is missing
+    let glove = d.join("glove.npy");
+    let run = gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--encoder", "glove", "--out", &s(&glove)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("5 rows × 50, 2 missing") && stdout.contains("out of vocabulary"), "{stdout}");
+    assert!(stderr(&run).contains("row 2 (Zzxqv wqpt): none of its 2 words is in GloVe's vocabulary"), "{}", stderr(&run));
+    // EfficientNet: CMYK, grayscale and PNG decode; a text file and a missing file are missing rows
+    let img = d.join("image.npy");
+    let run = gmu(&["encode", "--images", &s(&csv), "--column", "path", "--out", &s(&img)]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("5 rows × 1280, 2 missing"), "{}", String::from_utf8_lossy(&run.stdout));
+    let err = stderr(&run);
+    assert!(err.contains("notes.jpg): not a decodable image") && err.contains("absent.png): cannot open"), "{err}");
+    let (_, values) = read_npy_f32(&img);
+    for (row, present) in [(0, true), (1, true), (2, false), (3, false), (4, true)] {
+        assert_eq!(values[row * 1280..(row + 1) * 1280].iter().all(|v| v.is_finite()), present, "row {row}");
+    }
+    // refusals: an existing --out, an unknown column, the wrong encoder for the input, a missing CSV
+    assert_refused(&gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--out", &s(&out)]), "exists; pass --force");
+    assert_refused(&gmu(&["encode", "--text", &s(&csv), "--column", "title", "--out", &s(&d.join("t2.npy"))]), "no column 'title' (columns: plot, path)");
+    assert_refused(&gmu(&["encode", "--images", &s(&csv), "--column", "path", "--encoder", "minilm", "--out", &s(&d.join("t3.npy"))]), "--encoder minilm");
+    assert_refused(&gmu(&["encode", "--text", &s(&d.join("nope.csv")), "--column", "plot", "--out", &s(&d.join("t4.npy"))]), "nope.csv");
+    assert!(!d.join("t2.npy").exists() && !d.join("t3.npy").exists() && !d.join("t4.npy").exists());
+}

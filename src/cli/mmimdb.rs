@@ -12,11 +12,22 @@ use super::stage;
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The preprocessed `multimodal_imdb.hdf5` (features, vgg_features, genres, split).
-    #[arg(long, required_unless_present = "archive")]
+    #[arg(long)]
     data: Option<PathBuf>,
-    /// Instead: the raw `mmimdb/` folder (split.json, dataset/<id>.json + .jpeg), read and validated.
+    /// Instead: the raw `mmimdb/` folder (split.json, dataset/<id>.json + .jpeg). Its plots and
+    /// posters are encoded once with the pretrained encoders (cached in <archive>/.gmu-features,
+    /// keyed by encoder and contents) and the same table is trained on them.
     #[arg(long, conflicts_with = "data")]
     archive: Option<PathBuf>,
+    /// --archive: the text encoder of the plots.
+    #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::MiniLm)]
+    text_encoder: gmu::encoders::EncoderKind,
+    /// --archive: the image encoder of the posters.
+    #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::EffnetLite0)]
+    image_encoder: gmu::encoders::EncoderKind,
+    /// --archive with MiniLM: tokens kept per plot.
+    #[arg(long, default_value_t = gmu::encoders::bert::DEFAULT_MAX_TOKENS)]
+    max_tokens: usize,
     /// Fusion methods to run (repeatable; default: every row of the paper's Table 2).
     #[arg(long, value_enum)]
     fusion: Vec<FusionKind>,
@@ -43,27 +54,31 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if let Some(root) = &args.archive {
-        return summarize_archive(root);
-    }
-    let path = args.data.as_ref().expect("clap requires --data or --archive");
     super::check_writable(&args.out, "--out")?;
-    stage(&format!("reading {}", path.display()));
-    let m = read_hdf5(path)?;
+    let (data, split, source) = match (&args.data, &args.archive) {
+        (Some(path), _) => {
+            stage(&format!("reading {}", path.display()));
+            let m = read_hdf5(path)?;
+            if m.nan_text_rows > 0 {
+                println!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows);
+            }
+            (m.data, m.split, gmu::data::DataSource::Mmimdb { path: path.clone() })
+        }
+        (None, Some(root)) => encode_archive(&args, root)?,
+        (None, None) => bail!("give --data multimodal_imdb.hdf5 or --archive mmimdb/"),
+    };
     println!(
         "{}: {} movies, {} genres; text {} + visual {} features; train {} / dev {} / test {}",
-        path.display(),
-        m.data.len(),
-        m.data.targets.width(),
-        m.data.views[0].dim,
-        m.data.views[1].dim,
-        m.split.train.len(),
-        m.split.dev.len(),
-        m.split.test.len()
+        source.name(),
+        data.len(),
+        data.targets.width(),
+        data.views[0].dim,
+        data.views[1].dim,
+        split.train.len(),
+        split.dev.len(),
+        split.test.len()
     );
-    if m.nan_text_rows > 0 {
-        println!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows);
-    }
+    let m = Loaded { data, split };
     let base = args.fit.config(512, 128)?;
     let methods: Vec<TrainingConfig> =
         paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.model.fusion)).collect();
@@ -78,7 +93,7 @@ pub fn run(args: Args) -> Result<()> {
         single_modalities: !args.no_single,
         trials: args.fit.trials,
         save_to: Some(out.clone()),
-        data: Some(gmu::data::DataRecord { source: gmu::data::DataSource::Mmimdb { path: path.clone() }, split: None }),
+        data: Some(gmu::data::DataRecord { source, split: None }),
         missing_rates: args.missing_rates.clone(),
     };
     let results = compare(&m.data, &m.split, &options, &super::device(), |r| {
@@ -136,7 +151,41 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn summarize_archive(root: &std::path::Path) -> Result<()> {
+/// The data of either source, under the names the table code uses.
+struct Loaded {
+    data: gmu::data::MultiviewData,
+    split: gmu::data::Split,
+}
+
+/// Reads and summarises the raw archive, then encodes (or reuses the cached)
+/// plot and poster features.
+fn encode_archive(args: &Args, root: &std::path::Path) -> Result<(gmu::data::MultiviewData, gmu::data::Split, gmu::data::DataSource)> {
+    let archive = summarize_archive(root)?;
+    let text = gmu::encoders::EncoderSpec::new(args.text_encoder).with_max_tokens(args.max_tokens);
+    let image = gmu::encoders::EncoderSpec::new(args.image_encoder);
+    let cache = gmu::data::mmimdb::feature_cache(root);
+    let mut bar: Option<(String, super::encode::Bar)> = None;
+    let (data, made) = archive.encoded(&text, &image, &cache, &super::device(), &mut |label, done, total| {
+        if bar.as_ref().is_none_or(|(l, _)| l != label) {
+            stage(&format!("encoding {total} {label}"));
+            bar = Some((label.to_string(), super::encode::Bar::new("encoded")));
+        }
+        let (_, b) = bar.as_mut().expect("set above");
+        b.show(done, total);
+        if done == total {
+            b.finish();
+        }
+    })?;
+    for (m, what) in made.iter().zip(["plots", "posters"]) {
+        let how = if m.reused { "reused" } else { "encoded into" };
+        let missing = if m.missing > 0 { format!("; {} {what} gave no features (missing views, listed in the sidecar)", m.missing) } else { String::new() };
+        println!("{what}: {how} {}{missing}", m.path.display());
+    }
+    let source = gmu::data::DataSource::MmimdbArchive { root: root.to_path_buf(), text, image };
+    Ok((data, archive.split, source))
+}
+
+fn summarize_archive(root: &std::path::Path) -> Result<gmu::data::mmimdb::Archive> {
     let archive = read_archive(root)?;
     let (train, dev, test) = (archive.split.train.len(), archive.split.dev.len(), archive.split.test.len());
     println!("{}: {} movies (train {train} / dev {dev} / test {test}), posters present", root.display(), archive.movies.len());
@@ -155,6 +204,5 @@ fn summarize_archive(root: &std::path::Path) -> Result<()> {
         let dropped: Vec<String> = archive.dropped_genres.iter().map(|(g, n)| format!("{g} ×{n}")).collect();
         println!("genres outside the 23, dropped: {}", dropped.join(", "));
     }
-    println!("training on the raw archive needs text and poster features (a FeatureExtractor); use --data with the preprocessed HDF5 for the paper's table");
-    Ok(())
+    Ok(archive)
 }

@@ -29,6 +29,19 @@ pub struct Args {
     /// training mean saved with the model; without it such a row is an error.
     #[arg(long, value_enum)]
     impute: Option<super::Impute>,
+    /// Raw text for the model's text view: a model trained on encoded views (`gmu encode`,
+    /// `mmimdb --archive`) runs the encoder it recorded. Without --image, the image view is missing.
+    #[arg(long)]
+    text: Option<String>,
+    /// An image file (JPEG, PNG) for the model's image view; without --text, the text view is missing.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Raw inputs from --files CSVs (one per view of a model with encoders): the column holding texts.
+    #[arg(long, default_value = "plot")]
+    text_column: String,
+    /// Raw inputs from --files CSVs: the column holding image paths (relative to the CSV's folder).
+    #[arg(long, default_value = "path")]
+    image_column: String,
 }
 
 /// Which rows to predict.
@@ -45,6 +58,9 @@ pub enum Part {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.text.is_some() || args.image.is_some() || raw_files(&args)? {
+        return run_raw(args);
+    }
     let source = args.data.source(None)?;
     if let Some(out) = &args.out {
         refuse_overwriting_inputs(out, &args, &source)?;
@@ -185,6 +201,163 @@ pub fn run(args: Args) -> Result<()> {
         println!("wrote {} rows to {}", rows.len(), out.display());
     }
     Ok(())
+}
+
+/// Whether --files are raw-input CSVs for a model whose views record encoders
+/// (every file a `.csv` with the --text-column or --image-column).
+fn raw_files(args: &Args) -> Result<bool> {
+    if args.data.files.is_empty() || !args.data.files.iter().all(|f| f.extension().is_some_and(|e| e == "csv")) {
+        return Ok(false);
+    }
+    let config_path = args.model.join(gmu::model_dir::CONFIG_FILE);
+    let Ok(text) = std::fs::read_to_string(&config_path) else { return Ok(false) };
+    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(false) };
+    let with_encoders = config["views"].as_array().is_some_and(|v| v.iter().any(|v| v.get("encoder").is_some()));
+    if !with_encoders {
+        return Ok(false);
+    }
+    for f in &args.data.files {
+        let mut reader = csv::Reader::from_path(f).with_context(|| f.display().to_string())?;
+        let headers = reader.headers().with_context(|| f.display().to_string())?;
+        if !headers.iter().any(|h| h == args.text_column || h == args.image_column) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// `predict` on raw text and images: encode with the model's recorded
+/// encoders, then predict as on features. One sample (--text/--image) is
+/// printed as a readable report; CSVs (--files) give the usual rows.
+fn run_raw(args: Args) -> Result<()> {
+    use gmu::encoders::{Modality, RawInput};
+    let device = super::device();
+    let predictor = Predictor::load(&args.model, &device)?;
+    let config = &predictor.config;
+    let modality = |i: usize| config.views[i].encoder.as_ref().map(|e| e.encoder.modality());
+    if !config.views.iter().any(|v| v.encoder.is_some()) {
+        bail!(
+            "{}: the model's views ({}) were not made by a pretrained encoder, so it cannot read raw text or images; train it on `gmu encode` output or `gmu mmimdb --archive`",
+            args.model.display(),
+            config.views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let single = args.text.is_some() || args.image.is_some();
+    let mut owned_text: Vec<Vec<String>> = vec![Vec::new(); config.views.len()];
+    let mut owned_paths: Vec<Vec<PathBuf>> = vec![Vec::new(); config.views.len()];
+    if single {
+        if !args.data.files.is_empty() {
+            bail!("give --text/--image for one sample, or --files CSVs for many, not both");
+        }
+        let mut used = (false, false);
+        for i in 0..config.views.len() {
+            match modality(i) {
+                Some(Modality::Text) if !used.0 => {
+                    if let Some(t) = &args.text {
+                        owned_text[i].push(t.clone());
+                        used.0 = true;
+                    }
+                }
+                Some(Modality::Image) if !used.1 => {
+                    if let Some(p) = &args.image {
+                        if !p.is_file() {
+                            bail!("--image {}: no such file", p.display());
+                        }
+                        owned_paths[i].push(p.clone());
+                        used.1 = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        if args.text.is_some() && !used.0 {
+            bail!("--text: the model has no view made by a text encoder");
+        }
+        if args.image.is_some() && !used.1 {
+            bail!("--image: the model has no view made by an image encoder");
+        }
+    } else {
+        if args.data.files.len() != config.views.len() {
+            bail!("--files: {} CSVs for a model of {} views ({}), one per view in that order", args.data.files.len(), config.views.len(), config.views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        for (i, f) in args.data.files.iter().enumerate() {
+            match modality(i) {
+                Some(Modality::Text) => owned_text[i] = super::encode::read_column(f, &args.text_column)?,
+                Some(Modality::Image) => {
+                    let base = f.parent().unwrap_or(Path::new("")).to_path_buf();
+                    owned_paths[i] = super::encode::read_column(f, &args.image_column)?
+                        .into_iter()
+                        .map(|c| if Path::new(&c).is_absolute() { PathBuf::from(c) } else { base.join(c) })
+                        .collect();
+                }
+                None => bail!("view '{}' of the model records no encoder; raw CSVs need a model whose every view was encoded", config.views[i].name),
+            }
+        }
+    }
+    let inputs: Vec<Option<Vec<RawInput>>> = (0..config.views.len())
+        .map(|i| {
+            if !owned_text[i].is_empty() {
+                Some(owned_text[i].iter().map(|t| RawInput::Text(t)).collect())
+            } else if !owned_paths[i].is_empty() {
+                Some(owned_paths[i].iter().map(|p| RawInput::Image(p)).collect())
+            } else {
+                None
+            }
+        })
+        .collect();
+    let (views, missing) = predictor.encode_raw(&inputs)?;
+    for (view, m) in &missing {
+        eprintln!("· row {} ({}): {} → view '{view}' missing", m.row, m.input, m.reason);
+    }
+    let refs: Vec<&View> = views.iter().collect();
+    let rows: Vec<usize> = (0..views[0].len()).collect();
+    let p = predict_chunk(&predictor, &refs, &rows, args.impute.is_some(), &mut 0)?;
+    if single && !args.json && args.out.is_none() {
+        print_report(&predictor, &refs, &p);
+        return Ok(());
+    }
+    let mut writer = Output::open(args.out.as_deref())?;
+    let header = columns(&predictor, &refs);
+    if !args.json {
+        writer.line(&header.join(","))?;
+    }
+    write_rows(&mut writer, &predictor, &header, &rows, &p, args.json)?;
+    writer.finish()?;
+    if let Some(out) = &args.out {
+        println!("wrote {} rows to {}", rows.len(), out.display());
+    }
+    Ok(())
+}
+
+/// One sample as a person reads it: the outputs by probability (the decided
+/// ones marked), then per view: present, gate, share, importance.
+fn print_report(predictor: &Predictor, views: &[&View], p: &Prediction) {
+    let names = &predictor.config.outputs;
+    let decided = predictor.decide(&p.probs);
+    let mut order: Vec<usize> = (0..p.width).collect();
+    order.sort_by(|&a, &b| p.probs[b].total_cmp(&p.probs[a]));
+    let chosen: Vec<&str> = order.iter().filter(|&&c| decided[c] == 1).map(|&c| names[c].as_str()).collect();
+    match predictor.config.task {
+        Task::Multilabel => println!("predicted (threshold {}): {}", predictor.config.threshold, if chosen.is_empty() { "none".to_string() } else { chosen.join(", ") }),
+        Task::Multiclass => println!("predicted: {}", chosen.join(", ")),
+    }
+    for &c in order.iter().take(10) {
+        let bar = "█".repeat((p.probs[c] * 20.0).round() as usize);
+        println!("  {:<12} {:.3} {bar}{}", names[c], p.probs[c], if decided[c] == 1 { "  ✓" } else { "" });
+    }
+    println!("
+{:<10} {:<8} {:>6} {:>6} {:>10}", "view", "present", "gate", "share", "importance");
+    for (j, v) in views.iter().enumerate() {
+        let cell = |x: Option<&Vec<f32>>| x.map_or("-".to_string(), |x| format!("{:.3}", x[j])).replace("NaN", "-");
+        println!(
+            "{:<10} {:<8} {:>6} {:>6} {:>10}",
+            v.name,
+            if p.present[j] { "yes" } else { "missing" },
+            cell(p.gate_means.as_ref()),
+            cell(p.shares.as_ref()),
+            cell(p.importance.as_ref())
+        );
+    }
 }
 
 /// Rows predicted per pass (and read per chunk from view files).

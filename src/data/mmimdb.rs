@@ -459,6 +459,114 @@ impl Archive {
     }
 }
 
+/// The folder where an archive's encoded features are cached: `<root>/.gmu-features`.
+pub fn feature_cache(root: &Path) -> PathBuf {
+    root.join(".gmu-features")
+}
+
+/// How [`Archive::encoded`] got a view's features.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EncodedView {
+    /// The cached feature file.
+    pub path: PathBuf,
+    /// Whether it was reused (`false`: encoded now).
+    pub reused: bool,
+    /// Rows without features (empty plot, undecodable poster, no known word).
+    pub missing: usize,
+}
+
+impl Archive {
+    /// A digest of the plots, in order (what a text encoder reads).
+    fn plots_digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &self.movies {
+            h.update(m.id.as_bytes());
+            h.update([0]);
+            h.update(m.plot.as_bytes());
+            h.update([0]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// A digest of the posters' bytes, in order (what an image encoder reads).
+    fn posters_digest(&self) -> Result<String> {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &self.movies {
+            let bytes = std::fs::read(&m.poster).map_err(|e| GmuError::io(&m.poster, e))?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// Training data from the raw archive: the plots through `text`, the
+    /// posters through `image` (views `text` and `visual`, as in the HDF5
+    /// file), the genres as multilabel targets. Each view is encoded once and
+    /// cached in `cache` under a name keyed by the encoder and a digest of what
+    /// it reads, so a re-run (or another command on the same archive) reuses it.
+    /// A plot or poster that gives no features is a missing view of that movie.
+    pub fn encoded(
+        &self,
+        text: &crate::encoders::EncoderSpec,
+        image: &crate::encoders::EncoderSpec,
+        cache: &Path,
+        device: &burn::tensor::Device,
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<(MultiviewData, [EncodedView; 2])> {
+        use crate::encoders::{Modality, RawInput};
+        for (spec, want, flag) in [(text, Modality::Text, "text-encoder"), (image, Modality::Image, "image-encoder")] {
+            if spec.encoder.modality() != want {
+                return Err(GmuError::invalid(flag, format!("{} does not encode {want:?} inputs", spec.encoder)));
+            }
+        }
+        std::fs::create_dir_all(cache).map_err(|e| GmuError::io(cache, e))?;
+        let mut views = Vec::new();
+        let mut made = Vec::new();
+        for (name, spec, digest) in [("text", text, self.plots_digest()), ("visual", image, self.posters_digest()?)] {
+            let key = {
+                use sha2::{Digest, Sha256};
+                let mut h = Sha256::new();
+                h.update(serde_json::to_string(spec).expect("spec serialises").as_bytes());
+                h.update(digest.as_bytes());
+                h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+            };
+            let path = cache.join(format!("{name}-{}-{key}.npy", spec.label()));
+            let cached = crate::encoders::encode::read_sidecar(&path)?.filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file());
+            let (reused, missing) = match cached {
+                Some(e) => (true, e.missing.len()),
+                None => {
+                    let encoder = crate::encoders::Encoder::load(spec, device)?;
+                    let inputs: Vec<RawInput> = self
+                        .movies
+                        .iter()
+                        .map(|m| if name == "text" { RawInput::Text(&m.plot) } else { RawInput::Image(&m.poster) })
+                        .collect();
+                    let label = format!("{name} ({})", spec.label());
+                    let e = crate::encoders::encode::encode_to_npy(&encoder, spec, &inputs, 32, &path, Some(format!("MM-IMDb archive, {name}")), &mut |d, t| progress(&label, d, t))?;
+                    (false, e.missing.len())
+                }
+            };
+            let (shape, values) = super::multiview::read_npy(&path)?;
+            if shape != [self.movies.len(), spec.dim] {
+                return Err(GmuError::data(&path, format!("cached features of shape {shape:?}, expected [{}, {}]; delete the file", self.movies.len(), spec.dim)));
+            }
+            views.push(View { name: name.to_string(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) });
+            made.push(EncodedView { path, reused, missing });
+        }
+        let mut y = vec![0u8; self.movies.len() * GENRES.len()];
+        for (i, m) in self.movies.iter().enumerate() {
+            for &g in &m.genres {
+                y[i * GENRES.len() + g] = 1;
+            }
+        }
+        let data = MultiviewData { views, targets: Targets::Labels { y, names: GENRES.map(String::from).to_vec() } };
+        let [a, b]: [EncodedView; 2] = made.try_into().expect("two views");
+        Ok((data, [a, b]))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

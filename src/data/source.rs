@@ -39,6 +39,16 @@ pub enum DataSource {
         /// The HDF5 file.
         path: PathBuf,
     },
+    /// The raw MM-IMDb archive (`split.json`, `dataset/<id>.json` + `.jpeg`), its plots and
+    /// posters through pretrained encoders (features cached in `<root>/.gmu-features`).
+    MmimdbArchive {
+        /// The folder holding `split.json` and `dataset/`.
+        root: PathBuf,
+        /// The text encoder.
+        text: crate::encoders::EncoderSpec,
+        /// The image encoder.
+        image: crate::encoders::EncoderSpec,
+    },
 }
 
 /// What a model directory records of its training data.
@@ -94,6 +104,7 @@ impl DataSource {
             DataSource::Synthetic { path } | DataSource::Mmimdb { path } => {
                 path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned())
             }
+            DataSource::MmimdbArchive { .. } => "mmimdb-archive".into(),
         }
     }
 
@@ -139,6 +150,7 @@ impl DataSource {
         match self {
             DataSource::Files { files, labels, .. } => files.iter().chain(labels).cloned().collect(),
             DataSource::Synthetic { path } | DataSource::Mmimdb { path } => vec![path.clone()],
+            DataSource::MmimdbArchive { root, .. } => vec![root.join("split.json")],
             DataSource::Mfeat | DataSource::Twemoji => vec![],
         }
     }
@@ -173,6 +185,14 @@ impl DataSource {
                 let note = (m.nan_text_rows > 0)
                     .then(|| format!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows));
                 Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
+            }
+            DataSource::MmimdbArchive { root, text, image } => {
+                let archive = super::mmimdb::read_archive(root)?;
+                let device = burn::tensor::Device::default();
+                let (data, made) = archive.encoded(text, image, &super::mmimdb::feature_cache(root), &device, &mut |_, _, _| {})?;
+                let missing: Vec<String> = made.iter().zip(["plots", "posters"]).filter(|(m, _)| m.missing > 0).map(|(m, w)| format!("{} {w}", m.missing)).collect();
+                let note = (!missing.is_empty()).then(|| format!("{} gave no features: missing views", missing.join(" and ")));
+                Loaded { views: data.views, targets: Some(data.targets), split: Some(archive.split), note }
             }
         })
     }

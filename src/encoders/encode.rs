@@ -22,6 +22,9 @@ pub struct MissingRow {
     pub reason: String,
 }
 
+/// A missing row of a raw view: the view's name and the row.
+pub type ViewMissingRow = (String, MissingRow);
+
 /// The sidecar of a feature file: `<out>.json` beside `<out>`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Encoded {

@@ -199,7 +199,7 @@ mod tests {
         // (3, 2) column-major: column 0 = [1, 2, 3], column 1 = [4, 5, 6]
         let data: Vec<u8> = [1f32, 2., 3., 4., 5., 6.].iter().flat_map(|v| v.to_le_bytes()).collect();
         let mut header = "{'descr': '<f4', 'fortran_order': True, 'shape': (3, 2), }".to_string();
-        while (10 + header.len() + 1) % 64 != 0 {
+        while !(10 + header.len() + 1).is_multiple_of(64) {
             header.push(' ');
         }
         header.push('\n');

@@ -138,4 +138,54 @@ mod tests {
         let first = x[0] * 128.0 + 127.0;
         assert!((first - 72.0).abs() < 1e-3, "{first}");
     }
+
+    fn fixtures() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders")
+    }
+
+    #[test]
+    fn grayscale_and_cmyk_jpegs_become_rgb() {
+        let dir = tempfile::tempdir().unwrap();
+        let gray = dir.path().join("gray.jpg");
+        image::GrayImage::from_fn(20, 10, |x, _| image::Luma([(x * 12) as u8])).save_with_format(&gray, image::ImageFormat::Jpeg).unwrap();
+        let (rgb, h, w) = decode(&gray).unwrap();
+        assert_eq!((h, w, rgb.len()), (10, 20, 600));
+        assert!(rgb.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray stays gray in RGB");
+        // written by PIL (see the fixtures README): CMYK (0, 200, 200, 30), a red
+        let (rgb, h, w) = decode(&fixtures().join("cmyk.jpg")).unwrap();
+        assert_eq!((h, w), (30, 40));
+        let p = &rgb[(5 * 40 + 5) * 3..(5 * 40 + 5) * 3 + 3];
+        assert!(p[0] > 180 && p[1] < 100 && p[2] < 100, "CMYK red decoded as {p:?}");
+    }
+
+    #[test]
+    fn bad_files_are_reasons_not_panics() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = dir.path().join("notes.jpg");
+        std::fs::write(&text, "not an image at all").unwrap();
+        assert!(decode(&text).unwrap_err().contains("not a decodable image"), "{}", decode(&text).unwrap_err());
+        let empty = dir.path().join("empty.png");
+        std::fs::write(&empty, b"").unwrap();
+        assert!(decode(&empty).is_err());
+        assert!(decode(&dir.path().join("absent.jpg")).unwrap_err().contains("cannot open"));
+        // a truncated JPEG
+        let cut = dir.path().join("cut.jpg");
+        let bytes = std::fs::read(fixtures().join("cmyk.jpg")).unwrap();
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(decode(&cut).is_err());
+    }
+
+    #[test]
+    fn a_huge_image_is_refused_from_its_header_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = dir.path().join("huge.jpg");
+        // an 8×8 JPEG whose frame header (SOF0) is patched to claim 20000 × 20000 pixels
+        image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9])).save_with_format(&huge, image::ImageFormat::Jpeg).unwrap();
+        let mut bytes = std::fs::read(&huge).unwrap();
+        let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]);
+        std::fs::write(&huge, bytes).unwrap();
+        let e = decode(&huge).unwrap_err();
+        assert!(e.contains("20000×20000 pixels is over the budget of 64 megapixels"), "{e}");
+    }
 }

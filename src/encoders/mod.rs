@@ -316,11 +316,11 @@ pub enum RawInput<'a> {
 /// A loaded encoder, ready to run.
 pub enum Encoder {
     /// MiniLM with its tokenizer.
-    MiniLm(bert::SentenceEncoder),
+    MiniLm(Box<bert::SentenceEncoder>),
     /// The GloVe table.
     Glove(glove::Glove),
     /// EfficientNet-Lite0.
-    EffnetLite0(effnet::ImageEncoder),
+    EffnetLite0(Box<effnet::ImageEncoder>),
 }
 
 /// One row's features, or why it has none (a missing row).
@@ -338,10 +338,10 @@ impl Encoder {
         Ok(match spec.encoder {
             EncoderKind::MiniLm => {
                 let max_tokens = spec.max_tokens.unwrap_or(bert::DEFAULT_MAX_TOKENS);
-                Encoder::MiniLm(bert::SentenceEncoder::load(&file("model.safetensors"), &file("tokenizer.json"), max_tokens, device)?)
+                Encoder::MiniLm(Box::new(bert::SentenceEncoder::load(&file("model.safetensors"), &file("tokenizer.json"), max_tokens, device)?))
             }
             EncoderKind::Glove => Encoder::Glove(glove::Glove::load(&file("glove_6B_50d_emb.npy"), &file("glove_6B_index.parquet"))?),
-            EncoderKind::EffnetLite0 => Encoder::EffnetLite0(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?),
+            EncoderKind::EffnetLite0 => Encoder::EffnetLite0(Box::new(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?)),
         })
     }
 

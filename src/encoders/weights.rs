@@ -9,10 +9,13 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::error::{GmuError, Result};
 
+/// Tensors by name: shape and row-major values.
+pub type Tensors = HashMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// The tensors of one weight file, as `f32`.
 pub struct Weights {
     path: PathBuf,
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    tensors: Tensors,
 }
 
 impl Weights {
@@ -24,7 +27,7 @@ impl Weights {
     }
 
     /// Weights from memory (tests, converted checkpoints).
-    pub fn from_map(path: &Path, tensors: HashMap<String, (Vec<usize>, Vec<f32>)>) -> Weights {
+    pub fn from_map(path: &Path, tensors: Tensors) -> Weights {
         Weights { path: path.to_path_buf(), tensors }
     }
 
@@ -71,7 +74,7 @@ impl Weights {
     }
 }
 
-fn read_safetensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+fn read_safetensors(path: &Path) -> Result<Tensors> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| GmuError::data(path, format!("not a safetensors file ({e})")))?;
     let mut out = HashMap::new();
@@ -88,7 +91,7 @@ fn read_safetensors(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>
     Ok(out)
 }
 
-fn read_pytorch(path: &Path) -> Result<HashMap<String, (Vec<usize>, Vec<f32>)>> {
+fn read_pytorch(path: &Path) -> Result<Tensors> {
     use pytorch_reader::DType;
     let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| GmuError::data(path, format!("not a readable PyTorch checkpoint ({e})")))?;
     let mut out = HashMap::new();
