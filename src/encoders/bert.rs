@@ -9,8 +9,8 @@
 
 use std::path::Path;
 
-use burn::tensor::activation::{gelu, softmax};
-use burn::tensor::module::{embedding, layer_norm};
+use burn::tensor::activation::gelu;
+use burn::tensor::module::{attention, embedding, layer_norm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::weights::Weights;
@@ -131,15 +131,14 @@ impl Bert {
             + self.position.clone().narrow(0, 0, t).unsqueeze_dim::<3>(0)
             + self.token_type.clone().unsqueeze_dims::<3>(&[0, 1]);
         let mut x = norm(x, &self.embedding_norm);
-        // additive key mask: 0 where attended, a large negative value where padded
-        let bias = (mask - 1.0).mul_scalar(1e9).reshape([b, 1, 1, t]);
-        let scale = 1.0 / (dh as f64).sqrt();
+        // key mask: true where a key is padding (burn's attention masks those out)
+        let padded = mask.lower_elem(0.5).reshape([b, 1, 1, t]).expand([b, heads, t, t]);
         for layer in &self.layers {
             let qkv = x.clone().reshape([b * t, d]).matmul(layer.qkv.clone()) + layer.qkv_bias.clone().unsqueeze_dim::<2>(0);
             let split = |i: usize| qkv.clone().narrow(1, i * d, d).reshape([b, t, heads, dh]).swap_dims(1, 2);
             let (q, k, v) = (split(0), split(1), split(2));
-            let scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale) + bias.clone();
-            let context = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([b * t, d]);
+            // softmax(q kᵀ / √d_head + mask) v, fused (no [b, h, t, t] score tensor on flex)
+            let context = attention(q, k, v, Some(padded.clone()), None, Default::default()).swap_dims(1, 2).reshape([b * t, d]);
             let attended = context.matmul(layer.attention_out.clone()) + layer.attention_out_bias.clone().unsqueeze_dim::<2>(0);
             x = norm(attended.reshape([b, t, d]) + x, &layer.attention_norm);
             let inner = gelu(x.clone().reshape([b * t, d]).matmul(layer.intermediate.clone()) + layer.intermediate_bias.clone().unsqueeze_dim::<2>(0));
