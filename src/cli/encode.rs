@@ -128,6 +128,10 @@ impl Bar {
     }
 
     pub fn show(&mut self, done: usize, total: usize) {
+        if done == 0 {
+            self.start = Instant::now();
+            return;
+        }
         let secs = self.start.elapsed().as_secs_f64();
         let rate = done as f64 / secs.max(1e-9);
         let left = (total - done) as f64 / rate.max(1e-9);

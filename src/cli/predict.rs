@@ -348,7 +348,10 @@ fn print_report(predictor: &Predictor, views: &[&View], p: &Prediction) {
     println!("
 {:<10} {:<8} {:>6} {:>6} {:>10}", "view", "present", "gate", "share", "importance");
     for (j, v) in views.iter().enumerate() {
-        let cell = |x: Option<&Vec<f32>>| x.map_or("-".to_string(), |x| format!("{:.3}", x[j])).replace("NaN", "-");
+        let cell = |x: Option<&Vec<f32>>| match x {
+            Some(x) if p.present[j] && x[j].is_finite() => format!("{:.3}", x[j]),
+            _ => "-".to_string(),
+        };
         println!(
             "{:<10} {:<8} {:>6} {:>6} {:>10}",
             v.name,

@@ -60,14 +60,20 @@ pub fn mfeat(views: &[&str]) -> Result<MultiviewData> {
 /// and view `text` (the name and short names through a [`HashingEncoder`]
 /// of [`TWEMOJI_TEXT_DIM`] features); the category is the class.
 pub fn twemoji() -> Result<MultiviewData> {
+    twemoji_with(None)
+}
+
+/// Twemoji with its names through a pretrained text encoder (`None`: the
+/// hashing encoder of [`twemoji`]). The encoder must be fetched.
+pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Result<MultiviewData> {
     let pixels = gunzip("images_32.u8.gz", TWEMOJI_IMAGES)?;
     let meta = gunzip("meta.csv.gz", TWEMOJI_META)?;
     let mut reader = csv::Reader::from_reader(&meta[..]);
     let encoder = HashingEncoder::new(TWEMOJI_TEXT_DIM);
-    let (mut text, mut categories) = (Vec::new(), Vec::new());
+    let (mut names, mut categories) = (Vec::new(), Vec::new());
     for record in reader.records() {
         let r = record.map_err(|e| GmuError::data("meta.csv.gz", e.to_string()))?;
-        text.extend(encoder.encode(&format!("{} {}", &r[0], r[1].replace(['|', '_'], " "))));
+        names.push(format!("{} {}", &r[0], r[1].replace(['|', '_'], " ")));
         categories.push(r[2].to_string());
     }
     let n = categories.len();
@@ -76,7 +82,21 @@ pub fn twemoji() -> Result<MultiviewData> {
         return Err(GmuError::data("images_32.u8.gz", format!("{} bytes for {n} images of {dim}", pixels.len())));
     }
     let image = View { name: "image".into(), dim, values: pixels.iter().map(|&p| p as f32 / 255.0).collect(), image: Some([3, 32, 32]), prescaled: false, encoder: None };
-    let text = View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: text, image: None, prescaled: true, encoder: None };
+    let text = match text_encoder {
+        None => View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: names.iter().flat_map(|t| encoder.encode(t)).collect(), image: None, prescaled: true, encoder: None },
+        Some(spec) => {
+            let model = crate::encoders::Encoder::load(spec, &burn::tensor::Device::default())?;
+            let mut values = Vec::with_capacity(n * spec.dim);
+            for chunk in names.chunks(64) {
+                let inputs: Vec<crate::encoders::RawInput> = chunk.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
+                for row in model.encode(&inputs)? {
+                    // a name no word of which GloVe knows is a missing text view
+                    values.extend(row.unwrap_or_else(|_| vec![f32::NAN; spec.dim]));
+                }
+            }
+            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) }
+        }
+    };
     let Targets::Classes { y, names } = classes_from_strings(&categories) else { unreachable!() };
     let data = MultiviewData { views: vec![image, text], targets: Targets::Classes { y, names } };
     data.validate(Path::new("twemoji"))?;

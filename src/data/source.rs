@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::builtin::{MFEAT_VIEWS, mfeat, twemoji};
+use super::builtin::{MFEAT_VIEWS, mfeat};
 use super::multiview::{LabelSource, MultiviewData, Split, Targets, View, read_view};
 use crate::error::{GmuError, Result};
 
@@ -18,8 +18,13 @@ use crate::error::{GmuError, Result};
 pub enum DataSource {
     /// UCI Multiple Features, embedded: six views of 2000 digits.
     Mfeat,
-    /// Twemoji, embedded: a 32×32 picture and a hashed name, 9 categories.
-    Twemoji,
+    /// Twemoji, embedded: a 32×32 picture and its names (hashed, or through a pretrained
+    /// text encoder: `twemoji:minilm`, `twemoji:glove`), 9 categories.
+    Twemoji {
+        /// The text encoder of the names; `None`: the hashing encoder.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<crate::encoders::EncoderSpec>,
+    },
     /// One CSV or NPY file per view; labels from a file, a column, or none.
     Files {
         /// One file per view; the view is named after the file's stem.
@@ -99,7 +104,8 @@ impl DataSource {
     pub fn name(&self) -> String {
         match self {
             DataSource::Mfeat => "mfeat".into(),
-            DataSource::Twemoji => "twemoji".into(),
+            DataSource::Twemoji { text: None } => "twemoji".into(),
+            DataSource::Twemoji { text: Some(spec) } => format!("twemoji-{}", spec.encoder),
             DataSource::Files { .. } => "files".into(),
             DataSource::Synthetic { path } | DataSource::Mmimdb { path } => {
                 path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned())
@@ -114,7 +120,15 @@ impl DataSource {
         let wants_files = !files.is_empty() || labels.is_some() || label_column.is_some();
         let source = match data {
             "mfeat" => DataSource::Mfeat,
-            "twemoji" => DataSource::Twemoji,
+            "twemoji" => DataSource::Twemoji { text: None },
+            twemoji if twemoji.starts_with("twemoji:") => {
+                let name = &twemoji["twemoji:".len()..];
+                let kind = <crate::encoders::EncoderKind as clap::ValueEnum>::from_str(name, false)
+                    .ok()
+                    .filter(|k| k.modality() == crate::encoders::Modality::Text)
+                    .ok_or_else(|| GmuError::invalid("data", format!("'{data}': Twemoji's names take a text encoder: twemoji:minilm or twemoji:glove")))?;
+                DataSource::Twemoji { text: Some(crate::encoders::EncoderSpec::new(kind)) }
+            }
             "files" => DataSource::Files { files, labels, label_column },
             path => {
                 let path = PathBuf::from(path);
@@ -151,7 +165,7 @@ impl DataSource {
             DataSource::Files { files, labels, .. } => files.iter().chain(labels).cloned().collect(),
             DataSource::Synthetic { path } | DataSource::Mmimdb { path } => vec![path.clone()],
             DataSource::MmimdbArchive { root, .. } => vec![root.join("split.json")],
-            DataSource::Mfeat | DataSource::Twemoji => vec![],
+            DataSource::Mfeat | DataSource::Twemoji { .. } => vec![],
         }
     }
 
@@ -160,7 +174,7 @@ impl DataSource {
         let plain = |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
         Ok(match self {
             DataSource::Mfeat => plain(mfeat(&MFEAT_VIEWS)?),
-            DataSource::Twemoji => plain(twemoji()?),
+            DataSource::Twemoji { text } => plain(super::builtin::twemoji_with(text.as_ref())?),
             DataSource::Files { files, labels, label_column } => {
                 let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
                 match (labels, label_column) {

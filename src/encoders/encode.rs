@@ -62,7 +62,7 @@ pub fn read_sidecar(npy: &Path) -> Result<Option<Encoded>> {
 /// Encodes `inputs` in batches of `batch_size` into `out` (`.npy`, `[n, dim]`
 /// float32, NaN rows where missing) and its sidecar, both written to
 /// temporary files and renamed at the end. `progress(done, total)` is called
-/// after each batch.
+/// before the first batch (with 0) and after each batch.
 pub fn encode_to_npy(
     encoder: &Encoder,
     spec: &EncoderSpec,
@@ -88,6 +88,7 @@ pub fn encode_to_npy(
     writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
     let mut missing = Vec::new();
     let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
+    progress(0, n);
     for (b, chunk) in inputs.chunks(batch_size).enumerate() {
         let rows = encoder.encode(chunk).map_err(&cleanup)?;
         for (j, row) in rows.into_iter().enumerate() {
