@@ -43,6 +43,16 @@ pub struct ModelOptions {
     pub normalize_gates: bool,
     /// Features out of the CNN of an image view.
     pub image_features: usize,
+    /// Units of the LSTM of a token view (and width of its token embeddings).
+    #[serde(default = "default_text_features")]
+    pub text_features: usize,
+    /// How the LSTM of a token view pools its states.
+    #[serde(default)]
+    pub text_pooling: crate::fusion::TextPooling,
+}
+
+fn default_text_features() -> usize {
+    64
 }
 
 impl ModelOptions {
@@ -60,6 +70,8 @@ impl ModelOptions {
             tied_gates: false,
             normalize_gates: false,
             image_features: 64,
+            text_features: default_text_features(),
+            text_pooling: crate::fusion::TextPooling::Mean,
         }
     }
 
@@ -86,14 +98,18 @@ impl ModelOptions {
     }
 
     /// The model for views of widths `d_inputs` (with their `images`
-    /// shapes, `None` for a feature view), `n_outputs` classes or labels and `task`.
-    pub fn spec(&self, d_inputs: Vec<usize>, images: &[Option<[usize; 3]>], n_outputs: usize, task: Task) -> FusionSpec {
+    /// shapes, `None` for a feature view; the vocabulary of a token view in
+    /// `tokens`), `n_outputs` classes or labels and `task`: a CNN in front of
+    /// each image view, an LSTM in front of each token view.
+    pub fn spec(&self, d_inputs: Vec<usize>, images: &[Option<[usize; 3]>], tokens: &[Option<usize>], n_outputs: usize, task: Task) -> FusionSpec {
         let mut spec = FusionSpec::new(self.fusion, d_inputs, self.hidden, n_outputs, task);
         spec.encoders = images
             .iter()
-            .map(|image| match *image {
-                Some([channels, height, width]) => EncoderSpec::Cnn { channels, height, width, d_out: self.image_features },
-                None => EncoderSpec::Identity,
+            .enumerate()
+            .map(|(i, image)| match (*image, tokens.get(i).copied().flatten()) {
+                (Some([channels, height, width]), _) => EncoderSpec::Cnn { channels, height, width, d_out: self.image_features },
+                (None, Some(vocab)) => EncoderSpec::Lstm { vocab, embed: self.text_features, d_out: self.text_features, pooling: self.text_pooling },
+                (None, None) => EncoderSpec::Identity,
             })
             .collect();
         spec.dropout = self.dropout;
@@ -115,6 +131,9 @@ impl ModelOptions {
         }
         if self.image_features == 0 {
             return Err(GmuError::invalid("image_features", "must be at least 1, got 0"));
+        }
+        if self.text_features == 0 {
+            return Err(GmuError::invalid("text_features", "must be at least 1, got 0"));
         }
         if self.normalize_gates && self.fusion != FusionKind::Gmu {
             return Err(GmuError::invalid("normalize_gates", format!("softmax gates are a GMU option, not one of {}", self.fusion)));

@@ -94,7 +94,8 @@ pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Resu
                     values.extend(row.unwrap_or_else(|_| vec![f32::NAN; spec.dim]));
                 }
             }
-            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) }
+            // token ids (twemoji:lstm) are left as they are
+            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: spec.token_vocab().is_some(), encoder: Some(spec.clone()) }
         }
     };
     let Targets::Classes { y, names } = classes_from_strings(&categories) else { unreachable!() };

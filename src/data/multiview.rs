@@ -43,6 +43,11 @@ pub struct View {
 }
 
 impl View {
+    /// The vocabulary size when the view holds token ids (read by an LSTM), `None` for features.
+    pub fn token_vocab(&self) -> Option<usize> {
+        self.encoder.as_ref().and_then(|e| e.token_vocab())
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.values[i * self.dim..(i + 1) * self.dim]

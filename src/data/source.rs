@@ -12,6 +12,9 @@ use super::builtin::{MFEAT_VIEWS, mfeat};
 use super::multiview::{LabelSource, MultiviewData, Split, Targets, View, read_view};
 use crate::error::{GmuError, Result};
 
+/// Token ids kept per Twemoji name for its LSTM (`twemoji:lstm`).
+pub const TWEMOJI_TOKENS: usize = 32;
+
 /// Where data come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind")]
@@ -105,6 +108,7 @@ impl DataSource {
         match self {
             DataSource::Mfeat => "mfeat".into(),
             DataSource::Twemoji { text: None } => "twemoji".into(),
+            DataSource::Twemoji { text: Some(spec) } if spec.token_vocab().is_some() => "twemoji-lstm".into(),
             DataSource::Twemoji { text: Some(spec) } => format!("twemoji-{}", spec.encoder),
             DataSource::Files { .. } => "files".into(),
             DataSource::Synthetic { path } | DataSource::Mmimdb { path } => {
@@ -126,8 +130,11 @@ impl DataSource {
                 let kind = <crate::encoders::EncoderKind as clap::ValueEnum>::from_str(name, false)
                     .ok()
                     .filter(|k| k.modality() == crate::encoders::Modality::Text)
-                    .ok_or_else(|| GmuError::invalid("data", format!("'{data}': Twemoji's names take a text encoder: twemoji:minilm or twemoji:glove")))?;
-                DataSource::Twemoji { text: Some(crate::encoders::EncoderSpec::new(kind)) }
+                    .ok_or_else(|| GmuError::invalid("data", format!("'{data}': Twemoji's names take a text encoder: twemoji:minilm, twemoji:glove or twemoji:lstm")))?;
+                // the LSTM reads WordPiece ids; Twemoji's names are short (at most 26 pieces)
+                let spec = crate::encoders::EncoderSpec::new(kind);
+                let spec = if kind == crate::encoders::EncoderKind::WordPiece { spec.with_max_tokens(TWEMOJI_TOKENS) } else { spec };
+                DataSource::Twemoji { text: Some(spec) }
             }
             "files" => DataSource::Files { files, labels, label_column },
             path => {

@@ -23,6 +23,7 @@ pub enum FetchSource {
 /// Fetches `kind` into `root` unless it is already installed (or `again`).
 /// Returns the encoder's folder and whether anything was downloaded.
 pub fn fetch(kind: EncoderKind, root: &Path, source: &FetchSource, again: bool, log: &mut dyn FnMut(&str)) -> Result<(PathBuf, bool)> {
+    let kind = kind.fetched_as();
     let folder = kind.folder(root);
     if !again && super::locate_in(kind, root).is_ok() {
         return Ok((folder, false));

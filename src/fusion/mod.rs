@@ -9,6 +9,6 @@ pub mod gmu;
 pub mod network;
 pub mod random;
 
-pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn};
+pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm, TextPooling};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};
 pub use network::{EncoderSpec, ExpertKind, FusionKind, HeadKind, FusionNet, FusionOutput, FusionSpec, Scores, Task};

@@ -31,7 +31,7 @@ use burn::tensor::activation::{log_sigmoid, log_softmax, sigmoid, softmax};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{ImageShape, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn};
+use super::blocks::{ImageShape, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm, TextPooling};
 use super::gmu::{Gmu, GmuConfig};
 use crate::error::{GmuError, Result};
 
@@ -122,6 +122,17 @@ pub enum EncoderSpec {
         /// Features out of the CNN.
         d_out: usize,
     },
+    /// A [`TextLstm`] over token ids (a view of `d_in` ids, 0 = padding), with `d_out` units.
+    Lstm {
+        /// Size of the vocabulary (ids `0..vocab`).
+        vocab: usize,
+        /// Width of the token embeddings.
+        embed: usize,
+        /// LSTM units: the features the fusion sees.
+        d_out: usize,
+        /// Mean or last state.
+        pooling: TextPooling,
+    },
 }
 
 impl EncoderSpec {
@@ -129,7 +140,7 @@ impl EncoderSpec {
     pub fn d_out(&self, d_in: usize) -> usize {
         match *self {
             EncoderSpec::Identity => d_in,
-            EncoderSpec::Cnn { d_out, .. } => d_out,
+            EncoderSpec::Cnn { d_out, .. } | EncoderSpec::Lstm { d_out, .. } => d_out,
         }
     }
 }
@@ -267,6 +278,11 @@ impl FusionSpec {
             {
                 return Err(GmuError::invalid("encoders", "a CNN encoder needs images of at least 4×4 and d_out ≥ 1"));
             }
+            if let EncoderSpec::Lstm { vocab, embed, d_out, .. } = *e
+                && (vocab < 2 || embed == 0 || d_out == 0)
+            {
+                return Err(GmuError::invalid("encoders", "an LSTM encoder needs a vocabulary of at least 2 ids, embed ≥ 1 and d_out ≥ 1"));
+            }
         }
         Ok(())
     }
@@ -293,10 +309,18 @@ impl FusionSpec {
             .encoders
             .iter()
             .map(|e| match *e {
-                EncoderSpec::Identity => None,
                 EncoderSpec::Cnn { channels, height, width, d_out } => {
                     Some(SmallCnn::new(ImageShape { channels, height, width }, d_out, device))
                 }
+                EncoderSpec::Identity | EncoderSpec::Lstm { .. } => None,
+            })
+            .collect();
+        let texts = self
+            .encoders
+            .iter()
+            .map(|e| match *e {
+                EncoderSpec::Lstm { vocab, embed, d_out, pooling } => Some(TextLstm::new(vocab, embed, d_out, pooling, device)),
+                _ => None,
             })
             .collect();
         let c = self.n_outputs;
@@ -345,7 +369,7 @@ impl FusionSpec {
                 tied: self.tied_gates,
             }),
         };
-        let net = FusionNet { encoders, head, multilabel: self.task == Task::Multilabel };
+        let net = FusionNet { encoders, texts, head, multilabel: self.task == Task::Multilabel };
         // burn draws a parameter's initial values when it is first read; read
         // them all now, in module order, so the weights depend on the seed
         // alone and not on which engine or code path touches them first.
@@ -366,8 +390,10 @@ impl burn::module::ModuleVisitor for Materialize {
 /// A fusion model: per-modality encoders, then the fusion head.
 #[derive(Module, Debug)]
 pub struct FusionNet {
-    /// One optional encoder per modality (`None`: the features go in as they are).
+    /// One optional image encoder per modality (`None`: the features go in as they are).
     pub encoders: Vec<Option<SmallCnn>>,
+    /// One optional text encoder per modality (an LSTM over token ids).
+    pub texts: Vec<Option<TextLstm>>,
     /// The fusion and classifier.
     pub head: FusionHead,
     /// Sigmoid outputs (multilabel) instead of a softmax.
@@ -560,10 +586,11 @@ impl FusionNet {
         };
         let encoded: Vec<Tensor<2>> = inputs
             .iter()
-            .zip(&self.encoders)
+            .zip(self.encoders.iter().zip(&self.texts))
             .map(|(x, e)| match e {
-                Some(cnn) => cnn.forward(x.clone()),
-                None => x.clone(),
+                (Some(cnn), _) => cnn.forward(x.clone()),
+                (None, Some(lstm)) => lstm.forward(x.clone()),
+                (None, None) => x.clone(),
             })
             .collect();
         let plain = |scores: Tensor<2>| FusionOutput { scores: Scores::Logits(scores), gates: None, contributions: None };
