@@ -319,10 +319,33 @@ pub(crate) mod tests {
     /// (eager attention) on the same weights, mean-pooled and normalised.
     const TINY_REFERENCE: [[f32; 8]; 3] = include!("../../tests/fixtures/encoders/tiny_bert_reference.txt");
 
+    /// The tiny weights written as a `.safetensors` file (Hugging Face's layout,
+    /// plus BERT's integer `position_ids` buffer) and read back the way MiniLM's are.
+    fn tiny_bert_file(dir: &Path) -> Weights {
+        let w = tiny_bert_weights();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = w
+            .names()
+            .into_iter()
+            .map(|name| {
+                let shape = w.shape(&name).unwrap().to_vec();
+                let data = w.values(&name, &shape).unwrap().iter().flat_map(|v| v.to_le_bytes()).collect();
+                (name, shape, data)
+            })
+            .collect();
+        let positions: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
+        let mut views: Vec<(String, safetensors::tensor::TensorView)> =
+            bytes.iter().map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())).collect();
+        views.push(("embeddings.position_ids".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 16], &positions).unwrap()));
+        let path = dir.join("model.safetensors");
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        Weights::read(&path).unwrap()
+    }
+
     #[test]
     fn tiny_bert_matches_transformers() {
         let device = Device::default();
-        let bert = Bert::from_weights(&tiny_bert_weights(), BertConfig { heads: 2, layer_norm_eps: 1e-12 }, &device).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bert = Bert::from_weights(&tiny_bert_file(dir.path()), BertConfig { heads: 2, layer_norm_eps: 1e-12 }, &device).unwrap();
         let rows: Vec<Vec<u32>> = TINY_IDS.iter().map(|r| r.to_vec()).collect();
         let got = bert.embed_ids(&rows, &device);
         let mut worst = 0f32;

@@ -36,6 +36,13 @@ impl Weights {
         &self.path
     }
 
+    /// The tensor names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tensors.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Whether a tensor of this name exists.
     pub fn has(&self, name: &str) -> bool {
         self.tensors.contains_key(name)
