@@ -256,10 +256,7 @@ pub fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<tokenizers::Toke
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use std::collections::HashMap;
-
     use super::*;
-    use crate::encoders::testing::values;
 
     /// The tiny BERT of `scripts/encoder_reference.py`: vocab 50, hidden 8,
     /// 2 heads, 2 layers, feed-forward 12, 16 positions; tensor k of the
@@ -296,20 +293,11 @@ pub(crate) mod tests {
                 shapes.push((format!("{pre}.{name}"), shape));
             }
         }
-        shapes.sort();
-        let map: HashMap<_, _> = shapes
-            .into_iter()
-            .enumerate()
-            .map(|(k, (name, shape))| {
-                let n = shape.iter().product();
-                let mut v = values(k as u64, n, 0.5);
-                if name.ends_with("LayerNorm.weight") {
-                    v.iter_mut().for_each(|x| *x += 1.0);
-                }
-                (name, (shape, v))
-            })
-            .collect();
-        Weights::from_map(Path::new("tiny-bert"), map)
+        crate::encoders::testing::tiny_weights("tiny-bert", shapes, |name, v| {
+            if name.ends_with("LayerNorm.weight") {
+                v.iter_mut().for_each(|x| *x += 1.0);
+            }
+        })
     }
 
     /// Token rows fed to the tiny BERT, padded inside one batch.

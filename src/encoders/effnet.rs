@@ -202,8 +202,6 @@ impl ImageEncoder {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::encoders::testing::values;
 
@@ -226,20 +224,11 @@ mod tests {
         conv_bn("_conv_head", "_bn1", [16, 12, 1, 1]);
         shapes.push(("_fc.weight".into(), vec![5, 16]));
         shapes.push(("_fc.bias".into(), vec![5]));
-        shapes.sort();
-        let map: HashMap<_, _> = shapes
-            .into_iter()
-            .enumerate()
-            .map(|(k, (name, shape))| {
-                let n = shape.iter().product();
-                let mut v = values(k as u64, n, 0.5);
-                if name.ends_with("running_var") || (name.contains("_bn") && name.ends_with(".weight")) {
-                    v.iter_mut().for_each(|x| *x = 1.0 + x.abs());
-                }
-                (name, (shape, v))
-            })
-            .collect();
-        Weights::from_map(Path::new("tiny-effnet"), map)
+        crate::encoders::testing::tiny_weights("tiny-effnet", shapes, |name, v| {
+            if name.ends_with("running_var") || (name.contains("_bn") && name.ends_with(".weight")) {
+                v.iter_mut().for_each(|x| *x = 1.0 + x.abs());
+            }
+        })
     }
 
     /// Input `[2, 3, 17, 23]`: odd sizes exercise the asymmetric "SAME" padding.

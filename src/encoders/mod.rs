@@ -467,6 +467,22 @@ pub(crate) mod testing {
         (0..n as u64).map(|i| value(k, i, scale)).collect()
     }
 
+    /// Tiny weights: tensor k of the sorted `shapes` filled with `values(k, n, 0.5)`,
+    /// then `adjust(name, values)` (e.g. to keep norm scales positive).
+    pub fn tiny_weights(label: &str, mut shapes: Vec<(String, Vec<usize>)>, adjust: impl Fn(&str, &mut [f32])) -> super::weights::Weights {
+        shapes.sort();
+        let map = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(k, (name, shape))| {
+                let mut v = values(k as u64, shape.iter().product(), 0.5);
+                adjust(&name, &mut v);
+                (name, (shape, v))
+            })
+            .collect();
+        super::weights::Weights::from_map(std::path::Path::new(label), map)
+    }
+
     /// The real encoders' folder when `GMU_ENCODERS_DIR` (or the default cache)
     /// has them; `None` (and a note on stderr) otherwise, unless
     /// `GMU_REQUIRE_ENCODERS=1`, which CI sets after fetching: then missing is a failure.
