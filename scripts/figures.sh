@@ -2,11 +2,20 @@
 # Regenerates every table and chart the README shows (demo, protocol, mfeat, Twemoji, predict,
 # missing views, robustness) from the code at HEAD, and logs each command with its output and the
 # commit to docs/figures.md. Benchmarks live in bench/ (see BENCHMARKS.md).
-# Usage: scripts/figures.sh [--no-twemoji]     about 15 minutes on 2 cores (Twemoji: 5-8 of them)
+# Usage: scripts/figures.sh [--no-twemoji] [--text-views]   about 15 minutes on 2 cores (Twemoji: 5-8 of them)
+# --text-views adds Twemoji with every text representation (LSTM, GloVe, MiniLM; about 35 more
+# minutes; the pretrained ones need `gmu encoders fetch`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 twemoji=1
-[ "${1:-}" = "--no-twemoji" ] && twemoji=0
+text_views=0
+for a in "$@"; do
+  case "$a" in
+    --no-twemoji) twemoji=0 ;;
+    --text-views) text_views=1 ;;
+    *) echo "unknown flag $a" >&2; exit 2 ;;
+  esac
+done
 cargo build --release -q
 gmu=target/release/gmu
 out=runs/figures
@@ -64,5 +73,11 @@ if [ "$twemoji" = 1 ]; then
   cp "$out/twemoji/image+text/missing.png" docs/twemoji_missing.png
   run robustness --run "$out/twemoji" --levels 0,0.5,1,2
   cp "$out/twemoji/image+text/robustness.png" docs/twemoji_robustness.png
+fi
+# Twemoji's names through every other text representation (the README's text-view table).
+if [ "$text_views" = 1 ]; then
+  for text in lstm glove minilm; do
+    run multiview --data "twemoji:$text" --out "$out/twemoji-$text"
+  done
 fi
 echo "wrote $log and docs/*.png" >&2
