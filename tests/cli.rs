@@ -980,6 +980,19 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
     assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
     assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
+    // the LSTM text sub-network on WordPiece ids, trained end to end; the posters' cache is reused
+    let lstm_out = dir.path().join("run-lstm");
+    let lstm = gmu(&[&args[..args.len() - 2], &["--text-encoder", "lstm", "--max-tokens", "24", "--out", lstm_out.to_str().unwrap()]].concat());
+    assert!(lstm.status.success(), "{}", stderr(&lstm));
+    let stdout = String::from_utf8_lossy(&lstm.stdout);
+    assert!(stdout.contains("plots: encoded into") && stdout.contains("text-wordpiece-24-") && stdout.contains("posters: reused"), "{stdout}");
+    assert!(stdout.contains("text 24 + visual 1280 features"), "{stdout}");
+    let config = read_json(&lstm_out.join("gmu").join("config.json"));
+    assert_eq!(config["views"][0]["encoder"]["encoder"], "wordpiece");
+    assert_eq!(config["members"][0]["spec"]["encoders"][0]["lstm"]["vocab"], 30522, "{}", config["members"][0]["spec"]["encoders"]);
+    let p = gmu(&["predict", "--model", lstm_out.join("gmu").to_str().unwrap(), "--text", "A ghost.", "--image", poster.to_str().unwrap()]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert!(String::from_utf8_lossy(&p.stdout).starts_with("predicted"), "{}", String::from_utf8_lossy(&p.stdout));
     // a row with neither view: a plain refusal that says why each input gave nothing
     std::fs::write(&posters, "path\nnot-a-poster.jpg\nnot-there.jpg\n").unwrap();
     let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]);
