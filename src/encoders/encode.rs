@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::{Encoder, EncoderSpec, RawInput};
 use crate::error::{GmuError, Result};
 
+/// Batches per length-sorted window of texts (MiniLM): memory stays flat in the number of rows.
+const WINDOW_BATCHES: usize = 16;
+
 /// A row that got no features, and why.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct MissingRow {
@@ -89,11 +92,30 @@ pub fn encode_to_npy(
     let mut missing = Vec::new();
     let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
     progress(0, n);
-    for (b, chunk) in inputs.chunks(batch_size).enumerate() {
-        let rows = encoder.encode(chunk).map_err(&cleanup)?;
+    // MiniLM pads a batch to its longest text: within a window of batches, texts are encoded
+    // sorted by length (rows go back to their place), so a batch holds texts of similar length.
+    let window = if matches!(encoder, Encoder::MiniLm(_)) { batch_size * WINDOW_BATCHES } else { batch_size };
+    let mut done = 0;
+    for (w, block) in inputs.chunks(window).enumerate() {
+        let mut order: Vec<usize> = (0..block.len()).collect();
+        if window > batch_size {
+            order.sort_by_key(|&j| match &block[j] {
+                RawInput::Text(t) => t.len(),
+                RawInput::Image(_) => 0,
+            });
+        }
+        let mut rows: Vec<Option<super::Row>> = vec![None; block.len()];
+        for batch in order.chunks(batch_size) {
+            let chunk: Vec<RawInput> = batch.iter().map(|&j| block[j].clone()).collect();
+            for (&j, row) in batch.iter().zip(encoder.encode(&chunk).map_err(&cleanup)?) {
+                rows[j] = Some(row);
+            }
+            done += batch.len();
+            progress(done, n);
+        }
         for (j, row) in rows.into_iter().enumerate() {
-            let i = b * batch_size + j;
-            match row {
+            let i = w * window + j;
+            match row.expect("every row of the window was encoded") {
                 Ok(values) => {
                     if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
                         return Err(cleanup(GmuError::NonFinite(format!("the {} encoder gave {} at value {bad} of row {i}", spec.encoder, values[bad]))));
@@ -102,12 +124,11 @@ pub fn encode_to_npy(
                     writer.write_all(&bytes).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
                 }
                 Err(reason) => {
-                    missing.push(MissingRow { row: i, input: describe(&chunk[j]), reason });
+                    missing.push(MissingRow { row: i, input: describe(&block[j]), reason });
                     writer.write_all(&nan_row).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
                 }
             }
         }
-        progress((b * batch_size + chunk.len()).min(n), n);
     }
     writer.flush().map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
     drop(writer);
@@ -134,6 +155,40 @@ pub fn describe(input: &RawInput<'_>) -> String {
         RawInput::Text(t) => {
             let short: String = t.chars().take(40).collect();
             if short.len() < t.len() { format!("{short}…") } else { short }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoders::{EncoderKind, EncoderSpec};
+
+    /// Texts of mixed lengths encoded in length-sorted batches land in their own
+    /// rows and equal each text encoded alone; an empty one is a NaN row.
+    #[test]
+    fn length_sorted_batches_keep_every_row_in_place() {
+        let Some(dir) = crate::encoders::testing::real(EncoderKind::MiniLm) else { return };
+        let device = burn::tensor::Device::default();
+        let spec = EncoderSpec::new(EncoderKind::MiniLm);
+        let encoder = Encoder::load_from(&spec, &dir, &device).unwrap();
+        let texts: Vec<String> = (0..23).map(|i| if i == 7 { String::new() } else { "word ".repeat(1 + (i * 37) % 29) + &format!("number {i}") }).collect();
+        let inputs: Vec<RawInput> = texts.iter().map(|t| RawInput::Text(t)).collect();
+        let out = tempfile::tempdir().unwrap();
+        let path = out.path().join("t.npy");
+        let encoded = encode_to_npy(&encoder, &spec, &inputs, 3, &path, None, &mut |_, _| {}).unwrap();
+        assert_eq!(encoded.missing.iter().map(|m| m.row).collect::<Vec<_>>(), vec![7]);
+        let (shape, values) = crate::data::multiview::read_npy(&path).unwrap();
+        assert_eq!(shape, vec![23, 384]);
+        for (i, text) in texts.iter().enumerate() {
+            let row = &values[i * 384..(i + 1) * 384];
+            if i == 7 {
+                assert!(row.iter().all(|v| v.is_nan()));
+                continue;
+            }
+            let alone = encoder.encode(&[RawInput::Text(text)]).unwrap().remove(0).unwrap();
+            let worst = row.iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "row {i}: {worst}");
         }
     }
 }
