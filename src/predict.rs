@@ -388,34 +388,27 @@ impl Predictor {
         let mut views = Vec::with_capacity(inputs.len());
         let mut missing = Vec::new();
         for (spec, input) in self.config.views.iter().zip(inputs) {
-            let mut values = vec![f32::NAN; n * spec.width];
-            if let Some(input) = input {
-                let Some(enc) = &spec.encoder else {
-                    return Err(GmuError::invalid(
-                        "views",
-                        format!("view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input", spec.name),
-                    ));
-                };
-                if input.len() != n {
-                    return Err(GmuError::invalid("views", format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name)));
-                }
-                let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
-                if encoder.dim() != spec.width {
-                    return Err(GmuError::invalid("views", format!("view '{}' is {} wide but its encoder {} gives {}", spec.name, spec.width, enc.encoder, encoder.dim())));
-                }
-                for (b, chunk) in input.chunks(32).enumerate() {
-                    for (j, row) in encoder.encode(chunk)?.into_iter().enumerate() {
-                        let r = b * 32 + j;
-                        match row {
-                            Ok(v) => values[r * spec.width..(r + 1) * spec.width].copy_from_slice(&v),
-                            Err(reason) => missing.push((
-                                spec.name.clone(),
-                                crate::encoders::encode::MissingRow { row: r, input: crate::encoders::encode::describe(&chunk[j]), reason },
-                            )),
-                        }
+            let values = match input {
+                None => vec![f32::NAN; n * spec.width],
+                Some(input) => {
+                    let Some(enc) = &spec.encoder else {
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!("view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input", spec.name),
+                        ));
+                    };
+                    if input.len() != n {
+                        return Err(GmuError::invalid("views", format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name)));
                     }
+                    let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
+                    if encoder.dim() != spec.width {
+                        return Err(GmuError::invalid("views", format!("view '{}' is {} wide but its encoder {} gives {}", spec.name, spec.width, enc.encoder, encoder.dim())));
+                    }
+                    let (values, rows) = crate::encoders::encode::encode_all(&encoder, input, crate::encoders::encode::BATCH)?;
+                    missing.extend(rows.into_iter().map(|m| (spec.name.clone(), m)));
+                    values
                 }
-            }
+            };
             views.push(View { name: spec.name.clone(), dim: spec.width, values, image: None, prescaled: false, encoder: spec.encoder.clone() });
         }
         Ok((views, missing))

@@ -86,16 +86,10 @@ pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Resu
         None => View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: names.iter().flat_map(|t| encoder.encode(t)).collect(), image: None, prescaled: true, encoder: None },
         Some(spec) => {
             let model = crate::encoders::Encoder::load(spec, &burn::tensor::Device::default())?;
-            let mut values = Vec::with_capacity(n * spec.dim);
-            for chunk in names.chunks(64) {
-                let inputs: Vec<crate::encoders::RawInput> = chunk.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
-                for row in model.encode(&inputs)? {
-                    // a name no word of which GloVe knows is a missing text view
-                    values.extend(row.unwrap_or_else(|_| vec![f32::NAN; spec.dim]));
-                }
-            }
-            // token ids (twemoji:lstm) are left as they are
-            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: spec.token_vocab().is_some(), encoder: Some(spec.clone()) }
+            let inputs: Vec<crate::encoders::RawInput> = names.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
+            // a name no word of which GloVe knows is a missing text view (NaN row)
+            let (values, _) = crate::encoders::encode::encode_all(&model, &inputs, crate::encoders::encode::BATCH)?;
+            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) }
         }
     };
     let Targets::Classes { y, names } = classes_from_strings(&categories) else { unreachable!() };

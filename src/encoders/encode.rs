@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use super::{Encoder, EncoderSpec, RawInput};
 use crate::error::{GmuError, Result};
 
+/// Inputs per forward pass unless a command says otherwise.
+pub const BATCH: usize = 32;
+
 /// Batches per length-sorted window of texts (MiniLM): memory stays flat in the number of rows.
 const WINDOW_BATCHES: usize = 16;
 
@@ -62,38 +65,28 @@ pub fn read_sidecar(npy: &Path) -> Result<Option<Encoded>> {
     serde_json::from_str(&text).map(Some).map_err(|e| GmuError::data(&path, format!("not a gmu encoder sidecar ({e})")))
 }
 
-/// Encodes `inputs` in batches of `batch_size` into `out` (`.npy`, `[n, dim]`
-/// float32, NaN rows where missing) and its sidecar, both written to
-/// temporary files and renamed at the end. `progress(done, total)` is called
-/// before the first batch (with 0) and after each batch.
-pub fn encode_to_npy(
+/// Receives each encoded row in order: its features, or `None` for a missing row.
+pub type RowSink<'a> = dyn FnMut(Option<&[f32]>) -> Result<()> + 'a;
+
+/// Runs `encoder` over `inputs` in batches of `batch_size` and hands every
+/// row to `on_row` in input order: its features (checked finite) or, for a
+/// missing row, `None` after the reason was recorded in the returned list.
+/// MiniLM pads a batch to its longest text, so texts are encoded in windows of
+/// 16 batches sorted by length (rows still come out in order).
+/// `progress(done, total)` is called with 0 first, then after each batch.
+pub fn encode_rows(
     encoder: &Encoder,
-    spec: &EncoderSpec,
     inputs: &[RawInput<'_>],
     batch_size: usize,
-    out: &Path,
-    source: Option<String>,
+    on_row: &mut RowSink<'_>,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Encoded> {
+) -> Result<Vec<MissingRow>> {
     if batch_size == 0 {
         return Err(GmuError::invalid("batch-size", "must be at least 1"));
     }
-    let dim = encoder.dim();
     let n = inputs.len();
-    let tmp = crate::error::temp_path(out);
-    let file = std::fs::File::create(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
-    let mut writer = std::io::BufWriter::new(file);
-    let cleanup = |e: GmuError| {
-        let _ = std::fs::remove_file(&tmp);
-        e
-    };
-    let header = crate::data::multiview::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
-    writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
     let mut missing = Vec::new();
-    let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
     progress(0, n);
-    // MiniLM pads a batch to its longest text: within a window of batches, texts are encoded
-    // sorted by length (rows go back to their place), so a batch holds texts of similar length.
     let window = if matches!(encoder, Encoder::MiniLm(_)) { batch_size * WINDOW_BATCHES } else { batch_size };
     let mut done = 0;
     for (w, block) in inputs.chunks(window).enumerate() {
@@ -107,7 +100,7 @@ pub fn encode_to_npy(
         let mut rows: Vec<Option<super::Row>> = vec![None; block.len()];
         for batch in order.chunks(batch_size) {
             let chunk: Vec<RawInput> = batch.iter().map(|&j| block[j].clone()).collect();
-            for (&j, row) in batch.iter().zip(encoder.encode(&chunk).map_err(&cleanup)?) {
+            for (&j, row) in batch.iter().zip(encoder.encode(&chunk)?) {
                 rows[j] = Some(row);
             }
             done += batch.len();
@@ -118,18 +111,79 @@ pub fn encode_to_npy(
             match row.expect("every row of the window was encoded") {
                 Ok(values) => {
                     if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-                        return Err(cleanup(GmuError::NonFinite(format!("the {} encoder gave {} at value {bad} of row {i}", spec.encoder, values[bad]))));
+                        return Err(GmuError::NonFinite(format!("the {} encoder gave {} at value {bad} of row {i}", encoder.kind(), values[bad])));
                     }
-                    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-                    writer.write_all(&bytes).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+                    on_row(Some(&values))?;
                 }
                 Err(reason) => {
                     missing.push(MissingRow { row: i, input: describe(&block[j]), reason });
-                    writer.write_all(&nan_row).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+                    on_row(None)?;
                 }
             }
         }
     }
+    Ok(missing)
+}
+
+/// [`encode_rows`] into memory: `[n, dim]` row-major, NaN rows where missing.
+pub fn encode_all(encoder: &Encoder, inputs: &[RawInput<'_>], batch_size: usize) -> Result<(Vec<f32>, Vec<MissingRow>)> {
+    let dim = encoder.dim();
+    let mut values = Vec::with_capacity(inputs.len() * dim);
+    let missing = encode_rows(
+        encoder,
+        inputs,
+        batch_size,
+        &mut |row| {
+            match row {
+                Some(v) => values.extend_from_slice(v),
+                None => values.extend(std::iter::repeat_n(f32::NAN, dim)),
+            }
+            Ok(())
+        },
+        &mut |_, _| {},
+    )?;
+    Ok((values, missing))
+}
+
+/// Encodes `inputs` in batches of `batch_size` (see [`encode_rows`]) into
+/// `out` (`.npy`, `[n, dim]` float32, NaN rows where missing) and its
+/// sidecar, both written to temporary files and renamed at the end; memory
+/// stays flat in the number of rows.
+pub fn encode_to_npy(
+    encoder: &Encoder,
+    spec: &EncoderSpec,
+    inputs: &[RawInput<'_>],
+    batch_size: usize,
+    out: &Path,
+    source: Option<String>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Encoded> {
+    let dim = encoder.dim();
+    let n = inputs.len();
+    let tmp = crate::error::temp_path(out);
+    let file = std::fs::File::create(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let cleanup = |e: GmuError| {
+        let _ = std::fs::remove_file(&tmp);
+        e
+    };
+    let header = crate::data::multiview::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
+    writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+    let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
+    let missing = encode_rows(
+        encoder,
+        inputs,
+        batch_size,
+        &mut |row| {
+            let bytes = match row {
+                Some(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                None => nan_row.clone(),
+            };
+            writer.write_all(&bytes).map_err(|e| GmuError::io(&tmp, e))
+        },
+        progress,
+    )
+    .map_err(cleanup)?;
     writer.flush().map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
     drop(writer);
     let encoded = Encoded {

@@ -389,12 +389,19 @@ impl Encoder {
         })
     }
 
+    /// Which encoder this is.
+    pub fn kind(&self) -> EncoderKind {
+        match self {
+            Encoder::MiniLm(_) => EncoderKind::MiniLm,
+            Encoder::Glove(_) => EncoderKind::Glove,
+            Encoder::EffnetLite0(_) => EncoderKind::EffnetLite0,
+            Encoder::WordPiece(..) => EncoderKind::WordPiece,
+        }
+    }
+
     /// Text or image.
     pub fn modality(&self) -> Modality {
-        match self {
-            Encoder::MiniLm(_) | Encoder::Glove(_) | Encoder::WordPiece(..) => Modality::Text,
-            Encoder::EffnetLite0(_) => Modality::Image,
-        }
+        self.kind().modality()
     }
 
     /// Width of the features.
