@@ -229,9 +229,7 @@ pub fn compare(
             let seconds = singles.iter().map(|(_, t)| t.seconds).sum();
             let trained = crate::fit::Trained {
                 config: config.clone(),
-                view_names: data.views.iter().map(|v| v.name.clone()).collect(),
-                view_widths: data.views.iter().map(|v| v.dim).collect(),
-                view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
+                views: crate::fit::view_specs(data),
                 outputs: data.targets.names().to_vec(),
                 prior: crate::fit::label_prior(&data.targets, &split.train),
                 members,

@@ -27,7 +27,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Inputs per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = gmu::encoders::encode::BATCH)]
     batch_size: usize,
     /// MiniLM: tokens kept per text, [CLS] and [SEP] included (sentence-transformers: 256; at most 512).
     #[arg(long, default_value_t = gmu::encoders::bert::DEFAULT_MAX_TOKENS)]
@@ -57,8 +57,10 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--out {} is the input file", args.out.display());
     }
     let cells = read_column(&csv, &args.column)?;
-    let base = csv.parent().unwrap_or(Path::new("")).to_path_buf();
-    let paths: Vec<PathBuf> = cells.iter().map(|c| if Path::new(c).is_absolute() { PathBuf::from(c) } else { base.join(c) }).collect();
+    let paths = match modality {
+        Modality::Text => Vec::new(),
+        Modality::Image => beside(&csv, &cells),
+    };
     let inputs: Vec<RawInput> = match modality {
         Modality::Text => cells.iter().map(|c| RawInput::Text(c)).collect(),
         Modality::Image => paths.iter().map(|p| RawInput::Image(p)).collect(),
@@ -111,6 +113,12 @@ pub fn read_column(path: &Path, column: &str) -> Result<Vec<String>> {
         bail!("{}: no data rows", path.display());
     }
     Ok(cells)
+}
+
+/// Paths from a CSV's cells: relative ones are taken from the CSV's folder.
+pub fn beside(csv: &Path, cells: &[String]) -> Vec<PathBuf> {
+    let base = csv.parent().unwrap_or(Path::new(""));
+    cells.iter().map(|c| if Path::new(c).is_absolute() { PathBuf::from(c) } else { base.join(c) }).collect()
 }
 
 /// A progress bar on stderr with the rate and the time left: redrawn in place

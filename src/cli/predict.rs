@@ -209,11 +209,9 @@ fn raw_files(args: &Args) -> Result<bool> {
     if args.data.files.is_empty() || !args.data.files.iter().all(|f| f.extension().is_some_and(|e| e == "csv")) {
         return Ok(false);
     }
-    let config_path = args.model.join(gmu::model_dir::CONFIG_FILE);
-    let Ok(text) = std::fs::read_to_string(&config_path) else { return Ok(false) };
-    let Ok(config) = serde_json::from_str::<serde_json::Value>(&text) else { return Ok(false) };
-    let with_encoders = config["views"].as_array().is_some_and(|v| v.iter().any(|v| v.get("encoder").is_some()));
-    if !with_encoders {
+    // an unreadable model is reported by the normal path
+    let Ok(config) = gmu::model_dir::read_config(&args.model) else { return Ok(false) };
+    if !config.views.iter().any(|v| v.encoder.is_some()) {
         return Ok(false);
     }
     for f in &args.data.files {
@@ -283,13 +281,7 @@ fn run_raw(args: Args) -> Result<()> {
         for (i, f) in args.data.files.iter().enumerate() {
             match modality(i) {
                 Some(Modality::Text) => owned_text[i] = super::encode::read_column(f, &args.text_column)?,
-                Some(Modality::Image) => {
-                    let base = f.parent().unwrap_or(Path::new("")).to_path_buf();
-                    owned_paths[i] = super::encode::read_column(f, &args.image_column)?
-                        .into_iter()
-                        .map(|c| if Path::new(&c).is_absolute() { PathBuf::from(c) } else { base.join(c) })
-                        .collect();
-                }
+                Some(Modality::Image) => owned_paths[i] = super::encode::beside(f, &super::encode::read_column(f, &args.image_column)?),
                 None => bail!("view '{}' of the model records no encoder; raw CSVs need a model whose every view was encoded", config.views[i].name),
             }
         }

@@ -433,32 +433,6 @@ impl FeatureExtractor for HashedPlot {
     }
 }
 
-impl Archive {
-    /// Builds training data with one view per extractor and the genres as
-    /// multilabel targets.
-    pub fn to_multiview(&self, extractors: &[&dyn FeatureExtractor]) -> Result<MultiviewData> {
-        let mut views = Vec::new();
-        for x in extractors {
-            let mut values = Vec::with_capacity(self.movies.len() * x.dim());
-            for m in &self.movies {
-                let f = x.extract(m)?;
-                if f.len() != x.dim() {
-                    return Err(GmuError::data(&m.poster, format!("extractor '{}' gave {} features, expected {}", x.name(), f.len(), x.dim())));
-                }
-                values.extend(f);
-            }
-            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None });
-        }
-        let mut y = vec![0u8; self.movies.len() * GENRES.len()];
-        for (i, m) in self.movies.iter().enumerate() {
-            for &g in &m.genres {
-                y[i * GENRES.len() + g] = 1;
-            }
-        }
-        Ok(MultiviewData { views, targets: Targets::Labels { y, names: GENRES.map(String::from).to_vec() } })
-    }
-}
-
 /// The folder where an archive's encoded features are cached: `<root>/.gmu-features`.
 pub fn feature_cache(root: &Path) -> PathBuf {
     root.join(".gmu-features")
@@ -476,6 +450,35 @@ pub struct EncodedView {
 }
 
 impl Archive {
+    /// The movies' genres as multilabel targets over the 23 [`GENRES`].
+    fn genres(&self) -> Targets {
+        let mut y = vec![0u8; self.movies.len() * GENRES.len()];
+        for (i, m) in self.movies.iter().enumerate() {
+            for &g in &m.genres {
+                y[i * GENRES.len() + g] = 1;
+            }
+        }
+        Targets::Labels { y, names: GENRES.map(String::from).to_vec() }
+    }
+
+    /// Builds training data with one view per extractor and the genres as
+    /// multilabel targets.
+    pub fn to_multiview(&self, extractors: &[&dyn FeatureExtractor]) -> Result<MultiviewData> {
+        let mut views = Vec::new();
+        for x in extractors {
+            let mut values = Vec::with_capacity(self.movies.len() * x.dim());
+            for m in &self.movies {
+                let f = x.extract(m)?;
+                if f.len() != x.dim() {
+                    return Err(GmuError::data(&m.poster, format!("extractor '{}' gave {} features, expected {}", x.name(), f.len(), x.dim())));
+                }
+                values.extend(f);
+            }
+            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None });
+        }
+        Ok(MultiviewData { views, targets: self.genres() })
+    }
+
     /// A digest of the plots, in order (what a text encoder reads).
     fn plots_digest(&self) -> String {
         use sha2::{Digest, Sha256};
@@ -486,7 +489,7 @@ impl Archive {
             h.update(m.plot.as_bytes());
             h.update([0]);
         }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        crate::encoders::fetch::hex(&h.finalize())
     }
 
     /// A digest of the posters' bytes, in order (what an image encoder reads).
@@ -498,7 +501,7 @@ impl Archive {
             h.update((bytes.len() as u64).to_le_bytes());
             h.update(&bytes);
         }
-        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(crate::encoders::fetch::hex(&h.finalize()))
     }
 
     /// Training data from the raw archive: the plots through `text`, the
@@ -530,7 +533,7 @@ impl Archive {
                 let mut h = Sha256::new();
                 h.update(serde_json::to_string(spec).expect("spec serialises").as_bytes());
                 h.update(digest.as_bytes());
-                h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect::<String>()
+                crate::encoders::fetch::hex(&h.finalize()[..8])
             };
             let path = cache.join(format!("{name}-{}-{key}.npy", spec.label()));
             let cached = crate::encoders::encode::read_sidecar(&path)?.filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file());
@@ -544,7 +547,7 @@ impl Archive {
                         .map(|m| if name == "text" { RawInput::Text(&m.plot) } else { RawInput::Image(&m.poster) })
                         .collect();
                     let label = format!("{name} ({})", spec.label());
-                    let e = crate::encoders::encode::encode_to_npy(&encoder, spec, &inputs, 32, &path, Some(format!("MM-IMDb archive, {name}")), &mut |d, t| progress(&label, d, t))?;
+                    let e = crate::encoders::encode::encode_to_npy(&encoder, spec, &inputs, crate::encoders::encode::BATCH, &path, Some(format!("MM-IMDb archive, {name}")), &mut |d, t| progress(&label, d, t))?;
                     (false, e.missing.len())
                 }
             };
@@ -555,13 +558,7 @@ impl Archive {
             views.push(View { name: name.to_string(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) });
             made.push(EncodedView { path, reused, missing });
         }
-        let mut y = vec![0u8; self.movies.len() * GENRES.len()];
-        for (i, m) in self.movies.iter().enumerate() {
-            for &g in &m.genres {
-                y[i * GENRES.len() + g] = 1;
-            }
-        }
-        let data = MultiviewData { views, targets: Targets::Labels { y, names: GENRES.map(String::from).to_vec() } };
+        let data = MultiviewData { views, targets: self.genres() };
         let [a, b]: [EncodedView; 2] = made.try_into().expect("two views");
         Ok((data, [a, b]))
     }

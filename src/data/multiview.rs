@@ -664,6 +664,10 @@ pub struct NpyHeader {
     pub convert: fn(&[u8]) -> f32,
     /// Offset of the data in the file.
     pub data_start: usize,
+    /// The dtype as the header writes it (`<f4`, `|u1`, …).
+    pub descr: String,
+    /// Whether the array is stored column-major ([`parse`](Self::parse) refuses that).
+    pub fortran_order: bool,
 }
 
 impl NpyHeader {
@@ -673,8 +677,18 @@ impl NpyHeader {
         crate::budget::product(&self.shape).and_then(|n| n.checked_mul(self.width as u64))
     }
 
-    /// Parses the header at the start of `bytes` (the first 64 KiB of the file are enough).
+    /// Parses the header at the start of `bytes` (the first 64 KiB of the file are enough);
+    /// a column-major array is an error (the views are read row by row).
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
+        let header = Self::parse_any_order(path, bytes)?;
+        if header.fortran_order {
+            return Err(GmuError::data(path, "not a readable .npy file: Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+        }
+        Ok(header)
+    }
+
+    /// [`parse`](Self::parse), accepting a column-major array (GloVe's table is one).
+    pub fn parse_any_order(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
         let bad = |m: &str| GmuError::data(path, format!("not a readable .npy file: {m}"));
         if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
             return Err(bad("missing the \\x93NUMPY magic"));
@@ -691,9 +705,7 @@ impl NpyHeader {
             Some(header[at..].trim_start().trim_start_matches(':').trim_start())
         };
         let descr = field("descr").and_then(|s| s.strip_prefix('\'')).and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?;
-        if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
-            return Err(bad("Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
-        }
+        let fortran_order = field("fortran_order").is_some_and(|s| s.starts_with("True"));
         let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
         let shape: Vec<usize> = shape_text
             .split(',')
@@ -709,7 +721,7 @@ impl NpyHeader {
             "|u1" | "<u1" => (1, |b| b[0] as f32),
             other => return Err(bad(&format!("dtype '{other}' (expected <f4, <f8, <i4, <i8 or |u1)"))),
         };
-        Ok(NpyHeader { shape, width, convert, data_start: start + header_len })
+        Ok(NpyHeader { shape, width, convert, data_start: start + header_len, descr: descr.to_string(), fortran_order })
     }
 }
 

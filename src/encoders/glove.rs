@@ -138,32 +138,17 @@ fn read_words(path: &Path) -> Result<Vec<String>> {
 fn read_f32_matrix(path: &Path) -> Result<(Vec<f32>, usize, bool)> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     let bad = |m: &str| GmuError::data(path, format!("expected a 2-D float32 .npy file: {m}"));
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("no NumPy magic"));
+    let header = crate::data::multiview::NpyHeader::parse_any_order(path, &bytes)?;
+    if header.descr != "<f4" {
+        return Err(bad(&format!("dtype {}", header.descr)));
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        v => return Err(bad(&format!("format version {v}"))),
-    };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?;
-    let header = String::from_utf8_lossy(header);
-    if !header.contains("'descr': '<f4'") {
-        return Err(bad(&format!("dtype in {header}")));
+    let [rows, cols] = header.shape[..] else { return Err(bad(&format!("shape {:?}", header.shape))) };
+    let data = &bytes[header.data_start..];
+    if Some(data.len() as u64) != header.data_bytes() {
+        let needed = header.data_bytes().map_or_else(|| "more than 2^64".to_string(), |b| b.to_string());
+        return Err(bad(&format!("shape ({rows}, {cols}) needs {needed} bytes, the file has {}", data.len())));
     }
-    let column_major = header.contains("'fortran_order': True");
-    let shape: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .map(|s| s.split(',').filter_map(|d| d.trim().parse().ok()).collect())
-        .ok_or_else(|| bad("no shape"))?;
-    let [rows, cols] = shape[..] else { return Err(bad(&format!("shape {shape:?}"))) };
-    let data = &bytes[start + header_len..];
-    if data.len() != rows * cols * 4 {
-        return Err(bad(&format!("shape ({rows}, {cols}) needs {} bytes, the file has {}", rows * cols * 4, data.len())));
-    }
-    Ok((data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), cols, column_major))
+    Ok((data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), cols, header.fortran_order))
 }
 
 #[cfg(test)]

@@ -75,12 +75,8 @@ pub struct EpochLog {
 pub struct Trained {
     /// The run's config.
     pub config: TrainingConfig,
-    /// Names of the views, in the order of the data.
-    pub view_names: Vec<String>,
-    /// Widths of the views, in the order of the data.
-    pub view_widths: Vec<usize>,
-    /// The encoder that made each view from raw inputs, where known.
-    pub view_encoders: Vec<Option<crate::encoders::EncoderSpec>>,
+    /// The views of the data (name, width, encoder), in the order of the data.
+    pub views: Vec<ViewSpec>,
     /// Class or label names.
     pub outputs: Vec<String>,
     /// The training rows' label frequencies: what this model predicts, in
@@ -139,18 +135,19 @@ fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usiz
 /// Fits each view's scaler on the training rows where it is present:
 /// feature views as `scaling` says; images (already in [0, 1]) are centred
 /// on 0.5 and doubled so every pixel keeps its place in the picture's range;
-/// prescaled views are left as they are.
+/// prescaled views and token ids are left as they are.
 fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scaling: Scaling) -> Vec<Scaler> {
     modalities
         .iter()
         .map(|&v| {
             let view = &data.views[v];
-            let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
-            let raw = gather(data, v, &present, &Scaler::identity(view.dim));
-            let scaler = if view.token_vocab().is_some() {
+            if view.token_vocab().is_some() {
                 // token ids: never scaled, never imputed
                 return Scaler::identity(view.dim);
-            } else if view.image.is_some() {
+            }
+            let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
+            let raw = gather(data, v, &present, &Scaler::identity(view.dim));
+            let scaler = if view.image.is_some() {
                 Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
             } else if view.prescaled {
                 Scaler::identity(view.dim)
@@ -160,6 +157,11 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
             scaler.with_impute_means(&raw, view.dim)
         })
         .collect()
+}
+
+/// What a model directory records of each view of `data`.
+pub(crate) fn view_specs(data: &MultiviewData) -> Vec<ViewSpec> {
+    data.views.iter().map(|v| ViewSpec { name: v.name.clone(), width: v.dim, encoder: v.encoder.clone() }).collect()
 }
 
 fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig, kind: FusionKind) -> FusionSpec {
@@ -247,9 +249,7 @@ pub fn fit_with(
     }
     Ok(Trained {
         config: config.clone(),
-        view_names: data.views.iter().map(|v| v.name.clone()).collect(),
-        view_widths: data.views.iter().map(|v| v.dim).collect(),
-        view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
+        views: view_specs(data),
         outputs: data.targets.names().to_vec(),
         prior: label_prior(&data.targets, &split.train),
         members,
@@ -444,7 +444,7 @@ impl Trained {
             format_version: FORMAT_VERSION,
             gmu_version: env!("CARGO_PKG_VERSION").to_string(),
             method: method.to_string(),
-            views: used.iter().map(|&v| ViewSpec { name: self.view_names[v].clone(), width: self.view_widths[v], encoder: self.view_encoders[v].clone() }).collect(),
+            views: used.iter().map(|&v| self.views[v].clone()).collect(),
             task: self.members[0].spec.task,
             outputs: self.outputs.clone(),
             threshold: self.config.threshold,
@@ -480,9 +480,7 @@ impl Trained {
             .collect();
         Ok(Trained {
             config: config.training,
-            view_names: data.views.iter().map(|v| v.name.clone()).collect(),
-            view_widths: data.views.iter().map(|v| v.dim).collect(),
-        view_encoders: data.views.iter().map(|v| v.encoder.clone()).collect(),
+            views: view_specs(data),
             outputs: config.outputs,
             prior: label_prior(&data.targets, &split.train),
             members,

@@ -392,7 +392,8 @@ impl burn::module::ModuleVisitor for Materialize {
 pub struct FusionNet {
     /// One optional image encoder per modality (`None`: the features go in as they are).
     pub encoders: Vec<Option<SmallCnn>>,
-    /// One optional text encoder per modality (an LSTM over token ids).
+    /// One optional text encoder per modality (an LSTM over token ids). A field of its
+    /// own beside `encoders`, so the saved names of existing CNN weights stay as they were.
     pub texts: Vec<Option<TextLstm>>,
     /// The fusion and classifier.
     pub head: FusionHead,
