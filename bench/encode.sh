@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Encoding throughput: gmu's MiniLM and EfficientNet-Lite0 (burn) beside PyTorch on the same
-# weights, batch 32, on 1 and 2 threads, interleaved. Needs `gmu encoders fetch`.
-# Usage: bench/encode.sh [--batches N] [--reps N]. Creates bench/.venv on first use.
+# Encoding throughput: gmu's MiniLM and EfficientNet-Lite0 beside PyTorch on the same weights,
+# batch 32, on 1 and 2 threads. The two alternate round by round (gmu, PyTorch, gmu, ...) so the
+# shared machine's noise hits both alike; the summary gives each side's median over the rounds
+# and the median of the per-round ratios. Needs `gmu encoders fetch`.
+# Usage: bench/encode.sh [--rounds N] [--batches N] [--only minilm|effnet-lite0].
+# Creates bench/.venv on first use (BENCH_PYTHON overrides the interpreter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${BENCH_PYTHON:-bench/.venv/bin/python}
@@ -9,8 +12,33 @@ if [ ! -x "$PY" ]; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install -q -r bench/requirements.txt
 fi
-cargo bench --bench encode --no-run -q 2>/dev/null || cargo bench --bench encode --no-run
-for threads in 1 2; do
-  RAYON_NUM_THREADS=$threads cargo bench -q --bench encode -- "$@"
-  "$PY" bench/encode_torch.py --threads $threads "$@"
+rounds=5
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    *) args+=("$1"); shift ;;
+  esac
 done
+cargo bench --bench encode --no-run -q 2>/dev/null || cargo bench --bench encode --no-run
+out=$(mktemp)
+for threads in 1 2; do
+  for ((r = 0; r < rounds; r++)); do
+    RAYON_NUM_THREADS=$threads cargo bench -q --bench encode -- --reps 1 "${args[@]}" | tee -a "$out"
+    "$PY" bench/encode_torch.py --threads $threads --reps 1 "${args[@]}" | tee -a "$out"
+  done
+done
+"$PY" - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print("\n| encoder | threads | gmu (median) | PyTorch (median) | ratio (median of rounds) |")
+print("|---|---|---|---|---|")
+for enc in dict.fromkeys(r["encoder"] for r in rows):
+    for t in (1, 2):
+        g = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == "gmu"]
+        p = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == "pytorch"]
+        if g and p:
+            ratio = statistics.median(a / b for a, b in zip(g, p))
+            print(f"| {enc} | {t} | {statistics.median(g):.2f} | {statistics.median(p):.2f} | {ratio:.2f}x |")
+PY
+rm -f "$out"

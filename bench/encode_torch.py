@@ -23,6 +23,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--batches", type=int, default=3)
 p.add_argument("--reps", type=int, default=3)
+p.add_argument("--only", choices=["minilm", "effnet-lite0"], help="run one encoder")
 p.add_argument("--cache", default=os.environ.get("GMU_ENCODERS_DIR", os.path.expanduser("~/.cache/gmu/encoders")))
 a = p.parse_args()
 torch.set_num_threads(a.threads)
@@ -42,6 +43,10 @@ def timed(step):
             step()
         out.append(a.batches * B / (time.perf_counter() - t))
     return median(out)
+
+
+def run(name):
+    return a.only is None or a.only == name
 
 
 from safetensors.torch import load_file  # noqa: E402
@@ -68,7 +73,11 @@ def minilm():
         pooled(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
 
-print(json.dumps({"impl": "pytorch", "encoder": "minilm", "tokens": 256, "batch": B, "threads": a.threads, "items_per_s": round(timed(minilm), 2)}))
+if run("minilm"):
+    print(json.dumps({"impl": "pytorch", "encoder": "minilm", "tokens": 256, "batch": B, "threads": a.threads, "items_per_s": round(timed(minilm), 2)}))
+
+if not run("effnet-lite0"):
+    sys.exit(0)
 
 import timm  # noqa: E402
 

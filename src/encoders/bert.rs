@@ -13,6 +13,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::module::{attention, embedding, layer_norm};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::bert_cpu::CpuBert;
 use super::weights::Weights;
 use crate::error::{GmuError, Result};
 
@@ -181,29 +182,61 @@ impl Bert {
     }
 }
 
+/// The network behind a [`SentenceEncoder`]: the flat CPU forward on a CPU
+/// device, burn's module elsewhere.
+enum Network {
+    Cpu(CpuBert),
+    Burn(Box<Bert>, Device),
+}
+
+impl Network {
+    fn hidden(&self) -> usize {
+        match self {
+            Network::Cpu(bert) => bert.hidden(),
+            Network::Burn(bert, _) => bert.hidden(),
+        }
+    }
+
+    fn embed_ids(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        match self {
+            Network::Cpu(bert) => bert.embed_ids(rows),
+            Network::Burn(bert, device) => Ok(bert.embed_ids(rows, device)),
+        }
+    }
+}
+
 /// MiniLM with its tokenizer: texts in, 384-d unit vectors out.
 pub struct SentenceEncoder {
-    bert: Bert,
+    network: Network,
     tokenizer: tokenizers::Tokenizer,
     max_tokens: usize,
-    device: Device,
 }
 
 impl SentenceEncoder {
     /// Loads `model.safetensors` and `tokenizer.json`, truncating texts to
     /// `max_tokens` tokens (including `[CLS]` and `[SEP]`; at most 512).
+    /// On a CPU device the network is [`CpuBert`], elsewhere burn's [`Bert`].
     pub fn load(model: &Path, tokenizer: &Path, max_tokens: usize, device: &Device) -> Result<SentenceEncoder> {
-        let bert = Bert::from_weights(&Weights::read(model)?, BertConfig::MINILM, device)?;
-        if !(2..=bert.max_positions).contains(&max_tokens) {
-            return Err(GmuError::invalid("max-tokens", format!("must be between 2 and {}, got {max_tokens}", bert.max_positions)));
+        let weights = Weights::read(model)?;
+        let (network, max_positions) = if crate::engine::is_cpu(device) {
+            let bert = CpuBert::from_weights(&weights, BertConfig::MINILM)?;
+            let max = bert.max_positions();
+            (Network::Cpu(bert), max)
+        } else {
+            let bert = Bert::from_weights(&weights, BertConfig::MINILM, device)?;
+            let max = bert.max_positions;
+            (Network::Burn(Box::new(bert), device.clone()), max)
+        };
+        if !(2..=max_positions).contains(&max_tokens) {
+            return Err(GmuError::invalid("max-tokens", format!("must be between 2 and {max_positions}, got {max_tokens}")));
         }
         let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
-        Ok(SentenceEncoder { bert, tokenizer, max_tokens, device: device.clone() })
+        Ok(SentenceEncoder { network, tokenizer, max_tokens })
     }
 
     /// Width of an embedding.
     pub fn dim(&self) -> usize {
-        self.bert.hidden()
+        self.network.hidden()
     }
 
     /// The truncation length.
@@ -228,7 +261,7 @@ impl SentenceEncoder {
             present.push((i, self.token_ids(text)?));
         }
         let ids: Vec<Vec<u32>> = present.iter().map(|(_, ids)| ids.clone()).collect();
-        let values = self.bert.embed_ids(&ids, &self.device);
+        let values = self.network.embed_ids(&ids)?;
         let d = self.dim();
         let mut next = present.iter().map(|(i, _)| *i).enumerate().peekable();
         for i in 0..texts.len() {

@@ -15,6 +15,7 @@ use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::effnet_cpu::CpuEffnet;
 use super::image::{decode, preprocess, CROP};
 use super::weights::Weights;
 use crate::error::{GmuError, Result};
@@ -33,33 +34,50 @@ struct Conv {
     groups: usize,
 }
 
+/// `conv` followed by `bn`, folded: `W' = W·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`.
+/// Returns the folded weight (PyTorch's `[out, in/groups, k, k]` order), the
+/// bias `[out]` and the weight's shape.
+pub(crate) fn fold(w: &Weights, conv: &str, bn: &str) -> Result<(Vec<f32>, Vec<f32>, [usize; 4])> {
+    let name = format!("{conv}.weight");
+    let shape = w.shape(&name).ok_or_else(|| GmuError::data(w.path(), format!("no tensor '{name}'")))?.to_vec();
+    let [out, per_group, k, k2] = shape[..] else { return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions"))) };
+    if k != k2 {
+        return Err(GmuError::data(w.path(), format!("tensor '{name}' has a non-square kernel {k}×{k2}")));
+    }
+    let weight = w.values(&name, &shape)?;
+    let get = |s: &str| w.values(&format!("{bn}.{s}"), &[out]);
+    let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
+    let per_out = per_group * k * k;
+    let mut folded = vec![0f32; weight.len()];
+    let mut bias = vec![0f32; out];
+    for o in 0..out {
+        let s = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
+        for i in 0..per_out {
+            folded[o * per_out + i] = (weight[o * per_out + i] as f64 * s) as f32;
+        }
+        bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
+    }
+    Ok((folded, bias, [out, per_group, k, k]))
+}
+
+/// TensorFlow's "SAME" padding along one axis of `size`: the output size
+/// `⌈size/stride⌉` and the padding before the first element (the larger half
+/// goes after, as TensorFlow does).
+pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+    let out = size.div_ceil(stride);
+    let total = ((out - 1) * stride + kernel).saturating_sub(size);
+    (out, total / 2)
+}
+
 impl Conv {
-    /// `conv` followed by `bn`, folded: `W' = W·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`.
+    /// `conv` followed by `bn`, folded (see [`fold`]).
     fn folded(w: &Weights, conv: &str, bn: &str, stride: usize, depthwise: bool, device: &Device) -> Result<Conv> {
-        let name = format!("{conv}.weight");
-        let shape = w.shape(&name).ok_or_else(|| GmuError::data(w.path(), format!("no tensor '{name}'")))?.to_vec();
-        let [out, per_group, k, k2] = shape[..] else { return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions"))) };
-        if k != k2 {
-            return Err(GmuError::data(w.path(), format!("tensor '{name}' has a non-square kernel {k}×{k2}")));
-        }
-        let weight = w.values(&name, &shape)?;
-        let get = |s: &str| w.values(&format!("{bn}.{s}"), &[out]);
-        let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
-        let per_out = per_group * k * k;
-        let mut folded = vec![0f32; weight.len()];
-        let mut bias = vec![0f32; out];
-        for o in 0..out {
-            let s = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
-            for i in 0..per_out {
-                folded[o * per_out + i] = (weight[o * per_out + i] as f64 * s) as f32;
-            }
-            bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
-        }
-        let groups = if depthwise { out } else { 1 };
+        let (folded, bias, shape) = fold(w, conv, bn)?;
+        let groups = if depthwise { shape[0] } else { 1 };
         Ok(Conv {
-            weight: Tensor::from_data(TensorData::new(folded, [out, per_group, k, k]), device),
-            bias: Tensor::from_data(TensorData::new(bias, [out]), device),
-            kernel: k,
+            weight: Tensor::from_data(TensorData::new(folded, shape), device),
+            bias: Tensor::from_data(TensorData::new(bias, [shape[0]]), device),
+            kernel: shape[2],
             stride,
             groups,
         })
@@ -69,9 +87,9 @@ impl Conv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let pad = |size: usize| {
-            let out = size.div_ceil(self.stride);
+            let (out, before) = same_padding(size, self.kernel, self.stride);
             let total = ((out - 1) * self.stride + self.kernel).saturating_sub(size);
-            (total / 2, total - total / 2)
+            (before, total - before)
         };
         let options = ConvOptions::new_with_padding([self.stride; 2], [pad(h), pad(w)], [1, 1], self.groups);
         conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
@@ -153,21 +171,48 @@ impl EffnetLite {
     }
 }
 
+/// The network behind an [`ImageEncoder`]: the channels-last CPU forward on
+/// a CPU device, burn's module elsewhere.
+enum Network {
+    Cpu(CpuEffnet),
+    Burn(Box<EffnetLite>, Device),
+}
+
 /// EfficientNet-Lite0 with its preprocessing: image files in, 1280-d features out.
 pub struct ImageEncoder {
-    net: EffnetLite,
-    device: Device,
+    network: Network,
 }
 
 impl ImageEncoder {
-    /// Loads the `.pth` (or a safetensors file with the same names).
+    /// Loads the `.pth` (or a safetensors file with the same names). On a CPU
+    /// device the network is [`CpuEffnet`], elsewhere burn's [`EffnetLite`].
     pub fn load(path: &Path, device: &Device) -> Result<ImageEncoder> {
-        Ok(ImageEncoder { net: EffnetLite::from_weights(&Weights::read(path)?, &LITE0_STRIDES, device)?, device: device.clone() })
+        let weights = Weights::read(path)?;
+        let network = if crate::engine::is_cpu(device) {
+            Network::Cpu(CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?)
+        } else {
+            Network::Burn(Box::new(EffnetLite::from_weights(&weights, &LITE0_STRIDES, device)?), device.clone())
+        };
+        Ok(ImageEncoder { network })
     }
 
-    /// The network.
-    pub fn net(&self) -> &EffnetLite {
-        &self.net
+    /// Width of the features (1280).
+    pub fn features(&self) -> usize {
+        match &self.network {
+            Network::Cpu(net) => net.features(),
+            Network::Burn(net, _) => net.features(),
+        }
+    }
+
+    /// ImageNet logits `[1000]` of one feature row, if the weight file has the classifier.
+    pub fn classify(&self, features: &[f32]) -> Option<Vec<f32>> {
+        match &self.network {
+            Network::Cpu(net) => net.classify(features),
+            Network::Burn(net, device) => {
+                let logits = net.classify(Tensor::from_data(TensorData::new(features.to_vec(), [1, features.len()]), device))?;
+                Some(logits.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 logits"))
+            }
+        }
     }
 
     /// Preprocessed images `[n, 3, 224, 224]` (see [`preprocess`]) → features, row-major `[n, 1280]`.
@@ -175,8 +220,13 @@ impl ImageEncoder {
         if images.is_empty() {
             return Vec::new();
         }
-        let x = Tensor::<4>::from_data(TensorData::new(images.concat(), [images.len(), 3, CROP, CROP]), &self.device);
-        self.net.forward(x).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 features")
+        match &self.network {
+            Network::Cpu(net) => net.forward(images, CROP, CROP),
+            Network::Burn(net, device) => {
+                let x = Tensor::<4>::from_data(TensorData::new(images.concat(), [images.len(), 3, CROP, CROP]), device);
+                net.forward(x).into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 features")
+            }
+        }
     }
 
     /// Decodes, preprocesses (in parallel) and encodes image files; a file
@@ -186,7 +236,7 @@ impl ImageEncoder {
         let pixels: Vec<std::result::Result<Vec<f32>, String>> = paths.par_iter().map(|p| decode(p).map(|(rgb, h, w)| preprocess(&rgb, h, w))).collect();
         let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
         let features = self.encode_pixels(&good);
-        let d = self.net.features;
+        let d = self.features();
         let mut k = 0;
         Ok(pixels
             .into_iter()
@@ -201,7 +251,7 @@ impl ImageEncoder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::encoders::testing::values;
 
@@ -238,7 +288,7 @@ mod tests {
 
     /// `scripts/encoder_reference.py`, `tiny_effnet`: timm-free PyTorch (conv + batch
     /// norm in eval mode, TF "SAME" padding) on the same weights: features then logits.
-    const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) = include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
+    pub(crate) const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) = include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
 
     #[test]
     fn tiny_effnet_matches_pytorch() {
@@ -283,8 +333,10 @@ mod tests {
         let worst = features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("EfficientNet-Lite0: max abs difference to PyTorch {worst:.2e} over 1280 features");
         assert!(worst < 1e-4, "max abs difference {worst}");
-        let logits = encoder.net().classify(Tensor::from_data(TensorData::new(features, [1, 1280]), &device)).unwrap();
-        let probs = burn::tensor::activation::softmax(logits, 1).into_data().try_to_vec::<f32>().unwrap();
+        let logits = encoder.classify(&features).unwrap();
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let total: f32 = logits.iter().map(|l| (l - max).exp()).sum();
+        let probs: Vec<f32> = logits.iter().map(|l| (l - max).exp() / total).collect();
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
         let top5: Vec<usize> = order[..5].to_vec();

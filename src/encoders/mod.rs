@@ -15,12 +15,17 @@
 //! encoders needs them.
 //!
 //! The encoders are burn code on the inference device: [`bert::Bert`],
-//! [`effnet::EffnetLite`]; [`glove::Glove`] is a table lookup. [`Encoder`]
+//! [`effnet::EffnetLite`]; on a CPU device they run as [`bert_cpu::CpuBert`]
+//! and [`effnet_cpu::CpuEffnet`] (the same networks without burn, on the
+//! packed GEMM of [`crate::engine::packed`]; see `BENCHMARKS.md`);
+//! [`glove::Glove`] is a table lookup. [`Encoder`]
 //! puts the three behind one `encode` that returns a missing row (`None`, with
 //! the reason) rather than a zero vector where an input gives no features.
 
 pub mod bert;
+pub mod bert_cpu;
 pub mod effnet;
+pub mod effnet_cpu;
 pub mod encode;
 pub mod fetch;
 pub mod glove;

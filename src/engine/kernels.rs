@@ -1,6 +1,7 @@
 //! The scalar kernels the hand-written engines share: branch-free `exp`,
 //! `ln`, `sigmoid` and `tanh` (so the loops over them vectorise), a lane-split
-//! sum, and the run-time check for the AVX2 + FMA build of the hot loops.
+//! sum, the run-time check for the AVX2 + FMA build of the hot loops, and
+//! the strided GEMM call.
 
 /// `e^x` in `f32` by range reduction and a degree-6 polynomial (Cephes'
 /// `expf`), within 2 ulp of the true value; branch-free, so loops over it
@@ -14,7 +15,12 @@ pub fn exp(x: f32) -> f32 {
     // Round to nearest by the 1.5·2²³ trick: `f32::round` is a libm call on baseline x86-64.
     const MAGIC: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + MAGIC) - MAGIC;
+    let shifted = x * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
+    // The integer n sits in the low mantissa bits of `shifted`: read it there
+    // (integer lanes) instead of `n as i32`, whose saturating conversion
+    // does not vectorise.
+    let n_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4_f32;
     let p = p * r + 1.398_199_9e-3;
@@ -23,7 +29,7 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 5e-1;
     let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    e_r * f32::from_bits(((n_int + 127) as u32) << 23)
 }
 
 /// Natural logarithm of a positive normal `f32` (Cephes' `logf`), relative
@@ -90,4 +96,157 @@ pub(crate) fn wide_simd() -> bool {
             && std::arch::is_x86_feature_detected!("avx2")
             && std::arch::is_x86_feature_detected!("fma")
     })
+}
+
+/// The GEMM's threads: rayon's pool, or none on one thread.
+pub(crate) fn parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `dst[m, n] (+)= lhs · rhs`, every matrix given by its pointer and its
+/// row and column strides (so a transpose is a swap of strides, never a copy).
+///
+/// # Safety
+/// Each pointer must cover its matrix under its strides, and `dst` must not
+/// overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul(
+    dims: (usize, usize, usize),
+    dst: *mut f32,
+    dst_strides: (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    lhs_strides: (usize, usize),
+    rhs: *const f32,
+    rhs_strides: (usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { matmul_in(parallelism(), dims, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
+}
+
+/// [`matmul`] on the given threads (`Parallelism::None` inside a task that
+/// rayon already runs in parallel).
+///
+/// # Safety
+/// As for [`matmul`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn matmul_in(
+    threads: gemm::Parallelism,
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            threads,
+        )
+    }
+}
+
+
+/// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7
+/// before rounding), branch-free.
+#[inline(always)]
+pub fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_72 + t * (1.421_413_8 + t * (-1.453_152_1 + t * 1.061_405_4))));
+    (1.0 - poly * exp(-a * a)).copysign(x)
+}
+
+/// The exact (erf) GELU, `x · Φ(x)`, as BERT uses it.
+#[inline(always)]
+pub fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `wide_variant!(pub fn name(a: A, b: B) -> R = body);` defines `name`,
+/// which runs `body(a, b)` compiled for AVX2 + FMA where the CPU has them
+/// (so its loops vectorise eight wide), the baseline build elsewhere. `body`
+/// must be `#[inline(always)]` and should loop without closures, so that all
+/// of it is compiled inside the AVX2 function.
+macro_rules! wide_variant {
+    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? = $body:path) => {
+        $(#[$meta])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if $crate::engine::kernels::wide_simd() {
+                #[target_feature(enable = "avx2,fma")]
+                fn wide($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                // SAFETY: `wide_simd` checked the CPU for AVX2 and FMA.
+                return unsafe { wide($($arg),*) };
+            }
+            $body($($arg),*)
+        }
+    };
+}
+pub(crate) use wide_variant;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// erf by its Taylor series in f64 (accurate to ~1e-12 for |x| ≤ 4).
+    fn erf_series(x: f64) -> f64 {
+        let (mut term, mut sum) = (x, x);
+        for n in 1..200 {
+            term *= -x * x / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn erf_and_gelu_match_the_series() {
+        let mut worst = 0f64;
+        for i in -400..=400 {
+            let x = i as f64 / 100.0;
+            worst = worst.max((erf(x as f32) as f64 - erf_series(x)).abs());
+        }
+        assert!(worst < 3e-7, "erf max abs error {worst}");
+        assert_eq!(erf(0.0), 0.0);
+        assert!((erf(9.0) - 1.0).abs() < 1e-7 && (erf(-9.0) + 1.0).abs() < 1e-7);
+        // GELU(1) = Φ(1) = 0.841344746…, GELU(-1) = -(1 - Φ(1))
+        assert!((gelu(1.0) - 0.841_344_7).abs() < 2e-7);
+        assert!((gelu(-1.0) + 0.158_655_3).abs() < 2e-7);
+        assert!((gelu(-20.0)).abs() < 1e-7 && (gelu(20.0) - 20.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn exp_is_within_two_ulp() {
+        for i in -870..=880 {
+            let x = i as f32 / 10.0;
+            let (got, want) = (exp(x), (x as f64).exp());
+            assert!(((got as f64 - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+        }
+    }
 }

@@ -29,6 +29,7 @@ pub mod dense;
 pub mod kernels;
 pub mod loss;
 pub mod native;
+pub mod packed;
 
 pub use adam::Adam;
 pub use loss::LossKind;

@@ -1,0 +1,422 @@
+//! MiniLM's forward pass on the CPU without burn: the same BERT as
+//! [`Bert`](super::bert::Bert), with its weights as flat row-major `f32`, the
+//! matrix products through the GEMM the dense engine uses, and the
+//! element-wise work fused into one pass per step (bias + GELU; bias +
+//! residual, then layer norm).
+//!
+//! Texts are not padded: the linear layers run on every token of the batch
+//! at once (`[tokens, d]`), and attention runs per text and head on that
+//! text's own tokens, so no time goes into padding and a row's embedding does
+//! not depend on the other rows of its batch (beyond the GEMM's rounding). burn's module stays for other
+//! devices and as the reference this one is tested against.
+
+use rayon::prelude::*;
+
+use super::weights::Weights;
+use crate::engine::kernels::{exp, gelu, wide_variant};
+use crate::engine::packed::PackedMatrix;
+use crate::error::{GmuError, Result};
+
+use super::bert::BertConfig;
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// One encoder layer; every weight matrix packed as `[in, out]`.
+struct Layer {
+    /// Query (pre-scaled by `1/√d_head`), key and value side by side: `[d, 3d]`; biases `[3d]`.
+    qkv: PackedMatrix,
+    qkv_bias: Vec<f32>,
+    attention_out: PackedMatrix,
+    attention_out_bias: Vec<f32>,
+    attention_norm: Norm,
+    /// `[d, ff]`.
+    intermediate: PackedMatrix,
+    intermediate_bias: Vec<f32>,
+    /// `[ff, d]`.
+    output: PackedMatrix,
+    output_bias: Vec<f32>,
+    output_norm: Norm,
+}
+
+/// A frozen BERT for the CPU.
+pub struct CpuBert {
+    /// `[vocab, d]`.
+    word: Vec<f32>,
+    /// `[max_positions, d]`.
+    position: Vec<f32>,
+    /// Token type 0, `[d]`.
+    token_type: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    heads: usize,
+    eps: f32,
+    hidden: usize,
+    ff: usize,
+    vocab: usize,
+    max_positions: usize,
+}
+
+/// A pointer that rayon tasks writing disjoint parts of one buffer share.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: each task writes only its own rows and columns (see the callers).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so closures capture the `Send` wrapper, not its field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// One attention task's buffers, reused by the tasks of a thread.
+struct AttentionScratch {
+    scores: Vec<f32>,
+    inv_sums: Vec<f32>,
+    /// The head's keys, transposed: `[d_head, len]`.
+    keys: PackedMatrix,
+    /// The head's values: `[len, d_head]`.
+    values: PackedMatrix,
+}
+
+impl Default for AttentionScratch {
+    fn default() -> Self {
+        AttentionScratch { scores: Vec::new(), inv_sums: Vec::new(), keys: PackedMatrix::empty(), values: PackedMatrix::empty() }
+    }
+}
+
+/// Rows of `[n, d]` handed to one rayon task by the element-wise passes.
+const ROWS_PER_TASK: usize = 32;
+
+impl CpuBert {
+    /// Builds the encoder from Hugging Face BERT tensors, as [`Bert::from_weights`](super::bert::Bert::from_weights) does.
+    pub fn from_weights(w: &Weights, config: BertConfig) -> Result<CpuBert> {
+        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint"))?;
+        let [vocab, d] = word_shape[..] else { return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}"))) };
+        if d % config.heads != 0 {
+            return Err(GmuError::data(w.path(), format!("hidden width {d} is not a multiple of {} heads", config.heads)));
+        }
+        let max_positions = w.shape("embeddings.position_embeddings.weight").map_or(0, |s| s[0]);
+        let get = |name: &str, shape: &[usize]| w.values(name, shape).map(<[f32]>::to_vec);
+        let norm = |prefix: &str| -> Result<Norm> { Ok(Norm { gamma: get(&format!("{prefix}.weight"), &[d])?, beta: get(&format!("{prefix}.bias"), &[d])? }) };
+        let n_layers = (0..).take_while(|i| w.has(&format!("encoder.layer.{i}.attention.self.query.weight"))).count();
+        if n_layers == 0 {
+            return Err(GmuError::data(w.path(), "no encoder layers (encoder.layer.0.*)"));
+        }
+        let ff = w.shape("encoder.layer.0.intermediate.dense.weight").map_or(0, |s| s[0]);
+        let scale = 1.0 / ((d / config.heads) as f32).sqrt();
+        let mut layers = Vec::with_capacity(n_layers);
+        for i in 0..n_layers {
+            let p = format!("encoder.layer.{i}");
+            let mut qkv = get(&format!("{p}.attention.self.query.weight"), &[d, d])?;
+            let mut qkv_bias = get(&format!("{p}.attention.self.query.bias"), &[d])?;
+            qkv.iter_mut().chain(qkv_bias.iter_mut()).for_each(|v| *v *= scale);
+            for part in ["key", "value"] {
+                qkv.extend_from_slice(w.values(&format!("{p}.attention.self.{part}.weight"), &[d, d])?);
+                qkv_bias.extend_from_slice(w.values(&format!("{p}.attention.self.{part}.bias"), &[d])?);
+            }
+            let packed = |name: &str, n_out: usize, n_in: usize| -> Result<PackedMatrix> { Ok(PackedMatrix::from_out_in(w.values(&format!("{p}.{name}.weight"), &[n_out, n_in])?, n_out, n_in)) };
+            layers.push(Layer {
+                qkv: PackedMatrix::from_out_in(&qkv, 3 * d, d),
+                qkv_bias,
+                attention_out: packed("attention.output.dense", d, d)?,
+                attention_out_bias: get(&format!("{p}.attention.output.dense.bias"), &[d])?,
+                attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                intermediate: packed("intermediate.dense", ff, d)?,
+                intermediate_bias: get(&format!("{p}.intermediate.dense.bias"), &[ff])?,
+                output: packed("output.dense", d, ff)?,
+                output_bias: get(&format!("{p}.output.dense.bias"), &[d])?,
+                output_norm: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let token_types = w.shape("embeddings.token_type_embeddings.weight").map_or(0, |s| s[0]);
+        Ok(CpuBert {
+            word: get("embeddings.word_embeddings.weight", &[vocab, d])?,
+            position: get("embeddings.position_embeddings.weight", &[max_positions, d])?,
+            token_type: get("embeddings.token_type_embeddings.weight", &[token_types, d])?[..d].to_vec(),
+            embedding_norm: norm("embeddings.LayerNorm")?,
+            layers,
+            heads: config.heads,
+            eps: config.layer_norm_eps as f32,
+            hidden: d,
+            ff,
+            vocab,
+            max_positions,
+        })
+    }
+
+    /// Hidden width (384 for MiniLM).
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Most tokens a row may have (the position table's length).
+    pub fn max_positions(&self) -> usize {
+        self.max_positions
+    }
+
+    /// Last hidden states of every token of `rows`, one row after another:
+    /// `[Σ len, hidden]` (token type 0; each row attends to its own tokens only).
+    pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let d = self.hidden;
+        for row in rows {
+            if row.len() > self.max_positions {
+                return Err(GmuError::invalid("tokens", format!("a row of {} tokens; the model has {} positions", row.len(), self.max_positions)));
+            }
+            if let Some(&id) = row.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(GmuError::invalid("tokens", format!("token id {id} outside the vocabulary of {}", self.vocab)));
+            }
+        }
+        let starts: Vec<usize> = rows.iter().scan(0, |at, r| Some(std::mem::replace(at, *at + r.len()))).collect();
+        let n: usize = rows.iter().map(Vec::len).sum();
+        let mut x = vec![0f32; n * d];
+        if n == 0 {
+            return Ok(x);
+        }
+        for (row, &start) in rows.iter().zip(&starts) {
+            for (j, &id) in row.iter().enumerate() {
+                let (word, pos) = (&self.word[id as usize * d..][..d], &self.position[j * d..][..d]);
+                for (k, v) in x[(start + j) * d..][..d].iter_mut().enumerate() {
+                    *v = word[k] + pos[k] + self.token_type[k];
+                }
+            }
+        }
+        self.layer_norm(&mut x, &self.embedding_norm);
+        let mut qkv = vec![0f32; n * 3 * d];
+        let mut context = vec![0f32; n * d];
+        let mut inner = vec![0f32; n * self.ff];
+        for layer in &self.layers {
+            linear(&x, &layer.qkv, &layer.qkv_bias, &mut qkv, false);
+            self.attention(&qkv, rows, &starts, &mut context);
+            // x ← LN(x + context W + b)
+            linear(&context, &layer.attention_out, &layer.attention_out_bias, &mut x, true);
+            self.layer_norm(&mut x, &layer.attention_norm);
+            linear(&x, &layer.intermediate, &layer.intermediate_bias, &mut inner, false);
+            par_rows(&mut inner, self.ff, gelu_row);
+            linear(&inner, &layer.output, &layer.output_bias, &mut x, true);
+            self.layer_norm(&mut x, &layer.output_norm);
+        }
+        Ok(x)
+    }
+
+    /// Sentence embeddings `[rows.len(), hidden]`: the last hidden states
+    /// mean-pooled over each row's tokens and L2-normalised (sentence-transformers'
+    /// Pooling + Normalize); a row without tokens gives zeros.
+    pub fn embed_ids(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let d = self.hidden;
+        let hidden = self.forward(rows)?;
+        let mut out = vec![0f32; rows.len() * d];
+        let mut at = 0;
+        for (r, row) in rows.iter().enumerate() {
+            let mean = &mut out[r * d..][..d];
+            for token in hidden[at * d..(at + row.len()) * d].chunks_exact(d) {
+                mean.iter_mut().zip(token).for_each(|(m, v)| *m += v);
+            }
+            at += row.len();
+            let count = (row.len() as f32).max(1e-9);
+            mean.iter_mut().for_each(|m| *m /= count);
+            let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
+            mean.iter_mut().for_each(|m| *m /= norm);
+        }
+        Ok(out)
+    }
+
+    /// Per text and head: `softmax(q kᵀ) v` over that text's tokens (q is
+    /// pre-scaled), written into the head's columns of `context` `[n, d]`.
+    fn attention(&self, qkv: &[f32], rows: &[Vec<u32>], starts: &[usize], context: &mut [f32]) {
+        let (d, heads) = (self.hidden, self.heads);
+        let dh = d / heads;
+        let out = Shared(context.as_mut_ptr());
+        let tasks: Vec<(usize, usize)> = (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
+        tasks.into_par_iter().for_each_init(AttentionScratch::default, |scratch, (r, h)| {
+            let (len, start) = (rows[r].len(), starts[r]);
+            let AttentionScratch { scores, inv_sums, keys, values } = scratch;
+            scores.resize(len * len, 0.0);
+            inv_sums.resize(len, 0.0);
+            // this text's rows of qkv `[n, 3d]`; the head's q, k and v start at these columns
+            let block = &qkv[start * 3 * d..(start + len) * 3 * d];
+            let (q, k, v) = (h * dh, d + h * dh, 2 * d + h * dh);
+            keys.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
+            values.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
+            keys.matmul_strided(&block[q..], 3 * d, len, scores, len, false);
+            softmax_numerators(scores, inv_sums);
+            // SAFETY: the task writes only rows start..start+len, columns
+            // h·dh..(h+1)·dh of context, which no other task writes.
+            let context = unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
+            values.matmul_strided(scores, len, len, context, d, false);
+            for (i, inv) in inv_sums.iter().enumerate() {
+                context[i * d..][..dh].iter_mut().for_each(|c| *c *= inv);
+            }
+        });
+    }
+
+    /// Layer norm of every row of `x` `[n, d]`, in place.
+    fn layer_norm(&self, x: &mut [f32], norm: &Norm) {
+        par_rows(x, self.hidden, |row| layer_norm_row(row, &norm.gamma, &norm.beta, self.eps));
+    }
+}
+
+wide_variant!(
+    /// `row ← γ ⊙ (row − mean) / √(var + ε) + β`.
+    fn layer_norm_row(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) = layer_norm_body
+);
+
+#[inline(always)]
+fn layer_norm_body(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    let d = row.len() as f32;
+    let mean = lanes_sum(row) / d;
+    for v in row.iter_mut() {
+        *v -= mean;
+    }
+    let inv = 1.0 / (lanes_dot(row, row) / d + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
+        *v = *v * inv * g + b;
+    }
+}
+
+wide_variant!(
+    /// GELU of every value of `row`, in place.
+    fn gelu_row(row: &mut [f32]) = gelu_body
+);
+
+#[inline(always)]
+fn gelu_body(row: &mut [f32]) {
+    for v in row.iter_mut() {
+        *v = gelu(*v);
+    }
+}
+
+wide_variant!(
+    /// For each of the `inv_sums.len()` rows of `scores`: `row ← e^(row − max row)`
+    /// and `inv_sum ← 1 / Σ row` (a softmax whose division waits for the
+    /// `[len, d_head]` product instead of passing over `[len, len]` again).
+    fn softmax_numerators(scores: &mut [f32], inv_sums: &mut [f32]) = softmax_numerators_body
+);
+
+#[inline(always)]
+fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
+    let len = inv_sums.len();
+    for (row, inv) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()) {
+        *inv = 1.0 / exp_shifted(row);
+    }
+}
+
+/// `out[n, o] = x[n, i] · w + b` for `w` `[i, o]`; with `residual`,
+/// `out += …` (out holds the residual stream).
+fn linear(x: &[f32], w: &PackedMatrix, b: &[f32], out: &mut [f32], residual: bool) {
+    par_rows(out, w.n(), |row| {
+        if residual {
+            row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
+        } else {
+            row.copy_from_slice(b);
+        }
+    });
+    w.matmul_acc(x, out);
+}
+
+/// Runs `f` on every `width`-wide row of `x`, rows split among rayon's threads.
+fn par_rows(x: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
+    x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|chunk| chunk.chunks_exact_mut(width).for_each(&f));
+}
+
+/// `row ← e^(row − max row)`, returning the new row's sum (softmax before its division).
+#[inline(always)]
+fn exp_shifted(row: &mut [f32]) -> f32 {
+    let max = lanes_max(row);
+    let mut acc = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *v = exp(*v - max);
+            *a += *v;
+        }
+    }
+    let mut tail = 0.0;
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        tail += *v;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ x` in eight lanes (vectorises; a plain fold is one dependent chain).
+#[inline(always)]
+fn lanes_sum(x: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        acc.iter_mut().zip(c).for_each(|(a, v)| *a += v);
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// `max x` in eight lanes (`-∞` for an empty row).
+#[inline(always)]
+fn lanes_max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let mut chunks = x.chunks_exact(8);
+    for c in &mut chunks {
+        acc.iter_mut().zip(c).for_each(|(a, &v)| *a = if v > *a { v } else { *a });
+    }
+    acc.into_iter().chain(chunks.remainder().iter().copied()).fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// `Σ a·b` in eight lanes.
+#[inline(always)]
+fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    for (x, y) in (&mut ca).zip(&mut cb) {
+        for k in 0..8 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    acc.iter().sum::<f32>() + ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum::<f32>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoders::bert::Bert;
+    use crate::encoders::bert::tests::{TINY_IDS, tiny_bert_weights};
+    use burn::tensor::Device;
+
+    /// The flat forward equals burn's module on the tiny BERT, row by row,
+    /// in one mixed-length batch and alone.
+    #[test]
+    fn equals_the_burn_module_on_the_tiny_bert() {
+        let w = tiny_bert_weights();
+        let config = BertConfig { heads: 2, layer_norm_eps: 1e-12 };
+        let device = Device::default();
+        let burn = Bert::from_weights(&w, config, &device).unwrap();
+        let flat = CpuBert::from_weights(&w, config).unwrap();
+        let rows: Vec<Vec<u32>> = TINY_IDS.iter().map(|r| r.to_vec()).collect();
+        let want = burn.embed_ids(&rows, &device);
+        let got = flat.embed_ids(&rows).unwrap();
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-5, "max abs difference to burn {worst}");
+        for (r, row) in rows.iter().enumerate() {
+            let alone = flat.embed_ids(std::slice::from_ref(row)).unwrap();
+            let moved = alone.iter().zip(&got[r * 8..(r + 1) * 8]).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(moved < 1e-6, "row {r} alone moved by {moved}");
+        }
+        // unit vectors
+        for row in got.chunks(8) {
+            assert!((row.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
+        }
+    }
+
+    #[test]
+    fn refuses_ids_and_lengths_the_model_cannot_take() {
+        let flat = CpuBert::from_weights(&tiny_bert_weights(), BertConfig { heads: 2, layer_norm_eps: 1e-12 }).unwrap();
+        let err = flat.embed_ids(&[vec![1, 50, 2]]).unwrap_err().to_string();
+        assert!(err.contains("token id 50") && err.contains("vocabulary of 50"), "{err}");
+        let err = flat.embed_ids(&[vec![1; 17]]).unwrap_err().to_string();
+        assert!(err.contains("17 tokens") && err.contains("16 positions"), "{err}");
+        assert_eq!(flat.embed_ids(&[vec![]]).unwrap(), vec![0.0; 8]);
+    }
+}

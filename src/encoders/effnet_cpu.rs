@@ -1,0 +1,300 @@
+//! EfficientNet-Lite on the CPU without burn: the same network as
+//! [`EffnetLite`](super::effnet::EffnetLite), channels-last (`[h·w, c]` per
+//! image), with its folded weights packed once.
+//!
+//! A 1×1 convolution channels-last is a matrix product `[h·w, c_in] ·
+//! [c_in, c_out]`: the expand, project and head convolutions (nearly all of
+//! the arithmetic) run on the packed GEMM kernel with the bias, ReLU6 and the
+//! residual fused around it. The stem (3×3, stride 2, three input channels)
+//! is an im2col and one product; the depthwise convolutions are direct loops
+//! vectorised over the channels. Images run in parallel, each on one thread
+//! at a time, with the products inside also split into bands when a thread is free.
+
+use rayon::prelude::*;
+
+use super::effnet::{fold, same_padding};
+use super::weights::Weights;
+use crate::engine::kernels::wide_variant;
+use crate::engine::packed::PackedMatrix;
+use crate::error::{GmuError, Result};
+
+/// A 1×1 convolution: `[c_in, c_out]` packed, bias `[c_out]`.
+struct Pointwise {
+    weight: PackedMatrix,
+    bias: Vec<f32>,
+}
+
+impl Pointwise {
+    fn load(w: &Weights, conv: &str, bn: &str) -> Result<Pointwise> {
+        let (weight, bias, [out, inp, k, _]) = fold(w, conv, bn)?;
+        if k != 1 {
+            return Err(GmuError::data(w.path(), format!("'{conv}' has a {k}×{k} kernel, expected 1×1")));
+        }
+        Ok(Pointwise { weight: PackedMatrix::from_out_in(&weight, out, inp), bias })
+    }
+
+    fn channels(&self) -> usize {
+        self.bias.len()
+    }
+
+    /// `x` `[rows, c_in]` → `[rows, c_out]`: `x · W + b (+ residual)`, then ReLU6 if `relu6`.
+    fn forward(&self, x: &[f32], residual: Option<&[f32]>, relu6: bool) -> Vec<f32> {
+        let c = self.channels();
+        let rows = x.len() / self.weight.k();
+        let mut out = Vec::with_capacity(rows * c);
+        match residual {
+            Some(skip) => out.extend(skip.chunks_exact(c).flat_map(|row| row.iter().zip(&self.bias).map(|(s, b)| s + b))),
+            None => (0..rows).for_each(|_| out.extend_from_slice(&self.bias)),
+        }
+        self.weight.matmul_acc(x, &mut out);
+        if relu6 {
+            relu6_in_place(&mut out);
+        }
+        out
+    }
+}
+
+/// A depthwise convolution: weights `[k, k, c]` (channels innermost), bias `[c]`.
+struct Depthwise {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+}
+
+/// The stem: `[3·k·k, c_out]` packed (columns in PyTorch's `(c, ky, kx)` order).
+struct Stem {
+    weight: PackedMatrix,
+    bias: Vec<f32>,
+    kernel: usize,
+    stride: usize,
+}
+
+struct Block {
+    expand: Option<Pointwise>,
+    depthwise: Depthwise,
+    project: Pointwise,
+    skip: bool,
+}
+
+/// EfficientNet-Lite with frozen, folded, packed weights, for the CPU.
+pub struct CpuEffnet {
+    stem: Stem,
+    blocks: Vec<Block>,
+    head: Pointwise,
+    /// `_fc`: `[1280, classes]` row-major (`[in, out]`), bias `[classes]`.
+    classifier: Option<(Vec<f32>, Vec<f32>)>,
+}
+
+impl CpuEffnet {
+    /// Builds the network from lukemelas-style tensors, as
+    /// [`EffnetLite::from_weights`](super::effnet::EffnetLite::from_weights) does.
+    pub fn from_weights(w: &Weights, strides: &[usize]) -> Result<CpuEffnet> {
+        let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
+        if n_blocks != strides.len() {
+            return Err(GmuError::data(w.path(), format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len())));
+        }
+        let (weight, bias, [out, inp, k, _]) = fold(w, "_conv_stem", "_bn0")?;
+        let stem = Stem { weight: PackedMatrix::from_out_in(&weight, out, inp * k * k), bias, kernel: k, stride: 2 };
+        let mut channels = out;
+        let mut blocks = Vec::with_capacity(n_blocks);
+        for (i, &stride) in strides.iter().enumerate() {
+            let p = format!("_blocks.{i}");
+            let expand = if w.has(&format!("{p}._expand_conv.weight")) { Some(Pointwise::load(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"))?) } else { None };
+            let (weight, bias, [c, per_group, k, _]) = fold(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"))?;
+            if per_group != 1 {
+                return Err(GmuError::data(w.path(), format!("'{p}._depthwise_conv' has {per_group} inputs per group, expected 1 (depthwise)")));
+            }
+            // [c, 1, k, k] → [k, k, c]
+            let mut channels_last = vec![0f32; weight.len()];
+            for ch in 0..c {
+                for tap in 0..k * k {
+                    channels_last[tap * c + ch] = weight[ch * k * k + tap];
+                }
+            }
+            let depthwise = Depthwise { weight: channels_last, bias, kernel: k, stride };
+            let project = Pointwise::load(w, &format!("{p}._project_conv"), &format!("{p}._bn2"))?;
+            let skip = stride == 1 && project.channels() == channels;
+            channels = project.channels();
+            blocks.push(Block { expand, depthwise, project, skip });
+        }
+        let head = Pointwise::load(w, "_conv_head", "_bn1")?;
+        let classifier = match w.shape("_fc.weight") {
+            Some(s) => {
+                let classes = s[0];
+                let fc = w.values("_fc.weight", &[classes, head.channels()])?;
+                let mut in_out = vec![0f32; fc.len()];
+                for o in 0..classes {
+                    for i in 0..head.channels() {
+                        in_out[i * classes + o] = fc[o * head.channels() + i];
+                    }
+                }
+                Some((in_out, w.values("_fc.bias", &[classes])?.to_vec()))
+            }
+            None => None,
+        };
+        Ok(CpuEffnet { stem, blocks, head, classifier })
+    }
+
+    /// Width of the pooled features (1280).
+    pub fn features(&self) -> usize {
+        self.head.channels()
+    }
+
+    /// Pooled features `[images.len(), 1280]`, row-major, of images `[3, h, w]`
+    /// each (normalised `(x − 127)/128`, channels first as [`preprocess`](super::image::preprocess) gives them).
+    pub fn forward(&self, images: &[Vec<f32>], h: usize, w: usize) -> Vec<f32> {
+        images.par_iter().flat_map_iter(|image| self.image(image, h, w)).collect()
+    }
+
+    /// One image's pooled features.
+    fn image(&self, image: &[f32], h: usize, w: usize) -> Vec<f32> {
+        assert_eq!(image.len(), 3 * h * w, "an image of {} values is not [3, {h}, {w}]", image.len());
+        let (mut x, mut h, mut w) = self.stem(image, h, w);
+        for block in &self.blocks {
+            let expanded = block.expand.as_ref().map(|e| e.forward(&x, None, true));
+            let (z, oh, ow) = block.depthwise.forward(expanded.as_deref().unwrap_or(&x), h, w);
+            x = block.project.forward(&z, block.skip.then_some(&x[..]), false);
+            (h, w) = (oh, ow);
+        }
+        let x = self.head.forward(&x, None, true);
+        let c = self.head.channels();
+        let mut pooled = vec![0f32; c];
+        for row in x.chunks_exact(c) {
+            pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
+        }
+        let n = (h * w) as f32;
+        pooled.iter_mut().for_each(|p| *p /= n);
+        pooled
+    }
+
+    /// Stem: im2col of the "SAME"-padded image `[3, h, w]`, one product, ReLU6.
+    fn stem(&self, image: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
+        let Stem { weight, bias, kernel: k, stride } = &self.stem;
+        let ((oh, top), (ow, left)) = (same_padding(h, *k, *stride), same_padding(w, *k, *stride));
+        let cols = weight.k();
+        let mut patches = vec![0f32; oh * ow * cols];
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let patch = &mut patches[(oy * ow + ox) * cols..][..cols];
+                for c in 0..3 {
+                    for ky in 0..*k {
+                        let Some(iy) = (oy * stride + ky).checked_sub(top).filter(|&y| y < h) else { continue };
+                        for kx in 0..*k {
+                            let Some(ix) = (ox * stride + kx).checked_sub(left).filter(|&x| x < w) else { continue };
+                            patch[c * k * k + ky * k + kx] = image[c * h * w + iy * w + ix];
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(oh * ow * bias.len());
+        (0..oh * ow).for_each(|_| out.extend_from_slice(bias));
+        weight.matmul_acc(&patches, &mut out);
+        relu6_in_place(&mut out);
+        (out, oh, ow)
+    }
+
+    /// ImageNet logits of one feature row, if the file has `_fc`.
+    pub fn classify(&self, features: &[f32]) -> Option<Vec<f32>> {
+        let (weight, bias) = self.classifier.as_ref()?;
+        let classes = bias.len();
+        let mut logits = bias.clone();
+        for (i, f) in features.iter().enumerate() {
+            logits.iter_mut().zip(&weight[i * classes..][..classes]).for_each(|(l, w)| *l += f * w);
+        }
+        Some(logits)
+    }
+}
+
+impl Depthwise {
+    /// `x` `[h·w, c]` → `[oh·ow, c]`, "SAME" padding, ReLU6.
+    fn forward(&self, x: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
+        let c = self.bias.len();
+        let ((oh, top), (ow, left)) = (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
+        let mut out = vec![0f32; oh * ow * c];
+        let geometry = Geometry { h, w, c, kernel: self.kernel, stride: self.stride, top, left, ow };
+        // rows of output in parallel when a thread is free
+        out.par_chunks_mut(ow * c).enumerate().for_each(|(oy, row)| depthwise_row(x, &self.weight, &self.bias, &geometry, oy, row));
+        (out, oh, ow)
+    }
+}
+
+/// Shape of a depthwise convolution: input `[h, w, c]`, kernel, stride, the
+/// "SAME" padding before the first row and column, output width.
+struct Geometry {
+    h: usize,
+    w: usize,
+    c: usize,
+    kernel: usize,
+    stride: usize,
+    top: usize,
+    left: usize,
+    ow: usize,
+}
+
+wide_variant!(
+    /// One output row `oy` (`[ow, c]`) of a depthwise convolution, with bias and ReLU6.
+    fn depthwise_row(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy: usize, row: &mut [f32]) = depthwise_row_body
+);
+
+#[inline(always)]
+fn depthwise_row_body(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy: usize, row: &mut [f32]) {
+    let (c, k) = (g.c, g.kernel);
+    for ox in 0..g.ow {
+        let out = &mut row[ox * c..][..c];
+        out.copy_from_slice(bias);
+        for ky in 0..k {
+            let Some(iy) = (oy * g.stride + ky).checked_sub(g.top).filter(|&y| y < g.h) else { continue };
+            for kx in 0..k {
+                let Some(ix) = (ox * g.stride + kx).checked_sub(g.left).filter(|&x| x < g.w) else { continue };
+                let input = &x[(iy * g.w + ix) * c..][..c];
+                let taps = &weight[(ky * k + kx) * c..][..c];
+                for ((o, v), t) in out.iter_mut().zip(input).zip(taps) {
+                    *o += v * t;
+                }
+            }
+        }
+        for o in out.iter_mut() {
+            *o = o.clamp(0.0, 6.0);
+        }
+    }
+}
+
+wide_variant!(
+    /// `x ← min(max(x, 0), 6)`.
+    fn relu6_in_place(x: &mut [f32]) = relu6_body
+);
+
+#[inline(always)]
+fn relu6_body(x: &mut [f32]) {
+    for v in x.iter_mut() {
+        *v = v.clamp(0.0, 6.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::encoders::effnet::tests::{TINY_REFERENCE, tiny_effnet_weights, tiny_input};
+
+    /// The tiny network against PyTorch's numbers: odd sizes (17×23) exercise
+    /// the asymmetric padding of the stem and of a stride-2 5×5 depthwise
+    /// convolution; block 0 has a skip.
+    #[test]
+    fn tiny_effnet_matches_pytorch() {
+        let net = CpuEffnet::from_weights(&tiny_effnet_weights(), &[1, 2]).unwrap();
+        let input = tiny_input();
+        let images: Vec<Vec<f32>> = input.chunks(3 * 17 * 23).map(<[f32]>::to_vec).collect();
+        let features = net.forward(&images, 17, 23);
+        let want_f: Vec<f32> = TINY_REFERENCE.0.iter().flatten().copied().collect();
+        let worst = features.iter().zip(&want_f).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert_eq!(features.len(), 2 * 16);
+        assert!(worst < 1e-5, "features: max abs difference {worst}");
+        for (r, want) in TINY_REFERENCE.1.iter().enumerate() {
+            let logits = net.classify(&features[r * 16..(r + 1) * 16]).unwrap();
+            let worst = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-5, "logits of image {r}: max abs difference {worst}");
+        }
+    }
+}

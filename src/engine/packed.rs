@@ -1,0 +1,348 @@
+//! A frozen weight matrix packed once for a 6×16 AVX2 + FMA kernel, and the
+//! product `out[m, n] += x[m, k] · W[k, n]` on it.
+//!
+//! Inference with fixed weights (the pretrained encoders) multiplies the same
+//! matrices again and again: packing them at load time, in the order the
+//! kernel reads them, takes the packing out of every call, and a kernel that
+//! broadcasts the activations straight from their rows needs no packing of
+//! the other side either. The `gemm` crate packs both sides on every call and
+//! reached 55–63 GFLOP/s on one core of the build machine (AVX2, 95 GFLOP/s
+//! peak); this kernel reaches more (see `BENCHMARKS.md`, MiniLM).
+//!
+//! Layout: the `k` rows are cut into blocks of [`KC`]; within a block, the
+//! `n` columns into panels of [`NR`] = 16 (the last one zero-padded), each
+//! stored `[kc][16]` contiguously, so the kernel reads a panel as one stream.
+//! The kernel keeps a 6 × 16 tile of `out` in twelve ymm registers over a
+//! block and adds it to `out` at the end. Rows of `out` are split among
+//! rayon's threads in bands of [`MC`].
+
+use rayon::prelude::*;
+
+/// Columns of a panel: two ymm registers.
+pub const NR: usize = 16;
+/// Rows of the register tile.
+pub const MR: usize = 6;
+/// Rows of `W` per block: a panel (`KC × 16` floats, 16 KiB) stays in L1 while a band's rows pass over it.
+pub const KC: usize = 256;
+/// Rows of `x` per band: one rayon task, whose `MC × KC` activations stay in L2.
+pub const MC: usize = 72;
+
+/// `W` `[k, n]`, packed.
+#[derive(Clone, Debug)]
+pub struct PackedMatrix {
+    k: usize,
+    n: usize,
+    /// `n` rounded up to whole panels.
+    n_padded: usize,
+    data: Vec<f32>,
+}
+
+impl PackedMatrix {
+    /// Packs `W = wᵀ` for `w` stored `[n, k]` row-major (a PyTorch `Linear`
+    /// weight, `[out, in]`), so that [`matmul_acc`](Self::matmul_acc) computes `x · wᵀ`.
+    pub fn from_out_in(w: &[f32], n: usize, k: usize) -> PackedMatrix {
+        assert_eq!(w.len(), n * k, "weight of {} values is not [{n}, {k}]", w.len());
+        let mut packed = PackedMatrix::empty();
+        packed.repack_columns(k, n, |j| &w[j * k..][..k]);
+        packed
+    }
+
+    /// Packs `W` stored `[k, n]` row-major.
+    pub fn from_in_out(w: &[f32], k: usize, n: usize) -> PackedMatrix {
+        assert_eq!(w.len(), n * k, "weight of {} values is not [{k}, {n}]", w.len());
+        let mut packed = PackedMatrix::empty();
+        packed.repack_rows(k, n, |i| &w[i * n..][..n]);
+        packed
+    }
+
+    /// A `[0, 0]` matrix, to be filled by [`repack_rows`](Self::repack_rows) or
+    /// [`repack_columns`](Self::repack_columns).
+    pub fn empty() -> PackedMatrix {
+        PackedMatrix { k: 0, n: 0, n_padded: 0, data: Vec::new() }
+    }
+
+    fn reset(&mut self, k: usize, n: usize) {
+        self.n_padded = n.div_ceil(NR) * NR;
+        (self.k, self.n) = (k, n);
+        self.data.clear();
+        self.data.resize(k * self.n_padded, 0.0);
+    }
+
+    /// Packs `W` `[k, n]` given by its rows (`row(i)`: at least `n` values),
+    /// into this matrix's memory (reused from one small product to the next).
+    pub fn repack_rows<'a>(&mut self, k: usize, n: usize, row: impl Fn(usize) -> &'a [f32]) {
+        self.reset(k, n);
+        let n_padded = self.n_padded;
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let block = &mut self.data[k0 * n_padded..][..kc * n_padded];
+            for kk in 0..kc {
+                let src = &row(k0 + kk)[..n];
+                for (p, src) in src.chunks(NR).enumerate() {
+                    block[p * kc * NR + kk * NR..][..src.len()].copy_from_slice(src);
+                }
+            }
+        }
+    }
+
+    /// Packs `W` `[k, n]` given by its columns (`column(j)`: at least `k`
+    /// values; the rows of `Wᵀ`), into this matrix's memory.
+    pub fn repack_columns<'a>(&mut self, k: usize, n: usize, column: impl Fn(usize) -> &'a [f32]) {
+        self.reset(k, n);
+        let n_padded = self.n_padded;
+        for j in 0..n {
+            let src = &column(j)[..k];
+            let (p, jj) = (j / NR, j % NR);
+            for k0 in (0..k).step_by(KC) {
+                let kc = KC.min(k - k0);
+                let panel = &mut self.data[k0 * n_padded + p * kc * NR..][..kc * NR];
+                for (kk, v) in src[k0..k0 + kc].iter().enumerate() {
+                    panel[kk * NR + jj] = *v;
+                }
+            }
+        }
+    }
+
+    /// Rows of `W` (the inner dimension).
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of `W` (the output width).
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// `out[m, n] += x[m, k] · W`, both row-major and contiguous; rows split
+    /// among rayon's threads in bands of [`MC`].
+    pub fn matmul_acc(&self, x: &[f32], out: &mut [f32]) {
+        let (k, n) = (self.k, self.n);
+        assert!(k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n, "x of {} values and out of {} for W [{k}, {n}]", x.len(), out.len());
+        let wide = wide_kernel();
+        out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| self.band(x, k, x.len() / k, out, n, true, wide));
+    }
+
+    /// `out[rows, n] (+)= x[rows, k] · W` on the calling thread, with `x`'s
+    /// rows `lda` apart and `out`'s `ldc` apart (a head's columns of a wider
+    /// matrix); `accumulate: false` overwrites `out`'s `n` columns.
+    pub fn matmul_strided(&self, x: &[f32], lda: usize, rows: usize, out: &mut [f32], ldc: usize, accumulate: bool) {
+        let (k, n) = (self.k, self.n);
+        if rows == 0 {
+            return;
+        }
+        assert!(lda >= k && ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n, "x or out too short for [{rows}, {k}] x [{k}, {n}]");
+        self.band(x, lda, rows, out, ldc, accumulate, wide_kernel());
+    }
+
+    /// One band of rows, on the calling thread.
+    #[allow(clippy::too_many_arguments)]
+    fn band(&self, x: &[f32], lda: usize, rows: usize, out: &mut [f32], ldc: usize, accumulate: bool, wide: bool) {
+        let (k, n) = (self.k, self.n);
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            // the first block of k overwrites unless told to accumulate
+            let add = accumulate || k0 > 0;
+            for p in 0..self.n_padded / NR {
+                let panel = &self.data[k0 * self.n_padded + p * kc * NR..][..kc * NR];
+                let cols = NR.min(n - p * NR);
+                for i in (0..rows).step_by(MR) {
+                    let r = MR.min(rows - i);
+                    let a = &x[i * lda + k0..];
+                    let c = &mut out[i * ldc + p * NR..];
+                    tile(r, wide, a, lda, panel, kc, c, ldc, cols, add);
+                }
+            }
+        }
+    }
+}
+
+/// Whether the AVX2 kernel runs (x86-64 with AVX2 and FMA).
+fn wide_kernel() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::kernels::wide_simd()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `c[r, cols] += a[r, kc] · panel[kc, cols]`, with `a`'s rows `lda` apart
+/// and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`; `add: false` writes `c = …`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn tile(r: usize, wide: bool, a: &[f32], lda: usize, panel: &[f32], kc: usize, c: &mut [f32], ldc: usize, cols: usize, add: bool) {
+    assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
+    assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
+    macro_rules! dispatch {
+        ($f:ident) => {
+            match r {
+                1 => $f::<1>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+                2 => $f::<2>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+                3 => $f::<3>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+                4 => $f::<4>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+                5 => $f::<5>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+                _ => $f::<6>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
+            }
+        };
+    }
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        // SAFETY: the CPU has AVX2 and FMA (`wide_kernel`); the asserts above bound every access.
+        unsafe { dispatch!(tile_avx2) };
+        return;
+    }
+    let _ = wide;
+    // SAFETY: the asserts above bound every access.
+    unsafe { dispatch!(tile_portable) };
+}
+
+/// The AVX2 + FMA register tile: per step of `k`, two loads of the panel,
+/// `R` broadcasts of `a` and `2R` fused multiply-adds.
+///
+/// # Safety
+/// AVX2 and FMA present; `a` covers `R` rows of `kc` values `lda` apart,
+/// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, add: bool) {
+    use std::arch::x86_64::*;
+    // SAFETY: bounds as the caller promises.
+    unsafe {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        for kk in 0..kc {
+            let b0 = _mm256_loadu_ps(b.add(kk * NR));
+            let b1 = _mm256_loadu_ps(b.add(kk * NR + 8));
+            for r in 0..R {
+                let av = _mm256_broadcast_ss(&*a.add(r * lda + kk));
+                lo[r] = _mm256_fmadd_ps(av, b0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(av, b1, hi[r]);
+            }
+        }
+        for r in 0..R {
+            let row = c.add(r * ldc);
+            if cols == NR && add {
+                _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), lo[r]));
+                _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi[r]));
+            } else if cols == NR {
+                _mm256_storeu_ps(row, lo[r]);
+                _mm256_storeu_ps(row.add(8), hi[r]);
+            } else {
+                let mut tmp = [0f32; NR];
+                _mm256_storeu_ps(tmp.as_mut_ptr(), lo[r]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[r]);
+                for (j, t) in tmp.iter().enumerate().take(cols) {
+                    *row.add(j) = if add { *row.add(j) + t } else { *t };
+                }
+            }
+        }
+    }
+}
+
+/// The same tile in plain Rust, for CPUs without AVX2 (and as the test's second opinion).
+///
+/// # Safety
+/// As for [`tile_avx2`], less the CPU features.
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_portable<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, add: bool) {
+    let mut acc = [[0f32; NR]; R];
+    // SAFETY: bounds as the caller promises.
+    unsafe {
+        for kk in 0..kc {
+            let panel = std::slice::from_raw_parts(b.add(kk * NR), NR);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = *a.add(r * lda + kk);
+                acc.iter_mut().zip(panel).for_each(|(s, w)| *s += av * w);
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (j, s) in acc.iter().enumerate().take(cols) {
+                let c = c.add(r * ldc + j);
+                *c = if add { *c + s } else { *s };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &[f32], w_in_out: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+        let mut out = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|l| x[i * k + l] as f64 * w_in_out[l * n + j] as f64).sum();
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0) - 1.0).collect()
+    }
+
+    /// Every shape edge: rows not a multiple of 6 or of a band, columns not a
+    /// multiple of 16, `k` over several blocks with a short last one; the
+    /// product added to what `out` held; both kernels and both packings.
+    #[test]
+    fn equals_the_naive_product_on_ragged_shapes() {
+        for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (7, 300, 16), (73, 600, 40), (150, 256, 33), (6, 513, 48)] {
+            let x = values(m * k, 1);
+            let w = values(k * n, 2);
+            let w_out_in: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let start = values(m * n, 3);
+            let want = naive(&x, &w, m, k, n);
+            for packed in [PackedMatrix::from_in_out(&w, k, n), PackedMatrix::from_out_in(&w_out_in, n, k)] {
+                assert_eq!((packed.k(), packed.n()), (k, n));
+                for wide in [true, false] {
+                    if wide && !wide_kernel() {
+                        continue;
+                    }
+                    let mut out = start.clone();
+                    for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
+                        packed.band(x, k, x.len() / k, out, n, true, wide);
+                    }
+                    let worst = out.iter().zip(&want).zip(&start).map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs()).fold(0f64, f64::max);
+                    assert!(worst < 1e-4 * (k as f64).sqrt(), "[{m}, {k}] x [{k}, {n}] wide={wide}: max abs error {worst}");
+                }
+                let mut threaded = start.clone();
+                packed.matmul_acc(&x, &mut threaded);
+                let worst = threaded.iter().zip(&want).zip(&start).map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs()).fold(0f64, f64::max);
+                assert!(worst < 1e-4 * (k as f64).sqrt());
+            }
+        }
+    }
+
+    /// Strided rows in and out, overwriting: `x` is the middle `k` columns of a
+    /// wider matrix, `out` the middle `n` columns of another; the columns
+    /// around them stay as they were.
+    #[test]
+    fn strided_product_overwrites_only_its_columns() {
+        for &(m, k, n) in &[(7, 32, 20), (13, 300, 32)] {
+            let (lda, ldc) = (k + 5, n + 9);
+            let wide_x = values(m * lda, 4);
+            let x: Vec<f32> = (0..m * k).map(|i| wide_x[(i / k) * lda + 2 + i % k]).collect();
+            let w = values(k * n, 5);
+            let want = naive(&x, &w, m, k, n);
+            let mut repacked = PackedMatrix::from_in_out(&[1.0], 1, 1);
+            repacked.repack_rows(k, n, |row| &w[row * n..]);
+            let start = values(m * ldc, 6);
+            let mut out = start.clone();
+            repacked.matmul_strided(&wide_x[2..], lda, m, &mut out[4..], ldc, false);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let got = out[i * ldc + j] as f64;
+                    if (4..4 + n).contains(&j) {
+                        assert!((got - want[i * n + j - 4]).abs() < 1e-4 * (k as f64).sqrt(), "[{i}, {j}]");
+                    } else {
+                        assert_eq!(got, start[i * ldc + j] as f64, "[{i}, {j}] outside the product changed");
+                    }
+                }
+            }
+        }
+    }
+}
