@@ -28,13 +28,16 @@ pub const KC: usize = 256;
 pub const MC: usize = 72;
 
 /// `W` `[k, n]`, packed.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
     /// `n` rounded up to whole panels.
     n_padded: usize,
+    /// The packed values start at `data[offset]`, on a 64-byte boundary, so
+    /// the kernel's 32-byte loads never straddle a cache line.
     data: Vec<f32>,
+    offset: usize,
 }
 
 impl PackedMatrix {
@@ -58,14 +61,26 @@ impl PackedMatrix {
     /// A `[0, 0]` matrix, to be filled by [`repack_rows`](Self::repack_rows) or
     /// [`repack_columns`](Self::repack_columns).
     pub fn empty() -> PackedMatrix {
-        PackedMatrix { k: 0, n: 0, n_padded: 0, data: Vec::new() }
+        PackedMatrix { k: 0, n: 0, n_padded: 0, data: Vec::new(), offset: 0 }
     }
 
     fn reset(&mut self, k: usize, n: usize) {
         self.n_padded = n.div_ceil(NR) * NR;
         (self.k, self.n) = (k, n);
+        let len = k * self.n_padded;
         self.data.clear();
-        self.data.resize(k * self.n_padded, 0.0);
+        self.data.resize(len + 16, 0.0);
+        self.offset = self.data.as_ptr().align_offset(64).min(16);
+    }
+
+    /// The packed values.
+    fn packed(&self) -> &[f32] {
+        &self.data[self.offset..][..self.k * self.n_padded]
+    }
+
+    fn packed_mut(&mut self) -> &mut [f32] {
+        let len = self.k * self.n_padded;
+        &mut self.data[self.offset..][..len]
     }
 
     /// Packs `W` `[k, n]` given by its rows (`row(i)`: at least `n` values),
@@ -73,9 +88,10 @@ impl PackedMatrix {
     pub fn repack_rows<'a>(&mut self, k: usize, n: usize, row: impl Fn(usize) -> &'a [f32]) {
         self.reset(k, n);
         let n_padded = self.n_padded;
+        let data = self.packed_mut();
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let block = &mut self.data[k0 * n_padded..][..kc * n_padded];
+            let block = &mut data[k0 * n_padded..][..kc * n_padded];
             for kk in 0..kc {
                 let src = &row(k0 + kk)[..n];
                 for (p, src) in src.chunks(NR).enumerate() {
@@ -90,12 +106,13 @@ impl PackedMatrix {
     pub fn repack_columns<'a>(&mut self, k: usize, n: usize, column: impl Fn(usize) -> &'a [f32]) {
         self.reset(k, n);
         let n_padded = self.n_padded;
+        let data = self.packed_mut();
         for j in 0..n {
             let src = &column(j)[..k];
             let (p, jj) = (j / NR, j % NR);
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
-                let panel = &mut self.data[k0 * n_padded + p * kc * NR..][..kc * NR];
+                let panel = &mut data[k0 * n_padded + p * kc * NR..][..kc * NR];
                 for (kk, v) in src[k0..k0 + kc].iter().enumerate() {
                     panel[kk * NR + jj] = *v;
                 }
@@ -143,7 +160,7 @@ impl PackedMatrix {
             // the first block of k overwrites unless told to accumulate
             let add = accumulate || k0 > 0;
             for p in 0..self.n_padded / NR {
-                let panel = &self.data[k0 * self.n_padded + p * kc * NR..][..kc * NR];
+                let panel = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR];
                 let cols = NR.min(n - p * NR);
                 for i in (0..rows).step_by(MR) {
                     let r = MR.min(rows - i);
