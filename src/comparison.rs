@@ -479,6 +479,7 @@ mod tests {
             image: None,
             prescaled: false,
             encoder: None,
+            tokens: None,
         };
         let data = MultiviewData {
             views: vec![view(0.3), view(0.7)],
@@ -512,6 +513,7 @@ mod tests {
             image: None,
             prescaled: false,
             encoder: None,
+            tokens: None,
         };
         let data = MultiviewData {
             views: vec![planted(0), planted(1)],

@@ -56,6 +56,9 @@ pub struct ViewSpec {
     /// known: `predict --text/--image` runs it on raw inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encoder: Option<crate::encoders::EncoderSpec>,
+    /// The vocabulary of a token view no encoder made (MM-IMDb's `sequences`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
 }
 
 /// One network of a model.

@@ -409,7 +409,7 @@ impl Predictor {
                     values
                 }
             };
-            views.push(View { name: spec.name.clone(), dim: spec.width, values, image: None, prescaled: false, encoder: spec.encoder.clone() });
+            views.push(View { name: spec.name.clone(), dim: spec.width, values, image: None, prescaled: false, encoder: spec.encoder.clone(), tokens: spec.tokens });
         }
         Ok((views, missing))
     }
@@ -486,7 +486,7 @@ mod tests {
     }
 
     fn view(name: &str, values: Vec<f32>) -> View {
-        View { name: name.into(), dim: 1, values, image: None, prescaled: false, encoder: None }
+        View { name: name.into(), dim: 1, values, image: None, prescaled: false, encoder: None, tokens: None }
     }
 
     fn sig(x: f64) -> f64 {
@@ -573,9 +573,9 @@ mod tests {
         let refs: Vec<&View> = nothing.iter().collect();
         let err = run(&[member], &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap_err().to_string();
         assert!(err.contains("row 1: every view is missing"), "{err}");
-        let partly = View { name: "w".into(), dim: 2, values: vec![1.0, f32::NAN], image: None, prescaled: false, encoder: None };
+        let partly = View { name: "w".into(), dim: 2, values: vec![1.0, f32::NAN], image: None, prescaled: false, encoder: None, tokens: None };
         assert_eq!(row_missing(&partly, 0), Err(1));
-        let empty = View { name: "w".into(), dim: 2, values: vec![f32::NAN, f32::NAN], image: None, prescaled: false, encoder: None };
+        let empty = View { name: "w".into(), dim: 2, values: vec![f32::NAN, f32::NAN], image: None, prescaled: false, encoder: None, tokens: None };
         assert_eq!(row_missing(&empty, 0), Ok(true));
     }
 }

@@ -257,7 +257,7 @@ mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None };
+        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None, tokens: None };
         let data = MultiviewData {
             views: vec![view("a", a), view("b", b)],
             targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() },

@@ -292,6 +292,35 @@ fn mmimdb_prints_the_paper_tables_from_an_h5py_file() {
     assert!(results[2]["test"]["f1"]["samples"].is_number());
 }
 
+/// The file's `sequences` through the trainable LSTM: trained with the
+/// fusion, recorded in the model directory, and read again by `predict`.
+#[test]
+fn mmimdb_trains_an_lstm_on_the_files_word_sequences() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mm");
+    let data = fixture("mmimdb_contiguous.h5");
+    let run = gmu(&["mmimdb", "--data", &data, "--text-view", "sequences", "--max-tokens", "4", "--fusion", "gmu", "--no-single", "--epochs", "2", "--hidden", "8", "--out", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("text 4 tokens of a 101-token vocabulary (read by an LSTM) + visual 64 features"), "{stdout}");
+    let results = read_json(&out.join("results.json"));
+    assert!(results[0]["test"]["f1"]["micro"].is_number(), "{results}");
+    let config = std::fs::read_to_string(out.join("gmu/config.json")).unwrap();
+    assert!(config.contains("\"text\": \"sequences\"") && config.contains("\"tokens\": 101"), "{config}");
+    // `file:sequences` names the view; the length comes from the model
+    let sequences = format!("{data}:sequences");
+    let predicted = gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &sequences, "--split", "test", "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    assert!(predicted.status.success(), "{}", stderr(&predicted));
+    let csv = std::fs::read_to_string(dir.path().join("p.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 11, "a header and the 10 test movies: {csv}");
+    // the word2vec view is not what the model read
+    assert_refused(&gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &data]), "view 'text' has 300 columns; the model was trained on 4");
+    // a text view the file does not have, and a bad view name
+    let bad = fixture("mmimdb_bad_shape.h5");
+    assert_refused(&gmu(&["mmimdb", "--data", &bad, "--text-view", "sequences", "--out", dir.path().join("x").to_str().unwrap()]), "missing dataset 'sequences'");
+    assert_refused(&gmu(&["train", "--data", &format!("{data}:words"), "--out", dir.path().join("y").to_str().unwrap()]), "features, word-grams, three-grams or sequences");
+}
+
 #[test]
 fn mmimdb_and_multiview_refuse_bad_input_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -986,7 +1015,7 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(lstm.status.success(), "{}", stderr(&lstm));
     let stdout = String::from_utf8_lossy(&lstm.stdout);
     assert!(stdout.contains("plots: encoded into") && stdout.contains("text-wordpiece-24-") && stdout.contains("posters: reused"), "{stdout}");
-    assert!(stdout.contains("text 24 + visual 1280 features"), "{stdout}");
+    assert!(stdout.contains("text 24 tokens of a 30522-token vocabulary (read by an LSTM) + visual 1280 features"), "{stdout}");
     let config = read_json(&lstm_out.join("gmu").join("config.json"));
     assert_eq!(config["views"][0]["encoder"]["encoder"], "wordpiece");
     assert_eq!(config["members"][0]["spec"]["encoders"][0]["lstm"]["vocab"], 30522, "{}", config["members"][0]["spec"]["encoders"]);

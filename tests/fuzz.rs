@@ -220,6 +220,9 @@ fn fuzz_mmimdb_hdf5() {
     for name in ["mmimdb_contiguous.h5", "mmimdb_chunked.h5"] {
         let bytes = std::fs::read(fixture(name)).unwrap();
         fuzz(name, &bytes, &dir.path().join("m.hdf5"), &|p| gmu::data::mmimdb::read_hdf5(p).is_ok());
+        // the variable-length `sequences` (global-heap references) as the text view
+        let sequences = |p: &Path| gmu::data::mmimdb::read_hdf5_text(p, gmu::data::mmimdb::TextView::Sequences, 16).is_ok();
+        fuzz(&format!("{name}:sequences"), &bytes, &dir.path().join("s.hdf5"), &sequences);
     }
 }
 

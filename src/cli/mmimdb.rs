@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
-use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, read_archive, read_hdf5};
+use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, TextView, missing_text_note, read_archive, read_hdf5_text};
 use gmu::config::TrainingConfig;
 use gmu::fusion::FusionKind;
 
@@ -25,7 +25,13 @@ pub struct Args {
     /// --archive: the image encoder of the posters.
     #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::EffnetLite0)]
     image_encoder: gmu::encoders::EncoderKind,
-    /// --archive with MiniLM: tokens kept per plot.
+    /// --data: the file's dataset that is the text view: `features` (mean word2vec, the paper's
+    /// Table 2), `word-grams` or `three-grams` (n-gram features), or `sequences` (the plot's word
+    /// indices, read by a trainable LSTM trained with the fusion, as in the paper's Table 1).
+    #[arg(long, value_enum, default_value_t = TextView::Features, conflicts_with = "archive")]
+    text_view: TextView,
+    /// Tokens kept per plot: MiniLM's or the LSTM's WordPiece ids with --archive, the word
+    /// indices of `--text-view sequences` with --data.
     #[arg(long, default_value_t = gmu::encoders::bert::DEFAULT_MAX_TOKENS)]
     max_tokens: usize,
     /// Fusion methods to run (repeatable; default: every row of the paper's Table 2).
@@ -58,21 +64,25 @@ pub fn run(args: Args) -> Result<()> {
     let (data, split, source) = match (&args.data, &args.archive) {
         (Some(path), _) => {
             stage(&format!("reading {}", path.display()));
-            let m = read_hdf5(path)?;
+            let m = read_hdf5_text(path, args.text_view, args.max_tokens)?;
             if m.nan_text_rows > 0 {
-                println!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows);
+                println!("{}", missing_text_note(args.text_view, m.nan_text_rows));
             }
-            (m.data, m.split, gmu::data::DataSource::Mmimdb { path: path.clone() })
+            let max_tokens = (args.text_view == TextView::Sequences).then_some(args.max_tokens);
+            (m.data, m.split, gmu::data::DataSource::Mmimdb { path: path.clone(), text: args.text_view, max_tokens })
         }
         (None, Some(root)) => encode_archive(&args, root)?,
         (None, None) => bail!("give --data multimodal_imdb.hdf5 or --archive mmimdb/"),
     };
+    let text = match data.views[0].token_vocab() {
+        Some(vocab) => format!("text {} tokens of a {vocab}-token vocabulary (read by an LSTM)", data.views[0].dim),
+        None => format!("text {}", data.views[0].dim),
+    };
     println!(
-        "{}: {} movies, {} genres; text {} + visual {} features; train {} / dev {} / test {}",
+        "{}: {} movies, {} genres; {text} + visual {} features; train {} / dev {} / test {}",
         source.name(),
         data.len(),
         data.targets.width(),
-        data.views[0].dim,
         data.views[1].dim,
         split.train.len(),
         split.dev.len(),

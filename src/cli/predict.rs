@@ -61,13 +61,20 @@ pub fn run(args: Args) -> Result<()> {
     if args.text.is_some() || args.image.is_some() || raw_files(&args)? {
         return run_raw(args);
     }
-    let source = args.data.source(None)?;
+    let mut source = args.data.source(None)?;
     if let Some(out) = &args.out {
         refuse_overwriting_inputs(out, &args, &source)?;
     }
     let device = super::device();
     let predictor = Predictor::load(&args.model, &device)?;
     let config = &predictor.config;
+    // MM-IMDb's word sequences: as many tokens per plot as the model was trained on
+    if let (DataSource::Mmimdb { text, max_tokens, .. }, Some(DataSource::Mmimdb { text: trained, max_tokens: Some(t), .. })) =
+        (&mut source, config.data.as_ref().map(|r| &r.source))
+        && text == trained
+    {
+        *max_tokens = Some(*t);
+    }
     let mut writer = Output::open(args.out.as_deref())?;
     let mut progress = Progress::new();
     let mut imputed = 0;

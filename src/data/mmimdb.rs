@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hdf5_reader::{ByteOrder, Datatype, Hdf5File};
-use hdf5_reader::messages::datatype::StringSize;
+use hdf5_reader::messages::datatype::{StringSize, VarLenKind};
+use serde::{Deserialize, Serialize};
 
 use super::multiview::{MultiviewData, Split, Targets, View};
 use super::text::HashingEncoder;
@@ -44,6 +45,47 @@ pub const PAPER_TABLE_2: [(&str, [f64; 4]); 10] = [
     ("single:visual", [0.410, 0.429, 0.437, 0.284]),
 ];
 
+/// Which dataset of `multimodal_imdb.hdf5` is the text view: the text
+/// representations of the paper's Table 1 that the file carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextView {
+    /// `features`: the mean word2vec vector of the plot, float32 [N, 300] (the paper's Table 2).
+    #[default]
+    Features,
+    /// `word_grams`: the file's word n-gram features, float32 [N, 13253].
+    WordGrams,
+    /// `three_grams`: the file's 3-gram features, float32 [N, 9946].
+    ThreeGrams,
+    /// `sequences`: the plot's word indices (variable-length int32), read by a
+    /// trainable LSTM; kept as `index + 1` with 0 as padding, truncated to `max_tokens`.
+    Sequences,
+}
+
+impl TextView {
+    /// The dataset's name in the file.
+    pub fn dataset(self) -> &'static str {
+        match self {
+            TextView::Features => "features",
+            TextView::WordGrams => "word_grams",
+            TextView::ThreeGrams => "three_grams",
+            TextView::Sequences => "sequences",
+        }
+    }
+}
+
+/// What a run says about the missing text views of [`read_hdf5_text`].
+pub fn missing_text_note(text: TextView, rows: usize) -> String {
+    match text {
+        TextView::Sequences => format!("sequences: {rows} plots have no word index: missing text views"),
+        TextView::Features => format!("features: {rows} rows are NaN (plots with no word2vec word): missing text views"),
+        other => format!("{}: {rows} rows are NaN: missing text views", other.dataset()),
+    }
+}
+
+/// Word indices kept per plot from `sequences` (the LSTM's length) unless told otherwise.
+pub const DEFAULT_SEQUENCE_TOKENS: usize = 256;
+
 /// MM-IMDb loaded for training.
 #[derive(Clone, Debug)]
 pub struct Mmimdb {
@@ -53,7 +95,8 @@ pub struct Mmimdb {
     pub split: Split,
     /// IMDb ids, one per row.
     pub ids: Vec<String>,
-    /// Rows of `features` that are all NaN: movies whose text view is missing.
+    /// Rows of the text view that are missing: all NaN in `features` (a plot
+    /// with no word2vec word), or an empty word sequence.
     pub nan_text_rows: usize,
 }
 
@@ -109,22 +152,40 @@ fn shape2(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<(usize, 
 /// not cover the rows. `features` rows that are all NaN are counted and kept as missing text views;
 /// any other non-finite value is an error.
 pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
+    read_hdf5_text(path, TextView::Features, DEFAULT_SEQUENCE_TOKENS)
+}
+
+/// [`read_hdf5`] with `text` as the text view (`max_tokens`: the length of
+/// `sequences` rows; ignored for the feature datasets).
+pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Result<Mmimdb> {
     let file = Hdf5File::open(path).map_err(|e| err(path, format!("cannot open as HDF5 ({e}); is the file truncated or not multimodal_imdb.hdf5?")))?;
     let members = file
         .root_group()
         .and_then(|g| g.member_names())
         .map_err(|e| err(path, format!("cannot list the datasets ({e}); is the file truncated?")))?
         .1;
-    let text_ds = dataset(&file, &members, path, "features", "mean word2vec of the plot, float32 [N, 300]")?;
+    let text_name = text_view.dataset();
+    let text_what = match text_view {
+        TextView::Features => "mean word2vec of the plot, float32 [N, 300]",
+        TextView::WordGrams | TextView::ThreeGrams => "n-gram features of the plot, float32 [N, columns]",
+        TextView::Sequences => "the plot's word indices, variable-length int32 [N]",
+    };
+    let text_ds = dataset(&file, &members, path, text_name, text_what)?;
     let visual_ds = dataset(&file, &members, path, "vgg_features", "VGG-16 fc7 of the poster, float32 [N, 4096]")?;
     let genres_ds = dataset(&file, &members, path, "genres", "multi-hot genres, int32 [N, 23]")?;
     let ids_ds = dataset(&file, &members, path, "imdb_ids", "IMDb ids, fixed strings [N]")?;
-    let (n, d_text) = shape2(path, &text_ds, "features")?;
+    let (n, d_text) = match text_view {
+        TextView::Sequences => match text_ds.shape() {
+            [n] => (*n as usize, max_tokens),
+            other => return Err(err(path, format!("dataset 'sequences': expected 1 dimension [movies], found shape {other:?}"))),
+        },
+        _ => shape2(path, &text_ds, text_name)?,
+    };
     let (n_v, d_visual) = shape2(path, &visual_ds, "vgg_features")?;
     let (n_g, n_labels) = shape2(path, &genres_ds, "genres")?;
     for (name, rows) in [("vgg_features", n_v), ("genres", n_g)] {
         if rows != n {
-            return Err(err(path, format!("dataset '{name}' has {rows} rows, 'features' has {n}")));
+            return Err(err(path, format!("dataset '{name}' has {rows} rows, '{text_name}' has {n}")));
         }
     }
     if ids_ds.shape() != [n as u64] {
@@ -147,13 +208,19 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     }
     let split = read_split(&file, path, n)?;
 
-    let text = read_floats(path, &text_ds, "features")?;
+    let (text, tokens) = match text_view {
+        TextView::Sequences => {
+            let (ids, vocab) = read_sequences(path, &text_ds, n, max_tokens)?;
+            (ids, Some(vocab))
+        }
+        _ => (read_floats(path, &text_ds, text_name)?, None),
+    };
     let visual = read_floats(path, &visual_ds, "vgg_features")?;
-    // A plot with no word2vec word has an all-NaN `features` row: a missing text view, which
-    // every method handles by its missing-view rule. A row only partly NaN is left for the
-    // training checks (an error unless imputed).
+    // A plot with no word2vec word has an all-NaN `features` row (an empty sequence is
+    // written as one): a missing text view, which every method handles by its missing-view
+    // rule. A row only partly NaN is left for the training checks (an error unless imputed).
     let nan_text_rows = text.chunks(d_text).filter(|row| row.iter().all(|x| x.is_nan())).count();
-    for (name, values, d) in [("features", &text, d_text), ("vgg_features", &visual, d_visual)] {
+    for (name, values, d) in [(text_name, &text, d_text), ("vgg_features", &visual, d_visual)] {
         if let Some(k) = values.iter().position(|x| x.is_infinite() || (x.is_nan() && name == "vgg_features")) {
             return Err(err(path, format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k])));
         }
@@ -172,13 +239,66 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
     let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
     let data = MultiviewData {
         views: vec![
-            View { name: "text".into(), dim: d_text, values: text, image: None, prescaled: false, encoder: None },
-            View { name: "visual".into(), dim: d_visual, values: visual, image: None, prescaled: false, encoder: None },
+            View { name: "text".into(), dim: d_text, values: text, image: None, prescaled: false, encoder: None, tokens },
+            View { name: "visual".into(), dim: d_visual, values: visual, image: None, prescaled: false, encoder: None, tokens: None },
         ],
         targets: Targets::Labels { y: genres.into_iter().map(|g| g as u8).collect(), names },
     };
     data.validate(path)?;
     Ok(Mmimdb { data, split, ids, nan_text_rows })
+}
+
+/// The `sequences` dataset: each row's word indices `+ 1`, truncated to
+/// `max_tokens` and padded with 0, as `f32` `[n, max_tokens]` (an empty
+/// sequence is a NaN row: a missing text view), and the vocabulary size
+/// (largest index + 2). Every length is checked against the memory budget
+/// before it is read, and a negative index is an error naming its row.
+fn read_sequences(path: &Path, ds: &hdf5_reader::Dataset, n: usize, max_tokens: usize) -> Result<(Vec<f32>, usize)> {
+    let name = "sequences";
+    let byte_order = match ds.dtype() {
+        Datatype::VarLen { kind: VarLenKind::Sequence, base, .. } => match base.as_ref() {
+            Datatype::FixedPoint { size: 4, byte_order, .. } => *byte_order,
+            other => return Err(err(path, format!("dataset '{name}': expected sequences of int32, found sequences of {other:?}"))),
+        },
+        other => return Err(err(path, format!("dataset '{name}': expected variable-length int32 sequences, found {other:?}"))),
+    };
+    if max_tokens == 0 {
+        return Err(GmuError::invalid("max-tokens", "must be at least 1"));
+    }
+    let reference = ds.vlen_reference_size();
+    elements(path, ds, name, reference as u64)?;
+    crate::budget::check(&format!("dataset '{name}' as [{n}, {max_tokens}] token ids"), (n as u64).checked_mul(max_tokens as u64 * 4)).map_err(|m| err(path, m))?;
+    let raw = ds.read_raw_bytes().map_err(|e| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?")))?;
+    if raw.len() != n * reference {
+        return Err(err(path, format!("dataset '{name}': {} bytes of references for {n} rows of {reference}", raw.len())));
+    }
+    let mut values = vec![0f32; n * max_tokens];
+    let mut largest = 0u32;
+    for (row, r) in raw.chunks_exact(reference).enumerate() {
+        let len = u32::from_le_bytes(r[..4].try_into().expect("4 bytes"));
+        crate::budget::check(&format!("dataset '{name}', row {row}: a sequence of {len} indices"), u64::from(len).checked_mul(4)).map_err(|m| err(path, m))?;
+        let out = &mut values[row * max_tokens..][..max_tokens];
+        if len == 0 {
+            out.fill(f32::NAN);
+            continue;
+        }
+        let bytes = ds.resolve_vlen_reference_bytes(r, 4).map_err(|e| err(path, format!("dataset '{name}', row {row}: cannot read the sequence ({e}); is the file truncated?")))?;
+        for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+            let b: [u8; 4] = b.try_into().expect("4 bytes");
+            let id = match byte_order {
+                ByteOrder::BigEndian => i32::from_be_bytes(b),
+                _ => i32::from_le_bytes(b),
+            };
+            let id = u32::try_from(id).map_err(|_| err(path, format!("dataset '{name}', row {row}: word index {id} (expected 0 or more)")))?;
+            // f32 holds every integer below 2^24 exactly
+            if id >= 1 << 24 {
+                return Err(err(path, format!("dataset '{name}', row {row}: word index {id} (expected below {})", 1u32 << 24)));
+            }
+            largest = largest.max(id);
+            *o = (id + 1) as f32;
+        }
+    }
+    Ok((values, largest as usize + 2))
 }
 
 /// One element of Fuel's split array.
@@ -474,7 +594,7 @@ impl Archive {
                 }
                 values.extend(f);
             }
-            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None });
+            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None, tokens: None });
         }
         Ok(MultiviewData { views, targets: self.genres() })
     }
@@ -555,7 +675,7 @@ impl Archive {
             if shape != [self.movies.len(), spec.dim] {
                 return Err(GmuError::data(&path, format!("cached features of shape {shape:?}, expected [{}, {}]; delete the file", self.movies.len(), spec.dim)));
             }
-            views.push(View { name: name.to_string(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()) });
+            views.push(View { name: name.to_string(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()), tokens: None });
             made.push(EncodedView { path, reused, missing });
         }
         let data = MultiviewData { views, targets: self.genres() };
@@ -594,6 +714,36 @@ mod tests {
         // genres sum written by numpy for seed 7: 192 ones
         let Targets::Labels { y, .. } = &a.data.targets else { panic!() };
         assert_eq!(y.iter().map(|&v| v as usize).sum::<usize>(), 192);
+    }
+
+    /// The other text views of the same fixtures (h5py wrote them with
+    /// numpy's seed 7; the values below are h5py's reading): `sequences` as
+    /// index + 1, truncated to 3 and padded with 0, vocabulary 99 + 2; the
+    /// n-gram datasets as feature views.
+    #[test]
+    fn reads_sequences_and_ngrams_as_text_views() {
+        for name in ["mmimdb_contiguous.h5", "mmimdb_chunked.h5"] {
+            let m = read_hdf5_text(&fixture(name), TextView::Sequences, 3).unwrap();
+            let text = &m.data.views[0];
+            assert_eq!((text.dim, text.token_vocab()), (3, Some(101)));
+            assert_eq!(text.row(0), [9.0, 0.0, 0.0]);
+            assert_eq!(text.row(1), [98.0, 30.0, 0.0]);
+            assert_eq!(text.row(4), [69.0, 100.0, 53.0], "five indices truncated to three");
+            assert_eq!(m.nan_text_rows, 0);
+            assert_eq!(m.data.views[1].dim, 64);
+            let grams = read_hdf5_text(&fixture(name), TextView::WordGrams, 3).unwrap();
+            assert_eq!(grams.data.views[0].dim, 13);
+            assert_eq!(grams.data.views[0].token_vocab(), None);
+            assert!((grams.data.views[0].row(0)[0] - 0.507_035_4).abs() < 1e-6);
+            let three = read_hdf5_text(&fixture(name), TextView::ThreeGrams, 3).unwrap();
+            assert_eq!(three.data.views[0].dim, 11);
+            assert!((three.data.views[0].row(1)[1] - 0.816_621_4).abs() < 1e-6);
+        }
+        // a file without the dataset: the error names the file and the dataset
+        let e = read_hdf5_text(&fixture("mmimdb_bad_shape.h5"), TextView::Sequences, 8).unwrap_err().to_string();
+        assert!(e.contains("mmimdb_bad_shape.h5") && e.contains("missing dataset 'sequences'"), "{e}");
+        let e = read_hdf5_text(&fixture("mmimdb_contiguous.h5"), TextView::Sequences, 0).unwrap_err().to_string();
+        assert!(e.contains("max-tokens"), "{e}");
     }
 
     #[test]

@@ -40,12 +40,15 @@ pub struct View {
     /// known (a `.npy` written by `gmu encode`, the raw MM-IMDb archive):
     /// recorded in the model directory so `predict` can encode raw inputs.
     pub encoder: Option<crate::encoders::EncoderSpec>,
+    /// The vocabulary size of a view of token ids that no encoder here made
+    /// (MM-IMDb's `sequences`: word indices + 1, 0 pads); `None` otherwise.
+    pub tokens: Option<usize>,
 }
 
 impl View {
     /// The vocabulary size when the view holds token ids (read by an LSTM), `None` for features.
     pub fn token_vocab(&self) -> Option<usize> {
-        self.encoder.as_ref().and_then(|e| e.token_vocab())
+        self.tokens.or_else(|| self.encoder.as_ref().and_then(|e| e.token_vocab()))
     }
 
     /// Row `i`.
@@ -60,7 +63,7 @@ impl View {
 
     /// The same view (name, width, kind) with no rows.
     pub fn clone_empty(&self) -> View {
-        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled, encoder: self.encoder.clone() }
+        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled, encoder: self.encoder.clone(), tokens: self.tokens }
     }
 
     /// The rows `rows`, in that order.
@@ -405,7 +408,7 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
         if let Some(e) = encoder.as_ref().filter(|e| e.dim != shape[1]) {
             return Err(GmuError::data(path, format!("has {} columns but its sidecar says the {} encoder wrote {}", shape[1], e.encoder, e.dim)));
         }
-        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false, encoder }, None));
+        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false, encoder, tokens: None }, None));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     read_view_csv(path, &bytes, label_column)
@@ -454,7 +457,7 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
     if values.is_empty() {
         return Err(GmuError::data(path, "no sample after the header row"));
     }
-    Ok((View { name: stem(path), dim, values, image: None, prescaled: false, encoder: None }, labels))
+    Ok((View { name: stem(path), dim, values, image: None, prescaled: false, encoder: None, tokens: None }, labels))
 }
 
 /// Targets from one label string per row: single-label classes, or label
@@ -842,7 +845,7 @@ mod tests {
     fn stratified_split_keeps_class_shares_and_is_seeded() {
         let y: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
         let d = MultiviewData {
-            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false, encoder: None }],
+            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false, encoder: None, tokens: None }],
             targets: Targets::Classes { y: y.clone(), names: vec!["a".into(), "b".into()] },
         };
         let s = d.split(0.2, 0.2, 3).unwrap();

@@ -46,6 +46,12 @@ pub enum DataSource {
     Mmimdb {
         /// The HDF5 file.
         path: PathBuf,
+        /// The dataset that is the text view (`features` unless told otherwise).
+        #[serde(default, skip_serializing_if = "is_features")]
+        text: super::mmimdb::TextView,
+        /// Word indices kept per plot when the text view is `sequences`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_tokens: Option<usize>,
     },
     /// The raw MM-IMDb archive (`split.json`, `dataset/<id>.json` + `.jpeg`), its plots and
     /// posters through pretrained encoders (features cached in `<root>/.gmu-features`).
@@ -57,6 +63,10 @@ pub enum DataSource {
         /// The image encoder.
         image: crate::encoders::EncoderSpec,
     },
+}
+
+fn is_features(text: &super::mmimdb::TextView) -> bool {
+    *text == super::mmimdb::TextView::Features
 }
 
 /// What a model directory records of its training data.
@@ -111,7 +121,7 @@ impl DataSource {
             DataSource::Twemoji { text: Some(spec) } if spec.token_vocab().is_some() => "twemoji-lstm".into(),
             DataSource::Twemoji { text: Some(spec) } => format!("twemoji-{}", spec.encoder),
             DataSource::Files { .. } => "files".into(),
-            DataSource::Synthetic { path } | DataSource::Mmimdb { path } => {
+            DataSource::Synthetic { path } | DataSource::Mmimdb { path, .. } => {
                 path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned())
             }
             DataSource::MmimdbArchive { .. } => "mmimdb-archive".into(),
@@ -119,7 +129,8 @@ impl DataSource {
     }
 
     /// `--data` as the commands take it: `mfeat`, `twemoji`, `files` (with
-    /// `files`), or a path: `.hdf5`/`.h5` is MM-IMDb, anything else the synthetic CSV.
+    /// `files`), or a path: `.hdf5`/`.h5` is MM-IMDb (`file.hdf5:sequences`,
+    /// `:word-grams` or `:three-grams` picks another text view), `.csv` the synthetic CSV.
     pub fn parse(data: &str, files: Vec<PathBuf>, labels: Option<PathBuf>, label_column: Option<String>) -> Result<Self> {
         let wants_files = !files.is_empty() || labels.is_some() || label_column.is_some();
         let source = match data {
@@ -137,11 +148,19 @@ impl DataSource {
                 DataSource::Twemoji { text: Some(spec) }
             }
             "files" => DataSource::Files { files, labels, label_column },
+            hdf5 if hdf5.rsplit_once(':').is_some_and(|(p, _)| p.ends_with(".hdf5") || p.ends_with(".h5")) => {
+                let (path, view) = hdf5.rsplit_once(':').expect("checked");
+                let text = <super::mmimdb::TextView as clap::ValueEnum>::from_str(view, false).map_err(|_| {
+                    GmuError::invalid("data", format!("'{data}': the text view of MM-IMDb's file is features, word-grams, three-grams or sequences"))
+                })?;
+                let max_tokens = (text == super::mmimdb::TextView::Sequences).then_some(super::mmimdb::DEFAULT_SEQUENCE_TOKENS);
+                DataSource::Mmimdb { path: PathBuf::from(path), text, max_tokens }
+            }
             path => {
                 let path = PathBuf::from(path);
                 let ext = path.extension().map(|e| e.to_string_lossy().to_lowercase());
                 if matches!(ext.as_deref(), Some("hdf5" | "h5")) {
-                    DataSource::Mmimdb { path }
+                    DataSource::Mmimdb { path, text: Default::default(), max_tokens: None }
                 } else if matches!(ext.as_deref(), Some("csv")) {
                     DataSource::Synthetic { path }
                 } else {
@@ -170,7 +189,7 @@ impl DataSource {
     pub fn paths(&self) -> Vec<PathBuf> {
         match self {
             DataSource::Files { files, labels, .. } => files.iter().chain(labels).cloned().collect(),
-            DataSource::Synthetic { path } | DataSource::Mmimdb { path } => vec![path.clone()],
+            DataSource::Synthetic { path } | DataSource::Mmimdb { path, .. } => vec![path.clone()],
             DataSource::MmimdbArchive { root, .. } => vec![root.join("split.json")],
             DataSource::Mfeat | DataSource::Twemoji { .. } => vec![],
         }
@@ -193,7 +212,7 @@ impl DataSource {
             }
             DataSource::Synthetic { path } => {
                 let d = super::table::read_csv(path)?;
-                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false, encoder: None };
+                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false, encoder: None, tokens: None };
                 Loaded {
                     views: vec![view("v", d.x_v.clone()), view("t", d.x_t.clone())],
                     targets: Some(Targets::Classes { y: d.c.iter().map(|&c| usize::from(c)).collect(), names: vec!["0".into(), "1".into()] }),
@@ -201,10 +220,9 @@ impl DataSource {
                     note: None,
                 }
             }
-            DataSource::Mmimdb { path } => {
-                let m = super::mmimdb::read_hdf5(path)?;
-                let note = (m.nan_text_rows > 0)
-                    .then(|| format!("features: {} rows are NaN (plots with no word2vec word): missing text views", m.nan_text_rows));
+            DataSource::Mmimdb { path, text, max_tokens } => {
+                let m = super::mmimdb::read_hdf5_text(path, *text, max_tokens.unwrap_or(super::mmimdb::DEFAULT_SEQUENCE_TOKENS))?;
+                let note = (m.nan_text_rows > 0).then(|| super::mmimdb::missing_text_note(*text, m.nan_text_rows));
                 Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
             }
             DataSource::MmimdbArchive { root, text, image } => {

@@ -103,7 +103,7 @@ impl ViewStream {
                 *rows_left -= take;
             }
         }
-        let view = View { name: self.name.clone(), dim: self.dim, values, image: None, prescaled: false, encoder: None };
+        let view = View { name: self.name.clone(), dim: self.dim, values, image: None, prescaled: false, encoder: None, tokens: None };
         Ok((view, labels))
     }
 }

@@ -146,7 +146,7 @@ impl SyntheticConfig {
 impl SyntheticData {
     /// The same samples as multi-view data: views `v` and `t`, classes `0` and `1`.
     pub fn to_multiview(&self) -> crate::data::MultiviewData {
-        let view = |name: &str, values: &Vec<f32>| crate::data::View { name: name.into(), dim: self.dim, values: values.clone(), image: None, prescaled: false, encoder: None };
+        let view = |name: &str, values: &Vec<f32>| crate::data::View { name: name.into(), dim: self.dim, values: values.clone(), image: None, prescaled: false, encoder: None, tokens: None };
         crate::data::MultiviewData {
             views: vec![view("v", &self.x_v), view("t", &self.x_t)],
             targets: crate::data::Targets::Classes { y: self.c.iter().map(|&c| c as usize).collect(), names: vec!["0".into(), "1".into()] },

@@ -161,7 +161,7 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
 
 /// What a model directory records of each view of `data`.
 pub(crate) fn view_specs(data: &MultiviewData) -> Vec<ViewSpec> {
-    data.views.iter().map(|v| ViewSpec { name: v.name.clone(), width: v.dim, encoder: v.encoder.clone() }).collect()
+    data.views.iter().map(|v| ViewSpec { name: v.name.clone(), width: v.dim, encoder: v.encoder.clone(), tokens: v.tokens }).collect()
 }
 
 fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig, kind: FusionKind) -> FusionSpec {
@@ -533,8 +533,8 @@ pub(crate) mod tests {
             y.push(class);
         }
         let views = vec![
-            View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false, encoder: None },
-            View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false, encoder: None },
+            View { name: "a".into(), dim: 4, values: a, image: None, prescaled: false, encoder: None, tokens: None },
+            View { name: "b".into(), dim: 4, values: b, image: None, prescaled: false, encoder: None, tokens: None },
         ];
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let targets = if multilabel {
@@ -583,8 +583,8 @@ pub(crate) mod tests {
         }
         let spec = crate::encoders::EncoderSpec::new(crate::encoders::EncoderKind::WordPiece).with_max_tokens(8);
         let views = vec![
-            View { name: "tokens".into(), dim: 8, values: ids, image: None, prescaled: true, encoder: Some(spec) },
-            View { name: "noise".into(), dim: 3, values: noise, image: None, prescaled: false, encoder: None },
+            View { name: "tokens".into(), dim: 8, values: ids, image: None, prescaled: true, encoder: Some(spec), tokens: None },
+            View { name: "noise".into(), dim: 3, values: noise, image: None, prescaled: false, encoder: None, tokens: None },
         ];
         let data = MultiviewData { views, targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() } };
         let split = data.split(0.2, 0.2, 0).unwrap();
@@ -711,7 +711,7 @@ pub(crate) mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None };
+        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None, tokens: None };
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let data = MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } };
         let split = data.split(0.2, 0.2, 0).unwrap();
