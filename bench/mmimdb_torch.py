@@ -1,7 +1,12 @@
-"""PyTorch reference for `benches/mmimdb.rs`: the same GMU classifier at MM-IMDb's shape
+"""PyTorch reference for `benches/mmimdb.rs`: the same models at MM-IMDb's shape
 (x_v 4096 + x_t 300 -> GMU 512 -> 23 sigmoid outputs, BCE, Adam eps 1e-8, batch 128, fp32, CPU).
 
-    bench/.venv/bin/python bench/mmimdb_torch.py --threads 1 --steps 30 --reps 5
+--model gmu: the GMU with a linear head (what gmu's dense engine trains).
+--model paper: the paper's model, as `gmu mmimdb` trains it by default: GMU 512 -> BN -> maxout
+(512 units, 2 pieces) -> dropout 0.5 -> BN -> maxout -> dropout -> BN -> linear 23, with the
+max-norm constraint (every weight matrix's per-unit norm clipped to 10) after each Adam step.
+
+    bench/.venv/bin/python bench/mmimdb_torch.py --threads 1 --steps 30 --reps 5 [--model paper]
 
 Prints one JSON line: median samples/s over `reps` timed runs of `steps` steps (after 3 warm-up steps).
 """
@@ -32,15 +37,56 @@ class Gmu(nn.Module):
         return self.head(ht + z * (hv - ht))
 
 
+class Maxout(nn.Module):
+    def __init__(self, d_in, d_out, pieces=2):
+        super().__init__()
+        self.linear = nn.Linear(d_in, d_out * pieces)
+        self.d_out, self.pieces = d_out, pieces
+        nn.init.xavier_uniform_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x):
+        # unit j's pieces are outputs j*pieces .. (gmu's layout)
+        return self.linear(x).view(x.shape[0], self.d_out, self.pieces).amax(2)
+
+
+class Paper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gmu = Gmu()
+        self.gmu.head = nn.Identity()
+        self.norm_in, self.norm_1, self.norm_2 = nn.BatchNorm1d(H), nn.BatchNorm1d(H), nn.BatchNorm1d(H)
+        self.maxout_1, self.maxout_2 = Maxout(H, H), Maxout(H, H)
+        self.drop = nn.Dropout(0.5)
+        self.output = nn.Linear(H, C)
+        nn.init.xavier_uniform_(self.output.weight)
+        nn.init.zeros_(self.output.bias)
+
+    def forward(self, xv, xt):
+        x = self.gmu(xv, xt)
+        x = self.drop(self.maxout_1(self.norm_in(x)))
+        x = self.drop(self.maxout_2(self.norm_1(x)))
+        return self.output(self.norm_2(x))
+
+
+@torch.no_grad()
+def max_norm(model, limit=10.0):
+    for p in model.parameters():
+        if p.dim() == 2:  # [out, in]: one row per unit
+            p.mul_(limit / p.norm(dim=1, keepdim=True).clamp_min(limit))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--reps", type=int, default=5)
+    p.add_argument("--model", choices=["gmu", "paper"], default="gmu")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Gmu()
+    model = Paper() if a.model == "paper" else Gmu()
+    model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     loss_fn = nn.BCEWithLogitsLoss()
     batches = [(torch.randn(B, D_V), torch.randn(B, D_T), (torch.rand(B, C) < 0.1).float()) for _ in range(8)]
@@ -52,6 +98,8 @@ def main():
             loss = loss_fn(model(xv, xt), y)
             loss.backward()
             opt.step()
+            if a.model == "paper":
+                max_norm(model)
 
     run(3)
     rates = []
@@ -61,7 +109,8 @@ def main():
         rates.append(a.steps * B / (time.perf_counter() - t))
     rates.sort()
     q = lambda f: rates[round((len(rates) - 1) * f)]
-    print(json.dumps({"impl": "gmu-pytorch", "torch": torch.__version__, "threads": str(a.threads), "batch": B,
+    name = "maxout-mlp-pytorch" if a.model == "paper" else "gmu-pytorch"
+    print(json.dumps({"impl": name, "torch": torch.__version__, "threads": str(a.threads), "batch": B,
                       "samples_per_s": round(q(0.5)), "q1": round(q(0.25)), "q3": round(q(0.75)),
                       "steps": a.steps, "reps": a.reps}))
 
