@@ -57,6 +57,20 @@ pub struct CpuBert {
     ff: usize,
     vocab: usize,
     max_positions: usize,
+    /// The forward's buffers, kept between calls (a batch of 32 × 256 tokens needs about
+    /// 75 MB; fresh pages for every batch cost page faults and zeroing).
+    scratch: std::sync::Mutex<Scratch>,
+}
+
+/// Buffers of one forward, every value overwritten before it is read.
+#[derive(Default)]
+struct Scratch {
+    /// `[tokens, 3d]`.
+    qkv: Vec<f32>,
+    /// `[tokens, d]`.
+    context: Vec<f32>,
+    /// `[tokens, ff]`.
+    inner: Vec<f32>,
 }
 
 /// A pointer that rayon tasks writing disjoint parts of one buffer share.
@@ -146,6 +160,7 @@ impl CpuBert {
             ff,
             vocab,
             max_positions,
+            scratch: Default::default(),
         })
     }
 
@@ -186,18 +201,21 @@ impl CpuBert {
             }
         }
         self.layer_norm(&mut x, &self.embedding_norm);
-        let mut qkv = vec![0f32; n * 3 * d];
-        let mut context = vec![0f32; n * d];
-        let mut inner = vec![0f32; n * self.ff];
+        let mut scratch = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Scratch { qkv, context, inner } = &mut *scratch;
+        for (buffer, width) in [(&mut *qkv, 3 * d), (&mut *context, d), (&mut *inner, self.ff)] {
+            buffer.resize(n * width, 0.0);
+        }
+        let (qkv, context, inner) = (&mut qkv[..n * 3 * d], &mut context[..n * d], &mut inner[..n * self.ff]);
         for layer in &self.layers {
-            linear(&x, &layer.qkv, &layer.qkv_bias, &mut qkv, false);
-            self.attention(&qkv, rows, &starts, &mut context);
+            linear(&x, &layer.qkv, &layer.qkv_bias, qkv, false);
+            self.attention(qkv, rows, &starts, context);
             // x ← LN(x + context W + b)
-            linear(&context, &layer.attention_out, &layer.attention_out_bias, &mut x, true);
+            linear(context, &layer.attention_out, &layer.attention_out_bias, &mut x, true);
             self.layer_norm(&mut x, &layer.attention_norm);
-            linear(&x, &layer.intermediate, &layer.intermediate_bias, &mut inner, false);
-            par_rows(&mut inner, self.ff, gelu_row);
-            linear(&inner, &layer.output, &layer.output_bias, &mut x, true);
+            linear(&x, &layer.intermediate, &layer.intermediate_bias, inner, false);
+            par_rows(inner, self.ff, gelu_row);
+            linear(inner, &layer.output, &layer.output_bias, &mut x, true);
             self.layer_norm(&mut x, &layer.output_norm);
         }
         Ok(x)
