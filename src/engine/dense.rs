@@ -20,7 +20,7 @@
 use crate::error::{GmuError, Result};
 use crate::fusion::network::{FusionHead, GmuLinearHead};
 use crate::fusion::{FusionNet, Task};
-use super::kernels::{matmul, sigmoid, tanh};
+use super::kernels::{sigmoid, tanh};
 use super::loss::{LossKind, loss_and_delta};
 
 /// The plain GMU classifier's parameters and sizes.
@@ -55,6 +55,56 @@ pub struct DenseWorkspace {
     /// Loss terms of the flat loss.
     terms: Vec<f32>,
     dh: Vec<f32>,
+}
+
+fn parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `dst[m, n] (+)= lhs · rhs`, every matrix given by its pointer and its
+/// row and column strides (so a transpose is a swap of strides, never a copy).
+///
+/// # Safety
+/// Each pointer must cover its matrix under its strides, and `dst` must not
+/// overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut f32,
+    (dst_rs, dst_cs): (usize, usize),
+    accumulate: bool,
+    lhs: *const f32,
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: *const f32,
+    (rhs_rs, rhs_cs): (usize, usize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs as isize,
+            dst_rs as isize,
+            accumulate,
+            lhs,
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs,
+            rhs_cs as isize,
+            rhs_rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
 }
 
 impl DenseGmu {

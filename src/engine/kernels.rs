@@ -1,7 +1,7 @@
 //! The scalar kernels the hand-written engines share: branch-free `exp`,
 //! `ln`, `sigmoid` and `tanh` (so the loops over them vectorise), a lane-split
-//! sum, the run-time check for the AVX2 + FMA build of the hot loops, and
-//! the strided GEMM call.
+//! sum, `erf` and GELU, and the run-time check (and `wide_variant!`) for
+//! the AVX2 + FMA build of the hot loops.
 
 /// `e^x` in `f32` by range reduction and a degree-6 polynomial (Cephes'
 /// `expf`), within 2 ulp of the true value; branch-free, so loops over it
@@ -97,79 +97,6 @@ pub(crate) fn wide_simd() -> bool {
             && std::arch::is_x86_feature_detected!("fma")
     })
 }
-
-/// The GEMM's threads: rayon's pool, or none on one thread.
-pub(crate) fn parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// `dst[m, n] (+)= lhs · rhs`, every matrix given by its pointer and its
-/// row and column strides (so a transpose is a swap of strides, never a copy).
-///
-/// # Safety
-/// Each pointer must cover its matrix under its strides, and `dst` must not
-/// overlap the inputs.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul(
-    dims: (usize, usize, usize),
-    dst: *mut f32,
-    dst_strides: (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: (usize, usize),
-    rhs: *const f32,
-    rhs_strides: (usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { matmul_in(parallelism(), dims, dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
-}
-
-/// [`matmul`] on the given threads (`Parallelism::None` inside a task that
-/// rayon already runs in parallel).
-///
-/// # Safety
-/// As for [`matmul`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul_in(
-    threads: gemm::Parallelism,
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    (dst_rs, dst_cs): (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            threads,
-        )
-    }
-}
-
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7
 /// before rounding), branch-free.
