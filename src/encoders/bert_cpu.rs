@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 
 use super::weights::Weights;
-use crate::engine::kernels::{exp, gelu, wide_variant};
+use crate::engine::kernels::{exp, gelu, lane_sum, wide_variant};
 use crate::engine::packed::PackedMatrix;
 use crate::error::{GmuError, Result};
 
@@ -286,11 +286,11 @@ wide_variant!(
 #[inline(always)]
 fn layer_norm_body(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let d = row.len() as f32;
-    let mean = lanes_sum(row) / d;
+    let mean = lane_sum(row.len(), |i| row[i]) / d;
     for v in row.iter_mut() {
         *v -= mean;
     }
-    let inv = 1.0 / (lanes_dot(row, row) / d + eps).sqrt();
+    let inv = 1.0 / (lane_sum(row.len(), |i| row[i] * row[i]) / d + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(gamma).zip(beta) {
         *v = *v * inv * g + b;
     }
@@ -361,17 +361,6 @@ fn exp_shifted(row: &mut [f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `Σ x` in eight lanes (vectorises; a plain fold is one dependent chain).
-#[inline(always)]
-fn lanes_sum(x: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut chunks = x.chunks_exact(8);
-    for c in &mut chunks {
-        acc.iter_mut().zip(c).for_each(|(a, v)| *a += v);
-    }
-    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
-}
-
 /// `max x` in eight lanes (`-∞` for an empty row).
 #[inline(always)]
 fn lanes_max(x: &[f32]) -> f32 {
@@ -381,19 +370,6 @@ fn lanes_max(x: &[f32]) -> f32 {
         acc.iter_mut().zip(c).for_each(|(a, &v)| *a = if v > *a { v } else { *a });
     }
     acc.into_iter().chain(chunks.remainder().iter().copied()).fold(f32::NEG_INFINITY, f32::max)
-}
-
-/// `Σ a·b` in eight lanes.
-#[inline(always)]
-fn lanes_dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (mut ca, mut cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum::<f32>()
 }
 
 #[cfg(test)]
