@@ -208,14 +208,14 @@ impl CpuBert {
         }
         let (qkv, context, inner) = (&mut qkv[..n * 3 * d], &mut context[..n * d], &mut inner[..n * self.ff]);
         for layer in &self.layers {
-            linear(&x, &layer.qkv, &layer.qkv_bias, qkv, false);
+            layer.qkv.affine(&x, &layer.qkv_bias, qkv, false);
             self.attention(qkv, rows, &starts, context);
             // x ← LN(x + context W + b)
-            linear(context, &layer.attention_out, &layer.attention_out_bias, &mut x, true);
+            layer.attention_out.affine(context, &layer.attention_out_bias, &mut x, true);
             self.layer_norm(&mut x, &layer.attention_norm);
-            linear(&x, &layer.intermediate, &layer.intermediate_bias, inner, false);
+            layer.intermediate.affine(&x, &layer.intermediate_bias, inner, false);
             par_rows(inner, self.ff, gelu_row);
-            linear(inner, &layer.output, &layer.output_bias, &mut x, true);
+            layer.output.affine(inner, &layer.output_bias, &mut x, true);
             self.layer_norm(&mut x, &layer.output_norm);
         }
         Ok(x)
@@ -321,19 +321,6 @@ fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
     for (row, inv) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()) {
         *inv = 1.0 / exp_shifted(row);
     }
-}
-
-/// `out[n, o] = x[n, i] · w + b` for `w` `[i, o]`; with `residual`,
-/// `out += …` (out holds the residual stream).
-fn linear(x: &[f32], w: &PackedMatrix, b: &[f32], out: &mut [f32], residual: bool) {
-    par_rows(out, w.n(), |row| {
-        if residual {
-            row.iter_mut().zip(b).for_each(|(o, b)| *o += b);
-        } else {
-            row.copy_from_slice(b);
-        }
-    });
-    w.matmul_acc(x, out);
 }
 
 /// Runs `f` on every `width`-wide row of `x`, rows split among rayon's threads.

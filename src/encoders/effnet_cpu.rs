@@ -39,14 +39,9 @@ impl Pointwise {
 
     /// `x` `[rows, c_in]` → `[rows, c_out]`: `x · W + b (+ residual)`, then ReLU6 if `relu6`.
     fn forward(&self, x: &[f32], residual: Option<&[f32]>, relu6: bool) -> Vec<f32> {
-        let c = self.channels();
         let rows = x.len() / self.weight.k();
-        let mut out = Vec::with_capacity(rows * c);
-        match residual {
-            Some(skip) => out.extend(skip.chunks_exact(c).flat_map(|row| row.iter().zip(&self.bias).map(|(s, b)| s + b))),
-            None => (0..rows).for_each(|_| out.extend_from_slice(&self.bias)),
-        }
-        self.weight.matmul_acc(x, &mut out);
+        let mut out = residual.map_or_else(|| vec![0f32; rows * self.channels()], <[f32]>::to_vec);
+        self.weight.affine(x, &self.bias, &mut out, residual.is_some());
         if relu6 {
             relu6_in_place(&mut out);
         }
@@ -188,9 +183,8 @@ impl CpuEffnet {
                 }
             }
         }
-        let mut out = Vec::with_capacity(oh * ow * bias.len());
-        (0..oh * ow).for_each(|_| out.extend_from_slice(bias));
-        weight.matmul_acc(&patches, &mut out);
+        let mut out = vec![0f32; oh * ow * bias.len()];
+        weight.affine(&patches, bias, &mut out, false);
         relu6_in_place(&mut out);
         (out, oh, ow)
     }

@@ -139,6 +139,24 @@ impl PackedMatrix {
         out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| self.band(x, k, x.len() / k, out, n, true, wide));
     }
 
+    /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
+    /// (`out` holding a residual); `x` `[m, k]`, `bias` `[n]`, `out` `[m, n]`,
+    /// row-major. Both the bias pass and the product are split among rayon's threads.
+    pub fn affine(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool) {
+        let n = self.n;
+        assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
+        out.par_chunks_mut(MC * n).for_each(|band| {
+            for row in band.chunks_exact_mut(n) {
+                if accumulate {
+                    row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                } else {
+                    row.copy_from_slice(bias);
+                }
+            }
+        });
+        self.matmul_acc(x, out);
+    }
+
     /// `out[rows, n] (+)= x[rows, k] · W` on the calling thread, with `x`'s
     /// rows `lda` apart and `out`'s `ldc` apart (a head's columns of a wider
     /// matrix); `accumulate: false` overwrites `out`'s `n` columns.
@@ -330,6 +348,23 @@ mod tests {
                 packed.matmul_acc(&x, &mut threaded);
                 let worst = threaded.iter().zip(&want).zip(&start).map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs()).fold(0f64, f64::max);
                 assert!(worst < 1e-4 * (k as f64).sqrt());
+            }
+        }
+    }
+
+    /// `affine`: the bias added to every row, over what `out` held or in its place.
+    #[test]
+    fn affine_adds_the_bias_to_every_row() {
+        let (m, k, n) = (80, 20, 18);
+        let (x, w, bias, start) = (values(m * k, 7), values(k * n, 8), values(n, 9), values(m * n, 10));
+        let want = naive(&x, &w, m, k, n);
+        let packed = PackedMatrix::from_in_out(&w, k, n);
+        for accumulate in [false, true] {
+            let mut out = start.clone();
+            packed.affine(&x, &bias, &mut out, accumulate);
+            for (i, got) in out.iter().enumerate() {
+                let residual = if accumulate { start[i] as f64 } else { 0.0 };
+                assert!((*got as f64 - residual - bias[i % n] as f64 - want[i]).abs() < 1e-4, "[{}, {}] accumulate={accumulate}", i / n, i % n);
             }
         }
     }
