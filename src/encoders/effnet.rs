@@ -61,12 +61,12 @@ pub(crate) fn fold(w: &Weights, conv: &str, bn: &str) -> Result<(Vec<f32>, Vec<f
 }
 
 /// TensorFlow's "SAME" padding along one axis of `size`: the output size
-/// `⌈size/stride⌉` and the padding before the first element (the larger half
-/// goes after, as TensorFlow does).
-pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize) {
+/// `⌈size/stride⌉` and the padding before and after (the larger half after,
+/// as TensorFlow puts it).
+pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
     let out = size.div_ceil(stride);
     let total = ((out - 1) * stride + kernel).saturating_sub(size);
-    (out, total / 2)
+    (out, total / 2, total - total / 2)
 }
 
 impl Conv {
@@ -87,9 +87,8 @@ impl Conv {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let [_, _, h, w] = x.dims();
         let pad = |size: usize| {
-            let (out, before) = same_padding(size, self.kernel, self.stride);
-            let total = ((out - 1) * self.stride + self.kernel).saturating_sub(size);
-            (before, total - before)
+            let (_, before, after) = same_padding(size, self.kernel, self.stride);
+            (before, after)
         };
         let options = ConvOptions::new_with_padding([self.stride; 2], [pad(h), pad(w)], [1, 1], self.groups);
         conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)

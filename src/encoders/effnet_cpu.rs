@@ -166,7 +166,7 @@ impl CpuEffnet {
     /// Stem: im2col of the "SAME"-padded image `[3, h, w]`, one product, ReLU6.
     fn stem(&self, image: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
         let Stem { weight, bias, kernel: k, stride } = &self.stem;
-        let ((oh, top), (ow, left)) = (same_padding(h, *k, *stride), same_padding(w, *k, *stride));
+        let ((oh, top, _), (ow, left, _)) = (same_padding(h, *k, *stride), same_padding(w, *k, *stride));
         let cols = weight.k();
         let mut patches = vec![0f32; oh * ow * cols];
         for oy in 0..oh {
@@ -205,7 +205,7 @@ impl Depthwise {
     /// `x` `[h·w, c]` → `[oh·ow, c]`, "SAME" padding, ReLU6.
     fn forward(&self, x: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
         let c = self.bias.len();
-        let ((oh, top), (ow, left)) = (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
+        let ((oh, top, _), (ow, left, _)) = (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
         let mut out = vec![0f32; oh * ow * c];
         let geometry = Geometry { h, w, c, kernel: self.kernel, stride: self.stride, top, left, ow };
         // rows of output in parallel when a thread is free
