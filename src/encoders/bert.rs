@@ -246,8 +246,7 @@ impl SentenceEncoder {
 
     /// Token ids of `text`, `[CLS] … [SEP]`, truncated.
     pub fn token_ids(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.tokenizer.encode(text, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
-        Ok(enc.get_ids().to_vec())
+        token_ids(&self.tokenizer, text)
     }
 
     /// One embedding per text; an empty text is a missing row.
@@ -275,6 +274,12 @@ impl SentenceEncoder {
         }
         Ok(rows)
     }
+}
+
+/// Token ids of `text` through `tokenizer` (from [`load_tokenizer`]): `[CLS] … [SEP]`, truncated.
+pub fn token_ids(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let enc = tokenizer.encode(text, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
+    Ok(enc.get_ids().to_vec())
 }
 
 /// The tokenizer from `tokenizer.json` with truncation at `max_tokens` and no padding.

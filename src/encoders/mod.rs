@@ -432,8 +432,7 @@ impl Encoder {
                     if t.trim().is_empty() {
                         return Ok(Err("empty text".to_string()));
                     }
-                    let enc = tokenizer.encode(*t, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
-                    let mut ids: Vec<f32> = enc.get_ids().iter().map(|&i| i as f32).collect();
+                    let mut ids: Vec<f32> = bert::token_ids(tokenizer, t)?.into_iter().map(|i| i as f32).collect();
                     ids.resize(*max_tokens, 0.0);
                     Ok(Ok(ids))
                 })
