@@ -4,14 +4,10 @@
 # shared machine's noise hits both alike; the summary gives each side's median over the rounds
 # and the median of the per-round ratios. Needs `gmu encoders fetch`.
 # Usage: bench/encode.sh [--rounds N] [--batches N] [--only minilm|effnet-lite0].
-# Creates bench/.venv on first use (BENCH_PYTHON overrides the interpreter).
+# Creates bench/.venv on first use (BENCH_PYTHON overrides the interpreter; bench/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PY=${BENCH_PYTHON:-bench/.venv/bin/python}
-if [ ! -x "$PY" ]; then
-  python3 -m venv bench/.venv
-  bench/.venv/bin/pip install -q -r bench/requirements.txt
-fi
+source bench/venv.sh
 rounds=5
 args=()
 while [ $# -gt 0 ]; do

@@ -5,13 +5,10 @@
 # Usage: bench/mmimdb.sh [--steps N] [--reps N]. Creates bench/.venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x bench/.venv/bin/python ]; then
-  python3 -m venv bench/.venv
-  bench/.venv/bin/pip install -q -r bench/requirements.txt
-fi
+source bench/venv.sh
 cargo bench --bench mmimdb --no-run -q 2>/dev/null || cargo bench --bench mmimdb --no-run
 for threads in 1 2; do
   RAYON_NUM_THREADS=$threads cargo bench -q --bench mmimdb -- "$@"
-  bench/.venv/bin/python bench/mmimdb_torch.py --threads $threads "$@"
-  bench/.venv/bin/python bench/mmimdb_torch.py --threads $threads --model paper "$@"
+  "$PY" bench/mmimdb_torch.py --threads $threads "$@"
+  "$PY" bench/mmimdb_torch.py --threads $threads --model paper "$@"
 done

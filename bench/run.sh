@@ -3,8 +3,5 @@
 # tf.function) and JAX on the seed's toy. Creates bench/.venv on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ ! -x bench/.venv/bin/python ]; then
-  python3 -m venv bench/.venv
-  bench/.venv/bin/pip install -q -r bench/requirements.txt
-fi
-exec bench/.venv/bin/python bench/compare.py "$@"
+source bench/venv.sh
+exec "$PY" bench/compare.py "$@"
