@@ -5,8 +5,10 @@
 --model paper: the paper's model, as `gmu mmimdb` trains it by default: GMU 512 -> BN -> maxout
 (512 units, 2 pieces) -> dropout 0.5 -> BN -> maxout -> dropout -> BN -> linear 23, with the
 max-norm constraint (every weight matrix's per-unit norm clipped to 10) after each Adam step.
+--fusion picks Table 2's other models with the same maxout MLP: concat (the joined views),
+linear-sum (per view BN -> maxout 512, summed), visual or text (one view).
 
-    bench/.venv/bin/python bench/mmimdb_torch.py --threads 1 --steps 30 --reps 5 [--model paper]
+    bench/.venv/bin/python bench/mmimdb_torch.py --threads 1 --steps 30 --reps 5 [--model paper --fusion gmu]
 
 Prints one JSON line: median samples/s over `reps` timed runs of `steps` steps (after 3 warm-up steps).
 """
@@ -50,23 +52,49 @@ class Maxout(nn.Module):
         return self.linear(x).view(x.shape[0], self.d_out, self.pieces).amax(2)
 
 
-class Paper(nn.Module):
-    def __init__(self):
+class MaxoutMlp(nn.Module):
+    """BN -> maxout -> dropout 0.5 -> BN -> maxout -> dropout -> BN -> linear C (gmu's MaxoutMlp)."""
+
+    def __init__(self, d_in):
         super().__init__()
-        self.gmu = Gmu()
-        self.gmu.head = nn.Identity()
-        self.norm_in, self.norm_1, self.norm_2 = nn.BatchNorm1d(H), nn.BatchNorm1d(H), nn.BatchNorm1d(H)
-        self.maxout_1, self.maxout_2 = Maxout(H, H), Maxout(H, H)
+        self.norm_in, self.norm_1, self.norm_2 = nn.BatchNorm1d(d_in), nn.BatchNorm1d(H), nn.BatchNorm1d(H)
+        self.maxout_1, self.maxout_2 = Maxout(d_in, H), Maxout(H, H)
         self.drop = nn.Dropout(0.5)
         self.output = nn.Linear(H, C)
         nn.init.xavier_uniform_(self.output.weight)
         nn.init.zeros_(self.output.bias)
 
-    def forward(self, xv, xt):
-        x = self.gmu(xv, xt)
+    def forward(self, x):
         x = self.drop(self.maxout_1(self.norm_in(x)))
         x = self.drop(self.maxout_2(self.norm_1(x)))
         return self.output(self.norm_2(x))
+
+
+class Paper(nn.Module):
+    """The paper's Table 2 models, each with the maxout MLP: gmu, concat, linear-sum, visual, text."""
+
+    def __init__(self, fusion):
+        super().__init__()
+        self.fusion = fusion
+        if fusion == "gmu":
+            self.gmu = Gmu()
+            self.gmu.head = nn.Identity()
+        if fusion == "linear-sum":
+            self.norms = nn.ModuleList([nn.BatchNorm1d(D_V), nn.BatchNorm1d(D_T)])
+            self.projections = nn.ModuleList([Maxout(D_V, H), Maxout(D_T, H)])
+        d_in = {"gmu": H, "linear-sum": H, "concat": D_V + D_T, "visual": D_V, "text": D_T}[fusion]
+        self.mlp = MaxoutMlp(d_in)
+
+    def forward(self, xv, xt):
+        if self.fusion == "gmu":
+            x = self.gmu(xv, xt)
+        elif self.fusion == "concat":
+            x = torch.cat([xv, xt], 1)
+        elif self.fusion == "linear-sum":
+            x = sum(p(n(v)) for v, n, p in zip([xv, xt], self.norms, self.projections))
+        else:
+            x = xv if self.fusion == "visual" else xt
+        return self.mlp(x)
 
 
 @torch.no_grad()
@@ -82,10 +110,12 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--model", choices=["gmu", "paper"], default="gmu")
+    p.add_argument("--fusion", choices=["gmu", "concat", "linear-sum", "visual", "text"], default="gmu",
+                   help="with --model paper: which of Table 2's models")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Paper() if a.model == "paper" else Gmu()
+    model = Paper(a.fusion) if a.model == "paper" else Gmu()
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -109,7 +139,7 @@ def main():
         rates.append(a.steps * B / (time.perf_counter() - t))
     rates.sort()
     q = lambda f: rates[round((len(rates) - 1) * f)]
-    name = "maxout-mlp-pytorch" if a.model == "paper" else "gmu-pytorch"
+    name = f"{a.fusion}-maxout-mlp-pytorch" if a.model == "paper" else "gmu-pytorch"
     print(json.dumps({"impl": name, "torch": torch.__version__, "threads": str(a.threads), "batch": B,
                       "samples_per_s": round(q(0.5)), "q1": round(q(0.25)), "q3": round(q(0.75)),
                       "steps": a.steps, "reps": a.reps}))

@@ -214,3 +214,245 @@ fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, 
         let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
         assert!(worst < 1e-3, "probabilities differ by {worst}");
     }
+
+/// The maxout engine: the paper's GMU, concatenation and linear sum with the
+/// maxout MLP, against burn's autodiff on the same modules.
+mod maxout {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::{AdamConfig, GradientsParams};
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
+    use crate::fit::fit;
+    use crate::fit::tests::{dev, planted, quick};
+    use crate::config::TrainingConfig;
+    use crate::engine::Engine;
+    use crate::fusion::blocks::MaxoutMlp;
+    use crate::fusion::network::FusionHead;
+    use crate::fusion::{FusionKind, FusionNet, FusionSpec, MaxNorm, Scores, Task};
+
+    const KINDS: [FusionKind; 3] = [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum];
+
+    /// A model with the paper's head (dropout 0.5) on views of widths 5 and 3, seeded.
+    fn model(kind: FusionKind, task: Task, device: &Device) -> FusionNet {
+        crate::fusion::random::exclusive(|| {
+            device.seed(11);
+            FusionSpec::new(kind, vec![5, 3], 4, 3, task).init(device).unwrap()
+        })
+    }
+
+    /// A batch of `rows`: two views and 0/1 targets.
+    fn batch(rows: usize, task: Task, shift: f32) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (xv, xt, y) = crate::engine::dense::tests::batch(rows, task);
+        (xv.iter().map(|x| x + shift).collect(), xt.iter().map(|x| x * (1.0 - shift)).collect(), y)
+    }
+
+    fn tensor(v: &[f32], cols: usize, device: &Device) -> Tensor<2> {
+        Tensor::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), device)
+    }
+
+    /// burn's maxout MLP with the given dropout masks in place of its own draws.
+    fn mlp_masked(mlp: &MaxoutMlp, x: Tensor<2>, masks: &[Tensor<2>; 2]) -> Tensor<2> {
+        let x = mlp.maxout_1.forward(mlp.norm_in.forward(x)) * masks[0].clone();
+        let x = mlp.maxout_2.forward(mlp.norm_1.forward(x)) * masks[1].clone();
+        mlp.output.forward(mlp.norm_2.forward(x))
+    }
+
+    /// burn's forward of `net` with the dropout masks given.
+    fn forward_masked(net: &FusionNet, inputs: &[Tensor<2>], masks: &[Tensor<2>; 2]) -> Tensor<2> {
+        match &net.head {
+            FusionHead::Gmu(head) => mlp_masked(&head.mlp, head.gmu.forward(inputs).fused, masks),
+            FusionHead::Concat(mlp) => mlp_masked(mlp, Tensor::cat(inputs.to_vec(), 1), masks),
+            FusionHead::LinearSum(head) => {
+                let sum = inputs
+                    .iter()
+                    .zip(head.norms.iter().zip(&head.projections))
+                    .map(|(x, (n, p))| p.forward(n.forward(x.clone())))
+                    .reduce(|a, b| a + b)
+                    .unwrap();
+                mlp_masked(&head.mlp, sum, masks)
+            }
+            _ => unreachable!(),
+        }
+    }
+
+    /// Every float tensor of `net`, in visiting order: its gradient (`Some`),
+    /// or `None` for a running statistic, which has none.
+    fn gradients(net: &FusionNet, grads: &GradientsParams) -> Vec<Option<Vec<f32>>> {
+        struct Visit<'a>(&'a GradientsParams, Vec<Option<Vec<f32>>>);
+        impl ModuleVisitor for Visit<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.1.push(self.0.get::<D>(param.id).map(|g| g.into_data().try_to_vec::<f32>().unwrap()));
+            }
+        }
+        let mut v = Visit(grads, vec![]);
+        net.head.visit(&mut v);
+        v.1
+    }
+
+    /// Every float tensor of `net`, in visiting order, with the batch norms'
+    /// running statistics brought up to date first (burn keeps a training
+    /// forward's update per thread until they are read with `value_sync`).
+    fn values(net: &FusionNet) -> Vec<Vec<f32>> {
+        let mut norms: Vec<&burn::nn::BatchNorm> = vec![];
+        let mlp = match &net.head {
+            FusionHead::Gmu(head) => &head.mlp,
+            FusionHead::Concat(mlp) => mlp,
+            FusionHead::LinearSum(head) => {
+                norms.extend(&head.norms);
+                &head.mlp
+            }
+            _ => unreachable!(),
+        };
+        norms.extend([&mlp.norm_in, &mlp.norm_1, &mlp.norm_2]);
+        for n in norms {
+            let _ = (n.running_mean.value_sync(), n.running_var.value_sync());
+        }
+        struct Visit(Vec<Vec<f32>>);
+        impl ModuleVisitor for Visit {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                self.0.push(param.val().into_data().try_to_vec::<f32>().unwrap());
+            }
+        }
+        let mut v = Visit(vec![]);
+        net.head.visit(&mut v);
+        v.0
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32, what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}[{i}]: engine {x}, burn {y}");
+        }
+    }
+
+    /// The engine's parameters and running statistics, split back into burn's tensors.
+    fn engine_tensors(engine: &MaxoutNet, net: &FusionNet) -> Vec<Vec<f32>> {
+        values(&engine.write_into(net.clone()))
+    }
+
+    /// Weights moved off their initial values (γ ≠ 1, β ≠ 0, running statistics
+    /// away from 0 and 1), so every term of the backward pass is exercised.
+    fn perturbed(kind: FusionKind, task: Task, device: &Device) -> (MaxoutNet, FusionNet) {
+        let net = model(kind, task, device);
+        let mut engine = MaxoutNet::from_net(&net, 7).unwrap().with_views(&[5, 3]);
+        for (i, p) in engine.params.iter_mut().enumerate() {
+            *p += ((i * 37 % 11) as f32 - 5.0) * 0.05;
+        }
+        for (i, r) in engine.running.iter_mut().enumerate() {
+            *r += (i % 5) as f32 * 0.1;
+        }
+        let net = engine.write_into(net);
+        (engine, net)
+    }
+
+    /// Loss, every gradient and the running statistics after one training
+    /// forward equal burn's, for the same dropout masks.
+    #[test]
+    fn loss_gradients_and_running_statistics_match_burn_autodiff() {
+        let device = Device::default().autodiff();
+        for kind in KINDS {
+            for task in [Task::Multilabel, Task::Multiclass] {
+                let (mut engine, net) = perturbed(kind, task, &device);
+                assert_eq!(values(&engine.write_into(net.clone())), values(&net), "{kind}: weights round-trip");
+                let rows = 7;
+                let (xv, xt, y) = batch(rows, task, 0.3);
+                let mut ws = MaxoutWorkspace::default();
+                engine.draw_masks(rows, &mut ws);
+                assert!(ws.masks[0].contains(&0.0) && ws.masks[0].contains(&2.0), "masks of p = 0.5");
+                let mut grad = vec![0.0; engine.len()];
+                let loss = engine.loss_and_grad_masked(&[&xv, &xt], &y, &mut grad, &mut ws);
+
+                let masks = [tensor(&ws.masks[0], 4, &device), tensor(&ws.masks[1], 4, &device)];
+                let logits = forward_masked(&net, &[tensor(&xv, 5, &device), tensor(&xt, 3, &device)], &masks);
+                let burn_loss = net.loss(Scores::Logits(logits), tensor(&y, 3, &device));
+                let burn_value: f32 = burn_loss.clone().into_scalar();
+                assert!((loss - burn_value).abs() < 1e-5, "{kind} {task:?}: loss {loss} vs {burn_value}");
+                let grads = GradientsParams::from_grads(burn_loss.backward(), &net);
+                // Slot by slot: a parameter's gradient, or a running statistic after the forward.
+                let mine = engine_tensors(&engine, &net);
+                let mut as_grad = engine.clone();
+                as_grad.params = grad.clone();
+                let mine_grad = engine_tensors(&as_grad, &net);
+                let theirs_after = values(&net);
+                let all = gradients(&net, &grads);
+                let without: usize = all.iter().zip(&theirs_after).filter(|(g, _)| g.is_none()).map(|(_, v)| v.len()).sum();
+                assert_eq!(without, engine.running.len(), "{kind}: exactly the running statistics have no gradient");
+                for (i, g) in all.into_iter().enumerate() {
+                    match g {
+                        Some(g) => close(&mine_grad[i], &g, 1e-4, &format!("{kind} {task:?} gradient of tensor {i}")),
+                        None => close(&mine[i], &theirs_after[i], 1e-5, &format!("{kind} {task:?} running statistic {i}")),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ten Adam steps with max-norm and dropout: the engine and burn (its Adam,
+    /// its max-norm, the engine's masks) end at the same weights and running statistics.
+    #[test]
+    fn ten_steps_with_dropout_follow_burns_trajectory() {
+        let device = Device::default().autodiff();
+        for kind in KINDS {
+            let task = Task::Multilabel;
+            let (mut engine, mut net) = perturbed(kind, task, &device);
+            let mut adam = crate::engine::Adam::with_defaults(engine.len(), 0.01);
+            let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+            let (mut grad, mut ws) = (vec![0.0; engine.len()], MaxoutWorkspace::default());
+            for step in 0..10 {
+                let (xv, xt, y) = batch(6 + step % 3, task, step as f32 * 0.05);
+                let rows = y.len() / 3;
+                engine.loss_and_grad(&[&xv, &xt], &y, &mut grad, &mut ws);
+                adam.step(&mut engine.params, &grad);
+                engine.max_norm(1.5);
+
+                let masks = [tensor(&ws.masks[0], 4, &device), tensor(&ws.masks[1], 4, &device)];
+                let logits = forward_masked(&net, &[tensor(&xv, 5, &device), tensor(&xt, 3, &device)], &masks);
+                let loss = net.loss(Scores::Logits(logits), tensor(&y, 3, &device));
+                let grads = GradientsParams::from_grads(loss.backward(), &net);
+                net = optim.step(0.01, net, grads).map(&mut MaxNorm { limit: 1.5 });
+                assert_eq!(ws.masks[0].len(), rows * 4);
+            }
+            let (mine, theirs) = (engine_tensors(&engine, &net), values(&net));
+            for (i, (a, b)) in mine.iter().zip(&theirs).enumerate() {
+                close(a, b, 2e-4, &format!("{kind}: tensor {i} after 10 steps"));
+            }
+        }
+    }
+
+    /// `fit` with the maxout engine and with burn (dropout off, so burn's own
+    /// masks play no part): the same losses epoch by epoch and the same
+    /// predictions from the kept (saved) weights, running statistics included.
+    #[test]
+    fn maxout_and_burn_engines_train_the_same_model() {
+        for (kind, multilabel) in [(FusionKind::Gmu, true), (FusionKind::Concat, false), (FusionKind::LinearSum, true), (FusionKind::AvgProbs, false)] {
+            let data = planted(160, multilabel, 5);
+            let split = data.split(0.2, 0.2, 0).unwrap();
+            let mut config = crate::fit::tests::epochs(quick(kind), 3);
+            config.model.dropout = 0.0;
+            let auto = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
+            assert!(auto.members.iter().all(|m| m.engine == Engine::Maxout), "{kind}: auto picks the maxout engine");
+            for (a, b) in auto.members.iter().zip(&burn.members) {
+                for (x, y) in a.history.iter().zip(&b.history) {
+                    assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{kind}: {x:?} vs {y:?}");
+                }
+            }
+            let (pa, pb) = (auto.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
+            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "{kind}: probabilities differ by {worst}");
+        }
+    }
+
+    /// The same seed gives the same weights; dropout is on (the engine's own masks).
+    #[test]
+    fn training_with_dropout_is_reproducible() {
+        let data = planted(120, true, 2);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 2);
+        let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        assert_eq!(a.members[0].engine, Engine::Maxout);
+        assert_eq!(a.predict(&data, &split.test, &dev()).probs, b.predict(&data, &split.test, &dev()).probs);
+    }
+}

@@ -71,7 +71,7 @@ fn parallelism() -> gemm::Parallelism {
 /// Each pointer must cover its matrix under its strides, and `dst` must not
 /// overlap the inputs.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
+pub(crate) unsafe fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
     (dst_rs, dst_cs): (usize, usize),

@@ -9,6 +9,7 @@
 //! | burn's autodiff | every model, any backend | for everything the others do not take |
 //! | [`native`] | the synthetic experiment's small models (GMU → linear, concat → tanh → linear, logistic regression; two feature views, one class per sample) | automatically up to [`NATIVE_MAX_PARAMS`] parameters |
 //! | [`dense`] | the plain GMU classifier (GMU → linear, two feature views, single-label or multilabel) at real sizes | automatically above that |
+//! | [`maxout`] | the paper's models: GMU (two views), concatenation (and so the single-modality models and the members of `avg-probs`) and linear sum, each with the maxout MLP, on feature views | automatically for those |
 //!
 //! [`Engine::pick`] makes the choice for [`fit`](crate::fit::fit) from what
 //! the model, the data and the device need: the hand-written engines run on
@@ -16,11 +17,12 @@
 //! engine (`--engine`) overrides, and one that cannot train the model is an
 //! error naming why.
 //!
-//! Why two hand-written engines: on the toy (a few dozen parameters) burn's
+//! Why hand-written engines: on the toy (a few dozen parameters) burn's
 //! time goes into per-operation dispatch (`native` is 10–20× faster); at
-//! MM-IMDb's size it goes into an unfused Adam and bookkeeping around four
-//! large matrix products (`dense` is about 2× faster, level with PyTorch).
-//! `BENCHMARKS.md` has the figures. They share [`kernels`] and [`adam`].
+//! MM-IMDb's size it goes into an unfused Adam, element-wise operations and
+//! bookkeeping around a few large matrix products (`dense` and `maxout` are
+//! about 2× faster than burn, see `BENCHMARKS.md` for the figures against
+//! PyTorch). They share [`kernels`], [`loss`] and [`adam`].
 
 pub mod adam;
 #[cfg(test)]
@@ -28,6 +30,7 @@ mod conformance;
 pub mod dense;
 pub mod kernels;
 pub mod loss;
+pub mod maxout;
 pub mod native;
 pub mod packed;
 
@@ -53,6 +56,8 @@ pub enum Engine {
     Native,
     /// The GEMM engine for the plain GMU classifier ([`dense`]).
     Dense,
+    /// The engine for the paper's maxout-MLP models ([`maxout`]).
+    Maxout,
     /// burn's autodiff: every model, every backend.
     Burn,
 }
@@ -63,6 +68,7 @@ impl std::fmt::Display for Engine {
             Engine::Auto => "auto",
             Engine::Native => "native",
             Engine::Dense => "dense",
+            Engine::Maxout => "maxout",
             Engine::Burn => "burn",
         })
     }
@@ -85,7 +91,8 @@ impl Engine {
     /// says whether some training rows lack a view (the hand-written engines
     /// have no missing-view rule). [`Engine::Auto`] gives the native engine
     /// for a small synthetic-experiment model, the dense engine for a plain GMU
-    /// classifier, and burn for everything else; an explicit engine is
+    /// classifier, the maxout engine for the paper's GMU, concatenation and
+    /// linear-sum models, and burn for everything else; an explicit engine is
     /// returned as it is, or refused with the reason it cannot train the model.
     pub fn pick(self, spec: &FusionSpec, config: &TrainingConfig, missing: bool, device: &Device) -> Result<Engine> {
         let common = if !is_cpu(device) {
@@ -108,6 +115,21 @@ impl Engine {
             Ok(synthetic.n_params())
         });
         let task_loss = if spec.task == Task::Multilabel { LossKind::SigmoidBce } else { LossKind::SoftmaxCe };
+        let maxout = common.clone().and_then(|()| {
+            let front = match spec.kind {
+                FusionKind::Gmu => spec.d_inputs.len() == 2,
+                FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
+                FusionKind::Moe => false,
+            };
+            let identity = spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
+            if !(front && spec.head == HeadKind::Maxout && identity) {
+                Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views".to_string())
+            } else if config.loss.is_some_and(|l| l != task_loss) {
+                Err("it trains the task's own loss".into())
+            } else {
+                Ok(())
+            }
+        });
         let dense = common.and_then(|()| {
             if !(spec.kind == FusionKind::Gmu && spec.head == HeadKind::Linear && features) {
                 Err("it trains the GMU with a linear head on two feature views".to_string())
@@ -121,14 +143,16 @@ impl Engine {
         });
         let refuse = |engine: Engine, why: String| GmuError::invalid("engine", format!("the {engine} engine cannot train this {} model: {why}", spec.kind));
         match self {
-            Engine::Auto => Ok(match (native, dense) {
-                (Ok(n), _) if n <= NATIVE_MAX_PARAMS => Engine::Native,
-                (_, Ok(())) => Engine::Dense,
-                (Ok(_), Err(_)) => Engine::Native,
+            Engine::Auto => Ok(match (native, dense, maxout) {
+                (Ok(n), _, _) if n <= NATIVE_MAX_PARAMS => Engine::Native,
+                (_, Ok(()), _) => Engine::Dense,
+                (Ok(_), Err(_), _) => Engine::Native,
+                (_, _, Ok(())) => Engine::Maxout,
                 _ => Engine::Burn,
             }),
             Engine::Native => native.map(|_| Engine::Native).map_err(|why| refuse(Engine::Native, why)),
             Engine::Dense => dense.map(|()| Engine::Dense).map_err(|why| refuse(Engine::Dense, why)),
+            Engine::Maxout => maxout.map(|()| Engine::Maxout).map_err(|why| refuse(Engine::Maxout, why)),
             Engine::Burn => Ok(Engine::Burn),
         }
     }
@@ -157,10 +181,15 @@ mod tests {
         let task_loss = TrainingConfig { loss: None, ..toy.clone() };
         assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss, false, &device).unwrap(), Engine::Dense);
         assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy, false, &device).unwrap(), Engine::Burn);
-        // Missing views and the paper's maxout model: burn.
+        // Missing views: burn. The paper's maxout models: the maxout engine, except the mixture of experts.
         assert_eq!(Engine::Auto.pick(&small, &toy, true, &device).unwrap(), Engine::Burn);
-        let paper = TrainingConfig::paper(FusionKind::Gmu);
-        assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device).unwrap(), Engine::Burn);
+        for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum, FusionKind::AvgProbs] {
+            let paper = TrainingConfig::paper(kind);
+            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, false, &device).unwrap(), Engine::Maxout);
+            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(), Engine::Burn);
+        }
+        let moe = TrainingConfig::paper(FusionKind::Moe);
+        assert_eq!(Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap(), Engine::Burn);
         // The feed-forward net: native only.
         let ff = Preset::Default.config(ModelKind::Ff, 0);
         assert_eq!(Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(), Engine::Native);
@@ -175,6 +204,9 @@ mod tests {
         assert!(err.contains("dense engine cannot train this concat model") && err.contains("linear head"), "{err}");
         let err = Engine::Native.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
         assert!(err.contains("native engine") && err.contains("logistic regression"), "{err}");
+        let moe = TrainingConfig::paper(FusionKind::Moe);
+        let err = Engine::Maxout.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap_err().to_string();
+        assert!(err.contains("maxout engine cannot train this moe model") && err.contains("linear sum"), "{err}");
         let toy = Preset::Seed.config(ModelKind::Gmu, 0);
         let err = Engine::Dense.pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, false, &device).unwrap_err().to_string();
         assert!(err.contains("task's own loss"), "{err}");

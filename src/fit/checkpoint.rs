@@ -45,8 +45,9 @@ pub(super) struct State {
     pub finished: bool,
 }
 
-/// Flat weights, Adam's step count, and its two moments.
-pub(super) type FlatState = (Vec<f32>, i32, Vec<f32>, Vec<f32>);
+/// Flat weights, Adam's step count, its two moments, and the running
+/// statistics (batch norms' means and variances) of an engine that keeps them.
+pub(super) type FlatState = (Vec<f32>, i32, Vec<f32>, Vec<f32>, Vec<f32>);
 
 /// A member's checkpoint folder.
 pub(super) struct Checkpoint {
@@ -175,28 +176,30 @@ impl Checkpoint {
     }
 
     /// Saves flat weights with Adam's step count and moments.
-    pub fn save_flat(&self, params: &[f32], t: i32, m: &[f32], v: &[f32]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(12 + 12 * params.len());
+    pub fn save_flat(&self, params: &[f32], t: i32, m: &[f32], v: &[f32], running: &[f32]) -> Result<()> {
+        let mut bytes = Vec::with_capacity(12 + 12 * params.len() + 4 * running.len());
         bytes.extend_from_slice(&t.to_le_bytes());
         bytes.extend_from_slice(&(params.len() as u64).to_le_bytes());
-        for x in params.iter().chain(m).chain(v) {
+        for x in params.iter().chain(m).chain(v).chain(running) {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
         write_atomic(&self.file("current.flat"), &bytes)
     }
 
-    /// Flat weights, Adam's step count and moments, for `n` parameters.
-    pub fn load_flat(&self, n: usize) -> Result<FlatState> {
+    /// Flat weights, Adam's step count and moments, for `n` parameters and
+    /// `n_running` running statistics.
+    pub fn load_flat(&self, n: usize, n_running: usize) -> Result<FlatState> {
         let path = self.file("current.flat");
         let bytes = std::fs::read(&path).map_err(|e| GmuError::io(&path, e))?;
         let stored = bytes.get(4..12).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
-        if stored != Some(n as u64) || bytes.len() as u64 != 12 + 12 * n as u64 {
-            return Err(err(&path, format!("not a checkpoint of {n} parameters")));
+        if stored != Some(n as u64) || bytes.len() as u64 != 12 + 12 * n as u64 + 4 * n_running as u64 {
+            return Err(err(&path, format!("not a checkpoint of {n} parameters and {n_running} running statistics")));
         }
         let t = i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
         let floats: Vec<f32> = bytes[12..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
         let (params, rest) = floats.split_at(n);
-        let (m, v) = rest.split_at(n);
-        Ok((params.to_vec(), t, m.to_vec(), v.to_vec()))
+        let (m, rest) = rest.split_at(n);
+        let (v, running) = rest.split_at(n);
+        Ok((params.to_vec(), t, m.to_vec(), v.to_vec(), running.to_vec()))
     }
 }

@@ -17,6 +17,7 @@ use crate::predict::MemberRef;
 use crate::config::{Schedule, TrainingConfig};
 use crate::data::{MultiviewData, Scaler, Targets};
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
+use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
 use crate::engine::native::{Network, Workspace};
 use crate::engine::{Adam, Engine, LossKind};
 use crate::error::{GmuError, Result};
@@ -50,6 +51,13 @@ impl Problem<'_> {
         let xt = gather(self.data, self.modalities[1], rows, &self.scalers[1]);
         let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
         (xv, xt, y)
+    }
+
+    /// The maxout engine's batch of `rows`: every view scaled, and the 0/1 targets.
+    fn views_batch(&self, rows: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let views = self.modalities.iter().zip(self.scalers).map(|(&v, s)| gather(self.data, v, rows, s)).collect();
+        let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
+        (views, y)
     }
 
     /// The `[rows, K]` presence mask of the training rows at `positions`,
@@ -91,6 +99,8 @@ enum Trainer {
     Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
     /// The GEMM engine: the plain GMU classifier.
     Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
+    /// The maxout engine: the paper's maxout-MLP models on feature views.
+    Maxout { net: MaxoutNet, adam: Adam, grad: Vec<f32>, ws: MaxoutWorkspace, template: FusionNet },
     /// The native engine: the synthetic experiment's classifiers, on the
     /// training rows gathered once (`x` joined `[n_train, d_v + d_t]`, `y` classes).
     Native { net: Network, adam: Adam, grad: Vec<f32>, ws: Workspace, x: Vec<f32>, y: Vec<u8> },
@@ -116,6 +126,12 @@ impl Trainer {
                 let dense = DenseGmu::from_net(&model)?;
                 let n = dense.len();
                 Trainer::Dense { adam: flat_adam(n, config), grad: vec![0.0; n], ws: DenseWorkspace::default(), template: model.valid(), dense }
+            }
+            Engine::Maxout => {
+                let widths: Vec<usize> = problem.modalities.iter().map(|&v| problem.data.views[v].dim).collect();
+                let net = MaxoutNet::from_net(&model, 0)?.with_views(&widths);
+                let n = net.len();
+                Trainer::Maxout { adam: flat_adam(n, config), grad: vec![0.0; n], ws: MaxoutWorkspace::default(), template: model.valid(), net }
             }
             Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)) },
         })
@@ -152,6 +168,18 @@ impl Trainer {
                 }
                 value
             }
+            Trainer::Maxout { net, adam, grad, ws, .. } => {
+                let (views, y) = problem.views_batch(&problem.rows(positions));
+                let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
+                let value = net.loss_and_grad(&views, &y, grad, ws);
+                if value.is_finite() {
+                    adam.step(&mut net.params, grad);
+                    if let Some(limit) = max_norm {
+                        net.max_norm(limit);
+                    }
+                }
+                value
+            }
             Trainer::Native { net, adam, grad, ws, x, y } => {
                 let kind = config.loss.unwrap_or(LossKind::SoftmaxCe);
                 let value = net.loss_and_grad(x, y, positions, kind, grad, ws);
@@ -171,7 +199,7 @@ impl Trainer {
                 let (xv, xt, y) = problem.dense_batch(problem.train);
                 dense.loss_and_grad(&xv, &xt, &y, &mut vec![0.0; dense.len()], &mut DenseWorkspace::default())
             }
-            Trainer::Burn { .. } => {
+            Trainer::Burn { .. } | Trainer::Maxout { .. } => {
                 let net = self.snapshot(inference);
                 let all: Vec<usize> = (0..problem.train.len()).collect();
                 burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference).into_scalar()
@@ -184,6 +212,7 @@ impl Trainer {
         match self {
             Trainer::Burn { .. } => None,
             Trainer::Dense { dense, adam, .. } => Some((&mut dense.params, adam)),
+            Trainer::Maxout { net, adam, .. } => Some((&mut net.params, adam)),
             Trainer::Native { net, adam, .. } => Some((&mut net.params, adam)),
         }
     }
@@ -193,9 +222,10 @@ impl Trainer {
         if let Trainer::Burn { model, optim } = self {
             return checkpoint.save_burn(model, optim);
         }
+        let running = self.running().map(|r| r.clone()).unwrap_or_default();
         let (params, adam) = self.flat().expect("a hand-written engine");
         let (t, m, v) = adam.state();
-        checkpoint.save_flat(params, t, m, v)
+        checkpoint.save_flat(params, t, m, v, &running)
     }
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
@@ -206,11 +236,31 @@ impl Trainer {
             (*model, **optim) = (net, loaded);
             return Ok(());
         }
+        let n_running = self.running().map_or(0, |r| r.len());
         let (params, adam) = self.flat().expect("a hand-written engine");
-        let (loaded, t, m, v) = checkpoint.load_flat(params.len())?;
+        let (loaded, t, m, v, running) = checkpoint.load_flat(params.len(), n_running)?;
         *params = loaded;
         adam.restore(t, m, v);
+        if let Some(r) = self.running() {
+            *r = running;
+        }
         Ok(())
+    }
+
+    /// The batch norms' running statistics of an engine that keeps them.
+    fn running(&mut self) -> Option<&mut Vec<f32>> {
+        match self {
+            Trainer::Maxout { net, .. } => Some(&mut net.running),
+            _ => None,
+        }
+    }
+
+    /// Reseeds the engine's own randomness (the maxout engine's dropout
+    /// masks); burn's comes from its device, which the loops seed.
+    fn reseed(&mut self, seed: u64) {
+        if let Trainer::Maxout { net, .. } = self {
+            net.reseed(seed);
+        }
     }
 
     /// The current weights as an inference model on `inference`.
@@ -218,6 +268,7 @@ impl Trainer {
         match self {
             Trainer::Burn { model, .. } => model.valid(),
             Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
+            Trainer::Maxout { net, template, .. } => net.write_into(template.clone()),
             Trainer::Native { net, .. } => net.spec().to_net(&net.params, inference).expect("the native engine's own layout"),
         }
     }
@@ -357,6 +408,7 @@ pub(super) fn train_member(
                     None => spec.init(device)?,
                 };
                 let mut trainer = Trainer::new(engine, spec, model, problem, config)?;
+                trainer.reseed(epoch_seed(seed, restart_losses.len()));
                 let mut batches = Batches::new(problem.train.len(), batch_size);
                 let mut history = Vec::with_capacity(steps.min(1 << 16));
                 for step in 0..steps {
@@ -407,6 +459,7 @@ pub(super) fn train_member(
                 let seed = epoch_seed(seed, epoch);
                 let mut rng = StdRng::seed_from_u64(seed);
                 device.seed(seed);
+                trainer.reseed(seed);
                 let mut order: Vec<usize> = (0..problem.train.len()).collect();
                 order.shuffle(&mut rng);
                 let (mut loss_sum, mut batches) = (0.0f64, 0usize);

@@ -1,0 +1,751 @@
+//! An engine for the paper's own models: every fusion of Table 2 that ends
+//! in the maxout MLP (`BN → maxout → dropout → BN → maxout → dropout → BN →
+//! linear`), on feature views, trained with hand-derived forward and backward
+//! passes over flat `f32` buffers. Every matrix product is a call to the
+//! `gemm` crate; batch norm, maxout, dropout and the GMU are single passes
+//! over row-major buffers, and nothing is allocated per step once the
+//! workspace has grown.
+//!
+//! | fusion | front, before the maxout MLP |
+//! |---|---|
+//! | `gmu` (two views) | `h = z ⊙ tanh(x_v W_v + b_v) + (1 − z) ⊙ tanh(x_t W_t + b_t)`, `z = σ([x_v x_t] W_z + b_z)` |
+//! | `concat` (any number of views; one view is a single-modality model) | the joined views |
+//! | `linear-sum` | `Σ_i maxout_i(BN_i(x_i))` |
+//!
+//! It trains exactly the burn model [`FusionSpec`](crate::fusion::FusionSpec)
+//! builds: the parameters are read from that module and written back into it
+//! in burn's own order and layout (a `[d_in, d_out]` weight, then its bias;
+//! a batch norm's γ, β, running mean and running variance), so saving,
+//! prediction and gate reports stay on the one burn model. The conformance
+//! tests check the loss, every gradient, the running statistics and a
+//! training trajectory against burn's autodiff. Dropout draws its masks from
+//! the engine's own seeded generator (burn's come from its backend); a test
+//! hands the same masks to burn's layers to check the rest.
+
+use std::ops::Range;
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, RunningState};
+use burn::nn::BatchNorm;
+use burn::tensor::{Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::dense::matmul;
+use super::kernels::{sigmoid, tanh};
+use super::loss::{LossKind, loss_and_delta};
+use crate::error::{GmuError, Result};
+use crate::fusion::blocks::MaxoutMlp;
+use crate::fusion::network::FusionHead;
+use crate::fusion::{FusionKind, FusionNet, Task};
+
+/// A linear map's place in the flat parameters: the weight `[d_in, d_out]`, then the bias `[d_out]`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct LinearAt {
+    weight: usize,
+    bias: usize,
+    d_in: usize,
+    d_out: usize,
+}
+
+/// A batch norm's place: γ and β among the parameters, the running mean and
+/// variance among the running statistics; `d` features.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct NormAt {
+    gamma: usize,
+    beta: usize,
+    mean: usize,
+    var: usize,
+    d: usize,
+}
+
+/// The maxout MLP's layers.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct MlpAt {
+    norm_in: NormAt,
+    maxout_1: LinearAt,
+    norm_1: NormAt,
+    maxout_2: LinearAt,
+    norm_2: NormAt,
+    output: LinearAt,
+}
+
+/// What comes before the maxout MLP.
+#[derive(Clone, Debug, PartialEq)]
+enum Front {
+    /// A two-view GMU: the transforms of `x_v` and `x_t`, and the gate on both.
+    Gmu { transforms: [LinearAt; 2], gate: LinearAt },
+    /// The views joined.
+    Concat,
+    /// One batch norm and maxout projection per view, summed.
+    LinearSum { norms: Vec<NormAt>, projections: Vec<LinearAt> },
+}
+
+/// One float tensor of the burn module, in its visiting order: where it lives here.
+#[derive(Clone, Debug, PartialEq)]
+enum Slot {
+    /// A trained parameter: `params[range]`.
+    Param(Range<usize>),
+    /// A batch norm's running statistic: `running[range]`.
+    Running(Range<usize>),
+}
+
+/// Hands out places in the flat buffers in burn's visiting order.
+#[derive(Default)]
+struct Layout {
+    params: usize,
+    running: usize,
+    slots: Vec<Slot>,
+}
+
+impl Layout {
+    fn param(&mut self, len: usize) -> usize {
+        let at = self.params;
+        self.params += len;
+        self.slots.push(Slot::Param(at..at + len));
+        at
+    }
+
+    fn running(&mut self, len: usize) -> usize {
+        let at = self.running;
+        self.running += len;
+        self.slots.push(Slot::Running(at..at + len));
+        at
+    }
+
+    fn linear(&mut self, d_in: usize, d_out: usize) -> LinearAt {
+        let weight = self.param(d_in * d_out);
+        LinearAt { weight, bias: self.param(d_out), d_in, d_out }
+    }
+
+    fn norm(&mut self, d: usize) -> NormAt {
+        let (gamma, beta) = (self.param(d), self.param(d));
+        NormAt { gamma, beta, mean: self.running(d), var: self.running(d), d }
+    }
+
+    fn mlp(&mut self, d_in: usize, hidden: usize, pieces: usize, d_out: usize) -> MlpAt {
+        MlpAt {
+            norm_in: self.norm(d_in),
+            maxout_1: self.linear(d_in, hidden * pieces),
+            norm_1: self.norm(hidden),
+            maxout_2: self.linear(hidden, hidden * pieces),
+            norm_2: self.norm(hidden),
+            output: self.linear(hidden, d_out),
+        }
+    }
+}
+
+/// One of the paper's maxout-MLP models on feature views, as flat buffers.
+#[derive(Clone, Debug)]
+pub struct MaxoutNet {
+    /// The fusion: [`FusionKind::Gmu`], [`FusionKind::Concat`] or [`FusionKind::LinearSum`].
+    pub kind: FusionKind,
+    /// Width of each view.
+    pub d_inputs: Vec<usize>,
+    /// GMU units, maxout units, linear-sum width.
+    pub hidden: usize,
+    /// Pieces per maxout unit.
+    pub pieces: usize,
+    /// Outputs C.
+    pub classes: usize,
+    /// Sigmoids and BCE, or softmax and cross-entropy.
+    pub task: Task,
+    /// Dropout probability after each maxout of the MLP.
+    pub dropout: f32,
+    /// Every trained parameter, in burn's visiting order and layout.
+    pub params: Vec<f32>,
+    /// The batch norms' running means and variances, in the same order.
+    pub running: Vec<f32>,
+    /// The batch norms' momentum and ε (burn's defaults: 0.1 and 1e-5).
+    momentum: f32,
+    epsilon: f32,
+    front: Front,
+    mlp: MlpAt,
+    slots: Vec<Slot>,
+    /// Draws the dropout masks.
+    rng: StdRng,
+}
+
+/// A batch norm's saved forward values.
+#[derive(Default, Debug)]
+struct NormCache {
+    /// `(x − mean) / √(var + ε)`, `[rows, d]`.
+    xhat: Vec<f32>,
+    /// `1 / √(var + ε)`, `[d]`.
+    inv_std: Vec<f32>,
+    /// The output `γ x̂ + β`, `[rows, d]`.
+    out: Vec<f32>,
+}
+
+/// A maxout layer's saved forward values.
+#[derive(Default, Debug)]
+struct MaxoutCache {
+    /// The linear map, `[rows, units · pieces]`; overwritten by its gradient in the backward pass.
+    pre: Vec<f32>,
+    /// The maxima (after dropout where there is one), `[rows, units]`.
+    out: Vec<f32>,
+    /// Which piece won, `[rows, units]`.
+    arg: Vec<u8>,
+}
+
+/// Buffers of one step, reused across steps.
+#[derive(Default, Debug)]
+pub struct MaxoutWorkspace {
+    /// The MLP's input: the fused vector, the joined views or the sum, `[rows, D]`.
+    fused: Vec<f32>,
+    /// GMU: `h_v`, `h_t`, `z`, `[rows, H]` each.
+    hv: Vec<f32>,
+    ht: Vec<f32>,
+    z: Vec<f32>,
+    /// Linear sum: each view's batch norm and maxout.
+    view_norms: Vec<NormCache>,
+    view_maxouts: Vec<MaxoutCache>,
+    norm_in: NormCache,
+    maxout_1: MaxoutCache,
+    norm_1: NormCache,
+    maxout_2: MaxoutCache,
+    norm_2: NormCache,
+    /// The dropout masks after each maxout of the MLP: `0` or `1 / (1 − p)`, `[rows, H]`.
+    pub(crate) masks: [Vec<f32>; 2],
+    logits: Vec<f32>,
+    dlogits: Vec<f32>,
+    terms: Vec<f32>,
+    /// Gradient scratch: `[rows, max width]` twice.
+    da: Vec<f32>,
+    db: Vec<f32>,
+    /// GMU: gradients at the pre-activations of `h_v`, `h_t`, `z`.
+    dav: Vec<f32>,
+    dat: Vec<f32>,
+    daz: Vec<f32>,
+}
+
+/// Reads every float tensor of a module, in visiting order.
+struct Collect(Vec<Vec<f32>>);
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        self.0.push(param.val().into_data().try_to_vec::<f32>().expect("f32 values"));
+    }
+}
+
+/// Writes the trained parameters back, in visiting order; running statistics are left to [`MaxoutNet::write_into`].
+struct Write<'a> {
+    net: &'a MaxoutNet,
+    next: usize,
+}
+
+impl ModuleMapper for Write<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let slot = &self.net.slots[self.next];
+        self.next += 1;
+        match slot {
+            Slot::Param(range) => {
+                let values = self.net.params[range.clone()].to_vec();
+                param.map(|t| {
+                    let (shape, device, require_grad) = (t.shape(), t.device(), t.is_require_grad());
+                    let fresh = Tensor::from_data(TensorData::new(values, shape), &device);
+                    if require_grad { fresh.require_grad() } else { fresh }
+                })
+            }
+            Slot::Running(_) => param,
+        }
+    }
+}
+
+/// The batch norms of a maxout MLP, in visiting order.
+fn mlp_norms(mlp: &mut MaxoutMlp) -> [&mut BatchNorm; 3] {
+    [&mut mlp.norm_in, &mut mlp.norm_1, &mut mlp.norm_2]
+}
+
+impl MaxoutNet {
+    /// Why this engine cannot train `net`, if it cannot.
+    fn check(net: &FusionNet) -> std::result::Result<(), String> {
+        if net.encoders.iter().any(Option::is_some) || net.texts.iter().any(Option::is_some) {
+            return Err("it trains on feature views, without a CNN or LSTM encoder".into());
+        }
+        match &net.head {
+            FusionHead::Gmu(head) if head.gmu.modalities() == 2 => Ok(()),
+            FusionHead::Gmu(_) => Err("it trains the GMU on two views".into()),
+            FusionHead::Concat(_) | FusionHead::LinearSum(_) => Ok(()),
+            _ => Err("it trains the GMU, concatenation and linear sum with the maxout MLP".into()),
+        }
+    }
+
+    /// Reads the weights and running statistics of a maxout-MLP model (GMU
+    /// on two views, concatenation or linear sum, no CNN or LSTM encoder);
+    /// `seed` seeds the dropout masks.
+    pub fn from_net(net: &FusionNet, seed: u64) -> Result<Self> {
+        Self::check(net).map_err(|why| GmuError::invalid("engine", format!("the maxout engine cannot train this model: {why}")))?;
+        let mut layout = Layout::default();
+        let dims = |w: &Param<Tensor<2>>| w.val().dims();
+        let (kind, d_inputs, front, mlp) = match &net.head {
+            FusionHead::Gmu(head) => {
+                let ([d_v, hidden], [d_t, _]) = (dims(&head.gmu.transforms[0].weight), dims(&head.gmu.transforms[1].weight));
+                let transforms = [layout.linear(d_v, hidden), layout.linear(d_t, hidden)];
+                let gate = layout.linear(d_v + d_t, hidden);
+                (FusionKind::Gmu, vec![d_v, d_t], Front::Gmu { transforms, gate }, &head.mlp)
+            }
+            FusionHead::Concat(mlp) => {
+                // The views' widths are not in the module, only their sum; the caller's spec has them.
+                (FusionKind::Concat, vec![dims(&mlp.maxout_1.linear.weight)[0]], Front::Concat, mlp)
+            }
+            FusionHead::LinearSum(head) => {
+                let d_inputs: Vec<usize> = head.norms.iter().map(|n| n.gamma.val().dims()[0]).collect();
+                let norms = d_inputs.iter().map(|&d| layout.norm(d)).collect();
+                let projections = head.projections.iter().map(|p| {
+                    let [d_in, d_out] = dims(&p.linear.weight);
+                    layout.linear(d_in, d_out)
+                });
+                let projections = projections.collect();
+                (FusionKind::LinearSum, d_inputs, Front::LinearSum { norms, projections }, &head.mlp)
+            }
+            _ => unreachable!("checked above"),
+        };
+        let [d_in, width] = dims(&mlp.maxout_1.linear.weight);
+        let pieces = mlp.maxout_1.pieces;
+        let hidden = width / pieces;
+        let [_, classes] = dims(&mlp.output.weight);
+        let mlp_at = layout.mlp(d_in, hidden, pieces, classes);
+        let has_bias = [&mlp.maxout_1.linear, &mlp.maxout_2.linear, &mlp.output].iter().all(|l| l.bias.is_some());
+        if !has_bias || mlp.maxout_2.pieces != pieces || pieces > u8::MAX as usize {
+            return Err(GmuError::invalid("engine", "the maxout engine needs the maxout MLP's biases and the same pieces in both layers"));
+        }
+        let mut collect = Collect(Vec::new());
+        net.head.visit(&mut collect);
+        let tensors = collect.0;
+        let (mut params, mut running) = (vec![0.0; layout.params], vec![0.0; layout.running]);
+        if tensors.len() != layout.slots.len() {
+            return Err(GmuError::invalid("engine", format!("the maxout engine expected {} tensors, the model has {}", layout.slots.len(), tensors.len())));
+        }
+        for (values, slot) in tensors.iter().zip(&layout.slots) {
+            let (buffer, range) = match slot {
+                Slot::Param(r) => (&mut params, r),
+                Slot::Running(r) => (&mut running, r),
+            };
+            if values.len() != range.len() {
+                return Err(GmuError::invalid("engine", "the maxout engine read a tensor of an unexpected size"));
+            }
+            buffer[range.clone()].copy_from_slice(values);
+        }
+        let norm = &mlp.norm_in;
+        Ok(MaxoutNet {
+            kind,
+            d_inputs,
+            hidden,
+            pieces,
+            classes,
+            task: if net.multilabel { Task::Multilabel } else { Task::Multiclass },
+            dropout: mlp.dropout.prob as f32,
+            params,
+            running,
+            momentum: norm.momentum as f32,
+            epsilon: norm.epsilon as f32,
+            front,
+            mlp: mlp_at,
+            slots: layout.slots,
+            rng: StdRng::seed_from_u64(seed),
+        })
+    }
+
+    /// Sets the widths of the views of a concatenation (the module holds only their sum).
+    pub fn with_views(mut self, d_inputs: &[usize]) -> Self {
+        if self.kind == FusionKind::Concat && d_inputs.iter().sum::<usize>() == self.d_inputs.iter().sum::<usize>() {
+            self.d_inputs = d_inputs.to_vec();
+        }
+        self
+    }
+
+    /// Reseeds the dropout masks (the trainer does it at every epoch).
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = StdRng::seed_from_u64(seed);
+    }
+
+    /// Writes the weights and running statistics into `net` (the module they
+    /// were read from, or a clone of it). The running statistics get fresh
+    /// state, so clones of `net` taken before keep their own.
+    pub fn write_into(&self, mut net: FusionNet) -> FusionNet {
+        let stats = |at: &NormAt, bn: &mut BatchNorm| {
+            let device = bn.gamma.val().device();
+            let tensor = |r: Range<usize>| Tensor::<1>::from_data(TensorData::new(self.running[r].to_vec(), [at.d]), &device);
+            bn.running_mean = RunningState::new(tensor(at.mean..at.mean + at.d));
+            bn.running_var = RunningState::new(tensor(at.var..at.var + at.d));
+        };
+        let mlp = match (&mut net.head, &self.front) {
+            (FusionHead::Gmu(head), _) => &mut head.mlp,
+            (FusionHead::Concat(mlp), _) => mlp,
+            (FusionHead::LinearSum(head), Front::LinearSum { norms, .. }) => {
+                for (bn, at) in head.norms.iter_mut().zip(norms) {
+                    stats(at, bn);
+                }
+                &mut head.mlp
+            }
+            _ => panic!("write_into needs the model the weights were read from"),
+        };
+        let m = &self.mlp;
+        for (bn, at) in mlp_norms(mlp).into_iter().zip([&m.norm_in, &m.norm_1, &m.norm_2]) {
+            stats(at, bn);
+        }
+        net.head = net.head.map(&mut Write { net: self, next: 0 });
+        net
+    }
+
+    /// Number of trained parameters.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// True when there is no parameter (never, for a valid model).
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+
+    /// The loss of the task (BCE for multilabel, cross-entropy otherwise).
+    fn loss_kind(&self) -> LossKind {
+        match self.task {
+            Task::Multilabel => LossKind::SigmoidBce,
+            Task::Multiclass => LossKind::SoftmaxCe,
+        }
+    }
+
+    /// Draws the dropout masks of a batch of `rows` into `ws`.
+    pub fn draw_masks(&mut self, rows: usize, ws: &mut MaxoutWorkspace) {
+        let p = self.dropout;
+        let keep = 1.0 - p;
+        for mask in &mut ws.masks {
+            mask.resize(rows * self.hidden, 1.0);
+            if p > 0.0 {
+                let scale = 1.0 / keep;
+                for m in mask.iter_mut() {
+                    *m = if self.rng.random::<f32>() < keep { scale } else { 0.0 };
+                }
+            } else {
+                mask.fill(1.0);
+            }
+        }
+    }
+
+    /// One training step's loss and gradient: draws the dropout masks, then
+    /// [`loss_and_grad_masked`](Self::loss_and_grad_masked).
+    pub fn loss_and_grad(&mut self, views: &[&[f32]], y: &[f32], grad: &mut [f32], ws: &mut MaxoutWorkspace) -> f32 {
+        self.draw_masks(y.len() / self.classes, ws);
+        self.loss_and_grad_masked(views, y, grad, ws)
+    }
+
+    /// The mean loss of a batch in training mode (batch statistics, the
+    /// dropout masks in `ws`) and its gradient in `grad` (the layout of
+    /// [`params`](Self::params)); updates the running statistics as burn's
+    /// batch norm does.
+    ///
+    /// # Shapes
+    /// - `views[i]`: `[rows, d_i]`, row-major
+    /// - `y`: `[rows, C]`, 0/1 (one-hot rows for a single-label task)
+    pub fn loss_and_grad_masked(&mut self, views: &[&[f32]], y: &[f32], grad: &mut [f32], ws: &mut MaxoutWorkspace) -> f32 {
+        let rows = y.len() / self.classes;
+        assert_eq!(views.len(), self.d_inputs.len(), "one buffer per view");
+        for (x, &d) in views.iter().zip(&self.d_inputs) {
+            assert_eq!(x.len(), rows * d, "a view is not [rows, d]");
+        }
+        assert_eq!(grad.len(), self.len(), "gradient buffer of the wrong size");
+        assert_eq!(ws.masks[0].len(), rows * self.hidden, "dropout masks of the wrong size");
+        self.forward(views, rows, ws);
+        let c = self.classes;
+        ws.dlogits.resize(rows * c, 0.0);
+        let loss = loss_and_delta(self.loss_kind(), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
+        self.backward(views, rows, grad, ws);
+        loss
+    }
+
+    fn forward(&mut self, views: &[&[f32]], rows: usize, ws: &mut MaxoutWorkspace) {
+        let (h, p) = (self.hidden, self.pieces);
+        let d_mlp = self.mlp.norm_in.d;
+        ws.fused.resize(rows * d_mlp, 0.0);
+        let params = &self.params;
+        match &self.front {
+            Front::Gmu { transforms, gate } => {
+                for buf in [&mut ws.hv, &mut ws.ht, &mut ws.z] {
+                    buf.resize(rows * h, 0.0);
+                }
+                let (xv, xt) = (views[0], views[1]);
+                linear(params, &transforms[0], xv, rows, &mut ws.hv, false);
+                linear(params, &transforms[1], xt, rows, &mut ws.ht, false);
+                let d_v = transforms[0].d_in;
+                let rows_v = LinearAt { d_in: d_v, ..*gate };
+                let rows_t = LinearAt { weight: gate.weight + d_v * h, d_in: gate.d_in - d_v, ..*gate };
+                linear(params, &rows_v, xv, rows, &mut ws.z, false);
+                linear_no_bias(params, &rows_t, xt, rows, &mut ws.z);
+                for (((hv, ht), z), out) in ws.hv.iter_mut().zip(&mut ws.ht).zip(&mut ws.z).zip(&mut ws.fused) {
+                    *hv = tanh(*hv);
+                    *ht = tanh(*ht);
+                    *z = sigmoid(*z);
+                    *out = *ht + *z * (*hv - *ht);
+                }
+            }
+            Front::Concat => {
+                let mut at = 0;
+                for (x, &d) in views.iter().zip(&self.d_inputs) {
+                    for r in 0..rows {
+                        ws.fused[r * d_mlp + at..r * d_mlp + at + d].copy_from_slice(&x[r * d..(r + 1) * d]);
+                    }
+                    at += d;
+                }
+            }
+            Front::LinearSum { norms, projections } => {
+                ws.view_norms.resize_with(views.len(), NormCache::default);
+                ws.view_maxouts.resize_with(views.len(), MaxoutCache::default);
+                for (i, x) in views.iter().enumerate() {
+                    norm_forward(params, &mut self.running, &norms[i], (self.momentum, self.epsilon), x, rows, &mut ws.view_norms[i]);
+                    maxout_forward(params, &projections[i], p, &ws.view_norms[i].out, rows, None, &mut ws.view_maxouts[i]);
+                    if i == 0 {
+                        ws.fused.copy_from_slice(&ws.view_maxouts[0].out);
+                    } else {
+                        ws.fused.iter_mut().zip(&ws.view_maxouts[i].out).for_each(|(s, m)| *s += m);
+                    }
+                }
+            }
+        }
+        let m = self.mlp;
+        let stats = (self.momentum, self.epsilon);
+        norm_forward(params, &mut self.running, &m.norm_in, stats, &ws.fused, rows, &mut ws.norm_in);
+        maxout_forward(params, &m.maxout_1, p, &ws.norm_in.out, rows, Some(&ws.masks[0]), &mut ws.maxout_1);
+        norm_forward(params, &mut self.running, &m.norm_1, stats, &ws.maxout_1.out, rows, &mut ws.norm_1);
+        maxout_forward(params, &m.maxout_2, p, &ws.norm_1.out, rows, Some(&ws.masks[1]), &mut ws.maxout_2);
+        norm_forward(params, &mut self.running, &m.norm_2, stats, &ws.maxout_2.out, rows, &mut ws.norm_2);
+        ws.logits.resize(rows * self.classes, 0.0);
+        linear(params, &m.output, &ws.norm_2.out, rows, &mut ws.logits, false);
+    }
+
+    fn backward(&self, views: &[&[f32]], rows: usize, grad: &mut [f32], ws: &mut MaxoutWorkspace) {
+        let (h, p) = (self.hidden, self.pieces);
+        let params = &self.params;
+        let m = &self.mlp;
+        let widest = m.norm_in.d.max(h).max(self.d_inputs.iter().copied().max().unwrap_or(0));
+        ws.da.resize(rows * widest, 0.0);
+        ws.db.resize(rows * widest, 0.0);
+        // Output layer: dW = y₂ᵀ δ, db = Σ δ, dy₂ = δ Wᵀ.
+        linear_backward(params, grad, &m.output, &ws.norm_2.out, &ws.dlogits, rows, Some(&mut ws.da[..rows * h]));
+        norm_backward(params, grad, &m.norm_2, &ws.norm_2, &ws.da[..rows * h], rows, Some(&mut ws.db[..rows * h]));
+        mask(&mut ws.db[..rows * h], &ws.masks[1]);
+        maxout_backward(params, grad, &m.maxout_2, p, &ws.norm_1.out, &ws.db[..rows * h], rows, &mut ws.maxout_2, Some(&mut ws.da[..rows * h]));
+        norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, Some(&mut ws.db[..rows * h]));
+        mask(&mut ws.db[..rows * h], &ws.masks[0]);
+        let d = m.norm_in.d;
+        maxout_backward(params, grad, &m.maxout_1, p, &ws.norm_in.out, &ws.db[..rows * h], rows, &mut ws.maxout_1, Some(&mut ws.da[..rows * d]));
+        // The fused vector's gradient, where something before the MLP needs it.
+        let needs_input = !matches!(self.front, Front::Concat);
+        norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, needs_input.then(|| &mut ws.db[..rows * d]));
+        let dfused = &ws.db[..rows * d];
+        match &self.front {
+            Front::Concat => {}
+            Front::Gmu { transforms, gate } => {
+                for buf in [&mut ws.dav, &mut ws.dat, &mut ws.daz] {
+                    buf.resize(rows * h, 0.0);
+                }
+                let saved = dfused.iter().zip(&ws.hv).zip(&ws.ht).zip(&ws.z);
+                let grads = ws.daz.iter_mut().zip(&mut ws.dav).zip(&mut ws.dat);
+                for ((((&g, &hv), &ht), &z), ((daz, dav), dat)) in saved.zip(grads) {
+                    *daz = g * (hv - ht) * z * (1.0 - z);
+                    *dav = g * z * (1.0 - hv * hv);
+                    *dat = g * (1.0 - z) * (1.0 - ht * ht);
+                }
+                let (xv, xt) = (views[0], views[1]);
+                linear_backward(params, grad, &transforms[0], xv, &ws.dav, rows, None);
+                linear_backward(params, grad, &transforms[1], xt, &ws.dat, rows, None);
+                // The gate's rows for x_v, then those for x_t; one bias.
+                let d_v = transforms[0].d_in;
+                weight_grad(grad, gate.weight, xv, d_v, &ws.daz, h, rows);
+                weight_grad(grad, gate.weight + d_v * h, xt, gate.d_in - d_v, &ws.daz, h, rows);
+                bias_grad(&mut grad[gate.bias..gate.bias + h], &ws.daz, rows);
+            }
+            Front::LinearSum { norms, projections } => {
+                for (i, (norm, projection)) in norms.iter().zip(projections).enumerate() {
+                    let dn = &mut ws.da[..rows * norm.d];
+                    maxout_backward(params, grad, projection, p, &ws.view_norms[i].out, dfused, rows, &mut ws.view_maxouts[i], Some(dn));
+                    norm_backward(params, grad, norm, &ws.view_norms[i], dn, rows, None);
+                }
+            }
+        }
+    }
+
+    /// Rescales every weight column (one per output unit of a `[d_in, d_out]`
+    /// weight) whose L2 norm exceeds `limit` down to `limit`, in burn's
+    /// arithmetic ([`MaxNorm`](crate::fusion::MaxNorm)). Biases and batch-norm parameters are left alone.
+    pub fn max_norm(&mut self, limit: f32) {
+        let mut weights = vec![];
+        match &self.front {
+            Front::Gmu { transforms, gate } => weights.extend([transforms[0], transforms[1], *gate]),
+            Front::Concat => {}
+            Front::LinearSum { projections, .. } => weights.extend(projections.iter().copied()),
+        }
+        weights.extend([self.mlp.maxout_1, self.mlp.maxout_2, self.mlp.output]);
+        let mut norms = Vec::new();
+        for at in weights {
+            let w = &mut self.params[at.weight..at.weight + at.d_in * at.d_out];
+            norms.clear();
+            norms.resize(at.d_out, 0.0f32);
+            for row in w.chunks_exact(at.d_out) {
+                norms.iter_mut().zip(row).for_each(|(n, x)| *n += x * x);
+            }
+            // burn: scale = limit · 1 / max(‖w‖, limit).
+            norms.iter_mut().for_each(|n| *n = limit * (1.0 / n.sqrt().max(limit)));
+            for row in w.chunks_exact_mut(at.d_out) {
+                row.iter_mut().zip(&norms).for_each(|(x, s)| *x *= s);
+            }
+        }
+    }
+}
+
+/// `out[rows, d_out] (+)= x · W (+ b)`: with `accumulate` the product is
+/// added to `out`, otherwise `out` starts from the bias rows.
+fn linear(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
+    let (d_in, d_out) = (at.d_in, at.d_out);
+    debug_assert!(x.len() >= rows * d_in && out.len() >= rows * d_out);
+    if !accumulate {
+        for row in out[..rows * d_out].chunks_exact_mut(d_out) {
+            row.copy_from_slice(&params[at.bias..at.bias + d_out]);
+        }
+    }
+    // SAFETY: the slices cover their matrices (checked above); `out` is not an input.
+    unsafe {
+        matmul((rows, d_out, d_in), out.as_mut_ptr(), (d_out, 1), true, x.as_ptr(), (d_in, 1), params[at.weight..].as_ptr(), (d_out, 1));
+    }
+}
+
+/// `out += x · W`, without the bias.
+fn linear_no_bias(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32]) {
+    linear(params, at, x, rows, out, true);
+}
+
+/// `grad[at.., d_in × d_out] = xᵀ · δ` for `x` `[rows, d_in]` and `δ` `[rows, d_out]`.
+fn weight_grad(grad: &mut [f32], at: usize, x: &[f32], d_in: usize, delta: &[f32], d_out: usize, rows: usize) {
+    let dst = &mut grad[at..at + d_in * d_out];
+    debug_assert!(x.len() >= rows * d_in && delta.len() >= rows * d_out);
+    // SAFETY: as in `linear`; xᵀ is x read with swapped strides.
+    unsafe {
+        matmul((d_in, d_out, rows), dst.as_mut_ptr(), (d_out, 1), false, x.as_ptr(), (1, d_in), delta.as_ptr(), (d_out, 1));
+    }
+}
+
+/// `grad_b = Σ_rows δ`.
+fn bias_grad(grad_b: &mut [f32], delta: &[f32], rows: usize) {
+    let d = grad_b.len();
+    grad_b.fill(0.0);
+    for row in delta[..rows * d].chunks_exact(d) {
+        grad_b.iter_mut().zip(row).for_each(|(g, x)| *g += x);
+    }
+}
+
+/// A linear map's weight and bias gradients for the output gradient `δ`,
+/// and the input gradient `dx = δ Wᵀ` where asked.
+fn linear_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, x: &[f32], delta: &[f32], rows: usize, dx: Option<&mut [f32]>) {
+    weight_grad(grad, at.weight, x, at.d_in, delta, at.d_out, rows);
+    bias_grad(&mut grad[at.bias..at.bias + at.d_out], delta, rows);
+    if let Some(dx) = dx {
+        let (d_in, d_out) = (at.d_in, at.d_out);
+        debug_assert!(dx.len() >= rows * d_in);
+        // SAFETY: as in `linear`; Wᵀ is W read with swapped strides.
+        unsafe {
+            matmul((rows, d_in, d_out), dx.as_mut_ptr(), (d_in, 1), false, delta.as_ptr(), (d_out, 1), params[at.weight..].as_ptr(), (1, d_out));
+        }
+    }
+}
+
+/// Batch norm in training mode: batch mean and (biased) variance per
+/// feature, `γ x̂ + β` into `cache.out`, and the running statistics moved
+/// towards the batch's by `momentum`, as burn does.
+fn norm_forward(params: &[f32], running: &mut [f32], at: &NormAt, (momentum, epsilon): (f32, f32), x: &[f32], rows: usize, cache: &mut NormCache) {
+    let d = at.d;
+    let x = &x[..rows * d];
+    let mut mean = vec![0.0f32; d];
+    for row in x.chunks_exact(d) {
+        mean.iter_mut().zip(row).for_each(|(m, v)| *m += v);
+    }
+    let n = rows as f32;
+    mean.iter_mut().for_each(|m| *m /= n);
+    let mut var = vec![0.0f32; d];
+    for row in x.chunks_exact(d) {
+        var.iter_mut().zip(row).zip(&mean).for_each(|((s, v), m)| *s += (v - m) * (v - m));
+    }
+    var.iter_mut().for_each(|s| *s /= n);
+    cache.inv_std.resize(d, 0.0);
+    cache.inv_std.iter_mut().zip(&var).for_each(|(i, v)| *i = 1.0 / (v + epsilon).sqrt());
+    cache.xhat.resize(rows * d, 0.0);
+    cache.out.resize(rows * d, 0.0);
+    let (gamma, beta) = (&params[at.gamma..at.gamma + d], &params[at.beta..at.beta + d]);
+    for ((row, xhat), out) in x.chunks_exact(d).zip(cache.xhat.chunks_exact_mut(d)).zip(cache.out.chunks_exact_mut(d)) {
+        for j in 0..d {
+            xhat[j] = (row[j] - mean[j]) * cache.inv_std[j];
+            out[j] = gamma[j] * xhat[j] + beta[j];
+        }
+    }
+    let keep = 1.0 - momentum;
+    for (r, m) in running[at.mean..at.mean + d].iter_mut().zip(&mean) {
+        *r = *r * keep + m * momentum;
+    }
+    for (r, v) in running[at.var..at.var + d].iter_mut().zip(&var) {
+        *r = *r * keep + v * momentum;
+    }
+}
+
+/// Batch norm's backward pass: `dγ = Σ dy x̂`, `dβ = Σ dy`, and where asked
+/// `dx = γ / σ · (dy − dβ / n − x̂ dγ / n)`.
+fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCache, dy: &[f32], rows: usize, dx: Option<&mut [f32]>) {
+    let d = at.d;
+    let (dgamma, rest) = grad[at.gamma..].split_at_mut(d);
+    let dbeta = &mut rest[at.beta - at.gamma - d..][..d];
+    dgamma.fill(0.0);
+    dbeta.fill(0.0);
+    for (g, xhat) in dy[..rows * d].chunks_exact(d).zip(cache.xhat.chunks_exact(d)) {
+        for j in 0..d {
+            dgamma[j] += g[j] * xhat[j];
+            dbeta[j] += g[j];
+        }
+    }
+    if let Some(dx) = dx {
+        let n = rows as f32;
+        let gamma = &params[at.gamma..at.gamma + d];
+        for ((out, g), xhat) in dx[..rows * d].chunks_exact_mut(d).zip(dy.chunks_exact(d)).zip(cache.xhat.chunks_exact(d)) {
+            for j in 0..d {
+                out[j] = gamma[j] * cache.inv_std[j] * (g[j] - dbeta[j] / n - xhat[j] * dgamma[j] / n);
+            }
+        }
+    }
+}
+
+/// A maxout layer: the linear map into `cache.pre`, the maximum over each
+/// unit's `pieces` columns into `cache.out` (times the dropout mask where
+/// there is one) and the winning piece into `cache.arg`.
+fn maxout_forward(params: &[f32], at: &LinearAt, pieces: usize, x: &[f32], rows: usize, mask: Option<&[f32]>, cache: &mut MaxoutCache) {
+    let units = at.d_out / pieces;
+    cache.pre.resize(rows * at.d_out, 0.0);
+    cache.out.resize(rows * units, 0.0);
+    cache.arg.resize(rows * units, 0);
+    linear(params, at, x, rows, &mut cache.pre, false);
+    for (i, (out, arg)) in cache.out.iter_mut().zip(&mut cache.arg).enumerate() {
+        let group = &cache.pre[i * pieces..(i + 1) * pieces];
+        let (mut best, mut k) = (group[0], 0);
+        for (j, &v) in group.iter().enumerate().skip(1) {
+            if v > best {
+                (best, k) = (v, j);
+            }
+        }
+        *out = best * mask.map_or(1.0, |m| m[i]);
+        *arg = k as u8;
+    }
+}
+
+/// A maxout layer's backward pass from the gradient at its maxima (`dout`,
+/// already through the dropout mask): the gradient goes to the winning
+/// piece, then through the linear map.
+#[allow(clippy::too_many_arguments)]
+fn maxout_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, pieces: usize, x: &[f32], dout: &[f32], rows: usize, cache: &mut MaxoutCache, dx: Option<&mut [f32]>) {
+    let dpre = &mut cache.pre[..rows * at.d_out];
+    dpre.fill(0.0);
+    for (i, (&g, &k)) in dout[..rows * at.d_out / pieces].iter().zip(&cache.arg).enumerate() {
+        dpre[i * pieces + k as usize] = g;
+    }
+    linear_backward(params, grad, at, x, dpre, rows, dx);
+}
+
+/// `d ⊙= mask`.
+fn mask(d: &mut [f32], mask: &[f32]) {
+    d.iter_mut().zip(mask).for_each(|(x, m)| *x *= m);
+}
