@@ -29,6 +29,7 @@ use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
 
 use super::dense::matmul;
 use super::kernels::{sigmoid, tanh};
@@ -576,21 +577,44 @@ impl MaxoutNet {
             Front::LinearSum { projections, .. } => weights.extend(projections.iter().copied()),
         }
         weights.extend([self.mlp.maxout_1, self.mlp.maxout_2, self.mlp.output]);
-        let mut norms = Vec::new();
         for at in weights {
             let w = &mut self.params[at.weight..at.weight + at.d_in * at.d_out];
-            norms.clear();
-            norms.resize(at.d_out, 0.0f32);
-            for row in w.chunks_exact(at.d_out) {
-                norms.iter_mut().zip(row).for_each(|(n, x)| *n += x * x);
-            }
-            // burn: scale = limit · 1 / max(‖w‖, limit).
-            norms.iter_mut().for_each(|n| *n = limit * (1.0 / n.sqrt().max(limit)));
-            for row in w.chunks_exact_mut(at.d_out) {
-                row.iter_mut().zip(&norms).for_each(|(x, s)| *x *= s);
+            let scales = column_scales(w, at.d_out, limit);
+            if scales.iter().any(|&s| s != 1.0) {
+                w.par_chunks_mut(at.d_out * ROWS_PER_TASK).for_each(|rows| {
+                    for row in rows.chunks_exact_mut(at.d_out) {
+                        row.iter_mut().zip(&scales).for_each(|(x, s)| *x *= s);
+                    }
+                });
             }
         }
     }
+}
+
+/// Rows of a weight per parallel task of [`MaxoutNet::max_norm`]: fixed, so the
+/// sums come out the same whatever the thread count.
+const ROWS_PER_TASK: usize = 256;
+
+/// burn's max-norm factor of each column of the row-major `[rows, d_out]`
+/// weight `w`: `limit · 1 / max(‖w_j‖, limit)` (1 for a column within the
+/// limit). The squares are summed in blocks of rows in parallel, then the
+/// blocks in order.
+fn column_scales(w: &[f32], d_out: usize, limit: f32) -> Vec<f32> {
+    let partial: Vec<Vec<f32>> = w
+        .par_chunks(d_out * ROWS_PER_TASK)
+        .map(|rows| {
+            let mut norms = vec![0.0f32; d_out];
+            for row in rows.chunks_exact(d_out) {
+                norms.iter_mut().zip(row).for_each(|(n, x)| *n += x * x);
+            }
+            norms
+        })
+        .collect();
+    let mut norms = vec![0.0f32; d_out];
+    for block in &partial {
+        norms.iter_mut().zip(block).for_each(|(n, b)| *n += b);
+    }
+    norms.iter().map(|n| limit * (1.0 / n.sqrt().max(limit))).collect()
 }
 
 /// `out[rows, d_out] (+)= x · W (+ b)`: with `accumulate` the product is
