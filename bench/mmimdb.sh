@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/venv.sh
-rounds=5
+rounds=3
 steps=20
 burn=0
 while [ $# -gt 0 ]; do
@@ -34,9 +34,7 @@ for threads in 1 2; do
       done
     fi
     "$PY" bench/mmimdb_torch.py --threads $threads --steps "$steps" --reps 1 | tee -a "$out"
-    for fusion in gmu concat linear-sum visual text; do
-      "$PY" bench/mmimdb_torch.py --threads $threads --steps "$steps" --reps 1 --model paper --fusion $fusion | tee -a "$out"
-    done
+    "$PY" bench/mmimdb_torch.py --threads $threads --steps "$steps" --reps 1 --model paper --fusion gmu concat linear-sum visual text | tee -a "$out"
   done
 done
 "$PY" - "$out" <<'PY'

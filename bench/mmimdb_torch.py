@@ -110,12 +110,17 @@ def main():
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--reps", type=int, default=5)
     p.add_argument("--model", choices=["gmu", "paper"], default="gmu")
-    p.add_argument("--fusion", choices=["gmu", "concat", "linear-sum", "visual", "text"], default="gmu",
-                   help="with --model paper: which of Table 2's models")
+    p.add_argument("--fusion", choices=["gmu", "concat", "linear-sum", "visual", "text"], default=["gmu"], nargs="+",
+                   help="with --model paper: which of Table 2's models (several: one after the other)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
+    for fusion in (a.fusion if a.model == "paper" else ["gmu"]):
+        bench(a, fusion)
+
+
+def bench(a, fusion):
     torch.manual_seed(0)
-    model = Paper(a.fusion) if a.model == "paper" else Gmu()
+    model = Paper(fusion) if a.model == "paper" else Gmu()
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-8)
     loss_fn = nn.BCEWithLogitsLoss()
@@ -139,11 +144,10 @@ def main():
         rates.append(a.steps * B / (time.perf_counter() - t))
     rates.sort()
     q = lambda f: rates[round((len(rates) - 1) * f)]
-    name = f"{a.fusion}-maxout-mlp-pytorch" if a.model == "paper" else "gmu-pytorch"
+    name = f"{fusion}-maxout-mlp-pytorch" if a.model == "paper" else "gmu-pytorch"
     print(json.dumps({"impl": name, "torch": torch.__version__, "threads": str(a.threads), "batch": B,
                       "samples_per_s": round(q(0.5)), "q1": round(q(0.25)), "q3": round(q(0.75)),
-                      "steps": a.steps, "reps": a.reps}))
-
+                      "steps": a.steps, "reps": a.reps}), flush=True)
 
 if __name__ == "__main__":
     main()
