@@ -24,7 +24,6 @@ use gmu::engine::dense::{DenseGmu, DenseWorkspace};
 use gmu::engine::maxout::{MaxoutNet, MaxoutWorkspace};
 use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, HeadKind, MaxNorm, Task};
 
-const BATCH: usize = 128;
 const D_V: usize = 4096;
 const D_T: usize = 300;
 const HIDDEN: usize = 512;
@@ -52,7 +51,7 @@ fn main() {
     let arg = |name: &str, default: usize| {
         args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
     };
-    let (steps, reps) = (arg("--steps", 30), arg("--reps", 5));
+    let (steps, reps, batch) = (arg("--steps", 30), arg("--reps", 5), arg("--batch", 128));
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let device = Device::default().autodiff();
     device.seed(0);
@@ -60,9 +59,9 @@ fn main() {
     let batches: Vec<(Tensor<2>, Tensor<2>, Tensor<2>)> = (0..8)
         .map(|_| {
             (
-                Tensor::random([BATCH, D_V], Distribution::Normal(0.0, 1.0), &device),
-                Tensor::random([BATCH, D_T], Distribution::Normal(0.0, 1.0), &device),
-                Tensor::random([BATCH, LABELS], Distribution::Bernoulli(0.1), &device),
+                Tensor::random([batch, D_V], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([batch, D_T], Distribution::Normal(0.0, 1.0), &device),
+                Tensor::random([batch, LABELS], Distribution::Bernoulli(0.1), &device),
             )
         })
         .collect();
@@ -85,7 +84,7 @@ fn main() {
             // Wait for the last step's values, so lazy backends are timed in full.
             std::hint::black_box(model.head.bias.as_ref().unwrap().val().into_data());
         };
-        report("gmu-burn", &threads, steps, reps, &mut run);
+        report("gmu-burn", &threads, batch, steps, reps, &mut run);
     }
     if only.as_deref().is_none_or(|o| o == "dense") {
         // The same model on the dense GEMM engine (what `--head linear` trains).
@@ -108,7 +107,7 @@ fn main() {
                 adam.step(&mut model.params, &grad);
             }
         };
-        report("gmu-dense", &threads, steps, reps, &mut run);
+        report("gmu-dense", &threads, batch, steps, reps, &mut run);
     }
     if only.as_deref().is_none_or(|o| o == "fusion") {
         let spec = FusionSpec::new(FusionKind::Gmu, vec![D_V, D_T], HIDDEN, LABELS, Task::Multilabel);
@@ -125,7 +124,7 @@ fn main() {
             }
             std::hint::black_box(model.clone().map(&mut MaxNorm { limit: 10.0 }));
         };
-        report("gmu-maxout-mlp-burn", &threads, steps, reps, &mut run);
+        report("gmu-maxout-mlp-burn", &threads, batch, steps, reps, &mut run);
     }
     for (kind, name, views) in [
         (FusionKind::Gmu, "gmu-maxout-mlp", &[D_V, D_T][..]),
@@ -165,7 +164,7 @@ fn main() {
                 model.max_norm(10.0);
             }
         };
-        report(&key, &threads, steps, reps, &mut run);
+        report(&key, &threads, batch, steps, reps, &mut run);
     }
     if only.as_deref() == Some("fusion-stages") {
         // Where a step of the paper's model goes on burn: forward + loss, backward, Adam, max-norm.
@@ -215,16 +214,22 @@ impl burn::module::ModuleMapper for ReadBack {
     }
 }
 
-fn report(name: &str, threads: &str, steps: usize, reps: usize, run: &mut dyn FnMut(usize)) {
+/// Times `reps` runs of `steps` steps after 3 warm-up steps (on a GPU the
+/// warm-up holds burn's kernel compilation and autotuning; its time is
+/// printed as `warmup_s`) and prints one JSON line.
+fn report(name: &str, threads: &str, batch: usize, steps: usize, reps: usize, run: &mut dyn FnMut(usize)) {
+    let start = Instant::now();
     run(3);
+    let warmup = start.elapsed().as_secs_f64();
     let mut rates = Vec::new();
     for _ in 0..reps {
         let start = Instant::now();
         run(steps);
-        rates.push((steps * BATCH) as f64 / start.elapsed().as_secs_f64());
+        rates.push((steps * batch) as f64 / start.elapsed().as_secs_f64());
     }
     let (q1, median, q3) = quartiles(rates);
+    let device = format!("{:?}", Device::default());
     println!(
-        "{{\"impl\": \"{name}\", \"threads\": \"{threads}\", \"batch\": {BATCH}, \"samples_per_s\": {median:.0}, \"q1\": {q1:.0}, \"q3\": {q3:.0}, \"steps\": {steps}, \"reps\": {reps}}}"
+        "{{\"impl\": \"{name}\", \"threads\": \"{threads}\", \"device\": {device:?}, \"batch\": {batch}, \"samples_per_s\": {median:.0}, \"q1\": {q1:.0}, \"q3\": {q3:.0}, \"steps\": {steps}, \"reps\": {reps}, \"warmup_s\": {warmup:.2}}}"
     );
 }

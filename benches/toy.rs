@@ -72,6 +72,7 @@ fn main() {
     // the kept weights back in the model), seed preset, on each engine `auto` can pick here.
     for engine in [Engine::Native, Engine::Burn] {
         let name = match engine {
+            Engine::Burn if cfg!(feature = "wgpu") => "gmu-burn-wgpu",
             Engine::Burn if cfg!(feature = "ndarray") && !cfg!(feature = "flex") => "gmu-burn-ndarray",
             Engine::Burn => "gmu-burn-flex",
             _ => "gmu-native",

@@ -62,6 +62,7 @@ pub mod budget;
 pub mod comparison;
 pub mod config;
 pub mod data;
+pub mod device;
 pub mod encoders;
 pub mod engine;
 pub mod error;

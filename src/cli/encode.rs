@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         Modality::Image => paths.iter().map(|p| RawInput::Image(p)).collect(),
     };
     let spec = EncoderSpec::new(kind).with_max_tokens(args.max_tokens);
-    let device = burn::tensor::Device::default();
+    let device = super::device();
     super::stage(&format!("loading {kind}"));
     let encoder = Encoder::load(&spec, &device)?;
     super::stage(&format!("encoding {} rows of {} column '{}' with {kind} (batch {})", inputs.len(), csv.display(), args.column, args.batch_size));

@@ -26,7 +26,14 @@ mod train;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Device to run on: the CPU (gmu's own engines where they apply, burn elsewhere) or a GPU
+    /// through wgpu (a build with `--features wgpu`; every model then trains on burn).
+    #[arg(long, global = true, value_enum, default_value_t = gmu::device::DeviceKind::Cpu)]
+    device: gmu::device::DeviceKind,
 }
+
+/// The device `--device` chose, set once at start.
+static DEVICE: std::sync::OnceLock<burn::tensor::Device> = std::sync::OnceLock::new();
 
 #[derive(Subcommand, Debug)]
 enum Command {
@@ -59,6 +66,15 @@ enum Command {
 /// Parses the arguments, runs the subcommand, prints any error on one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.device.device() {
+        Ok(device) => {
+            let _ = DEVICE.set(device);
+        }
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e.into()));
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Synth(args) => synth::run(args),
@@ -270,10 +286,10 @@ pub struct ModelAndData {
     pub data: DataArgs,
 }
 
-/// The device every command runs on: burn's default (the CPU backend this
-/// binary was built with). The library never picks one itself.
+/// The device every command runs on (`--device`; the CPU backend this
+/// binary was built with by default). The library never picks one itself.
 pub fn device() -> burn::tensor::Device {
-    burn::tensor::Device::default()
+    DEVICE.get().cloned().unwrap_or_else(gmu::device::cpu)
 }
 
 /// The flag that sets the library's parameter `name` (`hidden` → `--hidden`).

@@ -85,7 +85,7 @@ pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Resu
     let text = match text_encoder {
         None => View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: names.iter().flat_map(|t| encoder.encode(t)).collect(), image: None, prescaled: true, encoder: None, tokens: None },
         Some(spec) => {
-            let model = crate::encoders::Encoder::load(spec, &burn::tensor::Device::default())?;
+            let model = crate::encoders::Encoder::load(spec, &crate::device::cpu())?;
             let inputs: Vec<crate::encoders::RawInput> = names.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
             // a name no word of which GloVe knows is a missing text view (NaN row)
             let (values, _) = crate::encoders::encode::encode_all(&model, &inputs, crate::encoders::encode::BATCH)?;

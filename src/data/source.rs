@@ -227,7 +227,8 @@ impl DataSource {
             }
             DataSource::MmimdbArchive { root, text, image } => {
                 let archive = super::mmimdb::read_archive(root)?;
-                let device = burn::tensor::Device::default();
+                // Encoded where the encoders are fastest: the CPU (see `crate::device`).
+                let device = crate::device::cpu();
                 let (data, made) = archive.encoded(text, image, &super::mmimdb::feature_cache(root), &device, &mut |_, _, _| {})?;
                 let missing: Vec<String> = made.iter().zip(["plots", "posters"]).filter(|(m, _)| m.missing > 0).map(|(m, w)| format!("{} {w}", m.missing)).collect();
                 let note = (!missing.is_empty()).then(|| format!("{} gave no features: missing views", missing.join(" and ")));
