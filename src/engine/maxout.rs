@@ -529,10 +529,14 @@ impl MaxoutNet {
         norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, Some(&mut ws.db[..rows * h]));
         mask(&mut ws.db[..rows * h], &ws.masks[0]);
         let d = m.norm_in.d;
+        if matches!(self.front, Front::Concat) {
+            // The input is data: nothing before the MLP needs its gradient.
+            norm_maxout_backward(params, grad, &m.norm_in, &ws.norm_in, &m.maxout_1, p, &ws.db[..rows * h], rows, &mut ws.maxout_1);
+            return;
+        }
         maxout_backward(params, grad, &m.maxout_1, p, &ws.norm_in.out, &ws.db[..rows * h], rows, &mut ws.maxout_1, Some(&mut ws.da[..rows * d]));
-        // The fused vector's gradient, where something before the MLP needs it.
-        let needs_input = !matches!(self.front, Front::Concat);
-        norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, needs_input.then(|| &mut ws.db[..rows * d]));
+        // The fused vector's gradient, which the GMU or the linear sum needs.
+        norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, Some(&mut ws.db[..rows * d]));
         let dfused = &ws.db[..rows * d];
         match &self.front {
             Front::Concat => {}
@@ -558,9 +562,7 @@ impl MaxoutNet {
             }
             Front::LinearSum { norms, projections } => {
                 for (i, (norm, projection)) in norms.iter().zip(projections).enumerate() {
-                    let dn = &mut ws.da[..rows * norm.d];
-                    maxout_backward(params, grad, projection, p, &ws.view_norms[i].out, dfused, rows, &mut ws.view_maxouts[i], Some(dn));
-                    norm_backward(params, grad, norm, &ws.view_norms[i], dn, rows, None);
+                    norm_maxout_backward(params, grad, norm, &ws.view_norms[i], projection, p, dfused, rows, &mut ws.view_maxouts[i]);
                 }
             }
         }
@@ -767,6 +769,44 @@ fn maxout_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, pieces: usiz
         dpre[i * pieces + k as usize] = g;
     }
     linear_backward(params, grad, at, x, dpre, rows, dx);
+}
+
+/// The backward pass of `maxout(BN(x))` when `x` is data (no gradient
+/// wanted for it): the batch norm's `dγ`, `dβ` and the maxout's `dW`, `db`
+/// without forming `dy = δ Wᵀ`, the `[rows, d_in]` gradient at the batch
+/// norm's output, which would cost a third matrix product as large as the
+/// forward one. With `G = x̂ᵀ δ` (`δ` at the maxout's pre-activations):
+/// `dW = γ G + β dbᵀ` row by row, `dγ_j = Σ_c W_jc G_jc` and `dβ = W db`,
+/// since `dy_rj = Σ_c δ_rc W_jc`.
+#[allow(clippy::too_many_arguments)]
+fn norm_maxout_backward(params: &[f32], grad: &mut [f32], norm: &NormAt, cache: &NormCache, at: &LinearAt, pieces: usize, dout: &[f32], rows: usize, maxout: &mut MaxoutCache) {
+    let (d_in, d_out) = (at.d_in, at.d_out);
+    let dpre = &mut maxout.pre[..rows * d_out];
+    dpre.fill(0.0);
+    for (i, (&g, &k)) in dout[..rows * d_out / pieces].iter().zip(&maxout.arg).enumerate() {
+        dpre[i * pieces + k as usize] = g;
+    }
+    bias_grad(&mut grad[at.bias..at.bias + d_out], dpre, rows);
+    weight_grad(grad, at.weight, &cache.xhat, d_in, dpre, d_out, rows);
+    let db = grad[at.bias..at.bias + d_out].to_vec();
+    let (gamma, beta) = (&params[norm.gamma..norm.gamma + d_in], &params[norm.beta..norm.beta + d_in]);
+    let w = &params[at.weight..at.weight + d_in * d_out];
+    let (mut dgamma, mut dbeta) = (vec![0.0f32; d_in], vec![0.0f32; d_in]);
+    let g = &mut grad[at.weight..at.weight + d_in * d_out];
+    for (j, (g_row, w_row)) in g.chunks_exact_mut(d_out).zip(w.chunks_exact(d_out)).enumerate() {
+        dgamma[j] = lane_dot(w_row, g_row);
+        dbeta[j] = lane_dot(w_row, &db);
+        let (gj, bj) = (gamma[j], beta[j]);
+        g_row.iter_mut().zip(&db).for_each(|(x, b)| *x = gj * *x + bj * b);
+    }
+    grad[norm.gamma..norm.gamma + d_in].copy_from_slice(&dgamma);
+    grad[norm.beta..norm.beta + d_in].copy_from_slice(&dbeta);
+}
+
+/// `Σ a_i b_i` in eight lanes (vectorises without reassociation flags).
+fn lane_dot(a: &[f32], b: &[f32]) -> f32 {
+    let b = &b[..a.len()];
+    super::kernels::lane_sum(a.len(), |i| a[i] * b[i])
 }
 
 /// `d ⊙= mask`.
