@@ -444,6 +444,31 @@ mod maxout {
         }
     }
 
+    /// Missing views (a quarter of the rows lack view 1) and modality dropout:
+    /// the engine follows burn's missing-view rule (a missing input is zero; a
+    /// GMU gives the other view's gate all the weight) along burn's trajectory.
+    #[test]
+    fn missing_views_and_modality_dropout_follow_burn() {
+        for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum] {
+            let mut data = planted(200, true, 8);
+            for r in (0..200).filter(|r| r % 4 == 1) {
+                data.views[1].values[r * 4..(r + 1) * 4].fill(f32::NAN);
+            }
+            let split = data.split(0.2, 0.2, 0).unwrap();
+            let mut config = crate::fit::tests::epochs(quick(kind), 3);
+            (config.model.dropout, config.modality_dropout) = (0.0, 0.3);
+            let auto = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
+            assert_eq!(auto.members[0].engine, Engine::Maxout, "{kind}");
+            for (x, y) in auto.members[0].history.iter().zip(&burn.members[0].history) {
+                assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{kind}: {x:?} vs {y:?}");
+            }
+            let (pa, pb) = (auto.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
+            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 1e-3, "{kind}: probabilities differ by {worst}");
+        }
+    }
+
     /// The same seed gives the same weights; dropout is on (the engine's own masks).
     #[test]
     fn training_with_dropout_is_reproducible() {

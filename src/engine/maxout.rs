@@ -207,6 +207,8 @@ pub struct MaxoutWorkspace {
     norm_2: NormCache,
     /// The dropout masks after each maxout of the MLP: `0` or `1 / (1 − p)`, `[rows, H]`.
     pub(crate) masks: [Vec<f32>; 2],
+    /// Which views each row has, `[rows, K]` of 0/1 (`None`: all of them); see [`MaxoutWorkspace::set_present`].
+    present: Option<Vec<f32>>,
     logits: Vec<f32>,
     dlogits: Vec<f32>,
     terms: Vec<f32>,
@@ -217,6 +219,17 @@ pub struct MaxoutWorkspace {
     dav: Vec<f32>,
     dat: Vec<f32>,
     daz: Vec<f32>,
+}
+
+impl MaxoutWorkspace {
+    /// Sets which views each row of the next batch has (`[rows, K]`, 1
+    /// present, 0 missing; `None`: every view), with burn's rule for a missing
+    /// view ([`FusionNet::forward_present`]): its input is zero (the caller
+    /// passes it so), and a GMU gives the present view's gate all the weight,
+    /// so `h = h_v` or `h = h_t` on that row.
+    pub fn set_present(&mut self, present: Option<Vec<f32>>) {
+        self.present = present;
+    }
 }
 
 /// Reads every float tensor of a module, in visiting order.
@@ -479,6 +492,12 @@ impl MaxoutNet {
                     *z = sigmoid(*z);
                     *out = *ht + *z * (*hv - *ht);
                 }
+                // A row with one view: that view's h alone.
+                for (r, kept) in one_view_rows(ws.present.as_deref(), rows) {
+                    let row = r * h..(r + 1) * h;
+                    let h_kept = if kept == 0 { &ws.hv[row.clone()] } else { &ws.ht[row.clone()] };
+                    ws.fused[row].copy_from_slice(h_kept);
+                }
             }
             Front::Concat => {
                 let mut at = 0;
@@ -551,6 +570,15 @@ impl MaxoutNet {
                     *dav = g * z * (1.0 - hv * hv);
                     *dat = g * (1.0 - z) * (1.0 - ht * ht);
                 }
+                for (r, kept) in one_view_rows(ws.present.as_deref(), rows) {
+                    let row = r * h..(r + 1) * h;
+                    ws.daz[row.clone()].fill(0.0);
+                    let (d_kept, d_gone, h_kept) = if kept == 0 { (&mut ws.dav, &mut ws.dat, &ws.hv) } else { (&mut ws.dat, &mut ws.dav, &ws.ht) };
+                    d_gone[row.clone()].fill(0.0);
+                    for ((d, g), hk) in d_kept[row.clone()].iter_mut().zip(&dfused[row.clone()]).zip(&h_kept[row]) {
+                        *d = g * (1.0 - hk * hk);
+                    }
+                }
                 let (xv, xt) = (views[0], views[1]);
                 linear_backward(params, grad, &transforms[0], xv, &ws.dav, rows, None);
                 linear_backward(params, grad, &transforms[1], xt, &ws.dat, rows, None);
@@ -617,6 +645,19 @@ fn column_scales(w: &[f32], d_out: usize, limit: f32) -> Vec<f32> {
         norms.iter_mut().zip(block).for_each(|(n, b)| *n += b);
     }
     norms.iter().map(|n| limit * (1.0 / n.sqrt().max(limit))).collect()
+}
+
+/// The rows of a two-view batch that have one view only, with the index (0
+/// or 1) of the view they keep; none when `present` is `None`.
+fn one_view_rows(present: Option<&[f32]>, rows: usize) -> Vec<(usize, usize)> {
+    let Some(p) = present else { return vec![] };
+    (0..rows)
+        .filter_map(|r| match (p[2 * r] > 0.0, p[2 * r + 1] > 0.0) {
+            (true, false) => Some((r, 0)),
+            (false, true) => Some((r, 1)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `out[rows, d_out] (+)= x · W (+ b)`: with `accumulate` the product is

@@ -13,7 +13,8 @@
 //!
 //! [`Engine::pick`] makes the choice for [`fit`](crate::fit::fit) from what
 //! the model, the data and the device need: the hand-written engines run on
-//! the CPU, with every view present and no modality dropout; an explicit
+//! the CPU; `native` and `dense` want every view present and no modality
+//! dropout, `maxout` has burn's missing-view rule; an explicit
 //! engine (`--engine`) overrides, and one that cannot train the model is an
 //! error naming why.
 //!
@@ -88,8 +89,8 @@ pub fn is_cpu(device: &Device) -> bool {
 
 impl Engine {
     /// The engine that trains `spec` under `config` on `device`. `missing`
-    /// says whether some training rows lack a view (the hand-written engines
-    /// have no missing-view rule). [`Engine::Auto`] gives the native engine
+    /// says whether some training rows lack a view (the native and dense
+    /// engines have no missing-view rule; the maxout engine has burn's). [`Engine::Auto`] gives the native engine
     /// for a small synthetic-experiment model, the dense engine for a plain GMU
     /// classifier, the maxout engine for the paper's GMU, concatenation and
     /// linear-sum models, and burn for everything else; an explicit engine is
@@ -115,7 +116,9 @@ impl Engine {
             Ok(synthetic.n_params())
         });
         let task_loss = if spec.task == Task::Multilabel { LossKind::SigmoidBce } else { LossKind::SoftmaxCe };
-        let maxout = common.clone().and_then(|()| {
+        // The maxout engine has burn's missing-view rule; it needs only the CPU.
+        let on_cpu = if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
+        let maxout = on_cpu.and_then(|()| {
             let front = match spec.kind {
                 FusionKind::Gmu => spec.d_inputs.len() == 2,
                 FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
@@ -186,7 +189,10 @@ mod tests {
         for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum, FusionKind::AvgProbs] {
             let paper = TrainingConfig::paper(kind);
             assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, false, &device).unwrap(), Engine::Maxout);
-            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(), Engine::Burn);
+            // Missing views and modality dropout too: the engine has burn's missing-view rule.
+            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(), Engine::Maxout);
+            let dropping = TrainingConfig { modality_dropout: 0.3, ..paper.clone() };
+            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &dropping, false, &device).unwrap(), Engine::Maxout);
         }
         let moe = TrainingConfig::paper(FusionKind::Moe);
         assert_eq!(Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap(), Engine::Burn);

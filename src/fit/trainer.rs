@@ -169,7 +169,21 @@ impl Trainer {
                 value
             }
             Trainer::Maxout { net, adam, grad, ws, .. } => {
-                let (views, y) = problem.views_batch(&problem.rows(positions));
+                let (mut views, y) = problem.views_batch(&problem.rows(positions));
+                // burn's rule for a missing view: its input is zero (gather zeroes missing rows
+                // already; modality dropout's are zeroed here) and, in a GMU, the other view's gate is 1.
+                if let Some(p) = &present {
+                    let k = views.len();
+                    for (i, view) in views.iter_mut().enumerate() {
+                        let d = view.len() / positions.len();
+                        for (r, row) in view.chunks_exact_mut(d).enumerate() {
+                            if p[r * k + i] == 0.0 {
+                                row.fill(0.0);
+                            }
+                        }
+                    }
+                }
+                ws.set_present(present);
                 let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
                 let value = net.loss_and_grad(&views, &y, grad, ws);
                 if value.is_finite() {
