@@ -252,12 +252,8 @@ impl DenseGmu {
         let (h, h2, c) = (self.hidden, 2 * self.hidden, self.classes);
         let [_, o_wt, o_bv, _, _, o_wo, o_bo, end] = self.offsets();
         // dL/dlogits by the engines' one flat loss.
-        let kind = match self.task {
-            Task::Multilabel => LossKind::SigmoidBce,
-            Task::Multiclass => LossKind::SoftmaxCe,
-        };
         ws.dlogits.resize(rows * c, 0.0);
-        let loss = loss_and_delta(kind, &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
+        let loss = loss_and_delta(LossKind::for_task(self.task), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
         let p = &self.params;
         let (grad_wv_wt, rest) = grad.split_at_mut(o_bv);
         let (grad_wv, grad_wt) = grad_wv_wt.split_at_mut(o_wt);

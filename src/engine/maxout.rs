@@ -412,14 +412,6 @@ impl MaxoutNet {
         self.params.is_empty()
     }
 
-    /// The loss of the task (BCE for multilabel, cross-entropy otherwise).
-    fn loss_kind(&self) -> LossKind {
-        match self.task {
-            Task::Multilabel => LossKind::SigmoidBce,
-            Task::Multiclass => LossKind::SoftmaxCe,
-        }
-    }
-
     /// Draws the dropout masks of a batch of `rows` into `ws`.
     pub fn draw_masks(&mut self, rows: usize, ws: &mut MaxoutWorkspace) {
         let p = self.dropout;
@@ -463,7 +455,7 @@ impl MaxoutNet {
         self.forward(views, rows, ws);
         let c = self.classes;
         ws.dlogits.resize(rows * c, 0.0);
-        let loss = loss_and_delta(self.loss_kind(), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
+        let loss = loss_and_delta(LossKind::for_task(self.task), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
         self.backward(views, rows, grad, ws);
         loss
     }

@@ -43,7 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::TrainingConfig;
 use crate::error::{GmuError, Result};
-use crate::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind, Task};
+use crate::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind};
 use crate::model::ModelSpec;
 
 /// Which engine trains a model (`--engine`).
@@ -96,16 +96,17 @@ impl Engine {
     /// linear-sum models, and burn for everything else; an explicit engine is
     /// returned as it is, or refused with the reason it cannot train the model.
     pub fn pick(self, spec: &FusionSpec, config: &TrainingConfig, missing: bool, device: &Device) -> Result<Engine> {
-        let common = if !is_cpu(device) {
-            Err(format!("it runs on the CPU, and the device is {device:?}"))
-        } else if missing {
+        let on_cpu = if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
+        // The native and dense engines want every view; the maxout engine has burn's missing-view rule.
+        let common = on_cpu.clone().and_then(|()| if missing {
             Err("it has no missing-view rule, and some training rows lack a view".to_string())
         } else if config.modality_dropout > 0.0 {
             Err("it has no missing-view rule, and modality dropout is on".to_string())
         } else {
             Ok(())
-        };
-        let features = spec.d_inputs.len() == 2 && spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
+        });
+        let identity = spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
+        let features = spec.d_inputs.len() == 2 && identity;
         let native = common.clone().and_then(|()| {
             let synthetic = ModelSpec::from_fusion(spec).ok_or_else(|| {
                 "it trains GMU → linear, concat → tanh → linear and logistic regression on two feature views, one class per sample".to_string()
@@ -115,16 +116,13 @@ impl Engine {
             }
             Ok(synthetic.n_params())
         });
-        let task_loss = if spec.task == Task::Multilabel { LossKind::SigmoidBce } else { LossKind::SoftmaxCe };
-        // The maxout engine has burn's missing-view rule; it needs only the CPU.
-        let on_cpu = if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
+        let task_loss = LossKind::for_task(spec.task);
         let maxout = on_cpu.and_then(|()| {
             let front = match spec.kind {
                 FusionKind::Gmu => spec.d_inputs.len() == 2,
                 FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
                 FusionKind::Moe => false,
             };
-            let identity = spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
             if !(front && spec.head == HeadKind::Maxout && identity) {
                 Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views".to_string())
             } else if config.loss.is_some_and(|l| l != task_loss) {
@@ -165,6 +163,7 @@ impl Engine {
 mod tests {
     use super::*;
     use crate::config::{ModelOptions, Preset};
+    use crate::fusion::Task;
     use crate::model::ModelKind;
 
     fn spec(options: &ModelOptions, widths: [usize; 2], task: Task) -> FusionSpec {
