@@ -209,6 +209,8 @@ pub struct MaxoutWorkspace {
     pub(crate) masks: [Vec<f32>; 2],
     /// Which views each row has, `[rows, K]` of 0/1 (`None`: all of them); see [`MaxoutWorkspace::set_present`].
     present: Option<Vec<f32>>,
+    /// GMU: the rows with one view and which view (0 or 1) they keep, found by the forward pass.
+    one_view: Vec<(usize, usize)>,
     logits: Vec<f32>,
     dlogits: Vec<f32>,
     terms: Vec<f32>,
@@ -477,7 +479,7 @@ impl MaxoutNet {
                 let rows_v = LinearAt { d_in: d_v, ..*gate };
                 let rows_t = LinearAt { weight: gate.weight + d_v * h, d_in: gate.d_in - d_v, ..*gate };
                 linear(params, &rows_v, xv, rows, &mut ws.z, false);
-                linear_no_bias(params, &rows_t, xt, rows, &mut ws.z);
+                linear(params, &rows_t, xt, rows, &mut ws.z, true);
                 for (((hv, ht), z), out) in ws.hv.iter_mut().zip(&mut ws.ht).zip(&mut ws.z).zip(&mut ws.fused) {
                     *hv = tanh(*hv);
                     *ht = tanh(*ht);
@@ -485,7 +487,8 @@ impl MaxoutNet {
                     *out = *ht + *z * (*hv - *ht);
                 }
                 // A row with one view: that view's h alone.
-                for (r, kept) in one_view_rows(ws.present.as_deref(), rows) {
+                ws.one_view = one_view_rows(ws.present.as_deref(), rows);
+                for &(r, kept) in &ws.one_view {
                     let row = r * h..(r + 1) * h;
                     let h_kept = if kept == 0 { &ws.hv[row.clone()] } else { &ws.ht[row.clone()] };
                     ws.fused[row].copy_from_slice(h_kept);
@@ -534,10 +537,10 @@ impl MaxoutNet {
         ws.db.resize(rows * widest, 0.0);
         // Output layer: dW = y₂ᵀ δ, db = Σ δ, dy₂ = δ Wᵀ.
         linear_backward(params, grad, &m.output, &ws.norm_2.out, &ws.dlogits, rows, Some(&mut ws.da[..rows * h]));
-        norm_backward(params, grad, &m.norm_2, &ws.norm_2, &ws.da[..rows * h], rows, Some(&mut ws.db[..rows * h]));
+        norm_backward(params, grad, &m.norm_2, &ws.norm_2, &ws.da[..rows * h], rows, &mut ws.db[..rows * h]);
         mask(&mut ws.db[..rows * h], &ws.masks[1]);
         maxout_backward(params, grad, &m.maxout_2, p, &ws.norm_1.out, &ws.db[..rows * h], rows, &mut ws.maxout_2, Some(&mut ws.da[..rows * h]));
-        norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, Some(&mut ws.db[..rows * h]));
+        norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, &mut ws.db[..rows * h]);
         mask(&mut ws.db[..rows * h], &ws.masks[0]);
         let d = m.norm_in.d;
         if matches!(self.front, Front::Concat) {
@@ -547,7 +550,7 @@ impl MaxoutNet {
         }
         maxout_backward(params, grad, &m.maxout_1, p, &ws.norm_in.out, &ws.db[..rows * h], rows, &mut ws.maxout_1, Some(&mut ws.da[..rows * d]));
         // The fused vector's gradient, which the GMU or the linear sum needs.
-        norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, Some(&mut ws.db[..rows * d]));
+        norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, &mut ws.db[..rows * d]);
         let dfused = &ws.db[..rows * d];
         match &self.front {
             Front::Concat => {}
@@ -562,7 +565,7 @@ impl MaxoutNet {
                     *dav = g * z * (1.0 - hv * hv);
                     *dat = g * (1.0 - z) * (1.0 - ht * ht);
                 }
-                for (r, kept) in one_view_rows(ws.present.as_deref(), rows) {
+                for &(r, kept) in &ws.one_view {
                     let row = r * h..(r + 1) * h;
                     ws.daz[row.clone()].fill(0.0);
                     let (d_kept, d_gone, h_kept) = if kept == 0 { (&mut ws.dav, &mut ws.dat, &ws.hv) } else { (&mut ws.dat, &mut ws.dav, &ws.ht) };
@@ -652,8 +655,8 @@ fn one_view_rows(present: Option<&[f32]>, rows: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// `out[rows, d_out] (+)= x · W (+ b)`: with `accumulate` the product is
-/// added to `out`, otherwise `out` starts from the bias rows.
+/// `out[rows, d_out] = x · W + b`, or with `accumulate` `out += x · W`
+/// (the product only: the bias was added by the first call).
 fn linear(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
     let (d_in, d_out) = (at.d_in, at.d_out);
     debug_assert!(x.len() >= rows * d_in && out.len() >= rows * d_out);
@@ -666,11 +669,6 @@ fn linear(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32]
     unsafe {
         matmul((rows, d_out, d_in), out.as_mut_ptr(), (d_out, 1), true, x.as_ptr(), (d_in, 1), params[at.weight..].as_ptr(), (d_out, 1));
     }
-}
-
-/// `out += x · W`, without the bias.
-fn linear_no_bias(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32]) {
-    linear(params, at, x, rows, out, true);
 }
 
 /// `grad[at.., d_in × d_out] = xᵀ · δ` for `x` `[rows, d_in]` and `δ` `[rows, d_out]`.
@@ -744,9 +742,10 @@ fn norm_forward(params: &[f32], running: &mut [f32], at: &NormAt, (momentum, eps
     }
 }
 
-/// Batch norm's backward pass: `dγ = Σ dy x̂`, `dβ = Σ dy`, and where asked
-/// `dx = γ / σ · (dy − dβ / n − x̂ dγ / n)`.
-fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCache, dy: &[f32], rows: usize, dx: Option<&mut [f32]>) {
+/// Batch norm's backward pass: `dγ = Σ dy x̂`, `dβ = Σ dy` and
+/// `dx = γ / σ · (dy − dβ / n − x̂ dγ / n)` (a batch norm on data goes
+/// through [`norm_maxout_backward`] instead).
+fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCache, dy: &[f32], rows: usize, dx: &mut [f32]) {
     let d = at.d;
     let (dgamma, rest) = grad[at.gamma..].split_at_mut(d);
     let dbeta = &mut rest[at.beta - at.gamma - d..][..d];
@@ -758,13 +757,11 @@ fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCach
             dbeta[j] += g[j];
         }
     }
-    if let Some(dx) = dx {
-        let n = rows as f32;
-        let gamma = &params[at.gamma..at.gamma + d];
-        for ((out, g), xhat) in dx[..rows * d].chunks_exact_mut(d).zip(dy.chunks_exact(d)).zip(cache.xhat.chunks_exact(d)) {
-            for j in 0..d {
-                out[j] = gamma[j] * cache.inv_std[j] * (g[j] - dbeta[j] / n - xhat[j] * dgamma[j] / n);
-            }
+    let n = rows as f32;
+    let gamma = &params[at.gamma..at.gamma + d];
+    for ((out, g), xhat) in dx[..rows * d].chunks_exact_mut(d).zip(dy.chunks_exact(d)).zip(cache.xhat.chunks_exact(d)) {
+        for j in 0..d {
+            out[j] = gamma[j] * cache.inv_std[j] * (g[j] - dbeta[j] / n - xhat[j] * dgamma[j] / n);
         }
     }
 }
@@ -796,12 +793,19 @@ fn maxout_forward(params: &[f32], at: &LinearAt, pieces: usize, x: &[f32], rows:
 /// piece, then through the linear map.
 #[allow(clippy::too_many_arguments)]
 fn maxout_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, pieces: usize, x: &[f32], dout: &[f32], rows: usize, cache: &mut MaxoutCache, dx: Option<&mut [f32]>) {
-    let dpre = &mut cache.pre[..rows * at.d_out];
+    let dpre = to_winners(cache, dout, rows, at.d_out, pieces);
+    linear_backward(params, grad, at, x, dpre, rows, dx);
+}
+
+/// The gradient at a maxout's pre-activations, `[rows, d_out]`, written over
+/// `cache.pre`: each unit's `dout` on its winning piece, zero on the others.
+fn to_winners<'a>(cache: &'a mut MaxoutCache, dout: &[f32], rows: usize, d_out: usize, pieces: usize) -> &'a [f32] {
+    let dpre = &mut cache.pre[..rows * d_out];
     dpre.fill(0.0);
-    for (i, (&g, &k)) in dout[..rows * at.d_out / pieces].iter().zip(&cache.arg).enumerate() {
+    for (i, (&g, &k)) in dout[..rows * d_out / pieces].iter().zip(&cache.arg).enumerate() {
         dpre[i * pieces + k as usize] = g;
     }
-    linear_backward(params, grad, at, x, dpre, rows, dx);
+    dpre
 }
 
 /// The backward pass of `maxout(BN(x))` when `x` is data (no gradient
@@ -814,11 +818,7 @@ fn maxout_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, pieces: usiz
 #[allow(clippy::too_many_arguments)]
 fn norm_maxout_backward(params: &[f32], grad: &mut [f32], norm: &NormAt, cache: &NormCache, at: &LinearAt, pieces: usize, dout: &[f32], rows: usize, maxout: &mut MaxoutCache) {
     let (d_in, d_out) = (at.d_in, at.d_out);
-    let dpre = &mut maxout.pre[..rows * d_out];
-    dpre.fill(0.0);
-    for (i, (&g, &k)) in dout[..rows * d_out / pieces].iter().zip(&maxout.arg).enumerate() {
-        dpre[i * pieces + k as usize] = g;
-    }
+    let dpre = to_winners(maxout, dout, rows, d_out, pieces);
     bias_grad(&mut grad[at.bias..at.bias + d_out], dpre, rows);
     weight_grad(grad, at.weight, &cache.xhat, d_in, dpre, d_out, rows);
     let db = grad[at.bias..at.bias + d_out].to_vec();
