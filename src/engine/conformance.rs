@@ -35,6 +35,24 @@ fn split_inputs(x: &[f32], d_v: usize, d_t: usize, device: &Device) -> (Tensor<2
     (Tensor::from_data(TensorData::new(xv, [n, d_v]), device), Tensor::from_data(TensorData::new(xt, [n, d_t]), device))
 }
 
+/// `fit` under `config`, then again on burn: every member's training loss
+/// the same epoch by epoch (within 1e-4) and the test probabilities of the
+/// kept models within 1e-3. Returns the first run's engines, one per member.
+fn fits_like_burn(data: &crate::data::MultiviewData, split: &crate::data::Split, config: &TrainingConfig, what: &str) -> Vec<Engine> {
+    let ours = fit(data, &[0, 1], split, config, &dev()).unwrap();
+    let burn = fit(data, &[0, 1], split, &TrainingConfig { engine: Engine::Burn, ..config.clone() }, &dev()).unwrap();
+    assert!(burn.members.iter().all(|m| m.engine == Engine::Burn), "{what}");
+    for (a, b) in ours.members.iter().zip(&burn.members) {
+        for (x, y) in a.history.iter().zip(&b.history) {
+            assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{what}: {x:?} vs {y:?}");
+        }
+    }
+    let (pa, pb) = (ours.predict(data, &split.test, &dev()), burn.predict(data, &split.test, &dev()));
+    let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(worst < 1e-3, "{what}: probabilities differ by {worst}");
+    ours.members.iter().map(|m| m.engine).collect()
+}
+
 /// The loss and its gradient by burn's autodiff (the loss in burn ops,
 /// [`logits_loss`]), flattened in the order of [`ModelSpec::params`].
 fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, kind: LossKind, device: &Device) -> (f32, Vec<f32>) {
@@ -184,15 +202,7 @@ fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, 
             let split = data.split(0.2, 0.2, 0).unwrap();
             let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
             (config.model.head, config.engine) = (HeadKind::Linear, Engine::Dense);
-            let dense = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
-            assert_eq!((dense.members[0].engine, burn.members[0].engine), (Engine::Dense, Engine::Burn));
-            for (a, b) in dense.members[0].history.iter().zip(&burn.members[0].history) {
-                assert!((a.train_loss - b.train_loss).abs() < 1e-4, "multilabel={multilabel}: {a:?} vs {b:?}");
-            }
-            let (pa, pb) = (dense.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
-            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-3, "multilabel={multilabel}: probabilities differ by {worst}");
+            assert_eq!(fits_like_burn(&data, &split, &config, &format!("multilabel={multilabel}")), [Engine::Dense]);
         }
     }
 
@@ -204,15 +214,7 @@ fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, 
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
         (config.model.head, config.model.max_norm, config.engine) = (HeadKind::Linear, None, Engine::Native);
-        let native = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
-        assert_eq!(native.members[0].engine, Engine::Native);
-        for (a, b) in native.members[0].history.iter().zip(&burn.members[0].history) {
-            assert!((a.train_loss - b.train_loss).abs() < 1e-4, "{a:?} vs {b:?}");
-        }
-        let (pa, pb) = (native.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
-        let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst < 1e-3, "probabilities differ by {worst}");
+        assert_eq!(fits_like_burn(&data, &split, &config, "native"), [Engine::Native]);
     }
 
 /// The maxout engine: the paper's GMU, concatenation and linear sum with the
@@ -225,7 +227,7 @@ mod maxout {
     use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
     use crate::fit::fit;
     use crate::fit::tests::{dev, planted, quick};
-    use crate::config::TrainingConfig;
+    use super::fits_like_burn;
     use crate::engine::Engine;
     use crate::fusion::blocks::MaxoutMlp;
     use crate::fusion::network::FusionHead;
@@ -430,17 +432,8 @@ mod maxout {
             let split = data.split(0.2, 0.2, 0).unwrap();
             let mut config = crate::fit::tests::epochs(quick(kind), 3);
             config.model.dropout = 0.0;
-            let auto = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
-            assert!(auto.members.iter().all(|m| m.engine == Engine::Maxout), "{kind}: auto picks the maxout engine");
-            for (a, b) in auto.members.iter().zip(&burn.members) {
-                for (x, y) in a.history.iter().zip(&b.history) {
-                    assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{kind}: {x:?} vs {y:?}");
-                }
-            }
-            let (pa, pb) = (auto.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
-            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-3, "{kind}: probabilities differ by {worst}");
+            let engines = fits_like_burn(&data, &split, &config, &kind.to_string());
+            assert!(engines.iter().all(|&e| e == Engine::Maxout), "{kind}: auto picks the maxout engine");
         }
     }
 
@@ -457,15 +450,7 @@ mod maxout {
             let split = data.split(0.2, 0.2, 0).unwrap();
             let mut config = crate::fit::tests::epochs(quick(kind), 3);
             (config.model.dropout, config.modality_dropout) = (0.0, 0.3);
-            let auto = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-            let burn = fit(&data, &[0, 1], &split, &TrainingConfig { engine: Engine::Burn, ..config }, &dev()).unwrap();
-            assert_eq!(auto.members[0].engine, Engine::Maxout, "{kind}");
-            for (x, y) in auto.members[0].history.iter().zip(&burn.members[0].history) {
-                assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{kind}: {x:?} vs {y:?}");
-            }
-            let (pa, pb) = (auto.predict(&data, &split.test, &dev()), burn.predict(&data, &split.test, &dev()));
-            let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-            assert!(worst < 1e-3, "{kind}: probabilities differ by {worst}");
+            assert_eq!(fits_like_burn(&data, &split, &config, &kind.to_string()), [Engine::Maxout], "{kind}");
         }
     }
 
