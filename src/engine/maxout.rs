@@ -224,12 +224,24 @@ pub struct MaxoutWorkspace {
 }
 
 impl MaxoutWorkspace {
-    /// Sets which views each row of the next batch has (`[rows, K]`, 1
-    /// present, 0 missing; `None`: every view), with burn's rule for a missing
-    /// view ([`FusionNet::forward_present`]): its input is zero (the caller
-    /// passes it so), and a GMU gives the present view's gate all the weight,
-    /// so `h = h_v` or `h = h_t` on that row.
-    pub fn set_present(&mut self, present: Option<Vec<f32>>) {
+    /// Sets which views each row of the next batch `views` has (`[rows, K]`,
+    /// 1 present, 0 missing; `None`: every view), with burn's rule for a
+    /// missing view ([`FusionNet::forward_present`]): its input is zero (its
+    /// rows of `views` are zeroed here), and a GMU gives the present view's
+    /// gate all the weight, so `h = h_v` or `h = h_t` on that row.
+    pub fn set_present(&mut self, present: Option<Vec<f32>>, views: &mut [Vec<f32>]) {
+        if let Some(p) = &present {
+            let k = views.len();
+            let rows = p.len() / k;
+            for (i, view) in views.iter_mut().enumerate() {
+                let d = view.len() / rows;
+                for (r, row) in view.chunks_exact_mut(d).enumerate() {
+                    if p[r * k + i] == 0.0 {
+                        row.fill(0.0);
+                    }
+                }
+            }
+        }
         self.present = present;
     }
 }

@@ -47,13 +47,12 @@ impl Problem<'_> {
 
     /// The dense engine's batch of `rows`: both views scaled, and the 0/1 targets.
     fn dense_batch(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let xv = gather(self.data, self.modalities[0], rows, &self.scalers[0]);
-        let xt = gather(self.data, self.modalities[1], rows, &self.scalers[1]);
-        let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
+        let (views, y) = self.views_batch(rows);
+        let [xv, xt]: [Vec<f32>; 2] = views.try_into().expect("the dense engine trains two views");
         (xv, xt, y)
     }
 
-    /// The maxout engine's batch of `rows`: every view scaled, and the 0/1 targets.
+    /// The hand-written engines' batch of `rows`: every view scaled (missing rows zero), and the 0/1 targets.
     fn views_batch(&self, rows: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
         let views = self.modalities.iter().zip(self.scalers).map(|(&v, s)| gather(self.data, v, rows, s)).collect();
         let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
@@ -170,20 +169,7 @@ impl Trainer {
             }
             Trainer::Maxout { net, adam, grad, ws, .. } => {
                 let (mut views, y) = problem.views_batch(&problem.rows(positions));
-                // burn's rule for a missing view: its input is zero (gather zeroes missing rows
-                // already; modality dropout's are zeroed here) and, in a GMU, the other view's gate is 1.
-                if let Some(p) = &present {
-                    let k = views.len();
-                    for (i, view) in views.iter_mut().enumerate() {
-                        let d = view.len() / positions.len();
-                        for (r, row) in view.chunks_exact_mut(d).enumerate() {
-                            if p[r * k + i] == 0.0 {
-                                row.fill(0.0);
-                            }
-                        }
-                    }
-                }
-                ws.set_present(present);
+                ws.set_present(present, &mut views);
                 let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
                 let value = net.loss_and_grad(&views, &y, grad, ws);
                 if value.is_finite() {
