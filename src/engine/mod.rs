@@ -10,6 +10,7 @@
 //! | [`native`] | the synthetic experiment's small models (GMU → linear, concat → tanh → linear, logistic regression; two feature views, one class per sample) | automatically up to [`NATIVE_MAX_PARAMS`] parameters |
 //! | [`dense`] | the plain GMU classifier (GMU → linear, two feature views, single-label or multilabel) at real sizes | automatically above that |
 //! | [`maxout`] | the paper's models: GMU (two views), concatenation (and so the single-modality models and the members of `avg-probs`) and linear sum, each with the maxout MLP, on feature views | automatically for those |
+//! | [`cnn`] | any model with a CNN image encoder: the CNNs by hand, the rest on burn's autodiff | automatically for those |
 //!
 //! [`Engine::pick`] makes the choice for [`fit`](crate::fit::fit) from what
 //! the model, the data and the device need: the hand-written engines run on
@@ -26,6 +27,7 @@
 //! PyTorch). They share [`kernels`], [`loss`] and [`adam`].
 
 pub mod adam;
+pub mod cnn;
 #[cfg(test)]
 mod conformance;
 pub mod dense;
@@ -59,6 +61,8 @@ pub enum Engine {
     Dense,
     /// The engine for the paper's maxout-MLP models ([`maxout`]).
     Maxout,
+    /// burn's autodiff with the image CNNs by hand ([`cnn`]): models with a CNN encoder.
+    Cnn,
     /// burn's autodiff: every model, every backend.
     Burn,
 }
@@ -70,6 +74,7 @@ impl std::fmt::Display for Engine {
             Engine::Native => "native",
             Engine::Dense => "dense",
             Engine::Maxout => "maxout",
+            Engine::Cnn => "cnn",
             Engine::Burn => "burn",
         })
     }
@@ -117,7 +122,7 @@ impl Engine {
             Ok(synthetic.n_params())
         });
         let task_loss = LossKind::for_task(spec.task);
-        let maxout = on_cpu.and_then(|()| {
+        let maxout = on_cpu.clone().and_then(|()| {
             let front = match spec.kind {
                 FusionKind::Gmu => spec.d_inputs.len() == 2,
                 FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
@@ -129,6 +134,13 @@ impl Engine {
                 Err("it trains the task's own loss".into())
             } else {
                 Ok(())
+            }
+        });
+        let cnn = on_cpu.clone().and_then(|()| {
+            if spec.encoders.iter().any(|e| matches!(e, EncoderSpec::Cnn { .. })) {
+                Ok(())
+            } else {
+                Err("it trains models with a CNN image encoder (the CNNs by hand, the rest on burn)".to_string())
             }
         });
         let dense = common.and_then(|()| {
@@ -149,11 +161,13 @@ impl Engine {
                 (_, Ok(()), _) => Engine::Dense,
                 (Ok(_), Err(_), _) => Engine::Native,
                 (_, _, Ok(())) => Engine::Maxout,
+                _ if cnn.is_ok() => Engine::Cnn,
                 _ => Engine::Burn,
             }),
             Engine::Native => native.map(|_| Engine::Native).map_err(|why| refuse(Engine::Native, why)),
             Engine::Dense => dense.map(|()| Engine::Dense).map_err(|why| refuse(Engine::Dense, why)),
             Engine::Maxout => maxout.map(|()| Engine::Maxout).map_err(|why| refuse(Engine::Maxout, why)),
+            Engine::Cnn => cnn.map(|()| Engine::Cnn).map_err(|why| refuse(Engine::Cnn, why)),
             Engine::Burn => Ok(Engine::Burn),
         }
     }

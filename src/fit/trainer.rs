@@ -16,6 +16,7 @@ use super::{EpochLog, evaluate_nets, gather};
 use crate::predict::MemberRef;
 use crate::config::{Schedule, TrainingConfig};
 use crate::data::{MultiviewData, Scaler, Targets};
+use crate::engine::cnn::CnnFronts;
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
 use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
 use crate::engine::native::{Network, Workspace};
@@ -94,8 +95,8 @@ fn check_weights(spec: &FusionSpec, net: &FusionNet, at: &str) -> Result<()> {
 /// One member's weights under training, on one engine.
 #[allow(clippy::large_enum_variant)]
 enum Trainer {
-    /// burn's autodiff on any model.
-    Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer> },
+    /// burn's autodiff on any model; with `cnn`, the image CNNs on the `cnn` engine.
+    Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer>, cnn: Option<CnnFronts> },
     /// The GEMM engine: the plain GMU classifier.
     Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
     /// The maxout engine: the paper's maxout-MLP models on feature views.
@@ -132,7 +133,8 @@ impl Trainer {
                 let n = net.len();
                 Trainer::Maxout { adam: flat_adam(n, config), grad: vec![0.0; n], ws: MaxoutWorkspace::default(), template: model.valid(), net }
             }
-            Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)) },
+            Engine::Cnn => Trainer::Burn { cnn: Some(CnnFronts::new(&model)), model, optim: Box::new(burn_adam(config)) },
+            Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)), cnn: None },
         })
     }
 
@@ -142,12 +144,15 @@ impl Trainer {
     fn step(&mut self, problem: &Problem<'_>, positions: &[usize], present: Option<Vec<f32>>, config: &TrainingConfig, device: &Device) -> f32 {
         let max_norm = config.model.max_norm;
         match self {
-            Trainer::Burn { model, optim } => {
+            Trainer::Burn { model, optim, cnn } => {
                 let rows = problem.rows(positions);
-                let loss = burn_loss(model, problem, &rows, present, config, device);
+                let loss = burn_loss(model, problem, &rows, present, config, device, cnn.as_mut());
                 let value: f32 = loss.clone().into_scalar();
                 if value.is_finite() {
-                    let grads = GradientsParams::from_grads(loss.backward(), &*model);
+                    let grads = match cnn {
+                        Some(fronts) => fronts.gradients(model, loss.backward()),
+                        None => GradientsParams::from_grads(loss.backward(), &*model),
+                    };
                     let mut next = optim.step(config.optimizer.lr, model.clone(), grads);
                     if let Some(limit) = max_norm {
                         next = next.map(&mut MaxNorm { limit });
@@ -202,7 +207,7 @@ impl Trainer {
             Trainer::Burn { .. } | Trainer::Maxout { .. } => {
                 let net = self.snapshot(inference);
                 let all: Vec<usize> = (0..problem.train.len()).collect();
-                burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference).into_scalar()
+                burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference, None).into_scalar()
             }
         }
     }
@@ -219,7 +224,7 @@ impl Trainer {
 
     /// Writes the weights under training and the optimiser's state into `checkpoint`.
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        if let Trainer::Burn { model, optim } = self {
+        if let Trainer::Burn { model, optim, .. } = self {
             return checkpoint.save_burn(model, optim);
         }
         let running = self.running().map(|r| r.clone()).unwrap_or_default();
@@ -230,7 +235,7 @@ impl Trainer {
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
     fn restore(&mut self, checkpoint: &Checkpoint, spec: &FusionSpec, config: &TrainingConfig, device: &Device) -> Result<()> {
-        if let Trainer::Burn { model, optim } = self {
+        if let Trainer::Burn { model, optim, .. } = self {
             let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
             let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
             (*model, **optim) = (net, loaded);
@@ -275,8 +280,17 @@ impl Trainer {
 }
 
 /// The batch loss of `model` on `rows` in burn ops: the config's loss on the
-/// logits where one is set, the model's own (by its task) otherwise.
-fn burn_loss(model: &FusionNet, problem: &Problem<'_>, rows: &[usize], present: Option<Vec<f32>>, config: &TrainingConfig, device: &Device) -> Tensor<1> {
+/// logits where one is set, the model's own (by its task) otherwise; with
+/// `cnn`, the image views' CNNs run on the engine.
+fn burn_loss(
+    model: &FusionNet,
+    problem: &Problem<'_>,
+    rows: &[usize],
+    present: Option<Vec<f32>>,
+    config: &TrainingConfig,
+    device: &Device,
+    cnn: Option<&mut CnnFronts>,
+) -> Tensor<1> {
     let inputs: Vec<Tensor<2>> = problem
         .modalities
         .iter()
@@ -284,7 +298,10 @@ fn burn_loss(model: &FusionNet, problem: &Problem<'_>, rows: &[usize], present: 
         .map(|(&v, s)| tensor(gather(problem.data, v, rows, s), problem.data.views[v].dim, device))
         .collect();
     let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
-    let out = model.forward_present(&inputs, mask.as_ref());
+    let out = match cnn {
+        Some(fronts) => model.forward_encoded(fronts.encode(model, model.zero_missing(&inputs, mask.as_ref())), mask.as_ref()),
+        None => model.forward_present(&inputs, mask.as_ref()),
+    };
     let targets = targets_tensor(&problem.data.targets, rows, device);
     match (config.loss, out.scores) {
         (Some(kind), Scores::Logits(logits)) => logits_loss(logits, targets, kind),

@@ -176,7 +176,29 @@ impl SmallCnn {
     /// # Shapes
     /// - input: `[batch, channels · height · width]` (channel-major, as stored)
     /// - output: `[batch, d_out]`
+    ///
+    /// On a plain CPU device (inference) this runs the hand-written engine
+    /// ([`crate::engine::cnn`]), which computes the same function; on any
+    /// other device (an autodiff one included) it runs
+    /// [`forward_burn`](Self::forward_burn).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let device = x.device();
+        if crate::engine::cnn::runs_on(&device) {
+            let [batch, _] = x.dims();
+            let mut engine = crate::engine::cnn::CnnEngine::new(self);
+            let d_out = engine.d_out();
+            let values = x.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values");
+            return Tensor::from_data(burn::tensor::TensorData::new(engine.infer(&values), [batch, d_out]), &device);
+        }
+        self.forward_burn(x)
+    }
+
+    /// [`forward`](Self::forward) in burn's operations, on any device.
+    ///
+    /// # Shapes
+    /// - input: `[batch, channels · height · width]` (channel-major, as stored)
+    /// - output: `[batch, d_out]`
+    pub fn forward_burn(&self, x: Tensor<2>) -> Tensor<2> {
         let [batch, _] = x.dims();
         let [c, h, w] = self.shape;
         let x = x.reshape([batch, c, h, w]);

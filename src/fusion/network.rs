@@ -573,8 +573,18 @@ impl FusionNet {
     /// - `inputs[i]`: `[batch, d_i]`; `present`: `[batch, K]`
     /// - outputs as in [`forward`](Self::forward)
     pub fn forward_present(&self, inputs: &[Tensor<2>], present: Option<&Tensor<2>>) -> FusionOutput {
+        let encoded = self.zero_missing(inputs, present).into_iter().enumerate().map(|(i, x)| self.encode(i, x)).collect();
+        self.forward_encoded(encoded, present)
+    }
+
+    /// The inputs with each missing view's rows set to zero (every input as
+    /// it is without `present`): what the encoders see.
+    ///
+    /// # Shapes
+    /// - `inputs[i]`: `[batch, d_i]`; `present`: `[batch, K]`
+    pub fn zero_missing(&self, inputs: &[Tensor<2>], present: Option<&Tensor<2>>) -> Vec<Tensor<2>> {
         assert_eq!(inputs.len(), self.encoders.len(), "{} inputs for {} modalities", inputs.len(), self.encoders.len());
-        let inputs: Vec<Tensor<2>> = match present {
+        match present {
             None => inputs.to_vec(),
             Some(mask) => {
                 let [batch, _] = mask.dims();
@@ -584,16 +594,29 @@ impl FusionNet {
                     .map(|(i, x)| x.clone() * mask.clone().narrow(1, i, 1).reshape([batch, 1]))
                     .collect()
             }
-        };
-        let encoded: Vec<Tensor<2>> = inputs
-            .iter()
-            .zip(self.encoders.iter().zip(&self.texts))
-            .map(|(x, e)| match e {
-                (Some(cnn), _) => cnn.forward(x.clone()),
-                (None, Some(lstm)) => lstm.forward(x.clone()),
-                (None, None) => x.clone(),
-            })
-            .collect();
+        }
+    }
+
+    /// Modality `i` through its encoder (its CNN or LSTM; as it is without one).
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, d_i]`; output: `[batch, d'_i]` (the encoder's width)
+    pub fn encode(&self, i: usize, x: Tensor<2>) -> Tensor<2> {
+        match (&self.encoders[i], &self.texts[i]) {
+            (Some(cnn), _) => cnn.forward(x),
+            (None, Some(lstm)) => lstm.forward(x),
+            (None, None) => x,
+        }
+    }
+
+    /// The fusion and classifier on the encoded views: the rest of
+    /// [`forward_present`](Self::forward_present) after [`zero_missing`](Self::zero_missing)
+    /// and [`encode`](Self::encode).
+    ///
+    /// # Shapes
+    /// - `encoded[i]`: `[batch, d'_i]`; `present`: `[batch, K]`
+    /// - outputs as in [`forward`](Self::forward)
+    pub fn forward_encoded(&self, encoded: Vec<Tensor<2>>, present: Option<&Tensor<2>>) -> FusionOutput {
         let plain = |scores: Tensor<2>| FusionOutput { scores: Scores::Logits(scores), gates: None, contributions: None };
         match &self.head {
             FusionHead::Gmu(head) => gated(&head.gmu, &encoded, present, |h| head.mlp.forward(h)),

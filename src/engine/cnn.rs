@@ -1,0 +1,758 @@
+//! The small image CNN every image view trains ([`SmallCnn`]: two `3×3 conv
+//! (same) → ReLU → 2×2 max pool` stages, then linear → ReLU), forward and
+//! backward by hand on the CPU, channels-last.
+//!
+//! burn runs the same network as NCHW convolutions with layout copies,
+//! per-element loops and a separate ReLU and pooling pass around each
+//! product (`BENCHMARKS.md`, the Twemoji CNN). Here every convolution is one
+//! product on a buffer of 3×3 patches (`im2col`, channels-last, so each
+//! patch row is nine contiguous copies), against the weights packed once per
+//! step for the [`packed`](super::packed) kernel; ReLU and pooling are one
+//! pass that also keeps which of the four inputs won. The backward pass is
+//! the same products transposed: the weight gradient `δᵀ · patches` and the
+//! input gradient `δ · W` folded back onto the map (`col2im`); the first
+//! convolution's input is data and needs none.
+//!
+//! The batch is cut into tasks of [`IMAGES_PER_TASK`] images that run the
+//! whole pipeline on one thread with their buffers in cache; each task's
+//! weight gradients are summed in task order, so the result does not depend
+//! on the number of threads. The weights are read from (and the gradients
+//! given back in) burn's own layouts, so the burn module stays the model:
+//! [`CnnGrads::register`] hands the gradients to burn's optimiser, and the
+//! conformance tests check the features and every gradient against burn's
+//! autodiff.
+
+use burn::optim::GradientsParams;
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::dense::{matmul, matmul_serial};
+use super::packed::PackedMatrix;
+use crate::fusion::{FusionNet, SmallCnn};
+
+/// Images per rayon task: the task's patch buffers (about 110 KB and 150 KB
+/// per image for 3×32×32) stay in the core's L2 while it runs both stages.
+pub const IMAGES_PER_TASK: usize = 2;
+
+/// Images per pass of [`CnnEngine::infer`], which bounds its memory.
+const INFER_BLOCK: usize = 64;
+
+/// The sizes of one [`SmallCnn`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Dims {
+    /// Input channels, height, width.
+    c: usize,
+    h: usize,
+    w: usize,
+    /// Channels of the two convolutions.
+    c1: usize,
+    c2: usize,
+    /// Features out.
+    d_out: usize,
+}
+
+impl Dims {
+    fn image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// Height and width after the first pooling.
+    fn half(&self) -> (usize, usize) {
+        (self.h / 2, self.w / 2)
+    }
+    /// Height and width after the second pooling.
+    fn quarter(&self) -> (usize, usize) {
+        (self.h / 2 / 2, self.w / 2 / 2)
+    }
+    /// Width of the flattened second map.
+    fn flat(&self) -> usize {
+        let (h4, w4) = self.quarter();
+        h4 * w4 * self.c2
+    }
+}
+
+/// The weights as the engine multiplies them.
+#[derive(Debug)]
+struct Weights {
+    /// `[9·c, c1]`, rows in patch order `(u, v, channel)`.
+    conv_1: PackedMatrix,
+    bias_1: Vec<f32>,
+    /// `[9·c1, c2]`, rows in patch order.
+    conv_2: PackedMatrix,
+    /// The second convolution as `[c2, 9·c1]`, for its input gradient.
+    conv_2_back: PackedMatrix,
+    bias_2: Vec<f32>,
+    /// `[flat, d_out]`, rows in channels-last order `(i, j, channel)`.
+    project: Vec<f32>,
+    bias_3: Vec<f32>,
+}
+
+/// One task's images and buffers.
+#[derive(Default, Debug)]
+struct Chunk {
+    /// The images channels-last, `[n, h, w, c]`.
+    hwc: Vec<f32>,
+    /// Patches of the input, `[n·h·w, 9·c]`.
+    cols_1: Vec<f32>,
+    /// First convolution's output `[n·h·w, c1]`; in the backward pass its gradient.
+    conv_1: Vec<f32>,
+    /// Which of the four inputs won each pooled value.
+    arg_1: Vec<u8>,
+    /// `[n, h/2, w/2, c1]` after ReLU and pooling.
+    pooled_1: Vec<f32>,
+    /// Patches of the pooled map, `[n·h/2·w/2, 9·c1]`.
+    cols_2: Vec<f32>,
+    /// Second convolution's output `[n·h/2·w/2, c2]`; in the backward pass its gradient.
+    conv_2: Vec<f32>,
+    arg_2: Vec<u8>,
+    /// Gradient of the patches of the pooled map.
+    d_cols_2: Vec<f32>,
+    /// Gradient of the pooled map.
+    d_pooled_1: Vec<f32>,
+    /// This task's share of the weight gradients, engine layouts.
+    g_conv_1: Vec<f32>,
+    g_bias_1: Vec<f32>,
+    g_conv_2: Vec<f32>,
+    g_bias_2: Vec<f32>,
+}
+
+/// Gradients of a [`SmallCnn`]'s parameters, in burn's layouts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CnnGrads {
+    /// `[c1, c, 3, 3]`.
+    pub conv_1_weight: Vec<f32>,
+    /// `[c1]`.
+    pub conv_1_bias: Vec<f32>,
+    /// `[c2, c1, 3, 3]`.
+    pub conv_2_weight: Vec<f32>,
+    /// `[c2]`.
+    pub conv_2_bias: Vec<f32>,
+    /// `[flat, d_out]`, rows channel-major as burn flattens the map.
+    pub project_weight: Vec<f32>,
+    /// `[d_out]`.
+    pub project_bias: Vec<f32>,
+}
+
+/// A [`SmallCnn`] on the CPU: its weights, and the activations of the last
+/// [`forward`](Self::forward) for [`backward`](Self::backward).
+#[derive(Debug)]
+pub struct CnnEngine {
+    dims: Dims,
+    weights: Weights,
+    chunks: Vec<Chunk>,
+    batch: usize,
+    /// `[batch, flat]`, channels-last.
+    pooled_2: Vec<f32>,
+    /// `[batch, d_out]` after the ReLU.
+    features: Vec<f32>,
+    d_project: Vec<f32>,
+    d_pooled_2: Vec<f32>,
+}
+
+/// True where [`SmallCnn::forward`] runs the engine: a plain (not autodiff) CPU device.
+pub fn runs_on(device: &Device) -> bool {
+    super::is_cpu(device) && !format!("{device:?}").contains("Autodiff")
+}
+
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
+}
+
+/// burn's `[c_out, c_in, 3, 3]` as `[c_out, (u, v, c_in)]`.
+fn conv_to_patches(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let mut out = vec![0.0; w.len()];
+    for o in 0..c_out {
+        for ci in 0..c_in {
+            for uv in 0..9 {
+                out[o * 9 * c_in + uv * c_in + ci] = w[(o * c_in + ci) * 9 + uv];
+            }
+        }
+    }
+    out
+}
+
+/// `[c_out, (u, v, c_in)]` back to burn's `[c_out, c_in, 3, 3]`.
+fn patches_to_conv(g: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
+    let mut out = vec![0.0; g.len()];
+    for o in 0..c_out {
+        for ci in 0..c_in {
+            for uv in 0..9 {
+                out[(o * c_in + ci) * 9 + uv] = g[o * 9 * c_in + uv * c_in + ci];
+            }
+        }
+    }
+    out
+}
+
+/// The row of burn's flattened map (channel-major) for each channels-last row.
+fn flat_rows(dims: &Dims) -> impl Iterator<Item = usize> {
+    let (h4, w4) = dims.quarter();
+    let c2 = dims.c2;
+    (0..h4 * w4).flat_map(move |ij| (0..c2).map(move |ci| ci * h4 * w4 + ij))
+}
+
+impl Weights {
+    fn read(cnn: &SmallCnn, dims: &Dims) -> Weights {
+        let bias = |b: &Option<burn::module::Param<Tensor<1>>>, n: usize| b.as_ref().map_or(vec![0.0; n], |b| values(b.val()));
+        let w1 = conv_to_patches(&values(cnn.conv_1.weight.val()), dims.c1, dims.c);
+        let w2 = conv_to_patches(&values(cnn.conv_2.weight.val()), dims.c2, dims.c1);
+        let w3 = values(cnn.project.weight.val());
+        let d_out = dims.d_out;
+        let project = flat_rows(dims).flat_map(|r| w3[r * d_out..][..d_out].iter().copied()).collect();
+        let (k1, k2) = (9 * dims.c, 9 * dims.c1);
+        let mut conv_1 = PackedMatrix::empty();
+        conv_1.repack_columns(k1, dims.c1, |o| &w1[o * k1..][..k1]);
+        let mut conv_2 = PackedMatrix::empty();
+        conv_2.repack_columns(k2, dims.c2, |o| &w2[o * k2..][..k2]);
+        let mut conv_2_back = PackedMatrix::empty();
+        conv_2_back.repack_rows(dims.c2, k2, |o| &w2[o * k2..][..k2]);
+        Weights {
+            conv_1,
+            bias_1: bias(&cnn.conv_1.bias, dims.c1),
+            conv_2,
+            conv_2_back,
+            bias_2: bias(&cnn.conv_2.bias, dims.c2),
+            project,
+            bias_3: bias(&cnn.project.bias, d_out),
+        }
+    }
+}
+
+impl CnnEngine {
+    /// The engine for `cnn`'s current weights.
+    pub fn new(cnn: &SmallCnn) -> CnnEngine {
+        let [c, h, w] = cnn.shape;
+        let [c1, ..] = cnn.conv_1.weight.dims();
+        let [c2, ..] = cnn.conv_2.weight.dims();
+        let [_, d_out] = cnn.project.weight.dims();
+        let dims = Dims { c, h, w, c1, c2, d_out };
+        assert_eq!(cnn.project.weight.dims()[0], dims.flat(), "the projection takes the flattened second map");
+        CnnEngine {
+            weights: Weights::read(cnn, &dims),
+            dims,
+            chunks: Vec::new(),
+            batch: 0,
+            pooled_2: Vec::new(),
+            features: Vec::new(),
+            d_project: Vec::new(),
+            d_pooled_2: Vec::new(),
+        }
+    }
+
+    /// Reads `cnn`'s weights again (after an optimiser step).
+    pub fn load(&mut self, cnn: &SmallCnn) {
+        self.weights = Weights::read(cnn, &self.dims);
+    }
+
+    /// Features out, per image.
+    pub fn d_out(&self) -> usize {
+        self.dims.d_out
+    }
+
+    /// The features of a batch, keeping what [`backward`](Self::backward) needs.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, c · h · w]`, each image channel-major as stored
+    /// - output: `[batch, d_out]`
+    pub fn forward(&mut self, x: &[f32]) -> &[f32] {
+        let d = self.dims;
+        let image = d.image();
+        assert!(x.len().is_multiple_of(image), "{} values are not whole {}×{}×{} images", x.len(), d.c, d.h, d.w);
+        let batch = x.len() / image;
+        self.batch = batch;
+        let tasks = batch.div_ceil(IMAGES_PER_TASK);
+        if self.chunks.len() < tasks {
+            self.chunks.resize_with(tasks, Chunk::default);
+        }
+        let flat = d.flat();
+        self.pooled_2.resize(batch * flat, 0.0);
+        let weights = &self.weights;
+        self.chunks[..tasks]
+            .par_iter_mut()
+            .zip(x.par_chunks(IMAGES_PER_TASK * image))
+            .zip(self.pooled_2.par_chunks_mut(IMAGES_PER_TASK * flat))
+            .for_each(|((chunk, x), pooled_2)| forward_chunk(&d, weights, x, chunk, pooled_2));
+        let features = &mut self.features;
+        features.resize(batch * d.d_out, 0.0);
+        for row in features.chunks_exact_mut(d.d_out) {
+            row.copy_from_slice(&weights.bias_3);
+        }
+        // SAFETY: features [batch, d_out], pooled_2 [batch, flat], project [flat, d_out], all row-major.
+        unsafe {
+            matmul(
+                (batch, d.d_out, flat),
+                features.as_mut_ptr(),
+                (d.d_out, 1),
+                true,
+                self.pooled_2.as_ptr(),
+                (flat, 1),
+                weights.project.as_ptr(),
+                (d.d_out, 1),
+            )
+        };
+        features.iter_mut().for_each(|v| *v = v.max(0.0));
+        &self.features
+    }
+
+    /// The gradients of every parameter, given the loss's gradient with
+    /// respect to the features of the last [`forward`](Self::forward).
+    ///
+    /// # Shapes
+    /// - `d_features`: `[batch, d_out]`
+    pub fn backward(&mut self, d_features: &[f32]) -> CnnGrads {
+        let d = self.dims;
+        let (batch, flat, d_out) = (self.batch, d.flat(), d.d_out);
+        assert_eq!(d_features.len(), batch * d_out, "the gradient of {batch} × {d_out} features");
+        self.d_project.clear();
+        self.d_project.extend(d_features.iter().zip(&self.features).map(|(g, f)| if *f > 0.0 { *g } else { 0.0 }));
+        let dz = &self.d_project;
+        let mut project_bias = vec![0.0; d_out];
+        for row in dz.chunks_exact(d_out) {
+            project_bias.iter_mut().zip(row).for_each(|(b, g)| *b += g);
+        }
+        let mut g_project = vec![0.0; flat * d_out];
+        self.d_pooled_2.resize(batch * flat, 0.0);
+        // SAFETY: g_project [flat, d_out] = pooled_2ᵀ · dz; d_pooled_2 [batch, flat] = dz · projectᵀ.
+        unsafe {
+            matmul((flat, d_out, batch), g_project.as_mut_ptr(), (d_out, 1), false, self.pooled_2.as_ptr(), (1, flat), dz.as_ptr(), (d_out, 1));
+            matmul(
+                (batch, flat, d_out),
+                self.d_pooled_2.as_mut_ptr(),
+                (flat, 1),
+                false,
+                dz.as_ptr(),
+                (d_out, 1),
+                self.weights.project.as_ptr(),
+                (1, d_out),
+            );
+        }
+        let tasks = batch.div_ceil(IMAGES_PER_TASK);
+        let weights = &self.weights;
+        self.chunks[..tasks]
+            .par_iter_mut()
+            .zip(self.d_pooled_2.par_chunks(IMAGES_PER_TASK * flat))
+            .zip(self.pooled_2.par_chunks(IMAGES_PER_TASK * flat))
+            .for_each(|((chunk, d_pooled_2), pooled_2)| backward_chunk(&d, weights, chunk, d_pooled_2, pooled_2));
+        // The tasks' shares, summed in task order.
+        let (k1, k2) = (9 * d.c, 9 * d.c1);
+        let (mut conv_1, mut bias_1, mut conv_2, mut bias_2) = (vec![0.0; d.c1 * k1], vec![0.0; d.c1], vec![0.0; d.c2 * k2], vec![0.0; d.c2]);
+        for chunk in &self.chunks[..tasks] {
+            for (sum, part) in [
+                (&mut conv_1, &chunk.g_conv_1),
+                (&mut bias_1, &chunk.g_bias_1),
+                (&mut conv_2, &chunk.g_conv_2),
+                (&mut bias_2, &chunk.g_bias_2),
+            ] {
+                sum.iter_mut().zip(part).for_each(|(s, p)| *s += p);
+            }
+        }
+        let mut project_weight = vec![0.0; flat * d_out];
+        for (row, r) in flat_rows(&d).enumerate() {
+            project_weight[r * d_out..][..d_out].copy_from_slice(&g_project[row * d_out..][..d_out]);
+        }
+        CnnGrads {
+            conv_1_weight: patches_to_conv(&conv_1, d.c1, d.c),
+            conv_1_bias: bias_1,
+            conv_2_weight: patches_to_conv(&conv_2, d.c2, d.c1),
+            conv_2_bias: bias_2,
+            project_weight,
+            project_bias,
+        }
+    }
+
+    /// The features of any number of images, [`INFER_BLOCK`] at a time.
+    ///
+    /// # Shapes
+    /// - `x`: `[batch, c · h · w]`; output: `[batch, d_out]`
+    pub fn infer(&mut self, x: &[f32]) -> Vec<f32> {
+        let image = self.dims.image();
+        let mut out = Vec::with_capacity(x.len() / image * self.dims.d_out);
+        for block in x.chunks(INFER_BLOCK * image) {
+            out.extend_from_slice(self.forward(block));
+        }
+        out
+    }
+}
+
+impl CnnGrads {
+    /// Hands the gradients to burn's optimiser as those of `cnn`'s
+    /// parameters, as tensors on `device` (the autodiff device's inner one).
+    pub fn register(self, cnn: &SmallCnn, grads: &mut GradientsParams, device: &Device) {
+        let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        let [c1, c, ..] = cnn.conv_1.weight.dims();
+        let [c2, ..] = cnn.conv_2.weight.dims();
+        let [flat, d_out] = cnn.project.weight.dims();
+        grads.register(cnn.conv_1.weight.id, Tensor::<4>::from_data(TensorData::new(self.conv_1_weight, [c1, c, 3, 3]), device));
+        grads.register(cnn.conv_2.weight.id, Tensor::<4>::from_data(TensorData::new(self.conv_2_weight, [c2, c1, 3, 3]), device));
+        grads.register(cnn.project.weight.id, Tensor::<2>::from_data(TensorData::new(self.project_weight, [flat, d_out]), device));
+        for (bias, g) in [(&cnn.conv_1.bias, self.conv_1_bias), (&cnn.conv_2.bias, self.conv_2_bias), (&cnn.project.bias, self.project_bias)] {
+            if let Some(b) = bias {
+                grads.register(b.id, t1(g));
+            }
+        }
+    }
+}
+
+/// The CNN encoders of a [`FusionNet`] on the engine while burn's autodiff
+/// trains the rest (the `cnn` engine): each step the engine reads the CNNs'
+/// current weights, computes their features, and hands them to burn as
+/// leaves that collect the gradient; after burn's backward pass the engine
+/// turns each leaf's gradient into the CNN's parameter gradients, which
+/// burn's optimiser then applies with the rest.
+#[derive(Debug)]
+pub struct CnnFronts {
+    engines: Vec<Option<CnnEngine>>,
+    leaves: Vec<Option<Tensor<2>>>,
+}
+
+impl CnnFronts {
+    /// One engine per CNN encoder of `net`.
+    pub fn new(net: &FusionNet) -> CnnFronts {
+        let engines: Vec<Option<CnnEngine>> = net.encoders.iter().map(|e| e.as_ref().map(CnnEngine::new)).collect();
+        CnnFronts { leaves: vec![None; engines.len()], engines }
+    }
+
+    /// Each view as the fusion sees it (see [`FusionNet::encode`]): the CNN
+    /// views through the engine, as leaves on `inputs`' autodiff device; the
+    /// others through their burn encoder.
+    ///
+    /// # Shapes
+    /// - `inputs[i]`: `[batch, d_i]`, missing views already zeroed ([`FusionNet::zero_missing`])
+    pub fn encode(&mut self, net: &FusionNet, inputs: Vec<Tensor<2>>) -> Vec<Tensor<2>> {
+        inputs
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| match (&mut self.engines[i], &net.encoders[i]) {
+                (Some(engine), Some(cnn)) => {
+                    let (device, [batch, _]) = (x.device(), x.dims());
+                    engine.load(cnn);
+                    let features = engine.forward(&values(x)).to_vec();
+                    let leaf = Tensor::<2>::from_data(TensorData::new(features, [batch, engine.d_out()]), &device).require_grad();
+                    self.leaves[i] = Some(leaf.clone());
+                    leaf
+                }
+                _ => net.encode(i, x),
+            })
+            .collect()
+    }
+
+    /// The gradients of every parameter of `net` for the optimiser: burn's,
+    /// from `grads`, and the CNNs', from the gradients of the features of the
+    /// last [`encode`](Self::encode).
+    pub fn gradients(&mut self, net: &FusionNet, mut grads: Gradients) -> GradientsParams {
+        let mut params = GradientsParams::from_module(&mut grads, net);
+        for ((engine, leaf), cnn) in self.engines.iter_mut().zip(&mut self.leaves).zip(&net.encoders) {
+            if let (Some(engine), Some(leaf), Some(cnn)) = (engine, leaf.take(), cnn) {
+                let Some(d_features) = leaf.grad_remove(&mut grads) else { continue };
+                let device = d_features.device();
+                engine.backward(&values(d_features)).register(cnn, &mut params, &device);
+            }
+        }
+        params
+    }
+}
+
+/// One task's images through both stages; the pooled second map goes to `pooled_2`.
+fn forward_chunk(d: &Dims, weights: &Weights, x: &[f32], chunk: &mut Chunk, pooled_2: &mut [f32]) {
+    let n = x.len() / d.image();
+    let (h, w, c) = (d.h, d.w, d.c);
+    chunk.hwc.resize(n * h * w * c, 0.0);
+    for (img, hwc) in x.chunks_exact(d.image()).zip(chunk.hwc.chunks_exact_mut(h * w * c)) {
+        for (ci, plane) in img.chunks_exact(h * w).enumerate() {
+            for (p, v) in plane.iter().enumerate() {
+                hwc[p * c + ci] = *v;
+            }
+        }
+    }
+    im2col(&chunk.hwc, n, h, w, c, &mut chunk.cols_1);
+    conv(&chunk.cols_1, &weights.conv_1, &weights.bias_1, &mut chunk.conv_1);
+    let (h2, w2) = d.half();
+    chunk.pooled_1.resize(n * h2 * w2 * d.c1, 0.0);
+    relu_pool(&chunk.conv_1, n, h, w, d.c1, &mut chunk.pooled_1, &mut chunk.arg_1);
+    im2col(&chunk.pooled_1, n, h2, w2, d.c1, &mut chunk.cols_2);
+    conv(&chunk.cols_2, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
+    relu_pool(&chunk.conv_2, n, h2, w2, d.c2, pooled_2, &mut chunk.arg_2);
+}
+
+/// One task's backward pass from the gradient of its pooled second map to
+/// its share of the convolutions' weight gradients.
+fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[f32], pooled_2: &[f32]) {
+    let n = pooled_2.len() / d.flat();
+    let (h2, w2) = d.half();
+    let (k1, k2) = (9 * d.c, 9 * d.c1);
+    // Second stage: pooling and ReLU, then the convolution's weights and input.
+    pool_backward(d_pooled_2, pooled_2, &chunk.arg_2, n, h2, w2, d.c2, &mut chunk.conv_2);
+    let rows_2 = n * h2 * w2;
+    column_sums(&chunk.conv_2, d.c2, &mut chunk.g_bias_2);
+    chunk.g_conv_2.resize(d.c2 * k2, 0.0);
+    chunk.d_cols_2.resize(rows_2 * k2, 0.0);
+    // SAFETY: g_conv_2 [c2, k2] = conv_2ᵀ [c2, rows] · cols_2 [rows, k2].
+    unsafe {
+        matmul_serial(
+            (d.c2, k2, rows_2),
+            chunk.g_conv_2.as_mut_ptr(),
+            (k2, 1),
+            false,
+            chunk.conv_2.as_ptr(),
+            (1, d.c2),
+            chunk.cols_2.as_ptr(),
+            (k2, 1),
+        )
+    };
+    weights.conv_2_back.matmul_strided(&chunk.conv_2, d.c2, rows_2, &mut chunk.d_cols_2, k2, false);
+    col2im(&chunk.d_cols_2, n, h2, w2, d.c1, &mut chunk.d_pooled_1);
+    // First stage: pooling and ReLU, then the convolution's weights.
+    pool_backward(&chunk.d_pooled_1, &chunk.pooled_1, &chunk.arg_1, n, d.h, d.w, d.c1, &mut chunk.conv_1);
+    let rows_1 = n * d.h * d.w;
+    column_sums(&chunk.conv_1, d.c1, &mut chunk.g_bias_1);
+    chunk.g_conv_1.resize(d.c1 * k1, 0.0);
+    // SAFETY: g_conv_1 [c1, k1] = conv_1ᵀ [c1, rows] · cols_1 [rows, k1].
+    unsafe {
+        matmul_serial(
+            (d.c1, k1, rows_1),
+            chunk.g_conv_1.as_mut_ptr(),
+            (k1, 1),
+            false,
+            chunk.conv_1.as_ptr(),
+            (1, d.c1),
+            chunk.cols_1.as_ptr(),
+            (k1, 1),
+        )
+    };
+}
+
+/// The 3×3 patches (zero-padded by one) of a channels-last map `[n, h, w, c]`:
+/// `cols[(b, i, j), (u, v, ch)] = map[b, i + u − 1, j + v − 1, ch]`. For a
+/// given `u` the three taps `v` are `3·c` contiguous values on both sides, so
+/// an inner pixel's row is three copies.
+fn im2col(map: &[f32], n: usize, h: usize, w: usize, c: usize, cols: &mut Vec<f32>) {
+    let (k, span) = (9 * c, 3 * c);
+    cols.resize(n * h * w * k, 0.0);
+    for (map, cols) in map.chunks_exact(h * w * c).zip(cols.chunks_exact_mut(h * w * k)) {
+        for i in 0..h {
+            for u in 0..3 {
+                let y = (i + u).wrapping_sub(1);
+                for j in 0..w {
+                    let dst = &mut cols[(i * w + j) * k + u * span..][..span];
+                    if y >= h {
+                        dst.fill(0.0);
+                    } else if j >= 1 && j + 1 < w {
+                        copy(dst, &map[(y * w + j - 1) * c..][..span]);
+                    } else {
+                        for (v, dst) in dst.chunks_exact_mut(c).enumerate() {
+                            let x = (j + v).wrapping_sub(1);
+                            if x < w { copy(dst, &map[(y * w + x) * c..][..c]) } else { dst.fill(0.0) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds each patch row's gradient back onto the map it came from: the
+/// gradient of [`im2col`], `[n·h·w, 9·c]` → `[n, h, w, c]`.
+fn col2im(cols: &[f32], n: usize, h: usize, w: usize, c: usize, map: &mut Vec<f32>) {
+    let (k, span) = (9 * c, 3 * c);
+    map.clear();
+    map.resize(n * h * w * c, 0.0);
+    for (map, cols) in map.chunks_exact_mut(h * w * c).zip(cols.chunks_exact(h * w * k)) {
+        for i in 0..h {
+            for u in 0..3 {
+                let y = (i + u).wrapping_sub(1);
+                if y >= h {
+                    continue;
+                }
+                for j in 0..w {
+                    let src = &cols[(i * w + j) * k + u * span..][..span];
+                    if j >= 1 && j + 1 < w {
+                        add(&mut map[(y * w + j - 1) * c..][..span], src);
+                    } else {
+                        for (v, src) in src.chunks_exact(c).enumerate() {
+                            let x = (j + v).wrapping_sub(1);
+                            if x < w {
+                                add(&mut map[(y * w + x) * c..][..c], src);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst = src` for short rows, eight at a time, without a call to `memcpy`.
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    let (mut d, mut s) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
+    for (d, s) in (&mut d).zip(&mut s) {
+        let s: &[f32; 8] = s.try_into().expect("eight");
+        let d: &mut [f32; 8] = d.try_into().expect("eight");
+        *d = *s;
+    }
+    d.into_remainder().iter_mut().zip(s.remainder()).for_each(|(d, s)| *d = *s);
+}
+
+/// `dst += src`, element by element.
+#[inline(always)]
+fn add(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+}
+
+/// `out = cols · W + b` on the calling thread.
+fn conv(cols: &[f32], weights: &PackedMatrix, bias: &[f32], out: &mut Vec<f32>) {
+    let (k, c_out) = (weights.k(), weights.n());
+    let rows = cols.len() / k;
+    out.resize(rows * c_out, 0.0);
+    for row in out.chunks_exact_mut(c_out) {
+        row.copy_from_slice(bias);
+    }
+    weights.matmul_strided(cols, k, rows, out, c_out, true);
+}
+
+/// ReLU then 2×2 max pooling (stride 2, odd edges dropped) of a
+/// channels-last map `[n, h, w, c]` into `out` `[n, h/2, w/2, c]`, with the
+/// winner of each window (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right).
+fn relu_pool(map: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32], arg: &mut Vec<u8>) {
+    let (h2, w2) = (h / 2, w / 2);
+    arg.resize(n * h2 * w2 * c, 0);
+    let mut at = 0;
+    for b in 0..n {
+        for i in 0..h2 {
+            for j in 0..w2 {
+                let top = ((b * h + 2 * i) * w + 2 * j) * c;
+                let corners = [top, top + c, top + w * c, top + w * c + c];
+                for ch in 0..c {
+                    let (mut best, mut which) = (map[corners[0] + ch], 0u8);
+                    for (q, &corner) in corners.iter().enumerate().skip(1) {
+                        let v = map[corner + ch];
+                        if v > best {
+                            (best, which) = (v, q as u8);
+                        }
+                    }
+                    out[at + ch] = best.max(0.0);
+                    arg[at + ch] = which;
+                }
+                at += c;
+            }
+        }
+    }
+}
+
+/// The gradient of [`relu_pool`]: each pooled gradient goes to its window's
+/// winner where the pooled value is positive; everything else is zero.
+#[allow(clippy::too_many_arguments)]
+fn pool_backward(d_out: &[f32], pooled: &[f32], arg: &[u8], n: usize, h: usize, w: usize, c: usize, d_map: &mut Vec<f32>) {
+    let (h2, w2) = (h / 2, w / 2);
+    d_map.resize(n * h * w * c, 0.0);
+    if h % 2 == 1 || w % 2 == 1 {
+        // the dropped edge gets no gradient; every window writes all four of its corners
+        d_map.fill(0.0);
+    }
+    let mut at = 0;
+    for b in 0..n {
+        for i in 0..h2 {
+            for j in 0..w2 {
+                let top = ((b * h + 2 * i) * w + 2 * j) * c;
+                let corners = [top, top + c, top + w * c, top + w * c + c];
+                for ch in 0..c {
+                    let g = if pooled[at + ch] > 0.0 { d_out[at + ch] } else { 0.0 };
+                    let winner = arg[at + ch] as usize;
+                    for (q, &corner) in corners.iter().enumerate() {
+                        d_map[corner + ch] = if q == winner { g } else { 0.0 };
+                    }
+                }
+                at += c;
+            }
+        }
+    }
+}
+
+/// Column sums of a row-major `[rows, c]` matrix.
+fn column_sums(m: &[f32], c: usize, out: &mut Vec<f32>) {
+    out.clear();
+    out.resize(c, 0.0);
+    for row in m.chunks_exact(c) {
+        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Param;
+    use burn::tensor::{Distribution, Tensor, TensorData};
+
+    use super::*;
+    use crate::device::cpu;
+    use crate::fusion::blocks::ImageShape;
+
+    fn close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+        assert_eq!(got.len(), want.len(), "{what}: lengths");
+        let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!((g - w).abs() <= tol * scale, "{what}[{i}]: engine {g}, burn {w} (scale {scale})");
+        }
+    }
+
+    fn grad<const D: usize>(p: &Param<Tensor<D>>, grads: &burn::tensor::Gradients) -> Vec<f32> {
+        values(p.val().grad(grads).expect("a gradient"))
+    }
+
+    /// Features and every parameter gradient against burn's autodiff, for
+    /// batches that fill the last task or not, square and odd-sized images
+    /// (whose pooling drops an edge), with biases moved off zero.
+    #[test]
+    fn features_and_every_gradient_match_burn() {
+        let device = cpu().autodiff();
+        for (shape, batch) in [((3, 8, 8), 5), ((2, 10, 6), 4), ((1, 7, 9), 3)] {
+            device.seed(11);
+            let (c, h, w) = shape;
+            let mut cnn = SmallCnn::new(ImageShape { channels: c, height: h, width: w }, 6, &device);
+            for bias in [&mut cnn.conv_1.bias, &mut cnn.conv_2.bias, &mut cnn.project.bias] {
+                let b = bias.take().unwrap();
+                let n = b.dims()[0];
+                *bias = Some(Param::from_tensor(Tensor::random([n], Distribution::Uniform(-0.3, 0.3), &device)));
+            }
+            let x = Tensor::<2>::random([batch, c * h * w], Distribution::Uniform(-1.0, 1.0), &device);
+            let r = Tensor::<2>::random([batch, 6], Distribution::Uniform(-1.0, 1.0), &device);
+            let features = cnn.forward_burn(x.clone());
+            let grads = (features.clone() * r.clone()).sum().backward();
+
+            let mut engine = CnnEngine::new(&cnn);
+            let got = engine.forward(&values(x)).to_vec();
+            close("features", &got, &values(features), 1e-5);
+            assert!(got.iter().any(|v| *v > 0.0) && got.contains(&0.0), "the ReLU is active somewhere and not everywhere");
+            let g = engine.backward(&values(r));
+            close("conv_1 weight", &g.conv_1_weight, &grad(&cnn.conv_1.weight, &grads), 1e-4);
+            close("conv_1 bias", &g.conv_1_bias, &grad(cnn.conv_1.bias.as_ref().unwrap(), &grads), 1e-4);
+            close("conv_2 weight", &g.conv_2_weight, &grad(&cnn.conv_2.weight, &grads), 1e-4);
+            close("conv_2 bias", &g.conv_2_bias, &grad(cnn.conv_2.bias.as_ref().unwrap(), &grads), 1e-4);
+            close("project weight", &g.project_weight, &grad(&cnn.project.weight, &grads), 1e-4);
+            close("project bias", &g.project_bias, &grad(cnn.project.bias.as_ref().unwrap(), &grads), 1e-4);
+        }
+    }
+
+    /// The features and gradients are the same bits on one thread and on
+    /// four, and inference in blocks gives the training forward's features.
+    #[test]
+    fn results_do_not_depend_on_threads_or_blocks() {
+        let device = cpu();
+        device.seed(3);
+        let cnn = SmallCnn::new(ImageShape { channels: 3, height: 8, width: 8 }, 5, &device);
+        let batch = INFER_BLOCK + 7;
+        let x: Vec<f32> = (0..batch * 192).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.9).collect();
+        let dy: Vec<f32> = (0..batch * 5).map(|i| ((i * 13 % 7) as f32 - 3.0) / 3.0).collect();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                let mut engine = CnnEngine::new(&cnn);
+                let f = engine.forward(&x).to_vec();
+                (f, engine.backward(&dy), engine.infer(&x))
+            })
+        };
+        let (one, four) = (run(1), run(4));
+        assert_eq!(one, four);
+        assert_eq!(one.0, one.2, "inference in blocks of {INFER_BLOCK} gives the same features");
+        // And SmallCnn::forward on the plain CPU device runs the engine.
+        let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [batch, 192]), &device);
+        assert_eq!(values(cnn.forward(t)), one.0);
+    }
+}
