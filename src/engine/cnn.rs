@@ -4,14 +4,23 @@
 //!
 //! burn runs the same network as NCHW convolutions with layout copies,
 //! per-element loops and a separate ReLU and pooling pass around each
-//! product (`BENCHMARKS.md`, the Twemoji CNN). Here every convolution is one
-//! product on a buffer of 3×3 patches (`im2col`, channels-last, so each
-//! patch row is nine contiguous copies), against the weights packed once per
-//! step for the [`packed`](super::packed) kernel; ReLU and pooling are one
-//! pass that also keeps which of the four inputs won. The backward pass is
-//! the same products transposed: the weight gradient `δᵀ · patches` and the
-//! input gradient `δ · W` folded back onto the map (`col2im`); the first
-//! convolution's input is data and needs none.
+//! product (`BENCHMARKS.md`, the Twemoji CNN). Here:
+//! - **Forward.** Each map is stored channels-last as *row triplets*: for
+//!   every pixel column `x` of a padded row `i`, the three rows `i − 1, i,
+//!   i + 1` one after the other (`[h, w + 2, 3, c]`). The 3×3 patch of output
+//!   pixel `(i, j)` is then `9·c` contiguous values, and the patch of
+//!   `(i, j + 1)` starts `3·c` further on, so a convolution is one product of
+//!   overlapping rows against the packed weights ([`packed`](super::packed)),
+//!   with no patch matrix (`im2col`, 3× larger) written. ReLU and pooling are
+//!   one pass that keeps which of the four inputs won.
+//! - **Backward.** After a 2×2 max pool only one pixel in four (its window's
+//!   winner, where the pooled value is positive) has a gradient, so the
+//!   backward pass works on those alone: per winner, its weight gradient is
+//!   one row of `9·c` values (`g · patch`) and its input gradient one row
+//!   `g · W_o` added onto the triplets' gradient, which is then folded back
+//!   onto the map. That is a quarter of the dense products' arithmetic, and
+//!   the dense gradient of the convolution's output is never formed. The
+//!   first convolution's input is data and needs no gradient.
 //!
 //! The batch is cut into tasks of [`IMAGES_PER_TASK`] images that run the
 //! whole pipeline on one thread with their buffers in cache; each task's
@@ -26,7 +35,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::dense::{matmul, matmul_serial};
+use super::dense::matmul;
 use super::packed::PackedMatrix;
 use crate::fusion::{FusionNet, SmallCnn};
 
@@ -73,13 +82,13 @@ impl Dims {
 /// The weights as the engine multiplies them.
 #[derive(Debug)]
 struct Weights {
-    /// `[9·c, c1]`, rows in patch order `(u, v, channel)`.
+    /// `[9·c, c1]`, rows in patch order `(v, u, channel)`.
     conv_1: PackedMatrix,
     bias_1: Vec<f32>,
     /// `[9·c1, c2]`, rows in patch order.
     conv_2: PackedMatrix,
-    /// The second convolution as `[c2, 9·c1]`, for its input gradient.
-    conv_2_back: PackedMatrix,
+    /// The same weights as `[c2, 9·c1]`, one output channel per row, for the input gradient.
+    conv_2_rows: Vec<f32>,
     bias_2: Vec<f32>,
     /// `[flat, d_out]`, rows in channels-last order `(i, j, channel)`.
     project: Vec<f32>,
@@ -89,23 +98,21 @@ struct Weights {
 /// One task's images and buffers.
 #[derive(Default, Debug)]
 struct Chunk {
-    /// The images channels-last, `[n, h, w, c]`.
-    hwc: Vec<f32>,
-    /// Patches of the input, `[n·h·w, 9·c]`.
-    cols_1: Vec<f32>,
-    /// First convolution's output `[n·h·w, c1]`; in the backward pass its gradient.
+    /// Row triplets of the input, `[n, h, w + 2, 3, c]`.
+    rows_1: Vec<f32>,
+    /// First convolution's output `[n, h, w + 2, c1]` (the last two pixels of each row unused).
     conv_1: Vec<f32>,
     /// Which of the four inputs won each pooled value.
     arg_1: Vec<u8>,
     /// `[n, h/2, w/2, c1]` after ReLU and pooling.
     pooled_1: Vec<f32>,
-    /// Patches of the pooled map, `[n·h/2·w/2, 9·c1]`.
-    cols_2: Vec<f32>,
-    /// Second convolution's output `[n·h/2·w/2, c2]`; in the backward pass its gradient.
+    /// Row triplets of the pooled map, `[n, h/2, w/2 + 2, 3, c1]`.
+    rows_2: Vec<f32>,
+    /// Second convolution's output `[n, h/2, w/2 + 2, c2]`.
     conv_2: Vec<f32>,
     arg_2: Vec<u8>,
-    /// Gradient of the patches of the pooled map.
-    d_cols_2: Vec<f32>,
+    /// Gradient of `rows_2`.
+    d_rows_2: Vec<f32>,
     /// Gradient of the pooled map.
     d_pooled_1: Vec<f32>,
     /// This task's share of the weight gradients, engine layouts.
@@ -157,26 +164,26 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
 }
 
-/// burn's `[c_out, c_in, 3, 3]` as `[c_out, (u, v, c_in)]`.
+/// burn's `[c_out, c_in, 3, 3]` (index `u, v`) as `[c_out, (v, u, c_in)]`, the patch order of row triplets.
 fn conv_to_patches(w: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut out = vec![0.0; w.len()];
     for o in 0..c_out {
         for ci in 0..c_in {
-            for uv in 0..9 {
-                out[o * 9 * c_in + uv * c_in + ci] = w[(o * c_in + ci) * 9 + uv];
+            for (u, v) in (0..3).flat_map(|u| (0..3).map(move |v| (u, v))) {
+                out[o * 9 * c_in + (v * 3 + u) * c_in + ci] = w[(o * c_in + ci) * 9 + u * 3 + v];
             }
         }
     }
     out
 }
 
-/// `[c_out, (u, v, c_in)]` back to burn's `[c_out, c_in, 3, 3]`.
+/// `[c_out, (v, u, c_in)]` back to burn's `[c_out, c_in, 3, 3]`.
 fn patches_to_conv(g: &[f32], c_out: usize, c_in: usize) -> Vec<f32> {
     let mut out = vec![0.0; g.len()];
     for o in 0..c_out {
         for ci in 0..c_in {
-            for uv in 0..9 {
-                out[(o * c_in + ci) * 9 + uv] = g[o * 9 * c_in + uv * c_in + ci];
+            for (u, v) in (0..3).flat_map(|u| (0..3).map(move |v| (u, v))) {
+                out[(o * c_in + ci) * 9 + u * 3 + v] = g[o * 9 * c_in + (v * 3 + u) * c_in + ci];
             }
         }
     }
@@ -203,13 +210,11 @@ impl Weights {
         conv_1.repack_columns(k1, dims.c1, |o| &w1[o * k1..][..k1]);
         let mut conv_2 = PackedMatrix::empty();
         conv_2.repack_columns(k2, dims.c2, |o| &w2[o * k2..][..k2]);
-        let mut conv_2_back = PackedMatrix::empty();
-        conv_2_back.repack_rows(dims.c2, k2, |o| &w2[o * k2..][..k2]);
         Weights {
             conv_1,
             bias_1: bias(&cnn.conv_1.bias, dims.c1),
             conv_2,
-            conv_2_back,
+            conv_2_rows: w2,
             bias_2: bias(&cnn.conv_2.bias, dims.c2),
             project,
             bias_3: bias(&cnn.project.bias, d_out),
@@ -455,172 +460,204 @@ impl CnnFronts {
 fn forward_chunk(d: &Dims, weights: &Weights, x: &[f32], chunk: &mut Chunk, pooled_2: &mut [f32]) {
     let n = x.len() / d.image();
     let (h, w, c) = (d.h, d.w, d.c);
-    chunk.hwc.resize(n * h * w * c, 0.0);
-    for (img, hwc) in x.chunks_exact(d.image()).zip(chunk.hwc.chunks_exact_mut(h * w * c)) {
-        for (ci, plane) in img.chunks_exact(h * w).enumerate() {
-            for (p, v) in plane.iter().enumerate() {
-                hwc[p * c + ci] = *v;
-            }
-        }
-    }
-    im2col(&chunk.hwc, n, h, w, c, &mut chunk.cols_1);
-    conv(&chunk.cols_1, &weights.conv_1, &weights.bias_1, &mut chunk.conv_1);
     let (h2, w2) = d.half();
+    chunk.rows_1.resize(n * h * (w + 2) * 3 * c, 0.0);
+    for (img, rows) in x.chunks_exact(d.image()).zip(chunk.rows_1.chunks_exact_mut(h * (w + 2) * 3 * c)) {
+        triplets(h, w, c, rows, |ci, y, x| img[(ci * h + y) * w + x]);
+    }
+    conv(&chunk.rows_1, c, &weights.conv_1, &weights.bias_1, &mut chunk.conv_1);
     chunk.pooled_1.resize(n * h2 * w2 * d.c1, 0.0);
     relu_pool(&chunk.conv_1, n, h, w, d.c1, &mut chunk.pooled_1, &mut chunk.arg_1);
-    im2col(&chunk.pooled_1, n, h2, w2, d.c1, &mut chunk.cols_2);
-    conv(&chunk.cols_2, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
+    let c1 = d.c1;
+    chunk.rows_2.resize(n * h2 * (w2 + 2) * 3 * c1, 0.0);
+    for (map, rows) in chunk.pooled_1.chunks_exact(h2 * w2 * c1).zip(chunk.rows_2.chunks_exact_mut(h2 * (w2 + 2) * 3 * c1)) {
+        triplets(h2, w2, c1, rows, |ci, y, x| map[(y * w2 + x) * c1 + ci]);
+    }
+    conv(&chunk.rows_2, c1, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
     relu_pool(&chunk.conv_2, n, h2, w2, d.c2, pooled_2, &mut chunk.arg_2);
 }
 
 /// One task's backward pass from the gradient of its pooled second map to
-/// its share of the convolutions' weight gradients.
+/// its share of the convolutions' weight gradients, winner by winner.
 fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[f32], pooled_2: &[f32]) {
     let n = pooled_2.len() / d.flat();
     let (h2, w2) = d.half();
-    let (k1, k2) = (9 * d.c, 9 * d.c1);
-    // Second stage: pooling and ReLU, then the convolution's weights and input.
-    pool_backward(d_pooled_2, pooled_2, &chunk.arg_2, n, h2, w2, d.c2, &mut chunk.conv_2);
-    let rows_2 = n * h2 * w2;
-    column_sums(&chunk.conv_2, d.c2, &mut chunk.g_bias_2);
-    chunk.g_conv_2.resize(d.c2 * k2, 0.0);
-    chunk.d_cols_2.resize(rows_2 * k2, 0.0);
-    // SAFETY: g_conv_2 [c2, k2] = conv_2ᵀ [c2, rows] · cols_2 [rows, k2].
-    unsafe {
-        matmul_serial(
-            (d.c2, k2, rows_2),
-            chunk.g_conv_2.as_mut_ptr(),
-            (k2, 1),
-            false,
-            chunk.conv_2.as_ptr(),
-            (1, d.c2),
-            chunk.cols_2.as_ptr(),
-            (k2, 1),
-        )
+    let (c, c1, c2) = (d.c, d.c1, d.c2);
+    let zeroed = |v: &mut Vec<f32>, len: usize| {
+        v.clear();
+        v.resize(len, 0.0);
     };
-    weights.conv_2_back.matmul_strided(&chunk.conv_2, d.c2, rows_2, &mut chunk.d_cols_2, k2, false);
-    col2im(&chunk.d_cols_2, n, h2, w2, d.c1, &mut chunk.d_pooled_1);
-    // First stage: pooling and ReLU, then the convolution's weights.
-    pool_backward(&chunk.d_pooled_1, &chunk.pooled_1, &chunk.arg_1, n, d.h, d.w, d.c1, &mut chunk.conv_1);
-    let rows_1 = n * d.h * d.w;
-    column_sums(&chunk.conv_1, d.c1, &mut chunk.g_bias_1);
-    chunk.g_conv_1.resize(d.c1 * k1, 0.0);
-    // SAFETY: g_conv_1 [c1, k1] = conv_1ᵀ [c1, rows] · cols_1 [rows, k1].
-    unsafe {
-        matmul_serial(
-            (d.c1, k1, rows_1),
-            chunk.g_conv_1.as_mut_ptr(),
-            (k1, 1),
-            false,
-            chunk.conv_1.as_ptr(),
-            (1, d.c1),
-            chunk.cols_1.as_ptr(),
-            (k1, 1),
-        )
-    };
+    // Second stage: each winner's weight gradient, and its input gradient onto the triplets.
+    zeroed(&mut chunk.g_conv_2, c2 * 9 * c1);
+    zeroed(&mut chunk.g_bias_2, c2);
+    zeroed(&mut chunk.d_rows_2, chunk.rows_2.len());
+    let stage_2 = Stage { h: h2, w: w2, c_in: c1, c_out: c2 };
+    stage_backward(
+        stage_2,
+        n,
+        d_pooled_2,
+        pooled_2,
+        &chunk.arg_2,
+        &chunk.rows_2,
+        &mut chunk.g_conv_2,
+        &mut chunk.g_bias_2,
+        Some((&weights.conv_2_rows, &mut chunk.d_rows_2)),
+    );
+    // The triplets' gradient folded back onto the pooled map: each pixel is in three triplets.
+    zeroed(&mut chunk.d_pooled_1, n * h2 * w2 * c1);
+    for (d_map, d_rows) in chunk.d_pooled_1.chunks_exact_mut(h2 * w2 * c1).zip(chunk.d_rows_2.chunks_exact(h2 * (w2 + 2) * 3 * c1)) {
+        fold(h2, w2, c1, d_rows, d_map);
+    }
+    // First stage: each winner's weight gradient (the input is data).
+    zeroed(&mut chunk.g_conv_1, c1 * 9 * c);
+    zeroed(&mut chunk.g_bias_1, c1);
+    let stage_1 = Stage { h: d.h, w: d.w, c_in: c, c_out: c1 };
+    stage_backward(stage_1, n, &chunk.d_pooled_1, &chunk.pooled_1, &chunk.arg_1, &chunk.rows_1, &mut chunk.g_conv_1, &mut chunk.g_bias_1, None);
 }
 
-/// The 3×3 patches (zero-padded by one) of a channels-last map `[n, h, w, c]`:
-/// `cols[(b, i, j), (u, v, ch)] = map[b, i + u − 1, j + v − 1, ch]`. For a
-/// given `u` the three taps `v` are `3·c` contiguous values on both sides, so
-/// an inner pixel's row is three copies.
-fn im2col(map: &[f32], n: usize, h: usize, w: usize, c: usize, cols: &mut Vec<f32>) {
-    let (k, span) = (9 * c, 3 * c);
-    cols.resize(n * h * w * k, 0.0);
-    for (map, cols) in map.chunks_exact(h * w * c).zip(cols.chunks_exact_mut(h * w * k)) {
-        for i in 0..h {
-            for u in 0..3 {
-                let y = (i + u).wrapping_sub(1);
-                for j in 0..w {
-                    let dst = &mut cols[(i * w + j) * k + u * span..][..span];
-                    if y >= h {
-                        dst.fill(0.0);
-                    } else if j >= 1 && j + 1 < w {
-                        copy(dst, &map[(y * w + j - 1) * c..][..span]);
-                    } else {
-                        for (v, dst) in dst.chunks_exact_mut(c).enumerate() {
-                            let x = (j + v).wrapping_sub(1);
-                            if x < w { copy(dst, &map[(y * w + x) * c..][..c]) } else { dst.fill(0.0) }
+/// A convolution stage's sizes: its input map `[h, w, c_in]`, its output channels.
+#[derive(Clone, Copy)]
+struct Stage {
+    h: usize,
+    w: usize,
+    c_in: usize,
+    c_out: usize,
+}
+
+super::kernels::wide_variant!(
+    /// The backward pass of one stage (`3×3 conv → ReLU → 2×2 max pool`) for
+    /// `n` images, given the gradient of its pooled output: for each pooled
+    /// value that is positive, its window's winner gets the gradient `g`, so
+    /// `g_bias[o] += g`, `g_conv[o] += g · patch`, and with `input` (the
+    /// weights as rows, the triplets' gradient) `d_rows[patch] += g · W_o`.
+    #[allow(clippy::too_many_arguments)]
+    fn stage_backward(
+        stage: Stage,
+        n: usize,
+        d_pooled: &[f32],
+        pooled: &[f32],
+        arg: &[u8],
+        rows: &[f32],
+        g_conv: &mut [f32],
+        g_bias: &mut [f32],
+        input: Option<(&[f32], &mut [f32])>,
+    ) = stage_backward_body
+);
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn stage_backward_body(
+    stage: Stage,
+    n: usize,
+    d_pooled: &[f32],
+    pooled: &[f32],
+    arg: &[u8],
+    rows: &[f32],
+    g_conv: &mut [f32],
+    g_bias: &mut [f32],
+    mut input: Option<(&[f32], &mut [f32])>,
+) {
+    let Stage { h, w, c_in, c_out } = stage;
+    let (h2, w2, k) = (h / 2, w / 2, 9 * c_in);
+    let mut at = 0;
+    for b in 0..n {
+        for i in 0..h2 {
+            for j in 0..w2 {
+                for o in 0..c_out {
+                    let g = d_pooled[at + o];
+                    if pooled[at + o] <= 0.0 || g == 0.0 {
+                        continue;
+                    }
+                    let q = arg[at + o] as usize;
+                    let pixel = (b * h + 2 * i + q / 2) * (w + 2) + 2 * j + q % 2;
+                    g_bias[o] += g;
+                    let patch = &rows[pixel * 3 * c_in..][..k];
+                    let g_row = &mut g_conv[o * k..][..k];
+                    for t in 0..k {
+                        g_row[t] += g * patch[t];
+                    }
+                    if let Some((weights, d_rows)) = input.as_mut() {
+                        let w_row = &weights[o * k..][..k];
+                        let d_patch = &mut d_rows[pixel * 3 * c_in..][..k];
+                        for t in 0..k {
+                            d_patch[t] += g * w_row[t];
                         }
                     }
+                }
+                at += c_out;
+            }
+        }
+    }
+}
+
+/// Row triplets of an `h × w` map with `c` channels given by
+/// `value(channel, y, x)`: `rows[i, x', u, ch] = map[ch, i + u − 1, x' − 1]`,
+/// zero outside the map (the convolution's padding).
+#[inline(always)]
+fn triplets(h: usize, w: usize, c: usize, rows: &mut [f32], value: impl Fn(usize, usize, usize) -> f32) {
+    for i in 0..h {
+        for xp in 0..w + 2 {
+            for u in 0..3 {
+                let (y, x) = ((i + u).wrapping_sub(1), xp.wrapping_sub(1));
+                let dst = &mut rows[((i * (w + 2) + xp) * 3 + u) * c..][..c];
+                if y < h && x < w {
+                    for (ch, v) in dst.iter_mut().enumerate() {
+                        *v = value(ch, y, x);
+                    }
+                } else {
+                    dst.fill(0.0);
                 }
             }
         }
     }
 }
 
-/// Adds each patch row's gradient back onto the map it came from: the
-/// gradient of [`im2col`], `[n·h·w, 9·c]` → `[n, h, w, c]`.
-fn col2im(cols: &[f32], n: usize, h: usize, w: usize, c: usize, map: &mut Vec<f32>) {
-    let (k, span) = (9 * c, 3 * c);
-    map.clear();
-    map.resize(n * h * w * c, 0.0);
-    for (map, cols) in map.chunks_exact_mut(h * w * c).zip(cols.chunks_exact(h * w * k)) {
-        for i in 0..h {
+/// The gradient of [`triplets`]: each map pixel's gradient is the sum over
+/// the three triplets that hold it.
+fn fold(h: usize, w: usize, c: usize, d_rows: &[f32], d_map: &mut [f32]) {
+    for y in 0..h {
+        for x in 0..w {
+            let dst = &mut d_map[(y * w + x) * c..][..c];
             for u in 0..3 {
-                let y = (i + u).wrapping_sub(1);
-                if y >= h {
-                    continue;
-                }
-                for j in 0..w {
-                    let src = &cols[(i * w + j) * k + u * span..][..span];
-                    if j >= 1 && j + 1 < w {
-                        add(&mut map[(y * w + j - 1) * c..][..span], src);
-                    } else {
-                        for (v, src) in src.chunks_exact(c).enumerate() {
-                            let x = (j + v).wrapping_sub(1);
-                            if x < w {
-                                add(&mut map[(y * w + x) * c..][..c], src);
-                            }
-                        }
-                    }
+                let i = (y + 1).wrapping_sub(u);
+                if i < h {
+                    let src = &d_rows[((i * (w + 2) + x + 1) * 3 + u) * c..][..c];
+                    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
                 }
             }
         }
     }
 }
 
-/// `dst = src` for short rows, eight at a time, without a call to `memcpy`.
-#[inline(always)]
-fn copy(dst: &mut [f32], src: &[f32]) {
-    let (mut d, mut s) = (dst.chunks_exact_mut(8), src.chunks_exact(8));
-    for (d, s) in (&mut d).zip(&mut s) {
-        let s: &[f32; 8] = s.try_into().expect("eight");
-        let d: &mut [f32; 8] = d.try_into().expect("eight");
-        *d = *s;
-    }
-    d.into_remainder().iter_mut().zip(s.remainder()).for_each(|(d, s)| *d = *s);
-}
-
-/// `dst += src`, element by element.
-#[inline(always)]
-fn add(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
-}
-
-/// `out = cols · W + b` on the calling thread.
-fn conv(cols: &[f32], weights: &PackedMatrix, bias: &[f32], out: &mut Vec<f32>) {
-    let (k, c_out) = (weights.k(), weights.n());
-    let rows = cols.len() / k;
-    out.resize(rows * c_out, 0.0);
+/// `out = conv(map) + b` on the calling thread, from the map's row triplets
+/// `[n, h, w + 2, 3, c]`: one product over all `n·h·(w + 2)` pixel slots,
+/// each reading the `9·c` values from its own slot on (the rows overlap), so
+/// the last two slots of every row are computed from the next row's data
+/// and left unused.
+fn conv(rows: &[f32], c: usize, weights: &PackedMatrix, bias: &[f32], out: &mut Vec<f32>) {
+    let c_out = weights.n();
+    let slots = rows.len() / (3 * c);
+    out.resize(slots * c_out, 0.0);
     for row in out.chunks_exact_mut(c_out) {
         row.copy_from_slice(bias);
     }
-    weights.matmul_strided(cols, k, rows, out, c_out, true);
+    // The last two slots would read past the end; they are unused.
+    weights.matmul_strided(rows, 3 * c, slots - 2, out, c_out, true);
 }
 
 /// ReLU then 2×2 max pooling (stride 2, odd edges dropped) of a
-/// channels-last map `[n, h, w, c]` into `out` `[n, h/2, w/2, c]`, with the
-/// winner of each window (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right).
+/// convolution's output `[n, h, w + 2, c]` (see [`conv`]) into `out`
+/// `[n, h/2, w/2, c]`, with the winner of each window (0 top-left, 1
+/// top-right, 2 bottom-left, 3 bottom-right).
 fn relu_pool(map: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32], arg: &mut Vec<u8>) {
-    let (h2, w2) = (h / 2, w / 2);
+    let (h2, w2, pitch) = (h / 2, w / 2, w + 2);
     arg.resize(n * h2 * w2 * c, 0);
     let mut at = 0;
     for b in 0..n {
         for i in 0..h2 {
             for j in 0..w2 {
-                let top = ((b * h + 2 * i) * w + 2 * j) * c;
-                let corners = [top, top + c, top + w * c, top + w * c + c];
+                let top = ((b * h + 2 * i) * pitch + 2 * j) * c;
+                let corners = [top, top + c, top + pitch * c, top + pitch * c + c];
                 for ch in 0..c {
                     let (mut best, mut which) = (map[corners[0] + ch], 0u8);
                     for (q, &corner) in corners.iter().enumerate().skip(1) {
@@ -635,44 +672,6 @@ fn relu_pool(map: &[f32], n: usize, h: usize, w: usize, c: usize, out: &mut [f32
                 at += c;
             }
         }
-    }
-}
-
-/// The gradient of [`relu_pool`]: each pooled gradient goes to its window's
-/// winner where the pooled value is positive; everything else is zero.
-#[allow(clippy::too_many_arguments)]
-fn pool_backward(d_out: &[f32], pooled: &[f32], arg: &[u8], n: usize, h: usize, w: usize, c: usize, d_map: &mut Vec<f32>) {
-    let (h2, w2) = (h / 2, w / 2);
-    d_map.resize(n * h * w * c, 0.0);
-    if h % 2 == 1 || w % 2 == 1 {
-        // the dropped edge gets no gradient; every window writes all four of its corners
-        d_map.fill(0.0);
-    }
-    let mut at = 0;
-    for b in 0..n {
-        for i in 0..h2 {
-            for j in 0..w2 {
-                let top = ((b * h + 2 * i) * w + 2 * j) * c;
-                let corners = [top, top + c, top + w * c, top + w * c + c];
-                for ch in 0..c {
-                    let g = if pooled[at + ch] > 0.0 { d_out[at + ch] } else { 0.0 };
-                    let winner = arg[at + ch] as usize;
-                    for (q, &corner) in corners.iter().enumerate() {
-                        d_map[corner + ch] = if q == winner { g } else { 0.0 };
-                    }
-                }
-                at += c;
-            }
-        }
-    }
-}
-
-/// Column sums of a row-major `[rows, c]` matrix.
-fn column_sums(m: &[f32], c: usize, out: &mut Vec<f32>) {
-    out.clear();
-    out.resize(c, 0.0);
-    for row in m.chunks_exact(c) {
-        out.iter_mut().zip(row).for_each(|(o, v)| *o += v);
     }
 }
 

@@ -74,41 +74,6 @@ fn parallelism() -> gemm::Parallelism {
 pub(crate) unsafe fn matmul(
     (m, n, k): (usize, usize, usize),
     dst: *mut f32,
-    dst_strides: (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: (usize, usize),
-    rhs: *const f32,
-    rhs_strides: (usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { gemm_with(parallelism(), (m, n, k), dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
-}
-
-/// [`matmul`] on the calling thread only (inside a rayon task that owns its block).
-///
-/// # Safety
-/// As for [`matmul`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul_serial(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    dst_strides: (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    lhs_strides: (usize, usize),
-    rhs: *const f32,
-    rhs_strides: (usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe { gemm_with(gemm::Parallelism::None, (m, n, k), dst, dst_strides, accumulate, lhs, lhs_strides, rhs, rhs_strides) }
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_with(
-    parallelism: gemm::Parallelism,
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
     (dst_rs, dst_cs): (usize, usize),
     accumulate: bool,
     lhs: *const f32,
@@ -137,7 +102,7 @@ unsafe fn gemm_with(
             false,
             false,
             false,
-            parallelism,
+            parallelism(),
         )
     }
 }

@@ -159,13 +159,14 @@ impl PackedMatrix {
 
     /// `out[rows, n] (+)= x[rows, k] · W` on the calling thread, with `x`'s
     /// rows `lda` apart and `out`'s `ldc` apart (a head's columns of a wider
-    /// matrix); `accumulate: false` overwrites `out`'s `n` columns.
+    /// matrix); `accumulate: false` overwrites `out`'s `n` columns. `x`'s rows
+    /// may overlap (`lda < k`: the row triplets of [`cnn`](super::cnn)); they are only read.
     pub fn matmul_strided(&self, x: &[f32], lda: usize, rows: usize, out: &mut [f32], ldc: usize, accumulate: bool) {
         let (k, n) = (self.k, self.n);
         if rows == 0 {
             return;
         }
-        assert!(lda >= k && ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n, "x or out too short for [{rows}, {k}] x [{k}, {n}]");
+        assert!(ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n, "x or out too short for [{rows}, {k}] x [{k}, {n}]");
         self.band(x, lda, rows, out, ldc, accumulate, wide_kernel());
     }
 
