@@ -2,8 +2,9 @@
 # Regenerates every table and chart the README shows (demo, protocol, mfeat, Twemoji, predict,
 # missing views, robustness) from the code at HEAD, and logs each command with its output and the
 # commit to docs/figures.md. Benchmarks live in bench/ (see BENCHMARKS.md).
-# Usage: scripts/figures.sh [--no-twemoji] [--text-views]   about 15 minutes on 2 cores (Twemoji: 5-8 of them)
-# --text-views adds Twemoji with every text representation (LSTM, GloVe, MiniLM; about 35 more
+# Usage: scripts/figures.sh [--no-twemoji] [--text-views]   about 15 minutes on 2 cores on burn (Twemoji 5-8 of them;
+# its table alone now takes 1.5 minutes on the cnn engine)
+# --text-views adds Twemoji with every text representation (LSTM, GloVe, MiniLM; about 11 more
 # minutes; the pretrained ones need `gmu encoders fetch`).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -39,8 +39,8 @@ use super::dense::matmul;
 use super::packed::PackedMatrix;
 use crate::fusion::{FusionNet, SmallCnn};
 
-/// Images per rayon task: the task's patch buffers (about 110 KB and 150 KB
-/// per image for 3×32×32) stay in the core's L2 while it runs both stages.
+/// Images per rayon task: the task's row triplets (about 40 KB and 55 KB per
+/// 3×32×32 image) and maps stay in the core's L2 while it runs both stages.
 pub const IMAGES_PER_TASK: usize = 2;
 
 /// Images per pass of [`CnnEngine::infer`], which bounds its memory.
