@@ -1088,3 +1088,31 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
     assert_refused(&gmu(&["encode", "--text", &s(&d.join("nope.csv")), "--column", "plot", "--out", &s(&d.join("t4.npy"))]), "nope.csv");
     assert!(!d.join("t2.npy").exists() && !d.join("t3.npy").exists() && !d.join("t4.npy").exists());
 }
+
+/// A picture model through the CLI: `gmu train --data twemoji` trains the
+/// GMU with its CNN on the cnn engine (recorded in the model directory), the
+/// same seed gives the same losses and test scores, `eval` scores the saved
+/// model, and `--engine burn` trains the same model on burn.
+#[test]
+fn twemoji_trains_its_cnn_on_the_cnn_engine_and_scores_again_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    let quick = ["--data", "twemoji", "--steps", "6", "--batch-size", "64", "--restarts", "1", "--seed", "2"];
+    let train = |out: &str, extra: &[&str]| {
+        let run = gmu(&[&["train", "--out", out][..], &quick, extra].concat());
+        assert!(run.status.success(), "{}", stderr(&run));
+        read_json(&dir.path().join(out).join("config.json"))
+    };
+    let config = train(&p("cnn"), &[]);
+    assert_eq!(config["members"][0]["engine"], "cnn");
+    let again = train(&p("again"), &[]);
+    assert_eq!(config["results"], again["results"], "the same seed gives the same model");
+    assert_eq!(config["members"][0]["step_losses"], again["members"][0]["step_losses"]);
+    assert_eq!(config["members"][0]["step_losses"].as_array().unwrap().len(), 6);
+    let eval = gmu(&["eval", "--model", &p("cnn"), "--data", "twemoji", "--json"]);
+    assert!(eval.status.success(), "{}", stderr(&eval));
+    let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(scores["accuracy"].as_f64().unwrap() > 1.0 / 9.0, "{scores}");
+    let burn = train(&p("burn"), &["--engine", "burn"]);
+    assert_eq!(burn["members"][0]["engine"], "burn");
+}

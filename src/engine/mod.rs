@@ -214,6 +214,27 @@ mod tests {
         assert_eq!(Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(), Engine::Native);
     }
 
+    /// A model with a picture CNN: `auto` picks the cnn engine for every
+    /// fusion (missing views and modality dropout included), `--engine burn`
+    /// stays burn, and naming the cnn engine for a model without a CNN is refused.
+    #[test]
+    fn a_model_with_a_cnn_gets_the_cnn_engine() {
+        let device = Device::default();
+        for kind in FusionKind::ALL {
+            let config = TrainingConfig { modality_dropout: 0.3, ..TrainingConfig::paper(kind) };
+            let mut with_cnn = spec(&config.model, [48, 4], Task::Multiclass);
+            with_cnn.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 4, width: 4, d_out: 8 };
+            for missing in [false, true] {
+                assert_eq!(Engine::Auto.pick(&with_cnn, &config, missing, &device).unwrap(), Engine::Cnn, "{kind}");
+            }
+            assert_eq!(Engine::Cnn.pick(&with_cnn, &config, false, &device).unwrap(), Engine::Cnn);
+            assert_eq!(Engine::Burn.pick(&with_cnn, &config, false, &device).unwrap(), Engine::Burn);
+        }
+        let paper = TrainingConfig::paper(FusionKind::Gmu);
+        let err = Engine::Cnn.pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device).unwrap_err().to_string();
+        assert!(err.contains("cnn engine cannot train this gmu model") && err.contains("CNN image encoder"), "{err}");
+    }
+
     #[test]
     fn an_explicit_engine_that_cannot_train_the_model_is_refused_with_the_reason() {
         let device = Device::default();
