@@ -461,19 +461,21 @@ fn forward_chunk(d: &Dims, weights: &Weights, x: &[f32], chunk: &mut Chunk, pool
     let n = x.len() / d.image();
     let (h, w, c) = (d.h, d.w, d.c);
     let (h2, w2) = d.half();
-    chunk.rows_1.resize(n * h * (w + 2) * 3 * c, 0.0);
+    let len_1 = n * h * (w + 2) * 3 * c;
+    chunk.rows_1.resize(len_1 + TAIL, 0.0);
     for (img, rows) in x.chunks_exact(d.image()).zip(chunk.rows_1.chunks_exact_mut(h * (w + 2) * 3 * c)) {
         triplets(h, w, c, rows, |ci, y, x| img[(ci * h + y) * w + x]);
     }
-    conv(&chunk.rows_1, c, &weights.conv_1, &weights.bias_1, &mut chunk.conv_1);
+    conv(&chunk.rows_1[..len_1], c, &weights.conv_1, &weights.bias_1, &mut chunk.conv_1);
     chunk.pooled_1.resize(n * h2 * w2 * d.c1, 0.0);
     relu_pool(&chunk.conv_1, n, h, w, d.c1, &mut chunk.pooled_1, &mut chunk.arg_1);
     let c1 = d.c1;
-    chunk.rows_2.resize(n * h2 * (w2 + 2) * 3 * c1, 0.0);
+    let len_2 = n * h2 * (w2 + 2) * 3 * c1;
+    chunk.rows_2.resize(len_2 + TAIL, 0.0);
     for (map, rows) in chunk.pooled_1.chunks_exact(h2 * w2 * c1).zip(chunk.rows_2.chunks_exact_mut(h2 * (w2 + 2) * 3 * c1)) {
         triplets(h2, w2, c1, rows, |ci, y, x| map[(y * w2 + x) * c1 + ci]);
     }
-    conv(&chunk.rows_2, c1, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
+    conv(&chunk.rows_2[..len_2], c1, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
     relu_pool(&chunk.conv_2, n, h2, w2, d.c2, pooled_2, &mut chunk.arg_2);
 }
 
@@ -488,10 +490,11 @@ fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[
         v.resize(len, 0.0);
     };
     // Second stage: each winner's weight gradient, and its input gradient onto the triplets.
+    let stage_2 = Stage { h: h2, w: w2, c_in: c1, c_out: c2 };
+    assert_eq!(stage_2.stride(), 9 * c1, "the input gradient's rows are the weights' own");
     zeroed(&mut chunk.g_conv_2, c2 * 9 * c1);
     zeroed(&mut chunk.g_bias_2, c2);
     zeroed(&mut chunk.d_rows_2, chunk.rows_2.len());
-    let stage_2 = Stage { h: h2, w: w2, c_in: c1, c_out: c2 };
     stage_backward(
         stage_2,
         n,
@@ -509,10 +512,16 @@ fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[
         fold(h2, w2, c1, d_rows, d_map);
     }
     // First stage: each winner's weight gradient (the input is data).
-    zeroed(&mut chunk.g_conv_1, c1 * 9 * c);
-    zeroed(&mut chunk.g_bias_1, c1);
     let stage_1 = Stage { h: d.h, w: d.w, c_in: c, c_out: c1 };
+    let stride = stage_1.stride();
+    zeroed(&mut chunk.g_conv_1, c1 * stride);
+    zeroed(&mut chunk.g_bias_1, c1);
     stage_backward(stage_1, n, &chunk.d_pooled_1, &chunk.pooled_1, &chunk.arg_1, &chunk.rows_1, &mut chunk.g_conv_1, &mut chunk.g_bias_1, None);
+    // Rows of `stride` values back to rows of 9·c (the extra values were the next patch's).
+    for o in 0..c1 {
+        chunk.g_conv_1.copy_within(o * stride..o * stride + 9 * c, o * 9 * c);
+    }
+    chunk.g_conv_1.truncate(c1 * 9 * c);
 }
 
 /// A convolution stage's sizes: its input map `[h, w, c_in]`, its output channels.
@@ -522,6 +531,25 @@ struct Stage {
     w: usize,
     c_in: usize,
     c_out: usize,
+}
+
+/// Zeros after each buffer of row triplets, so that a patch read as
+/// [`Stage::stride`] values (more than its `9·c`) stays inside it.
+const TAIL: usize = 8;
+
+impl Stage {
+    /// The length of a patch as the backward loops read it: `9·c_in`,
+    /// rounded up to 16 or 32 for one or three input channels. The extra
+    /// values read belong to the next patch: their weight-gradient entries
+    /// are dropped, and where the input gradient is written the weights
+    /// there are zero.
+    fn stride(&self) -> usize {
+        match 9 * self.c_in {
+            9 => 16,
+            27 => 32,
+            k => k,
+        }
+    }
 }
 
 super::kernels::wide_variant!(
@@ -555,10 +583,35 @@ fn stage_backward_body(
     rows: &[f32],
     g_conv: &mut [f32],
     g_bias: &mut [f32],
+    input: Option<(&[f32], &mut [f32])>,
+) {
+    // The loops' length as a constant where it is one of these, so that they
+    // compile to whole vectors (the first stage's 9·c is padded to a multiple of 8).
+    match stage.stride() {
+        16 => winners::<16>(stage, n, d_pooled, pooled, arg, rows, g_conv, g_bias, input),
+        32 => winners::<32>(stage, n, d_pooled, pooled, arg, rows, g_conv, g_bias, input),
+        144 => winners::<144>(stage, n, d_pooled, pooled, arg, rows, g_conv, g_bias, input),
+        _ => winners::<0>(stage, n, d_pooled, pooled, arg, rows, g_conv, g_bias, input),
+    }
+}
+
+/// [`stage_backward`]'s loops over the winners, with rows of `K` values (`K = 0`: of `stage.stride()`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn winners<const K: usize>(
+    stage: Stage,
+    n: usize,
+    d_pooled: &[f32],
+    pooled: &[f32],
+    arg: &[u8],
+    rows: &[f32],
+    g_conv: &mut [f32],
+    g_bias: &mut [f32],
     mut input: Option<(&[f32], &mut [f32])>,
 ) {
     let Stage { h, w, c_in, c_out } = stage;
-    let (h2, w2, k) = (h / 2, w / 2, 9 * c_in);
+    let (h2, w2) = (h / 2, w / 2);
+    let k = if K == 0 { stage.stride() } else { K };
     let mut at = 0;
     for b in 0..n {
         for i in 0..h2 {
