@@ -382,7 +382,10 @@ impl CnnGrads {
     /// Hands the gradients to burn's optimiser as those of `cnn`'s
     /// parameters, as tensors on `device` (the autodiff device's inner one).
     pub fn register(self, cnn: &SmallCnn, grads: &mut GradientsParams, device: &Device) {
-        let t1 = |v: Vec<f32>| Tensor::<1>::from_data(TensorData::new(v.clone(), [v.len()]), device);
+        let t1 = |v: Vec<f32>| {
+            let n = v.len();
+            Tensor::<1>::from_data(TensorData::new(v, [n]), device)
+        };
         let [c1, c, ..] = cnn.conv_1.weight.dims();
         let [c2, ..] = cnn.conv_2.weight.dims();
         let [flat, d_out] = cnn.project.weight.dims();
@@ -533,16 +536,16 @@ struct Stage {
     c_out: usize,
 }
 
-/// Zeros after each buffer of row triplets, so that a patch read as
-/// [`Stage::stride`] values (more than its `9·c`) stays inside it.
+/// Room after each buffer of row triplets, so that a patch read as
+/// [`Stage::stride`] values (more than its `9·c`) stays inside it; what the
+/// room holds only reaches the dropped entries.
 const TAIL: usize = 8;
 
 impl Stage {
     /// The length of a patch as the backward loops read it: `9·c_in`,
-    /// rounded up to 16 or 32 for one or three input channels. The extra
-    /// values read belong to the next patch: their weight-gradient entries
-    /// are dropped, and where the input gradient is written the weights
-    /// there are zero.
+    /// rounded up to 16 or 32 for one or three input channels (the first
+    /// stage, which takes no input gradient). The extra values read belong
+    /// to the next patch, and their weight-gradient entries are dropped.
     fn stride(&self) -> usize {
         match 9 * self.c_in {
             9 => 16,
