@@ -41,7 +41,8 @@
 //!   with restarts, or epochs with early stopping on dev macro-F1), gate reports, random
 //!   search; [`comparison`]: every method on one data set, side by side.
 //! - [`engine`]: the hand-written training engines beside burn's autodiff (`native` for the
-//!   synthetic experiment's small models, `dense` for the plain GMU classifier at real sizes),
+//!   synthetic experiment's small models, `dense` for the plain GMU classifier at real sizes,
+//!   `maxout` for the paper's maxout-MLP models, `cnn` for the picture CNN),
 //!   with their shared kernels, loss and Adam, each tested against burn's autodiff, and
 //!   [`engine::Engine::pick`], which chooses one for a model and a device.
 //! - [`model`]: the synthetic experiment's classifiers as `FusionSpec`s, and their flat parameter layout.

@@ -173,7 +173,8 @@ pub struct FitArgs {
     pub head: gmu::fusion::HeadKind,
     /// Training engine: `auto` picks the fastest that can train each model (the dense GEMM engine
     /// for GMU with --head linear, the maxout engine for the paper's maxout-MLP models on feature
-    /// views, burn's autodiff for the mixtures of experts and CNN or LSTM encoders), or name one.
+    /// views, the cnn engine for models with a picture CNN, burn's autodiff for the mixtures of
+    /// experts on feature views and LSTM encoders), or name one.
     #[arg(long, value_enum, default_value_t = gmu::engine::Engine::Auto)]
     pub engine: gmu::engine::Engine,
     /// Hidden width (GMU and maxout units) [default: 128 for multiview, 512 for mmimdb].

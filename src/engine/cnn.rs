@@ -364,7 +364,7 @@ impl CnnEngine {
         }
     }
 
-    /// The features of any number of images, [`INFER_BLOCK`] at a time.
+    /// The features of any number of images, 64 at a time (which bounds the memory it takes).
     ///
     /// # Shapes
     /// - `x`: `[batch, c · h · w]`; output: `[batch, d_out]`
