@@ -534,6 +534,42 @@ mod cnn {
         visitor.out
     }
 
+    /// A model of `kind` on a 1×8×8 picture (a CNN of 8 features) and 4
+    /// features, 3 classes, dropout off, its weights from seed 3.
+    fn picture_net(kind: FusionKind, experts: ExpertKind, device: &Device) -> FusionNet {
+        let mut spec = FusionSpec::new(kind, vec![64, 4], 16, 3, Task::Multiclass);
+        spec.encoders[0] = EncoderSpec::Cnn { channels: 1, height: 8, width: 8, d_out: 8 };
+        (spec.dropout, spec.experts) = (0.0, experts);
+        crate::fusion::random::exclusive(|| {
+            device.seed(3);
+            spec.init(device).unwrap()
+        })
+    }
+
+    /// One training forward and backward of `net` all on burn, then with its
+    /// CNNs on `fronts`: the same loss, and the same gradient for every
+    /// parameter (the CNNs' and the rest). Returns the engine's gradients.
+    fn step_like_burn(net: &FusionNet, fronts: &mut CnnFronts, x: &[Tensor<2>], y: Tensor<2>, mask: Option<&Tensor<2>>, what: &str) -> GradientsParams {
+        let loss = net.loss(net.forward_present(x, mask).scores, y.clone());
+        let burn_loss: f32 = loss.clone().into_scalar();
+        let burn_grads = gradients(net, &GradientsParams::from_grads(loss.backward(), net));
+        let out = net.forward_encoded(fronts.encode(net, net.zero_missing(x, mask)), mask);
+        let loss = net.loss(out.scores, y);
+        let engine_loss: f32 = loss.clone().into_scalar();
+        let grads = fronts.gradients(net, loss.backward());
+        let engine_grads = gradients(net, &grads);
+        assert!((burn_loss - engine_loss).abs() < 1e-5, "{what}: loss {burn_loss} vs {engine_loss}");
+        assert_eq!(burn_grads.len(), engine_grads.len());
+        let cnn_params = 6;
+        assert!(burn_grads.iter().filter(|(_, g)| !g.is_empty()).count() > cnn_params, "{what}: the CNN's and the fusion's parameters");
+        for ((name, a), (_, b)) in burn_grads.iter().zip(&engine_grads) {
+            // (a batch norm's running statistics have none on either side)
+            assert_eq!(a.len(), b.len(), "{what}: {name} has a gradient on both sides or on neither");
+            close(b, a, 1e-4, &format!("{what}: gradient of {name}"));
+        }
+        grads
+    }
+
     /// One training forward and backward, all on burn and with the CNNs on
     /// the engine: the same loss and the same gradient for every parameter
     /// of the model (the CNNs' and the rest), for every fusion, with views
@@ -549,38 +585,14 @@ mod cnn {
             (FusionKind::Moe, ExpertKind::Logistic),
         ];
         for ((kind, experts), missing) in kinds.into_iter().flat_map(|k| [(k, false), (k, true)]) {
-            let mut spec = FusionSpec::new(kind, vec![64, 4], 16, 3, Task::Multiclass);
-            spec.encoders[0] = EncoderSpec::Cnn { channels: 1, height: 8, width: 8, d_out: 8 };
-            (spec.dropout, spec.experts) = (0.0, experts);
-            let net = crate::fusion::random::exclusive(|| {
-                device.seed(3);
-                spec.init(&device).unwrap()
-            });
+            let net = picture_net(kind, experts, &device);
             let x = [Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device), Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device)];
             let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 * 7) % 3)).collect();
             let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
             let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 4 != 1), 1.0]).collect();
             let mask = missing.then(|| Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device));
-            let out = net.forward_present(&x, mask.as_ref());
-            let loss = net.loss(out.scores, y.clone());
-            let burn_loss: f32 = loss.clone().into_scalar();
-            let burn_grads = gradients(&net, &GradientsParams::from_grads(loss.backward(), &net));
-
-            let mut fronts = CnnFronts::new(&net);
-            let out = net.forward_encoded(fronts.encode(&net, net.zero_missing(&x, mask.as_ref())), mask.as_ref());
-            let loss = net.loss(out.scores, y);
-            let engine_loss: f32 = loss.clone().into_scalar();
-            let engine_grads = gradients(&net, &fronts.gradients(&net, loss.backward()));
             let what = format!("{kind} ({experts:?} experts, missing pictures {missing})");
-            assert!((burn_loss - engine_loss).abs() < 1e-5, "{what}: loss {burn_loss} vs {engine_loss}");
-            assert_eq!(burn_grads.len(), engine_grads.len());
-            let cnn_params = 6;
-            assert!(burn_grads.iter().filter(|(_, g)| !g.is_empty()).count() > cnn_params, "{what}: the CNN's and the fusion's parameters");
-            for ((name, a), (_, b)) in burn_grads.iter().zip(&engine_grads) {
-                // (a batch norm's running statistics have none on either side)
-                assert_eq!(a.len(), b.len(), "{what}: {name} has a gradient on both sides or on neither");
-                close(b, a, 1e-4, &format!("{what}: gradient of {name}"));
-            }
+            step_like_burn(&net, &mut CnnFronts::new(&net), &x, y, mask.as_ref(), &what);
         }
     }
 
@@ -616,13 +628,7 @@ mod cnn {
     #[test]
     fn missing_pictures_get_burns_gradients_along_a_run() {
         let device = dev().autodiff();
-        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![64, 4], 16, 3, Task::Multiclass);
-        spec.encoders[0] = EncoderSpec::Cnn { channels: 1, height: 8, width: 8, d_out: 8 };
-        spec.dropout = 0.0;
-        let mut net = crate::fusion::random::exclusive(|| {
-            device.seed(3);
-            spec.init(&device).unwrap()
-        });
+        let mut net = picture_net(FusionKind::Gmu, ExpertKind::Maxout, &device);
         let mut adam = burn::optim::AdamConfig::new().init();
         let mut fronts = CnnFronts::new(&net);
         let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 3 != 0), 1.0]).collect();
@@ -632,18 +638,7 @@ mod cnn {
             let x = [Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device), Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device)];
             let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 + step as usize) % 3)).collect();
             let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
-            let loss = net.loss(net.forward_present(&x, Some(&mask)).scores, y.clone());
-            let burn_loss: f32 = loss.clone().into_scalar();
-            let burn_grads = gradients(&net, &GradientsParams::from_grads(loss.backward(), &net));
-            let out = net.forward_encoded(fronts.encode(&net, net.zero_missing(&x, Some(&mask))), Some(&mask));
-            let loss = net.loss(out.scores, y);
-            let engine_loss: f32 = loss.clone().into_scalar();
-            let grads = fronts.gradients(&net, loss.backward());
-            assert!((burn_loss - engine_loss).abs() < 1e-5, "step {step}: loss {burn_loss} vs {engine_loss}");
-            for ((name, a), (_, b)) in burn_grads.iter().zip(&gradients(&net, &grads)) {
-                assert_eq!(a.len(), b.len(), "step {step}: {name}");
-                close(b, a, 1e-4, &format!("step {step}: gradient of {name}"));
-            }
+            let grads = step_like_burn(&net, &mut fronts, &x, y, Some(&mask), &format!("step {step}"));
             net = adam.step(0.01, net, grads).map(&mut crate::fusion::MaxNorm { limit: 1.0 });
         }
     }
