@@ -160,6 +160,17 @@ pub fn runs_on(device: &Device) -> bool {
     super::is_cpu(device) && !format!("{device:?}").contains("Autodiff")
 }
 
+/// `cnn`'s features of `x` by the engine, on `x`'s device (one it [`runs_on`]).
+///
+/// # Shapes
+/// - `x`: `[batch, c · h · w]`; output: `[batch, d_out]`
+pub fn infer(cnn: &SmallCnn, x: Tensor<2>) -> Tensor<2> {
+    let (device, [batch, _]) = (x.device(), x.dims());
+    let mut engine = CnnEngine::new(cnn);
+    let features = engine.infer(&values(x));
+    Tensor::from_data(TensorData::new(features, [batch, engine.d_out()]), &device)
+}
+
 fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
 }

@@ -184,11 +184,7 @@ impl SmallCnn {
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let device = x.device();
         if crate::engine::cnn::runs_on(&device) {
-            let [batch, _] = x.dims();
-            let mut engine = crate::engine::cnn::CnnEngine::new(self);
-            let d_out = engine.d_out();
-            let values = x.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values");
-            return Tensor::from_data(burn::tensor::TensorData::new(engine.infer(&values), [batch, d_out]), &device);
+            return crate::engine::cnn::infer(self, x);
         }
         self.forward_burn(x)
     }
