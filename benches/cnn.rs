@@ -47,7 +47,9 @@ fn main() {
         .map(|k| {
             let x = Tensor::random([BATCH, 3 * 32 * 32], Distribution::Uniform(-1.0, 1.0), &device);
             let labels: Vec<i64> = (0..BATCH).map(|i| ((i * 7 + k) % CLASSES) as i64).collect();
-            let y = Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(labels, [BATCH]), &device).one_hot(CLASSES).float();
+            let y = Tensor::<1, Int>::from_data(burn::tensor::TensorData::new(labels, [BATCH]), &device)
+                .one_hot(CLASSES)
+                .float();
             (x, y)
         })
         .collect();

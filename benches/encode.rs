@@ -40,8 +40,13 @@ fn main() {
 
 fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
     // 32 plots of well over 256 word pieces each: every row is truncated to 256 tokens.
-    let words = ["the", "young", "wizard", "travels", "across", "a", "dark", "kingdom", "to", "save", "his", "friends", "from", "an", "ancient", "curse"];
-    let texts: Vec<String> = (0..BATCH).map(|i| (0..320).map(|k| words[(i * 7 + k * 3) % words.len()]).collect::<Vec<_>>().join(" ")).collect();
+    let words = [
+        "the", "young", "wizard", "travels", "across", "a", "dark", "kingdom", "to", "save", "his", "friends", "from",
+        "an", "ancient", "curse",
+    ];
+    let texts: Vec<String> = (0..BATCH)
+        .map(|i| (0..320).map(|k| words[(i * 7 + k * 3) % words.len()]).collect::<Vec<_>>().join(" "))
+        .collect();
     let minilm = Encoder::load(&EncoderSpec::new(EncoderKind::MiniLm), device).expect("gmu encoders fetch minilm");
     let inputs: Vec<RawInput> = texts.iter().map(|t| RawInput::Text(t)).collect();
     minilm.encode(&inputs).unwrap();
@@ -54,14 +59,21 @@ fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
             (batches * BATCH) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
-    println!("{{\"impl\": \"gmu\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}", median(times));
+    println!(
+        "{{\"impl\": \"gmu\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        median(times)
+    );
 }
 
 fn effnet_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
-    let Encoder::EffnetLite0(effnet) = Encoder::load(&EncoderSpec::new(EncoderKind::EffnetLite0), device).expect("gmu encoders fetch effnet-lite0") else {
+    let Encoder::EffnetLite0(effnet) =
+        Encoder::load(&EncoderSpec::new(EncoderKind::EffnetLite0), device).expect("gmu encoders fetch effnet-lite0")
+    else {
         unreachable!()
     };
-    let images: Vec<Vec<f32>> = (0..BATCH).map(|i| (0..3 * 224 * 224).map(|k| ((k * 31 + i * 7) % 255) as f32 / 128.0 - 1.0).collect()).collect();
+    let images: Vec<Vec<f32>> = (0..BATCH)
+        .map(|i| (0..3 * 224 * 224).map(|k| ((k * 31 + i * 7) % 255) as f32 / 128.0 - 1.0).collect())
+        .collect();
     effnet.encode_pixels(&images);
     let times: Vec<f64> = (0..reps)
         .map(|_| {
@@ -72,5 +84,8 @@ fn effnet_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
             (batches * BATCH) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
-    println!("{{\"impl\": \"gmu\", \"encoder\": \"effnet-lite0\", \"size\": 224, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}", median(times));
+    println!(
+        "{{\"impl\": \"gmu\", \"encoder\": \"effnet-lite0\", \"size\": 224, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        median(times)
+    );
 }

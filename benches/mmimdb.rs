@@ -49,7 +49,11 @@ fn quartiles(mut t: Vec<f64>) -> (f64, f64, f64) {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str, default: usize| {
-        args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(default)
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
     let (steps, reps, batch) = (arg("--steps", 30), arg("--reps", 5), arg("--batch", 128));
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();

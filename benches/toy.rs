@@ -7,14 +7,14 @@
 
 use std::time::Instant;
 
-use gmu::data::SyntheticConfig;
-use gmu::experiment::{Predictor, mesh};
-use gmu::model::ModelKind;
-use gmu::data::Scaler;
 use gmu::config::{Preset, TrainingConfig};
+use gmu::data::Scaler;
+use gmu::data::SyntheticConfig;
 use gmu::engine::native::{Network, Workspace};
 use gmu::engine::{Adam, Engine};
+use gmu::experiment::{Predictor, mesh};
 use gmu::fit::glorot;
+use gmu::model::ModelKind;
 use gmu::model::ModelSpec;
 use gmu::train;
 use rand::SeedableRng;
@@ -29,12 +29,19 @@ fn quartiles(mut t: Vec<f64>) -> (f64, f64, f64) {
 fn report(name: &str, times: Vec<f64>) {
     let reps = times.len();
     let (q1, median, q3) = quartiles(times);
-    println!("{{\"impl\": \"{name}\", \"median_ms\": {median:.3}, \"q1_ms\": {q1:.3}, \"q3_ms\": {q3:.3}, \"reps\": {reps}}}");
+    println!(
+        "{{\"impl\": \"{name}\", \"median_ms\": {median:.3}, \"q1_ms\": {q1:.3}, \"q3_ms\": {q3:.3}, \"reps\": {reps}}}"
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let reps: usize = args.iter().position(|a| a == "--reps").and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok()).unwrap_or(20);
+    let reps: usize = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let only = args.iter().position(|a| a == "--only").and_then(|i| args.get(i + 1)).cloned();
     let data = SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(41)).unwrap();
     let config = Preset::Seed.config(ModelKind::Gmu, 41);
@@ -57,7 +64,8 @@ fn main() {
             let (mut grad, mut ws) = (vec![0.0; net.params.len()], Workspace::default());
             let rows: Vec<usize> = (0..data.len()).collect();
             for _ in 0..steps {
-                native_last = net.loss_and_grad(&x, &data.c, &rows, gmu::engine::LossKind::SigmoidBce, &mut grad, &mut ws);
+                native_last =
+                    net.loss_and_grad(&x, &data.c, &rows, gmu::engine::LossKind::SigmoidBce, &mut grad, &mut ws);
                 adam.step(&mut net.params, &grad);
             }
             std::hint::black_box(&net.params);
@@ -101,7 +109,8 @@ fn main() {
         use gmu::engine::dense::{DenseGmu, DenseWorkspace};
         let device = burn::tensor::Device::default();
         let net = spec.to_net(&init, &device).unwrap();
-        let (xv, xt): (Vec<f32>, Vec<f32>) = (x.iter().step_by(2).copied().collect(), x.iter().skip(1).step_by(2).copied().collect());
+        let (xv, xt): (Vec<f32>, Vec<f32>) =
+            (x.iter().step_by(2).copied().collect(), x.iter().skip(1).step_by(2).copied().collect());
         let y: Vec<f32> = data.c.iter().flat_map(|&c| [f32::from(c == 0), f32::from(c == 1)]).collect();
         let mut times = vec![];
         let mut last = 0.0;
@@ -129,7 +138,8 @@ fn main() {
     }
 
     if only.as_deref().is_none_or(|o| o == "mesh") {
-        let model = train::train(&Preset::Seed.config(ModelKind::Gmu, 41), &data, &burn::tensor::Device::default()).unwrap();
+        let model =
+            train::train(&Preset::Seed.config(ModelKind::Gmu, 41), &data, &burn::tensor::Device::default()).unwrap();
         let predictor = Predictor::from(&model);
         let (mut build, mut times) = (vec![], vec![]);
         for rep in 0..reps.min(10) + 1 {
@@ -180,7 +190,9 @@ fn burn_overhead(reps: usize) {
     let (mut fwd, mut both) = (vec![], vec![]);
     for _ in 0..reps {
         let start = Instant::now();
-        let gmu::fusion::Scores::Logits(logits) = model.forward(&[xv.clone(), xt.clone()]).scores else { unreachable!("logits") };
+        let gmu::fusion::Scores::Logits(logits) = model.forward(&[xv.clone(), xt.clone()]).scores else {
+            unreachable!("logits")
+        };
         let value = logits.clone().sum().into_scalar::<f32>();
         let mid = Instant::now();
         let grads = logits.sum().backward();

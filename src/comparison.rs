@@ -16,8 +16,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use crate::data::View;
 use crate::config::TrainingConfig;
+use crate::data::View;
 use crate::fit::{Evaluation, GateReport, ImportanceReport, Trained, score, search_with};
 use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
@@ -79,11 +79,7 @@ pub fn missing_view_curves(
     let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
     let reads: Vec<usize> = trained.members.iter().flat_map(|m| m.modalities.iter().copied()).collect();
     // The rows scored, as views of their own: a view copied per rate is then test-sized.
-    let sub: Vec<View> = data
-        .views
-        .iter()
-        .map(|w| w.select(rows))
-        .collect();
+    let sub: Vec<View> = data.views.iter().map(|w| w.select(rows)).collect();
     let local: Vec<usize> = (0..rows.len()).collect();
     let mut curves = Vec::new();
     for &v in set {
@@ -116,7 +112,9 @@ pub fn missing_view_curves(
 /// The missing-view curves of every method as a Markdown table: one row per
 /// method and view, one column per rate; macro-F1.
 pub fn missing_table(results: &[MethodResult]) -> String {
-    let Some(rates) = results.iter().find_map(|r| r.missing.first().map(|c| c.rates.clone())) else { return String::new() };
+    let Some(rates) = results.iter().find_map(|r| r.missing.first().map(|c| c.rates.clone())) else {
+        return String::new();
+    };
     let mut out = String::from("| method | view missing |");
     for r in &rates {
         out.push_str(&format!(" {:.0} % |", r * 100.0));
@@ -196,7 +194,8 @@ pub fn compare(
 ) -> Result<Vec<MethodResult>> {
     // A sample must have at least one of the compared views (partly missing rows are
     // checked by each fit, after any imputation).
-    let missing_all = (0..data.len()).find(|&r| options.modalities.iter().all(|&v| data.views[v].row(r).iter().all(|x| x.is_nan())));
+    let missing_all =
+        (0..data.len()).find(|&r| options.modalities.iter().all(|&v| data.views[v].row(r).iter().all(|x| x.is_nan())));
     if let Some(r) = missing_all {
         return Err(GmuError::data("data", format!("row {r}: every compared view is missing")));
     }
@@ -217,7 +216,10 @@ pub fn compare(
     let mut singles: Vec<(usize, crate::fit::Trained)> = Vec::new();
     for (method, views, config) in jobs {
         // Where this method's model directory and its epoch checkpoints go (`single:a` → `single-a`).
-        let saved = options.save_to.as_ref().map(|d| (d.join(method.replace(':', "-")), d.join(format!("{}.checkpoint", method.replace(':', "-")))));
+        let saved = options
+            .save_to
+            .as_ref()
+            .map(|d| (d.join(method.replace(':', "-")), d.join(format!("{}.checkpoint", method.replace(':', "-")))));
         let reuse = config.model.fusion == FusionKind::AvgProbs
             && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
         let (trained, dev) = if reuse {
@@ -260,8 +262,10 @@ pub fn compare(
             .as_ref()
             .zip(predictions.shares.as_ref())
             .map(|(g, s)| GateReport::new(&data.targets, &split.test, g, s, view_names.clone()));
-        let importance =
-            predictions.importance.as_ref().map(|imp| ImportanceReport::new(&data.targets, &split.test, imp, view_names.clone()));
+        let importance = predictions
+            .importance
+            .as_ref()
+            .map(|imp| ImportanceReport::new(&data.targets, &split.test, imp, view_names.clone()));
         let missing = if options.missing_rates.is_empty() {
             Vec::new()
         } else {
@@ -364,7 +368,11 @@ pub fn write_results(dir: &Path, results: &[MethodResult], table_md: &str) -> Re
 fn mean_sd(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n;
-    let sd = if values.len() > 1 { (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    let sd = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
     (mean, sd)
 }
 
@@ -407,7 +415,8 @@ pub fn summarize(runs: &[Vec<MethodResult>]) -> Vec<MethodSummary> {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let col = |f: &dyn Fn(&MethodResult) -> f64| mean_sd(&runs.iter().map(|run| f(&run[i])).collect::<Vec<_>>());
+            let col =
+                |f: &dyn Fn(&MethodResult) -> f64| mean_sd(&runs.iter().map(|run| f(&run[i])).collect::<Vec<_>>());
             MethodSummary {
                 method: r.method.clone(),
                 views: r.views.clone(),
@@ -429,13 +438,21 @@ pub fn summary_table(summaries: &[MethodSummary]) -> String {
     let runs = summaries.first().map_or(0, |s| s.runs);
     let pm = |(m, sd): (f64, f64)| format!("{m:.4} ± {sd:.4}");
     let mut out = if multilabel {
-        format!("| method | views | weighted F1 | samples F1 | micro F1 | macro F1 | best in (of {runs}) |\n|---|---|---|---|---|---|---|\n")
+        format!(
+            "| method | views | weighted F1 | samples F1 | micro F1 | macro F1 | best in (of {runs}) |\n|---|---|---|---|---|---|---|\n"
+        )
     } else {
         format!("| method | views | accuracy | macro F1 | best in (of {runs}) |\n|---|---|---|---|---|\n")
     };
     for s in summaries {
         let scores = if multilabel {
-            format!("{} | {} | {} | {}", pm(s.weighted_f1), pm(s.samples_f1.unwrap_or((f64::NAN, 0.0))), pm(s.micro_f1), pm(s.macro_f1))
+            format!(
+                "{} | {} | {} | {}",
+                pm(s.weighted_f1),
+                pm(s.samples_f1.unwrap_or((f64::NAN, 0.0))),
+                pm(s.micro_f1),
+                pm(s.macro_f1)
+            )
         } else {
             format!("{} | {}", pm(s.accuracy), pm(s.macro_f1))
         };
@@ -475,7 +492,9 @@ mod tests {
         let view = |k: f32| View {
             name: format!("v{k}"),
             dim: 2,
-            values: (0..n * 2).map(|i| ((i as f32) * k).sin() + if i % 2 == 0 { ((i / 2) % 3) as f32 } else { 0.0 }).collect(),
+            values: (0..n * 2)
+                .map(|i| ((i as f32) * k).sin() + if i % 2 == 0 { ((i / 2) % 3) as f32 } else { 0.0 })
+                .collect(),
             image: None,
             prescaled: false,
             encoder: None,
@@ -483,18 +502,44 @@ mod tests {
         };
         let data = MultiviewData {
             views: vec![view(0.3), view(0.7)],
-            targets: Targets::Classes { y: (0..n).map(|i| i % 3).collect(), names: vec!["a".into(), "b".into(), "c".into()] },
+            targets: Targets::Classes {
+                y: (0..n).map(|i| i % 3).collect(),
+                names: vec!["a".into(), "b".into(), "c".into()],
+            },
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut base = crate::fit::tests::epochs(TrainingConfig::paper(FusionKind::AvgProbs), 3);
         base.model.hidden = 8;
-        let options = CompareOptions { modalities: vec![0, 1], methods: vec![base.clone()], single_modalities: true, trials: 1, save_to: None, data: None, missing_rates: vec![] };
+        let options = CompareOptions {
+            modalities: vec![0, 1],
+            methods: vec![base.clone()],
+            single_modalities: true,
+            trials: 1,
+            save_to: None,
+            data: None,
+            missing_rates: vec![],
+        };
         let device = Device::default();
         let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
-        assert_eq!(results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(), ["single:v0.3", "single:v0.7", "avg-probs"]);
+        assert_eq!(
+            results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+            ["single:v0.3", "single:v0.7", "avg-probs"]
+        );
         // Rebuild the two single models and average them by hand.
-        let single = |v: usize| crate::fit::fit(&data, &[v], &split, &with_fusion(&base, FusionKind::Concat, base.model.experts, false), &device).unwrap();
-        let (a, b) = (single(0).predict(&data, &split.test, &device).probs, single(1).predict(&data, &split.test, &device).probs);
+        let single = |v: usize| {
+            crate::fit::fit(
+                &data,
+                &[v],
+                &split,
+                &with_fusion(&base, FusionKind::Concat, base.model.experts, false),
+                &device,
+            )
+            .unwrap()
+        };
+        let (a, b) = (
+            single(0).predict(&data, &split.test, &device).probs,
+            single(1).predict(&data, &split.test, &device).probs,
+        );
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
         let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
         assert_eq!(results[2].test, expected);
@@ -509,7 +554,9 @@ mod tests {
         let planted = |k: usize| View {
             name: format!("v{k}"),
             dim: 3,
-            values: (0..n * 3).map(|i| if i % 3 == (i / 3) % 3 { 2.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 11.0).collect(),
+            values: (0..n * 3)
+                .map(|i| if i % 3 == (i / 3) % 3 { 2.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 11.0)
+                .collect(),
             image: None,
             prescaled: false,
             encoder: None,
@@ -517,7 +564,10 @@ mod tests {
         };
         let data = MultiviewData {
             views: vec![planted(0), planted(1)],
-            targets: Targets::Classes { y: (0..n).map(|i| i % 3).collect(), names: vec!["a".into(), "b".into(), "c".into()] },
+            targets: Targets::Classes {
+                y: (0..n).map(|i| i % 3).collect(),
+                names: vec!["a".into(), "b".into(), "c".into()],
+            },
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = Device::default();

@@ -84,7 +84,13 @@ impl ModelOptions {
             ModelKind::Ff => (FusionKind::Concat, HeadKind::Tanh),
             ModelKind::Logreg => (FusionKind::Concat, HeadKind::Linear),
         };
-        ModelOptions { head, hidden: if kind == ModelKind::Logreg { 1 } else { hidden }, dropout: 0.0, max_norm: None, ..Self::paper(fusion) }
+        ModelOptions {
+            head,
+            hidden: if kind == ModelKind::Logreg { 1 } else { hidden },
+            dropout: 0.0,
+            max_norm: None,
+            ..Self::paper(fusion)
+        }
     }
 
     /// Which synthetic-experiment classifier these options describe, if any.
@@ -101,14 +107,28 @@ impl ModelOptions {
     /// shapes, `None` for a feature view; the vocabulary of a token view in
     /// `tokens`), `n_outputs` classes or labels and `task`: a CNN in front of
     /// each image view, an LSTM in front of each token view.
-    pub fn spec(&self, d_inputs: Vec<usize>, images: &[Option<[usize; 3]>], tokens: &[Option<usize>], n_outputs: usize, task: Task) -> FusionSpec {
+    pub fn spec(
+        &self,
+        d_inputs: Vec<usize>,
+        images: &[Option<[usize; 3]>],
+        tokens: &[Option<usize>],
+        n_outputs: usize,
+        task: Task,
+    ) -> FusionSpec {
         let mut spec = FusionSpec::new(self.fusion, d_inputs, self.hidden, n_outputs, task);
         spec.encoders = images
             .iter()
             .enumerate()
             .map(|(i, image)| match (*image, tokens.get(i).copied().flatten()) {
-                (Some([channels, height, width]), _) => EncoderSpec::Cnn { channels, height, width, d_out: self.image_features },
-                (None, Some(vocab)) => EncoderSpec::Lstm { vocab, embed: self.text_features, d_out: self.text_features, pooling: self.text_pooling },
+                (Some([channels, height, width]), _) => {
+                    EncoderSpec::Cnn { channels, height, width, d_out: self.image_features }
+                }
+                (None, Some(vocab)) => EncoderSpec::Lstm {
+                    vocab,
+                    embed: self.text_features,
+                    d_out: self.text_features,
+                    pooling: self.text_pooling,
+                },
                 (None, None) => EncoderSpec::Identity,
             })
             .collect();
@@ -136,7 +156,10 @@ impl ModelOptions {
             return Err(GmuError::invalid("text_features", "must be at least 1, got 0"));
         }
         if self.normalize_gates && self.fusion != FusionKind::Gmu {
-            return Err(GmuError::invalid("normalize_gates", format!("softmax gates are a GMU option, not one of {}", self.fusion)));
+            return Err(GmuError::invalid(
+                "normalize_gates",
+                format!("softmax gates are a GMU option, not one of {}", self.fusion),
+            ));
         }
         Ok(())
     }
@@ -270,7 +293,11 @@ impl TrainingConfig {
                 if steps == 0 {
                     return Err(GmuError::invalid("steps", "at least one training step is needed"));
                 }
-                crate::budget::ensure("steps", &format!("the loss log of {steps} steps"), crate::budget::product(&[steps, 4]))?;
+                crate::budget::ensure(
+                    "steps",
+                    &format!("the loss log of {steps} steps"),
+                    crate::budget::product(&[steps, 4]),
+                )?;
                 if batch_size == Some(0) {
                     return Err(GmuError::invalid("batch_size", "a batch needs at least one sample"));
                 }
@@ -294,7 +321,10 @@ impl TrainingConfig {
             return Err(GmuError::invalid("threshold", format!("must be in (0, 1), got {}", self.threshold)));
         }
         if !(0.0..1.0).contains(&self.modality_dropout) {
-            return Err(GmuError::invalid("modality_dropout", format!("must be in [0, 1), got {}", self.modality_dropout)));
+            return Err(GmuError::invalid(
+                "modality_dropout",
+                format!("must be in [0, 1), got {}", self.modality_dropout),
+            ));
         }
         if self.loss == Some(LossKind::SigmoidBce) && self.model.head == HeadKind::Maxout {
             return Err(GmuError::invalid("loss", "sigmoid-bce on one-hot targets needs a linear or tanh head"));
@@ -376,7 +406,11 @@ impl Preset {
             Preset::Default => TrainingConfig {
                 loss: Some(LossKind::SoftmaxCe),
                 // Logistic regression is convex: one start finds its optimum.
-                schedule: Schedule::Steps { steps: 200, batch_size: None, restarts: if kind == ModelKind::Logreg { 1 } else { 10 } },
+                schedule: Schedule::Steps {
+                    steps: 200,
+                    batch_size: None,
+                    restarts: if kind == ModelKind::Logreg { 1 } else { 10 },
+                },
                 scaling: Scaling::Standardize,
                 ..base
             },
@@ -459,15 +493,21 @@ mod tests {
         assert!(bad(&|c| c.optimizer.lr = f64::NAN).contains("lr"));
         assert!(bad(&|c| c.model.max_norm = Some(f32::NAN)).contains("max_norm"));
         assert!(bad(&|c| c.model.max_norm = Some(-1.0)).contains("max_norm"));
-        assert!(bad(&|c| c.schedule = Schedule::Epochs { max_epochs: 3, patience: 0, batch_size: 8 }).contains("patience"));
-        assert!(bad(&|c| c.schedule = Schedule::Steps { steps: 3, batch_size: None, restarts: 0 }).contains("restarts"));
+        assert!(
+            bad(&|c| c.schedule = Schedule::Epochs { max_epochs: 3, patience: 0, batch_size: 8 }).contains("patience")
+        );
+        assert!(
+            bad(&|c| c.schedule = Schedule::Steps { steps: 3, batch_size: None, restarts: 0 }).contains("restarts")
+        );
         assert!(bad(&|c| c.threshold = f32::NAN).contains("threshold"));
         assert!(bad(&|c| c.model.head = HeadKind::Tanh).contains("head"));
-        assert!(bad(&|c| {
-            c.model.fusion = FusionKind::Concat;
-            c.model.normalize_gates = true;
-        })
-        .contains("normalize_gates"));
+        assert!(
+            bad(&|c| {
+                c.model.fusion = FusionKind::Concat;
+                c.model.normalize_gates = true;
+            })
+            .contains("normalize_gates")
+        );
         assert!(bad(&|c| c.loss = Some(LossKind::SigmoidBce)).contains("loss"));
     }
 
@@ -478,7 +518,10 @@ mod tests {
         assert_eq!((seed.model.fusion, seed.model.head, seed.model.hidden), (FusionKind::Gmu, HeadKind::Linear, 1));
         assert_eq!(seed.loss, Some(LossKind::SigmoidBce));
         assert_eq!(Preset::Default.config(ModelKind::Ff, 1).label(), "ff");
-        assert_eq!(Preset::Default.config(ModelKind::Logreg, 1).schedule, Schedule::Steps { steps: 200, batch_size: None, restarts: 1 });
+        assert_eq!(
+            Preset::Default.config(ModelKind::Logreg, 1).schedule,
+            Schedule::Steps { steps: 200, batch_size: None, restarts: 1 }
+        );
         for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
             assert_eq!(ModelOptions::synthetic(kind, 4).synthetic_kind(), Some(kind));
             Preset::Default.config(kind, 0).validate().unwrap();

@@ -56,7 +56,10 @@ pub fn wgpu() -> Result<Device> {
 /// Without the `wgpu` feature: an error that says how to build it.
 #[cfg(not(feature = "wgpu"))]
 pub fn wgpu() -> Result<Device> {
-    Err(GmuError::invalid("device", "this gmu was built without the `wgpu` feature; build it with `cargo build --release --features wgpu`"))
+    Err(GmuError::invalid(
+        "device",
+        "this gmu was built without the `wgpu` feature; build it with `cargo build --release --features wgpu`",
+    ))
 }
 
 #[cfg(test)]

@@ -11,15 +11,15 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
+use crate::config::{Overrides, Preset, Schedule};
+use crate::data::Scaler;
 use crate::data::{SyntheticConfig, SyntheticData};
+use crate::engine::native::{Network, Workspace};
+use crate::engine::{Engine, LossKind};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::metrics::{Tally, accuracy, pearson};
 use crate::model::ModelKind;
-use crate::config::{Overrides, Preset, Schedule};
-use crate::engine::native::{Network, Workspace};
-use crate::engine::{Engine, LossKind};
 use crate::plot::{self, Colormap, MeshMap};
-use crate::data::Scaler;
 use crate::train::{self, TrainedModel};
 
 /// A trained model ready to score raw (unscaled) inputs.
@@ -62,7 +62,10 @@ impl Predictor {
         if spec.d_v != data.dim || spec.d_t != data.dim {
             return Err(GmuError::data(
                 path,
-                format!("the model expects {} + {} inputs, the file has {} + {}", spec.d_v, spec.d_t, data.dim, data.dim),
+                format!(
+                    "the model expects {} + {} inputs, the file has {} + {}",
+                    spec.d_v, spec.d_t, data.dim, data.dim
+                ),
             ));
         }
         Ok(())
@@ -86,7 +89,8 @@ impl Predictor {
             (Some(m), ModelKind::Gmu) => {
                 // The visual gate of each sample, averaged over the H units.
                 let h = self.net.spec().hidden;
-                let z: Vec<f64> = ws.gates().chunks_exact(h).map(|z| z.iter().map(|&v| v as f64).sum::<f64>() / h as f64).collect();
+                let z: Vec<f64> =
+                    ws.gates().chunks_exact(h).map(|z| z.iter().map(|&v| v as f64).sum::<f64>() / h as f64).collect();
                 let m: Vec<f64> = m.iter().map(|&v| v as f64).collect();
                 // Undefined (None, `null` in JSON) where M or z is constant.
                 pearson(&m, &z)
@@ -116,7 +120,10 @@ fn check_resolution(resolution: usize) -> Result<()> {
 pub fn draw_maps(predictor: &Predictor, data: &SyntheticData, resolution: usize, out: &Path) -> Result<f64> {
     check_resolution(resolution)?;
     if data.dim != 1 || predictor.net.spec().d_v != 1 {
-        return Err(GmuError::invalid("data", format!("maps are drawn over two scalar modalities; the data has dimension {}", data.dim)));
+        return Err(GmuError::invalid(
+            "data",
+            format!("maps are drawn over two scalar modalities; the data has dimension {}", data.dim),
+        ));
     }
     let (x_range, y_range, points) = mesh(data, resolution);
     let start = Instant::now();
@@ -256,13 +263,22 @@ fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData
 /// `prediction_map.png`, `loss.png`, `metrics.json` and the two trained
 /// models (`gmu/`, `ff/`: model directories, `config.json` + `model-0.safetensors`) into `out`.
 /// `progress` receives a line per stage.
-pub fn run_demo(options: &DemoOptions, out: &Path, device: &burn::tensor::Device, progress: &mut dyn FnMut(&str)) -> Result<DemoReport> {
+pub fn run_demo(
+    options: &DemoOptions,
+    out: &Path,
+    device: &burn::tensor::Device,
+    progress: &mut dyn FnMut(&str),
+) -> Result<DemoReport> {
     // Checked before training, not only when the maps are drawn.
     check_resolution(options.resolution)?;
     if options.test_size == 0 {
         return Err(GmuError::invalid("test_size", "the fresh draw needs at least one sample"));
     }
-    crate::budget::ensure("test_size", &format!("a fresh draw of {} samples", options.test_size), crate::budget::product(&[options.test_size, 2, 4, 2]))?;
+    crate::budget::ensure(
+        "test_size",
+        &format!("a fresh draw of {} samples", options.test_size),
+        crate::budget::product(&[options.test_size, 2, 4, 2]),
+    )?;
     std::fs::create_dir_all(out).map_err(|e| GmuError::io(out, e))?;
     let data_config = SyntheticConfig::default();
     let data = data_config.generate(&mut StdRng::seed_from_u64(options.seed))?;
@@ -403,7 +419,11 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
 /// summarise corr(M, z). Seeds run in parallel; the result does not depend
 /// on the number of threads.
 /// `device` is used where the recipe picks the burn engine.
-pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, progress: &(dyn Fn(usize, usize) + Sync)) -> Result<ProtocolReport> {
+pub fn run_protocol(
+    options: &ProtocolOptions,
+    device: &burn::tensor::Device,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<ProtocolReport> {
     if options.seeds == 0 {
         return Err(GmuError::invalid("seeds", "at least one seed is needed"));
     }
@@ -413,10 +433,17 @@ pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, pr
     use crate::budget::{ensure, product};
     let dim = options.setting.data_config().dim;
     let threads_max = std::thread::available_parallelism().map_or(1, |t| t.get()).max(options.threads);
-    ensure("test_size", &format!("fresh draws of {} samples", options.test_size), product(&[options.test_size, dim, 2, 4, threads_max]))?;
+    ensure(
+        "test_size",
+        &format!("fresh draws of {} samples", options.test_size),
+        product(&[options.test_size, dim, 2, 4, threads_max]),
+    )?;
     ensure("seeds", &format!("the outcomes of {} seeds", options.seeds), product(&[options.seeds, 64]))?;
     if !(options.tie_tolerance >= 0.0 && options.tie_tolerance < 1.0) {
-        return Err(GmuError::invalid("tie_tolerance", format!("an accuracy difference in [0, 1) is expected, got {}", options.tie_tolerance)));
+        return Err(GmuError::invalid(
+            "tie_tolerance",
+            format!("an accuracy difference in [0, 1) is expected, got {}", options.tie_tolerance),
+        ));
     }
     let start = Instant::now();
     let threads = match options.threads {
@@ -441,8 +468,12 @@ pub fn run_protocol(options: &ProtocolOptions, device: &burn::tensor::Device, pr
             });
         }
     });
-    let outcomes: Vec<SeedOutcome> =
-        results.into_inner().expect("no worker panics").into_iter().map(|r| r.expect("every seed ran")).collect::<Result<_>>()?;
+    let outcomes: Vec<SeedOutcome> = results
+        .into_inner()
+        .expect("no worker panics")
+        .into_iter()
+        .map(|r| r.expect("every seed ran"))
+        .collect::<Result<_>>()?;
     let mut tally = Tally::default();
     for o in &outcomes {
         tally.add(o.gmu_accuracy, o.logreg_accuracy, options.tie_tolerance);

@@ -75,8 +75,8 @@ pub mod model;
 pub mod model_dir;
 pub mod output;
 pub mod plot;
-pub mod robustness;
 pub mod predict;
+pub mod robustness;
 pub mod train;
 
 pub use error::{GmuError, Result};

@@ -89,7 +89,13 @@ fn f1(tp: usize, fp: usize, fn_: usize) -> f64 {
 /// If the lengths do not match `labels`, or `labels` is 0.
 pub fn multilabel_f1(truth: &[u8], predicted: &[u8], labels: usize) -> F1Scores {
     assert!(labels > 0, "multilabel_f1 over no labels");
-    assert_eq!(truth.len(), predicted.len(), "multilabel_f1: {} predictions for {} truths", predicted.len(), truth.len());
+    assert_eq!(
+        truth.len(),
+        predicted.len(),
+        "multilabel_f1: {} predictions for {} truths",
+        predicted.len(),
+        truth.len()
+    );
     assert_eq!(truth.len() % labels, 0, "multilabel_f1: {} values is not a multiple of {labels} labels", truth.len());
     let n = truth.len() / labels;
     let (mut tp, mut fp, mut fn_) = (vec![0usize; labels], vec![0usize; labels], vec![0usize; labels]);
@@ -99,9 +105,18 @@ pub fn multilabel_f1(truth: &[u8], predicted: &[u8], labels: usize) -> F1Scores 
         let (mut s_tp, mut s_fp, mut s_fn) = (0, 0, 0);
         for j in 0..labels {
             match (t[j] != 0, p[j] != 0) {
-                (true, true) => { tp[j] += 1; s_tp += 1; }
-                (false, true) => { fp[j] += 1; s_fp += 1; }
-                (true, false) => { fn_[j] += 1; s_fn += 1; }
+                (true, true) => {
+                    tp[j] += 1;
+                    s_tp += 1;
+                }
+                (false, true) => {
+                    fp[j] += 1;
+                    s_fp += 1;
+                }
+                (true, false) => {
+                    fn_[j] += 1;
+                    s_fn += 1;
+                }
                 (false, false) => {}
             }
         }
@@ -120,7 +135,13 @@ pub fn multilabel_f1(truth: &[u8], predicted: &[u8], labels: usize) -> F1Scores 
 /// # Panics
 /// If the lengths differ or a label is `>= classes`.
 pub fn multiclass_f1(truth: &[usize], predicted: &[usize], classes: usize) -> F1Scores {
-    assert_eq!(truth.len(), predicted.len(), "multiclass_f1: {} predictions for {} truths", predicted.len(), truth.len());
+    assert_eq!(
+        truth.len(),
+        predicted.len(),
+        "multiclass_f1: {} predictions for {} truths",
+        predicted.len(),
+        truth.len()
+    );
     let (mut tp, mut fp, mut fn_) = (vec![0usize; classes], vec![0usize; classes], vec![0usize; classes]);
     for (&t, &p) in truth.iter().zip(predicted) {
         assert!(t < classes && p < classes, "multiclass_f1: label {t} or {p} out of 0..{classes}");
@@ -199,13 +220,35 @@ mod tests {
     #[test]
     fn multilabel_f1_matches_scikit_learn() {
         let truth: Vec<u8> = [
-            [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [1, 0, 0, 1, 0], [0, 1, 0, 1, 0], [1, 0, 0, 1, 0], [0, 1, 1, 1, 0],
-            [0, 0, 0, 0, 1], [1, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 1, 1, 0], [1, 1, 0, 1, 0], [1, 0, 0, 0, 0],
-        ].concat();
+            [0, 0, 1, 0, 0],
+            [0, 1, 1, 1, 0],
+            [1, 0, 0, 1, 0],
+            [0, 1, 0, 1, 0],
+            [1, 0, 0, 1, 0],
+            [0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 1],
+            [1, 0, 0, 1, 1],
+            [0, 0, 1, 1, 0],
+            [0, 0, 1, 1, 0],
+            [1, 1, 0, 1, 0],
+            [1, 0, 0, 0, 0],
+        ]
+        .concat();
         let pred: Vec<u8> = [
-            [0, 0, 0, 0, 0], [1, 0, 1, 1, 0], [0, 1, 0, 0, 1], [0, 1, 1, 1, 0], [0, 0, 0, 0, 1], [1, 0, 1, 0, 0],
-            [0, 0, 0, 1, 1], [0, 0, 0, 0, 0], [1, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0], [1, 0, 0, 0, 0],
-        ].concat();
+            [0, 0, 0, 0, 0],
+            [1, 0, 1, 1, 0],
+            [0, 1, 0, 0, 1],
+            [0, 1, 1, 1, 0],
+            [0, 0, 0, 0, 1],
+            [1, 0, 1, 0, 0],
+            [0, 0, 0, 1, 1],
+            [0, 0, 0, 0, 0],
+            [1, 0, 0, 1, 1],
+            [0, 0, 1, 0, 0],
+            [0, 1, 0, 1, 0],
+            [1, 0, 0, 0, 0],
+        ]
+        .concat();
         let s = multilabel_f1(&truth, &pred, 5);
         assert!(close(s.micro, 0.4888888889), "{}", s.micro);
         assert!(close(s.macro_, 0.4730158730), "{}", s.macro_);

@@ -138,7 +138,8 @@ impl ModelSpec {
             ModelKind::Ff => (FusionKind::Concat, HeadKind::Tanh),
             ModelKind::Logreg => (FusionKind::Concat, HeadKind::Linear),
         };
-        let mut spec = FusionSpec::new(kind, vec![self.d_v, self.d_t], self.hidden.max(1), self.n_classes, Task::Multiclass);
+        let mut spec =
+            FusionSpec::new(kind, vec![self.d_v, self.d_t], self.hidden.max(1), self.n_classes, Task::Multiclass);
         spec.head = head;
         spec.bias = self.bias;
         spec.dropout = 0.0;
@@ -157,8 +158,14 @@ impl ModelSpec {
         };
         let features = spec.encoders.iter().all(|e| *e == crate::fusion::EncoderSpec::Identity);
         let &[d_v, d_t] = &spec.d_inputs[..] else { return None };
-        (features && spec.task == Task::Multiclass)
-            .then_some(ModelSpec { kind, d_v, d_t, hidden: spec.hidden, bias: spec.bias, n_classes: spec.n_outputs })
+        (features && spec.task == Task::Multiclass).then_some(ModelSpec {
+            kind,
+            d_v,
+            d_t,
+            hidden: spec.hidden,
+            bias: spec.bias,
+            n_classes: spec.n_outputs,
+        })
     }
 
     /// Builds the model holding the flat parameter vector `values` (in the
@@ -166,7 +173,10 @@ impl ModelSpec {
     pub fn to_net(&self, values: &[f32], device: &Device) -> Result<FusionNet> {
         self.validate()?;
         if values.len() != self.n_params() {
-            return Err(GmuError::invalid("weights", format!("{} values for {} parameters", values.len(), self.n_params())));
+            return Err(GmuError::invalid(
+                "weights",
+                format!("{} values for {} parameters", values.len(), self.n_params()),
+            ));
         }
         let mut net = self.fusion_spec().init(device)?;
         let mut offset = 0;

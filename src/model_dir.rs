@@ -27,10 +27,10 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataRecord, Scaler};
-use crate::error::{GmuError, Result, temp_path, write_atomic};
 use crate::config::TrainingConfig;
+use crate::data::{DataRecord, Scaler};
 use crate::engine::Engine;
+use crate::error::{GmuError, Result, temp_path, write_atomic};
 use crate::fit::EpochLog;
 use crate::fusion::{FusionNet, FusionSpec, Task};
 
@@ -188,7 +188,9 @@ pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()>
     std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
     for (i, net) in nets.iter().enumerate() {
         if let Some(name) = first_non_finite(net) {
-            return Err(GmuError::NonFinite(format!("member {i}: tensor {name} holds NaN or infinity; nothing was saved")));
+            return Err(GmuError::NonFinite(format!(
+                "member {i}: tensor {name} holds NaN or infinity; nothing was saved"
+            )));
         }
         write_weights(&dir.join(weights_file(i)), net)?;
     }
@@ -220,7 +222,11 @@ pub(crate) fn read_weights(path: &Path, spec: &FusionSpec, device: &Device) -> R
         let missing: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).take(3).collect();
         return Err(store_error(
             path,
-            format!("the weights do not match the config (missing: {}; {} errors)", missing.join(", "), result.errors.len()),
+            format!(
+                "the weights do not match the config (missing: {}; {} errors)",
+                missing.join(", "),
+                result.errors.len()
+            ),
         ));
     }
     Ok(net)
@@ -231,8 +237,13 @@ pub(crate) fn read_weights(path: &Path, spec: &FusionSpec, device: &Device) -> R
 /// order each run), tensors laid out in name order, the header padded with
 /// spaces to 8 bytes as the format allows. Same weights, same bytes.
 pub fn canonical_safetensors(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
-    let n = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).ok_or("shorter than its header length")?;
-    let end = 8usize.checked_add(usize::try_from(n).map_err(|_| "header length beyond memory")?).ok_or("header length overflows")?;
+    let n = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .ok_or("shorter than its header length")?;
+    let end = 8usize
+        .checked_add(usize::try_from(n).map_err(|_| "header length beyond memory")?)
+        .ok_or("header length overflows")?;
     let header = bytes.get(8..end).ok_or("header longer than the file")?;
     let data = &bytes[end..];
     // serde_json's map is ordered by key: parsing and printing sorts every level.
@@ -240,12 +251,16 @@ pub fn canonical_safetensors(bytes: &[u8]) -> std::result::Result<Vec<u8>, Strin
         serde_json::from_slice(header).map_err(|e| format!("header is not JSON: {e}"))?;
     let mut out_data = Vec::with_capacity(data.len());
     for (name, entry) in header.iter_mut().filter(|(k, _)| *k != "__metadata__") {
-        let offsets = entry.get("data_offsets").and_then(|o| o.as_array()).ok_or_else(|| format!("tensor {name}: no data_offsets"))?;
+        let offsets = entry
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .ok_or_else(|| format!("tensor {name}: no data_offsets"))?;
         let (a, b) = match offsets[..] {
             [ref a, ref b] => (a.as_u64().ok_or("bad offset")? as usize, b.as_u64().ok_or("bad offset")? as usize),
             _ => return Err(format!("tensor {name}: data_offsets is not [begin, end]")),
         };
-        let slice = data.get(a..b).filter(|_| a <= b).ok_or_else(|| format!("tensor {name}: data_offsets beyond the data"))?;
+        let slice =
+            data.get(a..b).filter(|_| a <= b).ok_or_else(|| format!("tensor {name}: data_offsets beyond the data"))?;
         let start = out_data.len();
         out_data.extend_from_slice(slice);
         entry["data_offsets"] = serde_json::json!([start, out_data.len()]);
@@ -265,7 +280,10 @@ pub fn canonical_safetensors(bytes: &[u8]) -> std::result::Result<Vec<u8>, Strin
 pub fn read_config(dir: &Path) -> Result<ModelConfig> {
     let path = dir.join(CONFIG_FILE);
     if !dir.is_dir() {
-        return Err(store_error(dir, "not a model directory (expected a folder with config.json and model-0.safetensors)"));
+        return Err(store_error(
+            dir,
+            "not a model directory (expected a folder with config.json and model-0.safetensors)",
+        ));
     }
     let text = std::fs::read_to_string(&path).map_err(|e| GmuError::io(&path, e))?;
     let value: serde_json::Value =

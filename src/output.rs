@@ -84,7 +84,10 @@ impl Staging {
                     "{} holds a run of `gmu {}` with other flags ({}); give the same flags to resume it, or leave out --resume to start afresh",
                     partial.display(),
                     marker["command"].as_str().unwrap_or("?"),
-                    marker["args"].as_array().map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" ")).unwrap_or_default()
+                    marker["args"]
+                        .as_array()
+                        .map(|a| a.iter().filter_map(|v| v.as_str()).collect::<Vec<_>>().join(" "))
+                        .unwrap_or_default()
                 ),
             ));
         }

@@ -15,7 +15,8 @@ static REGISTER: Once = Once::new();
 
 fn register_font() {
     REGISTER.call_once(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT).unwrap_or_else(|_| panic!("the embedded font does not parse"));
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("the embedded font does not parse"));
     });
 }
 
@@ -79,7 +80,11 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> GmuError {
 }
 
 /// Renders into a temporary PNG and renames it over `path` once complete.
-fn render(path: &Path, size: (u32, u32), draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> std::result::Result<(), String>) -> Result<()> {
+fn render(
+    path: &Path,
+    size: (u32, u32),
+    draw: impl FnOnce(&DrawingArea<BitMapBackend, plotters::coord::Shift>) -> std::result::Result<(), String>,
+) -> Result<()> {
     register_font();
     let tmp = temp_path(path);
     {
@@ -141,9 +146,11 @@ pub fn mesh_map(path: &Path, map: &MeshMap) -> Result<()> {
         let blue = RGBColor(31, 80, 220);
         let red = RGBColor(220, 40, 40);
         chart
-            .draw_series(map.points.iter().map(|&(x, y, c)| {
-                Circle::new((x, y), 4, ShapeStyle::from(if c == 0 { blue } else { red }).filled())
-            }))
+            .draw_series(
+                map.points.iter().map(|&(x, y, c)| {
+                    Circle::new((x, y), 4, ShapeStyle::from(if c == 0 { blue } else { red }).filled())
+                }),
+            )
             .map_err(|x| e(&x))?;
         for (label, color) in [("C = 0", blue), ("C = 1", red)] {
             // An empty series carries the legend entry without drawing a point.
@@ -220,7 +227,10 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Resul
         for (k, (name, curve)) in curves.iter().enumerate() {
             let color = palette[k % palette.len()];
             chart
-                .draw_series(LineSeries::new(curve.iter().enumerate().map(|(i, &l)| (i as f32, l)), color.stroke_width(3)))
+                .draw_series(LineSeries::new(
+                    curve.iter().enumerate().map(|(i, &l)| (i as f32, l)),
+                    color.stroke_width(3),
+                ))
                 .map_err(|x| e(&x))?
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], color.stroke_width(3)));
@@ -240,13 +250,27 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Resul
 /// series (modality), as a PNG at `path`: the gate-per-class chart (the
 /// paper's Fig. 8). `shares[r][k]` is row `r`'s share of series `k`; each row
 /// should sum to 1.
-pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], series: &[String], shares: &[Vec<f64>]) -> Result<()> {
+pub fn stacked_shares(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    rows: &[String],
+    series: &[String],
+    shares: &[Vec<f64>],
+) -> Result<()> {
     if rows.is_empty() || shares.len() != rows.len() || shares.iter().any(|s| s.len() != series.len()) {
-        return Err(GmuError::invalid("shares", format!("{} rows of shares for {} rows and {} series", shares.len(), rows.len(), series.len())));
+        return Err(GmuError::invalid(
+            "shares",
+            format!("{} rows of shares for {} rows and {} series", shares.len(), rows.len(), series.len()),
+        ));
     }
     let palette = [
-        RGBColor(31, 80, 220), RGBColor(230, 120, 20), RGBColor(40, 160, 60),
-        RGBColor(200, 40, 60), RGBColor(150, 60, 170), RGBColor(120, 90, 60),
+        RGBColor(31, 80, 220),
+        RGBColor(230, 120, 20),
+        RGBColor(40, 160, 60),
+        RGBColor(200, 40, 60),
+        RGBColor(150, 60, 170),
+        RGBColor(120, 90, 60),
     ];
     let n = rows.len();
     let height = (140 + 34 * n).max(360) as u32;
@@ -292,9 +316,7 @@ pub fn stacked_shares(path: &Path, title: &str, x_desc: &str, rows: &[String], s
             });
             chart.draw_series(bars).map_err(|x| e(&x))?;
             let y = 30 + 26 * k as i32;
-            legend_area
-                .draw(&Rectangle::new([(10, y - 7), (28, y + 7)], color.filled()))
-                .map_err(|x| e(&x))?;
+            legend_area.draw(&Rectangle::new([(10, y - 7), (28, y + 7)], color.filled())).map_err(|x| e(&x))?;
             legend_area
                 .draw(&Text::new(name.clone(), (36, y - 9), ("sans-serif", 16).into_font()))
                 .map_err(|x| e(&x))?;
@@ -322,7 +344,8 @@ pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
     if panels.is_empty() || panels.iter().any(|p| p.x.len() < 2 || p.lines.iter().any(|(_, y)| y.len() != p.x.len())) {
         return Err(GmuError::invalid("panels", "each panel needs at least two x values and one y value per x"));
     }
-    let values = panels.iter().flat_map(|p| p.lines.iter().flat_map(|(_, y)| y.iter().copied())).filter(|v| v.is_finite());
+    let values =
+        panels.iter().flat_map(|p| p.lines.iter().flat_map(|(_, y)| y.iter().copied())).filter(|v| v.is_finite());
     let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         return Err(GmuError::invalid("panels", "no finite value to draw"));
@@ -330,8 +353,16 @@ pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
     let pad = ((hi - lo) * 0.05).max(0.01);
     let (y0, y1) = ((lo - pad).max(0.0), (hi + pad).min(1.0).max(lo + pad));
     let palette = [
-        RGBColor(31, 80, 220), RGBColor(230, 120, 20), RGBColor(40, 160, 60), RGBColor(200, 40, 60), RGBColor(150, 60, 170),
-        RGBColor(120, 90, 60), RGBColor(230, 90, 180), RGBColor(110, 110, 110), RGBColor(180, 180, 30), RGBColor(20, 170, 190),
+        RGBColor(31, 80, 220),
+        RGBColor(230, 120, 20),
+        RGBColor(40, 160, 60),
+        RGBColor(200, 40, 60),
+        RGBColor(150, 60, 170),
+        RGBColor(120, 90, 60),
+        RGBColor(230, 90, 180),
+        RGBColor(110, 110, 110),
+        RGBColor(180, 180, 30),
+        RGBColor(20, 170, 190),
     ];
     let names: Vec<String> = panels[0].lines.iter().map(|(n, _)| n.clone()).collect();
     let width = (420 * panels.len() + 200) as u32;
@@ -361,14 +392,18 @@ pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
                 .map_err(|x| e(&x))?;
             for (k, (_, y)) in panel.lines.iter().enumerate() {
                 let color = palette[k % palette.len()];
-                let points: Vec<(f64, f64)> = panel.x.iter().copied().zip(y.iter().copied()).filter(|(_, v)| v.is_finite()).collect();
+                let points: Vec<(f64, f64)> =
+                    panel.x.iter().copied().zip(y.iter().copied()).filter(|(_, v)| v.is_finite()).collect();
                 chart.draw_series(LineSeries::new(points.clone(), color.stroke_width(2))).map_err(|x| e(&x))?;
                 chart.draw_series(points.into_iter().map(|p| Circle::new(p, 3, color.filled()))).map_err(|x| e(&x))?;
             }
         }
         // A series with no finite value anywhere keeps its colour slot (so charts of the
         // same methods match) but gets no legend entry.
-        let shown = names.iter().enumerate().filter(|(k, _)| panels.iter().any(|p| p.lines[*k].1.iter().any(|v| v.is_finite())));
+        let shown = names
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| panels.iter().any(|p| p.lines[*k].1.iter().any(|v| v.is_finite())));
         for (row, (k, name)) in shown.enumerate() {
             let color = palette[k % palette.len()];
             let y = 40 + 24 * row as i32;
@@ -449,8 +484,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("map.png");
         let map = MeshMap {
-            title: "t", values: &[0.0; 5], resolution: 10, x_range: (0.0, 1.0), y_range: (0.0, 1.0),
-            x_label: "x", y_label: "y", points: &[], colormap: Colormap::Gray, bar_labels: ["a", "b"],
+            title: "t",
+            values: &[0.0; 5],
+            resolution: 10,
+            x_range: (0.0, 1.0),
+            y_range: (0.0, 1.0),
+            x_label: "x",
+            y_label: "y",
+            points: &[],
+            colormap: Colormap::Gray,
+            bar_labels: ["a", "b"],
         };
         assert!(mesh_map(&path, &map).is_err());
         assert!(!path.exists());

@@ -87,7 +87,11 @@ impl Prediction {
         self.n_views = other.n_views;
         self.probs.extend(other.probs);
         self.present.extend(other.present);
-        for (mine, theirs) in [(&mut self.gate_means, other.gate_means), (&mut self.shares, other.shares), (&mut self.importance, other.importance)] {
+        for (mine, theirs) in [
+            (&mut self.gate_means, other.gate_means),
+            (&mut self.shares, other.shares),
+            (&mut self.importance, other.importance),
+        ] {
             if let Some(t) = theirs {
                 mine.get_or_insert_with(Vec::new).extend(t);
             }
@@ -131,7 +135,8 @@ pub fn score(targets: &Targets, rows: &[usize], probs: &[f32], threshold: f32) -
     match targets {
         Targets::Classes { y, .. } => {
             let truth: Vec<usize> = rows.iter().map(|&r| y[r]).collect();
-            let pred: Vec<usize> = predicted.chunks(width).map(|row| row.iter().position(|&x| x == 1).unwrap_or(0)).collect();
+            let pred: Vec<usize> =
+                predicted.chunks(width).map(|row| row.iter().position(|&x| x == 1).unwrap_or(0)).collect();
             let f1 = multiclass_f1(&truth, &pred, width);
             let accuracy = truth.iter().zip(&pred).filter(|(a, b)| a == b).count() as f64 / truth.len().max(1) as f64;
             Evaluation { f1, accuracy }
@@ -272,7 +277,10 @@ fn forward_all(
             .iter()
             .map(|v| model_views.iter().position(|m| m == v).expect("a member reads the model's views"))
             .collect();
-        let member_present: Vec<f32> = (0..b).flat_map(|i| at.iter().map(move |&j| (i, j))).map(|(i, j)| f32::from(u8::from(present[i * k + j]))).collect();
+        let member_present: Vec<f32> = (0..b)
+            .flat_map(|i| at.iter().map(move |&j| (i, j)))
+            .map(|(i, j)| f32::from(u8::from(present[i * k + j])))
+            .collect();
         let inputs: Vec<Tensor<2>> = member
             .views
             .iter()
@@ -295,9 +303,11 @@ fn forward_all(
             })
             .collect();
         let all_present = member_present.iter().all(|&p| p == 1.0);
-        let mask = (!all_present).then(|| Tensor::<2>::from_data(TensorData::new(member_present.clone(), [b, at.len()]), device));
+        let mask = (!all_present)
+            .then(|| Tensor::<2>::from_data(TensorData::new(member_present.clone(), [b, at.len()]), device));
         let out = member.net.forward_present(&inputs, mask.as_ref());
-        let p: Vec<f32> = member.net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32 probabilities");
+        let p: Vec<f32> =
+            member.net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32 probabilities");
         let c = p.len() / b.max(1);
         if probs.is_empty() {
             probs = vec![0.0; b * c];
@@ -367,7 +377,10 @@ impl Predictor {
                 if view.dim != spec.width {
                     return Err(GmuError::invalid(
                         "views",
-                        format!("view '{}' has {} columns; the model was trained on {}", spec.name, view.dim, spec.width),
+                        format!(
+                            "view '{}' has {} columns; the model was trained on {}",
+                            spec.name, view.dim, spec.width
+                        ),
                     ));
                 }
                 Ok(view)
@@ -380,11 +393,22 @@ impl Predictor {
     /// every row), run through the encoder the view records. A row whose input
     /// gives no features (empty text, undecodable image) is a missing view of
     /// that row, listed in the second return value.
-    pub fn encode_raw(&self, inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>]) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
+    pub fn encode_raw(
+        &self,
+        inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>],
+    ) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
         if inputs.len() != self.config.views.len() {
-            return Err(GmuError::invalid("views", format!("{} raw inputs for a model of {} views", inputs.len(), self.config.views.len())));
+            return Err(GmuError::invalid(
+                "views",
+                format!("{} raw inputs for a model of {} views", inputs.len(), self.config.views.len()),
+            ));
         }
-        let n = inputs.iter().flatten().map(Vec::len).max().ok_or_else(|| GmuError::invalid("views", "no raw input for any view"))?;
+        let n = inputs
+            .iter()
+            .flatten()
+            .map(Vec::len)
+            .max()
+            .ok_or_else(|| GmuError::invalid("views", "no raw input for any view"))?;
         let mut views = Vec::with_capacity(inputs.len());
         let mut missing = Vec::new();
         for (spec, input) in self.config.views.iter().zip(inputs) {
@@ -394,22 +418,46 @@ impl Predictor {
                     let Some(enc) = &spec.encoder else {
                         return Err(GmuError::invalid(
                             "views",
-                            format!("view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input", spec.name),
+                            format!(
+                                "view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input",
+                                spec.name
+                            ),
                         ));
                     };
                     if input.len() != n {
-                        return Err(GmuError::invalid("views", format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name)));
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name),
+                        ));
                     }
                     let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
                     if encoder.dim() != spec.width {
-                        return Err(GmuError::invalid("views", format!("view '{}' is {} wide but its encoder {} gives {}", spec.name, spec.width, enc.encoder, encoder.dim())));
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!(
+                                "view '{}' is {} wide but its encoder {} gives {}",
+                                spec.name,
+                                spec.width,
+                                enc.encoder,
+                                encoder.dim()
+                            ),
+                        ));
                     }
-                    let (values, rows) = crate::encoders::encode::encode_all(&encoder, input, crate::encoders::encode::BATCH)?;
+                    let (values, rows) =
+                        crate::encoders::encode::encode_all(&encoder, input, crate::encoders::encode::BATCH)?;
                     missing.extend(rows.into_iter().map(|m| (spec.name.clone(), m)));
                     values
                 }
             };
-            views.push(View { name: spec.name.clone(), dim: spec.width, values, image: None, prescaled: false, encoder: spec.encoder.clone(), tokens: spec.tokens });
+            views.push(View {
+                name: spec.name.clone(),
+                dim: spec.width,
+                values,
+                image: None,
+                prescaled: false,
+                encoder: spec.encoder.clone(),
+                tokens: spec.tokens,
+            });
         }
         Ok((views, missing))
     }
@@ -420,7 +468,10 @@ impl Predictor {
         let selected = self.select_views(views)?;
         let n = selected[0].len();
         if let Some(v) = selected.iter().find(|v| v.len() != n) {
-            return Err(GmuError::invalid("views", format!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), selected[0].name)));
+            return Err(GmuError::invalid(
+                "views",
+                format!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), selected[0].name),
+            ));
         }
         let rows: Vec<usize> = (0..n).collect();
         self.predict_rows(&selected, &rows, true)
@@ -457,7 +508,10 @@ impl Predictor {
             let mut sub = view.select(rows);
             let scaler = self.scaler(&view.name).expect("selected views are the model's");
             filled += scaler.impute_partial_rows(&mut sub.values).ok_or_else(|| {
-                GmuError::invalid("impute", format!("the model has no training means for view '{}' (trained before gmu saved them)", view.name))
+                GmuError::invalid(
+                    "impute",
+                    format!("the model has no training means for view '{}' (trained before gmu saved them)", view.name),
+                )
             })?;
             out.push(sub);
         }
@@ -555,7 +609,10 @@ mod tests {
         let scalers = [Scaler::identity(1)];
         let views = [view("a", vec![1.0, 1.0]), view("b", vec![2.0, f32::NAN])];
         let refs: Vec<&View> = views.iter().collect();
-        let members = [MemberRef { views: &[0], scalers: &scalers, net: &a }, MemberRef { views: &[1], scalers: &scalers, net: &b }];
+        let members = [
+            MemberRef { views: &[0], scalers: &scalers, net: &a },
+            MemberRef { views: &[1], scalers: &scalers, net: &b },
+        ];
         let p = run(&members, &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap();
         // softmax(w x, −w x)[0] = σ(2 w x)
         let both = (sig(2.0) + sig(-2.0)) / 2.0;
@@ -573,9 +630,25 @@ mod tests {
         let refs: Vec<&View> = nothing.iter().collect();
         let err = run(&[member], &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap_err().to_string();
         assert!(err.contains("row 1: every view is missing"), "{err}");
-        let partly = View { name: "w".into(), dim: 2, values: vec![1.0, f32::NAN], image: None, prescaled: false, encoder: None, tokens: None };
+        let partly = View {
+            name: "w".into(),
+            dim: 2,
+            values: vec![1.0, f32::NAN],
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         assert_eq!(row_missing(&partly, 0), Err(1));
-        let empty = View { name: "w".into(), dim: 2, values: vec![f32::NAN, f32::NAN], image: None, prescaled: false, encoder: None, tokens: None };
+        let empty = View {
+            name: "w".into(),
+            dim: 2,
+            values: vec![f32::NAN, f32::NAN],
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         assert_eq!(row_missing(&empty, 0), Ok(true));
     }
 }

@@ -65,9 +65,10 @@ impl RobustnessReport {
         let mut relative = serde_json::Map::new();
         let mut gates = serde_json::Map::new();
         for m in &self.methods {
-            let per_view = |f: &dyn Fn(&ViewCurve) -> Option<serde_json::Value>| -> serde_json::Map<String, serde_json::Value> {
-                m.views.iter().filter_map(|c| f(c).map(|v| (c.view.clone(), v))).collect()
-            };
+            let per_view =
+                |f: &dyn Fn(&ViewCurve) -> Option<serde_json::Value>| -> serde_json::Map<String, serde_json::Value> {
+                    m.views.iter().filter_map(|c| f(c).map(|v| (c.view.clone(), v))).collect()
+                };
             methods.insert(m.method.clone(), per_view(&|c| Some(floats(&c.scores))).into());
             let s = per_view(&|c| c.gate_share.as_ref().map(|g| floats(g)));
             if !s.is_empty() {
@@ -107,8 +108,12 @@ impl RobustnessReport {
                 out.push_str(&format!(" {:.3} |\n", c.relative_robustness));
             }
         }
-        let gated: Vec<(&MethodCurves, &ViewCurve)> =
-            self.methods.iter().flat_map(|m| m.views.iter().map(move |c| (m, c))).filter(|(_, c)| c.gate_share.is_some()).collect();
+        let gated: Vec<(&MethodCurves, &ViewCurve)> = self
+            .methods
+            .iter()
+            .flat_map(|m| m.views.iter().map(move |c| (m, c)))
+            .filter(|(_, c)| c.gate_share.is_some())
+            .collect();
         if !gated.is_empty() {
             out.push_str("\nThe corrupted view in the gated models: mean contribution share / mean raw gate:\n\n| method | view corrupted |");
             for l in &self.levels {
@@ -158,12 +163,19 @@ pub fn sweep(
     levels: &[f64],
     seed: u64,
 ) -> Result<RobustnessReport> {
-    if levels.len() < 2 || levels.iter().any(|l| !(l.is_finite() && *l >= 0.0)) || levels.windows(2).any(|w| w[1] <= w[0]) {
-        return Err(GmuError::invalid("levels", format!("expected at least two increasing noise levels ≥ 0, got {levels:?}")));
+    if levels.len() < 2
+        || levels.iter().any(|l| !(l.is_finite() && *l >= 0.0))
+        || levels.windows(2).any(|w| w[1] <= w[0])
+    {
+        return Err(GmuError::invalid(
+            "levels",
+            format!("expected at least two increasing noise levels ≥ 0, got {levels:?}"),
+        ));
     }
     let sub: Vec<View> = views.iter().map(|v| v.select(rows)).collect();
     let local: Vec<usize> = (0..rows.len()).collect();
-    let mut methods: Vec<MethodCurves> = models.iter().map(|(name, _)| MethodCurves { method: name.clone(), views: vec![] }).collect();
+    let mut methods: Vec<MethodCurves> =
+        models.iter().map(|(name, _)| MethodCurves { method: name.clone(), views: vec![] }).collect();
     for (vi, name) in corrupt.iter().enumerate() {
         let Some(at) = sub.iter().position(|v| &v.name == name) else {
             return Err(GmuError::invalid("views", format!("no view '{name}' in the data")));
@@ -182,7 +194,8 @@ pub fn sweep(
                         }
                     }
                 }
-                let data: Vec<View> = sub.iter().enumerate().map(|(k, v)| if k == at { noisy.clone() } else { v.clone() }).collect();
+                let data: Vec<View> =
+                    sub.iter().enumerate().map(|(k, v)| if k == at { noisy.clone() } else { v.clone() }).collect();
                 let selected = predictor.select_views(&data)?;
                 let p = predictor.predict_rows(&selected, &local, false)?;
                 let eval = score(targets, rows, &p.probs, predictor.config.threshold);
@@ -201,7 +214,13 @@ pub fn sweep(
             let relative = relative_robustness(levels, &scores);
             let gate_share = (!shares.is_empty()).then_some(shares);
             let gate = (!gates.is_empty()).then_some(gates);
-            methods[m].views.push(ViewCurve { view: name.clone(), scores, gate_share, gate, relative_robustness: relative });
+            methods[m].views.push(ViewCurve {
+                view: name.clone(),
+                scores,
+                gate_share,
+                gate,
+                relative_robustness: relative,
+            });
         }
     }
     Ok(RobustnessReport { levels: levels.to_vec(), metric: "macro_f1".into(), views: corrupt.to_vec(), methods })
@@ -213,8 +232,8 @@ mod tests {
     use rand::Rng;
 
     use super::*;
-    use crate::data::MultiviewData;
     use crate::config::{Schedule, TrainingConfig};
+    use crate::data::MultiviewData;
     use crate::fit::fit;
     use crate::fusion::FusionKind;
 
@@ -257,7 +276,15 @@ mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None, tokens: None };
+        let view = |name: &str, values| View {
+            name: name.into(),
+            dim: 4,
+            values,
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         let data = MultiviewData {
             views: vec![view("a", a), view("b", b)],
             targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() },
@@ -267,11 +294,18 @@ mod tests {
         let predictors = trained(&data, &split, dir.path());
         let models: Vec<(String, &Predictor)> = predictors.iter().map(|(n, p)| (n.clone(), p)).collect();
         let levels = [0.0, 0.5, 1.0, 2.0, 4.0];
-        let report = sweep(&models, &data.views, &data.targets, &split.test, &["a".into(), "b".into()], &levels, 0).unwrap();
+        let report =
+            sweep(&models, &data.views, &data.targets, &split.test, &["a".into(), "b".into()], &levels, 0).unwrap();
         for m in &report.methods {
             let (on_a, on_b) = (&m.views[0], &m.views[1]);
             assert!(on_a.scores[4] < on_a.scores[0] - 0.2, "{}: noise on a: {:?}", m.method, on_a.scores);
-            assert!(on_a.scores[4] < on_b.scores[4] - 0.1, "{}: noise on a {:?}, on b {:?}", m.method, on_a.scores, on_b.scores);
+            assert!(
+                on_a.scores[4] < on_b.scores[4] - 0.1,
+                "{}: noise on a {:?}, on b {:?}",
+                m.method,
+                on_a.scores,
+                on_b.scores
+            );
             assert!(on_a.relative_robustness < on_b.relative_robustness, "{m:?}");
         }
         // The GMU's gate shuts out the noise view: noising it costs the GMU little.

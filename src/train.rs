@@ -70,7 +70,10 @@ fn joined_scaler(scalers: &[Scaler]) -> Scaler {
 /// `config` says. Deterministic for a given seed and machine.
 pub fn train(config: &TrainingConfig, data: &SyntheticData, device: &Device) -> Result<TrainedModel> {
     if config.model.synthetic_kind().is_none() {
-        return Err(GmuError::invalid("model", "the synthetic experiment trains gmu (linear head), ff (concat, tanh head) or logreg (concat, linear head)"));
+        return Err(GmuError::invalid(
+            "model",
+            "the synthetic experiment trains gmu (linear head), ff (concat, tanh head) or logreg (concat, linear head)",
+        ));
     }
     if data.is_empty() {
         return Err(GmuError::invalid("data", "no training samples"));
@@ -99,7 +102,10 @@ pub fn load(dir: &Path, device: &Device) -> Result<(TrainingConfig, Scaler, Netw
     let Some(spec) = spec else {
         return Err(GmuError::Store {
             path,
-            message: format!("a {} model; this command takes the synthetic experiment's classifiers (use `gmu predict`)", config.method),
+            message: format!(
+                "a {} model; this command takes the synthetic experiment's classifiers (use `gmu predict`)",
+                config.method
+            ),
         });
     };
     Ok((config.training, joined_scaler(&config.members[0].scalers), Network::new(spec, flat_params(&nets[0]))))
@@ -138,11 +144,18 @@ pub(crate) mod tests {
         assert!(h.last().unwrap() < &(h[0] * 0.2), "{h:?}");
         assert_eq!(a.restart_losses().len(), 10);
         let best = a.restart_losses().iter().copied().fold(f32::INFINITY, f32::min);
-        assert_eq!(a.net.loss(&{
-            let mut x = data.joined();
-            a.scaler.apply(&mut x);
-            x
-        }, &data.c, LossKind::SoftmaxCe), best);
+        assert_eq!(
+            a.net.loss(
+                &{
+                    let mut x = data.joined();
+                    a.scaler.apply(&mut x);
+                    x
+                },
+                &data.c,
+                LossKind::SoftmaxCe
+            ),
+            best
+        );
     }
 
     #[test]
@@ -177,7 +190,12 @@ pub(crate) mod tests {
             let p = predictor.predict(&views).unwrap();
             let (prob, gate) = crate::experiment::Predictor::from(&model).predict(&data.joined());
             for i in 0..data.len() {
-                assert!((p.probs[2 * i + 1] - prob[i]).abs() < 1e-5, "{kind} row {i}: {} vs {}", p.probs[2 * i + 1], prob[i]);
+                assert!(
+                    (p.probs[2 * i + 1] - prob[i]).abs() < 1e-5,
+                    "{kind} row {i}: {} vs {}",
+                    p.probs[2 * i + 1],
+                    prob[i]
+                );
                 if kind == ModelKind::Gmu {
                     assert!((p.gate_means.as_ref().unwrap()[2 * i] - gate[i]).abs() < 1e-5);
                 }

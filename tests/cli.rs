@@ -34,14 +34,16 @@ fn assert_refused(out: &Output, needle: &str) {
 fn demo_writes_figures_metrics_and_models() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let run = gmu(&["demo", "--out", out.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"]);
+    let run =
+        gmu(&["demo", "--out", out.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("GMU") && stdout.contains("FF"), "{stdout}");
     assert_eq!(png_size(&out.join("gate_map.png")), (900, 760));
     assert_eq!(png_size(&out.join("prediction_map.png")), (900, 760));
     assert_eq!(png_size(&out.join("loss.png")), (900, 560));
-    let metrics: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["seed"], 3);
     assert_eq!(metrics["preset"], "default");
     let gmu_acc = metrics["gmu"]["accuracy"].as_f64().unwrap();
@@ -59,8 +61,13 @@ fn demo_writes_figures_metrics_and_models() {
     }
     // Same seed, same numbers.
     let again = dir.path().join("again");
-    assert!(gmu(&["demo", "--out", again.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"]).status.success());
-    let second: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(again.join("metrics.json")).unwrap()).unwrap();
+    assert!(
+        gmu(&["demo", "--out", again.to_str().unwrap(), "--resolution", "60", "--test-size", "3000", "--seed", "3"])
+            .status
+            .success()
+    );
+    let second: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(again.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics["gmu"]["accuracy"], second["gmu"]["accuracy"]);
     assert_eq!(metrics["gmu"]["final_loss"], second["gmu"]["final_loss"]);
 }
@@ -73,7 +80,8 @@ fn synth_train_eval_plot_round_trip() {
     assert!(gmu(&["synth", "--out", &p("test.csv"), "--seed", "2", "--n", "2000"]).status.success());
     let train = gmu(&["train", "--data", &p("train.csv"), "--model", "gmu", "--out", &p("model"), "--seed", "4"]);
     assert!(train.status.success(), "{}", stderr(&train));
-    let eval = gmu(&["eval", "--model", &p("model"), "--data", &p("test.csv"), "--json", "--predictions", &p("pred.csv")]);
+    let eval =
+        gmu(&["eval", "--model", &p("model"), "--data", &p("test.csv"), "--json", "--predictions", &p("pred.csv")]);
     assert!(eval.status.success(), "{}", stderr(&eval));
     let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(scores["accuracy"].as_f64().unwrap() >= 0.99, "{scores}");
@@ -81,11 +89,13 @@ fn synth_train_eval_plot_round_trip() {
     let predictions = std::fs::read_to_string(p("pred.csv")).unwrap();
     assert_eq!(predictions.lines().count(), 2001);
     assert!(predictions.starts_with("p_c1,z,predicted,c\n"));
-    let plot = gmu(&["plot", "--model", &p("model"), "--data", &p("train.csv"), "--out", &p("maps"), "--resolution", "40"]);
+    let plot =
+        gmu(&["plot", "--model", &p("model"), "--data", &p("train.csv"), "--out", &p("maps"), "--resolution", "40"]);
     assert!(plot.status.success(), "{}", stderr(&plot));
     assert_eq!(png_size(&dir.path().join("maps/gate_map.png")), (900, 760));
     // The saved config is the one trained with.
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
     assert_eq!(config["training"]["seed"], 4);
     assert_eq!(config["training"]["model"]["fusion"], "gmu");
     assert_eq!(config["training"]["model"]["head"], "linear");
@@ -119,13 +129,39 @@ fn protocol_tallies_gmu_against_logistic_regression() {
 fn default_recipe_is_robust_on_the_posts_data() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("robust.json");
-    let run = gmu(&["protocol", "--setting", "seed", "--seeds", "12", "--test-size", "2000", "--out", json.to_str().unwrap()]);
+    let run = gmu(&[
+        "protocol",
+        "--setting",
+        "seed",
+        "--seeds",
+        "12",
+        "--test-size",
+        "2000",
+        "--out",
+        json.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(report["robust_seeds"], 12, "{report}");
     // The post's recipe is not: most of the same seeds fail one criterion or the other.
     let seed = dir.path().join("seed.json");
-    assert!(gmu(&["protocol", "--setting", "seed", "--preset", "seed", "--seeds", "12", "--test-size", "2000", "--out", seed.to_str().unwrap()]).status.success());
+    assert!(
+        gmu(&[
+            "protocol",
+            "--setting",
+            "seed",
+            "--preset",
+            "seed",
+            "--seeds",
+            "12",
+            "--test-size",
+            "2000",
+            "--out",
+            seed.to_str().unwrap()
+        ])
+        .status
+        .success()
+    );
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&seed).unwrap()).unwrap();
     assert!(report["robust_seeds"].as_u64().unwrap() <= 6, "{report}");
 }
@@ -161,7 +197,10 @@ fn out_of_range_flags_are_refused_before_any_work() {
     let out = dir.path().join("model");
     let o = out.to_str().unwrap();
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--hidden", "0"]), "--hidden");
-    assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--modalities", "v"]), "the synthetic CSV has the views v and t, got \"v\"");
+    assert_refused(
+        &gmu(&["train", "--data", csv, "--out", o, "--modalities", "v"]),
+        "the synthetic CSV has the views v and t, got \"v\"",
+    );
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--lr=-1"]), "--lr");
     assert_refused(&gmu(&["train", "--data", csv, "--out", o, "--steps", "0"]), "--steps");
     assert!(!out.exists());
@@ -204,7 +243,10 @@ fn write_views(dir: &Path) -> (String, String, String) {
         let class = i % 3;
         let noise = |k: usize| (((i * 7919 + k * 104_729) % 1000) as f64 / 1000.0) - 0.5;
         let row = |informative: bool, k0: usize| {
-            (0..3).map(|j| format!("{:.4}", noise(k0 + j) + if informative && j == class { 3.0 } else { 0.0 })).collect::<Vec<_>>().join(",")
+            (0..3)
+                .map(|j| format!("{:.4}", noise(k0 + j) + if informative && j == class { 3.0 } else { 0.0 }))
+                .collect::<Vec<_>>()
+                .join(",")
         };
         a.push_str(&(row(i % 2 == 0, 0) + "\n"));
         b.push_str(&(row(i % 2 == 1, 3) + "\n"));
@@ -228,8 +270,29 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
     let out = dir.path().join("run");
     let files = format!("{a},{b}");
     let args = [
-        "multiview", "--data", "files", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "concat",
-        "--epochs", "8", "--hidden", "16", "--dropout", "0.1", "--lr", "0.01", "--seed", "5", "--out", out.to_str().unwrap(),
+        "multiview",
+        "--data",
+        "files",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "concat",
+        "--epochs",
+        "8",
+        "--hidden",
+        "16",
+        "--dropout",
+        "0.1",
+        "--lr",
+        "0.01",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
     ];
     let run = gmu(&args);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -263,7 +326,18 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
 fn multiview_mfeat_pair_runs_from_the_embedded_data() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mv");
-    let run = gmu(&["multiview", "--modalities", "pix,mor", "--fusion", "gmu", "--no-single", "--epochs", "4", "--out", out.to_str().unwrap()]);
+    let run = gmu(&[
+        "multiview",
+        "--modalities",
+        "pix,mor",
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("mfeat: 2000 samples, 10 classes"), "{stdout}");
@@ -277,10 +351,25 @@ fn mmimdb_prints_the_paper_tables_from_an_h5py_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mm");
     let data = fixture("mmimdb_contiguous.h5");
-    let run = gmu(&["mmimdb", "--data", &data, "--fusion", "gmu", "--epochs", "2", "--hidden", "8", "--out", out.to_str().unwrap()]);
+    let run = gmu(&[
+        "mmimdb",
+        "--data",
+        &data,
+        "--fusion",
+        "gmu",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("40 movies, 23 genres; text 300 + visual 64 features; train 24 / dev 6 / test 10"), "{stdout}");
+    assert!(
+        stdout.contains("40 movies, 23 genres; text 300 + visual 64 features; train 24 / dev 6 / test 10"),
+        "{stdout}"
+    );
     assert!(stdout.contains("features: 2 rows are NaN"), "{stdout}");
     assert!(stdout.contains("0.617 / 0.630 / 0.630 / 0.541"), "paper's GMU row: {stdout}");
     assert!(stdout.contains("0.588 / 0.592 / 0.595 / 0.488"), "paper's text row: {stdout}");
@@ -299,26 +388,65 @@ fn mmimdb_trains_an_lstm_on_the_files_word_sequences() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("mm");
     let data = fixture("mmimdb_contiguous.h5");
-    let run = gmu(&["mmimdb", "--data", &data, "--text-view", "sequences", "--max-tokens", "4", "--fusion", "gmu", "--no-single", "--epochs", "2", "--hidden", "8", "--out", out.to_str().unwrap()]);
+    let run = gmu(&[
+        "mmimdb",
+        "--data",
+        &data,
+        "--text-view",
+        "sequences",
+        "--max-tokens",
+        "4",
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
-    assert!(stdout.contains("text 4 tokens of a 101-token vocabulary (read by an LSTM) + visual 64 features"), "{stdout}");
+    assert!(
+        stdout.contains("text 4 tokens of a 101-token vocabulary (read by an LSTM) + visual 64 features"),
+        "{stdout}"
+    );
     let results = read_json(&out.join("results.json"));
     assert!(results[0]["test"]["f1"]["micro"].is_number(), "{results}");
     let config = std::fs::read_to_string(out.join("gmu/config.json")).unwrap();
     assert!(config.contains("\"text\": \"sequences\"") && config.contains("\"tokens\": 101"), "{config}");
     // `file:sequences` names the view; the length comes from the model
     let sequences = format!("{data}:sequences");
-    let predicted = gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &sequences, "--split", "test", "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    let predicted = gmu(&[
+        "predict",
+        "--model",
+        out.join("gmu").to_str().unwrap(),
+        "--data",
+        &sequences,
+        "--split",
+        "test",
+        "--out",
+        dir.path().join("p.csv").to_str().unwrap(),
+    ]);
     assert!(predicted.status.success(), "{}", stderr(&predicted));
     let csv = std::fs::read_to_string(dir.path().join("p.csv")).unwrap();
     assert_eq!(csv.lines().count(), 11, "a header and the 10 test movies: {csv}");
     // the word2vec view is not what the model read
-    assert_refused(&gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &data]), "view 'text' has 300 columns; the model was trained on 4");
+    assert_refused(
+        &gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &data]),
+        "view 'text' has 300 columns; the model was trained on 4",
+    );
     // a text view the file does not have, and a bad view name
     let bad = fixture("mmimdb_bad_shape.h5");
-    assert_refused(&gmu(&["mmimdb", "--data", &bad, "--text-view", "sequences", "--out", dir.path().join("x").to_str().unwrap()]), "missing dataset 'sequences'");
-    assert_refused(&gmu(&["train", "--data", &format!("{data}:words"), "--out", dir.path().join("y").to_str().unwrap()]), "features, word-grams, three-grams or sequences");
+    assert_refused(
+        &gmu(&["mmimdb", "--data", &bad, "--text-view", "sequences", "--out", dir.path().join("x").to_str().unwrap()]),
+        "missing dataset 'sequences'",
+    );
+    assert_refused(
+        &gmu(&["train", "--data", &format!("{data}:words"), "--out", dir.path().join("y").to_str().unwrap()]),
+        "features, word-grams, three-grams or sequences",
+    );
 }
 
 #[test]
@@ -327,14 +455,20 @@ fn mmimdb_and_multiview_refuse_bad_input_with_one_line() {
     let out = dir.path().join("never");
     let o = out.to_str().unwrap();
     let bad_split = fixture("mmimdb_bad_split.h5");
-    assert_refused(&gmu(&["mmimdb", "--data", &bad_split, "--out", o]), "mmimdb_bad_split.h5: attribute 'split' does not add up");
+    assert_refused(
+        &gmu(&["mmimdb", "--data", &bad_split, "--out", o]),
+        "mmimdb_bad_split.h5: attribute 'split' does not add up",
+    );
     let names = fixture("mmimdb_bad_names.h5");
     assert_refused(&gmu(&["mmimdb", "--data", &names, "--out", o]), "'target_names' lists 22 names");
     assert_refused(&gmu(&["mmimdb", "--data", "/no/such/file.h5", "--out", o]), "/no/such/file.h5");
     let (a, _, _) = write_views(dir.path());
     assert_refused(&gmu(&["multiview", "--data", "files", "--files", &a, "--out", o]), "--labels");
     assert_refused(&gmu(&["multiview", "--modalities", "pix,nope", "--out", o]), "no view 'nope'");
-    assert_refused(&gmu(&["multiview", "--modalities", "pix", "--fusion", "gmu", "--no-single", "--out", o]), "at least 2");
+    assert_refused(
+        &gmu(&["multiview", "--modalities", "pix", "--fusion", "gmu", "--no-single", "--out", o]),
+        "at least 2",
+    );
     assert_refused(&gmu(&["multiview", "--lr=-1", "--out", o]), "--lr");
     assert!(!out.exists(), "nothing may be written on a refused run");
 }
@@ -346,8 +480,27 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     let out = dir.path().join("run");
     let files = format!("{a},{b}");
     let train = [
-        "multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "avg-probs", "--epochs", "8",
-        "--hidden", "16", "--dropout", "0.1", "--lr", "0.01", "--seed", "5", "--out", out.to_str().unwrap(),
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "avg-probs",
+        "--epochs",
+        "8",
+        "--hidden",
+        "16",
+        "--dropout",
+        "0.1",
+        "--lr",
+        "0.01",
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
     ];
     assert!(gmu(&train).status.success());
     let results = read_json(&out.join("a+b/results.json"));
@@ -355,11 +508,27 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     let m = model.to_str().unwrap();
     // The test split again, from the split recorded in the model: the same scores as training printed.
     let pred = dir.path().join("pred.csv");
-    let run = gmu(&["predict", "--model", m, "--files", &files, "--labels", &y, "--split", "test", "--out", pred.to_str().unwrap()]);
+    let run = gmu(&[
+        "predict",
+        "--model",
+        m,
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--split",
+        "test",
+        "--out",
+        pred.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
     let acc = gmu_row["test"]["accuracy"].as_f64().unwrap();
-    assert!(String::from_utf8_lossy(&run.stdout).contains(&format!("accuracy {acc:.4}")), "{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains(&format!("accuracy {acc:.4}")),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
     let text = std::fs::read_to_string(&pred).unwrap();
     let header = text.lines().next().unwrap();
     assert_eq!(header, "row,predicted,p_cat,p_dog,p_eel,gate_a,share_a,importance_a,gate_b,share_b,importance_b");
@@ -376,7 +545,8 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     let files_sub = format!("{},{}", sub.join("a.csv").display(), sub.join("b.csv").display());
     let run = gmu(&["predict", "--model", m, "--files", &files_sub, "--json"]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let rows: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1]["share_a"], 1.0);
     assert_eq!(rows[1]["importance_b"], 0.0);
@@ -390,10 +560,16 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     let csv = dir.path().join("toy.csv");
     assert!(gmu(&["synth", "--out", csv.to_str().unwrap(), "--n", "50"]).status.success());
     let toy = dir.path().join("toy");
-    assert!(gmu(&["train", "--data", csv.to_str().unwrap(), "--out", toy.to_str().unwrap(), "--restarts", "2"]).status.success());
+    assert!(
+        gmu(&["train", "--data", csv.to_str().unwrap(), "--out", toy.to_str().unwrap(), "--restarts", "2"])
+            .status
+            .success()
+    );
     let run = gmu(&["predict", "--model", toy.to_str().unwrap(), "--data", csv.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(String::from_utf8_lossy(&run.stdout).starts_with("row,predicted,p_0,p_1,gate_v,share_v,importance_v,gate_t,"));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).starts_with("row,predicted,p_0,p_1,gate_v,share_v,importance_v,gate_t,")
+    );
     assert!(stderr(&run).contains("gmu on 50 rows: accuracy"), "{}", stderr(&run));
 }
 
@@ -403,21 +579,43 @@ fn predict_refuses_bad_models_and_views_with_one_line() {
     let (a, b, y) = write_views(dir.path());
     let out = dir.path().join("run");
     let files = format!("{a},{b}");
-    let train = ["multiview", "--files", &files, "--labels", &y, "--fusion", "concat", "--no-single", "--epochs", "2", "--out", out.to_str().unwrap()];
+    let train = [
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "concat",
+        "--no-single",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     assert!(gmu(&train).status.success());
     let model = out.join("a+b/concat");
     let m = model.to_str().unwrap();
     // Views: one missing, an unknown name, a wrong width.
-    assert_refused(&gmu(&["predict", "--model", m, "--files", &a]), "the model reads view 'b' (3 columns); the data have a (3 columns)");
+    assert_refused(
+        &gmu(&["predict", "--model", m, "--files", &a]),
+        "the model reads view 'b' (3 columns); the data have a (3 columns)",
+    );
     let other = dir.path().join("c.csv");
     std::fs::copy(&b, &other).unwrap();
-    assert_refused(&gmu(&["predict", "--model", m, "--files", &format!("{a},{}", other.display())]), "the model reads view 'b'");
+    assert_refused(
+        &gmu(&["predict", "--model", m, "--files", &format!("{a},{}", other.display())]),
+        "the model reads view 'b'",
+    );
     let narrow = dir.path().join("narrow");
     std::fs::create_dir(&narrow).unwrap();
     std::fs::write(narrow.join("b.csv"), "b0,b1\n1,2\n").unwrap();
     std::fs::write(narrow.join("a.csv"), "a0,a1,a2\n1,2,3\n").unwrap();
     let nf = format!("{},{}", narrow.join("a.csv").display(), narrow.join("b.csv").display());
-    assert_refused(&gmu(&["predict", "--model", m, "--files", &nf]), "view 'b' has 2 columns; the model was trained on 3");
+    assert_refused(
+        &gmu(&["predict", "--model", m, "--files", &nf]),
+        "view 'b' has 2 columns; the model was trained on 3",
+    );
     // A row that is only partly missing.
     std::fs::write(narrow.join("b.csv"), "b0,b1,b2\n1,,3\n").unwrap();
     assert_refused(&gmu(&["predict", "--model", m, "--files", &nf]), "view 'b', row 0, column 1: a missing cell");
@@ -432,11 +630,17 @@ fn predict_refuses_bad_models_and_views_with_one_line() {
     let mut json = read_json(&config);
     json["format_version"] = 7.into();
     std::fs::write(&config, json.to_string()).unwrap();
-    assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "model format 7; this gmu 0.1.0 reads format 2");
+    assert_refused(
+        &gmu(&["predict", "--model", m, "--files", &files]),
+        "model format 7; this gmu 0.1.0 reads format 2",
+    );
     json.as_object_mut().unwrap().remove("format_version");
     std::fs::write(&config, json.to_string()).unwrap();
     assert_refused(&gmu(&["predict", "--model", m, "--files", &files]), "written by gmu 0.1 (no format_version)");
-    assert_refused(&gmu(&["predict", "--model", "/no/such/model", "--files", &files]), "/no/such/model: not a model directory");
+    assert_refused(
+        &gmu(&["predict", "--model", "/no/such/model", "--files", &files]),
+        "/no/such/model: not a model directory",
+    );
 }
 
 #[test]
@@ -446,8 +650,23 @@ fn multiview_scores_methods_with_views_missing() {
     let out = dir.path().join("run");
     let files = format!("{a},{b}");
     let run = gmu(&[
-        "multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "avg-probs", "--epochs", "3",
-        "--modality-dropout", "0.2", "--missing-rates", "0,0.5,1", "--out", out.to_str().unwrap(),
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "avg-probs",
+        "--epochs",
+        "3",
+        "--modality-dropout",
+        "0.2",
+        "--missing-rates",
+        "0,0.5,1",
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -458,7 +677,10 @@ fn multiview_scores_methods_with_views_missing() {
     let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
     assert_eq!(gmu_row["missing"].as_array().unwrap().len(), 2);
     assert_eq!(gmu_row["config"]["modality_dropout"], 0.2);
-    assert_refused(&gmu(&["multiview", "--modality-dropout", "1.5", "--out", out.to_str().unwrap()]), "--modality-dropout");
+    assert_refused(
+        &gmu(&["multiview", "--modality-dropout", "1.5", "--out", out.to_str().unwrap()]),
+        "--modality-dropout",
+    );
 }
 
 #[test]
@@ -467,7 +689,21 @@ fn robustness_rescores_a_run_with_noise_on_each_view() {
     let (a, b, y) = write_views(dir.path());
     let out = dir.path().join("run");
     let files = format!("{a},{b}");
-    let train = ["multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--fusion", "concat", "--epochs", "4", "--out", out.to_str().unwrap()];
+    let train = [
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "concat",
+        "--epochs",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     assert!(gmu(&train).status.success());
     let run = gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "0,1,4"]);
     assert!(run.status.success(), "{}", stderr(&run));
@@ -479,10 +715,18 @@ fn robustness_rescores_a_run_with_noise_on_each_view() {
     assert_eq!(gmu_a.len(), 3);
     // σ = 0 is the clean test score of the run.
     let results = read_json(&set.join("results.json"));
-    let clean = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap()["test"]["f1"]["macro_"].as_f64().unwrap();
+    let clean = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap()["test"]["f1"]["macro_"]
+        .as_f64()
+        .unwrap();
     assert!((gmu_a[0].as_f64().unwrap() - clean).abs() < 1e-9, "{gmu_a:?} vs {clean}");
     assert!(report["gate_share"]["gmu"]["b"].is_array() && report["gate_share"]["concat"].is_null());
-    assert!(report["methods"]["single:b"]["a"].as_array().unwrap().iter().all(|x| x == &report["methods"]["single:b"]["a"][0]));
+    assert!(
+        report["methods"]["single:b"]["a"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x == &report["methods"]["single:b"]["a"][0])
+    );
     png_size(&set.join("robustness.png"));
     png_size(&set.join("gate_shift.png"));
     assert_refused(&gmu(&["robustness", "--run", dir.path().join("nothing").to_str().unwrap()]), "nothing");
@@ -499,7 +743,8 @@ fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
         let class = i % 3;
         let row: Vec<u8> = (0..4).map(|j| u8::from(j == class || (j == 3 && class < 2))).collect();
         hot.push_str(&format!("{}\n", row.iter().map(u8::to_string).collect::<Vec<_>>().join(",")));
-        let names: Vec<&str> = ["cat", "dog", "eel", "pet"].iter().zip(&row).filter(|(_, on)| **on == 1).map(|(n, _)| *n).collect();
+        let names: Vec<&str> =
+            ["cat", "dog", "eel", "pet"].iter().zip(&row).filter(|(_, on)| **on == 1).map(|(n, _)| *n).collect();
         sets.push_str(&format!("{}\n", names.join("|")));
     }
     let (hot_path, sets_path) = (dir.path().join("hot.csv"), dir.path().join("sets.csv"));
@@ -510,8 +755,24 @@ fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
     for (labels, name) in [(&hot_path, "hot"), (&sets_path, "sets")] {
         let out = dir.path().join(name);
         let run = gmu(&[
-            "multiview", "--files", &files, "--labels", labels.to_str().unwrap(), "--fusion", "gmu", "--no-single",
-            "--epochs", "6", "--hidden", "16", "--lr", "0.01", "--dropout", "0.1", "--out", out.to_str().unwrap(),
+            "multiview",
+            "--files",
+            &files,
+            "--labels",
+            labels.to_str().unwrap(),
+            "--fusion",
+            "gmu",
+            "--no-single",
+            "--epochs",
+            "6",
+            "--hidden",
+            "16",
+            "--lr",
+            "0.01",
+            "--dropout",
+            "0.1",
+            "--out",
+            out.to_str().unwrap(),
         ]);
         assert!(run.status.success(), "{}", stderr(&run));
         let stdout = String::from_utf8_lossy(&run.stdout);
@@ -521,7 +782,15 @@ fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
         assert!(results[0]["test"]["f1"]["samples"].as_f64().unwrap() > 0.8, "{results}");
         tests.push(results[0]["test"].clone());
         // Predict: label sets joined by |.
-        let pred = gmu(&["predict", "--model", out.join("a+b/gmu").to_str().unwrap(), "--files", &files, "--labels", labels.to_str().unwrap()]);
+        let pred = gmu(&[
+            "predict",
+            "--model",
+            out.join("a+b/gmu").to_str().unwrap(),
+            "--files",
+            &files,
+            "--labels",
+            labels.to_str().unwrap(),
+        ]);
         assert!(pred.status.success(), "{}", stderr(&pred));
         let text = String::from_utf8_lossy(&pred.stdout);
         assert!(text.starts_with("row,predicted,p_cat,p_dog,p_eel,p_pet,gate_a,"), "{text}");
@@ -532,10 +801,26 @@ fn multilabel_from_multi_hot_or_label_sets_trains_and_predicts() {
     // A blank label and a bad multi-hot cell are named.
     std::fs::write(dir.path().join("blank.csv"), "y\ncat\n\ndog\n").unwrap();
     let o = dir.path().join("never");
-    let blank = gmu(&["multiview", "--files", &files, "--labels", dir.path().join("blank.csv").to_str().unwrap(), "--out", o.to_str().unwrap()]);
+    let blank = gmu(&[
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        dir.path().join("blank.csv").to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+    ]);
     assert_refused(&blank, "blank.csv: line 3: blank label");
     std::fs::write(dir.path().join("bad.csv"), "x,y\n1,0\n0,2\n").unwrap();
-    let bad = gmu(&["multiview", "--files", &files, "--labels", dir.path().join("bad.csv").to_str().unwrap(), "--out", o.to_str().unwrap()]);
+    let bad = gmu(&[
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        dir.path().join("bad.csv").to_str().unwrap(),
+        "--out",
+        o.to_str().unwrap(),
+    ]);
     assert_refused(&bad, "line 3, column 'y': '2' (a multi-hot label file holds 0 or 1)");
     // --files with another data set is refused, not ignored.
     assert_refused(&gmu(&["multiview", "--data", "mfeat", "--files", &files, "--out", o.to_str().unwrap()]), "--files");
@@ -553,7 +838,20 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     std::fs::write(&a, lines.join("\n") + "\n").unwrap();
     let files = format!("{a},{b}");
     let out = dir.path().join("run");
-    let base = ["multiview", "--files", &files, "--labels", &y, "--fusion", "gmu", "--no-single", "--epochs", "2", "--out", out.to_str().unwrap()];
+    let base = [
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     assert_refused(&gmu(&base), "view 'a', row 5, column 1: NaN");
     let mut with = base.to_vec();
     with.extend(["--impute", "mean"]);
@@ -564,7 +862,10 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     let means = config["members"][0]["scalers"][0]["impute"].as_array().unwrap();
     assert_eq!(means.len(), 3);
     let model = out.join("a+b/gmu");
-    assert_refused(&gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]), "row 5, column 1: a missing cell");
+    assert_refused(
+        &gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]),
+        "row 5, column 1: a missing cell",
+    );
     let run = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--impute", "mean"]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(stderr(&run).contains("imputed 1 missing cells"), "{}", stderr(&run));
@@ -579,13 +880,28 @@ fn format_1_model_directories_predict_as_they_did() {
     let f = |name: &str| fixtures.join(name).to_str().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("p.csv");
-    let run = gmu(&["predict", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--out", out.to_str().unwrap()]);
+    let run =
+        gmu(&["predict", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--out", out.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), std::fs::read_to_string(f("synthetic-gmu.predictions.csv")).unwrap());
-    let run = gmu(&["predict", "--model", &f("mfeat-gmu"), "--data", "mfeat", "--split", "test", "--out", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        std::fs::read_to_string(f("synthetic-gmu.predictions.csv")).unwrap()
+    );
+    let run = gmu(&[
+        "predict",
+        "--model",
+        &f("mfeat-gmu"),
+        "--data",
+        "mfeat",
+        "--split",
+        "test",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let now: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().take(31).map(String::from).collect();
-    let then: Vec<String> = std::fs::read_to_string(f("mfeat-gmu.predictions.csv")).unwrap().lines().map(String::from).collect();
+    let then: Vec<String> =
+        std::fs::read_to_string(f("mfeat-gmu.predictions.csv")).unwrap().lines().map(String::from).collect();
     assert_eq!(now, then);
     // The synthetic model is still one `eval` takes.
     let eval = gmu(&["eval", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--json"]);
@@ -601,7 +917,21 @@ fn train_eval_and_plot_take_every_data_source() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m");
     let m = model.to_str().unwrap();
-    let run = gmu(&["train", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", "16", "--steps", "150", "--restarts", "1", "--out", m]);
+    let run = gmu(&[
+        "train",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--hidden",
+        "16",
+        "--steps",
+        "150",
+        "--restarts",
+        "1",
+        "--out",
+        m,
+    ]);
     assert!(run.status.success(), "{}", stderr(&run));
     let out = String::from_utf8(run.stdout).unwrap();
     assert!(out.contains("test (400 samples) accuracy"), "{out}");
@@ -614,15 +944,31 @@ fn train_eval_and_plot_take_every_data_source() {
     let config = read_json(&model.join("config.json"));
     assert_eq!(config["training"]["schedule"]["kind"], "steps");
     assert_eq!(config["views"][0]["name"], "fou");
-    let predict = gmu(&["predict", "--model", m, "--data", "mfeat", "--split", "test", "--out", dir.path().join("p.csv").to_str().unwrap()]);
+    let predict = gmu(&[
+        "predict",
+        "--model",
+        m,
+        "--data",
+        "mfeat",
+        "--split",
+        "test",
+        "--out",
+        dir.path().join("p.csv").to_str().unwrap(),
+    ]);
     assert!(predict.status.success(), "{}", stderr(&predict));
     assert_eq!(macro_f1(&String::from_utf8(predict.stdout).unwrap()), trained);
     let eval = gmu(&["eval", "--model", m, "--data", "mfeat", "--json"]);
     assert!(eval.status.success(), "{}", stderr(&eval));
     let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(scores["accuracy"].as_f64().unwrap() > 0.6, "{scores}");
-    assert_refused(&gmu(&["plot", "--model", m, "--data", "mfeat", "--out", dir.path().join("maps").to_str().unwrap()]), "plot draws the gate and prediction maps");
-    assert_refused(&gmu(&["train", "--data", "mfeat", "--out", &format!("{m}2")]), "pick two of fou, fac, kar, pix, zer, mor");
+    assert_refused(
+        &gmu(&["plot", "--model", m, "--data", "mfeat", "--out", dir.path().join("maps").to_str().unwrap()]),
+        "plot draws the gate and prediction maps",
+    );
+    assert_refused(
+        &gmu(&["train", "--data", "mfeat", "--out", &format!("{m}2")]),
+        "pick two of fou, fac, kar, pix, zer, mor",
+    );
 }
 
 /// The hostile-input findings of issue 8 (items 1–20), each refused before
@@ -640,26 +986,65 @@ fn hostile_flags_and_files_get_one_line_errors_before_any_work() {
     let m = p("m");
     let huge = "18446744073709551615";
     // 1–3: sizes beyond memory, checked with overflow-free arithmetic against the budget.
-    assert_refused(&gmu(&["train", "--data", &csv, "--out", &m, "--steps", huge]), "invalid --steps: the loss log of 18446744073709551615 steps would need more than 2^64 bytes");
+    assert_refused(
+        &gmu(&["train", "--data", &csv, "--out", &m, "--steps", huge]),
+        "invalid --steps: the loss log of 18446744073709551615 steps would need more than 2^64 bytes",
+    );
     assert_refused(&gmu(&["synth", "--out", &p("x.csv"), "--n", huge]), "invalid --n:");
     assert_refused(&gmu(&["synth", "--out", &p("x.csv"), "--dim", huge]), "invalid --dim:");
     assert_refused(&gmu(&["protocol", "--seeds", "2", "--test-size", huge]), "invalid --test-size:");
     assert_refused(&gmu(&["protocol", "--seeds", huge]), "invalid --seeds:");
     assert_refused(&gmu(&["demo", "--out", &p("demo"), "--test-size", huge]), "invalid --test-size:");
     assert!(!dir.path().join("demo").exists(), "a refused demo leaves no folder");
-    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", huge, "--out", &p("mv")]), "invalid --hidden:");
+    assert_refused(
+        &gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", huge, "--out", &p("mv")]),
+        "invalid --hidden:",
+    );
     assert_refused(&gmu(&["train", "--data", &csv, "--out", &m, "--hidden", "100000000"]), "more than the budget");
-    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", "100000", "--out", &p("mv")]), "more than the budget");
-    assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--repeats", huge, "--out", &p("mv")]), "invalid --repeats:");
+    assert_refused(
+        &gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--hidden", "100000", "--out", &p("mv")]),
+        "more than the budget",
+    );
+    assert_refused(
+        &gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--repeats", huge, "--out", &p("mv")]),
+        "invalid --repeats:",
+    );
     // 4, 5: NaN and out-of-range numbers.
     for t in ["nan", "-1", "5"] {
         assert_refused(&gmu(&["protocol", "--seeds", "2", &format!("--tie-tolerance={t}")]), "invalid --tie-tolerance");
     }
     for v in ["nan", "-1"] {
-        assert_refused(&gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", &format!("--max-norm={v}"), "--out", &p("mv")]), "invalid --max-norm");
+        assert_refused(
+            &gmu(&[
+                "multiview",
+                "--data",
+                "mfeat",
+                "--modalities",
+                "fou,zer",
+                &format!("--max-norm={v}"),
+                "--out",
+                &p("mv"),
+            ]),
+            "invalid --max-norm",
+        );
     }
     // 6: a diverging run stops with an error and saves nothing.
-    let diverge = gmu(&["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--fusion", "gmu", "--no-single", "--lr", "1e30", "--epochs", "2", "--out", &p("lr")]);
+    let diverge = gmu(&[
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--lr",
+        "1e30",
+        "--epochs",
+        "2",
+        "--out",
+        &p("lr"),
+    ]);
     assert_refused(&diverge, "non-finite value: gmu");
     assert!(!dir.path().join("lr/fou+zer/gmu/model-0.safetensors").exists());
     // 7: means beyond f32.
@@ -667,14 +1052,19 @@ fn hostile_flags_and_files_get_one_line_errors_before_any_work() {
     // 8: the header is the layout exactly.
     for header in ["v0,v2,t0,t2,c", "v0,v0,t0,c", "v0,t0,c,extra"] {
         let f = write("bad.csv", &format!("{header}\n1,2,3,4,0\n"));
-        assert_refused(&gmu(&["train", "--data", &f, "--out", &m]), &format!("the header `{header}` is not the layout"));
+        assert_refused(
+            &gmu(&["train", "--data", &f, "--out", &m]),
+            &format!("the header `{header}` is not the layout"),
+        );
     }
     // 9: one class.
     let one = write("one.csv", "v0,t0,c\n1,2,0\n2,3,0\n3,3,0\n");
     assert_refused(&gmu(&["train", "--data", &one, "--out", &m]), "the training rows hold a single class ('0')");
     // 10: corr(M, z) is undefined for a constant M.
     let constant = write("constm.csv", "v0,t0,c,m\n1,2,0,1\n2,3,1,1\n3,3,0,1\n5,1,1,1\n");
-    assert!(gmu(&["train", "--data", &constant, "--out", &p("m4"), "--steps", "5", "--restarts", "1"]).status.success());
+    assert!(
+        gmu(&["train", "--data", &constant, "--out", &p("m4"), "--steps", "5", "--restarts", "1"]).status.success()
+    );
     let eval = gmu(&["eval", "--model", &p("m4"), "--data", &constant, "--json"]);
     let scores: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(scores["corr_m_z"].is_null(), "{scores}");
@@ -705,9 +1095,15 @@ fn hostile_flags_and_files_get_one_line_errors_before_any_work() {
     let short = write("b_short.csv", "p,q\n1,2\n");
     let y = write("y.csv", "y\n0\n1\n1\n");
     let y_short = write("y_short.csv", "y\n0\n1\n");
-    assert_refused(&gmu(&["multiview", "--files", &format!("{a},{short}"), "--labels", &y, "--out", &p("mv")]), "b_short.csv: 1 rows");
+    assert_refused(
+        &gmu(&["multiview", "--files", &format!("{a},{short}"), "--labels", &y, "--out", &p("mv")]),
+        "b_short.csv: 1 rows",
+    );
     assert_refused(&gmu(&["multiview", "--files", &a, "--labels", &y_short, "--out", &p("mv")]), "y_short.csv");
-    assert_refused(&gmu(&["multiview", "--files", &a, "--label-column", "nope", "--out", &p("mv")]), "no column 'nope' in");
+    assert_refused(
+        &gmu(&["multiview", "--files", &a, "--label-column", "nope", "--out", &p("mv")]),
+        "no column 'nope' in",
+    );
     // 18: an edited config is one line, whatever burn says.
     let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
     edited["members"][0]["spec"]["kind"] = serde_json::json!("concat");
@@ -741,7 +1137,11 @@ fn same_seed_same_model_bytes() {
     let mut seen = Vec::new();
     for run in ["a", "b", "c"] {
         let out = dir.path().join(run);
-        assert!(gmu(&["demo", "--seed", "3", "--resolution", "20", "--test-size", "100", "--out", out.to_str().unwrap()]).status.success());
+        assert!(
+            gmu(&["demo", "--seed", "3", "--resolution", "20", "--test-size", "100", "--out", out.to_str().unwrap()])
+                .status
+                .success()
+        );
         let bytes = std::fs::read(out.join("gmu/model-0.safetensors")).unwrap();
         seen.push(bytes);
         #[cfg(unix)]
@@ -763,7 +1163,20 @@ fn output_folders_never_mix_runs() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let o = out.to_str().unwrap();
-    let base = ["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--no-single", "--epochs", "1", "--hidden", "8", "--out", o];
+    let base = [
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--no-single",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--out",
+        o,
+    ];
     let mut first = base.to_vec();
     first.extend(["--fusion", "gmu", "--fusion", "moe", "--experts", "logistic", "--tied-gates", "true"]);
     assert!(gmu(&first).status.success());
@@ -773,7 +1186,9 @@ fn output_folders_never_mix_runs() {
     assert!(gmu(&second).status.success());
     let set = out.join("fou+zer");
     assert!(set.join("concat").is_dir());
-    assert!(!set.join("gmu").exists() && !set.join("gates-gmu.png").exists() && !set.join("moe-logistic-tied").exists());
+    assert!(
+        !set.join("gmu").exists() && !set.join("gates-gmu.png").exists() && !set.join("moe-logistic-tied").exists()
+    );
     assert_eq!(read_json(&set.join("results.json")).as_array().unwrap().len(), 1);
     // A run that fails (here: it diverges) leaves the previous one whole.
     let mut failing = base.to_vec();
@@ -784,11 +1199,25 @@ fn output_folders_never_mix_runs() {
     let csv = dir.path().join("t.csv");
     assert!(gmu(&["synth", "--out", csv.to_str().unwrap()]).status.success());
     let model = dir.path().join("m");
-    assert!(gmu(&["train", "--data", csv.to_str().unwrap(), "--model", "logreg", "--out", model.to_str().unwrap()]).status.success());
+    assert!(
+        gmu(&["train", "--data", csv.to_str().unwrap(), "--model", "logreg", "--out", model.to_str().unwrap()])
+            .status
+            .success()
+    );
     let maps = dir.path().join("maps");
     std::fs::create_dir_all(&maps).unwrap();
     std::fs::write(maps.join("gate_map.png"), "another model's map").unwrap();
-    let plot = ["plot", "--model", model.to_str().unwrap(), "--data", csv.to_str().unwrap(), "--resolution", "20", "--out", maps.to_str().unwrap()];
+    let plot = [
+        "plot",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        csv.to_str().unwrap(),
+        "--resolution",
+        "20",
+        "--out",
+        maps.to_str().unwrap(),
+    ];
     assert_refused(&gmu(&plot), "already holds files that no `gmu plot` run wrote");
     let mut forced = plot.to_vec();
     forced.push("--force");
@@ -799,7 +1228,10 @@ fn output_folders_never_mix_runs() {
     let mine = dir.path().join("mine");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), "mine").unwrap();
-    assert_refused(&gmu(&["demo", "--resolution", "20", "--test-size", "50", "--out", mine.to_str().unwrap()]), "pass --force to replace it");
+    assert_refused(
+        &gmu(&["demo", "--resolution", "20", "--test-size", "50", "--out", mine.to_str().unwrap()]),
+        "pass --force to replace it",
+    );
     assert!(mine.join("notes.txt").exists());
 }
 
@@ -838,13 +1270,31 @@ fn model_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
 fn a_killed_run_resumes_to_the_same_bits() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("burn", vec!["--fusion", "gmu", "--fusion", "moe", "--experts", "logistic", "--tied-gates", "true"], [7, 45, 90]),
+        (
+            "burn",
+            vec!["--fusion", "gmu", "--fusion", "moe", "--experts", "logistic", "--tied-gates", "true"],
+            [7, 45, 90],
+        ),
         ("dense", vec!["--fusion", "gmu", "--head", "linear", "--no-single"], [7, 30, 20]),
     ];
     for (tag, extra, aborts) in cases {
         let run = |out: &Path, resume: bool, abort: Option<usize>| {
             let o = out.to_str().unwrap().to_string();
-            let mut args = vec!["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--epochs", "5", "--patience", "3", "--hidden", "8", "--out", &o];
+            let mut args = vec![
+                "multiview",
+                "--data",
+                "mfeat",
+                "--modalities",
+                "fou,zer",
+                "--epochs",
+                "5",
+                "--patience",
+                "3",
+                "--hidden",
+                "8",
+                "--out",
+                &o,
+            ];
             args.extend(extra.iter().copied());
             if resume {
                 args.push("--resume");
@@ -871,14 +1321,39 @@ fn a_killed_run_resumes_to_the_same_bits() {
         for ((path, x), (_, y)) in a.iter().zip(&b) {
             assert!(x == y, "{tag}: {path} differs after the kills");
         }
-        let scores = |d: &Path| read_json(&d.join("fou+zer/results.json")).as_array().unwrap().iter().map(|r| r["test"].clone()).collect::<Vec<_>>();
+        let scores = |d: &Path| {
+            read_json(&d.join("fou+zer/results.json"))
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["test"].clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(scores(&whole), scores(&killed), "{tag}");
-        assert!(!dir.path().join(format!("{tag}-killed/fou+zer/gmu.checkpoint")).exists(), "checkpoints are removed once a method is saved");
+        assert!(
+            !dir.path().join(format!("{tag}-killed/fou+zer/gmu.checkpoint")).exists(),
+            "checkpoints are removed once a method is saved"
+        );
     }
     // Resuming with other flags is refused, not mixed in.
     let o = dir.path().join("other");
     let o = o.to_str().unwrap();
-    let base = ["multiview", "--data", "mfeat", "--modalities", "fou,zer", "--fusion", "gmu", "--no-single", "--epochs", "3", "--hidden", "8", "--out", o];
+    let base = [
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--out",
+        o,
+    ];
     assert!(!gmu_env(&base, &[("GMU_ABORT_AFTER_STEPS", "5")]).status.success());
     let mut other = base.to_vec();
     other.extend(["--lr", "0.01", "--resume"]);
@@ -922,7 +1397,9 @@ fn write_raw_archive(root: &Path, n: usize) {
         let id = format!("{:07}", 100 + i);
         let (genre, words, colour) = PLANTED[i % 3];
         let mut genres = vec![genre];
-        let mut plot: Vec<&str> = (0..12).map(|k| if k % 3 == 0 { words[(i + k) % words.len()] } else { filler[(i * 7 + k) % filler.len()] }).collect();
+        let mut plot: Vec<&str> = (0..12)
+            .map(|k| if k % 3 == 0 { words[(i + k) % words.len()] } else { filler[(i * 7 + k) % filler.len()] })
+            .collect();
         if i % 4 == 0 {
             genres.push("Drama");
             plot.extend(["tragic", "grief", "loss"]);
@@ -960,7 +1437,30 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     let root = dir.path().join("mmimdb");
     write_raw_archive(&root, 60);
     let out = dir.path().join("run");
-    let args = ["mmimdb", "--archive", root.to_str().unwrap(), "--fusion", "gmu", "--no-single", "--epochs", "40", "--patience", "40", "--hidden", "32", "--batch-size", "8", "--lr", "0.01", "--dropout", "0.2", "--seed", "1", "--out", out.to_str().unwrap()];
+    let args = [
+        "mmimdb",
+        "--archive",
+        root.to_str().unwrap(),
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "40",
+        "--patience",
+        "40",
+        "--hidden",
+        "32",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0.2",
+        "--seed",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
     let run = gmu(&args);
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
@@ -984,13 +1484,27 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     // predict from a raw plot and poster
     let model = out.join("gmu");
     let poster = root.join("dataset").join("0000100.jpeg"); // movie 0: Horror (and Drama)
-    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--text", "A haunted house, a ghost and a scream in the night.", "--image", poster.to_str().unwrap()]);
+    let p = gmu(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "A haunted house, a ghost and a scream in the night.",
+        "--image",
+        poster.to_str().unwrap(),
+    ]);
     assert!(p.status.success(), "{}", stderr(&p));
     let report = String::from_utf8_lossy(&p.stdout);
     assert!(report.lines().next().unwrap().contains("Horror"), "{report}");
     assert!(report.contains("text") && report.contains("visual") && report.contains("importance"), "{report}");
     // only a plot: the poster is a missing view
-    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--text", "They laugh at a silly joke and a hilarious prank."]);
+    let p = gmu(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--text",
+        "They laugh at a silly joke and a hilarious prank.",
+    ]);
     assert!(p.status.success(), "{}", stderr(&p));
     let report = String::from_utf8_lossy(&p.stdout);
     assert!(report.lines().next().unwrap().contains("Comedy"), "{report}");
@@ -998,28 +1512,65 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     // many rows from CSVs: a text column and an image-path column; row 1 has no plot
     std::fs::write(dir.path().join("plots.csv"), "plot\n\"Love, a kiss and a wedding.\"\n\"\"\n").unwrap();
     let posters = dir.path().join("posters.csv");
-    std::fs::write(&posters, format!("path\n{}\n{}\n", root.join("dataset/0000102.jpeg").display(), root.join("dataset/0000104.jpeg").display())).unwrap();
+    std::fs::write(
+        &posters,
+        format!(
+            "path\n{}\n{}\n",
+            root.join("dataset/0000102.jpeg").display(),
+            root.join("dataset/0000104.jpeg").display()
+        ),
+    )
+    .unwrap();
     let files = format!("{},{}", dir.path().join("plots.csv").display(), posters.display());
     let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]);
     assert!(p.status.success(), "{}", stderr(&p));
     let rows = String::from_utf8_lossy(&p.stdout);
     let lines: Vec<&str> = rows.lines().collect();
     assert_eq!(lines.len(), 3, "{rows}");
-    assert!(lines[0].starts_with("row,predicted,p_Drama") && lines[0].contains("gate_text") && lines[0].contains("importance_visual"), "{rows}");
+    assert!(
+        lines[0].starts_with("row,predicted,p_Drama")
+            && lines[0].contains("gate_text")
+            && lines[0].contains("importance_visual"),
+        "{rows}"
+    );
     assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
     assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
     assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
     // the LSTM text sub-network on WordPiece ids, trained end to end; the posters' cache is reused
     let lstm_out = dir.path().join("run-lstm");
-    let lstm = gmu(&[&args[..args.len() - 2], &["--text-encoder", "lstm", "--max-tokens", "24", "--out", lstm_out.to_str().unwrap()]].concat());
+    let lstm = gmu(&[
+        &args[..args.len() - 2],
+        &["--text-encoder", "lstm", "--max-tokens", "24", "--out", lstm_out.to_str().unwrap()],
+    ]
+    .concat());
     assert!(lstm.status.success(), "{}", stderr(&lstm));
     let stdout = String::from_utf8_lossy(&lstm.stdout);
-    assert!(stdout.contains("plots: encoded into") && stdout.contains("text-wordpiece-24-") && stdout.contains("posters: reused"), "{stdout}");
-    assert!(stdout.contains("text 24 tokens of a 30522-token vocabulary (read by an LSTM) + visual 1280 features"), "{stdout}");
+    assert!(
+        stdout.contains("plots: encoded into")
+            && stdout.contains("text-wordpiece-24-")
+            && stdout.contains("posters: reused"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("text 24 tokens of a 30522-token vocabulary (read by an LSTM) + visual 1280 features"),
+        "{stdout}"
+    );
     let config = read_json(&lstm_out.join("gmu").join("config.json"));
     assert_eq!(config["views"][0]["encoder"]["encoder"], "wordpiece");
-    assert_eq!(config["members"][0]["spec"]["encoders"][0]["lstm"]["vocab"], 30522, "{}", config["members"][0]["spec"]["encoders"]);
-    let p = gmu(&["predict", "--model", lstm_out.join("gmu").to_str().unwrap(), "--text", "A ghost.", "--image", poster.to_str().unwrap()]);
+    assert_eq!(
+        config["members"][0]["spec"]["encoders"][0]["lstm"]["vocab"], 30522,
+        "{}",
+        config["members"][0]["spec"]["encoders"]
+    );
+    let p = gmu(&[
+        "predict",
+        "--model",
+        lstm_out.join("gmu").to_str().unwrap(),
+        "--text",
+        "A ghost.",
+        "--image",
+        poster.to_str().unwrap(),
+    ]);
     assert!(p.status.success(), "{}", stderr(&p));
     assert!(String::from_utf8_lossy(&p.stdout).starts_with("predicted"), "{}", String::from_utf8_lossy(&p.stdout));
     // a row with neither view: a plain refusal that says why each input gave nothing
@@ -1041,9 +1592,14 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/cmyk.jpg"), d.join("cmyk.jpg")).unwrap();
-    image::GrayImage::from_fn(50, 40, |x, y| image::Luma([(x * 5 + y) as u8])).save_with_format(d.join("gray.jpg"), image::ImageFormat::Jpeg).unwrap();
-    image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([x as u8, y as u8, 90])).save_with_format(d.join("big.png"), image::ImageFormat::Png).unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/cmyk.jpg"), d.join("cmyk.jpg"))
+        .unwrap();
+    image::GrayImage::from_fn(50, 40, |x, y| image::Luma([(x * 5 + y) as u8]))
+        .save_with_format(d.join("gray.jpg"), image::ImageFormat::Jpeg)
+        .unwrap();
+    image::RgbImage::from_fn(300, 200, |x, y| image::Rgb([x as u8, y as u8, 90]))
+        .save_with_format(d.join("big.png"), image::ImageFormat::Png)
+        .unwrap();
     std::fs::write(d.join("notes.jpg"), "a text file with a .jpg name").unwrap();
     let csv = d.join("rows.csv");
     std::fs::write(&csv, "plot,path\n\"A young wizard, a school.\",cmyk.jpg\n,gray.jpg\n\"Zzxqv wqpt\",notes.jpg\n\"Two cops, one city\",absent.png\nLove,big.png\n").unwrap();
@@ -1069,12 +1625,20 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
     assert!(run.status.success(), "{}", stderr(&run));
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(stdout.contains("5 rows × 50, 2 missing") && stdout.contains("out of vocabulary"), "{stdout}");
-    assert!(stderr(&run).contains("row 2 (Zzxqv wqpt): none of its 2 words is in GloVe's vocabulary"), "{}", stderr(&run));
+    assert!(
+        stderr(&run).contains("row 2 (Zzxqv wqpt): none of its 2 words is in GloVe's vocabulary"),
+        "{}",
+        stderr(&run)
+    );
     // EfficientNet: CMYK, grayscale and PNG decode; a text file and a missing file are missing rows
     let img = d.join("image.npy");
     let run = gmu(&["encode", "--images", &s(&csv), "--column", "path", "--out", &s(&img)]);
     assert!(run.status.success(), "{}", stderr(&run));
-    assert!(String::from_utf8_lossy(&run.stdout).contains("5 rows × 1280, 2 missing"), "{}", String::from_utf8_lossy(&run.stdout));
+    assert!(
+        String::from_utf8_lossy(&run.stdout).contains("5 rows × 1280, 2 missing"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
     let err = stderr(&run);
     assert!(err.contains("notes.jpg): not a decodable image") && err.contains("absent.png): cannot open"), "{err}");
     let (_, values) = read_npy_f32(&img);
@@ -1082,10 +1646,32 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
         assert_eq!(values[row * 1280..(row + 1) * 1280].iter().all(|v| v.is_finite()), present, "row {row}");
     }
     // refusals: an existing --out, an unknown column, the wrong encoder for the input, a missing CSV
-    assert_refused(&gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--out", &s(&out)]), "exists; pass --force");
-    assert_refused(&gmu(&["encode", "--text", &s(&csv), "--column", "title", "--out", &s(&d.join("t2.npy"))]), "no column 'title' (columns: plot, path)");
-    assert_refused(&gmu(&["encode", "--images", &s(&csv), "--column", "path", "--encoder", "minilm", "--out", &s(&d.join("t3.npy"))]), "--encoder minilm");
-    assert_refused(&gmu(&["encode", "--text", &s(&d.join("nope.csv")), "--column", "plot", "--out", &s(&d.join("t4.npy"))]), "nope.csv");
+    assert_refused(
+        &gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--out", &s(&out)]),
+        "exists; pass --force",
+    );
+    assert_refused(
+        &gmu(&["encode", "--text", &s(&csv), "--column", "title", "--out", &s(&d.join("t2.npy"))]),
+        "no column 'title' (columns: plot, path)",
+    );
+    assert_refused(
+        &gmu(&[
+            "encode",
+            "--images",
+            &s(&csv),
+            "--column",
+            "path",
+            "--encoder",
+            "minilm",
+            "--out",
+            &s(&d.join("t3.npy")),
+        ]),
+        "--encoder minilm",
+    );
+    assert_refused(
+        &gmu(&["encode", "--text", &s(&d.join("nope.csv")), "--column", "plot", "--out", &s(&d.join("t4.npy"))]),
+        "nope.csv",
+    );
     assert!(!d.join("t2.npy").exists() && !d.join("t3.npy").exists() && !d.join("t4.npy").exists());
 }
 

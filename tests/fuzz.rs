@@ -116,7 +116,9 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut StdRng) {
                 while j < bytes.len() && bytes[j].is_ascii_digit() {
                     j += 1;
                 }
-                let big: &[u8] = [&b"18446744073709551615"[..], b"99999999999999999999999", b"-1", b"0", b"4611686018427387904"][rng.random_range(0..5)];
+                let big: &[u8] =
+                    [&b"18446744073709551615"[..], b"99999999999999999999999", b"-1", b"0", b"4611686018427387904"]
+                        [rng.random_range(0..5)];
                 bytes.splice(i..j, big.iter().copied());
             }
         }
@@ -139,7 +141,8 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut StdRng) {
 fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -> (usize, usize) {
     // gmu's own size checks must stop a lying header below the allocator's cap.
     gmu::budget::set_budget(ALLOCATION_CAP as u64 / 2);
-    let mut rng = StdRng::seed_from_u64(seed() ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
+    let mut rng =
+        StdRng::seed_from_u64(seed() ^ name.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
     let start = Instant::now();
     let (mut tried, mut accepted) = (0, 0);
     // The fixture itself must be accepted: the target reads what it should.
@@ -156,7 +159,11 @@ fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -
         std::fs::write(&keep, &bytes).unwrap();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| read(path)));
         let refused = REFUSED.with(|r| r.replace(0));
-        assert!(refused == 0, "{name}: input {tried} asked for {refused} bytes in one allocation (saved to {})", keep.display());
+        assert!(
+            refused == 0,
+            "{name}: input {tried} asked for {refused} bytes in one allocation (saved to {})",
+            keep.display()
+        );
         match outcome {
             Ok(ok) => accepted += usize::from(ok),
             Err(_) => panic!("{name}: the reader panicked on input {tried} (saved to {})", keep.display()),
@@ -202,8 +209,12 @@ fn fuzz_npy_views() {
 #[test]
 fn fuzz_label_files() {
     let dir = tempfile::tempdir().unwrap();
-    fuzz("labels-column", b"genre\ndrama|comedy\nhorror\ndrama\n", &dir.path().join("a.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
-    fuzz("labels-multihot", b"drama,comedy,horror\n1,0,1\n0,1,0\n", &dir.path().join("b.csv"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
+    fuzz("labels-column", b"genre\ndrama|comedy\nhorror\ndrama\n", &dir.path().join("a.csv"), &|p| {
+        gmu::data::multiview::read_label_file(p).is_ok()
+    });
+    fuzz("labels-multihot", b"drama,comedy,horror\n1,0,1\n0,1,0\n", &dir.path().join("b.csv"), &|p| {
+        gmu::data::multiview::read_label_file(p).is_ok()
+    });
     let npy_labels = gmu::data::multiview::npy_bytes(&[4], &[0.0, 1.0, 2.0, 1.0]);
     fuzz("labels-npy", &npy_labels, &dir.path().join("c.npy"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
 }
@@ -211,7 +222,9 @@ fn fuzz_label_files() {
 #[test]
 fn fuzz_synthetic_csv() {
     let dir = tempfile::tempdir().unwrap();
-    fuzz("synthetic-csv", b"v0,v1,t0,t1,c,m\n1,2,3,4,0,1\n-1.5,2e3,0,0,1,0\n", &dir.path().join("s.csv"), &|p| gmu::data::table::read_csv(p).is_ok());
+    fuzz("synthetic-csv", b"v0,v1,t0,t1,c,m\n1,2,3,4,0,1\n-1.5,2e3,0,0,1,0\n", &dir.path().join("s.csv"), &|p| {
+        gmu::data::table::read_csv(p).is_ok()
+    });
 }
 
 #[test]
@@ -221,7 +234,8 @@ fn fuzz_mmimdb_hdf5() {
         let bytes = std::fs::read(fixture(name)).unwrap();
         fuzz(name, &bytes, &dir.path().join("m.hdf5"), &|p| gmu::data::mmimdb::read_hdf5(p).is_ok());
         // the variable-length `sequences` (global-heap references) as the text view
-        let sequences = |p: &Path| gmu::data::mmimdb::read_hdf5_text(p, gmu::data::mmimdb::TextView::Sequences, 16).is_ok();
+        let sequences =
+            |p: &Path| gmu::data::mmimdb::read_hdf5_text(p, gmu::data::mmimdb::TextView::Sequences, 16).is_ok();
         fuzz(&format!("{name}:sequences"), &bytes, &dir.path().join("s.hdf5"), &sequences);
     }
 }
@@ -232,7 +246,10 @@ fn fuzz_raw_archive_json() {
     let root = dir.path();
     std::fs::create_dir_all(root.join("dataset")).unwrap();
     let movies = [
-        ("0000001", r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A longer plot."], "genres": ["Drama", "News", "Comedy"]}"#),
+        (
+            "0000001",
+            r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A longer plot."], "genres": ["Drama", "News", "Comedy"]}"#,
+        ),
         ("0000002", r#"{"title": "B", "plot": ["Only plot."], "genres": ["Horror"]}"#),
         ("0000003", r#"{"title": "C", "plot": ["Third."], "genres": ["Film-Noir"]}"#),
     ];

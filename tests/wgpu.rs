@@ -107,10 +107,36 @@ fn the_cli_trains_and_predicts_on_wgpu() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     gmu(&["synth", "--out", &p("data.csv"), "--n", "400", "--seed", "3"]);
-    gmu(&["--device", "wgpu", "train", "--data", &p("data.csv"), "--model", "gmu", "--out", &p("model"), "--steps", "40", "--seed", "4"]);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
+    gmu(&[
+        "--device",
+        "wgpu",
+        "train",
+        "--data",
+        &p("data.csv"),
+        "--model",
+        "gmu",
+        "--out",
+        &p("model"),
+        "--steps",
+        "40",
+        "--seed",
+        "4",
+    ]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("model/config.json")).unwrap()).unwrap();
     assert_eq!(config["members"][0]["engine"], "burn", "a wgpu device trains on burn");
-    let scores = gmu(&["--device", "wgpu", "eval", "--model", &p("model"), "--data", &p("data.csv"), "--json", "--predictions", &p("pred.csv")]);
+    let scores = gmu(&[
+        "--device",
+        "wgpu",
+        "eval",
+        "--model",
+        &p("model"),
+        "--data",
+        &p("data.csv"),
+        "--json",
+        "--predictions",
+        &p("pred.csv"),
+    ]);
     let scores: serde_json::Value = serde_json::from_str(&scores).unwrap();
     assert!(scores["accuracy"].as_f64().unwrap() > 0.5, "{scores}");
     let preds = std::fs::read_to_string(dir.path().join("pred.csv")).unwrap();

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use gmu::experiment::{DemoOptions, run_demo};
 use gmu::config::Preset;
 use gmu::engine::Engine;
+use gmu::experiment::{DemoOptions, run_demo};
 
 /// Arguments of `gmu demo`.
 #[derive(clap::Args, Debug)]
@@ -43,8 +43,14 @@ pub fn run(args: Args) -> Result<()> {
     let staging = gmu::output::Staging::new(&args.out, "demo", args.force).map_err(super::flags)?;
     let report = run_demo(&options, staging.path(), &super::device(), &mut |line| super::stage(line))?;
     staging.finish()?;
-    println!("preset {}, seed {}, {} training samples, fresh draw of {}", report.preset, report.seed, report.n_train, report.n_test);
-    println!("{:<6} {:>9} {:>10} {:>10} {:>11} {:>10}", "model", "accuracy", "train acc", "corr(M,z)", "final loss", "train ms");
+    println!(
+        "preset {}, seed {}, {} training samples, fresh draw of {}",
+        report.preset, report.seed, report.n_train, report.n_test
+    );
+    println!(
+        "{:<6} {:>9} {:>10} {:>10} {:>11} {:>10}",
+        "model", "accuracy", "train acc", "corr(M,z)", "final loss", "train ms"
+    );
     for (name, m) in [("GMU", &report.gmu), ("FF", &report.ff)] {
         let corr = m.corr_m_z.map_or("-".to_string(), |c| format!("{c:.4}"));
         println!(

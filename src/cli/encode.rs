@@ -2,7 +2,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use gmu::encoders::encode::encode_to_npy;
 use gmu::encoders::{Encoder, EncoderKind, EncoderSpec, Modality, RawInput};
 
@@ -45,7 +45,11 @@ pub fn run(args: Args) -> Result<()> {
     };
     let kind = args.encoder.unwrap_or(EncoderKind::default_for(modality));
     if kind.modality() != modality {
-        bail!("--encoder {kind} encodes {:?} inputs, but --{} was given", kind.modality(), if modality == Modality::Text { "text" } else { "images" });
+        bail!(
+            "--encoder {kind} encodes {:?} inputs, but --{} was given",
+            kind.modality(),
+            if modality == Modality::Text { "text" } else { "images" }
+        );
     }
     if args.out.extension().is_none_or(|e| e != "npy") {
         bail!("--out {}: expected a .npy file name", args.out.display());
@@ -69,21 +73,42 @@ pub fn run(args: Args) -> Result<()> {
     let device = super::device();
     super::stage(&format!("loading {kind}"));
     let encoder = Encoder::load(&spec, &device)?;
-    super::stage(&format!("encoding {} rows of {} column '{}' with {kind} (batch {})", inputs.len(), csv.display(), args.column, args.batch_size));
+    super::stage(&format!(
+        "encoding {} rows of {} column '{}' with {kind} (batch {})",
+        inputs.len(),
+        csv.display(),
+        args.column,
+        args.batch_size
+    ));
     let mut bar = Bar::new("encoded");
     let started = Instant::now();
-    let encoded = encode_to_npy(&encoder, &spec, &inputs, args.batch_size, &args.out, Some(format!("{} column {}", csv.display(), args.column)), &mut |d, t| bar.show(d, t))
-        .with_context(|| format!("encoding {}", csv.display()))?;
+    let encoded = encode_to_npy(
+        &encoder,
+        &spec,
+        &inputs,
+        args.batch_size,
+        &args.out,
+        Some(format!("{} column {}", csv.display(), args.column)),
+        &mut |d, t| bar.show(d, t),
+    )
+    .with_context(|| format!("encoding {}", csv.display()))?;
     bar.finish();
     let seconds = started.elapsed().as_secs_f64();
     for m in encoded.missing.iter().take(20) {
         eprintln!("· row {} ({}): {} → written as a missing row (NaN)", m.row, m.input, m.reason);
     }
     if encoded.missing.len() > 20 {
-        eprintln!("· … and {} more missing rows (all listed in {})", encoded.missing.len() - 20, gmu::encoders::encode::sidecar_path(&args.out).display());
+        eprintln!(
+            "· … and {} more missing rows (all listed in {})",
+            encoded.missing.len() - 20,
+            gmu::encoders::encode::sidecar_path(&args.out).display()
+        );
     }
     if let Some((known, unknown)) = encoded.words_known_unknown {
-        println!("GloVe vocabulary: {known} words found, {unknown} out of vocabulary ({:.1} %)", 100.0 * unknown as f64 / (known + unknown).max(1) as f64);
+        println!(
+            "GloVe vocabulary: {known} words found, {unknown} out of vocabulary ({:.1} %)",
+            100.0 * unknown as f64 / (known + unknown).max(1) as f64
+        );
     }
     println!(
         "wrote {} ({} rows × {}, {} missing) and {} in {seconds:.1} s ({:.1} rows/s)",
@@ -99,7 +124,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The cells of one column of a CSV with a header row.
 pub fn read_column(path: &Path, column: &str) -> Result<Vec<String>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_path(path).with_context(|| format!("{}", path.display()))?;
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(false).from_path(path).with_context(|| format!("{}", path.display()))?;
     let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
     let Some(index) = headers.iter().position(|h| h == column) else {
         bail!("{}: no column '{column}' (columns: {})", path.display(), headers.iter().collect::<Vec<_>>().join(", "));

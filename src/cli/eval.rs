@@ -57,7 +57,10 @@ pub fn run(args: Args) -> Result<()> {
 /// Any model on any labelled source: the scores `predict` prints, on every row.
 fn eval_any(args: &Args, source: &DataSource) -> Result<()> {
     if args.predictions.is_some() {
-        bail!("invalid --predictions: per-sample output for {} comes from `gmu predict --model ... --out FILE`", source.name());
+        bail!(
+            "invalid --predictions: per-sample output for {} comes from `gmu predict --model ... --out FILE`",
+            source.name()
+        );
     }
     let predictor = gmu::predict::Predictor::load(&args.input.model, &super::device())?;
     let data = source.load()?.labelled("eval").map_err(super::flags)?;

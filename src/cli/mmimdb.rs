@@ -2,8 +2,8 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
-use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, TextView, missing_text_note, read_archive, read_hdf5_text};
 use gmu::config::TrainingConfig;
+use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, TextView, missing_text_note, read_archive, read_hdf5_text};
 use gmu::fusion::FusionKind;
 
 use super::stage;
@@ -90,8 +90,10 @@ pub fn run(args: Args) -> Result<()> {
     );
     let m = Loaded { data, split };
     let base = args.fit.config(512, 128)?;
-    let methods: Vec<TrainingConfig> =
-        paper_methods(&base).into_iter().filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.model.fusion)).collect();
+    let methods: Vec<TrainingConfig> = paper_methods(&base)
+        .into_iter()
+        .filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.model.fusion))
+        .collect();
     if methods.is_empty() && args.no_single {
         bail!("nothing to run: --no-single and no --fusion method left");
     }
@@ -119,11 +121,17 @@ pub fn run(args: Args) -> Result<()> {
         ))
     })?;
     let reference = |method: &str| {
-        PAPER_TABLE_2.iter().find(|(k, _)| *k == method).map(|(_, v)| format!("{:.3} / {:.3} / {:.3} / {:.3}", v[0], v[1], v[2], v[3]))
+        PAPER_TABLE_2
+            .iter()
+            .find(|(k, _)| *k == method)
+            .map(|(_, v)| format!("{:.3} / {:.3} / {:.3} / {:.3}", v[0], v[1], v[2], v[3]))
     };
     let table_2 = table(&results, true, &reference);
     let table_3 = gmu::comparison::per_label_table(&results, m.data.targets.names());
-    println!("\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}", args.fit.threshold);
+    println!(
+        "\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}",
+        args.fit.threshold
+    );
     if let Some(g) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.gates.as_ref()) {
         let path = out.join("gates-per-genre.png");
         gmu::plot::stacked_shares(
@@ -153,7 +161,11 @@ pub fn run(args: Args) -> Result<()> {
         let missing = gmu::comparison::missing_table(&results);
         println!("\n## Test macro-F1 with a modality missing in a share of the movies\n\n{missing}");
         md.push_str(&format!("\n# Test macro-F1 with a modality missing\n\n{missing}"));
-        super::multiview::draw_missing(&out.join("missing.png"), "MM-IMDb: test macro-F1 with a modality missing", &results)?;
+        super::multiview::draw_missing(
+            &out.join("missing.png"),
+            "MM-IMDb: test macro-F1 with a modality missing",
+            &results,
+        )?;
     }
     write_results(&out, &results, &md)?;
     let target = staging.finish()?;
@@ -169,7 +181,10 @@ struct Loaded {
 
 /// Reads and summarises the raw archive, then encodes (or reuses the cached)
 /// plot and poster features.
-fn encode_archive(args: &Args, root: &std::path::Path) -> Result<(gmu::data::MultiviewData, gmu::data::Split, gmu::data::DataSource)> {
+fn encode_archive(
+    args: &Args,
+    root: &std::path::Path,
+) -> Result<(gmu::data::MultiviewData, gmu::data::Split, gmu::data::DataSource)> {
     let archive = summarize_archive(root)?;
     let text = gmu::encoders::EncoderSpec::new(args.text_encoder).with_max_tokens(args.max_tokens);
     let image = gmu::encoders::EncoderSpec::new(args.image_encoder);
@@ -188,7 +203,11 @@ fn encode_archive(args: &Args, root: &std::path::Path) -> Result<(gmu::data::Mul
     })?;
     for (m, what) in made.iter().zip(["plots", "posters"]) {
         let how = if m.reused { "reused" } else { "encoded into" };
-        let missing = if m.missing > 0 { format!("; {} {what} gave no features (missing views, listed in the sidecar)", m.missing) } else { String::new() };
+        let missing = if m.missing > 0 {
+            format!("; {} {what} gave no features (missing views, listed in the sidecar)", m.missing)
+        } else {
+            String::new()
+        };
         println!("{what}: {how} {}{missing}", m.path.display());
     }
     let source = gmu::data::DataSource::MmimdbArchive { root: root.to_path_buf(), text, image };
@@ -198,7 +217,11 @@ fn encode_archive(args: &Args, root: &std::path::Path) -> Result<(gmu::data::Mul
 fn summarize_archive(root: &std::path::Path) -> Result<gmu::data::mmimdb::Archive> {
     let archive = read_archive(root)?;
     let (train, dev, test) = (archive.split.train.len(), archive.split.dev.len(), archive.split.test.len());
-    println!("{}: {} movies (train {train} / dev {dev} / test {test}), posters present", root.display(), archive.movies.len());
+    println!(
+        "{}: {} movies (train {train} / dev {dev} / test {test}), posters present",
+        root.display(),
+        archive.movies.len()
+    );
     let mut counts = [0usize; 23];
     let mut none = 0;
     for m in &archive.movies {

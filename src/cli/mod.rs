@@ -272,9 +272,12 @@ impl DataArgs {
             (Some(d), _, _) => d.clone(),
             (None, false, _) => "files".into(),
             (None, true, Some(d)) => d.into(),
-            (None, true, None) => anyhow::bail!("give the data: --files VIEW1,VIEW2,... or --data mfeat|twemoji|FILE.csv|FILE.hdf5"),
+            (None, true, None) => {
+                anyhow::bail!("give the data: --files VIEW1,VIEW2,... or --data mfeat|twemoji|FILE.csv|FILE.hdf5")
+            }
         };
-        gmu::data::DataSource::parse(&data, self.files.clone(), self.labels.clone(), self.label_column.clone()).map_err(flags)
+        gmu::data::DataSource::parse(&data, self.files.clone(), self.labels.clone(), self.label_column.clone())
+            .map_err(flags)
     }
 }
 
@@ -346,7 +349,11 @@ fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
         }
         if at.exists() {
             if at != path {
-                anyhow::bail!("invalid {flag}: cannot write {}: {} is a file, not a folder", path.display(), at.display());
+                anyhow::bail!(
+                    "invalid {flag}: cannot write {}: {} is a file, not a folder",
+                    path.display(),
+                    at.display()
+                );
             }
             // An existing file: written over (atomically) in its folder.
             at = at.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
@@ -363,14 +370,22 @@ fn check_writable(path: &std::path::Path, flag: &str) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&probe);
             Ok(())
         }
-        Err(e) => anyhow::bail!("invalid {flag}: cannot write {} ({} is not writable: {e})", path.display(), dir.display()),
+        Err(e) => {
+            anyhow::bail!("invalid {flag}: cannot write {} ({} is not writable: {e})", path.display(), dir.display())
+        }
     }
 }
 
 /// The input a command reads that writing `out` would overwrite: the model
 /// directory's `config.json` or a file the data source reads.
-fn overwritten_input(out: &std::path::Path, model: &std::path::Path, source: &gmu::data::DataSource) -> Option<std::path::PathBuf> {
-    std::iter::once(model.join(gmu::model_dir::CONFIG_FILE)).chain(source.paths()).find(|i| gmu::error::same_file(out, i))
+fn overwritten_input(
+    out: &std::path::Path,
+    model: &std::path::Path,
+    source: &gmu::data::DataSource,
+) -> Option<std::path::PathBuf> {
+    std::iter::once(model.join(gmu::model_dir::CONFIG_FILE))
+        .chain(source.paths())
+        .find(|i| gmu::error::same_file(out, i))
 }
 
 /// The output folder of a long run: started afresh, or (`resume`) continued

@@ -4,9 +4,9 @@ use anyhow::{Context, Result, bail};
 use gmu::comparison::{
     CompareOptions, MethodResult, compare, missing_table, paper_methods, summarize, summary_table, table, write_results,
 };
+use gmu::config::TrainingConfig;
 use gmu::data::builtin::MFEAT_VIEWS;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
-use gmu::config::TrainingConfig;
 use gmu::fusion::{ExpertKind, FusionKind};
 
 use super::stage;
@@ -64,7 +64,6 @@ pub struct Args {
     resume: bool,
 }
 
-
 pub fn run(args: Args) -> Result<()> {
     let source = args.data.source(Some("mfeat"))?;
     let name = source.name();
@@ -90,11 +89,20 @@ pub fn run(args: Args) -> Result<()> {
             bail!("invalid --modalities: '{v}' is listed twice in {} (position {})", set.join(","), i + 1);
         }
         if args.gate_softmax && set.len() < 3 {
-            bail!("invalid --gate-softmax: softmax gates change a GMU of 3 or more views; {} has {} (with two, z and 1 − z already sum to 1)", set.join(","), set.len());
+            bail!(
+                "invalid --gate-softmax: softmax gates change a GMU of 3 or more views; {} has {} (with two, z and 1 − z already sum to 1)",
+                set.join(","),
+                set.len()
+            );
         }
     }
-    if args.fit.head != gmu::fusion::HeadKind::Maxout && !args.fusion.is_empty() && !args.fusion.contains(&FusionKind::Gmu) {
-        bail!("invalid --head: the head is the GMU's (every other method has the paper's maxout MLP), and --fusion has no gmu");
+    if args.fit.head != gmu::fusion::HeadKind::Maxout
+        && !args.fusion.is_empty()
+        && !args.fusion.contains(&FusionKind::Gmu)
+    {
+        bail!(
+            "invalid --head: the head is the GMU's (every other method has the paper's maxout MLP), and --fusion has no gmu"
+        );
     }
     if args.gate_softmax && !args.fusion.is_empty() && !args.fusion.contains(&FusionKind::Gmu) {
         bail!("invalid --gate-softmax: softmax gates are the GMU's, and --fusion has no gmu");
@@ -110,11 +118,17 @@ pub fn run(args: Args) -> Result<()> {
     if args.repeats == 0 {
         bail!("invalid --repeats: must be at least 1");
     }
-    gmu::budget::ensure("repeats", &format!("{} splits of {} samples", args.repeats, data.len()), gmu::budget::product(&[args.repeats, data.len(), 8]))
-        .map_err(super::flags)?;
+    gmu::budget::ensure(
+        "repeats",
+        &format!("{} splits of {} samples", args.repeats, data.len()),
+        gmu::budget::product(&[args.repeats, data.len(), 8]),
+    )
+    .map_err(super::flags)?;
     let splits: Vec<_> = match &own_split {
         Some(split) => vec![split.clone(); args.repeats],
-        None => (0..args.repeats as u64).map(|r| data.split(args.dev, args.test, args.fit.seed + r)).collect::<gmu::Result<_>>()?,
+        None => (0..args.repeats as u64)
+            .map(|r| data.split(args.dev, args.test, args.fit.seed + r))
+            .collect::<gmu::Result<_>>()?,
     };
     let device = super::device();
     let target = args.out.clone().unwrap_or_else(|| PathBuf::from(format!("runs/multiview-{name}")));
@@ -164,7 +178,10 @@ pub fn run(args: Args) -> Result<()> {
             })?;
             let mut md = table(&results, data.targets.is_multilabel(), &|_| None);
             if data.targets.is_multilabel() {
-                md.push_str(&format!("\n## Per-label test F1\n\n{}", gmu::comparison::per_label_table(&results, data.targets.names())));
+                md.push_str(&format!(
+                    "\n## Per-label test F1\n\n{}",
+                    gmu::comparison::per_label_table(&results, data.targets.names())
+                ));
             }
             if args.repeats == 1 {
                 println!("\n## {name}: {tag}\n\n{md}");
@@ -172,22 +189,37 @@ pub fn run(args: Args) -> Result<()> {
             if !args.missing_rates.is_empty() {
                 let missing = missing_table(&results);
                 if args.repeats == 1 {
-                    println!("## {name}: {tag}, test macro-F1 with a view missing in a share of the samples\n\n{missing}");
+                    println!(
+                        "## {name}: {tag}, test macro-F1 with a view missing in a share of the samples\n\n{missing}"
+                    );
                 }
                 md.push_str(&format!("\n## Test macro-F1 with a view missing\n\n{missing}"));
-                draw_missing(&dir.join("missing.png"), &format!("{name} {tag}: test macro-F1 with a view missing"), &results)?;
+                draw_missing(
+                    &dir.join("missing.png"),
+                    &format!("{name} {tag}: test macro-F1 with a view missing"),
+                    &results,
+                )?;
             }
             for res in &results {
                 if let Some(imp) = &res.importance {
                     let path = dir.join(format!("importance-{}.png", res.method.replace(':', "-")));
-                    let title = format!("{name} {tag}: {}, test samples by the view whose removal costs the most", res.method);
+                    let title =
+                        format!("{name} {tag}: {}, test samples by the view whose removal costs the most", res.method);
                     let x = "share of samples whose most important view (occlusion) is the view's";
                     gmu::plot::stacked_shares(&path, &title, x, &imp.classes, &imp.modalities, &imp.needed)?;
                 }
                 if let Some(g) = &res.gates {
                     let path = dir.join(format!("gates-{}.png", res.method));
-                    let title = format!("{name} {tag}: {} gates, test samples by the view that contributed most", res.method);
-                    gmu::plot::stacked_shares(&path, &title, "share of samples whose largest gated contribution is the view's", &g.classes, &g.modalities, &g.favoured)?;
+                    let title =
+                        format!("{name} {tag}: {} gates, test samples by the view that contributed most", res.method);
+                    gmu::plot::stacked_shares(
+                        &path,
+                        &title,
+                        "share of samples whose largest gated contribution is the view's",
+                        &g.classes,
+                        &g.modalities,
+                        &g.favoured,
+                    )?;
                     if res.method == "gmu" {
                         if args.repeats == 1 {
                             println!("{}", gate_summary(&name, g));
@@ -254,7 +286,9 @@ fn gate_summary(name: &str, g: &gmu::fit::GateReport) -> String {
 /// get than the rotation-invariant ones (fou, zer, mor), on 6s and 9s against
 /// the other digits. `None` unless both groups are among the views.
 fn six_nine(g: &gmu::fit::GateReport) -> Option<String> {
-    let idx = |names: &[&str]| -> Vec<usize> { g.modalities.iter().enumerate().filter(|(_, m)| names.contains(&m.as_str())).map(|(i, _)| i).collect() };
+    let idx = |names: &[&str]| -> Vec<usize> {
+        g.modalities.iter().enumerate().filter(|(_, m)| names.contains(&m.as_str())).map(|(i, _)| i).collect()
+    };
     let (sensitive, invariant) = (idx(&["pix", "kar", "fac"]), idx(&["fou", "zer", "mor"]));
     let (six, nine) = (g.classes.iter().position(|c| c == "6")?, g.classes.iter().position(|c| c == "9")?);
     if sensitive.is_empty() || invariant.is_empty() {

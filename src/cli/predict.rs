@@ -69,8 +69,10 @@ pub fn run(args: Args) -> Result<()> {
     let predictor = Predictor::load(&args.model, &device)?;
     let config = &predictor.config;
     // MM-IMDb's word sequences: as many tokens per plot as the model was trained on
-    if let (DataSource::Mmimdb { text, max_tokens, .. }, Some(DataSource::Mmimdb { text: trained, max_tokens: Some(t), .. })) =
-        (&mut source, config.data.as_ref().map(|r| &r.source))
+    if let (
+        DataSource::Mmimdb { text, max_tokens, .. },
+        Some(DataSource::Mmimdb { text: trained, max_tokens: Some(t), .. }),
+    ) = (&mut source, config.data.as_ref().map(|r| &r.source))
         && text == trained
     {
         *max_tokens = Some(*t);
@@ -87,7 +89,10 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(name) = label_column
                 && !streams.iter().any(ViewStream::has_labels)
             {
-                bail!("invalid --label-column: no column '{name}' in {}", files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", "));
+                bail!(
+                    "invalid --label-column: no column '{name}' in {}",
+                    files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
             }
             let mut label_strings: Vec<String> = Vec::new();
             let mut header: Option<Vec<String>> = None;
@@ -108,17 +113,26 @@ pub fn run(args: Args) -> Result<()> {
                 if n == 0 {
                     break;
                 }
-                let mut with_labels = chunks.iter().zip(&streams).filter_map(|((_, l), s)| l.as_ref().map(|l| (l, s.path())));
+                let mut with_labels =
+                    chunks.iter().zip(&streams).filter_map(|((_, l), s)| l.as_ref().map(|l| (l, s.path())));
                 if let Some((first, first_path)) = with_labels.next() {
                     for (other, path) in with_labels {
                         if let Some(r) = (0..n).find(|&r| other[r].trim() != first[r].trim()) {
-                            bail!("{}: row {}: label '{}' here, '{}' in {}", path.display(), done + r, other[r], first[r], first_path.display());
+                            bail!(
+                                "{}: row {}: label '{}' here, '{}' in {}",
+                                path.display(),
+                                done + r,
+                                other[r],
+                                first[r],
+                                first_path.display()
+                            );
                         }
                     }
                     label_strings.extend(first.iter().cloned());
                 }
                 let chunk_views: Vec<View> = chunks.into_iter().map(|(v, _)| v).collect();
-                let views = predictor.select_views(&chunk_views).map_err(super::flags).with_context(|| source.name())?;
+                let views =
+                    predictor.select_views(&chunk_views).map_err(super::flags).with_context(|| source.name())?;
                 let header = header.get_or_insert_with(|| columns(&predictor, &views));
                 if done == 0 && !args.json {
                     writer.line(&header.join(","))?;
@@ -144,7 +158,11 @@ pub fn run(args: Args) -> Result<()> {
             if let Some(t) = &targets
                 && t.len() != done
             {
-                bail!("{}: {} labels for {done} rows", labels.as_ref().map_or_else(String::new, |p| p.display().to_string()), t.len());
+                bail!(
+                    "{}: {} labels for {done} rows",
+                    labels.as_ref().map_or_else(String::new, |p| p.display().to_string()),
+                    t.len()
+                );
             }
             ((0..done).collect::<Vec<usize>>(), targets)
         }
@@ -283,13 +301,23 @@ fn run_raw(args: Args) -> Result<()> {
         }
     } else {
         if args.data.files.len() != config.views.len() {
-            bail!("--files: {} CSVs for a model of {} views ({}), one per view in that order", args.data.files.len(), config.views.len(), config.views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "--files: {} CSVs for a model of {} views ({}), one per view in that order",
+                args.data.files.len(),
+                config.views.len(),
+                config.views.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
         }
         for (i, f) in args.data.files.iter().enumerate() {
             match modality(i) {
                 Some(Modality::Text) => owned_text[i] = super::encode::read_column(f, &args.text_column)?,
-                Some(Modality::Image) => owned_paths[i] = super::encode::beside(f, &super::encode::read_column(f, &args.image_column)?),
-                None => bail!("view '{}' of the model records no encoder; raw CSVs need a model whose every view was encoded", config.views[i].name),
+                Some(Modality::Image) => {
+                    owned_paths[i] = super::encode::beside(f, &super::encode::read_column(f, &args.image_column)?)
+                }
+                None => bail!(
+                    "view '{}' of the model records no encoder; raw CSVs need a model whose every view was encoded",
+                    config.views[i].name
+                ),
             }
         }
     }
@@ -337,15 +365,22 @@ fn print_report(predictor: &Predictor, views: &[&View], p: &Prediction) {
     order.sort_by(|&a, &b| p.probs[b].total_cmp(&p.probs[a]));
     let chosen: Vec<&str> = order.iter().filter(|&&c| decided[c] == 1).map(|&c| names[c].as_str()).collect();
     match predictor.config.task {
-        Task::Multilabel => println!("predicted (threshold {}): {}", predictor.config.threshold, if chosen.is_empty() { "none".to_string() } else { chosen.join(", ") }),
+        Task::Multilabel => println!(
+            "predicted (threshold {}): {}",
+            predictor.config.threshold,
+            if chosen.is_empty() { "none".to_string() } else { chosen.join(", ") }
+        ),
         Task::Multiclass => println!("predicted: {}", chosen.join(", ")),
     }
     for &c in order.iter().take(10) {
         let bar = "█".repeat((p.probs[c] * 20.0).round() as usize);
         println!("  {:<12} {:.3} {bar}{}", names[c], p.probs[c], if decided[c] == 1 { "  ✓" } else { "" });
     }
-    println!("
-{:<10} {:<8} {:>6} {:>6} {:>10}", "view", "present", "gate", "share", "importance");
+    println!(
+        "
+{:<10} {:<8} {:>6} {:>6} {:>10}",
+        "view", "present", "gate", "share", "importance"
+    );
     for (j, v) in views.iter().enumerate() {
         let cell = |x: Option<&Vec<f32>>| match x {
             Some(x) if p.present[j] && x[j].is_finite() => format!("{:.3}", x[j]),
@@ -367,7 +402,13 @@ const CHUNK: usize = BATCH * 8;
 
 /// Probabilities, gates, shares and importance of `rows` of `views`; with
 /// `impute`, partly missing rows filled first (the count added to `imputed`).
-fn predict_chunk(predictor: &Predictor, views: &[&View], rows: &[usize], impute: bool, imputed: &mut usize) -> Result<Prediction> {
+fn predict_chunk(
+    predictor: &Predictor,
+    views: &[&View],
+    rows: &[usize],
+    impute: bool,
+    imputed: &mut usize,
+) -> Result<Prediction> {
     let p = if impute {
         let (filled, n) = predictor.impute(views, rows).map_err(super::flags)?;
         *imputed += n;
@@ -413,15 +454,28 @@ fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Re
     if let Some(input) = super::overwritten_input(out, &args.model, source) {
         bail!("--out {} is an input of this command ({}); choose another output file", out.display(), input.display());
     }
-    if out.starts_with(&args.model) || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m)) {
-        bail!("--out {} is inside the model directory {}; choose another output file", out.display(), args.model.display());
+    if out.starts_with(&args.model)
+        || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m))
+    {
+        bail!(
+            "--out {} is inside the model directory {}; choose another output file",
+            out.display(),
+            args.model.display()
+        );
     }
     Ok(())
 }
 
 /// The rows to predict: all of them, or a split (the file's own, or the one
 /// the model was trained with, made again from the recorded seed and shares).
-fn select_rows(args: &Args, predictor: &Predictor, source: &DataSource, own: Option<&Split>, targets: Option<&Targets>, n: usize) -> Result<Vec<usize>> {
+fn select_rows(
+    args: &Args,
+    predictor: &Predictor,
+    source: &DataSource,
+    own: Option<&Split>,
+    targets: Option<&Targets>,
+    n: usize,
+) -> Result<Vec<usize>> {
     if args.split == Part::All {
         return Ok((0..n).collect());
     }
@@ -430,9 +484,13 @@ fn select_rows(args: &Args, predictor: &Predictor, source: &DataSource, own: Opt
         None => {
             let record = predictor.config.data.as_ref().filter(|r| &r.source == source).and_then(|r| r.split);
             let Some(record) = record else {
-                bail!("--split: the model records no split for this data (it was trained on other data, or on all of it); use --split all");
+                bail!(
+                    "--split: the model records no split for this data (it was trained on other data, or on all of it); use --split all"
+                );
             };
-            let Some(targets) = targets else { bail!("--split: the split is stratified by label and the data carry none") };
+            let Some(targets) = targets else {
+                bail!("--split: the split is stratified by label and the data carry none")
+            };
             let data = gmu::data::MultiviewData { views: vec![], targets: targets.clone() };
             data.split(record.dev, record.test, record.seed)?
         }
@@ -449,7 +507,10 @@ fn select_rows(args: &Args, predictor: &Predictor, source: &DataSource, own: Opt
 /// label the model does not know is an error.
 fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result<Targets> {
     let index = |name: &String| {
-        outputs.iter().position(|o| o == name).with_context(|| format!("label '{name}' is not one the model knows ({})", outputs.join(", ")))
+        outputs
+            .iter()
+            .position(|o| o == name)
+            .with_context(|| format!("label '{name}' is not one the model knows ({})", outputs.join(", ")))
     };
     match (targets, task) {
         (Targets::Classes { y, names }, Task::Multiclass) => {
@@ -466,7 +527,11 @@ fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result
             }
             Ok(Targets::Labels { y: out, names: outputs.to_vec() })
         }
-        _ => bail!("the labels are {} but the model is {:?}", if targets.is_multilabel() { "multilabel" } else { "single-label" }, task),
+        _ => bail!(
+            "the labels are {} but the model is {:?}",
+            if targets.is_multilabel() { "multilabel" } else { "single-label" },
+            task
+        ),
     }
 }
 
@@ -484,13 +549,24 @@ fn columns(predictor: &Predictor, views: &[&View]) -> Vec<String> {
     cols
 }
 
-fn write_rows(out: &mut Output, predictor: &Predictor, header: &[String], rows: &[usize], p: &Prediction, json: bool) -> Result<()> {
+fn write_rows(
+    out: &mut Output,
+    predictor: &Predictor,
+    header: &[String],
+    rows: &[usize],
+    p: &Prediction,
+    json: bool,
+) -> Result<()> {
     let (c, k) = (p.width, p.n_views);
     let names = &predictor.config.outputs;
     let decided = predictor.decide(&p.probs);
     for (i, &r) in rows.iter().enumerate() {
-        let predicted: Vec<&str> =
-            decided[i * c..(i + 1) * c].iter().zip(names).filter(|(on, _)| **on == 1).map(|(_, n)| n.as_str()).collect();
+        let predicted: Vec<&str> = decided[i * c..(i + 1) * c]
+            .iter()
+            .zip(names)
+            .filter(|(on, _)| **on == 1)
+            .map(|(_, n)| n.as_str())
+            .collect();
         let mut cells: Vec<Cell> = vec![Cell::Int(r), Cell::Text(predicted.join("|"))];
         cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
         for j in 0..k {
@@ -502,7 +578,8 @@ fn write_rows(out: &mut Output, predictor: &Predictor, header: &[String], rows: 
         }
         debug_assert_eq!(cells.len(), header.len());
         let line = if json {
-            let object: serde_json::Map<String, serde_json::Value> = header.iter().cloned().zip(cells.iter().map(Cell::json)).collect();
+            let object: serde_json::Map<String, serde_json::Value> =
+                header.iter().cloned().zip(cells.iter().map(Cell::json)).collect();
             serde_json::Value::Object(object).to_string()
         } else {
             cells.iter().map(Cell::csv).collect::<Vec<_>>().join(",")
@@ -534,7 +611,9 @@ impl Cell {
             Cell::Int(i) => (*i).into(),
             Cell::Text(t) => t.clone().into(),
             Cell::Num(x) if x.is_nan() => serde_json::Value::Null,
-            Cell::Num(x) => serde_json::Number::from_f64(f64::from(*x)).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Cell::Num(x) => {
+                serde_json::Number::from_f64(f64::from(*x)).map_or(serde_json::Value::Null, serde_json::Value::Number)
+            }
         }
     }
 }
@@ -560,7 +639,9 @@ impl Output {
     fn line(&mut self, line: &str) -> Result<()> {
         match self {
             Output::Stdout(w) => writeln!(w, "{line}")?,
-            Output::File { file: Some(file), tmp, .. } => writeln!(file, "{line}").with_context(|| format!("writing {}", tmp.display()))?,
+            Output::File { file: Some(file), tmp, .. } => {
+                writeln!(file, "{line}").with_context(|| format!("writing {}", tmp.display()))?
+            }
             Output::File { file: None, .. } => unreachable!("written after finish"),
         }
         Ok(())
@@ -571,7 +652,10 @@ impl Output {
             Output::Stdout(w) => w.flush()?,
             Output::File { tmp, path, file } => {
                 let file = file.take().expect("finished once");
-                file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+                file.into_inner()
+                    .map_err(|e| e.into_error())
+                    .and_then(|f| f.sync_all())
+                    .with_context(|| format!("writing {}", tmp.display()))?;
                 std::fs::rename(&*tmp, &*path).with_context(|| format!("cannot write {}", path.display()))?;
             }
         }

@@ -43,10 +43,19 @@ pub fn run(args: Args) -> Result<()> {
     };
     let report = run_protocol(&options, &super::device(), &super::counter("seeds"))?;
     let t = report.gmu_vs_logreg;
-    println!("setting {:?}, preset {}, {} seeds, fresh draws of {}", report.setting, report.preset, report.seeds, args.test_size);
+    println!(
+        "setting {:?}, preset {}, {} seeds, fresh draws of {}",
+        report.setting, report.preset, report.seeds, args.test_size
+    );
     println!("GMU vs logistic regression: {} wins, {} ties, {} losses", t.wins, t.ties, t.losses);
-    println!("mean accuracy: GMU {:.4}, logistic regression {:.4}", report.mean_gmu_accuracy, report.mean_logreg_accuracy);
-    println!("corr(M, z): mean {:.4}, median {:.4}, min {:.4}", report.corr_m_z_mean, report.corr_m_z_median, report.corr_m_z_min);
+    println!(
+        "mean accuracy: GMU {:.4}, logistic regression {:.4}",
+        report.mean_gmu_accuracy, report.mean_logreg_accuracy
+    );
+    println!(
+        "corr(M, z): mean {:.4}, median {:.4}, min {:.4}",
+        report.corr_m_z_mean, report.corr_m_z_median, report.corr_m_z_min
+    );
     println!("seeds with accuracy >= 0.99 and corr(M,z) >= 0.95: {} of {}", report.robust_seeds, report.seeds);
     println!("wall time {:.1} s", report.wall_s);
     if let Some(path) = &args.out {

@@ -41,7 +41,10 @@ fn groups(dir: &Path) -> Result<Vec<(PathBuf, Vec<PathBuf>)>> {
         }
     }
     if found.is_empty() {
-        bail!("{}: no model directory (config.json) inside; give the --out folder of a multiview or mmimdb run", dir.display());
+        bail!(
+            "{}: no model directory (config.json) inside; give the --out folder of a multiview or mmimdb run",
+            dir.display()
+        );
     }
     found.sort();
     let mut out: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
@@ -63,10 +66,17 @@ pub fn run(args: Args) -> Result<()> {
     for (dir, models) in groups(&args.run)? {
         let configs = models.iter().map(|m| read_config(m)).collect::<gmu::Result<Vec<_>>>()?;
         let Some(record) = configs[0].data.clone() else {
-            bail!("{}: the model records no data source (trained before models recorded their data, or by `train`/`demo`)", models[0].display());
+            bail!(
+                "{}: the model records no data source (trained before models recorded their data, or by `train`/`demo`)",
+                models[0].display()
+            );
         };
         if let Some((m, _)) = models.iter().zip(&configs).find(|(_, c)| c.data.as_ref() != Some(&record)) {
-            bail!("{}: trained on other data than {}; robustness compares models of one run", m.display(), models[0].display());
+            bail!(
+                "{}: trained on other data than {}; robustness compares models of one run",
+                m.display(),
+                models[0].display()
+            );
         }
         super::stage(&format!("{}: {} models, data {}", dir.display(), models.len(), record.source.name()));
         let loaded = record.source.load()?;
@@ -84,17 +94,25 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<gmu::Result<_>>()?;
         let mut order: Vec<usize> = (0..predictors.len()).collect();
         order.sort_by_key(|&i| method_rank(&predictors[i].0));
-        let list: Vec<(String, &Predictor)> = order.iter().map(|&i| (predictors[i].0.clone(), &predictors[i].1)).collect();
+        let list: Vec<(String, &Predictor)> =
+            order.iter().map(|&i| (predictors[i].0.clone(), &predictors[i].1)).collect();
         let mut corrupt: Vec<String> = Vec::new();
         for v in &data.views {
             if list.iter().any(|(_, p)| p.config.views.iter().any(|w| w.name == v.name)) {
                 corrupt.push(v.name.clone());
             }
         }
-        let report = sweep(&list, &data.views, &data.targets, &split.test, &corrupt, &args.levels, args.seed).map_err(super::flags)?;
+        let report = sweep(&list, &data.views, &data.targets, &split.test, &corrupt, &args.levels, args.seed)
+            .map_err(super::flags)?;
         let table = report.table();
-        println!("\n## {}: test macro-F1 with Gaussian noise on one view (σ on the standardised inputs)\n\n{table}", dir.display());
-        gmu::error::write_atomic(&dir.join("robustness.json"), serde_json::to_string_pretty(&report.to_json())?.as_bytes())?;
+        println!(
+            "\n## {}: test macro-F1 with Gaussian noise on one view (σ on the standardised inputs)\n\n{table}",
+            dir.display()
+        );
+        gmu::error::write_atomic(
+            &dir.join("robustness.json"),
+            serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
+        )?;
         gmu::error::write_atomic(&dir.join("robustness.md"), table.as_bytes())?;
         draw(&dir, &report)?;
         println!("wrote {}/{{robustness.json, robustness.md, robustness.png, gate_shift.png}}", dir.display());
@@ -120,16 +138,32 @@ fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
             .map(|(k, view)| Panel {
                 title: format!("noise on {view}"),
                 x: report.levels.clone(),
-                lines: report.methods.iter().filter_map(|m| value(&m.views[k]).map(|y| (m.method.clone(), y))).collect(),
+                lines: report
+                    .methods
+                    .iter()
+                    .filter_map(|m| value(&m.views[k]).map(|y| (m.method.clone(), y)))
+                    .collect(),
             })
             .collect()
     };
-    line_panels(&dir.join("robustness.png"), "Test macro-F1 with Gaussian noise on one view", "noise σ (standardised inputs)", "test macro-F1", &panels(&|c| Some(c.scores.clone())))?;
+    line_panels(
+        &dir.join("robustness.png"),
+        "Test macro-F1 with Gaussian noise on one view",
+        "noise σ (standardised inputs)",
+        "test macro-F1",
+        &panels(&|c| Some(c.scores.clone())),
+    )?;
     // Every method keeps its line (NaN for the ungated ones), so each method has the same
     // colour as in robustness.png.
     let shares = panels(&|c| Some(c.gate_share.clone().unwrap_or_else(|| vec![f64::NAN; report.levels.len()])));
     if report.methods.iter().any(|m| m.views.iter().any(|c| c.gate_share.is_some())) {
-        line_panels(&dir.join("gate_shift.png"), "Gated models: contribution share of the noised view", "noise σ (standardised inputs)", "share of the noised view", &shares)?;
+        line_panels(
+            &dir.join("gate_shift.png"),
+            "Gated models: contribution share of the noised view",
+            "noise σ (standardised inputs)",
+            "share of the noised view",
+            &shares,
+        )?;
     }
     Ok(())
 }

@@ -58,7 +58,11 @@ pub fn run(args: Args) -> Result<()> {
     let data = read_csv(path)?;
     config.validate().map_err(super::flags)?;
     if let Schedule::Steps { steps, restarts, .. } = config.schedule {
-        super::stage(&format!("training {} on {} samples ({restarts} restarts × {steps} steps)", args.model, data.len()));
+        super::stage(&format!(
+            "training {} on {} samples ({restarts} restarts × {steps} steps)",
+            args.model,
+            data.len()
+        ));
     }
     let model = train::train(&config, &data, &device).map_err(super::flags)?;
     let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
@@ -80,7 +84,12 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The synthetic experiment's classifier on any other labelled source: two of
 /// its views, trained on the training rows, scored on the held-out ones.
-fn train_on(args: &Args, source: &DataSource, mut config: gmu::config::TrainingConfig, device: &burn::tensor::Device) -> Result<()> {
+fn train_on(
+    args: &Args,
+    source: &DataSource,
+    mut config: gmu::config::TrainingConfig,
+    device: &burn::tensor::Device,
+) -> Result<()> {
     let loaded = source.load()?;
     let own_split = loaded.split.clone();
     let data = loaded.labelled("train").map_err(super::flags)?;
@@ -91,9 +100,13 @@ fn train_on(args: &Args, source: &DataSource, mut config: gmu::config::TrainingC
     };
     if names.len() != 2 {
         let all: Vec<&str> = data.views.iter().map(|v| v.name.as_str()).collect();
-        bail!("invalid --modalities: the synthetic experiment's classifiers read two views; pick two of {}", all.join(", "));
+        bail!(
+            "invalid --modalities: the synthetic experiment's classifiers read two views; pick two of {}",
+            all.join(", ")
+        );
     }
-    let modalities: Vec<usize> = names.iter().map(|n| data.view_index(n)).collect::<gmu::Result<_>>().map_err(super::flags)?;
+    let modalities: Vec<usize> =
+        names.iter().map(|n| data.view_index(n)).collect::<gmu::Result<_>>().map_err(super::flags)?;
     // The presets' softmax cross-entropy is for one class per sample; multilabel data take their own loss.
     if data.targets.is_multilabel() && args.recipe.loss.is_none() && config.loss == Some(LossKind::SoftmaxCe) {
         config.loss = None;
@@ -102,10 +115,20 @@ fn train_on(args: &Args, source: &DataSource, mut config: gmu::config::TrainingC
         Some(split) => split.clone(),
         None => data.split(0.0, args.test, args.seed).map_err(super::flags)?,
     };
-    super::stage(&format!("training {} on {} of {} samples of {} ({})", args.model, split.train.len(), data.len(), source.name(), names.join("+")));
+    super::stage(&format!(
+        "training {} on {} of {} samples of {} ({})",
+        args.model,
+        split.train.len(),
+        data.len(),
+        source.name(),
+        names.join("+")
+    ));
     let trained = gmu::fit::fit(&data, &modalities, &split, &config, device).map_err(super::flags)?;
     let (test, _) = trained.evaluate(&data, &split.test, device);
-    let record = DataRecord { source: source.clone(), split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }) };
+    let record = DataRecord {
+        source: source.clone(),
+        split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }),
+    };
     let results = serde_json::json!({ "test": test });
     let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
     trained

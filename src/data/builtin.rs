@@ -81,15 +81,40 @@ pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Resu
     if pixels.len() != n * dim {
         return Err(GmuError::data("images_32.u8.gz", format!("{} bytes for {n} images of {dim}", pixels.len())));
     }
-    let image = View { name: "image".into(), dim, values: pixels.iter().map(|&p| p as f32 / 255.0).collect(), image: Some([3, 32, 32]), prescaled: false, encoder: None, tokens: None };
+    let image = View {
+        name: "image".into(),
+        dim,
+        values: pixels.iter().map(|&p| p as f32 / 255.0).collect(),
+        image: Some([3, 32, 32]),
+        prescaled: false,
+        encoder: None,
+        tokens: None,
+    };
     let text = match text_encoder {
-        None => View { name: "text".into(), dim: TWEMOJI_TEXT_DIM, values: names.iter().flat_map(|t| encoder.encode(t)).collect(), image: None, prescaled: true, encoder: None, tokens: None },
+        None => View {
+            name: "text".into(),
+            dim: TWEMOJI_TEXT_DIM,
+            values: names.iter().flat_map(|t| encoder.encode(t)).collect(),
+            image: None,
+            prescaled: true,
+            encoder: None,
+            tokens: None,
+        },
         Some(spec) => {
             let model = crate::encoders::Encoder::load(spec, &crate::device::cpu())?;
-            let inputs: Vec<crate::encoders::RawInput> = names.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
+            let inputs: Vec<crate::encoders::RawInput> =
+                names.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
             // a name no word of which GloVe knows is a missing text view (NaN row)
             let (values, _) = crate::encoders::encode::encode_all(&model, &inputs, crate::encoders::encode::BATCH)?;
-            View { name: "text".into(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()), tokens: None }
+            View {
+                name: "text".into(),
+                dim: spec.dim,
+                values,
+                image: None,
+                prescaled: false,
+                encoder: Some(spec.clone()),
+                tokens: None,
+            }
         }
     };
     let Targets::Classes { y, names } = classes_from_strings(&categories) else { unreachable!() };

@@ -14,8 +14,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hdf5_reader::{ByteOrder, Datatype, Hdf5File};
 use hdf5_reader::messages::datatype::{StringSize, VarLenKind};
+use hdf5_reader::{ByteOrder, Datatype, Hdf5File};
 use serde::{Deserialize, Serialize};
 
 use super::multiview::{MultiviewData, Split, Targets, View};
@@ -25,9 +25,29 @@ use crate::error::{GmuError, Result};
 /// The 23 genres of MM-IMDb, from the most to the least frequent (the column
 /// order of the published `genres` dataset).
 pub const GENRES: [&str; 23] = [
-    "Drama", "Comedy", "Romance", "Thriller", "Crime", "Action", "Adventure", "Horror", "Documentary", "Mystery",
-    "Sci-Fi", "Fantasy", "Family", "Biography", "War", "History", "Music", "Animation", "Musical", "Western", "Sport",
-    "Short", "Film-Noir",
+    "Drama",
+    "Comedy",
+    "Romance",
+    "Thriller",
+    "Crime",
+    "Action",
+    "Adventure",
+    "Horror",
+    "Documentary",
+    "Mystery",
+    "Sci-Fi",
+    "Fantasy",
+    "Family",
+    "Biography",
+    "War",
+    "History",
+    "Music",
+    "Animation",
+    "Musical",
+    "Western",
+    "Sport",
+    "Short",
+    "Film-Noir",
 ];
 
 /// The paper's Table 2 (test F1: weighted, samples, micro, macro), keyed by
@@ -78,7 +98,9 @@ impl TextView {
 pub fn missing_text_note(text: TextView, rows: usize) -> String {
     match text {
         TextView::Sequences => format!("sequences: {rows} plots have no word index: missing text views"),
-        TextView::Features => format!("features: {rows} rows are NaN (plots with no word2vec word): missing text views"),
+        TextView::Features => {
+            format!("features: {rows} rows are NaN (plots with no word2vec word): missing text views")
+        }
         other => format!("{}: {rows} rows are NaN: missing text views", other.dataset()),
     }
 }
@@ -117,12 +139,15 @@ fn elements(path: &Path, ds: &hdf5_reader::Dataset, name: &str, bytes: u64) -> R
     let n = ds.shape().iter().try_fold(1u64, |acc, &d| acc.checked_mul(d));
     let total = n.and_then(|n| n.checked_mul(bytes));
     crate::budget::check(&format!("dataset '{name}' of shape {:?}", ds.shape()), total).map_err(|m| err(path, m))?;
-    usize::try_from(n.expect("checked above")).map_err(|_| err(path, format!("dataset '{name}' of shape {:?} is too large", ds.shape())))
+    usize::try_from(n.expect("checked above"))
+        .map_err(|_| err(path, format!("dataset '{name}' of shape {:?} is too large", ds.shape())))
 }
 
 fn read_floats(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<Vec<f32>> {
     let n = elements(path, ds, name, 8)?;
-    let failed = |e: hdf5_reader::error::Error| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?"));
+    let failed = |e: hdf5_reader::error::Error| {
+        err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?"))
+    };
     match ds.dtype() {
         Datatype::FloatingPoint { size: 4, .. } => {
             let mut out = vec![0.0f32; n];
@@ -141,7 +166,9 @@ fn read_floats(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<Vec
 fn shape2(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<(usize, usize)> {
     match ds.shape() {
         [n, d] => Ok((*n as usize, *d as usize)),
-        other => Err(err(path, format!("dataset '{name}': expected 2 dimensions [movies, columns], found shape {other:?}"))),
+        other => {
+            Err(err(path, format!("dataset '{name}': expected 2 dimensions [movies, columns], found shape {other:?}")))
+        }
     }
 }
 
@@ -158,7 +185,9 @@ pub fn read_hdf5(path: &Path) -> Result<Mmimdb> {
 /// [`read_hdf5`] with `text` as the text view (`max_tokens`: the length of
 /// `sequences` rows; ignored for the feature datasets).
 pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Result<Mmimdb> {
-    let file = Hdf5File::open(path).map_err(|e| err(path, format!("cannot open as HDF5 ({e}); is the file truncated or not multimodal_imdb.hdf5?")))?;
+    let file = Hdf5File::open(path).map_err(|e| {
+        err(path, format!("cannot open as HDF5 ({e}); is the file truncated or not multimodal_imdb.hdf5?"))
+    })?;
     let members = file
         .root_group()
         .and_then(|g| g.member_names())
@@ -177,7 +206,12 @@ pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Re
     let (n, d_text) = match text_view {
         TextView::Sequences => match text_ds.shape() {
             [n] => (*n as usize, max_tokens),
-            other => return Err(err(path, format!("dataset 'sequences': expected 1 dimension [movies], found shape {other:?}"))),
+            other => {
+                return Err(err(
+                    path,
+                    format!("dataset 'sequences': expected 1 dimension [movies], found shape {other:?}"),
+                ));
+            }
         },
         _ => shape2(path, &text_ds, text_name)?,
     };
@@ -198,12 +232,16 @@ pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Re
     let names_json = names_attr
         .read_string()
         .map_err(|e| err(path, format!("dataset 'genres', attribute 'target_names': not a string ({e})")))?;
-    let names: Vec<String> = serde_json::from_str(&names_json)
-        .map_err(|e| err(path, format!("dataset 'genres', attribute 'target_names': not a JSON list of names ({e})")))?;
+    let names: Vec<String> = serde_json::from_str(&names_json).map_err(|e| {
+        err(path, format!("dataset 'genres', attribute 'target_names': not a JSON list of names ({e})"))
+    })?;
     if names.len() != n_labels {
         return Err(err(
             path,
-            format!("dataset 'genres' has {n_labels} label columns but its attribute 'target_names' lists {} names", names.len()),
+            format!(
+                "dataset 'genres' has {n_labels} label columns but its attribute 'target_names' lists {} names",
+                names.len()
+            ),
         ));
     }
     let split = read_split(&file, path, n)?;
@@ -222,7 +260,10 @@ pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Re
     let nan_text_rows = text.chunks(d_text).filter(|row| row.iter().all(|x| x.is_nan())).count();
     for (name, values, d) in [(text_name, &text, d_text), ("vgg_features", &visual, d_visual)] {
         if let Some(k) = values.iter().position(|x| x.is_infinite() || (x.is_nan() && name == "vgg_features")) {
-            return Err(err(path, format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k])));
+            return Err(err(
+                path,
+                format!("dataset '{name}', row {}, column {}: {} (expected a finite number)", k / d, k % d, values[k]),
+            ));
         }
     }
     let mut genres = vec![0i32; elements(path, &genres_ds, "genres", 4)?];
@@ -230,17 +271,38 @@ pub fn read_hdf5_text(path: &Path, text_view: TextView, max_tokens: usize) -> Re
         .read_into(&mut genres)
         .map_err(|e| err(path, format!("dataset 'genres': cannot read as int32 ({e}); is the file truncated?")))?;
     if let Some(k) = genres.iter().position(|&g| g != 0 && g != 1) {
-        return Err(err(path, format!("dataset 'genres', row {}, column {}: {} (expected 0 or 1)", k / n_labels, k % n_labels, genres[k])));
+        return Err(err(
+            path,
+            format!("dataset 'genres', row {}, column {}: {} (expected 0 or 1)", k / n_labels, k % n_labels, genres[k]),
+        ));
     }
     if let Datatype::String { size: StringSize::Fixed(len), .. } = ids_ds.dtype() {
         let bytes = (n as u64).checked_mul(u64::from(*len));
-        crate::budget::check(&format!("dataset 'imdb_ids' ({n} strings of {len} bytes)"), bytes).map_err(|m| err(path, m))?;
+        crate::budget::check(&format!("dataset 'imdb_ids' ({n} strings of {len} bytes)"), bytes)
+            .map_err(|m| err(path, m))?;
     }
-    let ids = ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
+    let ids =
+        ids_ds.read_strings().map_err(|e| err(path, format!("dataset 'imdb_ids': cannot read as strings ({e})")))?;
     let data = MultiviewData {
         views: vec![
-            View { name: "text".into(), dim: d_text, values: text, image: None, prescaled: false, encoder: None, tokens },
-            View { name: "visual".into(), dim: d_visual, values: visual, image: None, prescaled: false, encoder: None, tokens: None },
+            View {
+                name: "text".into(),
+                dim: d_text,
+                values: text,
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens,
+            },
+            View {
+                name: "visual".into(),
+                dim: d_visual,
+                values: visual,
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            },
         ],
         targets: Targets::Labels { y: genres.into_iter().map(|g| g as u8).collect(), names },
     };
@@ -258,41 +320,70 @@ fn read_sequences(path: &Path, ds: &hdf5_reader::Dataset, n: usize, max_tokens: 
     let byte_order = match ds.dtype() {
         Datatype::VarLen { kind: VarLenKind::Sequence, base, .. } => match base.as_ref() {
             Datatype::FixedPoint { size: 4, byte_order, .. } => *byte_order,
-            other => return Err(err(path, format!("dataset '{name}': expected sequences of int32, found sequences of {other:?}"))),
+            other => {
+                return Err(err(
+                    path,
+                    format!("dataset '{name}': expected sequences of int32, found sequences of {other:?}"),
+                ));
+            }
         },
-        other => return Err(err(path, format!("dataset '{name}': expected variable-length int32 sequences, found {other:?}"))),
+        other => {
+            return Err(err(
+                path,
+                format!("dataset '{name}': expected variable-length int32 sequences, found {other:?}"),
+            ));
+        }
     };
     if max_tokens == 0 {
         return Err(GmuError::invalid("max-tokens", "must be at least 1"));
     }
     let reference = ds.vlen_reference_size();
     elements(path, ds, name, reference as u64)?;
-    crate::budget::check(&format!("dataset '{name}' as [{n}, {max_tokens}] token ids"), (n as u64).checked_mul(max_tokens as u64 * 4)).map_err(|m| err(path, m))?;
-    let raw = ds.read_raw_bytes().map_err(|e| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?")))?;
+    crate::budget::check(
+        &format!("dataset '{name}' as [{n}, {max_tokens}] token ids"),
+        (n as u64).checked_mul(max_tokens as u64 * 4),
+    )
+    .map_err(|m| err(path, m))?;
+    let raw = ds
+        .read_raw_bytes()
+        .map_err(|e| err(path, format!("dataset '{name}': cannot read ({e}); is the file truncated?")))?;
     if raw.len() != n * reference {
-        return Err(err(path, format!("dataset '{name}': {} bytes of references for {n} rows of {reference}", raw.len())));
+        return Err(err(
+            path,
+            format!("dataset '{name}': {} bytes of references for {n} rows of {reference}", raw.len()),
+        ));
     }
     let mut values = vec![0f32; n * max_tokens];
     let mut largest = 0u32;
     for (row, r) in raw.chunks_exact(reference).enumerate() {
         let len = u32::from_le_bytes(r[..4].try_into().expect("4 bytes"));
-        crate::budget::check(&format!("dataset '{name}', row {row}: a sequence of {len} indices"), u64::from(len).checked_mul(4)).map_err(|m| err(path, m))?;
+        crate::budget::check(
+            &format!("dataset '{name}', row {row}: a sequence of {len} indices"),
+            u64::from(len).checked_mul(4),
+        )
+        .map_err(|m| err(path, m))?;
         let out = &mut values[row * max_tokens..][..max_tokens];
         if len == 0 {
             out.fill(f32::NAN);
             continue;
         }
-        let bytes = ds.resolve_vlen_reference_bytes(r, 4).map_err(|e| err(path, format!("dataset '{name}', row {row}: cannot read the sequence ({e}); is the file truncated?")))?;
+        let bytes = ds.resolve_vlen_reference_bytes(r, 4).map_err(|e| {
+            err(path, format!("dataset '{name}', row {row}: cannot read the sequence ({e}); is the file truncated?"))
+        })?;
         for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
             let b: [u8; 4] = b.try_into().expect("4 bytes");
             let id = match byte_order {
                 ByteOrder::BigEndian => i32::from_be_bytes(b),
                 _ => i32::from_le_bytes(b),
             };
-            let id = u32::try_from(id).map_err(|_| err(path, format!("dataset '{name}', row {row}: word index {id} (expected 0 or more)")))?;
+            let id = u32::try_from(id)
+                .map_err(|_| err(path, format!("dataset '{name}', row {row}: word index {id} (expected 0 or more)")))?;
             // f32 holds every integer below 2^24 exactly
             if id >= 1 << 24 {
-                return Err(err(path, format!("dataset '{name}', row {row}: word index {id} (expected below {})", 1u32 << 24)));
+                return Err(err(
+                    path,
+                    format!("dataset '{name}', row {row}: word index {id} (expected below {})", 1u32 << 24),
+                ));
             }
             largest = largest.max(id);
             *o = (id + 1) as f32;
@@ -320,7 +411,10 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
         return Err(bad(format!("{} bytes is not a whole number of {size}-byte elements", raw.len())));
     }
     let field = |name: &str| {
-        fields.iter().find(|f| f.name == name).ok_or_else(|| bad(format!("no field '{name}' (expected split, source, start, stop)")))
+        fields
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| bad(format!("no field '{name}' (expected split, source, start, stop)")))
     };
     // A field's bytes inside one element; a lying layout is an error, never an out-of-range slice.
     let bytes_at = |element: &'_ [u8], f: &hdf5_reader::CompoundField, len: u64| -> Result<Vec<u8>> {
@@ -329,7 +423,13 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
             .checked_add(len)
             .and_then(|end| element.get(usize::try_from(start).ok()?..usize::try_from(end).ok()?))
             .map(<[u8]>::to_vec)
-            .ok_or_else(|| bad(format!("field '{}' ({len} bytes at offset {start}) lies outside its {}-byte element", f.name, element.len())))
+            .ok_or_else(|| {
+                bad(format!(
+                    "field '{}' ({len} bytes at offset {start}) lies outside its {}-byte element",
+                    f.name,
+                    element.len()
+                ))
+            })
     };
     let string_at = |element: &[u8], f: &hdf5_reader::CompoundField| -> Result<String> {
         match &f.datatype {
@@ -356,7 +456,12 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
     let (f_split, f_source, f_start, f_stop) = (field("split")?, field("source")?, field("start")?, field("stop")?);
     raw.chunks_exact(size)
         .map(|e| {
-            Ok(SplitEntry { split: string_at(e, f_split)?, source: string_at(e, f_source)?, start: int_at(e, f_start)?, stop: int_at(e, f_stop)? })
+            Ok(SplitEntry {
+                split: string_at(e, f_split)?,
+                source: string_at(e, f_source)?,
+                start: int_at(e, f_start)?,
+                stop: int_at(e, f_stop)?,
+            })
         })
         .collect()
 }
@@ -365,9 +470,9 @@ fn decode_split(path: &Path, datatype: &Datatype, raw: &[u8]) -> Result<Vec<Spli
 /// be the same for every source, contiguous and cover `[0, n)`.
 fn read_split(file: &Hdf5File, path: &Path, n: usize) -> Result<Split> {
     let root = file.root_group().map_err(|e| err(path, format!("cannot read the root group ({e})")))?;
-    let attr = root
-        .attribute("split")
-        .map_err(|e| err(path, format!("missing file attribute 'split' (Fuel's split array giving the train/dev/test rows): {e}")))?;
+    let attr = root.attribute("split").map_err(|e| {
+        err(path, format!("missing file attribute 'split' (Fuel's split array giving the train/dev/test rows): {e}"))
+    })?;
     let entries = decode_split(path, &attr.datatype, &attr.raw_data)?;
     let mut ranges: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for e in &entries {
@@ -376,16 +481,31 @@ fn read_split(file: &Hdf5File, path: &Path, n: usize) -> Result<Split> {
         {
             return Err(err(
                 path,
-                format!("attribute 'split': '{}' is [{a}, {b}) for one source and [{}, {}) for '{}'", e.split, e.start, e.stop, e.source),
+                format!(
+                    "attribute 'split': '{}' is [{a}, {b}) for one source and [{}, {}) for '{}'",
+                    e.split, e.start, e.stop, e.source
+                ),
             ));
         }
         ranges.insert(e.split.clone(), (e.start, e.stop));
     }
     let get = |name: &str| {
-        ranges.get(name).copied().ok_or_else(|| err(path, format!("attribute 'split' has no '{name}' split (found {:?})", ranges.keys().collect::<Vec<_>>())))
+        ranges.get(name).copied().ok_or_else(|| {
+            err(
+                path,
+                format!("attribute 'split' has no '{name}' split (found {:?})", ranges.keys().collect::<Vec<_>>()),
+            )
+        })
     };
     let (train, dev, test) = (get("train")?, get("dev")?, get("test")?);
-    if train.0 != 0 || dev.0 != train.1 || test.0 != dev.1 || test.1 != n as i64 || train.1 <= 0 || dev.1 <= dev.0 || test.1 <= test.0 {
+    if train.0 != 0
+        || dev.0 != train.1
+        || test.0 != dev.1
+        || test.1 != n as i64
+        || train.1 <= 0
+        || dev.1 <= dev.0
+        || test.1 <= test.0
+    {
         return Err(err(
             path,
             format!(
@@ -429,8 +549,9 @@ pub struct Archive {
 pub fn read_archive(root: &Path) -> Result<Archive> {
     let split_path = root.join("split.json");
     let text = std::fs::read_to_string(&split_path).map_err(|e| GmuError::io(&split_path, e))?;
-    let lists: BTreeMap<String, Vec<String>> = serde_json::from_str(&text)
-        .map_err(|e| err(&split_path, format!("expected {{\"train\": [ids], \"dev\": [ids], \"test\": [ids]}} ({e})")))?;
+    let lists: BTreeMap<String, Vec<String>> = serde_json::from_str(&text).map_err(|e| {
+        err(&split_path, format!("expected {{\"train\": [ids], \"dev\": [ids], \"test\": [ids]}} ({e})"))
+    })?;
     let mut movies = Vec::new();
     let mut split = Split::default();
     let mut dropped = BTreeMap::new();
@@ -461,11 +582,19 @@ fn read_movie(root: &Path, id: &str, dropped: &mut BTreeMap<String, usize>) -> R
     let json_path = root.join("dataset").join(format!("{id}.json"));
     let poster = root.join("dataset").join(format!("{id}.jpeg"));
     let text = std::fs::read_to_string(&json_path).map_err(|e| GmuError::io(&json_path, e))?;
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| err(&json_path, format!("not JSON ({e})")))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(&json_path, format!("not JSON ({e})")))?;
     let strings = |field: &str| -> Result<Vec<String>> {
-        let list = value.get(field).and_then(|v| v.as_array()).ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings")))?;
+        let list = value
+            .get(field)
+            .and_then(|v| v.as_array())
+            .ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings")))?;
         list.iter()
-            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings, found {v}"))))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| err(&json_path, format!("field '{field}': expected a list of strings, found {v}")))
+            })
             .collect()
     };
     let plot = strings("plot")?.into_iter().max_by_key(|p| p.chars().count()).unwrap_or_default();
@@ -590,11 +719,22 @@ impl Archive {
             for m in &self.movies {
                 let f = x.extract(m)?;
                 if f.len() != x.dim() {
-                    return Err(GmuError::data(&m.poster, format!("extractor '{}' gave {} features, expected {}", x.name(), f.len(), x.dim())));
+                    return Err(GmuError::data(
+                        &m.poster,
+                        format!("extractor '{}' gave {} features, expected {}", x.name(), f.len(), x.dim()),
+                    ));
                 }
                 values.extend(f);
             }
-            views.push(View { name: x.name().to_string(), dim: x.dim(), values, image: None, prescaled: false, encoder: None, tokens: None });
+            views.push(View {
+                name: x.name().to_string(),
+                dim: x.dim(),
+                values,
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            });
         }
         Ok(MultiviewData { views, targets: self.genres() })
     }
@@ -656,7 +796,8 @@ impl Archive {
                 crate::encoders::fetch::hex(&h.finalize()[..8])
             };
             let path = cache.join(format!("{name}-{}-{key}.npy", spec.label()));
-            let cached = crate::encoders::encode::read_sidecar(&path)?.filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file());
+            let cached = crate::encoders::encode::read_sidecar(&path)?
+                .filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file());
             let (reused, missing) = match cached {
                 Some(e) => (true, e.missing.len()),
                 None => {
@@ -667,15 +808,38 @@ impl Archive {
                         .map(|m| if name == "text" { RawInput::Text(&m.plot) } else { RawInput::Image(&m.poster) })
                         .collect();
                     let label = format!("{name} ({})", spec.label());
-                    let e = crate::encoders::encode::encode_to_npy(&encoder, spec, &inputs, crate::encoders::encode::BATCH, &path, Some(format!("MM-IMDb archive, {name}")), &mut |d, t| progress(&label, d, t))?;
+                    let e = crate::encoders::encode::encode_to_npy(
+                        &encoder,
+                        spec,
+                        &inputs,
+                        crate::encoders::encode::BATCH,
+                        &path,
+                        Some(format!("MM-IMDb archive, {name}")),
+                        &mut |d, t| progress(&label, d, t),
+                    )?;
                     (false, e.missing.len())
                 }
             };
             let (shape, values) = super::multiview::read_npy(&path)?;
             if shape != [self.movies.len(), spec.dim] {
-                return Err(GmuError::data(&path, format!("cached features of shape {shape:?}, expected [{}, {}]; delete the file", self.movies.len(), spec.dim)));
+                return Err(GmuError::data(
+                    &path,
+                    format!(
+                        "cached features of shape {shape:?}, expected [{}, {}]; delete the file",
+                        self.movies.len(),
+                        spec.dim
+                    ),
+                ));
             }
-            views.push(View { name: name.to_string(), dim: spec.dim, values, image: None, prescaled: false, encoder: Some(spec.clone()), tokens: None });
+            views.push(View {
+                name: name.to_string(),
+                dim: spec.dim,
+                values,
+                image: None,
+                prescaled: false,
+                encoder: Some(spec.clone()),
+                tokens: None,
+            });
             made.push(EncodedView { path, reused, missing });
         }
         let data = MultiviewData { views, targets: self.genres() };
@@ -766,12 +930,24 @@ mod tests {
             ("mmimdb_bad_missing.h5", "missing dataset 'genres'"),
             ("mmimdb_bad_shape.h5", "dataset 'vgg_features' has 11 rows, 'features' has 12"),
             ("mmimdb_bad_split.h5", "attribute 'split' does not add up: train [0, 6), dev [6, 9), test [9, 10)"),
-            ("mmimdb_bad_names.h5", "dataset 'genres' has 23 label columns but its attribute 'target_names' lists 22 names"),
+            (
+                "mmimdb_bad_names.h5",
+                "dataset 'genres' has 23 label columns but its attribute 'target_names' lists 22 names",
+            ),
             // Found by tests/fuzz.rs: a compound field beyond its element used to panic.
-            ("fuzz/mmimdb_field_outside_element.h5", "field 'stop' (8 bytes at offset 262172) lies outside its 46-byte element"),
+            (
+                "fuzz/mmimdb_field_outside_element.h5",
+                "field 'stop' (8 bytes at offset 262172) lies outside its 46-byte element",
+            ),
             // Found by tests/fuzz.rs: a lying shape used to allocate 320 GiB (and abort).
-            ("fuzz/mmimdb_lying_shape.h5", "dataset 'vgg_features' of shape [40, 1073741888] would need 320.0 GiB of memory"),
-            ("fuzz/mmimdb_huge_strings.h5", "dataset 'imdb_ids' (40 strings of 4294901767 bytes) would need 160.0 GiB of memory"),
+            (
+                "fuzz/mmimdb_lying_shape.h5",
+                "dataset 'vgg_features' of shape [40, 1073741888] would need 320.0 GiB of memory",
+            ),
+            (
+                "fuzz/mmimdb_huge_strings.h5",
+                "dataset 'imdb_ids' (40 strings of 4294901767 bytes) would need 160.0 GiB of memory",
+            ),
         ];
         for (name, expected) in cases {
             let e = read_hdf5(&fixture(name)).unwrap_err().to_string();
@@ -792,7 +968,10 @@ mod tests {
     }
 
     const MOVIES: [(&str, &str); 3] = [
-        ("0000001", r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A much longer plot, the one to keep."], "genres": ["Drama", "News", "Comedy"]}"#),
+        (
+            "0000001",
+            r#"{"title": "A", "year": 1999, "plot": ["Short one.", "A much longer plot, the one to keep."], "genres": ["Drama", "News", "Comedy"]}"#,
+        ),
         ("0000002", r#"{"title": "B", "plot": ["Only plot."], "genres": ["Horror", "Talk-Show", "News"]}"#),
         ("0000003", r#"{"title": "C", "plot": ["Third."], "genres": ["Film-Noir"]}"#),
     ];
@@ -818,11 +997,35 @@ mod tests {
     fn a_broken_archive_names_the_file_and_the_field() {
         type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
         let cases: [Case; 5] = [
-            ("duplicate id", &MOVIES, r#"{"train": ["0000001"], "dev": ["0000001"], "test": ["0000003"]}"#, "id '0000001' is listed twice"),
+            (
+                "duplicate id",
+                &MOVIES,
+                r#"{"train": ["0000001"], "dev": ["0000001"], "test": ["0000003"]}"#,
+                "id '0000001' is listed twice",
+            ),
             ("no dev list", &MOVIES, r#"{"train": ["0000001"], "test": ["0000003"]}"#, "no 'dev' list"),
-            ("unknown id", &MOVIES[..2], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000009"]}"#, "0000009.json"),
-            ("plot not a list", &[("0000001", r#"{"plot": "text", "genres": []}"#)], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#, "0000001.json: field 'plot': expected a list of strings"),
-            ("bad genres", &[("0000001", r#"{"plot": ["p"], "genres": "Drama"}"#), ("0000002", MOVIES[1].1), ("0000003", MOVIES[2].1)], r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#, "field 'genres': expected a list of strings"),
+            (
+                "unknown id",
+                &MOVIES[..2],
+                r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000009"]}"#,
+                "0000009.json",
+            ),
+            (
+                "plot not a list",
+                &[("0000001", r#"{"plot": "text", "genres": []}"#)],
+                r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#,
+                "0000001.json: field 'plot': expected a list of strings",
+            ),
+            (
+                "bad genres",
+                &[
+                    ("0000001", r#"{"plot": ["p"], "genres": "Drama"}"#),
+                    ("0000002", MOVIES[1].1),
+                    ("0000003", MOVIES[2].1),
+                ],
+                r#"{"train": ["0000001"], "dev": ["0000002"], "test": ["0000003"]}"#,
+                "field 'genres': expected a list of strings",
+            ),
         ];
         for (what, movies, split, expected) in cases {
             let dir = tempfile::tempdir().unwrap();

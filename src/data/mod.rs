@@ -11,7 +11,7 @@ pub mod synthetic;
 pub mod table;
 pub mod text;
 
-pub use source::{DataRecord, DataSource, Loaded, SplitRecord};
-pub use scale::{Scaler, Scaling};
 pub use multiview::{LabelSource, MultiviewData, Split, Targets, View};
+pub use scale::{Scaler, Scaling};
+pub use source::{DataRecord, DataSource, Loaded, SplitRecord};
 pub use synthetic::{SyntheticConfig, SyntheticData};

@@ -63,7 +63,15 @@ impl View {
 
     /// The same view (name, width, kind) with no rows.
     pub fn clone_empty(&self) -> View {
-        View { name: self.name.clone(), dim: self.dim, values: Vec::new(), image: self.image, prescaled: self.prescaled, encoder: self.encoder.clone(), tokens: self.tokens }
+        View {
+            name: self.name.clone(),
+            dim: self.dim,
+            values: Vec::new(),
+            image: self.image,
+            prescaled: self.prescaled,
+            encoder: self.encoder.clone(),
+            tokens: self.tokens,
+        }
     }
 
     /// The rows `rows`, in that order.
@@ -228,7 +236,9 @@ impl MultiviewData {
         if !one_present {
             return Ok(());
         }
-        if let Some(r) = (0..self.len()).find(|&r| views.iter().all(|&v| self.views[v].row(r).iter().all(|x| x.is_nan()))) {
+        if let Some(r) =
+            (0..self.len()).find(|&r| views.iter().all(|&v| self.views[v].row(r).iter().all(|x| x.is_nan())))
+        {
             let names: Vec<&str> = views.iter().map(|&v| self.views[v].name.as_str()).collect();
             return Err(GmuError::data(source, format!("row {r}: every view ({}) is missing", names.join(", "))));
         }
@@ -299,7 +309,10 @@ impl MultiviewData {
         };
         for (view, &path) in views.iter().zip(view_paths) {
             if view.len() != targets.len() {
-                return Err(GmuError::data(path, format!("{} rows; the labels ({}) have {}", view.len(), source.display(), targets.len())));
+                return Err(GmuError::data(
+                    path,
+                    format!("{} rows; the labels ({}) have {}", view.len(), source.display(), targets.len()),
+                ));
             }
         }
         let data = MultiviewData { views, targets };
@@ -313,7 +326,10 @@ impl MultiviewData {
     /// at random, without stratification.
     pub fn split(&self, dev: f64, test: f64, seed: u64) -> Result<Split> {
         if !(0.0..1.0).contains(&dev) || !(0.0..1.0).contains(&test) || dev + test >= 1.0 {
-            return Err(GmuError::invalid("dev/test", format!("shares must be in [0, 1) and sum below 1, got {dev} and {test}")));
+            return Err(GmuError::invalid(
+                "dev/test",
+                format!("shares must be in [0, 1) and sum below 1, got {dev} and {test}"),
+            ));
         }
         let mut rng = StdRng::seed_from_u64(seed);
         let groups: Vec<Vec<usize>> = match &self.targets {
@@ -341,7 +357,10 @@ impl MultiviewData {
         }
         // A dev share of 0 asks for no dev rows (training in steps needs none).
         if split.train.is_empty() || (split.dev.is_empty() && dev > 0.0) || split.test.is_empty() {
-            return Err(GmuError::invalid("dev/test", format!("the split of {} samples leaves an empty part", self.len())));
+            return Err(GmuError::invalid(
+                "dev/test",
+                format!("the split of {} samples leaves an empty part", self.len()),
+            ));
         }
         Ok(split)
     }
@@ -401,14 +420,23 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
             return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {shape:?}")));
         }
         if shape[1] == 0 {
-            return Err(GmuError::data(path, format!("shape {shape:?} has 0 columns: a view needs at least one feature")));
+            return Err(GmuError::data(
+                path,
+                format!("shape {shape:?} has 0 columns: a view needs at least one feature"),
+            ));
         }
         // a feature file written by `gmu encode` names its encoder in a sidecar
         let encoder = crate::encoders::encode::read_sidecar(path)?.map(|e| e.encoder);
         if let Some(e) = encoder.as_ref().filter(|e| e.dim != shape[1]) {
-            return Err(GmuError::data(path, format!("has {} columns but its sidecar says the {} encoder wrote {}", shape[1], e.encoder, e.dim)));
+            return Err(GmuError::data(
+                path,
+                format!("has {} columns but its sidecar says the {} encoder wrote {}", shape[1], e.encoder, e.dim),
+            ));
         }
-        return Ok((View { name: stem(path), dim: shape[1], values, image: None, prescaled: false, encoder, tokens: None }, None));
+        return Ok((
+            View { name: stem(path), dim: shape[1], values, image: None, prescaled: false, encoder, tokens: None },
+            None,
+        ));
     }
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     read_view_csv(path, &bytes, label_column)
@@ -465,7 +493,10 @@ pub fn read_view_csv(path: &Path, bytes: &[u8], label_column: Option<&str>) -> R
 /// naming its line.
 pub fn targets_from_strings(path: &Path, strings: &[String]) -> Result<Targets> {
     if let Some(r) = strings.iter().position(|s| s.trim().is_empty()) {
-        return Err(GmuError::data(path, format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2)));
+        return Err(GmuError::data(
+            path,
+            format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2),
+        ));
     }
     if !strings.iter().any(|s| s.contains('|')) {
         return Ok(classes_from_strings(strings));
@@ -502,7 +533,10 @@ pub fn parse_record(
 ) -> Result<()> {
     let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
     if record.len() != header.len() {
-        return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
+        return Err(GmuError::data(
+            path,
+            format!("line {line}: {} fields, the header has {}", record.len(), header.len()),
+        ));
     }
     for (c, field) in record.iter().enumerate() {
         if Some(c) == label_at {
@@ -515,10 +549,15 @@ pub fn parse_record(
         let x: f32 = if field.is_empty() {
             f32::NAN
         } else {
-            field.parse().map_err(|_| GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c])))?
+            field.parse().map_err(|_| {
+                GmuError::data(path, format!("line {line}, column '{}': '{field}' is not a number", header[c]))
+            })?
         };
         if x.is_infinite() {
-            return Err(GmuError::data(path, format!("line {line}, column '{}': {x} (expected a finite number)", header[c])));
+            return Err(GmuError::data(
+                path,
+                format!("line {line}, column '{}': {x} (expected a finite number)", header[c]),
+            ));
         }
         values.push(x);
     }
@@ -535,14 +574,20 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
             && l > 1
         {
             if let Some(k) = values.iter().position(|&v| v != 0.0 && v != 1.0) {
-                return Err(GmuError::data(path, format!("row {}, column {}: {} (a multi-hot array holds 0 or 1)", k / l, k % l, values[k])));
+                return Err(GmuError::data(
+                    path,
+                    format!("row {}, column {}: {} (a multi-hot array holds 0 or 1)", k / l, k % l, values[k]),
+                ));
             }
             let y = values.iter().map(|&v| v as u8).collect();
             debug_assert_eq!(values.len(), n * l);
             return Ok(Targets::Labels { y, names: (0..l).map(|j| j.to_string()).collect() });
         }
         if shape.len() != 1 && !(shape.len() == 2 && shape[1] == 1) {
-            return Err(GmuError::data(path, format!("expected a 1-D label array or a 2-D 0/1 array, got shape {shape:?}")));
+            return Err(GmuError::data(
+                path,
+                format!("expected a 1-D label array or a 2-D 0/1 array, got shape {shape:?}"),
+            ));
         }
         let strings = values
             .iter()
@@ -568,21 +613,33 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
     if header.len() > 1 {
         // Multi-hot: one 0/1 column per label.
         if let Some(j) = header.iter().position(String::is_empty) {
-            return Err(GmuError::data(path, format!("column {}: a multi-hot label file names every label in its header", j + 1)));
+            return Err(GmuError::data(
+                path,
+                format!("column {}: a multi-hot label file names every label in its header", j + 1),
+            ));
         }
         let mut y = Vec::new();
         for (r, record) in reader.records().enumerate() {
             let line = r + 2;
             let record = record.map_err(|e| GmuError::data(path, format!("line {line}: {e}")))?;
             if record.len() != header.len() {
-                return Err(GmuError::data(path, format!("line {line}: {} fields, the header has {}", record.len(), header.len())));
+                return Err(GmuError::data(
+                    path,
+                    format!("line {line}: {} fields, the header has {}", record.len(), header.len()),
+                ));
             }
             for (j, cell) in record.iter().enumerate() {
                 y.push(match cell.trim() {
                     "0" => 0,
                     "1" => 1,
                     other => {
-                        return Err(GmuError::data(path, format!("line {line}, column '{}': '{other}' (a multi-hot label file holds 0 or 1)", header[j])));
+                        return Err(GmuError::data(
+                            path,
+                            format!(
+                                "line {line}, column '{}': '{other}' (a multi-hot label file holds 0 or 1)",
+                                header[j]
+                            ),
+                        ));
                     }
                 });
             }
@@ -597,13 +654,19 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
     if let Some(r) = text.lines().skip(1).position(|l| l.trim().is_empty())
         && text.lines().skip(1 + r).any(|l| !l.trim().is_empty())
     {
-        return Err(GmuError::data(path, format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2)));
+        return Err(GmuError::data(
+            path,
+            format!("line {}: blank label (every row needs one; label sets are written a|b)", r + 2),
+        ));
     }
     let mut out = Vec::new();
     for (r, record) in reader.records().enumerate() {
         let record = record.map_err(|e| GmuError::data(path, format!("line {}: {e}", r + 2)))?;
         if record.len() != 1 {
-            return Err(GmuError::data(path, format!("line {}: expected one label column, got {} fields", r + 2, record.len())));
+            return Err(GmuError::data(
+                path,
+                format!("line {}: expected one label column, got {} fields", r + 2, record.len()),
+            ));
         }
         out.push(record[0].to_string());
     }
@@ -625,7 +688,11 @@ pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
             let needed = needed.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
             return Err(GmuError::data(
                 path,
-                format!("not a readable .npy file: shape {:?} needs {needed} data bytes, the file has {}", header.shape, data.len()),
+                format!(
+                    "not a readable .npy file: shape {:?} needs {needed} data bytes, the file has {}",
+                    header.shape,
+                    data.len()
+                ),
             ));
         }
     }
@@ -685,7 +752,10 @@ impl NpyHeader {
     pub fn parse(path: &Path, bytes: &[u8]) -> Result<NpyHeader> {
         let header = Self::parse_any_order(path, bytes)?;
         if header.fortran_order {
-            return Err(GmuError::data(path, "not a readable .npy file: Fortran-ordered arrays are not supported; save with np.ascontiguousarray"));
+            return Err(GmuError::data(
+                path,
+                "not a readable .npy file: Fortran-ordered arrays are not supported; save with np.ascontiguousarray",
+            ));
         }
         Ok(header)
     }
@@ -707,9 +777,15 @@ impl NpyHeader {
             let at = header.find(&format!("'{key}'"))? + key.len() + 2;
             Some(header[at..].trim_start().trim_start_matches(':').trim_start())
         };
-        let descr = field("descr").and_then(|s| s.strip_prefix('\'')).and_then(|s| s.split('\'').next()).ok_or_else(|| bad("no descr"))?;
+        let descr = field("descr")
+            .and_then(|s| s.strip_prefix('\''))
+            .and_then(|s| s.split('\'').next())
+            .ok_or_else(|| bad("no descr"))?;
         let fortran_order = field("fortran_order").is_some_and(|s| s.starts_with("True"));
-        let shape_text = field("shape").and_then(|s| s.strip_prefix('(')).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
+        let shape_text = field("shape")
+            .and_then(|s| s.strip_prefix('('))
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad("no shape"))?;
         let shape: Vec<usize> = shape_text
             .split(',')
             .map(str::trim)
@@ -745,7 +821,9 @@ mod tests {
     #[test]
     fn npy_files_written_read_back() {
         let dir = tempfile::tempdir().unwrap();
-        for (shape, values) in [(vec![2, 3], vec![1.0f32, -2.5, 3.0, 0.0, f32::NAN, 6.0]), (vec![4], vec![0.0, 1.0, 2.0, 1.0])] {
+        for (shape, values) in
+            [(vec![2, 3], vec![1.0f32, -2.5, 3.0, 0.0, f32::NAN, 6.0]), (vec![4], vec![0.0, 1.0, 2.0, 1.0])]
+        {
             let p = write(dir.path(), "w.npy", &npy_bytes(&shape, &values));
             let (s, v) = read_npy(&p).unwrap();
             assert_eq!(s, shape);
@@ -792,7 +870,10 @@ mod tests {
         let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
         assert!(err.contains("bad.npy") && err.contains("needs 16 data bytes, the file has 12"), "{err}");
         // A lying header: the product of its shape overflows (it wrapped to 0 bytes before).
-        for (shape, needed) in [("(4611686018427387904, 4611686018427387904)", "more than 2^64"), ("(9223372036854775808, 2)", "more than 2^64")] {
+        for (shape, needed) in [
+            ("(4611686018427387904, 4611686018427387904)", "more than 2^64"),
+            ("(9223372036854775808, 2)", "more than 2^64"),
+        ] {
             let p = write(dir.path(), "huge.npy", &npy("<f4", shape, &[]));
             let err = MultiviewData::from_files(&[&p], LabelSource::File(&labels)).unwrap_err().to_string();
             assert!(err.contains(&format!("needs {needed} data bytes, the file has 0")), "{shape}: {err}");
@@ -817,9 +898,14 @@ mod tests {
     fn label_files_give_classes_label_sets_or_multi_hot_and_name_bad_rows() {
         let dir = tempfile::tempdir().unwrap();
         let view = write(dir.path(), "v.csv", b"x\n1\n2\n3\n");
-        let read = |name: &str, text: &[u8]| MultiviewData::from_files(&[&view], LabelSource::File(&write(dir.path(), name, text)));
+        let read = |name: &str, text: &[u8]| {
+            MultiviewData::from_files(&[&view], LabelSource::File(&write(dir.path(), name, text)))
+        };
         let sets = read("sets.csv", b"y\nb|a\na\nc| a\n").unwrap();
-        assert_eq!(sets.targets, Targets::Labels { y: vec![1, 1, 0, 1, 0, 0, 1, 0, 1], names: vec!["a".into(), "b".into(), "c".into()] });
+        assert_eq!(
+            sets.targets,
+            Targets::Labels { y: vec![1, 1, 0, 1, 0, 0, 1, 0, 1], names: vec!["a".into(), "b".into(), "c".into()] }
+        );
         let hot = read("hot.csv", b"a,b,c\n1,1,0\n1,0,0\n1,0,1\n").unwrap();
         assert_eq!(hot.targets, sets.targets);
         let classes = read("y.csv", b"y\ndog\ncat\ndog\n").unwrap();
@@ -845,7 +931,15 @@ mod tests {
     fn stratified_split_keeps_class_shares_and_is_seeded() {
         let y: Vec<usize> = (0..100).map(|i| usize::from(i >= 80)).collect();
         let d = MultiviewData {
-            views: vec![View { name: "v".into(), dim: 1, values: vec![0.0; 100], image: None, prescaled: false, encoder: None, tokens: None }],
+            views: vec![View {
+                name: "v".into(),
+                dim: 1,
+                values: vec![0.0; 100],
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            }],
             targets: Targets::Classes { y: y.clone(), names: vec!["a".into(), "b".into()] },
         };
         let s = d.split(0.2, 0.2, 3).unwrap();

@@ -63,7 +63,8 @@ impl Scaler {
                 }
             }
         }
-        self.impute = Some(sum.iter().zip(&count).map(|(s, &c)| if c > 0 { (s / c as f64) as f32 } else { 0.0 }).collect());
+        self.impute =
+            Some(sum.iter().zip(&count).map(|(s, &c)| if c > 0 { (s / c as f64) as f32 } else { 0.0 }).collect());
         self
     }
 

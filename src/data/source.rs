@@ -106,7 +106,10 @@ impl Loaded {
     /// The labelled data set, or an error naming `what` needs labels.
     pub fn labelled(self, what: &str) -> Result<MultiviewData> {
         let Some(targets) = self.targets else {
-            return Err(GmuError::invalid("labels", format!("{what} needs labels (a label file or a label column); the data carry none")));
+            return Err(GmuError::invalid(
+                "labels",
+                format!("{what} needs labels (a label file or a label column); the data carry none"),
+            ));
         };
         Ok(MultiviewData { views: self.views, targets })
     }
@@ -131,7 +134,12 @@ impl DataSource {
     /// `--data` as the commands take it: `mfeat`, `twemoji`, `files` (with
     /// `files`), or a path: `.hdf5`/`.h5` is MM-IMDb (`file.hdf5:sequences`,
     /// `:word-grams` or `:three-grams` picks another text view), `.csv` the synthetic CSV.
-    pub fn parse(data: &str, files: Vec<PathBuf>, labels: Option<PathBuf>, label_column: Option<String>) -> Result<Self> {
+    pub fn parse(
+        data: &str,
+        files: Vec<PathBuf>,
+        labels: Option<PathBuf>,
+        label_column: Option<String>,
+    ) -> Result<Self> {
         let wants_files = !files.is_empty() || labels.is_some() || label_column.is_some();
         let source = match data {
             "mfeat" => DataSource::Mfeat,
@@ -144,7 +152,11 @@ impl DataSource {
                     .ok_or_else(|| GmuError::invalid("data", format!("'{data}': Twemoji's names take a text encoder: twemoji:minilm, twemoji:glove or twemoji:lstm")))?;
                 // the LSTM reads WordPiece ids; Twemoji's names are short (at most 26 pieces)
                 let spec = crate::encoders::EncoderSpec::new(kind);
-                let spec = if kind == crate::encoders::EncoderKind::WordPiece { spec.with_max_tokens(TWEMOJI_TOKENS) } else { spec };
+                let spec = if kind == crate::encoders::EncoderKind::WordPiece {
+                    spec.with_max_tokens(TWEMOJI_TOKENS)
+                } else {
+                    spec
+                };
                 DataSource::Twemoji { text: Some(spec) }
             }
             "files" => DataSource::Files { files, labels, label_column },
@@ -153,7 +165,8 @@ impl DataSource {
                 let text = <super::mmimdb::TextView as clap::ValueEnum>::from_str(view, false).map_err(|_| {
                     GmuError::invalid("data", format!("'{data}': the text view of MM-IMDb's file is features, word-grams, three-grams or sequences"))
                 })?;
-                let max_tokens = (text == super::mmimdb::TextView::Sequences).then_some(super::mmimdb::DEFAULT_SEQUENCE_TOKENS);
+                let max_tokens =
+                    (text == super::mmimdb::TextView::Sequences).then_some(super::mmimdb::DEFAULT_SEQUENCE_TOKENS);
                 DataSource::Mmimdb { path: PathBuf::from(path), text, max_tokens }
             }
             path => {
@@ -166,13 +179,18 @@ impl DataSource {
                 } else {
                     return Err(GmuError::invalid(
                         "data",
-                        format!("'{data}': expected mfeat, twemoji, files, a .csv (synthetic data) or a .hdf5 (MM-IMDb) file"),
+                        format!(
+                            "'{data}': expected mfeat, twemoji, files, a .csv (synthetic data) or a .hdf5 (MM-IMDb) file"
+                        ),
                     ));
                 }
             }
         };
         if wants_files && !matches!(source, DataSource::Files { .. }) {
-            return Err(GmuError::invalid("files", format!("view files and labels go with data = files, not '{data}'")));
+            return Err(GmuError::invalid(
+                "files",
+                format!("view files and labels go with data = files, not '{data}'"),
+            ));
         }
         if let DataSource::Files { files, labels, label_column } = &source {
             if files.is_empty() {
@@ -197,7 +215,8 @@ impl DataSource {
 
     /// Reads the data.
     pub fn load(&self) -> Result<Loaded> {
-        let plain = |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
+        let plain =
+            |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
         Ok(match self {
             DataSource::Mfeat => plain(mfeat(&MFEAT_VIEWS)?),
             DataSource::Twemoji { text } => plain(super::builtin::twemoji_with(text.as_ref())?),
@@ -207,21 +226,38 @@ impl DataSource {
                     (Some(p), None) => plain(MultiviewData::from_files(&paths, LabelSource::File(p))?),
                     (None, Some(c)) => plain(MultiviewData::from_files(&paths, LabelSource::Column(c))?),
                     (None, None) => Loaded { views: read_views(&paths)?, targets: None, split: None, note: None },
-                    (Some(_), Some(_)) => return Err(GmuError::invalid("labels", "give a label file or a label column, not both")),
+                    (Some(_), Some(_)) => {
+                        return Err(GmuError::invalid("labels", "give a label file or a label column, not both"));
+                    }
                 }
             }
             DataSource::Synthetic { path } => {
                 let d = super::table::read_csv(path)?;
-                let view = |name: &str, values: Vec<f32>| View { name: name.into(), dim: d.dim, values, image: None, prescaled: false, encoder: None, tokens: None };
+                let view = |name: &str, values: Vec<f32>| View {
+                    name: name.into(),
+                    dim: d.dim,
+                    values,
+                    image: None,
+                    prescaled: false,
+                    encoder: None,
+                    tokens: None,
+                };
                 Loaded {
                     views: vec![view("v", d.x_v.clone()), view("t", d.x_t.clone())],
-                    targets: Some(Targets::Classes { y: d.c.iter().map(|&c| usize::from(c)).collect(), names: vec!["0".into(), "1".into()] }),
+                    targets: Some(Targets::Classes {
+                        y: d.c.iter().map(|&c| usize::from(c)).collect(),
+                        names: vec!["0".into(), "1".into()],
+                    }),
                     split: None,
                     note: None,
                 }
             }
             DataSource::Mmimdb { path, text, max_tokens } => {
-                let m = super::mmimdb::read_hdf5_text(path, *text, max_tokens.unwrap_or(super::mmimdb::DEFAULT_SEQUENCE_TOKENS))?;
+                let m = super::mmimdb::read_hdf5_text(
+                    path,
+                    *text,
+                    max_tokens.unwrap_or(super::mmimdb::DEFAULT_SEQUENCE_TOKENS),
+                )?;
                 let note = (m.nan_text_rows > 0).then(|| super::mmimdb::missing_text_note(*text, m.nan_text_rows));
                 Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
             }
@@ -229,9 +265,16 @@ impl DataSource {
                 let archive = super::mmimdb::read_archive(root)?;
                 // Encoded where the encoders are fastest: the CPU (see `crate::device`).
                 let device = crate::device::cpu();
-                let (data, made) = archive.encoded(text, image, &super::mmimdb::feature_cache(root), &device, &mut |_, _, _| {})?;
-                let missing: Vec<String> = made.iter().zip(["plots", "posters"]).filter(|(m, _)| m.missing > 0).map(|(m, w)| format!("{} {w}", m.missing)).collect();
-                let note = (!missing.is_empty()).then(|| format!("{} gave no features: missing views", missing.join(" and ")));
+                let (data, made) =
+                    archive.encoded(text, image, &super::mmimdb::feature_cache(root), &device, &mut |_, _, _| {})?;
+                let missing: Vec<String> = made
+                    .iter()
+                    .zip(["plots", "posters"])
+                    .filter(|(m, _)| m.missing > 0)
+                    .map(|(m, w)| format!("{} {w}", m.missing))
+                    .collect();
+                let note =
+                    (!missing.is_empty()).then(|| format!("{} gave no features: missing views", missing.join(" and ")));
                 Loaded { views: data.views, targets: Some(data.targets), split: Some(archive.split), note }
             }
         })
@@ -247,7 +290,10 @@ pub fn read_views(paths: &[&Path]) -> Result<Vec<View>> {
         if let Some(first) = views.first()
             && first.len() != view.len()
         {
-            return Err(GmuError::data(path, format!("{} rows; {} has {}", view.len(), paths[0].display(), first.len())));
+            return Err(GmuError::data(
+                path,
+                format!("{} rows; {} has {}", view.len(), paths[0].display(), first.len()),
+            ));
         }
         views.push(view);
     }

@@ -19,8 +19,17 @@ pub struct ViewStream {
 }
 
 enum Source {
-    Csv { records: csv::StringRecordsIntoIter<BufReader<File>>, header: Vec<String>, label_at: Option<usize>, line: usize },
-    Npy { file: BufReader<File>, header: NpyHeader, rows_left: usize },
+    Csv {
+        records: csv::StringRecordsIntoIter<BufReader<File>>,
+        header: Vec<String>,
+        label_at: Option<usize>,
+        line: usize,
+    },
+    Npy {
+        file: BufReader<File>,
+        header: NpyHeader,
+        rows_left: usize,
+    },
 }
 
 impl ViewStream {
@@ -41,23 +50,39 @@ impl ViewStream {
             head.truncate(got);
             let header = NpyHeader::parse(path, &head)?;
             let [rows, dim] = header.shape[..] else {
-                return Err(GmuError::data(path, format!("expected a 2-D array [samples, features], got shape {:?}", header.shape)));
+                return Err(GmuError::data(
+                    path,
+                    format!("expected a 2-D array [samples, features], got shape {:?}", header.shape),
+                ));
             };
             if dim == 0 {
-                return Err(GmuError::data(path, format!("shape {:?} has 0 columns: a view needs at least one feature", header.shape)));
+                return Err(GmuError::data(
+                    path,
+                    format!("shape {:?} has 0 columns: a view needs at least one feature", header.shape),
+                ));
             }
             let size = std::fs::metadata(path).map_err(|e| GmuError::io(path, e))?.len() as usize;
             let needed = rows.checked_mul(dim).and_then(|n| n.checked_mul(header.width));
             if needed != Some(size.saturating_sub(header.data_start)) {
                 return Err(GmuError::data(
                     path,
-                    format!("not a readable .npy file: shape {:?} does not match the file's {} data bytes", header.shape, size.saturating_sub(header.data_start)),
+                    format!(
+                        "not a readable .npy file: shape {:?} does not match the file's {} data bytes",
+                        header.shape,
+                        size.saturating_sub(header.data_start)
+                    ),
                 ));
             }
             // Reopen at the data: the header read above may have consumed part of it.
             let mut file = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| GmuError::io(path, e))?);
-            std::io::copy(&mut (&mut file).take(header.data_start as u64), &mut std::io::sink()).map_err(|e| GmuError::io(path, e))?;
-            return Ok(ViewStream { name: stem(path), dim, path: path.to_path_buf(), source: Source::Npy { file, header, rows_left: rows } });
+            std::io::copy(&mut (&mut file).take(header.data_start as u64), &mut std::io::sink())
+                .map_err(|e| GmuError::io(path, e))?;
+            return Ok(ViewStream {
+                name: stem(path),
+                dim,
+                path: path.to_path_buf(),
+                source: Source::Npy { file, header, rows_left: rows },
+            });
         }
         let mut csv = csv::ReaderBuilder::new().has_headers(true).from_reader(reader);
         let (header, label_at, dim) = read_csv_header(path, &mut csv, label_column)?;
@@ -103,7 +128,15 @@ impl ViewStream {
                 *rows_left -= take;
             }
         }
-        let view = View { name: self.name.clone(), dim: self.dim, values, image: None, prescaled: false, encoder: None, tokens: None };
+        let view = View {
+            name: self.name.clone(),
+            dim: self.dim,
+            values,
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         Ok((view, labels))
     }
 }

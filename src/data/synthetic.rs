@@ -81,7 +81,11 @@ impl SyntheticConfig {
         }
         use crate::budget::{ensure, product};
         ensure("dim", &format!("one sample of 2 × {} inputs", self.dim), product(&[self.dim, 2, 4]))?;
-        ensure("n", &format!("{} samples of 2 × {} inputs", self.n, self.dim), product(&[self.n, self.dim, 2, 4]).and_then(|b| b.checked_add(self.n as u64 * 2)))?;
+        ensure(
+            "n",
+            &format!("{} samples of 2 × {} inputs", self.n, self.dim),
+            product(&[self.n, self.dim, 2, 4]).and_then(|b| b.checked_add(self.n as u64 * 2)),
+        )?;
         for (name, p) in [("p_c", self.p_c), ("p_m", self.p_m)] {
             if !(0.0..=1.0).contains(&p) {
                 return Err(GmuError::invalid(name, format!("a probability in [0, 1] is expected, got {p}")));
@@ -96,13 +100,25 @@ impl SyntheticConfig {
         }
         // Samples are stored as 32-bit floats: a mean (or a spread) near f32's limit would write infinities.
         let limit = f32::MAX as f64 / 4.0;
-        for (name, values) in [("mu_v", &self.mu_v[..]), ("mu_v_noise", &[self.mu_v_noise][..]), ("mu_t", &self.mu_t[..]), ("mu_t_noise", &[self.mu_t_noise][..]), ("sigma", &[self.sigma][..])] {
+        for (name, values) in [
+            ("mu_v", &self.mu_v[..]),
+            ("mu_v_noise", &[self.mu_v_noise][..]),
+            ("mu_t", &self.mu_t[..]),
+            ("mu_t_noise", &[self.mu_t_noise][..]),
+            ("sigma", &[self.sigma][..]),
+        ] {
             if let Some(v) = values.iter().find(|v| v.abs() > limit) {
-                return Err(GmuError::invalid(name, format!("{v} is beyond what 32-bit samples hold (|value| ≤ {limit:.1e})")));
+                return Err(GmuError::invalid(
+                    name,
+                    format!("{v} is beyond what 32-bit samples hold (|value| ≤ {limit:.1e})"),
+                ));
             }
         }
         if self.balanced && self.n % 2 == 1 {
-            return Err(GmuError::invalid("n", format!("a balanced draw has as many samples of each class; {} is odd", self.n)));
+            return Err(GmuError::invalid(
+                "n",
+                format!("a balanced draw has as many samples of each class; {} is odd", self.n),
+            ));
         }
         Ok(())
     }
@@ -127,11 +143,8 @@ impl SyntheticConfig {
         let mut x_t = Vec::with_capacity(n * d);
         for i in 0..n {
             let class = c[i] as usize;
-            let (mean_v, mean_t) = if m[i] == 1 {
-                (self.mu_v[class], self.mu_t_noise)
-            } else {
-                (self.mu_v_noise, self.mu_t[class])
-            };
+            let (mean_v, mean_t) =
+                if m[i] == 1 { (self.mu_v[class], self.mu_t_noise) } else { (self.mu_v_noise, self.mu_t[class]) };
             for _ in 0..d {
                 x_v.push((mean_v + noise.sample(rng)) as f32);
             }
@@ -146,10 +159,21 @@ impl SyntheticConfig {
 impl SyntheticData {
     /// The same samples as multi-view data: views `v` and `t`, classes `0` and `1`.
     pub fn to_multiview(&self) -> crate::data::MultiviewData {
-        let view = |name: &str, values: &Vec<f32>| crate::data::View { name: name.into(), dim: self.dim, values: values.clone(), image: None, prescaled: false, encoder: None, tokens: None };
+        let view = |name: &str, values: &Vec<f32>| crate::data::View {
+            name: name.into(),
+            dim: self.dim,
+            values: values.clone(),
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         crate::data::MultiviewData {
             views: vec![view("v", &self.x_v), view("t", &self.x_t)],
-            targets: crate::data::Targets::Classes { y: self.c.iter().map(|&c| c as usize).collect(), names: vec!["0".into(), "1".into()] },
+            targets: crate::data::Targets::Classes {
+                y: self.c.iter().map(|&c| c as usize).collect(),
+                names: vec!["0".into(), "1".into()],
+            },
         }
     }
 
@@ -196,9 +220,9 @@ mod tests {
         for coord in 0..2 {
             for class in 0..2u8 {
                 for switch in 0..2u8 {
-                    let rows: Vec<usize> =
-                        (0..data.len()).filter(|&i| data.c[i] == class && m[i] == switch).collect();
-                    let mean = |x: &[f32]| rows.iter().map(|&i| x[i * 2 + coord] as f64).sum::<f64>() / rows.len() as f64;
+                    let rows: Vec<usize> = (0..data.len()).filter(|&i| data.c[i] == class && m[i] == switch).collect();
+                    let mean =
+                        |x: &[f32]| rows.iter().map(|&i| x[i * 2 + coord] as f64).sum::<f64>() / rows.len() as f64;
                     let (want_v, want_t) = if switch == 1 {
                         (config.mu_v[class as usize], config.mu_t_noise)
                     } else {
@@ -235,7 +259,8 @@ mod tests {
 
     #[test]
     fn joined_puts_visual_first() {
-        let data = SyntheticData { dim: 2, x_v: vec![1., 2., 3., 4.], x_t: vec![5., 6., 7., 8.], c: vec![0, 1], m: None };
+        let data =
+            SyntheticData { dim: 2, x_v: vec![1., 2., 3., 4.], x_t: vec![5., 6., 7., 8.], c: vec![0, 1], m: None };
         assert_eq!(data.joined(), vec![1., 2., 5., 6., 3., 4., 7., 8.]);
     }
 

@@ -39,10 +39,7 @@ pub fn write_csv(path: &Path, data: &SyntheticData) -> Result<()> {
 pub fn read_csv(path: &Path) -> Result<SyntheticData> {
     let text = std::fs::read_to_string(path).map_err(|e| GmuError::io(path, e))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| GmuError::data(path, format!("cannot read the header: {e}")))?
-        .clone();
+    let headers = reader.headers().map_err(|e| GmuError::data(path, format!("cannot read the header: {e}")))?.clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {
         return Err(GmuError::data(path, "the file is empty: a header `v0,…,t0,…,c` is expected"));
     }
@@ -63,7 +60,8 @@ pub fn read_csv(path: &Path) -> Result<SyntheticData> {
     let col_c = column("c").ok_or_else(|| GmuError::data(path, "missing column `c` (the class, 0 or 1)"))?;
     let col_m = column("m");
     // The header must be the layout exactly: no column skipped, repeated, reordered or extra.
-    let mut expected: Vec<String> = (0..dim).map(|j| format!("v{j}")).chain((0..dim).map(|j| format!("t{j}"))).collect();
+    let mut expected: Vec<String> =
+        (0..dim).map(|j| format!("v{j}")).chain((0..dim).map(|j| format!("t{j}"))).collect();
     expected.push("c".into());
     if col_m.is_some() {
         expected.push("m".into());
@@ -96,7 +94,10 @@ pub fn read_csv(path: &Path) -> Result<SyntheticData> {
             if !value.is_finite() {
                 return Err(GmuError::data(
                     path,
-                    format!("line {line}, column `{}`: {raw} is not finite (NaN and infinities are refused)", &headers[col]),
+                    format!(
+                        "line {line}, column `{}`: {raw} is not finite (NaN and infinities are refused)",
+                        &headers[col]
+                    ),
                 ));
             }
             Ok(value)
@@ -105,7 +106,10 @@ pub fn read_csv(path: &Path) -> Result<SyntheticData> {
             match field(col)? {
                 "0" => Ok(0),
                 "1" => Ok(1),
-                raw => Err(GmuError::data(path, format!("line {line}, column `{}`: expected 0 or 1, got `{raw}`", &headers[col]))),
+                raw => Err(GmuError::data(
+                    path,
+                    format!("line {line}, column `{}`: expected 0 or 1, got `{raw}`", &headers[col]),
+                )),
             }
         };
         for &col in &cols_v {
@@ -138,7 +142,13 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_value() {
         let dir = tempfile::tempdir().unwrap();
-        let data = SyntheticData { dim: 2, x_v: vec![0.5, -1.25, 3.0, 4.0], x_t: vec![1e-3, 2.0, -7.5, 8.0], c: vec![1, 0], m: Some(vec![0, 1]) };
+        let data = SyntheticData {
+            dim: 2,
+            x_v: vec![0.5, -1.25, 3.0, 4.0],
+            x_t: vec![1e-3, 2.0, -7.5, 8.0],
+            c: vec![1, 0],
+            m: Some(vec![0, 1]),
+        };
         let path = dir.path().join("x.csv");
         write_csv(&path, &data).unwrap();
         assert_eq!(read_csv(&path).unwrap(), data);

@@ -70,13 +70,25 @@ impl Bert {
     /// (`embeddings.word_embeddings.weight`, `encoder.layer.N.attention.self.query.weight`, …);
     /// widths and depth come from the shapes.
     pub fn from_weights(w: &Weights, config: BertConfig, device: &Device) -> Result<Bert> {
-        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint"))?;
-        let [vocab, d] = word_shape[..] else { return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}"))) };
+        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| {
+            GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint")
+        })?;
+        let [vocab, d] = word_shape[..] else {
+            return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}")));
+        };
         if d % config.heads != 0 {
-            return Err(GmuError::data(w.path(), format!("hidden width {d} is not a multiple of {} heads", config.heads)));
+            return Err(GmuError::data(
+                w.path(),
+                format!("hidden width {d} is not a multiple of {} heads", config.heads),
+            ));
         }
         let max_positions = w.shape("embeddings.position_embeddings.weight").map_or(0, |s| s[0]);
-        let norm = |prefix: &str| -> Result<Norm> { Ok(Norm { gamma: w.tensor(&format!("{prefix}.weight"), [d], device)?, beta: w.tensor(&format!("{prefix}.bias"), [d], device)? }) };
+        let norm = |prefix: &str| -> Result<Norm> {
+            Ok(Norm {
+                gamma: w.tensor(&format!("{prefix}.weight"), [d], device)?,
+                beta: w.tensor(&format!("{prefix}.bias"), [d], device)?,
+            })
+        };
         let n_layers = (0..).take_while(|i| w.has(&format!("encoder.layer.{i}.attention.self.query.weight"))).count();
         let mut layers = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
@@ -88,7 +100,14 @@ impl Bert {
             let bias = |name: &str, n: usize| w.tensor::<1>(&format!("{p}.{name}.bias"), [n], device);
             layers.push(Layer {
                 qkv: Tensor::cat(vec![q, k, v], 1),
-                qkv_bias: Tensor::cat(vec![bias("attention.self.query", d)?, bias("attention.self.key", d)?, bias("attention.self.value", d)?], 0),
+                qkv_bias: Tensor::cat(
+                    vec![
+                        bias("attention.self.query", d)?,
+                        bias("attention.self.key", d)?,
+                        bias("attention.self.value", d)?,
+                    ],
+                    0,
+                ),
                 attention_out: w.linear(&format!("{p}.attention.output.dense.weight"), d, d, device)?,
                 attention_out_bias: bias("attention.output.dense", d)?,
                 attention_norm: norm(&format!("{p}.attention.output.LayerNorm"))?,
@@ -105,7 +124,14 @@ impl Bert {
         Ok(Bert {
             word: w.tensor("embeddings.word_embeddings.weight", [vocab, d], device)?,
             position: w.tensor("embeddings.position_embeddings.weight", [max_positions, d], device)?,
-            token_type: w.tensor::<2>("embeddings.token_type_embeddings.weight", [w.shape("embeddings.token_type_embeddings.weight").map_or(0, |s| s[0]), d], device)?.narrow(0, 0, 1).reshape([d]),
+            token_type: w
+                .tensor::<2>(
+                    "embeddings.token_type_embeddings.weight",
+                    [w.shape("embeddings.token_type_embeddings.weight").map_or(0, |s| s[0]), d],
+                    device,
+                )?
+                .narrow(0, 0, 1)
+                .reshape([d]),
             embedding_norm: norm("embeddings.LayerNorm")?,
             layers,
             config,
@@ -135,14 +161,20 @@ impl Bert {
         // key mask: true where a key is padding (burn's attention masks those out)
         let padded = mask.lower_elem(0.5).reshape([b, 1, 1, t]).expand([b, heads, t, t]);
         for layer in &self.layers {
-            let qkv = x.clone().reshape([b * t, d]).matmul(layer.qkv.clone()) + layer.qkv_bias.clone().unsqueeze_dim::<2>(0);
+            let qkv =
+                x.clone().reshape([b * t, d]).matmul(layer.qkv.clone()) + layer.qkv_bias.clone().unsqueeze_dim::<2>(0);
             let split = |i: usize| qkv.clone().narrow(1, i * d, d).reshape([b, t, heads, dh]).swap_dims(1, 2);
             let (q, k, v) = (split(0), split(1), split(2));
             // softmax(q kᵀ / √d_head + mask) v, fused (no [b, h, t, t] score tensor on flex)
-            let context = attention(q, k, v, Some(padded.clone()), None, Default::default()).swap_dims(1, 2).reshape([b * t, d]);
-            let attended = context.matmul(layer.attention_out.clone()) + layer.attention_out_bias.clone().unsqueeze_dim::<2>(0);
+            let context =
+                attention(q, k, v, Some(padded.clone()), None, Default::default()).swap_dims(1, 2).reshape([b * t, d]);
+            let attended =
+                context.matmul(layer.attention_out.clone()) + layer.attention_out_bias.clone().unsqueeze_dim::<2>(0);
             x = norm(attended.reshape([b, t, d]) + x, &layer.attention_norm);
-            let inner = gelu(x.clone().reshape([b * t, d]).matmul(layer.intermediate.clone()) + layer.intermediate_bias.clone().unsqueeze_dim::<2>(0));
+            let inner = gelu(
+                x.clone().reshape([b * t, d]).matmul(layer.intermediate.clone())
+                    + layer.intermediate_bias.clone().unsqueeze_dim::<2>(0),
+            );
             let out = inner.matmul(layer.output.clone()) + layer.output_bias.clone().unsqueeze_dim::<2>(0);
             x = norm(out.reshape([b, t, d]) + x, &layer.output_norm);
         }
@@ -228,7 +260,10 @@ impl SentenceEncoder {
             (Network::Burn(Box::new(bert), device.clone()), max)
         };
         if !(2..=max_positions).contains(&max_tokens) {
-            return Err(GmuError::invalid("max-tokens", format!("must be between 2 and {max_positions}, got {max_tokens}")));
+            return Err(GmuError::invalid(
+                "max-tokens",
+                format!("must be between 2 and {max_positions}, got {max_tokens}"),
+            ));
         }
         let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
         Ok(SentenceEncoder { network, tokenizer, max_tokens })
@@ -278,13 +313,15 @@ impl SentenceEncoder {
 
 /// Token ids of `text` through `tokenizer` (from [`load_tokenizer`]): `[CLS] … [SEP]`, truncated.
 pub fn token_ids(tokenizer: &tokenizers::Tokenizer, text: &str) -> Result<Vec<u32>> {
-    let enc = tokenizer.encode(text, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
+    let enc =
+        tokenizer.encode(text, true).map_err(|e| GmuError::invalid("text", format!("the tokenizer failed: {e}")))?;
     Ok(enc.get_ids().to_vec())
 }
 
 /// The tokenizer from `tokenizer.json` with truncation at `max_tokens` and no padding.
 pub fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<tokenizers::Tokenizer> {
-    let mut tokenizer = tokenizers::Tokenizer::from_file(path).map_err(|e| GmuError::data(path, format!("not a tokenizer.json ({e})")))?;
+    let mut tokenizer = tokenizers::Tokenizer::from_file(path)
+        .map_err(|e| GmuError::data(path, format!("not a tokenizer.json ({e})")))?;
     tokenizer
         .with_truncation(Some(tokenizers::TruncationParams { max_length: max_tokens, ..Default::default() }))
         .map_err(|e| GmuError::data(path, format!("cannot set truncation ({e})")))?;
@@ -359,9 +396,16 @@ pub(crate) mod tests {
             })
             .collect();
         let positions: Vec<u8> = (0..16i64).flat_map(|i| i.to_le_bytes()).collect();
-        let mut views: Vec<(String, safetensors::tensor::TensorView)> =
-            bytes.iter().map(|(n, s, d)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())).collect();
-        views.push(("embeddings.position_ids".into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 16], &positions).unwrap()));
+        let mut views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(n, s, d)| {
+                (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), d).unwrap())
+            })
+            .collect();
+        views.push((
+            "embeddings.position_ids".into(),
+            safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![1, 16], &positions).unwrap(),
+        ));
         let path = dir.join("model.safetensors");
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
         Weights::read(&path).unwrap()
@@ -371,7 +415,9 @@ pub(crate) mod tests {
     fn tiny_bert_matches_transformers() {
         let device = Device::default();
         let dir = tempfile::tempdir().unwrap();
-        let bert = Bert::from_weights(&tiny_bert_file(dir.path()), BertConfig { heads: 2, layer_norm_eps: 1e-12 }, &device).unwrap();
+        let bert =
+            Bert::from_weights(&tiny_bert_file(dir.path()), BertConfig { heads: 2, layer_norm_eps: 1e-12 }, &device)
+                .unwrap();
         let rows: Vec<Vec<u32>> = TINY_IDS.iter().map(|r| r.to_vec()).collect();
         let got = bert.embed_ids(&rows, &device);
         let mut worst = 0f32;
@@ -399,8 +445,10 @@ pub(crate) mod tests {
         let device = Device::default();
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");
         let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-        let encoder = SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 256, &device).unwrap();
-        let long = SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 512, &device).unwrap();
+        let encoder =
+            SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 256, &device).unwrap();
+        let long =
+            SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 512, &device).unwrap();
         let mut worst = 0f32;
         let mut texts = Vec::new();
         let mut wanted = Vec::new();
@@ -424,6 +472,9 @@ pub(crate) mod tests {
         }
         eprintln!("MiniLM: max abs difference to transformers {worst:.2e} over {} texts", texts.len());
         assert!(worst < 1e-4, "max abs difference {worst}");
-        assert_eq!(encoder.encode(&["", "  "]).unwrap(), vec![Err("empty text".to_string()), Err("empty text".to_string())]);
+        assert_eq!(
+            encoder.encode(&["", "  "]).unwrap(),
+            vec![Err("empty text".to_string()), Err("empty text".to_string())]
+        );
     }
 }

@@ -99,7 +99,12 @@ struct AttentionScratch {
 
 impl Default for AttentionScratch {
     fn default() -> Self {
-        AttentionScratch { scores: Vec::new(), inv_sums: Vec::new(), keys: PackedMatrix::empty(), values: PackedMatrix::empty() }
+        AttentionScratch {
+            scores: Vec::new(),
+            inv_sums: Vec::new(),
+            keys: PackedMatrix::empty(),
+            values: PackedMatrix::empty(),
+        }
     }
 }
 
@@ -109,14 +114,23 @@ const ROWS_PER_TASK: usize = 32;
 impl CpuBert {
     /// Builds the encoder from Hugging Face BERT tensors, as [`Bert::from_weights`](super::bert::Bert::from_weights) does.
     pub fn from_weights(w: &Weights, config: BertConfig) -> Result<CpuBert> {
-        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint"))?;
-        let [vocab, d] = word_shape[..] else { return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}"))) };
+        let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| {
+            GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint")
+        })?;
+        let [vocab, d] = word_shape[..] else {
+            return Err(GmuError::data(w.path(), format!("word embeddings of shape {word_shape:?}")));
+        };
         if d % config.heads != 0 {
-            return Err(GmuError::data(w.path(), format!("hidden width {d} is not a multiple of {} heads", config.heads)));
+            return Err(GmuError::data(
+                w.path(),
+                format!("hidden width {d} is not a multiple of {} heads", config.heads),
+            ));
         }
         let max_positions = w.shape("embeddings.position_embeddings.weight").map_or(0, |s| s[0]);
         let get = |name: &str, shape: &[usize]| w.values(name, shape).map(<[f32]>::to_vec);
-        let norm = |prefix: &str| -> Result<Norm> { Ok(Norm { gamma: get(&format!("{prefix}.weight"), &[d])?, beta: get(&format!("{prefix}.bias"), &[d])? }) };
+        let norm = |prefix: &str| -> Result<Norm> {
+            Ok(Norm { gamma: get(&format!("{prefix}.weight"), &[d])?, beta: get(&format!("{prefix}.bias"), &[d])? })
+        };
         let n_layers = (0..).take_while(|i| w.has(&format!("encoder.layer.{i}.attention.self.query.weight"))).count();
         if n_layers == 0 {
             return Err(GmuError::data(w.path(), "no encoder layers (encoder.layer.0.*)"));
@@ -133,7 +147,9 @@ impl CpuBert {
                 qkv.extend_from_slice(w.values(&format!("{p}.attention.self.{part}.weight"), &[d, d])?);
                 qkv_bias.extend_from_slice(w.values(&format!("{p}.attention.self.{part}.bias"), &[d])?);
             }
-            let packed = |name: &str, n_out: usize, n_in: usize| -> Result<PackedMatrix> { Ok(PackedMatrix::from_out_in(w.values(&format!("{p}.{name}.weight"), &[n_out, n_in])?, n_out, n_in)) };
+            let packed = |name: &str, n_out: usize, n_in: usize| -> Result<PackedMatrix> {
+                Ok(PackedMatrix::from_out_in(w.values(&format!("{p}.{name}.weight"), &[n_out, n_in])?, n_out, n_in))
+            };
             layers.push(Layer {
                 qkv: PackedMatrix::from_out_in(&qkv, 3 * d, d),
                 qkv_bias,
@@ -180,10 +196,16 @@ impl CpuBert {
         let d = self.hidden;
         for row in rows {
             if row.len() > self.max_positions {
-                return Err(GmuError::invalid("tokens", format!("a row of {} tokens; the model has {} positions", row.len(), self.max_positions)));
+                return Err(GmuError::invalid(
+                    "tokens",
+                    format!("a row of {} tokens; the model has {} positions", row.len(), self.max_positions),
+                ));
             }
             if let Some(&id) = row.iter().find(|&&id| id as usize >= self.vocab) {
-                return Err(GmuError::invalid("tokens", format!("token id {id} outside the vocabulary of {}", self.vocab)));
+                return Err(GmuError::invalid(
+                    "tokens",
+                    format!("token id {id} outside the vocabulary of {}", self.vocab),
+                ));
             }
         }
         let starts: Vec<usize> = rows.iter().scan(0, |at, r| Some(std::mem::replace(at, *at + r.len()))).collect();
@@ -249,7 +271,8 @@ impl CpuBert {
         let (d, heads) = (self.hidden, self.heads);
         let dh = d / heads;
         let out = Shared(context.as_mut_ptr());
-        let tasks: Vec<(usize, usize)> = (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
+        let tasks: Vec<(usize, usize)> =
+            (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
         tasks.into_par_iter().for_each_init(AttentionScratch::default, |scratch, (r, h)| {
             let (len, start) = (rows[r].len(), starts[r]);
             let AttentionScratch { scores, inv_sums, keys, values } = scratch;
@@ -264,7 +287,8 @@ impl CpuBert {
             softmax_numerators(scores, inv_sums);
             // SAFETY: the task writes only rows start..start+len, columns
             // h·dh..(h+1)·dh of context, which no other task writes.
-            let context = unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
+            let context =
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
             values.matmul_strided(scores, len, len, context, d, false);
             for (i, inv) in inv_sums.iter().enumerate() {
                 context[i * d..][..dh].iter_mut().for_each(|c| *c *= inv);

@@ -16,7 +16,7 @@ use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::effnet_cpu::CpuEffnet;
-use super::image::{decode, preprocess, CROP};
+use super::image::{CROP, decode, preprocess};
 use super::weights::Weights;
 use crate::error::{GmuError, Result};
 
@@ -40,7 +40,9 @@ struct Conv {
 pub(crate) fn fold(w: &Weights, conv: &str, bn: &str) -> Result<(Vec<f32>, Vec<f32>, [usize; 4])> {
     let name = format!("{conv}.weight");
     let shape = w.shape(&name).ok_or_else(|| GmuError::data(w.path(), format!("no tensor '{name}'")))?.to_vec();
-    let [out, per_group, k, k2] = shape[..] else { return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions"))) };
+    let [out, per_group, k, k2] = shape[..] else {
+        return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions")));
+    };
     if k != k2 {
         return Err(GmuError::data(w.path(), format!("tensor '{name}' has a non-square kernel {k}×{k2}")));
     }
@@ -117,15 +119,23 @@ impl EffnetLite {
     pub fn from_weights(w: &Weights, strides: &[usize], device: &Device) -> Result<EffnetLite> {
         let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
         if n_blocks != strides.len() {
-            return Err(GmuError::data(w.path(), format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len())));
+            return Err(GmuError::data(
+                w.path(),
+                format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len()),
+            ));
         }
         let stem = Conv::folded(w, "_conv_stem", "_bn0", 2, false, device)?;
         let mut blocks = Vec::with_capacity(n_blocks);
         let mut channels = stem.weight.dims()[0];
         for (i, &stride) in strides.iter().enumerate() {
             let p = format!("_blocks.{i}");
-            let expand = if w.has(&format!("{p}._expand_conv.weight")) { Some(Conv::folded(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, false, device)?) } else { None };
-            let depthwise = Conv::folded(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), stride, true, device)?;
+            let expand = if w.has(&format!("{p}._expand_conv.weight")) {
+                Some(Conv::folded(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, false, device)?)
+            } else {
+                None
+            };
+            let depthwise =
+                Conv::folded(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), stride, true, device)?;
             let project = Conv::folded(w, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, false, device)?;
             let out = project.weight.dims()[0];
             blocks.push(Block { expand, depthwise, project, skip: stride == 1 && out == channels });
@@ -208,7 +218,8 @@ impl ImageEncoder {
         match &self.network {
             Network::Cpu(net) => net.classify(features),
             Network::Burn(net, device) => {
-                let logits = net.classify(Tensor::from_data(TensorData::new(features.to_vec(), [1, features.len()]), device))?;
+                let logits =
+                    net.classify(Tensor::from_data(TensorData::new(features.to_vec(), [1, features.len()]), device))?;
                 Some(logits.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 logits"))
             }
         }
@@ -232,7 +243,8 @@ impl ImageEncoder {
     /// that cannot be read or decoded is a missing row with the reason.
     pub fn encode_files(&self, paths: &[&Path]) -> Result<Vec<super::Row>> {
         use rayon::prelude::*;
-        let pixels: Vec<std::result::Result<Vec<f32>, String>> = paths.par_iter().map(|p| decode(p).map(|(rgb, h, w)| preprocess(&rgb, h, w))).collect();
+        let pixels: Vec<std::result::Result<Vec<f32>, String>> =
+            paths.par_iter().map(|p| decode(p).map(|(rgb, h, w)| preprocess(&rgb, h, w))).collect();
         let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
         let features = self.encode_pixels(&good);
         let d = self.features();
@@ -287,7 +299,8 @@ pub(crate) mod tests {
 
     /// `scripts/encoder_reference.py`, `tiny_effnet`: timm-free PyTorch (conv + batch
     /// norm in eval mode, TF "SAME" padding) on the same weights: features then logits.
-    pub(crate) const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) = include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
+    pub(crate) const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) =
+        include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
 
     #[test]
     fn tiny_effnet_matches_pytorch() {
@@ -314,8 +327,11 @@ pub(crate) mod tests {
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
         let device = Device::default();
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders");
-        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fixtures.join("effnet_reference.json")).unwrap()).unwrap();
-        let floats = |v: &serde_json::Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>();
+        let reference: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixtures.join("effnet_reference.json")).unwrap()).unwrap();
+        let floats = |v: &serde_json::Value| {
+            v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>()
+        };
         let (rgb, h, w) = decode(&fixtures.join("chelsea.png")).unwrap();
         assert_eq!((h, w), (300, 451));
         let x = preprocess(&rgb, h, w);

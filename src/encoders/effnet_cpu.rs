@@ -87,7 +87,10 @@ impl CpuEffnet {
     pub fn from_weights(w: &Weights, strides: &[usize]) -> Result<CpuEffnet> {
         let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
         if n_blocks != strides.len() {
-            return Err(GmuError::data(w.path(), format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len())));
+            return Err(GmuError::data(
+                w.path(),
+                format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len()),
+            ));
         }
         let (weight, bias, [out, inp, k, _]) = fold(w, "_conv_stem", "_bn0")?;
         let stem = Stem { weight: PackedMatrix::from_out_in(&weight, out, inp * k * k), bias, kernel: k, stride: 2 };
@@ -95,10 +98,17 @@ impl CpuEffnet {
         let mut blocks = Vec::with_capacity(n_blocks);
         for (i, &stride) in strides.iter().enumerate() {
             let p = format!("_blocks.{i}");
-            let expand = if w.has(&format!("{p}._expand_conv.weight")) { Some(Pointwise::load(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"))?) } else { None };
+            let expand = if w.has(&format!("{p}._expand_conv.weight")) {
+                Some(Pointwise::load(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"))?)
+            } else {
+                None
+            };
             let (weight, bias, [c, per_group, k, _]) = fold(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"))?;
             if per_group != 1 {
-                return Err(GmuError::data(w.path(), format!("'{p}._depthwise_conv' has {per_group} inputs per group, expected 1 (depthwise)")));
+                return Err(GmuError::data(
+                    w.path(),
+                    format!("'{p}._depthwise_conv' has {per_group} inputs per group, expected 1 (depthwise)"),
+                ));
             }
             // [c, 1, k, k] → [k, k, c]
             let mut channels_last = vec![0f32; weight.len()];
@@ -205,11 +215,14 @@ impl Depthwise {
     /// `x` `[h·w, c]` → `[oh·ow, c]`, "SAME" padding, ReLU6.
     fn forward(&self, x: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
         let c = self.bias.len();
-        let ((oh, top, _), (ow, left, _)) = (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
+        let ((oh, top, _), (ow, left, _)) =
+            (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
         let mut out = vec![0f32; oh * ow * c];
         let geometry = Geometry { h, w, c, kernel: self.kernel, stride: self.stride, top, left, ow };
         // rows of output in parallel when a thread is free
-        out.par_chunks_mut(ow * c).enumerate().for_each(|(oy, row)| depthwise_row(x, &self.weight, &self.bias, &geometry, oy, row));
+        out.par_chunks_mut(ow * c)
+            .enumerate()
+            .for_each(|(oy, row)| depthwise_row(x, &self.weight, &self.bias, &geometry, oy, row));
         (out, oh, ow)
     }
 }

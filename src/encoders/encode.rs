@@ -111,7 +111,11 @@ pub fn encode_rows(
             match row.expect("every row of the window was encoded") {
                 Ok(values) => {
                     if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-                        return Err(GmuError::NonFinite(format!("the {} encoder gave {} at value {bad} of row {i}", encoder.kind(), values[bad])));
+                        return Err(GmuError::NonFinite(format!(
+                            "the {} encoder gave {} at value {bad} of row {i}",
+                            encoder.kind(),
+                            values[bad]
+                        )));
                     }
                     on_row(Some(&values))?;
                 }
@@ -126,7 +130,11 @@ pub fn encode_rows(
 }
 
 /// [`encode_rows`] into memory: `[n, dim]` row-major, NaN rows where missing.
-pub fn encode_all(encoder: &Encoder, inputs: &[RawInput<'_>], batch_size: usize) -> Result<(Vec<f32>, Vec<MissingRow>)> {
+pub fn encode_all(
+    encoder: &Encoder,
+    inputs: &[RawInput<'_>],
+    batch_size: usize,
+) -> Result<(Vec<f32>, Vec<MissingRow>)> {
     let dim = encoder.dim();
     let mut values = Vec::with_capacity(inputs.len() * dim);
     let missing = encode_rows(
@@ -226,7 +234,9 @@ mod tests {
         let device = burn::tensor::Device::default();
         let spec = EncoderSpec::new(EncoderKind::MiniLm);
         let encoder = Encoder::load_from(&spec, &dir, &device).unwrap();
-        let texts: Vec<String> = (0..23).map(|i| if i == 7 { String::new() } else { "word ".repeat(1 + (i * 37) % 29) + &format!("number {i}") }).collect();
+        let texts: Vec<String> = (0..23)
+            .map(|i| if i == 7 { String::new() } else { "word ".repeat(1 + (i * 37) % 29) + &format!("number {i}") })
+            .collect();
         let inputs: Vec<RawInput> = texts.iter().map(|t| RawInput::Text(t)).collect();
         let out = tempfile::tempdir().unwrap();
         let path = out.path().join("t.npy");

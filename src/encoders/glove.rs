@@ -29,7 +29,10 @@ impl Glove {
         let words = read_words(index)?;
         let (rows, dim, column_major) = read_f32_matrix(vectors)?;
         if rows.len() != words.len() * dim {
-            return Err(GmuError::data(vectors, format!("{} values for {} words of width {dim}", rows.len(), words.len())));
+            return Err(GmuError::data(
+                vectors,
+                format!("{} values for {} words of width {dim}", rows.len(), words.len()),
+            ));
         }
         let n = words.len();
         let vectors = if column_major {
@@ -78,7 +81,8 @@ impl Glove {
 
     /// The mean vector of the text's known words, or why there is none.
     pub fn encode(&self, text: &str) -> std::result::Result<Vec<f32>, String> {
-        let words: Vec<String> = normalize_plot(text).into_iter().filter(|w| w.chars().any(char::is_alphanumeric)).collect();
+        let words: Vec<String> =
+            normalize_plot(text).into_iter().filter(|w| w.chars().any(char::is_alphanumeric)).collect();
         if words.is_empty() {
             return Err("empty text".to_string());
         }
@@ -113,7 +117,8 @@ fn read_words(path: &Path) -> Result<Vec<String>> {
     use parquet::file::reader::FileReader;
     use parquet::record::Field;
     let file = std::fs::File::open(path).map_err(|e| GmuError::io(path, e))?;
-    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file).map_err(|e| GmuError::data(path, format!("not a Parquet file ({e})")))?;
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+        .map_err(|e| GmuError::data(path, format!("not a Parquet file ({e})")))?;
     let rows = reader.get_row_iter(None).map_err(|e| GmuError::data(path, e.to_string()))?;
     let mut words = Vec::with_capacity(reader.metadata().file_metadata().num_rows().max(0) as usize);
     for row in rows {
@@ -124,7 +129,9 @@ fn read_words(path: &Path) -> Result<Vec<String>> {
                 Field::Str(s) => Some(s.clone()),
                 _ => None,
             })
-            .ok_or_else(|| GmuError::data(path, format!("row {} has no string column (expected the word index)", words.len())))?;
+            .ok_or_else(|| {
+                GmuError::data(path, format!("row {} has no string column (expected the word index)", words.len()))
+            })?;
         words.push(word);
     }
     if words.is_empty() {
@@ -148,7 +155,11 @@ fn read_f32_matrix(path: &Path) -> Result<(Vec<f32>, usize, bool)> {
         let needed = header.data_bytes().map_or_else(|| "more than 2^64".to_string(), |b| b.to_string());
         return Err(bad(&format!("shape ({rows}, {cols}) needs {needed} bytes, the file has {}", data.len())));
     }
-    Ok((data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(), cols, header.fortran_order))
+    Ok((
+        data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+        cols,
+        header.fortran_order,
+    ))
 }
 
 #[cfg(test)]

@@ -28,7 +28,10 @@ pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
     if w as u64 * h as u64 > MAX_PIXELS {
         return Err(format!("{w}×{h} pixels is over the budget of {} megapixels", MAX_PIXELS >> 20));
     }
-    let mut reader = image::ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
+    let mut reader = image::ImageReader::open(path)
+        .map_err(|e| format!("cannot open: {e}"))?
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
     reader.limits(limits);
@@ -125,7 +128,11 @@ mod tests {
         }
         // identity when the size does not change
         let id = weights(5, 5);
-        assert!(id.iter().enumerate().all(|(o, (s, k))| k.iter().enumerate().all(|(j, v)| if s + j == o { (v - 1.0).abs() < 1e-6 } else { v.abs() < 1e-6 })));
+        assert!(id.iter().enumerate().all(|(o, (s, k))| k.iter().enumerate().all(|(j, v)| if s + j == o {
+            (v - 1.0).abs() < 1e-6
+        } else {
+            v.abs() < 1e-6
+        })));
     }
 
     #[test]
@@ -147,7 +154,9 @@ mod tests {
     fn grayscale_and_cmyk_jpegs_become_rgb() {
         let dir = tempfile::tempdir().unwrap();
         let gray = dir.path().join("gray.jpg");
-        image::GrayImage::from_fn(20, 10, |x, _| image::Luma([(x * 12) as u8])).save_with_format(&gray, image::ImageFormat::Jpeg).unwrap();
+        image::GrayImage::from_fn(20, 10, |x, _| image::Luma([(x * 12) as u8]))
+            .save_with_format(&gray, image::ImageFormat::Jpeg)
+            .unwrap();
         let (rgb, h, w) = decode(&gray).unwrap();
         assert_eq!((h, w, rgb.len()), (10, 20, 600));
         assert!(rgb.chunks(3).all(|p| p[0] == p[1] && p[1] == p[2]), "gray stays gray in RGB");
@@ -180,7 +189,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let huge = dir.path().join("huge.jpg");
         // an 8×8 JPEG whose frame header (SOF0) is patched to claim 20000 × 20000 pixels
-        image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9])).save_with_format(&huge, image::ImageFormat::Jpeg).unwrap();
+        image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]))
+            .save_with_format(&huge, image::ImageFormat::Jpeg)
+            .unwrap();
         let mut bytes = std::fs::read(&huge).unwrap();
         let sof = bytes.windows(2).position(|w| w == [0xFF, 0xC0]).expect("a baseline JPEG");
         bytes[sof + 5..sof + 9].copy_from_slice(&[0x4E, 0x20, 0x4E, 0x20]);

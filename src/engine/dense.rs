@@ -17,11 +17,11 @@
 //! same for `x_t`, so the forward pass is two GEMMs and the weight gradients
 //! two more.
 
+use super::kernels::{sigmoid, tanh};
+use super::loss::{LossKind, loss_and_delta};
 use crate::error::{GmuError, Result};
 use crate::fusion::network::{FusionHead, GmuLinearHead};
 use crate::fusion::{FusionNet, Task};
-use super::kernels::{sigmoid, tanh};
-use super::loss::{LossKind, loss_and_delta};
 
 /// The plain GMU classifier's parameters and sizes.
 #[derive(Clone, Debug, PartialEq)]
@@ -138,13 +138,17 @@ impl DenseGmu {
             return Err(GmuError::invalid("engine", "the dense engine trains the GMU with a linear head only"));
         };
         if head.gmu.modalities() != 2 || net.encoders.iter().any(Option::is_some) {
-            return Err(GmuError::invalid("engine", "the dense engine takes exactly two feature modalities (no CNN encoder)"));
+            return Err(GmuError::invalid(
+                "engine",
+                "the dense engine takes exactly two feature modalities (no CNN encoder)",
+            ));
         }
         let data = |t: burn::tensor::Tensor<2>| t.into_data().try_to_vec::<f32>().expect("f32 weights");
         let bias = |l: &burn::nn::Linear| -> Result<Vec<f32>> {
-            l.bias.as_ref().map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32")).ok_or_else(|| {
-                GmuError::invalid("engine", "the dense engine needs the bias terms")
-            })
+            l.bias
+                .as_ref()
+                .map(|b| b.val().into_data().try_to_vec::<f32>().expect("f32"))
+                .ok_or_else(|| GmuError::invalid("engine", "the dense engine needs the bias terms"))
         };
         let [d_v, hidden] = head.gmu.transforms[0].weight.dims();
         let [d_t, _] = head.gmu.transforms[1].weight.dims();
@@ -186,8 +190,12 @@ impl DenseGmu {
         let split = |block: &[f32], rows: usize, first: bool| -> Vec<f32> {
             (0..rows).flat_map(|r| block[r * h2 + if first { 0 } else { h }..][..h].iter().copied()).collect()
         };
-        let weight = |values: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &device));
-        let bias = |values: &[f32]| Some(Param::from_tensor(Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), &device)));
+        let weight = |values: Vec<f32>, shape: [usize; 2]| {
+            Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &device))
+        };
+        let bias = |values: &[f32]| {
+            Some(Param::from_tensor(Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), &device)))
+        };
         let (wv_block, wt_block) = (&p[o_wv..o_wt], &p[o_wt..o_bv]);
         gmu.transforms[0].weight = weight(split(wv_block, self.d_v, true), [self.d_v, h]);
         gmu.transforms[1].weight = weight(split(wt_block, self.d_t, true), [self.d_t, h]);
@@ -216,14 +224,33 @@ impl DenseGmu {
         ws.logits.resize(rows * c, 0.0);
         // SAFETY: every buffer was sized above for its matrix; outputs do not alias inputs.
         unsafe {
-            matmul((rows, h2, self.d_v), ws.av.as_mut_ptr(), (h2, 1), false, xv.as_ptr(), (self.d_v, 1), p[o_wv..].as_ptr(), (h2, 1));
-            matmul((rows, h2, self.d_t), ws.at.as_mut_ptr(), (h2, 1), false, xt.as_ptr(), (self.d_t, 1), p[o_wt..].as_ptr(), (h2, 1));
+            matmul(
+                (rows, h2, self.d_v),
+                ws.av.as_mut_ptr(),
+                (h2, 1),
+                false,
+                xv.as_ptr(),
+                (self.d_v, 1),
+                p[o_wv..].as_ptr(),
+                (h2, 1),
+            );
+            matmul(
+                (rows, h2, self.d_t),
+                ws.at.as_mut_ptr(),
+                (h2, 1),
+                false,
+                xt.as_ptr(),
+                (self.d_t, 1),
+                p[o_wt..].as_ptr(),
+                (h2, 1),
+            );
         }
         let (bv, bt, bz) = (&p[o_bv..o_bt], &p[o_bt..o_bz], &p[o_bz..o_wo]);
         for r in 0..rows {
             let (av, at) = (&ws.av[r * h2..(r + 1) * h2], &ws.at[r * h2..(r + 1) * h2]);
             let row = r * h..(r + 1) * h;
-            let (hv, ht, z, out) = (&mut ws.hv[row.clone()], &mut ws.ht[row.clone()], &mut ws.z[row.clone()], &mut ws.h[row]);
+            let (hv, ht, z, out) =
+                (&mut ws.hv[row.clone()], &mut ws.ht[row.clone()], &mut ws.z[row.clone()], &mut ws.h[row]);
             for j in 0..h {
                 hv[j] = tanh(av[j] + bv[j]);
                 ht[j] = tanh(at[j] + bt[j]);
@@ -236,7 +263,16 @@ impl DenseGmu {
         }
         // SAFETY: as above.
         unsafe {
-            matmul((rows, c, h), ws.logits.as_mut_ptr(), (c, 1), true, ws.h.as_ptr(), (h, 1), p[o_wo..].as_ptr(), (c, 1));
+            matmul(
+                (rows, c, h),
+                ws.logits.as_mut_ptr(),
+                (c, 1),
+                true,
+                ws.h.as_ptr(),
+                (h, 1),
+                p[o_wo..].as_ptr(),
+                (c, 1),
+            );
         }
     }
 
@@ -268,8 +304,26 @@ impl DenseGmu {
         }
         // SAFETY: buffers sized in `forward`; gradient blocks are disjoint slices.
         unsafe {
-            matmul((h, c, rows), grad_wo.as_mut_ptr(), (c, 1), false, ws.h.as_ptr(), (1, h), ws.dlogits.as_ptr(), (c, 1));
-            matmul((rows, h, c), ws.dh.as_mut_ptr(), (h, 1), false, ws.dlogits.as_ptr(), (c, 1), p[o_wo..].as_ptr(), (1, c));
+            matmul(
+                (h, c, rows),
+                grad_wo.as_mut_ptr(),
+                (c, 1),
+                false,
+                ws.h.as_ptr(),
+                (1, h),
+                ws.dlogits.as_ptr(),
+                (c, 1),
+            );
+            matmul(
+                (rows, h, c),
+                ws.dh.as_mut_ptr(),
+                (h, 1),
+                false,
+                ws.dlogits.as_ptr(),
+                (c, 1),
+                p[o_wo..].as_ptr(),
+                (1, c),
+            );
         }
         // GMU: pre-activation gradients written over av (dA_v | dA_z) and at (dA_t | dA_z).
         grad_b.iter_mut().for_each(|g| *g = 0.0);
@@ -295,8 +349,26 @@ impl DenseGmu {
         }
         // SAFETY: as above.
         unsafe {
-            matmul((self.d_v, h2, rows), grad_wv.as_mut_ptr(), (h2, 1), false, xv.as_ptr(), (1, self.d_v), ws.av.as_ptr(), (h2, 1));
-            matmul((self.d_t, h2, rows), grad_wt[..o_bv - o_wt].as_mut_ptr(), (h2, 1), false, xt.as_ptr(), (1, self.d_t), ws.at.as_ptr(), (h2, 1));
+            matmul(
+                (self.d_v, h2, rows),
+                grad_wv.as_mut_ptr(),
+                (h2, 1),
+                false,
+                xv.as_ptr(),
+                (1, self.d_v),
+                ws.av.as_ptr(),
+                (h2, 1),
+            );
+            matmul(
+                (self.d_t, h2, rows),
+                grad_wt[..o_bv - o_wt].as_mut_ptr(),
+                (h2, 1),
+                false,
+                xt.as_ptr(),
+                (1, self.d_t),
+                ws.at.as_ptr(),
+                (h2, 1),
+            );
         }
         debug_assert_eq!(end, grad.len());
         loss
@@ -419,7 +491,8 @@ pub(crate) mod tests {
 
     #[test]
     fn other_models_are_refused() {
-        let net = FusionSpec::new(FusionKind::Gmu, vec![5, 3], 4, 3, Task::Multilabel).init(&Device::default()).unwrap();
+        let net =
+            FusionSpec::new(FusionKind::Gmu, vec![5, 3], 4, 3, Task::Multilabel).init(&Device::default()).unwrap();
         assert!(DenseGmu::from_net(&net).unwrap_err().to_string().contains("the GMU with a linear head only"));
     }
 }

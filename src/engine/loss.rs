@@ -54,7 +54,14 @@ impl LossKind {
 /// Softmax cross-entropy is averaged over the rows; sigmoid cross-entropy
 /// over rows and classes.
 #[inline(always)]
-pub fn loss_and_delta(kind: LossKind, logits: &[f32], targets: &[f32], classes: usize, delta: &mut [f32], terms: &mut Vec<f32>) -> f32 {
+pub fn loss_and_delta(
+    kind: LossKind,
+    logits: &[f32],
+    targets: &[f32],
+    classes: usize,
+    delta: &mut [f32],
+    terms: &mut Vec<f32>,
+) -> f32 {
     let c = classes;
     assert_eq!(logits.len(), targets.len(), "logits and targets differ in shape");
     assert_eq!(logits.len(), delta.len(), "delta is not the logits' shape");
@@ -65,7 +72,9 @@ pub fn loss_and_delta(kind: LossKind, logits: &[f32], targets: &[f32], classes: 
             // Two classes: with d = o₁ − o₀ and t the target of class 1, CE = softplus(d) − t·d,
             // dL/do₁ = σ(d) − t = −dL/do₀.
             terms.resize(m, 0.0);
-            for (((o, g), t), term) in logits.chunks_exact(2).zip(delta.chunks_exact_mut(2)).zip(targets.chunks_exact(2)).zip(terms.iter_mut()) {
+            for (((o, g), t), term) in
+                logits.chunks_exact(2).zip(delta.chunks_exact_mut(2)).zip(targets.chunks_exact(2)).zip(terms.iter_mut())
+            {
                 let (d, t) = (o[1] - o[0], t[1]);
                 let e = exp(-d.abs());
                 *term = d.max(0.0) + ln(1.0 + e) - t * d;
@@ -76,7 +85,9 @@ pub fn loss_and_delta(kind: LossKind, logits: &[f32], targets: &[f32], classes: 
         }
         LossKind::SoftmaxCe => {
             terms.resize(m, 0.0);
-            for (((o, g), t), term) in logits.chunks_exact(c).zip(delta.chunks_exact_mut(c)).zip(targets.chunks_exact(c)).zip(terms.iter_mut()) {
+            for (((o, g), t), term) in
+                logits.chunks_exact(c).zip(delta.chunks_exact_mut(c)).zip(targets.chunks_exact(c)).zip(terms.iter_mut())
+            {
                 let max = o.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
                 let mut sum = 0.0;
                 for (gi, &oi) in g.iter_mut().zip(o) {
@@ -127,10 +138,15 @@ mod tests {
             }),
             (LossKind::SigmoidBce, 3, [1.0, 0.0, 1.0, 0.0, 0.0, 1.0], {
                 let t = [1.0, 0.0, 1.0, 0.0, 0.0, 1.0];
-                logits.iter().zip(t).map(|(&o, t)| {
-                    let p = 1.0 / (1.0 + (-(o as f64)).exp());
-                    -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
-                }).sum::<f64>() / 6.0
+                logits
+                    .iter()
+                    .zip(t)
+                    .map(|(&o, t)| {
+                        let p = 1.0 / (1.0 + (-(o as f64)).exp());
+                        -(t * p.ln() + (1.0 - t) * (1.0 - p).ln())
+                    })
+                    .sum::<f64>()
+                    / 6.0
             }),
         ];
         for (kind, c, targets, expected) in cases {

@@ -302,12 +302,14 @@ impl MaxoutNet {
     /// on two views, concatenation or linear sum, no CNN or LSTM encoder);
     /// `seed` seeds the dropout masks.
     pub fn from_net(net: &FusionNet, seed: u64) -> Result<Self> {
-        Self::check(net).map_err(|why| GmuError::invalid("engine", format!("the maxout engine cannot train this model: {why}")))?;
+        Self::check(net)
+            .map_err(|why| GmuError::invalid("engine", format!("the maxout engine cannot train this model: {why}")))?;
         let mut layout = Layout::default();
         let dims = |w: &Param<Tensor<2>>| w.val().dims();
         let (kind, d_inputs, front, mlp) = match &net.head {
             FusionHead::Gmu(head) => {
-                let ([d_v, hidden], [d_t, _]) = (dims(&head.gmu.transforms[0].weight), dims(&head.gmu.transforms[1].weight));
+                let ([d_v, hidden], [d_t, _]) =
+                    (dims(&head.gmu.transforms[0].weight), dims(&head.gmu.transforms[1].weight));
                 let transforms = [layout.linear(d_v, hidden), layout.linear(d_t, hidden)];
                 let gate = layout.linear(d_v + d_t, hidden);
                 (FusionKind::Gmu, vec![d_v, d_t], Front::Gmu { transforms, gate }, &head.mlp)
@@ -335,14 +337,20 @@ impl MaxoutNet {
         let mlp_at = layout.mlp(d_in, hidden, pieces, classes);
         let has_bias = [&mlp.maxout_1.linear, &mlp.maxout_2.linear, &mlp.output].iter().all(|l| l.bias.is_some());
         if !has_bias || mlp.maxout_2.pieces != pieces || pieces > u8::MAX as usize {
-            return Err(GmuError::invalid("engine", "the maxout engine needs the maxout MLP's biases and the same pieces in both layers"));
+            return Err(GmuError::invalid(
+                "engine",
+                "the maxout engine needs the maxout MLP's biases and the same pieces in both layers",
+            ));
         }
         let mut collect = Collect(Vec::new());
         net.head.visit(&mut collect);
         let tensors = collect.0;
         let (mut params, mut running) = (vec![0.0; layout.params], vec![0.0; layout.running]);
         if tensors.len() != layout.slots.len() {
-            return Err(GmuError::invalid("engine", format!("the maxout engine expected {} tensors, the model has {}", layout.slots.len(), tensors.len())));
+            return Err(GmuError::invalid(
+                "engine",
+                format!("the maxout engine expected {} tensors, the model has {}", layout.slots.len(), tensors.len()),
+            ));
         }
         for (values, slot) in tensors.iter().zip(&layout.slots) {
             let (buffer, range) = match slot {
@@ -393,7 +401,8 @@ impl MaxoutNet {
     pub fn write_into(&self, mut net: FusionNet) -> FusionNet {
         let stats = |at: &NormAt, bn: &mut BatchNorm| {
             let device = bn.gamma.val().device();
-            let tensor = |r: Range<usize>| Tensor::<1>::from_data(TensorData::new(self.running[r].to_vec(), [at.d]), &device);
+            let tensor =
+                |r: Range<usize>| Tensor::<1>::from_data(TensorData::new(self.running[r].to_vec(), [at.d]), &device);
             bn.running_mean = RunningState::new(tensor(at.mean..at.mean + at.d));
             bn.running_var = RunningState::new(tensor(at.var..at.var + at.d));
         };
@@ -458,7 +467,13 @@ impl MaxoutNet {
     /// # Shapes
     /// - `views[i]`: `[rows, d_i]`, row-major
     /// - `y`: `[rows, C]`, 0/1 (one-hot rows for a single-label task)
-    pub fn loss_and_grad_masked(&mut self, views: &[&[f32]], y: &[f32], grad: &mut [f32], ws: &mut MaxoutWorkspace) -> f32 {
+    pub fn loss_and_grad_masked(
+        &mut self,
+        views: &[&[f32]],
+        y: &[f32],
+        grad: &mut [f32],
+        ws: &mut MaxoutWorkspace,
+    ) -> f32 {
         let rows = y.len() / self.classes;
         assert_eq!(views.len(), self.d_inputs.len(), "one buffer per view");
         for (x, &d) in views.iter().zip(&self.d_inputs) {
@@ -519,8 +534,24 @@ impl MaxoutNet {
                 ws.view_norms.resize_with(views.len(), NormCache::default);
                 ws.view_maxouts.resize_with(views.len(), MaxoutCache::default);
                 for (i, x) in views.iter().enumerate() {
-                    norm_forward(params, &mut self.running, &norms[i], (self.momentum, self.epsilon), x, rows, &mut ws.view_norms[i]);
-                    maxout_forward(params, &projections[i], p, &ws.view_norms[i].out, rows, None, &mut ws.view_maxouts[i]);
+                    norm_forward(
+                        params,
+                        &mut self.running,
+                        &norms[i],
+                        (self.momentum, self.epsilon),
+                        x,
+                        rows,
+                        &mut ws.view_norms[i],
+                    );
+                    maxout_forward(
+                        params,
+                        &projections[i],
+                        p,
+                        &ws.view_norms[i].out,
+                        rows,
+                        None,
+                        &mut ws.view_maxouts[i],
+                    );
                     if i == 0 {
                         ws.fused.copy_from_slice(&ws.view_maxouts[0].out);
                     } else {
@@ -551,16 +582,46 @@ impl MaxoutNet {
         linear_backward(params, grad, &m.output, &ws.norm_2.out, &ws.dlogits, rows, Some(&mut ws.da[..rows * h]));
         norm_backward(params, grad, &m.norm_2, &ws.norm_2, &ws.da[..rows * h], rows, &mut ws.db[..rows * h]);
         mask(&mut ws.db[..rows * h], &ws.masks[1]);
-        maxout_backward(params, grad, &m.maxout_2, p, &ws.norm_1.out, &ws.db[..rows * h], rows, &mut ws.maxout_2, Some(&mut ws.da[..rows * h]));
+        maxout_backward(
+            params,
+            grad,
+            &m.maxout_2,
+            p,
+            &ws.norm_1.out,
+            &ws.db[..rows * h],
+            rows,
+            &mut ws.maxout_2,
+            Some(&mut ws.da[..rows * h]),
+        );
         norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, &mut ws.db[..rows * h]);
         mask(&mut ws.db[..rows * h], &ws.masks[0]);
         let d = m.norm_in.d;
         if matches!(self.front, Front::Concat) {
             // The input is data: nothing before the MLP needs its gradient.
-            norm_maxout_backward(params, grad, &m.norm_in, &ws.norm_in, &m.maxout_1, p, &ws.db[..rows * h], rows, &mut ws.maxout_1);
+            norm_maxout_backward(
+                params,
+                grad,
+                &m.norm_in,
+                &ws.norm_in,
+                &m.maxout_1,
+                p,
+                &ws.db[..rows * h],
+                rows,
+                &mut ws.maxout_1,
+            );
             return;
         }
-        maxout_backward(params, grad, &m.maxout_1, p, &ws.norm_in.out, &ws.db[..rows * h], rows, &mut ws.maxout_1, Some(&mut ws.da[..rows * d]));
+        maxout_backward(
+            params,
+            grad,
+            &m.maxout_1,
+            p,
+            &ws.norm_in.out,
+            &ws.db[..rows * h],
+            rows,
+            &mut ws.maxout_1,
+            Some(&mut ws.da[..rows * d]),
+        );
         // The fused vector's gradient, which the GMU or the linear sum needs.
         norm_backward(params, grad, &m.norm_in, &ws.norm_in, &ws.da[..rows * d], rows, &mut ws.db[..rows * d]);
         let dfused = &ws.db[..rows * d];
@@ -580,7 +641,8 @@ impl MaxoutNet {
                 for &(r, kept) in &ws.one_view {
                     let row = r * h..(r + 1) * h;
                     ws.daz[row.clone()].fill(0.0);
-                    let (d_kept, d_gone, h_kept) = if kept == 0 { (&mut ws.dav, &mut ws.dat, &ws.hv) } else { (&mut ws.dat, &mut ws.dav, &ws.ht) };
+                    let (d_kept, d_gone, h_kept) =
+                        if kept == 0 { (&mut ws.dav, &mut ws.dat, &ws.hv) } else { (&mut ws.dat, &mut ws.dav, &ws.ht) };
                     d_gone[row.clone()].fill(0.0);
                     for ((d, g), hk) in d_kept[row.clone()].iter_mut().zip(&dfused[row.clone()]).zip(&h_kept[row]) {
                         *d = g * (1.0 - hk * hk);
@@ -597,7 +659,17 @@ impl MaxoutNet {
             }
             Front::LinearSum { norms, projections } => {
                 for (i, (norm, projection)) in norms.iter().zip(projections).enumerate() {
-                    norm_maxout_backward(params, grad, norm, &ws.view_norms[i], projection, p, dfused, rows, &mut ws.view_maxouts[i]);
+                    norm_maxout_backward(
+                        params,
+                        grad,
+                        norm,
+                        &ws.view_norms[i],
+                        projection,
+                        p,
+                        dfused,
+                        rows,
+                        &mut ws.view_maxouts[i],
+                    );
                 }
             }
         }
@@ -679,7 +751,16 @@ fn linear(params: &[f32], at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32]
     }
     // SAFETY: the slices cover their matrices (checked above); `out` is not an input.
     unsafe {
-        matmul((rows, d_out, d_in), out.as_mut_ptr(), (d_out, 1), true, x.as_ptr(), (d_in, 1), params[at.weight..].as_ptr(), (d_out, 1));
+        matmul(
+            (rows, d_out, d_in),
+            out.as_mut_ptr(),
+            (d_out, 1),
+            true,
+            x.as_ptr(),
+            (d_in, 1),
+            params[at.weight..].as_ptr(),
+            (d_out, 1),
+        );
     }
 }
 
@@ -689,7 +770,16 @@ fn weight_grad(grad: &mut [f32], at: usize, x: &[f32], d_in: usize, delta: &[f32
     debug_assert!(x.len() >= rows * d_in && delta.len() >= rows * d_out);
     // SAFETY: as in `linear`; xᵀ is x read with swapped strides.
     unsafe {
-        matmul((d_in, d_out, rows), dst.as_mut_ptr(), (d_out, 1), false, x.as_ptr(), (1, d_in), delta.as_ptr(), (d_out, 1));
+        matmul(
+            (d_in, d_out, rows),
+            dst.as_mut_ptr(),
+            (d_out, 1),
+            false,
+            x.as_ptr(),
+            (1, d_in),
+            delta.as_ptr(),
+            (d_out, 1),
+        );
     }
 }
 
@@ -704,7 +794,15 @@ fn bias_grad(grad_b: &mut [f32], delta: &[f32], rows: usize) {
 
 /// A linear map's weight and bias gradients for the output gradient `δ`,
 /// and the input gradient `dx = δ Wᵀ` where asked.
-fn linear_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, x: &[f32], delta: &[f32], rows: usize, dx: Option<&mut [f32]>) {
+fn linear_backward(
+    params: &[f32],
+    grad: &mut [f32],
+    at: &LinearAt,
+    x: &[f32],
+    delta: &[f32],
+    rows: usize,
+    dx: Option<&mut [f32]>,
+) {
     weight_grad(grad, at.weight, x, at.d_in, delta, at.d_out, rows);
     bias_grad(&mut grad[at.bias..at.bias + at.d_out], delta, rows);
     if let Some(dx) = dx {
@@ -712,7 +810,16 @@ fn linear_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, x: &[f32], d
         debug_assert!(dx.len() >= rows * d_in);
         // SAFETY: as in `linear`; Wᵀ is W read with swapped strides.
         unsafe {
-            matmul((rows, d_in, d_out), dx.as_mut_ptr(), (d_in, 1), false, delta.as_ptr(), (d_out, 1), params[at.weight..].as_ptr(), (1, d_out));
+            matmul(
+                (rows, d_in, d_out),
+                dx.as_mut_ptr(),
+                (d_in, 1),
+                false,
+                delta.as_ptr(),
+                (d_out, 1),
+                params[at.weight..].as_ptr(),
+                (1, d_out),
+            );
         }
     }
 }
@@ -720,7 +827,15 @@ fn linear_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, x: &[f32], d
 /// Batch norm in training mode: batch mean and (biased) variance per
 /// feature, `γ x̂ + β` into `cache.out`, and the running statistics moved
 /// towards the batch's by `momentum`, as burn does.
-fn norm_forward(params: &[f32], running: &mut [f32], at: &NormAt, (momentum, epsilon): (f32, f32), x: &[f32], rows: usize, cache: &mut NormCache) {
+fn norm_forward(
+    params: &[f32],
+    running: &mut [f32],
+    at: &NormAt,
+    (momentum, epsilon): (f32, f32),
+    x: &[f32],
+    rows: usize,
+    cache: &mut NormCache,
+) {
     let d = at.d;
     let x = &x[..rows * d];
     let mut mean = vec![0.0f32; d];
@@ -757,7 +872,15 @@ fn norm_forward(params: &[f32], running: &mut [f32], at: &NormAt, (momentum, eps
 /// Batch norm's backward pass: `dγ = Σ dy x̂`, `dβ = Σ dy` and
 /// `dx = γ / σ · (dy − dβ / n − x̂ dγ / n)` (a batch norm on data goes
 /// through [`norm_maxout_backward`] instead).
-fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCache, dy: &[f32], rows: usize, dx: &mut [f32]) {
+fn norm_backward(
+    params: &[f32],
+    grad: &mut [f32],
+    at: &NormAt,
+    cache: &NormCache,
+    dy: &[f32],
+    rows: usize,
+    dx: &mut [f32],
+) {
     let d = at.d;
     let (dgamma, rest) = grad[at.gamma..].split_at_mut(d);
     let dbeta = &mut rest[at.beta - at.gamma - d..][..d];
@@ -781,7 +904,15 @@ fn norm_backward(params: &[f32], grad: &mut [f32], at: &NormAt, cache: &NormCach
 /// A maxout layer: the linear map into `cache.pre`, the maximum over each
 /// unit's `pieces` columns into `cache.out` (times the dropout mask where
 /// there is one) and the winning piece into `cache.arg`.
-fn maxout_forward(params: &[f32], at: &LinearAt, pieces: usize, x: &[f32], rows: usize, mask: Option<&[f32]>, cache: &mut MaxoutCache) {
+fn maxout_forward(
+    params: &[f32],
+    at: &LinearAt,
+    pieces: usize,
+    x: &[f32],
+    rows: usize,
+    mask: Option<&[f32]>,
+    cache: &mut MaxoutCache,
+) {
     let units = at.d_out / pieces;
     cache.pre.resize(rows * at.d_out, 0.0);
     cache.out.resize(rows * units, 0.0);
@@ -804,7 +935,17 @@ fn maxout_forward(params: &[f32], at: &LinearAt, pieces: usize, x: &[f32], rows:
 /// already through the dropout mask): the gradient goes to the winning
 /// piece, then through the linear map.
 #[allow(clippy::too_many_arguments)]
-fn maxout_backward(params: &[f32], grad: &mut [f32], at: &LinearAt, pieces: usize, x: &[f32], dout: &[f32], rows: usize, cache: &mut MaxoutCache, dx: Option<&mut [f32]>) {
+fn maxout_backward(
+    params: &[f32],
+    grad: &mut [f32],
+    at: &LinearAt,
+    pieces: usize,
+    x: &[f32],
+    dout: &[f32],
+    rows: usize,
+    cache: &mut MaxoutCache,
+    dx: Option<&mut [f32]>,
+) {
     let dpre = to_winners(cache, dout, rows, at.d_out, pieces);
     linear_backward(params, grad, at, x, dpre, rows, dx);
 }
@@ -828,7 +969,17 @@ fn to_winners<'a>(cache: &'a mut MaxoutCache, dout: &[f32], rows: usize, d_out: 
 /// `dW = γ G + β dbᵀ` row by row, `dγ_j = Σ_c W_jc G_jc` and `dβ = W db`,
 /// since `dy_rj = Σ_c δ_rc W_jc`.
 #[allow(clippy::too_many_arguments)]
-fn norm_maxout_backward(params: &[f32], grad: &mut [f32], norm: &NormAt, cache: &NormCache, at: &LinearAt, pieces: usize, dout: &[f32], rows: usize, maxout: &mut MaxoutCache) {
+fn norm_maxout_backward(
+    params: &[f32],
+    grad: &mut [f32],
+    norm: &NormAt,
+    cache: &NormCache,
+    at: &LinearAt,
+    pieces: usize,
+    dout: &[f32],
+    rows: usize,
+    maxout: &mut MaxoutCache,
+) {
     let (d_in, d_out) = (at.d_in, at.d_out);
     let dpre = to_winners(maxout, dout, rows, d_out, pieces);
     bias_grad(&mut grad[at.bias..at.bias + d_out], dpre, rows);

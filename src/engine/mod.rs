@@ -105,14 +105,17 @@ impl Engine {
     /// burn for everything else; an explicit engine is
     /// returned as it is, or refused with the reason it cannot train the model.
     pub fn pick(self, spec: &FusionSpec, config: &TrainingConfig, missing: bool, device: &Device) -> Result<Engine> {
-        let on_cpu = if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
+        let on_cpu =
+            if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
         // The native and dense engines want every view; the maxout engine has burn's missing-view rule.
-        let common = on_cpu.clone().and_then(|()| if missing {
-            Err("it has no missing-view rule, and some training rows lack a view".to_string())
-        } else if config.modality_dropout > 0.0 {
-            Err("it has no missing-view rule, and modality dropout is on".to_string())
-        } else {
-            Ok(())
+        let common = on_cpu.clone().and_then(|()| {
+            if missing {
+                Err("it has no missing-view rule, and some training rows lack a view".to_string())
+            } else if config.modality_dropout > 0.0 {
+                Err("it has no missing-view rule, and modality dropout is on".to_string())
+            } else {
+                Ok(())
+            }
         });
         let identity = spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
         let features = spec.d_inputs.len() == 2 && identity;
@@ -133,7 +136,8 @@ impl Engine {
                 FusionKind::Moe => false,
             };
             if !(front && spec.head == HeadKind::Maxout && identity) {
-                Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views".to_string())
+                Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"
+                    .to_string())
             } else if config.loss.is_some_and(|l| l != task_loss) {
                 Err("it trains the task's own loss".into())
             } else {
@@ -158,7 +162,9 @@ impl Engine {
                 Ok(())
             }
         });
-        let refuse = |engine: Engine, why: String| GmuError::invalid("engine", format!("the {engine} engine cannot train this {} model: {why}", spec.kind));
+        let refuse = |engine: Engine, why: String| {
+            GmuError::invalid("engine", format!("the {engine} engine cannot train this {} model: {why}", spec.kind))
+        };
         match self {
             Engine::Auto => Ok(match (native, dense, maxout) {
                 (Ok(n), _, _) if n <= NATIVE_MAX_PARAMS => Engine::Native,
@@ -199,23 +205,44 @@ mod tests {
         let wide = spec(&ModelOptions { hidden: 512, ..toy.model.clone() }, [4096, 300], Task::Multiclass);
         assert_eq!(Engine::Auto.pick(&wide, &toy, false, &device).unwrap(), Engine::Dense);
         let task_loss = TrainingConfig { loss: None, ..toy.clone() };
-        assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss, false, &device).unwrap(), Engine::Dense);
-        assert_eq!(Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy, false, &device).unwrap(), Engine::Burn);
+        assert_eq!(
+            Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss, false, &device).unwrap(),
+            Engine::Dense
+        );
+        assert_eq!(
+            Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy, false, &device).unwrap(),
+            Engine::Burn
+        );
         // Missing views: burn. The paper's maxout models: the maxout engine, except the mixture of experts.
         assert_eq!(Engine::Auto.pick(&small, &toy, true, &device).unwrap(), Engine::Burn);
         for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum, FusionKind::AvgProbs] {
             let paper = TrainingConfig::paper(kind);
-            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, false, &device).unwrap(), Engine::Maxout);
+            assert_eq!(
+                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, false, &device).unwrap(),
+                Engine::Maxout
+            );
             // Missing views and modality dropout too: the engine has burn's missing-view rule.
-            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(), Engine::Maxout);
+            assert_eq!(
+                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(),
+                Engine::Maxout
+            );
             let dropping = TrainingConfig { modality_dropout: 0.3, ..paper.clone() };
-            assert_eq!(Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &dropping, false, &device).unwrap(), Engine::Maxout);
+            assert_eq!(
+                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &dropping, false, &device).unwrap(),
+                Engine::Maxout
+            );
         }
         let moe = TrainingConfig::paper(FusionKind::Moe);
-        assert_eq!(Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap(), Engine::Burn);
+        assert_eq!(
+            Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap(),
+            Engine::Burn
+        );
         // The feed-forward net: native only.
         let ff = Preset::Default.config(ModelKind::Ff, 0);
-        assert_eq!(Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(), Engine::Native);
+        assert_eq!(
+            Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(),
+            Engine::Native
+        );
     }
 
     /// A model with a picture CNN: `auto` picks the cnn engine for every
@@ -235,7 +262,10 @@ mod tests {
             assert_eq!(Engine::Burn.pick(&with_cnn, &config, false, &device).unwrap(), Engine::Burn);
         }
         let paper = TrainingConfig::paper(FusionKind::Gmu);
-        let err = Engine::Cnn.pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device).unwrap_err().to_string();
+        let err = Engine::Cnn
+            .pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cnn engine cannot train this gmu model") && err.contains("CNN image encoder"), "{err}");
     }
 
@@ -249,12 +279,21 @@ mod tests {
         let err = Engine::Native.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
         assert!(err.contains("native engine") && err.contains("logistic regression"), "{err}");
         let moe = TrainingConfig::paper(FusionKind::Moe);
-        let err = Engine::Maxout.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap_err().to_string();
+        let err = Engine::Maxout
+            .pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("maxout engine cannot train this moe model") && err.contains("linear sum"), "{err}");
         let toy = Preset::Seed.config(ModelKind::Gmu, 0);
-        let err = Engine::Dense.pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, false, &device).unwrap_err().to_string();
+        let err = Engine::Dense
+            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, false, &device)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("task's own loss"), "{err}");
-        let err = Engine::Native.pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, true, &device).unwrap_err().to_string();
+        let err = Engine::Native
+            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, true, &device)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing-view rule"), "{err}");
         assert_eq!(Engine::Burn.pick(&maxout, &paper, true, &device).unwrap(), Engine::Burn);
     }

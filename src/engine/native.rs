@@ -14,13 +14,13 @@
 //! stage is one loop over a contiguous buffer, with branch-free `exp`, `ln`,
 //! `tanh` and `sigmoid` below, so the compiler vectorises them.
 
-use crate::model::{ModelKind, ModelSpec};
+#[cfg(target_arch = "x86_64")]
+use super::kernels::wide_simd;
 use super::kernels::{lane_sum, sigmoid, tanh};
 pub use super::loss::LossKind;
 use super::loss::loss_and_delta;
-#[cfg(target_arch = "x86_64")]
-use super::kernels::wide_simd;
 use crate::data::Scaler;
+use crate::model::{ModelKind, ModelSpec};
 
 /// A dense layer's place in the flat parameter vector.
 #[derive(Clone, Copy, Debug)]
@@ -46,10 +46,13 @@ impl Dense {
             let column = |j: usize| x[off + j..].iter().step_by(stride);
             match d_in {
                 1 => out.iter_mut().zip(column(0)).for_each(|(o, &a)| *o = b0 + a * w[0]),
-                2 => out.iter_mut().zip(column(0)).zip(column(1)).for_each(|((o, &a), &b)| *o = b0 + a * w[0] + b * w[1]),
-                _ => x.chunks_exact(stride).zip(out.iter_mut()).for_each(|(row, o)| {
-                    *o = b0 + row[off..off + d_in].iter().zip(w).map(|(a, b)| a * b).sum::<f32>()
-                }),
+                2 => {
+                    out.iter_mut().zip(column(0)).zip(column(1)).for_each(|((o, &a), &b)| *o = b0 + a * w[0] + b * w[1])
+                }
+                _ => x
+                    .chunks_exact(stride)
+                    .zip(out.iter_mut())
+                    .for_each(|(row, o)| *o = b0 + row[off..off + d_in].iter().zip(w).map(|(a, b)| a * b).sum::<f32>()),
             }
             return;
         }
@@ -225,7 +228,9 @@ impl Network {
                 lv.forward(p, x, d, 0, &mut ws.h_1);
                 lt.forward(p, x, d, self.spec.d_v, &mut ws.h_2);
                 lz.forward(p, x, d, 0, &mut ws.z);
-                for (((hv, ht), z), h) in ws.h_1.iter_mut().zip(ws.h_2.iter_mut()).zip(ws.z.iter_mut()).zip(ws.fused.iter_mut()) {
+                for (((hv, ht), z), h) in
+                    ws.h_1.iter_mut().zip(ws.h_2.iter_mut()).zip(ws.z.iter_mut()).zip(ws.fused.iter_mut())
+                {
                     *hv = tanh(*hv);
                     *ht = tanh(*ht);
                     *z = sigmoid(*z);
@@ -249,7 +254,15 @@ impl Network {
     /// Runs a build for AVX2 + FMA where the CPU has them (checked once per
     /// process), the baseline x86-64 build elsewhere: the same arithmetic, so
     /// a run repeats exactly on the same machine.
-    pub fn loss_and_grad(&self, x: &[f32], y: &[u8], rows: &[usize], loss: LossKind, grad: &mut [f32], ws: &mut Workspace) -> f32 {
+    pub fn loss_and_grad(
+        &self,
+        x: &[f32],
+        y: &[u8],
+        rows: &[usize],
+        loss: LossKind,
+        grad: &mut [f32],
+        ws: &mut Workspace,
+    ) -> f32 {
         #[cfg(target_arch = "x86_64")]
         if wide_simd() {
             // SAFETY: `wide_simd` checked the CPU for AVX2 and FMA.
@@ -260,12 +273,28 @@ impl Network {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn loss_and_grad_avx2(&self, x: &[f32], y: &[u8], rows: &[usize], loss: LossKind, grad: &mut [f32], ws: &mut Workspace) -> f32 {
+    fn loss_and_grad_avx2(
+        &self,
+        x: &[f32],
+        y: &[u8],
+        rows: &[usize],
+        loss: LossKind,
+        grad: &mut [f32],
+        ws: &mut Workspace,
+    ) -> f32 {
         self.loss_and_grad_inline(x, y, rows, loss, grad, ws)
     }
 
     #[inline(always)]
-    fn loss_and_grad_inline(&self, x: &[f32], y: &[u8], rows: &[usize], loss: LossKind, grad: &mut [f32], ws: &mut Workspace) -> f32 {
+    fn loss_and_grad_inline(
+        &self,
+        x: &[f32],
+        y: &[u8],
+        rows: &[usize],
+        loss: LossKind,
+        grad: &mut [f32],
+        ws: &mut Workspace,
+    ) -> f32 {
         let d = self.spec.d_in();
         let all = rows.len() == y.len() && rows.iter().enumerate().all(|(i, &r)| i == r);
         let mut gathered = std::mem::take(&mut ws.gathered);

@@ -134,9 +134,16 @@ impl PackedMatrix {
     /// among rayon's threads in bands of [`MC`].
     pub fn matmul_acc(&self, x: &[f32], out: &mut [f32]) {
         let (k, n) = (self.k, self.n);
-        assert!(k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n, "x of {} values and out of {} for W [{k}, {n}]", x.len(), out.len());
+        assert!(
+            k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
+            "x of {} values and out of {} for W [{k}, {n}]",
+            x.len(),
+            out.len()
+        );
         let wide = wide_kernel();
-        out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| self.band(x, k, x.len() / k, out, n, true, wide));
+        out.par_chunks_mut(MC * n)
+            .zip(x.par_chunks(MC * k))
+            .for_each(|(out, x)| self.band(x, k, x.len() / k, out, n, true, wide));
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -166,7 +173,10 @@ impl PackedMatrix {
         if rows == 0 {
             return;
         }
-        assert!(ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n, "x or out too short for [{rows}, {k}] x [{k}, {n}]");
+        assert!(
+            ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
+            "x or out too short for [{rows}, {k}] x [{k}, {n}]"
+        );
         self.band(x, lda, rows, out, ldc, accumulate, wide_kernel());
     }
 
@@ -208,7 +218,18 @@ fn wide_kernel() -> bool {
 /// and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`; `add: false` writes `c = …`.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn tile(r: usize, wide: bool, a: &[f32], lda: usize, panel: &[f32], kc: usize, c: &mut [f32], ldc: usize, cols: usize, add: bool) {
+fn tile(
+    r: usize,
+    wide: bool,
+    a: &[f32],
+    lda: usize,
+    panel: &[f32],
+    kc: usize,
+    c: &mut [f32],
+    ldc: usize,
+    cols: usize,
+    add: bool,
+) {
     assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
     assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
     macro_rules! dispatch {
@@ -243,7 +264,16 @@ fn tile(r: usize, wide: bool, a: &[f32], lda: usize, panel: &[f32], kc: usize, c
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, add: bool) {
+unsafe fn tile_avx2<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    add: bool,
+) {
     use std::arch::x86_64::*;
     // SAFETY: bounds as the caller promises.
     unsafe {
@@ -283,7 +313,16 @@ unsafe fn tile_avx2<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc
 /// # Safety
 /// As for [`tile_avx2`], less the CPU features.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_portable<const R: usize>(a: *const f32, lda: usize, b: *const f32, kc: usize, c: *mut f32, ldc: usize, cols: usize, add: bool) {
+unsafe fn tile_portable<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: usize,
+    add: bool,
+) {
     let mut acc = [[0f32; NR]; R];
     // SAFETY: bounds as the caller promises.
     unsafe {
@@ -342,12 +381,25 @@ mod tests {
                     for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
                         packed.band(x, k, x.len() / k, out, n, true, wide);
                     }
-                    let worst = out.iter().zip(&want).zip(&start).map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs()).fold(0f64, f64::max);
-                    assert!(worst < 1e-4 * (k as f64).sqrt(), "[{m}, {k}] x [{k}, {n}] wide={wide}: max abs error {worst}");
+                    let worst = out
+                        .iter()
+                        .zip(&want)
+                        .zip(&start)
+                        .map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs())
+                        .fold(0f64, f64::max);
+                    assert!(
+                        worst < 1e-4 * (k as f64).sqrt(),
+                        "[{m}, {k}] x [{k}, {n}] wide={wide}: max abs error {worst}"
+                    );
                 }
                 let mut threaded = start.clone();
                 packed.matmul_acc(&x, &mut threaded);
-                let worst = threaded.iter().zip(&want).zip(&start).map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs()).fold(0f64, f64::max);
+                let worst = threaded
+                    .iter()
+                    .zip(&want)
+                    .zip(&start)
+                    .map(|((o, w), s)| (*o as f64 - *s as f64 - w).abs())
+                    .fold(0f64, f64::max);
                 assert!(worst < 1e-4 * (k as f64).sqrt());
             }
         }
@@ -365,7 +417,12 @@ mod tests {
             packed.affine(&x, &bias, &mut out, accumulate);
             for (i, got) in out.iter().enumerate() {
                 let residual = if accumulate { start[i] as f64 } else { 0.0 };
-                assert!((*got as f64 - residual - bias[i % n] as f64 - want[i]).abs() < 1e-4, "[{}, {}] accumulate={accumulate}", i / n, i % n);
+                assert!(
+                    (*got as f64 - residual - bias[i % n] as f64 - want[i]).abs() < 1e-4,
+                    "[{}, {}] accumulate={accumulate}",
+                    i / n,
+                    i % n
+                );
             }
         }
     }

@@ -118,7 +118,9 @@ impl Checkpoint {
     pub fn state(&self) -> Result<Option<State>> {
         let path = self.file("state.json");
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| err(&path, format!("not a checkpoint state: {e}"))),
+            Ok(text) => {
+                serde_json::from_str(&text).map(Some).map_err(|e| err(&path, format!("not a checkpoint state: {e}")))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(GmuError::io(&path, e)),
         }
@@ -196,7 +198,8 @@ impl Checkpoint {
             return Err(err(&path, format!("not a checkpoint of {n} parameters and {n_running} running statistics")));
         }
         let t = i32::from_le_bytes(bytes[..4].try_into().expect("4 bytes"));
-        let floats: Vec<f32> = bytes[12..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+        let floats: Vec<f32> =
+            bytes[12..].chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
         let (params, rest) = floats.split_at(n);
         let (m, rest) = rest.split_at(n);
         let (v, running) = rest.split_at(n);

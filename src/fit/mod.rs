@@ -29,8 +29,8 @@ use crate::engine::{Engine, LossKind};
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
 use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
-pub use crate::predict::{Evaluation, Prediction, score};
 use crate::predict::{self, MemberRef};
+pub use crate::predict::{Evaluation, Prediction, score};
 pub use report::{GateReport, ImportanceReport};
 pub use search::{Search, search, search_with};
 pub use trainer::{glorot, logits_loss};
@@ -145,7 +145,8 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
                 // token ids: never scaled, never imputed
                 return Scaler::identity(view.dim);
             }
-            let present: Vec<usize> = train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
+            let present: Vec<usize> =
+                train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
             let raw = gather(data, v, &present, &Scaler::identity(view.dim));
             let scaler = if view.image.is_some() {
                 Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
@@ -161,7 +162,10 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
 
 /// What a model directory records of each view of `data`.
 pub(crate) fn view_specs(data: &MultiviewData) -> Vec<ViewSpec> {
-    data.views.iter().map(|v| ViewSpec { name: v.name.clone(), width: v.dim, encoder: v.encoder.clone(), tokens: v.tokens }).collect()
+    data.views
+        .iter()
+        .map(|v| ViewSpec { name: v.name.clone(), width: v.dim, encoder: v.encoder.clone(), tokens: v.tokens })
+        .collect()
 }
 
 fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig, kind: FusionKind) -> FusionSpec {
@@ -178,7 +182,13 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig,
 /// `avg-probs` trains one single-modality `concat` model per view (each
 /// with its own schedule) and averages their probabilities.
 /// The returned nets live on `device`.
-pub fn fit(data: &MultiviewData, modalities: &[usize], split: &Split, config: &TrainingConfig, device: &Device) -> Result<Trained> {
+pub fn fit(
+    data: &MultiviewData,
+    modalities: &[usize],
+    split: &Split,
+    config: &TrainingConfig,
+    device: &Device,
+) -> Result<Trained> {
     fit_with(data, modalities, split, config, None, device)
 }
 
@@ -201,7 +211,10 @@ pub fn fit_with(
         return Err(GmuError::invalid("modalities", format!("view index {v} of {} views", data.views.len())));
     }
     if let Some((i, &v)) = modalities.iter().enumerate().find(|(i, v)| modalities[..*i].contains(v)) {
-        return Err(GmuError::invalid("modalities", format!("view '{}' is selected twice (position {})", data.views[v].name, i + 1)));
+        return Err(GmuError::invalid(
+            "modalities",
+            format!("view '{}' is selected twice (position {})", data.views[v].name, i + 1),
+        ));
     }
     data.validate(Path::new("data"))?;
     if let Targets::Classes { y, names } = &data.targets {
@@ -209,7 +222,10 @@ pub fn fit_with(
         split.train.iter().for_each(|&r| seen[y[r]] = true);
         if seen.iter().filter(|&&s| s).count() < 2 {
             let only = seen.iter().position(|&s| s).map_or("none", |c| names[c].as_str());
-            return Err(GmuError::invalid("data", format!("the training rows hold a single class ('{only}'); a classifier needs at least two")));
+            return Err(GmuError::invalid(
+                "data",
+                format!("the training rows hold a single class ('{only}'); a classifier needs at least two"),
+            ));
         }
     }
     if data.targets.is_multilabel() && config.loss == Some(LossKind::SoftmaxCe) {
@@ -245,7 +261,9 @@ pub fn fit_with(
         // burn's random state (initialisation, dropout masks) is global to the
         // backend: the whole member's training holds it, so every run is reproducible.
         let dir = checkpoint.map(|c| c.join(format!("member-{k}")));
-        members.push(crate::fusion::random::exclusive(|| fit_member(data, views, spec, split, config, seed, dir.as_deref(), device))?);
+        members.push(crate::fusion::random::exclusive(|| {
+            fit_member(data, views, spec, split, config, seed, dir.as_deref(), device)
+        })?);
     }
     Ok(Trained {
         config: config.clone(),
@@ -278,7 +296,10 @@ fn fit_member(
     let dev: Vec<usize> = split.dev.iter().copied().filter(|&r| sees(r)).collect();
     let names = || modalities.iter().map(|&v| data.views[v].name.as_str()).collect::<Vec<_>>().join("+");
     if train.len() < 2 {
-        return Err(GmuError::invalid("data", format!("view(s) {} are missing in almost every training row; nothing to train on", names())));
+        return Err(GmuError::invalid(
+            "data",
+            format!("view(s) {} are missing in almost every training row; nothing to train on", names()),
+        ));
     }
     if dev.is_empty() && matches!(config.schedule, Schedule::Epochs { .. }) {
         return Err(GmuError::invalid(
@@ -289,7 +310,15 @@ fn fit_member(
     let any_missing = missing.iter().any(|m| train.iter().any(|&r| m[r]));
     let scalers = fit_scalers(data, &modalities, &train, config.scaling);
     let engine = config.engine.pick(&spec, config, any_missing, inference)?;
-    let problem = trainer::Problem { data, modalities: &modalities, scalers: &scalers, train: &train, dev: &dev, missing: &missing, any_missing };
+    let problem = trainer::Problem {
+        data,
+        modalities: &modalities,
+        scalers: &scalers,
+        train: &train,
+        dev: &dev,
+        missing: &missing,
+        any_missing,
+    };
     let out = trainer::train_member(&spec, engine, &problem, config, seed, checkpoint, &device, inference)?;
     Ok(Member {
         modalities,
@@ -340,7 +369,8 @@ fn predict_views(
             }
         }
     }
-    let blind: Vec<bool> = rows.iter().map(|&r| model_views.iter().all(|&v| views[v].row(r).iter().all(|x| x.is_nan()))).collect();
+    let blind: Vec<bool> =
+        rows.iter().map(|&r| model_views.iter().all(|&v| views[v].row(r).iter().all(|x| x.is_nan()))).collect();
     let Some(prior) = prior.filter(|_| blind.contains(&true)) else {
         return predict::run(nets, views, &model_views, rows, task, importance, device);
     };
@@ -355,7 +385,11 @@ fn predict_views(
         if b {
             out.probs.extend_from_slice(prior);
             out.present.extend(std::iter::repeat_n(false, k));
-            for (mine, theirs) in [(&mut out.gate_means, &seen.gate_means), (&mut out.shares, &seen.shares), (&mut out.importance, &seen.importance)] {
+            for (mine, theirs) in [
+                (&mut out.gate_means, &seen.gate_means),
+                (&mut out.shares, &seen.shares),
+                (&mut out.importance, &seen.importance),
+            ] {
                 if theirs.is_some() || visible.is_empty() && importance {
                     mine.get_or_insert_with(Vec::new).extend(nan());
                 }
@@ -363,7 +397,11 @@ fn predict_views(
         } else {
             out.probs.extend_from_slice(&seen.probs[i * c..(i + 1) * c]);
             out.present.extend_from_slice(&seen.present[i * k..(i + 1) * k]);
-            for (mine, theirs) in [(&mut out.gate_means, &seen.gate_means), (&mut out.shares, &seen.shares), (&mut out.importance, &seen.importance)] {
+            for (mine, theirs) in [
+                (&mut out.gate_means, &seen.gate_means),
+                (&mut out.shares, &seen.shares),
+                (&mut out.importance, &seen.importance),
+            ] {
                 if let Some(t) = theirs {
                     mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
                 }
@@ -403,7 +441,12 @@ impl Trained {
     }
 
     /// Metrics and predictions on `rows`, with each view's occlusion importance.
-    pub fn evaluate_with_importance(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
+    pub fn evaluate_with_importance(
+        &self,
+        data: &MultiviewData,
+        rows: &[usize],
+        device: &Device,
+    ) -> (Evaluation, Prediction) {
         let p = predict_nets(data, &self.member_refs(), rows, true, Some(&self.prior), device);
         (score(&data.targets, rows, &p.probs, self.config.threshold), p)
     }
@@ -497,12 +540,12 @@ impl Trained {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::*;
     use super::trainer::modality_dropout;
-    use rand::SeedableRng;
-    use rand::rngs::StdRng;
+    use super::*;
     use crate::fusion::{ExpertKind, HeadKind};
     use rand::Rng;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
 
     pub(crate) fn dev() -> Device {
         Device::default()
@@ -538,7 +581,8 @@ pub(crate) mod tests {
         ];
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let targets = if multilabel {
-            let ind: Vec<u8> = y.iter().flat_map(|&c| (0..3).map(move |j| u8::from(j == c || (c == 2 && j == 0)))).collect();
+            let ind: Vec<u8> =
+                y.iter().flat_map(|&c| (0..3).map(move |j| u8::from(j == c || (c == 2 && j == 0)))).collect();
             Targets::Labels { y: ind, names }
         } else {
             Targets::Classes { y, names }
@@ -558,7 +602,8 @@ pub(crate) mod tests {
 
     /// `config` trained for exactly `n` epochs (patience `n`).
     pub(crate) fn epochs(mut config: TrainingConfig, n: usize) -> TrainingConfig {
-        config.schedule = Schedule::Epochs { max_epochs: n, patience: n, batch_size: config.schedule.batch_size().unwrap_or(32) };
+        config.schedule =
+            Schedule::Epochs { max_epochs: n, patience: n, batch_size: config.schedule.batch_size().unwrap_or(32) };
         config
     }
 
@@ -583,16 +628,36 @@ pub(crate) mod tests {
         }
         let spec = crate::encoders::EncoderSpec::new(crate::encoders::EncoderKind::WordPiece).with_max_tokens(8);
         let views = vec![
-            View { name: "tokens".into(), dim: 8, values: ids, image: None, prescaled: true, encoder: Some(spec), tokens: None },
-            View { name: "noise".into(), dim: 3, values: noise, image: None, prescaled: false, encoder: None, tokens: None },
+            View {
+                name: "tokens".into(),
+                dim: 8,
+                values: ids,
+                image: None,
+                prescaled: true,
+                encoder: Some(spec),
+                tokens: None,
+            },
+            View {
+                name: "noise".into(),
+                dim: 3,
+                values: noise,
+                image: None,
+                prescaled: false,
+                encoder: None,
+                tokens: None,
+            },
         ];
-        let data = MultiviewData { views, targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() } };
+        let data =
+            MultiviewData { views, targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() } };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut config = quick(FusionKind::Gmu);
         config.model.text_features = 8;
         config.schedule = Schedule::Epochs { max_epochs: 30, patience: 30, batch_size: 16 };
         let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        assert!(matches!(trained.members[0].spec.encoders[0], crate::fusion::EncoderSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }));
+        assert!(matches!(
+            trained.members[0].spec.encoders[0],
+            crate::fusion::EncoderSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }
+        ));
         assert_eq!(trained.members[0].engine, crate::engine::Engine::Burn);
         let test = trained.evaluate(&data, &split.test, &dev()).0;
         assert!(test.accuracy > 0.9, "LSTM + GMU on planted tokens: test accuracy {}", test.accuracy);
@@ -640,10 +705,21 @@ pub(crate) mod tests {
         assert_eq!(gates.len(), split.test.len() * 2);
         // The gate of view a is larger, on average, where view a carries the class.
         let mean = |want: bool| {
-            let g: Vec<f32> = split.test.iter().enumerate().filter(|(_, r)| informative_a[**r] == want).map(|(i, _)| gates[2 * i]).collect();
+            let g: Vec<f32> = split
+                .test
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| informative_a[**r] == want)
+                .map(|(i, _)| gates[2 * i])
+                .collect();
             g.iter().sum::<f32>() / g.len() as f32
         };
-        assert!(mean(true) > mean(false) + 0.05, "gate of a: {} where a informs, {} elsewhere", mean(true), mean(false));
+        assert!(
+            mean(true) > mean(false) + 0.05,
+            "gate of a: {} where a informs, {} elsewhere",
+            mean(true),
+            mean(false)
+        );
     }
 
     /// Every method, single-label and multilabel: the model directory loads
@@ -685,7 +761,10 @@ pub(crate) mod tests {
     #[test]
     fn modality_dropout_never_drops_every_view_and_drops_about_p() {
         let mut rng = StdRng::seed_from_u64(3);
-        assert!(modality_dropout(10, 1, 0.5, None, &mut rng).is_none() && modality_dropout(10, 3, 0.0, None, &mut rng).is_none());
+        assert!(
+            modality_dropout(10, 1, 0.5, None, &mut rng).is_none()
+                && modality_dropout(10, 3, 0.0, None, &mut rng).is_none()
+        );
         let mask = modality_dropout(20_000, 3, 0.3, None, &mut rng).unwrap();
         assert!(mask.chunks(3).all(|row| row.contains(&1.0)));
         let dropped = mask.iter().filter(|&&x| x == 0.0).count() as f64 / mask.len() as f64;
@@ -711,7 +790,15 @@ pub(crate) mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View { name: name.into(), dim: 4, values, image: None, prescaled: false, encoder: None, tokens: None };
+        let view = |name: &str, values| View {
+            name: name.into(),
+            dim: 4,
+            values,
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
         let data = MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } };
         let split = data.split(0.2, 0.2, 0).unwrap();

@@ -14,7 +14,14 @@ use crate::predict::Evaluation;
 /// Random search: `trials` configurations drawn by [`TrainingConfig::sample`]
 /// (seeded by `base.seed`; one trial trains `base` as given), each trained
 /// with [`fit`](super::fit); keeps the model with the best dev macro-F1.
-pub fn search(data: &MultiviewData, modalities: &[usize], split: &Split, base: &TrainingConfig, trials: usize, device: &Device) -> Result<Search> {
+pub fn search(
+    data: &MultiviewData,
+    modalities: &[usize],
+    split: &Split,
+    base: &TrainingConfig,
+    trials: usize,
+    device: &Device,
+) -> Result<Search> {
     search_with(data, modalities, split, base, trials, None, device)
 }
 

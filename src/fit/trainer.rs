@@ -13,7 +13,6 @@ use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{Checkpoint, State};
 use super::{EpochLog, evaluate_nets, gather};
-use crate::predict::MemberRef;
 use crate::config::{Schedule, TrainingConfig};
 use crate::data::{MultiviewData, Scaler, Targets};
 use crate::engine::cnn::CnnFronts;
@@ -24,6 +23,7 @@ use crate::engine::{Adam, Engine, LossKind};
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionNet, FusionSpec, MaxNorm, Scores};
 use crate::model::{ModelSpec, flat_params};
+use crate::predict::MemberRef;
 
 /// What one member trains on: its views, their scalers, the training rows
 /// and which of them lack a view.
@@ -64,7 +64,10 @@ impl Problem<'_> {
     /// `None` when no training row lacks a view.
     fn presence(&self, positions: &[usize]) -> Option<Vec<f32>> {
         self.any_missing.then(|| {
-            positions.iter().flat_map(|&p| self.missing.iter().map(move |m| if m[self.train[p]] { 0.0 } else { 1.0 })).collect()
+            positions
+                .iter()
+                .flat_map(|&p| self.missing.iter().map(move |m| if m[self.train[p]] { 0.0 } else { 1.0 }))
+                .collect()
         })
     }
 }
@@ -108,16 +111,31 @@ enum Trainer {
 
 impl Trainer {
     /// A trainer of `spec` on `engine`, starting from the weights of `model` (on the autodiff device).
-    fn new(engine: Engine, spec: &FusionSpec, model: FusionNet, problem: &Problem<'_>, config: &TrainingConfig) -> Result<Self> {
+    fn new(
+        engine: Engine,
+        spec: &FusionSpec,
+        model: FusionNet,
+        problem: &Problem<'_>,
+        config: &TrainingConfig,
+    ) -> Result<Self> {
         Ok(match engine {
             Engine::Native => {
                 let spec = ModelSpec::from_fusion(spec).expect("picked for a synthetic-experiment model");
                 let net = Network::new(spec, flat_params(&model));
                 let (p, q) = (problem.modalities[0], problem.modalities[1]);
-                let (xv, xt) = (gather(problem.data, p, problem.train, &problem.scalers[0]), gather(problem.data, q, problem.train, &problem.scalers[1]));
+                let (xv, xt) = (
+                    gather(problem.data, p, problem.train, &problem.scalers[0]),
+                    gather(problem.data, q, problem.train, &problem.scalers[1]),
+                );
                 let (dv, dt) = (problem.data.views[p].dim, problem.data.views[q].dim);
-                let x = xv.chunks_exact(dv).zip(xt.chunks_exact(dt)).flat_map(|(a, b)| a.iter().chain(b).copied()).collect();
-                let Targets::Classes { y, .. } = &problem.data.targets else { unreachable!("picked for one class per sample") };
+                let x = xv
+                    .chunks_exact(dv)
+                    .zip(xt.chunks_exact(dt))
+                    .flat_map(|(a, b)| a.iter().chain(b).copied())
+                    .collect();
+                let Targets::Classes { y, .. } = &problem.data.targets else {
+                    unreachable!("picked for one class per sample")
+                };
                 let y = problem.train.iter().map(|&r| y[r] as u8).collect();
                 let n = net.params.len();
                 Trainer::Native { net, adam: flat_adam(n, config), grad: vec![0.0; n], ws: Workspace::default(), x, y }
@@ -125,15 +143,29 @@ impl Trainer {
             Engine::Dense => {
                 let dense = DenseGmu::from_net(&model)?;
                 let n = dense.len();
-                Trainer::Dense { adam: flat_adam(n, config), grad: vec![0.0; n], ws: DenseWorkspace::default(), template: model.valid(), dense }
+                Trainer::Dense {
+                    adam: flat_adam(n, config),
+                    grad: vec![0.0; n],
+                    ws: DenseWorkspace::default(),
+                    template: model.valid(),
+                    dense,
+                }
             }
             Engine::Maxout => {
                 let widths: Vec<usize> = problem.modalities.iter().map(|&v| problem.data.views[v].dim).collect();
                 let net = MaxoutNet::from_net(&model, 0)?.with_views(&widths);
                 let n = net.len();
-                Trainer::Maxout { adam: flat_adam(n, config), grad: vec![0.0; n], ws: MaxoutWorkspace::default(), template: model.valid(), net }
+                Trainer::Maxout {
+                    adam: flat_adam(n, config),
+                    grad: vec![0.0; n],
+                    ws: MaxoutWorkspace::default(),
+                    template: model.valid(),
+                    net,
+                }
             }
-            Engine::Cnn => Trainer::Burn { cnn: Some(CnnFronts::new(&model)), model, optim: Box::new(burn_adam(config)) },
+            Engine::Cnn => {
+                Trainer::Burn { cnn: Some(CnnFronts::new(&model)), model, optim: Box::new(burn_adam(config)) }
+            }
             Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)), cnn: None },
         })
     }
@@ -141,7 +173,14 @@ impl Trainer {
     /// One Adam step on the training rows at `positions`, with the
     /// `[rows, K]` presence mask `present` (burn only); returns the batch loss.
     /// A non-finite loss leaves the weights as they were.
-    fn step(&mut self, problem: &Problem<'_>, positions: &[usize], present: Option<Vec<f32>>, config: &TrainingConfig, device: &Device) -> f32 {
+    fn step(
+        &mut self,
+        problem: &Problem<'_>,
+        positions: &[usize],
+        present: Option<Vec<f32>>,
+        config: &TrainingConfig,
+        device: &Device,
+    ) -> f32 {
         let max_norm = config.model.max_norm;
         match self {
             Trainer::Burn { model, optim, cnn } => {
@@ -234,7 +273,13 @@ impl Trainer {
     }
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
-    fn restore(&mut self, checkpoint: &Checkpoint, spec: &FusionSpec, config: &TrainingConfig, device: &Device) -> Result<()> {
+    fn restore(
+        &mut self,
+        checkpoint: &Checkpoint,
+        spec: &FusionSpec,
+        config: &TrainingConfig,
+        device: &Device,
+    ) -> Result<()> {
         if let Trainer::Burn { model, optim, .. } = self {
             let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
             let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
@@ -274,7 +319,9 @@ impl Trainer {
             Trainer::Burn { model, .. } => model.valid(),
             Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
             Trainer::Maxout { net, template, .. } => net.write_into(template.clone()),
-            Trainer::Native { net, .. } => net.spec().to_net(&net.params, inference).expect("the native engine's own layout"),
+            Trainer::Native { net, .. } => {
+                net.spec().to_net(&net.params, inference).expect("the native engine's own layout")
+            }
         }
     }
 }
@@ -299,7 +346,9 @@ fn burn_loss(
         .collect();
     let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
     let out = match cnn {
-        Some(fronts) => model.forward_encoded(fronts.encode(model, model.zero_missing(&inputs, mask.as_ref())), mask.as_ref()),
+        Some(fronts) => {
+            model.forward_encoded(fronts.encode(model, model.zero_missing(&inputs, mask.as_ref())), mask.as_ref())
+        }
         None => model.forward_present(&inputs, mask.as_ref()),
     };
     let targets = targets_tensor(&problem.data.targets, rows, device);
@@ -367,7 +416,10 @@ pub(super) struct Outcome {
 }
 
 fn non_finite(spec: &FusionSpec, value: f32, at: String) -> GmuError {
-    GmuError::NonFinite(format!("{} training loss is {value} at {at}; lower the learning rate or check the data", spec.kind))
+    GmuError::NonFinite(format!(
+        "{} training loss is {value} at {at}; lower the learning rate or check the data",
+        spec.kind
+    ))
 }
 
 /// The seed of epoch `epoch`'s randomness (batch order, modality dropout,
@@ -466,7 +518,14 @@ pub(super) fn train_member(
                 // Every checkpointed epoch has a best epoch (the first always improves).
                 let net = c.load_best(spec, inference)?;
                 if state.finished {
-                    return Ok(Outcome { net, history: state.history, best_epoch: state.best_epoch, step_losses: vec![], restart_losses: vec![], engine });
+                    return Ok(Outcome {
+                        net,
+                        history: state.history,
+                        best_epoch: state.best_epoch,
+                        step_losses: vec![],
+                        restart_losses: vec![],
+                        engine,
+                    });
                 }
                 trainer.restore(c, spec, config, device)?;
                 best = Some((state.best_score, net, state.best_epoch));
@@ -485,7 +544,13 @@ pub(super) fn train_member(
                     if positions.len() < 2 {
                         continue;
                     }
-                    let present = modality_dropout(positions.len(), problem.modalities.len(), config.modality_dropout, problem.presence(positions), &mut rng);
+                    let present = modality_dropout(
+                        positions.len(),
+                        problem.modalities.len(),
+                        config.modality_dropout,
+                        problem.presence(positions),
+                        &mut rng,
+                    );
                     let value = trainer.step(problem, positions, present, config, device);
                     if !value.is_finite() {
                         return Err(non_finite(spec, value, format!("epoch {epoch}")));
@@ -498,7 +563,11 @@ pub(super) fn train_member(
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
                 let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };
                 let dev = evaluate_nets(problem.data, &[member], problem.dev, config.threshold, inference).0;
-                history.push(EpochLog { epoch, train_loss: loss_sum / batches.max(1) as f64, dev_macro_f1: dev.f1.macro_ });
+                history.push(EpochLog {
+                    epoch,
+                    train_loss: loss_sum / batches.max(1) as f64,
+                    dev_macro_f1: dev.f1.macro_,
+                });
                 let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
                     if let Some(c) = &checkpoint {
@@ -566,7 +635,13 @@ impl Batches {
 /// the data (`presence`, `None` when all are), each dropped with probability
 /// `p` (modality dropout); where a row would lose every present view, one of
 /// them, drawn at random, is kept. `None` when every view stays present.
-pub(super) fn modality_dropout(rows: usize, k: usize, p: f64, presence: Option<Vec<f32>>, rng: &mut StdRng) -> Option<Vec<f32>> {
+pub(super) fn modality_dropout(
+    rows: usize,
+    k: usize,
+    p: f64,
+    presence: Option<Vec<f32>>,
+    rng: &mut StdRng,
+) -> Option<Vec<f32>> {
     if p == 0.0 || k < 2 {
         return presence;
     }

@@ -278,12 +278,19 @@ mod text_lstm_tests {
         for pooling in [TextPooling::Mean, TextPooling::Last] {
             let lstm = TextLstm::new(20, 4, 3, pooling, &device);
             let short = lstm.forward(ids(&[&[5.0, 7.0, 9.0]])).into_data().try_to_vec::<f32>().unwrap();
-            let padded = lstm.forward(ids(&[&[5.0, 7.0, 9.0, 0.0, 0.0], &[0.0; 5]])).into_data().try_to_vec::<f32>().unwrap();
+            let padded =
+                lstm.forward(ids(&[&[5.0, 7.0, 9.0, 0.0, 0.0], &[0.0; 5]])).into_data().try_to_vec::<f32>().unwrap();
             for j in 0..3 {
                 assert!((short[j] - padded[j]).abs() < 1e-6, "{pooling:?}: {short:?} vs {padded:?}");
                 assert_eq!(padded[3 + j], 0.0, "a row of padding gives zeros");
             }
-            let states = lstm.lstm.forward(lstm.embedding.forward(ids(&[&[5.0, 7.0, 9.0]]).int()), None).0.into_data().try_to_vec::<f32>().unwrap();
+            let states = lstm
+                .lstm
+                .forward(lstm.embedding.forward(ids(&[&[5.0, 7.0, 9.0]]).int()), None)
+                .0
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap();
             for j in 0..3 {
                 let want = match pooling {
                     TextPooling::Mean => (states[j] + states[3 + j] + states[6 + j]) / 3.0,

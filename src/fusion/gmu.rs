@@ -263,18 +263,13 @@ mod tests {
                 [(0.5 * x[2] + 0.2 * on).tanh(), (-0.5 * x[2]).tanh()],
                 [(-0.3 * x[3]).tanh(), (0.7 * x[3] - 0.1 * on).tanh()],
             ];
-            let logit = |col: usize| {
-                (0..4).map(|r| wz[r * 6 + col] as f64 * x[r]).sum::<f64>() + bz[col] as f64 * on
-            };
+            let logit = |col: usize| (0..4).map(|r| wz[r * 6 + col] as f64 * x[r]).sum::<f64>() + bz[col] as f64 * on;
             let mut gates = [[0.0f64; 2]; 3];
             for unit in 0..2 {
                 let l: Vec<f64> = (0..3).map(|m| logit(m * 2 + unit)).collect();
                 for m in 0..3 {
-                    gates[m][unit] = if normalize {
-                        l[m].exp() / l.iter().map(|v| v.exp()).sum::<f64>()
-                    } else {
-                        sig(l[m])
-                    };
+                    gates[m][unit] =
+                        if normalize { l[m].exp() / l.iter().map(|v| v.exp()).sum::<f64>() } else { sig(l[m]) };
                 }
             }
             let fused: Vec<f64> = (0..2).map(|u| (0..3).map(|m| gates[m][u] * h[m][u]).sum()).collect();
@@ -296,12 +291,17 @@ mod tests {
                 // Read every weight now, under the lock (burn draws them on first read).
                 let _ = gmu.gate.weight.val();
                 gmu.transforms.iter().for_each(|t| drop(t.weight.val()));
-                let inputs: Vec<Tensor<2>> =
-                    [2, 3, 1].iter().map(|&d| Tensor::random([4, d], Distribution::Uniform(-1.0, 1.0), &device)).collect();
+                let inputs: Vec<Tensor<2>> = [2, 3, 1]
+                    .iter()
+                    .map(|&d| Tensor::random([4, d], Distribution::Uniform(-1.0, 1.0), &device))
+                    .collect();
                 (gmu, inputs)
             });
             // A loss that weighs every fused unit differently, so no gradient cancels by symmetry.
-            let mix = Tensor::<2>::from_data(TensorData::new(vec![0.3f32, -0.7, 1.1, 0.5, -0.2, 0.9, 0.4, -1.3], [4, 2]), &device);
+            let mix = Tensor::<2>::from_data(
+                TensorData::new(vec![0.3f32, -0.7, 1.1, 0.5, -0.2, 0.9, 0.4, -1.3], [4, 2]),
+                &device,
+            );
             let loss_of = |g: &Gmu| (g.forward(&inputs).fused * mix.clone()).sum();
             let grads = loss_of(&gmu).backward();
             let layers = |g: &Gmu| -> Vec<Linear> { g.transforms.iter().cloned().chain([g.gate.clone()]).collect() };

@@ -11,4 +11,4 @@ pub mod random;
 
 pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm, TextPooling};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};
-pub use network::{EncoderSpec, ExpertKind, FusionKind, HeadKind, FusionNet, FusionOutput, FusionSpec, Scores, Task};
+pub use network::{EncoderSpec, ExpertKind, FusionKind, FusionNet, FusionOutput, FusionSpec, HeadKind, Scores, Task};

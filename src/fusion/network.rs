@@ -195,13 +195,21 @@ pub(crate) fn check_options(kind: FusionKind, head: HeadKind, bias: bool, hidden
         return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
     }
     match (head, kind) {
-        (HeadKind::Maxout, _) | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat) | (HeadKind::Tanh, FusionKind::Concat) => {}
+        (HeadKind::Maxout, _)
+        | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat)
+        | (HeadKind::Tanh, FusionKind::Concat) => {}
         (head, kind) => {
-            return Err(GmuError::invalid("head", format!("the {head:?} head is not available for {kind}").to_lowercase()));
+            return Err(GmuError::invalid(
+                "head",
+                format!("the {head:?} head is not available for {kind}").to_lowercase(),
+            ));
         }
     }
     if !bias && head == HeadKind::Maxout {
-        return Err(GmuError::invalid("bias", "the maxout MLP always has biases; bias = false needs a linear or tanh head"));
+        return Err(GmuError::invalid(
+            "bias",
+            "the maxout MLP always has biases; bias = false needs a linear or tanh head",
+        ));
     }
     if !(0.0..1.0).contains(&dropout) {
         return Err(GmuError::invalid("dropout", format!("must be in [0, 1), got {dropout}")));
@@ -238,7 +246,11 @@ impl FusionSpec {
     pub fn memory_bound(&self, rows: usize) -> Option<u64> {
         use crate::budget::{product, sum};
         let (h, c, k) = (self.hidden as u64, self.n_outputs as u64, self.d_inputs.len() as u64);
-        let inputs = self.encoders.iter().zip(&self.d_inputs).try_fold(0u64, |acc, (e, &d)| acc.checked_add(e.d_out(d) as u64))?;
+        let inputs = self
+            .encoders
+            .iter()
+            .zip(&self.d_inputs)
+            .try_fold(0u64, |acc, (e, &d)| acc.checked_add(e.d_out(d) as u64))?;
         // Per hidden unit: two pieces from every input (GMU transform and gate, maxout, experts),
         // the maxout MLP's two hidden layers and the output.
         let deep = self.head == HeadKind::Maxout || matches!(self.kind, FusionKind::LinearSum | FusionKind::Moe);
@@ -281,7 +293,10 @@ impl FusionSpec {
             if let EncoderSpec::Lstm { vocab, embed, d_out, .. } = *e
                 && (vocab < 2 || embed == 0 || d_out == 0)
             {
-                return Err(GmuError::invalid("encoders", "an LSTM encoder needs a vocabulary of at least 2 ids, embed ≥ 1 and d_out ≥ 1"));
+                return Err(GmuError::invalid(
+                    "encoders",
+                    "an LSTM encoder needs a vocabulary of at least 2 ids, embed ≥ 1 and d_out ≥ 1",
+                ));
             }
         }
         Ok(())
@@ -319,7 +334,9 @@ impl FusionSpec {
             .encoders
             .iter()
             .map(|e| match *e {
-                EncoderSpec::Lstm { vocab, embed, d_out, pooling } => Some(TextLstm::new(vocab, embed, d_out, pooling, device)),
+                EncoderSpec::Lstm { vocab, embed, d_out, pooling } => {
+                    Some(TextLstm::new(vocab, embed, d_out, pooling, device))
+                }
                 _ => None,
             })
             .collect();
@@ -348,7 +365,9 @@ impl FusionSpec {
                 match self.head {
                     HeadKind::Maxout => FusionHead::Concat(mlp(d, c)),
                     HeadKind::Linear => FusionHead::Linear(linear(d, c)),
-                    HeadKind::Tanh => FusionHead::Tanh(TanhHead { hidden: linear(d, self.hidden), output: linear(self.hidden, c) }),
+                    HeadKind::Tanh => {
+                        FusionHead::Tanh(TanhHead { hidden: linear(d, self.hidden), output: linear(self.hidden, c) })
+                    }
                 }
             }
             FusionKind::LinearSum => FusionHead::LinearSum(LinearSumHead {
@@ -364,8 +383,11 @@ impl FusionSpec {
                         ExpertKind::Maxout => Expert::Maxout(mlp(d, c)),
                     })
                     .collect(),
-                gate: LinearConfig::new(widths.iter().sum(), if self.tied_gates { widths.len() } else { widths.len() * c })
-                    .init(device),
+                gate: LinearConfig::new(
+                    widths.iter().sum(),
+                    if self.tied_gates { widths.len() } else { widths.len() * c },
+                )
+                .init(device),
                 tied: self.tied_gates,
             }),
         };
@@ -512,7 +534,12 @@ const PROB_FLOOR: f32 = 1e-7;
 /// modality's contribution `|z_i ⊙ h_i|`. With `present`, the missing views'
 /// gates are zeroed and the remaining ones rescaled so that each unit keeps
 /// its total gate (see [`FusionNet::forward_present`]).
-fn gated(gmu: &Gmu, encoded: &[Tensor<2>], present: Option<&Tensor<2>>, classify: impl FnOnce(Tensor<2>) -> Tensor<2>) -> FusionOutput {
+fn gated(
+    gmu: &Gmu,
+    encoded: &[Tensor<2>],
+    present: Option<&Tensor<2>>,
+    classify: impl FnOnce(Tensor<2>) -> Tensor<2>,
+) -> FusionOutput {
     let out = gmu.forward(encoded);
     let (fused, gates) = match present {
         None => (out.fused, out.gates),
@@ -573,7 +600,8 @@ impl FusionNet {
     /// - `inputs[i]`: `[batch, d_i]`; `present`: `[batch, K]`
     /// - outputs as in [`forward`](Self::forward)
     pub fn forward_present(&self, inputs: &[Tensor<2>], present: Option<&Tensor<2>>) -> FusionOutput {
-        let encoded = self.zero_missing(inputs, present).into_iter().enumerate().map(|(i, x)| self.encode(i, x)).collect();
+        let encoded =
+            self.zero_missing(inputs, present).into_iter().enumerate().map(|(i, x)| self.encode(i, x)).collect();
         self.forward_encoded(encoded, present)
     }
 
@@ -617,7 +645,8 @@ impl FusionNet {
     /// - `encoded[i]`: `[batch, d'_i]`; `present`: `[batch, K]`
     /// - outputs as in [`forward`](Self::forward)
     pub fn forward_encoded(&self, encoded: Vec<Tensor<2>>, present: Option<&Tensor<2>>) -> FusionOutput {
-        let plain = |scores: Tensor<2>| FusionOutput { scores: Scores::Logits(scores), gates: None, contributions: None };
+        let plain =
+            |scores: Tensor<2>| FusionOutput { scores: Scores::Logits(scores), gates: None, contributions: None };
         match &self.head {
             FusionHead::Gmu(head) => gated(&head.gmu, &encoded, present, |h| head.mlp.forward(h)),
             FusionHead::GmuLinear(head) => gated(&head.gmu, &encoded, present, |h| head.output.forward(h)),
@@ -848,7 +877,10 @@ mod tests {
         let p = ((sig(0.3) + sig(-0.3)) / 2.0) as f32;
         let Scores::Probs(probs) = out.scores else { panic!("a mixture gives probabilities") };
         probs.into_data().assert_approx_eq::<f32>(&TensorData::new(vec![p; 3], [1, 3]), Tolerance::absolute(1e-6));
-        out.gates.unwrap().into_data().assert_approx_eq::<f32>(&TensorData::new(vec![0.5f32; 2], [1, 2, 1]), Tolerance::absolute(1e-6));
+        out.gates
+            .unwrap()
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(vec![0.5f32; 2], [1, 2, 1]), Tolerance::absolute(1e-6));
     }
 
     /// Binary cross-entropy by hand: logits (0, 2) with targets (1, 0):
@@ -871,7 +903,8 @@ mod tests {
         let device = Device::default();
         let mut m = Maxout::new(1, 2, 2, &device);
         // unit 0 pieces: 1·x, −1·x; unit 1 pieces: 2·x, 3·x
-        m.linear.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, -1.0, 2.0, 3.0], [1, 4]), &device));
+        m.linear.weight =
+            Param::from_tensor(Tensor::from_data(TensorData::new(vec![1.0f32, -1.0, 2.0, 3.0], [1, 4]), &device));
         m.linear.bias = Some(Param::from_tensor(Tensor::zeros([4], &device)));
         let x = Tensor::from_data(TensorData::new(vec![2.0f32, -1.0], [2, 1]), &device);
         m.forward(x).into_data().assert_eq(&TensorData::new(vec![2.0f32, 6.0, 1.0, -2.0], [2, 2]), false);
@@ -885,10 +918,10 @@ mod tests {
         // column 0: (3, 4), norm 5 → clipped to norm 2; column 1: (0.6, 0.8), norm 1 → kept
         l.weight = Param::from_tensor(Tensor::from_data(TensorData::new(vec![3.0f32, 0.6, 4.0, 0.8], [2, 2]), &device));
         let l = l.map(&mut MaxNorm { limit: 2.0 });
-        l.weight.val().into_data().assert_approx_eq::<f32>(
-            &TensorData::new(vec![1.2f32, 0.6, 1.6, 0.8], [2, 2]),
-            Tolerance::absolute(1e-6),
-        );
+        l.weight
+            .val()
+            .into_data()
+            .assert_approx_eq::<f32>(&TensorData::new(vec![1.2f32, 0.6, 1.6, 0.8], [2, 2]), Tolerance::absolute(1e-6));
     }
 
     fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -1019,7 +1052,10 @@ mod tests {
             }
             let g = values(out.gates.unwrap());
             let per = g.len() / 2;
-            assert!(g[..per].iter().all(|&x| (x - 1.0).abs() < 1e-6) && g[per..].iter().all(|&x| x.abs() < 1e-6), "{g:?}");
+            assert!(
+                g[..per].iter().all(|&x| (x - 1.0).abs() < 1e-6) && g[per..].iter().all(|&x| x.abs() < 1e-6),
+                "{g:?}"
+            );
         }
     }
 
