@@ -19,7 +19,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::activation::log_sigmoid;
 use burn::tensor::{Device, Distribution, Tensor};
-use gmu::engine::Adam;
+use gmu::cpu::Adam;
 use gmu::engine::dense::{DenseGmu, DenseWorkspace};
 use gmu::engine::maxout::{MaxoutNet, MaxoutWorkspace};
 use gmu::fusion::{FusionKind, FusionSpec, Gmu, GmuConfig, HeadKind, MaxNorm, Task};

@@ -8,15 +8,16 @@
 use std::time::Instant;
 
 use gmu::config::{Preset, TrainingConfig};
+use gmu::cpu::Adam;
 use gmu::data::Scaler;
 use gmu::data::SyntheticConfig;
+use gmu::engine::Engine;
 use gmu::engine::native::{Network, Workspace};
-use gmu::engine::{Adam, Engine};
-use gmu::experiment::{Predictor, mesh};
-use gmu::fit::glorot;
-use gmu::model::ModelKind;
-use gmu::model::ModelSpec;
-use gmu::train;
+use gmu::experiments::synthetic::{Predictor, mesh};
+use gmu::fusion::synthetic::ModelKind;
+use gmu::fusion::synthetic::ModelSpec;
+use gmu::train::glorot;
+use gmu::train::synthetic;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
@@ -64,8 +65,7 @@ fn main() {
             let (mut grad, mut ws) = (vec![0.0; net.params.len()], Workspace::default());
             let rows: Vec<usize> = (0..data.len()).collect();
             for _ in 0..steps {
-                native_last =
-                    net.loss_and_grad(&x, &data.c, &rows, gmu::engine::LossKind::SigmoidBce, &mut grad, &mut ws);
+                native_last = net.loss_and_grad(&x, &data.c, &rows, gmu::cpu::LossKind::SigmoidBce, &mut grad, &mut ws);
                 adam.step(&mut net.params, &grad);
             }
             std::hint::black_box(&net.params);
@@ -76,7 +76,7 @@ fn main() {
         report("gmu-native 100 steps", times);
     }
 
-    // What a user runs: `train::train` (data to views, scaling, initialisation, the loop,
+    // What a user runs: `synthetic::train` (data to views, scaling, initialisation, the loop,
     // the kept weights back in the model), seed preset, on each engine `auto` can pick here.
     for engine in [Engine::Native, Engine::Burn] {
         let name = match engine {
@@ -93,7 +93,7 @@ fn main() {
         let mut times = vec![];
         for rep in 0..reps + 2 {
             let start = Instant::now();
-            let model = train::train(&config, &data, &device).unwrap();
+            let model = synthetic::train(&config, &data, &device).unwrap();
             std::hint::black_box(&model.net.params);
             if rep >= 2 {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
@@ -105,7 +105,7 @@ fn main() {
     // The dense GEMM engine on the same toy model (seed preset: sigmoid cross-entropy on one-hot
     // targets is its multilabel BCE), to see whether the native engine still earns its place.
     if only.as_deref().is_none_or(|o| "gmu-dense".starts_with(o)) {
-        use gmu::engine::Adam;
+        use gmu::cpu::Adam;
         use gmu::engine::dense::{DenseGmu, DenseWorkspace};
         let device = burn::tensor::Device::default();
         let net = spec.to_net(&init, &device).unwrap();
@@ -138,8 +138,8 @@ fn main() {
     }
 
     if only.as_deref().is_none_or(|o| o == "mesh") {
-        let model =
-            train::train(&Preset::Seed.config(ModelKind::Gmu, 41), &data, &burn::tensor::Device::default()).unwrap();
+        let model = synthetic::train(&Preset::Seed.config(ModelKind::Gmu, 41), &data, &burn::tensor::Device::default())
+            .unwrap();
         let predictor = Predictor::from(&model);
         let (mut build, mut times) = (vec![], vec![]);
         for rep in 0..reps.min(10) + 1 {

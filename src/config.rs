@@ -6,18 +6,19 @@
 //! for the paper's models) and the paper's random-search ranges
 //! ([`TrainingConfig::sample`]).
 //!
-//! [`fit`](crate::fit::fit) trains any config on any data: the schedule
+//! [`train`](crate::train::train) trains any config on any data: the schedule
 //! decides the loop (Adam steps with restarts, or epochs with early stopping
 //! on the dev macro-F1), the engine the arithmetic.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::LossKind;
 use crate::data::Scaling;
-use crate::engine::{Engine, LossKind};
+use crate::engine::{Engine, RunNeeds};
 use crate::error::{GmuError, Result};
+use crate::fusion::synthetic::ModelKind;
 use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionSpec, HeadKind, Task};
-use crate::model::ModelKind;
 
 /// The model, apart from what the data decide (the views' widths and
 /// encoders, the number of outputs, the task): [`ModelOptions::spec`] adds those.
@@ -143,7 +144,7 @@ impl ModelOptions {
 
     /// Checks what does not depend on the data; [`FusionSpec::validate`] checks the rest.
     pub fn validate(&self) -> Result<()> {
-        crate::fusion::network::check_options(self.fusion, self.head, self.bias, self.hidden, self.dropout)?;
+        crate::fusion::spec::check_options(self.fusion, self.head, self.bias, self.hidden, self.dropout)?;
         if let Some(m) = self.max_norm
             && !(m > 0.0 && m.is_finite())
         {
@@ -258,6 +259,17 @@ pub struct TrainingConfig {
 }
 
 impl TrainingConfig {
+    /// What this run asks of a training engine ([`Engine::pick`]), given
+    /// whether some training rows lack a view.
+    pub fn run_needs(&self, missing: bool) -> RunNeeds {
+        RunNeeds {
+            missing,
+            modality_dropout: self.modality_dropout,
+            max_norm: self.model.max_norm.is_some(),
+            loss: self.loss,
+        }
+    }
+
     /// The paper's recipe for `fusion`: its model ([`ModelOptions::paper`]),
     /// Adam at 1e-3, epochs of 64 with early stopping (100 at most, patience 10), standardised features.
     pub fn paper(fusion: FusionKind) -> Self {

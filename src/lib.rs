@@ -25,7 +25,7 @@
 //! The synthetic experiment of the paper and of the seed post, end to end:
 //!
 //! ```no_run
-//! use gmu::experiment::{run_demo, DemoOptions};
+//! use gmu::experiments::synthetic::{run_demo, DemoOptions};
 //! let device = burn::tensor::Device::default();
 //! let report = run_demo(&DemoOptions::default(), "gmu-demo".as_ref(), &device, &mut |line| eprintln!("{line}"))?;
 //! assert!(report.gmu.accuracy > 0.99);
@@ -33,50 +33,47 @@
 //! ```
 //!
 //! ## Layout
+//! Layers, bottom to top; a module imports only from its own layer or below
+//! (`tests/layers.rs` fails on an import that climbs or closes a circle, and
+//! `ARCHITECTURE.md` gives one paragraph a layer and the recipes for extending gmu):
+//! - [`error`]; [`metrics`] (F1 as scikit-learn computes it) and [`budget`] (memory checks);
+//! - [`io`] (NPY files, output folders), [`cpu`] (kernels, GEMMs, the picture CNN's
+//!   convolutions, losses, Adam), [`device`] (`--device`), [`plot`] (figures) — no model;
 //! - [`fusion`]: the GMU layer (K ≥ 2 modalities, gates returned), the paper's building
-//!   blocks, and every fusion method of its Table 2 behind [`fusion::FusionSpec`].
-//! - [`config`]: the one [`config::TrainingConfig`] of every model (model, optimiser,
-//!   schedule, engine, seed), its presets and the paper's random-search ranges.
-//! - [`fit`]: training any model on any multi-view data under that config (Adam steps
-//!   with restarts, or epochs with early stopping on dev macro-F1), gate reports, random
-//!   search; [`comparison`]: every method on one data set, side by side.
-//! - [`engine`]: the hand-written training engines beside burn's autodiff (`native` for the
-//!   synthetic experiment's small models, `dense` for the plain GMU classifier at real sizes,
-//!   `maxout` for the paper's maxout-MLP models, `cnn` for the picture CNN),
-//!   with their shared kernels, loss and Adam, each tested against burn's autodiff, and
-//!   [`engine::Engine::pick`], which chooses one for a model and a device.
-//! - [`model`]: the synthetic experiment's classifiers as `FusionSpec`s, and their flat parameter layout.
-//! - [`model_dir`]: the versioned model directory every training command writes;
-//!   [`predict`]: `Predictor::load(dir, &device)?.predict(&views)`: probabilities, gates,
-//!   contribution shares, occlusion importance, missing views.
-//! - [`robustness`]: every model of a run re-scored with noise on one view.
-//! - [`train`]: the synthetic experiment's models on that stack, in the native layout its maps use.
+//!   blocks, and every fusion method of its Table 2 behind [`fusion::FusionSpec`];
+//! - [`encoders`]: pretrained, frozen text and image encoders (MiniLM, GloVe,
+//!   EfficientNet-Lite0) fetched from PyPI wheels, and `encode` to feature files;
 //! - [`data`]: the synthetic generator, multi-view files (CSV/NPY), MM-IMDb (HDF5 and raw
-//!   archive), and the embedded mfeat and Twemoji sets.
-//! - [`encoders`]: pretrained, frozen text and image encoders (MiniLM, GloVe, EfficientNet-Lite0)
-//!   fetched from PyPI wheels, and `encode` to feature files with a sidecar naming the encoder.
-//! - [`metrics`], [`plot`]: scores (F1 as scikit-learn computes it) and figures, free of tensor types.
-//! - [`experiment`]: the demo and the paper's protocol.
+//!   archive), the embedded mfeat and Twemoji sets;
+//! - [`engine`]: the hand-written training engines beside burn's autodiff, and
+//!   [`engine::Engine::pick`], which chooses one for a model, a run and a device;
+//! - [`config`]: the one [`config::TrainingConfig`] of every model, its presets and the
+//!   paper's random-search ranges;
+//! - [`store`]: the versioned model directory every training command writes;
+//! - [`predict`]: a trained model on new data: probabilities, gates, contribution shares,
+//!   occlusion importance, missing views;
+//! - [`train`]: training any model on any multi-view data under that config (Adam steps
+//!   with restarts, or epochs with early stopping on dev macro-F1), gate reports, random
+//!   search, and the synthetic experiment's models;
+//! - [`experiments`]: the demo and the paper's protocol, every method side by side, the
+//!   robustness sweep.
 #![warn(missing_docs)]
 
 pub mod budget;
-pub mod comparison;
 pub mod config;
+pub mod cpu;
 pub mod data;
 pub mod device;
 pub mod encoders;
 pub mod engine;
 pub mod error;
-pub mod experiment;
-pub mod fit;
+pub mod experiments;
 pub mod fusion;
+pub mod io;
 pub mod metrics;
-pub mod model;
-pub mod model_dir;
-pub mod output;
 pub mod plot;
 pub mod predict;
-pub mod robustness;
+pub mod store;
 pub mod train;
 
 pub use error::{GmuError, Result};

@@ -34,7 +34,7 @@ use crate::data::{Scaler, Targets, View};
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionNet, Task};
 use crate::metrics::{F1Scores, multiclass_f1, multilabel_f1};
-use crate::model_dir::{self, ModelConfig};
+use crate::store::{self, ModelConfig};
 
 /// Rows scored per forward pass.
 pub const BATCH: usize = 512;
@@ -349,9 +349,9 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Loads a model directory (see [`model_dir`]) onto `device`.
+    /// Loads a model directory (see [`store`](crate::store)) onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
-        let (config, nets) = model_dir::load(dir, device)?;
+        let (config, nets) = store::load(dir, device)?;
         Ok(Predictor { config, nets, device: device.clone() })
     }
 

@@ -1581,7 +1581,7 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
 }
 
 fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    gmu::data::multiview::read_npy(path).unwrap()
+    gmu::io::npy::read_npy(path).unwrap()
 }
 
 #[test]

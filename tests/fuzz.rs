@@ -201,7 +201,7 @@ fn fuzz_csv_views_and_the_chunked_reader() {
 #[test]
 fn fuzz_npy_views() {
     let dir = tempfile::tempdir().unwrap();
-    let bytes = gmu::data::multiview::npy_bytes(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    let bytes = gmu::io::npy::npy_bytes(&[3, 2], &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     fuzz("npy-view", &bytes, &dir.path().join("v.npy"), &|p| gmu::data::multiview::read_view(p, None).is_ok());
     fuzz("npy-stream", &bytes, &dir.path().join("s.npy"), &|p| read_streamed(p, None));
 }
@@ -215,7 +215,7 @@ fn fuzz_label_files() {
     fuzz("labels-multihot", b"drama,comedy,horror\n1,0,1\n0,1,0\n", &dir.path().join("b.csv"), &|p| {
         gmu::data::multiview::read_label_file(p).is_ok()
     });
-    let npy_labels = gmu::data::multiview::npy_bytes(&[4], &[0.0, 1.0, 2.0, 1.0]);
+    let npy_labels = gmu::io::npy::npy_bytes(&[4], &[0.0, 1.0, 2.0, 1.0]);
     fuzz("labels-npy", &npy_labels, &dir.path().join("c.npy"), &|p| gmu::data::multiview::read_label_file(p).is_ok());
 }
 
@@ -275,7 +275,7 @@ fn fuzz_model_directory() {
     std::fs::write(model.join("model-0.safetensors"), &weights).unwrap();
     let config = std::fs::read(v1.join("config.json")).unwrap();
     let device = burn::tensor::Device::default();
-    let load = |_: &Path| gmu::model_dir::load(&model, &device).is_ok();
+    let load = |_: &Path| gmu::store::load(&model, &device).is_ok();
     fuzz("config-json", &config, &model.join("config.json"), &load);
     std::fs::write(model.join("config.json"), &config).unwrap();
     fuzz("safetensors", &weights, &model.join("model-0.safetensors"), &load);

@@ -58,7 +58,7 @@ fn worst(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn the_same_model_predicts_and_trains_alike_on_wgpu_and_the_cpu() {
     let (cpu_dev, gpu_dev) = (cpu(), wgpu());
-    assert!(!gmu::engine::is_cpu(&gpu_dev), "a wgpu device goes to burn, not the CPU engines");
+    assert!(!gmu::device::is_cpu(&gpu_dev), "a wgpu device goes to burn, not the CPU engines");
     for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum] {
         // Two independent copies of one initialisation, one moved to the GPU.
         let (on_cpu, on_gpu) = (model(kind, false), model(kind, false).to_device(&gpu_dev));

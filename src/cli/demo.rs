@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use gmu::config::Preset;
 use gmu::engine::Engine;
-use gmu::experiment::{DemoOptions, run_demo};
+use gmu::experiments::synthetic::{DemoOptions, run_demo};
 
 /// Arguments of `gmu demo`.
 #[derive(clap::Args, Debug)]
@@ -40,7 +40,7 @@ pub fn run(args: Args) -> Result<()> {
         engine: args.engine,
         test_size: args.test_size,
     };
-    let staging = gmu::output::Staging::new(&args.out, "demo", args.force).map_err(super::flags)?;
+    let staging = gmu::io::output::Staging::new(&args.out, "demo", args.force).map_err(super::flags)?;
     let report = run_demo(&options, staging.path(), &super::device(), &mut |line| super::stage(line))?;
     staging.finish()?;
     println!(

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use gmu::data::DataSource;
 use gmu::data::table::read_csv;
-use gmu::experiment::Predictor;
+use gmu::experiments::synthetic::Predictor;
 
 /// Arguments of `gmu eval`.
 #[derive(clap::Args, Debug)]

@@ -1,9 +1,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
-use gmu::comparison::{CompareOptions, compare, paper_methods, table, write_results};
 use gmu::config::TrainingConfig;
 use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, TextView, missing_text_note, read_archive, read_hdf5_text};
+use gmu::experiments::comparison::{CompareOptions, compare, paper_methods, table, write_results};
 use gmu::fusion::FusionKind;
 
 use super::stage;
@@ -127,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
             .map(|(_, v)| format!("{:.3} / {:.3} / {:.3} / {:.3}", v[0], v[1], v[2], v[3]))
     };
     let table_2 = table(&results, true, &reference);
-    let table_3 = gmu::comparison::per_label_table(&results, m.data.targets.names());
+    let table_3 = gmu::experiments::comparison::per_label_table(&results, m.data.targets.names());
     println!(
         "\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}",
         args.fit.threshold
@@ -158,7 +158,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut md = format!("# Table 2\n\n{table_2}\n# Table 3\n\n{table_3}");
     if !args.missing_rates.is_empty() {
-        let missing = gmu::comparison::missing_table(&results);
+        let missing = gmu::experiments::comparison::missing_table(&results);
         println!("\n## Test macro-F1 with a modality missing in a share of the movies\n\n{missing}");
         md.push_str(&format!("\n# Test macro-F1 with a modality missing\n\n{missing}"));
         super::multiview::draw_missing(

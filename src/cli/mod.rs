@@ -383,20 +383,23 @@ fn overwritten_input(
     model: &std::path::Path,
     source: &gmu::data::DataSource,
 ) -> Option<std::path::PathBuf> {
-    std::iter::once(model.join(gmu::model_dir::CONFIG_FILE))
-        .chain(source.paths())
-        .find(|i| gmu::error::same_file(out, i))
+    std::iter::once(model.join(gmu::store::CONFIG_FILE)).chain(source.paths()).find(|i| gmu::error::same_file(out, i))
 }
 
 /// The output folder of a long run: started afresh, or (`resume`) continued
 /// from what a killed run of the same flags left. The flags are recorded
 /// without `--resume` and `--force`, which do not change the result.
-fn staging(target: &std::path::Path, command: &str, force: bool, resume: bool) -> gmu::Result<gmu::output::Staging> {
+fn staging(
+    target: &std::path::Path,
+    command: &str,
+    force: bool,
+    resume: bool,
+) -> gmu::Result<gmu::io::output::Staging> {
     let args: Vec<String> = std::env::args().skip(2).filter(|a| a != "--resume" && a != "--force").collect();
     if resume {
-        gmu::output::Staging::resume(target, command, force, &args)
+        gmu::io::output::Staging::resume(target, command, force, &args)
     } else {
-        gmu::output::Staging::start(target, command, force, &args)
+        gmu::io::output::Staging::start(target, command, force, &args)
     }
 }
 

@@ -1,12 +1,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use gmu::comparison::{
-    CompareOptions, MethodResult, compare, missing_table, paper_methods, summarize, summary_table, table, write_results,
-};
 use gmu::config::TrainingConfig;
 use gmu::data::builtin::MFEAT_VIEWS;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
+use gmu::experiments::comparison::{
+    CompareOptions, MethodResult, compare, missing_table, paper_methods, summarize, summary_table, table, write_results,
+};
 use gmu::fusion::{ExpertKind, FusionKind};
 
 use super::stage;
@@ -180,7 +180,7 @@ pub fn run(args: Args) -> Result<()> {
             if data.targets.is_multilabel() {
                 md.push_str(&format!(
                     "\n## Per-label test F1\n\n{}",
-                    gmu::comparison::per_label_table(&results, data.targets.names())
+                    gmu::experiments::comparison::per_label_table(&results, data.targets.names())
                 ));
             }
             if args.repeats == 1 {
@@ -273,7 +273,7 @@ pub fn draw_missing(path: &std::path::Path, title: &str, results: &[MethodResult
 }
 
 /// One line per class: the mean gate of each view (GMU).
-fn gate_summary(name: &str, g: &gmu::fit::GateReport) -> String {
+fn gate_summary(name: &str, g: &gmu::train::GateReport) -> String {
     let mut s = format!("GMU contribution share per class ({name}; views {}):\n", g.modalities.join(", "));
     for (c, class) in g.classes.iter().enumerate() {
         let cells: Vec<String> = g.share[c].iter().map(|x| format!("{x:.2}")).collect();
@@ -285,7 +285,7 @@ fn gate_summary(name: &str, g: &gmu::fit::GateReport) -> String {
 /// mfeat: how much more gate the views that can tell 6 from 9 (pix, kar, fac)
 /// get than the rotation-invariant ones (fou, zer, mor), on 6s and 9s against
 /// the other digits. `None` unless both groups are among the views.
-fn six_nine(g: &gmu::fit::GateReport) -> Option<String> {
+fn six_nine(g: &gmu::train::GateReport) -> Option<String> {
     let idx = |names: &[&str]| -> Vec<usize> {
         g.modalities.iter().enumerate().filter(|(_, m)| names.contains(&m.as_str())).map(|(i, _)| i).collect()
     };

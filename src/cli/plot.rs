@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use gmu::data::DataSource;
 use gmu::data::table::read_csv;
-use gmu::experiment::{Predictor, draw_maps};
+use gmu::experiments::synthetic::{Predictor, draw_maps};
 
 /// Arguments of `gmu plot`.
 #[derive(clap::Args, Debug)]
@@ -35,7 +35,7 @@ pub fn run(args: Args) -> Result<()> {
     let predictor = Predictor::load(&args.input.model, &super::device())?;
     let data = read_csv(path)?;
     predictor.check_inputs(&data, path)?;
-    let staging = gmu::output::Staging::new(&args.out, "plot", args.force).map_err(super::flags)?;
+    let staging = gmu::io::output::Staging::new(&args.out, "plot", args.force).map_err(super::flags)?;
     draw_maps(&predictor, &data, args.resolution, staging.path())?;
     println!("wrote the maps to {}", staging.finish()?.display());
     Ok(())

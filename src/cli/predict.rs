@@ -235,7 +235,7 @@ fn raw_files(args: &Args) -> Result<bool> {
         return Ok(false);
     }
     // an unreadable model is reported by the normal path
-    let Ok(config) = gmu::model_dir::read_config(&args.model) else { return Ok(false) };
+    let Ok(config) = gmu::store::read_config(&args.model) else { return Ok(false) };
     if !config.views.iter().any(|v| v.encoder.is_some()) {
         return Ok(false);
     }

@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use gmu::experiment::{ProtocolOptions, Setting, run_protocol};
+use gmu::experiments::synthetic::{ProtocolOptions, Setting, run_protocol};
 
 /// Arguments of `gmu protocol`.
 #[derive(clap::Args, Debug)]

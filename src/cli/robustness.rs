@@ -2,10 +2,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use gmu::data::MultiviewData;
-use gmu::model_dir::{CONFIG_FILE, read_config};
+use gmu::experiments::robustness::{RobustnessReport, sweep};
 use gmu::plot::{Panel, line_panels};
 use gmu::predict::Predictor;
-use gmu::robustness::{RobustnessReport, sweep};
+use gmu::store::{CONFIG_FILE, read_config};
 
 /// Arguments of `gmu robustness`.
 #[derive(clap::Args, Debug)]
@@ -130,7 +130,7 @@ fn method_rank(method: &str) -> (usize, String) {
 }
 
 fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
-    let panels = |value: &dyn Fn(&gmu::robustness::ViewCurve) -> Option<Vec<f64>>| -> Vec<Panel> {
+    let panels = |value: &dyn Fn(&gmu::experiments::robustness::ViewCurve) -> Option<Vec<f64>>| -> Vec<Panel> {
         report
             .views
             .iter()

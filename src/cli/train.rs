@@ -2,12 +2,12 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use gmu::config::Schedule;
+use gmu::cpu::LossKind;
 use gmu::data::table::read_csv;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
-use gmu::engine::LossKind;
-use gmu::experiment::Predictor;
-use gmu::model::ModelKind;
-use gmu::train;
+use gmu::experiments::synthetic::Predictor;
+use gmu::fusion::synthetic::ModelKind;
+use gmu::train::synthetic;
 
 /// Arguments of `gmu train`. Unset flags take the preset's values.
 #[derive(clap::Args, Debug)]
@@ -42,7 +42,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let source = args.data.source(None)?;
     super::check_writable(&args.out, "--out")?;
-    gmu::output::Staging::check(&args.out, "train", args.force).map_err(super::flags)?;
+    gmu::io::output::Staging::check(&args.out, "train", args.force).map_err(super::flags)?;
     let config = args.recipe.overrides().apply(args.recipe.preset.config(args.model, args.seed));
     let device = super::device();
     let DataSource::Synthetic { path } = &source else {
@@ -64,9 +64,9 @@ pub fn run(args: Args) -> Result<()> {
             data.len()
         ));
     }
-    let model = train::train(&config, &data, &device).map_err(super::flags)?;
-    let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
-    train::save(&model, staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    let model = synthetic::train(&config, &data, &device).map_err(super::flags)?;
+    let staging = gmu::io::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
+    synthetic::save(&model, staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
     staging.finish()?;
     let eval = Predictor::from(&model).evaluate(&data);
     println!(
@@ -123,14 +123,14 @@ fn train_on(
         source.name(),
         names.join("+")
     ));
-    let trained = gmu::fit::fit(&data, &modalities, &split, &config, device).map_err(super::flags)?;
+    let trained = gmu::train::train(&data, &modalities, &split, &config, device).map_err(super::flags)?;
     let (test, _) = trained.evaluate(&data, &split.test, device);
     let record = DataRecord {
         source: source.clone(),
         split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }),
     };
     let results = serde_json::json!({ "test": test });
-    let staging = gmu::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
+    let staging = gmu::io::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
     trained
         .save(staging.path(), &config.label(), Some(record), results)
         .with_context(|| format!("saving the model to {}", args.out.display()))?;

@@ -7,8 +7,9 @@ use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use super::multiview::{NpyHeader, View, parse_record, read_csv_header, stem};
+use super::multiview::{View, parse_record, read_csv_header, stem};
 use crate::error::{GmuError, Result};
+use crate::io::npy::NpyHeader;
 
 /// One view file, read in chunks.
 pub struct ViewStream {

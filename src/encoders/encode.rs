@@ -175,7 +175,7 @@ pub fn encode_to_npy(
         let _ = std::fs::remove_file(&tmp);
         e
     };
-    let header = crate::data::multiview::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
+    let header = crate::io::npy::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
     writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
     let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
     let missing = encode_rows(
@@ -242,7 +242,7 @@ mod tests {
         let path = out.path().join("t.npy");
         let encoded = encode_to_npy(&encoder, &spec, &inputs, 3, &path, None, &mut |_, _| {}).unwrap();
         assert_eq!(encoded.missing.iter().map(|m| m.row).collect::<Vec<_>>(), vec![7]);
-        let (shape, values) = crate::data::multiview::read_npy(&path).unwrap();
+        let (shape, values) = crate::io::npy::read_npy(&path).unwrap();
         assert_eq!(shape, vec![23, 384]);
         for (i, text) in texts.iter().enumerate() {
             let row = &values[i * 384..(i + 1) * 384];

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::data::mmimdb::normalize_plot;
+use super::text::normalize_plot;
 use crate::error::{GmuError, Result};
 
 /// The GloVe table: 400,000 words × 50 values, row-major.
@@ -145,7 +145,7 @@ fn read_words(path: &Path) -> Result<Vec<String>> {
 fn read_f32_matrix(path: &Path) -> Result<(Vec<f32>, usize, bool)> {
     let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
     let bad = |m: &str| GmuError::data(path, format!("expected a 2-D float32 .npy file: {m}"));
-    let header = crate::data::multiview::NpyHeader::parse_any_order(path, &bytes)?;
+    let header = crate::io::npy::NpyHeader::parse_any_order(path, &bytes)?;
     if header.descr != "<f4" {
         return Err(bad(&format!("dtype {}", header.descr)));
     }

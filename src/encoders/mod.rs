@@ -14,22 +14,21 @@
 //! encoder atomically; [`locate`] finds an installed one. Nothing but the
 //! encoders needs them.
 //!
-//! The encoders are burn code on the inference device: [`bert::Bert`],
-//! [`effnet::EffnetLite`]; on a CPU device they run as [`bert_cpu::CpuBert`]
-//! and [`effnet_cpu::CpuEffnet`] (the same networks without burn, on the
-//! packed GEMM of [`crate::engine::packed`]; see `BENCHMARKS.md`);
+//! The encoders are burn code on the inference device: [`bert::tensor::Bert`],
+//! [`effnet::tensor::EffnetLite`]; on a CPU device they run as [`bert::cpu::CpuBert`]
+//! and [`effnet::cpu::CpuEffnet`] (the same networks without burn, on the
+//! packed GEMM of [`crate::cpu::packed`]; see `BENCHMARKS.md`);
 //! [`glove::Glove`] is a table lookup. [`Encoder`]
 //! puts the three behind one `encode` that returns a missing row (`None`, with
 //! the reason) rather than a zero vector where an input gives no features.
 
 pub mod bert;
-pub mod bert_cpu;
 pub mod effnet;
-pub mod effnet_cpu;
 pub mod encode;
 pub mod fetch;
 pub mod glove;
 pub mod image;
+pub mod text;
 pub mod weights;
 
 use std::path::{Path, PathBuf};

@@ -17,8 +17,9 @@
 //! same for `x_t`, so the forward pass is two GEMMs and the weight gradients
 //! two more.
 
-use super::kernels::{sigmoid, tanh};
-use super::loss::{LossKind, loss_and_delta};
+use crate::cpu::gemm::matmul;
+use crate::cpu::kernels::{sigmoid, tanh};
+use crate::cpu::loss::loss_and_delta;
 use crate::error::{GmuError, Result};
 use crate::fusion::network::{FusionHead, GmuLinearHead};
 use crate::fusion::{FusionNet, Task};
@@ -55,56 +56,6 @@ pub struct DenseWorkspace {
     /// Loss terms of the flat loss.
     terms: Vec<f32>,
     dh: Vec<f32>,
-}
-
-fn parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// `dst[m, n] (+)= lhs · rhs`, every matrix given by its pointer and its
-/// row and column strides (so a transpose is a swap of strides, never a copy).
-///
-/// # Safety
-/// Each pointer must cover its matrix under its strides, and `dst` must not
-/// overlap the inputs.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: *mut f32,
-    (dst_rs, dst_cs): (usize, usize),
-    accumulate: bool,
-    lhs: *const f32,
-    (lhs_rs, lhs_cs): (usize, usize),
-    rhs: *const f32,
-    (rhs_rs, rhs_cs): (usize, usize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs,
-            lhs_cs as isize,
-            lhs_rs as isize,
-            rhs,
-            rhs_cs as isize,
-            rhs_rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(),
-        )
-    }
 }
 
 impl DenseGmu {
@@ -226,23 +177,17 @@ impl DenseGmu {
         unsafe {
             matmul(
                 (rows, h2, self.d_v),
-                ws.av.as_mut_ptr(),
-                (h2, 1),
+                (ws.av.as_mut_ptr(), (h2, 1)),
                 false,
-                xv.as_ptr(),
-                (self.d_v, 1),
-                p[o_wv..].as_ptr(),
-                (h2, 1),
+                (xv.as_ptr(), (self.d_v, 1)),
+                (p[o_wv..].as_ptr(), (h2, 1)),
             );
             matmul(
                 (rows, h2, self.d_t),
-                ws.at.as_mut_ptr(),
-                (h2, 1),
+                (ws.at.as_mut_ptr(), (h2, 1)),
                 false,
-                xt.as_ptr(),
-                (self.d_t, 1),
-                p[o_wt..].as_ptr(),
-                (h2, 1),
+                (xt.as_ptr(), (self.d_t, 1)),
+                (p[o_wt..].as_ptr(), (h2, 1)),
             );
         }
         let (bv, bt, bz) = (&p[o_bv..o_bt], &p[o_bt..o_bz], &p[o_bz..o_wo]);
@@ -265,13 +210,10 @@ impl DenseGmu {
         unsafe {
             matmul(
                 (rows, c, h),
-                ws.logits.as_mut_ptr(),
-                (c, 1),
+                (ws.logits.as_mut_ptr(), (c, 1)),
                 true,
-                ws.h.as_ptr(),
-                (h, 1),
-                p[o_wo..].as_ptr(),
-                (c, 1),
+                (ws.h.as_ptr(), (h, 1)),
+                (p[o_wo..].as_ptr(), (c, 1)),
             );
         }
     }
@@ -289,7 +231,7 @@ impl DenseGmu {
         let [_, o_wt, o_bv, _, _, o_wo, o_bo, end] = self.offsets();
         // dL/dlogits by the engines' one flat loss.
         ws.dlogits.resize(rows * c, 0.0);
-        let loss = loss_and_delta(LossKind::for_task(self.task), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
+        let loss = loss_and_delta(self.task.loss(), &ws.logits, y, c, &mut ws.dlogits, &mut ws.terms);
         let p = &self.params;
         let (grad_wv_wt, rest) = grad.split_at_mut(o_bv);
         let (grad_wv, grad_wt) = grad_wv_wt.split_at_mut(o_wt);
@@ -306,23 +248,17 @@ impl DenseGmu {
         unsafe {
             matmul(
                 (h, c, rows),
-                grad_wo.as_mut_ptr(),
-                (c, 1),
+                (grad_wo.as_mut_ptr(), (c, 1)),
                 false,
-                ws.h.as_ptr(),
-                (1, h),
-                ws.dlogits.as_ptr(),
-                (c, 1),
+                (ws.h.as_ptr(), (1, h)),
+                (ws.dlogits.as_ptr(), (c, 1)),
             );
             matmul(
                 (rows, h, c),
-                ws.dh.as_mut_ptr(),
-                (h, 1),
+                (ws.dh.as_mut_ptr(), (h, 1)),
                 false,
-                ws.dlogits.as_ptr(),
-                (c, 1),
-                p[o_wo..].as_ptr(),
-                (1, c),
+                (ws.dlogits.as_ptr(), (c, 1)),
+                (p[o_wo..].as_ptr(), (1, c)),
             );
         }
         // GMU: pre-activation gradients written over av (dA_v | dA_z) and at (dA_t | dA_z).
@@ -351,23 +287,17 @@ impl DenseGmu {
         unsafe {
             matmul(
                 (self.d_v, h2, rows),
-                grad_wv.as_mut_ptr(),
-                (h2, 1),
+                (grad_wv.as_mut_ptr(), (h2, 1)),
                 false,
-                xv.as_ptr(),
-                (1, self.d_v),
-                ws.av.as_ptr(),
-                (h2, 1),
+                (xv.as_ptr(), (1, self.d_v)),
+                (ws.av.as_ptr(), (h2, 1)),
             );
             matmul(
                 (self.d_t, h2, rows),
-                grad_wt[..o_bv - o_wt].as_mut_ptr(),
-                (h2, 1),
+                (grad_wt[..o_bv - o_wt].as_mut_ptr(), (h2, 1)),
                 false,
-                xt.as_ptr(),
-                (1, self.d_t),
-                ws.at.as_ptr(),
-                (h2, 1),
+                (xt.as_ptr(), (1, self.d_t)),
+                (ws.at.as_ptr(), (h2, 1)),
             );
         }
         debug_assert_eq!(end, grad.len());
@@ -479,7 +409,7 @@ pub(crate) mod tests {
         let mut dense = DenseGmu::from_net(&net).unwrap();
         let (xv, xt, y) = batch(12, Task::Multilabel);
         let (mut grad, mut ws) = (vec![0.0; dense.len()], DenseWorkspace::default());
-        let mut adam = crate::engine::Adam::with_defaults(dense.len(), 0.05);
+        let mut adam = crate::cpu::Adam::with_defaults(dense.len(), 0.05);
         let first = dense.loss_and_grad(&xv, &xt, &y, &mut grad, &mut ws);
         let mut last = first;
         for _ in 0..100 {

@@ -12,7 +12,7 @@
 //! | [`maxout`] | the paper's models: GMU (two views), concatenation (and so the single-modality models and the members of `avg-probs`) and linear sum, each with the maxout MLP, on feature views | automatically for those |
 //! | [`cnn`] | any model with a CNN image encoder: the CNNs by hand, the rest on burn's autodiff | automatically for those |
 //!
-//! [`Engine::pick`] makes the choice for [`fit`](crate::fit::fit) from what
+//! [`Engine::pick`] makes the choice for [`train`](crate::train::train) from what
 //! the model, the data and the device need: the hand-written engines run on
 //! the CPU; `native` and `dense` want every view present and no modality
 //! dropout, `maxout` has burn's missing-view rule, `cnn` leaves that rule
@@ -27,29 +27,21 @@
 //! about 2× faster than burn, see `BENCHMARKS.md` for the figures against
 //! PyTorch); in the picture CNN it goes into layout copies and per-element
 //! loops around small convolutions (`cnn` is 4–5× faster). They share
-//! [`kernels`], [`loss`], [`adam`] and [`packed`].
+//! the kernels, loss, Adam and GEMMs of [`cpu`](crate::cpu).
 
-pub mod adam;
 pub mod cnn;
-#[cfg(test)]
-mod conformance;
 pub mod dense;
-pub mod kernels;
-pub mod loss;
 pub mod maxout;
 pub mod native;
-pub mod packed;
 
-pub use adam::Adam;
-pub use loss::LossKind;
+pub use crate::cpu::LossKind;
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainingConfig;
 use crate::error::{GmuError, Result};
+use crate::fusion::synthetic::ModelSpec;
 use crate::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind};
-use crate::model::ModelSpec;
 
 /// Which engine trains a model (`--engine`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -88,30 +80,42 @@ impl std::fmt::Display for Engine {
 /// parameters, see `BENCHMARKS.md`), the GEMM's blocked kernels on anything wide.
 pub const NATIVE_MAX_PARAMS: usize = 20_000;
 
-/// True for a device of one of burn's CPU backends, whose memory the
-/// hand-written engines share.
-pub fn is_cpu(device: &Device) -> bool {
-    let name = format!("{device:?}");
-    ["Flex", "NdArray"].iter().any(|backend| name.contains(backend))
+/// What a training run asks of an engine beyond the model itself: read off
+/// the training config ([`TrainingConfig::run_needs`](crate::config::TrainingConfig::run_needs))
+/// and the data, so this layer needs neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunNeeds {
+    /// Some training rows lack a view.
+    pub missing: bool,
+    /// The probability of dropping a view in training (0 = off).
+    pub modality_dropout: f64,
+    /// A max-norm constraint on the weights is on.
+    pub max_norm: bool,
+    /// A loss other than the task's own was asked for.
+    pub loss: Option<LossKind>,
 }
 
 impl Engine {
-    /// The engine that trains `spec` under `config` on `device`. `missing`
-    /// says whether some training rows lack a view (the native and dense
-    /// engines have no missing-view rule; the maxout engine has burn's). [`Engine::Auto`] gives the native engine
+    /// The engine that trains `spec` for a run with `needs` on `device`.
+    /// `needs.missing` says whether some training rows lack a view (the
+    /// native and dense engines have no missing-view rule; the maxout engine
+    /// has burn's). [`Engine::Auto`] gives the native engine
     /// for a small synthetic-experiment model, the dense engine for a plain GMU
     /// classifier, the maxout engine for the paper's GMU, concatenation and
     /// linear-sum models, the cnn engine for any model with a picture CNN, and
     /// burn for everything else; an explicit engine is
     /// returned as it is, or refused with the reason it cannot train the model.
-    pub fn pick(self, spec: &FusionSpec, config: &TrainingConfig, missing: bool, device: &Device) -> Result<Engine> {
-        let on_cpu =
-            if is_cpu(device) { Ok(()) } else { Err(format!("it runs on the CPU, and the device is {device:?}")) };
+    pub fn pick(self, spec: &FusionSpec, needs: &RunNeeds, device: &Device) -> Result<Engine> {
+        let on_cpu = if crate::device::is_cpu(device) {
+            Ok(())
+        } else {
+            Err(format!("it runs on the CPU, and the device is {device:?}"))
+        };
         // The native and dense engines want every view; the maxout engine has burn's missing-view rule.
         let common = on_cpu.clone().and_then(|()| {
-            if missing {
+            if needs.missing {
                 Err("it has no missing-view rule, and some training rows lack a view".to_string())
-            } else if config.modality_dropout > 0.0 {
+            } else if needs.modality_dropout > 0.0 {
                 Err("it has no missing-view rule, and modality dropout is on".to_string())
             } else {
                 Ok(())
@@ -123,12 +127,12 @@ impl Engine {
             let synthetic = ModelSpec::from_fusion(spec).ok_or_else(|| {
                 "it trains GMU → linear, concat → tanh → linear and logistic regression on two feature views, one class per sample".to_string()
             })?;
-            if config.model.max_norm.is_some() {
+            if needs.max_norm {
                 return Err("it has no max-norm constraint".into());
             }
             Ok(synthetic.n_params())
         });
-        let task_loss = LossKind::for_task(spec.task);
+        let task_loss = spec.task.loss();
         let maxout = on_cpu.clone().and_then(|()| {
             let front = match spec.kind {
                 FusionKind::Gmu => spec.d_inputs.len() == 2,
@@ -138,7 +142,7 @@ impl Engine {
             if !(front && spec.head == HeadKind::Maxout && identity) {
                 Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"
                     .to_string())
-            } else if config.loss.is_some_and(|l| l != task_loss) {
+            } else if needs.loss.is_some_and(|l| l != task_loss) {
                 Err("it trains the task's own loss".into())
             } else {
                 Ok(())
@@ -156,7 +160,7 @@ impl Engine {
                 Err("it trains the GMU with a linear head on two feature views".to_string())
             } else if !spec.bias {
                 Err("it needs the bias terms".into())
-            } else if config.loss.is_some_and(|l| l != task_loss) {
+            } else if needs.loss.is_some_and(|l| l != task_loss) {
                 Err("it trains the task's own loss".into())
             } else {
                 Ok(())
@@ -186,9 +190,9 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{ModelOptions, Preset};
+    use crate::config::{ModelOptions, Preset, TrainingConfig};
     use crate::fusion::Task;
-    use crate::model::ModelKind;
+    use crate::fusion::synthetic::ModelKind;
 
     fn spec(options: &ModelOptions, widths: [usize; 2], task: Task) -> FusionSpec {
         options.spec(widths.to_vec(), &[None, None], &[None, None], 3, task)
@@ -197,50 +201,58 @@ mod tests {
     #[test]
     fn auto_picks_by_model_size_task_and_missing_views() {
         let device = Device::default();
-        assert!(is_cpu(&device));
+        assert!(crate::device::is_cpu(&device));
         let toy = Preset::Default.config(ModelKind::Gmu, 0);
         let small = spec(&toy.model, [1, 1], Task::Multiclass);
-        assert_eq!(Engine::Auto.pick(&small, &toy, false, &device).unwrap(), Engine::Native);
+        assert_eq!(Engine::Auto.pick(&small, &toy.run_needs(false), &device).unwrap(), Engine::Native);
         // Wide: the GEMM engine; multilabel: the native engine cannot, the dense one can.
         let wide = spec(&ModelOptions { hidden: 512, ..toy.model.clone() }, [4096, 300], Task::Multiclass);
-        assert_eq!(Engine::Auto.pick(&wide, &toy, false, &device).unwrap(), Engine::Dense);
+        assert_eq!(Engine::Auto.pick(&wide, &toy.run_needs(false), &device).unwrap(), Engine::Dense);
         let task_loss = TrainingConfig { loss: None, ..toy.clone() };
         assert_eq!(
-            Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss, false, &device).unwrap(),
+            Engine::Auto
+                .pick(&spec(&toy.model, [1, 1], Task::Multilabel), &task_loss.run_needs(false), &device)
+                .unwrap(),
             Engine::Dense
         );
         assert_eq!(
-            Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy, false, &device).unwrap(),
+            Engine::Auto.pick(&spec(&toy.model, [1, 1], Task::Multilabel), &toy.run_needs(false), &device).unwrap(),
             Engine::Burn
         );
         // Missing views: burn. The paper's maxout models: the maxout engine, except the mixture of experts.
-        assert_eq!(Engine::Auto.pick(&small, &toy, true, &device).unwrap(), Engine::Burn);
+        assert_eq!(Engine::Auto.pick(&small, &toy.run_needs(true), &device).unwrap(), Engine::Burn);
         for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum, FusionKind::AvgProbs] {
             let paper = TrainingConfig::paper(kind);
             assert_eq!(
-                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, false, &device).unwrap(),
+                Engine::Auto
+                    .pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper.run_needs(false), &device)
+                    .unwrap(),
                 Engine::Maxout
             );
             // Missing views and modality dropout too: the engine has burn's missing-view rule.
             assert_eq!(
-                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper, true, &device).unwrap(),
+                Engine::Auto
+                    .pick(&spec(&paper.model, [4, 4], Task::Multilabel), &paper.run_needs(true), &device)
+                    .unwrap(),
                 Engine::Maxout
             );
             let dropping = TrainingConfig { modality_dropout: 0.3, ..paper.clone() };
             assert_eq!(
-                Engine::Auto.pick(&spec(&paper.model, [4, 4], Task::Multilabel), &dropping, false, &device).unwrap(),
+                Engine::Auto
+                    .pick(&spec(&paper.model, [4, 4], Task::Multilabel), &dropping.run_needs(false), &device)
+                    .unwrap(),
                 Engine::Maxout
             );
         }
         let moe = TrainingConfig::paper(FusionKind::Moe);
         assert_eq!(
-            Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device).unwrap(),
+            Engine::Auto.pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe.run_needs(false), &device).unwrap(),
             Engine::Burn
         );
         // The feed-forward net: native only.
         let ff = Preset::Default.config(ModelKind::Ff, 0);
         assert_eq!(
-            Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff, false, &device).unwrap(),
+            Engine::Auto.pick(&spec(&ff.model, [1, 1], Task::Multiclass), &ff.run_needs(false), &device).unwrap(),
             Engine::Native
         );
     }
@@ -256,14 +268,18 @@ mod tests {
             let mut with_cnn = spec(&config.model, [48, 4], Task::Multiclass);
             with_cnn.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 4, width: 4, d_out: 8 };
             for missing in [false, true] {
-                assert_eq!(Engine::Auto.pick(&with_cnn, &config, missing, &device).unwrap(), Engine::Cnn, "{kind}");
+                assert_eq!(
+                    Engine::Auto.pick(&with_cnn, &config.run_needs(missing), &device).unwrap(),
+                    Engine::Cnn,
+                    "{kind}"
+                );
             }
-            assert_eq!(Engine::Cnn.pick(&with_cnn, &config, false, &device).unwrap(), Engine::Cnn);
-            assert_eq!(Engine::Burn.pick(&with_cnn, &config, false, &device).unwrap(), Engine::Burn);
+            assert_eq!(Engine::Cnn.pick(&with_cnn, &config.run_needs(false), &device).unwrap(), Engine::Cnn);
+            assert_eq!(Engine::Burn.pick(&with_cnn, &config.run_needs(false), &device).unwrap(), Engine::Burn);
         }
         let paper = TrainingConfig::paper(FusionKind::Gmu);
         let err = Engine::Cnn
-            .pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper, false, &device)
+            .pick(&spec(&paper.model, [4, 4], Task::Multiclass), &paper.run_needs(false), &device)
             .unwrap_err()
             .to_string();
         assert!(err.contains("cnn engine cannot train this gmu model") && err.contains("CNN image encoder"), "{err}");
@@ -274,27 +290,27 @@ mod tests {
         let device = Device::default();
         let paper = TrainingConfig::paper(FusionKind::Concat);
         let maxout = spec(&paper.model, [4, 4], Task::Multiclass);
-        let err = Engine::Dense.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
+        let err = Engine::Dense.pick(&maxout, &paper.run_needs(false), &device).unwrap_err().to_string();
         assert!(err.contains("dense engine cannot train this concat model") && err.contains("linear head"), "{err}");
-        let err = Engine::Native.pick(&maxout, &paper, false, &device).unwrap_err().to_string();
+        let err = Engine::Native.pick(&maxout, &paper.run_needs(false), &device).unwrap_err().to_string();
         assert!(err.contains("native engine") && err.contains("logistic regression"), "{err}");
         let moe = TrainingConfig::paper(FusionKind::Moe);
         let err = Engine::Maxout
-            .pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe, false, &device)
+            .pick(&spec(&moe.model, [4, 4], Task::Multiclass), &moe.run_needs(false), &device)
             .unwrap_err()
             .to_string();
         assert!(err.contains("maxout engine cannot train this moe model") && err.contains("linear sum"), "{err}");
         let toy = Preset::Seed.config(ModelKind::Gmu, 0);
         let err = Engine::Dense
-            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, false, &device)
+            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy.run_needs(false), &device)
             .unwrap_err()
             .to_string();
         assert!(err.contains("task's own loss"), "{err}");
         let err = Engine::Native
-            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy, true, &device)
+            .pick(&spec(&toy.model, [1, 1], Task::Multiclass), &toy.run_needs(true), &device)
             .unwrap_err()
             .to_string();
         assert!(err.contains("missing-view rule"), "{err}");
-        assert_eq!(Engine::Burn.pick(&maxout, &paper, true, &device).unwrap(), Engine::Burn);
+        assert_eq!(Engine::Burn.pick(&maxout, &paper.run_needs(true), &device).unwrap(), Engine::Burn);
     }
 }

@@ -1,5 +1,5 @@
 //! A hand-differentiated `f32` engine for the small classifiers of
-//! [`model`](crate::model): forward, backward and Adam over whole batches held
+//! [`synthetic`](crate::fusion::synthetic): forward, backward and Adam over whole batches held
 //! in flat buffers, with no allocation per step.
 //!
 //! Why it exists: on the synthetic problem (400 samples, a few dozen
@@ -15,12 +15,12 @@
 //! `tanh` and `sigmoid` below, so the compiler vectorises them.
 
 #[cfg(target_arch = "x86_64")]
-use super::kernels::wide_simd;
-use super::kernels::{lane_sum, sigmoid, tanh};
-pub use super::loss::LossKind;
-use super::loss::loss_and_delta;
+use crate::cpu::kernels::wide_simd;
+use crate::cpu::kernels::{lane_sum, sigmoid, tanh};
+pub use crate::cpu::loss::LossKind;
+use crate::cpu::loss::loss_and_delta;
 use crate::data::Scaler;
-use crate::model::{ModelKind, ModelSpec};
+use crate::fusion::synthetic::{ModelKind, ModelSpec};
 
 /// A dense layer's place in the flat parameter vector.
 #[derive(Clone, Copy, Debug)]
@@ -466,7 +466,7 @@ impl Network {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::engine::kernels::{exp, ln};
+    use crate::cpu::kernels::{exp, ln};
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
@@ -541,7 +541,7 @@ pub(crate) mod tests {
     #[test]
     fn adam_matches_a_hand_computed_first_step() {
         // First step: m̂ = g, v̂ = g², so the step is lr·g/(|g| + ε) ≈ lr·sign(g).
-        let mut adam = crate::engine::Adam::new(2, 0.1, 0.9, 0.999, 1e-8);
+        let mut adam = crate::cpu::Adam::new(2, 0.1, 0.9, 0.999, 1e-8);
         let mut p = vec![1.0, -1.0];
         adam.step(&mut p, &[0.5, -2.0]);
         assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 0.9).abs() < 1e-6, "{p:?}");

@@ -9,7 +9,14 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::cpu::conv::{CnnDims, CnnEngine, CnnParams};
+
+/// A tensor's values, row-major.
+fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
+}
 
 /// A maxout layer: `pieces` linear maps of the input, and the element-wise
 /// maximum over them (Goodfellow et al., 2013).
@@ -178,15 +185,42 @@ impl SmallCnn {
     /// - output: `[batch, d_out]`
     ///
     /// On a plain CPU device (inference) this runs the hand-written engine
-    /// ([`crate::engine::cnn`]), which computes the same function; on any
+    /// ([`cpu::conv`](crate::cpu::conv)), which computes the same function; on any
     /// other device (an autodiff one included) it runs
     /// [`forward_burn`](Self::forward_burn).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
         let device = x.device();
-        if crate::engine::cnn::runs_on(&device) {
-            return crate::engine::cnn::infer(self, x);
+        // A plain (not autodiff) CPU device: the hand-written CNN.
+        if crate::device::is_cpu(&device) && !format!("{device:?}").contains("Autodiff") {
+            let [batch, _] = x.dims();
+            let mut engine = CnnEngine::new(self.cpu_dims(), &self.cpu_params());
+            let features = engine.infer(&values(x));
+            return Tensor::from_data(TensorData::new(features, [batch, engine.d_out()]), &device);
         }
         self.forward_burn(x)
+    }
+
+    /// The sizes the CPU CNN ([`cpu::conv`](crate::cpu::conv)) needs.
+    pub fn cpu_dims(&self) -> CnnDims {
+        let [c, h, w] = self.shape;
+        let [c1, ..] = self.conv_1.weight.dims();
+        let [c2, ..] = self.conv_2.weight.dims();
+        let [_, d_out] = self.project.weight.dims();
+        CnnDims { c, h, w, c1, c2, d_out }
+    }
+
+    /// The current weights as the CPU CNN reads them (burn's layouts; an absent bias is zeros).
+    pub fn cpu_params(&self) -> CnnParams {
+        let dims = self.cpu_dims();
+        let bias = |b: &Option<Param<Tensor<1>>>, n: usize| b.as_ref().map_or(vec![0.0; n], |b| values(b.val()));
+        CnnParams {
+            conv_1_weight: values(self.conv_1.weight.val()),
+            conv_1_bias: bias(&self.conv_1.bias, dims.c1),
+            conv_2_weight: values(self.conv_2.weight.val()),
+            conv_2_bias: bias(&self.conv_2.bias, dims.c2),
+            project_weight: values(self.project.weight.val()),
+            project_bias: bias(&self.project.bias, dims.d_out),
+        }
     }
 
     /// [`forward`](Self::forward) in burn's operations, on any device.

@@ -12,18 +12,20 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{Checkpoint, State};
-use super::{EpochLog, evaluate_nets, gather};
+use super::{evaluate_nets, gather};
 use crate::config::{Schedule, TrainingConfig};
+use crate::cpu::{Adam, LossKind};
 use crate::data::{MultiviewData, Scaler, Targets};
+use crate::engine::Engine;
 use crate::engine::cnn::CnnFronts;
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
 use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
 use crate::engine::native::{Network, Workspace};
-use crate::engine::{Adam, Engine, LossKind};
 use crate::error::{GmuError, Result};
+use crate::fusion::synthetic::{ModelSpec, flat_params};
 use crate::fusion::{FusionNet, FusionSpec, MaxNorm, Scores};
-use crate::model::{ModelSpec, flat_params};
 use crate::predict::MemberRef;
+use crate::store::EpochLog;
 
 /// What one member trains on: its views, their scalers, the training rows
 /// and which of them lack a view.
@@ -86,7 +88,7 @@ fn flat_adam(n: usize, config: &TrainingConfig) -> Adam {
 
 /// An error unless every weight of `net` is finite (`at` says when it was checked).
 fn check_weights(spec: &FusionSpec, net: &FusionNet, at: &str) -> Result<()> {
-    match crate::model_dir::first_non_finite(net) {
+    match crate::store::first_non_finite(net) {
         Some(name) => Err(GmuError::NonFinite(format!(
             "{} weight {name} is NaN or infinite after {at}; lower the learning rate or check the data",
             spec.kind
@@ -360,7 +362,7 @@ fn burn_loss(
 
 /// The loss of [`LossKind`] in burn ops on logits, mean over the batch
 /// (and over the classes for sigmoid cross-entropy): burn's side of
-/// [`loss_and_delta`](crate::engine::loss::loss_and_delta).
+/// [`loss_and_delta`](crate::cpu::loss::loss_and_delta).
 ///
 /// # Shapes
 /// - `logits`, `targets` (0/1): `[batch, classes]`; output: `[1]`

@@ -24,9 +24,9 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::EpochLog;
 use crate::error::{GmuError, Result, write_atomic};
 use crate::fusion::{FusionNet, FusionSpec};
+use crate::store::EpochLog;
 
 /// The early-stopping state after an epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -132,11 +132,11 @@ impl Checkpoint {
     }
 
     fn save_net(&self, name: &str, net: &FusionNet) -> Result<()> {
-        crate::model_dir::write_weights(&self.file(name), net)
+        crate::store::write_weights(&self.file(name), net)
     }
 
     fn load_net(&self, name: &str, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
-        crate::model_dir::read_weights(&self.file(name), spec, device)
+        crate::store::read_weights(&self.file(name), spec, device)
     }
 
     /// Saves the best epoch's weights.

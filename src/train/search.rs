@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{Trained, fit_with};
+use super::{Trained, train_with};
 use crate::config::TrainingConfig;
 use crate::data::{MultiviewData, Split};
 use crate::error::{GmuError, Result};
@@ -13,7 +13,7 @@ use crate::predict::Evaluation;
 
 /// Random search: `trials` configurations drawn by [`TrainingConfig::sample`]
 /// (seeded by `base.seed`; one trial trains `base` as given), each trained
-/// with [`fit`](super::fit); keeps the model with the best dev macro-F1.
+/// with [`train`](super::train); keeps the model with the best dev macro-F1.
 pub fn search(
     data: &MultiviewData,
     modalities: &[usize],
@@ -26,7 +26,7 @@ pub fn search(
 }
 
 /// [`search`], each trial checkpointed in `checkpoint/trial-<t>/` (see
-/// [`fit_with`]): a killed search resumes, finished trials included.
+/// [`train_with`]): a killed search resumes, finished trials included.
 pub fn search_with(
     data: &MultiviewData,
     modalities: &[usize],
@@ -45,7 +45,7 @@ pub fn search_with(
     for t in 0..trials {
         let config = if trials == 1 { base.clone() } else { base.sample(&mut rng) };
         let dir = checkpoint.map(|c| c.join(format!("trial-{t}")));
-        let trained = fit_with(data, modalities, split, &config, dir.as_deref(), device)?;
+        let trained = train_with(data, modalities, split, &config, dir.as_deref(), device)?;
         let dev = trained.evaluate(data, &split.dev, device).0;
         log.push((config, dev.f1.macro_));
         if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {

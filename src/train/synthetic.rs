@@ -1,6 +1,6 @@
 //! The synthetic experiment's models on the one stack: [`train`] turns the
 //! synthetic data into two views (`v`, `t`) and trains a synthetic-experiment
-//! classifier with [`fit`] under its [`TrainingConfig`]
+//! classifier with [`train`](super::train) under its [`TrainingConfig`]
 //! (usually a [`Preset`](crate::config::Preset): Adam steps with restarts),
 //! then hands back the weights in the native engine's layout, which scores
 //! the 1000×1000 maps fast. [`save`] writes the same model directory every
@@ -10,19 +10,19 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
+use super::{Trained, train as train_views};
 use crate::config::TrainingConfig;
+use crate::cpu::LossKind;
 use crate::data::{Scaler, Split, SyntheticData};
-use crate::engine::LossKind;
 use crate::engine::native::Network;
 use crate::error::{GmuError, Result};
-use crate::fit::{Trained, fit};
-use crate::model::{ModelSpec, flat_params};
-use crate::model_dir;
+use crate::fusion::synthetic::{ModelSpec, flat_params};
+use crate::store;
 
 /// A trained synthetic-experiment model: the fit and its weights in the native layout.
 #[derive(Debug)]
 pub struct TrainedModel {
-    /// What [`fit`] returned (one member).
+    /// What [`train`](super::train) returned (one member).
     pub trained: Trained,
     /// Input scaling over the joined inputs `[x_v, x_t]`, fitted on the training data.
     pub scaler: Scaler,
@@ -79,14 +79,14 @@ pub fn train(config: &TrainingConfig, data: &SyntheticData, device: &Device) -> 
         return Err(GmuError::invalid("data", "no training samples"));
     }
     let split = Split { train: (0..data.len()).collect(), dev: vec![], test: vec![] };
-    let trained = fit(&data.to_multiview(), &[0, 1], &split, config, device)?;
+    let trained = train_views(&data.to_multiview(), &[0, 1], &split, config, device)?;
     let member = &trained.members[0];
     let spec = ModelSpec::from_fusion(&member.spec).expect("a synthetic-experiment model");
     let net = Network::new(spec, flat_params(&member.net));
     Ok(TrainedModel { scaler: joined_scaler(&member.scalers), net, trained })
 }
 
-/// Saves the model directory (see [`model_dir`]) in `dir`.
+/// Saves the model directory (see [`store`](crate::store)) in `dir`.
 pub fn save(model: &TrainedModel, dir: &Path) -> Result<()> {
     model.trained.save(dir, &model.config().label(), None, serde_json::Value::Null)
 }
@@ -96,8 +96,8 @@ pub fn save(model: &TrainedModel, dir: &Path) -> Result<()> {
 /// views): its training config, its scaler over the joined inputs
 /// `[x_v, x_t]`, and the weights in the native engine.
 pub fn load(dir: &Path, device: &Device) -> Result<(TrainingConfig, Scaler, Network)> {
-    let (config, nets) = model_dir::load(dir, device)?;
-    let path = dir.join(model_dir::CONFIG_FILE);
+    let (config, nets) = store::load(dir, device)?;
+    let path = dir.join(store::CONFIG_FILE);
     let spec = (config.members.len() == 1).then(|| ModelSpec::from_fusion(&config.members[0].spec)).flatten();
     let Some(spec) = spec else {
         return Err(GmuError::Store {
@@ -120,7 +120,7 @@ pub(crate) mod tests {
     use crate::config::{Preset, Schedule};
     use crate::data::{Scaling, SyntheticConfig};
     use crate::engine::Engine;
-    use crate::model::ModelKind;
+    use crate::fusion::synthetic::ModelKind;
 
     pub(crate) fn toy(seed: u64) -> SyntheticData {
         SyntheticConfig::default().generate(&mut StdRng::seed_from_u64(seed)).unwrap()
@@ -169,7 +169,7 @@ pub(crate) mod tests {
         assert_eq!(training, config);
         assert_eq!(scaler, model.scaler);
         assert_eq!(net.params, model.net.params);
-        let saved = model_dir::read_config(dir.path()).unwrap();
+        let saved = store::read_config(dir.path()).unwrap();
         assert_eq!(saved.members[0].step_losses, model.history());
         assert_eq!(saved.members[0].restart_losses.len(), 10);
     }
@@ -188,7 +188,7 @@ pub(crate) mod tests {
             let predictor = crate::predict::Predictor::load(dir.path(), &device).unwrap();
             let views = data.to_multiview().views;
             let p = predictor.predict(&views).unwrap();
-            let (prob, gate) = crate::experiment::Predictor::from(&model).predict(&data.joined());
+            let (prob, gate) = crate::experiments::synthetic::Predictor::from(&model).predict(&data.joined());
             for i in 0..data.len() {
                 assert!(
                     (p.probs[2 * i + 1] - prob[i]).abs() < 1e-5,

@@ -7,178 +7,28 @@
 //! (eps 1e-3) is folded into the convolutions at load (frozen weights);
 //! padding is TensorFlow's "SAME", asymmetric for stride 2. The features are
 //! the 1280 channels of the head, averaged over space, before `_fc`.
+//!
+//! The network comes in two forms over one [`config`]: [`tensor::EffnetLite`]
+//! (burn, any device) and [`cpu::CpuEffnet`] (channels-last on the CPU,
+//! tested against the first); [`ImageEncoder`] picks by the device it is
+//! given. This folder owns EfficientNet-Lite0; it imports the weight reader,
+//! the image decoder and the CPU kernels below it, never the data or training layers.
+
+pub mod config;
+pub mod cpu;
+pub mod tensor;
+
+pub use config::{BN_EPS, LITE0_STRIDES};
 
 use std::path::Path;
 
-use burn::tensor::activation::relu6;
-use burn::tensor::module::conv2d;
-use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::effnet_cpu::CpuEffnet;
-use super::image::{CROP, decode, preprocess};
-use super::weights::Weights;
-use crate::error::{GmuError, Result};
-
-/// EfficientNet-Lite0's block strides (stages of 1, 2, 2, 3, 3, 4, 1 blocks).
-pub const LITE0_STRIDES: [usize; 16] = [1, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1, 1, 1, 1];
-/// Batch-norm epsilon of the TensorFlow checkpoints.
-pub const BN_EPS: f64 = 1e-3;
-
-/// A convolution with its batch norm folded in.
-struct Conv {
-    weight: Tensor<4>,
-    bias: Tensor<1>,
-    kernel: usize,
-    stride: usize,
-    groups: usize,
-}
-
-/// `conv` followed by `bn`, folded: `W' = W·γ/√(σ²+ε)`, `b' = β − μ·γ/√(σ²+ε)`.
-/// Returns the folded weight (PyTorch's `[out, in/groups, k, k]` order), the
-/// bias `[out]` and the weight's shape.
-pub(crate) fn fold(w: &Weights, conv: &str, bn: &str) -> Result<(Vec<f32>, Vec<f32>, [usize; 4])> {
-    let name = format!("{conv}.weight");
-    let shape = w.shape(&name).ok_or_else(|| GmuError::data(w.path(), format!("no tensor '{name}'")))?.to_vec();
-    let [out, per_group, k, k2] = shape[..] else {
-        return Err(GmuError::data(w.path(), format!("tensor '{name}' has shape {shape:?}, expected 4 dimensions")));
-    };
-    if k != k2 {
-        return Err(GmuError::data(w.path(), format!("tensor '{name}' has a non-square kernel {k}×{k2}")));
-    }
-    let weight = w.values(&name, &shape)?;
-    let get = |s: &str| w.values(&format!("{bn}.{s}"), &[out]);
-    let (gamma, beta, mean, var) = (get("weight")?, get("bias")?, get("running_mean")?, get("running_var")?);
-    let per_out = per_group * k * k;
-    let mut folded = vec![0f32; weight.len()];
-    let mut bias = vec![0f32; out];
-    for o in 0..out {
-        let s = gamma[o] as f64 / (var[o] as f64 + BN_EPS).sqrt();
-        for i in 0..per_out {
-            folded[o * per_out + i] = (weight[o * per_out + i] as f64 * s) as f32;
-        }
-        bias[o] = (beta[o] as f64 - mean[o] as f64 * s) as f32;
-    }
-    Ok((folded, bias, [out, per_group, k, k]))
-}
-
-/// TensorFlow's "SAME" padding along one axis of `size`: the output size
-/// `⌈size/stride⌉` and the padding before and after (the larger half after,
-/// as TensorFlow puts it).
-pub(crate) fn same_padding(size: usize, kernel: usize, stride: usize) -> (usize, usize, usize) {
-    let out = size.div_ceil(stride);
-    let total = ((out - 1) * stride + kernel).saturating_sub(size);
-    (out, total / 2, total - total / 2)
-}
-
-impl Conv {
-    /// `conv` followed by `bn`, folded (see [`fold`]).
-    fn folded(w: &Weights, conv: &str, bn: &str, stride: usize, depthwise: bool, device: &Device) -> Result<Conv> {
-        let (folded, bias, shape) = fold(w, conv, bn)?;
-        let groups = if depthwise { shape[0] } else { 1 };
-        Ok(Conv {
-            weight: Tensor::from_data(TensorData::new(folded, shape), device),
-            bias: Tensor::from_data(TensorData::new(bias, [shape[0]]), device),
-            kernel: shape[2],
-            stride,
-            groups,
-        })
-    }
-
-    /// `x` `[n, c, h, w]` → `[n, out, ⌈h/s⌉, ⌈w/s⌉]` with "SAME" padding.
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let [_, _, h, w] = x.dims();
-        let pad = |size: usize| {
-            let (_, before, after) = same_padding(size, self.kernel, self.stride);
-            (before, after)
-        };
-        let options = ConvOptions::new_with_padding([self.stride; 2], [pad(h), pad(w)], [1, 1], self.groups);
-        conv2d(x, self.weight.clone(), Some(self.bias.clone()), options)
-    }
-}
-
-struct Block {
-    expand: Option<Conv>,
-    depthwise: Conv,
-    project: Conv,
-    skip: bool,
-}
-
-/// EfficientNet-Lite with frozen, folded weights.
-pub struct EffnetLite {
-    stem: Conv,
-    blocks: Vec<Block>,
-    head: Conv,
-    classifier: Option<(Tensor<2>, Tensor<1>)>,
-    features: usize,
-}
-
-impl EffnetLite {
-    /// Builds the network from lukemelas-style tensors; `strides` gives each
-    /// block's stride (the only thing the shapes do not say).
-    pub fn from_weights(w: &Weights, strides: &[usize], device: &Device) -> Result<EffnetLite> {
-        let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
-        if n_blocks != strides.len() {
-            return Err(GmuError::data(
-                w.path(),
-                format!("{n_blocks} blocks, expected {} (EfficientNet-Lite0)", strides.len()),
-            ));
-        }
-        let stem = Conv::folded(w, "_conv_stem", "_bn0", 2, false, device)?;
-        let mut blocks = Vec::with_capacity(n_blocks);
-        let mut channels = stem.weight.dims()[0];
-        for (i, &stride) in strides.iter().enumerate() {
-            let p = format!("_blocks.{i}");
-            let expand = if w.has(&format!("{p}._expand_conv.weight")) {
-                Some(Conv::folded(w, &format!("{p}._expand_conv"), &format!("{p}._bn0"), 1, false, device)?)
-            } else {
-                None
-            };
-            let depthwise =
-                Conv::folded(w, &format!("{p}._depthwise_conv"), &format!("{p}._bn1"), stride, true, device)?;
-            let project = Conv::folded(w, &format!("{p}._project_conv"), &format!("{p}._bn2"), 1, false, device)?;
-            let out = project.weight.dims()[0];
-            blocks.push(Block { expand, depthwise, project, skip: stride == 1 && out == channels });
-            channels = out;
-        }
-        let head = Conv::folded(w, "_conv_head", "_bn1", 1, false, device)?;
-        let features = head.weight.dims()[0];
-        let classifier = match w.shape("_fc.weight") {
-            Some(s) => Some((w.linear("_fc.weight", features, s[0], device)?, w.tensor("_fc.bias", [s[0]], device)?)),
-            None => None,
-        };
-        Ok(EffnetLite { stem, blocks, head, classifier, features })
-    }
-
-    /// Width of the pooled features (1280).
-    pub fn features(&self) -> usize {
-        self.features
-    }
-
-    /// Pooled features `[n, 1280]` of images `[n, 3, h, w]` (normalised `(x − 127)/128`).
-    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
-        let mut x = relu6(self.stem.forward(x));
-        for block in &self.blocks {
-            let input = x.clone();
-            if let Some(expand) = &block.expand {
-                x = relu6(expand.forward(x));
-            }
-            x = relu6(block.depthwise.forward(x));
-            x = block.project.forward(x);
-            if block.skip {
-                x = x + input;
-            }
-        }
-        let x = relu6(self.head.forward(x));
-        let [n, c, _, _] = x.dims();
-        x.mean_dim(3).mean_dim(2).reshape([n, c])
-    }
-
-    /// ImageNet logits `[n, 1000]` from pooled features, if the file has `_fc`.
-    pub fn classify(&self, features: Tensor<2>) -> Option<Tensor<2>> {
-        self.classifier.as_ref().map(|(w, b)| features.matmul(w.clone()) + b.clone().unsqueeze_dim::<2>(0))
-    }
-}
+use crate::encoders::image::{CROP, decode, preprocess};
+use crate::encoders::weights::Weights;
+use crate::error::Result;
+use cpu::CpuEffnet;
+use tensor::EffnetLite;
 
 /// The network behind an [`ImageEncoder`]: the channels-last CPU forward on
 /// a CPU device, burn's module elsewhere.
@@ -197,7 +47,7 @@ impl ImageEncoder {
     /// device the network is [`CpuEffnet`], elsewhere burn's [`EffnetLite`].
     pub fn load(path: &Path, device: &Device) -> Result<ImageEncoder> {
         let weights = Weights::read(path)?;
-        let network = if crate::engine::is_cpu(device) {
+        let network = if crate::device::is_cpu(device) {
             Network::Cpu(CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?)
         } else {
             Network::Burn(Box::new(EffnetLite::from_weights(&weights, &LITE0_STRIDES, device)?), device.clone())
@@ -300,7 +150,7 @@ pub(crate) mod tests {
     /// `scripts/encoder_reference.py`, `tiny_effnet`: timm-free PyTorch (conv + batch
     /// norm in eval mode, TF "SAME" padding) on the same weights: features then logits.
     pub(crate) const TINY_REFERENCE: ([[f32; 16]; 2], [[f32; 5]; 2]) =
-        include!("../../tests/fixtures/encoders/tiny_effnet_reference.txt");
+        include!("../../../tests/fixtures/encoders/tiny_effnet_reference.txt");
 
     #[test]
     fn tiny_effnet_matches_pytorch() {

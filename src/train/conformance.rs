@@ -7,21 +7,22 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::dense::{DenseGmu, DenseWorkspace};
-use super::native::Workspace;
-use super::{Engine, LossKind};
 use crate::config::{Preset, TrainingConfig};
-use crate::fit::{fit, logits_loss};
+use crate::cpu::LossKind;
+use crate::engine::Engine;
+use crate::engine::dense::{DenseGmu, DenseWorkspace};
+use crate::engine::native::Workspace;
 use crate::fusion::network::FusionHead;
+use crate::fusion::synthetic::{ModelKind, ModelSpec, linears};
 use crate::fusion::{FusionKind, FusionNet, HeadKind, Scores, Task};
-use crate::model::{ModelKind, ModelSpec, linears};
-use crate::train::train;
+use crate::train::synthetic;
+use crate::train::{logits_loss, train};
 
 // The helpers are the engines' and fit's own test fixtures.
-use super::dense::tests::{batch, spec};
-use super::native::tests::{random_problem, specs};
-use crate::fit::tests::{dev, planted, quick};
-use crate::train::tests::{steps, toy};
+use crate::engine::dense::tests::{batch, spec};
+use crate::engine::native::tests::{random_problem, specs};
+use crate::train::synthetic::tests::{steps, toy};
+use crate::train::tests::{dev, planted, quick};
 
 /// Splits row-major `[n, d_v + d_t]` inputs into the two modality tensors.
 fn split_inputs(x: &[f32], d_v: usize, d_t: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
@@ -44,8 +45,8 @@ fn fits_like_burn(
     config: &TrainingConfig,
     what: &str,
 ) -> Vec<Engine> {
-    let ours = fit(data, &[0, 1], split, config, &dev()).unwrap();
-    let burn = fit(data, &[0, 1], split, &TrainingConfig { engine: Engine::Burn, ..config.clone() }, &dev()).unwrap();
+    let ours = train(data, &[0, 1], split, config, &dev()).unwrap();
+    let burn = train(data, &[0, 1], split, &TrainingConfig { engine: Engine::Burn, ..config.clone() }, &dev()).unwrap();
     assert!(burn.members.iter().all(|m| m.engine == Engine::Burn), "{what}");
     for (a, b) in ours.members.iter().zip(&burn.members) {
         for (x, y) in a.history.iter().zip(&b.history) {
@@ -93,7 +94,7 @@ fn forward_matches_the_burn_module() {
     for spec in specs() {
         let (net, x, _) = random_problem(&spec, &mut rng);
         let model = spec.to_net(&net.params, &device).unwrap();
-        assert_eq!(crate::model::flat_params(&model), net.params);
+        assert_eq!(crate::fusion::synthetic::flat_params(&model), net.params);
         let n = x.len() / spec.d_in();
         let (xv, xt) = split_inputs(&x, spec.d_v, spec.d_t, &device);
         let out = model.forward(&[xv, xt]);
@@ -145,9 +146,9 @@ fn native_and_burn_engines_agree_step_by_step() {
     for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
         let mut config = steps(Preset::Seed.config(kind, 4), 25, 1);
         config.engine = Engine::Native;
-        let native = train(&config, &data, &Device::default()).unwrap();
+        let native = synthetic::train(&config, &data, &Device::default()).unwrap();
         config.engine = Engine::Burn;
-        let burn = train(&config, &data, &Device::default()).unwrap();
+        let burn = synthetic::train(&config, &data, &Device::default()).unwrap();
         assert_eq!((native.trained.members[0].engine, burn.trained.members[0].engine), (Engine::Native, Engine::Burn));
         for (a, b) in native.history().iter().zip(burn.history()) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history(), burn.history());
@@ -219,7 +220,7 @@ fn dense_and_burn_engines_train_the_same_model() {
     for multilabel in [false, true] {
         let data = planted(200, multilabel, 4);
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
+        let mut config = crate::train::tests::epochs(quick(FusionKind::Gmu), 4);
         (config.model.head, config.engine) = (HeadKind::Linear, Engine::Dense);
         assert_eq!(fits_like_burn(&data, &split, &config, &format!("multilabel={multilabel}")), [Engine::Dense]);
     }
@@ -231,7 +232,7 @@ fn dense_and_burn_engines_train_the_same_model() {
 fn native_and_burn_engines_train_the_same_epochs() {
     let data = planted(200, false, 6);
     let split = data.split(0.2, 0.2, 0).unwrap();
-    let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 4);
+    let mut config = crate::train::tests::epochs(quick(FusionKind::Gmu), 4);
     (config.model.head, config.model.max_norm, config.engine) = (HeadKind::Linear, None, Engine::Native);
     assert_eq!(fits_like_burn(&data, &split, &config, "native"), [Engine::Native]);
 }
@@ -246,11 +247,11 @@ mod maxout {
     use super::fits_like_burn;
     use crate::engine::Engine;
     use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
-    use crate::fit::fit;
-    use crate::fit::tests::{dev, planted, quick};
     use crate::fusion::blocks::MaxoutMlp;
     use crate::fusion::network::FusionHead;
     use crate::fusion::{FusionKind, FusionNet, FusionSpec, MaxNorm, Scores, Task};
+    use crate::train::tests::{dev, planted, quick};
+    use crate::train::train;
 
     const KINDS: [FusionKind; 3] = [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum];
 
@@ -420,7 +421,7 @@ mod maxout {
         for kind in KINDS {
             let task = Task::Multilabel;
             let (mut engine, mut net) = perturbed(kind, task, &device);
-            let mut adam = crate::engine::Adam::with_defaults(engine.len(), 0.01);
+            let mut adam = crate::cpu::Adam::with_defaults(engine.len(), 0.01);
             let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
             let (mut grad, mut ws) = (vec![0.0; engine.len()], MaxoutWorkspace::default());
             for step in 0..10 {
@@ -457,7 +458,7 @@ mod maxout {
         ] {
             let data = planted(160, multilabel, 5);
             let split = data.split(0.2, 0.2, 0).unwrap();
-            let mut config = crate::fit::tests::epochs(quick(kind), 3);
+            let mut config = crate::train::tests::epochs(quick(kind), 3);
             config.model.dropout = 0.0;
             let engines = fits_like_burn(&data, &split, &config, &kind.to_string());
             assert!(engines.iter().all(|&e| e == Engine::Maxout), "{kind}: auto picks the maxout engine");
@@ -475,7 +476,7 @@ mod maxout {
                 data.views[1].values[r * 4..(r + 1) * 4].fill(f32::NAN);
             }
             let split = data.split(0.2, 0.2, 0).unwrap();
-            let mut config = crate::fit::tests::epochs(quick(kind), 3);
+            let mut config = crate::train::tests::epochs(quick(kind), 3);
             (config.model.dropout, config.modality_dropout) = (0.0, 0.3);
             assert_eq!(fits_like_burn(&data, &split, &config, &kind.to_string()), [Engine::Maxout], "{kind}");
         }
@@ -486,9 +487,9 @@ mod maxout {
     fn training_with_dropout_is_reproducible() {
         let data = planted(120, true, 2);
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 2);
-        let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let config = crate::train::tests::epochs(quick(FusionKind::Gmu), 2);
+        let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         assert_eq!(a.members[0].engine, Engine::Maxout);
         assert_eq!(a.predict(&data, &split.test, &dev()).probs, b.predict(&data, &split.test, &dev()).probs);
     }
@@ -629,27 +630,30 @@ mod cnn {
     /// missing (a missing picture is zero before its CNN).
     #[test]
     fn every_fusion_gets_burns_loss_and_gradients_through_the_engine() {
-        let device = dev().autodiff();
-        let kinds = [
-            (FusionKind::Gmu, ExpertKind::Maxout),
-            (FusionKind::Concat, ExpertKind::Maxout),
-            (FusionKind::LinearSum, ExpertKind::Maxout),
-            (FusionKind::Moe, ExpertKind::Maxout),
-            (FusionKind::Moe, ExpertKind::Logistic),
-        ];
-        for ((kind, experts), missing) in kinds.into_iter().flat_map(|k| [(k, false), (k, true)]) {
-            let net = picture_net(kind, experts, &device);
-            let x = [
-                Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
-                Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
+        // burn's random state is shared: draw from it under the lock (see fusion::random).
+        crate::fusion::random::exclusive(|| {
+            let device = dev().autodiff();
+            let kinds = [
+                (FusionKind::Gmu, ExpertKind::Maxout),
+                (FusionKind::Concat, ExpertKind::Maxout),
+                (FusionKind::LinearSum, ExpertKind::Maxout),
+                (FusionKind::Moe, ExpertKind::Maxout),
+                (FusionKind::Moe, ExpertKind::Logistic),
             ];
-            let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 * 7) % 3)).collect();
-            let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
-            let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 4 != 1), 1.0]).collect();
-            let mask = missing.then(|| Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device));
-            let what = format!("{kind} ({experts:?} experts, missing pictures {missing})");
-            step_like_burn(&net, &mut CnnFronts::new(&net), &x, y, mask.as_ref(), &what);
-        }
+            for ((kind, experts), missing) in kinds.into_iter().flat_map(|k| [(k, false), (k, true)]) {
+                let net = picture_net(kind, experts, &device);
+                let x = [
+                    Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
+                    Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
+                ];
+                let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 * 7) % 3)).collect();
+                let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
+                let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 4 != 1), 1.0]).collect();
+                let mask = missing.then(|| Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device));
+                let what = format!("{kind} ({experts:?} experts, missing pictures {missing})");
+                step_like_burn(&net, &mut CnnFronts::new(&net), &x, y, mask.as_ref(), &what);
+            }
+        });
     }
 
     /// `fit` with the CNNs on the engine (picked by `auto`) and all on burn,
@@ -668,7 +672,7 @@ mod cnn {
     fn cnn_and_burn_engines_train_the_same_gmu() {
         let data = pictures(150, 4);
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let mut config = crate::fit::tests::epochs(quick(FusionKind::Gmu), 3);
+        let mut config = crate::train::tests::epochs(quick(FusionKind::Gmu), 3);
         config.model.image_features = 8;
         assert_eq!(
             fits_like_burn(&data, &split, &config, "gmu"),
@@ -687,23 +691,26 @@ mod cnn {
     /// correct runs part ways after a few steps, as they do with a batch norm.
     #[test]
     fn missing_pictures_get_burns_gradients_along_a_run() {
-        let device = dev().autodiff();
-        let mut net = picture_net(FusionKind::Gmu, ExpertKind::Maxout, &device);
-        let mut adam = burn::optim::AdamConfig::new().init();
-        let mut fronts = CnnFronts::new(&net);
-        let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 3 != 0), 1.0]).collect();
-        let mask = Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device);
-        for step in 0..12 {
-            device.seed(step);
-            let x = [
-                Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
-                Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
-            ];
-            let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 + step as usize) % 3)).collect();
-            let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
-            let grads = step_like_burn(&net, &mut fronts, &x, y, Some(&mask), &format!("step {step}"));
-            net = adam.step(0.01, net, grads).map(&mut crate::fusion::MaxNorm { limit: 1.0 });
-        }
+        // burn's random state is shared: draw from it under the lock (see fusion::random).
+        crate::fusion::random::exclusive(|| {
+            let device = dev().autodiff();
+            let mut net = picture_net(FusionKind::Gmu, ExpertKind::Maxout, &device);
+            let mut adam = burn::optim::AdamConfig::new().init();
+            let mut fronts = CnnFronts::new(&net);
+            let present: Vec<f32> = (0..32).flat_map(|r| [f32::from(r % 3 != 0), 1.0]).collect();
+            let mask = Tensor::<2>::from_data(TensorData::new(present, [32, 2]), &device);
+            for step in 0..12 {
+                device.seed(step);
+                let x = [
+                    Tensor::random([32, 64], Distribution::Uniform(0.0, 1.0), &device),
+                    Tensor::random([32, 4], Distribution::Uniform(-1.0, 1.0), &device),
+                ];
+                let y: Vec<f32> = (0..96).map(|i| f32::from(i % 3 == (i / 3 + step as usize) % 3)).collect();
+                let y = Tensor::<2>::from_data(TensorData::new(y, [32, 3]), &device);
+                let grads = step_like_burn(&net, &mut fronts, &x, y, Some(&mask), &format!("step {step}"));
+                net = adam.step(0.01, net, grads).map(&mut crate::fusion::MaxNorm { limit: 1.0 });
+            }
+        });
     }
 
     /// Late fusion: the picture's member on the cnn engine, the features'
@@ -712,10 +719,10 @@ mod cnn {
     fn late_fusion_with_a_picture_picks_both_engines_and_is_reproducible() {
         let data = pictures(120, 5);
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let mut config = crate::fit::tests::epochs(quick(FusionKind::AvgProbs), 2);
+        let mut config = crate::train::tests::epochs(quick(FusionKind::AvgProbs), 2);
         config.model.image_features = 8;
-        let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         assert_eq!(a.members.iter().map(|m| m.engine).collect::<Vec<_>>(), [Engine::Cnn, Engine::Maxout]);
         assert_eq!(a.predict(&data, &split.test, &dev()).probs, b.predict(&data, &split.test, &dev()).probs);
     }

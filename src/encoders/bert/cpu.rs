@@ -1,5 +1,5 @@
 //! MiniLM's forward pass on the CPU without burn: the same BERT as
-//! [`Bert`](super::bert::Bert), with its weights as flat row-major `f32`, the
+//! [`Bert`](super::tensor::Bert), with its weights as flat row-major `f32`, the
 //! matrix products through the GEMM the dense engine uses, and the
 //! element-wise work fused into one pass per step (bias + GELU; bias +
 //! residual, then layer norm).
@@ -12,12 +12,11 @@
 
 use rayon::prelude::*;
 
-use super::weights::Weights;
-use crate::engine::kernels::{exp, gelu, lane_sum, wide_variant};
-use crate::engine::packed::PackedMatrix;
+use super::config::BertConfig;
+use crate::cpu::kernels::{exp, gelu, lane_sum, wide_variant};
+use crate::cpu::packed::PackedMatrix;
+use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
-
-use super::bert::BertConfig;
 
 struct Norm {
     gamma: Vec<f32>,
@@ -112,7 +111,7 @@ impl Default for AttentionScratch {
 const ROWS_PER_TASK: usize = 32;
 
 impl CpuBert {
-    /// Builds the encoder from Hugging Face BERT tensors, as [`Bert::from_weights`](super::bert::Bert::from_weights) does.
+    /// Builds the encoder from Hugging Face BERT tensors, as [`Bert::from_weights`](super::tensor::Bert::from_weights) does.
     pub fn from_weights(w: &Weights, config: BertConfig) -> Result<CpuBert> {
         let word_shape = w.shape("embeddings.word_embeddings.weight").ok_or_else(|| {
             GmuError::data(w.path(), "no tensor 'embeddings.word_embeddings.weight': not a BERT checkpoint")
@@ -386,7 +385,7 @@ fn lanes_max(x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encoders::bert::Bert;
+    use crate::encoders::bert::tensor::Bert;
     use crate::encoders::bert::tests::{TINY_IDS, tiny_bert_weights};
     use burn::tensor::Device;
 

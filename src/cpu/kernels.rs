@@ -124,7 +124,7 @@ macro_rules! wide_variant {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
-            if $crate::engine::kernels::wide_simd() {
+            if $crate::cpu::kernels::wide_simd() {
                 #[target_feature(enable = "avx2,fma")]
                 fn wide($($arg: $ty),*) $(-> $ret)? {
                     $body($($arg),*)

@@ -18,9 +18,9 @@ use rand::seq::SliceRandom;
 
 use crate::config::TrainingConfig;
 use crate::data::View;
-use crate::fit::{Evaluation, GateReport, ImportanceReport, Trained, score, search_with};
 use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
+use crate::train::{Evaluation, GateReport, ImportanceReport, Trained, score, search_with};
 
 /// One row of a comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -213,7 +213,7 @@ pub fn compare(
     let mut results = Vec::new();
     // The selected single-modality models, by view: `avg-probs` averages these (the
     // paper's late fusion of the best single-modality models) when they were trained.
-    let mut singles: Vec<(usize, crate::fit::Trained)> = Vec::new();
+    let mut singles: Vec<(usize, crate::train::Trained)> = Vec::new();
     for (method, views, config) in jobs {
         // Where this method's model directory and its epoch checkpoints go (`single:a` → `single-a`).
         let saved = options
@@ -229,18 +229,18 @@ pub fn compare(
                 .flat_map(|v| singles.iter().find(|(s, _)| s == v).expect("checked").1.members.clone())
                 .collect();
             let seconds = singles.iter().map(|(_, t)| t.seconds).sum();
-            let trained = crate::fit::Trained {
+            let trained = crate::train::Trained {
                 config: config.clone(),
-                views: crate::fit::view_specs(data),
+                views: crate::train::view_specs(data),
                 outputs: data.targets.names().to_vec(),
-                prior: crate::fit::label_prior(&data.targets, &split.train),
+                prior: crate::train::label_prior(&data.targets, &split.train),
                 members,
                 seconds,
             };
             let dev = trained.evaluate(data, &split.dev, device).0;
             (trained, dev)
         } else if let Some((dir, _)) = &saved
-            && dir.join(crate::model_dir::CONFIG_FILE).exists()
+            && dir.join(crate::store::CONFIG_FILE).exists()
         {
             // Resuming a killed run: this method finished and was saved whole.
             let trained = Trained::load(dir, data, split, device)?;
@@ -508,7 +508,7 @@ mod tests {
             },
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let mut base = crate::fit::tests::epochs(TrainingConfig::paper(FusionKind::AvgProbs), 3);
+        let mut base = crate::train::tests::epochs(TrainingConfig::paper(FusionKind::AvgProbs), 3);
         base.model.hidden = 8;
         let options = CompareOptions {
             modalities: vec![0, 1],
@@ -527,7 +527,7 @@ mod tests {
         );
         // Rebuild the two single models and average them by hand.
         let single = |v: usize| {
-            crate::fit::fit(
+            crate::train::train(
                 &data,
                 &[v],
                 &split,
@@ -541,7 +541,7 @@ mod tests {
             single(1).predict(&data, &split.test, &device).probs,
         );
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
-        let expected = crate::fit::score(&data.targets, &split.test, &mean, 0.5);
+        let expected = crate::train::score(&data.targets, &split.test, &mean, 0.5);
         assert_eq!(results[2].test, expected);
     }
 
@@ -571,16 +571,16 @@ mod tests {
         };
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = Device::default();
-        let mut config = crate::fit::tests::epochs(TrainingConfig::paper(FusionKind::Concat), 5);
+        let mut config = crate::train::tests::epochs(TrainingConfig::paper(FusionKind::Concat), 5);
         (config.model.hidden, config.optimizer.lr, config.model.dropout) = (8, 0.01, 0.0);
-        let fused = crate::fit::fit(&data, &[0, 1], &split, &config, &device).unwrap();
+        let fused = crate::train::train(&data, &[0, 1], &split, &config, &device).unwrap();
         let rates = [0.0, 0.5, 1.0];
         let curves = missing_view_curves(&fused, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
         let clean = fused.evaluate(&data, &split.test, &device).0;
         assert_eq!(curves.len(), 2);
         assert_eq!(curves[0].accuracy[0], clean.accuracy);
         assert!(curves[0].macro_f1.iter().all(|x| x.is_finite()));
-        let single = crate::fit::fit(&data, &[0], &split, &config, &device).unwrap();
+        let single = crate::train::train(&data, &[0], &split, &config, &device).unwrap();
         let curves = missing_view_curves(&single, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
         assert!(curves[0].accuracy[1].is_nan() && curves[0].accuracy[2].is_nan(), "{curves:?}");
         assert_eq!(curves[1].accuracy, vec![curves[1].accuracy[0]; 3], "a view it does not read changes nothing");

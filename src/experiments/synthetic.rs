@@ -12,15 +12,16 @@ use rand::rngs::StdRng;
 use serde::Serialize;
 
 use crate::config::{Overrides, Preset, Schedule};
+use crate::cpu::LossKind;
 use crate::data::Scaler;
 use crate::data::{SyntheticConfig, SyntheticData};
+use crate::engine::Engine;
 use crate::engine::native::{Network, Workspace};
-use crate::engine::{Engine, LossKind};
 use crate::error::{GmuError, Result, write_atomic};
+use crate::fusion::synthetic::ModelKind;
 use crate::metrics::{Tally, accuracy, pearson};
-use crate::model::ModelKind;
 use crate::plot::{self, Colormap, MeshMap};
-use crate::train::{self, TrainedModel};
+use crate::train::synthetic::{self, TrainedModel};
 
 /// A trained model ready to score raw (unscaled) inputs.
 #[derive(Clone, Debug)]
@@ -49,10 +50,10 @@ pub struct Evaluation {
 }
 
 impl Predictor {
-    /// Loads a model directory written by [`train::save`] (the weights are
+    /// Loads a model directory written by [`synthetic::save`] (the weights are
     /// read through `device`, then scored by the native engine).
     pub fn load(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
-        let (training, scaler, net) = train::load(dir, device)?;
+        let (training, scaler, net) = synthetic::load(dir, device)?;
         Ok(Predictor { net, scaler, loss: training.loss.unwrap_or(LossKind::SoftmaxCe) })
     }
 
@@ -291,8 +292,8 @@ pub fn run_demo(
         if let Schedule::Steps { steps, restarts, .. } = config.schedule {
             progress(&format!("training {kind} ({restarts} restarts × {steps} Adam steps, engine {})", config.engine));
         }
-        let model = train::train(&config, &data, device)?;
-        train::save(&model, &out.join(kind.to_string()))?;
+        let model = synthetic::train(&config, &data, device)?;
+        synthetic::save(&model, &out.join(kind.to_string()))?;
         trained.push(model);
     }
     let (gmu, ff) = (&trained[0], &trained[1]);
@@ -407,8 +408,8 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
     let data = data_config.generate(&mut StdRng::seed_from_u64(seed))?;
     let test = fresh_draw(&data_config, seed, options.test_size)?;
     let config = |kind| options.overrides.apply(options.preset.config(kind, seed));
-    let gmu = train::train(&config(ModelKind::Gmu), &data, device)?;
-    let logreg = train::train(&config(ModelKind::Logreg), &data, device)?;
+    let gmu = synthetic::train(&config(ModelKind::Gmu), &data, device)?;
+    let logreg = synthetic::train(&config(ModelKind::Logreg), &data, device)?;
     let g = Predictor::from(&gmu).evaluate(&test);
     let l = Predictor::from(&logreg).evaluate(&test);
     Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) }) // a collapsed (constant) gate counts as no correlation

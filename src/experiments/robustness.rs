@@ -234,8 +234,8 @@ mod tests {
     use super::*;
     use crate::config::{Schedule, TrainingConfig};
     use crate::data::MultiviewData;
-    use crate::fit::fit;
     use crate::fusion::FusionKind;
+    use crate::train::train;
 
     #[test]
     fn relative_robustness_is_one_without_loss_and_the_area_otherwise() {
@@ -253,7 +253,7 @@ mod tests {
                 let mut config = TrainingConfig::paper(kind);
                 (config.model.hidden, config.model.dropout, config.optimizer.lr) = (8, 0.1, 0.01);
                 config.schedule = Schedule::Epochs { max_epochs: 20, patience: 20, batch_size: 32 };
-                let trained = fit(data, &[0, 1], split, &config, &device).unwrap();
+                let trained = train(data, &[0, 1], split, &config, &device).unwrap();
                 let path = dir.join(kind.to_string());
                 trained.save(&path, &kind.to_string(), None, serde_json::Value::Null).unwrap();
                 (kind.to_string(), Predictor::load(&path, &device).unwrap())

@@ -31,8 +31,18 @@ use crate::config::TrainingConfig;
 use crate::data::{DataRecord, Scaler};
 use crate::engine::Engine;
 use crate::error::{GmuError, Result, temp_path, write_atomic};
-use crate::fit::EpochLog;
 use crate::fusion::{FusionNet, FusionSpec, Task};
+
+/// One line of the training log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochLog {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean minibatch loss over the epoch.
+    pub train_loss: f64,
+    /// Macro-F1 on the dev split after the epoch.
+    pub dev_macro_f1: f64,
+}
 
 /// The model directory format this version writes (it reads format 1 too).
 pub const FORMAT_VERSION: u32 = 2;

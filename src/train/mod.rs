@@ -13,27 +13,30 @@
 //! + a threshold.
 
 mod checkpoint;
+#[cfg(test)]
+mod conformance;
+mod member;
 pub mod report;
 pub mod search;
-mod trainer;
+pub mod synthetic;
 
 use std::path::Path;
 use std::time::Instant;
 
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Schedule, TrainingConfig};
+use crate::cpu::LossKind;
 use crate::data::{DataRecord, MultiviewData, Scaler, Scaling, Split, Targets, View};
-use crate::engine::{Engine, LossKind};
+use crate::engine::Engine;
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
-use crate::model_dir::{self, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
 use crate::predict::{self, MemberRef};
 pub use crate::predict::{Evaluation, Prediction, score};
+use crate::store::{self, EpochLog, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
+pub use member::{glorot, logits_loss};
 pub use report::{GateReport, ImportanceReport};
 pub use search::{Search, search, search_with};
-pub use trainer::{glorot, logits_loss};
 
 /// One trained network and the views it reads.
 #[derive(Clone, Debug)]
@@ -57,17 +60,6 @@ pub struct Member {
     pub step_losses: Vec<f32>,
     /// Final training loss of every restart (steps schedule; the kept one is the smallest).
     pub restart_losses: Vec<f32>,
-}
-
-/// One line of the training log.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochLog {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean minibatch loss over the epoch.
-    pub train_loss: f64,
-    /// Macro-F1 on the dev split after the epoch.
-    pub dev_macro_f1: f64,
 }
 
 /// A trained model: one member, or one per modality for `avg-probs`.
@@ -182,20 +174,20 @@ fn spec_for(data: &MultiviewData, modalities: &[usize], config: &TrainingConfig,
 /// `avg-probs` trains one single-modality `concat` model per view (each
 /// with its own schedule) and averages their probabilities.
 /// The returned nets live on `device`.
-pub fn fit(
+pub fn train(
     data: &MultiviewData,
     modalities: &[usize],
     split: &Split,
     config: &TrainingConfig,
     device: &Device,
 ) -> Result<Trained> {
-    fit_with(data, modalities, split, config, None, device)
+    train_with(data, modalities, split, config, None, device)
 }
 
-/// [`fit`], checkpointing every epoch of the epochs schedule into
+/// [`train`], checkpointing every epoch of the epochs schedule into
 /// `checkpoint/member-<k>/` and resuming from what a killed run left there:
 /// the result is the same, bit for bit, as an uninterrupted run's.
-pub fn fit_with(
+pub fn train_with(
     data: &MultiviewData,
     modalities: &[usize],
     split: &Split,
@@ -309,8 +301,8 @@ fn fit_member(
     }
     let any_missing = missing.iter().any(|m| train.iter().any(|&r| m[r]));
     let scalers = fit_scalers(data, &modalities, &train, config.scaling);
-    let engine = config.engine.pick(&spec, config, any_missing, inference)?;
-    let problem = trainer::Problem {
+    let engine = config.engine.pick(&spec, &config.run_needs(any_missing), inference)?;
+    let problem = member::Problem {
         data,
         modalities: &modalities,
         scalers: &scalers,
@@ -319,7 +311,7 @@ fn fit_member(
         missing: &missing,
         any_missing,
     };
-    let out = trainer::train_member(&spec, engine, &problem, config, seed, checkpoint, &device, inference)?;
+    let out = member::train_member(&spec, engine, &problem, config, seed, checkpoint, &device, inference)?;
     Ok(Member {
         modalities,
         spec,
@@ -503,7 +495,7 @@ impl Trained {
     /// (its views found by name) and `split` (the label frequencies of its
     /// training rows): what resuming a comparison needs of a finished method.
     pub fn load(dir: &Path, data: &MultiviewData, split: &Split, device: &Device) -> Result<Trained> {
-        let (config, nets) = model_dir::load(dir, device)?;
+        let (config, nets) = store::load(dir, device)?;
         let index: Vec<usize> = config.views.iter().map(|v| data.view_index(&v.name)).collect::<Result<_>>()?;
         let members = config
             .members
@@ -531,16 +523,16 @@ impl Trained {
         })
     }
 
-    /// Writes the model directory (see [`model_dir`]) into `dir`.
+    /// Writes the model directory (see [`store`](crate::store)) into `dir`.
     pub fn save(&self, dir: &Path, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> Result<()> {
         let nets: Vec<&FusionNet> = self.members.iter().map(|m| &m.net).collect();
-        model_dir::save(dir, &self.model_config(method, data, results), &nets)
+        store::save(dir, &self.model_config(method, data, results), &nets)
     }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::trainer::modality_dropout;
+    use super::member::modality_dropout;
     use super::*;
     use crate::fusion::{ExpertKind, HeadKind};
     use rand::Rng;
@@ -653,7 +645,7 @@ pub(crate) mod tests {
         let mut config = quick(FusionKind::Gmu);
         config.model.text_features = 8;
         config.schedule = Schedule::Epochs { max_epochs: 30, patience: 30, batch_size: 16 };
-        let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let trained = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         assert!(matches!(
             trained.members[0].spec.encoders[0],
             crate::fusion::EncoderSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }
@@ -678,7 +670,7 @@ pub(crate) mod tests {
             ] {
                 let mut config = quick(kind);
                 (config.model.experts, config.model.tied_gates) = (experts, tied);
-                let trained = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+                let trained = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
                 let h = &trained.members[0].history;
                 assert!(h.last().unwrap().train_loss < 0.8 * h[0].train_loss, "{kind} multilabel={multilabel}: {h:?}");
                 let test = trained.evaluate(&data, &split.test, &dev()).0;
@@ -696,8 +688,8 @@ pub(crate) mod tests {
         // A narrow GMU (3 units for 3 classes) cannot give each view its own units, so it must gate.
         let mut config = epochs(quick(FusionKind::Gmu), 40);
         (config.model.dropout, config.model.hidden) = (0.0, 3);
-        let a = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let b = fit(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let (pa, pb) = (a.predict(&data, &split.test, &dev()), b.predict(&data, &split.test, &dev()));
         assert_eq!(pa.probs, pb.probs);
         assert_eq!(a.members[0].history, b.members[0].history);
@@ -741,7 +733,7 @@ pub(crate) mod tests {
             ] {
                 let mut config = epochs(quick(kind), 2);
                 (config.model.experts, config.model.tied_gates, config.model.head) = (experts, tied, head);
-                let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
+                let trained = train(&data, &[0, 1], &split, &config, &device).unwrap();
                 let dir = tempfile::tempdir().unwrap();
                 trained.save(dir.path(), &config.label(), None, serde_json::Value::Null).unwrap();
                 let loaded = crate::predict::Predictor::load(dir.path(), &device).unwrap();
@@ -807,7 +799,7 @@ pub(crate) mod tests {
             (0..3)
                 .map(|seed| {
                     let config = TrainingConfig { modality_dropout: p, seed, ..epochs(quick(FusionKind::Gmu), 20) };
-                    let trained = fit(&data, &[0, 1], &split, &config, &device).unwrap();
+                    let trained = train(&data, &[0, 1], &split, &config, &device).unwrap();
                     let mut gone = data.views[1].clone();
                     gone.values.fill(f32::NAN);
                     let views = [&data.views[0], &gone];
@@ -833,15 +825,15 @@ pub(crate) mod tests {
         }
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = dev();
-        let gmu = fit(&data, &[0, 1], &split, &quick(FusionKind::Gmu), &device).unwrap();
+        let gmu = train(&data, &[0, 1], &split, &quick(FusionKind::Gmu), &device).unwrap();
         let test = gmu.evaluate(&data, &split.test, &device).0;
         assert!(test.f1.macro_ > 0.75, "{test:?}");
-        let single = fit(&data, &[1], &split, &quick(FusionKind::Concat), &device).unwrap();
+        let single = train(&data, &[1], &split, &quick(FusionKind::Concat), &device).unwrap();
         let p = single.predict(&data, &split.test, &device);
         let blind = split.test.iter().position(|r| r % 4 == 1).unwrap();
         assert_eq!(p.probs[blind * 3..(blind + 1) * 3], single.prior[..]);
         assert!(!p.present[blind]);
-        let options = crate::comparison::CompareOptions {
+        let options = crate::experiments::comparison::CompareOptions {
             modalities: vec![1],
             methods: vec![quick(FusionKind::Concat)],
             single_modalities: false,
@@ -850,7 +842,8 @@ pub(crate) mod tests {
             data: None,
             missing_rates: vec![],
         };
-        let err = crate::comparison::compare(&data, &split, &options, &device, |_| {}).unwrap_err().to_string();
+        let err =
+            crate::experiments::comparison::compare(&data, &split, &options, &device, |_| {}).unwrap_err().to_string();
         assert!(err.contains("row 1: every compared view is missing"), "{err}");
     }
 
@@ -871,7 +864,7 @@ pub(crate) mod tests {
         let mut data = planted(60, false, 3);
         data.views[1].values[9] = f32::NAN;
         let split = data.split(0.2, 0.2, 0).unwrap();
-        let err = fit(&data, &[0, 1], &split, &quick(FusionKind::Concat), &dev()).unwrap_err().to_string();
+        let err = train(&data, &[0, 1], &split, &quick(FusionKind::Concat), &dev()).unwrap_err().to_string();
         assert!(err.contains("view 'b', row 2, column 1: NaN"), "{err}");
     }
 }

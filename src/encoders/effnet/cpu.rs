@@ -1,5 +1,5 @@
 //! EfficientNet-Lite on the CPU without burn: the same network as
-//! [`EffnetLite`](super::effnet::EffnetLite), channels-last (`[h·w, c]` per
+//! [`EffnetLite`](super::tensor::EffnetLite), channels-last (`[h·w, c]` per
 //! image), with its folded weights packed once.
 //!
 //! A 1×1 convolution channels-last is a matrix product `[h·w, c_in] ·
@@ -12,10 +12,10 @@
 
 use rayon::prelude::*;
 
-use super::effnet::{fold, same_padding};
-use super::weights::Weights;
-use crate::engine::kernels::wide_variant;
-use crate::engine::packed::PackedMatrix;
+use super::config::{fold, same_padding};
+use crate::cpu::kernels::wide_variant;
+use crate::cpu::packed::PackedMatrix;
+use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
 
 /// A 1×1 convolution: `[c_in, c_out]` packed, bias `[c_out]`.
@@ -83,7 +83,7 @@ pub struct CpuEffnet {
 
 impl CpuEffnet {
     /// Builds the network from lukemelas-style tensors, as
-    /// [`EffnetLite::from_weights`](super::effnet::EffnetLite::from_weights) does.
+    /// [`EffnetLite::from_weights`](super::tensor::EffnetLite::from_weights) does.
     pub fn from_weights(w: &Weights, strides: &[usize]) -> Result<CpuEffnet> {
         let n_blocks = (0..).take_while(|i| w.has(&format!("_blocks.{i}._depthwise_conv.weight"))).count();
         if n_blocks != strides.len() {
@@ -147,7 +147,7 @@ impl CpuEffnet {
     }
 
     /// Pooled features `[images.len(), 1280]`, row-major, of images `[3, h, w]`
-    /// each (normalised `(x − 127)/128`, channels first as [`preprocess`](super::image::preprocess) gives them).
+    /// each (normalised `(x − 127)/128`, channels first as [`preprocess`](crate::encoders::image::preprocess) gives them).
     pub fn forward(&self, images: &[Vec<f32>], h: usize, w: usize) -> Vec<f32> {
         images.par_iter().flat_map_iter(|image| self.image(image, h, w)).collect()
     }

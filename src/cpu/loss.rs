@@ -21,14 +21,6 @@ pub enum LossKind {
 }
 
 impl LossKind {
-    /// The task's own loss: sigmoid cross-entropy for multilabel, softmax cross-entropy otherwise.
-    pub fn for_task(task: crate::fusion::Task) -> LossKind {
-        match task {
-            crate::fusion::Task::Multilabel => LossKind::SigmoidBce,
-            crate::fusion::Task::Multiclass => LossKind::SoftmaxCe,
-        }
-    }
-
     /// P(class 1) from the logits of one sample: softmax for [`LossKind::SoftmaxCe`],
     /// the sigmoid of the class-1 logit for [`LossKind::SigmoidBce`] (as the seed plots it).
     #[inline]
