@@ -20,7 +20,7 @@ use std::time::Instant;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Distribution, Int, Tensor};
 use gmu::engine::cnn::CnnFronts;
-use gmu::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind, Task};
+use gmu::fusion::{FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};
 
 const BATCH: usize = 64;
 const CLASSES: usize = 9;
@@ -35,7 +35,7 @@ fn main() {
     assert!(engine == "cnn" || engine == "burn", "--engine cnn|burn");
     let device = gmu::device::cpu().autodiff();
     let mut spec = FusionSpec::new(FusionKind::Concat, vec![3 * 32 * 32], FEATURES, CLASSES, Task::Multiclass);
-    spec.encoders = vec![EncoderSpec::Cnn { channels: 3, height: 32, width: 32, d_out: FEATURES }];
+    spec.encoders = vec![SubnetSpec::Cnn { channels: 3, height: 32, width: 32, d_out: FEATURES }];
     spec.head = HeadKind::Linear;
     let mut model = gmu::fusion::random::exclusive(|| {
         device.seed(0);

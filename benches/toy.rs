@@ -13,7 +13,7 @@ use gmu::data::Scaler;
 use gmu::data::SyntheticConfig;
 use gmu::engine::Engine;
 use gmu::engine::native::{Network, Workspace};
-use gmu::experiments::synthetic::{Predictor, mesh};
+use gmu::experiments::synthetic::{NativeScorer, mesh};
 use gmu::fusion::synthetic::ModelKind;
 use gmu::fusion::synthetic::ModelSpec;
 use gmu::train::glorot;
@@ -94,7 +94,7 @@ fn main() {
         for rep in 0..reps + 2 {
             let start = Instant::now();
             let model = synthetic::train(&config, &data, &device).unwrap();
-            std::hint::black_box(&model.net.params);
+            std::hint::black_box(&model.nets);
             if rep >= 2 {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }
@@ -140,7 +140,7 @@ fn main() {
     if only.as_deref().is_none_or(|o| o == "mesh") {
         let model = synthetic::train(&Preset::Seed.config(ModelKind::Gmu, 41), &data, &burn::tensor::Device::default())
             .unwrap();
-        let predictor = Predictor::from(&model);
+        let predictor = NativeScorer::new(&model).unwrap();
         let (mut build, mut times) = (vec![], vec![]);
         for rep in 0..reps.min(10) + 1 {
             let start = Instant::now();

@@ -18,7 +18,7 @@ use crate::data::Scaling;
 use crate::engine::{Engine, RunNeeds};
 use crate::error::{GmuError, Result};
 use crate::fusion::synthetic::ModelKind;
-use crate::fusion::{EncoderSpec, ExpertKind, FusionKind, FusionSpec, HeadKind, Task};
+use crate::fusion::{ExpertKind, FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};
 
 /// The model, apart from what the data decide (the views' widths and
 /// encoders, the number of outputs, the task): [`ModelOptions::spec`] adds those.
@@ -122,15 +122,15 @@ impl ModelOptions {
             .enumerate()
             .map(|(i, image)| match (*image, tokens.get(i).copied().flatten()) {
                 (Some([channels, height, width]), _) => {
-                    EncoderSpec::Cnn { channels, height, width, d_out: self.image_features }
+                    SubnetSpec::Cnn { channels, height, width, d_out: self.image_features }
                 }
-                (None, Some(vocab)) => EncoderSpec::Lstm {
+                (None, Some(vocab)) => SubnetSpec::Lstm {
                     vocab,
                     embed: self.text_features,
                     d_out: self.text_features,
                     pooling: self.text_pooling,
                 },
-                (None, None) => EncoderSpec::Identity,
+                (None, None) => SubnetSpec::Identity,
             })
             .collect();
         spec.dropout = self.dropout;

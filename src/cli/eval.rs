@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use gmu::data::DataSource;
 use gmu::data::table::read_csv;
-use gmu::experiments::synthetic::Predictor;
+use gmu::experiments::synthetic::NativeScorer;
 
 /// Arguments of `gmu eval`.
 #[derive(clap::Args, Debug)]
@@ -29,7 +29,7 @@ pub fn run(args: Args) -> Result<()> {
     let DataSource::Synthetic { path } = &source else {
         return eval_any(&args, &source);
     };
-    let predictor = Predictor::load(&args.input.model, &super::device())?;
+    let predictor = NativeScorer::load(&args.input.model, &super::device())?;
     let data = read_csv(path)?;
     predictor.check_inputs(&data, path)?;
     let kind = predictor.net.spec().kind;
@@ -62,8 +62,8 @@ fn eval_any(args: &Args, source: &DataSource) -> Result<()> {
             source.name()
         );
     }
-    let predictor = gmu::predict::Predictor::load(&args.input.model, &super::device())?;
-    let data = source.load()?.labelled("eval").map_err(super::flags)?;
+    let predictor = gmu::predict::Model::load(&args.input.model, &super::device())?;
+    let data = source.load(&super::encoding_device())?.labelled("eval").map_err(super::flags)?;
     let views = predictor.select_views(&data.views).map_err(super::flags).with_context(|| source.name())?;
     let rows: Vec<usize> = (0..data.len()).collect();
     let p = predictor.predict_rows(&views, &rows, false)?;

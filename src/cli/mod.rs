@@ -297,6 +297,13 @@ pub fn device() -> burn::tensor::Device {
     DEVICE.get().cloned().unwrap_or_else(gmu::device::cpu)
 }
 
+/// The device raw inputs are encoded on when a data source is read (MM-IMDb's
+/// archive, Twemoji's names through a pretrained encoder): the CPU, where
+/// gmu's encoders run fastest (`BENCHMARKS.md`), whatever `--device` says.
+pub fn encoding_device() -> burn::tensor::Device {
+    gmu::device::cpu()
+}
+
 /// The flag that sets the library's parameter `name` (`hidden` → `--hidden`).
 fn flag(name: &str) -> String {
     match name {

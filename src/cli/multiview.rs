@@ -67,7 +67,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<()> {
     let source = args.data.source(Some("mfeat"))?;
     let name = source.name();
-    let loaded = source.load()?;
+    let loaded = source.load(&super::encoding_device())?;
     if let Some(note) = &loaded.note {
         println!("{note}");
     }

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use gmu::data::DataSource;
 use gmu::data::table::read_csv;
-use gmu::experiments::synthetic::{Predictor, draw_maps};
+use gmu::experiments::synthetic::{NativeScorer, draw_maps};
 
 /// Arguments of `gmu plot`.
 #[derive(clap::Args, Debug)]
@@ -32,7 +32,7 @@ pub fn run(args: Args) -> Result<()> {
             source.name()
         );
     };
-    let predictor = Predictor::load(&args.input.model, &super::device())?;
+    let predictor = NativeScorer::load(&args.input.model, &super::device())?;
     let data = read_csv(path)?;
     predictor.check_inputs(&data, path)?;
     let staging = gmu::io::output::Staging::new(&args.out, "plot", args.force).map_err(super::flags)?;

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use gmu::data::stream::ViewStream;
 use gmu::data::{DataSource, Split, Targets, View};
 use gmu::fusion::Task;
-use gmu::predict::{BATCH, Prediction, Predictor, score};
+use gmu::predict::{BATCH, Model, Prediction, score};
 
 /// Arguments of `gmu predict`.
 #[derive(clap::Args, Debug)]
@@ -66,7 +66,7 @@ pub fn run(args: Args) -> Result<()> {
         refuse_overwriting_inputs(out, &args, &source)?;
     }
     let device = super::device();
-    let predictor = Predictor::load(&args.model, &device)?;
+    let predictor = Model::load(&args.model, &device)?;
     let config = &predictor.config;
     // MM-IMDb's word sequences: as many tokens per plot as the model was trained on
     if let (
@@ -167,7 +167,7 @@ pub fn run(args: Args) -> Result<()> {
             ((0..done).collect::<Vec<usize>>(), targets)
         }
         _ => {
-            let loaded = source.load()?;
+            let loaded = source.load(&super::encoding_device())?;
             let views = predictor.select_views(&loaded.views).map_err(super::flags).with_context(|| source.name())?;
             let n = views[0].len();
             if let Some(v) = views.iter().find(|v| v.len() != n) {
@@ -255,7 +255,7 @@ fn raw_files(args: &Args) -> Result<bool> {
 fn run_raw(args: Args) -> Result<()> {
     use gmu::encoders::{Modality, RawInput};
     let device = super::device();
-    let predictor = Predictor::load(&args.model, &device)?;
+    let predictor = Model::load(&args.model, &device)?;
     let config = &predictor.config;
     let modality = |i: usize| config.views[i].encoder.as_ref().map(|e| e.encoder.modality());
     if !config.views.iter().any(|v| v.encoder.is_some()) {
@@ -358,7 +358,7 @@ fn run_raw(args: Args) -> Result<()> {
 
 /// One sample as a person reads it: the outputs by probability (the decided
 /// ones marked), then per view: present, gate, share, importance.
-fn print_report(predictor: &Predictor, views: &[&View], p: &Prediction) {
+fn print_report(predictor: &Model, views: &[&View], p: &Prediction) {
     let names = &predictor.config.outputs;
     let decided = predictor.decide(&p.probs);
     let mut order: Vec<usize> = (0..p.width).collect();
@@ -403,7 +403,7 @@ const CHUNK: usize = BATCH * 8;
 /// Probabilities, gates, shares and importance of `rows` of `views`; with
 /// `impute`, partly missing rows filled first (the count added to `imputed`).
 fn predict_chunk(
-    predictor: &Predictor,
+    predictor: &Model,
     views: &[&View],
     rows: &[usize],
     impute: bool,
@@ -470,7 +470,7 @@ fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Re
 /// the model was trained with, made again from the recorded seed and shares).
 fn select_rows(
     args: &Args,
-    predictor: &Predictor,
+    predictor: &Model,
     source: &DataSource,
     own: Option<&Split>,
     targets: Option<&Targets>,
@@ -535,7 +535,7 @@ fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result
     }
 }
 
-fn columns(predictor: &Predictor, views: &[&View]) -> Vec<String> {
+fn columns(predictor: &Model, views: &[&View]) -> Vec<String> {
     let mut cols = vec!["row".to_string(), "predicted".to_string()];
     cols.extend(predictor.config.outputs.iter().map(|o| format!("p_{o}")));
     let gated = predictor.nets.iter().any(|n| n.has_gates());
@@ -551,7 +551,7 @@ fn columns(predictor: &Predictor, views: &[&View]) -> Vec<String> {
 
 fn write_rows(
     out: &mut Output,
-    predictor: &Predictor,
+    predictor: &Model,
     header: &[String],
     rows: &[usize],
     p: &Prediction,

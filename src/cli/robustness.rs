@@ -4,7 +4,7 @@ use anyhow::{Context, Result, bail};
 use gmu::data::MultiviewData;
 use gmu::experiments::robustness::{RobustnessReport, sweep};
 use gmu::plot::{Panel, line_panels};
-use gmu::predict::Predictor;
+use gmu::predict::Model;
 use gmu::store::{CONFIG_FILE, read_config};
 
 /// Arguments of `gmu robustness`.
@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
         super::stage(&format!("{}: {} models, data {}", dir.display(), models.len(), record.source.name()));
-        let loaded = record.source.load()?;
+        let loaded = record.source.load(&super::encoding_device())?;
         let own = loaded.split.clone();
         let data: MultiviewData = loaded.labelled("robustness").map_err(super::flags)?;
         let split = match (own, record.split) {
@@ -87,15 +87,14 @@ pub fn run(args: Args) -> Result<()> {
             (None, Some(s)) => data.split(s.dev, s.test, s.seed)?,
             (None, None) => bail!("{}: the model records no split of its data", models[0].display()),
         };
-        let predictors: Vec<(String, Predictor)> = models
+        let predictors: Vec<(String, Model)> = models
             .iter()
             .zip(&configs)
-            .map(|(m, c)| Ok((c.method.clone(), Predictor::load(m, &device)?)))
+            .map(|(m, c)| Ok((c.method.clone(), Model::load(m, &device)?)))
             .collect::<gmu::Result<_>>()?;
         let mut order: Vec<usize> = (0..predictors.len()).collect();
         order.sort_by_key(|&i| method_rank(&predictors[i].0));
-        let list: Vec<(String, &Predictor)> =
-            order.iter().map(|&i| (predictors[i].0.clone(), &predictors[i].1)).collect();
+        let list: Vec<(String, &Model)> = order.iter().map(|&i| (predictors[i].0.clone(), &predictors[i].1)).collect();
         let mut corrupt: Vec<String> = Vec::new();
         for v in &data.views {
             if list.iter().any(|(_, p)| p.config.views.iter().any(|w| w.name == v.name)) {

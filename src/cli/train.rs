@@ -5,7 +5,7 @@ use gmu::config::Schedule;
 use gmu::cpu::LossKind;
 use gmu::data::table::read_csv;
 use gmu::data::{DataRecord, DataSource, SplitRecord};
-use gmu::experiments::synthetic::Predictor;
+use gmu::experiments::synthetic::NativeScorer;
 use gmu::fusion::synthetic::ModelKind;
 use gmu::train::synthetic;
 
@@ -66,17 +66,18 @@ pub fn run(args: Args) -> Result<()> {
     }
     let model = synthetic::train(&config, &data, &device).map_err(super::flags)?;
     let staging = gmu::io::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
-    synthetic::save(&model, staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
+    model.save(staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
     staging.finish()?;
-    let eval = Predictor::from(&model).evaluate(&data);
+    let eval = NativeScorer::new(&model)?.evaluate(&data);
+    let member = &model.config.members[0];
     println!(
         "{}: final loss {:.4}, train accuracy {:.4}{}, {:.1} ms ({} engine)",
         args.model,
-        model.history().last().copied().unwrap_or(f32::NAN),
+        member.step_losses.last().copied().unwrap_or(f32::NAN),
         eval.accuracy,
         eval.corr_m_z.map_or(String::new(), |c| format!(", corr(M,z) {c:.4}")),
-        model.train_ms(),
-        model.trained.members[0].engine
+        model.config.seconds * 1e3,
+        member.engine.unwrap_or_default()
     );
     println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
     Ok(())
@@ -90,7 +91,7 @@ fn train_on(
     mut config: gmu::config::TrainingConfig,
     device: &burn::tensor::Device,
 ) -> Result<()> {
-    let loaded = source.load()?;
+    let loaded = source.load(&super::encoding_device())?;
     let own_split = loaded.split.clone();
     let data = loaded.labelled("train").map_err(super::flags)?;
     let names: Vec<String> = if args.modalities.is_empty() {
@@ -123,19 +124,18 @@ fn train_on(
         source.name(),
         names.join("+")
     ));
-    let trained = gmu::train::train(&data, &modalities, &split, &config, device).map_err(super::flags)?;
-    let (test, _) = trained.evaluate(&data, &split.test, device);
+    let mut model = gmu::train::train(&data, &modalities, &split, &config, device).map_err(super::flags)?;
+    let (test, _) = model.evaluate(&data, &split.test, false)?;
     let record = DataRecord {
         source: source.clone(),
         split: own_split.is_none().then_some(SplitRecord { dev: 0.0, test: args.test, seed: args.seed }),
     };
-    let results = serde_json::json!({ "test": test });
+    model.config.data = Some(record);
+    model.config.results = serde_json::json!({ "test": test });
     let staging = gmu::io::output::Staging::new(&args.out, "train", args.force).map_err(super::flags)?;
-    trained
-        .save(staging.path(), &config.label(), Some(record), results)
-        .with_context(|| format!("saving the model to {}", args.out.display()))?;
+    model.save(staging.path()).with_context(|| format!("saving the model to {}", args.out.display()))?;
     staging.finish()?;
-    let member = &trained.members[0];
+    let member = &model.config.members[0];
     println!(
         "{}: final loss {:.4}; test ({} samples) accuracy {:.4}, macro-F1 {:.4}; {:.1} ms ({} engine)",
         args.model,
@@ -143,8 +143,8 @@ fn train_on(
         split.test.len(),
         test.accuracy,
         test.f1.macro_,
-        trained.seconds * 1e3,
-        member.engine
+        model.config.seconds * 1e3,
+        member.engine.unwrap_or_default()
     );
     println!("wrote {}/{{config.json, model-0.safetensors}}", args.out.display());
     Ok(())

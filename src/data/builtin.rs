@@ -6,6 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use burn::tensor::Device;
+
 use super::multiview::{MultiviewData, Targets, View, classes_from_strings, read_view_csv};
 use super::text::HashingEncoder;
 use crate::error::{GmuError, Result};
@@ -64,8 +66,9 @@ pub fn twemoji() -> Result<MultiviewData> {
 }
 
 /// Twemoji with its names through a pretrained text encoder (`None`: the
-/// hashing encoder of [`twemoji`]). The encoder must be fetched.
-pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Result<MultiviewData> {
+/// hashing encoder of [`twemoji`]), run on the device given with it. The
+/// encoder must be fetched.
+pub fn twemoji_with(text_encoder: Option<(&crate::encoders::EncoderSpec, &Device)>) -> Result<MultiviewData> {
     let pixels = gunzip("images_32.u8.gz", TWEMOJI_IMAGES)?;
     let meta = gunzip("meta.csv.gz", TWEMOJI_META)?;
     let mut reader = csv::Reader::from_reader(&meta[..]);
@@ -100,8 +103,8 @@ pub fn twemoji_with(text_encoder: Option<&crate::encoders::EncoderSpec>) -> Resu
             encoder: None,
             tokens: None,
         },
-        Some(spec) => {
-            let model = crate::encoders::Encoder::load(spec, &crate::device::cpu())?;
+        Some((spec, encode_on)) => {
+            let model = crate::encoders::Encoder::load(spec, encode_on)?;
             let inputs: Vec<crate::encoders::RawInput> =
                 names.iter().map(|t| crate::encoders::RawInput::Text(t)).collect();
             // a name no word of which GloVe knows is a missing text view (NaN row)

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use super::builtin::{MFEAT_VIEWS, mfeat};
@@ -213,13 +214,14 @@ impl DataSource {
         }
     }
 
-    /// Reads the data.
-    pub fn load(&self) -> Result<Loaded> {
+    /// Reads the data; raw inputs (the archive's plots and posters, Twemoji's
+    /// names through a pretrained encoder) are encoded on `encode_on`.
+    pub fn load(&self, encode_on: &Device) -> Result<Loaded> {
         let plain =
             |data: MultiviewData| Loaded { views: data.views, targets: Some(data.targets), split: None, note: None };
         Ok(match self {
             DataSource::Mfeat => plain(mfeat(&MFEAT_VIEWS)?),
-            DataSource::Twemoji { text } => plain(super::builtin::twemoji_with(text.as_ref())?),
+            DataSource::Twemoji { text } => plain(super::builtin::twemoji_with(text.as_ref().map(|t| (t, encode_on)))?),
             DataSource::Files { files, labels, label_column } => {
                 let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
                 match (labels, label_column) {
@@ -263,10 +265,8 @@ impl DataSource {
             }
             DataSource::MmimdbArchive { root, text, image } => {
                 let archive = super::mmimdb::read_archive(root)?;
-                // Encoded where the encoders are fastest: the CPU (see `crate::device`).
-                let device = crate::device::cpu();
                 let (data, made) =
-                    archive.encoded(text, image, &super::mmimdb::feature_cache(root), &device, &mut |_, _, _| {})?;
+                    archive.encoded(text, image, &super::mmimdb::feature_cache(root), encode_on, &mut |_, _, _| {})?;
                 let missing: Vec<String> = made
                     .iter()
                     .zip(["plots", "posters"])

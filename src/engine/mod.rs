@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{GmuError, Result};
 use crate::fusion::synthetic::ModelSpec;
-use crate::fusion::{EncoderSpec, FusionKind, FusionSpec, HeadKind};
+use crate::fusion::{FusionKind, FusionSpec, HeadKind, SubnetSpec};
 
 /// Which engine trains a model (`--engine`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -121,7 +121,7 @@ impl Engine {
                 Ok(())
             }
         });
-        let identity = spec.encoders.iter().all(|e| *e == EncoderSpec::Identity);
+        let identity = spec.encoders.iter().all(|e| *e == SubnetSpec::Identity);
         let features = spec.d_inputs.len() == 2 && identity;
         let native = common.clone().and_then(|()| {
             let synthetic = ModelSpec::from_fusion(spec).ok_or_else(|| {
@@ -149,7 +149,7 @@ impl Engine {
             }
         });
         let cnn = on_cpu.clone().and_then(|()| {
-            if spec.encoders.iter().any(|e| matches!(e, EncoderSpec::Cnn { .. })) {
+            if spec.encoders.iter().any(|e| matches!(e, SubnetSpec::Cnn { .. })) {
                 Ok(())
             } else {
                 Err("it trains models with a CNN image encoder (the CNNs by hand, the rest on burn)".to_string())
@@ -266,7 +266,7 @@ mod tests {
         for kind in FusionKind::ALL {
             let config = TrainingConfig { modality_dropout: 0.3, ..TrainingConfig::paper(kind) };
             let mut with_cnn = spec(&config.model, [48, 4], Task::Multiclass);
-            with_cnn.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 4, width: 4, d_out: 8 };
+            with_cnn.encoders[0] = SubnetSpec::Cnn { channels: 3, height: 4, width: 4, d_out: 8 };
             for missing in [false, true] {
                 assert_eq!(
                     Engine::Auto.pick(&with_cnn, &config.run_needs(missing), &device).unwrap(),

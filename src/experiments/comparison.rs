@@ -18,9 +18,9 @@ use rand::seq::SliceRandom;
 
 use crate::config::TrainingConfig;
 use crate::data::View;
-use crate::fusion::Task;
 use crate::fusion::{ExpertKind, FusionKind};
-use crate::train::{Evaluation, GateReport, ImportanceReport, Trained, score, search_with};
+use crate::predict::{Evaluation, Model, score};
+use crate::train::{GateReport, ImportanceReport, label_prior, search_with};
 
 /// One row of a comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,19 +65,17 @@ pub struct MissingCurve {
     pub macro_f1: Vec<f64>,
 }
 
-/// Scores `trained` on `rows` with each view of `set` missing in each share
+/// Scores `model` on `rows` with each view of `set` missing in each share
 /// `rates` of the rows (see [`MissingCurve`]); `seed` picks the rows.
 pub fn missing_view_curves(
-    trained: &Trained,
+    model: &Model,
     data: &MultiviewData,
     rows: &[usize],
     set: &[usize],
     rates: &[f64],
     seed: u64,
-    device: &Device,
 ) -> Result<Vec<MissingCurve>> {
-    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
-    let reads: Vec<usize> = trained.members.iter().flat_map(|m| m.modalities.iter().copied()).collect();
+    let reads: Vec<&str> = model.config.views.iter().map(|v| v.name.as_str()).collect();
     // The rows scored, as views of their own: a view copied per rate is then test-sized.
     let sub: Vec<View> = data.views.iter().map(|w| w.select(rows)).collect();
     let local: Vec<usize> = (0..rows.len()).collect();
@@ -88,7 +86,7 @@ pub fn missing_view_curves(
         let (mut accuracy, mut macro_f1) = (Vec::new(), Vec::new());
         for &rate in rates {
             let n_missing = (rate * rows.len() as f64).round() as usize;
-            let alone = reads.iter().all(|&r| r == v);
+            let alone = reads.iter().all(|&r| r == data.views[v].name);
             if n_missing > 0 && alone {
                 accuracy.push(f64::NAN);
                 macro_f1.push(f64::NAN);
@@ -99,8 +97,8 @@ pub fn missing_view_curves(
                 view.values[i * view.dim..(i + 1) * view.dim].fill(f32::NAN);
             }
             let views: Vec<&View> = sub.iter().enumerate().map(|(k, w)| if k == v { &view } else { w }).collect();
-            let p = trained.predict_views(&views, &local, task, device)?;
-            let eval = score(&data.targets, rows, &p.probs, trained.config.threshold);
+            let p = model.predict_views(&views, &local, false)?;
+            let eval = score(&data.targets, rows, &p.probs, model.config.threshold);
             accuracy.push(eval.accuracy);
             macro_f1.push(eval.f1.macro_);
         }
@@ -213,7 +211,7 @@ pub fn compare(
     let mut results = Vec::new();
     // The selected single-modality models, by view: `avg-probs` averages these (the
     // paper's late fusion of the best single-modality models) when they were trained.
-    let mut singles: Vec<(usize, crate::train::Trained)> = Vec::new();
+    let mut singles: Vec<(usize, Model)> = Vec::new();
     for (method, views, config) in jobs {
         // Where this method's model directory and its epoch checkpoints go (`single:a` → `single-a`).
         let saved = options
@@ -222,40 +220,29 @@ pub fn compare(
             .map(|d| (d.join(method.replace(':', "-")), d.join(format!("{}.checkpoint", method.replace(':', "-")))));
         let reuse = config.model.fusion == FusionKind::AvgProbs
             && options.modalities.iter().all(|v| singles.iter().any(|(s, _)| s == v));
-        let (trained, dev) = if reuse {
-            let members: Vec<_> = options
+        let (mut model, dev) = if reuse {
+            let parts: Vec<Model> = options
                 .modalities
                 .iter()
-                .flat_map(|v| singles.iter().find(|(s, _)| s == v).expect("checked").1.members.clone())
+                .map(|v| singles.iter().find(|(s, _)| s == v).expect("checked").1.clone())
                 .collect();
-            let seconds = singles.iter().map(|(_, t)| t.seconds).sum();
-            let trained = crate::train::Trained {
-                config: config.clone(),
-                views: crate::train::view_specs(data),
-                outputs: data.targets.names().to_vec(),
-                prior: crate::train::label_prior(&data.targets, &split.train),
-                members,
-                seconds,
-            };
-            let dev = trained.evaluate(data, &split.dev, device).0;
-            (trained, dev)
+            let model = Model::late_fusion(parts, config.clone());
+            let dev = model.evaluate(data, &split.dev, false)?.0;
+            (model, dev)
         } else if let Some((dir, _)) = &saved
             && dir.join(crate::store::CONFIG_FILE).exists()
         {
             // Resuming a killed run: this method finished and was saved whole.
-            let trained = Trained::load(dir, data, split, device)?;
-            let dev = trained.evaluate(data, &split.dev, device).0;
-            (trained, dev)
+            let model = Model::load(dir, device)?.with_prior(label_prior(&data.targets, &split.train));
+            let dev = model.evaluate(data, &split.dev, false)?.0;
+            (model, dev)
         } else {
             let checkpoint = saved.as_ref().map(|(_, c)| c.as_path());
             let found = search_with(data, &views, split, &config, options.trials, checkpoint, device)?;
-            (found.trained, found.dev)
+            (found.model, found.dev)
         };
-        let (test, predictions) = if views.len() > 1 || config.model.fusion == FusionKind::AvgProbs {
-            trained.evaluate_with_importance(data, &split.test, device)
-        } else {
-            trained.evaluate(data, &split.test, device)
-        };
+        let importance = views.len() > 1 || config.model.fusion == FusionKind::AvgProbs;
+        let (test, predictions) = model.evaluate(data, &split.test, importance)?;
         let view_names: Vec<String> = views.iter().map(|&v| data.views[v].name.clone()).collect();
         let gates = predictions
             .gate_means
@@ -270,23 +257,26 @@ pub fn compare(
             Vec::new()
         } else {
             let seed = options.methods.first().map_or(0, |m| m.seed);
-            missing_view_curves(&trained, data, &split.test, &options.modalities, &options.missing_rates, seed, device)?
+            missing_view_curves(&model, data, &split.test, &options.modalities, &options.missing_rates, seed)?
         };
         let result = MethodResult {
             method: method.clone(),
             views: view_names,
-            config: trained.config.clone(),
+            config: model.config.training.clone(),
             dev,
             test,
-            best_epoch: trained.members[0].best_epoch,
-            seconds: trained.seconds,
+            best_epoch: model.config.members[0].best_epoch,
+            seconds: model.config.seconds,
             gates,
             importance,
             missing,
         };
         if let Some((dir, checkpoint)) = &saved {
             let json = serde_json::to_value(&result).expect("result serialises");
-            trained.save(dir, &method, options.data.clone(), json)?;
+            model.config.method = method.clone();
+            model.config.data = options.data.clone();
+            model.config.results = json;
+            model.save(dir)?;
             // The method is saved whole: its epoch checkpoints are no longer needed.
             if checkpoint.exists() {
                 std::fs::remove_dir_all(checkpoint).map_err(|e| GmuError::io(checkpoint, e))?;
@@ -295,7 +285,7 @@ pub fn compare(
         progress(&result);
         results.push(result);
         if method.starts_with("single:") {
-            singles.push((views[0], trained));
+            singles.push((views[0], model));
         }
     }
     Ok(results)
@@ -537,11 +527,11 @@ mod tests {
             .unwrap()
         };
         let (a, b) = (
-            single(0).predict(&data, &split.test, &device).probs,
-            single(1).predict(&data, &split.test, &device).probs,
+            single(0).evaluate(&data, &split.test, false).unwrap().1.probs,
+            single(1).evaluate(&data, &split.test, false).unwrap().1.probs,
         );
         let mean: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
-        let expected = crate::train::score(&data.targets, &split.test, &mean, 0.5);
+        let expected = crate::predict::score(&data.targets, &split.test, &mean, 0.5);
         assert_eq!(results[2].test, expected);
     }
 
@@ -575,13 +565,13 @@ mod tests {
         (config.model.hidden, config.optimizer.lr, config.model.dropout) = (8, 0.01, 0.0);
         let fused = crate::train::train(&data, &[0, 1], &split, &config, &device).unwrap();
         let rates = [0.0, 0.5, 1.0];
-        let curves = missing_view_curves(&fused, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
-        let clean = fused.evaluate(&data, &split.test, &device).0;
+        let curves = missing_view_curves(&fused, &data, &split.test, &[0, 1], &rates, 0).unwrap();
+        let clean = fused.evaluate(&data, &split.test, false).unwrap().0;
         assert_eq!(curves.len(), 2);
         assert_eq!(curves[0].accuracy[0], clean.accuracy);
         assert!(curves[0].macro_f1.iter().all(|x| x.is_finite()));
         let single = crate::train::train(&data, &[0], &split, &config, &device).unwrap();
-        let curves = missing_view_curves(&single, &data, &split.test, &[0, 1], &rates, 0, &device).unwrap();
+        let curves = missing_view_curves(&single, &data, &split.test, &[0, 1], &rates, 0).unwrap();
         assert!(curves[0].accuracy[1].is_nan() && curves[0].accuracy[2].is_nan(), "{curves:?}");
         assert_eq!(curves[1].accuracy, vec![curves[1].accuracy[0]; 3], "a view it does not read changes nothing");
         let md = missing_table(&[MethodResult { missing: curves, ..result("single:v0", 0.0, 0.0) }]);

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Targets, View};
 use crate::error::{GmuError, Result};
-use crate::predict::{Predictor, score};
+use crate::predict::{Model, score};
 
 /// One model's scores with one view corrupted.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -155,7 +155,7 @@ pub fn relative_robustness(levels: &[f64], scores: &[f64]) -> f64 {
 /// with each view of `corrupt` noised at each of `levels`; `seed` draws the
 /// noise. Every model must read its views from `views` by name.
 pub fn sweep(
-    models: &[(String, &Predictor)],
+    models: &[(String, &Model)],
     views: &[View],
     targets: &Targets,
     rows: &[usize],
@@ -245,7 +245,7 @@ mod tests {
     }
 
     /// Trains a GMU and a concat model on `data` and loads them back.
-    fn trained(data: &MultiviewData, split: &crate::data::Split, dir: &std::path::Path) -> Vec<(String, Predictor)> {
+    fn trained(data: &MultiviewData, split: &crate::data::Split, dir: &std::path::Path) -> Vec<(String, Model)> {
         let device = Device::default();
         [FusionKind::Gmu, FusionKind::Concat]
             .into_iter()
@@ -253,10 +253,11 @@ mod tests {
                 let mut config = TrainingConfig::paper(kind);
                 (config.model.hidden, config.model.dropout, config.optimizer.lr) = (8, 0.1, 0.01);
                 config.schedule = Schedule::Epochs { max_epochs: 20, patience: 20, batch_size: 32 };
-                let trained = train(data, &[0, 1], split, &config, &device).unwrap();
+                let mut trained = train(data, &[0, 1], split, &config, &device).unwrap();
                 let path = dir.join(kind.to_string());
-                trained.save(&path, &kind.to_string(), None, serde_json::Value::Null).unwrap();
-                (kind.to_string(), Predictor::load(&path, &device).unwrap())
+                trained.config.method = kind.to_string();
+                trained.save(&path).unwrap();
+                (kind.to_string(), Model::load(&path, &device).unwrap())
             })
             .collect()
     }
@@ -292,7 +293,7 @@ mod tests {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let predictors = trained(&data, &split, dir.path());
-        let models: Vec<(String, &Predictor)> = predictors.iter().map(|(n, p)| (n.clone(), p)).collect();
+        let models: Vec<(String, &Model)> = predictors.iter().map(|(n, p)| (n.clone(), p)).collect();
         let levels = [0.0, 0.5, 1.0, 2.0, 4.0];
         let report =
             sweep(&models, &data.views, &data.targets, &split.test, &["a".into(), "b".into()], &levels, 0).unwrap();

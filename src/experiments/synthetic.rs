@@ -19,42 +19,76 @@ use crate::engine::Engine;
 use crate::engine::native::{Network, Workspace};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::fusion::synthetic::ModelKind;
+use crate::fusion::synthetic::{ModelSpec, flat_params};
 use crate::metrics::{Tally, accuracy, pearson};
 use crate::plot::{self, Colormap, MeshMap};
-use crate::train::synthetic::{self, TrainedModel};
+use crate::predict::Model;
+use crate::store;
+use crate::train::synthetic;
 
-/// A trained model ready to score raw (unscaled) inputs.
+/// A synthetic-experiment [`Model`] in the native engine's layout: it scores
+/// raw (unscaled) inputs fast, a million mesh points for the maps in
+/// milliseconds. Built from a model ([`NativeScorer::new`]) or a model
+/// directory ([`NativeScorer::load`]); not a model type of its own.
 #[derive(Clone, Debug)]
-pub struct Predictor {
+pub struct NativeScorer {
     /// The weights.
     pub net: Network,
-    /// The scaling fitted at training time.
+    /// The scaling fitted at training time, over the joined inputs `[x_v, x_t]`.
     pub scaler: Scaler,
     /// The loss it was trained with (decides how P(C = 1) is read from the logits).
     pub loss: LossKind,
 }
 
-impl From<&TrainedModel> for Predictor {
-    fn from(m: &TrainedModel) -> Self {
-        Predictor { net: m.net.clone(), scaler: m.scaler.clone(), loss: m.loss() }
-    }
-}
-
-/// Scores of a model on a data set.
+/// Accuracy and corr(M, z) of a synthetic-experiment model on a data set.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Evaluation {
+pub struct SyntheticScores {
     /// Share of correct predictions.
     pub accuracy: f64,
     /// Pearson correlation between `M` and the visual gate `z` (GMU with `M` known only).
     pub corr_m_z: Option<f64>,
 }
 
-impl Predictor {
-    /// Loads a model directory written by [`synthetic::save`] (the weights are
-    /// read through `device`, then scored by the native engine).
+/// The scaler of the joined inputs from one scaler per view.
+fn joined_scaler(scalers: &[Scaler]) -> Scaler {
+    Scaler {
+        mean: scalers.iter().flat_map(|s| s.mean.iter().copied()).collect(),
+        scale: scalers.iter().flat_map(|s| s.scale.iter().copied()).collect(),
+        impute: scalers.iter().map(|s| s.impute.clone()).collect::<Option<Vec<Vec<f32>>>>().map(|m| m.concat()),
+    }
+}
+
+impl NativeScorer {
+    /// `model` in the native layout, if it is one of the synthetic experiment's
+    /// classifiers (GMU → linear, FF, logistic regression on two views).
+    pub fn new(model: &Model) -> Result<Self> {
+        Self::build(model).ok_or_else(|| GmuError::invalid("model", Self::refusal(model)))
+    }
+
+    /// Loads a model directory written by any command for a GMU → linear, FF or
+    /// logistic-regression model on two views (the weights are read through
+    /// `device`, then scored by the native engine).
     pub fn load(dir: &Path, device: &burn::tensor::Device) -> Result<Self> {
-        let (training, scaler, net) = synthetic::load(dir, device)?;
-        Ok(Predictor { net, scaler, loss: training.loss.unwrap_or(LossKind::SoftmaxCe) })
+        let model = Model::load(dir, device)?;
+        Self::build(&model)
+            .ok_or_else(|| GmuError::Store { path: dir.join(store::CONFIG_FILE), message: Self::refusal(&model) })
+    }
+
+    fn build(model: &Model) -> Option<Self> {
+        let member = (model.config.members.len() == 1).then(|| &model.config.members[0])?;
+        let spec = ModelSpec::from_fusion(&member.spec)?;
+        Some(NativeScorer {
+            net: Network::new(spec, flat_params(&model.nets[0])),
+            scaler: joined_scaler(&member.scalers),
+            loss: model.config.training.loss.unwrap_or(LossKind::SoftmaxCe),
+        })
+    }
+
+    fn refusal(model: &Model) -> String {
+        format!(
+            "a {} model; this command takes the synthetic experiment's classifiers (use `gmu predict`)",
+            model.config.method
+        )
     }
 
     /// Checks that `data` has the input widths this model was trained on.
@@ -81,7 +115,7 @@ impl Predictor {
     }
 
     /// Accuracy and corr(M, z) on `data`.
-    pub fn evaluate(&self, data: &SyntheticData) -> Evaluation {
+    pub fn evaluate(&self, data: &SyntheticData) -> SyntheticScores {
         let mut x = data.joined();
         self.scaler.apply(&mut x);
         let mut ws = Workspace::default();
@@ -98,7 +132,7 @@ impl Predictor {
             }
             _ => None,
         };
-        Evaluation { accuracy: accuracy(&predicted, &data.c), corr_m_z }
+        SyntheticScores { accuracy: accuracy(&predicted, &data.c), corr_m_z }
     }
 }
 
@@ -118,7 +152,7 @@ fn check_resolution(resolution: usize) -> Result<()> {
 /// Scores `predictor` on a `resolution²` mesh over the range of `data` (two
 /// scalar modalities) and draws `prediction_map.png`, plus `gate_map.png` for a
 /// GMU, into `out` with the data's points on top. Returns the scoring time in ms.
-pub fn draw_maps(predictor: &Predictor, data: &SyntheticData, resolution: usize, out: &Path) -> Result<f64> {
+pub fn draw_maps(predictor: &NativeScorer, data: &SyntheticData, resolution: usize, out: &Path) -> Result<f64> {
     check_resolution(resolution)?;
     if data.dim != 1 || predictor.net.spec().d_v != 1 {
         return Err(GmuError::invalid(
@@ -246,18 +280,19 @@ pub fn mesh(data: &SyntheticData, resolution: usize) -> ((f32, f32), (f32, f32),
     (xr, yr, points)
 }
 
-fn report(model: &TrainedModel, train_data: &SyntheticData, test: &SyntheticData) -> ModelReport {
-    let predictor = Predictor::from(model);
-    let eval = predictor.evaluate(test);
-    ModelReport {
+fn report(model: &Model, train_data: &SyntheticData, test: &SyntheticData) -> Result<ModelReport> {
+    let scorer = NativeScorer::new(model)?;
+    let eval = scorer.evaluate(test);
+    let restart_losses = &model.config.members[0].restart_losses;
+    Ok(ModelReport {
         accuracy: eval.accuracy,
-        train_accuracy: predictor.evaluate(train_data).accuracy,
+        train_accuracy: scorer.evaluate(train_data).accuracy,
         corr_m_z: eval.corr_m_z,
-        final_loss: model.restart_losses().iter().copied().fold(f32::INFINITY, f32::min),
-        restart_losses: model.restart_losses().to_vec(),
-        train_ms: model.train_ms(),
-        n_params: model.net.spec().n_params(),
-    }
+        final_loss: restart_losses.iter().copied().fold(f32::INFINITY, f32::min),
+        restart_losses: restart_losses.clone(),
+        train_ms: model.config.seconds * 1e3,
+        n_params: scorer.net.spec().n_params(),
+    })
 }
 
 /// Runs the seed post's experiment and writes `gate_map.png`,
@@ -293,23 +328,24 @@ pub fn run_demo(
             progress(&format!("training {kind} ({restarts} restarts × {steps} Adam steps, engine {})", config.engine));
         }
         let model = synthetic::train(&config, &data, device)?;
-        synthetic::save(&model, &out.join(kind.to_string()))?;
+        model.save(&out.join(kind.to_string()))?;
         trained.push(model);
     }
     let (gmu, ff) = (&trained[0], &trained[1]);
 
     progress(&format!("scoring the {0}×{0} mesh and drawing the figures", options.resolution));
-    let mesh_ms = draw_maps(&Predictor::from(gmu), &data, options.resolution, out)?;
-    plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", gmu.history()), ("FF", ff.history())])?;
+    let mesh_ms = draw_maps(&NativeScorer::new(gmu)?, &data, options.resolution, out)?;
+    let history = |m: &Model| m.config.members[0].step_losses.clone();
+    plot::loss_curves(&out.join("loss.png"), "Training loss", &[("GMU", &history(gmu)), ("FF", &history(ff))])?;
 
     let report = DemoReport {
         seed: options.seed,
         preset: options.preset.to_string(),
-        engine: gmu.trained.members[0].engine,
+        engine: gmu.config.members[0].engine.unwrap_or_default(),
         n_train: data.len(),
         n_test: test.len(),
-        gmu: report(gmu, &data, &test),
-        ff: report(ff, &data, &test),
+        gmu: report(gmu, &data, &test)?,
+        ff: report(ff, &data, &test)?,
         resolution: options.resolution,
         mesh_ms,
     };
@@ -410,8 +446,8 @@ fn one_seed(options: &ProtocolOptions, seed: u64, device: &burn::tensor::Device)
     let config = |kind| options.overrides.apply(options.preset.config(kind, seed));
     let gmu = synthetic::train(&config(ModelKind::Gmu), &data, device)?;
     let logreg = synthetic::train(&config(ModelKind::Logreg), &data, device)?;
-    let g = Predictor::from(&gmu).evaluate(&test);
-    let l = Predictor::from(&logreg).evaluate(&test);
+    let g = NativeScorer::new(&gmu)?.evaluate(&test);
+    let l = NativeScorer::new(&logreg)?.evaluate(&test);
     Ok(SeedOutcome { seed, gmu_accuracy: g.accuracy, logreg_accuracy: l.accuracy, corr_m_z: g.corr_m_z.unwrap_or(0.0) }) // a collapsed (constant) gate counts as no correlation
 }
 

@@ -19,4 +19,4 @@ pub mod synthetic;
 pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm, TextPooling};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};
 pub use network::{FusionNet, FusionOutput, Scores};
-pub use spec::{EncoderSpec, ExpertKind, FusionKind, FusionSpec, HeadKind, Task};
+pub use spec::{ExpertKind, FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};

@@ -32,7 +32,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{ImageShape, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm};
 use super::gmu::{Gmu, GmuConfig};
-use super::spec::{EncoderSpec, ExpertKind, FusionKind, FusionSpec, HeadKind, Task};
+use super::spec::{ExpertKind, FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};
 use crate::error::Result;
 
 impl FusionSpec {
@@ -53,17 +53,17 @@ impl FusionSpec {
             .encoders
             .iter()
             .map(|e| match *e {
-                EncoderSpec::Cnn { channels, height, width, d_out } => {
+                SubnetSpec::Cnn { channels, height, width, d_out } => {
                     Some(SmallCnn::new(ImageShape { channels, height, width }, d_out, device))
                 }
-                EncoderSpec::Identity | EncoderSpec::Lstm { .. } => None,
+                SubnetSpec::Identity | SubnetSpec::Lstm { .. } => None,
             })
             .collect();
         let texts = self
             .encoders
             .iter()
             .map(|e| match *e {
-                EncoderSpec::Lstm { vocab, embed, d_out, pooling } => {
+                SubnetSpec::Lstm { vocab, embed, d_out, pooling } => {
                     Some(TextLstm::new(vocab, embed, d_out, pooling, device))
                 }
                 _ => None,
@@ -801,7 +801,7 @@ mod tests {
     fn cnn_encoder_maps_a_flat_image_to_features() {
         let device = Device::default();
         let mut spec = FusionSpec::new(FusionKind::Gmu, vec![3 * 8 * 8, 5], 4, 3, Task::Multiclass);
-        spec.encoders[0] = EncoderSpec::Cnn { channels: 3, height: 8, width: 8, d_out: 6 };
+        spec.encoders[0] = SubnetSpec::Cnn { channels: 3, height: 8, width: 8, d_out: 6 };
         let net = spec.init(&device).unwrap();
         let x = crate::fusion::random::exclusive(|| {
             vec![

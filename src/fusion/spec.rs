@@ -1,5 +1,5 @@
 //! What a model is, as data: the fusion method ([`FusionKind`]), the head,
-//! the task, each view's own sub-network ([`EncoderSpec`]), and the whole
+//! the task, each view's own sub-network ([`SubnetSpec`]), and the whole
 //! [`FusionSpec`] with its validation and memory bound. Serialised into every
 //! model directory; [`network`](super::network) builds a [`FusionNet`](super::FusionNet) from it.
 
@@ -89,10 +89,13 @@ impl Task {
     }
 }
 
-/// A modality's own sub-network in front of the fusion.
+/// A modality's own trainable sub-network in front of the fusion (the paper's
+/// modality-specific sub-networks). Not to be confused with a pretrained, frozen
+/// encoder (`encoders::EncoderSpec`), which makes a view's
+/// features before the model sees them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum EncoderSpec {
+pub enum SubnetSpec {
     /// The features go in as they are.
     Identity,
     /// A [`SmallCnn`] on an image stored flat, with `d_out` output features.
@@ -119,12 +122,12 @@ pub enum EncoderSpec {
     },
 }
 
-impl EncoderSpec {
+impl SubnetSpec {
     /// Width of what the fusion sees for an input of width `d_in`.
     pub fn d_out(&self, d_in: usize) -> usize {
         match *self {
-            EncoderSpec::Identity => d_in,
-            EncoderSpec::Cnn { d_out, .. } | EncoderSpec::Lstm { d_out, .. } => d_out,
+            SubnetSpec::Identity => d_in,
+            SubnetSpec::Cnn { d_out, .. } | SubnetSpec::Lstm { d_out, .. } => d_out,
         }
     }
 }
@@ -138,7 +141,7 @@ pub struct FusionSpec {
     /// Input width of each modality the model sees.
     pub d_inputs: Vec<usize>,
     /// Encoder of each modality (same length as `d_inputs`).
-    pub encoders: Vec<EncoderSpec>,
+    pub encoders: Vec<SubnetSpec>,
     /// Hidden width: GMU units, maxout units, linear-sum projection width.
     pub hidden: usize,
     /// Number of labels (multilabel) or classes.
@@ -205,7 +208,7 @@ impl FusionSpec {
     /// A spec with the paper's defaults (dropout 0.5, maxout experts, untied
     /// gates) and identity encoders.
     pub fn new(kind: FusionKind, d_inputs: Vec<usize>, hidden: usize, n_outputs: usize, task: Task) -> Self {
-        let encoders = vec![EncoderSpec::Identity; d_inputs.len()];
+        let encoders = vec![SubnetSpec::Identity; d_inputs.len()];
         FusionSpec {
             kind,
             d_inputs,
@@ -269,12 +272,12 @@ impl FusionSpec {
             return Err(GmuError::invalid("labels", "the task has no label"));
         }
         for e in &self.encoders {
-            if let EncoderSpec::Cnn { height, width, d_out, .. } = *e
+            if let SubnetSpec::Cnn { height, width, d_out, .. } = *e
                 && (height < 4 || width < 4 || d_out == 0)
             {
                 return Err(GmuError::invalid("encoders", "a CNN encoder needs images of at least 4×4 and d_out ≥ 1"));
             }
-            if let EncoderSpec::Lstm { vocab, embed, d_out, .. } = *e
+            if let SubnetSpec::Lstm { vocab, embed, d_out, .. } = *e
                 && (vocab < 2 || embed == 0 || d_out == 0)
             {
                 return Err(GmuError::invalid(

@@ -12,6 +12,7 @@ use crate::cpu::LossKind;
 use crate::engine::Engine;
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
 use crate::engine::native::Workspace;
+use crate::experiments::synthetic::NativeScorer;
 use crate::fusion::network::FusionHead;
 use crate::fusion::synthetic::{ModelKind, ModelSpec, linears};
 use crate::fusion::{FusionKind, FusionNet, HeadKind, Scores, Task};
@@ -47,16 +48,17 @@ fn fits_like_burn(
 ) -> Vec<Engine> {
     let ours = train(data, &[0, 1], split, config, &dev()).unwrap();
     let burn = train(data, &[0, 1], split, &TrainingConfig { engine: Engine::Burn, ..config.clone() }, &dev()).unwrap();
-    assert!(burn.members.iter().all(|m| m.engine == Engine::Burn), "{what}");
-    for (a, b) in ours.members.iter().zip(&burn.members) {
+    assert!(burn.config.members.iter().all(|m| m.engine == Some(Engine::Burn)), "{what}");
+    for (a, b) in ours.config.members.iter().zip(&burn.config.members) {
         for (x, y) in a.history.iter().zip(&b.history) {
             assert!((x.train_loss - y.train_loss).abs() < 1e-4, "{what}: {x:?} vs {y:?}");
         }
     }
-    let (pa, pb) = (ours.predict(data, &split.test, &dev()), burn.predict(data, &split.test, &dev()));
+    let (pa, pb) =
+        (ours.evaluate(data, &split.test, false).unwrap().1, burn.evaluate(data, &split.test, false).unwrap().1);
     let worst = pa.probs.iter().zip(&pb.probs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
     assert!(worst < 1e-3, "{what}: probabilities differ by {worst}");
-    ours.members.iter().map(|m| m.engine).collect()
+    ours.config.members.iter().map(|m| m.engine.expect("trained")).collect()
 }
 
 /// The loss and its gradient by burn's autodiff (the loss in burn ops,
@@ -149,10 +151,15 @@ fn native_and_burn_engines_agree_step_by_step() {
         let native = synthetic::train(&config, &data, &Device::default()).unwrap();
         config.engine = Engine::Burn;
         let burn = synthetic::train(&config, &data, &Device::default()).unwrap();
-        assert_eq!((native.trained.members[0].engine, burn.trained.members[0].engine), (Engine::Native, Engine::Burn));
-        for (a, b) in native.history().iter().zip(burn.history()) {
-            assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {:?} vs {:?}", native.history(), burn.history());
+        assert_eq!(
+            (native.config.members[0].engine, burn.config.members[0].engine),
+            (Some(Engine::Native), Some(Engine::Burn))
+        );
+        let (h_native, h_burn) = (&native.config.members[0].step_losses, &burn.config.members[0].step_losses);
+        for (a, b) in h_native.iter().zip(h_burn) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {h_native:?} vs {h_burn:?}");
         }
+        let (native, burn) = (NativeScorer::new(&native).unwrap(), NativeScorer::new(&burn).unwrap());
         for (a, b) in native.net.params.iter().zip(&burn.net.params) {
             assert!((a - b).abs() < 1e-3, "{kind}");
         }
@@ -490,8 +497,11 @@ mod maxout {
         let config = crate::train::tests::epochs(quick(FusionKind::Gmu), 2);
         let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        assert_eq!(a.members[0].engine, Engine::Maxout);
-        assert_eq!(a.predict(&data, &split.test, &dev()).probs, b.predict(&data, &split.test, &dev()).probs);
+        assert_eq!(a.config.members[0].engine, Some(Engine::Maxout));
+        assert_eq!(
+            a.evaluate(&data, &split.test, false).unwrap().1.probs,
+            b.evaluate(&data, &split.test, false).unwrap().1.probs
+        );
     }
 }
 
@@ -504,7 +514,7 @@ mod cnn {
     use super::*;
     use crate::data::{MultiviewData, Targets, View};
     use crate::engine::cnn::CnnFronts;
-    use crate::fusion::{EncoderSpec, ExpertKind, FusionSpec};
+    use crate::fusion::{ExpertKind, FusionSpec, SubnetSpec};
 
     /// A 1×8×8 picture whose class is a bright 2×2 block in one of three
     /// corners (for two rows in three; noise otherwise), and 4 features of
@@ -582,7 +592,7 @@ mod cnn {
     /// features, 3 classes, dropout off, its weights from seed 3.
     fn picture_net(kind: FusionKind, experts: ExpertKind, device: &Device) -> FusionNet {
         let mut spec = FusionSpec::new(kind, vec![64, 4], 16, 3, Task::Multiclass);
-        spec.encoders[0] = EncoderSpec::Cnn { channels: 1, height: 8, width: 8, d_out: 8 };
+        spec.encoders[0] = SubnetSpec::Cnn { channels: 1, height: 8, width: 8, d_out: 8 };
         (spec.dropout, spec.experts) = (0.0, experts);
         crate::fusion::random::exclusive(|| {
             device.seed(3);
@@ -723,7 +733,13 @@ mod cnn {
         config.model.image_features = 8;
         let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        assert_eq!(a.members.iter().map(|m| m.engine).collect::<Vec<_>>(), [Engine::Cnn, Engine::Maxout]);
-        assert_eq!(a.predict(&data, &split.test, &dev()).probs, b.predict(&data, &split.test, &dev()).probs);
+        assert_eq!(
+            a.config.members.iter().map(|m| m.engine.expect("trained")).collect::<Vec<_>>(),
+            [Engine::Cnn, Engine::Maxout]
+        );
+        assert_eq!(
+            a.evaluate(&data, &split.test, false).unwrap().1.probs,
+            b.evaluate(&data, &split.test, false).unwrap().1.probs
+        );
     }
 }

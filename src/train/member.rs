@@ -564,7 +564,7 @@ pub(super) fn train_member(
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
                 let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };
-                let dev = evaluate_nets(problem.data, &[member], problem.dev, config.threshold, inference).0;
+                let dev = evaluate_nets(problem.data, member, problem.dev, config.threshold, inference).0;
                 history.push(EpochLog {
                     epoch,
                     train_loss: loss_sum / batches.max(1) as f64,

@@ -3,7 +3,7 @@
 //! early stopping on the dev macro-F1, keeping the best checkpoint) runs on
 //! the engine [`Engine::pick`] chooses; dropout and the max-norm constraint,
 //! modality dropout, imputation of partly missing rows, late fusion
-//! (`avg-probs`), and the model directory of a trained model. Prediction and
+//! (`avg-probs`); it returns the one [`Model`] type. Prediction and
 //! scoring live in [`predict`], which evaluation here goes
 //! through; [`report`] reads the gates and the occlusion importance per
 //! class; [`search()`] is the paper's random search.
@@ -27,57 +27,29 @@ use burn::tensor::Device;
 
 use crate::config::{Schedule, TrainingConfig};
 use crate::cpu::LossKind;
-use crate::data::{DataRecord, MultiviewData, Scaler, Scaling, Split, Targets, View};
+use crate::data::{MultiviewData, Scaler, Scaling, Split, Targets, View};
 use crate::engine::Engine;
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
-use crate::predict::{self, MemberRef};
-pub use crate::predict::{Evaluation, Prediction, score};
-use crate::store::{self, EpochLog, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
+use crate::predict::{self, Evaluation, MemberRef, Model, Prediction, score};
+use crate::store::{EpochLog, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
 pub use member::{glorot, logits_loss};
 pub use report::{GateReport, ImportanceReport};
 pub use search::{Search, search, search_with};
 
-/// One trained network and the views it reads.
-#[derive(Clone, Debug)]
-pub struct Member {
+/// One trained network and the data views it reads, before it becomes a member of a [`Model`].
+struct Member {
     /// Indices into the data's views.
-    pub modalities: Vec<usize>,
-    /// The model's shape.
-    pub spec: FusionSpec,
-    /// Input scaling of each view it reads (fitted on the training rows).
-    pub scalers: Vec<Scaler>,
-    /// The kept weights (the best epoch, or the restart with the lowest final
-    /// training loss), on the inference device.
-    pub net: FusionNet,
-    /// The engine that trained it.
-    pub engine: Engine,
-    /// Per-epoch log (epochs schedule).
-    pub history: Vec<EpochLog>,
-    /// The epoch whose checkpoint was kept, 1-based (0 for the steps schedule).
-    pub best_epoch: usize,
-    /// Training loss before each step of the kept restart (steps schedule).
-    pub step_losses: Vec<f32>,
-    /// Final training loss of every restart (steps schedule; the kept one is the smallest).
-    pub restart_losses: Vec<f32>,
-}
-
-/// A trained model: one member, or one per modality for `avg-probs`.
-#[derive(Debug)]
-pub struct Trained {
-    /// The run's config.
-    pub config: TrainingConfig,
-    /// The views of the data (name, width, encoder), in the order of the data.
-    pub views: Vec<ViewSpec>,
-    /// Class or label names.
-    pub outputs: Vec<String>,
-    /// The training rows' label frequencies: what this model predicts, in
-    /// evaluation, for a sample in which every view it reads is missing.
-    pub prior: Vec<f32>,
-    /// The networks; their probabilities are averaged.
-    pub members: Vec<Member>,
-    /// Wall time of the training, seconds.
-    pub seconds: f64,
+    modalities: Vec<usize>,
+    spec: FusionSpec,
+    scalers: Vec<Scaler>,
+    /// The kept weights, on the inference device.
+    net: FusionNet,
+    engine: Engine,
+    history: Vec<EpochLog>,
+    best_epoch: usize,
+    step_losses: Vec<f32>,
+    restart_losses: Vec<f32>,
 }
 
 /// Gathers `rows` of view `v`, scaled; a missing row (all NaN) becomes zeros,
@@ -180,7 +152,7 @@ pub fn train(
     split: &Split,
     config: &TrainingConfig,
     device: &Device,
-) -> Result<Trained> {
+) -> Result<Model> {
     train_with(data, modalities, split, config, None, device)
 }
 
@@ -194,7 +166,7 @@ pub fn train_with(
     config: &TrainingConfig,
     checkpoint: Option<&Path>,
     device: &Device,
-) -> Result<Trained> {
+) -> Result<Model> {
     config.validate()?;
     if modalities.is_empty() {
         return Err(GmuError::invalid("modalities", "no modality selected"));
@@ -257,14 +229,55 @@ pub fn train_with(
             fit_member(data, views, spec, split, config, seed, dir.as_deref(), device)
         })?);
     }
-    Ok(Trained {
-        config: config.clone(),
-        views: view_specs(data),
+    let prior = label_prior(&data.targets, &split.train);
+    Ok(model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior))
+}
+
+/// The model of trained `members`: the views they read (in order of first
+/// use), the outputs, each member with its training log, and the training
+/// config, recorded under the config's [`label`](TrainingConfig::label).
+fn model(data: &MultiviewData, members: Vec<Member>, config: &TrainingConfig, seconds: f64, device: &Device) -> Model {
+    let mut used: Vec<usize> = Vec::new();
+    for m in &members {
+        for &v in &m.modalities {
+            if !used.contains(&v) {
+                used.push(v);
+            }
+        }
+    }
+    let views = view_specs(data);
+    let task = members[0].spec.task;
+    let (records, nets): (Vec<MemberConfig>, Vec<FusionNet>) = members
+        .into_iter()
+        .map(|m| {
+            let record = MemberConfig {
+                views: m.modalities.iter().map(|v| used.iter().position(|u| u == v).expect("collected")).collect(),
+                spec: m.spec,
+                scalers: m.scalers,
+                engine: Some(m.engine),
+                best_epoch: m.best_epoch,
+                history: m.history,
+                step_losses: m.step_losses,
+                restart_losses: m.restart_losses,
+            };
+            (record, m.net)
+        })
+        .unzip();
+    let record = ModelConfig {
+        format_version: FORMAT_VERSION,
+        gmu_version: env!("CARGO_PKG_VERSION").to_string(),
+        method: config.label(),
+        views: used.iter().map(|&v| views[v].clone()).collect(),
+        task,
         outputs: data.targets.names().to_vec(),
-        prior: label_prior(&data.targets, &split.train),
-        members,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+        threshold: config.threshold,
+        members: records,
+        training: config.clone(),
+        data: None,
+        seconds,
+        results: serde_json::Value::Null,
+    };
+    Model::new(record, nets, device)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -325,209 +338,21 @@ fn fit_member(
     })
 }
 
-/// Probabilities and gates of `nets` (each with the data views it reads and
-/// their scalers) on `rows`, averaged over the nets; with `importance`, each
-/// view's occlusion importance too.
-fn predict_nets(
-    data: &MultiviewData,
-    nets: &[MemberRef<'_>],
-    rows: &[usize],
-    importance: bool,
-    prior: Option<&[f32]>,
-    device: &Device,
-) -> Prediction {
-    let views: Vec<&View> = data.views.iter().collect();
-    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
-    // Training data hold no partly missing row (checked), and a row the model cannot see
-    // gets the prior (or was filtered out where there is none), so this cannot fail.
-    predict_views(nets, &views, rows, task, importance, prior, device).expect("checked training data")
-}
-
-/// As [`predict_nets`] on views given one by one (some rows may be missing).
-fn predict_views(
-    nets: &[MemberRef<'_>],
-    views: &[&View],
-    rows: &[usize],
-    task: Task,
-    importance: bool,
-    prior: Option<&[f32]>,
-    device: &Device,
-) -> Result<Prediction> {
-    let mut model_views: Vec<usize> = Vec::new();
-    for member in nets {
-        for &v in member.views {
-            if !model_views.contains(&v) {
-                model_views.push(v);
-            }
-        }
-    }
-    let blind: Vec<bool> =
-        rows.iter().map(|&r| model_views.iter().all(|&v| views[v].row(r).iter().all(|x| x.is_nan()))).collect();
-    let Some(prior) = prior.filter(|_| blind.contains(&true)) else {
-        return predict::run(nets, views, &model_views, rows, task, importance, device);
-    };
-    // Rows where the model sees none of its views get the training label frequencies.
-    let visible: Vec<usize> = rows.iter().zip(&blind).filter(|(_, b)| !**b).map(|(&r, _)| r).collect();
-    let seen = predict::run(nets, views, &model_views, &visible, task, importance, device)?;
-    let (k, c) = (model_views.len(), prior.len());
-    let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
-    let mut i = 0;
-    for &b in &blind {
-        let nan = || std::iter::repeat_n(f32::NAN, k);
-        if b {
-            out.probs.extend_from_slice(prior);
-            out.present.extend(std::iter::repeat_n(false, k));
-            for (mine, theirs) in [
-                (&mut out.gate_means, &seen.gate_means),
-                (&mut out.shares, &seen.shares),
-                (&mut out.importance, &seen.importance),
-            ] {
-                if theirs.is_some() || visible.is_empty() && importance {
-                    mine.get_or_insert_with(Vec::new).extend(nan());
-                }
-            }
-        } else {
-            out.probs.extend_from_slice(&seen.probs[i * c..(i + 1) * c]);
-            out.present.extend_from_slice(&seen.present[i * k..(i + 1) * k]);
-            for (mine, theirs) in [
-                (&mut out.gate_means, &seen.gate_means),
-                (&mut out.shares, &seen.shares),
-                (&mut out.importance, &seen.importance),
-            ] {
-                if let Some(t) = theirs {
-                    mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
-                }
-            }
-            i += 1;
-        }
-    }
-    Ok(out)
-}
-
+/// The dev scores of one member network during training: its data views
+/// (`member.views` index `data.views`) on `rows`, every one of which shows it
+/// at least one view.
 fn evaluate_nets(
     data: &MultiviewData,
-    nets: &[MemberRef<'_>],
+    member: MemberRef<'_>,
     rows: &[usize],
     threshold: f32,
     device: &Device,
 ) -> (Evaluation, Prediction) {
-    let p = predict_nets(data, nets, rows, false, None, device);
+    let views: Vec<&View> = data.views.iter().collect();
+    let task = if data.targets.is_multilabel() { Task::Multilabel } else { Task::Multiclass };
+    let p = predict::run(&[member], &views, member.views, rows, task, false, device)
+        .expect("training rows hold no partly missing row, and each shows the member a view");
     (score(&data.targets, rows, &p.probs, threshold), p)
-}
-
-impl Trained {
-    /// Each member as the prediction code takes it.
-    fn member_refs(&self) -> Vec<MemberRef<'_>> {
-        self.members.iter().map(|m| MemberRef { views: &m.modalities, scalers: &m.scalers, net: &m.net }).collect()
-    }
-
-    /// Probabilities and gates on `rows` of `data`.
-    pub fn predict(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> Prediction {
-        predict_nets(data, &self.member_refs(), rows, false, Some(&self.prior), device)
-    }
-
-    /// Probabilities on `rows` of `views` (the training data's views, in the
-    /// same order, possibly with rows missing: all-NaN rows).
-    pub fn predict_views(&self, views: &[&View], rows: &[usize], task: Task, device: &Device) -> Result<Prediction> {
-        predict_views(&self.member_refs(), views, rows, task, false, Some(&self.prior), device)
-    }
-
-    /// Metrics and predictions on `rows`, with each view's occlusion importance.
-    pub fn evaluate_with_importance(
-        &self,
-        data: &MultiviewData,
-        rows: &[usize],
-        device: &Device,
-    ) -> (Evaluation, Prediction) {
-        let p = predict_nets(data, &self.member_refs(), rows, true, Some(&self.prior), device);
-        (score(&data.targets, rows, &p.probs, self.config.threshold), p)
-    }
-
-    /// Metrics and predictions on `rows`.
-    pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], device: &Device) -> (Evaluation, Prediction) {
-        let p = self.predict(data, rows, device);
-        (score(&data.targets, rows, &p.probs, self.config.threshold), p)
-    }
-
-    /// The model directory's config: the views the members read (in order of
-    /// first use), the outputs, each member with its training log, the
-    /// training config, `data` (where the data can be read again) and `results`.
-    pub fn model_config(&self, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> ModelConfig {
-        let mut used: Vec<usize> = Vec::new();
-        for m in &self.members {
-            for &v in &m.modalities {
-                if !used.contains(&v) {
-                    used.push(v);
-                }
-            }
-        }
-        let members = self
-            .members
-            .iter()
-            .map(|m| MemberConfig {
-                views: m.modalities.iter().map(|v| used.iter().position(|u| u == v).expect("collected")).collect(),
-                spec: m.spec.clone(),
-                scalers: m.scalers.clone(),
-                engine: Some(m.engine),
-                best_epoch: m.best_epoch,
-                history: m.history.clone(),
-                step_losses: m.step_losses.clone(),
-                restart_losses: m.restart_losses.clone(),
-            })
-            .collect();
-        ModelConfig {
-            format_version: FORMAT_VERSION,
-            gmu_version: env!("CARGO_PKG_VERSION").to_string(),
-            method: method.to_string(),
-            views: used.iter().map(|&v| self.views[v].clone()).collect(),
-            task: self.members[0].spec.task,
-            outputs: self.outputs.clone(),
-            threshold: self.config.threshold,
-            members,
-            training: self.config.clone(),
-            data,
-            seconds: self.seconds,
-            results,
-        }
-    }
-
-    /// Reads back a model directory [`save`](Self::save) wrote for `data`
-    /// (its views found by name) and `split` (the label frequencies of its
-    /// training rows): what resuming a comparison needs of a finished method.
-    pub fn load(dir: &Path, data: &MultiviewData, split: &Split, device: &Device) -> Result<Trained> {
-        let (config, nets) = store::load(dir, device)?;
-        let index: Vec<usize> = config.views.iter().map(|v| data.view_index(&v.name)).collect::<Result<_>>()?;
-        let members = config
-            .members
-            .iter()
-            .zip(nets)
-            .map(|(m, net)| Member {
-                modalities: m.views.iter().map(|&v| index[v]).collect(),
-                spec: m.spec.clone(),
-                scalers: m.scalers.clone(),
-                net,
-                engine: m.engine.unwrap_or_default(),
-                history: m.history.clone(),
-                best_epoch: m.best_epoch,
-                step_losses: m.step_losses.clone(),
-                restart_losses: m.restart_losses.clone(),
-            })
-            .collect();
-        Ok(Trained {
-            config: config.training,
-            views: view_specs(data),
-            outputs: config.outputs,
-            prior: label_prior(&data.targets, &split.train),
-            members,
-            seconds: config.seconds,
-        })
-    }
-
-    /// Writes the model directory (see [`store`](crate::store)) into `dir`.
-    pub fn save(&self, dir: &Path, method: &str, data: Option<DataRecord>, results: serde_json::Value) -> Result<()> {
-        let nets: Vec<&FusionNet> = self.members.iter().map(|m| &m.net).collect();
-        store::save(dir, &self.model_config(method, data, results), &nets)
-    }
 }
 
 #[cfg(test)]
@@ -647,11 +472,11 @@ pub(crate) mod tests {
         config.schedule = Schedule::Epochs { max_epochs: 30, patience: 30, batch_size: 16 };
         let trained = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         assert!(matches!(
-            trained.members[0].spec.encoders[0],
-            crate::fusion::EncoderSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }
+            trained.config.members[0].spec.encoders[0],
+            crate::fusion::SubnetSpec::Lstm { vocab: 30522, embed: 8, d_out: 8, .. }
         ));
-        assert_eq!(trained.members[0].engine, crate::engine::Engine::Burn);
-        let test = trained.evaluate(&data, &split.test, &dev()).0;
+        assert_eq!(trained.config.members[0].engine, Some(crate::engine::Engine::Burn));
+        let test = trained.evaluate(&data, &split.test, false).unwrap().0;
         assert!(test.accuracy > 0.9, "LSTM + GMU on planted tokens: test accuracy {}", test.accuracy);
     }
 
@@ -671,9 +496,9 @@ pub(crate) mod tests {
                 let mut config = quick(kind);
                 (config.model.experts, config.model.tied_gates) = (experts, tied);
                 let trained = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
-                let h = &trained.members[0].history;
+                let h = &trained.config.members[0].history;
                 assert!(h.last().unwrap().train_loss < 0.8 * h[0].train_loss, "{kind} multilabel={multilabel}: {h:?}");
-                let test = trained.evaluate(&data, &split.test, &dev()).0;
+                let test = trained.evaluate(&data, &split.test, false).unwrap().0;
                 // Late fusion sees each view alone, and each view carries the class for half the rows.
                 let floor = if kind == FusionKind::AvgProbs { 0.6 } else { 0.8 };
                 assert!(test.f1.macro_ > floor, "{kind} ({experts:?}, tied {tied}) multilabel={multilabel}: {test:?}");
@@ -690,9 +515,10 @@ pub(crate) mod tests {
         (config.model.dropout, config.model.hidden) = (0.0, 3);
         let a = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let b = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let (pa, pb) = (a.predict(&data, &split.test, &dev()), b.predict(&data, &split.test, &dev()));
+        let (pa, pb) =
+            (a.evaluate(&data, &split.test, false).unwrap().1, b.evaluate(&data, &split.test, false).unwrap().1);
         assert_eq!(pa.probs, pb.probs);
-        assert_eq!(a.members[0].history, b.members[0].history);
+        assert_eq!(a.config.members[0].history, b.config.members[0].history);
         let gates = pa.gate_means.as_ref().unwrap();
         assert_eq!(gates.len(), split.test.len() * 2);
         // The gate of view a is larger, on average, where view a carries the class.
@@ -735,12 +561,12 @@ pub(crate) mod tests {
                 (config.model.experts, config.model.tied_gates, config.model.head) = (experts, tied, head);
                 let trained = train(&data, &[0, 1], &split, &config, &device).unwrap();
                 let dir = tempfile::tempdir().unwrap();
-                trained.save(dir.path(), &config.label(), None, serde_json::Value::Null).unwrap();
-                let loaded = crate::predict::Predictor::load(dir.path(), &device).unwrap();
+                trained.save(dir.path()).unwrap();
+                let loaded = crate::predict::Model::load(dir.path(), &device).unwrap();
                 assert_eq!(loaded.config.outputs, data.targets.names());
                 let views = loaded.select_views(&data.views).unwrap();
                 let p = loaded.predict_rows(&views, &split.test, true).unwrap();
-                let expected = trained.predict(&data, &split.test, &device);
+                let expected = trained.evaluate(&data, &split.test, false).unwrap().1;
                 assert_eq!(p.probs, expected.probs, "{kind} {head:?} multilabel={multilabel}");
                 assert_eq!(p.gate_means, expected.gate_means, "{kind}");
                 let imp = p.importance.unwrap();
@@ -803,7 +629,7 @@ pub(crate) mod tests {
                     let mut gone = data.views[1].clone();
                     gone.values.fill(f32::NAN);
                     let views = [&data.views[0], &gone];
-                    let p = trained.predict_views(&views, &split.test, Task::Multiclass, &device).unwrap();
+                    let p = trained.predict_views(&views, &split.test, false).unwrap();
                     score(&data.targets, &split.test, &p.probs, 0.5).accuracy
                 })
                 .sum::<f64>()
@@ -826,12 +652,12 @@ pub(crate) mod tests {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = dev();
         let gmu = train(&data, &[0, 1], &split, &quick(FusionKind::Gmu), &device).unwrap();
-        let test = gmu.evaluate(&data, &split.test, &device).0;
+        let test = gmu.evaluate(&data, &split.test, false).unwrap().0;
         assert!(test.f1.macro_ > 0.75, "{test:?}");
         let single = train(&data, &[1], &split, &quick(FusionKind::Concat), &device).unwrap();
-        let p = single.predict(&data, &split.test, &device);
+        let p = single.evaluate(&data, &split.test, false).unwrap().1;
         let blind = split.test.iter().position(|r| r % 4 == 1).unwrap();
-        assert_eq!(p.probs[blind * 3..(blind + 1) * 3], single.prior[..]);
+        assert_eq!(p.probs[blind * 3..(blind + 1) * 3], single.prior.as_deref().unwrap()[..]);
         assert!(!p.present[blind]);
         let options = crate::experiments::comparison::CompareOptions {
             modalities: vec![1],

@@ -5,11 +5,11 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::{Trained, train_with};
+use super::train_with;
 use crate::config::TrainingConfig;
 use crate::data::{MultiviewData, Split};
 use crate::error::{GmuError, Result};
-use crate::predict::Evaluation;
+use crate::predict::{Evaluation, Model};
 
 /// Random search: `trials` configurations drawn by [`TrainingConfig::sample`]
 /// (seeded by `base.seed`; one trial trains `base` as given), each trained
@@ -40,27 +40,27 @@ pub fn search_with(
         return Err(GmuError::invalid("trials", "must be at least 1"));
     }
     let mut rng = StdRng::seed_from_u64(base.seed ^ 0x005E_A7C4);
-    let mut best: Option<(Trained, Evaluation)> = None;
+    let mut best: Option<(Model, Evaluation)> = None;
     let mut log = Vec::new();
     for t in 0..trials {
         let config = if trials == 1 { base.clone() } else { base.sample(&mut rng) };
         let dir = checkpoint.map(|c| c.join(format!("trial-{t}")));
-        let trained = train_with(data, modalities, split, &config, dir.as_deref(), device)?;
-        let dev = trained.evaluate(data, &split.dev, device).0;
+        let model = train_with(data, modalities, split, &config, dir.as_deref(), device)?;
+        let dev = model.evaluate(data, &split.dev, false)?.0;
         log.push((config, dev.f1.macro_));
         if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {
-            best = Some((trained, dev));
+            best = Some((model, dev));
         }
     }
-    let (trained, dev) = best.expect("trials ≥ 1");
-    Ok(Search { trained, dev, trials: log })
+    let (model, dev) = best.expect("trials ≥ 1");
+    Ok(Search { model, dev, trials: log })
 }
 
 /// What [`search`] returns.
 #[derive(Debug)]
 pub struct Search {
     /// The model with the best dev macro-F1.
-    pub trained: Trained,
+    pub model: Model,
     /// Its dev scores.
     pub dev: Evaluation,
     /// Every trial's config and dev macro-F1, in order.

@@ -1,0 +1,366 @@
+//! The one trained model, [`Model`]: what every training command returns and
+//! writes, what `gmu predict`, the comparison tables, the robustness and
+//! missing-view sweeps and the synthetic experiment's maps load. It runs on new
+//! data: probabilities, gates, each view's contribution share and its
+//! occlusion importance, with views missing for some samples.
+//!
+//! ```no_run
+//! use burn::tensor::Device;
+//! use gmu::data::DataSource;
+//! use gmu::predict::Model;
+//!
+//! let device = Device::default();
+//! let model = Model::load("runs/multiview-mfeat/fou+zer/gmu".as_ref(), &device)?;
+//! let views = DataSource::Mfeat.load(&device)?.views;
+//! let p = model.predict(&views)?; // picks the model's views by name
+//! println!("P(class 0 | row 0) = {}, share of fou = {:?}", p.probs[0], p.shares.as_ref().map(|s| s[0]));
+//! # Ok::<(), gmu::GmuError>(())
+//! ```
+//!
+//! **Missing views.** A sample's view is missing when its row in that view is
+//! entirely NaN (an empty CSV row reads as NaN); a row with only some cells
+//! missing is an error. Each method's rule is in
+//! [`FusionNet::forward_present`]; `avg-probs` averages the members whose
+//! view is present. A sample with every view missing is an error, unless the
+//! model carries its training rows' label frequencies ([`Model::prior`]), as a
+//! model just trained does: such a sample then gets those.
+//!
+//! **Occlusion importance** of view `v` for a sample: how much the
+//! probability of the predicted class falls when `v` is treated as missing
+//! (multilabel: the mean absolute change of the label probabilities). It is
+//! 0 where `v` is already missing and NaN where `v` is the only view present.
+
+mod forward;
+
+pub use forward::{BATCH, Evaluation, MemberRef, Prediction, decide, row_missing, run, score};
+
+use std::path::Path;
+
+use burn::tensor::Device;
+
+use crate::config::TrainingConfig;
+use crate::data::{MultiviewData, Scaler, View};
+use crate::error::{GmuError, Result};
+use crate::fusion::FusionNet;
+use crate::store::{self, ModelConfig};
+
+/// A trained model: its record (`config.json`: views, outputs, members with
+/// their specs, scalers and training logs, the training config) and one
+/// network per member, on a device. Training returns one
+/// ([`train`](crate::train::train)); [`Model::load`] reads one back.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// Its record, as `config.json` holds it.
+    pub config: ModelConfig,
+    /// One network per member (`config.members[i]` is `nets[i]`'s record).
+    pub nets: Vec<FusionNet>,
+    /// The training rows' label frequencies: what the model predicts for a
+    /// sample in which it sees none of its views. A model just trained has
+    /// them; one loaded from disk has none (such a sample is then an error).
+    pub prior: Option<Vec<f32>>,
+    device: Device,
+}
+
+impl Model {
+    /// A model of `config` with `nets` (on `device`), without a prior.
+    pub fn new(config: ModelConfig, nets: Vec<FusionNet>, device: &Device) -> Model {
+        assert_eq!(config.members.len(), nets.len(), "one network per member");
+        Model { config, nets, prior: None, device: device.clone() }
+    }
+
+    /// Loads a model directory (see [`store`](crate::store)) onto `device`.
+    pub fn load(dir: &Path, device: &Device) -> Result<Model> {
+        let (config, nets) = store::load(dir, device)?;
+        Ok(Model::new(config, nets, device))
+    }
+
+    /// Writes the model directory (see [`store`](crate::store)) into `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let nets: Vec<&FusionNet> = self.nets.iter().collect();
+        store::save(dir, &self.config, &nets)
+    }
+
+    /// The same model, predicting `prior` for a sample with none of its views.
+    pub fn with_prior(mut self, prior: Vec<f32>) -> Model {
+        self.prior = Some(prior);
+        self
+    }
+
+    /// The device its networks live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The late fusion of single-view models (`avg-probs`): every member of
+    /// every part, their probabilities averaged over the members whose view is
+    /// present, recorded under `training`. The views are the parts' views in
+    /// order; the prior is the first part's (the parts share their training rows).
+    pub fn late_fusion(parts: Vec<Model>, training: TrainingConfig) -> Model {
+        let first = parts.first().expect("at least one part");
+        let (device, prior) = (first.device.clone(), first.prior.clone());
+        let mut config = ModelConfig {
+            method: training.label(),
+            views: Vec::new(),
+            members: Vec::new(),
+            threshold: training.threshold,
+            seconds: parts.iter().map(|p| p.config.seconds).sum(),
+            data: None,
+            results: serde_json::Value::Null,
+            training,
+            ..first.config.clone()
+        };
+        let mut nets = Vec::new();
+        for part in parts {
+            for (mut member, net) in part.config.members.into_iter().zip(part.nets) {
+                for v in &mut member.views {
+                    let spec = &part.config.views[*v];
+                    *v = match config.views.iter().position(|w| w.name == spec.name) {
+                        Some(at) => at,
+                        None => {
+                            config.views.push(spec.clone());
+                            config.views.len() - 1
+                        }
+                    };
+                }
+                config.members.push(member);
+                nets.push(net);
+            }
+        }
+        Model { config, nets, prior, device }
+    }
+
+    /// Each member as the prediction code takes it (view indices into the model's views).
+    fn members(&self) -> Vec<MemberRef<'_>> {
+        self.config
+            .members
+            .iter()
+            .zip(&self.nets)
+            .map(|(m, net)| MemberRef { views: &m.views, scalers: &m.scalers, net })
+            .collect()
+    }
+
+    /// The model's views among `views`, by name, in the model's order. An
+    /// unknown name or a wrong width is an error naming the view and the widths.
+    pub fn select_views<'a>(&self, views: &'a [View]) -> Result<Vec<&'a View>> {
+        self.select(views.iter())
+    }
+
+    fn select<'a>(&self, views: impl Iterator<Item = &'a View> + Clone) -> Result<Vec<&'a View>> {
+        let given: Vec<String> = views.clone().map(|v| format!("{} ({} columns)", v.name, v.dim)).collect();
+        self.config
+            .views
+            .iter()
+            .map(|spec| {
+                let view = views.clone().find(|v| v.name == spec.name).ok_or_else(|| {
+                    GmuError::invalid(
+                        "views",
+                        format!(
+                            "the model reads view '{}' ({} columns); the data have {}",
+                            spec.name,
+                            spec.width,
+                            given.join(", ")
+                        ),
+                    )
+                })?;
+                if view.dim != spec.width {
+                    return Err(GmuError::invalid(
+                        "views",
+                        format!(
+                            "view '{}' has {} columns; the model was trained on {}",
+                            spec.name, view.dim, spec.width
+                        ),
+                    ));
+                }
+                Ok(view)
+            })
+            .collect()
+    }
+
+    /// The model's views made from raw inputs: `inputs[i]` holds the texts or
+    /// image files of the model's view `i` (`None`: that view is missing for
+    /// every row), run through the encoder the view records. A row whose input
+    /// gives no features (empty text, undecodable image) is a missing view of
+    /// that row, listed in the second return value.
+    pub fn encode_raw(
+        &self,
+        inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>],
+    ) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
+        if inputs.len() != self.config.views.len() {
+            return Err(GmuError::invalid(
+                "views",
+                format!("{} raw inputs for a model of {} views", inputs.len(), self.config.views.len()),
+            ));
+        }
+        let n = inputs
+            .iter()
+            .flatten()
+            .map(Vec::len)
+            .max()
+            .ok_or_else(|| GmuError::invalid("views", "no raw input for any view"))?;
+        let mut views = Vec::with_capacity(inputs.len());
+        let mut missing = Vec::new();
+        for (spec, input) in self.config.views.iter().zip(inputs) {
+            let values = match input {
+                None => vec![f32::NAN; n * spec.width],
+                Some(input) => {
+                    let Some(enc) = &spec.encoder else {
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!(
+                                "view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input",
+                                spec.name
+                            ),
+                        ));
+                    };
+                    if input.len() != n {
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name),
+                        ));
+                    }
+                    let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
+                    if encoder.dim() != spec.width {
+                        return Err(GmuError::invalid(
+                            "views",
+                            format!(
+                                "view '{}' is {} wide but its encoder {} gives {}",
+                                spec.name,
+                                spec.width,
+                                enc.encoder,
+                                encoder.dim()
+                            ),
+                        ));
+                    }
+                    let (values, rows) =
+                        crate::encoders::encode::encode_all(&encoder, input, crate::encoders::encode::BATCH)?;
+                    missing.extend(rows.into_iter().map(|m| (spec.name.clone(), m)));
+                    values
+                }
+            };
+            views.push(View {
+                name: spec.name.clone(),
+                dim: spec.width,
+                values,
+                image: None,
+                prescaled: false,
+                encoder: spec.encoder.clone(),
+                tokens: spec.tokens,
+            });
+        }
+        Ok((views, missing))
+    }
+
+    /// Probabilities, gates, shares and occlusion importance for every row
+    /// of `views` (the model's views are picked by name; others are ignored).
+    pub fn predict(&self, views: &[View]) -> Result<Prediction> {
+        let selected = self.select_views(views)?;
+        let n = selected[0].len();
+        if let Some(v) = selected.iter().find(|v| v.len() != n) {
+            return Err(GmuError::invalid(
+                "views",
+                format!("view '{}' has {} rows, view '{}' has {n}", v.name, v.len(), selected[0].name),
+            ));
+        }
+        let rows: Vec<usize> = (0..n).collect();
+        self.predict_rows(&selected, &rows, true)
+    }
+
+    /// As [`predict`](Self::predict), on `rows` of views already selected
+    /// with [`select_views`](Self::select_views).
+    ///
+    /// A row in which every view is missing gets the [`prior`](Self::prior)
+    /// (its gates, shares and importance NaN), or is an error without one.
+    pub fn predict_rows(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        let members = self.members();
+        let k = views.len();
+        let model_views: Vec<usize> = (0..k).collect();
+        let blind: Vec<bool> =
+            rows.iter().map(|&r| views.iter().all(|v| v.row(r).iter().all(|x| x.is_nan()))).collect();
+        let Some(prior) = self.prior.as_deref().filter(|_| blind.contains(&true)) else {
+            return run(&members, views, &model_views, rows, self.config.task, importance, &self.device);
+        };
+        // Rows where the model sees none of its views get the training label frequencies.
+        let visible: Vec<usize> = rows.iter().zip(&blind).filter(|(_, b)| !**b).map(|(&r, _)| r).collect();
+        let seen = run(&members, views, &model_views, &visible, self.config.task, importance, &self.device)?;
+        let c = prior.len();
+        let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
+        let mut i = 0;
+        for &b in &blind {
+            let nan = || std::iter::repeat_n(f32::NAN, k);
+            if b {
+                out.probs.extend_from_slice(prior);
+                out.present.extend(std::iter::repeat_n(false, k));
+                for (mine, theirs) in [
+                    (&mut out.gate_means, &seen.gate_means),
+                    (&mut out.shares, &seen.shares),
+                    (&mut out.importance, &seen.importance),
+                ] {
+                    if theirs.is_some() || visible.is_empty() && importance {
+                        mine.get_or_insert_with(Vec::new).extend(nan());
+                    }
+                }
+            } else {
+                out.probs.extend_from_slice(&seen.probs[i * c..(i + 1) * c]);
+                out.present.extend_from_slice(&seen.present[i * k..(i + 1) * k]);
+                for (mine, theirs) in [
+                    (&mut out.gate_means, &seen.gate_means),
+                    (&mut out.shares, &seen.shares),
+                    (&mut out.importance, &seen.importance),
+                ] {
+                    if let Some(t) = theirs {
+                        mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
+                    }
+                }
+                i += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// As [`predict_rows`](Self::predict_rows) on `rows` of `views`, any
+    /// views among which the model's are found by name.
+    pub fn predict_views(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        let selected = self.select(views.iter().copied())?;
+        self.predict_rows(&selected, rows, importance)
+    }
+
+    /// The scores and predictions on `rows` of `data` (the model's views
+    /// found by name), with each view's occlusion importance if asked.
+    pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], importance: bool) -> Result<(Evaluation, Prediction)> {
+        let views: Vec<&View> = data.views.iter().collect();
+        let p = self.predict_views(&views, rows, importance)?;
+        Ok((score(&data.targets, rows, &p.probs, self.config.threshold), p))
+    }
+
+    /// The scaler the model applies to its view `name` (that of its first member reading it).
+    pub fn scaler(&self, name: &str) -> Option<&Scaler> {
+        let k = self.config.views.iter().position(|v| v.name == name)?;
+        self.config.members.iter().find_map(|m| m.views.iter().position(|&v| v == k).map(|i| &m.scalers[i]))
+    }
+
+    /// `rows` of `views` (selected with [`select_views`](Self::select_views))
+    /// as views of their own, with the missing cells of every partly missing
+    /// row filled with the training means saved with the model. Returns them
+    /// and the number of cells filled.
+    pub fn impute(&self, views: &[&View], rows: &[usize]) -> Result<(Vec<View>, usize)> {
+        let mut filled = 0;
+        let mut out = Vec::with_capacity(views.len());
+        for view in views {
+            let mut sub = view.select(rows);
+            let scaler = self.scaler(&view.name).expect("selected views are the model's");
+            filled += scaler.impute_partial_rows(&mut sub.values).ok_or_else(|| {
+                GmuError::invalid(
+                    "impute",
+                    format!("the model has no training means for view '{}' (trained before gmu saved them)", view.name),
+                )
+            })?;
+            out.push(sub);
+        }
+        Ok((out, filled))
+    }
+
+    /// The decisions for `probs`: per row, the predicted class or labels.
+    pub fn decide(&self, probs: &[f32]) -> Vec<u8> {
+        decide(self.config.task, probs, self.config.outputs.len(), self.config.threshold)
+    }
+}
