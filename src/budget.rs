@@ -7,6 +7,8 @@
 //! `/proc/meminfo`; 16 GiB where that cannot be read), or the
 //! `GMU_MEMORY_BUDGET` environment variable (bytes, or with a `K`, `M`, `G`
 //! or `T` suffix in binary units).
+//!
+//! Layer 1 (see `ARCHITECTURE.md`): it owns the memory checks and imports only [`error`](crate::error).
 
 use crate::error::{GmuError, Result};
 

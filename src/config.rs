@@ -6,9 +6,13 @@
 //! for the paper's models) and the paper's random-search ranges
 //! ([`TrainingConfig::sample`]).
 //!
-//! [`train`](crate::train::train) trains any config on any data: the schedule
+//! `train::train` trains any config on any data: the schedule
 //! decides the loop (Adam steps with restarts, or epochs with early stopping
 //! on the dev macro-F1), the engine the arithmetic.
+//!
+//! Layer 7 (see `ARCHITECTURE.md`): it owns the one training config and its
+//! checks; it imports the model layer, the data's scaling and the engine choice,
+//! never the store, prediction or training.
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -50,6 +54,9 @@ pub struct ModelOptions {
     /// How the LSTM of a token view pools its states.
     #[serde(default)]
     pub text_pooling: crate::fusion::TextPooling,
+    /// The registered method of `fusion: custom` (see [`crate::fusion::register`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 fn default_text_features() -> usize {
@@ -73,7 +80,14 @@ impl ModelOptions {
             image_features: 64,
             text_features: default_text_features(),
             text_pooling: crate::fusion::TextPooling::Mean,
+            method: None,
         }
+    }
+
+    /// The paper's model options (as [`paper`](Self::paper)) around the
+    /// registered fusion method `method` (see [`crate::fusion::register`]).
+    pub fn custom(method: &str) -> Self {
+        ModelOptions { method: Some(method.to_string()), ..Self::paper(FusionKind::Custom) }
     }
 
     /// A classifier of the synthetic experiment with `hidden` units: the GMU
@@ -139,12 +153,25 @@ impl ModelOptions {
         spec.normalize_gates = self.normalize_gates;
         spec.head = self.head;
         spec.bias = self.bias;
+        spec.method = self.method.clone();
         spec
     }
 
     /// Checks what does not depend on the data; [`FusionSpec::validate`] checks the rest.
     pub fn validate(&self) -> Result<()> {
         crate::fusion::spec::check_options(self.fusion, self.head, self.bias, self.hidden, self.dropout)?;
+        match (self.fusion, &self.method) {
+            (FusionKind::Custom, Some(name)) => {
+                crate::fusion::method::method(name)?;
+            }
+            (FusionKind::Custom, None) => {
+                return Err(GmuError::invalid("fusion", "a custom fusion names its registered method"));
+            }
+            (kind, Some(name)) => {
+                return Err(GmuError::invalid("fusion", format!("a {kind} model names no method, got '{name}'")));
+            }
+            (_, None) => {}
+        }
         if let Some(m) = self.max_norm
             && !(m > 0.0 && m.is_finite())
         {
@@ -356,6 +383,7 @@ impl TrainingConfig {
                 },
                 if m.tied_gates { "-tied" } else { "" }
             ),
+            FusionKind::Custom => m.method.clone().unwrap_or_else(|| "custom".into()),
             _ => match m.synthetic_kind() {
                 Some(ModelKind::Ff) => "ff".into(),
                 Some(ModelKind::Logreg) => "logreg".into(),

@@ -5,8 +5,10 @@
 //!
 //! The library never picks a device itself: every entry point takes one.
 //! On the CPU the hand-written engines and encoders run where they can
-//! ([`Engine::pick`](crate::engine::Engine::pick)); on any other device
+//! (`engine::Engine::pick`); on any other device
 //! everything runs on burn.
+//!
+//! Layer 2 (see `ARCHITECTURE.md`): it owns the device kinds and imports only [`error`](crate::error).
 
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};

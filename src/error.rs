@@ -1,5 +1,7 @@
 //! Typed errors of the library. The binary adds context with `anyhow` and maps
 //! every error to a one-line message and a non-zero exit code.
+//!
+//! Layer 0 of the crate (see `ARCHITECTURE.md`): it imports nothing of gmu.
 
 use std::path::{Path, PathBuf};
 

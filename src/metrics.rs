@@ -1,4 +1,6 @@
 //! Metrics on plain slices (no tensors).
+//!
+//! Layer 1 (see `ARCHITECTURE.md`): it owns the scores and imports only [`error`](crate::error).
 
 /// Share of positions where `predicted == truth`.
 ///

@@ -1,6 +1,8 @@
 //! Figures as PNG, in pure Rust (plotters with an embedded DejaVu Sans, so no
 //! system font library is needed): the gate map and prediction map of the
 //! seed post, and loss curves. No tensors here: plain slices in, a file out.
+//!
+//! Layer 2 (see `ARCHITECTURE.md`): it owns the figures and imports only [`error`](crate::error).
 
 use std::path::Path;
 use std::sync::Once;

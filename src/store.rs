@@ -1,5 +1,5 @@
 //! The model directory: what every command that trains writes, and what
-//! [`Predictor`](crate::predict::Predictor) loads.
+//! `predict::Model` loads.
 //!
 //! ```text
 //! DIR/config.json              ModelConfig: format version, views (names, widths),
@@ -19,6 +19,9 @@
 //! before the one [`TrainingConfig`]) is read and converted on load, so its
 //! models keep predicting what they did; directories written by gmu 0.1 have
 //! no version, and loading one gives an error that says so.
+//!
+//! Layer 8 (see `ARCHITECTURE.md`): it owns the on-disk format; it imports the
+//! config, the model layer and the data record, never prediction or training.
 
 use std::path::{Path, PathBuf};
 

@@ -871,6 +871,37 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     assert!(stderr(&run).contains("imputed 1 missing cells"), "{}", stderr(&run));
 }
 
+/// Model directories of format 2 written before the crate was layered and its
+/// trained-model types became one (see tests/fixtures/model_v2/README.md: a GMU,
+/// `avg-probs` with two members, a mixture of experts) predict the same bytes:
+/// probabilities, gates, shares and occlusion importance.
+#[test]
+fn format_2_model_directories_predict_as_they_did() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model_v2");
+    let dir = tempfile::tempdir().unwrap();
+    for method in ["gmu", "avg-probs", "moe-maxout"] {
+        let model = fixtures.join(format!("mfeat-{method}"));
+        let out = dir.path().join(format!("{method}.csv"));
+        let run = gmu(&[
+            "predict",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            "mfeat",
+            "--split",
+            "test",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{method}: {}", stderr(&run));
+        let then = std::fs::read_to_string(fixtures.join(format!("mfeat-{method}.predictions.csv"))).unwrap();
+        let now: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().take(41).map(String::from).collect();
+        assert_eq!(now.len(), 41, "{method}: 400 test rows");
+        assert_eq!(now.join("\n") + "\n", then, "{method}");
+        assert!(now[0].contains("importance_fou"), "{method}: {}", now[0]);
+    }
+}
+
 /// Model directories of format 1 (written before the training config was
 /// unified; see tests/fixtures/model_v1/README.md) still load and predict
 /// exactly what the version that wrote them predicted.

@@ -468,3 +468,54 @@ fn the_checker_sees_a_planted_circle() {
     );
     assert_eq!(circles(3, &edges), vec![vec![1, 0]]);
 }
+
+/// Every path of the repository that the docs name exists: `src/…`, `tests/…`,
+/// `benches/…`, `bench/…`, `scripts/…`, `docs/…` and `data/…` in the README,
+/// ARCHITECTURE.md, BENCHMARKS.md, `docs/*.md` and Cargo.toml's comments.
+#[test]
+fn the_docs_name_only_paths_that_exist() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs =
+        vec![root.join("README.md"), root.join("ARCHITECTURE.md"), root.join("BENCHMARKS.md"), root.join("Cargo.toml")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    // What `.gitignore` names from the root (`/bench/.venv/`) is made at run time, not shipped.
+    let ignored: Vec<String> = std::fs::read_to_string(root.join(".gitignore"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix('/'))
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    let mut missing = Vec::new();
+    for doc in &docs {
+        let text = std::fs::read_to_string(doc).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            for start in ["src/", "tests/", "benches/", "bench/", "scripts/", "docs/", "data/"] {
+                let mut rest = line;
+                while let Some(at) = rest.find(start) {
+                    // A path starts the word: not `mysrc/…`, not inside a longer path (`../shared/data/`).
+                    let before = rest[..at].chars().next_back();
+                    let tail = &rest[at..];
+                    let end = tail.find(|c: char| !(c.is_alphanumeric() || "/_.-+".contains(c))).unwrap_or(tail.len());
+                    let path = tail[..end].trim_end_matches(['.', '/']);
+                    rest = &tail[end.max(1)..];
+                    if before.is_some_and(|c| c.is_alphanumeric() || "/._-".contains(c)) || path.contains('*') {
+                        continue;
+                    }
+                    // `docs/` names inside docs/*.md are relative to the repository root too.
+                    if path.len() > start.len()
+                        && !root.join(path).exists()
+                        && !ignored.iter().any(|i| path.starts_with(i.as_str()))
+                    {
+                        missing.push(format!("{}:{}: {path}", doc.strip_prefix(root).unwrap().display(), n + 1));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "paths the docs name that do not exist:\n{}", missing.join("\n"));
+}

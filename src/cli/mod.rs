@@ -1,5 +1,8 @@
 //! One module per subcommand; this file holds the command enum and the error
 //! handling shared by all of them.
+//!
+//! The top of the crate (see `ARCHITECTURE.md`): the only place that knows flag
+//! names and picks the device; everything it runs is in the library.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! The one flat loss of the hand-written engines: the mean loss of a batch of
 //! logits and its gradient with respect to them, for softmax cross-entropy
 //! and for sigmoid cross-entropy. burn's side is
-//! [`FusionNet::loss`](crate::fusion::FusionNet::loss); the conformance tests
+//! `fusion::FusionNet::loss`; the conformance tests
 //! hold the two together.
 
 use serde::{Deserialize, Serialize};

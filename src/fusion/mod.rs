@@ -11,6 +11,7 @@
 
 pub mod blocks;
 pub mod gmu;
+pub mod method;
 pub mod network;
 pub mod random;
 pub mod spec;
@@ -18,5 +19,6 @@ pub mod synthetic;
 
 pub use blocks::{MaxNorm, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm, TextPooling};
 pub use gmu::{Gmu, GmuConfig, GmuOutput};
+pub use method::{Fused, FusionMethod, register};
 pub use network::{FusionNet, FusionOutput, Scores};
 pub use spec::{ExpertKind, FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};

@@ -9,7 +9,7 @@
 //! | `gmu` | optional per-modality encoder → GMU (K ≥ 2) → maxout MLP |
 //! | `concat` | the maxout MLP on the concatenated inputs (one modality: a single-modality model) |
 //! | `linear-sum` | each modality → BN → maxout projection; summed; → maxout MLP |
-//! | `avg-probs` | one single-modality model per modality, probabilities averaged (late fusion; see [`train`](crate::train)) |
+//! | `avg-probs` | one single-modality model per modality, probabilities averaged (late fusion: one member per view, trained by `train`) |
 //! | `moe` | one expert per modality (logistic or maxout MLP), a softmax gate over the experts from the concatenated inputs, tied (one for all labels) or untied (one per label) |
 //!
 //! ```
@@ -32,6 +32,7 @@ use burn::tensor::{Device, Tensor};
 
 use super::blocks::{ImageShape, Maxout, MaxoutMlp, MaxoutMlpConfig, SmallCnn, TextLstm};
 use super::gmu::{Gmu, GmuConfig};
+use super::method::CustomHead;
 use super::spec::{ExpertKind, FusionKind, FusionSpec, HeadKind, SubnetSpec, Task};
 use crate::error::Result;
 
@@ -119,6 +120,16 @@ impl FusionSpec {
                 .init(device),
                 tied: self.tied_gates,
             }),
+            FusionKind::Custom => {
+                let method = super::method::method(self.method.as_deref().unwrap_or_default())?;
+                let layers = method.0.layers(&widths, self.hidden).into_iter().map(|(i, o)| linear(i, o)).collect();
+                let d = method.0.fused_width(&widths, self.hidden);
+                let (mlp, output) = match self.head {
+                    HeadKind::Linear => (None, Some(linear(d, c))),
+                    _ => (Some(mlp(d, c)), None),
+                };
+                FusionHead::Custom(CustomHead { layers, mlp, output, method })
+            }
         };
         let net = FusionNet { encoders, texts, head, multilabel: self.task == Task::Multilabel };
         // burn draws a parameter's initial values when it is first read; read
@@ -170,6 +181,8 @@ pub enum FusionHead {
     LinearSum(LinearSumHead),
     /// Mixture of experts.
     Moe(MoeHead),
+    /// A method registered from outside the crate, then its classifier.
+    Custom(CustomHead),
 }
 
 /// GMU then the maxout MLP.
@@ -321,7 +334,7 @@ impl FusionNet {
     ///   training mean.
     /// - **mixture of experts**: the gate is renormalised over the present experts.
     /// - **avg-probs** is a set of single-view models; its members are averaged
-    ///   over the present views (see [`crate::predict`]).
+    ///   over the present views (see `predict`).
     ///
     /// Every sample needs at least one present view; the caller checks that.
     ///
@@ -392,6 +405,10 @@ impl FusionNet {
                 plain(head.mlp.forward(sum))
             }
             FusionHead::Moe(head) => self.mixture(head, encoded, present),
+            FusionHead::Custom(head) => {
+                let (logits, fused) = head.forward(&encoded);
+                FusionOutput { scores: Scores::Logits(logits), gates: fused.gates, contributions: fused.contributions }
+            }
         }
     }
 

@@ -23,6 +23,10 @@ pub enum FusionKind {
     AvgProbs,
     /// Mixture of experts, one expert per modality.
     Moe,
+    /// A method registered from outside the crate ([`register`](super::register)),
+    /// named by [`FusionSpec::method`]. Not a `--fusion` value of the CLI.
+    #[value(skip)]
+    Custom,
 }
 
 impl FusionKind {
@@ -39,6 +43,7 @@ impl std::fmt::Display for FusionKind {
             FusionKind::LinearSum => "linear-sum",
             FusionKind::AvgProbs => "avg-probs",
             FusionKind::Moe => "moe",
+            FusionKind::Custom => "custom",
         })
     }
 }
@@ -61,7 +66,7 @@ pub enum HeadKind {
     #[default]
     Maxout,
     /// One linear layer: for a GMU the plain GMU classifier (GMU → logits), which
-    /// the GEMM engine ([`dense`](crate::engine::dense)) trains fast at real sizes; for
+    /// the GEMM engine (`engine::dense`) trains fast at real sizes; for
     /// `concat`, logistic regression on the concatenated inputs.
     Linear,
     /// `concat` only: linear → tanh → linear, the synthetic experiment's
@@ -136,7 +141,7 @@ impl SubnetSpec {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FusionSpec {
     /// The fusion method. [`FusionKind::AvgProbs`] is built as one
-    /// [`FusionKind::Concat`] model per modality; see [`train`](crate::train).
+    /// [`FusionKind::Concat`] model per modality; trained by `train`.
     pub kind: FusionKind,
     /// Input width of each modality the model sees.
     pub d_inputs: Vec<usize>,
@@ -167,6 +172,9 @@ pub struct FusionSpec {
     /// The maxout MLP always has biases.
     #[serde(default = "default_true")]
     pub bias: bool,
+    /// The registered method of a [`FusionKind::Custom`] model (see [`register`](super::register)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -176,14 +184,14 @@ fn default_true() -> bool {
 /// The checks every model shares, whatever its inputs: the head is one
 /// `kind` takes, the maxout MLP keeps its biases, a hidden width, a dropout
 /// probability. [`FusionSpec::validate`] and
-/// [`ModelOptions::validate`](crate::config::ModelOptions::validate) both use it.
+/// `config::ModelOptions::validate` both use it.
 pub(crate) fn check_options(kind: FusionKind, head: HeadKind, bias: bool, hidden: usize, dropout: f64) -> Result<()> {
     if hidden == 0 {
         return Err(GmuError::invalid("hidden", "must be at least 1, got 0"));
     }
     match (head, kind) {
         (HeadKind::Maxout, _)
-        | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat)
+        | (HeadKind::Linear, FusionKind::Gmu | FusionKind::Concat | FusionKind::Custom)
         | (HeadKind::Tanh, FusionKind::Concat) => {}
         (head, kind) => {
             return Err(GmuError::invalid(
@@ -222,6 +230,16 @@ impl FusionSpec {
             normalize_gates: false,
             head: HeadKind::Maxout,
             bias: true,
+            method: None,
+        }
+    }
+
+    /// A spec of the registered method `method` (see [`register`](super::register)),
+    /// with the paper's defaults as [`new`](Self::new) gives them.
+    pub fn custom(method: &str, d_inputs: Vec<usize>, hidden: usize, n_outputs: usize, task: Task) -> Self {
+        FusionSpec {
+            method: Some(method.to_string()),
+            ..FusionSpec::new(FusionKind::Custom, d_inputs, hidden, n_outputs, task)
         }
     }
 
@@ -268,6 +286,18 @@ impl FusionSpec {
             ));
         }
         check_options(self.kind, self.head, self.bias, self.hidden, self.dropout)?;
+        match (self.kind, &self.method) {
+            (FusionKind::Custom, Some(name)) => {
+                super::method::method(name)?;
+            }
+            (FusionKind::Custom, None) => {
+                return Err(GmuError::invalid("fusion", "a custom fusion names its registered method"));
+            }
+            (kind, Some(name)) => {
+                return Err(GmuError::invalid("fusion", format!("a {kind} model names no method, got '{name}'")));
+            }
+            (_, None) => {}
+        }
         if self.n_outputs == 0 {
             return Err(GmuError::invalid("labels", "the task has no label"));
         }

@@ -1,7 +1,7 @@
 //! The classifiers of the synthetic experiment: a GMU classifier (GMU →
 //! linear → logits), a plain feed-forward net on the concatenated inputs, and
 //! logistic regression. [`ModelSpec`] describes any of them with the flat
-//! parameter layout of the [`native`](crate::engine::native) engine; the models
+//! parameter layout of the `engine::native` engine; the models
 //! themselves are [`FusionNet`]s ([`ModelSpec::fusion_spec`]), the one model
 //! definition of the crate.
 

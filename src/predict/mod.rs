@@ -47,7 +47,7 @@ use crate::store::{self, ModelConfig};
 /// A trained model: its record (`config.json`: views, outputs, members with
 /// their specs, scalers and training logs, the training config) and one
 /// network per member, on a device. Training returns one
-/// ([`train`](crate::train::train)); [`Model::load`] reads one back.
+/// (`train::train`); [`Model::load`] reads one back.
 #[derive(Clone, Debug)]
 pub struct Model {
     /// Its record, as `config.json` holds it.

@@ -450,21 +450,22 @@ fn abort_hook() {
     }
 }
 
-/// Trains one member under `config.schedule` on `engine` (already picked).
-/// `device` is the autodiff device, `inference` the one the returned net
-/// lives on. Under the epochs schedule with a `checkpoint` folder, every
-/// epoch is checkpointed there and a checkpoint found there is resumed.
-#[allow(clippy::too_many_arguments)]
-pub(super) fn train_member(
-    spec: &FusionSpec,
-    engine: Engine,
-    problem: &Problem<'_>,
-    config: &TrainingConfig,
-    seed: u64,
-    checkpoint: Option<&std::path::Path>,
-    device: &Device,
-    inference: &Device,
-) -> Result<Outcome> {
+/// How one member's training runs: under `config`, from `seed`, on the
+/// autodiff `device`, its result living on `inference`; under the epochs
+/// schedule with a `checkpoint` folder, every epoch is checkpointed there and
+/// a checkpoint found there is resumed.
+#[derive(Clone, Copy)]
+pub(super) struct Run<'a> {
+    pub config: &'a TrainingConfig,
+    pub seed: u64,
+    pub checkpoint: Option<&'a std::path::Path>,
+    pub device: &'a Device,
+    pub inference: &'a Device,
+}
+
+/// Trains one member as `run` says on `engine` (already picked).
+pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<'_>, run: Run<'_>) -> Result<Outcome> {
+    let Run { config, seed, checkpoint, device, inference } = run;
     match config.schedule {
         Schedule::Steps { steps, batch_size, restarts } => {
             let mut rng = StdRng::seed_from_u64(seed);

@@ -11,6 +11,9 @@
 //! Single-label and multilabel tasks go through the same code: the targets
 //! decide softmax + cross-entropy + argmax or sigmoids + binary cross-entropy
 //! + a threshold.
+//!
+//! Layer 10 (see `ARCHITECTURE.md`): it owns the training loops and returns
+//! [`Model`]s; only the experiments and the CLI sit above it.
 
 mod checkpoint;
 #[cfg(test)]
@@ -224,10 +227,9 @@ pub fn train_with(
         let seed = config.seed.wrapping_add(k as u64);
         // burn's random state (initialisation, dropout masks) is global to the
         // backend: the whole member's training holds it, so every run is reproducible.
-        let dir = checkpoint.map(|c| c.join(format!("member-{k}")));
-        members.push(crate::fusion::random::exclusive(|| {
-            fit_member(data, views, spec, split, config, seed, dir.as_deref(), device)
-        })?);
+        let job =
+            MemberJob { modalities: views, spec, seed, checkpoint: checkpoint.map(|c| c.join(format!("member-{k}"))) };
+        members.push(crate::fusion::random::exclusive(|| train_one(data, split, config, job, device))?);
     }
     let prior = label_prior(&data.targets, &split.train);
     Ok(model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior))
@@ -280,17 +282,24 @@ fn model(data: &MultiviewData, members: Vec<Member>, config: &TrainingConfig, se
     Model::new(record, nets, device)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn fit_member(
-    data: &MultiviewData,
+/// One member to train: the data views it reads, its model, its seed and
+/// where its epochs are checkpointed.
+struct MemberJob {
     modalities: Vec<usize>,
     spec: FusionSpec,
+    seed: u64,
+    checkpoint: Option<std::path::PathBuf>,
+}
+
+/// Trains one member of a model; the returned net lives on `inference`.
+fn train_one(
+    data: &MultiviewData,
     split: &Split,
     config: &TrainingConfig,
-    seed: u64,
-    checkpoint: Option<&Path>,
+    job: MemberJob,
     inference: &Device,
 ) -> Result<Member> {
+    let MemberJob { modalities, spec, seed, checkpoint } = job;
     let device = inference.clone().autodiff();
     device.seed(seed);
     // Views missing in some rows: a row where this model sees none of its views is left out
@@ -324,7 +333,8 @@ fn fit_member(
         missing: &missing,
         any_missing,
     };
-    let out = member::train_member(&spec, engine, &problem, config, seed, checkpoint, &device, inference)?;
+    let run = member::Run { config, seed, checkpoint: checkpoint.as_deref(), device: &device, inference };
+    let out = member::train_member(&spec, engine, &problem, run)?;
     Ok(Member {
         modalities,
         spec,

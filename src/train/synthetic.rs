@@ -5,7 +5,7 @@
 //! [`Preset`](crate::config::Preset): Adam steps with restarts). The result is
 //! the one [`Model`] type, saved and loaded as every model is; the maps score
 //! it in the native engine's layout
-//! ([`NativeScorer`](crate::experiments::synthetic::NativeScorer)).
+//! (`experiments::synthetic::NativeScorer`).
 
 use burn::tensor::Device;
 

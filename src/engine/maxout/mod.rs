@@ -546,12 +546,9 @@ impl MaxoutNet {
         maxout_backward(
             params,
             grad,
-            &m.maxout_2,
-            p,
+            MaxoutAt { linear: &m.maxout_2, pieces: p },
             &ws.norm_1.out,
-            &ws.db[..rows * h],
-            rows,
-            &mut ws.maxout_2,
+            Back { dout: &ws.db[..rows * h], rows, cache: &mut ws.maxout_2 },
             Some(&mut ws.da[..rows * h]),
         );
         norm_backward(params, grad, &m.norm_1, &ws.norm_1, &ws.da[..rows * h], rows, &mut ws.db[..rows * h]);
@@ -564,23 +561,17 @@ impl MaxoutNet {
                 grad,
                 &m.norm_in,
                 &ws.norm_in,
-                &m.maxout_1,
-                p,
-                &ws.db[..rows * h],
-                rows,
-                &mut ws.maxout_1,
+                MaxoutAt { linear: &m.maxout_1, pieces: p },
+                Back { dout: &ws.db[..rows * h], rows, cache: &mut ws.maxout_1 },
             );
             return;
         }
         maxout_backward(
             params,
             grad,
-            &m.maxout_1,
-            p,
+            MaxoutAt { linear: &m.maxout_1, pieces: p },
             &ws.norm_in.out,
-            &ws.db[..rows * h],
-            rows,
-            &mut ws.maxout_1,
+            Back { dout: &ws.db[..rows * h], rows, cache: &mut ws.maxout_1 },
             Some(&mut ws.da[..rows * d]),
         );
         // The fused vector's gradient, which the GMU or the linear sum needs.
@@ -625,11 +616,8 @@ impl MaxoutNet {
                         grad,
                         norm,
                         &ws.view_norms[i],
-                        projection,
-                        p,
-                        dfused,
-                        rows,
-                        &mut ws.view_maxouts[i],
+                        MaxoutAt { linear: projection, pieces: p },
+                        Back { dout: dfused, rows, cache: &mut ws.view_maxouts[i] },
                     );
                 }
             }

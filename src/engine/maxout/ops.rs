@@ -279,22 +279,34 @@ pub(super) fn maxout_forward(
     }
 }
 
-/// A maxout layer's backward pass from the gradient at its maxima (`dout`,
-/// already through the dropout mask): the gradient goes to the winning
-/// piece, then through the linear map.
-#[allow(clippy::too_many_arguments)]
+/// A maxout layer: its linear map's place and its pieces per unit.
+#[derive(Clone, Copy)]
+pub(super) struct MaxoutAt<'a> {
+    pub(super) linear: &'a LinearAt,
+    pub(super) pieces: usize,
+}
+
+/// The gradient arriving at a maxout layer: at its maxima (`dout`, `rows`
+/// of them, already through the dropout mask), with its saved forward values.
+pub(super) struct Back<'a> {
+    pub(super) dout: &'a [f32],
+    pub(super) rows: usize,
+    pub(super) cache: &'a mut MaxoutCache,
+}
+
+/// A maxout layer's backward pass on input `x`: the gradient goes to the
+/// winning piece, then through the linear map (into `dx` where given).
 pub(super) fn maxout_backward(
     params: &[f32],
     grad: &mut [f32],
-    at: &LinearAt,
-    pieces: usize,
+    layer: MaxoutAt<'_>,
     x: &[f32],
-    dout: &[f32],
-    rows: usize,
-    cache: &mut MaxoutCache,
+    back: Back<'_>,
     dx: Option<&mut [f32]>,
 ) {
-    let dpre = to_winners(cache, dout, rows, at.d_out, pieces);
+    let Back { dout, rows, cache } = back;
+    let at = layer.linear;
+    let dpre = to_winners(cache, dout, rows, at.d_out, layer.pieces);
     linear_backward(params, grad, at, x, dpre, rows, dx);
 }
 
@@ -322,20 +334,18 @@ pub(super) fn to_winners<'a>(
 /// forward one. With `G = x̂ᵀ δ` (`δ` at the maxout's pre-activations):
 /// `dW = γ G + β dbᵀ` row by row, `dγ_j = Σ_c W_jc G_jc` and `dβ = W db`,
 /// since `dy_rj = Σ_c δ_rc W_jc`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn norm_maxout_backward(
     params: &[f32],
     grad: &mut [f32],
     norm: &NormAt,
     cache: &NormCache,
-    at: &LinearAt,
-    pieces: usize,
-    dout: &[f32],
-    rows: usize,
-    maxout: &mut MaxoutCache,
+    layer: MaxoutAt<'_>,
+    back: Back<'_>,
 ) {
+    let Back { dout, rows, cache: maxout } = back;
+    let at = layer.linear;
     let (d_in, d_out) = (at.d_in, at.d_out);
-    let dpre = to_winners(maxout, dout, rows, d_out, pieces);
+    let dpre = to_winners(maxout, dout, rows, d_out, layer.pieces);
     bias_grad(&mut grad[at.bias..at.bias + d_out], dpre, rows);
     weight_grad(grad, at.weight, &cache.xhat, d_in, dpre, d_out, rows);
     let db = grad[at.bias..at.bias + d_out].to_vec();
