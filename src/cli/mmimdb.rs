@@ -45,7 +45,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     missing_rates: Vec<f64>,
     #[command(flatten)]
-    fit: super::FitArgs,
+    training: super::TrainingArgs,
     /// Output folder. Built as `<out>.partial` and moved into place when the run is complete;
     /// an existing non-empty folder is refused unless --force.
     #[arg(long, default_value = "runs/mmimdb")]
@@ -89,7 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         split.test.len()
     );
     let m = Loaded { data, split };
-    let base = args.fit.config(512, 128)?;
+    let base = args.training.config(512, 128)?;
     let methods: Vec<TrainingConfig> = paper_methods(&base)
         .into_iter()
         .filter(|c| args.fusion.is_empty() || args.fusion.contains(&c.model.fusion))
@@ -103,7 +103,7 @@ pub fn run(args: Args) -> Result<()> {
         modalities: vec![0, 1],
         methods,
         single_modalities: !args.no_single,
-        trials: args.fit.trials,
+        trials: args.training.trials,
         save_to: Some(out.clone()),
         data: Some(gmu::data::DataRecord { source, split: None }),
         missing_rates: args.missing_rates.clone(),
@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
     let table_3 = gmu::experiments::comparison::per_label_table(&results, m.data.targets.names());
     println!(
         "\n## Table 2: test F1 (threshold {})\n\n{table_2}\n## Table 3: per-genre test F1\n\n{table_3}",
-        args.fit.threshold
+        args.training.threshold
     );
     if let Some(g) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.gates.as_ref()) {
         let path = out.join("gates-per-genre.png");

@@ -169,7 +169,7 @@ pub enum Impute {
 /// The training flags shared by `multiview` and `mmimdb`; the two commands
 /// differ only in their default hidden width and batch size.
 #[derive(clap::Args, Debug, Clone)]
-pub struct FitArgs {
+pub struct TrainingArgs {
     /// Classifier on the GMU's fused vector: the paper's maxout MLP, or one linear layer
     /// (the plain GMU classifier; trained by the fast dense GEMM engine).
     #[arg(long, value_enum, default_value_t = gmu::fusion::HeadKind::Maxout)]
@@ -220,7 +220,7 @@ pub struct FitArgs {
     pub seed: u64,
 }
 
-impl FitArgs {
+impl TrainingArgs {
     /// The flags as a validated [`TrainingConfig`](gmu::config::TrainingConfig) of
     /// the paper's model, with the command's own defaults for the hidden width and
     /// the batch size.

@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     missing_rates: Vec<f64>,
     #[command(flatten)]
-    fit: super::FitArgs,
+    training: super::TrainingArgs,
     /// Output folder (default `runs/multiview-<data>`). Built as `<out>.partial` and moved into
     /// place when the run is complete; an existing non-empty folder is refused unless --force.
     #[arg(long)]
@@ -73,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let own_split = loaded.split.clone();
     let data = loaded.labelled("multiview").map_err(super::flags)?;
-    if args.fit.impute.is_none() {
+    if args.training.impute.is_none() {
         let all: Vec<usize> = (0..data.views.len()).collect();
         data.check_trainable(std::path::Path::new(&name), &all, true)?;
     }
@@ -96,7 +96,7 @@ pub fn run(args: Args) -> Result<()> {
             );
         }
     }
-    if args.fit.head != gmu::fusion::HeadKind::Maxout
+    if args.training.head != gmu::fusion::HeadKind::Maxout
         && !args.fusion.is_empty()
         && !args.fusion.contains(&FusionKind::Gmu)
     {
@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.gate_softmax && !args.fusion.is_empty() && !args.fusion.contains(&FusionKind::Gmu) {
         bail!("invalid --gate-softmax: softmax gates are the GMU's, and --fusion has no gmu");
     }
-    let mut base = args.fit.config(128, 64)?;
+    let mut base = args.training.config(128, 64)?;
     base.model.normalize_gates = args.gate_softmax;
     let methods: Vec<TrainingConfig> = paper_methods(&base)
         .into_iter()
@@ -127,7 +127,7 @@ pub fn run(args: Args) -> Result<()> {
     let splits: Vec<_> = match &own_split {
         Some(split) => vec![split.clone(); args.repeats],
         None => (0..args.repeats as u64)
-            .map(|r| data.split(args.dev, args.test, args.fit.seed + r))
+            .map(|r| data.split(args.dev, args.test, args.training.seed + r))
             .collect::<gmu::Result<_>>()?,
     };
     let device = super::device();
@@ -143,15 +143,15 @@ pub fn run(args: Args) -> Result<()> {
         splits[0].train.len(),
         splits[0].dev.len(),
         splits[0].test.len(),
-        args.fit.seed,
-        if args.repeats > 1 { format!(" to {}", args.fit.seed + args.repeats as u64 - 1) } else { String::new() }
+        args.training.seed,
+        if args.repeats > 1 { format!(" to {}", args.training.seed + args.repeats as u64 - 1) } else { String::new() }
     );
     for set in sets {
         let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
         let tag = set.join("+");
         let mut runs: Vec<Vec<MethodResult>> = Vec::new();
         for (r, split) in splits.iter().enumerate() {
-            let seed = args.fit.seed + r as u64;
+            let seed = args.training.seed + r as u64;
             let dir = if args.repeats > 1 { out.join(&tag).join(format!("seed-{seed}")) } else { out.join(&tag) };
             stage(&format!(
                 "{name} [{tag}] seed {seed}: {} methods{}",
@@ -162,7 +162,7 @@ pub fn run(args: Args) -> Result<()> {
                 modalities: modalities.clone(),
                 methods: methods.iter().map(|m| TrainingConfig { seed, ..m.clone() }).collect(),
                 single_modalities: !args.no_single,
-                trials: args.fit.trials,
+                trials: args.training.trials,
                 save_to: Some(dir.clone()),
                 data: Some(DataRecord {
                     source: source.clone(),

@@ -416,13 +416,10 @@ fn backward_chunk(d: &CnnDims, weights: &Weights, chunk: &mut Chunk, d_pooled_2:
     zeroed(&mut chunk.d_rows_2, chunk.rows_2.len());
     stage_backward(
         stage_2,
-        n,
-        Saved { d_pooled: d_pooled_2, pooled: pooled_2, arg: &chunk.arg_2, rows: &chunk.rows_2 },
-        Grads {
-            g_conv: &mut chunk.g_conv_2,
-            g_bias: &mut chunk.g_bias_2,
-            input: Some((&weights.conv_2_rows, &mut chunk.d_rows_2)),
-        },
+        Saved { n, d_pooled: d_pooled_2, pooled: pooled_2, arg: &chunk.arg_2, rows: &chunk.rows_2 },
+        &mut chunk.g_conv_2,
+        &mut chunk.g_bias_2,
+        Some((&weights.conv_2_rows, &mut chunk.d_rows_2)),
     );
     // The triplets' gradient folded back onto the pooled map: each pixel is in three triplets.
     zeroed(&mut chunk.d_pooled_1, n * h2 * w2 * c1);
@@ -438,9 +435,10 @@ fn backward_chunk(d: &CnnDims, weights: &Weights, chunk: &mut Chunk, d_pooled_2:
     zeroed(&mut chunk.g_bias_1, c1);
     stage_backward(
         stage_1,
-        n,
-        Saved { d_pooled: &chunk.d_pooled_1, pooled: &chunk.pooled_1, arg: &chunk.arg_1, rows: &chunk.rows_1 },
-        Grads { g_conv: &mut chunk.g_conv_1, g_bias: &mut chunk.g_bias_1, input: None },
+        Saved { n, d_pooled: &chunk.d_pooled_1, pooled: &chunk.pooled_1, arg: &chunk.arg_1, rows: &chunk.rows_1 },
+        &mut chunk.g_conv_1,
+        &mut chunk.g_bias_1,
+        None,
     );
     // Rows of `stride` values back to rows of 9·c (the extra values were the next patch's).
     for o in 0..c1 {
@@ -477,21 +475,15 @@ impl Stage {
     }
 }
 
-/// What a stage's backward pass reads: the gradient of its pooled output, the
-/// pooled output, which of the four inputs won each window, and the stage's row triplets.
+/// What a stage's backward pass reads for its `n` images: the gradient of its
+/// pooled output, the pooled output, which of the four inputs won each window,
+/// and the stage's row triplets.
 struct Saved<'a> {
+    n: usize,
     d_pooled: &'a [f32],
     pooled: &'a [f32],
     arg: &'a [u8],
     rows: &'a [f32],
-}
-
-/// What a stage's backward pass adds to: its weight and bias gradients and,
-/// with `input` (the weights as rows, the triplets' gradient), the input gradient.
-struct Grads<'a> {
-    g_conv: &'a mut [f32],
-    g_bias: &'a mut [f32],
-    input: Option<(&'a [f32], &'a mut [f32])>,
 }
 
 super::kernels::wide_variant!(
@@ -500,26 +492,45 @@ super::kernels::wide_variant!(
     /// value that is positive, its window's winner gets the gradient `g`, so
     /// `g_bias[o] += g`, `g_conv[o] += g · patch`, and with `input` (the
     /// weights as rows, the triplets' gradient) `d_rows[patch] += g · W_o`.
-    fn stage_backward(stage: Stage, n: usize, saved: Saved<'_>, grads: Grads<'_>) = stage_backward_body
+    /// The gradients stay arguments of their own (not fields of a struct), so
+    /// the compiler knows they alias nothing and vectorises the loops that add to them.
+    fn stage_backward(
+        stage: Stage,
+        saved: Saved<'_>,
+        g_conv: &mut [f32],
+        g_bias: &mut [f32],
+        input: Option<(&[f32], &mut [f32])>,
+    ) = stage_backward_body
 );
 
 #[inline(always)]
-fn stage_backward_body(stage: Stage, n: usize, saved: Saved<'_>, grads: Grads<'_>) {
+fn stage_backward_body(
+    stage: Stage,
+    saved: Saved<'_>,
+    g_conv: &mut [f32],
+    g_bias: &mut [f32],
+    input: Option<(&[f32], &mut [f32])>,
+) {
     // The loops' length as a constant where it is one of these, so that they
     // compile to whole vectors (the first stage's 9·c is padded to a multiple of 8).
     match stage.stride() {
-        16 => winners::<16>(stage, n, saved, grads),
-        32 => winners::<32>(stage, n, saved, grads),
-        144 => winners::<144>(stage, n, saved, grads),
-        _ => winners::<0>(stage, n, saved, grads),
+        16 => winners::<16>(stage, saved, g_conv, g_bias, input),
+        32 => winners::<32>(stage, saved, g_conv, g_bias, input),
+        144 => winners::<144>(stage, saved, g_conv, g_bias, input),
+        _ => winners::<0>(stage, saved, g_conv, g_bias, input),
     }
 }
 
 /// [`stage_backward`]'s loops over the winners, with rows of `K` values (`K = 0`: of `stage.stride()`).
 #[inline(always)]
-fn winners<const K: usize>(stage: Stage, n: usize, saved: Saved<'_>, grads: Grads<'_>) {
-    let Saved { d_pooled, pooled, arg, rows } = saved;
-    let Grads { g_conv, g_bias, mut input } = grads;
+fn winners<const K: usize>(
+    stage: Stage,
+    saved: Saved<'_>,
+    g_conv: &mut [f32],
+    g_bias: &mut [f32],
+    mut input: Option<(&[f32], &mut [f32])>,
+) {
+    let Saved { n, d_pooled, pooled, arg, rows } = saved;
     let Stage { h, w, c_in, c_out } = stage;
     let (h2, w2) = (h / 2, w / 2);
     let k = if K == 0 { stage.stride() } else { K };

@@ -237,19 +237,6 @@ struct Tile<'a> {
     add: bool,
 }
 
-/// A [`Tile`] as the kernels take it, bounds checked.
-#[derive(Clone, Copy)]
-struct TilePtrs {
-    a: *const f32,
-    lda: usize,
-    b: *const f32,
-    kc: usize,
-    c: *mut f32,
-    ldc: usize,
-    cols: usize,
-    add: bool,
-}
-
 impl Tile<'_> {
     /// Runs the tile of `r` rows on the AVX2 kernel (`wide`) or the portable one.
     #[inline(always)]
@@ -257,16 +244,17 @@ impl Tile<'_> {
         let Tile { a, lda, panel, kc, c, ldc, cols, add } = self;
         assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
         assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
-        let t = TilePtrs { a: a.as_ptr(), lda, b: panel.as_ptr(), kc, c: c.as_mut_ptr(), ldc, cols, add };
+        // The kernels take their operands as plain arguments (in registers), `cols` and `add` as one pair.
+        let (a, b, c) = (a.as_ptr(), panel.as_ptr(), c.as_mut_ptr());
         macro_rules! dispatch {
             ($f:ident) => {
                 match r {
-                    1 => $f::<1>(t),
-                    2 => $f::<2>(t),
-                    3 => $f::<3>(t),
-                    4 => $f::<4>(t),
-                    5 => $f::<5>(t),
-                    _ => $f::<6>(t),
+                    1 => $f::<1>(a, lda, b, kc, c, ldc, (cols, add)),
+                    2 => $f::<2>(a, lda, b, kc, c, ldc, (cols, add)),
+                    3 => $f::<3>(a, lda, b, kc, c, ldc, (cols, add)),
+                    4 => $f::<4>(a, lda, b, kc, c, ldc, (cols, add)),
+                    5 => $f::<5>(a, lda, b, kc, c, ldc, (cols, add)),
+                    _ => $f::<6>(a, lda, b, kc, c, ldc, (cols, add)),
                 }
             };
         }
@@ -286,13 +274,20 @@ impl Tile<'_> {
 /// `R` broadcasts of `a` and `2R` fused multiply-adds.
 ///
 /// # Safety
-/// AVX2 and FMA present; `t.a` covers `R` rows of `kc` values `lda` apart,
-/// `t.b` `kc × 16` values, `t.c` `R` rows of `cols` values `ldc` apart.
+/// AVX2 and FMA present; `a` covers `R` rows of `kc` values `lda` apart,
+/// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn tile_avx2<const R: usize>(t: TilePtrs) {
+unsafe fn tile_avx2<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    (cols, add): (usize, bool),
+) {
     use std::arch::x86_64::*;
-    let TilePtrs { a, lda, b, kc, c, ldc, cols, add } = t;
     // SAFETY: bounds as the caller promises.
     unsafe {
         let mut lo = [_mm256_setzero_ps(); R];
@@ -330,8 +325,15 @@ unsafe fn tile_avx2<const R: usize>(t: TilePtrs) {
 ///
 /// # Safety
 /// As for [`tile_avx2`], less the CPU features.
-unsafe fn tile_portable<const R: usize>(t: TilePtrs) {
-    let TilePtrs { a, lda, b, kc, c, ldc, cols, add } = t;
+unsafe fn tile_portable<const R: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    (cols, add): (usize, bool),
+) {
     let mut acc = [[0f32; NR]; R];
     // SAFETY: bounds as the caller promises.
     unsafe {

@@ -535,3 +535,91 @@ pub fn run_protocol(
         outcomes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+    use rand::SeedableRng;
+    use rand::rngs::StdRng;
+
+    use super::*;
+    use crate::config::Preset;
+    use crate::data::SyntheticConfig;
+    use crate::engine::Engine;
+    use crate::train::synthetic::tests::{steps, toy};
+    use crate::train::synthetic::train;
+
+    #[test]
+    fn same_seed_same_model_and_loss_falls() {
+        let data = toy(1);
+        let config = Preset::Default.config(ModelKind::Gmu, 9);
+        let a = train(&config, &data, &Device::default()).unwrap();
+        let b = train(&config, &data, &Device::default()).unwrap();
+        let (sa, sb) = (NativeScorer::new(&a).unwrap(), NativeScorer::new(&b).unwrap());
+        assert_eq!(sa.net.params, sb.net.params);
+        let member = &a.config.members[0];
+        assert_eq!(member.engine, Some(Engine::Native));
+        let h = &member.step_losses;
+        assert!(h.last().unwrap() < &(h[0] * 0.2), "{h:?}");
+        assert_eq!(member.restart_losses.len(), 10);
+        let best = member.restart_losses.iter().copied().fold(f32::INFINITY, f32::min);
+        assert_eq!(
+            sa.net.loss(
+                &{
+                    let mut x = data.joined();
+                    sa.scaler.apply(&mut x);
+                    x
+                },
+                &data.c,
+                LossKind::SoftmaxCe
+            ),
+            best
+        );
+    }
+
+    #[test]
+    fn save_and_load_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = steps(Preset::Default.config(ModelKind::Gmu, 1), 5, 10);
+        let data = SyntheticConfig { dim: 2, ..Default::default() }.generate(&mut StdRng::seed_from_u64(2)).unwrap();
+        let model = train(&config, &data, &Device::default()).unwrap();
+        model.save(dir.path()).unwrap();
+        let loaded = Model::load(dir.path(), &Device::default()).unwrap();
+        assert_eq!(loaded.config.training, config);
+        let (ours, theirs) = (NativeScorer::new(&model).unwrap(), NativeScorer::new(&loaded).unwrap());
+        assert_eq!(ours.scaler, theirs.scaler);
+        assert_eq!(ours.net.params, theirs.net.params);
+        let saved = crate::store::read_config(dir.path()).unwrap();
+        assert_eq!(saved.members[0].step_losses, model.config.members[0].step_losses);
+        assert_eq!(saved.members[0].restart_losses.len(), 10);
+    }
+
+    /// The synthetic models load as fusion models too and predict what the
+    /// native engine computes: P(C = 1) = softmax of the logits, and the gate.
+    #[test]
+    fn synthetic_models_predict_through_the_model_directory() {
+        let device = Device::default();
+        let data = toy(5);
+        for kind in [ModelKind::Gmu, ModelKind::Ff, ModelKind::Logreg] {
+            let config = steps(Preset::Default.config(kind, 2), 30, 2);
+            let model = train(&config, &data, &device).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            model.save(dir.path()).unwrap();
+            let loaded = Model::load(dir.path(), &device).unwrap();
+            let views = data.to_multiview().views;
+            let p = loaded.predict(&views).unwrap();
+            let (prob, gate) = NativeScorer::new(&model).unwrap().predict(&data.joined());
+            for i in 0..data.len() {
+                assert!(
+                    (p.probs[2 * i + 1] - prob[i]).abs() < 1e-5,
+                    "{kind} row {i}: {} vs {}",
+                    p.probs[2 * i + 1],
+                    prob[i]
+                );
+                if kind == ModelKind::Gmu {
+                    assert!((p.gate_means.as_ref().unwrap()[2 * i] - gate[i]).abs() < 1e-5);
+                }
+            }
+        }
+    }
+}

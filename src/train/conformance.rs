@@ -12,9 +12,8 @@ use crate::cpu::LossKind;
 use crate::engine::Engine;
 use crate::engine::dense::{DenseGmu, DenseWorkspace};
 use crate::engine::native::Workspace;
-use crate::experiments::synthetic::NativeScorer;
 use crate::fusion::network::FusionHead;
-use crate::fusion::synthetic::{ModelKind, ModelSpec, linears};
+use crate::fusion::synthetic::{ModelKind, ModelSpec, flat_params, linears};
 use crate::fusion::{FusionKind, FusionNet, HeadKind, Scores, Task};
 use crate::train::synthetic;
 use crate::train::{logits_loss, train};
@@ -159,8 +158,8 @@ fn native_and_burn_engines_agree_step_by_step() {
         for (a, b) in h_native.iter().zip(h_burn) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {h_native:?} vs {h_burn:?}");
         }
-        let (native, burn) = (NativeScorer::new(&native).unwrap(), NativeScorer::new(&burn).unwrap());
-        for (a, b) in native.net.params.iter().zip(&burn.net.params) {
+        let (native, burn) = (flat_params(&native.nets[0]), flat_params(&burn.nets[0]));
+        for (a, b) in native.iter().zip(&burn) {
             assert!((a - b).abs() < 1e-3, "{kind}");
         }
     }
