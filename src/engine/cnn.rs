@@ -7,6 +7,7 @@
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
+use super::choice::{Engine, RunNeeds, TrainEngine, on_cpu};
 use crate::cpu::conv::{CnnEngine, CnnParams};
 use crate::fusion::{FusionNet, SmallCnn};
 
@@ -106,6 +107,31 @@ impl CnnFronts {
             }
         }
         params
+    }
+}
+
+/// The cnn engine's account of what it trains (see [`TrainEngine`]): any
+/// model with a picture CNN, on the CPU (the CNNs by hand, the rest on burn,
+/// whose missing-view rules it keeps).
+pub struct Cnn;
+
+impl TrainEngine for Cnn {
+    fn engine(&self) -> Engine {
+        Engine::Cnn
+    }
+
+    fn supports(
+        &self,
+        spec: &crate::fusion::FusionSpec,
+        _needs: &RunNeeds,
+        device: &Device,
+    ) -> std::result::Result<(), String> {
+        on_cpu(device)?;
+        if spec.encoders.iter().any(|e| matches!(e, crate::fusion::SubnetSpec::Cnn { .. })) {
+            Ok(())
+        } else {
+            Err("it trains models with a CNN image encoder (the CNNs by hand, the rest on burn)".to_string())
+        }
     }
 }
 

@@ -17,6 +17,7 @@
 //! same for `x_t`, so the forward pass is two GEMMs and the weight gradients
 //! two more.
 
+use super::choice::{Engine, RunNeeds, TrainEngine, every_view, on_cpu, own_loss};
 use crate::cpu::gemm::matmul;
 use crate::cpu::kernels::{sigmoid, tanh};
 use crate::cpu::loss::loss_and_delta;
@@ -352,6 +353,36 @@ impl DenseGmu {
                 p[o_wo + r * c + k] *= scale(o_norms[k]);
             }
         }
+    }
+}
+
+/// The dense engine's account of what it trains (see [`TrainEngine`]): the GMU
+/// with a linear head and its biases on two feature views, on the CPU, every
+/// view present, the task's own loss.
+pub struct Dense;
+
+impl TrainEngine for Dense {
+    fn engine(&self) -> Engine {
+        Engine::Dense
+    }
+
+    fn supports(
+        &self,
+        spec: &crate::fusion::FusionSpec,
+        needs: &RunNeeds,
+        device: &burn::tensor::Device,
+    ) -> std::result::Result<(), String> {
+        on_cpu(device)?;
+        every_view(needs)?;
+        let features =
+            spec.d_inputs.len() == 2 && spec.encoders.iter().all(|e| *e == crate::fusion::SubnetSpec::Identity);
+        if !(spec.kind == crate::fusion::FusionKind::Gmu && spec.head == crate::fusion::HeadKind::Linear && features) {
+            return Err("it trains the GMU with a linear head on two feature views".to_string());
+        }
+        if !spec.bias {
+            return Err("it needs the bias terms".into());
+        }
+        own_loss(spec, needs)
     }
 }
 

@@ -33,6 +33,7 @@
 //! it imports the model layer, the CPU kernels and the data types, never the
 //! training config (a run's needs arrive as [`RunNeeds`]), the store or training.
 
+pub mod choice;
 pub mod cnn;
 pub mod dense;
 pub mod maxout;
@@ -40,153 +41,47 @@ pub mod native;
 
 pub use crate::cpu::LossKind;
 
+pub use choice::{Engine, RunNeeds, TrainEngine};
+
 use burn::tensor::Device;
-use serde::{Deserialize, Serialize};
 
 use crate::error::{GmuError, Result};
-use crate::fusion::synthetic::ModelSpec;
-use crate::fusion::{FusionKind, FusionSpec, HeadKind, SubnetSpec};
+use crate::fusion::FusionSpec;
 
-/// Which engine trains a model (`--engine`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Engine {
-    /// The fastest engine that can train the model (see [`Engine::pick`]).
-    #[default]
-    Auto,
-    /// The hand-differentiated engine for the synthetic experiment's small models ([`native`]).
-    Native,
-    /// The GEMM engine for the plain GMU classifier ([`dense`]).
-    Dense,
-    /// The engine for the paper's maxout-MLP models ([`maxout`]).
-    Maxout,
-    /// burn's autodiff with the image CNNs by hand ([`cnn`]): models with a CNN encoder.
-    Cnn,
-    /// burn's autodiff: every model, every backend.
-    Burn,
-}
-
-impl std::fmt::Display for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Engine::Auto => "auto",
-            Engine::Native => "native",
-            Engine::Dense => "dense",
-            Engine::Maxout => "maxout",
-            Engine::Cnn => "cnn",
-            Engine::Burn => "burn",
-        })
-    }
-}
-
-/// Above this many parameters [`Engine::Auto`] prefers the GEMM engine to the
-/// native one: the native engine's scalar loops win on the toy (a few dozen
-/// parameters, see `BENCHMARKS.md`), the GEMM's blocked kernels on anything wide.
-pub const NATIVE_MAX_PARAMS: usize = 20_000;
-
-/// What a training run asks of an engine beyond the model itself: read off
-/// the training config (`config::TrainingConfig::run_needs`)
-/// and the data, so this layer needs neither.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct RunNeeds {
-    /// Some training rows lack a view.
-    pub missing: bool,
-    /// The probability of dropping a view in training (0 = off).
-    pub modality_dropout: f64,
-    /// A max-norm constraint on the weights is on.
-    pub max_norm: bool,
-    /// A loss other than the task's own was asked for.
-    pub loss: Option<LossKind>,
-}
+/// The hand-written engines, in `--engine auto`'s order of preference; a new
+/// engine is its file and one line here.
+pub const ENGINES: [&dyn TrainEngine; 4] = [&native::Native, &dense::Dense, &maxout::Maxout, &cnn::Cnn];
 
 impl Engine {
     /// The engine that trains `spec` for a run with `needs` on `device`.
-    /// `needs.missing` says whether some training rows lack a view (the
-    /// native and dense engines have no missing-view rule; the maxout engine
-    /// has burn's). [`Engine::Auto`] gives the native engine
-    /// for a small synthetic-experiment model, the dense engine for a plain GMU
-    /// classifier, the maxout engine for the paper's GMU, concatenation and
-    /// linear-sum models, the cnn engine for any model with a picture CNN, and
-    /// burn for everything else; an explicit engine is
-    /// returned as it is, or refused with the reason it cannot train the model.
+    /// [`Engine::Auto`] asks every engine of [`ENGINES`] what it
+    /// [supports](TrainEngine::supports): the first that supports and
+    /// [prefers](TrainEngine::prefers) the model, else the first that supports
+    /// it, else burn's autodiff (every model, every device). So the native
+    /// engine takes a small synthetic-experiment model, the dense engine a plain
+    /// GMU classifier, the maxout engine the paper's GMU, concatenation and
+    /// linear-sum models, the cnn engine any model with a picture CNN. An
+    /// explicit engine is returned as it is, or refused with its own reason.
     pub fn pick(self, spec: &FusionSpec, needs: &RunNeeds, device: &Device) -> Result<Engine> {
-        let on_cpu = if crate::device::is_cpu(device) {
-            Ok(())
-        } else {
-            Err(format!("it runs on the CPU, and the device is {device:?}"))
-        };
-        // The native and dense engines want every view; the maxout engine has burn's missing-view rule.
-        let common = on_cpu.clone().and_then(|()| {
-            if needs.missing {
-                Err("it has no missing-view rule, and some training rows lack a view".to_string())
-            } else if needs.modality_dropout > 0.0 {
-                Err("it has no missing-view rule, and modality dropout is on".to_string())
-            } else {
-                Ok(())
-            }
-        });
-        let identity = spec.encoders.iter().all(|e| *e == SubnetSpec::Identity);
-        let features = spec.d_inputs.len() == 2 && identity;
-        let native = common.clone().and_then(|()| {
-            let synthetic = ModelSpec::from_fusion(spec).ok_or_else(|| {
-                "it trains GMU → linear, concat → tanh → linear and logistic regression on two feature views, one class per sample".to_string()
-            })?;
-            if needs.max_norm {
-                return Err("it has no max-norm constraint".into());
-            }
-            Ok(synthetic.n_params())
-        });
-        let task_loss = spec.task.loss();
-        let maxout = on_cpu.clone().and_then(|()| {
-            let front = match spec.kind {
-                FusionKind::Gmu => spec.d_inputs.len() == 2,
-                FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
-                FusionKind::Moe | FusionKind::Custom => false,
-            };
-            if !(front && spec.head == HeadKind::Maxout && identity) {
-                Err("it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"
-                    .to_string())
-            } else if needs.loss.is_some_and(|l| l != task_loss) {
-                Err("it trains the task's own loss".into())
-            } else {
-                Ok(())
-            }
-        });
-        let cnn = on_cpu.clone().and_then(|()| {
-            if spec.encoders.iter().any(|e| matches!(e, SubnetSpec::Cnn { .. })) {
-                Ok(())
-            } else {
-                Err("it trains models with a CNN image encoder (the CNNs by hand, the rest on burn)".to_string())
-            }
-        });
-        let dense = common.and_then(|()| {
-            if !(spec.kind == FusionKind::Gmu && spec.head == HeadKind::Linear && features) {
-                Err("it trains the GMU with a linear head on two feature views".to_string())
-            } else if !spec.bias {
-                Err("it needs the bias terms".into())
-            } else if needs.loss.is_some_and(|l| l != task_loss) {
-                Err("it trains the task's own loss".into())
-            } else {
-                Ok(())
-            }
-        });
-        let refuse = |engine: Engine, why: String| {
-            GmuError::invalid("engine", format!("the {engine} engine cannot train this {} model: {why}", spec.kind))
-        };
+        let supported: Vec<&dyn TrainEngine> =
+            ENGINES.iter().copied().filter(|e| e.supports(spec, needs, device).is_ok()).collect();
         match self {
-            Engine::Auto => Ok(match (native, dense, maxout) {
-                (Ok(n), _, _) if n <= NATIVE_MAX_PARAMS => Engine::Native,
-                (_, Ok(()), _) => Engine::Dense,
-                (Ok(_), Err(_), _) => Engine::Native,
-                (_, _, Ok(())) => Engine::Maxout,
-                _ if cnn.is_ok() => Engine::Cnn,
-                _ => Engine::Burn,
-            }),
-            Engine::Native => native.map(|_| Engine::Native).map_err(|why| refuse(Engine::Native, why)),
-            Engine::Dense => dense.map(|()| Engine::Dense).map_err(|why| refuse(Engine::Dense, why)),
-            Engine::Maxout => maxout.map(|()| Engine::Maxout).map_err(|why| refuse(Engine::Maxout, why)),
-            Engine::Cnn => cnn.map(|()| Engine::Cnn).map_err(|why| refuse(Engine::Cnn, why)),
+            Engine::Auto => Ok(supported
+                .iter()
+                .find(|e| e.prefers(spec))
+                .or_else(|| supported.first())
+                .map_or(Engine::Burn, |e| e.engine())),
             Engine::Burn => Ok(Engine::Burn),
+            explicit => {
+                let engine =
+                    ENGINES.iter().find(|e| e.engine() == explicit).expect("every engine but burn is registered");
+                engine.supports(spec, needs, device).map(|()| explicit).map_err(|why| {
+                    GmuError::invalid(
+                        "engine",
+                        format!("the {explicit} engine cannot train this {} model: {why}", spec.kind),
+                    )
+                })
+            }
         }
     }
 }
@@ -197,6 +92,7 @@ mod tests {
     use crate::config::{ModelOptions, Preset, TrainingConfig};
     use crate::fusion::Task;
     use crate::fusion::synthetic::ModelKind;
+    use crate::fusion::{FusionKind, SubnetSpec};
 
     fn spec(options: &ModelOptions, widths: [usize; 2], task: Task) -> FusionSpec {
         options.spec(widths.to_vec(), &[None, None], &[None, None], 3, task)

@@ -15,6 +15,7 @@
 //! `tanh` and `sigmoid` below, so the compiler vectorises them.
 
 #[cfg(target_arch = "x86_64")]
+use super::choice::{Engine, RunNeeds, TrainEngine, every_view, on_cpu};
 use crate::cpu::kernels::wide_simd;
 use crate::cpu::kernels::{lane_sum, sigmoid, tanh};
 pub use crate::cpu::loss::LossKind;
@@ -460,6 +461,43 @@ impl Network {
             .chunks_exact(self.spec.n_classes)
             .map(|o| (0..o.len()).fold(0, |b, k| if o[k] > o[b] { k } else { b }) as u8)
             .collect()
+    }
+}
+
+/// Above this many parameters `Engine::Auto` prefers the GEMM engine to the
+/// native one: the native engine's scalar loops win on the toy (a few dozen
+/// parameters, see `BENCHMARKS.md`), the GEMM's blocked kernels on anything wide.
+pub const NATIVE_MAX_PARAMS: usize = 20_000;
+
+/// The native engine's account of what it trains (see [`TrainEngine`]): the
+/// synthetic experiment's classifiers on the CPU, every view present, no max-norm;
+/// `--engine auto` prefers it up to [`NATIVE_MAX_PARAMS`] parameters.
+pub struct Native;
+
+impl TrainEngine for Native {
+    fn engine(&self) -> Engine {
+        Engine::Native
+    }
+
+    fn supports(
+        &self,
+        spec: &crate::fusion::FusionSpec,
+        needs: &RunNeeds,
+        device: &burn::tensor::Device,
+    ) -> std::result::Result<(), String> {
+        on_cpu(device)?;
+        every_view(needs)?;
+        ModelSpec::from_fusion(spec).ok_or_else(|| {
+            "it trains GMU → linear, concat → tanh → linear and logistic regression on two feature views, one class per sample".to_string()
+        })?;
+        if needs.max_norm {
+            return Err("it has no max-norm constraint".into());
+        }
+        Ok(())
+    }
+
+    fn prefers(&self, spec: &crate::fusion::FusionSpec) -> bool {
+        ModelSpec::from_fusion(spec).is_some_and(|s| s.n_params() <= NATIVE_MAX_PARAMS)
     }
 }
 

@@ -40,6 +40,8 @@ use crate::fusion::{FusionKind, FusionNet, Task};
 
 mod ops;
 
+use super::choice::{Engine, RunNeeds, TrainEngine, on_cpu, own_loss};
+
 use ops::*;
 
 /// The maxout MLP's layers.
@@ -646,5 +648,39 @@ impl MaxoutNet {
                 });
             }
         }
+    }
+}
+
+/// The maxout engine's account of what it trains (see [`TrainEngine`]): the
+/// paper's GMU (two views), concatenation (and so single views and the members
+/// of `avg-probs`) and linear sum with the maxout MLP, on feature views, on the
+/// CPU, with burn's missing-view rule, the task's own loss.
+pub struct Maxout;
+
+impl TrainEngine for Maxout {
+    fn engine(&self) -> Engine {
+        Engine::Maxout
+    }
+
+    fn supports(
+        &self,
+        spec: &crate::fusion::FusionSpec,
+        needs: &RunNeeds,
+        device: &burn::tensor::Device,
+    ) -> std::result::Result<(), String> {
+        on_cpu(device)?;
+        let front = match spec.kind {
+            FusionKind::Gmu => spec.d_inputs.len() == 2,
+            FusionKind::Concat | FusionKind::AvgProbs | FusionKind::LinearSum => true,
+            FusionKind::Moe | FusionKind::Custom => false,
+        };
+        let identity = spec.encoders.iter().all(|e| *e == crate::fusion::SubnetSpec::Identity);
+        if !(front && spec.head == crate::fusion::HeadKind::Maxout && identity) {
+            return Err(
+                "it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"
+                    .to_string(),
+            );
+        }
+        own_loss(spec, needs)
     }
 }

@@ -1,0 +1,107 @@
+//! The choice of a training engine, as data and as a contract: [`Engine`]
+//! (`--engine`), what a run asks of an engine ([`RunNeeds`]), and
+//! [`TrainEngine`], which each hand-written engine implements to say what it
+//! trains. `Engine::pick` (in the parent module) asks each engine in turn.
+//! Imports the model layer's specs and the device check, nothing of the engines.
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+
+use crate::cpu::LossKind;
+use crate::fusion::FusionSpec;
+
+/// Which engine trains a model (`--engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// The fastest engine that can train the model (see `Engine::pick`).
+    #[default]
+    Auto,
+    /// The hand-differentiated engine for the synthetic experiment's small models (`native`).
+    Native,
+    /// The GEMM engine for the plain GMU classifier (`dense`).
+    Dense,
+    /// The engine for the paper's maxout-MLP models (`maxout`).
+    Maxout,
+    /// burn's autodiff with the image CNNs by hand (`cnn`): models with a CNN encoder.
+    Cnn,
+    /// burn's autodiff: every model, every backend.
+    Burn,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Auto => "auto",
+            Engine::Native => "native",
+            Engine::Dense => "dense",
+            Engine::Maxout => "maxout",
+            Engine::Cnn => "cnn",
+            Engine::Burn => "burn",
+        })
+    }
+}
+
+/// What a training run asks of an engine beyond the model itself: read off
+/// the training config (`config::TrainingConfig::run_needs`)
+/// and the data, so this layer needs neither.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RunNeeds {
+    /// Some training rows lack a view.
+    pub missing: bool,
+    /// The probability of dropping a view in training (0 = off).
+    pub modality_dropout: f64,
+    /// A max-norm constraint on the weights is on.
+    pub max_norm: bool,
+    /// A loss other than the task's own was asked for.
+    pub loss: Option<LossKind>,
+}
+
+/// A hand-written engine's account of what it trains. `Engine::pick` asks
+/// every engine of the registry (`ENGINES`, in the parent module) in order:
+/// with `--engine auto` the first that supports and prefers the model, else
+/// the first that supports it, else burn's autodiff, which trains everything.
+pub trait TrainEngine: Sync {
+    /// Its `--engine` value.
+    fn engine(&self) -> Engine;
+
+    /// `Ok` where it can train `spec` for a run with `needs` on `device`;
+    /// otherwise the reason, which an explicit `--engine` reports.
+    fn supports(&self, spec: &FusionSpec, needs: &RunNeeds, device: &Device) -> Result<(), String>;
+
+    /// Whether `--engine auto` should take it for `spec` ahead of engines it
+    /// would otherwise yield to (the native engine: only for small models).
+    fn prefers(&self, spec: &FusionSpec) -> bool {
+        let _ = spec;
+        true
+    }
+}
+
+/// The hand-written engines run on the CPU: `Ok` there, the reason elsewhere.
+pub fn on_cpu(device: &Device) -> Result<(), String> {
+    if crate::device::is_cpu(device) {
+        Ok(())
+    } else {
+        Err(format!("it runs on the CPU, and the device is {device:?}"))
+    }
+}
+
+/// For engines without a missing-view rule: `Ok` when every training row has
+/// every view and modality dropout is off.
+pub fn every_view(needs: &RunNeeds) -> Result<(), String> {
+    if needs.missing {
+        Err("it has no missing-view rule, and some training rows lack a view".to_string())
+    } else if needs.modality_dropout > 0.0 {
+        Err("it has no missing-view rule, and modality dropout is on".to_string())
+    } else {
+        Ok(())
+    }
+}
+
+/// For engines that train a task's own loss only.
+pub fn own_loss(spec: &FusionSpec, needs: &RunNeeds) -> Result<(), String> {
+    match needs.loss {
+        Some(l) if l != spec.task.loss() => Err("it trains the task's own loss".into()),
+        _ => Ok(()),
+    }
+}
