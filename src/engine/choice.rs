@@ -7,8 +7,8 @@
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
-use crate::cpu::LossKind;
-use crate::fusion::FusionSpec;
+use crate::cpu::{Adam, LossKind};
+use crate::fusion::{FusionNet, FusionSpec};
 
 /// Which engine trains a model (`--engine`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -75,6 +75,72 @@ pub trait TrainEngine: Sync {
         let _ = spec;
         true
     }
+
+    /// Starts training `model` (on the autodiff device) of `spec` on
+    /// `batches` with Adam over its flat weights (`adam(n)` for `n` of them)
+    /// and the run's `loss`, where the engine runs its own
+    /// steps; `None` for one whose steps run on burn's autodiff (the cnn engine
+    /// hands burn its CNNs' gradients instead).
+    fn start(
+        &self,
+        spec: &FusionSpec,
+        model: FusionNet,
+        batches: &dyn Batches,
+        adam: &dyn Fn(usize) -> Adam,
+        loss: Option<LossKind>,
+    ) -> Option<crate::error::Result<Box<dyn FlatTraining>>> {
+        let _ = (spec, model, batches, adam, loss);
+        None
+    }
+}
+
+/// The training rows of one member as a hand-written engine reads them; the
+/// training layer implements it over its data, scalers and split.
+pub trait Batches {
+    /// How many training rows there are (positions run over `0..len`).
+    fn len(&self) -> usize;
+    /// True without training rows.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Width of each view the member reads.
+    fn widths(&self) -> Vec<usize>;
+    /// Each view of the training rows at `positions`, scaled, a missing row
+    /// zero (`[rows, d_i]` each), and their 0/1 targets `[rows, C]`.
+    fn batch(&self, positions: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>);
+    /// The class of every training row, where each row has one.
+    fn classes(&self) -> Option<Vec<u8>>;
+}
+
+/// One member's weights under training on a hand-written engine: its flat
+/// weights and Adam, and the workspaces its steps reuse.
+pub trait FlatTraining {
+    /// One Adam step on the training rows at `positions` with the `[rows, K]`
+    /// presence mask `present` and the max-norm `limit`; returns the batch
+    /// loss. A non-finite loss leaves the weights as they were.
+    fn step(
+        &mut self,
+        batches: &dyn Batches,
+        positions: &[usize],
+        present: Option<Vec<f32>>,
+        limit: Option<f32>,
+    ) -> f32;
+    /// The mean loss over every training row where the engine computes it
+    /// itself in evaluation mode; `None`: the training layer computes it on
+    /// the [`snapshot`](Self::snapshot) with burn.
+    fn training_loss(&self, batches: &dyn Batches) -> Option<f32>;
+    /// The flat weights and Adam (for checkpoints).
+    fn flat(&mut self) -> (&mut Vec<f32>, &mut Adam);
+    /// The running statistics, where the engine keeps them.
+    fn running(&mut self) -> Option<&mut Vec<f32>> {
+        None
+    }
+    /// Reseeds the engine's own randomness (dropout masks), where it has any.
+    fn reseed(&mut self, seed: u64) {
+        let _ = seed;
+    }
+    /// The current weights as an inference model on `inference`.
+    fn snapshot(&self, inference: &Device) -> FusionNet;
 }
 
 /// The hand-written engines run on the CPU: `Ok` there, the reason elsewhere.

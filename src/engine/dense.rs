@@ -17,7 +17,7 @@
 //! same for `x_t`, so the forward pass is two GEMMs and the weight gradients
 //! two more.
 
-use super::choice::{Engine, RunNeeds, TrainEngine, every_view, on_cpu, own_loss};
+use super::choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine, every_view, on_cpu, own_loss};
 use crate::cpu::gemm::matmul;
 use crate::cpu::kernels::{sigmoid, tanh};
 use crate::cpu::loss::loss_and_delta;
@@ -383,6 +383,78 @@ impl TrainEngine for Dense {
             return Err("it needs the bias terms".into());
         }
         own_loss(spec, needs)
+    }
+
+    fn start(
+        &self,
+        _spec: &crate::fusion::FusionSpec,
+        model: FusionNet,
+        _batches: &dyn Batches,
+        adam: &dyn Fn(usize) -> crate::cpu::Adam,
+        _loss: Option<crate::cpu::LossKind>,
+    ) -> Option<Result<Box<dyn FlatTraining>>> {
+        Some(DenseGmu::from_net(&model).map(|dense| {
+            let n = dense.len();
+            let training = DenseTraining {
+                adam: adam(n),
+                grad: vec![0.0; n],
+                ws: DenseWorkspace::default(),
+                template: burn::module::Module::valid(&model),
+                dense,
+            };
+            Box::new(training) as Box<dyn FlatTraining>
+        }))
+    }
+}
+
+/// The dense engine training one plain GMU classifier.
+struct DenseTraining {
+    dense: DenseGmu,
+    adam: crate::cpu::Adam,
+    grad: Vec<f32>,
+    ws: DenseWorkspace,
+    /// The model on the inference device, which [`FlatTraining::snapshot`] writes the weights into.
+    template: FusionNet,
+}
+
+/// Both views of a batch and its targets.
+fn two_views(batches: &dyn Batches, positions: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let (views, y) = batches.batch(positions);
+    let [xv, xt]: [Vec<f32>; 2] = views.try_into().expect("the dense engine trains two views");
+    (xv, xt, y)
+}
+
+impl FlatTraining for DenseTraining {
+    fn step(
+        &mut self,
+        batches: &dyn Batches,
+        positions: &[usize],
+        _present: Option<Vec<f32>>,
+        limit: Option<f32>,
+    ) -> f32 {
+        let (xv, xt, y) = two_views(batches, positions);
+        let value = self.dense.loss_and_grad(&xv, &xt, &y, &mut self.grad, &mut self.ws);
+        if value.is_finite() {
+            self.adam.step(&mut self.dense.params, &self.grad);
+            if let Some(limit) = limit {
+                self.dense.max_norm(limit);
+            }
+        }
+        value
+    }
+
+    fn training_loss(&self, batches: &dyn Batches) -> Option<f32> {
+        let all: Vec<usize> = (0..batches.len()).collect();
+        let (xv, xt, y) = two_views(batches, &all);
+        Some(self.dense.loss_and_grad(&xv, &xt, &y, &mut vec![0.0; self.dense.len()], &mut DenseWorkspace::default()))
+    }
+
+    fn flat(&mut self) -> (&mut Vec<f32>, &mut crate::cpu::Adam) {
+        (&mut self.dense.params, &mut self.adam)
+    }
+
+    fn snapshot(&self, _inference: &burn::tensor::Device) -> FusionNet {
+        self.dense.write_into(self.template.clone())
     }
 }
 

@@ -41,7 +41,7 @@ pub mod native;
 
 pub use crate::cpu::LossKind;
 
-pub use choice::{Engine, RunNeeds, TrainEngine};
+pub use choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine};
 
 use burn::tensor::Device;
 

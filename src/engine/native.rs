@@ -15,7 +15,7 @@
 //! `tanh` and `sigmoid` below, so the compiler vectorises them.
 
 #[cfg(target_arch = "x86_64")]
-use super::choice::{Engine, RunNeeds, TrainEngine, every_view, on_cpu};
+use super::choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine, every_view, on_cpu};
 use crate::cpu::kernels::wide_simd;
 use crate::cpu::kernels::{lane_sum, sigmoid, tanh};
 pub use crate::cpu::loss::LossKind;
@@ -498,6 +498,68 @@ impl TrainEngine for Native {
 
     fn prefers(&self, spec: &crate::fusion::FusionSpec) -> bool {
         ModelSpec::from_fusion(spec).is_some_and(|s| s.n_params() <= NATIVE_MAX_PARAMS)
+    }
+
+    fn start(
+        &self,
+        spec: &crate::fusion::FusionSpec,
+        model: crate::fusion::FusionNet,
+        batches: &dyn Batches,
+        adam: &dyn Fn(usize) -> crate::cpu::Adam,
+        loss: Option<LossKind>,
+    ) -> Option<crate::error::Result<Box<dyn FlatTraining>>> {
+        let spec = ModelSpec::from_fusion(spec).expect("picked for a synthetic-experiment model");
+        let net = Network::new(spec, crate::fusion::synthetic::flat_params(&model));
+        // The training rows gathered once: both views joined `[n_train, d_v + d_t]`, and their classes.
+        let all: Vec<usize> = (0..batches.len()).collect();
+        let (views, _) = batches.batch(&all);
+        let widths = batches.widths();
+        let x = views[0]
+            .chunks_exact(widths[0])
+            .zip(views[1].chunks_exact(widths[1]))
+            .flat_map(|(a, b)| a.iter().chain(b).copied())
+            .collect();
+        let y = batches.classes().expect("picked for one class per sample");
+        let n = net.params.len();
+        let loss = loss.unwrap_or(LossKind::SoftmaxCe);
+        let training = NativeTraining { adam: adam(n), grad: vec![0.0; n], ws: Workspace::default(), net, x, y, loss };
+        Some(Ok(Box::new(training)))
+    }
+}
+
+/// The native engine training one model on the training rows it gathered once.
+struct NativeTraining {
+    net: Network,
+    adam: crate::cpu::Adam,
+    grad: Vec<f32>,
+    ws: Workspace,
+    /// The training rows' views joined, `[n_train, d_v + d_t]`.
+    x: Vec<f32>,
+    /// Their classes.
+    y: Vec<u8>,
+    loss: LossKind,
+}
+
+impl FlatTraining for NativeTraining {
+    fn step(&mut self, _: &dyn Batches, positions: &[usize], _present: Option<Vec<f32>>, _limit: Option<f32>) -> f32 {
+        let NativeTraining { net, adam, grad, ws, x, y, loss } = self;
+        let value = net.loss_and_grad(x, y, positions, *loss, grad, ws);
+        if value.is_finite() {
+            adam.step(&mut net.params, grad);
+        }
+        value
+    }
+
+    fn training_loss(&self, _: &dyn Batches) -> Option<f32> {
+        Some(self.net.loss(&self.x, &self.y, self.loss))
+    }
+
+    fn flat(&mut self) -> (&mut Vec<f32>, &mut crate::cpu::Adam) {
+        (&mut self.net.params, &mut self.adam)
+    }
+
+    fn snapshot(&self, inference: &burn::tensor::Device) -> crate::fusion::FusionNet {
+        self.net.spec().to_net(&self.net.params, inference).expect("the native engine's own layout")
     }
 }
 

@@ -16,13 +16,10 @@ use super::{evaluate_nets, gather};
 use crate::config::{Schedule, TrainingConfig};
 use crate::cpu::{Adam, LossKind};
 use crate::data::{MultiviewData, Scaler, Targets};
-use crate::engine::Engine;
 use crate::engine::cnn::CnnFronts;
-use crate::engine::dense::{DenseGmu, DenseWorkspace};
-use crate::engine::maxout::{MaxoutNet, MaxoutWorkspace};
-use crate::engine::native::{Network, Workspace};
+use crate::engine::{Batches as EngineBatches, ENGINES, Engine, FlatTraining};
 use crate::error::{GmuError, Result};
-use crate::fusion::synthetic::{ModelSpec, flat_params};
+use crate::fusion::synthetic::ModelSpec;
 use crate::fusion::{FusionNet, FusionSpec, MaxNorm, Scores};
 use crate::predict::MemberRef;
 use crate::store::EpochLog;
@@ -48,13 +45,6 @@ impl Problem<'_> {
         positions.iter().map(|&p| self.train[p]).collect()
     }
 
-    /// The dense engine's batch of `rows`: both views scaled, and the 0/1 targets.
-    fn dense_batch(&self, rows: &[usize]) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-        let (views, y) = self.views_batch(rows);
-        let [xv, xt]: [Vec<f32>; 2] = views.try_into().expect("the dense engine trains two views");
-        (xv, xt, y)
-    }
-
     /// The hand-written engines' batch of `rows`: every view scaled (missing rows zero), and the 0/1 targets.
     fn views_batch(&self, rows: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
         let views = self.modalities.iter().zip(self.scalers).map(|(&v, s)| gather(self.data, v, rows, s)).collect();
@@ -71,6 +61,27 @@ impl Problem<'_> {
                 .flat_map(|&p| self.missing.iter().map(move |m| if m[self.train[p]] { 0.0 } else { 1.0 }))
                 .collect()
         })
+    }
+}
+
+impl EngineBatches for Problem<'_> {
+    fn len(&self) -> usize {
+        self.train.len()
+    }
+
+    fn widths(&self) -> Vec<usize> {
+        self.modalities.iter().map(|&v| self.data.views[v].dim).collect()
+    }
+
+    fn batch(&self, positions: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
+        self.views_batch(&self.rows(positions))
+    }
+
+    fn classes(&self) -> Option<Vec<u8>> {
+        match &self.data.targets {
+            Targets::Classes { y, .. } => Some(self.train.iter().map(|&r| y[r] as u8).collect()),
+            Targets::Labels { .. } => None,
+        }
     }
 }
 
@@ -102,13 +113,8 @@ fn check_weights(spec: &FusionSpec, net: &FusionNet, at: &str) -> Result<()> {
 enum Trainer {
     /// burn's autodiff on any model; with `cnn`, the image CNNs on the `cnn` engine.
     Burn { model: FusionNet, optim: Box<burn::optim::ModuleOptimizer>, cnn: Option<CnnFronts> },
-    /// The GEMM engine: the plain GMU classifier.
-    Dense { dense: DenseGmu, adam: Adam, grad: Vec<f32>, ws: DenseWorkspace, template: FusionNet },
-    /// The maxout engine: the paper's maxout-MLP models on feature views.
-    Maxout { net: MaxoutNet, adam: Adam, grad: Vec<f32>, ws: MaxoutWorkspace, template: FusionNet },
-    /// The native engine: the synthetic experiment's classifiers, on the
-    /// training rows gathered once (`x` joined `[n_train, d_v + d_t]`, `y` classes).
-    Native { net: Network, adam: Adam, grad: Vec<f32>, ws: Workspace, x: Vec<f32>, y: Vec<u8> },
+    /// A hand-written engine's own steps over flat weights ([`TrainEngine::start`]).
+    Flat(Box<dyn FlatTraining>),
 }
 
 impl Trainer {
@@ -121,59 +127,22 @@ impl Trainer {
         config: &TrainingConfig,
     ) -> Result<Self> {
         Ok(match engine {
-            Engine::Native => {
-                let spec = ModelSpec::from_fusion(spec).expect("picked for a synthetic-experiment model");
-                let net = Network::new(spec, flat_params(&model));
-                let (p, q) = (problem.modalities[0], problem.modalities[1]);
-                let (xv, xt) = (
-                    gather(problem.data, p, problem.train, &problem.scalers[0]),
-                    gather(problem.data, q, problem.train, &problem.scalers[1]),
-                );
-                let (dv, dt) = (problem.data.views[p].dim, problem.data.views[q].dim);
-                let x = xv
-                    .chunks_exact(dv)
-                    .zip(xt.chunks_exact(dt))
-                    .flat_map(|(a, b)| a.iter().chain(b).copied())
-                    .collect();
-                let Targets::Classes { y, .. } = &problem.data.targets else {
-                    unreachable!("picked for one class per sample")
-                };
-                let y = problem.train.iter().map(|&r| y[r] as u8).collect();
-                let n = net.params.len();
-                Trainer::Native { net, adam: flat_adam(n, config), grad: vec![0.0; n], ws: Workspace::default(), x, y }
-            }
-            Engine::Dense => {
-                let dense = DenseGmu::from_net(&model)?;
-                let n = dense.len();
-                Trainer::Dense {
-                    adam: flat_adam(n, config),
-                    grad: vec![0.0; n],
-                    ws: DenseWorkspace::default(),
-                    template: model.valid(),
-                    dense,
-                }
-            }
-            Engine::Maxout => {
-                let widths: Vec<usize> = problem.modalities.iter().map(|&v| problem.data.views[v].dim).collect();
-                let net = MaxoutNet::from_net(&model, 0)?.with_views(&widths);
-                let n = net.len();
-                Trainer::Maxout {
-                    adam: flat_adam(n, config),
-                    grad: vec![0.0; n],
-                    ws: MaxoutWorkspace::default(),
-                    template: model.valid(),
-                    net,
-                }
-            }
             Engine::Cnn => {
                 Trainer::Burn { cnn: Some(CnnFronts::new(&model)), model, optim: Box::new(burn_adam(config)) }
             }
             Engine::Burn | Engine::Auto => Trainer::Burn { model, optim: Box::new(burn_adam(config)), cnn: None },
+            own => {
+                let engine =
+                    ENGINES.iter().find(|e| e.engine() == own).expect("every hand-written engine is registered");
+                let adam = |n: usize| flat_adam(n, config);
+                let started = engine.start(spec, model, problem, &adam, config.loss);
+                Trainer::Flat(started.expect("a hand-written engine runs its own steps")?)
+            }
         })
     }
 
     /// One Adam step on the training rows at `positions`, with the
-    /// `[rows, K]` presence mask `present` (burn only); returns the batch loss.
+    /// `[rows, K]` presence mask `present`; returns the batch loss.
     /// A non-finite loss leaves the weights as they were.
     fn step(
         &mut self,
@@ -202,76 +171,33 @@ impl Trainer {
                 }
                 value
             }
-            Trainer::Dense { dense, adam, grad, ws, .. } => {
-                let (xv, xt, y) = problem.dense_batch(&problem.rows(positions));
-                let value = dense.loss_and_grad(&xv, &xt, &y, grad, ws);
-                if value.is_finite() {
-                    adam.step(&mut dense.params, grad);
-                    if let Some(limit) = max_norm {
-                        dense.max_norm(limit);
-                    }
-                }
-                value
-            }
-            Trainer::Maxout { net, adam, grad, ws, .. } => {
-                let (mut views, y) = problem.views_batch(&problem.rows(positions));
-                ws.set_present(present, &mut views);
-                let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
-                let value = net.loss_and_grad(&views, &y, grad, ws);
-                if value.is_finite() {
-                    adam.step(&mut net.params, grad);
-                    if let Some(limit) = max_norm {
-                        net.max_norm(limit);
-                    }
-                }
-                value
-            }
-            Trainer::Native { net, adam, grad, ws, x, y } => {
-                let kind = config.loss.unwrap_or(LossKind::SoftmaxCe);
-                let value = net.loss_and_grad(x, y, positions, kind, grad, ws);
-                if value.is_finite() {
-                    adam.step(&mut net.params, grad);
-                }
-                value
-            }
+            Trainer::Flat(training) => training.step(problem, positions, present, max_norm),
         }
     }
 
     /// The mean loss over every training row (evaluation mode: no dropout).
     fn training_loss(&self, problem: &Problem<'_>, config: &TrainingConfig, inference: &Device) -> f32 {
-        match self {
-            Trainer::Native { net, x, y, .. } => net.loss(x, y, config.loss.unwrap_or(LossKind::SoftmaxCe)),
-            Trainer::Dense { dense, .. } => {
-                let (xv, xt, y) = problem.dense_batch(problem.train);
-                dense.loss_and_grad(&xv, &xt, &y, &mut vec![0.0; dense.len()], &mut DenseWorkspace::default())
-            }
-            Trainer::Burn { .. } | Trainer::Maxout { .. } => {
-                let net = self.snapshot(inference);
-                let all: Vec<usize> = (0..problem.train.len()).collect();
-                burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference, None).into_scalar()
-            }
+        if let Trainer::Flat(training) = self
+            && let Some(loss) = training.training_loss(problem)
+        {
+            return loss;
         }
-    }
-
-    /// The flat weights and Adam of a hand-written engine (`None` on burn).
-    fn flat(&mut self) -> Option<(&mut Vec<f32>, &mut Adam)> {
-        match self {
-            Trainer::Burn { .. } => None,
-            Trainer::Dense { dense, adam, .. } => Some((&mut dense.params, adam)),
-            Trainer::Maxout { net, adam, .. } => Some((&mut net.params, adam)),
-            Trainer::Native { net, adam, .. } => Some((&mut net.params, adam)),
-        }
+        let net = self.snapshot(inference);
+        let all: Vec<usize> = (0..problem.train.len()).collect();
+        burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference, None).into_scalar()
     }
 
     /// Writes the weights under training and the optimiser's state into `checkpoint`.
     fn save(&mut self, checkpoint: &Checkpoint) -> Result<()> {
-        if let Trainer::Burn { model, optim, .. } = self {
-            return checkpoint.save_burn(model, optim);
+        match self {
+            Trainer::Burn { model, optim, .. } => checkpoint.save_burn(model, optim),
+            Trainer::Flat(training) => {
+                let running = training.running().map(|r| r.clone()).unwrap_or_default();
+                let (params, adam) = training.flat();
+                let (t, m, v) = adam.state();
+                checkpoint.save_flat(params, t, m, v, &running)
+            }
         }
-        let running = self.running().map(|r| r.clone()).unwrap_or_default();
-        let (params, adam) = self.flat().expect("a hand-written engine");
-        let (t, m, v) = adam.state();
-        checkpoint.save_flat(params, t, m, v, &running)
     }
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
@@ -282,36 +208,32 @@ impl Trainer {
         config: &TrainingConfig,
         device: &Device,
     ) -> Result<()> {
-        if let Trainer::Burn { model, optim, .. } = self {
-            let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
-            let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
-            (*model, **optim) = (net, loaded);
-            return Ok(());
-        }
-        let n_running = self.running().map_or(0, |r| r.len());
-        let (params, adam) = self.flat().expect("a hand-written engine");
-        let (loaded, t, m, v, running) = checkpoint.load_flat(params.len(), n_running)?;
-        *params = loaded;
-        adam.restore(t, m, v);
-        if let Some(r) = self.running() {
-            *r = running;
-        }
-        Ok(())
-    }
-
-    /// The batch norms' running statistics of an engine that keeps them.
-    fn running(&mut self) -> Option<&mut Vec<f32>> {
         match self {
-            Trainer::Maxout { net, .. } => Some(&mut net.running),
-            _ => None,
+            Trainer::Burn { model, optim, .. } => {
+                let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
+                let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
+                (*model, **optim) = (net, loaded);
+                Ok(())
+            }
+            Trainer::Flat(training) => {
+                let n_running = training.running().map_or(0, |r| r.len());
+                let (params, adam) = training.flat();
+                let (loaded, t, m, v, running) = checkpoint.load_flat(params.len(), n_running)?;
+                *params = loaded;
+                adam.restore(t, m, v);
+                if let Some(r) = training.running() {
+                    *r = running;
+                }
+                Ok(())
+            }
         }
     }
 
     /// Reseeds the engine's own randomness (the maxout engine's dropout
     /// masks); burn's comes from its device, which the loops seed.
     fn reseed(&mut self, seed: u64) {
-        if let Trainer::Maxout { net, .. } = self {
-            net.reseed(seed);
+        if let Trainer::Flat(training) = self {
+            training.reseed(seed);
         }
     }
 
@@ -319,11 +241,7 @@ impl Trainer {
     fn snapshot(&self, inference: &Device) -> FusionNet {
         match self {
             Trainer::Burn { model, .. } => model.valid(),
-            Trainer::Dense { dense, template, .. } => dense.write_into(template.clone()),
-            Trainer::Maxout { net, template, .. } => net.write_into(template.clone()),
-            Trainer::Native { net, .. } => {
-                net.spec().to_net(&net.params, inference).expect("the native engine's own layout")
-            }
+            Trainer::Flat(training) => training.snapshot(inference),
         }
     }
 }

@@ -40,7 +40,7 @@ use crate::fusion::{FusionKind, FusionNet, Task};
 
 mod ops;
 
-use super::choice::{Engine, RunNeeds, TrainEngine, on_cpu, own_loss};
+use super::choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine, on_cpu, own_loss};
 
 use ops::*;
 
@@ -682,5 +682,80 @@ impl TrainEngine for Maxout {
             );
         }
         own_loss(spec, needs)
+    }
+
+    fn start(
+        &self,
+        _spec: &crate::fusion::FusionSpec,
+        model: FusionNet,
+        batches: &dyn Batches,
+        adam: &dyn Fn(usize) -> crate::cpu::Adam,
+        _loss: Option<crate::cpu::LossKind>,
+    ) -> Option<Result<Box<dyn FlatTraining>>> {
+        Some(MaxoutNet::from_net(&model, 0).map(|net| {
+            let net = net.with_views(&batches.widths());
+            let n = net.len();
+            let training = MaxoutTraining {
+                adam: adam(n),
+                grad: vec![0.0; n],
+                ws: MaxoutWorkspace::default(),
+                template: burn::module::Module::valid(&model),
+                net,
+            };
+            Box::new(training) as Box<dyn FlatTraining>
+        }))
+    }
+}
+
+/// The maxout engine training one of the paper's models.
+struct MaxoutTraining {
+    net: MaxoutNet,
+    adam: crate::cpu::Adam,
+    grad: Vec<f32>,
+    ws: MaxoutWorkspace,
+    /// The model on the inference device, which [`FlatTraining::snapshot`] writes the weights into.
+    template: FusionNet,
+}
+
+impl FlatTraining for MaxoutTraining {
+    fn step(
+        &mut self,
+        batches: &dyn Batches,
+        positions: &[usize],
+        present: Option<Vec<f32>>,
+        limit: Option<f32>,
+    ) -> f32 {
+        let (mut views, y) = batches.batch(positions);
+        self.ws.set_present(present, &mut views);
+        let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
+        let value = self.net.loss_and_grad(&views, &y, &mut self.grad, &mut self.ws);
+        if value.is_finite() {
+            self.adam.step(&mut self.net.params, &self.grad);
+            if let Some(limit) = limit {
+                self.net.max_norm(limit);
+            }
+        }
+        value
+    }
+
+    fn training_loss(&self, _: &dyn Batches) -> Option<f32> {
+        // In evaluation mode (running statistics, no dropout) on burn, from the snapshot.
+        None
+    }
+
+    fn flat(&mut self) -> (&mut Vec<f32>, &mut crate::cpu::Adam) {
+        (&mut self.net.params, &mut self.adam)
+    }
+
+    fn running(&mut self) -> Option<&mut Vec<f32>> {
+        Some(&mut self.net.running)
+    }
+
+    fn reseed(&mut self, seed: u64) {
+        self.net.reseed(seed);
+    }
+
+    fn snapshot(&self, _inference: &burn::tensor::Device) -> FusionNet {
+        self.net.write_into(self.template.clone())
     }
 }
