@@ -62,6 +62,18 @@ impl GmuError {
         GmuError::InvalidParameter { name, message: message.into() }
     }
 
+    /// `Ok` where `name` can name something registered from outside the crate
+    /// (a fusion method, a data source, an encoder): lowercase letters, digits
+    /// and `-`; otherwise an error for parameter `field` saying what `what` takes.
+    pub fn check_registry_name(field: &'static str, what: &str, name: &str) -> Result<()> {
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        if valid {
+            Ok(())
+        } else {
+            Err(GmuError::invalid(field, format!("{what} name is lowercase letters, digits and -, got {name:?}")))
+        }
+    }
+
     /// Shorthand for [`GmuError::Data`].
     pub fn data(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         GmuError::Data { path: path.into(), message: message.into() }

@@ -96,13 +96,7 @@ const BUILT_IN: [&str; 3] = ["mfeat", "twemoji", "files"];
 /// [`DataSource::Registered`]). Registering a name again replaces it; a name that
 /// is not lowercase letters, digits and `-`, or that a built-in source has, is an error.
 pub fn register_source(name: &str, reader: impl SourceReader + 'static) -> Result<()> {
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(GmuError::invalid(
-            "data",
-            format!("a source's name is lowercase letters, digits and -, got {name:?}"),
-        ));
-    }
+    GmuError::check_registry_name("data", "a source's", name)?;
     if BUILT_IN.contains(&name) {
         return Err(GmuError::invalid("data", format!("'{name}' is a built-in data source")));
     }

@@ -237,13 +237,7 @@ static REGISTRY: std::sync::RwLock<Registry> = std::sync::RwLock::new(Registry::
 /// letters, digits and `-`, is an error).
 pub fn register_encoder(encoder: impl FrozenEncoder + 'static) -> Result<()> {
     let name = encoder.name().to_string();
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(GmuError::invalid(
-            "encoder",
-            format!("an encoder's name is lowercase letters, digits and -, got {name:?}"),
-        ));
-    }
+    GmuError::check_registry_name("encoder", "an encoder's", &name)?;
     let built_in = [
         EncoderKind::MiniLm,
         EncoderKind::Glove,

@@ -9,11 +9,8 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 
 use super::choice::{Engine, RunNeeds, TrainEngine, on_cpu};
 use crate::cpu::conv::{CnnEngine, CnnParams};
+use crate::fusion::blocks::values;
 use crate::fusion::{FusionNet, SmallCnn};
-
-fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.into_data().convert::<f32>().try_to_vec::<f32>().expect("f32 values")
-}
 
 /// Hands `g` to burn's optimiser as the gradients of `cnn`'s parameters, as
 /// tensors on `device` (the autodiff device's inner one).

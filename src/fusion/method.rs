@@ -132,13 +132,7 @@ const BUILT_IN: [&str; 6] = ["gmu", "linear-sum", "concat", "avg-probs", "moe", 
 /// lowercase letters, digits and `-`, or that a built-in kind has, is an error.
 pub fn register(method: impl FusionMethod + 'static) -> Result<()> {
     let name = method.name().to_string();
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if !valid {
-        return Err(GmuError::invalid(
-            "fusion",
-            format!("a method's name is lowercase letters, digits and -, got {name:?}"),
-        ));
-    }
+    GmuError::check_registry_name("fusion", "a method's", &name)?;
     if BUILT_IN.contains(&name.as_str()) {
         return Err(GmuError::invalid("fusion", format!("'{name}' is a built-in fusion method")));
     }
