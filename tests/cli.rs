@@ -316,8 +316,13 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
         assert_eq!(config["format_version"], 2, "{method}");
         assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
     }
-    // A second run replaces the folder whole. Same seed, same numbers.
-    let again = gmu(&args);
+    // A second run over a finished one is refused (issue 20, item 30); with
+    // --force it replaces the folder whole. Same seed, same numbers.
+    let refused = gmu(&args);
+    assert_refused(&refused, "holds a finished `gmu multiview` run");
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let again = gmu(&forced);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(read_json(&set.join("results.json"))[2]["test"], gmu_row["test"]);
 }
@@ -1213,7 +1218,7 @@ fn output_folders_never_mix_runs() {
     assert!(gmu(&first).status.success());
     assert!(out.join("fou+zer/gmu").is_dir() && out.join("fou+zer/gates-gmu.png").exists());
     let mut second = base.to_vec();
-    second.extend(["--fusion", "concat"]);
+    second.extend(["--fusion", "concat", "--force"]);
     assert!(gmu(&second).status.success());
     let set = out.join("fou+zer");
     assert!(set.join("concat").is_dir());
@@ -1223,7 +1228,7 @@ fn output_folders_never_mix_runs() {
     assert_eq!(read_json(&set.join("results.json")).as_array().unwrap().len(), 1);
     // A run that fails (here: it diverges) leaves the previous one whole.
     let mut failing = base.to_vec();
-    failing.extend(["--fusion", "gmu", "--lr", "1e30"]);
+    failing.extend(["--fusion", "gmu", "--lr", "1e30", "--force"]);
     assert!(!gmu(&failing).status.success());
     assert!(set.join("concat").is_dir() && !dir.path().join("run.partial").exists());
     // plot replaces its maps folder whole as well.
@@ -1389,6 +1394,67 @@ fn a_killed_run_resumes_to_the_same_bits() {
     let mut other = base.to_vec();
     other.extend(["--lr", "0.01", "--resume"]);
     assert_refused(&gmu(&other), "with other flags");
+}
+
+/// Issue 20, item 5: a run killed right after any one checkpoint file
+/// (between the weights and the manifest, between the weights and the
+/// optimiser's state, …) resumes to the same bits: every file carries its
+/// epoch and the manifest, `state.json`, is renamed last.
+#[test]
+fn a_run_killed_between_checkpoint_files_resumes_to_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("burn", vec!["--fusion", "moe", "--experts", "logistic", "--no-single"]),
+        ("maxout", vec!["--fusion", "gmu", "--no-single"]),
+        ("dense", vec!["--fusion", "gmu", "--head", "linear", "--no-single"]),
+    ];
+    for (tag, extra) in cases {
+        let run = |out: &Path, abort: Option<usize>| {
+            let o = out.to_str().unwrap().to_string();
+            let mut args = vec![
+                "multiview",
+                "--data",
+                "mfeat",
+                "--modalities",
+                "fou,zer",
+                "--epochs",
+                "4",
+                "--patience",
+                "4",
+                "--hidden",
+                "8",
+                "--out",
+                &o,
+                "--resume",
+            ];
+            args.extend(extra.iter().copied());
+            let n = abort.map(|n| n.to_string());
+            let env: Vec<(&str, &str)> = n.as_deref().map(|n| vec![("GMU_ABORT_AFTER_WRITES", n)]).unwrap_or_default();
+            gmu_env(&args, &env)
+        };
+        let whole = dir.path().join(format!("{tag}-whole"));
+        let out = run(&whole, None);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // A run killed after its k-th file, for every k until a run gets to
+        // the end, then resumed: the kill lands once on every file of the
+        // first epochs' checkpoints.
+        let mut kills = 0;
+        for k in 1..20 {
+            let killed = dir.path().join(format!("{tag}-killed-{k}"));
+            if run(&killed, Some(k)).status.success() {
+                break;
+            }
+            kills += 1;
+            let out = run(&killed, None);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let (a, b) = (model_files(&whole), model_files(&killed));
+            assert!(!a.is_empty() && a.len() == b.len());
+            for ((path, x), (_, y)) in a.iter().zip(&b) {
+                assert!(x == y, "{tag}: {path} differs after a kill after checkpoint file {k}");
+            }
+        }
+        assert!(kills >= 6, "{tag}: only {kills} kill points");
+    }
 }
 
 /// Whether the real encoders are fetched (CI fetches them and sets

@@ -57,14 +57,16 @@ pub fn run(args: Args) -> Result<()> {
     if args.out.exists() && !args.force {
         bail!("--out {} exists; pass --force to replace it", args.out.display());
     }
-    if args.out.canonicalize().ok().zip(csv.canonicalize().ok()).is_some_and(|(a, b)| a == b) {
-        bail!("--out {} is the input file", args.out.display());
-    }
     let cells = read_column(&csv, &args.column)?;
     let paths = match modality {
         Modality::Text => Vec::new(),
         Modality::Image => beside(&csv, &cells),
     };
+    // Neither the features nor their sidecar may land on a file this run reads.
+    let read: Vec<PathBuf> = std::iter::once(csv.clone()).chain(paths.iter().cloned()).collect();
+    super::refuse_writing_over("--out", &args.out, None, &read)?;
+    let sidecar = gmu::encoders::encode::sidecar_path(&args.out);
+    super::refuse_writing_over("--out (its sidecar)", &sidecar, None, &read)?;
     let inputs: Vec<RawInput> = match modality {
         Modality::Text => cells.iter().map(|c| RawInput::Text(c)).collect(),
         Modality::Image => paths.iter().map(|p| RawInput::Image(p)).collect(),

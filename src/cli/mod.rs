@@ -396,6 +396,50 @@ fn overwritten_input(
     std::iter::once(model.join(gmu::store::CONFIG_FILE)).chain(source.paths()).find(|i| gmu::error::same_file(out, i))
 }
 
+/// `path` with its existing part resolved (symlinks, `..`), so two names of
+/// one file compare equal even before the file exists.
+fn resolved(path: &std::path::Path) -> std::path::PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { std::path::Path::new(".") } else { parent };
+            resolved(parent).join(name)
+        }
+        _ => path.to_path_buf(),
+    }
+}
+
+/// Refuses an output (`flag`) that is one of the files the command reads
+/// (`inputs`) or lies inside the model directory it loads: no command writes
+/// over its own inputs or its model.
+fn refuse_writing_over(
+    flag: &str,
+    out: &std::path::Path,
+    model: Option<&std::path::Path>,
+    inputs: &[std::path::PathBuf],
+) -> anyhow::Result<()> {
+    let target = resolved(out);
+    if let Some(input) = inputs.iter().find(|i| resolved(i) == target) {
+        anyhow::bail!(
+            "invalid {flag} {}: it is an input of this command ({}); choose another output file",
+            out.display(),
+            input.display()
+        );
+    }
+    if let Some(model) = model
+        && target.starts_with(resolved(model))
+    {
+        anyhow::bail!(
+            "invalid {flag} {}: it is inside the model directory {}; choose another output file",
+            out.display(),
+            model.display()
+        );
+    }
+    Ok(())
+}
+
 /// The output folder of a long run: started afresh, or (`resume`) continued
 /// from what a killed run of the same flags left. The flags are recorded
 /// without `--resume` and `--force`, which do not change the result.

@@ -266,6 +266,15 @@ fn run_raw(args: Args) -> Result<()> {
         );
     }
     let single = args.text.is_some() || args.image.is_some();
+    if let Some(labels) = &args.data.labels {
+        bail!(
+            "invalid --labels {}: predictions on raw text and images are not scored; encode the inputs (`gmu encode`) and run `gmu eval` on the features to score them",
+            labels.display()
+        );
+    }
+    if args.data.label_column.is_some() {
+        bail!("invalid --label-column: predictions on raw text and images are not scored (see `gmu eval`)");
+    }
     let mut owned_text: Vec<Vec<String>> = vec![Vec::new(); config.views.len()];
     let mut owned_paths: Vec<Vec<PathBuf>> = vec![Vec::new(); config.views.len()];
     if single {
@@ -320,6 +329,10 @@ fn run_raw(args: Args) -> Result<()> {
                 ),
             }
         }
+    }
+    if let Some(out) = &args.out {
+        let read: Vec<PathBuf> = args.data.files.iter().chain(owned_paths.iter().flatten()).cloned().collect();
+        super::refuse_writing_over("--out", out, Some(&args.model), &read)?;
     }
     let inputs: Vec<Option<Vec<RawInput>>> = (0..config.views.len())
         .map(|i| {
@@ -454,16 +467,7 @@ fn refuse_overwriting_inputs(out: &Path, args: &Args, source: &DataSource) -> Re
     if let Some(input) = super::overwritten_input(out, &args.model, source) {
         bail!("--out {} is an input of this command ({}); choose another output file", out.display(), input.display());
     }
-    if out.starts_with(&args.model)
-        || out.canonicalize().ok().zip(args.model.canonicalize().ok()).is_some_and(|(o, m)| o.starts_with(m))
-    {
-        bail!(
-            "--out {} is inside the model directory {}; choose another output file",
-            out.display(),
-            args.model.display()
-        );
-    }
-    Ok(())
+    super::refuse_writing_over("--out", out, Some(&args.model), &[])
 }
 
 /// The rows to predict: all of them, or a split (the file's own, or the one
@@ -618,56 +622,36 @@ impl Cell {
     }
 }
 
-/// Standard output, or a temporary file renamed over the target at the end.
+/// Standard output, or a file written atomically ([`gmu::error::AtomicFile`]:
+/// renamed over the target at the end, nothing left by a failed run).
 enum Output {
     Stdout(std::io::BufWriter<std::io::Stdout>),
-    File { tmp: PathBuf, path: PathBuf, file: Option<std::io::BufWriter<std::fs::File>> },
+    File(gmu::error::AtomicFile),
 }
 
 impl Output {
     fn open(path: Option<&Path>) -> Result<Self> {
         Ok(match path {
             None => Output::Stdout(std::io::BufWriter::new(std::io::stdout())),
-            Some(path) => {
-                let tmp = gmu::error::temp_path(path);
-                let file = std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", path.display()))?;
-                Output::File { tmp, path: path.to_path_buf(), file: Some(std::io::BufWriter::new(file)) }
-            }
+            Some(path) => Output::File(gmu::error::AtomicFile::create(path)?),
         })
     }
 
     fn line(&mut self, line: &str) -> Result<()> {
         match self {
             Output::Stdout(w) => writeln!(w, "{line}")?,
-            Output::File { file: Some(file), tmp, .. } => {
-                writeln!(file, "{line}").with_context(|| format!("writing {}", tmp.display()))?
-            }
-            Output::File { file: None, .. } => unreachable!("written after finish"),
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> Result<()> {
-        match &mut self {
-            Output::Stdout(w) => w.flush()?,
-            Output::File { tmp, path, file } => {
-                let file = file.take().expect("finished once");
-                file.into_inner()
-                    .map_err(|e| e.into_error())
-                    .and_then(|f| f.sync_all())
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                std::fs::rename(&*tmp, &*path).with_context(|| format!("cannot write {}", path.display()))?;
+            Output::File(file) => {
+                writeln!(file, "{line}").with_context(|| format!("writing {}", file.target().display()))?
             }
         }
         Ok(())
     }
-}
 
-impl Drop for Output {
-    fn drop(&mut self) {
-        // A run that failed half-way leaves no partial file behind.
-        if let Output::File { tmp, .. } = self {
-            let _ = std::fs::remove_file(tmp);
+    fn finish(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut w) => w.flush()?,
+            Output::File(file) => file.commit()?,
         }
+        Ok(())
     }
 }

@@ -168,15 +168,9 @@ pub fn encode_to_npy(
 ) -> Result<Encoded> {
     let dim = encoder.dim();
     let n = inputs.len();
-    let tmp = crate::error::temp_path(out);
-    let file = std::fs::File::create(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
-    let mut writer = std::io::BufWriter::new(file);
-    let cleanup = |e: GmuError| {
-        let _ = std::fs::remove_file(&tmp);
-        e
-    };
+    let mut writer = crate::error::AtomicFile::create(out)?;
     let header = crate::io::npy::npy_with_header("<f4", &format!("({n}, {dim})"), &[]);
-    writer.write_all(&header).map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
+    writer.write_all(&header).map_err(|e| GmuError::io(out, e))?;
     let nan_row: Vec<u8> = std::iter::repeat_n(f32::NAN.to_le_bytes(), dim).flatten().collect();
     let missing = encode_rows(
         encoder,
@@ -187,13 +181,10 @@ pub fn encode_to_npy(
                 Some(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
                 None => nan_row.clone(),
             };
-            writer.write_all(&bytes).map_err(|e| GmuError::io(&tmp, e))
+            writer.write_all(&bytes).map_err(|e| GmuError::io(out, e))
         },
         progress,
-    )
-    .map_err(cleanup)?;
-    writer.flush().map_err(|e| cleanup(GmuError::io(&tmp, e)))?;
-    drop(writer);
+    )?;
     let encoded = Encoded {
         encoder: spec.clone(),
         rows: n,
@@ -204,9 +195,19 @@ pub fn encode_to_npy(
         },
         source,
     };
-    let sidecar = serde_json::to_string_pretty(&encoded).expect("the sidecar serialises");
-    crate::error::write_atomic(&sidecar_path(out), sidecar.as_bytes()).map_err(&cleanup)?;
-    std::fs::rename(&tmp, out).map_err(|e| cleanup(GmuError::io(out, e)))?;
+    // Both files are complete before either is moved into place; a sidecar
+    // that cannot be moved takes the features with it, so a failed encode
+    // leaves neither.
+    let sidecar_path = sidecar_path(out);
+    let mut sidecar = crate::error::AtomicFile::create(&sidecar_path)?;
+    sidecar
+        .write_all(serde_json::to_string_pretty(&encoded).expect("the sidecar serialises").as_bytes())
+        .map_err(|e| GmuError::io(&sidecar_path, e))?;
+    let features = writer.target().to_path_buf();
+    writer.commit()?;
+    sidecar.commit().inspect_err(|_| {
+        let _ = std::fs::remove_file(&features);
+    })?;
     Ok(encoded)
 }
 

@@ -3,19 +3,21 @@
 //! as an uninterrupted one. After every epoch, atomically:
 //!
 //! ```text
+//! DIR/current-<e>.*       epoch e's weights under training and the optimiser's state:
+//!                         burn: current-<e>.safetensors + current-<e>-ids.json (parameter ids by path,
+//!                         which key burn's Adam state) + current-<e>.optim (burn's optimiser record);
+//!                         dense/native engines: current-<e>.flat (weights, Adam's step and moments)
+//! DIR/best-<b>.safetensors    the weights of the best epoch so far, b
 //! DIR/state.json          epochs done, early-stopping state, the log, finished or not
-//! DIR/current.*           the weights under training and the optimiser's state:
-//!                         burn: current.safetensors + current-ids.json (parameter ids by path,
-//!                         which key burn's Adam state) + current.optim (burn's optimiser record);
-//!                         dense/native engines: current.flat (weights, Adam's step and moments)
-//! DIR/best.safetensors    the best epoch's weights so far
 //! ```
 //!
 //! Each epoch's randomness (batch order, modality dropout, burn's dropout
 //! masks) is drawn from a generator seeded by the run's seed and the epoch,
-//! so nothing random needs saving. `state.json` is written last: a kill
-//! between two files leaves the previous epoch's state, which names the
-//! files it goes with.
+//! so nothing random needs saving. Every file carries the epoch it belongs
+//! to and `state.json`, the manifest, is renamed last: a kill between any
+//! two files leaves the previous manifest, which names the previous epoch's
+//! files, still there; the files of other epochs are removed only after the
+//! new manifest is in place.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,27 @@ use serde::{Deserialize, Serialize};
 use crate::error::{GmuError, Result, write_atomic};
 use crate::fusion::{FusionNet, FusionSpec};
 use crate::store::EpochLog;
+
+/// Whether `name` is one of the files `current-<e>.*` / `current-<e>-ids.json`
+/// for the `current-<e>` given as `stem`.
+fn is_epoch_file(name: &str, stem: &str) -> bool {
+    name.strip_prefix(stem).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
+}
+
+/// The test hook behind `GMU_ABORT_AFTER_WRITES`: dies (no cleanup, as
+/// `kill -9`) right after the process's k-th checkpoint file.
+fn write_hook() {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
+    if let Some(limit) =
+        *LIMIT.get_or_init(|| std::env::var("GMU_ABORT_AFTER_WRITES").ok().and_then(|v| v.parse().ok()))
+        && WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= limit
+    {
+        std::process::abort();
+    }
+}
 
 /// The early-stopping state after an epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -126,72 +149,98 @@ impl Checkpoint {
         }
     }
 
-    /// Writes the state (last, after the files it names).
+    /// Writes the state (last, after the files it names), then removes the
+    /// files of every other epoch.
     pub fn save_state(&self, state: &State) -> Result<()> {
-        write_atomic(&self.file("state.json"), serde_json::to_string(state).expect("serialises").as_bytes())
+        self.write(&self.file("state.json"), serde_json::to_string(state).expect("serialises").as_bytes())?;
+        let keep_current = format!("current-{}", state.epoch);
+        let keep_best = format!("best-{}.", state.best_epoch);
+        for entry in std::fs::read_dir(&self.dir).map_err(|e| GmuError::io(&self.dir, e))? {
+            let entry = entry.map_err(|e| GmuError::io(&self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stale = (name.starts_with("current-") && !is_epoch_file(&name, &keep_current))
+                || (name.starts_with("best-") && !name.starts_with(&keep_best));
+            if stale {
+                std::fs::remove_file(entry.path()).map_err(|e| GmuError::io(entry.path(), e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One checkpoint file, atomically; under `GMU_ABORT_AFTER_WRITES=k` (a
+    /// test hook, as `kill -9`) the process dies right after its k-th.
+    fn write(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        write_atomic(path, bytes)?;
+        write_hook();
+        Ok(())
     }
 
     fn save_net(&self, name: &str, net: &FusionNet) -> Result<()> {
-        crate::store::write_weights(&self.file(name), net)
+        crate::store::write_weights(&self.file(name), net)?;
+        write_hook();
+        Ok(())
     }
 
     fn load_net(&self, name: &str, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
         crate::store::read_weights(&self.file(name), spec, device)
     }
 
-    /// Saves the best epoch's weights.
-    pub fn save_best(&self, net: &FusionNet) -> Result<()> {
-        self.save_net("best.safetensors", net)
+    /// Saves the weights of `epoch`, the best so far.
+    pub fn save_best(&self, epoch: usize, net: &FusionNet) -> Result<()> {
+        self.save_net(&format!("best-{epoch}.safetensors"), net)
     }
 
-    /// The best epoch's weights.
-    pub fn load_best(&self, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
-        self.load_net("best.safetensors", spec, device)
+    /// The weights of the best epoch, `epoch`.
+    pub fn load_best(&self, epoch: usize, spec: &FusionSpec, device: &Device) -> Result<FusionNet> {
+        self.load_net(&format!("best-{epoch}.safetensors"), spec, device)
     }
 
     /// Saves a burn model under training and its optimiser.
-    pub fn save_burn(&self, model: &FusionNet, optim: &burn::optim::ModuleOptimizer) -> Result<()> {
-        self.save_net("current.safetensors", model)?;
+    pub fn save_burn(&self, epoch: usize, model: &FusionNet, optim: &burn::optim::ModuleOptimizer) -> Result<()> {
+        self.save_net(&format!("current-{epoch}.safetensors"), model)?;
         let ids = serde_json::to_string(&param_ids(model)).expect("serialises");
-        write_atomic(&self.file("current-ids.json"), ids.as_bytes())?;
-        let path = self.file("current.optim");
+        self.write(&self.file(&format!("current-{epoch}-ids.json")), ids.as_bytes())?;
+        let path = self.file(&format!("current-{epoch}.optim"));
         let tmp = crate::error::temp_path(&path);
         optim.save(&tmp).map_err(|e| err(&path, e.to_string()))?;
-        std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))
+        std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
+        write_hook();
+        Ok(())
     }
 
     /// The burn model under training (on the autodiff `device`, with its
     /// parameters' recorded ids) and its optimiser's state loaded into `optim`.
     pub fn load_burn(
         &self,
+        epoch: usize,
         spec: &FusionSpec,
         optim: burn::optim::ModuleOptimizer,
         device: &Device,
     ) -> Result<(FusionNet, burn::optim::ModuleOptimizer)> {
-        let net = self.load_net("current.safetensors", spec, device)?;
-        let path = self.file("current-ids.json");
+        let net = self.load_net(&format!("current-{epoch}.safetensors"), spec, device)?;
+        let path = self.file(&format!("current-{epoch}-ids.json"));
         let text = std::fs::read_to_string(&path).map_err(|e| GmuError::io(&path, e))?;
         let ids: BTreeMap<String, u64> = serde_json::from_str(&text).map_err(|e| err(&path, e.to_string()))?;
-        let path = self.file("current.optim");
+        let path = self.file(&format!("current-{epoch}.optim"));
         let optim = optim.load(&path).map_err(|e| err(&path, e.to_string()))?;
         Ok((with_ids(net, &ids), optim))
     }
 
     /// Saves flat weights with Adam's step count and moments.
-    pub fn save_flat(&self, params: &[f32], t: i32, m: &[f32], v: &[f32], running: &[f32]) -> Result<()> {
+    pub fn save_flat(&self, epoch: usize, params: &[f32], t: i32, m: &[f32], v: &[f32], running: &[f32]) -> Result<()> {
         let mut bytes = Vec::with_capacity(12 + 12 * params.len() + 4 * running.len());
         bytes.extend_from_slice(&t.to_le_bytes());
         bytes.extend_from_slice(&(params.len() as u64).to_le_bytes());
         for x in params.iter().chain(m).chain(v).chain(running) {
             bytes.extend_from_slice(&x.to_le_bytes());
         }
-        write_atomic(&self.file("current.flat"), &bytes)
+        self.write(&self.file(&format!("current-{epoch}.flat")), &bytes)
     }
 
     /// Flat weights, Adam's step count and moments, for `n` parameters and
     /// `n_running` running statistics.
-    pub fn load_flat(&self, n: usize, n_running: usize) -> Result<FlatState> {
-        let path = self.file("current.flat");
+    pub fn load_flat(&self, epoch: usize, n: usize, n_running: usize) -> Result<FlatState> {
+        let path = self.file(&format!("current-{epoch}.flat"));
         let bytes = std::fs::read(&path).map_err(|e| GmuError::io(&path, e))?;
         let stored = bytes.get(4..12).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")));
         if stored != Some(n as u64) || bytes.len() as u64 != 12 + 12 * n as u64 + 4 * n_running as u64 {

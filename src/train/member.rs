@@ -188,14 +188,14 @@ impl Trainer {
     }
 
     /// Writes the weights under training and the optimiser's state into `checkpoint`.
-    fn save(&mut self, checkpoint: &Checkpoint) -> Result<()> {
+    fn save(&mut self, checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
         match self {
-            Trainer::Burn { model, optim, .. } => checkpoint.save_burn(model, optim),
+            Trainer::Burn { model, optim, .. } => checkpoint.save_burn(epoch, model, optim),
             Trainer::Flat(training) => {
                 let running = training.running().map(|r| r.clone()).unwrap_or_default();
                 let (params, adam) = training.flat();
                 let (t, m, v) = adam.state();
-                checkpoint.save_flat(params, t, m, v, &running)
+                checkpoint.save_flat(epoch, params, t, m, v, &running)
             }
         }
     }
@@ -204,6 +204,7 @@ impl Trainer {
     fn restore(
         &mut self,
         checkpoint: &Checkpoint,
+        epoch: usize,
         spec: &FusionSpec,
         config: &TrainingConfig,
         device: &Device,
@@ -211,14 +212,14 @@ impl Trainer {
         match self {
             Trainer::Burn { model, optim, .. } => {
                 let taken = std::mem::replace(optim.as_mut(), burn_adam(config));
-                let (net, loaded) = checkpoint.load_burn(spec, taken, device)?;
+                let (net, loaded) = checkpoint.load_burn(epoch, spec, taken, device)?;
                 (*model, **optim) = (net, loaded);
                 Ok(())
             }
             Trainer::Flat(training) => {
                 let n_running = training.running().map_or(0, |r| r.len());
                 let (params, adam) = training.flat();
-                let (loaded, t, m, v, running) = checkpoint.load_flat(params.len(), n_running)?;
+                let (loaded, t, m, v, running) = checkpoint.load_flat(epoch, params.len(), n_running)?;
                 *params = loaded;
                 adam.restore(t, m, v);
                 if let Some(r) = training.running() {
@@ -437,7 +438,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 && let Some(state) = c.state()?
             {
                 // Every checkpointed epoch has a best epoch (the first always improves).
-                let net = c.load_best(spec, inference)?;
+                let net = c.load_best(state.best_epoch, spec, inference)?;
                 if state.finished {
                     return Ok(Outcome {
                         net,
@@ -448,7 +449,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                         engine,
                     });
                 }
-                trainer.restore(c, spec, config, device)?;
+                trainer.restore(c, state.epoch, spec, config, device)?;
                 best = Some((state.best_score, net, state.best_epoch));
                 (history, since_best, first) = (state.history, state.since_best, state.epoch + 1);
             }
@@ -492,7 +493,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
                     if let Some(c) = &checkpoint {
-                        c.save_best(&valid)?;
+                        c.save_best(epoch, &valid)?;
                     }
                     best = Some((dev.f1.macro_, valid, epoch));
                     since_best = 0;
@@ -502,7 +503,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 let finished = since_best >= patience || epoch == max_epochs;
                 if let Some(c) = &checkpoint {
                     if !finished {
-                        trainer.save(c)?;
+                        trainer.save(c, epoch)?;
                     }
                     let (best_score, best_epoch) = best.as_ref().map(|(s, _, e)| (*s, *e)).expect("set above");
                     let state = State { epoch, since_best, best_epoch, best_score, history: history.clone(), finished };
