@@ -876,6 +876,84 @@ fn impute_mean_fills_partly_missing_rows_in_training_and_prediction() {
     assert!(stderr(&run).contains("imputed 1 missing cells"), "{}", stderr(&run));
 }
 
+/// Issue 20, item 31: `--impute mean` reaches every split and every command
+/// that trains or scores: partly blank cells in rows of the train, dev and
+/// test splits, with single-label and multi-hot labels, through `multiview`,
+/// `train` and `robustness`; rows with a view left entirely blank stay
+/// missing views (and a single-view model that sees none of its view gets
+/// the training prior).
+#[test]
+fn impute_mean_reaches_every_split_and_every_training_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(&a).unwrap().lines().map(String::from).collect();
+    for i in 0..240 {
+        let cells: Vec<String> = lines[i + 1].split(',').map(String::from).collect();
+        if i % 10 == 3 {
+            lines[i + 1] = format!("{},,{}", cells[0], cells[2]); // partly blank: imputed
+        } else if i % 10 == 7 {
+            lines[i + 1] = ",,".into(); // entirely blank: a missing view
+        }
+    }
+    std::fs::write(&a, lines.join("\n") + "\n").unwrap();
+    // The same rows as multi-hot labels: the class and, for every fourth row, "pet".
+    let multi = dir.path().join("multi.csv");
+    let mut text = "cat,dog,eel,pet\n".to_string();
+    for (i, name) in std::fs::read_to_string(&y).unwrap().lines().skip(1).enumerate() {
+        let hot = |c: &str| u8::from(name == c);
+        text.push_str(&format!("{},{},{},{}\n", hot("cat"), hot("dog"), hot("eel"), u8::from(i % 4 == 0)));
+    }
+    std::fs::write(&multi, text).unwrap();
+    let files = format!("{a},{b}");
+    for (tag, labels) in [("single", y.as_str()), ("multi", multi.to_str().unwrap())] {
+        let out = dir.path().join(format!("run-{tag}"));
+        let run = gmu(&[
+            "multiview",
+            "--files",
+            &files,
+            "--labels",
+            labels,
+            "--fusion",
+            "gmu",
+            "--fusion",
+            "concat",
+            "--epochs",
+            "3",
+            "--hidden",
+            "8",
+            "--impute",
+            "mean",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{tag}: {}", stderr(&run));
+        let results = read_json(&out.join("a+b/results.json"));
+        assert!(results.as_array().unwrap().len() >= 4, "{tag}: {results}");
+        let r = gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "0,1"]);
+        assert!(r.status.success(), "{tag}: {}", stderr(&r));
+        let report = read_json(&out.join("a+b/robustness.json"));
+        assert!(report["methods"].as_object().unwrap().len() >= 4, "{tag}: {report}");
+    }
+    let model = dir.path().join("model");
+    let run = gmu(&[
+        "train",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--model",
+        "gmu",
+        "--impute",
+        "mean",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--impute", "mean"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert!(stderr(&p).contains("imputed 24 missing cells"), "{}", stderr(&p));
+}
+
 /// Model directories of format 2 written before the crate was layered and its
 /// trained-model types became one (see tests/fixtures/model_v2/README.md: a GMU,
 /// `avg-probs` with two members, a mixture of experts) predict the same bytes:
@@ -1483,7 +1561,8 @@ const PLANTED: [(&str, &[&str], [u8; 3]); 3] = [
 /// `dataset/<id>.json` with IMDb's field names, `dataset/<id>.jpeg` real
 /// JPEGs written here) of `n` movies: movie i has genre i % 3, planted in its
 /// plot's words and its poster's colour; every 4th is also a Drama (plot only).
-/// Movie 5's poster is not a JPEG (a missing visual view); movie 7 has an empty
+/// Movie 5's poster is not a JPEG and movie 50 (a test movie) has none
+/// (missing visual views); movie 53's plot is empty (a missing text view); the others have an empty
 /// plot list entry beside a real one.
 fn write_raw_archive(root: &Path, n: usize) {
     let data = root.join("dataset");
@@ -1503,11 +1582,14 @@ fn write_raw_archive(root: &Path, n: usize) {
         }
         let json = serde_json::json!({
             "title": format!("Movie {i}"), "year": 1990 + i % 30, "genres": genres, "kind": "movie",
-            "plot": [plot.join(" ") + ".", ""], "imdb_id": id, "director": ["Someone"],
+            "plot": if i == 53 { vec![String::new()] } else { vec![plot.join(" ") + ".", String::new()] },
+            "imdb_id": id, "director": ["Someone"],
         });
         std::fs::write(data.join(format!("{id}.json")), json.to_string()).unwrap();
         let poster = data.join(format!("{id}.jpeg"));
-        if i == 5 {
+        if i == 50 {
+            // no poster at all: kept with the visual view missing
+        } else if i == 5 {
             std::fs::write(&poster, b"this is not a JPEG").unwrap();
         } else {
             let img = image::RgbImage::from_fn(64, 96, |x, y| {
@@ -1564,7 +1646,16 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(stdout.contains("60 movies (train 36 / dev 12 / test 12)"), "{stdout}");
     assert!(stdout.contains("text 384 + visual 1280 features"), "{stdout}");
     assert!(stdout.contains("plots: encoded into") && stdout.contains("posters: encoded into"), "{stdout}");
-    assert!(stdout.contains("1 posters gave no features"), "{stdout}");
+    assert!(stdout.contains("2 posters gave no features") && stdout.contains("1 plots gave no features"), "{stdout}");
+    // Issue 20, items 23 and 24: incomplete movies are kept and listed; the
+    // genres are the archive's four, most frequent first.
+    assert!(
+        stdout.contains("2 movies kept with a view missing or no genre")
+            && stdout.contains("0000150 (no poster)")
+            && stdout.contains("0000153 (no plot)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("4 genres") && stdout.contains("60 movies, 4 genres"), "{stdout}");
     let results = read_json(&out.join("results.json"));
     let micro = results[0]["test"]["f1"]["micro"].as_f64().unwrap();
     assert!(micro > 0.8, "planted genres: test F1 micro {micro}\n{stdout}");
@@ -1625,7 +1716,7 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     let lines: Vec<&str> = rows.lines().collect();
     assert_eq!(lines.len(), 3, "{rows}");
     assert!(
-        lines[0].starts_with("row,predicted,p_Drama")
+        lines[0].starts_with("row,predicted,p_Comedy,p_Horror,p_Romance,p_Drama,")
             && lines[0].contains("gate_text")
             && lines[0].contains("importance_visual"),
         "{rows}"
@@ -1633,6 +1724,29 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
     assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
     assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
+    // Issue 20, item 25: the test split of an archive model, and the
+    // robustness sweep on a run whose rows lack a view, both work.
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--split", "test"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    assert_eq!(String::from_utf8_lossy(&p.stdout).lines().count(), 13, "{}", String::from_utf8_lossy(&p.stdout));
+    let r = gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "0,1"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    // Issue 20, items 2 and 21: --out never names an input (a CSV, a poster it
+    // lists, the model's config) and --labels on raw rows is refused, not ignored.
+    let model_s = model.to_str().unwrap();
+    let before = std::fs::read(root.join("dataset/0000104.jpeg")).unwrap();
+    for (target, needle) in [
+        (dir.path().join("plots.csv"), "is an input of this command"),
+        (root.join("dataset/0000104.jpeg"), "is an input of this command"),
+        (model.join("config.json"), "inside the model directory"),
+    ] {
+        let p = gmu(&["predict", "--model", model_s, "--files", &files, "--out", target.to_str().unwrap()]);
+        assert_refused(&p, needle);
+    }
+    assert_eq!(std::fs::read(root.join("dataset/0000104.jpeg")).unwrap(), before);
+    assert!(read_json(&model.join("config.json"))["views"].is_array());
+    let p = gmu(&["predict", "--model", model_s, "--files", &files, "--labels", "/no/such/labels.csv"]);
+    assert_refused(&p, "invalid --labels /no/such/labels.csv");
     // the LSTM text sub-network on WordPiece ids, trained end to end; the posters' cache is reused
     let lstm_out = dir.path().join("run-lstm");
     let lstm = gmu(&[
@@ -1770,6 +1884,18 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
         "nope.csv",
     );
     assert!(!d.join("t2.npy").exists() && !d.join("t3.npy").exists() && !d.join("t4.npy").exists());
+    // Issue 20, item 2: neither the features nor their sidecar may replace an input.
+    let named = d.join("t5.npy.json");
+    std::fs::copy(&csv, &named).unwrap();
+    assert_refused(
+        &gmu(&["encode", "--text", &s(&named), "--column", "plot", "--out", &s(&d.join("t5.npy"))]),
+        "invalid --out (its sidecar)",
+    );
+    assert_eq!(std::fs::read(&named).unwrap(), std::fs::read(&csv).unwrap());
+    assert_refused(
+        &gmu(&["encode", "--images", &s(&csv), "--column", "path", "--out", &s(&d.join("big.png")), "--force"]),
+        "expected a .npy",
+    );
 }
 
 /// A picture model through the CLI: `gmu train --data twemoji` trains the

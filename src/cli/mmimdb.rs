@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use gmu::config::TrainingConfig;
-use gmu::data::mmimdb::{GENRES, PAPER_TABLE_2, TextView, missing_text_note, read_archive, read_hdf5_text};
+use gmu::data::mmimdb::{PAPER_TABLE_2, TextView, missing_text_note, read_archive_with, read_hdf5_text};
 use gmu::experiments::comparison::{CompareOptions, compare, paper_methods, table, write_results};
 use gmu::fusion::FusionKind;
 
@@ -25,6 +25,14 @@ pub struct Args {
     /// --archive: the image encoder of the posters.
     #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::EffnetLite0)]
     image_encoder: gmu::encoders::EncoderKind,
+    /// --archive: the genres to predict, comma-separated [default: the archive's own; the real
+    /// MM-IMDb archive gives the paper's 23]. Other genres are dropped and counted.
+    #[arg(long, value_delimiter = ',', requires = "archive")]
+    genres: Vec<String>,
+    /// --archive: leave out movies with no plot, no poster or no genre, as the paper's pipeline
+    /// did [default: keep them, with the plot or the poster a missing view].
+    #[arg(long, requires = "archive")]
+    drop_incomplete: bool,
     /// --data: the file's dataset that is the text view: `features` (mean word2vec, the paper's
     /// Table 2), `word-grams` or `three-grams` (n-gram features), or `sequences` (the plot's word
     /// indices, read by a trainable LSTM trained with the fusion, as in the paper's Table 1).
@@ -185,7 +193,11 @@ fn encode_archive(
     args: &Args,
     root: &std::path::Path,
 ) -> Result<(gmu::data::MultiviewData, gmu::data::Split, gmu::data::DataSource)> {
-    let archive = summarize_archive(root)?;
+    let options = gmu::data::mmimdb::ArchiveOptions {
+        genres: (!args.genres.is_empty()).then(|| args.genres.clone()),
+        drop_incomplete: args.drop_incomplete,
+    };
+    let archive = summarize_archive(root, &options)?;
     let text = gmu::encoders::EncoderSpec::new(args.text_encoder).with_max_tokens(args.max_tokens);
     let image = gmu::encoders::EncoderSpec::new(args.image_encoder);
     let cache = gmu::data::mmimdb::feature_cache(root);
@@ -210,32 +222,54 @@ fn encode_archive(
         };
         println!("{what}: {how} {}{missing}", m.path.display());
     }
-    let source = gmu::data::DataSource::MmimdbArchive { root: root.to_path_buf(), text, image };
+    let source = gmu::data::DataSource::MmimdbArchive {
+        root: root.to_path_buf(),
+        text,
+        image,
+        genres: options.genres,
+        drop_incomplete: options.drop_incomplete,
+    };
     Ok((data, archive.split, source))
 }
 
-fn summarize_archive(root: &std::path::Path) -> Result<gmu::data::mmimdb::Archive> {
-    let archive = read_archive(root)?;
+fn summarize_archive(
+    root: &std::path::Path,
+    options: &gmu::data::mmimdb::ArchiveOptions,
+) -> Result<gmu::data::mmimdb::Archive> {
+    let archive = read_archive_with(root, options)?;
     let (train, dev, test) = (archive.split.train.len(), archive.split.dev.len(), archive.split.test.len());
-    println!(
-        "{}: {} movies (train {train} / dev {dev} / test {test}), posters present",
-        root.display(),
-        archive.movies.len()
-    );
-    let mut counts = [0usize; 23];
+    println!("{}: {} movies (train {train} / dev {dev} / test {test})", root.display(), archive.movies.len());
+    let mut counts = vec![0usize; archive.genres.len()];
     let mut none = 0;
     for m in &archive.movies {
         m.genres.iter().for_each(|&g| counts[g] += 1);
         none += usize::from(m.genres.is_empty());
     }
     let per_movie = counts.iter().sum::<usize>() as f64 / archive.movies.len() as f64;
-    println!("{per_movie:.2} genres per movie; {none} movies with none of the 23");
-    for (g, n) in GENRES.iter().zip(counts) {
+    println!("{} genres, {per_movie:.2} per movie; {none} movies with none of them", archive.genres.len());
+    for (g, n) in archive.genres.iter().zip(counts) {
         println!("  {g:<12} {n}");
     }
     if !archive.dropped_genres.is_empty() {
         let dropped: Vec<String> = archive.dropped_genres.iter().map(|(g, n)| format!("{g} ×{n}")).collect();
-        println!("genres outside the 23, dropped: {}", dropped.join(", "));
+        println!("genres outside the set, dropped: {}", dropped.join(", "));
+    }
+    let list = |movies: &[(String, String)]| {
+        let mut shown: Vec<String> = movies.iter().take(10).map(|(id, what)| format!("{id} ({what})")).collect();
+        if movies.len() > 10 {
+            shown.push(format!("… {} more", movies.len() - 10));
+        }
+        shown.join(", ")
+    };
+    if !archive.incomplete.is_empty() {
+        println!(
+            "{} movies kept with a view missing or no genre (--drop-incomplete leaves them out): {}",
+            archive.incomplete.len(),
+            list(&archive.incomplete)
+        );
+    }
+    if !archive.dropped_movies.is_empty() {
+        println!("{} incomplete movies left out: {}", archive.dropped_movies.len(), list(&archive.dropped_movies));
     }
     Ok(archive)
 }

@@ -61,12 +61,22 @@ pub fn run(args: Args) -> Result<()> {
     if args.text.is_some() || args.image.is_some() || raw_files(&args)? {
         return run_raw(args);
     }
-    let mut source = args.data.source(None)?;
+    let device = super::device();
+    let predictor = Model::load(&args.model, &device)?;
+    // No --data or --files: the data the model was trained on, as it records
+    // it (the only way to name a raw archive's rows, `--split test` of an
+    // `mmimdb --archive` model).
+    let recorded = predictor.config.data.as_ref().map(|r| r.source.clone());
+    let mut source = match recorded {
+        Some(s) if args.data.data.is_none() && args.data.files.is_empty() => {
+            super::stage(&format!("the model's training data: {}", s.name()));
+            s
+        }
+        _ => args.data.source(None)?,
+    };
     if let Some(out) = &args.out {
         refuse_overwriting_inputs(out, &args, &source)?;
     }
-    let device = super::device();
-    let predictor = Model::load(&args.model, &device)?;
     let config = &predictor.config;
     // MM-IMDb's word sequences: as many tokens per plot as the model was trained on
     if let (

@@ -87,10 +87,14 @@ pub fn run(args: Args) -> Result<()> {
             (None, Some(s)) => data.split(s.dev, s.test, s.seed)?,
             (None, None) => bail!("{}: the model records no split of its data", models[0].display()),
         };
+        // As when they were trained, a test row that shows a model none of
+        // its views (a single-view model, the row lacking that view) gets the
+        // training rows' label frequencies.
+        let prior = gmu::train::label_prior(&data.targets, &split.train);
         let predictors: Vec<(String, Model)> = models
             .iter()
             .zip(&configs)
-            .map(|(m, c)| Ok((c.method.clone(), Model::load(m, &device)?)))
+            .map(|(m, c)| Ok((c.method.clone(), Model::load(m, &device)?.with_prior(prior.clone()))))
             .collect::<gmu::Result<_>>()?;
         let mut order: Vec<usize> = (0..predictors.len()).collect();
         order.sort_by_key(|&i| method_rank(&predictors[i].0));

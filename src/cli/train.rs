@@ -34,6 +34,10 @@ pub struct Args {
     test: f64,
     #[command(flatten)]
     recipe: super::RecipeArgs,
+    /// A row with only some cells missing: `mean` fills them with the column's training mean
+    /// (saved with the model, used by `predict --impute mean`); without it such a row is an error.
+    #[arg(long, value_enum)]
+    impute: Option<super::Impute>,
     /// Seed of the initialisation and batch order (and of the split, where this command makes one).
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -48,6 +52,9 @@ pub fn run(args: Args) -> Result<()> {
     let DataSource::Synthetic { path } = &source else {
         return train_on(&args, &source, config, &device);
     };
+    if args.impute.is_some() {
+        bail!("invalid --impute: the synthetic CSV has no missing cells to fill (it applies to other data)");
+    }
     if !args.modalities.is_empty() && args.modalities != ["v", "t"] {
         bail!(
             "invalid --modalities: the synthetic CSV has the views v and t, got {:?} \
@@ -112,6 +119,7 @@ fn train_on(
     if data.targets.is_multilabel() && args.recipe.loss.is_none() && config.loss == Some(LossKind::SoftmaxCe) {
         config.loss = None;
     }
+    config.impute = args.impute == Some(super::Impute::Mean);
     let split = match &own_split {
         Some(split) => split.clone(),
         None => data.split(0.0, args.test, args.seed).map_err(super::flags)?,

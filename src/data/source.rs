@@ -64,6 +64,12 @@ pub enum DataSource {
         text: crate::encoders::EncoderSpec,
         /// The image encoder.
         image: crate::encoders::EncoderSpec,
+        /// The genres predicted (`--genres`); absent: the archive's own.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        genres: Option<Vec<String>>,
+        /// Movies with no plot, no poster or no genre left out (`--drop-incomplete`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        drop_incomplete: bool,
     },
     /// A source registered from outside the crate ([`register_source`]), by its
     /// name, with what followed `name:` in `--data name:arg`.
@@ -312,8 +318,10 @@ impl DataSource {
                 let note = (m.nan_text_rows > 0).then(|| super::mmimdb::missing_text_note(*text, m.nan_text_rows));
                 Loaded { views: m.data.views, targets: Some(m.data.targets), split: Some(m.split), note }
             }
-            DataSource::MmimdbArchive { root, text, image } => {
-                let archive = super::mmimdb::read_archive(root)?;
+            DataSource::MmimdbArchive { root, text, image, genres, drop_incomplete } => {
+                let options =
+                    super::mmimdb::ArchiveOptions { genres: genres.clone(), drop_incomplete: *drop_incomplete };
+                let archive = super::mmimdb::read_archive_with(root, &options)?;
                 let (data, made) =
                     archive.encoded(text, image, &super::mmimdb::feature_cache(root), encode_on, &mut |_, _, _| {})?;
                 let missing: Vec<String> = made

@@ -197,7 +197,7 @@ pub fn sweep(
                 let data: Vec<View> =
                     sub.iter().enumerate().map(|(k, v)| if k == at { noisy.clone() } else { v.clone() }).collect();
                 let selected = predictor.select_views(&data)?;
-                let p = predictor.predict_rows(&selected, &local, false)?;
+                let p = predictor.predict_as_trained(&selected, &local, false)?;
                 let eval = score(targets, rows, &p.probs, predictor.config.threshold);
                 per_model[m].0.push(eval.f1.macro_);
                 if let (Some(shares), Some(gates)) = (&p.shares, &p.gate_means)

@@ -326,10 +326,27 @@ impl Model {
 
     /// The scores and predictions on `rows` of `data` (the model's views
     /// found by name), with each view's occlusion importance if asked.
+    ///
+    /// A model trained with `impute = mean` fills the partly missing rows
+    /// with its training means first, as its training did (a row of the dev
+    /// or test split is scored as the model would predict it).
     pub fn evaluate(&self, data: &MultiviewData, rows: &[usize], importance: bool) -> Result<(Evaluation, Prediction)> {
         let views: Vec<&View> = data.views.iter().collect();
-        let p = self.predict_views(&views, rows, importance)?;
+        let selected = self.select(views.iter().copied())?;
+        let p = self.predict_as_trained(&selected, rows, importance)?;
         Ok((score(&data.targets, rows, &p.probs, self.config.threshold), p))
+    }
+
+    /// [`predict_rows`](Self::predict_rows), imputing partly missing rows
+    /// first where the model was trained with `impute = mean`.
+    pub fn predict_as_trained(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        if !self.config.training.impute {
+            return self.predict_rows(views, rows, importance);
+        }
+        let (filled, _) = self.impute(views, rows)?;
+        let refs: Vec<&View> = filled.iter().collect();
+        let local: Vec<usize> = (0..rows.len()).collect();
+        self.predict_rows(&refs, &local, importance)
     }
 
     /// The scaler the model applies to its view `name` (that of its first member reading it).

@@ -17,7 +17,10 @@
 pub mod archive;
 pub mod hdf5;
 
-pub use archive::{Archive, ArchiveMovie, EncodedView, FeatureExtractor, HashedPlot, feature_cache, read_archive};
+pub use archive::{
+    Archive, ArchiveMovie, ArchiveOptions, EncodedView, FeatureExtractor, HashedPlot, feature_cache, read_archive,
+    read_archive_with,
+};
 pub use hdf5::{read_hdf5, read_hdf5_text};
 
 use serde::{Deserialize, Serialize};
