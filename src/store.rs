@@ -130,6 +130,11 @@ pub struct ModelConfig {
     /// What the training command measured (scores, gate reports).
     #[serde(default)]
     pub results: serde_json::Value,
+    /// The sha256 of each member's weights file, in member order, written by
+    /// [`save`] and verified by [`load`]: a swapped, truncated or bit-flipped
+    /// tensor is refused. Absent in models written before gmu recorded them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights_sha256: Vec<String>,
 }
 
 fn store_error(path: &Path, message: impl Into<String>) -> GmuError {
@@ -187,6 +192,34 @@ impl ModelConfig {
                 )));
             }
         }
+        // Every size the config implies is budgeted before a tensor is made
+        // (a width of 2^64 − 1 would otherwise overflow an allocation).
+        for (m, member) in self.members.iter().enumerate() {
+            let spec = &member.spec;
+            let subnets = spec.encoders.iter().try_fold(0u64, |acc, e| {
+                let bytes = match *e {
+                    crate::fusion::SubnetSpec::Identity => Some(0),
+                    crate::fusion::SubnetSpec::Cnn { channels, height, width, d_out } => crate::budget::sum(&[
+                        crate::budget::product(&[channels, height, width, 4]),
+                        crate::budget::product(&[d_out, 4096]),
+                    ]),
+                    crate::fusion::SubnetSpec::Lstm { vocab, embed, d_out, .. } => crate::budget::sum(&[
+                        crate::budget::product(&[vocab, embed, 4]),
+                        crate::budget::product(&[embed.saturating_add(d_out), d_out, 16]),
+                    ]),
+                };
+                acc.checked_add(bytes?)
+            });
+            let bytes = crate::budget::sum(&[spec.memory_bound(1), subnets]);
+            crate::budget::check(
+                &format!(
+                    "member {m}: a {} model of {} hidden units over inputs {:?}",
+                    spec.kind, spec.hidden, spec.d_inputs
+                ),
+                bytes,
+            )
+            .map_err(|e| store_error(path, e))?;
+        }
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
             return Err(store_error(path, format!("threshold {} (expected a number in (0, 1))", self.threshold)));
         }
@@ -199,15 +232,19 @@ pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()>
     assert_eq!(nets.len(), config.members.len(), "one net per member");
     config.check(&dir.join(CONFIG_FILE))?;
     std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
+    let mut config = config.clone();
+    config.weights_sha256.clear();
     for (i, net) in nets.iter().enumerate() {
         if let Some(name) = first_non_finite(net) {
             return Err(GmuError::NonFinite(format!(
                 "member {i}: tensor {name} holds NaN or infinity; nothing was saved"
             )));
         }
-        write_weights(&dir.join(weights_file(i)), net)?;
+        let path = dir.join(weights_file(i));
+        write_weights(&path, net)?;
+        config.weights_sha256.push(file_sha256(&path)?);
     }
-    let json = serde_json::to_string_pretty(config).expect("the config serialises");
+    let json = serde_json::to_string_pretty(&config).expect("the config serialises");
     write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
 }
 
@@ -395,12 +432,38 @@ fn upgrade_v1(value: &mut serde_json::Value) -> std::result::Result<(), String> 
     Ok(())
 }
 
+/// The sha256 of a file, as lowercase hex.
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    Ok(crate::encoders::fetch::hex(&Sha256::digest(&bytes)))
+}
+
 /// Loads a model directory: its config and one net per member, on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)> {
     let config = read_config(dir)?;
     let mut nets = Vec::with_capacity(config.members.len());
     for (i, member) in config.members.iter().enumerate() {
         let path: PathBuf = dir.join(weights_file(i));
+        if !path.is_file() {
+            return Err(store_error(&path, "missing weights file"));
+        }
+        if let Some(expected) = config.weights_sha256.get(i) {
+            let found = file_sha256(&path)?;
+            if &found != expected {
+                return Err(store_error(
+                    &path,
+                    format!(
+                        "sha256 {found}, but config.json records {expected}: the weights were changed or damaged after they were saved"
+                    ),
+                ));
+            }
+        } else if !config.weights_sha256.is_empty() {
+            return Err(store_error(
+                &dir.join(CONFIG_FILE),
+                format!("{} weight checksums for {} members", config.weights_sha256.len(), config.members.len()),
+            ));
+        }
         let net = read_weights(&path, &member.spec, device)?;
         if let Some(name) = first_non_finite(&net) {
             return Err(GmuError::NonFinite(format!("{}: tensor {name} holds NaN or infinity", path.display())));

@@ -63,11 +63,18 @@ fn eval_any(args: &Args, source: &DataSource) -> Result<()> {
         );
     }
     let predictor = gmu::predict::Model::load(&args.input.model, &super::device())?;
-    let data = source.load(&super::encoding_device())?.labelled("eval").map_err(super::flags)?;
+    let mut data = source.load(&super::encoding_device())?.labelled("eval").map_err(super::flags)?;
+    if let DataSource::Files { files, .. } = source {
+        super::name_views_by_order(&predictor.config, &mut data.views, files);
+    }
     let views = predictor.select_views(&data.views).map_err(super::flags).with_context(|| source.name())?;
     let rows: Vec<usize> = (0..data.len()).collect();
-    let p = predictor.predict_rows(&views, &rows, false)?;
-    let eval = gmu::predict::score(&data.targets, &rows, &p.probs, predictor.config.threshold);
+    // The labels are matched to the model's outputs by name: a label file with
+    // fewer classes, or in another order, scores right; an unknown one is an error.
+    let targets = super::predict::in_model_outputs(&data.targets, &predictor.config.outputs, predictor.config.task)
+        .with_context(|| format!("the labels of {}", source.name()))?;
+    let p = predictor.predict_as_trained(&views, &rows, false)?;
+    let eval = gmu::predict::score(&targets, &rows, &p.probs, predictor.config.threshold);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&eval)?);
     } else {

@@ -440,6 +440,38 @@ fn refuse_writing_over(
     Ok(())
 }
 
+/// Where none of the given views (name, width) is one the model reads by
+/// name, but there are as many as the model's and their widths match its
+/// views' in order, the model's names in that order (so `new_a.csv,new_b.csv`
+/// feed a model trained on `a.csv,b.csv`); each pairing is printed. `None`
+/// where the names match (or cannot be paired).
+fn views_by_order(
+    model: &gmu::store::ModelConfig,
+    given: &[(String, usize)],
+    files: &[std::path::PathBuf],
+) -> Option<Vec<String>> {
+    let wanted = &model.views;
+    let any_named = given.iter().any(|(n, _)| wanted.iter().any(|w| &w.name == n));
+    let fits = given.len() == wanted.len() && given.iter().zip(wanted).all(|((_, d), w)| *d == w.width);
+    if any_named || !fits {
+        return None;
+    }
+    for ((_, _), (w, f)) in given.iter().zip(wanted.iter().zip(files)) {
+        stage(&format!("view '{}' ← {} (by order: no file is named after a view of the model)", w.name, f.display()));
+    }
+    Some(wanted.iter().map(|w| w.name.clone()).collect())
+}
+
+/// [`views_by_order`] on loaded views: renames them in place.
+fn name_views_by_order(model: &gmu::store::ModelConfig, views: &mut [gmu::data::View], files: &[std::path::PathBuf]) {
+    let given: Vec<(String, usize)> = views.iter().map(|v| (v.name.clone(), v.dim)).collect();
+    if let Some(order) = views_by_order(model, &given, files) {
+        for (v, n) in views.iter_mut().zip(order) {
+            v.name = n;
+        }
+    }
+}
+
 /// The output folder of a long run: started afresh, or (`resume`) continued
 /// from what a killed run of the same flags left. The flags are recorded
 /// without `--resume` and `--force`, which do not change the result.

@@ -93,9 +93,16 @@ pub fn run(args: Args) -> Result<()> {
     let mut all_probs: Vec<f32> = Vec::new();
     let (rows, targets) = match (&source, args.split) {
         // View files are read a chunk at a time: memory stays flat however long they are.
-        (DataSource::Files { files, labels, label_column }, Part::All) => {
+        (DataSource::Files { files, labels, label_column, names }, Part::All) => {
             let mut streams: Vec<ViewStream> =
                 files.iter().map(|f| ViewStream::open(f, label_column.as_deref())).collect::<gmu::Result<_>>()?;
+            if !names.is_empty() {
+                streams = streams.into_iter().zip(names).map(|(s, n)| s.renamed(n)).collect();
+            }
+            let given: Vec<(String, usize)> = streams.iter().map(|s| (s.name().to_string(), s.dim())).collect();
+            if let Some(order) = super::views_by_order(&predictor.config, &given, files) {
+                streams = streams.into_iter().zip(&order).map(|(s, n)| s.renamed(n)).collect();
+            }
             if let Some(name) = label_column
                 && !streams.iter().any(ViewStream::has_labels)
             {
@@ -177,7 +184,10 @@ pub fn run(args: Args) -> Result<()> {
             ((0..done).collect::<Vec<usize>>(), targets)
         }
         _ => {
-            let loaded = source.load(&super::encoding_device())?;
+            let mut loaded = source.load(&super::encoding_device())?;
+            if let DataSource::Files { files, .. } = &source {
+                super::name_views_by_order(&predictor.config, &mut loaded.views, files);
+            }
             let views = predictor.select_views(&loaded.views).map_err(super::flags).with_context(|| source.name())?;
             let n = views[0].len();
             if let Some(v) = views.iter().find(|v| v.len() != n) {
@@ -519,7 +529,7 @@ fn select_rows(
 
 /// The data's targets renumbered into the model's output order; a class or
 /// label the model does not know is an error.
-fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result<Targets> {
+pub(super) fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task) -> Result<Targets> {
     let index = |name: &String| {
         outputs
             .iter()

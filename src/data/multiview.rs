@@ -52,6 +52,26 @@ impl View {
         self.tokens.or_else(|| self.encoder.as_ref().and_then(|e| e.token_vocab()))
     }
 
+    /// `Ok` when every value of `rows` is a token id the embedding of a
+    /// `vocab`-token vocabulary can look up (a whole number in `0..vocab`) or
+    /// the row is a missing view (all NaN); otherwise which row, column and
+    /// value is not.
+    pub fn check_tokens(&self, rows: impl IntoIterator<Item = usize>, vocab: usize) -> std::result::Result<(), String> {
+        for r in rows {
+            let row = self.row(r);
+            if row.iter().all(|x| x.is_nan()) {
+                continue;
+            }
+            if let Some(c) = row.iter().position(|&x| !(x >= 0.0 && x.fract() == 0.0 && (x as f64) < vocab as f64)) {
+                return Err(format!(
+                    "view '{}', row {r}, column {c}: token id {} (expected a whole number in 0..{vocab}, the vocabulary)",
+                    self.name, row[c]
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f32] {
         &self.values[i * self.dim..(i + 1) * self.dim]
@@ -218,6 +238,9 @@ impl MultiviewData {
     pub fn check_trainable(&self, source: &Path, views: &[usize], one_present: bool) -> Result<()> {
         for &v in views {
             let view = &self.views[v];
+            if let Some(vocab) = view.token_vocab() {
+                view.check_tokens(0..view.len(), vocab).map_err(|m| GmuError::data(source, m))?;
+            }
             for r in 0..view.len() {
                 let row = view.row(r);
                 if let Some(c) = row.iter().position(|x| x.is_nan())

@@ -16,8 +16,20 @@ pub enum Scaling {
     Standardize,
 }
 
+/// The smallest scale a scaler may hold (a standard deviation below it is
+/// treated as a constant column): dividing a finite input by less could overflow.
+pub const MIN_SCALE: f32 = 1e-30;
+
+/// The largest scale or |mean| a scaler may hold.
+pub const MAX_SCALE: f32 = 1e30;
+
 /// Per-column affine scaling fitted on training data: `(x − mean) / scale`,
 /// and the training mean of each raw column for imputing missing cells.
+///
+/// A loaded scaler is checked ([`check`](Scaler::check)): its scales lie in
+/// [`MIN_SCALE`, `MAX_SCALE`] (a scale of 1e-45 turned ordinary inputs into
+/// NaN); a non-finite probability that still arises is refused by
+/// `Model::predict_rows`, naming the row.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Scaler {
     /// Column means (zeros for [`Scaling::None`]).
@@ -44,7 +56,9 @@ impl Scaler {
                 mean[j] = m as f32;
                 if scaling == Scaling::Standardize {
                     let var = x.iter().skip(j).step_by(d).map(|&v| (v as f64 - m).powi(2)).sum::<f64>() / n;
-                    scale[j] = if var > 0.0 { var.sqrt() as f32 } else { 1.0 };
+                    // A column that (nearly) never varies is left unscaled, as a constant one.
+                    let sd = var.sqrt() as f32;
+                    scale[j] = if sd >= MIN_SCALE { sd } else { 1.0 };
                 }
             }
         }
@@ -114,8 +128,14 @@ impl Scaler {
         if let Some(j) = self.mean.iter().position(|m| !m.is_finite()) {
             return Err(format!("column {j}: mean {} is not finite", self.mean[j]));
         }
-        if let Some(j) = self.scale.iter().position(|s| !(s.is_finite() && *s > 0.0)) {
-            return Err(format!("column {j}: scale {} (expected a finite number > 0)", self.scale[j]));
+        if let Some(j) = self.mean.iter().position(|m| m.abs() > MAX_SCALE) {
+            return Err(format!("column {j}: mean {} (expected a number within ±{MAX_SCALE:e})", self.mean[j]));
+        }
+        if let Some(j) = self.scale.iter().position(|s| !(MIN_SCALE..=MAX_SCALE).contains(s)) {
+            return Err(format!(
+                "column {j}: scale {:e} (expected a number in [{MIN_SCALE:e}, {MAX_SCALE:e}]; dividing by less overflows)",
+                self.scale[j]
+            ));
         }
         if let Some(m) = &self.impute
             && (m.len() != d || m.iter().any(|x| !x.is_finite()))

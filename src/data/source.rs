@@ -32,12 +32,15 @@ pub enum DataSource {
     },
     /// One CSV or NPY file per view; labels from a file, a column, or none.
     Files {
-        /// One file per view; the view is named after the file's stem.
+        /// One file per view; the view is named after the file's stem unless `names` says otherwise.
         files: Vec<PathBuf>,
         /// A label file (CSV with one column, or a 1-D NPY array).
         labels: Option<PathBuf>,
         /// The column of the view files that holds the label.
         label_column: Option<String>,
+        /// The view names, one per file (`--files fou=new_fou.csv,…`); empty: the files' stems.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        names: Vec<String>,
     },
     /// The synthetic experiment's CSV (`v0..,t0..,c[,m]`): views `v` and `t`, classes `0`/`1`.
     Synthetic {
@@ -210,7 +213,10 @@ impl DataSource {
                 };
                 DataSource::Twemoji { text: Some(spec) }
             }
-            "files" => DataSource::Files { files, labels, label_column },
+            "files" => {
+                let (names, files) = split_view_names(files)?;
+                DataSource::Files { files, labels, label_column, names }
+            }
             registered if reader(registered.split_once(':').map_or(registered, |(n, _)| n)).is_some() => {
                 let (name, arg) =
                     registered.split_once(':').map_or((registered, None), |(n, a)| (n, Some(a.to_string())));
@@ -248,7 +254,7 @@ impl DataSource {
                 format!("view files and labels go with data = files, not '{data}'"),
             ));
         }
-        if let DataSource::Files { files, labels, label_column } = &source {
+        if let DataSource::Files { files, labels, label_column, .. } = &source {
             if files.is_empty() {
                 return Err(GmuError::invalid("files", "data = files needs one file per view"));
             }
@@ -277,16 +283,20 @@ impl DataSource {
         Ok(match self {
             DataSource::Mfeat => plain(mfeat(&MFEAT_VIEWS)?),
             DataSource::Twemoji { text } => plain(super::builtin::twemoji_with(text.as_ref().map(|t| (t, encode_on)))?),
-            DataSource::Files { files, labels, label_column } => {
+            DataSource::Files { files, labels, label_column, names } => {
                 let paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-                match (labels, label_column) {
+                let mut loaded = match (labels, label_column) {
                     (Some(p), None) => plain(MultiviewData::from_files(&paths, LabelSource::File(p))?),
                     (None, Some(c)) => plain(MultiviewData::from_files(&paths, LabelSource::Column(c))?),
                     (None, None) => Loaded { views: read_views(&paths)?, targets: None, split: None, note: None },
                     (Some(_), Some(_)) => {
                         return Err(GmuError::invalid("labels", "give a label file or a label column, not both"));
                     }
+                };
+                for (view, name) in loaded.views.iter_mut().zip(names) {
+                    view.name = name.clone();
                 }
+                loaded
             }
             DataSource::Synthetic { path } => {
                 let d = super::table::read_csv(path)?;
@@ -347,6 +357,32 @@ impl DataSource {
             }
         })
     }
+}
+
+/// `--files` entries of the form `name=path` (a view name before the first
+/// `=`, where the whole entry is not itself an existing file): the names and
+/// the paths; no entry named gives no names. Either every entry is named or none.
+pub fn split_view_names(files: Vec<PathBuf>) -> Result<(Vec<String>, Vec<PathBuf>)> {
+    let mut names = Vec::new();
+    let mut paths = Vec::new();
+    for f in &files {
+        let text = f.to_string_lossy();
+        match text.split_once('=') {
+            Some((name, path)) if !f.exists() && !name.is_empty() && !name.contains(['/', '\\']) => {
+                names.push(name.to_string());
+                paths.push(PathBuf::from(path));
+            }
+            _ => paths.push(f.clone()),
+        }
+    }
+    if !names.is_empty() && names.len() != paths.len() {
+        return Err(GmuError::invalid("files", "name every file (view=path,view=path) or none"));
+    }
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(GmuError::invalid("files", format!("view '{twice}' is named twice")));
+    }
+    Ok((names, paths))
 }
 
 /// Reads one file per view, without labels; every view must have the same

@@ -91,9 +91,20 @@ impl ViewStream {
         Ok(ViewStream { name: stem(path), dim, path: path.to_path_buf(), source })
     }
 
-    /// The view's name (the file's stem).
+    /// The view's name (the file's stem, unless [`renamed`](Self::renamed)).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The same stream under the view name `name` (`--files name=path`).
+    pub fn renamed(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
+    }
+
+    /// The view's width.
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     /// The file.

@@ -106,6 +106,7 @@ impl Model {
             seconds: parts.iter().map(|p| p.config.seconds).sum(),
             data: None,
             results: serde_json::Value::Null,
+            weights_sha256: Vec::new(),
             training,
             ..first.config.clone()
         };
@@ -270,7 +271,25 @@ impl Model {
     ///
     /// A row in which every view is missing gets the [`prior`](Self::prior)
     /// (its gates, shares and importance NaN), or is an error without one.
+    ///
+    /// Every probability is finite, or the call fails naming the row and the
+    /// output: a damaged model never yields a NaN prediction with success.
     pub fn predict_rows(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        let p = self.predict_rows_unchecked(views, rows, importance)?;
+        let width = p.width.max(1);
+        if let Some(i) = p.probs.iter().position(|x| !x.is_finite()) {
+            return Err(GmuError::NonFinite(format!(
+                "row {}: the probability of '{}' is {}; the model's weights or scalers give non-finite values on this input",
+                rows.get(i / width).copied().unwrap_or(i / width),
+                self.config.outputs.get(i % width).map_or("?", String::as_str),
+                p.probs[i]
+            )));
+        }
+        Ok(p)
+    }
+
+    fn predict_rows_unchecked(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        self.check_token_views(views, rows)?;
         let members = self.members();
         let k = views.len();
         let model_views: Vec<usize> = (0..k).collect();
@@ -315,6 +334,19 @@ impl Model {
             }
         }
         Ok(out)
+    }
+
+    /// Every view an LSTM reads holds ids its embedding can look up (an id
+    /// past the vocabulary would index outside it).
+    fn check_token_views(&self, views: &[&View], rows: &[usize]) -> Result<()> {
+        for member in &self.config.members {
+            for (&k, subnet) in member.views.iter().zip(&member.spec.encoders) {
+                if let crate::fusion::SubnetSpec::Lstm { vocab, .. } = subnet {
+                    views[k].check_tokens(rows.iter().copied(), *vocab).map_err(|m| GmuError::invalid("views", m))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// As [`predict_rows`](Self::predict_rows) on `rows` of `views`, any

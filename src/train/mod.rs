@@ -278,6 +278,7 @@ fn model(data: &MultiviewData, members: Vec<Member>, config: &TrainingConfig, se
         data: None,
         seconds,
         results: serde_json::Value::Null,
+        weights_sha256: Vec::new(),
     };
     Model::new(record, nets, device)
 }

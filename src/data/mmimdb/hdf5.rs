@@ -51,6 +51,9 @@ fn read_floats(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<Vec
 
 fn shape2(path: &Path, ds: &hdf5_reader::Dataset, name: &str) -> Result<(usize, usize)> {
     match ds.shape() {
+        [_, 0] => {
+            Err(err(path, format!("dataset '{name}' has 0 columns (shape {:?}); expected at least 1", ds.shape())))
+        }
         [n, d] => Ok((*n as usize, *d as usize)),
         other => {
             Err(err(path, format!("dataset '{name}': expected 2 dimensions [movies, columns], found shape {other:?}")))
@@ -488,6 +491,8 @@ mod tests {
         let cases = [
             ("mmimdb_bad_missing.h5", "missing dataset 'genres'"),
             ("mmimdb_bad_shape.h5", "dataset 'vgg_features' has 11 rows, 'features' has 12"),
+            // Issue 20, item 9: a [N, 0] dataset used to panic on a chunk size of 0.
+            ("mmimdb_bad_width.h5", "dataset 'features' has 0 columns (shape [12, 0])"),
             ("mmimdb_bad_split.h5", "attribute 'split' does not add up: train [0, 6), dev [6, 9), test [9, 10)"),
             (
                 "mmimdb_bad_names.h5",
