@@ -196,21 +196,7 @@ impl ModelConfig {
         // (a width of 2^64 − 1 would otherwise overflow an allocation).
         for (m, member) in self.members.iter().enumerate() {
             let spec = &member.spec;
-            let subnets = spec.encoders.iter().try_fold(0u64, |acc, e| {
-                let bytes = match *e {
-                    crate::fusion::SubnetSpec::Identity => Some(0),
-                    crate::fusion::SubnetSpec::Cnn { channels, height, width, d_out } => crate::budget::sum(&[
-                        crate::budget::product(&[channels, height, width, 4]),
-                        crate::budget::product(&[d_out, 4096]),
-                    ]),
-                    crate::fusion::SubnetSpec::Lstm { vocab, embed, d_out, .. } => crate::budget::sum(&[
-                        crate::budget::product(&[vocab, embed, 4]),
-                        crate::budget::product(&[embed.saturating_add(d_out), d_out, 16]),
-                    ]),
-                };
-                acc.checked_add(bytes?)
-            });
-            let bytes = crate::budget::sum(&[spec.memory_bound(1), subnets]);
+            let bytes = spec.memory_bound(1);
             crate::budget::check(
                 &format!(
                     "member {m}: a {} model of {} hidden units over inputs {:?}",

@@ -140,6 +140,15 @@ pub fn read_column(path: &Path, column: &str) -> Result<Vec<String>> {
     if cells.is_empty() {
         bail!("{}: no data rows", path.display());
     }
+    let long = cells.iter().filter(|c| c.len() > gmu::encoders::text::MAX_TEXT_BYTES).count();
+    if long > 0 {
+        super::stage(&format!(
+            "{}: {long} cells of column '{column}' are longer than {} bytes; a text encoder reads their first {} bytes",
+            path.display(),
+            gmu::encoders::text::MAX_TEXT_BYTES,
+            gmu::encoders::text::MAX_TEXT_BYTES
+        ));
+    }
     Ok(cells)
 }
 

@@ -17,21 +17,51 @@ pub const RESIZE: usize = 256;
 /// guard): 64 megapixels, far above any poster.
 pub const MAX_PIXELS: u64 = 64 << 20;
 
+/// The most elongated image accepted (longer side over shorter side): the
+/// resize to a shorter side of 256 would otherwise ask for 256 × 256·ratio
+/// pixels (a 4,000,000 × 1 strip: 32.8 GB).
+pub const MAX_ASPECT: u64 = 16;
+
+/// The largest image file read (a decompression-bomb and `/dev/zero` guard).
+pub const MAX_FILE_BYTES: u64 = 256 << 20;
+
 /// Decodes an image file into RGB bytes `[height, width, 3]`, or says why not.
+/// A file that is not a regular file, one past [`MAX_FILE_BYTES`], one of more
+/// than [`MAX_PIXELS`] or more elongated than [`MAX_ASPECT`]:1, and a JPEG
+/// that ends before its end-of-image marker (a truncated download, which a
+/// lenient decoder would fill with grey) are refused with the reason.
 pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
-    let reader = image::ImageReader::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let bytes = crate::io::read_capped(path, MAX_FILE_BYTES).map_err(|e| match e {
+        crate::error::GmuError::Io { source, .. } => format!("cannot open: {source}"),
+        crate::error::GmuError::Data { message, .. } => format!("cannot read: {message}"),
+        other => other.to_string(),
+    })?;
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+    // The file's extension first, as `ImageReader::open` does; its content where that says more.
+    if let Ok(by_name) = image::ImageFormat::from_path(path) {
+        reader.set_format(by_name);
+    }
     let reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         return Err("not a JPEG or PNG image".to_string());
+    }
+    if format == Some(image::ImageFormat::Jpeg) && bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
+        return Err("a truncated JPEG (it ends before its end-of-image marker)".to_string());
     }
     let (w, h) = reader.into_dimensions().map_err(|e| format!("not a decodable image ({e})"))?;
     if w as u64 * h as u64 > MAX_PIXELS {
         return Err(format!("{w}×{h} pixels is over the budget of {} megapixels", MAX_PIXELS >> 20));
     }
-    let mut reader = image::ImageReader::open(path)
-        .map_err(|e| format!("cannot open: {e}"))?
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+    let (long, short) = (u64::from(w.max(h)), u64::from(w.min(h)).max(1));
+    if long > short * MAX_ASPECT {
+        return Err(format!(
+            "{w}×{h} pixels: an aspect ratio past {MAX_ASPECT}:1, which no poster or photo has (resizing it would need {} megapixels)",
+            (RESIZE as u64 * RESIZE as u64 * long / short) >> 20
+        ));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+    reader.set_format(format.expect("checked above"));
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
     reader.limits(limits);
@@ -42,6 +72,18 @@ pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
         return Err("the image is empty".to_string());
     }
     Ok((rgb.into_raw(), h, w))
+}
+
+/// Whether a JPEG's bytes hold an end-of-image marker (`FF D9`) after its
+/// last start-of-scan (`FF DA`): entropy-coded data never holds `FF D9`
+/// (a data `FF` is stuffed as `FF 00`), so a file cut inside its scan has
+/// none after the scan; bytes after the marker are allowed.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let last = |marker: u8| bytes.windows(2).rposition(|w| w == [0xFF, marker]);
+    match (last(0xDA), last(0xD9)) {
+        (Some(scan), Some(end)) => end > scan,
+        _ => false,
+    }
 }
 
 /// The encoder's input from RGB bytes `[h, w, 3]`: `[3, 224, 224]` channel-major,
@@ -182,6 +224,48 @@ mod tests {
         let bytes = std::fs::read(fixtures().join("cmyk.jpg")).unwrap();
         std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
         assert!(decode(&cut).is_err());
+    }
+
+    /// Issue 20, item 19: a JPEG cut short (a download that stopped) is
+    /// refused, not decoded into a half-grey poster; a complete one with
+    /// bytes after its end marker is read.
+    #[test]
+    fn a_truncated_jpeg_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.jpg");
+        image::RgbImage::from_fn(120, 160, |x, y| image::Rgb([(x * 2) as u8, (y + x) as u8, 200]))
+            .save_with_format(&whole, image::ImageFormat::Jpeg)
+            .unwrap();
+        let bytes = std::fs::read(&whole).unwrap();
+        assert!(decode(&whole).is_ok());
+        for keep in [bytes.len() * 6 / 10, bytes.len() - 2] {
+            let cut = dir.path().join(format!("cut-{keep}.jpg"));
+            std::fs::write(&cut, &bytes[..keep]).unwrap();
+            let Err(e) = decode(&cut) else { panic!("{keep} of {} bytes: accepted", bytes.len()) };
+            assert!(e.contains("truncated JPEG"), "{keep} of {} bytes: {e}", bytes.len());
+        }
+        let padded = dir.path().join("padded.jpg");
+        std::fs::write(&padded, [&bytes[..], b"trailing bytes"].concat()).unwrap();
+        assert!(decode(&padded).is_ok());
+    }
+
+    /// Issue 20, items 12 and 15: a 4,000,000 × 1 strip (within the
+    /// megapixel budget) is refused for its aspect ratio before its resize
+    /// asks for 32.8 GB; a device is refused before a byte is read.
+    #[test]
+    fn an_extreme_aspect_ratio_and_a_device_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let strip = dir.path().join("strip.png");
+        image::GrayImage::from_pixel(4_000_000, 1, image::Luma([9])).save(&strip).unwrap();
+        let e = decode(&strip).unwrap_err();
+        assert!(e.contains("4000000×1 pixels: an aspect ratio past 16:1"), "{e}");
+        let tall = dir.path().join("tall.png");
+        image::GrayImage::from_pixel(10, 161, image::Luma([9])).save(&tall).unwrap();
+        assert!(decode(&tall).unwrap_err().contains("aspect ratio"));
+        image::GrayImage::from_pixel(10, 160, image::Luma([9])).save(&tall).unwrap();
+        assert!(decode(&tall).is_ok());
+        let e = decode(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -349,8 +349,56 @@ pub fn locate_in(kind: EncoderKind, root: &Path) -> Result<PathBuf> {
                 format!("missing from the installed encoder '{kind}'; run `gmu encoders fetch {kind} --again`"),
             ));
         }
+        verify_once(kind, &path, file.sha256)?;
     }
     Ok(folder)
+}
+
+/// The record of files whose sha256 was checked, by size and modification
+/// time, beside them: a file changed since (corrupted, replaced) is checked
+/// again; an unchanged one costs a `stat`.
+const VERIFIED_FILE: &str = "verified.json";
+
+/// Checks `path` against `sha256` once per process, and across processes
+/// while its size and modification time stay what they were when it was
+/// last found right. A mismatch says how to fetch it again.
+fn verify_once(kind: EncoderKind, path: &Path, sha256: &str) -> Result<()> {
+    use std::collections::{BTreeMap, HashSet};
+    static DONE: std::sync::Mutex<Option<HashSet<PathBuf>>> = std::sync::Mutex::new(None);
+    let mut done = DONE.lock().unwrap_or_else(|e| e.into_inner());
+    if done.get_or_insert_with(HashSet::new).contains(path) {
+        return Ok(());
+    }
+    let meta = std::fs::metadata(path).map_err(|e| GmuError::io(path, e))?;
+    let stamp = format!(
+        "{} {}",
+        meta.len(),
+        meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos())
+    );
+    let record_path = path.with_file_name(VERIFIED_FILE);
+    let mut record: BTreeMap<String, String> =
+        std::fs::read_to_string(&record_path).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let key = format!("{stamp} {sha256}");
+    if record.get(&name) != Some(&key) {
+        let got = fetch::sha256_file(path)?;
+        if got != sha256 {
+            return Err(GmuError::data(
+                path,
+                format!(
+                    "sha256 {got}, expected {sha256}: the cached encoder file is damaged; run `gmu encoders fetch {kind} --again`"
+                ),
+            ));
+        }
+        record.insert(name, key);
+        // A cache that cannot be written (a read-only folder) only costs a re-check next time.
+        let _ = crate::error::write_atomic(
+            &record_path,
+            serde_json::to_string_pretty(&record).unwrap_or_default().as_bytes(),
+        );
+    }
+    done.as_mut().expect("set above").insert(path.to_path_buf());
+    Ok(())
 }
 
 /// Approximate wheel size, for messages.
@@ -600,7 +648,7 @@ fn texts<'a>(inputs: &[RawInput<'a>]) -> Result<Vec<&'a str>> {
     inputs
         .iter()
         .map(|i| match i {
-            RawInput::Text(t) => Ok(*t),
+            RawInput::Text(t) => Ok(text::capped(t)),
             RawInput::Image(p) => {
                 Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({})", p.display())))
             }
@@ -659,5 +707,42 @@ pub(crate) mod testing {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod verification {
+    use super::*;
+
+    /// Issue 20, item 18: a cached encoder whose file no longer matches its
+    /// checksum is refused on first use (not only by `encoders list
+    /// --verify`); a right one is checked once and then known by its size and
+    /// modification time.
+    #[test]
+    fn a_damaged_cached_encoder_is_refused_on_first_use() {
+        let root = tempfile::tempdir().unwrap();
+        let kind = EncoderKind::Glove;
+        let folder = kind.folder(root.path());
+        std::fs::create_dir_all(&folder).unwrap();
+        let (package, version) = kind.package();
+        let installed = Installed {
+            encoder: kind,
+            package: package.to_string(),
+            version: version.to_string(),
+            files: Default::default(),
+        };
+        std::fs::write(folder.join(INSTALLED_FILE), serde_json::to_string(&installed).unwrap()).unwrap();
+        for file in kind.files() {
+            std::fs::write(folder.join(file.name), b"damaged bytes").unwrap();
+        }
+        let e = locate_in(kind, root.path()).unwrap_err().to_string();
+        assert!(e.contains("the cached encoder file is damaged") && e.contains("fetch glove --again"), "{e}");
+        // A file that matches its recorded sha256 (here: a stand-in checked by hand).
+        let path = folder.join("probe.bin");
+        std::fs::write(&path, b"abc").unwrap();
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        verify_once(kind, &path, abc).unwrap();
+        let record = std::fs::read_to_string(folder.join(VERIFIED_FILE)).unwrap();
+        assert!(record.contains("probe.bin") && record.contains(abc), "{record}");
     }
 }

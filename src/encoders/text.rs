@@ -2,6 +2,24 @@
 //! MM-IMDb reader: the paper's pipeline, so a plot is tokenised one way
 //! everywhere. Plain strings; imports nothing of gmu.
 
+/// The most bytes of one text an encoder reads: a text past it is cut (at
+/// a character boundary) before tokenising. MiniLM reads 256 tokens and the
+/// WordPiece LSTM at most 512, a few kB of prose; tokenising a 200 MB "plot"
+/// whole would take 12.6 GB.
+pub const MAX_TEXT_BYTES: usize = 1 << 20;
+
+/// `text` cut to at most [`MAX_TEXT_BYTES`] bytes, at a character boundary.
+pub fn capped(text: &str) -> &str {
+    if text.len() <= MAX_TEXT_BYTES {
+        return text;
+    }
+    let mut end = MAX_TEXT_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// The paper's text normalisation (see `MMIMDB_FORMAT.md`): lower case;
 /// `<br />` → space; URLs → `L`; ``~*+^`_#[]|`` → space; runs of digits → `N`;
 /// the punctuation ``/'-.?!()",:;`` split off as tokens.
@@ -43,6 +61,17 @@ pub fn normalize_plot(plot: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20, item 13: a text past the cap is cut at a character boundary
+    /// (here inside a 4-byte emoji), never split inside one.
+    #[test]
+    fn a_long_text_is_cut_at_a_character_boundary() {
+        assert_eq!(capped("short"), "short");
+        let long = "a".repeat(MAX_TEXT_BYTES - 2) + "😀😀";
+        let cut = capped(&long);
+        assert_eq!(cut.len(), MAX_TEXT_BYTES - 2);
+        assert!(long.starts_with(cut));
+    }
 
     #[test]
     fn plot_normalisation_follows_the_paper_pipeline() {

@@ -263,7 +263,21 @@ impl FusionSpec {
         let per_unit = sum(&[inputs.checked_mul(2), Some(hidden_layers), Some(c)])?.checked_mul(k.max(1) + 1)?;
         let params = h.checked_mul(per_unit)?;
         let activations = product(&[rows, self.hidden, 16])?.checked_add(product(&[rows, inputs as usize])?)?;
-        sum(&[params.checked_mul(16), activations.checked_mul(4)])
+        // The sub-networks: an LSTM's embedding table and gates, a CNN's input
+        // and layers (parameters with Adam's two moments and a gradient: ×4).
+        let subnets = self.encoders.iter().zip(&self.d_inputs).try_fold(0u64, |acc, (e, _)| {
+            let bytes = match *e {
+                SubnetSpec::Identity => Some(0),
+                SubnetSpec::Cnn { channels, height, width, d_out } => {
+                    sum(&[product(&[rows, channels, height, width, 4 * 8]), product(&[d_out, 4096, 16])])
+                }
+                SubnetSpec::Lstm { vocab, embed, d_out, .. } => {
+                    sum(&[product(&[vocab, embed, 16]), product(&[embed.saturating_add(d_out), d_out, 4 * 16])])
+                }
+            };
+            acc.checked_add(bytes?)
+        })?;
+        sum(&[params.checked_mul(16), activations.checked_mul(4), Some(subnets)])
     }
 
     /// Checks the spec; names the parameter at fault.
@@ -322,5 +336,25 @@ impl FusionSpec {
     /// Widths the fusion sees, after the encoders.
     pub fn fused_inputs(&self) -> Vec<usize> {
         self.d_inputs.iter().zip(&self.encoders).map(|(&d, e)| e.d_out(d)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 20, item 14: a vocabulary of millions of words is budgeted (the
+    /// LSTM's embedding table and Adam's state), not met by an allocation that
+    /// fails mid-training; a width of 2^64 − 1 is `None`, never an overflow.
+    #[test]
+    fn the_memory_bound_counts_the_sub_networks() {
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![24, 8], 16, 23, Task::Multilabel);
+        let plain = spec.memory_bound(32).unwrap();
+        spec.encoders[0] = SubnetSpec::Lstm { vocab: 1 << 24, embed: 64, d_out: 32, pooling: TextPooling::Mean };
+        spec.d_inputs = vec![24, 8];
+        let lstm = spec.memory_bound(32).unwrap();
+        assert!(lstm - plain >= (1u64 << 24) * 64 * 16, "{plain} → {lstm}");
+        spec.hidden = usize::MAX;
+        assert_eq!(spec.memory_bound(32), None);
     }
 }
