@@ -1855,6 +1855,27 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
     assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
     assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
+    // Issue 20, item 26: the missing text view of row 1 has no gate, share or
+    // importance (blank), and the visual view, the only one present, gets the whole gate.
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let cell = |row: &str, name: &str| row.split(',').nth(header.iter().position(|h| *h == name).unwrap()).unwrap().to_string();
+    for column in ["gate_text", "share_text", "importance_text"] {
+        assert_eq!(cell(lines[2], column), "", "{column}: {rows}");
+    }
+    assert_eq!(cell(lines[2], "gate_visual"), "1.000000", "{rows}");
+    // Issue 20, item 29: JSON gives `predicted` as a list; --top-k and --at-least-one decide multilabel rows.
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--json", "--top-k", "2"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    for line in String::from_utf8_lossy(&p.stdout).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(row["predicted"].as_array().map(Vec::len), Some(2), "{row}");
+        assert!(row["gate_text"].is_null() || row["gate_text"].is_number(), "{row}");
+    }
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--json", "--at-least-one"]);
+    for line in String::from_utf8_lossy(&p.stdout).lines() {
+        let row: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(!row["predicted"].as_array().unwrap().is_empty(), "{row}");
+    }
     // Issue 20, item 25: the test split of an archive model, and the
     // robustness sweep on a run whose rows lack a view, both work.
     let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--split", "test"]);
@@ -1920,6 +1941,13 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files]);
     assert_refused(&p, "row 1: every view is missing");
     assert!(stderr(&p).contains("not-there.jpg") && stderr(&p).contains("empty text"), "{}", stderr(&p));
+    // Issue 20, item 28: found before any encoding; --skip-empty-rows writes a blank row.
+    assert!(stderr(&p).contains("found before encoding") && !stderr(&p).contains("encoding 2 rows"), "{}", stderr(&p));
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--skip-empty-rows"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let rows = String::from_utf8_lossy(&p.stdout).to_string();
+    let blank = rows.lines().nth(2).unwrap();
+    assert!(blank.starts_with("1,,") && blank.split(',').skip(1).all(str::is_empty), "{rows}");
 }
 
 fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {

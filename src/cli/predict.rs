@@ -22,9 +22,15 @@ pub struct Args {
     /// Output file (CSV, or JSON lines with --json) [default: standard output].
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Write JSON lines (one object per row, the same fields as the CSV columns).
+    /// Write JSON lines (one object per row, the same fields as the CSV columns; `predicted` is a list).
     #[arg(long)]
     json: bool,
+    /// Multilabel models: predict each row's N most probable labels (instead of those past the threshold).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    top_k: Option<u64>,
+    /// Multilabel models: a row with no label past the threshold gets its most probable one.
+    #[arg(long, conflicts_with = "top_k")]
+    at_least_one: bool,
     /// A row that is only partly missing: `mean` fills each missing cell with the column's
     /// training mean saved with the model; without it such a row is an error.
     #[arg(long, value_enum)]
@@ -36,6 +42,10 @@ pub struct Args {
     /// An image file (JPEG, PNG) for the model's image view; without --text, the text view is missing.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Raw inputs: write a row in which every view is missing (an empty text, an unreadable
+    /// image) as a blank row instead of refusing the batch.
+    #[arg(long)]
+    skip_empty_rows: bool,
     /// Raw inputs from --files CSVs (one per view of a model with encoders): the column holding texts.
     #[arg(long, default_value = "plot")]
     text_column: String,
@@ -58,6 +68,11 @@ pub enum Part {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if (args.top_k.is_some() || args.at_least_one)
+        && gmu::store::read_config(&args.model).is_ok_and(|c| c.task != Task::Multilabel)
+    {
+        bail!("invalid --top-k / --at-least-one: the model predicts one class per row (they apply to multilabel models)");
+    }
     if args.text.is_some() || args.image.is_some() || raw_files(&args)? {
         return run_raw(args);
     }
@@ -157,7 +172,7 @@ pub fn run(args: Args) -> Result<()> {
                 let local: Vec<usize> = (0..n).collect();
                 let p = predict_chunk(&predictor, &views, &local, args.impute.is_some(), &mut imputed)?;
                 let global: Vec<usize> = (done..done + n).collect();
-                write_rows(&mut writer, &predictor, header, &global, &p, args.json)?;
+                write_rows(&mut writer, &predictor, header, &global, &p, &args)?;
                 if labels.is_some() || label_column.is_some() {
                     all_probs.extend_from_slice(&p.probs);
                 }
@@ -200,7 +215,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             for chunk in rows.chunks(CHUNK) {
                 let p = predict_chunk(&predictor, &views, chunk, args.impute.is_some(), &mut imputed)?;
-                write_rows(&mut writer, &predictor, &header, chunk, &p, args.json)?;
+                write_rows(&mut writer, &predictor, &header, chunk, &p, &args)?;
                 if loaded.targets.is_some() {
                     all_probs.extend_from_slice(&p.probs);
                 }
@@ -365,13 +380,55 @@ fn run_raw(args: Args) -> Result<()> {
             }
         })
         .collect();
+    // Rows that show no view at all (empty texts, absent image files) are
+    // found before anything is encoded.
+    let n_rows = inputs.iter().flatten().map(Vec::len).max().unwrap_or(0);
+    let visibly_empty = |r: usize| {
+        inputs.iter().all(|v| match v.as_ref().and_then(|v| v.get(r)) {
+            None => true,
+            Some(RawInput::Text(t)) => t.trim().is_empty(),
+            Some(RawInput::Image(p)) => !p.is_file(),
+        })
+    };
+    let empty: Vec<usize> = (0..n_rows).filter(|&r| visibly_empty(r)).collect();
+    if !empty.is_empty() && !args.skip_empty_rows && predictor.prior.is_none() {
+        let why = |r: usize| {
+            let parts: Vec<String> = inputs
+                .iter()
+                .zip(&config.views)
+                .map(|(v, spec)| match v.as_ref().and_then(|v| v.get(r)) {
+                    None => format!("{}: not given", spec.name),
+                    Some(RawInput::Text(_)) => format!("{}: empty text", spec.name),
+                    Some(RawInput::Image(p)) => format!("{}: no file {}", spec.name, p.display()),
+                })
+                .collect();
+            format!("row {r}: every view is missing ({})", parts.join("; "))
+        };
+        let shown: Vec<String> = empty.iter().take(5).map(|&r| why(r)).collect();
+        bail!(
+            "{}{}; found before encoding: fix them, or pass --skip-empty-rows to write them as blank rows",
+            shown.join("; "),
+            if empty.len() > 5 { format!(" (and {} more rows)", empty.len() - 5) } else { String::new() }
+        );
+    }
+    if n_rows > 1 {
+        super::stage(&format!("encoding {n_rows} rows with the model's encoders"));
+    }
     let (views, missing) = predictor.encode_raw(&inputs)?;
     for (view, m) in &missing {
         eprintln!("· row {} ({}): {} → view '{view}' missing", m.row, m.input, m.reason);
     }
     let refs: Vec<&View> = views.iter().collect();
     let rows: Vec<usize> = (0..views[0].len()).collect();
-    let p = predict_chunk(&predictor, &refs, &rows, args.impute.is_some(), &mut 0)?;
+    let blind: Vec<bool> = rows.iter().map(|&r| refs.iter().all(|v| v.row(r).iter().all(|x| x.is_nan()))).collect();
+    let p = if args.skip_empty_rows && blind.contains(&true) {
+        let seen: Vec<usize> = rows.iter().copied().filter(|&r| !blind[r]).collect();
+        let p = predict_chunk(&predictor, &refs, &seen, args.impute.is_some(), &mut 0)?;
+        eprintln!("· {} rows with no view written as blank rows (--skip-empty-rows)", rows.len() - seen.len());
+        with_blank_rows(p, &blind)
+    } else {
+        predict_chunk(&predictor, &refs, &rows, args.impute.is_some(), &mut 0)?
+    };
     if single && !args.json && args.out.is_none() {
         print_report(&predictor, &refs, &p);
         return Ok(());
@@ -381,12 +438,45 @@ fn run_raw(args: Args) -> Result<()> {
     if !args.json {
         writer.line(&header.join(","))?;
     }
-    write_rows(&mut writer, &predictor, &header, &rows, &p, args.json)?;
+    write_rows(&mut writer, &predictor, &header, &rows, &p, &args)?;
     writer.finish()?;
     if let Some(out) = &args.out {
         println!("wrote {} rows to {}", rows.len(), out.display());
     }
     Ok(())
+}
+
+/// `p` (for the rows where `blind` is false) with a blank row (no
+/// probability, every view missing) at each row where it is true.
+fn with_blank_rows(p: Prediction, blind: &[bool]) -> Prediction {
+    let (c, k) = (p.width, p.n_views);
+    let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
+    let mut i = 0;
+    for &b in blind {
+        if b {
+            out.probs.extend(std::iter::repeat_n(f32::NAN, c));
+            out.present.extend(std::iter::repeat_n(false, k));
+            for (mine, theirs) in
+                [(&mut out.gate_means, &p.gate_means), (&mut out.shares, &p.shares), (&mut out.importance, &p.importance)]
+            {
+                if theirs.is_some() {
+                    mine.get_or_insert_with(Vec::new).extend(std::iter::repeat_n(f32::NAN, k));
+                }
+            }
+        } else {
+            out.probs.extend_from_slice(&p.probs[i * c..(i + 1) * c]);
+            out.present.extend_from_slice(&p.present[i * k..(i + 1) * k]);
+            for (mine, theirs) in
+                [(&mut out.gate_means, &p.gate_means), (&mut out.shares, &p.shares), (&mut out.importance, &p.importance)]
+            {
+                if let Some(t) = theirs {
+                    mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
+                }
+            }
+            i += 1;
+        }
+    }
+    out
 }
 
 /// One sample as a person reads it: the outputs by probability (the decided
@@ -579,11 +669,33 @@ fn write_rows(
     header: &[String],
     rows: &[usize],
     p: &Prediction,
-    json: bool,
+    args: &Args,
 ) -> Result<()> {
+    let json = args.json;
     let (c, k) = (p.width, p.n_views);
     let names = &predictor.config.outputs;
-    let decided = predictor.decide(&p.probs);
+    let mut decided = predictor.decide(&p.probs);
+    // A blank row (--skip-empty-rows) decides nothing.
+    for (row, probs) in decided.chunks_mut(c).zip(p.probs.chunks(c)) {
+        if probs.iter().any(|x| x.is_nan()) {
+            row.fill(0);
+        }
+    }
+    if predictor.config.task == Task::Multilabel {
+        for (row, probs) in decided.chunks_mut(c).zip(p.probs.chunks(c)) {
+            let mut order: Vec<usize> = (0..c).collect();
+            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+            if probs[0].is_nan() {
+                continue;
+            }
+            if let Some(top) = args.top_k {
+                row.fill(0);
+                order.iter().take(top as usize).for_each(|&j| row[j] = 1);
+            } else if args.at_least_one && !row.contains(&1) && !probs[0].is_nan() {
+                row[order[0]] = 1;
+            }
+        }
+    }
     for (i, &r) in rows.iter().enumerate() {
         let predicted: Vec<&str> = decided[i * c..(i + 1) * c]
             .iter()
@@ -591,14 +703,18 @@ fn write_rows(
             .filter(|(on, _)| **on == 1)
             .map(|(_, n)| n.as_str())
             .collect();
-        let mut cells: Vec<Cell> = vec![Cell::Int(r), Cell::Text(predicted.join("|"))];
+        let mut cells: Vec<Cell> =
+            vec![Cell::Int(r), Cell::List(predicted.into_iter().map(String::from).collect())];
         cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
         for j in 0..k {
+            // A missing view has no gate, share or importance: blank (null in JSON), not 0.
+            let present = p.present[i * k + j];
+            let shown = |x: f32| Cell::Num(if present { x } else { f32::NAN });
             if let (Some(g), Some(s)) = (&p.gate_means, &p.shares) {
-                cells.push(Cell::Num(g[i * k + j]));
-                cells.push(Cell::Num(s[i * k + j]));
+                cells.push(shown(g[i * k + j]));
+                cells.push(shown(s[i * k + j]));
             }
-            cells.push(Cell::Num(p.importance.as_ref().map_or(f32::NAN, |imp| imp[i * k + j])));
+            cells.push(shown(p.importance.as_ref().map_or(f32::NAN, |imp| imp[i * k + j])));
         }
         debug_assert_eq!(cells.len(), header.len());
         let line = if json {
@@ -615,7 +731,8 @@ fn write_rows(
 
 enum Cell {
     Int(usize),
-    Text(String),
+    /// Labels: joined by `|` in a CSV, a list in JSON.
+    List(Vec<String>),
     Num(f32),
 }
 
@@ -623,8 +740,10 @@ impl Cell {
     fn csv(&self) -> String {
         match self {
             Cell::Int(i) => i.to_string(),
-            Cell::Text(t) if t.contains([',', '"', '\n']) => format!("\"{}\"", t.replace('"', "\"\"")),
-            Cell::Text(t) => t.clone(),
+            Cell::List(l) => {
+                let t = l.join("|");
+                if t.contains([',', '"', '\n']) { format!("\"{}\"", t.replace('"', "\"\"")) } else { t }
+            }
             Cell::Num(x) if x.is_nan() => String::new(),
             Cell::Num(x) => format!("{x:.6}"),
         }
@@ -633,7 +752,7 @@ impl Cell {
     fn json(&self) -> serde_json::Value {
         match self {
             Cell::Int(i) => (*i).into(),
-            Cell::Text(t) => t.clone().into(),
+            Cell::List(l) => l.clone().into(),
             Cell::Num(x) if x.is_nan() => serde_json::Value::Null,
             Cell::Num(x) => {
                 serde_json::Number::from_f64(f64::from(*x)).map_or(serde_json::Value::Null, serde_json::Value::Number)

@@ -287,9 +287,18 @@ fn gated(
         None => (out.fused, out.gates),
         Some(mask) => {
             let [batch, k, h] = out.gates.dims();
-            let kept = out.gates.clone() * mask.clone().reshape([batch, k, 1]);
-            let scale = out.gates.sum_dim(1) / kept.clone().sum_dim(1).clamp_min(1e-12);
-            let gates = kept * scale;
+            let mask3 = mask.clone().reshape([batch, k, 1]);
+            let kept = out.gates.clone() * mask3.clone();
+            let total = out.gates.sum_dim(1);
+            let kept_sum = kept.clone().sum_dim(1);
+            let rescaled = kept * (total.clone() / kept_sum.clone().clamp_min(1e-12));
+            // A unit whose present views' gates all underflowed to 0 (a
+            // saturated sigmoid: z = 1 in f32, so 1 − z = 0) gives its total
+            // to the present views in equal parts, rather than staying 0.
+            let n_present = mask.clone().sum_dim(1).clamp_min(1.0).reshape([batch, 1, 1]);
+            let even = mask3 * (total / n_present);
+            let underflow = kept_sum.lower_equal_elem(1e-12).repeat_dim(1, k);
+            let gates = rescaled.mask_where(underflow, even);
             let fused = (gates.clone() * out.hidden.clone()).sum_dim(1).reshape([batch, h]);
             (fused, gates)
         }
@@ -726,6 +735,29 @@ mod tests {
         // Without a mask the forward is unchanged.
         let Scores::Logits(plain) = net.forward(&inputs).scores else { panic!("logits") };
         assert!((values(plain)[2] as f64 - h).abs() < 1e-6);
+    }
+
+    /// Issue 20, item 26: a visual gate that saturates (z = 1 in f32, so the
+    /// text gate 1 − z is exactly 0) with the visual view missing: the text
+    /// view, the only one present, gets the unit's whole gate (1), not 0.
+    #[test]
+    fn a_present_view_whose_gate_underflowed_gets_the_whole_gate() {
+        let device = Device::default();
+        let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1], 1, 2, Task::Multiclass);
+        spec.head = HeadKind::Linear;
+        let mut net = spec.init(&device).unwrap();
+        let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
+        set_linear(&mut head.gmu.transforms[0], vec![0.5], vec![0.1], &device);
+        set_linear(&mut head.gmu.transforms[1], vec![-1.0], vec![-0.2], &device);
+        set_linear(&mut head.gmu.gate, vec![0.0, 0.0], vec![60.0], &device);
+        set_linear(&mut head.output, vec![1.0, -1.0], vec![0.0, 0.0], &device);
+        let inputs = [column(vec![0.0], &device), column(vec![0.5], &device)];
+        let out = net.forward_present(&inputs, Some(&mask(vec![0.0, 1.0], 2, &device)));
+        let gates = values(out.gates.unwrap());
+        assert_eq!(gates, vec![0.0, 1.0], "the present text view's gate");
+        let Scores::Logits(l) = out.scores else { panic!("logits") };
+        let h_t = (-0.5f64 - 0.2).tanh();
+        assert!((values(l)[0] as f64 - h_t).abs() < 1e-6, "h = h_t");
     }
 
     /// K = 3 sigmoid gates from biases only (zero gate weights): `z_i = σ(b_i)`.
