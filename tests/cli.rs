@@ -316,6 +316,10 @@ fn multiview_on_files_compares_methods_and_saves_models_and_gates() {
         assert_eq!(config["format_version"], 2, "{method}");
         assert!(set.join(method).join("model-0.safetensors").exists(), "{method}");
     }
+    // Issue 20, item 27: printed paths are where the files are once the run is complete.
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains(&format!("gate chart: {}", set.join("gates-gmu.png").display())), "{stdout}");
+    assert!(!stdout.contains(".partial"), "{stdout}");
     // A second run over a finished one is refused (issue 20, item 30); with
     // --force it replaces the folder whole. Same seed, same numbers.
     let refused = gmu(&args);
@@ -1605,6 +1609,39 @@ fn a_killed_run_resumes_to_the_same_bits() {
     assert_refused(&gmu(&other), "with other flags");
 }
 
+/// Issue 20, item 27: `--help` offers only values a flag accepts (a text
+/// encoder flag lists no image encoder) and shows no rustdoc link markup.
+#[test]
+fn help_offers_only_accepted_values() {
+    let commands = [
+        "demo",
+        "synth",
+        "train",
+        "eval",
+        "predict",
+        "plot",
+        "protocol",
+        "multiview",
+        "mmimdb",
+        "robustness",
+        "encode",
+        "encoders",
+    ];
+    for command in commands {
+        let out = gmu(&[command, "--help"]);
+        assert!(out.status.success(), "{command}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("[`") && !help.contains("`]"), "{command} --help shows link markup:\n{help}");
+    }
+    let help = String::from_utf8_lossy(&gmu(&["mmimdb", "--help"]).stdout).to_string();
+    let text = &help[help.find("--text-encoder").unwrap()..help.find("--image-encoder").unwrap()];
+    assert!(text.contains("minilm") && !text.contains("effnet-lite0"), "{text}");
+    assert_refused(
+        &gmu(&["mmimdb", "--archive", "x", "--text-encoder", "effnet-lite0"]),
+        "invalid value 'effnet-lite0'",
+    );
+}
+
 /// Issue 20, item 5: a run killed right after any one checkpoint file
 /// (between the weights and the manifest, between the weights and the
 /// optimiser's state, …) resumes to the same bits: every file carries its
@@ -1858,7 +1895,9 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     // Issue 20, item 26: the missing text view of row 1 has no gate, share or
     // importance (blank), and the visual view, the only one present, gets the whole gate.
     let header: Vec<&str> = lines[0].split(',').collect();
-    let cell = |row: &str, name: &str| row.split(',').nth(header.iter().position(|h| *h == name).unwrap()).unwrap().to_string();
+    let cell = |row: &str, name: &str| {
+        row.split(',').nth(header.iter().position(|h| *h == name).unwrap()).unwrap().to_string()
+    };
     for column in ["gate_text", "share_text", "importance_text"] {
         assert_eq!(cell(lines[2], column), "", "{column}: {rows}");
     }

@@ -19,11 +19,11 @@ pub struct Args {
     /// keyed by encoder and contents) and the same table is trained on them.
     #[arg(long, conflicts_with = "data")]
     archive: Option<PathBuf>,
-    /// --archive: the text encoder of the plots.
-    #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::MiniLm)]
+    /// --archive: the text encoder of the plots (only text encoders are offered).
+    #[arg(long, default_value = "minilm", value_parser = super::encoder_of(gmu::encoders::Modality::Text))]
     text_encoder: gmu::encoders::EncoderKind,
-    /// --archive: the image encoder of the posters.
-    #[arg(long, value_enum, default_value_t = gmu::encoders::EncoderKind::EffnetLite0)]
+    /// --archive: the image encoder of the posters (only image encoders are offered).
+    #[arg(long, default_value = "effnet-lite0", value_parser = super::encoder_of(gmu::encoders::Modality::Image))]
     image_encoder: gmu::encoders::EncoderKind,
     /// --archive: the genres to predict, comma-separated [default: the archive's own; the real
     /// MM-IMDb archive gives the paper's 23]. Other genres are dropped and counted.
@@ -150,7 +150,7 @@ pub fn run(args: Args) -> Result<()> {
             &g.modalities,
             &g.favoured,
         )?;
-        println!("Fig. 8 (gate per genre): {}", path.display());
+        println!("Fig. 8 (gate per genre): {}", super::final_path(&staging, &path).display());
     }
     if let Some(imp) = results.iter().find(|r| r.method == "gmu").and_then(|r| r.importance.as_ref()) {
         let path = out.join("importance-per-genre.png");
@@ -162,7 +162,7 @@ pub fn run(args: Args) -> Result<()> {
             &imp.modalities,
             &imp.needed,
         )?;
-        println!("genres by the modality the GMU needed (occlusion): {}", path.display());
+        println!("genres by the modality the GMU needed (occlusion): {}", super::final_path(&staging, &path).display());
     }
     let mut md = format!("# Table 2\n\n{table_2}\n# Table 3\n\n{table_3}");
     if !args.missing_rates.is_empty() {

@@ -396,6 +396,23 @@ fn overwritten_input(
     std::iter::once(model.join(gmu::store::CONFIG_FILE)).chain(source.paths()).find(|i| gmu::error::same_file(out, i))
 }
 
+/// A flag's parser that accepts (and lists in `--help`) only the encoders of
+/// `modality`: a text flag never offers an image encoder.
+fn encoder_of(
+    modality: gmu::encoders::Modality,
+) -> impl clap::builder::TypedValueParser<Value = gmu::encoders::EncoderKind> {
+    use clap::ValueEnum;
+    let kinds: Vec<gmu::encoders::EncoderKind> = gmu::encoders::EncoderKind::value_variants()
+        .iter()
+        .copied()
+        .filter(|k| k.modality() == modality && k.to_possible_value().is_some())
+        .collect();
+    let values: Vec<clap::builder::PossibleValue> = kinds.iter().filter_map(|k| k.to_possible_value()).collect();
+    clap::builder::TypedValueParser::map(clap::builder::PossibleValuesParser::new(values), |name: String| {
+        gmu::encoders::EncoderKind::from_str(&name, false).expect("a listed value")
+    })
+}
+
 /// `path` with its existing part resolved (symlinks, `..`), so two names of
 /// one file compare equal even before the file exists.
 fn resolved(path: &std::path::Path) -> std::path::PathBuf {
@@ -487,6 +504,12 @@ fn staging(
     } else {
         gmu::io::output::Staging::start(target, command, force, &args)
     }
+}
+
+/// Where `path`, written under a run's `<out>.partial`, will be once the run
+/// is complete: what a printed path should say (the partial folder is gone by then).
+fn final_path(staging: &gmu::io::output::Staging, path: &std::path::Path) -> std::path::PathBuf {
+    path.strip_prefix(staging.path()).map_or_else(|_| path.to_path_buf(), |rest| staging.target().join(rest))
 }
 
 /// A stage line on stderr (progress for anything that takes a while).

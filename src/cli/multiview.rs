@@ -223,7 +223,7 @@ pub fn run(args: Args) -> Result<()> {
                     if res.method == "gmu" {
                         if args.repeats == 1 {
                             println!("{}", gate_summary(&name, g));
-                            println!("gate chart: {}", path.display());
+                            println!("gate chart: {}", super::final_path(&staging, &path).display());
                         }
                         if let Some(line) = six_nine(g) {
                             println!("seed {seed}: {line}");

@@ -71,7 +71,9 @@ pub fn run(args: Args) -> Result<()> {
     if (args.top_k.is_some() || args.at_least_one)
         && gmu::store::read_config(&args.model).is_ok_and(|c| c.task != Task::Multilabel)
     {
-        bail!("invalid --top-k / --at-least-one: the model predicts one class per row (they apply to multilabel models)");
+        bail!(
+            "invalid --top-k / --at-least-one: the model predicts one class per row (they apply to multilabel models)"
+        );
     }
     if args.text.is_some() || args.image.is_some() || raw_files(&args)? {
         return run_raw(args);
@@ -456,9 +458,11 @@ fn with_blank_rows(p: Prediction, blind: &[bool]) -> Prediction {
         if b {
             out.probs.extend(std::iter::repeat_n(f32::NAN, c));
             out.present.extend(std::iter::repeat_n(false, k));
-            for (mine, theirs) in
-                [(&mut out.gate_means, &p.gate_means), (&mut out.shares, &p.shares), (&mut out.importance, &p.importance)]
-            {
+            for (mine, theirs) in [
+                (&mut out.gate_means, &p.gate_means),
+                (&mut out.shares, &p.shares),
+                (&mut out.importance, &p.importance),
+            ] {
                 if theirs.is_some() {
                     mine.get_or_insert_with(Vec::new).extend(std::iter::repeat_n(f32::NAN, k));
                 }
@@ -466,9 +470,11 @@ fn with_blank_rows(p: Prediction, blind: &[bool]) -> Prediction {
         } else {
             out.probs.extend_from_slice(&p.probs[i * c..(i + 1) * c]);
             out.present.extend_from_slice(&p.present[i * k..(i + 1) * k]);
-            for (mine, theirs) in
-                [(&mut out.gate_means, &p.gate_means), (&mut out.shares, &p.shares), (&mut out.importance, &p.importance)]
-            {
+            for (mine, theirs) in [
+                (&mut out.gate_means, &p.gate_means),
+                (&mut out.shares, &p.shares),
+                (&mut out.importance, &p.importance),
+            ] {
                 if let Some(t) = theirs {
                     mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
                 }
@@ -703,8 +709,7 @@ fn write_rows(
             .filter(|(on, _)| **on == 1)
             .map(|(_, n)| n.as_str())
             .collect();
-        let mut cells: Vec<Cell> =
-            vec![Cell::Int(r), Cell::List(predicted.into_iter().map(String::from).collect())];
+        let mut cells: Vec<Cell> = vec![Cell::Int(r), Cell::List(predicted.into_iter().map(String::from).collect())];
         cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
         for j in 0..k {
             // A missing view has no gate, share or importance: blank (null in JSON), not 0.

@@ -73,7 +73,7 @@ pub enum EncoderKind {
     #[value(name = "effnet-lite0")]
     EffnetLite0,
     /// MiniLM's WordPiece token ids (padded with 0), not features: a view the
-    /// model reads through its own trainable LSTM ([`crate::fusion::TextLstm`]).
+    /// model reads through its own trainable LSTM (gmu's `TextLstm`).
     /// Needs only MiniLM's `tokenizer.json` (`gmu encoders fetch minilm`).
     #[serde(rename = "wordpiece")]
     #[value(name = "wordpiece", alias = "lstm")]
