@@ -253,7 +253,13 @@ pub(crate) fn read_weights(path: &Path, spec: &FusionSpec, device: &Device) -> R
     }
     let mut net = spec.init(device)?;
     let mut store = SafetensorsStore::from_file(path);
-    let result = net.load_from(&mut store).map_err(|e| store_error(path, one_line(&e.to_string())))?;
+    let result = net.load_from(&mut store).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("Tensor not found") {
+            return store_error(path, mismatch(path, &net));
+        }
+        store_error(path, one_line(&message))
+    })?;
     if !result.is_success() {
         let missing: Vec<String> = result.missing.iter().map(|(name, _)| name.clone()).take(3).collect();
         return Err(store_error(
@@ -266,6 +272,48 @@ pub(crate) fn read_weights(path: &Path, spec: &FusionSpec, device: &Device) -> R
         ));
     }
     Ok(net)
+}
+
+/// Which tensors the model that `config.json` describes wants and the file
+/// lacks, and which the file holds instead (the first few of each).
+fn mismatch(path: &Path, net: &FusionNet) -> String {
+    struct Names(Vec<String>, Vec<String>);
+    impl burn::module::ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.0.push(name.to_string());
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.0.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, _: &burn::module::Param<Tensor<D>>) {
+            self.1.push(self.0.join("."));
+        }
+    }
+    let mut wanted = Names(vec![], vec![]);
+    net.visit(&mut wanted);
+    let held: Vec<String> = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| {
+            safetensors::SafeTensors::read_metadata(&bytes)
+                .ok()
+                .map(|(_, meta)| meta.tensors().keys().filter(|k| !k.starts_with("__")).cloned().collect())
+        })
+        .unwrap_or_default();
+    let short = |names: Vec<&String>| {
+        let n = names.len();
+        let mut shown: Vec<String> = names.into_iter().take(3).cloned().collect();
+        if n > 3 {
+            shown.push(format!("… {} in all", n));
+        }
+        shown.join(", ")
+    };
+    let missing: Vec<&String> = wanted.1.iter().filter(|w| !held.iter().any(|h| h.ends_with(w.as_str()))).collect();
+    let extra: Vec<&String> = held.iter().filter(|h| !wanted.1.iter().any(|w| h.ends_with(w.as_str()))).collect();
+    format!(
+        "the weights are not those of the model config.json describes: tensors missing: {}; tensors the file holds instead: {}",
+        short(missing),
+        short(extra)
+    )
 }
 
 /// The same safetensors file in one canonical byte layout: header keys
@@ -459,9 +507,14 @@ pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)
     Ok((config, nets))
 }
 
-/// The first line of a message (burn's store errors can run over many lines).
+/// A message on one line (burn's store errors run over several, and put the
+/// tensor's name on the second: "Tensor not found:\n  name"), at most 400 characters.
 fn one_line(message: &str) -> String {
-    message.lines().next().unwrap_or("").trim().to_string()
+    let joined = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    match joined.char_indices().nth(400) {
+        Some((at, _)) => format!("{}…", &joined[..at]),
+        None => joined,
+    }
 }
 
 /// The path of the first parameter holding a NaN or an infinity.

@@ -171,6 +171,8 @@ fn fuzz(name: &str, fixture: &[u8], path: &Path, read: &dyn Fn(&Path) -> bool) -
         tried += 1;
     }
     eprintln!("fuzz {name}: {tried} inputs in {:.1} s, {accepted} accepted, no panic", start.elapsed().as_secs_f64());
+    // A slow machine must not pass by trying next to nothing.
+    assert!(tried >= 20, "{name}: only {tried} inputs in {:?}", budget());
     (tried, accepted)
 }
 
@@ -279,4 +281,39 @@ fn fuzz_model_directory() {
     fuzz("config-json", &config, &model.join("config.json"), &load);
     std::fs::write(model.join("config.json"), &config).unwrap();
     fuzz("safetensors", &weights, &model.join("model-0.safetensors"), &load);
+}
+
+/// Issue 20: the model-directory loader from a config of today's format
+/// (format 2, with its checksum list), and the image decoder on a JPEG and a
+/// PNG: no panic, no allocation past the cap, whatever the bytes.
+#[test]
+fn fuzz_model_directory_format_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m");
+    let v2 = fixture("model_v2/mfeat-gmu");
+    std::fs::create_dir_all(&model).unwrap();
+    let weights = std::fs::read(v2.join("model-0.safetensors")).unwrap();
+    std::fs::write(model.join("model-0.safetensors"), &weights).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(v2.join("config.json")).unwrap()).unwrap();
+    use sha2::Digest;
+    let sum: String = sha2::Sha256::digest(&weights).iter().map(|b| format!("{b:02x}")).collect();
+    config["weights_sha256"] = serde_json::json!([sum]);
+    let config = serde_json::to_vec_pretty(&config).unwrap();
+    let device = burn::tensor::Device::default();
+    let load = |_: &Path| gmu::store::load(&model, &device).is_ok();
+    fuzz("config-json-v2", &config, &model.join("config.json"), &load);
+}
+
+#[test]
+fn fuzz_image_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let decode = |p: &Path| gmu::encoders::image::decode(p).is_ok();
+    let jpeg = std::fs::read(fixture("encoders/cmyk.jpg")).unwrap();
+    fuzz("image-jpeg", &jpeg, &dir.path().join("poster.jpg"), &decode);
+    let mut png = Vec::new();
+    image::RgbImage::from_fn(40, 56, |x, y| image::Rgb([(x * 6) as u8, (y * 4) as u8, 90]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    fuzz("image-png", &png, &dir.path().join("poster.png"), &decode);
 }

@@ -642,6 +642,12 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
                 format!("column {}: a multi-hot label file names every label in its header", j + 1),
             ));
         }
+        if let Some(j) = (1..header.len()).find(|&j| header[..j].contains(&header[j])) {
+            return Err(GmuError::data(
+                path,
+                format!("line 1, column {}: label '{}' is named twice in the header", j + 1, header[j]),
+            ));
+        }
         let mut y = Vec::new();
         for (r, record) in reader.records().enumerate() {
             let line = r + 2;
@@ -703,6 +709,37 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20, items 10 and 20: token ids are whole numbers inside the
+    /// vocabulary (a fractional id was truncated, one past it indexed
+    /// outside the embedding); a missing row is skipped.
+    #[test]
+    fn token_ids_are_checked_by_row_and_column() {
+        let view = View {
+            name: "plot".into(),
+            dim: 3,
+            values: vec![1.0, 2.0, 0.0, f32::NAN, f32::NAN, f32::NAN, 4.0, 2.5, 0.0, 7.0, 99.0, 0.0],
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: Some(10),
+        };
+        assert!(view.check_tokens(0..2, 10).is_ok());
+        let e = view.check_tokens(0..4, 10).unwrap_err();
+        assert!(e.contains("view 'plot', row 2, column 1: token id 2.5"), "{e}");
+        let e = view.check_tokens([3], 10).unwrap_err();
+        assert!(e.contains("row 3, column 1: token id 99 (expected a whole number in 0..10"), "{e}");
+    }
+
+    /// Issue 20, item 20: a multi-hot header naming a label twice is refused.
+    #[test]
+    fn a_label_named_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("labels.csv");
+        std::fs::write(&path, "cat,dog,cat\n1,0,0\n0,1,0\n").unwrap();
+        let e = read_label_file(&path).unwrap_err().to_string();
+        assert!(e.contains("labels.csv") && e.contains("line 1, column 3: label 'cat' is named twice"), "{e}");
+    }
     use crate::io::npy::npy_with_header;
 
     fn write(dir: &Path, name: &str, text: &[u8]) -> std::path::PathBuf {

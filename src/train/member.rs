@@ -101,7 +101,7 @@ fn flat_adam(n: usize, config: &TrainingConfig) -> Adam {
 fn check_weights(spec: &FusionSpec, net: &FusionNet, at: &str) -> Result<()> {
     match crate::store::first_non_finite(net) {
         Some(name) => Err(GmuError::NonFinite(format!(
-            "{} weight {name} is NaN or infinite after {at}; lower the learning rate or check the data",
+            "{} weight {name} is NaN or infinite after {at}; lower the learning rate (--lr) or check the data",
             spec.kind
         ))),
         None => Ok(()),
@@ -338,7 +338,7 @@ pub(super) struct Outcome {
 
 fn non_finite(spec: &FusionSpec, value: f32, at: String) -> GmuError {
     GmuError::NonFinite(format!(
-        "{} training loss is {value} at {at}; lower the learning rate or check the data",
+        "{} training loss is {value} at {at}; lower the learning rate (--lr) or check the data",
         spec.kind
     ))
 }
