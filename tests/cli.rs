@@ -2141,3 +2141,14 @@ fn twemoji_trains_its_cnn_on_the_cnn_engine_and_scores_again_from_disk() {
     let burn = train(&p("burn"), &["--engine", "burn"]);
     assert_eq!(burn["members"][0]["engine"], "burn");
 }
+
+/// Writes the raw-archive fixture of `n` movies (`GMU_ARCHIVE_N`, default
+/// 120) into `GMU_ARCHIVE_OUT`, for the example in docs/real-data.md:
+/// `GMU_ARCHIVE_OUT=mmimdb cargo test --release --test cli -- --ignored write_the_raw_archive_fixture`.
+#[test]
+#[ignore]
+fn write_the_raw_archive_fixture() {
+    let out = std::env::var("GMU_ARCHIVE_OUT").expect("GMU_ARCHIVE_OUT names the folder to write");
+    let n = std::env::var("GMU_ARCHIVE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
+    write_raw_archive(Path::new(&out), n);
+}
