@@ -1910,6 +1910,12 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     assert!(lines[1].split(',').nth(1).unwrap().contains("Romance"), "{rows}");
     assert!(lines[2].split(',').nth(1).unwrap().contains("Comedy"), "movie 4 (Comedy) from its poster alone: {rows}");
     assert!(stderr(&p).contains("row 1 (): empty text → view 'text' missing"), "{}", stderr(&p));
+    // Issue 20, item 29: a bar with the rate and the time left; --id-column passes a column through.
+    assert!(stderr(&p).contains("encoding 2 rows of view 'visual'") && stderr(&p).contains("rows/s"), "{}", stderr(&p));
+    let with_ids = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--id-column", "path"]);
+    assert!(with_ids.status.success(), "{}", stderr(&with_ids));
+    let text = String::from_utf8_lossy(&with_ids.stdout).to_string();
+    assert!(text.starts_with("row,id,predicted,") && text.lines().nth(1).unwrap().contains("0000102.jpeg"), "{text}");
     // Issue 20, item 26: the missing text view of row 1 has no gate, share or
     // importance (blank), and the visual view, the only one present, gets the whole gate.
     let header: Vec<&str> = lines[0].split(',').collect();
@@ -2100,6 +2106,13 @@ fn encode_writes_features_with_missing_rows_as_nan_and_a_sidecar() {
         "nope.csv",
     );
     assert!(!d.join("t2.npy").exists() && !d.join("t3.npy").exists() && !d.join("t4.npy").exists());
+    // Issue 20, item 6: an encode that fails (here: --out names a folder) leaves no
+    // sidecar and no features behind; it fails before encoding.
+    let folder = d.join("t6.npy");
+    std::fs::create_dir_all(&folder).unwrap();
+    let run = gmu(&["encode", "--text", &s(&csv), "--column", "plot", "--out", &s(&folder), "--force"]);
+    assert_refused(&run, "is a folder");
+    assert!(!d.join("t6.npy.json").exists() && folder.is_dir());
     // Issue 20, item 2: neither the features nor their sidecar may replace an input.
     let named = d.join("t5.npy.json");
     std::fs::copy(&csv, &named).unwrap();

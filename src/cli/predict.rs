@@ -42,6 +42,10 @@ pub struct Args {
     /// An image file (JPEG, PNG) for the model's image view; without --text, the text view is missing.
     #[arg(long)]
     image: Option<PathBuf>,
+    /// Raw inputs from --files CSVs: pass this column of the first CSV that has it through to
+    /// the output, as `id`, beside `row`.
+    #[arg(long)]
+    id_column: Option<String>,
     /// Raw inputs: write a row in which every view is missing (an empty text, an unreadable
     /// image) as a blank row instead of refusing the batch.
     #[arg(long)]
@@ -68,6 +72,9 @@ pub enum Part {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if args.id_column.is_some() && (args.data.files.is_empty() || args.text.is_some() || args.image.is_some()) {
+        bail!("invalid --id-column: it passes a column of raw-input --files CSVs through to the output");
+    }
     if (args.top_k.is_some() || args.at_least_one)
         && gmu::store::read_config(&args.model).is_ok_and(|c| c.task != Task::Multilabel)
     {
@@ -413,10 +420,22 @@ fn run_raw(args: Args) -> Result<()> {
             if empty.len() > 5 { format!(" (and {} more rows)", empty.len() - 5) } else { String::new() }
         );
     }
-    if n_rows > 1 {
-        super::stage(&format!("encoding {n_rows} rows with the model's encoders"));
-    }
-    let (views, missing) = predictor.encode_raw(&inputs)?;
+    // Many rows: a bar per view with the rate and the time left.
+    let mut bar: Option<(String, super::encode::Bar)> = None;
+    let (views, missing) = predictor.encode_raw_with(&inputs, &mut |view, done, total| {
+        if total < 2 {
+            return;
+        }
+        if bar.as_ref().is_none_or(|(v, _)| v != view) {
+            super::stage(&format!("encoding {total} rows of view '{view}'"));
+            bar = Some((view.to_string(), super::encode::Bar::new("encoded")));
+        }
+        let (_, b) = bar.as_mut().expect("set above");
+        b.show(done, total);
+        if done == total {
+            b.finish();
+        }
+    })?;
     for (view, m) in &missing {
         eprintln!("· row {} ({}): {} → view '{view}' missing", m.row, m.input, m.reason);
     }
@@ -435,12 +454,33 @@ fn run_raw(args: Args) -> Result<()> {
         print_report(&predictor, &refs, &p);
         return Ok(());
     }
+    let ids = match &args.id_column {
+        Some(column) => {
+            let has = |f: &PathBuf| {
+                csv::Reader::from_path(f)
+                    .ok()
+                    .and_then(|mut r| r.headers().ok().cloned())
+                    .is_some_and(|h| h.iter().any(|c| c == column))
+            };
+            let Some(file) = args.data.files.iter().find(|f| has(f)) else {
+                bail!(
+                    "invalid --id-column: no column '{column}' in {}",
+                    args.data.files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>().join(", ")
+                );
+            };
+            Some(super::encode::read_column(file, column)?)
+        }
+        None => None,
+    };
     let mut writer = Output::open(args.out.as_deref())?;
-    let header = columns(&predictor, &refs);
+    let mut header = columns(&predictor, &refs);
+    if ids.is_some() {
+        header.insert(1, "id".to_string());
+    }
     if !args.json {
         writer.line(&header.join(","))?;
     }
-    write_rows(&mut writer, &predictor, &header, &rows, &p, &args)?;
+    write_rows_with_ids(&mut writer, &predictor, &header, &rows, &p, &args, ids.as_deref())?;
     writer.finish()?;
     if let Some(out) = &args.out {
         println!("wrote {} rows to {}", rows.len(), out.display());
@@ -677,6 +717,19 @@ fn write_rows(
     p: &Prediction,
     args: &Args,
 ) -> Result<()> {
+    write_rows_with_ids(out, predictor, header, rows, p, args, None)
+}
+
+/// [`write_rows`] with an `id` cell after `row` taken from `ids` (by row).
+fn write_rows_with_ids(
+    out: &mut Output,
+    predictor: &Model,
+    header: &[String],
+    rows: &[usize],
+    p: &Prediction,
+    args: &Args,
+    ids: Option<&[String]>,
+) -> Result<()> {
     let json = args.json;
     let (c, k) = (p.width, p.n_views);
     let names = &predictor.config.outputs;
@@ -709,7 +762,11 @@ fn write_rows(
             .filter(|(on, _)| **on == 1)
             .map(|(_, n)| n.as_str())
             .collect();
-        let mut cells: Vec<Cell> = vec![Cell::Int(r), Cell::List(predicted.into_iter().map(String::from).collect())];
+        let mut cells: Vec<Cell> = vec![Cell::Int(r)];
+        if let Some(ids) = ids {
+            cells.push(Cell::Text(ids.get(r).cloned().unwrap_or_default()));
+        }
+        cells.push(Cell::List(predicted.into_iter().map(String::from).collect()));
         cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
         for j in 0..k {
             // A missing view has no gate, share or importance: blank (null in JSON), not 0.
@@ -736,6 +793,7 @@ fn write_rows(
 
 enum Cell {
     Int(usize),
+    Text(String),
     /// Labels: joined by `|` in a CSV, a list in JSON.
     List(Vec<String>),
     Num(f32),
@@ -745,6 +803,8 @@ impl Cell {
     fn csv(&self) -> String {
         match self {
             Cell::Int(i) => i.to_string(),
+            Cell::Text(t) if t.contains([',', '"', '\n']) => format!("\"{}\"", t.replace('"', "\"\"")),
+            Cell::Text(t) => t.clone(),
             Cell::List(l) => {
                 let t = l.join("|");
                 if t.contains([',', '"', '\n']) { format!("\"{}\"", t.replace('"', "\"\"")) } else { t }
@@ -757,6 +817,7 @@ impl Cell {
     fn json(&self) -> serde_json::Value {
         match self {
             Cell::Int(i) => (*i).into(),
+            Cell::Text(t) => t.clone().into(),
             Cell::List(l) => l.clone().into(),
             Cell::Num(x) if x.is_nan() => serde_json::Value::Null,
             Cell::Num(x) => {

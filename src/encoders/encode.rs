@@ -135,6 +135,16 @@ pub fn encode_all(
     inputs: &[RawInput<'_>],
     batch_size: usize,
 ) -> Result<(Vec<f32>, Vec<MissingRow>)> {
+    encode_all_with(encoder, inputs, batch_size, &mut |_, _| {})
+}
+
+/// [`encode_all`], calling `progress(done, total)` after each batch.
+pub fn encode_all_with(
+    encoder: &Encoder,
+    inputs: &[RawInput<'_>],
+    batch_size: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(Vec<f32>, Vec<MissingRow>)> {
     let dim = encoder.dim();
     let mut values = Vec::with_capacity(inputs.len() * dim);
     let missing = encode_rows(
@@ -148,7 +158,7 @@ pub fn encode_all(
             }
             Ok(())
         },
-        &mut |_, _| {},
+        progress,
     )?;
     Ok((values, missing))
 }

@@ -186,6 +186,16 @@ impl Model {
         &self,
         inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>],
     ) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
+        self.encode_raw_with(inputs, &mut |_, _, _| {})
+    }
+
+    /// [`encode_raw`](Self::encode_raw), calling `progress(view, done, total)`
+    /// as each view's rows are encoded.
+    pub fn encode_raw_with(
+        &self,
+        inputs: &[Option<Vec<crate::encoders::RawInput<'_>>>],
+        progress: &mut dyn FnMut(&str, usize, usize),
+    ) -> Result<(Vec<View>, Vec<crate::encoders::encode::ViewMissingRow>)> {
         if inputs.len() != self.config.views.len() {
             return Err(GmuError::invalid(
                 "views",
@@ -232,8 +242,12 @@ impl Model {
                             ),
                         ));
                     }
-                    let (values, rows) =
-                        crate::encoders::encode::encode_all(&encoder, input, crate::encoders::encode::BATCH)?;
+                    let (values, rows) = crate::encoders::encode::encode_all_with(
+                        &encoder,
+                        input,
+                        crate::encoders::encode::BATCH,
+                        &mut |done, total| progress(&spec.name, done, total),
+                    )?;
                     missing.extend(rows.into_iter().map(|m| (spec.name.clone(), m)));
                     values
                 }
