@@ -248,6 +248,9 @@ pub fn loss_curves(path: &Path, title: &str, curves: &[(&str, &[f32])]) -> Resul
     })
 }
 
+/// The most rows (classes, genres) a stacked-shares chart draws.
+pub const MAX_CHART_ROWS: usize = 60;
+
 /// One stacked bar per row (class or label), its segments the share of each
 /// series (modality), as a PNG at `path`: the gate-per-class chart (the
 /// paper's Fig. 8). `shares[r][k]` is row `r`'s share of series `k`; each row
@@ -266,6 +269,16 @@ pub fn stacked_shares(
             format!("{} rows of shares for {} rows and {} series", shares.len(), rows.len(), series.len()),
         ));
     }
+    // A chart of 10,000 classes would be a 340,000-pixel-tall bitmap (1.1 GB
+    // in memory): it shows the first MAX_CHART_ROWS and says so.
+    let cut = rows.len() > MAX_CHART_ROWS;
+    let title = if cut {
+        format!("{title} (the first {MAX_CHART_ROWS} of {} rows; all in results.json)", rows.len())
+    } else {
+        title.to_string()
+    };
+    let (rows, shares) = (&rows[..rows.len().min(MAX_CHART_ROWS)], &shares[..rows.len().min(MAX_CHART_ROWS)]);
+    let title = title.as_str();
     let palette = [
         RGBColor(31, 80, 220),
         RGBColor(230, 120, 20),
@@ -419,6 +432,20 @@ pub fn line_panels(path: &Path, title: &str, x_desc: &str, y_desc: &str, panels:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 20, item 14: 10,000 classes draw the first MAX_CHART_ROWS rows
+    /// (a bitmap of a few MB), not a 340,000-pixel-tall one.
+    #[test]
+    fn a_chart_of_many_classes_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("many.png");
+        let rows: Vec<String> = (0..10_000).map(|i| format!("class {i}")).collect();
+        let shares = vec![vec![0.25, 0.75]; rows.len()];
+        stacked_shares(&path, "many", "share", &rows, &["a".into(), "b".into()], &shares).unwrap();
+        let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&path).unwrap()));
+        let info = decoder.read_info().unwrap();
+        assert_eq!(info.info().height as usize, 140 + 34 * MAX_CHART_ROWS);
+    }
 
     #[test]
     fn colormaps_hit_their_ends_and_middle() {
