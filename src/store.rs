@@ -369,7 +369,8 @@ pub fn read_config(dir: &Path) -> Result<ModelConfig> {
             "not a model directory (expected a folder with config.json and model-0.safetensors)",
         ));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| GmuError::io(&path, e))?;
+    // A config is a few kB (a model of many views, tens of kB): 64 MiB is far past any real one.
+    let text = crate::io::read_text_capped(&path, 64 << 20)?;
     let value: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| store_error(&path, format!("not JSON: {e}")))?;
     match value.get("format_version").map(|v| v.as_u64()) {
@@ -469,7 +470,7 @@ fn upgrade_v1(value: &mut serde_json::Value) -> std::result::Result<(), String> 
 /// The sha256 of a file, as lowercase hex.
 fn file_sha256(path: &Path) -> Result<String> {
     use sha2::{Digest, Sha256};
-    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let bytes = crate::io::read_all(path)?;
     Ok(crate::encoders::fetch::hex(&Sha256::digest(&bytes)))
 }
 

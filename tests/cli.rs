@@ -1011,6 +1011,47 @@ fn format_2_model_directories_predict_as_they_did() {
     }
 }
 
+/// Issue 20, item 15: `/dev/zero` or a FIFO where a file is required (a
+/// model's config.json, a view file, a label file) is a clear error, never an
+/// unbounded read or a hang.
+#[test]
+fn devices_and_fifos_are_refused_where_a_file_is_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let model = dir.path().join("model");
+    let files = format!("{a},{b}");
+    let run = gmu(&["train", "--files", &files, "--labels", &y, "--model", "gmu", "--out", model.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let zero = dir.path().join("zero-model");
+    std::fs::create_dir_all(&zero).unwrap();
+    std::fs::copy(model.join("model-0.safetensors"), zero.join("model-0.safetensors")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", zero.join("config.json")).unwrap();
+    assert_refused(&gmu(&["predict", "--model", zero.to_str().unwrap(), "--files", &files]), "not a regular file");
+    let fifo = dir.path().join("pipe.csv");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let m = model.to_str().unwrap();
+    assert_refused(
+        &gmu(&["predict", "--model", m, "--files", &format!("{a},{}", fifo.display())]),
+        "pipe.csv: is not a regular file",
+    );
+    assert_refused(
+        &gmu(&["eval", "--model", m, "--files", &files, "--labels", "/dev/zero"]),
+        "/dev/zero: is not a regular file",
+    );
+    assert_refused(
+        &gmu(&[
+            "multiview",
+            "--files",
+            &files,
+            "--labels",
+            fifo.to_str().unwrap(),
+            "--out",
+            dir.path().join("o").to_str().unwrap(),
+        ]),
+        "pipe.csv: is not a regular file",
+    );
+}
+
 /// Issue 20, items 8 and 20: `eval` matches the labels to the model's
 /// classes by name: a label file with fewer classes (it used to hit an
 /// assertion in the metrics) or in another order scores as the full one

@@ -126,8 +126,8 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The cells of one column of a CSV with a header row.
 pub fn read_column(path: &Path, column: &str) -> Result<Vec<String>> {
-    let mut reader =
-        csv::ReaderBuilder::new().flexible(false).from_path(path).with_context(|| format!("{}", path.display()))?;
+    let file = gmu::io::open_regular(path)?;
+    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
     let headers = reader.headers().with_context(|| format!("{}: reading the header row", path.display()))?.clone();
     let Some(index) = headers.iter().position(|h| h == column) else {
         bail!("{}: no column '{column}' (columns: {})", path.display(), headers.iter().collect::<Vec<_>>().join(", "));

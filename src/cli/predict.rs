@@ -284,7 +284,7 @@ fn raw_files(args: &Args) -> Result<bool> {
         return Ok(false);
     }
     for f in &args.data.files {
-        let mut reader = csv::Reader::from_path(f).with_context(|| f.display().to_string())?;
+        let mut reader = csv::Reader::from_reader(gmu::io::open_regular(f)?);
         let headers = reader.headers().with_context(|| f.display().to_string())?;
         if !headers.iter().any(|h| h == args.text_column || h == args.image_column) {
             return Ok(false);

@@ -462,7 +462,7 @@ pub fn read_view(path: &Path, label_column: Option<&str>) -> Result<(View, Optio
             None,
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let bytes = crate::io::read_all(path)?;
     read_view_csv(path, &bytes, label_column)
 }
 
@@ -626,7 +626,7 @@ pub fn read_label_file(path: &Path) -> Result<Targets> {
             .collect::<Result<Vec<String>>>()?;
         return Ok(classes_from_strings(&strings));
     }
-    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let bytes = crate::io::read_all(path)?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(&bytes[..]);
     let header: Vec<String> = reader
         .headers()

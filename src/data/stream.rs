@@ -37,7 +37,7 @@ impl ViewStream {
     /// Opens `path`; with `label_column`, that column of a CSV is the label
     /// (returned beside each chunk) rather than a feature.
     pub fn open(path: &Path, label_column: Option<&str>) -> Result<ViewStream> {
-        let file = File::open(path).map_err(|e| GmuError::io(path, e))?;
+        let file = crate::io::open_regular(path)?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         if path.extension().is_some_and(|e| e == "npy") {
             let mut head = vec![0u8; 1 << 16];

@@ -37,7 +37,8 @@ pub fn write_csv(path: &Path, data: &SyntheticData) -> Result<()> {
 /// column, a value that is not a number, a NaN or infinity, a class other than
 /// 0/1, an empty file.
 pub fn read_csv(path: &Path) -> Result<SyntheticData> {
-    let text = std::fs::read_to_string(path).map_err(|e| GmuError::io(path, e))?;
+    let text = String::from_utf8(crate::io::read_all(path)?)
+        .map_err(|e| GmuError::data(path, format!("not UTF-8 text ({e})")))?;
     let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| GmuError::data(path, format!("cannot read the header: {e}")))?.clone();
     if headers.is_empty() || (headers.len() == 1 && headers[0].is_empty()) {

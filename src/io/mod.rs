@@ -52,6 +52,18 @@ pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// The whole of a regular file ([`open_regular`]) whose size fits the
+/// memory budget ([`budget`](crate::budget)): data files (views, labels)
+/// that may be large but must be files.
+pub fn read_all(path: &Path) -> Result<Vec<u8>> {
+    let file = open_regular(path)?;
+    let len = file.metadata().map_err(|e| GmuError::io(path, e))?.len();
+    crate::budget::check(&format!("reading {len} bytes"), Some(len)).map_err(|m| GmuError::data(path, m))?;
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut bytes).map_err(|e| GmuError::io(path, e))?;
+    Ok(bytes)
+}
+
 /// [`read_capped`] as UTF-8 text.
 pub fn read_text_capped(path: &Path, cap: u64) -> Result<String> {
     String::from_utf8(read_capped(path, cap)?).map_err(|e| GmuError::data(path, format!("not UTF-8 text ({e})")))

@@ -10,7 +10,7 @@ use crate::error::{GmuError, Result};
 /// Reads a NumPy `.npy` file (format 1.0/2.0/3.0, little-endian `f4`, `f8`,
 /// `i4`, `i8` or `u1`, C order) as `f32` values and its shape.
 pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let bytes = std::fs::read(path).map_err(|e| GmuError::io(path, e))?;
+    let bytes = super::read_all(path)?;
     let header = NpyHeader::parse(path, &bytes)?;
     let data = &bytes[header.data_start..];
     match header.data_bytes() {
