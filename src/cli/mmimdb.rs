@@ -261,6 +261,14 @@ fn summarize_archive(
         }
         shown.join(", ")
     };
+    let long = archive.movies.iter().filter(|m| m.plot.len() > gmu::encoders::text::MAX_TEXT_BYTES).count();
+    if long > 0 {
+        println!(
+            "{long} plots are longer than {} bytes; the text encoder reads their first {} bytes",
+            gmu::encoders::text::MAX_TEXT_BYTES,
+            gmu::encoders::text::MAX_TEXT_BYTES
+        );
+    }
     if !archive.incomplete.is_empty() {
         println!(
             "{} movies kept with a view missing or no genre (--drop-incomplete leaves them out): {}",
