@@ -24,6 +24,10 @@ fn png_size(path: &Path) -> (u32, u32) {
 fn assert_refused(out: &Output, needle: &str) {
     let err = stderr(out);
     assert!(!out.status.success(), "expected a failure for {needle:?}");
+    // Issue 25, item 8: a refusal exits with 1 (clap's own usage errors with 2), not 101 (a panic) or a signal.
+    let code = out.status.code();
+    let usage = code == Some(2) && err.contains("--help");
+    assert!(code == Some(1) || usage, "exit status {code:?} for {needle:?}: {err}");
     assert!(!err.contains("panicked") && !err.contains("backtrace"), "panic: {err}");
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(lines.len(), 1, "one error line expected: {err}");
@@ -1011,6 +1015,65 @@ fn format_2_model_directories_predict_as_they_did() {
     }
 }
 
+/// Issue 25, item 9: commands the suite never ran, each checked by value:
+/// random search keeps the trial with the best dev score (the base config is
+/// one of the trials), `--repeats` summarises the seeds' own results as mean
+/// and sd, Twemoji's table beats its majority class by far, and `encoders
+/// list` lists the three encoders.
+#[test]
+fn search_repeats_twemoji_and_encoders_list_run_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let base = [
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+    ];
+    let dev =
+        |out: &str| read_json(&Path::new(out).join("fou+zer/results.json"))[0]["dev"]["f1"]["macro_"].as_f64().unwrap();
+    let one = o("one");
+    assert!(gmu(&[&base[..], &["--out", &one]].concat()).status.success());
+    let searched = o("searched");
+    let run = gmu(&[&base[..], &["--trials", "3", "--out", &searched]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(dev(&searched) >= dev(&one), "the search keeps its best trial: {} < {}", dev(&searched), dev(&one));
+    // --repeats: the summary's mean and sd are those of the seeds' own results.
+    let repeated = o("repeated");
+    let run = gmu(&[&base[..], &["--repeats", "2", "--out", &repeated]].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
+    let set = Path::new(&repeated).join("fou+zer");
+    let acc: Vec<f64> = (0..2)
+        .map(|k| read_json(&set.join(format!("seed-{k}/results.json")))[0]["test"]["accuracy"].as_f64().unwrap())
+        .collect();
+    let summary = read_json(&set.join("summary.json"));
+    let mean = (acc[0] + acc[1]) / 2.0;
+    let sd = ((acc[0] - mean).powi(2) + (acc[1] - mean).powi(2)).sqrt(); // n − 1 = 1
+    assert!((summary[0]["accuracy"][0].as_f64().unwrap() - mean).abs() < 1e-12, "{summary} vs {acc:?}");
+    assert!((summary[0]["accuracy"][1].as_f64().unwrap() - sd).abs() < 1e-9, "{summary} vs {acc:?}");
+    // Twemoji: the majority class is 77 of 382 test pictures (20 %).
+    let tw = o("twemoji");
+    let run = gmu(&["multiview", "--data", "twemoji", "--fusion", "gmu", "--no-single", "--epochs", "4", "--out", &tw]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let test = &read_json(&Path::new(&tw).join("image+text/results.json"))[0]["test"];
+    assert_eq!(test["f1"]["support"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).max(), Some(77));
+    assert!(test["accuracy"].as_f64().unwrap() > 0.4, "{test}");
+    let list = gmu(&["encoders", "list"]);
+    assert!(list.status.success(), "{}", stderr(&list));
+    let text = String::from_utf8_lossy(&list.stdout);
+    for name in ["minilm", "glove", "effnet-lite0"] {
+        assert!(text.lines().any(|l| l.starts_with(name)), "{name}: {text}");
+    }
+}
+
 /// Issue 20, item 15: `/dev/zero` or a FIFO where a file is required (a
 /// model's config.json, a view file, a label file) is a clear error, never an
 /// unbounded read or a hang.
@@ -1159,6 +1222,18 @@ fn a_damaged_model_directory_is_refused_before_it_is_used() {
     assert_refused(&predict(&other), "tensors missing: head.GmuLinear.gmu.transforms.0.weight");
     let tiny = copy("tiny", &|c| c["members"][0]["scalers"][0]["scale"][3] = serde_json::json!(1e-45));
     assert_refused(&predict(&tiny), "column 3: scale");
+    // Issue 25, item 3: a weight that is NaN is refused on load (this fixture records no checksum,
+    // so the check on the values is what stops it).
+    let nan = copy("nan", &|_| {});
+    let mut bytes = std::fs::read(nan.join("model-0.safetensors")).unwrap();
+    let header = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let meta: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header]).unwrap();
+    let (name, tensor) =
+        meta.as_object().unwrap().iter().find(|(k, v)| *k != "__metadata__" && v["dtype"] == "F32").unwrap();
+    let start = 8 + header + tensor["data_offsets"][0].as_u64().unwrap() as usize;
+    bytes[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(nan.join("model-0.safetensors"), &bytes).unwrap();
+    assert_refused(&predict(&nan), "holds NaN or infinity");
     // A model saved now records its weights' sha256; a flipped bit or two
     // swapped tensors of one shape are refused.
     let out = dir.path().join("run");
