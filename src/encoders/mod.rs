@@ -703,9 +703,23 @@ pub(crate) mod testing {
                 panic!("GMU_REQUIRE_ENCODERS=1 but {e}")
             }
             Err(e) => {
-                eprintln!("skipping the real-weight check of {kind}: {e}");
+                skipped(&format!("the real-weight check of {kind}"), &e.to_string());
                 None
             }
+        }
+    }
+
+    /// Says, past the test harness's capture (so it shows even for a test
+    /// that passes), that a check was skipped and why, and counts it in
+    /// `$GMU_SKIPPED` (a file, one line per skip) when that is set.
+    pub fn skipped(what: &str, why: &str) {
+        use std::io::Write;
+        let line = format!("SKIPPED {what}: {why}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if let Ok(path) = std::env::var("GMU_SKIPPED")
+            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        {
+            let _ = file.write_all(line.as_bytes());
         }
     }
 }

@@ -248,7 +248,7 @@ pub(crate) mod tests {
 
     /// Real weights (CI fetches them): token ids identical to the Python
     /// `tokenizers` on tricky strings (accents, CJK, emoji, punctuation, long
-    /// words, truncation at 256 and 512), and embeddings within 1e-4 of
+    /// words, truncation at 256 and 512), and embeddings within 1e-6 of
     /// transformers' `BertModel` + mean pooling + L2 norm
     /// (`tests/fixtures/encoders/minilm_reference.json`, `scripts/encoder_reference.py`).
     #[test]
@@ -283,7 +283,8 @@ pub(crate) mod tests {
             worst = row.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
         }
         eprintln!("MiniLM: max abs difference to transformers {worst:.2e} over {} texts", texts.len());
-        assert!(worst < 1e-4, "max abs difference {worst}");
+        // The README states 1.6e-7 measured; checked here below 1e-6 (headroom for other CPUs' kernels).
+        assert!(worst < 1e-6, "max abs difference {worst}");
         assert_eq!(
             encoder.encode(&["", "  "]).unwrap(),
             vec![Err("empty text".to_string()), Err("empty text".to_string())]

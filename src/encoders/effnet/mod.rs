@@ -172,19 +172,24 @@ pub(crate) mod tests {
     /// timm's `tf_efficientnet_lite0` loaded with the same `.pth`
     /// (`tests/fixtures/encoders/effnet_reference.json`): the preprocessed
     /// input, the 1280 features, and the top-5 classes of ENCODERS.md.
-    #[test]
-    fn real_effnet_matches_pytorch_on_a_photo() {
-        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
-        let device = Device::default();
+    fn reference() -> (serde_json::Value, Vec<f32>) {
         let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders");
         let reference: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(fixtures.join("effnet_reference.json")).unwrap()).unwrap();
-        let floats = |v: &serde_json::Value| {
-            v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect::<Vec<_>>()
-        };
         let (rgb, h, w) = decode(&fixtures.join("chelsea.png")).unwrap();
         assert_eq!((h, w), (300, 451));
-        let x = preprocess(&rgb, h, w);
+        (reference, preprocess(&rgb, h, w))
+    }
+
+    fn floats(v: &serde_json::Value) -> Vec<f32> {
+        v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+    }
+
+    /// The preprocessing (decode, antialiased resize, crop, normalise) against
+    /// torchvision's on the same photo: needs no weights, so it runs everywhere.
+    #[test]
+    fn preprocessing_matches_torchvision_on_a_photo() {
+        let (reference, x) = reference();
         let first = floats(&reference["input_first"]);
         for c in 0..3 {
             let ours = x[c * CROP * CROP + 100 * CROP + 100];
@@ -192,12 +197,20 @@ pub(crate) mod tests {
         }
         let mean = x.iter().map(|&v| v as f64).sum::<f64>() / x.len() as f64;
         assert!((mean - reference["input_mean"].as_f64().unwrap()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn real_effnet_matches_pytorch_on_a_photo() {
+        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
+        let device = Device::default();
+        let (reference, x) = reference();
         let encoder = ImageEncoder::load(&dir.join("efficientnet-lite0.pth"), &device).unwrap();
         let features = encoder.encode_pixels(&[x]);
         let want = floats(&reference["features"]);
         let worst = features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         eprintln!("EfficientNet-Lite0: max abs difference to PyTorch {worst:.2e} over 1280 features");
-        assert!(worst < 1e-4, "max abs difference {worst}");
+        // The README states 8.6e-6 measured; checked here below 2e-5 (headroom for other CPUs' kernels).
+        assert!(worst < 2e-5, "max abs difference {worst}");
         let logits = encoder.classify(&features).unwrap();
         let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let total: f32 = logits.iter().map(|l| (l - max).exp()).sum();
