@@ -851,14 +851,17 @@ mod tests {
         let device = Device::default();
         let mut spec = FusionSpec::new(FusionKind::Gmu, vec![3 * 8 * 8, 5], 4, 3, Task::Multiclass);
         spec.encoders[0] = SubnetSpec::Cnn { channels: 3, height: 8, width: 8, d_out: 6 };
-        let net = spec.init(&device).unwrap();
-        let x = crate::fusion::random::exclusive(|| {
-            vec![
+        // Initialised, drawn and run (burn draws weights on first read) under the lock from a
+        // seed, so a failure replays (issue 25).
+        let out = crate::fusion::random::exclusive(|| {
+            device.seed(5);
+            let net = spec.init(&device).unwrap();
+            let x = vec![
                 Tensor::random([2, 3 * 8 * 8], Distribution::Normal(0.0, 1.0), &device),
                 Tensor::random([2, 5], Distribution::Normal(0.0, 1.0), &device),
-            ]
+            ];
+            net.forward(&x)
         });
-        let out = net.forward(&x);
         assert_eq!(out.gates.unwrap().dims(), [2, 2, 4]);
     }
 }
