@@ -24,10 +24,12 @@
 //!
 //! The synthetic experiment of the paper and of the seed post, end to end:
 //!
-//! ```no_run
+//! ```
 //! use gmu::experiments::synthetic::{run_demo, DemoOptions};
 //! let device = burn::tensor::Device::default();
-//! let report = run_demo(&DemoOptions::default(), "gmu-demo".as_ref(), &device, &mut |line| eprintln!("{line}"))?;
+//! let out = tempfile::tempdir().unwrap(); // `gmu demo` writes its maps and models here
+//! let options = DemoOptions { resolution: 60, test_size: 2000, ..DemoOptions::default() };
+//! let report = run_demo(&options, out.path(), &device, &mut |line| eprintln!("{line}"))?;
 //! assert!(report.gmu.accuracy > 0.99);
 //! # Ok::<(), gmu::GmuError>(())
 //! ```

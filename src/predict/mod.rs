@@ -4,16 +4,21 @@
 //! data: probabilities, gates, each view's contribution share and its
 //! occlusion importance, with views missing for some samples.
 //!
-//! ```no_run
+//! ```
 //! use burn::tensor::Device;
 //! use gmu::data::DataSource;
 //! use gmu::predict::Model;
 //!
 //! let device = Device::default();
-//! let model = Model::load("runs/multiview-mfeat/fou+zer/gmu".as_ref(), &device)?;
+//! // A GMU trained by `gmu multiview --modalities fou,zer` (a test fixture; any model directory).
+//! let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/model_v2/mfeat-gmu");
+//! let model = Model::load(dir.as_ref(), &device)?;
 //! let views = DataSource::Mfeat.load(&device)?.views;
 //! let p = model.predict(&views)?; // picks the model's views by name
 //! println!("P(class 0 | row 0) = {}, share of fou = {:?}", p.probs[0], p.shares.as_ref().map(|s| s[0]));
+//! let row: f32 = p.probs[..10].iter().sum();
+//! assert!((row - 1.0).abs() < 1e-5, "ten class probabilities sum to one");
+//! assert!(p.shares.unwrap()[..2].iter().all(|s| (0.0..=1.0).contains(s)));
 //! # Ok::<(), gmu::GmuError>(())
 //! ```
 //!
