@@ -1098,6 +1098,159 @@ fn search_repeats_twemoji_and_encoders_list_run_from_the_command_line() {
     }
 }
 
+/// Issue 25, item 5: the 0 % column of the missing-view sweep is the clean
+/// test score, for every method and every view.
+#[test]
+fn the_zero_missing_rate_is_the_clean_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = gmu(&[
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "linear-sum",
+        "--fusion",
+        "avg-probs",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--missing-rates",
+        "0,0.5,1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let results = read_json(&out.join("fou+zer/results.json"));
+    let mut checked = 0;
+    for r in results.as_array().unwrap() {
+        for view in r["missing"].as_array().unwrap() {
+            assert_eq!(view["rates"][0], 0.0);
+            assert_eq!(view["macro_f1"][0], r["test"]["f1"]["macro_"], "{}: view {}", r["method"], view["view"]);
+            assert_eq!(view["accuracy"][0], r["test"]["accuracy"], "{}: view {}", r["method"], view["view"]);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "{checked} curves");
+}
+
+/// Issue 25, item 6: `mmimdb --resume` after kills ends with the same bits,
+/// as `multiview` does (the HDF5 fixture, the paper's default GMU).
+#[test]
+fn a_killed_mmimdb_run_resumes_to_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture("mmimdb_contiguous.h5");
+    let run = |out: &Path, abort: Option<&str>| {
+        let o = out.to_str().unwrap().to_string();
+        let args = [
+            "mmimdb",
+            "--data",
+            &data,
+            "--fusion",
+            "gmu",
+            "--no-single",
+            "--epochs",
+            "4",
+            "--patience",
+            "4",
+            "--hidden",
+            "16",
+            "--batch-size",
+            "8",
+            "--resume",
+            "--out",
+            &o,
+        ];
+        let env: Vec<(&str, &str)> = abort.map(|n| vec![("GMU_ABORT_AFTER_STEPS", n)]).unwrap_or_default();
+        gmu_env(&args, &env)
+    };
+    let whole = dir.path().join("whole");
+    assert!(run(&whole, None).status.success());
+    let killed = dir.path().join("killed");
+    for abort in ["2", "4", "3"] {
+        assert!(!run(&killed, Some(abort)).status.success(), "killed after {abort} steps");
+    }
+    let out = run(&killed, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (model_files(&whole), model_files(&killed));
+    assert!(!a.is_empty() && a == b, "the weights differ after the kills");
+    assert_eq!(read_json(&whole.join("results.json"))[0]["test"], read_json(&killed.join("results.json"))[0]["test"]);
+}
+
+/// Issue 25, item 1: the imputation means are the training rows' column
+/// means over the observed cells, by value, and a prediction with
+/// `--impute mean` is the prediction of the row with those means written in.
+#[test]
+fn impute_means_and_imputed_predictions_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b, y) = write_views(dir.path());
+    let mut lines: Vec<String> = std::fs::read_to_string(&a).unwrap().lines().map(String::from).collect();
+    lines[4] = format!("{},,{}", lines[4].split(',').next().unwrap(), lines[4].split(',').nth(2).unwrap());
+    std::fs::write(&a, lines.join("\n") + "\n").unwrap();
+    let model = dir.path().join("m");
+    let files = format!("{a},{b}");
+    let run = gmu(&[
+        "train",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--model",
+        "gmu",
+        "--impute",
+        "mean",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let m = model.to_str().unwrap();
+    // The training rows, as `predict --split train` makes them again from the recorded seed.
+    let train =
+        gmu(&["predict", "--model", m, "--files", &files, "--labels", &y, "--split", "train", "--impute", "mean"]);
+    assert!(train.status.success(), "{}", stderr(&train));
+    let rows: Vec<usize> = String::from_utf8_lossy(&train.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(rows.len() > 150 && rows.len() < 240, "{} training rows", rows.len());
+    let cells: Vec<Vec<f64>> =
+        lines[1..].iter().map(|l| l.split(',').map(|c| c.parse::<f64>().unwrap_or(f64::NAN)).collect()).collect();
+    let config = read_json(&model.join("config.json"));
+    let means = config["members"][0]["scalers"][0]["impute"].as_array().unwrap();
+    for j in 0..3 {
+        let seen: Vec<f64> = rows.iter().map(|&r| cells[r][j]).filter(|x| !x.is_nan()).collect();
+        let mean = seen.iter().sum::<f64>() / seen.len() as f64;
+        assert!((means[j].as_f64().unwrap() - mean).abs() < 1e-5, "column {j}: {} vs {mean}", means[j]);
+    }
+    // Row 3 (line 4) with its blank cell filled by the stored mean, predicted plainly.
+    let filled = dir.path().join("filled");
+    std::fs::create_dir_all(&filled).unwrap();
+    let mut by_hand = lines.clone();
+    by_hand[4] = by_hand[4].replacen(",,", &format!(",{},", means[1].as_f64().unwrap() as f32), 1);
+    std::fs::write(filled.join("a.csv"), by_hand.join("\n") + "\n").unwrap();
+    std::fs::copy(&b, filled.join("b.csv")).unwrap();
+    let imputed = gmu(&["predict", "--model", m, "--files", &files, "--impute", "mean"]);
+    let plain = gmu(&[
+        "predict",
+        "--model",
+        m,
+        "--files",
+        &format!("{},{}", filled.join("a.csv").display(), filled.join("b.csv").display()),
+    ]);
+    assert!(imputed.status.success() && plain.status.success(), "{}{}", stderr(&imputed), stderr(&plain));
+    // Line 4 of the CSV is data row 3: the fifth line of the output (after the header).
+    assert!(stderr(&imputed).contains("imputed 1 missing cells"), "{}", stderr(&imputed));
+    let row = |out: &Output| String::from_utf8_lossy(&out.stdout).lines().nth(4).unwrap().to_string();
+    assert!(row(&imputed).starts_with("3,"), "{}", row(&imputed));
+    assert_eq!(row(&imputed), row(&plain));
+}
+
 /// Issue 20, item 15: `/dev/zero` or a FIFO where a file is required (a
 /// model's config.json, a view file, a label file) is a clear error, never an
 /// unbounded read or a hang.

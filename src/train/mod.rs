@@ -92,7 +92,9 @@ fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usiz
     let mut out = data.clone();
     for &v in modalities {
         let view = &data.views[v];
-        let raw = gather(data, v, train, &Scaler::identity(view.dim));
+        // The cells as they are, NaN included: `with_impute_means` skips the missing ones
+        // (`gather` would have read them as 0 and pulled every mean toward it).
+        let raw: Vec<f32> = train.iter().flat_map(|&r| view.row(r).iter().copied()).collect();
         let means = Scaler::identity(view.dim).with_impute_means(&raw, view.dim);
         means.impute_partial_rows(&mut out.views[v].values).expect("means were computed");
     }
