@@ -1182,6 +1182,45 @@ fn a_killed_mmimdb_run_resumes_to_the_same_bits() {
     assert_eq!(read_json(&whole.join("results.json"))[0]["test"], read_json(&killed.join("results.json"))[0]["test"]);
 }
 
+/// Issue 25, item 6: the cnn engine (Twemoji's picture CNN) resumes a
+/// killed run to the same bits too.
+#[test]
+fn a_killed_run_on_the_cnn_engine_resumes_to_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |out: &Path, abort: Option<&str>| {
+        let o = out.to_str().unwrap().to_string();
+        let args = [
+            "multiview",
+            "--data",
+            "twemoji",
+            "--fusion",
+            "gmu",
+            "--no-single",
+            "--epochs",
+            "3",
+            "--patience",
+            "3",
+            "--resume",
+            "--out",
+            &o,
+        ];
+        let env: Vec<(&str, &str)> = abort.map(|n| vec![("GMU_ABORT_AFTER_STEPS", n)]).unwrap_or_default();
+        gmu_env(&args, &env)
+    };
+    let whole = dir.path().join("whole");
+    assert!(run(&whole, None).status.success());
+    assert_eq!(read_json(&whole.join("image+text/gmu/config.json"))["members"][0]["engine"], "cnn");
+    let killed = dir.path().join("killed");
+    // Past the first epoch (about 17 steps), then mid-way through the third.
+    for abort in ["20", "25"] {
+        assert!(!run(&killed, Some(abort)).status.success(), "killed after {abort} steps");
+    }
+    let out = run(&killed, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (a, b) = (model_files(&whole), model_files(&killed));
+    assert!(!a.is_empty() && a == b, "the weights differ after the kills");
+}
+
 /// Issue 25, item 1: the imputation means are the training rows' column
 /// means over the observed cells, by value, and a prediction with
 /// `--impute mean` is the prediction of the row with those means written in.
