@@ -1098,6 +1098,94 @@ fn search_repeats_twemoji_and_encoders_list_run_from_the_command_line() {
     }
 }
 
+/// Issue 25, item 4: the robustness sweep by value. At σ = 0 each method
+/// scores its clean test macro-F1; `relative_robustness` is the area under
+/// the curve over the clean score times the span; the noise on a view is the
+/// same for every method (a method's curve does not change when it is swept
+/// alone); gated methods report `gate` and `gate_share`; and a run of
+/// `mmimdb` is swept too.
+#[test]
+fn robustness_curves_by_value_with_the_same_noise_for_every_method() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let run = gmu(&[
+        "multiview",
+        "--data",
+        "mfeat",
+        "--modalities",
+        "fou,zer",
+        "--fusion",
+        "gmu",
+        "--fusion",
+        "concat",
+        "--epochs",
+        "3",
+        "--hidden",
+        "8",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let sweep = |run: &Path| {
+        let r = gmu(&["robustness", "--run", run.to_str().unwrap(), "--levels", "0,1,3"]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        read_json(&run.join("fou+zer/robustness.json"))
+    };
+    let report = sweep(&out);
+    let results = read_json(&out.join("fou+zer/results.json"));
+    let levels: Vec<f64> = report["levels"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+    for r in results.as_array().unwrap() {
+        let method = r["method"].as_str().unwrap();
+        for view in ["fou", "zer"] {
+            let Some(curve) = report["methods"][method][view].as_array() else { continue };
+            let scores: Vec<f64> = curve.iter().map(|v| v.as_f64().unwrap()).collect();
+            assert_eq!(
+                scores[0],
+                r["test"]["f1"]["macro_"].as_f64().unwrap(),
+                "{method} {view}: σ = 0 is the clean score"
+            );
+            let area: f64 =
+                levels.windows(2).zip(scores.windows(2)).map(|(l, s)| (l[1] - l[0]) * (s[0] + s[1]) / 2.0).sum();
+            let relative = area / (scores[0] * (levels[2] - levels[0]));
+            let stated = report["relative_robustness"][method][view].as_f64().unwrap();
+            assert!((stated - relative).abs() < 1e-12, "{method} {view}: {stated} vs {relative}");
+        }
+    }
+    for key in ["gate", "gate_share"] {
+        assert!(report[key]["gmu"]["fou"].as_array().is_some_and(|v| v.len() == 3), "{key}: {report}");
+        assert!(report[key]["concat"].is_null(), "{key}: concat has no gate");
+    }
+    // gmu swept alone: the same noise, so the same curve.
+    let alone = dir.path().join("alone");
+    std::fs::create_dir_all(alone.join("fou+zer")).unwrap();
+    for f in ["config.json", "model-0.safetensors"] {
+        std::fs::create_dir_all(alone.join("fou+zer/gmu")).unwrap();
+        std::fs::copy(out.join("fou+zer/gmu").join(f), alone.join("fou+zer/gmu").join(f)).unwrap();
+    }
+    let solo = sweep(&alone);
+    assert_eq!(solo["methods"]["gmu"], report["methods"]["gmu"], "the noise depends on the view, not the methods");
+    // A run of mmimdb is swept as well.
+    let mm = dir.path().join("mm");
+    let run = gmu(&[
+        "mmimdb",
+        "--data",
+        &fixture("mmimdb_contiguous.h5"),
+        "--fusion",
+        "gmu",
+        "--epochs",
+        "2",
+        "--hidden",
+        "8",
+        "--out",
+        mm.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{}", stderr(&run));
+    let r = gmu(&["robustness", "--run", mm.to_str().unwrap(), "--levels", "0,1"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let report = read_json(&mm.join("robustness.json"));
+    assert!(report["relative_robustness"]["gmu"]["visual"].is_number(), "{report}");
+}
+
 /// Issue 25, item 5: the 0 % column of the missing-view sweep is the clean
 /// test score, for every method and every view.
 #[test]
