@@ -805,6 +805,34 @@ mod tests {
         assert_eq!(values(l), vec![3.25, 13.25]);
     }
 
+    /// Issue 25, item 5: the linear sum (batch norm → maxout per view,
+    /// summed, maxout MLP) reads a missing view as a zero input: masking a
+    /// view gives the same scores, bit for bit, as zeroing its input, and a
+    /// different score from the view present.
+    #[test]
+    fn linear_sum_reads_a_missing_view_as_zero() {
+        let device = Device::default();
+        let spec = FusionSpec::new(FusionKind::LinearSum, vec![3, 2], 4, 3, Task::Multiclass);
+        let (masked, zeroed, present) = crate::fusion::random::exclusive(|| {
+            device.seed(9);
+            let net = spec.init(&device).unwrap();
+            let a = Tensor::<2>::from_data(TensorData::new(vec![0.5f32, -1.0, 2.0, 1.5, 0.25, -0.75], [2, 3]), &device);
+            let b = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -2.0, 0.5, 3.0], [2, 2]), &device);
+            let zero_b = Tensor::<2>::zeros([2, 2], &device);
+            let logits = |out: FusionOutput| match out.scores {
+                Scores::Logits(l) => values(l),
+                _ => panic!("logits"),
+            };
+            let masked =
+                logits(net.forward_present(&[a.clone(), b.clone()], Some(&mask(vec![1.0, 0.0, 1.0, 0.0], 2, &device))));
+            let zeroed = logits(net.forward(&[a.clone(), zero_b]));
+            let present = logits(net.forward(&[a, b]));
+            (masked, zeroed, present)
+        });
+        assert_eq!(masked, zeroed);
+        assert_ne!(masked, present, "the view changes the scores when present");
+    }
+
     /// A tied mixture of two logistic experts with equal gates: with the
     /// second view missing the first expert takes all the weight.
     #[test]

@@ -381,6 +381,31 @@ mod tests {
         assert!((shares[2] - 1.0).abs() < 1e-6 && (p.gate_means.as_ref().unwrap()[2] - 1.0).abs() < 1e-6);
     }
 
+    /// Issue 25, item 5: for a multilabel task a view's importance is the
+    /// mean absolute change of the output probabilities when the view is
+    /// treated as missing, checked against the two predictions made apart.
+    #[test]
+    fn multilabel_importance_is_the_mean_absolute_change() {
+        let device = Device::default();
+        let net = hand_gmu(&device);
+        let scalers = [Scaler::identity(1), Scaler::identity(1)];
+        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net };
+        let both = [view("v", vec![-2.0]), view("t", vec![3.0])];
+        let no_v = [view("v", vec![f32::NAN]), view("t", vec![3.0])];
+        let no_t = [view("v", vec![-2.0]), view("t", vec![f32::NAN])];
+        let go = |views: &[View], importance: bool| {
+            let refs: Vec<&View> = views.iter().collect();
+            run(&[MemberRef { ..member }], &refs, &[0, 1], &[0], Task::Multilabel, importance, &device).unwrap()
+        };
+        let p = go(&both, true);
+        let imp = p.importance.as_ref().unwrap();
+        for (j, apart) in [go(&no_v, false), go(&no_t, false)].iter().enumerate() {
+            let change: f32 =
+                p.probs.iter().zip(&apart.probs).map(|(a, b)| (a - b).abs()).sum::<f32>() / p.probs.len() as f32;
+            assert!(change > 0.0 && (imp[j] - change).abs() <= 1e-5 * change, "view {j}: {} vs {change}", imp[j]);
+        }
+    }
+
     /// `avg-probs`: two single-view members; a row whose second view is
     /// missing takes the first member's probabilities alone.
     #[test]
