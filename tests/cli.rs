@@ -1254,6 +1254,35 @@ fn predict_memory_stays_flat_in_the_number_of_rows() {
     assert!(large < 64 << 20, "{:.1} MB for a million rows", mb(large));
 }
 
+/// Issue 25, item 2 (a first block): the README's step-by-step block, read
+/// from README.md and run line by line as written (with `$G` the binary under
+/// test, in a fresh folder); the `eval` line prints what its comment says.
+#[test]
+fn the_readmes_step_by_step_block_runs_as_written() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme.find("cargo build --release && G=target/release/gmu").expect("the block is in the README");
+    let block = &readme[start..start + readme[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let mut ran = 0;
+    for line in block.lines().skip(1).filter(|l| l.starts_with("$G ")) {
+        let (command, comment) = line.split_once('#').map_or((line, ""), |(c, k)| (c, k.trim()));
+        let args: Vec<&str> = command.split_whitespace().skip(1).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_gmu")).args(&args).current_dir(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{line}: {}", stderr(&out));
+        if let Some(expected) = comment.strip_prefix("gmu: ") {
+            // "accuracy 0.99.. on 10000 samples, corr(M,z) 0.99..": `..` stands for any digits.
+            let printed = String::from_utf8_lossy(&out.stdout).to_string();
+            for part in expected.split(", ") {
+                let fixed = part.split("..").next().unwrap();
+                assert!(printed.contains(fixed), "{line}: {fixed:?} not in {printed}");
+            }
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 5, "{block}");
+    assert!(dir.path().join("maps/gate_map.png").is_file() && dir.path().join("gmu-model/config.json").is_file());
+}
+
 /// Issue 25, item 5: the 0 % column of the missing-view sweep is the clean
 /// test score, for every method and every view.
 #[test]
