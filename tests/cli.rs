@@ -407,7 +407,40 @@ fn mmimdb_prints_the_paper_tables_from_an_h5py_file() {
     png_size(&out.join("importance-per-genre.png"));
     let results = read_json(&out.join("results.json"));
     assert_eq!(results.as_array().unwrap().len(), 3);
-    assert!(results[2]["test"]["f1"]["samples"].is_number());
+    // Issue 25: the stored F1s by value, recomputed by hand from `predict`'s
+    // decisions on the test movies and the file's genres.
+    let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
+    let p = gmu(&["predict", "--model", out.join("gmu").to_str().unwrap(), "--data", &data, "--split", "test"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let file = gmu::data::mmimdb::read_hdf5(Path::new(&data)).unwrap();
+    let names = file.data.targets.names().to_vec();
+    let (mut tp, mut fp, mut fn_, mut samples) = (0usize, 0usize, 0usize, 0.0f64);
+    let text = String::from_utf8_lossy(&p.stdout).to_string();
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), file.split.test.len());
+    for (line, &r) in rows.iter().zip(&file.split.test) {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells[0].parse::<usize>().unwrap(), r);
+        let predicted: Vec<&str> = cells[1].split('|').filter(|s| !s.is_empty()).collect();
+        let truth = file.data.targets.indicator_row(r);
+        let (mut t, mut f, mut n) = (0usize, 0usize, 0usize);
+        for (j, name) in names.iter().enumerate() {
+            match (predicted.contains(&name.as_str()), truth[j] == 1) {
+                (true, true) => t += 1,
+                (true, false) => f += 1,
+                (false, true) => n += 1,
+                _ => {}
+            }
+        }
+        (tp, fp, fn_) = (tp + t, fp + f, fn_ + n);
+        // scikit-learn's samples F1: a row with nothing predicted and nothing true scores 0.
+        samples += if t + f + n == 0 { 0.0 } else { 2.0 * t as f64 / (2 * t + f + n) as f64 };
+    }
+    let micro = 2.0 * tp as f64 / (2 * tp + fp + fn_).max(1) as f64;
+    let samples = samples / rows.len() as f64;
+    let stored = &gmu_row["test"]["f1"];
+    assert!((stored["micro"].as_f64().unwrap() - micro).abs() < 1e-12, "micro: {stored} vs {micro}");
+    assert!((stored["samples"].as_f64().unwrap() - samples).abs() < 1e-12, "samples: {stored} vs {samples}");
 }
 
 /// The file's `sequences` through the trainable LSTM: trained with the
