@@ -337,9 +337,15 @@ mod tests {
         let out = gmu.forward(&[Tensor::zeros([6, 3], &device), Tensor::ones([6, 5], &device)]);
         assert_eq!(out.fused.dims(), [6, 4]);
         assert_eq!(out.gates.dims(), [6, 2, 4]);
-        // The tied gates of K = 2 sum to one.
-        let sums = values(out.gates.sum_dim(1));
-        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-6));
+        // The visual gate is σ(W_z [x_v, x_t] + b) with the layer's own weights ([8, 4]):
+        // here x_v = 0 and x_t = 1, so z_u = σ(Σ_{j ≥ 3} W[j][u] + b[u]); the text gate is 1 − z.
+        let w = values(gmu.gate.weight.val());
+        let b = gmu.gate.bias.as_ref().map(|b| values(b.val())).unwrap_or_else(|| vec![0.0; 4]);
+        let g = values(out.gates);
+        for u in 0..4 {
+            let z = 1.0 / (1.0 + (-((3..8).map(|j| w[j * 4 + u]).sum::<f32>() + b[u])).exp());
+            assert!((g[u] - z).abs() < 1e-6 && (g[4 + u] - (1.0 - z)).abs() < 1e-6, "unit {u}: {g:?} vs {z}");
+        }
     }
 
     #[test]

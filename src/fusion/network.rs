@@ -572,6 +572,25 @@ mod tests {
                 };
                 assert_eq!(gates, expected, "{spec:?}");
                 let values: Vec<f32> = p.into_data().try_to_vec::<f32>().unwrap();
+                // The probabilities are the task's link applied to the logits, by hand
+                // (softmax per row, or a sigmoid per label); a mixture gives them directly.
+                if let Scores::Logits(l) = out.scores.clone() {
+                    let logits: Vec<f32> = l.into_data().try_to_vec::<f32>().unwrap();
+                    for (row, got) in logits.chunks(3).zip(values.chunks(3)) {
+                        let want: Vec<f32> = match task {
+                            Task::Multilabel => row.iter().map(|x| 1.0 / (1.0 + (-x).exp())).collect(),
+                            Task::Multiclass => {
+                                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                                let e: Vec<f32> = row.iter().map(|x| (x - max).exp()).collect();
+                                e.iter().map(|v| v / e.iter().sum::<f32>()).collect()
+                            }
+                        };
+                        assert!(
+                            got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+                            "{spec:?}: {got:?} vs {want:?}"
+                        );
+                    }
+                }
                 assert!(values.iter().all(|v| (0.0..=1.0).contains(v)), "{spec:?}: {values:?}");
                 if task == Task::Multiclass {
                     for row in values.chunks(3) {
