@@ -85,12 +85,24 @@ impl GmuError {
     }
 }
 
-/// True when `a` and `b` name the same file (compared as canonical paths
-/// where both exist, as given otherwise).
+/// True when `a` and `b` name the same file, existing or not (compared as
+/// [`resolved`] paths).
 pub fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
+    resolved(a) == resolved(b)
+}
+
+/// `path` with its existing part resolved (symlinks, `..`), so two names of
+/// one file compare equal even before the file exists.
+pub fn resolved(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            resolved(parent).join(name)
+        }
+        _ => path.to_path_buf(),
     }
 }
 

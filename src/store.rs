@@ -227,22 +227,25 @@ pub fn save(dir: &Path, config: &ModelConfig, nets: &[&FusionNet]) -> Result<()>
             )));
         }
         let path = dir.join(weights_file(i));
-        write_weights(&path, net)?;
-        config.weights_sha256.push(file_sha256(&path)?);
+        config.weights_sha256.push(write_weights(&path, net)?);
     }
     let json = serde_json::to_string_pretty(&config).expect("the config serialises");
     write_atomic(&dir.join(CONFIG_FILE), json.as_bytes())
 }
 
 /// Writes `net`'s weights to `path`: burn's safetensors in one canonical byte
-/// layout ([`canonical_safetensors`]), atomically.
-pub(crate) fn write_weights(path: &Path, net: &FusionNet) -> Result<()> {
+/// layout ([`canonical_safetensors`]), atomically. Returns the sha256 of the
+/// bytes written (what [`ModelConfig::weights_sha256`] records).
+pub(crate) fn write_weights(path: &Path, net: &FusionNet) -> Result<String> {
+    use sha2::{Digest, Sha256};
     let tmp = temp_path(path);
     let mut store = SafetensorsStore::from_file(&tmp).overwrite(true);
     net.save_into(&mut store).map_err(|e| store_error(path, e.to_string()))?;
     let bytes = std::fs::read(&tmp).map_err(|e| GmuError::io(&tmp, e))?;
     let _ = std::fs::remove_file(&tmp);
-    write_atomic(path, &canonical_safetensors(&bytes).map_err(|m| store_error(path, m))?)
+    let canonical = canonical_safetensors(&bytes).map_err(|m| store_error(path, m))?;
+    write_atomic(path, &canonical)?;
+    Ok(crate::encoders::fetch::hex(&Sha256::digest(&canonical)))
 }
 
 /// A fresh `spec` model on `device` holding the weights [`write_weights`]
@@ -467,13 +470,6 @@ fn upgrade_v1(value: &mut serde_json::Value) -> std::result::Result<(), String> 
     Ok(())
 }
 
-/// The sha256 of a file, as lowercase hex.
-fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::{Digest, Sha256};
-    let bytes = crate::io::read_all(path)?;
-    Ok(crate::encoders::fetch::hex(&Sha256::digest(&bytes)))
-}
-
 /// Loads a model directory: its config and one net per member, on `device`.
 pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)> {
     let config = read_config(dir)?;
@@ -484,7 +480,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(ModelConfig, Vec<FusionNet>)
             return Err(store_error(&path, "missing weights file"));
         }
         if let Some(expected) = config.weights_sha256.get(i) {
-            let found = file_sha256(&path)?;
+            let found = crate::encoders::fetch::sha256_file(&path)?;
             if &found != expected {
                 return Err(store_error(
                     &path,

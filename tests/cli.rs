@@ -1002,23 +1002,18 @@ fn impute_mean_reaches_every_split_and_every_training_command() {
         assert!(report["methods"].as_object().unwrap().len() >= 4, "{tag}: {report}");
     }
     let model = dir.path().join("model");
-    let run = gmu(&[
-        "train",
-        "--files",
-        &files,
-        "--labels",
-        &y,
-        "--model",
-        "gmu",
-        "--impute",
-        "mean",
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    train_gmu(&files, &y, &model, &["--impute", "mean"]);
     let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &files, "--impute", "mean"]);
     assert!(p.status.success(), "{}", stderr(&p));
     assert!(stderr(&p).contains("imputed 24 missing cells"), "{}", stderr(&p));
+}
+
+/// `gmu train --model gmu` on view `files` and `labels` into `out`, with `extra` flags.
+fn train_gmu(files: &str, labels: &str, out: &Path, extra: &[&str]) {
+    let o = out.to_str().unwrap();
+    let run =
+        gmu(&[&["train", "--files", files, "--labels", labels, "--model", "gmu", "--out", o][..], extra].concat());
+    assert!(run.status.success(), "{}", stderr(&run));
 }
 
 /// Two prediction tables written with 6 decimals, equal cell by cell: text
@@ -1255,8 +1250,7 @@ fn predict_memory_stays_flat_in_the_number_of_rows() {
     let (a, b, y) = write_views(dir.path());
     let model = dir.path().join("m");
     let files = format!("{a},{b}");
-    let run = gmu(&["train", "--files", &files, "--labels", &y, "--model", "gmu", "--out", model.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    train_gmu(&files, &y, &model, &[]);
     let rows_of = |n: usize| {
         let sub = dir.path().join(format!("n{n}"));
         std::fs::create_dir_all(&sub).unwrap();
@@ -1363,41 +1357,48 @@ fn the_zero_missing_rate_is_the_clean_score() {
 fn a_killed_mmimdb_run_resumes_to_the_same_bits() {
     let dir = tempfile::tempdir().unwrap();
     let data = fixture("mmimdb_contiguous.h5");
+    let args = [
+        "mmimdb",
+        "--data",
+        &data,
+        "--fusion",
+        "gmu",
+        "--no-single",
+        "--epochs",
+        "4",
+        "--patience",
+        "4",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "8",
+    ];
+    let (whole, killed) = killed_and_resumed(dir.path(), &args, &["2", "4", "3"]);
+    assert_eq!(read_json(&whole.join("results.json"))[0]["test"], read_json(&killed.join("results.json"))[0]["test"]);
+}
+
+/// Runs `args` (a training command without `--out`) once whole and once
+/// killed after each of `kills` training steps (`--resume` every time), then
+/// resumed to the end; the two runs' weight files are the same bytes.
+/// Returns the two output folders.
+fn killed_and_resumed(dir: &Path, args: &[&str], kills: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {
     let run = |out: &Path, abort: Option<&str>| {
-        let o = out.to_str().unwrap().to_string();
-        let args = [
-            "mmimdb",
-            "--data",
-            &data,
-            "--fusion",
-            "gmu",
-            "--no-single",
-            "--epochs",
-            "4",
-            "--patience",
-            "4",
-            "--hidden",
-            "16",
-            "--batch-size",
-            "8",
-            "--resume",
-            "--out",
-            &o,
-        ];
+        let o = out.to_str().unwrap();
         let env: Vec<(&str, &str)> = abort.map(|n| vec![("GMU_ABORT_AFTER_STEPS", n)]).unwrap_or_default();
-        gmu_env(&args, &env)
+        gmu_env(&[args, &["--resume", "--out", o]].concat(), &env)
     };
-    let whole = dir.path().join("whole");
-    assert!(run(&whole, None).status.success());
-    let killed = dir.path().join("killed");
-    for abort in ["2", "4", "3"] {
+    let whole = dir.join("whole");
+    let out = run(&whole, None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let killed = dir.join("killed");
+    for abort in kills {
         assert!(!run(&killed, Some(abort)).status.success(), "killed after {abort} steps");
     }
     let out = run(&killed, None);
     assert!(out.status.success(), "{}", stderr(&out));
     let (a, b) = (model_files(&whole), model_files(&killed));
     assert!(!a.is_empty() && a == b, "the weights differ after the kills");
-    assert_eq!(read_json(&whole.join("results.json"))[0]["test"], read_json(&killed.join("results.json"))[0]["test"]);
+    (whole, killed)
 }
 
 /// Issue 25, item 6: the cnn engine (Twemoji's picture CNN) resumes a
@@ -1405,38 +1406,10 @@ fn a_killed_mmimdb_run_resumes_to_the_same_bits() {
 #[test]
 fn a_killed_run_on_the_cnn_engine_resumes_to_the_same_bits() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |out: &Path, abort: Option<&str>| {
-        let o = out.to_str().unwrap().to_string();
-        let args = [
-            "multiview",
-            "--data",
-            "twemoji",
-            "--fusion",
-            "gmu",
-            "--no-single",
-            "--epochs",
-            "3",
-            "--patience",
-            "3",
-            "--resume",
-            "--out",
-            &o,
-        ];
-        let env: Vec<(&str, &str)> = abort.map(|n| vec![("GMU_ABORT_AFTER_STEPS", n)]).unwrap_or_default();
-        gmu_env(&args, &env)
-    };
-    let whole = dir.path().join("whole");
-    assert!(run(&whole, None).status.success());
-    assert_eq!(read_json(&whole.join("image+text/gmu/config.json"))["members"][0]["engine"], "cnn");
-    let killed = dir.path().join("killed");
+    let args = ["multiview", "--data", "twemoji", "--fusion", "gmu", "--no-single", "--epochs", "3", "--patience", "3"];
     // Past the first epoch (about 17 steps), then mid-way through the third.
-    for abort in ["20", "25"] {
-        assert!(!run(&killed, Some(abort)).status.success(), "killed after {abort} steps");
-    }
-    let out = run(&killed, None);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let (a, b) = (model_files(&whole), model_files(&killed));
-    assert!(!a.is_empty() && a == b, "the weights differ after the kills");
+    let (whole, _) = killed_and_resumed(dir.path(), &args, &["20", "25"]);
+    assert_eq!(read_json(&whole.join("image+text/gmu/config.json"))["members"][0]["engine"], "cnn");
 }
 
 /// Issue 25, item 1: the imputation means are the training rows' column
@@ -1451,20 +1424,7 @@ fn impute_means_and_imputed_predictions_by_value() {
     std::fs::write(&a, lines.join("\n") + "\n").unwrap();
     let model = dir.path().join("m");
     let files = format!("{a},{b}");
-    let run = gmu(&[
-        "train",
-        "--files",
-        &files,
-        "--labels",
-        &y,
-        "--model",
-        "gmu",
-        "--impute",
-        "mean",
-        "--out",
-        model.to_str().unwrap(),
-    ]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    train_gmu(&files, &y, &model, &["--impute", "mean"]);
     let m = model.to_str().unwrap();
     // The training rows, as `predict --split train` makes them again from the recorded seed.
     let train =
@@ -1517,8 +1477,7 @@ fn devices_and_fifos_are_refused_where_a_file_is_required() {
     let (a, b, y) = write_views(dir.path());
     let model = dir.path().join("model");
     let files = format!("{a},{b}");
-    let run = gmu(&["train", "--files", &files, "--labels", &y, "--model", "gmu", "--out", model.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    train_gmu(&files, &y, &model, &[]);
     let zero = dir.path().join("zero-model");
     std::fs::create_dir_all(&zero).unwrap();
     std::fs::copy(model.join("model-0.safetensors"), zero.join("model-0.safetensors")).unwrap();
@@ -1559,8 +1518,7 @@ fn eval_matches_labels_to_the_models_classes_by_name() {
     let (a, b, y) = write_views(dir.path());
     let model = dir.path().join("model");
     let files = format!("{a},{b}");
-    let run = gmu(&["train", "--files", &files, "--labels", &y, "--model", "gmu", "--out", model.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", stderr(&run));
+    train_gmu(&files, &y, &model, &[]);
     // The rows of classes dog and eel only: views and labels cut to them.
     let keep: Vec<usize> = (0..240).filter(|i| i % 3 != 0).collect();
     let cut = |path: &str, name: &str| {
@@ -2615,6 +2573,17 @@ fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     let rows = String::from_utf8_lossy(&p.stdout).to_string();
     let blank = rows.lines().nth(2).unwrap();
     assert!(blank.starts_with("1,,") && blank.split(',').skip(1).all(str::is_empty), "{rows}");
+    // Every row blank: still one cell per column (no rows were seen to give the width).
+    std::fs::write(dir.path().join("blank-plots.csv"), "plot\n\"\"\n").unwrap();
+    std::fs::write(dir.path().join("blank-posters.csv"), "path\nnot-there.jpg\n").unwrap();
+    let blank_files =
+        format!("{},{}", dir.path().join("blank-plots.csv").display(), dir.path().join("blank-posters.csv").display());
+    let p = gmu(&["predict", "--model", model.to_str().unwrap(), "--files", &blank_files, "--skip-empty-rows"]);
+    assert!(p.status.success(), "{}", stderr(&p));
+    let rows = String::from_utf8_lossy(&p.stdout).to_string();
+    let lines: Vec<&str> = rows.lines().collect();
+    assert_eq!(lines.len(), 2, "{rows}");
+    assert_eq!(lines[1].split(',').count(), lines[0].split(',').count(), "{rows}");
 }
 
 fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {

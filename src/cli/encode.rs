@@ -158,6 +158,23 @@ pub fn beside(csv: &Path, cells: &[String]) -> Vec<PathBuf> {
     cells.iter().map(|c| if Path::new(c).is_absolute() { PathBuf::from(c) } else { base.join(c) }).collect()
 }
 
+/// Progress over several labelled runs (views, kinds of input): a stage line
+/// (`heading(label, total)`) when the label changes, then a [`Bar`] for it.
+pub fn bars(heading: impl Fn(&str, usize) -> String) -> impl FnMut(&str, usize, usize) {
+    let mut bar: Option<(String, Bar)> = None;
+    move |label, done, total| {
+        if bar.as_ref().is_none_or(|(l, _)| l != label) {
+            super::stage(&heading(label, total));
+            bar = Some((label.to_string(), Bar::new("encoded")));
+        }
+        let (_, b) = bar.as_mut().expect("set above");
+        b.show(done, total);
+        if done == total {
+            b.finish();
+        }
+    }
+}
+
 /// A progress bar on stderr with the rate and the time left: redrawn in place
 /// on a terminal, a line per tenth otherwise.
 pub struct Bar {

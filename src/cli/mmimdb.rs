@@ -201,18 +201,8 @@ fn encode_archive(
     let text = gmu::encoders::EncoderSpec::new(args.text_encoder).with_max_tokens(args.max_tokens);
     let image = gmu::encoders::EncoderSpec::new(args.image_encoder);
     let cache = gmu::data::mmimdb::feature_cache(root);
-    let mut bar: Option<(String, super::encode::Bar)> = None;
-    let (data, made) = archive.encoded(&text, &image, &cache, &super::device(), &mut |label, done, total| {
-        if bar.as_ref().is_none_or(|(l, _)| l != label) {
-            stage(&format!("encoding {total} {label}"));
-            bar = Some((label.to_string(), super::encode::Bar::new("encoded")));
-        }
-        let (_, b) = bar.as_mut().expect("set above");
-        b.show(done, total);
-        if done == total {
-            b.finish();
-        }
-    })?;
+    let mut bars = super::encode::bars(|label, total| format!("encoding {total} {label}"));
+    let (data, made) = archive.encoded(&text, &image, &cache, &super::device(), &mut bars)?;
     for (m, what) in made.iter().zip(["plots", "posters"]) {
         let how = if m.reused { "reused" } else { "encoded into" };
         let missing = if m.missing > 0 {

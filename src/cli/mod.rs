@@ -413,21 +413,6 @@ fn encoder_of(
     })
 }
 
-/// `path` with its existing part resolved (symlinks, `..`), so two names of
-/// one file compare equal even before the file exists.
-fn resolved(path: &std::path::Path) -> std::path::PathBuf {
-    if let Ok(p) = path.canonicalize() {
-        return p;
-    }
-    match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() { std::path::Path::new(".") } else { parent };
-            resolved(parent).join(name)
-        }
-        _ => path.to_path_buf(),
-    }
-}
-
 /// Refuses an output (`flag`) that is one of the files the command reads
 /// (`inputs`) or lies inside the model directory it loads: no command writes
 /// over its own inputs or its model.
@@ -437,8 +422,7 @@ fn refuse_writing_over(
     model: Option<&std::path::Path>,
     inputs: &[std::path::PathBuf],
 ) -> anyhow::Result<()> {
-    let target = resolved(out);
-    if let Some(input) = inputs.iter().find(|i| resolved(i) == target) {
+    if let Some(input) = inputs.iter().find(|i| gmu::error::same_file(out, i)) {
         anyhow::bail!(
             "invalid {flag} {}: it is an input of this command ({}); choose another output file",
             out.display(),
@@ -446,7 +430,7 @@ fn refuse_writing_over(
         );
     }
     if let Some(model) = model
-        && target.starts_with(resolved(model))
+        && gmu::error::resolved(out).starts_with(gmu::error::resolved(model))
     {
         anyhow::bail!(
             "invalid {flag} {}: it is inside the model directory {}; choose another output file",

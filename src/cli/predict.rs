@@ -181,7 +181,7 @@ pub fn run(args: Args) -> Result<()> {
                 let local: Vec<usize> = (0..n).collect();
                 let p = predict_chunk(&predictor, &views, &local, args.impute.is_some(), &mut imputed)?;
                 let global: Vec<usize> = (done..done + n).collect();
-                write_rows(&mut writer, &predictor, header, &global, &p, &args)?;
+                write_rows(&mut writer, &predictor, header, &global, &p, &args, None)?;
                 if labels.is_some() || label_column.is_some() {
                     all_probs.extend_from_slice(&p.probs);
                 }
@@ -224,7 +224,7 @@ pub fn run(args: Args) -> Result<()> {
             }
             for chunk in rows.chunks(CHUNK) {
                 let p = predict_chunk(&predictor, &views, chunk, args.impute.is_some(), &mut imputed)?;
-                write_rows(&mut writer, &predictor, &header, chunk, &p, &args)?;
+                write_rows(&mut writer, &predictor, &header, chunk, &p, &args, None)?;
                 if loaded.targets.is_some() {
                     all_probs.extend_from_slice(&p.probs);
                 }
@@ -284,13 +284,18 @@ fn raw_files(args: &Args) -> Result<bool> {
         return Ok(false);
     }
     for f in &args.data.files {
-        let mut reader = csv::Reader::from_reader(gmu::io::open_regular(f)?);
-        let headers = reader.headers().with_context(|| f.display().to_string())?;
-        if !headers.iter().any(|h| h == args.text_column || h == args.image_column) {
+        if !csv_header(f)?.iter().any(|h| *h == args.text_column || *h == args.image_column) {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// The header row of a CSV (which must be a regular file).
+fn csv_header(path: &Path) -> Result<Vec<String>> {
+    let mut reader = csv::Reader::from_reader(gmu::io::open_regular(path)?);
+    let header = reader.headers().with_context(|| path.display().to_string())?;
+    Ok(header.iter().map(String::from).collect())
 }
 
 /// `predict` on raw text and images: encode with the model's recorded
@@ -421,19 +426,11 @@ fn run_raw(args: Args) -> Result<()> {
         );
     }
     // Many rows: a bar per view with the rate and the time left.
-    let mut bar: Option<(String, super::encode::Bar)> = None;
+    let mut bars = super::encode::bars(|view, total| format!("encoding {total} rows of view '{view}'"));
     let (views, missing) = predictor.encode_raw_with(&inputs, &mut |view, done, total| {
-        if total < 2 {
-            return;
-        }
-        if bar.as_ref().is_none_or(|(v, _)| v != view) {
-            super::stage(&format!("encoding {total} rows of view '{view}'"));
-            bar = Some((view.to_string(), super::encode::Bar::new("encoded")));
-        }
-        let (_, b) = bar.as_mut().expect("set above");
-        b.show(done, total);
-        if done == total {
-            b.finish();
+        // One sample (--text/--image) needs no bar.
+        if total > 1 {
+            bars(view, done, total);
         }
     })?;
     for (view, m) in &missing {
@@ -446,7 +443,8 @@ fn run_raw(args: Args) -> Result<()> {
         let seen: Vec<usize> = rows.iter().copied().filter(|&r| !blind[r]).collect();
         let p = predict_chunk(&predictor, &refs, &seen, args.impute.is_some(), &mut 0)?;
         eprintln!("· {} rows with no view written as blank rows (--skip-empty-rows)", rows.len() - seen.len());
-        with_blank_rows(p, &blind)
+        let blank = vec![f32::NAN; config.outputs.len()];
+        p.with_blind_rows(&blind, &blank, refs.len(), predictor.nets.iter().any(|n| n.has_gates()), true)
     } else {
         predict_chunk(&predictor, &refs, &rows, args.impute.is_some(), &mut 0)?
     };
@@ -456,12 +454,7 @@ fn run_raw(args: Args) -> Result<()> {
     }
     let ids = match &args.id_column {
         Some(column) => {
-            let has = |f: &PathBuf| {
-                csv::Reader::from_path(f)
-                    .ok()
-                    .and_then(|mut r| r.headers().ok().cloned())
-                    .is_some_and(|h| h.iter().any(|c| c == column))
-            };
+            let has = |f: &PathBuf| csv_header(f).is_ok_and(|h| h.contains(column));
             let Some(file) = args.data.files.iter().find(|f| has(f)) else {
                 bail!(
                     "invalid --id-column: no column '{column}' in {}",
@@ -480,49 +473,12 @@ fn run_raw(args: Args) -> Result<()> {
     if !args.json {
         writer.line(&header.join(","))?;
     }
-    write_rows_with_ids(&mut writer, &predictor, &header, &rows, &p, &args, ids.as_deref())?;
+    write_rows(&mut writer, &predictor, &header, &rows, &p, &args, ids.as_deref())?;
     writer.finish()?;
     if let Some(out) = &args.out {
         println!("wrote {} rows to {}", rows.len(), out.display());
     }
     Ok(())
-}
-
-/// `p` (for the rows where `blind` is false) with a blank row (no
-/// probability, every view missing) at each row where it is true.
-fn with_blank_rows(p: Prediction, blind: &[bool]) -> Prediction {
-    let (c, k) = (p.width, p.n_views);
-    let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
-    let mut i = 0;
-    for &b in blind {
-        if b {
-            out.probs.extend(std::iter::repeat_n(f32::NAN, c));
-            out.present.extend(std::iter::repeat_n(false, k));
-            for (mine, theirs) in [
-                (&mut out.gate_means, &p.gate_means),
-                (&mut out.shares, &p.shares),
-                (&mut out.importance, &p.importance),
-            ] {
-                if theirs.is_some() {
-                    mine.get_or_insert_with(Vec::new).extend(std::iter::repeat_n(f32::NAN, k));
-                }
-            }
-        } else {
-            out.probs.extend_from_slice(&p.probs[i * c..(i + 1) * c]);
-            out.present.extend_from_slice(&p.present[i * k..(i + 1) * k]);
-            for (mine, theirs) in [
-                (&mut out.gate_means, &p.gate_means),
-                (&mut out.shares, &p.shares),
-                (&mut out.importance, &p.importance),
-            ] {
-                if let Some(t) = theirs {
-                    mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
-                }
-            }
-            i += 1;
-        }
-    }
-    out
 }
 
 /// One sample as a person reads it: the outputs by probability (the decided
@@ -709,19 +665,10 @@ fn columns(predictor: &Model, views: &[&View]) -> Vec<String> {
     cols
 }
 
+/// The rows of `p` under `header`, decided as `args` says (threshold,
+/// `--top-k`, `--at-least-one`), with an `id` cell after `row` from `ids`
+/// (by row) where given.
 fn write_rows(
-    out: &mut Output,
-    predictor: &Model,
-    header: &[String],
-    rows: &[usize],
-    p: &Prediction,
-    args: &Args,
-) -> Result<()> {
-    write_rows_with_ids(out, predictor, header, rows, p, args, None)
-}
-
-/// [`write_rows`] with an `id` cell after `row` taken from `ids` (by row).
-fn write_rows_with_ids(
     out: &mut Output,
     predictor: &Model,
     header: &[String],
@@ -734,25 +681,23 @@ fn write_rows_with_ids(
     let (c, k) = (p.width, p.n_views);
     let names = &predictor.config.outputs;
     let mut decided = predictor.decide(&p.probs);
-    // A blank row (--skip-empty-rows) decides nothing.
+    let ranked = predictor.config.task == Task::Multilabel && (args.top_k.is_some() || args.at_least_one);
     for (row, probs) in decided.chunks_mut(c).zip(p.probs.chunks(c)) {
+        // A blank row (--skip-empty-rows) decides nothing.
         if probs.iter().any(|x| x.is_nan()) {
             row.fill(0);
+            continue;
         }
-    }
-    if predictor.config.task == Task::Multilabel {
-        for (row, probs) in decided.chunks_mut(c).zip(p.probs.chunks(c)) {
-            let mut order: Vec<usize> = (0..c).collect();
-            order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
-            if probs[0].is_nan() {
-                continue;
-            }
-            if let Some(top) = args.top_k {
-                row.fill(0);
-                order.iter().take(top as usize).for_each(|&j| row[j] = 1);
-            } else if args.at_least_one && !row.contains(&1) && !probs[0].is_nan() {
-                row[order[0]] = 1;
-            }
+        if !ranked {
+            continue;
+        }
+        let mut order: Vec<usize> = (0..c).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        if let Some(top) = args.top_k {
+            row.fill(0);
+            order.iter().take(top as usize).for_each(|&j| row[j] = 1);
+        } else if !row.contains(&1) {
+            row[order[0]] = 1;
         }
     }
     for (i, &r) in rows.iter().enumerate() {

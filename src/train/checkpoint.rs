@@ -36,20 +36,32 @@ fn is_epoch_file(name: &str, stem: &str) -> bool {
     name.strip_prefix(stem).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
 }
 
-/// The test hook behind `GMU_ABORT_AFTER_WRITES`: dies (no cleanup, as
-/// `kill -9`) right after the process's k-th checkpoint file.
-fn write_hook() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
-    static WRITES: AtomicUsize = AtomicUsize::new(0);
-    if let Some(limit) =
-        *LIMIT.get_or_init(|| std::env::var("GMU_ABORT_AFTER_WRITES").ok().and_then(|v| v.parse().ok()))
-        && WRITES.fetch_add(1, Ordering::SeqCst) + 1 >= limit
-    {
-        std::process::abort();
+/// A test hook for the resume tests, which kill real runs with it: with
+/// `VAR=N` in the environment, the process aborts (no cleanup, as a `kill -9`
+/// leaves it) at its N-th [`tick`](Self::tick).
+pub(super) struct AbortHook {
+    var: &'static str,
+    limit: std::sync::OnceLock<Option<usize>>,
+    ticks: std::sync::atomic::AtomicUsize,
+}
+
+impl AbortHook {
+    pub const fn new(var: &'static str) -> Self {
+        AbortHook { var, limit: std::sync::OnceLock::new(), ticks: std::sync::atomic::AtomicUsize::new(0) }
+    }
+
+    /// Counts one event, and aborts at the N-th.
+    pub fn tick(&self) {
+        if let Some(limit) = *self.limit.get_or_init(|| std::env::var(self.var).ok().and_then(|v| v.parse().ok()))
+            && self.ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 >= limit
+        {
+            std::process::abort();
+        }
     }
 }
+
+/// Dies right after the process's N-th checkpoint file (`GMU_ABORT_AFTER_WRITES=N`).
+static WRITES: AbortHook = AbortHook::new("GMU_ABORT_AFTER_WRITES");
 
 /// The early-stopping state after an epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,13 +183,13 @@ impl Checkpoint {
     /// test hook, as `kill -9`) the process dies right after its k-th.
     fn write(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         write_atomic(path, bytes)?;
-        write_hook();
+        WRITES.tick();
         Ok(())
     }
 
     fn save_net(&self, name: &str, net: &FusionNet) -> Result<()> {
         crate::store::write_weights(&self.file(name), net)?;
-        write_hook();
+        WRITES.tick();
         Ok(())
     }
 
@@ -204,7 +216,7 @@ impl Checkpoint {
         let tmp = crate::error::temp_path(&path);
         optim.save(&tmp).map_err(|e| err(&path, e.to_string()))?;
         std::fs::rename(&tmp, &path).map_err(|e| GmuError::io(&path, e))?;
-        write_hook();
+        WRITES.tick();
         Ok(())
     }
 

@@ -11,7 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use super::checkpoint::{Checkpoint, State};
+use super::checkpoint::{AbortHook, Checkpoint, State};
 use super::{evaluate_nets, gather};
 use crate::config::{Schedule, TrainingConfig};
 use crate::cpu::{Adam, LossKind};
@@ -354,20 +354,9 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A test hook: with `GMU_ABORT_AFTER_STEPS=N` in the environment, the
-/// process aborts (no cleanup, as a `kill -9` leaves it) after its N-th
-/// training step under the epochs schedule. The resume tests kill real runs with it.
-fn abort_hook() {
-    use std::sync::OnceLock;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static LIMIT: OnceLock<Option<usize>> = OnceLock::new();
-    static STEPS: AtomicUsize = AtomicUsize::new(0);
-    if let Some(limit) = *LIMIT.get_or_init(|| std::env::var("GMU_ABORT_AFTER_STEPS").ok().and_then(|v| v.parse().ok()))
-        && STEPS.fetch_add(1, Ordering::SeqCst) + 1 >= limit
-    {
-        std::process::abort();
-    }
-}
+/// Dies after the process's N-th training step under the epochs schedule
+/// (`GMU_ABORT_AFTER_STEPS=N`; see [`AbortHook`]).
+static STEPS: AbortHook = AbortHook::new("GMU_ABORT_AFTER_STEPS");
 
 /// How one member's training runs: under `config`, from `seed`, on the
 /// autodiff `device`, its result living on `inference`; under the epochs
@@ -477,7 +466,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                     if !value.is_finite() {
                         return Err(non_finite(spec, value, format!("epoch {epoch}")));
                     }
-                    abort_hook();
+                    STEPS.tick();
                     loss_sum += value as f64;
                     batches += 1;
                 }

@@ -214,20 +214,27 @@ fn sig(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// K = 2, H = 1, linear head `(h, −h)`: `h_v = tanh(0.5·x_v + 0.1)`,
+/// `h_t = tanh(−x_t − 0.2)`, and the gate `σ(gate · [x_v, x_t] + bias)`.
+fn two_view_gmu(gate: Vec<f32>, bias: f32, device: &Device) -> FusionNet {
+    let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1], 1, 2, Task::Multiclass);
+    spec.head = HeadKind::Linear;
+    let mut net = spec.init(device).unwrap();
+    let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
+    set_linear(&mut head.gmu.transforms[0], vec![0.5], vec![0.1], device);
+    set_linear(&mut head.gmu.transforms[1], vec![-1.0], vec![-0.2], device);
+    set_linear(&mut head.gmu.gate, gate, vec![bias], device);
+    set_linear(&mut head.output, vec![1.0, -1.0], vec![0.0, 0.0], device);
+    net
+}
+
 /// K = 2, H = 1, linear head `(h, −h)`: with the text view missing the
 /// visual gate becomes 1 and `h = h_v = tanh(0.5·x_v + 0.1)`; with both
 /// present, `h = z h_v + (1 − z) h_t` where the gate sees both inputs.
 #[test]
 fn gmu_with_two_views_uses_the_present_view_alone() {
     let device = Device::default();
-    let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1], 1, 2, Task::Multiclass);
-    spec.head = HeadKind::Linear;
-    let mut net = spec.init(&device).unwrap();
-    let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
-    set_linear(&mut head.gmu.transforms[0], vec![0.5], vec![0.1], &device);
-    set_linear(&mut head.gmu.transforms[1], vec![-1.0], vec![-0.2], &device);
-    set_linear(&mut head.gmu.gate, vec![2.0, -1.0], vec![0.3], &device);
-    set_linear(&mut head.output, vec![1.0, -1.0], vec![0.0, 0.0], &device);
+    let net = two_view_gmu(vec![2.0, -1.0], 0.3, &device);
     let (xv, xt) = (vec![1.0f32, -2.0], vec![0.5f32, 3.0]);
     let inputs = [column(xv.clone(), &device), column(xt.clone(), &device)];
     // Row 0: text missing; row 1: both present.
@@ -254,14 +261,7 @@ fn gmu_with_two_views_uses_the_present_view_alone() {
 #[test]
 fn a_present_view_whose_gate_underflowed_gets_the_whole_gate() {
     let device = Device::default();
-    let mut spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1], 1, 2, Task::Multiclass);
-    spec.head = HeadKind::Linear;
-    let mut net = spec.init(&device).unwrap();
-    let FusionHead::GmuLinear(head) = &mut net.head else { panic!("linear head") };
-    set_linear(&mut head.gmu.transforms[0], vec![0.5], vec![0.1], &device);
-    set_linear(&mut head.gmu.transforms[1], vec![-1.0], vec![-0.2], &device);
-    set_linear(&mut head.gmu.gate, vec![0.0, 0.0], vec![60.0], &device);
-    set_linear(&mut head.output, vec![1.0, -1.0], vec![0.0, 0.0], &device);
+    let net = two_view_gmu(vec![0.0, 0.0], 60.0, &device);
     let inputs = [column(vec![0.0], &device), column(vec![0.5], &device)];
     let out = net.forward_present(&inputs, Some(&mask(vec![0.0, 1.0], 2, &device)));
     let gates = values(out.gates.unwrap());
