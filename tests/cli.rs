@@ -2760,3 +2760,116 @@ fn write_the_raw_archive_fixture() {
     let n = std::env::var("GMU_ARCHIVE_N").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
     write_raw_archive(Path::new(&out), n);
 }
+
+/// Splits a README command line into words the way `sh` does for the quoting
+/// the README uses (double quotes, no escapes), dropping a trailing comment.
+fn shell_words(line: &str) -> Vec<String> {
+    let (mut words, mut word, mut quoted, mut any) = (Vec::new(), String::new(), false, false);
+    for c in line.chars() {
+        match c {
+            '"' => (quoted, any) = (!quoted, true),
+            '#' if !quoted && word.is_empty() => break,
+            c if c.is_whitespace() && !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut word));
+                }
+                any = false;
+            }
+            c => (word, any) = (word + &c.to_string(), true),
+        }
+    }
+    if any {
+        words.push(word);
+    }
+    words
+}
+
+/// Issue 25, item 2: every `sh` block of the README, run line by line in one
+/// fresh folder as a new user would, in the README's order (a later line uses
+/// what an earlier one wrote). `gmu` and `cargo run --release --` are the binary
+/// under test. The files the README takes as the user's own (`image.npy`,
+/// `text.csv`, `labels.csv`, `multimodal_imdb.hdf5`, `mmimdb/`, `movies.csv`,
+/// `poster.jpg`) are small ones written here, and the training commands get
+/// `--epochs 2` appended: what is tested is that each command, as written, is
+/// accepted and does its job, not the scores. Left out: `cargo test` (this is
+/// it), the flag synopsis under "Commands" (not a runnable block), and the
+/// step-by-step block (its own test above). The lines that need the
+/// pretrained encoders run when they are fetched and are reported skipped
+/// otherwise.
+#[test]
+fn every_command_block_of_the_readme_runs_as_written() {
+    use gmu::encoders::EncoderKind;
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut blocks = Vec::new();
+    let mut rest = readme.as_str();
+    while let Some(start) = rest.find("```sh\n") {
+        let body = &rest[start + 6..];
+        let end = body.find("```").unwrap();
+        blocks.push(&body[..end]);
+        rest = &body[end + 3..];
+    }
+    assert!(blocks.len() >= 5, "{} sh blocks", blocks.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The user's own files.
+    let (a, b, y) = write_views(d);
+    let (shape, values) = {
+        let text = std::fs::read_to_string(&a).unwrap();
+        let rows: Vec<Vec<f32>> =
+            text.lines().skip(1).map(|l| l.split(',').map(|v| v.parse().unwrap()).collect()).collect();
+        (vec![rows.len(), rows[0].len()], rows.concat())
+    };
+    std::fs::write(d.join("image.npy"), gmu::io::npy::npy_bytes(&shape, &values)).unwrap();
+    std::fs::rename(&b, d.join("text.csv")).unwrap();
+    std::fs::rename(&y, d.join("labels.csv")).unwrap();
+    std::fs::copy(fixture("mmimdb_contiguous.h5"), d.join("multimodal_imdb.hdf5")).unwrap();
+    write_raw_archive(&d.join("mmimdb"), 60);
+    std::fs::write(d.join("movies.csv"), "title,plot\nA,\"A ghost haunts an old house.\"\nB,Two friends laugh.\n")
+        .unwrap();
+    std::fs::copy(d.join("mmimdb/dataset/0000100.jpeg"), d.join("poster.jpg")).unwrap();
+
+    let encoders = std::cell::OnceCell::new();
+    let (mut ran, mut skipped) = (0, 0);
+    for block in blocks {
+        if block.contains("gmu demo --out") || block.contains("G=target/release/gmu") {
+            continue;
+        }
+        for line in block.lines().filter(|l| !l.trim().is_empty()) {
+            let words = shell_words(line);
+            let args: Vec<String> = match words.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+                ["cargo", "test", ..] => continue,
+                ["cargo", "run", "--release", "--", args @ ..] | ["gmu", args @ ..] => {
+                    args.iter().map(|s| s.to_string()).collect()
+                }
+                other => panic!("a README command this test does not know how to run: {other:?}"),
+            };
+            let raw = ["encoders", "encode"].contains(&args[0].as_str())
+                || args.iter().any(|a| a == "--archive" || a == "--text" || a == "--image");
+            if raw && !*encoders.get_or_init(|| encoders_present(&[EncoderKind::MiniLm, EncoderKind::EffnetLite0])) {
+                skipped += 1;
+                continue;
+            }
+            let mut args = args;
+            if ["multiview", "mmimdb"].contains(&args[0].as_str()) {
+                args.extend(["--epochs".into(), "2".into()]);
+            }
+            let out = Command::new(env!("CARGO_BIN_EXE_gmu")).args(&args).current_dir(d).output().unwrap();
+            assert!(out.status.success(), "README line `{line}` failed: {}", stderr(&out));
+            ran += 1;
+        }
+    }
+    eprintln!("README lines run: {ran}, skipped without the encoders: {skipped}");
+    assert!(ran + skipped >= 10, "{ran} run, {skipped} skipped");
+    // What the lines wrote, where the README says.
+    assert!(d.join("gmu-demo/gate_map.png").is_file());
+    assert!(d.join("predictions.csv").is_file());
+    assert!(d.join("runs/multiview-mfeat/fou+zer/robustness.json").is_file());
+    assert!(d.join("runs/dropout/fou+zer/missing.png").is_file());
+    assert!(d.join("runs/mmimdb/results.json").is_file());
+    if skipped == 0 {
+        let (shape, _) = read_npy_f32(&d.join("plot.npy"));
+        assert_eq!(shape, [2, 384], "MiniLM's 384 features for each of movies.csv's two plots");
+        assert!(d.join("run/gmu/config.json").is_file());
+    }
+}

@@ -65,8 +65,18 @@ pub struct MissingCurve {
     pub macro_f1: Vec<f64>,
 }
 
+/// The order in which `n` scored rows lose view `view` in the missing-view
+/// sweep: at rate r the first `round(r · n)` of it are missing. It depends on
+/// the seed, the view and the number of rows only, never on the method, so
+/// every method is scored on the same samples.
+pub fn missing_order(n: usize, view: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed ^ (0x5EED_0000 + view as u64)));
+    order
+}
+
 /// Scores `model` on `rows` with each view of `set` missing in each share
-/// `rates` of the rows (see [`MissingCurve`]); `seed` picks the rows.
+/// `rates` of the rows (see [`MissingCurve`] and [`missing_order`]); `seed` picks the rows.
 pub fn missing_view_curves(
     model: &Model,
     data: &MultiviewData,
@@ -81,8 +91,7 @@ pub fn missing_view_curves(
     let local: Vec<usize> = (0..rows.len()).collect();
     let mut curves = Vec::new();
     for &v in set {
-        let mut order: Vec<usize> = (0..rows.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(seed ^ (0x5EED_0000 + v as u64)));
+        let order = missing_order(rows.len(), v, seed);
         let (mut accuracy, mut macro_f1) = (Vec::new(), Vec::new());
         for &rate in rates {
             let n_missing = (rate * rows.len() as f64).round() as usize;
@@ -541,11 +550,15 @@ mod tests {
     fn missing_view_curves_score_each_view_and_rate() {
         use crate::data::{Targets, View};
         let n = 150;
+        // View 0 carries the class clearly, view 1 faintly: without view 0 the score must fall.
         let planted = |k: usize| View {
             name: format!("v{k}"),
             dim: 3,
             values: (0..n * 3)
-                .map(|i| if i % 3 == (i / 3) % 3 { 2.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 11.0)
+                .map(|i| {
+                    let signal = if k == 0 { 2.0 } else { 0.25 };
+                    (if i % 3 == (i / 3) % 3 { signal } else { 0.0 }) + ((i * (7 + k)) % 11) as f32 / 11.0
+                })
                 .collect(),
             image: None,
             prescaled: false,
@@ -569,13 +582,92 @@ mod tests {
         let clean = fused.evaluate(&data, &split.test, false).unwrap().0;
         assert_eq!(curves.len(), 2);
         assert_eq!(curves[0].accuracy[0], clean.accuracy);
-        assert!(curves[0].macro_f1.iter().all(|x| x.is_finite()));
+        // The score falls as view 0 goes missing from more of the rows (issue 25: was only "finite").
+        let f1 = &curves[0].macro_f1;
+        assert!(f1[0] > 0.85 && f1[1] < f1[0] - 0.1 && f1[2] < f1[1] - 0.1, "{curves:?}");
         let single = crate::train::train(&data, &[0], &split, &config, &device).unwrap();
         let curves = missing_view_curves(&single, &data, &split.test, &[0, 1], &rates, 0).unwrap();
         assert!(curves[0].accuracy[1].is_nan() && curves[0].accuracy[2].is_nan(), "{curves:?}");
         assert_eq!(curves[1].accuracy, vec![curves[1].accuracy[0]; 3], "a view it does not read changes nothing");
         let md = missing_table(&[MethodResult { missing: curves, ..result("single:v0", 0.0, 0.0) }]);
         assert!(md.contains("| single:v0 | v0 |") && md.contains(" – |"), "{md}");
+    }
+
+    /// Issue 25, item 5: `compare` blanks the same samples for every method,
+    /// whatever each method's own seed: each method's curve is recomputed by
+    /// hand from its saved model with the rows of [`missing_order`] under the
+    /// first method's seed, and the orders are nested (a larger rate's rows
+    /// include a smaller one's).
+    #[test]
+    fn every_method_loses_the_same_samples() {
+        use crate::data::{Targets, View};
+        let n = 150;
+        let view = |k: usize| View {
+            name: format!("v{k}"),
+            dim: 3,
+            values: (0..n * 3)
+                .map(|i| if i % 3 == (i / 3) % 3 { 1.0 } else { 0.0 } + ((i * (7 + k)) % 11) as f32 / 5.0)
+                .collect(),
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
+        let data = MultiviewData {
+            views: vec![view(0), view(1)],
+            targets: Targets::Classes {
+                y: (0..n).map(|i| i % 3).collect(),
+                names: vec!["a".into(), "b".into(), "c".into()],
+            },
+        };
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let method = |fusion: FusionKind, seed: u64| {
+            let mut c = crate::train::tests::epochs(TrainingConfig::paper(fusion), 3);
+            (c.model.hidden, c.seed) = (8, seed);
+            c
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let rates = vec![0.0, 0.3, 0.6, 1.0];
+        let options = CompareOptions {
+            modalities: vec![0, 1],
+            methods: vec![
+                method(FusionKind::Gmu, 11),
+                method(FusionKind::Concat, 12),
+                method(FusionKind::LinearSum, 13),
+            ],
+            single_modalities: false,
+            trials: 1,
+            save_to: Some(dir.path().to_path_buf()),
+            data: None,
+            missing_rates: rates.clone(),
+        };
+        let device = Device::default();
+        let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
+        assert_eq!(results.len(), 3);
+        let rows = &split.test;
+        let local: Vec<usize> = (0..rows.len()).collect();
+        for r in &results {
+            let model = Model::load(&dir.path().join(&r.method), &device).unwrap();
+            let sub: Vec<View> = data.views.iter().map(|w| w.select(rows)).collect();
+            for (v, curve) in r.missing.iter().enumerate() {
+                let order = missing_order(rows.len(), v, 11);
+                for (k, &rate) in rates.iter().enumerate() {
+                    let mut blanked = sub[v].clone();
+                    for &i in &order[..(rate * rows.len() as f64).round() as usize] {
+                        blanked.values[i * 3..(i + 1) * 3].fill(f32::NAN);
+                    }
+                    let views: Vec<&View> = (0..2).map(|w| if w == v { &blanked } else { &sub[w] }).collect();
+                    let p = model.predict_views(&views, &local, false).unwrap();
+                    let expected = score(&data.targets, rows, &p.probs, model.config.threshold);
+                    assert_eq!(curve.macro_f1[k], expected.f1.macro_, "{} without {} at {rate}", r.method, curve.view);
+                    assert_eq!(curve.accuracy[k], expected.accuracy, "{} without {} at {rate}", r.method, curve.view);
+                }
+            }
+        }
+        // Another seed picks other rows; the same seed the same ones.
+        assert_ne!(missing_order(30, 0, 11), missing_order(30, 0, 12));
+        assert_ne!(missing_order(30, 0, 11), missing_order(30, 1, 11));
+        assert_eq!(missing_order(30, 0, 11), missing_order(30, 0, 11));
     }
 
     #[test]
