@@ -70,6 +70,7 @@ pub mod encoders;
 pub mod engine;
 pub mod error;
 pub mod experiments;
+pub mod export;
 pub mod fusion;
 pub mod io;
 pub mod metrics;

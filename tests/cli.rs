@@ -2796,6 +2796,9 @@ fn twemoji_trains_its_cnn_on_the_cnn_engine_and_scores_again_from_disk() {
         .count();
     let accuracy = right as f64 / data.len() as f64;
     assert!((scores["accuracy"].as_f64().unwrap() - accuracy).abs() < 1e-12, "{scores} vs {accuracy}");
+    // A model with a picture CNN inside has no ONNX form yet: refused by name, nothing written.
+    assert_refused(&gmu(&["export", "--model", &p("cnn"), "--out", &p("cnn.onnx")]), "picture CNN");
+    assert!(!dir.path().join("cnn.onnx").exists());
     let burn = train(&p("burn"), &["--engine", "burn"]);
     assert_eq!(burn["members"][0]["engine"], "burn");
 }

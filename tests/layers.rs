@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("store", 8),
     ("predict", 9),
     ("train", 10),
+    ("export", 10),
     ("experiments", 11),
     ("cli", 12),
     ("lib", 13),

@@ -14,6 +14,7 @@ mod demo;
 mod encode;
 mod encoders;
 mod eval;
+mod export;
 mod mmimdb;
 mod multiview;
 mod plot;
@@ -64,6 +65,8 @@ enum Command {
     Encoders(encoders::Args),
     /// Encode a CSV column of texts or image paths into a feature file (.npy) with a pretrained encoder.
     Encode(encode::Args),
+    /// Write a trained model in another format: ONNX, for onnxruntime and other runtimes.
+    Export(export::Args),
 }
 
 /// Parses the arguments, runs the subcommand, prints any error on one line.
@@ -91,6 +94,7 @@ pub fn main() -> ExitCode {
         Command::Robustness(args) => robustness::run(args),
         Command::Encoders(args) => encoders::run(args),
         Command::Encode(args) => encode::run(args),
+        Command::Export(args) => export::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
