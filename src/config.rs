@@ -458,6 +458,96 @@ impl Preset {
     }
 }
 
+/// The options of the paper's epoch-trained models as a user gives them:
+/// the flags of `gmu multiview` and `gmu mmimdb`, and the keyword arguments
+/// of Python's `gmu.fit`, with the same names and defaults
+/// (`multiview`'s; `mmimdb` changes `hidden` to 512 and `batch_size` to 128).
+/// [`config`](Self::config) turns them into the validated [`TrainingConfig`]
+/// both train with. An unknown name is an error when read from JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EpochOptions {
+    /// Fusion method.
+    pub fusion: FusionKind,
+    /// The classifier on the fused vector.
+    pub head: HeadKind,
+    /// Mixture of experts: expert kind.
+    pub experts: ExpertKind,
+    /// Mixture of experts: one gate for all labels.
+    pub tied_gates: bool,
+    /// GMU with K > 2 views: softmax-normalised gates.
+    pub gate_softmax: bool,
+    /// Training engine.
+    pub engine: Engine,
+    /// Hidden width (GMU and maxout units).
+    pub hidden: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Dropout after each maxout layer.
+    pub dropout: f64,
+    /// Max-norm limit on every weight column (0: none).
+    pub max_norm: f32,
+    /// Minibatch size.
+    pub batch_size: usize,
+    /// Multilabel decisions: a label is predicted at or above this probability.
+    pub threshold: f32,
+    /// Most epochs.
+    pub epochs: usize,
+    /// Early stopping: epochs without a better dev macro-F1.
+    pub patience: usize,
+    /// Each training sample loses each view with this probability (never all).
+    pub modality_dropout: f64,
+    /// Fill the missing cells of partly missing rows with the training means.
+    pub impute: bool,
+    /// Seed of the initialisation, dropout and batch order.
+    pub seed: u64,
+}
+
+impl Default for EpochOptions {
+    fn default() -> Self {
+        EpochOptions {
+            fusion: FusionKind::Gmu,
+            head: HeadKind::Maxout,
+            experts: ExpertKind::Maxout,
+            tied_gates: false,
+            gate_softmax: false,
+            engine: Engine::Auto,
+            hidden: 128,
+            lr: 1e-3,
+            dropout: 0.5,
+            max_norm: 10.0,
+            batch_size: 64,
+            threshold: 0.5,
+            epochs: 100,
+            patience: 10,
+            modality_dropout: 0.0,
+            impute: false,
+            seed: 0,
+        }
+    }
+}
+
+impl EpochOptions {
+    /// The paper's recipe for [`fusion`](Self::fusion) with these options, validated.
+    pub fn config(&self) -> Result<TrainingConfig> {
+        let mut config = TrainingConfig::paper(self.fusion);
+        let m = &mut config.model;
+        (m.hidden, m.dropout, m.head) = (self.hidden, self.dropout, self.head);
+        (m.experts, m.tied_gates, m.normalize_gates) = (self.experts, self.tied_gates, self.gate_softmax);
+        m.max_norm = (self.max_norm != 0.0).then_some(self.max_norm);
+        config.optimizer.lr = self.lr;
+        config.schedule =
+            Schedule::Epochs { max_epochs: self.epochs, patience: self.patience, batch_size: self.batch_size };
+        config.seed = self.seed;
+        config.engine = self.engine;
+        config.modality_dropout = self.modality_dropout;
+        config.impute = self.impute;
+        config.threshold = self.threshold;
+        config.validate()?;
+        Ok(config)
+    }
+}
+
 /// Changes to a preset's config, one per optional flag (`None` keeps the preset's value).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Overrides {

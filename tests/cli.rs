@@ -1715,12 +1715,10 @@ fn format_1_model_directories_predict_as_they_did() {
         out.to_str().unwrap(),
     ]);
     assert!(run.status.success(), "{}", stderr(&run));
-    let now: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().take(31).map(String::from).collect();
-    assert_same_table(
-        &(now.join("\n") + "\n"),
-        &std::fs::read_to_string(f("mfeat-gmu.predictions.csv")).unwrap(),
-        "mfeat-gmu",
-    );
+    // Every one of the 400 test rows (issue 25, item 10; were: the first 30).
+    let now = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(now.lines().count(), 401);
+    assert_same_table(&now, &std::fs::read_to_string(f("mfeat-gmu.predictions.csv")).unwrap(), "mfeat-gmu");
     // The synthetic model is still one `eval` takes.
     let eval = gmu(&["eval", "--model", &f("synthetic-gmu"), "--data", &f("toy.csv"), "--json"]);
     assert!(eval.status.success(), "{}", stderr(&eval));

@@ -229,23 +229,23 @@ impl TrainingArgs {
     /// the paper's model, with the command's own defaults for the hidden width and
     /// the batch size.
     pub fn config(&self, hidden: usize, batch_size: usize) -> gmu::Result<gmu::config::TrainingConfig> {
-        let mut config = gmu::config::TrainingConfig::paper(gmu::fusion::FusionKind::Gmu);
-        let m = &mut config.model;
-        (m.hidden, m.dropout, m.head) = (self.hidden.unwrap_or(hidden), self.dropout, self.head);
-        m.max_norm = (self.max_norm != 0.0).then_some(self.max_norm);
-        config.optimizer.lr = self.lr;
-        config.schedule = gmu::config::Schedule::Epochs {
-            max_epochs: self.epochs,
-            patience: self.patience,
+        gmu::config::EpochOptions {
+            head: self.head,
+            engine: self.engine,
+            hidden: self.hidden.unwrap_or(hidden),
+            lr: self.lr,
+            dropout: self.dropout,
+            max_norm: self.max_norm,
             batch_size: self.batch_size.unwrap_or(batch_size),
-        };
-        config.seed = self.seed;
-        config.engine = self.engine;
-        config.modality_dropout = self.modality_dropout;
-        config.impute = self.impute == Some(Impute::Mean);
-        config.threshold = self.threshold;
-        config.validate()?;
-        Ok(config)
+            threshold: self.threshold,
+            epochs: self.epochs,
+            patience: self.patience,
+            modality_dropout: self.modality_dropout,
+            impute: self.impute == Some(Impute::Mean),
+            seed: self.seed,
+            ..gmu::config::EpochOptions::default()
+        }
+        .config()
     }
 }
 
