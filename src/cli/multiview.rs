@@ -124,6 +124,12 @@ pub fn run(args: Args) -> Result<()> {
         gmu::budget::product(&[args.repeats, data.len(), 8]),
     )
     .map_err(super::flags)?;
+    if own_split.is_none() && args.test <= 0.0 {
+        return Err(super::flags(gmu::GmuError::invalid(
+            "test",
+            format!("{} leaves no test rows; the comparison scores the test rows (give a share above 0)", args.test),
+        )));
+    }
     let splits: Vec<_> = match &own_split {
         Some(split) => vec![split.clone(); args.repeats],
         None => (0..args.repeats as u64)

@@ -402,6 +402,7 @@ fn run_raw(args: Args) -> Result<()> {
             None => true,
             Some(RawInput::Text(t)) => t.trim().is_empty(),
             Some(RawInput::Image(p)) => !p.is_file(),
+            Some(RawInput::ImageBytes(b)) => b.is_empty(),
         })
     };
     let empty: Vec<usize> = (0..n_rows).filter(|&r| visibly_empty(r)).collect();
@@ -414,6 +415,7 @@ fn run_raw(args: Args) -> Result<()> {
                     None => format!("{}: not given", spec.name),
                     Some(RawInput::Text(_)) => format!("{}: empty text", spec.name),
                     Some(RawInput::Image(p)) => format!("{}: no file {}", spec.name, p.display()),
+                    Some(RawInput::ImageBytes(_)) => format!("{}: an empty image", spec.name),
                 })
                 .collect();
             format!("row {r}: every view is missing ({})", parts.join("; "))

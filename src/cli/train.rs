@@ -120,6 +120,12 @@ fn train_on(
         config.loss = None;
     }
     config.impute = args.impute == Some(super::Impute::Mean);
+    if own_split.is_none() && args.test <= 0.0 {
+        return Err(super::flags(gmu::GmuError::invalid(
+            "test",
+            format!("{} leaves no test rows; the scores are the test rows' (give a share above 0)", args.test),
+        )));
+    }
     let split = match &own_split {
         Some(split) => split.clone(),
         None => data.split(0.0, args.test, args.seed).map_err(super::flags)?,

@@ -379,8 +379,9 @@ impl MultiviewData {
         for part in [&mut split.train, &mut split.dev, &mut split.test] {
             part.sort_unstable();
         }
-        // A dev share of 0 asks for no dev rows (training in steps needs none).
-        if split.train.is_empty() || (split.dev.is_empty() && dev > 0.0) || split.test.is_empty() {
+        // A dev share of 0 asks for no dev rows (training in steps needs none), a test share of 0
+        // for no test rows (a model fitted on all it is given, as from Python).
+        if split.train.is_empty() || (split.dev.is_empty() && dev > 0.0) || (split.test.is_empty() && test > 0.0) {
             return Err(GmuError::invalid(
                 "dev/test",
                 format!("the split of {} samples leaves an empty part", self.len()),
@@ -872,5 +873,9 @@ mod tests {
         let mut all: Vec<usize> = s.train.iter().chain(&s.dev).chain(&s.test).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..100).collect::<Vec<_>>());
+        // A test share of 0 keeps no test rows; the same seed draws the same dev rows' shares.
+        let no_test = d.split(0.2, 0.0, 3).unwrap();
+        assert_eq!((no_test.train.len(), no_test.dev.len(), no_test.test.len()), (80, 20, 0));
+        assert!(d.split(0.2, 0.0, 3).unwrap() == no_test);
     }
 }

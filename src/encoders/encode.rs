@@ -94,7 +94,7 @@ pub fn encode_rows(
         if window > batch_size {
             order.sort_by_key(|&j| match &block[j] {
                 RawInput::Text(t) => t.len(),
-                RawInput::Image(_) => 0,
+                RawInput::Image(_) | RawInput::ImageBytes(_) => 0,
             });
         }
         let mut rows: Vec<Option<super::Row>> = vec![None; block.len()];
@@ -225,6 +225,7 @@ pub fn encode_to_npy(
 pub fn describe(input: &RawInput<'_>) -> String {
     match input {
         RawInput::Image(p) => p.display().to_string(),
+        RawInput::ImageBytes(b) => format!("an image of {} bytes", b.len()),
         RawInput::Text(t) => {
             let short: String = t.chars().take(40).collect();
             if short.len() < t.len() { format!("{short}…") } else { short }

@@ -36,9 +36,18 @@ pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
         crate::error::GmuError::Data { message, .. } => format!("cannot read: {message}"),
         other => other.to_string(),
     })?;
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+    decode_bytes(&bytes, Some(path))
+}
+
+/// [`decode`] for an encoded image in memory; `name`, where given, is the
+/// file it came from (its extension is the first guess at the format).
+pub fn decode_bytes(bytes: &[u8], name: Option<&Path>) -> Result<(Vec<u8>, usize, usize), String> {
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("{} bytes is over the limit of {} MB", bytes.len(), MAX_FILE_BYTES >> 20));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
     // The file's extension first, as `ImageReader::open` does; its content where that says more.
-    if let Ok(by_name) = image::ImageFormat::from_path(path) {
+    if let Some(by_name) = name.and_then(|p| image::ImageFormat::from_path(p).ok()) {
         reader.set_format(by_name);
     }
     let reader = reader.with_guessed_format().map_err(|e| format!("cannot read: {e}"))?;
@@ -46,7 +55,7 @@ pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
     if format.is_none() {
         return Err("not a JPEG or PNG image".to_string());
     }
-    if format == Some(image::ImageFormat::Jpeg) && bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(&bytes) {
+    if format == Some(image::ImageFormat::Jpeg) && bytes.starts_with(&[0xFF, 0xD8]) && !jpeg_is_complete(bytes) {
         return Err("a truncated JPEG (it ends before its end-of-image marker)".to_string());
     }
     let (w, h) = reader.into_dimensions().map_err(|e| format!("not a decodable image ({e})"))?;
@@ -60,7 +69,7 @@ pub fn decode(path: &Path) -> Result<(Vec<u8>, usize, usize), String> {
             (RESIZE as u64 * RESIZE as u64 * long / short) >> 20
         ));
     }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(&bytes[..]));
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes));
     reader.set_format(format.expect("checked above"));
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_PIXELS * 8 + (64 << 20));
@@ -207,6 +216,18 @@ mod tests {
         assert_eq!((h, w), (30, 40));
         let p = &rgb[(5 * 40 + 5) * 3..(5 * 40 + 5) * 3 + 3];
         assert!(p[0] > 180 && p[1] < 100 && p[2] < 100, "CMYK red decoded as {p:?}");
+    }
+
+    #[test]
+    fn bytes_in_memory_decode_as_their_file_does() {
+        for name in ["cmyk.jpg", "chelsea.png"] {
+            let path = fixtures().join(name);
+            let bytes = std::fs::read(&path).unwrap();
+            assert_eq!(decode_bytes(&bytes, None).unwrap(), decode(&path).unwrap(), "{name}");
+        }
+        assert!(decode_bytes(b"GIF89a nothing", None).unwrap_err().contains("not"));
+        let cmyk = std::fs::read(fixtures().join("cmyk.jpg")).unwrap();
+        assert!(decode_bytes(&cmyk[..cmyk.len() / 2], None).unwrap_err().contains("truncated"));
     }
 
     #[test]

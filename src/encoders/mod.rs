@@ -498,6 +498,9 @@ pub enum RawInput<'a> {
     Text(&'a str),
     /// An image file.
     Image(&'a Path),
+    /// An encoded image (JPEG or PNG bytes) already in memory, e.g. from a
+    /// Python caller or a request body.
+    ImageBytes(&'a [u8]),
 }
 
 /// A loaded encoder, ready to run.
@@ -629,16 +632,10 @@ impl Encoder {
                 })
                 .collect(),
             Encoder::EffnetLite0(e) => {
-                let paths = inputs
-                    .iter()
-                    .map(|i| match i {
-                        RawInput::Image(p) => Ok(*p),
-                        RawInput::Text(_) => {
-                            Err(GmuError::invalid("encoder", "effnet-lite0 encodes images; it was given a text"))
-                        }
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                e.encode_files(&paths)
+                if inputs.iter().any(|i| matches!(i, RawInput::Text(_))) {
+                    return Err(GmuError::invalid("encoder", "effnet-lite0 encodes images; it was given a text"));
+                }
+                e.encode_images(inputs)
             }
         }
     }
@@ -651,6 +648,9 @@ fn texts<'a>(inputs: &[RawInput<'a>]) -> Result<Vec<&'a str>> {
             RawInput::Text(t) => Ok(text::capped(t)),
             RawInput::Image(p) => {
                 Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({})", p.display())))
+            }
+            RawInput::ImageBytes(b) => {
+                Err(GmuError::invalid("encoder", format!("a text encoder was given an image ({} bytes)", b.len())))
             }
         })
         .collect()

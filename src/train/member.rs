@@ -367,13 +367,15 @@ pub(super) struct Run<'a> {
     pub config: &'a TrainingConfig,
     pub seed: u64,
     pub checkpoint: Option<&'a std::path::Path>,
+    /// Called with each epoch's log (the epochs schedule); its error stops the run.
+    pub observe: &'a (dyn Fn(&EpochLog) -> Result<()> + Sync),
     pub device: &'a Device,
     pub inference: &'a Device,
 }
 
 /// Trains one member as `run` says on `engine` (already picked).
 pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<'_>, run: Run<'_>) -> Result<Outcome> {
-    let Run { config, seed, checkpoint, device, inference } = run;
+    let Run { config, seed, checkpoint, observe, device, inference } = run;
     match config.schedule {
         Schedule::Steps { steps, batch_size, restarts } => {
             let mut rng = StdRng::seed_from_u64(seed);
@@ -479,6 +481,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                     train_loss: loss_sum / batches.max(1) as f64,
                     dev_macro_f1: dev.f1.macro_,
                 });
+                observe(history.last().expect("pushed above"))?;
                 let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
                     if let Some(c) = &checkpoint {

@@ -172,6 +172,26 @@ pub fn train_with(
     checkpoint: Option<&Path>,
     device: &Device,
 ) -> Result<Model> {
+    train_observed(data, modalities, split, config, checkpoint, &|_, _| Ok(()), device)
+}
+
+/// Watches a training run: called after every epoch of the epochs schedule
+/// with the member's index (0 for every method but `avg-probs`, which trains
+/// one member per view) and that epoch's log. An error it returns stops the
+/// training, and the run returns that error.
+pub type EpochObserver<'a> = dyn Fn(usize, &EpochLog) -> Result<()> + Sync + 'a;
+
+/// [`train_with`], calling `observe` after every epoch (live progress for a
+/// caller that is not a terminal, such as the Python package).
+pub fn train_observed(
+    data: &MultiviewData,
+    modalities: &[usize],
+    split: &Split,
+    config: &TrainingConfig,
+    checkpoint: Option<&Path>,
+    observe: &EpochObserver<'_>,
+    device: &Device,
+) -> Result<Model> {
     config.validate()?;
     if modalities.is_empty() {
         return Err(GmuError::invalid("modalities", "no modality selected"));
@@ -231,7 +251,8 @@ pub fn train_with(
         // backend: the whole member's training holds it, so every run is reproducible.
         let job =
             MemberJob { modalities: views, spec, seed, checkpoint: checkpoint.map(|c| c.join(format!("member-{k}"))) };
-        members.push(crate::fusion::random::exclusive(|| train_one(data, split, config, job, device))?);
+        let observe = |log: &EpochLog| observe(k, log);
+        members.push(crate::fusion::random::exclusive(|| train_one(data, split, config, job, &observe, device))?);
     }
     let prior = label_prior(&data.targets, &split.train);
     Ok(model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior))
@@ -300,6 +321,7 @@ fn train_one(
     split: &Split,
     config: &TrainingConfig,
     job: MemberJob,
+    observe: &(dyn Fn(&EpochLog) -> Result<()> + Sync),
     inference: &Device,
 ) -> Result<Member> {
     let MemberJob { modalities, spec, seed, checkpoint } = job;
@@ -336,7 +358,7 @@ fn train_one(
         missing: &missing,
         any_missing,
     };
-    let run = member::Run { config, seed, checkpoint: checkpoint.as_deref(), device: &device, inference };
+    let run = member::Run { config, seed, checkpoint: checkpoint.as_deref(), observe, device: &device, inference };
     let out = member::train_member(&spec, engine, &problem, run)?;
     Ok(Member {
         modalities,
@@ -517,6 +539,31 @@ pub(crate) mod tests {
                 assert!(test.f1.macro_ > floor, "{kind} ({experts:?}, tied {tied}) multilabel={multilabel}: {test:?}");
             }
         }
+    }
+
+    #[test]
+    fn the_observer_sees_every_epoch_of_every_member_and_its_error_stops_the_run() {
+        let data = planted(120, false, 1);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let config = epochs(quick(FusionKind::AvgProbs), 4);
+        let seen = std::sync::Mutex::new(Vec::new());
+        let observe = |member: usize, log: &EpochLog| {
+            seen.lock().unwrap().push((member, log.clone()));
+            Ok(())
+        };
+        let trained = train_observed(&data, &[0, 1], &split, &config, None, &observe, &dev()).unwrap();
+        let seen = seen.into_inner().unwrap();
+        let expected: Vec<(usize, EpochLog)> = (trained.config.members.iter().enumerate())
+            .flat_map(|(k, m)| m.history.iter().map(move |log| (k, log.clone())))
+            .collect();
+        assert_eq!(seen, expected);
+        assert_eq!(seen.iter().filter(|(k, _)| *k == 1).count(), trained.config.members[1].history.len());
+
+        let stop = |_: usize, log: &EpochLog| {
+            if log.epoch == 2 { Err(GmuError::invalid("observer", "stop at epoch 2")) } else { Ok(()) }
+        };
+        let err = train_observed(&data, &[0, 1], &split, &config, None, &stop, &dev()).unwrap_err();
+        assert!(err.to_string().contains("stop at epoch 2"), "{err}");
     }
 
     #[test]

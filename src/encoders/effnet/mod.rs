@@ -92,9 +92,26 @@ impl ImageEncoder {
     /// Decodes, preprocesses (in parallel) and encodes image files; a file
     /// that cannot be read or decoded is a missing row with the reason.
     pub fn encode_files(&self, paths: &[&Path]) -> Result<Vec<super::Row>> {
+        let inputs: Vec<super::RawInput> = paths.iter().map(|p| super::RawInput::Image(p)).collect();
+        self.encode_images(&inputs)
+    }
+
+    /// [`encode_files`](Self::encode_files) for image files or encoded
+    /// images in memory (a text input is an unusable row).
+    pub fn encode_images(&self, inputs: &[super::RawInput<'_>]) -> Result<Vec<super::Row>> {
+        use super::RawInput;
         use rayon::prelude::*;
-        let pixels: Vec<std::result::Result<Vec<f32>, String>> =
-            paths.par_iter().map(|p| decode(p).map(|(rgb, h, w)| preprocess(&rgb, h, w))).collect();
+        let pixels: Vec<std::result::Result<Vec<f32>, String>> = inputs
+            .par_iter()
+            .map(|input| {
+                let decoded = match input {
+                    RawInput::Image(p) => decode(p),
+                    RawInput::ImageBytes(b) => super::image::decode_bytes(b, None),
+                    RawInput::Text(_) => Err("a text, not an image".to_string()),
+                };
+                decoded.map(|(rgb, h, w)| preprocess(&rgb, h, w))
+            })
+            .collect();
         let good: Vec<Vec<f32>> = pixels.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
         let features = self.encode_pixels(&good);
         let d = self.features();
