@@ -1,0 +1,180 @@
+"""`m.predict` from Python against what a user would run instead, on one model and the same rows.
+
+The model: `gmu multiview`'s default GMU (fou + zer of mfeat, GMU 128 -> maxout MLP -> 10 classes),
+trained briefly by the CLI. The rows: mfeat's 2,000 fou and zer rows tiled to 10,000 (float32).
+Timed, each the median of --reps runs after one warm-up, at --threads threads:
+
+- gmu (Python, in-process): `m.predict(views, importance=False)` (probabilities, gates, shares),
+  and `m.predict(views)` (plus occlusion importance, what `gmu predict` computes);
+- gmu CLI: `gmu predict --model M --files fou.npy,zer.npy --out p.csv` (process start, model load,
+  importance, the CSV written), the whole command;
+- PyTorch eager: the same graph (`gmu export`'s ONNX, its initializers as torch tensors) run op
+  by op with torch functions under `torch.inference_mode()`: the model a PyTorch user would have;
+- onnxruntime on the same ONNX file.
+
+Also checks that every runtime's probabilities agree (max abs difference printed), and prints
+the `gmu` wheel's size and `import gmu`'s time when --wheel names the wheel.
+
+    bench/python.sh      # both thread counts; needs `pip install ./python` into bench/.venv
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--threads", type=int, default=1)
+parser.add_argument("--reps", type=int, default=7)
+parser.add_argument("--rows", type=int, default=10_000)
+parser.add_argument("--gmu", default=str(ROOT / "target" / "release" / "gmu"))
+parser.add_argument("--work", default=str(ROOT / "target" / "bench-python"))
+parser.add_argument("--wheel")
+args = parser.parse_args()
+
+# Thread counts are read when each library starts its pool: set them before the imports.
+for var in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"]:
+    os.environ[var] = str(args.threads)
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
+
+import gmu  # noqa: E402
+
+torch.set_num_threads(args.threads)
+work = Path(args.work)
+work.mkdir(parents=True, exist_ok=True)
+model_dir = work / "runs" / "fou+zer" / "gmu"
+if not (model_dir / "config.json").exists():
+    subprocess.run([args.gmu, "multiview", "--modalities", "fou,zer", "--fusion", "gmu", "--no-single",
+                    "--epochs", "10", "--seed", "0", "--out", work / "runs"], check=True, capture_output=True)
+onnx_path = work / "gmu.onnx"
+if not onnx_path.exists():
+    subprocess.run([args.gmu, "export", "--model", model_dir, "--out", onnx_path], check=True)
+
+
+def mfeat(view):
+    with gzip.open(ROOT / "data" / "mfeat" / f"mfeat-{view}.csv.gz", "rt") as f:
+        return np.loadtxt(f, delimiter=",", skiprows=1, dtype=np.float32)
+
+
+reps = -(-args.rows // 2000)
+views = {v: np.ascontiguousarray(np.tile(mfeat(v), (reps, 1))[: args.rows]) for v in ["fou", "zer"]}
+for v, x in views.items():
+    np.save(work / f"{v}.npy", x)
+
+
+def median_ms(f, n=args.reps):
+    f()
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        f()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+model = gmu.load(model_dir)
+results = {}
+results["gmu_python"] = median_ms(lambda: model.predict(views, importance=False))
+results["gmu_python_importance"] = median_ms(lambda: model.predict(views))
+files = f"{work / 'fou.npy'},{work / 'zer.npy'}"
+results["gmu_cli_importance"] = median_ms(
+    lambda: subprocess.run([args.gmu, "predict", "--model", model_dir, "--files", files, "--out",
+                            work / "p.csv"], check=True, capture_output=True), n=max(3, args.reps // 2))
+
+graph = onnx.load(onnx_path).graph
+weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+
+
+def attr(node, name, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            return onnx.helper.get_attribute_value(a)
+    return default
+
+
+def run_torch(inputs):
+    """The exported graph, op by op, as PyTorch eager functions."""
+    env = dict(weights)
+    env.update(inputs)
+    for node in graph.node:
+        x = [env[i] if i else None for i in node.input]
+        op = node.op_type
+        if op in ("Add", "Sub", "Mul", "Div"):
+            y = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](x[0], x[1])
+        elif op == "MatMul":
+            y = torch.matmul(x[0], x[1])
+        elif op in ("Tanh", "Sigmoid"):
+            y = torch.tanh(x[0]) if op == "Tanh" else torch.sigmoid(x[0])
+        elif op == "Softmax":
+            y = torch.softmax(x[0], dim=attr(node, "axis", -1))
+        elif op == "Concat":
+            y = torch.cat(x, dim=attr(node, "axis"))
+        elif op == "BatchNormalization":
+            y = torch.nn.functional.batch_norm(x[0], x[3], x[4], x[1], x[2], False, 0.0, attr(node, "epsilon", 1e-5))
+        elif op == "Reshape":
+            shape = [x[0].shape[i] if s == 0 else int(s) for i, s in enumerate(x[1].tolist())]
+            y = x[0].reshape(shape)
+        elif op == "ReduceMax":
+            y = torch.amax(x[0], dim=tuple(attr(node, "axes")), keepdim=bool(attr(node, "keepdims", 1)))
+        elif op == "ReduceSum":
+            y = torch.sum(x[0], dim=tuple(x[1].tolist()), keepdim=bool(attr(node, "keepdims", 1)))
+        elif op == "Transpose":
+            y = x[0].permute(*attr(node, "perm"))
+        elif op == "Unsqueeze":
+            y = x[0]
+            for a in sorted(x[1].tolist()):
+                y = y.unsqueeze(a)
+        elif op == "Identity":
+            y = x[0]
+        else:
+            raise SystemExit(f"bench/python_predict.py: op {op} not in the interpreter")
+        env[node.output[0]] = y
+    return [env[o.name] for o in graph.output]
+
+
+torch_inputs = {k: torch.from_numpy(v) for k, v in views.items()}
+
+
+def torch_predict():
+    with torch.inference_mode():
+        return run_torch(torch_inputs)
+
+
+results["pytorch_eager"] = median_ms(torch_predict)
+options = ort.SessionOptions()
+options.intra_op_num_threads = args.threads
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+results["onnxruntime"] = median_ms(lambda: session.run(None, views))
+
+p_gmu = model.predict(views, importance=False)["probabilities"]
+agree = {
+    "pytorch_eager": float(np.abs(torch_predict()[0].numpy() - p_gmu).max()),
+    "onnxruntime": float(np.abs(session.run(["probabilities"], views)[0] - p_gmu).max()),
+}
+line = {"threads": args.threads, "rows": args.rows, "median_ms": {k: round(v, 2) for k, v in results.items()},
+        "pytorch_over_gmu": round(results["pytorch_eager"] / results["gmu_python"], 2),
+        "onnxruntime_over_gmu": round(results["onnxruntime"] / results["gmu_python"], 2),
+        "cli_over_python": round(results["gmu_cli_importance"] / results["gmu_python_importance"], 2),
+        "max_abs_diff_to_gmu": agree, "torch": torch.__version__, "onnxruntime_version": ort.__version__}
+if args.wheel:
+    line["wheel_mb"] = round(Path(args.wheel).stat().st_size / 1e6, 2)
+    imports = []
+    for _ in range(5):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import gmu"], capture_output=True, text=True)
+        total = [l for l in out.stderr.splitlines() if l.rstrip().endswith("| gmu")]
+        imports.append(int(total[-1].split("|")[1]) / 1e3)
+    line["import_gmu_ms"] = round(statistics.median(imports), 1)
+print(json.dumps(line))
