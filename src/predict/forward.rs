@@ -2,9 +2,14 @@
 //! over the model's views, missing views masked as each method's rule says,
 //! probabilities averaged over the members, gates, shares and occlusion
 //! importance collected ([`run`]); the decisions and scores of probabilities
-//! ([`decide`], [`score`]).
+//! ([`decide`], [`score`]). On the CPU the paper's maxout-MLP models (GMU,
+//! concatenation, linear sum, and `avg-probs`' members) run on the maxout
+//! engine's flat inference pass ([`MaxoutNet::infer`]); every other model, and
+//! every model on another device, on burn's forward.
 
 use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::engine::maxout::MaxoutNet;
 
 use crate::data::{Scaler, Targets, View};
 use crate::error::{GmuError, Result};
@@ -197,15 +202,38 @@ pub fn run(
     device: &Device,
 ) -> Result<Prediction> {
     let mut out = Prediction::default();
-    for chunk in rows.chunks(BATCH) {
-        out.append(run_batch(members, views, model_views, chunk, task, importance, device)?);
+    // Each member's flat form, read once per call (not per batch).
+    let flats: Vec<Option<MaxoutNet>> = members.iter().map(|m| flat(m.net, device)).collect();
+    let members: Vec<(MemberRef<'_>, Option<&MaxoutNet>)> =
+        members.iter().copied().zip(flats.iter().map(Option::as_ref)).collect();
+    if members.iter().all(|(_, flat)| flat.is_some()) {
+        // Flat inference touches no shared state: batches run in parallel, appended in order.
+        use rayon::prelude::*;
+        let batches: Vec<Result<Prediction>> = rows
+            .par_chunks(BATCH)
+            .map(|chunk| run_batch(&members, views, model_views, chunk, task, importance, device))
+            .collect();
+        for batch in batches {
+            out.append(batch?);
+        }
+    } else {
+        for chunk in rows.chunks(BATCH) {
+            out.append(run_batch(&members, views, model_views, chunk, task, importance, device)?);
+        }
     }
     out.n_views = model_views.len();
     Ok(out)
 }
 
+/// `net` on the maxout engine's flat buffers, where its inference runs there:
+/// on the CPU, a maxout-MLP model on feature views ([`MaxoutNet::from_net`]
+/// refuses the rest, which stay on burn's forward).
+fn flat(net: &FusionNet, device: &Device) -> Option<MaxoutNet> {
+    crate::device::is_cpu(device).then(|| MaxoutNet::from_net(net, 0).ok()).flatten()
+}
+
 fn run_batch(
-    members: &[MemberRef<'_>],
+    members: &[(MemberRef<'_>, Option<&MaxoutNet>)],
     views: &[&View],
     model_views: &[usize],
     rows: &[usize],
@@ -279,7 +307,7 @@ fn run_batch(
 
 /// One pass of every member over one batch with the given presence.
 fn forward_all(
-    members: &[MemberRef<'_>],
+    members: &[(MemberRef<'_>, Option<&MaxoutNet>)],
     views: &[&View],
     model_views: &[usize],
     rows: &[usize],
@@ -291,7 +319,7 @@ fn forward_all(
     let mut probs: Vec<f32> = Vec::new();
     let mut weight = vec![0.0f32; b];
     let (mut gate_means, mut shares) = (None, None);
-    for member in members {
+    for &(member, flat) in members {
         // Where each of the member's views sits among the model's views.
         let at: Vec<usize> = member
             .views
@@ -302,7 +330,7 @@ fn forward_all(
             .flat_map(|i| at.iter().map(move |&j| (i, j)))
             .map(|(i, j)| f32::from(u8::from(present[i * k + j])))
             .collect();
-        let inputs: Vec<Tensor<2>> = member
+        let inputs: Vec<Vec<f32>> = member
             .views
             .iter()
             .zip(member.scalers)
@@ -320,15 +348,18 @@ fn forward_all(
                 }
                 scaler.apply(&mut values);
                 values.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
-                Tensor::from_data(TensorData::new(values, [b, view.dim]), device)
+                values
             })
             .collect();
         let all_present = member_present.iter().all(|&p| p == 1.0);
-        let mask = (!all_present)
-            .then(|| Tensor::<2>::from_data(TensorData::new(member_present.clone(), [b, at.len()]), device));
-        let out = member.net.forward_present(&inputs, mask.as_ref());
-        let p: Vec<f32> =
-            member.net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32 probabilities");
+        let (p, member_gates, member_shares) = match flat {
+            Some(flat) => {
+                let refs: Vec<&[f32]> = inputs.iter().map(Vec::as_slice).collect();
+                let out = flat.infer(&refs, b, (!all_present).then_some(member_present.as_slice()));
+                (out.probs, out.gate_means, out.shares)
+            }
+            None => burn_forward(member.net, inputs, &member_present, all_present, at.len(), device),
+        };
         let c = p.len() / b.max(1);
         if probs.is_empty() {
             probs = vec![0.0; b * c];
@@ -341,14 +372,8 @@ fn forward_all(
                 }
             }
         }
-        if gate_means.is_none()
-            && let (Some(g), Some(contrib)) = (out.gates, out.contributions)
-        {
-            let [_, kk, _] = g.dims();
-            gate_means = Some(g.mean_dim(2).reshape([b, kk]).into_data().try_to_vec::<f32>().expect("f32"));
-            let per_view = contrib.sum_dim(2).reshape([b, kk]);
-            let total = per_view.clone().sum_dim(1).clamp_min(1e-12);
-            shares = Some((per_view / total).into_data().try_to_vec::<f32>().expect("f32"));
+        if gate_means.is_none() && member_gates.is_some() && member_shares.is_some() {
+            (gate_means, shares) = (member_gates, member_shares);
         }
     }
     let c = probs.len() / b.max(1);
@@ -357,6 +382,38 @@ fn forward_all(
         probs[i * c..(i + 1) * c].iter_mut().for_each(|x| *x /= w);
     }
     Prediction { width: c, n_views: k, probs, gate_means, shares, importance: None, present: vec![] }
+}
+
+/// One member's probabilities `[b, C]`, mean gates and shares `[b, K]` (gated
+/// nets) from burn's forward on `inputs` (scaled, missing rows zeroed).
+fn burn_forward(
+    net: &FusionNet,
+    inputs: Vec<Vec<f32>>,
+    member_present: &[f32],
+    all_present: bool,
+    k: usize,
+    device: &Device,
+) -> (Vec<f32>, Option<Vec<f32>>, Option<Vec<f32>>) {
+    let b = member_present.len() / k.max(1);
+    let inputs: Vec<Tensor<2>> = inputs
+        .into_iter()
+        .map(|values| {
+            let d = values.len() / b.max(1);
+            Tensor::from_data(TensorData::new(values, [b, d]), device)
+        })
+        .collect();
+    let mask = (!all_present).then(|| Tensor::<2>::from_data(TensorData::new(member_present.to_vec(), [b, k]), device));
+    let out = net.forward_present(&inputs, mask.as_ref());
+    let p: Vec<f32> = net.probabilities(out.scores).into_data().try_to_vec::<f32>().expect("f32 probabilities");
+    let (mut gate_means, mut shares) = (None, None);
+    if let (Some(g), Some(contrib)) = (out.gates, out.contributions) {
+        let [_, kk, _] = g.dims();
+        gate_means = Some(g.mean_dim(2).reshape([b, kk]).into_data().try_to_vec::<f32>().expect("f32"));
+        let per_view = contrib.sum_dim(2).reshape([b, kk]);
+        let total = per_view.clone().sum_dim(1).clamp_min(1e-12);
+        shares = Some((per_view / total).into_data().try_to_vec::<f32>().expect("f32"));
+    }
+    (p, gate_means, shares)
 }
 
 #[cfg(test)]

@@ -38,7 +38,10 @@ use crate::fusion::blocks::MaxoutMlp;
 use crate::fusion::network::FusionHead;
 use crate::fusion::{FusionKind, FusionNet, Task};
 
+mod infer;
 mod ops;
+
+pub use infer::Inferred;
 
 use super::choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine, on_cpu, own_loss};
 
