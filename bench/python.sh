@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `m.predict` from Python (the gmu package) against the CLI, PyTorch eager and onnxruntime on the
-# same model and 10,000 mfeat rows, at 1 and 2 threads, plus the wheel's size and import time.
+# same model on 10,000, 32 and 1 mfeat rows, at 1 and 2 threads, plus the wheel's size and import time.
 # Builds the wheel, installs it into bench/.venv (with onnx and onnxruntime) and runs
 # bench/python_predict.py; see its docstring for what is timed.
 # Usage: bench/python.sh [--reps N]
@@ -14,5 +14,7 @@ rm -rf target/wheels
 "$PY" -m pip install -q --force-reinstall --no-deps target/wheels/gmu-*.whl
 wheel=$(ls target/wheels/gmu-*.whl)
 for threads in 1 2; do
-  "$PY" bench/python_predict.py --threads $threads --wheel "$wheel" "$@"
+  for rows in 10000 32 1; do
+    "$PY" bench/python_predict.py --threads $threads --rows $rows --wheel "$wheel" "$@"
+  done
 done
