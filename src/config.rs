@@ -252,6 +252,63 @@ impl Schedule {
     }
 }
 
+/// How a corrupted view is corrupted in training (`--noise-kind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum NoiseKind {
+    /// Gaussian noise on the standardised inputs, σ drawn from the range.
+    Gaussian,
+    /// The view of another random training sample (a misaligned pair).
+    Swap,
+    /// The view at its training mean (zero after standardisation).
+    Zero,
+    /// One of the three, drawn uniformly per corrupted sample.
+    #[default]
+    Mixed,
+}
+
+/// Corrupted views in training (`--view-noise`): each training sample, with
+/// probability `p`, gets one of its present views (drawn uniformly; never
+/// when fewer than two of the model's views are present) corrupted as
+/// `kind` says, fresh every epoch. The draws depend on the run's seed, the
+/// epoch and the data row only, so every method of a comparison (and every
+/// member of `avg-probs`) sees the same corruption.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ViewNoise {
+    /// Share of the training samples corrupted each epoch (0: off).
+    pub p: f64,
+    /// What corruption.
+    pub kind: NoiseKind,
+    /// The range σ is drawn from, uniformly (Gaussian noise).
+    pub sigma: (f32, f32),
+}
+
+impl Default for ViewNoise {
+    fn default() -> Self {
+        ViewNoise { p: 0.0, kind: NoiseKind::Mixed, sigma: (0.5, 4.0) }
+    }
+}
+
+impl ViewNoise {
+    /// Whether no sample is corrupted.
+    pub fn is_off(&self) -> bool {
+        self.p == 0.0
+    }
+
+    /// Checks the share and the σ range; names the flag at fault.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.p) {
+            return Err(GmuError::invalid("view_noise", format!("must be in [0, 1), got {}", self.p)));
+        }
+        let (lo, hi) = self.sigma;
+        if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
+            return Err(GmuError::invalid("noise_sigma", format!("expected LO,HI with 0 <= LO <= HI, got {lo},{hi}")));
+        }
+        Ok(())
+    }
+}
+
 /// Everything that decides a training run. Saved in the model directory's `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingConfig {
@@ -279,6 +336,9 @@ pub struct TrainingConfig {
     /// [`FusionNet::forward_present`](crate::fusion::FusionNet::forward_present)
     /// applies). 0 turns it off.
     pub modality_dropout: f64,
+    /// Corrupted views in training (off by default; absent from older configs).
+    #[serde(default, skip_serializing_if = "ViewNoise::is_off")]
+    pub view_noise: ViewNoise,
     /// Which engine runs the arithmetic ([`Engine::Auto`] picks by what the model and device support).
     pub engine: Engine,
     /// Seed of the initialisation, dropout, modality dropout and batch order.
@@ -292,6 +352,7 @@ impl TrainingConfig {
         RunNeeds {
             missing,
             modality_dropout: self.modality_dropout,
+            view_noise: !self.view_noise.is_off(),
             max_norm: self.model.max_norm.is_some(),
             loss: self.loss,
         }
@@ -309,6 +370,7 @@ impl TrainingConfig {
             threshold: 0.5,
             impute: false,
             modality_dropout: 0.0,
+            view_noise: ViewNoise::default(),
             engine: Engine::Auto,
             seed: 0,
         }
@@ -363,6 +425,13 @@ impl TrainingConfig {
             return Err(GmuError::invalid(
                 "modality_dropout",
                 format!("must be in [0, 1), got {}", self.modality_dropout),
+            ));
+        }
+        self.view_noise.validate()?;
+        if !self.view_noise.is_off() && !matches!(self.schedule, Schedule::Epochs { .. }) {
+            return Err(GmuError::invalid(
+                "view_noise",
+                "corrupted views are drawn per epoch; this run trains in steps",
             ));
         }
         if self.loss == Some(LossKind::SigmoidBce) && self.model.head == HeadKind::Maxout {
@@ -497,6 +566,12 @@ pub struct EpochOptions {
     pub patience: usize,
     /// Each training sample loses each view with this probability (never all).
     pub modality_dropout: f64,
+    /// Each training sample gets one view corrupted with this probability (see [`ViewNoise`]).
+    pub view_noise: f64,
+    /// How a corrupted view is corrupted.
+    pub noise_kind: NoiseKind,
+    /// The range of the Gaussian noise's σ, `[LO, HI]`.
+    pub noise_sigma: [f32; 2],
     /// Fill the missing cells of partly missing rows with the training means.
     pub impute: bool,
     /// Seed of the initialisation, dropout and batch order.
@@ -521,6 +596,9 @@ impl Default for EpochOptions {
             epochs: 100,
             patience: 10,
             modality_dropout: 0.0,
+            view_noise: 0.0,
+            noise_kind: NoiseKind::Mixed,
+            noise_sigma: [0.5, 4.0],
             impute: false,
             seed: 0,
         }
@@ -541,6 +619,8 @@ impl EpochOptions {
         config.seed = self.seed;
         config.engine = self.engine;
         config.modality_dropout = self.modality_dropout;
+        let [lo, hi] = self.noise_sigma;
+        config.view_noise = ViewNoise { p: self.view_noise, kind: self.noise_kind, sigma: (lo, hi) };
         config.impute = self.impute;
         config.threshold = self.threshold;
         config.validate()?;

@@ -780,6 +780,10 @@ fn multiview_scores_methods_with_views_missing() {
         "3",
         "--modality-dropout",
         "0.2",
+        "--view-noise",
+        "0.3",
+        "--noise-kind",
+        "swap",
         "--missing-rates",
         "0,0.5,1",
         "--out",
@@ -794,6 +798,17 @@ fn multiview_scores_methods_with_views_missing() {
     let gmu_row = results.as_array().unwrap().iter().find(|r| r["method"] == "gmu").unwrap();
     assert_eq!(gmu_row["missing"].as_array().unwrap().len(), 2);
     assert_eq!(gmu_row["config"]["modality_dropout"], 0.2);
+    // Every method, avg-probs' members included, records the same view noise.
+    for row in results.as_array().unwrap() {
+        assert_eq!(row["config"]["view_noise"]["p"], 0.3, "{}", row["method"]);
+        assert_eq!(row["config"]["view_noise"]["kind"], "swap", "{}", row["method"]);
+    }
+    let saved = read_json(&out.join("a+b/gmu/config.json"));
+    assert_eq!(saved["training"]["view_noise"]["sigma"], serde_json::json!([0.5, 4.0]));
+    assert_refused(
+        &gmu(&["multiview", "--view-noise", "0.3", "--noise-sigma", "1", "--out", out.to_str().unwrap()]),
+        "--noise-sigma",
+    );
     assert_refused(
         &gmu(&["multiview", "--modality-dropout", "1.5", "--out", out.to_str().unwrap()]),
         "--modality-dropout",

@@ -41,6 +41,9 @@ class GMUClassifier(_Classifier, _Base):
         patience: int = 10,
         threshold: float = 0.5,
         modality_dropout: float = 0.0,
+        view_noise: float = 0.0,
+        noise_kind: str = "mixed",
+        noise_sigma: Sequence[float] = (0.5, 4.0),
         impute: bool = False,
         experts: str = "maxout",
         tied_gates: bool = False,
@@ -61,6 +64,9 @@ class GMUClassifier(_Classifier, _Base):
         self.patience = patience
         self.threshold = threshold
         self.modality_dropout = modality_dropout
+        self.view_noise = view_noise
+        self.noise_kind = noise_kind
+        self.noise_sigma = noise_sigma
         self.impute = impute
         self.experts = experts
         self.tied_gates = tied_gates
@@ -70,7 +76,8 @@ class GMUClassifier(_Classifier, _Base):
         self.seed = seed
 
     _OPTIONS = ("head", "hidden", "lr", "dropout", "max_norm", "batch_size", "epochs", "patience", "threshold",
-                "modality_dropout", "impute", "experts", "tied_gates", "gate_softmax", "engine", "seed")
+                "modality_dropout", "view_noise", "noise_kind", "noise_sigma", "impute", "experts", "tied_gates",
+                "gate_softmax", "engine", "seed")
 
     if _Base is object:  # without scikit-learn: the two methods its estimators must have
 

@@ -249,6 +249,14 @@ def test_fit_saves_its_model_where_asked(tmp_path, trained):
     assert gmu.load(tmp_path / "m").method == "concat" == model.method
 
 
+def test_view_noise_options_reach_the_model(trained):
+    model = gmu.fit(trained["views"], trained["y"], epochs=2, hidden=8, view_noise=0.3, noise_kind="swap",
+                    noise_sigma=(1.0, 2.0))
+    assert model.config["training"]["view_noise"] == {"p": 0.3, "kind": "swap", "sigma": [1.0, 2.0]}
+    with pytest.raises(ValueError, match="noise_sigma"):
+        gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, noise_sigma=(4.0, 1.0))
+
+
 def test_fit_refuses_bad_options_and_data(trained):
     views, y = trained["views"], trained["y"]
     with pytest.raises(ValueError, match="hiden"):

@@ -215,6 +215,18 @@ pub struct TrainingArgs {
     /// so the model learns to predict with views missing.
     #[arg(long, default_value_t = 0.0)]
     pub modality_dropout: f64,
+    /// Corrupted views: each training sample, with this probability, gets one of its views
+    /// (drawn uniformly; never its only one) corrupted as --noise-kind says, fresh every epoch and
+    /// the same for every method, so the gate can learn to turn away from a broken view.
+    #[arg(long, default_value_t = 0.0)]
+    pub view_noise: f64,
+    /// How --view-noise corrupts a view: Gaussian noise on the standardised inputs, swapped with
+    /// another training sample's view, zero (the training mean), or one of the three per sample.
+    #[arg(long, value_enum, default_value_t = gmu::config::NoiseKind::Mixed)]
+    pub noise_kind: gmu::config::NoiseKind,
+    /// The range the Gaussian noise's σ is drawn from, uniformly: LO,HI.
+    #[arg(long, value_delimiter = ',', default_values_t = [0.5f32, 4.0])]
+    pub noise_sigma: Vec<f32>,
     /// How to treat a row that is only partly missing (empty or NaN cells): `mean` fills each
     /// missing cell with the column's training mean; without it such a row is an error.
     #[arg(long, value_enum)]
@@ -241,6 +253,12 @@ impl TrainingArgs {
             epochs: self.epochs,
             patience: self.patience,
             modality_dropout: self.modality_dropout,
+            view_noise: self.view_noise,
+            noise_kind: self.noise_kind,
+            noise_sigma: match self.noise_sigma[..] {
+                [lo, hi] => [lo, hi],
+                _ => return Err(gmu::GmuError::invalid("noise_sigma", "expected two numbers, LO,HI (e.g. 0.5,4)")),
+            },
             impute: self.impute == Some(Impute::Mean),
             seed: self.seed,
             ..gmu::config::EpochOptions::default()

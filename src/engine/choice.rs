@@ -51,6 +51,8 @@ pub struct RunNeeds {
     pub missing: bool,
     /// The probability of dropping a view in training (0 = off).
     pub modality_dropout: f64,
+    /// Views are corrupted in training (`--view-noise`): every step needs its batch fresh.
+    pub view_noise: bool,
     /// A max-norm constraint on the weights is on.
     pub max_norm: bool,
     /// A loss other than the task's own was asked for.

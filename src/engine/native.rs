@@ -493,6 +493,9 @@ impl TrainEngine for Native {
         if needs.max_norm {
             return Err("it has no max-norm constraint".into());
         }
+        if needs.view_noise {
+            return Err("it holds the training set as read once; corrupted views need every batch fresh".into());
+        }
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{AbortHook, Checkpoint, State};
+use super::noise;
 use super::{evaluate_nets, gather};
 use crate::config::{Schedule, TrainingConfig};
 use crate::cpu::{Adam, LossKind};
@@ -38,6 +39,10 @@ pub(super) struct Problem<'a> {
     pub missing: &'a [Vec<bool>],
     /// Some training row lacks a view.
     pub any_missing: bool,
+    /// Corrupted views (`--view-noise`): what the draws depend on, `None` when off.
+    pub noise: Option<noise::Scope<'a>>,
+    /// This epoch's corruption of each data row ([`noise::draw`]; empty outside an epoch's steps).
+    pub corruption: std::sync::RwLock<Vec<Option<noise::Corruption>>>,
 }
 
 impl Problem<'_> {
@@ -45,11 +50,39 @@ impl Problem<'_> {
         positions.iter().map(|&p| self.train[p]).collect()
     }
 
-    /// The hand-written engines' batch of `rows`: every view scaled (missing rows zero), and the 0/1 targets.
+    /// The hand-written engines' batch of `rows`: every view scaled (missing rows zero) and
+    /// corrupted where this epoch's draws say, and the 0/1 targets.
     fn views_batch(&self, rows: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
-        let views = self.modalities.iter().zip(self.scalers).map(|(&v, s)| gather(self.data, v, rows, s)).collect();
         let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
-        (views, y)
+        (self.inputs(rows), y)
+    }
+
+    /// Each view of `rows`, scaled, a missing row zero, corrupted where this epoch's draws say.
+    fn inputs(&self, rows: &[usize]) -> Vec<Vec<f32>> {
+        let plan = self.corruption.read().unwrap_or_else(|p| p.into_inner());
+        self.modalities
+            .iter()
+            .zip(self.scalers)
+            .map(|(&v, s)| {
+                let mut x = gather(self.data, v, rows, s);
+                let d = self.data.views[v].dim;
+                noise::corrupt(&plan, v, rows, &mut x, d, |r| gather(self.data, v, &[r], s));
+                x
+            })
+            .collect()
+    }
+
+    /// Draws the corruption of `epoch` (nothing when view noise is off).
+    fn corrupt_epoch(&self, epoch: usize) {
+        let plan = match &self.noise {
+            Some(scope) => {
+                // Apart from the epoch's other randomness (batch order, dropout), which depends on the member.
+                let seed = epoch_seed(scope.seed ^ 0x6e6f_6973_655f_7669, epoch);
+                noise::draw(scope, seed, self.data.len(), |r, v| !self.data.views[v].row(r).iter().all(|x| x.is_nan()))
+            }
+            None => Vec::new(),
+        };
+        *self.corruption.write().unwrap_or_else(|p| p.into_inner()) = plan;
     }
 
     /// The `[rows, K]` presence mask of the training rows at `positions`,
@@ -259,11 +292,8 @@ fn burn_loss(
     device: &Device,
     cnn: Option<&mut CnnFronts>,
 ) -> Tensor<1> {
-    let inputs: Vec<Tensor<2>> = problem
-        .modalities
-        .iter()
-        .zip(problem.scalers)
-        .map(|(&v, s)| tensor(gather(problem.data, v, rows, s), problem.data.views[v].dim, device))
+    let inputs: Vec<Tensor<2>> = (problem.inputs(rows).into_iter().zip(problem.modalities))
+        .map(|(x, &v)| tensor(x, problem.data.views[v].dim, device))
         .collect();
     let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
     let out = match cnn {
@@ -451,6 +481,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 trainer.reseed(seed);
                 let mut order: Vec<usize> = (0..problem.train.len()).collect();
                 order.shuffle(&mut rng);
+                problem.corrupt_epoch(epoch);
                 let (mut loss_sum, mut batches) = (0.0f64, 0usize);
                 for positions in order.chunks(batch_size) {
                     // A batch of one has no batch statistics; leave it out of this epoch.
@@ -472,6 +503,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                     loss_sum += value as f64;
                     batches += 1;
                 }
+                problem.corruption.write().unwrap_or_else(|p| p.into_inner()).clear();
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
                 let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };

@@ -19,6 +19,7 @@ mod checkpoint;
 #[cfg(test)]
 mod conformance;
 mod member;
+mod noise;
 pub mod report;
 pub mod search;
 pub mod synthetic;
@@ -252,7 +253,9 @@ pub fn train_observed(
         let job =
             MemberJob { modalities: views, spec, seed, checkpoint: checkpoint.map(|c| c.join(format!("member-{k}"))) };
         let observe = |log: &EpochLog| observe(k, log);
-        members.push(crate::fusion::random::exclusive(|| train_one(data, split, config, job, &observe, device))?);
+        members.push(crate::fusion::random::exclusive(|| {
+            train_one(data, split, config, job, modalities, &observe, device)
+        })?);
     }
     let prior = label_prior(&data.targets, &split.train);
     Ok(model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior))
@@ -321,6 +324,7 @@ fn train_one(
     split: &Split,
     config: &TrainingConfig,
     job: MemberJob,
+    model_views: &[usize],
     observe: &(dyn Fn(&EpochLog) -> Result<()> + Sync),
     inference: &Device,
 ) -> Result<Member> {
@@ -357,6 +361,13 @@ fn train_one(
         dev: &dev,
         missing: &missing,
         any_missing,
+        noise: (!config.view_noise.is_off()).then_some(noise::Scope {
+            noise: config.view_noise,
+            views: model_views,
+            train: &split.train,
+            seed: config.seed,
+        }),
+        corruption: Default::default(),
     };
     let run = member::Run { config, seed, checkpoint: checkpoint.as_deref(), observe, device: &device, inference };
     let out = member::train_member(&spec, engine, &problem, run)?;
@@ -539,6 +550,67 @@ pub(crate) mod tests {
                 assert!(test.f1.macro_ > floor, "{kind} ({experts:?}, tied {tied}) multilabel={multilabel}: {test:?}");
             }
         }
+    }
+
+    /// Two views of 3 classes: `a` carries the class strongly, `b` weakly.
+    fn strong_and_weak(n: usize, seed: u64) -> MultiviewData {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let class = i % 3;
+            for (v, width, strength) in [(&mut a, 4, 3.0f32), (&mut b, 4, 1.0)] {
+                for j in 0..width {
+                    v.push(rng.random_range(-1.0..1.0f32) + if j == class { strength } else { 0.0 });
+                }
+            }
+            y.push(class);
+        }
+        let view = |name: &str, values| View {
+            name: name.into(),
+            dim: 4,
+            values,
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
+        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
+        MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } }
+    }
+
+    /// `--view-noise` changes training, is the same for the same seed, and is
+    /// recorded in the model's config; a comparison's methods see the same draws.
+    #[test]
+    fn view_noise_is_seeded_recorded_and_shared_by_the_members() {
+        let data = strong_and_weak(300, 5);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let base = epochs(quick(FusionKind::Gmu), 4);
+        let noisy = TrainingConfig {
+            view_noise: crate::config::ViewNoise { p: 0.5, kind: crate::config::NoiseKind::Mixed, sigma: (0.5, 4.0) },
+            ..base.clone()
+        };
+        let history =
+            |c: &TrainingConfig| train(&data, &[0, 1], &split, c, &dev()).unwrap().config.members[0].history.clone();
+        let (plain, a, b) = (history(&base), history(&noisy), history(&noisy));
+        assert_eq!(a, b, "the same seed, the same corruption");
+        assert_ne!(a, plain, "the noise changes what is trained on");
+        let model = train(&data, &[0, 1], &split, &noisy, &dev()).unwrap();
+        let json = serde_json::to_value(&model.config.training).unwrap();
+        assert_eq!(json["view_noise"]["p"], 0.5);
+        assert!(serde_json::to_value(&base).unwrap().get("view_noise").is_none(), "off: not written");
+        // Every member and method draws from the run's seed and the model's views only.
+        let scope =
+            |views: &'static [usize]| noise::Scope { noise: noisy.view_noise, views, train: &split.train, seed: 0 };
+        let all = |_: usize, _: usize| true;
+        assert_eq!(noise::draw(&scope(&[0, 1]), 3, data.len(), all), noise::draw(&scope(&[0, 1]), 3, data.len(), all));
+        // A view noise on a model of one view never corrupts (never all of its views).
+        let concat = |c: &TrainingConfig| TrainingConfig {
+            model: crate::config::ModelOptions { fusion: FusionKind::Concat, ..c.model.clone() },
+            ..c.clone()
+        };
+        let single = train(&data, &[0], &split, &concat(&noisy), &dev()).unwrap();
+        let single_plain = train(&data, &[0], &split, &concat(&base), &dev()).unwrap();
+        assert_eq!(single.config.members[0].history, single_plain.config.members[0].history);
     }
 
     #[test]

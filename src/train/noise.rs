@@ -1,0 +1,174 @@
+//! Corrupted views in training (`--view-noise`, [`ViewNoise`]): which
+//! training rows get which view corrupted in an epoch ([`draw`]), and the
+//! corruption of a gathered batch ([`corrupt`]).
+//!
+//! The draws are a function of the run's seed, the epoch, the model's views
+//! and the training rows only, indexed by data row: every method of a
+//! comparison, and every single-view member of `avg-probs`, sees the same
+//! rows corrupted in the same way.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::config::{NoiseKind, ViewNoise};
+
+/// One training row's corruption in one epoch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Corruption {
+    /// The corrupted view (an index into the data's views).
+    pub view: usize,
+    /// How.
+    pub how: How,
+}
+
+/// What happens to the corrupted view.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum How {
+    /// `x + σ ε` with `ε ~ N(0, 1)` drawn from `seed`, on the scaled inputs.
+    Gaussian { sigma: f32, seed: u64 },
+    /// The same view of data row `partner`.
+    Swap { partner: usize },
+    /// Zero: the training mean, on standardised inputs.
+    Zero,
+}
+
+/// What [`draw`] needs: the noise, the model's views (data view indices),
+/// all its training rows and the run's seed.
+#[derive(Clone, Copy, Debug)]
+pub struct Scope<'a> {
+    pub noise: ViewNoise,
+    pub views: &'a [usize],
+    pub train: &'a [usize],
+    pub seed: u64,
+}
+
+/// Every data row's corruption in an epoch whose draws come from `epoch_seed`
+/// (`n_rows` entries, `None` where clean), with `present(row, view)` saying
+/// whether a row has a view. Each training row draws the same numbers whatever
+/// happens to it, so one row's outcome never shifts another's.
+pub fn draw(
+    scope: &Scope<'_>,
+    epoch_seed: u64,
+    n_rows: usize,
+    present: impl Fn(usize, usize) -> bool,
+) -> Vec<Option<Corruption>> {
+    let mut plan = vec![None; n_rows];
+    let noise = &scope.noise;
+    if noise.is_off() || scope.views.len() < 2 || scope.train.is_empty() {
+        return plan;
+    }
+    let mut rng = StdRng::seed_from_u64(epoch_seed);
+    let (lo, hi) = noise.sigma;
+    for &r in scope.train {
+        let (hit, pick, kind, unit, partner, seed) = (
+            rng.random::<f64>() < noise.p,
+            rng.random_range(0..scope.views.len()),
+            rng.random_range(0..3u8),
+            rng.random::<f32>(),
+            scope.train[rng.random_range(0..scope.train.len())],
+            rng.random::<u64>(),
+        );
+        let candidates: Vec<usize> = scope.views.iter().copied().filter(|&v| present(r, v)).collect();
+        if !hit || candidates.len() < 2 {
+            continue;
+        }
+        let view = candidates[pick % candidates.len()];
+        let kind = match noise.kind {
+            NoiseKind::Mixed => [NoiseKind::Gaussian, NoiseKind::Swap, NoiseKind::Zero][kind as usize],
+            other => other,
+        };
+        let how = match kind {
+            NoiseKind::Gaussian => How::Gaussian { sigma: lo + (hi - lo) * unit, seed },
+            NoiseKind::Swap => How::Swap { partner },
+            _ => How::Zero,
+        };
+        plan[r] = Some(Corruption { view, how });
+    }
+    plan
+}
+
+/// Corrupts `batch`, the scaled view `view` (width `d`) of data rows `rows`,
+/// where `plan` says; `scaled(row)` gathers another row's view (for a swap).
+pub fn corrupt(
+    plan: &[Option<Corruption>],
+    view: usize,
+    rows: &[usize],
+    batch: &mut [f32],
+    d: usize,
+    scaled: impl Fn(usize) -> Vec<f32>,
+) {
+    if plan.is_empty() {
+        return;
+    }
+    for (&r, x) in rows.iter().zip(batch.chunks_exact_mut(d)) {
+        let Some(c) = plan[r].filter(|c| c.view == view) else { continue };
+        match c.how {
+            How::Gaussian { sigma, seed } => {
+                let mut rng = StdRng::seed_from_u64(seed);
+                x.iter_mut().for_each(|v| *v += sigma * Distribution::<f32>::sample(&StandardNormal, &mut rng));
+            }
+            How::Swap { partner } => x.copy_from_slice(&scaled(partner)),
+            How::Zero => x.fill(0.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope<'a>(p: f64, kind: NoiseKind, views: &'a [usize], train: &'a [usize]) -> Scope<'a> {
+        Scope { noise: ViewNoise { p, kind, sigma: (0.5, 4.0) }, views, train, seed: 3 }
+    }
+
+    #[test]
+    fn about_p_of_the_rows_get_one_present_view_and_the_same_draws_every_time() {
+        let train: Vec<usize> = (0..4000).collect();
+        let all = |_: usize, _: usize| true;
+        let plan = draw(&scope(0.3, NoiseKind::Mixed, &[0, 2], &train), 1, 4100, all);
+        let hit = plan.iter().flatten().count();
+        assert!((1100..1300).contains(&hit), "{hit} of 4000 rows corrupted at p = 0.3");
+        assert!(plan[4000..].iter().all(Option::is_none), "only training rows are drawn");
+        assert!(plan.iter().flatten().all(|c| c.view == 0 || c.view == 2));
+        let kinds = |f: fn(&How) -> bool| plan.iter().flatten().filter(|c| f(&c.how)).count();
+        for n in [
+            kinds(|h| matches!(h, How::Gaussian { .. })),
+            kinds(|h| matches!(h, How::Swap { .. })),
+            kinds(|h| *h == How::Zero),
+        ] {
+            assert!(n > hit / 5, "mixed draws each kind about a third of the time: {n} of {hit}");
+        }
+        assert!(plan.iter().flatten().all(|c| match c.how {
+            How::Gaussian { sigma, .. } => (0.5..=4.0).contains(&sigma),
+            _ => true,
+        }));
+        assert_eq!(plan, draw(&scope(0.3, NoiseKind::Mixed, &[0, 2], &train), 1, 4100, all));
+        assert_ne!(plan, draw(&scope(0.3, NoiseKind::Mixed, &[0, 2], &train), 2, 4100, all));
+        // A row with one view present is never corrupted (never all of its views).
+        let one = draw(&scope(0.9, NoiseKind::Zero, &[0, 2], &train), 1, 4100, |r, v| r % 2 == 0 || v == 0);
+        assert!(one.iter().enumerate().all(|(r, c)| r % 2 == 0 || c.is_none()));
+        assert!(draw(&scope(0.9, NoiseKind::Zero, &[0], &train), 1, 4100, all).iter().all(Option::is_none));
+        assert!(draw(&scope(0.0, NoiseKind::Zero, &[0, 1], &train), 1, 4100, all).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn corrupt_applies_each_kind_to_its_view_only() {
+        let plan = vec![
+            Some(Corruption { view: 1, how: How::Zero }),
+            Some(Corruption { view: 1, how: How::Swap { partner: 3 } }),
+            Some(Corruption { view: 0, how: How::Zero }),
+            Some(Corruption { view: 1, how: How::Gaussian { sigma: 2.0, seed: 9 } }),
+        ];
+        let mut batch = vec![1.0f32; 4 * 3];
+        corrupt(&plan, 1, &[0, 1, 2, 3], &mut batch, 3, |r| vec![r as f32 * 10.0; 3]);
+        assert_eq!(&batch[..3], &[0.0; 3]);
+        assert_eq!(&batch[3..6], &[30.0; 3]);
+        assert_eq!(&batch[6..9], &[1.0; 3], "row 2's corruption is on view 0");
+        let noise: Vec<f32> = batch[9..].iter().map(|v| v - 1.0).collect();
+        assert!(noise.iter().all(|v| *v != 0.0 && v.abs() < 12.0), "{noise:?}");
+        let mut again = vec![1.0f32; 3];
+        corrupt(&plan, 1, &[3], &mut again, 3, |_| unreachable!());
+        assert_eq!(again, batch[9..], "the same seed, the same noise");
+    }
+}
