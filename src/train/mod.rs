@@ -552,15 +552,16 @@ pub(crate) mod tests {
         }
     }
 
-    /// Two views of 3 classes: `a` carries the class strongly, `b` weakly.
-    fn strong_and_weak(n: usize, seed: u64) -> MultiviewData {
+    /// Two views `a`, `b` of 4 columns and 3 classes, each carrying the class
+    /// with its `signals` strength on the class's column (noise in [-1, 1)).
+    fn two_signals(n: usize, seed: u64, signals: [f32; 2]) -> MultiviewData {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             let class = i % 3;
-            for (v, width, strength) in [(&mut a, 4, 3.0f32), (&mut b, 4, 1.0)] {
-                for j in 0..width {
-                    v.push(rng.random_range(-1.0..1.0f32) + if j == class { strength } else { 0.0 });
+            for (v, signal) in [(&mut a, signals[0]), (&mut b, signals[1])] {
+                for j in 0..4 {
+                    v.push(rng.random_range(-1.0..1.0f32) + if j == class { signal } else { 0.0 });
                 }
             }
             y.push(class);
@@ -582,7 +583,7 @@ pub(crate) mod tests {
     /// recorded in the model's config; a comparison's methods see the same draws.
     #[test]
     fn view_noise_is_seeded_recorded_and_shared_by_the_members() {
-        let data = strong_and_weak(300, 5);
+        let data = two_signals(300, 5, [3.0, 1.0]);
         let split = data.split(0.2, 0.2, 0).unwrap();
         let base = epochs(quick(FusionKind::Gmu), 4);
         let noisy = TrainingConfig {
@@ -727,30 +728,8 @@ pub(crate) mod tests {
     /// when view b is gone (mean over three training seeds, 120 test rows).
     #[test]
     fn modality_dropout_teaches_the_gmu_to_cope_with_a_missing_view() {
-        let mut rng = StdRng::seed_from_u64(11);
-        let n = 600;
-        let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..n {
-            let class = i % 3;
-            // View b carries the class loudly, view a faintly: trained on both, a model leans on b.
-            for (v, signal) in [(&mut a, 1.0f32), (&mut b, 3.0)] {
-                for j in 0..4 {
-                    v.push(rng.random_range(-1.0..1.0f32) + if j == class { signal } else { 0.0 });
-                }
-            }
-            y.push(class);
-        }
-        let view = |name: &str, values| View {
-            name: name.into(),
-            dim: 4,
-            values,
-            image: None,
-            prescaled: false,
-            encoder: None,
-            tokens: None,
-        };
-        let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
-        let data = MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } };
+        // View b carries the class loudly, view a faintly: trained on both, a model leans on b.
+        let data = two_signals(600, 11, [1.0, 3.0]);
         let split = data.split(0.2, 0.2, 0).unwrap();
         let device = dev();
         let without_b = |p: f64| {
