@@ -57,6 +57,13 @@ pub struct ModelOptions {
     /// The registered method of `fusion: custom` (see [`crate::fusion::register`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// GMU: units of a hidden `tanh` layer in the gate network (0: the paper's linear gate).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gate_hidden: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn default_text_features() -> usize {
@@ -81,6 +88,7 @@ impl ModelOptions {
             text_features: default_text_features(),
             text_pooling: crate::fusion::TextPooling::Mean,
             method: None,
+            gate_hidden: 0,
         }
     }
 
@@ -154,6 +162,8 @@ impl ModelOptions {
         spec.head = self.head;
         spec.bias = self.bias;
         spec.method = self.method.clone();
+        // Only a GMU has a gate network; the other methods of a comparison ignore it.
+        spec.gate_hidden = if self.fusion == FusionKind::Gmu { self.gate_hidden } else { 0 };
         spec
     }
 
@@ -546,6 +556,8 @@ pub struct EpochOptions {
     pub tied_gates: bool,
     /// GMU with K > 2 views: softmax-normalised gates.
     pub gate_softmax: bool,
+    /// GMU: units of a hidden `tanh` layer in the gate network (0: linear, the paper's).
+    pub gate_hidden: usize,
     /// Training engine.
     pub engine: Engine,
     /// Hidden width (GMU and maxout units).
@@ -586,6 +598,7 @@ impl Default for EpochOptions {
             experts: ExpertKind::Maxout,
             tied_gates: false,
             gate_softmax: false,
+            gate_hidden: 0,
             engine: Engine::Auto,
             hidden: 128,
             lr: 1e-3,
@@ -612,6 +625,7 @@ impl EpochOptions {
         let m = &mut config.model;
         (m.hidden, m.dropout, m.head) = (self.hidden, self.dropout, self.head);
         (m.experts, m.tied_gates, m.normalize_gates) = (self.experts, self.tied_gates, self.gate_softmax);
+        m.gate_hidden = self.gate_hidden;
         m.max_norm = (self.max_norm != 0.0).then_some(self.max_norm);
         config.optimizer.lr = self.lr;
         config.schedule =

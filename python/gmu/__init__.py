@@ -267,7 +267,7 @@ def fit(
     ``patience=10``, ``threshold=0.5``, ``modality_dropout=0``,
     ``view_noise=0`` (with ``noise_kind="mixed"``, ``noise_sigma=(0.5, 4)``),
     ``impute=False``, ``experts="maxout"``, ``tied_gates=False``,
-    ``gate_softmax=False``, ``engine="auto"``, ``seed=0``. ``fusion`` is one
+    ``gate_softmax=False``, ``gate_hidden=0``, ``engine="auto"``, ``seed=0``. ``fusion`` is one
     of ``gmu``, ``concat``, ``linear-sum``, ``avg-probs``, ``moe``. An
     unknown option or a bad value raises ``ValueError``.
 

@@ -48,6 +48,7 @@ class GMUClassifier(_Classifier, _Base):
         experts: str = "maxout",
         tied_gates: bool = False,
         gate_softmax: bool = False,
+        gate_hidden: int = 0,
         engine: str = "auto",
         dev: float = 0.2,
         seed: int = 0,
@@ -71,13 +72,14 @@ class GMUClassifier(_Classifier, _Base):
         self.experts = experts
         self.tied_gates = tied_gates
         self.gate_softmax = gate_softmax
+        self.gate_hidden = gate_hidden
         self.engine = engine
         self.dev = dev
         self.seed = seed
 
     _OPTIONS = ("head", "hidden", "lr", "dropout", "max_norm", "batch_size", "epochs", "patience", "threshold",
                 "modality_dropout", "view_noise", "noise_kind", "noise_sigma", "impute", "experts", "tied_gates",
-                "gate_softmax", "engine", "seed")
+                "gate_softmax", "gate_hidden", "engine", "seed")
 
     if _Base is object:  # without scikit-learn: the two methods its estimators must have
 

@@ -71,8 +71,10 @@ def runs(tmp_path_factory):
         "--fusion", "avg-probs", "--head", "maxout", *common, "--out", d / "multi")
     gmu("multiview", "--files", files("ab"), "--labels", d / "y.csv", "--fusion", "gmu", "--head", "linear",
         "--no-single", *common, "--out", d / "linear")
+    gmu("multiview", "--files", files("abc"), "--labels", d / "y.csv", "--fusion", "gmu", "--gate-hidden", "4",
+        "--no-single", *common, "--out", d / "gate-hidden")
     found = []
-    for run in ["two", "moe", "three", "three-softmax", "multi", "linear"]:
+    for run in ["two", "moe", "three", "three-softmax", "multi", "linear", "gate-hidden"]:
         for config in sorted((d / run).glob("*/*/config.json")):
             names = [v["name"] for v in json.loads(config.read_text())["views"]]
             found.append((config.parent, {n: views[n] for n in names}, files(names)))

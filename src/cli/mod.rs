@@ -211,6 +211,10 @@ pub struct TrainingArgs {
     /// Random-search trials per method over the paper's ranges (1: the flags as given).
     #[arg(long, default_value_t = 1)]
     pub trials: usize,
+    /// GMU: a hidden tanh layer of N units in the gate network (0: the paper's linear gate), so
+    /// the gate can tell a corrupted view (at its mean, noisy, swapped) from a clean one.
+    #[arg(long, default_value_t = 0)]
+    pub gate_hidden: usize,
     /// Modality dropout: each training sample loses each view with this probability (never all),
     /// so the model learns to predict with views missing.
     #[arg(long, default_value_t = 0.0)]
@@ -253,6 +257,7 @@ impl TrainingArgs {
             epochs: self.epochs,
             patience: self.patience,
             modality_dropout: self.modality_dropout,
+            gate_hidden: self.gate_hidden,
             view_noise: self.view_noise,
             noise_kind: self.noise_kind,
             noise_sigma: match self.noise_sigma[..] {

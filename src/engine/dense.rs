@@ -382,6 +382,9 @@ impl TrainEngine for Dense {
         if !spec.bias {
             return Err("it needs the bias terms".into());
         }
+        if spec.gate_hidden > 0 {
+            return Err("it trains the paper's linear gate, not a gate with a hidden layer (--gate-hidden)".into());
+        }
         own_loss(spec, needs)
     }
 

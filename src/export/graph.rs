@@ -189,7 +189,14 @@ impl GraphBuilder {
             .collect();
         let h = gmu.transforms[0].weight.dims()[1] as i64;
         let all = self.concat(xs);
-        let logits = self.linear(&all, &gmu.gate);
+        let gate_in = match &gmu.gate_hidden {
+            Some(layer) => {
+                let pre = self.linear(&all, layer);
+                self.node("Tanh", &[&pre], vec![])
+            }
+            None => all,
+        };
+        let logits = self.linear(&gate_in, &gmu.gate);
         if k == 2 {
             let z = self.node("Sigmoid", &[&logits], vec![]);
             let one = self.constant("one", &[], &[1.0]);

@@ -39,6 +39,11 @@ pub struct GmuConfig {
     /// whose tied gates `z, 1 − z` always sum to one.
     #[config(default = false)]
     pub normalize_gates: bool,
+    /// Units of a hidden `tanh` layer in the gate network (0: none, the paper's
+    /// linear gate): `z = σ(W_z tanh(W_g [x_1..x_K] + b_g) + b_z)`. A linear gate
+    /// cannot tell a view at its mean or full of noise from a clean one; this can.
+    #[config(default = 0)]
+    pub gate_hidden: usize,
     /// Initializer of the weights (biases start at zero, as in TensorFlow).
     /// Glorot/Xavier uniform, TensorFlow's default for dense layers.
     #[config(default = "Initializer::XavierUniform { gain: 1.0 }")]
@@ -50,10 +55,13 @@ pub struct GmuConfig {
 pub struct Gmu {
     /// `h_i = tanh(W_i x_i + b_i)`: one `[d_i, H]` transform per modality.
     pub transforms: Vec<Linear>,
-    /// The gate: `[Σ d_i, H]` for K = 2, `[Σ d_i, K·H]` for K > 2.
+    /// The gate: `[Σ d_i, H]` for K = 2, `[Σ d_i, K·H]` for K > 2 (from the
+    /// hidden layer's `G` units instead of `Σ d_i` where there is one).
     pub gate: Linear,
     /// Whether K > 2 gates are normalised with a softmax over modalities.
     pub normalize_gates: bool,
+    /// The gate network's hidden `tanh` layer, `[Σ d_i, G]`, if it has one.
+    pub gate_hidden: Option<Linear>,
 }
 
 /// What [`Gmu::forward`] returns.
@@ -103,8 +111,12 @@ impl GmuConfig {
         };
         let transforms = self.d_inputs.iter().map(|&d| linear(d, self.d_hidden)).collect();
         let gate_width = if k == 2 { self.d_hidden } else { k * self.d_hidden };
-        let gate = linear(self.d_inputs.iter().sum(), gate_width);
-        Ok(Gmu { transforms, gate, normalize_gates: self.normalize_gates })
+        let d_all = self.d_inputs.iter().sum();
+        let (gate_hidden, gate) = match self.gate_hidden {
+            0 => (None, linear(d_all, gate_width)),
+            g => (Some(linear(d_all, g)), linear(g, gate_width)),
+        };
+        Ok(Gmu { transforms, gate, normalize_gates: self.normalize_gates, gate_hidden })
     }
 
     /// Builds the layer on `device`.
@@ -138,7 +150,12 @@ impl Gmu {
         let hidden: Vec<Tensor<2>> =
             self.transforms.iter().zip(inputs).map(|(layer, x)| layer.forward(x.clone()).tanh()).collect();
         let d_hidden = hidden[0].dims()[1];
-        let gate_logits = self.gate.forward(Tensor::cat(inputs.to_vec(), 1));
+        let all = Tensor::cat(inputs.to_vec(), 1);
+        let gate_in = match &self.gate_hidden {
+            Some(layer) => layer.forward(all).tanh(),
+            None => all,
+        };
+        let gate_logits = self.gate.forward(gate_in);
         if k == 2 {
             let z = sigmoid(gate_logits);
             let [h_1, h_2] = [hidden[0].clone(), hidden[1].clone()];
@@ -158,6 +175,34 @@ impl Gmu {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hidden_gate_layer_computes_z_from_tanh_of_the_joined_inputs() {
+        let device = Device::default();
+        let mut gmu = GmuConfig::new(vec![1, 1], 1).with_gate_hidden(2).init(&device);
+        let set = |layer: &mut Linear, w: Vec<f32>, shape: [usize; 2], b: Vec<f32>| {
+            layer.weight = Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(w, shape), &device));
+            let n = b.len();
+            layer.bias = Some(Param::from_tensor(Tensor::from_data(burn::tensor::TensorData::new(b, [n]), &device)));
+        };
+        set(&mut gmu.transforms[0], vec![1.0], [1, 1], vec![0.0]);
+        set(&mut gmu.transforms[1], vec![-1.0], [1, 1], vec![0.0]);
+        // G = 2 hidden units: g = tanh([x_1, x_2] W_g + b_g), W_g = [[1, 0], [0, 2]], b_g = [0.5, 0].
+        set(gmu.gate_hidden.as_mut().unwrap(), vec![1.0, 0.0, 0.0, 2.0], [2, 2], vec![0.5, 0.0]);
+        // z = σ(g W_z + b_z), W_z = [[3], [-1]], b_z = [0.1].
+        set(&mut gmu.gate, vec![3.0, -1.0], [2, 1], vec![0.1]);
+        let (x1, x2) = (0.4f32, -0.3f32);
+        let out = gmu.forward(&[
+            Tensor::from_data(burn::tensor::TensorData::new(vec![x1], [1, 1]), &device),
+            Tensor::from_data(burn::tensor::TensorData::new(vec![x2], [1, 1]), &device),
+        ]);
+        let (g1, g2) = ((x1 + 0.5).tanh(), (2.0 * x2).tanh());
+        let z = 1.0 / (1.0 + (-(3.0 * g1 - g2 + 0.1)).exp());
+        let h = z * x1.tanh() + (1.0 - z) * (-x2).tanh();
+        let fused = out.fused.into_data().try_to_vec::<f32>().unwrap()[0];
+        let gate = out.gates.into_data().try_to_vec::<f32>().unwrap()[0];
+        assert!((gate - z).abs() < 1e-6 && (fused - h).abs() < 1e-6, "z {gate} vs {z}, h {fused} vs {h}");
+    }
     use burn::tensor::TensorData;
 
     fn device() -> Device {

@@ -83,6 +83,7 @@ impl FusionSpec {
             FusionKind::Gmu => {
                 let gmu = GmuConfig::new(widths.clone(), self.hidden)
                     .with_normalize_gates(self.normalize_gates)
+                    .with_gate_hidden(self.gate_hidden)
                     .with_bias(self.bias)
                     .try_init(device)?;
                 match self.head {

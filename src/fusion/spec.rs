@@ -175,10 +175,17 @@ pub struct FusionSpec {
     /// The registered method of a [`FusionKind::Custom`] model (see [`register`](super::register)).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// GMU: units of the gate network's hidden `tanh` layer (0: the paper's linear gate).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub gate_hidden: usize,
 }
 
 fn default_true() -> bool {
     true
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// The checks every model shares, whatever its inputs: the head is one
@@ -231,6 +238,7 @@ impl FusionSpec {
             head: HeadKind::Maxout,
             bias: true,
             method: None,
+            gate_hidden: 0,
         }
     }
 

@@ -156,7 +156,7 @@ impl ModelSpec {
             (FusionKind::Concat, HeadKind::Linear) => ModelKind::Logreg,
             _ => return None,
         };
-        let features = spec.encoders.iter().all(|e| *e == crate::fusion::SubnetSpec::Identity);
+        let features = spec.encoders.iter().all(|e| *e == crate::fusion::SubnetSpec::Identity) && spec.gate_hidden == 0;
         let &[d_v, d_t] = &spec.d_inputs[..] else { return None };
         (features && spec.task == Task::Multiclass).then_some(ModelSpec {
             kind,

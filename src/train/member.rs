@@ -474,6 +474,17 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 best = Some((state.best_score, net, state.best_epoch));
                 (history, since_best, first) = (state.history, state.since_best, state.epoch + 1);
             }
+            // With view noise, early stopping scores dev rows corrupted the way training is.
+            let scalers: Vec<(usize, &Scaler)> = problem.modalities.iter().copied().zip(problem.scalers).collect();
+            let noisy_dev = problem.noise.as_ref().map(|scope| {
+                let seed = epoch_seed(scope.seed ^ 0x6465_765f_6e6f_6973, 0);
+                noise::corrupted_rows(problem.data, problem.dev, scope, &scalers, seed)
+            });
+            let dev_rows: Vec<usize> = (0..problem.dev.len()).collect();
+            let (dev_data, dev_rows) = match &noisy_dev {
+                Some(d) => (d, dev_rows.as_slice()),
+                None => (problem.data, problem.dev),
+            };
             for epoch in first..=max_epochs {
                 let seed = epoch_seed(seed, epoch);
                 let mut rng = StdRng::seed_from_u64(seed);
@@ -507,7 +518,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
                 let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };
-                let dev = evaluate_nets(problem.data, member, problem.dev, config.threshold, inference).0;
+                let dev = evaluate_nets(dev_data, member, dev_rows, config.threshold, inference).0;
                 history.push(EpochLog {
                     epoch,
                     train_loss: loss_sum / batches.max(1) as f64,

@@ -614,6 +614,28 @@ pub(crate) mod tests {
         assert_eq!(single.config.members[0].history, single_plain.config.members[0].history);
     }
 
+    /// A GMU with a hidden gate layer trains on burn (the hand-written engines
+    /// refuse it), records it, and saves and loads to the same predictions.
+    #[test]
+    fn a_gmu_with_a_hidden_gate_layer_trains_saves_and_loads() {
+        let data = two_signals(300, 5, [3.0, 1.0]);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let mut config = epochs(quick(FusionKind::Gmu), 5);
+        config.model.gate_hidden = 6;
+        let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let member = &model.config.members[0];
+        assert_eq!((member.engine, member.spec.gate_hidden), (Some(crate::engine::Engine::Burn), 6));
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let loaded = Model::load(dir.path(), &dev()).unwrap();
+        let (a, b) =
+            (model.evaluate(&data, &split.test, true).unwrap().1, loaded.evaluate(&data, &split.test, true).unwrap().1);
+        assert_eq!(a, b);
+        // A concatenation in the same comparison ignores the option.
+        config.model.fusion = FusionKind::Concat;
+        assert_eq!(train(&data, &[0, 1], &split, &config, &dev()).unwrap().config.members[0].spec.gate_hidden, 0);
+    }
+
     #[test]
     fn the_observer_sees_every_epoch_of_every_member_and_its_error_stops_the_run() {
         let data = planted(120, false, 1);

@@ -12,6 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::config::{NoiseKind, ViewNoise};
+use crate::data::{MultiviewData, Scaler, Targets};
 
 /// One training row's corruption in one epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -114,6 +115,64 @@ pub fn corrupt(
     }
 }
 
+/// The early-stopping rows of a run with view noise: `data`'s rows `rows` as a
+/// data set of their own (row `i` is `rows[i]`), a `p` share of them with one
+/// view corrupted in raw units (through the member's `scalers` of `views`),
+/// drawn once from `seed`, so model selection sees the mixture training does.
+pub fn corrupted_rows(
+    data: &MultiviewData,
+    rows: &[usize],
+    scope: &Scope<'_>,
+    scalers: &[(usize, &Scaler)],
+    seed: u64,
+) -> MultiviewData {
+    let mut out = MultiviewData {
+        views: data
+            .views
+            .iter()
+            .map(|v| {
+                let mut view = v.clone();
+                view.values = rows.iter().flat_map(|&r| v.row(r).iter().copied()).collect();
+                view
+            })
+            .collect(),
+        targets: match &data.targets {
+            Targets::Classes { y, names } => {
+                Targets::Classes { y: rows.iter().map(|&r| y[r]).collect(), names: names.clone() }
+            }
+            Targets::Labels { y, names } => {
+                let c = names.len();
+                Targets::Labels {
+                    y: rows.iter().flat_map(|&r| y[r * c..(r + 1) * c].iter().copied()).collect(),
+                    names: names.clone(),
+                }
+            }
+        },
+    };
+    let local: Vec<usize> = (0..rows.len()).collect();
+    let here = Scope { train: &local, ..*scope };
+    let plan = draw(&here, seed, rows.len(), |r, v| !out.views[v].row(r).iter().all(|x| x.is_nan()));
+    for &(v, scaler) in scalers {
+        let d = out.views[v].dim;
+        let original = out.views[v].values.clone();
+        for (r, c) in plan.iter().enumerate() {
+            let Some(c) = c.filter(|c| c.view == v) else { continue };
+            let row = &mut out.views[v].values[r * d..(r + 1) * d];
+            match c.how {
+                How::Gaussian { sigma, seed } => {
+                    let mut rng = StdRng::seed_from_u64(seed);
+                    for (x, s) in row.iter_mut().zip(&scaler.scale) {
+                        *x += s * sigma * Distribution::<f32>::sample(&StandardNormal, &mut rng);
+                    }
+                }
+                How::Swap { partner } => row.copy_from_slice(&original[partner * d..(partner + 1) * d]),
+                How::Zero => row.copy_from_slice(&scaler.mean),
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +209,53 @@ mod tests {
         assert!(one.iter().enumerate().all(|(r, c)| r % 2 == 0 || c.is_none()));
         assert!(draw(&scope(0.9, NoiseKind::Zero, &[0], &train), 1, 4100, all).iter().all(Option::is_none));
         assert!(draw(&scope(0.0, NoiseKind::Zero, &[0, 1], &train), 1, 4100, all).iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn corrupted_rows_are_a_subset_corrupted_in_raw_units() {
+        use crate::data::{Scaling, View};
+        let n = 400;
+        let view = |name: &str, k: f32| View {
+            name: name.into(),
+            dim: 2,
+            values: (0..n * 2).map(|i| i as f32 * k).collect(),
+            image: None,
+            prescaled: false,
+            encoder: None,
+            tokens: None,
+        };
+        let data = MultiviewData {
+            views: vec![view("a", 1.0), view("b", -1.0)],
+            targets: Targets::Classes { y: (0..n).map(|i| i % 2).collect(), names: vec!["x".into(), "y".into()] },
+        };
+        let scalers: Vec<Scaler> = data.views.iter().map(|v| Scaler::fit(&v.values, 2, Scaling::Standardize)).collect();
+        let rows: Vec<usize> = (0..n).step_by(2).collect();
+        let scope = Scope {
+            noise: ViewNoise { p: 0.5, kind: NoiseKind::Mixed, sigma: (1.0, 1.0) },
+            views: &[0, 1],
+            train: &[],
+            seed: 0,
+        };
+        let pairs = [(0, &scalers[0]), (1, &scalers[1])];
+        let out = corrupted_rows(&data, &rows, &scope, &pairs, 7);
+        assert!(
+            matches!(&out.targets, Targets::Classes { y, .. } if y.len() == rows.len() && y.iter().all(|&c| c == 0))
+        );
+        let (mut zero, mut changed) = (0, 0);
+        for (i, &r) in rows.iter().enumerate() {
+            let (a, b) = (out.views[0].row(i), out.views[1].row(i));
+            let (a0, b0) = (data.views[0].row(r), data.views[1].row(r));
+            assert!(a == a0 || b == b0, "row {i}: at most one view corrupted");
+            if a != a0 || b != b0 {
+                changed += 1;
+            }
+            if a == scalers[0].mean.as_slice() || b == scalers[1].mean.as_slice() {
+                zero += 1;
+            }
+        }
+        assert!((60..140).contains(&changed), "{changed} of 200 rows corrupted at p = 0.5");
+        assert!(zero > 10, "zero puts a view at its training mean ({zero} rows)");
+        assert_eq!(out.views, corrupted_rows(&data, &rows, &scope, &pairs, 7).views, "seeded");
     }
 
     #[test]

@@ -257,6 +257,9 @@ impl MaxoutNet {
             return Err("it trains on feature views, without a CNN or LSTM encoder".into());
         }
         match &net.head {
+            FusionHead::Gmu(head) if head.gmu.gate_hidden.is_some() => {
+                Err("it trains the paper's linear gate, not a gate with a hidden layer".into())
+            }
             FusionHead::Gmu(head) if head.gmu.modalities() == 2 => Ok(()),
             FusionHead::Gmu(_) => Err("it trains the GMU on two views".into()),
             FusionHead::Concat(_) | FusionHead::LinearSum(_) => Ok(()),
@@ -683,6 +686,9 @@ impl TrainEngine for Maxout {
                 "it trains the GMU (two views), concatenation and linear sum with the maxout MLP, on feature views"
                     .to_string(),
             );
+        }
+        if spec.gate_hidden > 0 {
+            return Err("it trains the paper's linear gate, not a gate with a hidden layer (--gate-hidden)".into());
         }
         own_loss(spec, needs)
     }
