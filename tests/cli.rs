@@ -861,6 +861,26 @@ fn robustness_rescores_a_run_with_noise_on_each_view() {
     );
     png_size(&set.join("robustness.png"));
     png_size(&set.join("gate_shift.png"));
+    assert_eq!(report["kind"], "gaussian");
+    // The other kinds write their own files; a share of 0 is the clean score again.
+    for kind in ["swap", "zero"] {
+        let run = gmu(&["robustness", "--run", out.to_str().unwrap(), "--kind", kind]);
+        assert!(run.status.success(), "{}", stderr(&run));
+        let report = read_json(&set.join(format!("robustness-{kind}.json")));
+        assert_eq!(report["kind"], kind);
+        assert_eq!(report["levels"], serde_json::json!([0.0, 0.25, 0.5, 0.75, 1.0]));
+        assert!((report["methods"]["gmu"]["a"][0].as_f64().unwrap() - clean).abs() < 1e-9, "{kind}");
+        let d = &report["detection_auroc"]["gmu"]["a"];
+        assert!(
+            ["gate", "share", "importance"].iter().all(|r| d[r].as_f64().is_some_and(|x| (0.0..=1.0).contains(&x)))
+        );
+        assert!(report["detection_auroc"]["concat"].is_null());
+        png_size(&set.join(format!("robustness-{kind}.png")));
+    }
+    assert_refused(
+        &gmu(&["robustness", "--run", out.to_str().unwrap(), "--kind", "zero", "--levels", "0,2"]),
+        "[0, 1]",
+    );
     assert_refused(&gmu(&["robustness", "--run", dir.path().join("nothing").to_str().unwrap()]), "nothing");
     assert_refused(&gmu(&["robustness", "--run", out.to_str().unwrap(), "--levels", "1,0"]), "increasing");
 }

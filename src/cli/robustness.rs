@@ -2,7 +2,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use gmu::data::MultiviewData;
-use gmu::experiments::robustness::{RobustnessReport, sweep};
+use gmu::experiments::robustness::{NoiseKind, RobustnessReport, sweep};
 use gmu::plot::{Panel, line_panels};
 use gmu::predict::Model;
 use gmu::store::{CONFIG_FILE, read_config};
@@ -13,12 +13,54 @@ pub struct Args {
     /// The `--out` folder of a `multiview` or `mmimdb` run (or one of its model sets).
     #[arg(long)]
     run: PathBuf,
-    /// Standard deviations of the Gaussian noise added to one view's standardised test inputs.
-    #[arg(long, value_delimiter = ',', default_value = "0,0.25,0.5,1,2,4")]
-    levels: Vec<f64>,
+    /// The corruption of one view: Gaussian noise on its standardised inputs, its rows swapped
+    /// between test samples (misaligned pairs), or its rows at the training mean (zero).
+    #[arg(long, value_enum, default_value_t = Kind::Gaussian)]
+    kind: Kind,
+    /// Gaussian: standard deviations of the noise added to one view's standardised test inputs
+    /// [default: 0,0.25,0.5,1,2,4]; swap, zero: shares of the test samples corrupted
+    /// [default: 0,0.25,0.5,0.75,1].
+    #[arg(long, value_delimiter = ',')]
+    levels: Option<Vec<f64>>,
     /// Seed of the noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+}
+
+/// What `--kind` corrupts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Kind {
+    Gaussian,
+    Swap,
+    Zero,
+}
+
+impl Kind {
+    fn noise(self) -> NoiseKind {
+        match self {
+            Kind::Gaussian => NoiseKind::Gaussian,
+            Kind::Swap => NoiseKind::Swap,
+            Kind::Zero => NoiseKind::Zero,
+        }
+    }
+
+    /// The files' suffix: none for the Gaussian sweep (today's names), `-swap`, `-zero`.
+    fn suffix(self) -> &'static str {
+        match self {
+            Kind::Gaussian => "",
+            Kind::Swap => "-swap",
+            Kind::Zero => "-zero",
+        }
+    }
+
+    /// How a chart names its x axis, and the corruption in a title.
+    fn axis(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Gaussian => ("noise σ (standardised inputs)", "Gaussian noise on one view"),
+            Kind::Swap => ("share of test samples with the view swapped", "one view swapped between samples"),
+            Kind::Zero => ("share of test samples with the view at its mean", "one view at its training mean"),
+        }
+    }
 }
 
 /// The model directories under `dir`, grouped by the folder that holds them
@@ -59,8 +101,12 @@ fn groups(dir: &Path) -> Result<Vec<(PathBuf, Vec<PathBuf>)>> {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    if args.levels.len() < 2 {
-        bail!("invalid --levels: give at least two noise levels, e.g. 0,0.5,1,2");
+    let levels = args.levels.clone().unwrap_or_else(|| match args.kind {
+        Kind::Gaussian => vec![0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
+        _ => vec![0.0, 0.25, 0.5, 0.75, 1.0],
+    });
+    if levels.len() < 2 {
+        bail!("invalid --levels: give at least two levels, e.g. 0,0.5,1,2");
     }
     let device = super::device();
     for (dir, models) in groups(&args.run)? {
@@ -105,20 +151,22 @@ pub fn run(args: Args) -> Result<()> {
                 corrupt.push(v.name.clone());
             }
         }
-        let report = sweep(&list, &data.views, &data.targets, &split.test, &corrupt, &args.levels, args.seed)
-            .map_err(super::flags)?;
+        let report =
+            sweep(&list, &data.views, &data.targets, &split.test, &corrupt, args.kind.noise(), &levels, args.seed)
+                .map_err(super::flags)?;
         let table = report.table();
-        println!(
-            "\n## {}: test macro-F1 with Gaussian noise on one view (σ on the standardised inputs)\n\n{table}",
-            dir.display()
-        );
+        println!("\n## {}: test macro-F1 with {}\n\n{table}", dir.display(), args.kind.axis().1);
+        let s = args.kind.suffix();
         gmu::error::write_atomic(
-            &dir.join("robustness.json"),
+            &dir.join(format!("robustness{s}.json")),
             serde_json::to_string_pretty(&report.to_json())?.as_bytes(),
         )?;
-        gmu::error::write_atomic(&dir.join("robustness.md"), table.as_bytes())?;
-        draw(&dir, &report)?;
-        println!("wrote {}/{{robustness.json, robustness.md, robustness.png, gate_shift.png}}", dir.display());
+        gmu::error::write_atomic(&dir.join(format!("robustness{s}.md")), table.as_bytes())?;
+        draw(&dir, &report, args.kind)?;
+        println!(
+            "wrote {}/{{robustness{s}.json, robustness{s}.md, robustness{s}.png, gate_shift{s}.png}}",
+            dir.display()
+        );
     }
     Ok(())
 }
@@ -132,14 +180,16 @@ fn method_rank(method: &str) -> (usize, String) {
     (rank, method.to_string())
 }
 
-fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
+fn draw(dir: &Path, report: &RobustnessReport, kind: Kind) -> Result<()> {
+    let (axis, what) = kind.axis();
+    let s = kind.suffix();
     let panels = |value: &dyn Fn(&gmu::experiments::robustness::ViewCurve) -> Option<Vec<f64>>| -> Vec<Panel> {
         report
             .views
             .iter()
             .enumerate()
             .map(|(k, view)| Panel {
-                title: format!("noise on {view}"),
+                title: format!("{view} corrupted"),
                 x: report.levels.clone(),
                 lines: report
                     .methods
@@ -150,9 +200,9 @@ fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
             .collect()
     };
     line_panels(
-        &dir.join("robustness.png"),
-        "Test macro-F1 with Gaussian noise on one view",
-        "noise σ (standardised inputs)",
+        &dir.join(format!("robustness{s}.png")),
+        &format!("Test macro-F1 with {what}"),
+        axis,
         "test macro-F1",
         &panels(&|c| Some(c.scores.clone())),
     )?;
@@ -161,9 +211,9 @@ fn draw(dir: &Path, report: &RobustnessReport) -> Result<()> {
     let shares = panels(&|c| Some(c.gate_share.clone().unwrap_or_else(|| vec![f64::NAN; report.levels.len()])));
     if report.methods.iter().any(|m| m.views.iter().any(|c| c.gate_share.is_some())) {
         line_panels(
-            &dir.join("gate_shift.png"),
-            "Gated models: contribution share of the noised view",
-            "noise σ (standardised inputs)",
+            &dir.join(format!("gate_shift{s}.png")),
+            "Gated models: contribution share of the corrupted view",
+            axis,
             "share of the noised view",
             &shares,
         )?;

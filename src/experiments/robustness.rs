@@ -1,18 +1,24 @@
-//! Robustness to a noisy modality, the paper's claim made testable: Gaussian
-//! noise of growing standard deviation σ is added to one view's
-//! standardised test inputs, every trained model is scored again, and the
-//! gated models' share of that view is followed as σ grows.
+//! Robustness to a corrupted modality, the paper's claim made testable: one
+//! view of the test samples is corrupted (Gaussian noise of growing standard
+//! deviation σ on its standardised inputs, or, for a growing share of the
+//! samples, swapped with another sample's view or set to its training mean),
+//! every trained model is scored again, the gated models' gate and share of
+//! that view are followed, and each readout's power to flag the corrupted
+//! samples is measured ([`Detection`]).
 //!
-//! The noise is drawn once per view and level and shared by every model, so
-//! the methods see exactly the same corrupted samples. A model with its own
+//! The corruption is drawn once per view and level and shared by every model,
+//! so the methods see exactly the same corrupted samples. A model with its own
 //! scaler of the view gets `σ · scale_j · ε` added to raw column `j`, which is
-//! `σ ε` on its standardised input.
+//! `σ ε` on its standardised input, and its own training mean for `zero`.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use rand::seq::SliceRandom;
+
+pub use crate::config::NoiseKind;
 use crate::data::{Targets, View};
 use crate::error::{GmuError, Result};
 use crate::predict::{Model, score};
@@ -31,6 +37,9 @@ pub struct ViewCurve {
     /// Area under the score curve over the clean score times the level range:
     /// 1 when noise costs nothing (MultiBench's relative robustness, normalised).
     pub relative_robustness: f64,
+    /// Gated models: how well each readout flags the corrupted samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detection: Option<Detection>,
 }
 
 /// Every model's curves.
@@ -45,7 +54,10 @@ pub struct MethodCurves {
 /// What [`sweep`] measures.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RobustnessReport {
-    /// Noise standard deviations, on the standardised inputs.
+    /// The corruption.
+    pub kind: NoiseKind,
+    /// Noise standard deviations on the standardised inputs (Gaussian), or
+    /// shares of the test samples corrupted (swap, zero).
     pub levels: Vec<f64>,
     /// The score reported (`macro_f1`).
     pub metric: String,
@@ -64,6 +76,7 @@ impl RobustnessReport {
         let mut shares = serde_json::Map::new();
         let mut relative = serde_json::Map::new();
         let mut gates = serde_json::Map::new();
+        let mut detection = serde_json::Map::new();
         for m in &self.methods {
             let per_view =
                 |f: &dyn Fn(&ViewCurve) -> Option<serde_json::Value>| -> serde_json::Map<String, serde_json::Value> {
@@ -79,14 +92,24 @@ impl RobustnessReport {
                 gates.insert(m.method.clone(), g.into());
             }
             relative.insert(m.method.clone(), per_view(&|c| Some(float(c.relative_robustness))).into());
+            let d = per_view(&|c| {
+                c.detection.map(|d| {
+                    serde_json::json!({"gate": float(d.gate), "share": float(d.share), "importance": float(d.importance)})
+                })
+            });
+            if !d.is_empty() {
+                detection.insert(m.method.clone(), d.into());
+            }
         }
         serde_json::json!({
+            "kind": self.kind,
             "levels": self.levels,
             "metric": self.metric,
             "methods": methods,
             "gate_share": shares,
             "gate": gates,
             "relative_robustness": relative,
+            "detection_auroc": detection,
         })
     }
 
@@ -94,9 +117,12 @@ impl RobustnessReport {
     /// each level and the relative robustness; the gated models' share of
     /// the corrupted view below it.
     pub fn table(&self) -> String {
+        let level = |l: f64| {
+            if self.kind == NoiseKind::Gaussian { format!("σ = {l}") } else { format!("{l:.0}%", l = l * 100.0) }
+        };
         let mut out = String::from("| method | view corrupted |");
-        for l in &self.levels {
-            out.push_str(&format!(" σ = {l} |"));
+        for &l in &self.levels {
+            out.push_str(&format!(" {} |", level(l)));
         }
         out.push_str(&format!(" relative robustness |\n|---|---|{}---|\n", "---|".repeat(self.levels.len())));
         for m in &self.methods {
@@ -116,8 +142,8 @@ impl RobustnessReport {
             .collect();
         if !gated.is_empty() {
             out.push_str("\nThe corrupted view in the gated models: mean contribution share / mean raw gate:\n\n| method | view corrupted |");
-            for l in &self.levels {
-                out.push_str(&format!(" σ = {l} |"));
+            for &l in &self.levels {
+                out.push_str(&format!(" {} |", level(l)));
             }
             out.push_str(&format!("\n|---|---|{}\n", "---|".repeat(self.levels.len())));
             for (m, c) in gated {
@@ -126,6 +152,19 @@ impl RobustnessReport {
                     out.push_str(&format!(" {s:.3} / {g:.3} |"));
                 }
                 out.push('\n');
+            }
+            out.push_str(
+                "\nTelling corrupted samples from clean ones (half corrupted), AUROC of one minus each readout (0.5 is chance):\n\n| method | view corrupted | gate | share | importance |\n|---|---|---|---|---|\n",
+            );
+            for m in &self.methods {
+                for c in &m.views {
+                    if let Some(d) = c.detection {
+                        out.push_str(&format!(
+                            "| {} | {} | {:.3} | {:.3} | {:.3} |\n",
+                            m.method, c.view, d.gate, d.share, d.importance
+                        ));
+                    }
+                }
             }
         }
         out
@@ -151,29 +190,79 @@ pub fn relative_robustness(levels: &[f64], scores: &[f64]) -> f64 {
     area / (scores[0] * span)
 }
 
+/// How well one readout of a gated model tells corrupted test samples from
+/// clean ones when half of them are corrupted: the AUROC of one minus the
+/// readout (0.5 is chance; below 0.5 the readout moves the other way).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The corrupted view's mean raw gate.
+    pub gate: f64,
+    /// Its contribution share.
+    pub share: f64,
+    /// Its occlusion importance.
+    pub importance: f64,
+}
+
+/// `clean` (one view's test rows) with the rows marked in `chosen` corrupted
+/// as `kind` says, in the raw units of a model whose scaler of the view is
+/// `scaler`: Gaussian `σ ε` on the standardised inputs (`noise` holds ε), the
+/// row of `partners[i]` (swap), or the training mean (zero).
+fn corrupted(
+    clean: &View,
+    kind: NoiseKind,
+    (sigma, noise): (f32, &[f32]),
+    chosen: &[bool],
+    partners: &[usize],
+    scaler: &crate::data::Scaler,
+) -> View {
+    let mut out = clean.clone();
+    let d = clean.dim;
+    for (i, row) in out.values.chunks_mut(d).enumerate().filter(|(i, _)| chosen[*i]) {
+        match kind {
+            NoiseKind::Gaussian => {
+                for ((x, e), s) in row.iter_mut().zip(&noise[i * d..(i + 1) * d]).zip(&scaler.scale) {
+                    *x += sigma * s * e;
+                }
+            }
+            NoiseKind::Swap => row.copy_from_slice(clean.row(partners[i])),
+            NoiseKind::Zero | NoiseKind::Mixed => row.copy_from_slice(&scaler.mean),
+        }
+    }
+    out
+}
+
 /// Scores every model in `models` (name, predictor) on `rows` of `views`
-/// with each view of `corrupt` noised at each of `levels`; `seed` draws the
-/// noise. Every model must read its views from `views` by name.
+/// with each view of `corrupt` corrupted as `kind` says at each of `levels`:
+/// for [`NoiseKind::Gaussian`] the noise σ on every test sample, for `swap`
+/// and `zero` the share of the test samples corrupted. `seed` draws the noise,
+/// the samples and the swap partners, shared by every model. For gated models
+/// it also measures [`Detection`] with half the samples corrupted (Gaussian:
+/// at the largest σ). Every model must read its views from `views` by name.
+#[allow(clippy::too_many_arguments)]
 pub fn sweep(
     models: &[(String, &Model)],
     views: &[View],
     targets: &Targets,
     rows: &[usize],
     corrupt: &[String],
+    kind: NoiseKind,
     levels: &[f64],
     seed: u64,
 ) -> Result<RobustnessReport> {
+    let shares = kind != NoiseKind::Gaussian;
+    if kind == NoiseKind::Mixed {
+        return Err(GmuError::invalid("kind", "a sweep corrupts with one kind: gaussian, swap or zero"));
+    }
     if levels.len() < 2
-        || levels.iter().any(|l| !(l.is_finite() && *l >= 0.0))
+        || levels.iter().any(|l| !(l.is_finite() && *l >= 0.0 && (!shares || *l <= 1.0)))
         || levels.windows(2).any(|w| w[1] <= w[0])
     {
-        return Err(GmuError::invalid(
-            "levels",
-            format!("expected at least two increasing noise levels ≥ 0, got {levels:?}"),
-        ));
+        let what = if shares { "shares of the test samples in [0, 1]" } else { "noise levels ≥ 0" };
+        return Err(GmuError::invalid("levels", format!("expected at least two increasing {what}, got {levels:?}")));
     }
     let sub: Vec<View> = views.iter().map(|v| v.select(rows)).collect();
-    let local: Vec<usize> = (0..rows.len()).collect();
+    let n = rows.len();
+    let local: Vec<usize> = (0..n).collect();
     let mut methods: Vec<MethodCurves> =
         models.iter().map(|(name, _)| MethodCurves { method: name.clone(), views: vec![] }).collect();
     for (vi, name) in corrupt.iter().enumerate() {
@@ -181,19 +270,32 @@ pub fn sweep(
             return Err(GmuError::invalid("views", format!("no view '{name}' in the data")));
         };
         let clean = &sub[at];
-        let mut per_model: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![(vec![], vec![], vec![]); models.len()];
-        for (li, &sigma) in levels.iter().enumerate() {
+        // Which samples a share corrupts (a prefix of `order`) and whose view each one gets.
+        let mut order = local.clone();
+        order.shuffle(&mut StdRng::seed_from_u64(seed ^ ((vi as u64) << 32) ^ 0x0de7_ec75));
+        let mut partners = vec![0; n];
+        for (p, &i) in order.iter().enumerate() {
+            partners[i] = order[(p + 1) % n];
+        }
+        let prefix = |count: usize| {
+            let mut chosen = vec![false; n];
+            order.iter().take(count).for_each(|&i| chosen[i] = true);
+            chosen
+        };
+        let noise_at = |li: usize| -> Vec<f32> {
             let mut rng = StdRng::seed_from_u64(seed ^ ((vi as u64) << 32) ^ li as u64);
-            let noise: Vec<f32> = (0..clean.values.len()).map(|_| StandardNormal.sample(&mut rng)).collect();
+            (0..clean.values.len()).map(|_| StandardNormal.sample(&mut rng)).collect()
+        };
+        let mut per_model: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![(vec![], vec![], vec![]); models.len()];
+        for (li, &level) in levels.iter().enumerate() {
+            let noise = if shares { Vec::new() } else { noise_at(li) };
+            let (sigma, chosen) =
+                if shares { (0.0, prefix((level * n as f64).round() as usize)) } else { (level as f32, vec![true; n]) };
             for (m, (_, predictor)) in models.iter().enumerate() {
-                let mut noisy = clean.clone();
-                if let Some(scaler) = predictor.scaler(name) {
-                    for (row, eps) in noisy.values.chunks_mut(clean.dim).zip(noise.chunks(clean.dim)) {
-                        for ((x, e), s) in row.iter_mut().zip(eps).zip(&scaler.scale) {
-                            *x += sigma as f32 * s * e;
-                        }
-                    }
-                }
+                let noisy = match predictor.scaler(name) {
+                    Some(scaler) => corrupted(clean, kind, (sigma, &noise), &chosen, &partners, scaler),
+                    None => clean.clone(),
+                };
                 let data: Vec<View> =
                     sub.iter().enumerate().map(|(k, v)| if k == at { noisy.clone() } else { v.clone() }).collect();
                 let selected = predictor.select_views(&data)?;
@@ -203,14 +305,43 @@ pub fn sweep(
                 if let (Some(shares), Some(gates)) = (&p.shares, &p.gate_means)
                     && let Some(k) = predictor.config.views.iter().position(|v| &v.name == name)
                 {
-                    let n = predictor.config.views.len();
-                    let mean = |x: &[f32]| x.chunks(n).map(|s| s[k] as f64).sum::<f64>() / rows.len().max(1) as f64;
+                    let kk = predictor.config.views.len();
+                    let mean = |x: &[f32]| x.chunks(kk).map(|s| s[k] as f64).sum::<f64>() / n.max(1) as f64;
                     per_model[m].1.push(mean(shares));
                     per_model[m].2.push(mean(gates));
                 }
             }
         }
+        // Half the samples corrupted (Gaussian: at the largest σ), for the gated models' readouts.
+        let half = prefix(n / 2);
+        let strongest = if shares { Vec::new() } else { noise_at(levels.len() - 1) };
+        let sigma = *levels.last().expect("checked above") as f32;
         for (m, (scores, shares, gates)) in per_model.into_iter().enumerate() {
+            let predictor = models[m].1;
+            let detection = match (predictor.scaler(name), predictor.config.views.iter().position(|v| &v.name == name))
+            {
+                (Some(scaler), Some(k)) if !shares.is_empty() => {
+                    let noisy = corrupted(clean, kind, (sigma, &strongest), &half, &partners, scaler);
+                    let data: Vec<View> =
+                        sub.iter().enumerate().map(|(j, v)| if j == at { noisy.clone() } else { v.clone() }).collect();
+                    let selected = predictor.select_views(&data)?;
+                    let p = predictor.predict_as_trained(&selected, &local, true)?;
+                    let kk = predictor.config.views.len();
+                    let auc = |x: Option<&Vec<f32>>| {
+                        let Some(x) = x else { return f64::NAN };
+                        let suspicion = |want: bool| -> Vec<f64> {
+                            (0..n).filter(|&i| half[i] == want).map(|i| 1.0 - x[i * kk + k] as f64).collect()
+                        };
+                        crate::metrics::auroc(&suspicion(true), &suspicion(false))
+                    };
+                    Some(Detection {
+                        gate: auc(p.gate_means.as_ref()),
+                        share: auc(p.shares.as_ref()),
+                        importance: auc(p.importance.as_ref()),
+                    })
+                }
+                _ => None,
+            };
             let relative = relative_robustness(levels, &scores);
             let gate_share = (!shares.is_empty()).then_some(shares);
             let gate = (!gates.is_empty()).then_some(gates);
@@ -220,10 +351,11 @@ pub fn sweep(
                 gate_share,
                 gate,
                 relative_robustness: relative,
+                detection,
             });
         }
     }
-    Ok(RobustnessReport { levels: levels.to_vec(), metric: "macro_f1".into(), views: corrupt.to_vec(), methods })
+    Ok(RobustnessReport { kind, levels: levels.to_vec(), metric: "macro_f1".into(), views: corrupt.to_vec(), methods })
 }
 
 #[cfg(test)]
@@ -295,8 +427,17 @@ mod tests {
         let predictors = trained(&data, &split, dir.path());
         let models: Vec<(String, &Model)> = predictors.iter().map(|(n, p)| (n.clone(), p)).collect();
         let levels = [0.0, 0.5, 1.0, 2.0, 4.0];
-        let report =
-            sweep(&models, &data.views, &data.targets, &split.test, &["a".into(), "b".into()], &levels, 0).unwrap();
+        let report = sweep(
+            &models,
+            &data.views,
+            &data.targets,
+            &split.test,
+            &["a".into(), "b".into()],
+            NoiseKind::Gaussian,
+            &levels,
+            0,
+        )
+        .unwrap();
         for m in &report.methods {
             let (on_a, on_b) = (&m.views[0], &m.views[1]);
             assert!(on_a.scores[4] < on_a.scores[0] - 0.2, "{}: noise on a: {:?}", m.method, on_a.scores);
@@ -320,7 +461,36 @@ mod tests {
         // Issue 25: the behaviour the README reports, asserted (bounds alone could not fail).
         assert!(share[4] >= share[0], "the noised view's share fell: {share:?}");
         assert!(report.methods[1].views[0].gate_share.is_none());
+        // Zeroing the informative view: share 0 is the clean score, every sample zeroed costs
+        // every model, and the GMU's share of a zeroed view flags it (its transform is tanh(b)).
+        let zero = sweep(
+            &models,
+            &data.views,
+            &data.targets,
+            &split.test,
+            &["a".into()],
+            NoiseKind::Zero,
+            &[0.0, 0.5, 1.0],
+            0,
+        )
+        .unwrap();
+        for (z, g) in zero.methods.iter().zip(&report.methods) {
+            assert_eq!(z.views[0].scores[0], g.views[0].scores[0], "{}", z.method);
+            assert!(z.views[0].scores[2] < z.views[0].scores[0] - 0.2, "{}: {:?}", z.method, z.views[0].scores);
+        }
+        let d = zero.methods[0].views[0].detection.expect("the GMU is gated");
+        assert!(d.share > 0.9 && d.importance > 0.6, "zeroed a: {d:?}");
+        assert!(zero.methods[1].views[0].detection.is_none());
+        let swap =
+            sweep(&models, &data.views, &data.targets, &split.test, &["a".into()], NoiseKind::Swap, &[0.0, 1.0], 0)
+                .unwrap();
+        assert!(swap.methods.iter().all(|m| m.views[0].scores[1] < m.views[0].scores[0] - 0.2), "{swap:?}");
+        assert!(
+            sweep(&models, &data.views, &data.targets, &split.test, &["a".into()], NoiseKind::Zero, &[0.0, 2.0], 0)
+                .is_err()
+        );
         let json = report.to_json();
+        assert_eq!(json["kind"], "gaussian");
         assert_eq!(json["methods"]["gmu"]["a"].as_array().unwrap().len(), 5);
         assert!(json["gate_share"]["concat"].is_null() && json["gate_share"]["gmu"]["b"].is_array());
         assert!(report.table().contains("| gmu | a |"));
