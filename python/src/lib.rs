@@ -67,23 +67,7 @@ fn views_of(arrays: &[(String, PyReadonlyArray2<'_, f32>)]) -> PyResult<Vec<View
             )));
         }
         let values: Vec<f32> = array.as_array().iter().copied().collect();
-        if let Some(i) = values.iter().position(|x| x.is_infinite()) {
-            return Err(PyValueError::new_err(format!(
-                "invalid views: view '{name}' holds {} at row {}, column {} (NaN marks a missing value; infinities are refused)",
-                values[i],
-                i / d,
-                i % d
-            )));
-        }
-        views.push(View {
-            name: name.clone(),
-            dim: d,
-            values,
-            image: None,
-            prescaled: false,
-            encoder: None,
-            tokens: None,
-        });
+        views.push(View::features(name.clone(), d, values));
     }
     Ok(views)
 }
@@ -101,19 +85,6 @@ impl ImageArg {
             ImageArg::Bytes(b) => RawInput::ImageBytes(b),
             ImageArg::Path(p) => RawInput::Image(p),
         }
-    }
-}
-
-/// Every row of `views` (the model's, in its order), partly missing rows
-/// filled with the training means first where `impute`.
-fn predict_all(model: &Model, views: &[&View], importance: bool, impute: bool) -> gmu::Result<Prediction> {
-    let rows: Vec<usize> = (0..views.first().map_or(0, |v| v.len())).collect();
-    if impute {
-        let (filled, _) = model.impute(views, &rows)?;
-        let refs: Vec<&View> = filled.iter().collect();
-        model.predict_rows(&refs, &rows, importance)
-    } else {
-        model.predict_rows(views, &rows, importance)
     }
 }
 
@@ -201,7 +172,8 @@ impl NativeModel {
         let model = &self.inner;
         let p = detached(py, || {
             let selected = model.select_views(&views)?;
-            predict_all(model, &selected, importance, impute)
+            let rows: Vec<usize> = (0..selected[0].len()).collect();
+            Ok(model.predict_imputed(&selected, &rows, importance, impute)?.0)
         })?;
         prediction_dict(py, model, p)
     }
@@ -239,7 +211,8 @@ impl NativeModel {
         let (p, unusable) = detached(py, || {
             let (views, unusable) = model.encode_raw(&inputs)?;
             let refs: Vec<&View> = views.iter().collect();
-            Ok((predict_all(model, &refs, importance, false)?, unusable))
+            let rows: Vec<usize> = (0..refs[0].len()).collect();
+            Ok((model.predict_rows(&refs, &rows, importance)?, unusable))
         })?;
         let out = prediction_dict(py, model, p)?;
         let unusable: Vec<(String, usize, String, String)> =

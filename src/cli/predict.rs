@@ -536,16 +536,9 @@ fn predict_chunk(
     impute: bool,
     imputed: &mut usize,
 ) -> Result<Prediction> {
-    let p = if impute {
-        let (filled, n) = predictor.impute(views, rows).map_err(super::flags)?;
-        *imputed += n;
-        let refs: Vec<&View> = filled.iter().collect();
-        let local: Vec<usize> = (0..rows.len()).collect();
-        predictor.predict_rows(&refs, &local, true)
-    } else {
-        predictor.predict_rows(views, rows, true)
-    };
-    p.map_err(super::flags)
+    let (p, n) = predictor.predict_imputed(views, rows, true, impute).map_err(super::flags)?;
+    *imputed += n;
+    Ok(p)
 }
 
 /// A row counter on stderr, shown once a run takes more than a second.

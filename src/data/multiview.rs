@@ -47,6 +47,12 @@ pub struct View {
 }
 
 impl View {
+    /// A plain feature view: `values` row-major with `dim` columns, no image
+    /// shape, standardised in training, made by no recorded encoder.
+    pub fn features(name: impl Into<String>, dim: usize, values: Vec<f32>) -> View {
+        View { name: name.into(), dim, values, image: None, prescaled: false, encoder: None, tokens: None }
+    }
+
     /// The vocabulary size when the view holds token ids (read by an LSTM), `None` for features.
     pub fn token_vocab(&self) -> Option<usize> {
         self.tokens.or_else(|| self.encoder.as_ref().and_then(|e| e.token_vocab()))

@@ -145,6 +145,15 @@ impl Scaler {
         Ok(())
     }
 
+    /// Adds `σ ε` on the scaled inputs to one raw `row`, in raw units:
+    /// `σ · scale_j · ε_j` to column `j` (a corrupted view, for robustness
+    /// sweeps and noise-aware training).
+    pub fn add_noise(&self, row: &mut [f32], sigma: f32, eps: &[f32]) {
+        for ((x, e), s) in row.iter_mut().zip(eps).zip(&self.scale) {
+            *x += sigma * s * e;
+        }
+    }
+
     /// Scales row-major `x` in place.
     pub fn apply(&self, x: &mut [f32]) {
         let d = self.mean.len();

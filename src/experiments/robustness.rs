@@ -219,11 +219,7 @@ fn corrupted(
     let d = clean.dim;
     for (i, row) in out.values.chunks_mut(d).enumerate().filter(|(i, _)| chosen[*i]) {
         match kind {
-            NoiseKind::Gaussian => {
-                for ((x, e), s) in row.iter_mut().zip(&noise[i * d..(i + 1) * d]).zip(&scaler.scale) {
-                    *x += sigma * s * e;
-                }
-            }
+            NoiseKind::Gaussian => scaler.add_noise(row, sigma, &noise[i * d..(i + 1) * d]),
             NoiseKind::Swap => row.copy_from_slice(clean.row(partners[i])),
             NoiseKind::Zero | NoiseKind::Mixed => row.copy_from_slice(&scaler.mean),
         }
@@ -409,17 +405,8 @@ mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View {
-            name: name.into(),
-            dim: 4,
-            values,
-            image: None,
-            prescaled: false,
-            encoder: None,
-            tokens: None,
-        };
         let data = MultiviewData {
-            views: vec![view("a", a), view("b", b)],
+            views: vec![View::features("a", 4, a), View::features("b", 4, b)],
             targets: Targets::Classes { y, names: ["x", "y", "z"].map(String::from).to_vec() },
         };
         let split = data.split(0.2, 0.2, 0).unwrap();

@@ -308,6 +308,7 @@ impl Model {
     }
 
     fn predict_rows_unchecked(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
+        Self::check_no_infinity(views, rows)?;
         self.check_token_views(views, rows)?;
         let members = self.members();
         let k = views.len();
@@ -322,6 +323,26 @@ impl Model {
         let seen = run(&members, views, &model_views, &visible, self.config.task, importance, &self.device)?;
         let gated = self.nets.iter().any(FusionNet::has_gates);
         Ok(seen.with_blind_rows(&blind, prior, k, gated, importance))
+    }
+
+    /// No value of `rows` is infinite (NaN is a missing value; the file readers
+    /// refuse infinities, and this refuses them from every other caller).
+    fn check_no_infinity(views: &[&View], rows: &[usize]) -> Result<()> {
+        for v in views {
+            for &r in rows {
+                if let Some(c) = v.row(r).iter().position(|x| x.is_infinite()) {
+                    return Err(GmuError::invalid(
+                        "views",
+                        format!(
+                            "view '{}' holds {} at row {r}, column {c} (NaN marks a missing value; infinities are refused)",
+                            v.name,
+                            v.row(r)[c]
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Every view an LSTM reads holds ids its embedding can look up (an id
@@ -360,13 +381,26 @@ impl Model {
     /// [`predict_rows`](Self::predict_rows), imputing partly missing rows
     /// first where the model was trained with `impute = mean`.
     pub fn predict_as_trained(&self, views: &[&View], rows: &[usize], importance: bool) -> Result<Prediction> {
-        if !self.config.training.impute {
-            return self.predict_rows(views, rows, importance);
+        Ok(self.predict_imputed(views, rows, importance, self.config.training.impute)?.0)
+    }
+
+    /// [`predict_rows`](Self::predict_rows), with `impute` first filling the
+    /// missing cells of partly missing rows with the training means
+    /// ([`impute`](Self::impute)); also returns how many rows were filled.
+    pub fn predict_imputed(
+        &self,
+        views: &[&View],
+        rows: &[usize],
+        importance: bool,
+        impute: bool,
+    ) -> Result<(Prediction, usize)> {
+        if !impute {
+            return Ok((self.predict_rows(views, rows, importance)?, 0));
         }
-        let (filled, _) = self.impute(views, rows)?;
+        let (filled, n) = self.impute(views, rows)?;
         let refs: Vec<&View> = filled.iter().collect();
         let local: Vec<usize> = (0..rows.len()).collect();
-        self.predict_rows(&refs, &local, importance)
+        Ok((self.predict_rows(&refs, &local, importance)?, n))
     }
 
     /// The scaler the model applies to its view `name` (that of its first member reading it).

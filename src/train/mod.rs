@@ -566,17 +566,11 @@ pub(crate) mod tests {
             }
             y.push(class);
         }
-        let view = |name: &str, values| View {
-            name: name.into(),
-            dim: 4,
-            values,
-            image: None,
-            prescaled: false,
-            encoder: None,
-            tokens: None,
-        };
         let names: Vec<String> = ["x", "y", "z"].map(String::from).to_vec();
-        MultiviewData { views: vec![view("a", a), view("b", b)], targets: Targets::Classes { y, names } }
+        MultiviewData {
+            views: vec![View::features("a", 4, a), View::features("b", 4, b)],
+            targets: Targets::Classes { y, names },
+        }
     }
 
     /// `--view-noise` changes training, is the same for the same seed, and is

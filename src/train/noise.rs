@@ -89,6 +89,12 @@ pub fn draw(
     plan
 }
 
+/// `n` draws of `N(0, 1)` from `seed`: one corrupted row's noise.
+fn standard_normal(seed: u64, n: usize) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| Distribution::<f32>::sample(&StandardNormal, &mut rng)).collect()
+}
+
 /// Corrupts `batch`, the scaled view `view` (width `d`) of data rows `rows`,
 /// where `plan` says; `scaled(row)` gathers another row's view (for a swap).
 pub fn corrupt(
@@ -106,8 +112,7 @@ pub fn corrupt(
         let Some(c) = plan[r].filter(|c| c.view == view) else { continue };
         match c.how {
             How::Gaussian { sigma, seed } => {
-                let mut rng = StdRng::seed_from_u64(seed);
-                x.iter_mut().for_each(|v| *v += sigma * Distribution::<f32>::sample(&StandardNormal, &mut rng));
+                x.iter_mut().zip(standard_normal(seed, d)).for_each(|(v, e)| *v += sigma * e);
             }
             How::Swap { partner } => x.copy_from_slice(&scaled(partner)),
             How::Zero => x.fill(0.0),
@@ -159,12 +164,7 @@ pub fn corrupted_rows(
             let Some(c) = c.filter(|c| c.view == v) else { continue };
             let row = &mut out.views[v].values[r * d..(r + 1) * d];
             match c.how {
-                How::Gaussian { sigma, seed } => {
-                    let mut rng = StdRng::seed_from_u64(seed);
-                    for (x, s) in row.iter_mut().zip(&scaler.scale) {
-                        *x += s * sigma * Distribution::<f32>::sample(&StandardNormal, &mut rng);
-                    }
-                }
+                How::Gaussian { sigma, seed } => scaler.add_noise(row, sigma, &standard_normal(seed, d)),
                 How::Swap { partner } => row.copy_from_slice(&original[partner * d..(partner + 1) * d]),
                 How::Zero => row.copy_from_slice(&scaler.mean),
             }
@@ -215,15 +215,7 @@ mod tests {
     fn corrupted_rows_are_a_subset_corrupted_in_raw_units() {
         use crate::data::{Scaling, View};
         let n = 400;
-        let view = |name: &str, k: f32| View {
-            name: name.into(),
-            dim: 2,
-            values: (0..n * 2).map(|i| i as f32 * k).collect(),
-            image: None,
-            prescaled: false,
-            encoder: None,
-            tokens: None,
-        };
+        let view = |name: &str, k: f32| View::features(name, 2, (0..n * 2).map(|i| i as f32 * k).collect());
         let data = MultiviewData {
             views: vec![view("a", 1.0), view("b", -1.0)],
             targets: Targets::Classes { y: (0..n).map(|i| i % 2).collect(), names: vec!["x".into(), "y".into()] },
