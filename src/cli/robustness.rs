@@ -214,7 +214,7 @@ fn draw(dir: &Path, report: &RobustnessReport, kind: Kind) -> Result<()> {
             &dir.join(format!("gate_shift{s}.png")),
             "Gated models: contribution share of the corrupted view",
             axis,
-            "share of the noised view",
+            "share of the corrupted view",
             &shares,
         )?;
     }
