@@ -44,12 +44,11 @@ for var in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"]:
     os.environ[var] = str(args.threads)
 
 import numpy as np  # noqa: E402
-import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 import torch  # noqa: E402
-from onnx import numpy_helper  # noqa: E402
 
 import gmu  # noqa: E402
+from onnx_torch import TorchGraph  # noqa: E402
 
 torch.set_num_threads(args.threads)
 work = Path(args.work)
@@ -93,55 +92,7 @@ results["gmu_cli_importance"] = median_ms(
     lambda: subprocess.run([args.gmu, "predict", "--model", model_dir, "--files", files, "--out",
                             work / "p.csv"], check=True, capture_output=True), n=max(3, args.reps))
 
-graph = onnx.load(onnx_path).graph
-weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
-
-
-def attr(node, name, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return onnx.helper.get_attribute_value(a)
-    return default
-
-
-def run_torch(inputs):
-    """The exported graph, op by op, as PyTorch eager functions."""
-    env = dict(weights)
-    env.update(inputs)
-    for node in graph.node:
-        x = [env[i] if i else None for i in node.input]
-        op = node.op_type
-        if op in ("Add", "Sub", "Mul", "Div"):
-            y = {"Add": torch.add, "Sub": torch.sub, "Mul": torch.mul, "Div": torch.div}[op](x[0], x[1])
-        elif op == "MatMul":
-            y = torch.matmul(x[0], x[1])
-        elif op in ("Tanh", "Sigmoid"):
-            y = torch.tanh(x[0]) if op == "Tanh" else torch.sigmoid(x[0])
-        elif op == "Softmax":
-            y = torch.softmax(x[0], dim=attr(node, "axis", -1))
-        elif op == "Concat":
-            y = torch.cat(x, dim=attr(node, "axis"))
-        elif op == "BatchNormalization":
-            y = torch.nn.functional.batch_norm(x[0], x[3], x[4], x[1], x[2], False, 0.0, attr(node, "epsilon", 1e-5))
-        elif op == "Reshape":
-            shape = [x[0].shape[i] if s == 0 else int(s) for i, s in enumerate(x[1].tolist())]
-            y = x[0].reshape(shape)
-        elif op == "ReduceMax":
-            y = torch.amax(x[0], dim=tuple(attr(node, "axes")), keepdim=bool(attr(node, "keepdims", 1)))
-        elif op == "ReduceSum":
-            y = torch.sum(x[0], dim=tuple(x[1].tolist()), keepdim=bool(attr(node, "keepdims", 1)))
-        elif op == "Transpose":
-            y = x[0].permute(*attr(node, "perm"))
-        elif op == "Unsqueeze":
-            y = x[0]
-            for a in sorted(x[1].tolist()):
-                y = y.unsqueeze(a)
-        elif op == "Identity":
-            y = x[0]
-        else:
-            raise SystemExit(f"bench/python_predict.py: op {op} not in the interpreter")
-        env[node.output[0]] = y
-    return [env[o.name] for o in graph.output]
+run_torch = TorchGraph(onnx_path)
 
 
 torch_inputs = {k: torch.from_numpy(v) for k, v in views.items()}

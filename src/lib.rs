@@ -76,6 +76,7 @@ pub mod io;
 pub mod metrics;
 pub mod plot;
 pub mod predict;
+pub mod serve;
 pub mod store;
 pub mod train;
 

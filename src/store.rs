@@ -135,6 +135,75 @@ pub struct ModelConfig {
     /// tensor is refused. Absent in models written before gmu recorded them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub weights_sha256: Vec<String>,
+    /// Gated models: how each view's gate is distributed on the clean
+    /// training rows, the reference `suspect_<view>` is read against.
+    /// Absent in models trained before gmu recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate_reference: Option<GateReference>,
+}
+
+/// The distribution of each view's mean raw gate over a model's clean
+/// training rows (those with every view present), as 101 quantiles (0 %, 1 %,
+/// …, 100 %): the empirical CDF a new sample's gate is placed in.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GateReference {
+    /// Rows the quantiles were taken over.
+    pub rows: usize,
+    /// Per view (by name), the gate's quantiles, ascending.
+    pub quantiles: std::collections::BTreeMap<String, Vec<f32>>,
+}
+
+impl GateReference {
+    /// The reference of `gates` (`gates[view]`: the view's gate on each row).
+    pub fn new(gates: &[(String, Vec<f32>)]) -> Option<GateReference> {
+        let rows = gates.first()?.1.len();
+        if rows == 0 {
+            return None;
+        }
+        let quantiles = gates
+            .iter()
+            .map(|(name, g)| {
+                let mut sorted: Vec<f32> = g.iter().copied().filter(|x| x.is_finite()).collect();
+                sorted.sort_by(f32::total_cmp);
+                let last = sorted.len().saturating_sub(1) as f64;
+                let q = (0..=100)
+                    .map(|p| {
+                        let at = last * p as f64 / 100.0;
+                        let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
+                        let t = (at - lo as f64) as f32;
+                        sorted.get(lo).map_or(f32::NAN, |&a| a + (sorted[hi] - a) * t)
+                    })
+                    .collect();
+                (name.clone(), q)
+            })
+            .collect();
+        Some(GateReference { rows, quantiles })
+    }
+
+    /// How much less than usual the model trusts `view` in a sample whose
+    /// gate for it is `gate`: the share of clean training rows whose gate for
+    /// the view was higher (1 − the empirical CDF, linear between quantiles).
+    /// 0.99: trusted less than on 99 % of clean samples. `None` for a view
+    /// the reference does not hold; NaN for a NaN gate (a missing view).
+    pub fn suspect(&self, view: &str, gate: f32) -> Option<f32> {
+        let q = self.quantiles.get(view)?;
+        if gate.is_nan() || q.iter().any(|x| x.is_nan()) {
+            return Some(f32::NAN);
+        }
+        let n = q.len() - 1;
+        // The CDF at `gate`: the last quantile at or below it, and the way to the next.
+        let below = q.partition_point(|&x| x <= gate);
+        let cdf = if below == 0 {
+            0.0
+        } else if below > n {
+            1.0
+        } else {
+            let (a, b) = (q[below - 1], q[below]);
+            let within = if b > a { (gate - a) / (b - a) } else { 0.0 };
+            ((below - 1) as f32 + within) / n as f32
+        };
+        Some(1.0 - cdf)
+    }
 }
 
 fn store_error(path: &Path, message: impl Into<String>) -> GmuError {
@@ -539,4 +608,30 @@ pub(crate) fn first_non_finite(net: &FusionNet) -> Option<String> {
     let mut finder = Finder { path: vec![], found: None };
     net.visit(&mut finder);
     finder.found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GateReference;
+
+    /// Gates 0, 0.01, …, 1 on 101 rows: the quantiles are the gates, and a
+    /// gate's suspicion is the share of rows above it.
+    #[test]
+    fn suspicion_is_the_share_of_clean_rows_that_trusted_the_view_more() {
+        let g: Vec<f32> = (0..=100).map(|i| i as f32 / 100.0).collect();
+        let r = GateReference::new(&[("v".into(), g.clone())]).unwrap();
+        assert_eq!(r.rows, 101);
+        assert_eq!(r.quantiles["v"], g);
+        let close = |a: f32, b: f32| (a - b).abs() < 1e-5;
+        assert!(close(r.suspect("v", 0.25).unwrap(), 0.75));
+        assert!(close(r.suspect("v", 0.255).unwrap(), 0.745));
+        assert_eq!(r.suspect("v", -1.0), Some(1.0), "below every clean gate");
+        assert_eq!(r.suspect("v", 2.0), Some(0.0), "above every clean gate");
+        assert!(r.suspect("v", f32::NAN).unwrap().is_nan());
+        assert_eq!(r.suspect("w", 0.5), None);
+        // Four rows 0.2, 0.4, 0.6, 0.8: quantile p at 0.2 + 0.6 p, so 0.5 is the median.
+        let r = GateReference::new(&[("v".into(), vec![0.8, 0.2, 0.6, 0.4])]).unwrap();
+        assert!(close(r.quantiles["v"][50], 0.5) && close(r.suspect("v", 0.5).unwrap(), 0.5));
+        assert!(close(r.suspect("v", 0.26).unwrap(), 0.9));
+    }
 }

@@ -1,5 +1,9 @@
 //! End-to-end runs of the real `gmu` binary on small files.
 
+mod common;
+
+use common::{encoders_present, write_raw_archive};
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -624,7 +628,10 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     );
     let text = std::fs::read_to_string(&pred).unwrap();
     let header = text.lines().next().unwrap();
-    assert_eq!(header, "row,predicted,p_cat,p_dog,p_eel,gate_a,share_a,importance_a,gate_b,share_b,importance_b");
+    assert_eq!(
+        header,
+        "row,predicted,p_cat,p_dog,p_eel,gate_a,share_a,suspect_a,importance_a,gate_b,share_b,suspect_b,importance_b"
+    );
     assert_eq!(text.lines().count(), 1 + 48);
     // Unlabelled rows with the text view missing in row 1: JSON lines on stdout.
     let b_text = std::fs::read_to_string(&b).unwrap();
@@ -642,8 +649,8 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
         String::from_utf8_lossy(&run.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[1]["share_a"], 1.0);
-    // The missing view has no gate, share or importance (null; issue 20, item 26).
-    for key in ["gate_b", "share_b", "importance_b"] {
+    // The missing view has no gate, share, suspicion or importance (null; issue 20, item 26).
+    for key in ["gate_b", "share_b", "suspect_b", "importance_b"] {
         assert!(rows[1][key].is_null(), "{key}: {}", rows[1]);
     }
     assert!(rows[1]["importance_a"].is_null(), "the only view present has no occlusion importance");
@@ -685,7 +692,8 @@ fn predict_runs_trained_models_on_new_rows_with_missing_views() {
     let run = gmu(&["predict", "--model", toy.to_str().unwrap(), "--data", csv.to_str().unwrap()]);
     assert!(run.status.success(), "{}", stderr(&run));
     assert!(
-        String::from_utf8_lossy(&run.stdout).starts_with("row,predicted,p_0,p_1,gate_v,share_v,importance_v,gate_t,")
+        String::from_utf8_lossy(&run.stdout)
+            .starts_with("row,predicted,p_0,p_1,gate_v,share_v,suspect_v,importance_v,gate_t,")
     );
     assert!(stderr(&run).contains("gmu on 50 rows: accuracy"), "{}", stderr(&run));
 }
@@ -2359,86 +2367,6 @@ fn a_run_killed_between_checkpoint_files_resumes_to_the_same_bits() {
     }
 }
 
-/// Whether the real encoders are fetched (CI fetches them and sets
-/// GMU_REQUIRE_ENCODERS=1, which turns their absence into a failure).
-fn encoders_present(which: &[gmu::encoders::EncoderKind]) -> bool {
-    for &kind in which {
-        if let Err(e) = gmu::encoders::locate(kind) {
-            if std::env::var("GMU_REQUIRE_ENCODERS").is_ok_and(|v| v == "1") {
-                panic!("GMU_REQUIRE_ENCODERS=1 but {e}");
-            }
-            // Past the harness's capture, so a skip shows even when the test passes (issue 25).
-            use std::io::Write;
-            let line = format!("SKIPPED a real-encoder test: {e}\n");
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            // Counted with the library's skips in `$GMU_SKIPPED` (see src/encoders/mod.rs, `skipped`).
-            if let Ok(path) = std::env::var("GMU_SKIPPED")
-                && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path)
-            {
-                let _ = file.write_all(line.as_bytes());
-            }
-            return false;
-        }
-    }
-    true
-}
-
-/// Genres planted in the raw archive fixture: words in the plot, colour on the poster.
-const PLANTED: [(&str, &[&str], [u8; 3]); 3] = [
-    ("Horror", &["ghost", "haunted", "scream", "blood", "terror", "corpse"], [60, 0, 0]),
-    ("Comedy", &["funny", "hilarious", "joke", "laugh", "silly", "prank"], [250, 220, 40]),
-    ("Romance", &["love", "kiss", "heart", "passion", "wedding", "couple"], [240, 120, 190]),
-];
-
-/// A raw MM-IMDb archive in the published layout (`split.json`,
-/// `dataset/<id>.json` with IMDb's field names, `dataset/<id>.jpeg` real
-/// JPEGs written here) of `n` movies: movie i has genre i % 3, planted in its
-/// plot's words and its poster's colour; every 4th is also a Drama (plot only).
-/// Movie 5's poster is not a JPEG and movie 50 (a test movie) has none
-/// (missing visual views); movie 53's plot is empty (a missing text view); the others have an empty
-/// plot list entry beside a real one.
-fn write_raw_archive(root: &Path, n: usize) {
-    let data = root.join("dataset");
-    std::fs::create_dir_all(&data).unwrap();
-    let filler = ["the", "a", "town", "family", "night", "finds", "old", "house", "friends", "city"];
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = format!("{:07}", 100 + i);
-        let (genre, words, colour) = PLANTED[i % 3];
-        let mut genres = vec![genre];
-        let mut plot: Vec<&str> = (0..12)
-            .map(|k| if k % 3 == 0 { words[(i + k) % words.len()] } else { filler[(i * 7 + k) % filler.len()] })
-            .collect();
-        if i % 4 == 0 {
-            genres.push("Drama");
-            plot.extend(["tragic", "grief", "loss"]);
-        }
-        let json = serde_json::json!({
-            "title": format!("Movie {i}"), "year": 1990 + i % 30, "genres": genres, "kind": "movie",
-            "plot": if i == 53 { vec![String::new()] } else { vec![plot.join(" ") + ".", String::new()] },
-            "imdb_id": id, "director": ["Someone"],
-        });
-        std::fs::write(data.join(format!("{id}.json")), json.to_string()).unwrap();
-        let poster = data.join(format!("{id}.jpeg"));
-        if i == 50 {
-            // no poster at all: kept with the visual view missing
-        } else if i == 5 {
-            std::fs::write(&poster, b"this is not a JPEG").unwrap();
-        } else {
-            let img = image::RgbImage::from_fn(64, 96, |x, y| {
-                let noise = ((x * 31 + y * 17 + i as u32 * 13) % 40) as i32 - 20;
-                image::Rgb(colour.map(|c| (c as i32 + noise).clamp(0, 255) as u8))
-            });
-            img.save_with_format(&poster, image::ImageFormat::Jpeg).unwrap();
-        }
-        ids.push(id);
-    }
-    let (train, rest) = ids.split_at(n * 6 / 10);
-    let (dev, test) = rest.split_at(rest.len() / 2);
-    let split = serde_json::json!({"train": train, "dev": dev, "test": test});
-    std::fs::write(root.join("split.json"), split.to_string()).unwrap();
-}
-
 #[test]
 fn raw_mmimdb_archive_trains_end_to_end_and_predicts_a_plot_and_a_poster() {
     use gmu::encoders::EncoderKind;
@@ -2942,6 +2870,29 @@ fn every_command_block_of_the_readme_runs_as_written() {
                 continue;
             }
             let mut args = args;
+            if args[0] == "serve" {
+                // A server runs until stopped: start it on a free port, wait until it listens, stop it.
+                let mut child = Command::new(env!("CARGO_BIN_EXE_gmu"))
+                    .args(&args)
+                    .args(["--addr", "127.0.0.1:0"])
+                    .current_dir(d)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+                let mut seen = String::new();
+                while !seen.contains("listening on http://") {
+                    use std::io::BufRead;
+                    if err.read_line(&mut seen).unwrap() == 0 {
+                        panic!("README line `{line}` did not start a server: {seen}");
+                    }
+                }
+                child.kill().unwrap();
+                child.wait().unwrap();
+                ran += 1;
+                continue;
+            }
             if ["multiview", "mmimdb"].contains(&args[0].as_str()) {
                 args.extend(["--epochs".into(), "2".into()]);
             }

@@ -33,6 +33,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("predict", 9),
     ("train", 10),
     ("export", 10),
+    ("serve", 10),
     ("experiments", 11),
     ("cli", 12),
     ("lib", 13),

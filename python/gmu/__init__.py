@@ -125,8 +125,9 @@ class Model:
         - ``predicted``: the class name of each row (``[n]`` str) or, for a
           multilabel model, the list of predicted label names of each row;
         - ``decisions`` ``[n, C]`` uint8, 1 where a class or label is predicted;
-        - per view ``v``: ``present_v`` ``[n]`` bool, ``gate_v`` and
-          ``share_v`` (gated models) and ``importance_v`` (with
+        - per view ``v``: ``present_v`` ``[n]`` bool, ``gate_v``,
+          ``share_v`` and ``suspect_v`` (gated models; ``suspect_v`` where the
+          model recorded its training gates) and ``importance_v`` (with
           ``importance=True``), float32 ``[n]``, NaN where the view is missing;
         - for raw inputs, ``unusable``: ``(view, row, input, reason)`` for
           each input that gave no features (it is a missing view of its row).
@@ -179,7 +180,7 @@ class Model:
         out["decisions"] = decisions
         for j, v in enumerate(self.views):
             out[f"present_{v}"] = d["present"][:, j]
-            for key in ("gate", "share", "importance"):
+            for key in ("gate", "share", "suspect", "importance"):
                 if key in d:
                     out[f"{key}_{v}"] = d[key][:, j]
         if "unusable" in d:

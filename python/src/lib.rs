@@ -89,15 +89,17 @@ impl ImageArg {
 }
 
 /// `p` as NumPy arrays: `probabilities` and `decisions` `[n, C]`, `present`
-/// `[n, K]` (bool), and `gate`, `share` (gated models) and `importance`
+/// `[n, K]` (bool), and `gate`, `share`, `suspect` (gated models) and `importance`
 /// `[n, K]`, NaN where a view is missing (as `gmu predict` leaves the cell blank).
 fn prediction_dict<'py>(py: Python<'py>, model: &Model, p: Prediction) -> PyResult<Bound<'py, PyDict>> {
     let (n, c, k) = (p.len(), p.width, p.n_views);
     let out = PyDict::new(py);
     let decisions: Vec<u8> = model.decide(&p.probs);
+    let suspect = model.suspect(&p);
     out.set_item("probabilities", PyArray1::from_vec(py, p.probs).reshape([n, c])?)?;
     out.set_item("decisions", PyArray1::from_vec(py, decisions).reshape([n, c])?)?;
-    for (key, values) in [("gate", p.gate_means), ("share", p.shares), ("importance", p.importance)] {
+    let columns = [("gate", p.gate_means), ("share", p.shares), ("suspect", suspect), ("importance", p.importance)];
+    for (key, values) in columns {
         if let Some(mut v) = values {
             v.iter_mut().zip(&p.present).filter(|(_, present)| !**present).for_each(|(x, _)| *x = f32::NAN);
             out.set_item(key, PyArray1::from_vec(py, v).reshape([n, k])?)?;
@@ -148,7 +150,7 @@ impl NativeModel {
     /// Whether the model has gates (GMU, mixtures of experts).
     #[getter]
     fn gated(&self) -> bool {
-        self.inner.nets.iter().any(|n| n.has_gates())
+        self.inner.nets().iter().any(|n| n.has_gates())
     }
 
     /// The model's `config.json`, as text.

@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let c = &model.config;
     let inputs: Vec<String> = c.views.iter().map(|v| format!("{} [batch, {}]", v.name, v.width)).collect();
-    let gated = c.members.len() == 1 && model.nets[0].has_gates();
+    let gated = c.members.len() == 1 && model.nets()[0].has_gates();
     println!(
         "wrote {} (ONNX opset {}, {}): inputs {}; outputs probabilities [batch, {}]{}",
         args.out.display(),

@@ -21,6 +21,7 @@ mod plot;
 mod predict;
 mod protocol;
 mod robustness;
+mod serve;
 mod synth;
 mod train;
 
@@ -67,6 +68,8 @@ enum Command {
     Encode(encode::Args),
     /// Write a trained model in another format: ONNX, for onnxruntime and other runtimes.
     Export(export::Args),
+    /// Serve trained models over HTTP: the Open Inference Protocol (KServe v2) and a web page.
+    Serve(serve::Args),
 }
 
 /// Parses the arguments, runs the subcommand, prints any error on one line.
@@ -95,6 +98,7 @@ pub fn main() -> ExitCode {
         Command::Encoders(args) => encoders::run(args),
         Command::Encode(args) => encode::run(args),
         Command::Export(args) => export::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -446,7 +446,7 @@ fn run_raw(args: Args) -> Result<()> {
         let p = predict_chunk(&predictor, &refs, &seen, args.impute.is_some(), &mut 0)?;
         eprintln!("· {} rows with no view written as blank rows (--skip-empty-rows)", rows.len() - seen.len());
         let blank = vec![f32::NAN; config.outputs.len()];
-        p.with_blind_rows(&blind, &blank, refs.len(), predictor.nets.iter().any(|n| n.has_gates()), true)
+        p.with_blind_rows(&blind, &blank, refs.len(), predictor.nets().iter().any(|n| n.has_gates()), true)
     } else {
         predict_chunk(&predictor, &refs, &rows, args.impute.is_some(), &mut 0)?
     };
@@ -503,10 +503,11 @@ fn print_report(predictor: &Model, views: &[&View], p: &Prediction) {
         let bar = "█".repeat((p.probs[c] * 20.0).round() as usize);
         println!("  {:<12} {:.3} {bar}{}", names[c], p.probs[c], if decided[c] == 1 { "  ✓" } else { "" });
     }
+    let suspect = predictor.suspect(p);
     println!(
         "
-{:<10} {:<8} {:>6} {:>6} {:>10}",
-        "view", "present", "gate", "share", "importance"
+{:<10} {:<8} {:>6} {:>6} {:>8} {:>10}",
+        "view", "present", "gate", "share", "suspect", "importance"
     );
     for (j, v) in views.iter().enumerate() {
         let cell = |x: Option<&Vec<f32>>| match x {
@@ -514,11 +515,12 @@ fn print_report(predictor: &Model, views: &[&View], p: &Prediction) {
             _ => "-".to_string(),
         };
         println!(
-            "{:<10} {:<8} {:>6} {:>6} {:>10}",
+            "{:<10} {:<8} {:>6} {:>6} {:>8} {:>10}",
             v.name,
             if p.present[j] { "yes" } else { "missing" },
             cell(p.gate_means.as_ref()),
             cell(p.shares.as_ref()),
+            cell(suspect.as_ref()),
             cell(p.importance.as_ref())
         );
     }
@@ -649,11 +651,15 @@ pub(super) fn in_model_outputs(targets: &Targets, outputs: &[String], task: Task
 fn columns(predictor: &Model, views: &[&View]) -> Vec<String> {
     let mut cols = vec!["row".to_string(), "predicted".to_string()];
     cols.extend(predictor.config.outputs.iter().map(|o| format!("p_{o}")));
-    let gated = predictor.nets.iter().any(|n| n.has_gates());
+    let gated = predictor.nets().iter().any(|n| n.has_gates());
+    let suspect = gated && predictor.config.gate_reference.is_some();
     for v in views {
         if gated {
             cols.push(format!("gate_{}", v.name));
             cols.push(format!("share_{}", v.name));
+        }
+        if suspect {
+            cols.push(format!("suspect_{}", v.name));
         }
         cols.push(format!("importance_{}", v.name));
     }
@@ -676,6 +682,7 @@ fn write_rows(
     let (c, k) = (p.width, p.n_views);
     let names = &predictor.config.outputs;
     let mut decided = predictor.decide(&p.probs);
+    let suspect = predictor.suspect(p);
     let ranked = predictor.config.task == Task::Multilabel && (args.top_k.is_some() || args.at_least_one);
     for (row, probs) in decided.chunks_mut(c).zip(p.probs.chunks(c)) {
         // A blank row (--skip-empty-rows) decides nothing.
@@ -709,12 +716,16 @@ fn write_rows(
         cells.push(Cell::List(predicted.into_iter().map(String::from).collect()));
         cells.extend(p.probs[i * c..(i + 1) * c].iter().map(|&x| Cell::Num(x)));
         for j in 0..k {
+            let name = &predictor.config.views[j].name;
             // A missing view has no gate, share or importance: blank (null in JSON), not 0.
             let present = p.present[i * k + j];
             let shown = |x: f32| Cell::Num(if present { x } else { f32::NAN });
             if let (Some(g), Some(s)) = (&p.gate_means, &p.shares) {
                 cells.push(shown(g[i * k + j]));
                 cells.push(shown(s[i * k + j]));
+            }
+            if header.iter().any(|h| h.strip_prefix("suspect_") == Some(name)) {
+                cells.push(shown(suspect.as_ref().map_or(f32::NAN, |s| s[i * k + j])));
             }
             cells.push(shown(p.importance.as_ref().map_or(f32::NAN, |imp| imp[i * k + j])));
         }

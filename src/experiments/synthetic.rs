@@ -78,7 +78,7 @@ impl NativeScorer {
         let member = (model.config.members.len() == 1).then(|| &model.config.members[0])?;
         let spec = ModelSpec::from_fusion(&member.spec)?;
         Some(NativeScorer {
-            net: Network::new(spec, flat_params(&model.nets[0])),
+            net: Network::new(spec, flat_params(&model.nets()[0])),
             scaler: joined_scaler(&member.scalers),
             loss: model.config.training.loss.unwrap_or(LossKind::SoftmaxCe),
         })

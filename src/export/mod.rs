@@ -71,7 +71,7 @@ fn onnx_model(model: &Model) -> Result<ModelProto> {
     let mut g = GraphBuilder::default();
     let mut probs = Vec::new();
     let mut gates = None;
-    for (member, net) in config.members.iter().zip(&model.nets) {
+    for (member, net) in config.members.iter().zip(model.nets()) {
         let names: Vec<&str> = member.views.iter().map(|&v| config.views[v].name.as_str()).collect();
         let xs: Vec<String> =
             names.iter().zip(&member.scalers).map(|(name, s)| g.scale(name, &s.mean, &s.scale)).collect();
@@ -132,7 +132,7 @@ fn onnx_model(model: &Model) -> Result<ModelProto> {
         ("views", serde_json::json!(views).to_string()),
         ("threshold", config.threshold.to_string()),
     ];
-    if !model.nets.iter().all(|n| n.multilabel == (config.task == crate::fusion::Task::Multilabel)) {
+    if !model.nets().iter().all(|n| n.multilabel == (config.task == crate::fusion::Task::Multilabel)) {
         return Err(GmuError::invalid("model", "a member's task differs from the model's"));
     }
     Ok(ModelProto {
@@ -193,7 +193,7 @@ mod tests {
         assert!(known.contains("probabilities") && known.contains("gates"));
         let floats: usize =
             graph.initializer.iter().filter(|t| t.data_type == FLOAT).map(|t| t.raw_data.len() / 4).sum();
-        let params = burn::module::Module::num_params(&model.nets[0]);
+        let params = burn::module::Module::num_params(&model.nets()[0]);
         assert!(floats >= params, "{floats} float constants for {params} parameters");
         let meta: Vec<(&str, &str)> =
             decoded.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();

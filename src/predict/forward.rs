@@ -4,12 +4,12 @@
 //! importance collected ([`run`]); the decisions and scores of probabilities
 //! ([`decide`], [`score`]). On the CPU the paper's maxout-MLP models (GMU,
 //! concatenation, linear sum, and `avg-probs`' members) run on the maxout
-//! engine's flat inference pass ([`MaxoutNet::infer`]); every other model, and
+//! engine's flat inference pass ([`Inference`]); every other model, and
 //! every model on another device, on burn's forward.
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::engine::maxout::MaxoutNet;
+use crate::engine::maxout::{Inference, MaxoutNet};
 
 use crate::data::{Scaler, Targets, View};
 use crate::error::{GmuError, Result};
@@ -28,6 +28,9 @@ pub struct MemberRef<'a> {
     pub scalers: &'a [Scaler],
     /// The network.
     pub net: &'a FusionNet,
+    /// Its flat inference form where it has one, prepared once ([`prepare`]);
+    /// `None`: [`run`] prepares it for the call (or runs burn's forward).
+    pub flat: Option<&'a Inference>,
 }
 
 /// What a model says about some rows. Per-view arrays are row-major
@@ -106,6 +109,21 @@ impl Prediction {
             }
         }
         out
+    }
+
+    /// Rows `lo..hi` of these predictions.
+    pub fn slice(&self, lo: usize, hi: usize) -> Prediction {
+        let (c, k) = (self.width, self.n_views);
+        let rows = |v: &Option<Vec<f32>>| v.as_ref().map(|v| v[lo * k..hi * k].to_vec());
+        Prediction {
+            width: c,
+            n_views: k,
+            probs: self.probs[lo * c..hi * c].to_vec(),
+            gate_means: rows(&self.gate_means),
+            shares: rows(&self.shares),
+            importance: rows(&self.importance),
+            present: self.present[lo * k..hi * k].to_vec(),
+        }
     }
 
     fn append(&mut self, other: Prediction) {
@@ -202,10 +220,11 @@ pub fn run(
     device: &Device,
 ) -> Result<Prediction> {
     let mut out = Prediction::default();
-    // Each member's flat form, read once per call (not per batch).
-    let flats: Vec<Option<MaxoutNet>> = members.iter().map(|m| flat(m.net, device)).collect();
-    let members: Vec<(MemberRef<'_>, Option<&MaxoutNet>)> =
-        members.iter().copied().zip(flats.iter().map(Option::as_ref)).collect();
+    // Each member's flat form: prepared by the caller, or once per call (not per batch).
+    let prepared: Vec<Option<Inference>> =
+        members.iter().map(|m| if m.flat.is_some() { None } else { prepare(m.net, device) }).collect();
+    let members: Vec<(MemberRef<'_>, Option<&Inference>)> =
+        members.iter().zip(&prepared).map(|(m, own)| (*m, m.flat.or(own.as_ref()))).collect();
     if members.iter().all(|(_, flat)| flat.is_some()) {
         // Flat inference touches no shared state: batches run in parallel, appended in order.
         use rayon::prelude::*;
@@ -225,15 +244,15 @@ pub fn run(
     Ok(out)
 }
 
-/// `net` on the maxout engine's flat buffers, where its inference runs there:
-/// on the CPU, a maxout-MLP model on feature views ([`MaxoutNet::from_net`]
-/// refuses the rest, which stay on burn's forward).
-fn flat(net: &FusionNet, device: &Device) -> Option<MaxoutNet> {
-    crate::device::is_cpu(device).then(|| MaxoutNet::from_net(net, 0).ok()).flatten()
+/// `net` on the maxout engine's flat buffers, packed for inference, where its
+/// inference runs there: on the CPU, a maxout-MLP model on feature views
+/// ([`MaxoutNet::from_net`] refuses the rest, which stay on burn's forward).
+pub fn prepare(net: &FusionNet, device: &Device) -> Option<Inference> {
+    crate::device::is_cpu(device).then(|| MaxoutNet::from_net(net, 0).ok().map(Inference::new)).flatten()
 }
 
 fn run_batch(
-    members: &[(MemberRef<'_>, Option<&MaxoutNet>)],
+    members: &[(MemberRef<'_>, Option<&Inference>)],
     views: &[&View],
     model_views: &[usize],
     rows: &[usize],
@@ -307,7 +326,7 @@ fn run_batch(
 
 /// One pass of every member over one batch with the given presence.
 fn forward_all(
-    members: &[(MemberRef<'_>, Option<&MaxoutNet>)],
+    members: &[(MemberRef<'_>, Option<&Inference>)],
     views: &[&View],
     model_views: &[usize],
     rows: &[usize],
@@ -461,7 +480,7 @@ mod tests {
         let scalers = [Scaler::identity(1), Scaler::identity(1)];
         let views = [view("v", vec![-2.0, 1.0]), view("t", vec![3.0, f32::NAN])];
         let refs: Vec<&View> = views.iter().collect();
-        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net };
+        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net, flat: None };
         let p = run(&[member], &refs, &[0, 1], &[0, 1], Task::Multiclass, true, &device).unwrap();
         let (h_v, h_t) = ((0.5f64 * -2.0 + 0.1).tanh(), (-3.0f64 - 0.2).tanh());
         let z = sig(2.0 * -2.0 - 3.0 + 0.3);
@@ -492,7 +511,7 @@ mod tests {
         let device = Device::default();
         let net = hand_gmu(&device);
         let scalers = [Scaler::identity(1), Scaler::identity(1)];
-        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net };
+        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net, flat: None };
         let both = [view("v", vec![-2.0]), view("t", vec![3.0])];
         let no_v = [view("v", vec![f32::NAN]), view("t", vec![3.0])];
         let no_t = [view("v", vec![-2.0]), view("t", vec![f32::NAN])];
@@ -527,8 +546,8 @@ mod tests {
         let views = [view("a", vec![1.0, 1.0]), view("b", vec![2.0, f32::NAN])];
         let refs: Vec<&View> = views.iter().collect();
         let members = [
-            MemberRef { views: &[0], scalers: &scalers, net: &a },
-            MemberRef { views: &[1], scalers: &scalers, net: &b },
+            MemberRef { views: &[0], scalers: &scalers, net: &a, flat: None },
+            MemberRef { views: &[1], scalers: &scalers, net: &b, flat: None },
         ];
         let p = run(&members, &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap();
         // softmax(w x, −w x)[0] = σ(2 w x)
@@ -542,7 +561,7 @@ mod tests {
         let device = Device::default();
         let net = hand_gmu(&device);
         let scalers = [Scaler::identity(1), Scaler::identity(1)];
-        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net };
+        let member = MemberRef { views: &[0, 1], scalers: &scalers, net: &net, flat: None };
         let nothing = [view("v", vec![1.0, f32::NAN]), view("t", vec![1.0, f32::NAN])];
         let refs: Vec<&View> = nothing.iter().collect();
         let err = run(&[member], &refs, &[0, 1], &[0, 1], Task::Multiclass, false, &device).unwrap_err().to_string();

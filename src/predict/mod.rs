@@ -37,9 +37,10 @@
 
 mod forward;
 
-pub use forward::{BATCH, Evaluation, MemberRef, Prediction, decide, row_missing, run, score};
+pub use forward::{BATCH, Evaluation, MemberRef, Prediction, decide, prepare, row_missing, run, score};
 
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 use burn::tensor::Device;
 
@@ -58,19 +59,52 @@ pub struct Model {
     /// Its record, as `config.json` holds it.
     pub config: ModelConfig,
     /// One network per member (`config.members[i]` is `nets[i]`'s record).
-    pub nets: Vec<FusionNet>,
+    nets: Vec<FusionNet>,
     /// The training rows' label frequencies: what the model predicts for a
     /// sample in which it sees none of its views. A model just trained has
     /// them; one loaded from disk has none (such a sample is then an error).
     pub prior: Option<Vec<f32>>,
     device: Device,
+    /// Each member's flat inference form ([`prepare`]), made on the first
+    /// prediction and kept: the networks never change after construction.
+    prepared: OnceLock<Arc<Vec<Option<crate::engine::maxout::Inference>>>>,
+    /// Each view's encoder, loaded on the first raw input and kept.
+    encoders: EncoderCache,
+}
+
+/// The encoders a model has loaded, by view (shared by its clones).
+#[derive(Clone, Default)]
+struct EncoderCache(Arc<std::sync::Mutex<Vec<Option<Arc<crate::encoders::Encoder>>>>>);
+
+impl std::fmt::Debug for EncoderCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loaded = self.0.lock().map_or(0, |v| v.iter().flatten().count());
+        write!(f, "EncoderCache({loaded} loaded)")
+    }
 }
 
 impl Model {
     /// A model of `config` with `nets` (on `device`), without a prior.
     pub fn new(config: ModelConfig, nets: Vec<FusionNet>, device: &Device) -> Model {
         assert_eq!(config.members.len(), nets.len(), "one network per member");
-        Model { config, nets, prior: None, device: device.clone() }
+        Model {
+            config,
+            nets,
+            prior: None,
+            device: device.clone(),
+            prepared: OnceLock::new(),
+            encoders: EncoderCache::default(),
+        }
+    }
+
+    /// One network per member (`config.members[i]` is `nets()[i]`'s record).
+    pub fn nets(&self) -> &[FusionNet] {
+        &self.nets
+    }
+
+    /// Its networks, giving the model up.
+    pub fn into_nets(self) -> Vec<FusionNet> {
+        self.nets
     }
 
     /// Loads a model directory (see [`store`](crate::store)) onto `device`.
@@ -112,6 +146,7 @@ impl Model {
             data: None,
             results: serde_json::Value::Null,
             weights_sha256: Vec::new(),
+            gate_reference: None,
             training,
             ..first.config.clone()
         };
@@ -132,16 +167,20 @@ impl Model {
                 nets.push(net);
             }
         }
-        Model { config, nets, prior, device }
+        Model { config, nets, prior, device, prepared: OnceLock::new(), encoders: EncoderCache::default() }
     }
 
-    /// Each member as the prediction code takes it (view indices into the model's views).
+    /// Each member as the prediction code takes it (view indices into the
+    /// model's views), with its flat inference form, prepared on first use.
     fn members(&self) -> Vec<MemberRef<'_>> {
+        let prepared =
+            self.prepared.get_or_init(|| Arc::new(self.nets.iter().map(|net| prepare(net, &self.device)).collect()));
         self.config
             .members
             .iter()
             .zip(&self.nets)
-            .map(|(m, net)| MemberRef { views: &m.views, scalers: &m.scalers, net })
+            .zip(prepared.iter())
+            .map(|((m, net), flat)| MemberRef { views: &m.views, scalers: &m.scalers, net, flat: flat.as_ref() })
             .collect()
     }
 
@@ -215,7 +254,7 @@ impl Model {
             .ok_or_else(|| GmuError::invalid("views", "no raw input for any view"))?;
         let mut views = Vec::with_capacity(inputs.len());
         let mut missing = Vec::new();
-        for (spec, input) in self.config.views.iter().zip(inputs) {
+        for (k, (spec, input)) in self.config.views.iter().zip(inputs).enumerate() {
             let values = match input {
                 None => vec![f32::NAN; n * spec.width],
                 Some(input) => {
@@ -234,7 +273,7 @@ impl Model {
                             format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name),
                         ));
                     }
-                    let encoder = crate::encoders::Encoder::load(enc, &self.device)?;
+                    let encoder = self.encoder(k)?;
                     if encoder.dim() != spec.width {
                         return Err(GmuError::invalid(
                             "views",
@@ -268,6 +307,29 @@ impl Model {
             });
         }
         Ok((views, missing))
+    }
+
+    /// Whether each row's prediction is the same bits alone or batched with
+    /// any other rows: every member runs on the flat inference path
+    /// ([`prepare`]); burn's forward may round a row differently by batch.
+    pub fn rows_independent(&self) -> bool {
+        self.members().iter().all(|m| m.flat.is_some())
+    }
+
+    /// The encoder of the model's view `k` (which records one), loaded on
+    /// first use and kept for the model's life.
+    pub fn encoder(&self, k: usize) -> Result<Arc<crate::encoders::Encoder>> {
+        let spec = self.config.views[k].encoder.as_ref().ok_or_else(|| {
+            GmuError::invalid("views", format!("view '{}' records no encoder", self.config.views[k].name))
+        })?;
+        let mut cache = self.encoders.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.resize(self.config.views.len(), None);
+        if let Some(e) = &cache[k] {
+            return Ok(e.clone());
+        }
+        let encoder = Arc::new(crate::encoders::Encoder::load(spec, &self.device)?);
+        cache[k] = Some(encoder.clone());
+        Ok(encoder)
     }
 
     /// Probabilities, gates, shares and occlusion importance for every row
@@ -428,6 +490,50 @@ impl Model {
             out.push(sub);
         }
         Ok((out, filled))
+    }
+
+    /// The same model with the reference its `suspect_<view>` is read
+    /// against ([`GateReference`](crate::store::GateReference)): each view's
+    /// gate on `rows` of `views` (the clean training rows), over the rows
+    /// where every view is present. A model without gates is returned as is.
+    pub fn with_gate_reference(mut self, views: &[View], rows: &[usize]) -> Result<Model> {
+        if !self.nets.iter().any(FusionNet::has_gates) {
+            return Ok(self);
+        }
+        let selected = self.select_views(views)?;
+        let complete: Vec<usize> =
+            rows.iter().copied().filter(|&r| selected.iter().all(|v| !v.row(r).iter().any(|x| x.is_nan()))).collect();
+        // A reference is an extra: a model whose training rows cannot be predicted again
+        // (none should exist) is kept without one rather than lost.
+        let Ok(Prediction { gate_means: Some(g), .. }) = self.predict_as_trained(&selected, &complete, false) else {
+            return Ok(self);
+        };
+        let k = selected.len();
+        let gates: Vec<(String, Vec<f32>)> = selected
+            .iter()
+            .enumerate()
+            .map(|(j, v)| (v.name.clone(), (0..complete.len()).map(|i| g[i * k + j]).collect()))
+            .collect();
+        self.config.gate_reference = crate::store::GateReference::new(&gates);
+        Ok(self)
+    }
+
+    /// Each row's suspicion of each view, `[rows, K]` (see
+    /// [`GateReference::suspect`](crate::store::GateReference::suspect)): where
+    /// the row's gate for the view falls among the clean training rows'. NaN
+    /// where the view is missing; `None` for a model without gates or without
+    /// a recorded reference.
+    pub fn suspect(&self, p: &Prediction) -> Option<Vec<f32>> {
+        let reference = self.config.gate_reference.as_ref()?;
+        let gates = p.gate_means.as_ref()?;
+        let k = p.n_views;
+        (0..p.len() * k)
+            .map(|at| {
+                let name = &self.config.views[at % k].name;
+                let g = if p.present[at] { gates[at] } else { f32::NAN };
+                reference.suspect(name, g)
+            })
+            .collect()
     }
 
     /// The decisions for `probs`: per row, the predicted class or labels.

@@ -158,7 +158,7 @@ fn native_and_burn_engines_agree_step_by_step() {
         for (a, b) in h_native.iter().zip(h_burn) {
             assert!((a - b).abs() < 1e-4 * (1.0 + a.abs()), "{kind}: {h_native:?} vs {h_burn:?}");
         }
-        let (native, burn) = (flat_params(&native.nets[0]), flat_params(&burn.nets[0]));
+        let (native, burn) = (flat_params(&native.nets()[0]), flat_params(&burn.nets()[0]));
         for (a, b) in native.iter().zip(&burn) {
             assert!((a - b).abs() < 1e-3, "{kind}");
         }

@@ -517,7 +517,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 problem.corruption.write().unwrap_or_else(|p| p.into_inner()).clear();
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
-                let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid };
+                let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid, flat: None };
                 let dev = evaluate_nets(dev_data, member, dev_rows, config.threshold, inference).0;
                 history.push(EpochLog {
                     epoch,

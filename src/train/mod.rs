@@ -258,7 +258,8 @@ pub fn train_observed(
         })?);
     }
     let prior = label_prior(&data.targets, &split.train);
-    Ok(model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior))
+    let model = model(data, members, config, start.elapsed().as_secs_f64(), device).with_prior(prior);
+    model.with_gate_reference(&data.views, &split.train)
 }
 
 /// The model of trained `members`: the views they read (in order of first
@@ -305,6 +306,7 @@ fn model(data: &MultiviewData, members: Vec<Member>, config: &TrainingConfig, se
         seconds,
         results: serde_json::Value::Null,
         weights_sha256: Vec::new(),
+        gate_reference: None,
     };
     Model::new(record, nets, device)
 }
@@ -686,6 +688,58 @@ pub(crate) mod tests {
             "gate of a: {} where a informs, {} elsewhere",
             mean(true),
             mean(false)
+        );
+    }
+
+    /// A gated model records its clean training gates (issue 22, item 3):
+    /// `suspect_<view>` places a sample's gate among them. On the training rows
+    /// it is uniform; it is higher where the view carries no signal (the gate
+    /// turns from it); NaN where the view is missing; kept through save and load.
+    #[test]
+    fn suspicion_places_a_gate_among_the_clean_training_gates() {
+        let (data, informative_a) = planted_with_flags(300, false, 2);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let mut config = epochs(quick(FusionKind::Gmu), 40);
+        (config.model.dropout, config.model.hidden) = (0.0, 3);
+        let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let reference = model.config.gate_reference.clone().expect("a gated model records its gates");
+        assert_eq!(reference.rows, split.train.len());
+        for name in ["a", "b"] {
+            let q = &reference.quantiles[name];
+            assert!(q.len() == 101 && q.windows(2).all(|w| w[0] <= w[1]), "{name}: {q:?}");
+        }
+        let views: Vec<&View> = data.views.iter().collect();
+        let on_train = model.predict_rows(&views, &split.train, false).unwrap();
+        let s = model.suspect(&on_train).unwrap();
+        let mean_a = (0..split.train.len()).map(|i| s[2 * i]).sum::<f32>() / split.train.len() as f32;
+        assert!((mean_a - 0.5).abs() < 0.02, "mean suspicion of a on its own training rows: {mean_a}");
+        let on_test = model.predict_rows(&views, &split.test, false).unwrap();
+        let s = model.suspect(&on_test).unwrap();
+        let mean = |want: bool| {
+            let v: Vec<f32> = split
+                .test
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| informative_a[**r] == want)
+                .map(|(i, _)| s[2 * i])
+                .collect();
+            v.iter().sum::<f32>() / v.len() as f32
+        };
+        assert!(mean(false) > mean(true) + 0.2, "suspect a: {} uninformative, {} informative", mean(false), mean(true));
+        // a missing view has no suspicion
+        let mut holed = data.views.clone();
+        holed[1].values[..4].fill(f32::NAN);
+        let refs: Vec<&View> = holed.iter().collect();
+        let p = model.predict_rows(&refs, &[0, 1], false).unwrap();
+        let s = model.suspect(&p).unwrap();
+        assert!(s[1].is_nan() && s[0].is_finite() && s[3].is_finite());
+        let dir = tempfile::tempdir().unwrap();
+        model.save(dir.path()).unwrap();
+        let back = Model::load(dir.path(), &dev()).unwrap();
+        assert_eq!(back.config.gate_reference, Some(reference));
+        assert_eq!(
+            back.suspect(&p).unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            s.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
         );
     }
 

@@ -4,11 +4,28 @@
 //! missing view. `predict` runs the paper's models through it on the CPU
 //! instead of through burn's tensors (the same numbers within 1e-6; a test
 //! checks every method, task and missing-view pattern against burn's forward).
+//!
+//! [`Inference`] packs every weight matrix once ([`PackedMatrix`]), so a
+//! model that predicts again and again (a server, a Python session) pays the
+//! packing once, and every output of a row is computed in the same order
+//! whatever the other rows of its batch: a row gives the same bits alone or
+//! batched with any others (tested), which is what lets a server batch
+//! concurrent requests without changing an answer.
 
-use super::ops::{MaxoutCache, NormAt, linear, maxout_forward};
+use super::ops::{LinearAt, NormAt};
 use super::{Front, MaxoutNet};
 use crate::cpu::kernels::{lane_sum, sigmoid, tanh, wide_variant};
+use crate::cpu::packed::PackedMatrix;
 use crate::fusion::Task;
+
+/// A maxout-MLP model ready for inference on the CPU: its flat parameters
+/// and each weight matrix packed for the product kernel.
+#[derive(Debug)]
+pub struct Inference {
+    net: MaxoutNet,
+    /// Each linear map the pass uses, by its weight's offset and input width.
+    packed: Vec<(usize, usize, PackedMatrix)>,
+}
 
 /// What one inference pass gives, row-major.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -127,30 +144,90 @@ fn fuse_body(g: Fused<'_>, fused: &mut [f32], means: &mut [f32], shares: &mut [f
 
 wide_variant!(fn fuse(g: Fused<'_>, fused: &mut [f32], means: &mut [f32], shares: &mut [f32]) = fuse_body);
 
-impl MaxoutNet {
-    /// The model's outputs on `rows` rows in evaluation mode.
+/// The GMU's gate map split by view: the rows of its weight that read each view.
+fn gate_parts(transforms: &[LinearAt; 2], gate: &LinearAt) -> [LinearAt; 2] {
+    let d_v = transforms[0].d_in;
+    [
+        LinearAt { d_in: d_v, ..*gate },
+        LinearAt { weight: gate.weight + d_v * gate.d_out, d_in: gate.d_in - d_v, ..*gate },
+    ]
+}
+
+impl Inference {
+    /// `net` with its weights packed.
+    pub fn new(net: MaxoutNet) -> Inference {
+        let mut maps: Vec<LinearAt> = Vec::new();
+        match &net.front {
+            Front::Gmu { transforms, gate } => {
+                maps.extend(transforms);
+                maps.extend(gate_parts(transforms, gate));
+            }
+            Front::Concat => {}
+            Front::LinearSum { projections, .. } => maps.extend(projections),
+        }
+        let m = &net.mlp;
+        maps.extend([m.maxout_1, m.maxout_2, m.output]);
+        let packed = maps
+            .iter()
+            .map(|at| {
+                let w = &net.params[at.weight..at.weight + at.d_in * at.d_out];
+                (at.weight, at.d_in, PackedMatrix::from_in_out(w, at.d_in, at.d_out))
+            })
+            .collect();
+        Inference { net, packed }
+    }
+
+    /// The flat network it runs.
+    pub fn net(&self) -> &MaxoutNet {
+        &self.net
+    }
+
+    /// `out[rows, d_out] = x · W + b`, or with `accumulate` `out += x · W` (no bias).
+    fn linear(&self, at: &LinearAt, x: &[f32], rows: usize, out: &mut [f32], accumulate: bool) {
+        let (_, _, w) = self
+            .packed
+            .iter()
+            .find(|(weight, d_in, _)| *weight == at.weight && *d_in == at.d_in)
+            .expect("every map of the pass was packed");
+        let (x, out) = (&x[..rows * at.d_in], &mut out[..rows * at.d_out]);
+        if accumulate {
+            w.matmul_acc(x, out);
+        } else {
+            w.affine(x, &self.net.params[at.bias..at.bias + at.d_out], out, false);
+        }
+    }
+
+    /// A maxout layer in evaluation mode: the linear map, then each unit's largest piece, `[rows, d_out / pieces]`.
+    fn maxout(&self, at: &LinearAt, x: &[f32], rows: usize) -> Vec<f32> {
+        let pieces = self.net.pieces;
+        let mut pre = vec![0.0f32; rows * at.d_out];
+        self.linear(at, x, rows, &mut pre, false);
+        pre.chunks_exact(pieces).map(|group| group.iter().copied().fold(f32::NEG_INFINITY, f32::max)).collect()
+    }
+
+    /// The model's outputs on `rows` rows in evaluation mode. Each row's
+    /// outputs are the same bits whatever the other rows.
     ///
     /// # Shapes
     /// - `views[i]`: `[rows, d_i]`, scaled, a missing view's rows zeroed
     /// - `present`: `[rows, K]`, 1 present and 0 missing (`None`: every view)
     /// - output: see [`Inferred`]
     pub fn infer(&self, views: &[&[f32]], rows: usize, present: Option<&[f32]>) -> Inferred {
-        let (h, p) = (self.hidden, self.pieces);
-        let d_mlp = self.mlp.norm_in.d;
-        let params = &self.params;
+        let net = &self.net;
+        let h = net.hidden;
+        let d_mlp = net.mlp.norm_in.d;
+        let params = &net.params;
         let mut fused = vec![0.0f32; rows * d_mlp];
         let (mut gate_means, mut shares) = (None, None);
-        match &self.front {
+        match &net.front {
             Front::Gmu { transforms, gate } => {
                 let (mut hv, mut ht, mut z) = (vec![0.0f32; rows * h], vec![0.0f32; rows * h], vec![0.0f32; rows * h]);
                 let (xv, xt) = (views[0], views[1]);
-                linear(params, &transforms[0], xv, rows, &mut hv, false);
-                linear(params, &transforms[1], xt, rows, &mut ht, false);
-                let d_v = transforms[0].d_in;
-                let rows_v = super::ops::LinearAt { d_in: d_v, ..*gate };
-                let rows_t = super::ops::LinearAt { weight: gate.weight + d_v * h, d_in: gate.d_in - d_v, ..*gate };
-                linear(params, &rows_v, xv, rows, &mut z, false);
-                linear(params, &rows_t, xt, rows, &mut z, true);
+                self.linear(&transforms[0], xv, rows, &mut hv, false);
+                self.linear(&transforms[1], xt, rows, &mut ht, false);
+                let [rows_v, rows_t] = gate_parts(transforms, gate);
+                self.linear(&rows_v, xv, rows, &mut z, false);
+                self.linear(&rows_t, xt, rows, &mut z, true);
                 let (mut means, mut share) = (vec![0.0f32; rows * 2], vec![0.0f32; rows * 2]);
                 activate(&mut hv, &mut ht, &mut z);
                 let presence = present.unwrap_or(&[]);
@@ -168,25 +245,23 @@ impl MaxoutNet {
                 }
             }
             Front::LinearSum { norms, projections } => {
-                let mut cache = MaxoutCache::default();
                 for (i, x) in views.iter().enumerate() {
-                    let normed = norm_eval(params, &self.running, &norms[i], self.epsilon, x, rows);
-                    maxout_forward(params, &projections[i], p, &normed, rows, None, &mut cache);
-                    fused.iter_mut().zip(&cache.out).for_each(|(s, m)| *s += m);
+                    let normed = norm_eval(params, &net.running, &norms[i], net.epsilon, x, rows);
+                    let out = self.maxout(&projections[i], &normed, rows);
+                    fused.iter_mut().zip(&out).for_each(|(s, m)| *s += m);
                 }
             }
         }
-        let m = self.mlp;
-        let mut cache = MaxoutCache::default();
-        let x = norm_eval(params, &self.running, &m.norm_in, self.epsilon, &fused, rows);
-        maxout_forward(params, &m.maxout_1, p, &x, rows, None, &mut cache);
-        let x = norm_eval(params, &self.running, &m.norm_1, self.epsilon, &cache.out, rows);
-        maxout_forward(params, &m.maxout_2, p, &x, rows, None, &mut cache);
-        let x = norm_eval(params, &self.running, &m.norm_2, self.epsilon, &cache.out, rows);
-        let mut probs = vec![0.0f32; rows * self.classes];
-        linear(params, &m.output, &x, rows, &mut probs, false);
-        match self.task {
-            Task::Multiclass => softmax_rows(&mut probs, self.classes),
+        let m = net.mlp;
+        let x = norm_eval(params, &net.running, &m.norm_in, net.epsilon, &fused, rows);
+        let out = self.maxout(&m.maxout_1, &x, rows);
+        let x = norm_eval(params, &net.running, &m.norm_1, net.epsilon, &out, rows);
+        let out = self.maxout(&m.maxout_2, &x, rows);
+        let x = norm_eval(params, &net.running, &m.norm_2, net.epsilon, &out, rows);
+        let mut probs = vec![0.0f32; rows * net.classes];
+        self.linear(&m.output, &x, rows, &mut probs, false);
+        match net.task {
+            Task::Multiclass => softmax_rows(&mut probs, net.classes),
             Task::Multilabel => probs.iter_mut().for_each(|v| *v = sigmoid(*v)),
         }
         Inferred { probs, gate_means, shares }
@@ -199,6 +274,53 @@ mod tests {
 
     use super::*;
     use crate::fusion::{FusionKind, FusionSpec};
+
+    /// Every row of a batch gives the same bits alone, in the batch, and in
+    /// batches of other sizes (the products pack `W` and never split a row's sum by the batch).
+    #[test]
+    fn a_row_gives_the_same_bits_alone_or_in_any_batch() {
+        let device = burn::tensor::Device::default();
+        for kind in [FusionKind::Gmu, FusionKind::Concat, FusionKind::LinearSum] {
+            let spec = FusionSpec::new(kind, vec![37, 21], 24, 10, Task::Multiclass);
+            let net = crate::fusion::random::exclusive(|| {
+                device.seed(3);
+                spec.init(&device).unwrap()
+            });
+            let flat = Inference::new(MaxoutNet::from_net(&net, 0).unwrap().with_views(&[37, 21]));
+            let rows = 613;
+            let xs: Vec<Vec<f32>> = [37usize, 21]
+                .iter()
+                .map(|&d| (0..rows * d).map(|i| ((i * 2654435761usize) % 1000) as f32 / 250.0 - 2.0).collect())
+                .collect();
+            let present: Vec<f32> = (0..rows).flat_map(|r| [f32::from(r % 7 != 3), f32::from(r % 5 != 1)]).collect();
+            let mut zeroed = xs.clone();
+            for (k, x) in zeroed.iter_mut().enumerate() {
+                let d = x.len() / rows;
+                for r in (0..rows).filter(|r| present[r * 2 + k] == 0.0) {
+                    x[r * d..(r + 1) * d].fill(0.0);
+                }
+            }
+            let slice = |lo: usize, hi: usize| -> Vec<&[f32]> {
+                zeroed
+                    .iter()
+                    .map(|x| {
+                        let d = x.len() / rows;
+                        &x[lo * d..hi * d]
+                    })
+                    .collect()
+            };
+            let whole = flat.infer(&slice(0, rows), rows, Some(&present));
+            for (lo, hi) in [(0, 1), (5, 6), (3, 70), (100, 613), (611, 613), (17, 29)] {
+                let part = flat.infer(&slice(lo, hi), hi - lo, Some(&present[lo * 2..hi * 2]));
+                let c = 10;
+                assert_eq!(part.probs, whole.probs[lo * c..hi * c], "{kind}: rows {lo}..{hi}");
+                if let (Some(a), Some(b)) = (&part.gate_means, &whole.gate_means) {
+                    assert_eq!(a[..], b[lo * 2..hi * 2], "{kind}: gates of rows {lo}..{hi}");
+                    assert_eq!(part.shares.as_ref().unwrap()[..], whole.shares.as_ref().unwrap()[lo * 2..hi * 2]);
+                }
+            }
+        }
+    }
 
     /// burn's forward and the flat one on the same trained-looking weights
     /// (random, with running statistics moved off their defaults), for every
@@ -219,6 +341,7 @@ mod tests {
                     *v = if (i / 3) % 2 == 0 { 0.1 * (i % 7) as f32 - 0.3 } else { 0.5 + 0.1 * (i % 5) as f32 };
                 }
                 let net = flat.write_into(net);
+                let flat = Inference::new(flat);
                 let rows = 6;
                 let xs: Vec<Vec<f32>> = [5usize, 3]
                     .iter()

@@ -41,7 +41,7 @@ use crate::fusion::{FusionKind, FusionNet, Task};
 mod infer;
 mod ops;
 
-pub use infer::Inferred;
+pub use infer::{Inference, Inferred};
 
 use super::choice::{Batches, Engine, FlatTraining, RunNeeds, TrainEngine, on_cpu, own_loss};
 
