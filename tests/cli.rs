@@ -253,6 +253,30 @@ fn out_of_range_flags_are_refused_before_any_work() {
     assert_refused(&gmu(&["demo", "--resolution", "many"]), "--resolution");
 }
 
+/// `GMU_CPU` picks a lower kernel level (avx2, scalar); anything else is refused before any work,
+/// and every level gives the demo's numbers within the conformance tolerance.
+#[test]
+fn gmu_cpu_forces_a_kernel_level_or_is_refused() {
+    let run = |level: &str, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_gmu"))
+            .args(["demo", "--out", out.to_str().unwrap(), "--resolution", "50"])
+            .env("GMU_CPU", level)
+            .output()
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    assert_refused(&run("avx3", &dir.path().join("bad")), "GMU_CPU=avx3: expected avx512, avx2 or scalar");
+    assert!(!dir.path().join("bad").exists());
+    let accuracy = |level: &str| {
+        let out = dir.path().join(level);
+        let r = run(level, &out);
+        assert!(r.status.success(), "{level}: {}", stderr(&r));
+        read_json(&out.join("metrics.json"))["gmu"]["accuracy"].as_f64().unwrap()
+    };
+    let (scalar, avx2, best) = (accuracy("scalar"), accuracy("avx2"), accuracy("avx512"));
+    assert!((scalar - best).abs() < 2e-3 && (avx2 - best).abs() < 2e-3, "{scalar} {avx2} {best}");
+}
+
 #[test]
 fn eval_refuses_a_model_directory_without_weights() {
     let dir = tempfile::tempdir().unwrap();

@@ -75,6 +75,10 @@ enum Command {
 /// Parses the arguments, runs the subcommand, prints any error on one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = gmu::cpu::kernels::simd_level_from_env() {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
     match cli.device.device() {
         Ok(device) => {
             let _ = DEVICE.set(device);

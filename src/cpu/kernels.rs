@@ -87,15 +87,72 @@ pub(crate) fn lane_sum(n: usize, term: impl Fn(usize) -> f32) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Whether this CPU has AVX2 and FMA (checked once; `GMU_NO_AVX2=1` turns the wide path off).
+/// The instruction sets the CPU kernels run with, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Plain Rust, any CPU.
+    Scalar,
+    /// AVX2 and FMA (x86-64 since 2013).
+    Avx2,
+    /// AVX-512 F, BW and VL with FMA (x86-64 servers since 2017): the packed GEMM's 12 × 32 tile.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// The level named by `GMU_CPU`: `avx512`, `avx2` or `scalar`.
+    pub fn parse(name: &str) -> Option<SimdLevel> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" | "avx-512" => Some(SimdLevel::Avx512),
+            "avx2" => Some(SimdLevel::Avx2),
+            "scalar" => Some(SimdLevel::Scalar),
+            _ => None,
+        }
+    }
+
+    /// The best level this CPU has.
+    pub fn detected() -> SimdLevel {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                if has!("avx512f") && has!("avx512bw") && has!("avx512vl") {
+                    return SimdLevel::Avx512;
+                }
+                return SimdLevel::Avx2;
+            }
+        }
+        SimdLevel::Scalar
+    }
+}
+
+/// The level the kernels run at, chosen once: the best the CPU has, or a
+/// lower one where `GMU_CPU=avx2|scalar` asks (`GMU_NO_AVX2=1` is `scalar`);
+/// a level the CPU lacks is never used. An unknown `GMU_CPU` is refused by
+/// the binary before any work ([`simd_level_from_env`]); here it is ignored.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let asked = simd_level_from_env().ok().flatten();
+        let asked = if std::env::var_os("GMU_NO_AVX2").is_some() { Some(SimdLevel::Scalar) } else { asked };
+        let detected = SimdLevel::detected();
+        asked.map_or(detected, |a| a.min(detected))
+    })
+}
+
+/// `GMU_CPU` read: `None` when unset, an error naming the value when it is not a level.
+pub fn simd_level_from_env() -> Result<Option<SimdLevel>, String> {
+    match std::env::var("GMU_CPU") {
+        Err(_) => Ok(None),
+        Ok(v) => SimdLevel::parse(&v)
+            .map(Some)
+            .ok_or_else(|| format!("GMU_CPU={v}: expected avx512, avx2 or scalar (a lower level than the CPU's)")),
+    }
+}
+
+/// Whether the AVX2 + FMA (or better) kernels run.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn wide_simd() -> bool {
-    static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *WIDE.get_or_init(|| {
-        std::env::var_os("GMU_NO_AVX2").is_none()
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
-    })
+    simd_level() >= SimdLevel::Avx2
 }
 
 /// `erf(x)` by Abramowitz & Stegun 7.1.26 (absolute error below 1.5e-7
@@ -115,8 +172,9 @@ pub fn gelu(x: f32) -> f32 {
 }
 
 /// `wide_variant!(pub fn name(a: A, b: B) -> R = body);` defines `name`,
-/// which runs `body(a, b)` compiled for AVX2 + FMA where the CPU has them
-/// (so its loops vectorise eight wide), the baseline build elsewhere. `body`
+/// which runs `body(a, b)` compiled for AVX-512 or AVX2 + FMA as
+/// [`simd_level`] says (so its loops vectorise sixteen or eight wide), the
+/// baseline build elsewhere. `body`
 /// must be `#[inline(always)]` and should loop without closures, so that all
 /// of it is compiled inside the AVX2 function.
 macro_rules! wide_variant {
@@ -124,13 +182,24 @@ macro_rules! wide_variant {
         $(#[$meta])*
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
-            if $crate::cpu::kernels::wide_simd() {
-                #[target_feature(enable = "avx2,fma")]
-                fn wide($($arg: $ty),*) $(-> $ret)? {
-                    $body($($arg),*)
+            match $crate::cpu::kernels::simd_level() {
+                $crate::cpu::kernels::SimdLevel::Avx512 => {
+                    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+                    fn wide512($($arg: $ty),*) $(-> $ret)? {
+                        $body($($arg),*)
+                    }
+                    // SAFETY: `simd_level` checked the CPU for AVX-512 F/BW/VL, AVX2 and FMA.
+                    return unsafe { wide512($($arg),*) };
                 }
-                // SAFETY: `wide_simd` checked the CPU for AVX2 and FMA.
-                return unsafe { wide($($arg),*) };
+                $crate::cpu::kernels::SimdLevel::Avx2 => {
+                    #[target_feature(enable = "avx2,fma")]
+                    fn wide($($arg: $ty),*) $(-> $ret)? {
+                        $body($($arg),*)
+                    }
+                    // SAFETY: `simd_level` checked the CPU for AVX2 and FMA.
+                    return unsafe { wide($($arg),*) };
+                }
+                $crate::cpu::kernels::SimdLevel::Scalar => {}
             }
             $body($($arg),*)
         }

@@ -1,5 +1,5 @@
-//! A frozen weight matrix packed once for a 6×16 AVX2 + FMA kernel, and the
-//! product `out[m, n] += x[m, k] · W[k, n]` on it.
+//! A frozen weight matrix packed once for a 6×16 AVX2 + FMA kernel (a 12×32
+//! AVX-512 one where the CPU has it), and the product `out[m, n] += x[m, k] · W[k, n]` on it.
 //!
 //! Inference with fixed weights (the pretrained encoders) multiplies the same
 //! matrices again and again: packing them at load time, in the order the
@@ -13,10 +13,19 @@
 //! `n` columns into panels of [`NR`] = 16 (the last one zero-padded), each
 //! stored `[kc][16]` contiguously, so the kernel reads a panel as one stream.
 //! The kernel keeps a 6 × 16 tile of `out` in twelve ymm registers over a
-//! block and adds it to `out` at the end. Rows of `out` are split among
-//! rayon's threads in bands of [`MC`].
+//! block and adds it to `out` at the end; the AVX-512 kernel a 12 × 32 tile
+//! (two panels) in 24 zmm registers. Rows of `out` are split among rayon's
+//! threads in bands of [`MC`].
+//!
+//! Every kernel computes each output as the same chain of fused
+//! multiply-adds over `k` (from zero within a block, then added to `out`),
+//! so the AVX2 and AVX-512 kernels give the same bits, and a row's result
+//! never depends on the other rows of the call (the flat inference pass and
+//! the server's batching rely on it; both are tested).
 
 use rayon::prelude::*;
+
+use super::kernels::{SimdLevel, simd_level};
 
 /// Columns of a panel: two ymm registers.
 pub const NR: usize = 16;
@@ -26,6 +35,8 @@ pub const MR: usize = 6;
 pub const KC: usize = 256;
 /// Rows of `x` per band: one rayon task, whose `MC × KC` activations stay in L2.
 pub const MC: usize = 72;
+/// Rows of the AVX-512 register tile (two panels wide).
+pub const MR_512: usize = 12;
 
 /// `W` `[k, n]`, packed.
 #[derive(Debug)]
@@ -140,10 +151,10 @@ impl PackedMatrix {
             x.len(),
             out.len()
         );
-        let wide = wide_kernel();
+        let level = simd_level();
         out.par_chunks_mut(MC * n)
             .zip(x.par_chunks(MC * k))
-            .for_each(|(out, x)| self.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, wide));
+            .for_each(|(out, x)| self.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, level));
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -177,11 +188,17 @@ impl PackedMatrix {
             ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
             "x or out too short for [{rows}, {k}] x [{k}, {n}]"
         );
-        self.band(Band { x, lda, rows, out, ldc }, accumulate, wide_kernel());
+        self.band(Band { x, lda, rows, out, ldc }, accumulate, simd_level());
     }
 
-    /// One band of rows, on the calling thread.
-    fn band(&self, band: Band<'_>, accumulate: bool, wide: bool) {
+    /// One band of rows, on the calling thread, with the kernels of `level`.
+    fn band(&self, band: Band<'_>, accumulate: bool, level: SimdLevel) {
+        #[cfg(target_arch = "x86_64")]
+        if level == SimdLevel::Avx512 {
+            self.band_avx512(band, accumulate);
+            return;
+        }
+        let wide = level >= SimdLevel::Avx2;
         let Band { x, lda, rows, out, ldc } = band;
         let (k, n) = (self.k, self.n);
         for k0 in (0..k).step_by(KC) {
@@ -200,17 +217,41 @@ impl PackedMatrix {
             }
         }
     }
-}
 
-/// Whether the AVX2 kernel runs (x86-64 with AVX2 and FMA).
-fn wide_kernel() -> bool {
+    /// [`band`](Self::band) on the AVX-512 kernel: tiles of up to 12 rows by two panels.
     #[cfg(target_arch = "x86_64")]
-    {
-        super::kernels::wide_simd()
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
+    fn band_avx512(&self, band: Band<'_>, accumulate: bool) {
+        let Band { x, lda, rows, out, ldc } = band;
+        let (k, n) = (self.k, self.n);
+        let panels = self.n_padded / NR;
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let add = accumulate || k0 > 0;
+            for p in (0..panels).step_by(2) {
+                let two = p + 1 < panels;
+                let block = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR * (1 + usize::from(two))];
+                let cols = (NR.min(n - p * NR), if two { NR.min(n - (p + 1) * NR) } else { 0 });
+                for i in (0..rows).step_by(MR_512) {
+                    let r = MR_512.min(rows - i);
+                    assert!(x.len() >= i * lda + (r - 1) * lda + k0 + kc, "x covers the tile");
+                    assert!(out.len() >= (i + r - 1) * ldc + p * NR + cols.0.max(NR * usize::from(two) + cols.1));
+                    let (a, b, c) = (x[i * lda + k0..].as_ptr(), block.as_ptr(), out[i * ldc + p * NR..].as_mut_ptr());
+                    macro_rules! go {
+                        ($($r:literal)*) => {
+                            match (r, two) {
+                                $(
+                                    ($r, true) => tile_avx512::<$r, 2>(a, lda, b, kc, c, ldc, cols, add),
+                                    ($r, false) => tile_avx512::<$r, 1>(a, lda, b, kc, c, ldc, cols, add),
+                                )*
+                                _ => unreachable!("1 to 12 rows"),
+                            }
+                        };
+                    }
+                    // SAFETY: the CPU has AVX-512 F/BW/VL and FMA (`simd_level`); the asserts bound every access.
+                    unsafe { go!(1 2 3 4 5 6 7 8 9 10 11 12) };
+                }
+            }
+        }
     }
 }
 
@@ -321,6 +362,56 @@ unsafe fn tile_avx2<const R: usize>(
     }
 }
 
+/// The AVX-512 register tile: `R` rows by `P` panels (16 columns each; the
+/// second panel follows the first in `b`), per step of `k` `P` loads, `R`
+/// broadcasts and `R · P` fused multiply-adds; the same chain per output as
+/// [`tile_avx2`], so the same bits.
+///
+/// # Safety
+/// AVX-512 F/BW/VL and FMA present; `a` covers `R` rows of `kc` values `lda`
+/// apart, `b` `P · kc × 16` values, `c` `R` rows of `16 (P − 1) + cols` values `ldc` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512<const R: usize, const P: usize>(
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    kc: usize,
+    c: *mut f32,
+    ldc: usize,
+    cols: (usize, usize),
+    add: bool,
+) {
+    use std::arch::x86_64::*;
+    // SAFETY: bounds as the caller promises.
+    unsafe {
+        let mut acc = [[_mm512_setzero_ps(); P]; R];
+        for kk in 0..kc {
+            let mut w = [_mm512_setzero_ps(); P];
+            for (q, w) in w.iter_mut().enumerate() {
+                *w = _mm512_loadu_ps(b.add(q * kc * NR + kk * NR));
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r * lda + kk));
+                for q in 0..P {
+                    acc[q] = _mm512_fmadd_ps(av, w[q], acc[q]);
+                }
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (q, acc) in acc.iter().enumerate() {
+                let row = c.add(r * ldc + q * NR);
+                let width = if q == 0 { cols.0 } else { cols.1 };
+                // the panel's valid columns, a mask of `width` ones
+                let mask: __mmask16 = if width >= NR { 0xffff } else { (1u16 << width) - 1 };
+                let value = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row), *acc) } else { *acc };
+                _mm512_mask_storeu_ps(row, mask, value);
+            }
+        }
+    }
+}
+
 /// The same tile in plain Rust, for CPUs without AVX2 (and as the test's second opinion).
 ///
 /// # Safety
@@ -371,12 +462,23 @@ mod tests {
         (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0) - 1.0).collect()
     }
 
-    /// Every shape edge: rows not a multiple of 6 or of a band, columns not a
-    /// multiple of 16, `k` over several blocks with a short last one; the
-    /// product added to what `out` held; both kernels and both packings.
+    /// Every shape edge: rows not a multiple of 6, 12 or a band, columns not a
+    /// multiple of 16 or 32, `k` over several blocks with a short last one; the
+    /// product added to what `out` held; every kernel the CPU has (the scalar
+    /// one always), and both packings.
     #[test]
     fn equals_the_naive_product_on_ragged_shapes() {
-        for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (7, 300, 16), (73, 600, 40), (150, 256, 33), (6, 513, 48)] {
+        let shapes = [
+            (1, 1, 1),
+            (5, 3, 17),
+            (7, 300, 16),
+            (73, 600, 40),
+            (150, 256, 33),
+            (6, 513, 48),
+            (25, 70, 80),
+            (13, 9, 31),
+        ];
+        for &(m, k, n) in &shapes {
             let x = values(m * k, 1);
             let w = values(k * n, 2);
             let w_out_in: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
@@ -384,13 +486,14 @@ mod tests {
             let want = naive(&x, &w, m, k, n);
             for packed in [PackedMatrix::from_in_out(&w, k, n), PackedMatrix::from_out_in(&w_out_in, n, k)] {
                 assert_eq!((packed.k(), packed.n()), (k, n));
-                for wide in [true, false] {
-                    if wide && !wide_kernel() {
+                let mut fused: Vec<Vec<f32>> = Vec::new();
+                for level in [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512] {
+                    if level > SimdLevel::detected() {
                         continue;
                     }
                     let mut out = start.clone();
                     for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
-                        packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, wide);
+                        packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, level);
                     }
                     let worst = out
                         .iter()
@@ -400,7 +503,17 @@ mod tests {
                         .fold(0f64, f64::max);
                     assert!(
                         worst < 1e-4 * (k as f64).sqrt(),
-                        "[{m}, {k}] x [{k}, {n}] wide={wide}: max abs error {worst}"
+                        "[{m}, {k}] x [{k}, {n}] {level:?}: max abs error {worst}"
+                    );
+                    if level >= SimdLevel::Avx2 {
+                        fused.push(out);
+                    }
+                }
+                // The AVX2 and AVX-512 kernels run the same chain of fused multiply-adds per output.
+                if let [avx2, avx512] = &fused[..] {
+                    assert!(
+                        avx2.iter().zip(avx512).all(|(a, b)| a.to_bits() == b.to_bits()),
+                        "[{m}, {k}] x [{k}, {n}]"
                     );
                 }
                 let mut threaded = start.clone();
