@@ -463,7 +463,8 @@ def test_predict_releases_the_gil(trained):
 
 def _count_during_predict(trained, threading):
     model = gmu.load(trained["gmu"])
-    rows = {k: np.tile(v, (100, 1)) for k, v in trained["rows"].items()}  # 4,000 rows, with importance
+    # 40,000 rows with importance: long enough (~0.1 s) for the main thread to be scheduled on a busy machine
+    rows = {k: np.tile(v, (1000, 1)) for k, v in trained["rows"].items()}
     counter, seen = [0], []
     started = threading.Event()
 
