@@ -61,7 +61,6 @@ pub struct Served {
     model: Arc<Model>,
     kinds: Vec<Kind>,
     gated: bool,
-    impute: bool,
     queue: SyncSender<Job>,
     depth: Arc<AtomicUsize>,
     ready: Arc<OnceLock<()>>,
@@ -101,7 +100,7 @@ impl Served {
             .name(format!("gmu-batch-{name}"))
             .spawn(move || worker.run())
             .expect("a thread for the batcher");
-        Served { name, version, model, kinds, gated, impute, queue, depth, ready }
+        Served { name, version, model, kinds, gated, queue, depth, ready }
     }
 
     /// Whether the model has run once (its weights prepared) and takes requests.
@@ -432,11 +431,6 @@ impl Served {
                 (OutputTensor { name: o.name.clone(), shape, data }, o.binary)
             })
             .collect()
-    }
-
-    /// Whether the model fills partly missing rows with its training means.
-    pub fn imputes(&self) -> bool {
-        self.impute
     }
 }
 
