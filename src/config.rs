@@ -292,11 +292,22 @@ pub struct ViewNoise {
     pub kind: NoiseKind,
     /// The range σ is drawn from, uniformly (Gaussian noise).
     pub sigma: (f32, f32),
+    /// Weight of the gate-supervision term (0: none): for gated models, the
+    /// batch loss gains `w · Σ −ln(1 − z)` over each corrupted row's gates
+    /// `z` of its corrupted view (summed over the units), divided by the
+    /// batch's rows, so the gate is taught to close on the view this run broke.
+    /// Absent from configs written before it existed (0).
+    #[serde(default, skip_serializing_if = "is_zero_weight")]
+    pub gate_supervision: f32,
+}
+
+fn is_zero_weight(w: &f32) -> bool {
+    *w == 0.0
 }
 
 impl Default for ViewNoise {
     fn default() -> Self {
-        ViewNoise { p: 0.0, kind: NoiseKind::Mixed, sigma: (0.5, 4.0) }
+        ViewNoise { p: 0.0, kind: NoiseKind::Mixed, sigma: (0.5, 4.0), gate_supervision: 0.0 }
     }
 }
 
@@ -314,6 +325,10 @@ impl ViewNoise {
         let (lo, hi) = self.sigma;
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
             return Err(GmuError::invalid("noise_sigma", format!("expected LO,HI with 0 <= LO <= HI, got {lo},{hi}")));
+        }
+        let w = self.gate_supervision;
+        if !(w.is_finite() && w >= 0.0) {
+            return Err(GmuError::invalid("gate_supervision", format!("a weight >= 0 is expected, got {w}")));
         }
         Ok(())
     }
@@ -363,6 +378,7 @@ impl TrainingConfig {
             missing,
             modality_dropout: self.modality_dropout,
             view_noise: !self.view_noise.is_off(),
+            gate_supervision: !self.view_noise.is_off() && self.view_noise.gate_supervision > 0.0,
             max_norm: self.model.max_norm.is_some(),
             loss: self.loss,
         }
@@ -584,6 +600,8 @@ pub struct EpochOptions {
     pub noise_kind: NoiseKind,
     /// The range of the Gaussian noise's σ, `[LO, HI]`.
     pub noise_sigma: [f32; 2],
+    /// Weight of the term that teaches the gate to close on the corrupted view (with view noise).
+    pub gate_supervision: f32,
     /// Fill the missing cells of partly missing rows with the training means.
     pub impute: bool,
     /// Seed of the initialisation, dropout and batch order.
@@ -612,6 +630,7 @@ impl Default for EpochOptions {
             view_noise: 0.0,
             noise_kind: NoiseKind::Mixed,
             noise_sigma: [0.5, 4.0],
+            gate_supervision: 0.0,
             impute: false,
             seed: 0,
         }
@@ -634,7 +653,12 @@ impl EpochOptions {
         config.engine = self.engine;
         config.modality_dropout = self.modality_dropout;
         let [lo, hi] = self.noise_sigma;
-        config.view_noise = ViewNoise { p: self.view_noise, kind: self.noise_kind, sigma: (lo, hi) };
+        config.view_noise = ViewNoise {
+            p: self.view_noise,
+            kind: self.noise_kind,
+            sigma: (lo, hi),
+            gate_supervision: if self.view_noise > 0.0 { self.gate_supervision } else { 0.0 },
+        };
         config.impute = self.impute;
         config.threshold = self.threshold;
         config.validate()?;

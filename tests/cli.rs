@@ -816,6 +816,8 @@ fn multiview_scores_methods_with_views_missing() {
         "0.3",
         "--noise-kind",
         "swap",
+        "--gate-supervision",
+        "0.5",
         "--missing-rates",
         "0,0.5,1",
         "--out",
@@ -837,6 +839,31 @@ fn multiview_scores_methods_with_views_missing() {
     }
     let saved = read_json(&out.join("a+b/gmu/config.json"));
     assert_eq!(saved["training"]["view_noise"]["sigma"], serde_json::json!([0.5, 4.0]));
+    assert_eq!(saved["training"]["view_noise"]["gate_supervision"], 0.5);
+    assert_refused(
+        &gmu(&["multiview", "--view-noise", "0.3", "--gate-supervision=-1", "--out", out.to_str().unwrap()]),
+        "--gate-supervision",
+    );
+    // The maxout engine has no term on the gates: asking for both names the flag.
+    let explicit = gmu(&[
+        "multiview",
+        "--files",
+        &files,
+        "--labels",
+        &y,
+        "--fusion",
+        "gmu",
+        "--engine",
+        "maxout",
+        "--view-noise",
+        "0.3",
+        "--gate-supervision",
+        "1",
+        "--out",
+        dir.path().join("refused").to_str().unwrap(),
+    ]);
+    assert_refused(&explicit, "--engine");
+    assert!(stderr(&explicit).contains("--gate-supervision"), "{}", stderr(&explicit));
     assert_refused(
         &gmu(&["multiview", "--view-noise", "0.3", "--noise-sigma", "1", "--out", out.to_str().unwrap()]),
         "--noise-sigma",

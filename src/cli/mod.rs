@@ -239,6 +239,11 @@ pub struct TrainingArgs {
     /// The range the Gaussian noise's σ is drawn from, uniformly: LO,HI.
     #[arg(long, value_delimiter = ',', default_values_t = [0.5f32, 4.0])]
     pub noise_sigma: Vec<f32>,
+    /// With --view-noise, the weight of a loss term that teaches a gated model's gate to close on
+    /// the view a training sample had corrupted (−ln(1 − z) of that view's gates, summed over the
+    /// units; 0: off, the gate is left to the task loss alone). Trained by burn's autodiff.
+    #[arg(long, default_value_t = 0.0)]
+    pub gate_supervision: f32,
     /// How to treat a row that is only partly missing (empty or NaN cells): `mean` fills each
     /// missing cell with the column's training mean; without it such a row is an error.
     #[arg(long, value_enum)]
@@ -267,6 +272,7 @@ impl TrainingArgs {
             modality_dropout: self.modality_dropout,
             gate_hidden: self.gate_hidden,
             view_noise: self.view_noise,
+            gate_supervision: self.gate_supervision,
             noise_kind: self.noise_kind,
             noise_sigma: match self.noise_sigma[..] {
                 [lo, hi] => [lo, hi],

@@ -53,6 +53,9 @@ pub struct RunNeeds {
     pub modality_dropout: f64,
     /// Views are corrupted in training (`--view-noise`): every step needs its batch fresh.
     pub view_noise: bool,
+    /// The gate is taught to close on the corrupted view (`--gate-supervision`):
+    /// a loss term on the gates beside the task's.
+    pub gate_supervision: bool,
     /// A max-norm constraint on the weights is on.
     pub max_norm: bool,
     /// A loss other than the task's own was asked for.
@@ -170,6 +173,9 @@ pub fn every_view(needs: &RunNeeds) -> Result<(), String> {
 pub fn own_loss(spec: &FusionSpec, needs: &RunNeeds) -> Result<(), String> {
     match needs.loss {
         Some(l) if l != spec.task.loss() => Err("it trains the task's own loss".into()),
+        _ if needs.gate_supervision => {
+            Err("it trains the task's own loss, without a term on the gates (--gate-supervision)".into())
+        }
         _ => Ok(()),
     }
 }

@@ -85,6 +85,22 @@ impl Problem<'_> {
         *self.corruption.write().unwrap_or_else(|p| p.into_inner()) = plan;
     }
 
+    /// The `[rows · K]` 0/1 mask of the views this epoch's draws corrupt in
+    /// `rows` (data rows), `None` where none is.
+    fn corrupted_views(&self, rows: &[usize]) -> Option<Vec<f32>> {
+        let plan = self.corruption.read().unwrap_or_else(|p| p.into_inner());
+        let mut mask = vec![0.0; rows.len() * self.modalities.len()];
+        let mut any = false;
+        for (i, &r) in rows.iter().enumerate() {
+            let Some(c) = plan.get(r).copied().flatten() else { continue };
+            if let Some(k) = self.modalities.iter().position(|&v| v == c.view) {
+                mask[i * self.modalities.len() + k] = 1.0;
+                any = true;
+            }
+        }
+        any.then_some(mask)
+    }
+
     /// The `[rows, K]` presence mask of the training rows at `positions`,
     /// `None` when no training row lacks a view.
     fn presence(&self, positions: &[usize]) -> Option<Vec<f32>> {
@@ -303,10 +319,30 @@ fn burn_loss(
         None => model.forward_present(&inputs, mask.as_ref()),
     };
     let targets = targets_tensor(&problem.data.targets, rows, device);
-    match (config.loss, out.scores) {
+    let task = match (config.loss, out.scores) {
         (Some(kind), Scores::Logits(logits)) => logits_loss(logits, targets, kind),
         (_, scores) => model.loss(scores, targets),
+    };
+    match (out.gates, problem.corrupted_views(rows)) {
+        (Some(gates), Some(corrupted)) if config.view_noise.gate_supervision > 0.0 => {
+            task + gate_supervision(gates, corrupted, config.view_noise.gate_supervision, device)
+        }
+        _ => task,
     }
+}
+
+/// The gate-supervision term ([`ViewNoise::gate_supervision`](crate::config::ViewNoise)):
+/// `weight · Σ −ln(1 − z)` over the gates `z` of each row's corrupted view
+/// (a 1 in `corrupted`), summed over the gate units (as the task loss's
+/// gradient reaches every unit) and divided by the batch's rows.
+///
+/// # Shapes
+/// - `gates`: `[batch, K, G]`; `corrupted`: `[batch · K]` 0/1 values, row-major; output: `[1]`
+pub fn gate_supervision(gates: Tensor<3>, corrupted: Vec<f32>, weight: f32, device: &Device) -> Tensor<1> {
+    let [batch, k, _] = gates.dims();
+    let mask: Tensor<3> = Tensor::<2>::from_data(TensorData::new(corrupted, [batch, k]), device).reshape([batch, k, 1]);
+    let closed = gates.neg().add_scalar(1.0).clamp_min(1e-6).log().neg();
+    (closed * mask).sum().mul_scalar(weight / batch as f32)
 }
 
 /// The loss of [`LossKind`] in burn ops on logits, mean over the batch

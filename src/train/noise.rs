@@ -178,7 +178,7 @@ mod tests {
     use super::*;
 
     fn scope<'a>(p: f64, kind: NoiseKind, views: &'a [usize], train: &'a [usize]) -> Scope<'a> {
-        Scope { noise: ViewNoise { p, kind, sigma: (0.5, 4.0) }, views, train, seed: 3 }
+        Scope { noise: ViewNoise { p, kind, ..Default::default() }, views, train, seed: 3 }
     }
 
     #[test]
@@ -223,7 +223,7 @@ mod tests {
         let scalers: Vec<Scaler> = data.views.iter().map(|v| Scaler::fit(&v.values, 2, Scaling::Standardize)).collect();
         let rows: Vec<usize> = (0..n).step_by(2).collect();
         let scope = Scope {
-            noise: ViewNoise { p: 0.5, kind: NoiseKind::Mixed, sigma: (1.0, 1.0) },
+            noise: ViewNoise { p: 0.5, sigma: (1.0, 1.0), ..Default::default() },
             views: &[0, 1],
             train: &[],
             seed: 0,
