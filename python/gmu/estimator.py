@@ -44,6 +44,7 @@ class GMUClassifier(_Classifier, _Base):
         view_noise: float = 0.0,
         noise_kind: str = "mixed",
         noise_sigma: Sequence[float] = (0.5, 4.0),
+        gate_supervision: float = 0.0,
         impute: bool = False,
         experts: str = "maxout",
         tied_gates: bool = False,
@@ -68,6 +69,7 @@ class GMUClassifier(_Classifier, _Base):
         self.view_noise = view_noise
         self.noise_kind = noise_kind
         self.noise_sigma = noise_sigma
+        self.gate_supervision = gate_supervision
         self.impute = impute
         self.experts = experts
         self.tied_gates = tied_gates
@@ -78,7 +80,8 @@ class GMUClassifier(_Classifier, _Base):
         self.seed = seed
 
     _OPTIONS = ("head", "hidden", "lr", "dropout", "max_norm", "batch_size", "epochs", "patience", "threshold",
-                "modality_dropout", "view_noise", "noise_kind", "noise_sigma", "impute", "experts", "tied_gates",
+                "modality_dropout", "view_noise", "noise_kind", "noise_sigma",
+                "gate_supervision", "impute", "experts", "tied_gates",
                 "gate_softmax", "gate_hidden", "engine", "seed")
 
     if _Base is object:  # without scikit-learn: the two methods its estimators must have
