@@ -60,6 +60,9 @@ pub struct ModelOptions {
     /// GMU: units of a hidden `tanh` layer in the gate network (0: the paper's linear gate).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gate_hidden: usize,
+    /// GMU: each unit of that hidden layer reads one view only, so the gate can tell which view is broken.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gate_per_view: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -89,6 +92,7 @@ impl ModelOptions {
             text_pooling: crate::fusion::TextPooling::Mean,
             method: None,
             gate_hidden: 0,
+            gate_per_view: false,
         }
     }
 
@@ -164,6 +168,7 @@ impl ModelOptions {
         spec.method = self.method.clone();
         // Only a GMU has a gate network; the other methods of a comparison ignore it.
         spec.gate_hidden = if self.fusion == FusionKind::Gmu { self.gate_hidden } else { 0 };
+        spec.gate_per_view = self.fusion == FusionKind::Gmu && self.gate_per_view;
         spec
     }
 
@@ -192,6 +197,12 @@ impl ModelOptions {
         }
         if self.text_features == 0 {
             return Err(GmuError::invalid("text_features", "must be at least 1, got 0"));
+        }
+        if self.gate_per_view && self.gate_hidden == 0 {
+            return Err(GmuError::invalid(
+                "gate_per_view",
+                "per-view gate units are units of a hidden gate layer; give --gate-hidden N (N >= the views)",
+            ));
         }
         if self.normalize_gates && self.fusion != FusionKind::Gmu {
             return Err(GmuError::invalid(
@@ -574,6 +585,8 @@ pub struct EpochOptions {
     pub gate_softmax: bool,
     /// GMU: units of a hidden `tanh` layer in the gate network (0: linear, the paper's).
     pub gate_hidden: usize,
+    /// GMU: each hidden gate unit reads one view only.
+    pub gate_per_view: bool,
     /// Training engine.
     pub engine: Engine,
     /// Hidden width (GMU and maxout units).
@@ -617,6 +630,7 @@ impl Default for EpochOptions {
             tied_gates: false,
             gate_softmax: false,
             gate_hidden: 0,
+            gate_per_view: false,
             engine: Engine::Auto,
             hidden: 128,
             lr: 1e-3,
@@ -644,7 +658,7 @@ impl EpochOptions {
         let m = &mut config.model;
         (m.hidden, m.dropout, m.head) = (self.hidden, self.dropout, self.head);
         (m.experts, m.tied_gates, m.normalize_gates) = (self.experts, self.tied_gates, self.gate_softmax);
-        m.gate_hidden = self.gate_hidden;
+        (m.gate_hidden, m.gate_per_view) = (self.gate_hidden, self.gate_per_view);
         m.max_norm = (self.max_norm != 0.0).then_some(self.max_norm);
         config.optimizer.lr = self.lr;
         config.schedule =

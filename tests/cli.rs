@@ -844,6 +844,7 @@ fn multiview_scores_methods_with_views_missing() {
         &gmu(&["multiview", "--view-noise", "0.3", "--gate-supervision=-1", "--out", out.to_str().unwrap()]),
         "--gate-supervision",
     );
+    assert_refused(&gmu(&["multiview", "--gate-per-view", "--out", out.to_str().unwrap()]), "--gate-per-view");
     // The maxout engine has no term on the gates: asking for both names the flag.
     let explicit = gmu(&[
         "multiview",

@@ -269,7 +269,8 @@ def fit(
     ``view_noise=0`` (with ``noise_kind="mixed"``, ``noise_sigma=(0.5, 4)``,
     ``gate_supervision=0``),
     ``impute=False``, ``experts="maxout"``, ``tied_gates=False``,
-    ``gate_softmax=False``, ``gate_hidden=0``, ``engine="auto"``, ``seed=0``. ``fusion`` is one
+    ``gate_softmax=False``, ``gate_hidden=0``, ``gate_per_view=False``,
+    ``engine="auto"``, ``seed=0``. ``fusion`` is one
     of ``gmu``, ``concat``, ``linear-sum``, ``avg-probs``, ``moe``. An
     unknown option or a bad value raises ``ValueError``.
 

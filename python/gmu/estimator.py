@@ -50,6 +50,7 @@ class GMUClassifier(_Classifier, _Base):
         tied_gates: bool = False,
         gate_softmax: bool = False,
         gate_hidden: int = 0,
+        gate_per_view: bool = False,
         engine: str = "auto",
         dev: float = 0.2,
         seed: int = 0,
@@ -75,6 +76,7 @@ class GMUClassifier(_Classifier, _Base):
         self.tied_gates = tied_gates
         self.gate_softmax = gate_softmax
         self.gate_hidden = gate_hidden
+        self.gate_per_view = gate_per_view
         self.engine = engine
         self.dev = dev
         self.seed = seed
@@ -82,7 +84,7 @@ class GMUClassifier(_Classifier, _Base):
     _OPTIONS = ("head", "hidden", "lr", "dropout", "max_norm", "batch_size", "epochs", "patience", "threshold",
                 "modality_dropout", "view_noise", "noise_kind", "noise_sigma",
                 "gate_supervision", "impute", "experts", "tied_gates",
-                "gate_softmax", "gate_hidden", "engine", "seed")
+                "gate_softmax", "gate_hidden", "gate_per_view", "engine", "seed")
 
     if _Base is object:  # without scikit-learn: the two methods its estimators must have
 

@@ -253,8 +253,10 @@ def test_view_noise_options_reach_the_model(trained):
     model = gmu.fit(trained["views"], trained["y"], epochs=2, hidden=8, view_noise=0.3, noise_kind="swap",
                     noise_sigma=(1.0, 2.0))
     assert model.config["training"]["view_noise"] == {"p": 0.3, "kind": "swap", "sigma": [1.0, 2.0]}
-    supervised = gmu.fit(trained["views"], trained["y"], epochs=2, hidden=8, view_noise=0.3, gate_supervision=0.5)
+    supervised = gmu.fit(trained["views"], trained["y"], epochs=2, hidden=8, view_noise=0.3, gate_supervision=0.5,
+                         gate_hidden=4, gate_per_view=True)
     assert supervised.config["training"]["view_noise"]["gate_supervision"] == 0.5
+    assert supervised.config["training"]["model"]["gate_per_view"] is True
     with pytest.raises(ValueError, match="gate_supervision"):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, gate_supervision=-1.0)
     with pytest.raises(ValueError, match="noise_sigma"):

@@ -223,6 +223,10 @@ pub struct TrainingArgs {
     /// the gate can tell a corrupted view (at its mean, noisy, swapped) from a clean one.
     #[arg(long, default_value_t = 0)]
     pub gate_hidden: usize,
+    /// GMU: each unit of the hidden gate layer reads one view only (needs --gate-hidden N with N at
+    /// least the number of views), so the gate can tell which view is noisy or blank.
+    #[arg(long)]
+    pub gate_per_view: bool,
     /// Modality dropout: each training sample loses each view with this probability (never all),
     /// so the model learns to predict with views missing.
     #[arg(long, default_value_t = 0.0)]
@@ -271,6 +275,7 @@ impl TrainingArgs {
             patience: self.patience,
             modality_dropout: self.modality_dropout,
             gate_hidden: self.gate_hidden,
+            gate_per_view: self.gate_per_view,
             view_noise: self.view_noise,
             gate_supervision: self.gate_supervision,
             noise_kind: self.noise_kind,

@@ -8,7 +8,7 @@ use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::{Adam, LossKind};
-use crate::fusion::{FusionNet, FusionSpec};
+use crate::fusion::{FusionKind, FusionNet, FusionSpec};
 
 /// Which engine trains a model (`--engine`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -173,7 +173,7 @@ pub fn every_view(needs: &RunNeeds) -> Result<(), String> {
 pub fn own_loss(spec: &FusionSpec, needs: &RunNeeds) -> Result<(), String> {
     match needs.loss {
         Some(l) if l != spec.task.loss() => Err("it trains the task's own loss".into()),
-        _ if needs.gate_supervision => {
+        _ if needs.gate_supervision && matches!(spec.kind, FusionKind::Gmu | FusionKind::Moe) => {
             Err("it trains the task's own loss, without a term on the gates (--gate-supervision)".into())
         }
         _ => Ok(()),

@@ -136,6 +136,13 @@ mod tests {
                     .unwrap(),
                 Engine::Maxout
             );
+            // Gate supervision: a term on the gates, which only burn's autodiff adds; a method without gates keeps its engine.
+            let mut supervised = paper.clone();
+            supervised.view_noise = crate::config::ViewNoise { p: 0.3, gate_supervision: 1.0, ..Default::default() };
+            let picked = Engine::Auto
+                .pick(&spec(&paper.model, [4, 4], Task::Multilabel), &supervised.run_needs(false), &device)
+                .unwrap();
+            assert_eq!(picked, if kind == FusionKind::Gmu { Engine::Burn } else { Engine::Maxout }, "{kind}");
             let dropping = TrainingConfig { modality_dropout: 0.3, ..paper.clone() };
             assert_eq!(
                 Engine::Auto

@@ -44,6 +44,12 @@ pub struct GmuConfig {
     /// cannot tell a view at its mean or full of noise from a clean one; this can.
     #[config(default = 0)]
     pub gate_hidden: usize,
+    /// The hidden gate layer's units each read one view (unit `j` of G reads
+    /// view `⌊j·K/G⌋`; the other weights are zero and stay zero), so the gate
+    /// can tell *which* view is noisy or blank: units that read every view
+    /// learn "something is wrong" but not where. Needs `gate_hidden ≥ K`.
+    #[config(default = false)]
+    pub gate_per_view: bool,
     /// Initializer of the weights (biases start at zero, as in TensorFlow).
     /// Glorot/Xavier uniform, TensorFlow's default for dense layers.
     #[config(default = "Initializer::XavierUniform { gain: 1.0 }")]
@@ -62,6 +68,8 @@ pub struct Gmu {
     pub normalize_gates: bool,
     /// The gate network's hidden `tanh` layer, `[Σ d_i, G]`, if it has one.
     pub gate_hidden: Option<Linear>,
+    /// Whether each hidden gate unit reads one view only ([`GmuConfig::gate_per_view`]).
+    pub gate_per_view: bool,
 }
 
 /// What [`Gmu::forward`] returns.
@@ -92,6 +100,16 @@ impl GmuConfig {
         if self.d_hidden == 0 {
             return Err(GmuError::invalid("hidden", "the hidden width must be at least 1, got 0"));
         }
+        if self.gate_per_view && self.gate_hidden < self.d_inputs.len() {
+            return Err(GmuError::invalid(
+                "gate_per_view",
+                format!(
+                    "per-view gate units need a hidden gate layer of at least one unit per view (--gate-hidden >= {}), got {}",
+                    self.d_inputs.len(),
+                    self.gate_hidden
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -116,7 +134,22 @@ impl GmuConfig {
             0 => (None, linear(d_all, gate_width)),
             g => (Some(linear(d_all, g)), linear(g, gate_width)),
         };
-        Ok(Gmu { transforms, gate, normalize_gates: self.normalize_gates, gate_hidden })
+        let mut gate_hidden = gate_hidden;
+        if self.gate_per_view
+            && let Some(layer) = gate_hidden.as_mut()
+        {
+            let mask = view_blocks(&self.d_inputs, self.gate_hidden, device);
+            // A fresh leaf from the values, as the autodiff device tracks parameters, not products.
+            let blocked = (layer.weight.val() * mask).into_data();
+            layer.weight = Param::from_tensor(Tensor::from_data(blocked, device));
+        }
+        Ok(Gmu {
+            transforms,
+            gate,
+            normalize_gates: self.normalize_gates,
+            gate_hidden,
+            gate_per_view: self.gate_per_view,
+        })
     }
 
     /// Builds the layer on `device`.
@@ -152,6 +185,17 @@ impl Gmu {
         let d_hidden = hidden[0].dims()[1];
         let all = Tensor::cat(inputs.to_vec(), 1);
         let gate_in = match &self.gate_hidden {
+            Some(layer) if self.gate_per_view => {
+                // The off-block weights are zero; the mask keeps their gradient zero too.
+                let widths: Vec<usize> = self.transforms.iter().map(|t| t.weight.dims()[0]).collect();
+                let weight = layer.weight.val();
+                let mask = view_blocks(&widths, weight.dims()[1], &weight.device());
+                let pre = all.matmul(weight * mask);
+                match &layer.bias {
+                    Some(b) => (pre + b.val().unsqueeze()).tanh(),
+                    None => pre.tanh(),
+                }
+            }
             Some(layer) => layer.forward(all).tanh(),
             None => all,
         };
@@ -170,6 +214,23 @@ impl Gmu {
         let fused = (gates.clone() * stacked.clone()).sum_dim(1).reshape([batch, d_hidden]);
         GmuOutput { fused, gates, hidden: stacked }
     }
+}
+
+/// The `[Σ d_i, units]` 0/1 mask of per-view gate units: unit `j` reads the
+/// rows of view `⌊j·K/units⌋` only.
+fn view_blocks(widths: &[usize], units: usize, device: &Device) -> Tensor<2> {
+    let (k, rows) = (widths.len(), widths.iter().sum::<usize>());
+    let mut mask = vec![0f32; rows * units];
+    let mut row = 0;
+    for (view, &width) in widths.iter().enumerate() {
+        for r in row..row + width {
+            for j in (0..units).filter(|j| j * k / units == view) {
+                mask[r * units + j] = 1.0;
+            }
+        }
+        row += width;
+    }
+    Tensor::from_data(burn::tensor::TensorData::new(mask, [rows, units]), device)
 }
 
 #[cfg(test)]

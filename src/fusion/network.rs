@@ -84,6 +84,7 @@ impl FusionSpec {
                 let gmu = GmuConfig::new(widths.clone(), self.hidden)
                     .with_normalize_gates(self.normalize_gates)
                     .with_gate_hidden(self.gate_hidden)
+                    .with_gate_per_view(self.gate_per_view)
                     .with_bias(self.bias)
                     .try_init(device)?;
                 match self.head {

@@ -178,6 +178,9 @@ pub struct FusionSpec {
     /// GMU: units of the gate network's hidden `tanh` layer (0: the paper's linear gate).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub gate_hidden: usize,
+    /// GMU: each hidden gate unit reads one view (see [`GmuConfig::gate_per_view`](super::gmu::GmuConfig)).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gate_per_view: bool,
 }
 
 fn default_true() -> bool {
@@ -239,6 +242,7 @@ impl FusionSpec {
             bias: true,
             method: None,
             gate_hidden: 0,
+            gate_per_view: false,
         }
     }
 

@@ -325,35 +325,64 @@ mod supervision {
     }
 
     /// Issue 22's planted problem: half the training rows get a view under
-    /// Gaussian noise. Left to the task loss, the gate of the corrupted view
-    /// does not move (the network downstream absorbs a broken view); with the
-    /// gate-supervision term, a gate with a hidden layer closes on it. Three
-    /// data seeds; on them the supervised gate of `a` falls from 0.62-0.67
-    /// clean to 0.11-0.38 corrupted, the unsupervised one by at most 0.04.
+    /// Gaussian noise; the GMU's gate has a hidden layer whose units each
+    /// read one view. With the gate-supervision term the gate of `a` closes
+    /// on rows whose `a` is noisy; left to the task loss it moves much less.
+    /// Three data seeds; on them the supervised gate of `a` is 0.54-0.55 on
+    /// clean test rows and 0.14-0.20 with `a` under σ = 3 noise, the
+    /// unsupervised one moves by 0.12-0.14.
     #[test]
     fn gate_supervision_teaches_the_gate_to_close_on_a_corrupted_view() {
         for seed in [1u64, 2, 3] {
             let data = strong_and_faint(900, seed);
             let split = data.split(0.2, 0.2, 0).unwrap();
-            let gap = |w: f32| {
+            let gate = |w: f32| {
                 let mut config = epochs(quick(FusionKind::Gmu), 40);
-                config.model.gate_hidden = 16;
+                (config.model.gate_hidden, config.model.gate_per_view) = (16, true);
                 config.view_noise =
                     ViewNoise { p: 0.5, kind: NoiseKind::Gaussian, sigma: (2.0, 4.0), gate_supervision: w };
                 let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
                 gate_of_a(&model, &data, &split.test)
             };
-            let (clean, corrupted) = gap(8.0);
+            let (clean, corrupted) = gate(1.0);
             assert!(
-                corrupted < 0.4 && clean - corrupted > 0.2,
+                corrupted < 0.3 && clean - corrupted > 0.25,
                 "seed {seed}, supervised: gate of a {clean} clean, {corrupted} corrupted"
             );
-            let (clean, corrupted) = gap(0.0);
+            let (task_clean, task_corrupted) = gate(0.0);
             assert!(
-                (clean - corrupted).abs() < 0.1,
-                "seed {seed}, task loss only: {clean} clean, {corrupted} corrupted"
+                task_clean - task_corrupted < clean - corrupted - 0.15,
+                "seed {seed}: task loss only {task_clean} clean, {task_corrupted} corrupted; supervised {clean}, {corrupted}"
             );
         }
+    }
+
+    /// Per-view gate units: the weights that would let a unit read another
+    /// view start at zero and stay exactly zero through training (their
+    /// gradient is masked), so every form of the model (the burn forward, the
+    /// ONNX export, the saved weights) computes the same per-view gate.
+    #[test]
+    fn per_view_gate_units_never_read_another_view() {
+        let data = strong_and_faint(200, 4);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let mut config = epochs(quick(FusionKind::Gmu), 5);
+        (config.model.gate_hidden, config.model.gate_per_view) = (6, true);
+        config.view_noise = ViewNoise { p: 0.5, kind: NoiseKind::Mixed, sigma: (2.0, 4.0), gate_supervision: 1.0 };
+        let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+        let net = &model.nets()[0];
+        let crate::fusion::network::FusionHead::Gmu(head) = &net.head else { panic!("a GMU with the maxout MLP") };
+        let w: Vec<f32> = head.gmu.gate_hidden.as_ref().unwrap().weight.val().into_data().try_to_vec().unwrap();
+        // `[8, 6]`: rows 0..4 are view a (units 0..3), rows 4..8 view b (units 3..6)
+        for (r, row) in w.chunks(6).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let same_view = (r < 4) == (j < 3);
+                assert!(same_view == (v != 0.0), "weight [{r}, {j}] = {v}");
+            }
+        }
+        let mut refused = config.clone();
+        refused.model.gate_hidden = 1;
+        let err = train(&data, &[0, 1], &split, &refused, &dev()).unwrap_err().to_string();
+        assert!(err.contains("gate_per_view") && err.contains(">= 2"), "{err}");
     }
 
     /// The term's value by hand: two rows, K = 2, two units; row 0's view 0
