@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates every table and chart the README shows (demo, protocol, mfeat, Twemoji, predict,
-# missing views, robustness) from the code at HEAD, and logs each command with its output and the
+# missing views, robustness, the gate study) from the code at HEAD, and logs each command with its output and the
 # commit to docs/figures.md. Benchmarks live in bench/ (see BENCHMARKS.md).
-# Usage: scripts/figures.sh [--no-twemoji] [--text-views]   about 25 minutes on 2 cores (the Twemoji
+# Usage: scripts/figures.sh [--no-twemoji] [--text-views]   about 30 minutes on 2 cores (the Twemoji
 # runs on burn 10 of them; its default table 1.5 minutes on the cnn engine)
 # --text-views adds Twemoji with every text representation (LSTM, GloVe, MiniLM; about 11 more
 # minutes; the pretrained ones need `gmu encoders fetch`).
@@ -88,4 +88,6 @@ if [ "$text_views" = 1 ]; then
     run multiview --data "twemoji:$text" --out "$out/twemoji-$text"
   done
 fi
-echo "wrote $log and docs/*.png" >&2
+# The gate against corrupted views (issue 22): docs/gate-study.md, which the README summarises.
+if [ "$twemoji" = 1 ]; then scripts/gate_study.sh; else scripts/gate_study.sh --no-twemoji; fi
+echo "wrote $log, docs/gate-study.md and docs/*.png" >&2
