@@ -73,8 +73,12 @@ def runs(tmp_path_factory):
         "--no-single", *common, "--out", d / "linear")
     gmu("multiview", "--files", files("abc"), "--labels", d / "y.csv", "--fusion", "gmu", "--gate-hidden", "4",
         "--no-single", *common, "--out", d / "gate-hidden")
+    # per-view gate units, trained with corrupted views and the gate-supervision term (burn's autodiff)
+    gmu("multiview", "--files", files("abc"), "--labels", d / "y.csv", "--fusion", "gmu", "--gate-hidden", "6",
+        "--gate-per-view", "--view-noise", "0.3", "--gate-supervision", "1", "--no-single", *common,
+        "--out", d / "gate-per-view")
     found = []
-    for run in ["two", "moe", "three", "three-softmax", "multi", "linear", "gate-hidden"]:
+    for run in ["two", "moe", "three", "three-softmax", "multi", "linear", "gate-hidden", "gate-per-view"]:
         for config in sorted((d / run).glob("*/*/config.json")):
             names = [v["name"] for v in json.loads(config.read_text())["views"]]
             found.append((config.parent, {n: views[n] for n in names}, files(names)))
