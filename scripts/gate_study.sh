@@ -67,14 +67,15 @@ Columns: clean test macro-F1; relative robustness (mean macro-F1 over the corrup
 clean, averaged over which view is corrupted) for Gaussian noise (σ up to 4), swapped views and
 zeroed views (up to every test sample); for the GMU, the first view's contribution share clean and
 at σ = 4 (does the fused vector turn away from a noisy view?), and the AUROC of each readout
-(gate / share / occlusion importance) for telling samples with that view corrupted from clean
-ones, half of them corrupted (Gaussian: at σ = 4), averaged over the views.
+(gate / share / occlusion importance / conflict: how far the prediction from the view alone is from
+the prediction without it) for telling samples with that view corrupted from clean ones, half of
+them corrupted (Gaussian: at σ = 4), averaged over the views.
 """)
 for data_dir in sorted(glob.glob(os.path.join(out, "*"))):
     if not os.path.isdir(data_dir):
         continue
     print(f"## {os.path.basename(data_dir)}\n")
-    print("| training | method | clean F1 | rel. rob. gaussian | swap | zero | share of the first view: clean → σ=4 | AUROC gaussian (gate/share/imp.) | AUROC swap | AUROC zero |")
+    print("| training | method | clean F1 | rel. rob. gaussian | swap | zero | share of the first view: clean → σ=4 | AUROC gaussian (gate/share/imp./conflict) | AUROC swap | AUROC zero |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for setup in sorted(os.listdir(data_dir)):
         run = glob.glob(os.path.join(data_dir, setup, "*", "results.json"))[0]
@@ -96,7 +97,7 @@ for data_dir in sorted(glob.glob(os.path.join(out, "*"))):
                 for kind in ("gaussian", "swap", "zero"):
                     auc = rob[kind]["detection_auroc"]["gmu"]
                     mean = lambda key: sum(v[key] for v in auc.values()) / len(auc)
-                    cells.append(f"{mean('gate'):.2f} / {mean('share'):.2f} / {mean('importance'):.2f}")
+                    cells.append(" / ".join(f"{mean(r):.2f}" for r in ("gate", "share", "importance", "conflict")))
             else:
                 cells += ["–"] * 4
             print("| " + " | ".join(cells) + " |")

@@ -94,7 +94,10 @@ impl RobustnessReport {
             relative.insert(m.method.clone(), per_view(&|c| Some(float(c.relative_robustness))).into());
             let d = per_view(&|c| {
                 c.detection.map(|d| {
-                    serde_json::json!({"gate": float(d.gate), "share": float(d.share), "importance": float(d.importance)})
+                    serde_json::json!({
+                        "gate": float(d.gate), "share": float(d.share),
+                        "importance": float(d.importance), "conflict": float(d.conflict),
+                    })
                 })
             });
             if !d.is_empty() {
@@ -154,14 +157,14 @@ impl RobustnessReport {
                 out.push('\n');
             }
             out.push_str(
-                "\nTelling corrupted samples from clean ones (half corrupted), AUROC of one minus each readout (0.5 is chance):\n\n| method | view corrupted | gate | share | importance |\n|---|---|---|---|---|\n",
+                "\nTelling corrupted samples from clean ones (half corrupted), AUROC of one minus each readout, and of the view's conflict with the others (0.5 is chance):\n\n| method | view corrupted | gate | share | importance | conflict |\n|---|---|---|---|---|---|\n",
             );
             for m in &self.methods {
                 for c in &m.views {
                     if let Some(d) = c.detection {
                         out.push_str(&format!(
-                            "| {} | {} | {:.3} | {:.3} | {:.3} |\n",
-                            m.method, c.view, d.gate, d.share, d.importance
+                            "| {} | {} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+                            m.method, c.view, d.gate, d.share, d.importance, d.conflict
                         ));
                     }
                 }
@@ -201,6 +204,9 @@ pub struct Detection {
     pub share: f64,
     /// Its occlusion importance.
     pub importance: f64,
+    /// Its conflict with the other views (the AUROC of the conflict itself,
+    /// not one minus it: a corrupted view disagrees more).
+    pub conflict: f64,
 }
 
 /// `clean` (one view's test rows) with the rows marked in `chosen` corrupted
@@ -323,17 +329,20 @@ pub fn sweep(
                     let selected = predictor.select_views(&data)?;
                     let p = predictor.predict_as_trained(&selected, &local, true)?;
                     let kk = predictor.config.views.len();
-                    let auc = |x: Option<&Vec<f32>>| {
+                    let auc_of = |x: Option<&Vec<f32>>, sign: f64| {
                         let Some(x) = x else { return f64::NAN };
                         let suspicion = |want: bool| -> Vec<f64> {
-                            (0..n).filter(|&i| half[i] == want).map(|i| 1.0 - x[i * kk + k] as f64).collect()
+                            (0..n).filter(|&i| half[i] == want).map(|i| sign * x[i * kk + k] as f64).collect()
                         };
                         crate::metrics::auroc(&suspicion(true), &suspicion(false))
                     };
+                    // One minus a readout, as 1 − x ranks as −x does.
+                    let auc = |x: Option<&Vec<f32>>| auc_of(x, -1.0);
                     Some(Detection {
                         gate: auc(p.gate_means.as_ref()),
                         share: auc(p.shares.as_ref()),
                         importance: auc(p.importance.as_ref()),
+                        conflict: auc_of(p.conflict.as_ref(), 1.0),
                     })
                 }
                 _ => None,
@@ -480,6 +489,8 @@ mod tests {
         assert_eq!(json["kind"], "gaussian");
         assert_eq!(json["methods"]["gmu"]["a"].as_array().unwrap().len(), 5);
         assert!(json["gate_share"]["concat"].is_null() && json["gate_share"]["gmu"]["b"].is_array());
+        let conflict = json["detection_auroc"]["gmu"]["a"]["conflict"].as_f64().expect("a readout of gated models");
+        assert!((0.0..=1.0).contains(&conflict), "{conflict}");
         assert!(report.table().contains("| gmu | a |"));
     }
 }

@@ -50,6 +50,13 @@ pub struct Prediction {
     pub shares: Option<Vec<f32>>,
     /// Occlusion importance of each view (see the [module docs](self)), when asked for.
     pub importance: Option<Vec<f32>>,
+    /// How much each view disagrees with the others, computed with the
+    /// importance: the total-variation distance between the prediction from
+    /// that view alone and the prediction without it (for multilabel tasks,
+    /// the mean absolute difference over labels), in [0, 1]; NaN where the view
+    /// is missing or no other view is present. A misaligned pair (a swapped
+    /// view) is what it flags: each view, read alone, tells another story.
+    pub conflict: Option<Vec<f32>>,
     /// Whether each view was present.
     pub present: Vec<bool>,
 }
@@ -88,6 +95,7 @@ impl Prediction {
                 (&mut out.gate_means, &self.gate_means, gated),
                 (&mut out.shares, &self.shares, gated),
                 (&mut out.importance, &self.importance, importance),
+                (&mut out.conflict, &self.conflict, importance),
             ];
             if b {
                 out.probs.extend_from_slice(fill);
@@ -122,6 +130,7 @@ impl Prediction {
             gate_means: rows(&self.gate_means),
             shares: rows(&self.shares),
             importance: rows(&self.importance),
+            conflict: rows(&self.conflict),
             present: self.present[lo * k..hi * k].to_vec(),
         }
     }
@@ -135,6 +144,7 @@ impl Prediction {
             (&mut self.gate_means, other.gate_means),
             (&mut self.shares, other.shares),
             (&mut self.importance, other.importance),
+            (&mut self.conflict, other.conflict),
         ] {
             if let Some(t) = theirs {
                 mine.get_or_insert_with(Vec::new).extend(t);
@@ -289,6 +299,8 @@ fn run_batch(
     let mut result = Prediction { width, n_views: k, present: present.clone(), ..full };
     if importance {
         let mut imp = vec![0.0f32; b * k];
+        // Each view's prediction without it (rows where it could be left out), kept for the conflict.
+        let mut withouts: Vec<Option<Vec<f32>>> = vec![None; k];
         for j in 0..k {
             let mut occluded = present.clone();
             let mut any = false;
@@ -318,10 +330,53 @@ fn run_batch(
                     Task::Multilabel => p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f32>() / width as f32,
                 };
             }
+            withouts[j] = Some(without);
+        }
+        let mut conflict = vec![f32::NAN; b * k];
+        for j in 0..k {
+            let Some(without) = &withouts[j] else { continue };
+            // Where the view is present with another: each row with this view alone (two views: the
+            // other view's occlusion pass already is that).
+            let alone: Vec<bool> = (0..b)
+                .flat_map(|i| {
+                    let here = present[i * k + j] && (0..k).any(|o| o != j && present[i * k + o]);
+                    (0..k).map(move |o| here && o == j)
+                })
+                .collect();
+            let only = match k {
+                2 => withouts[1 - j].clone(),
+                _ => None,
+            }
+            .unwrap_or_else(|| {
+                forward_all(members, views, model_views, rows, &with_fallback(&alone, &present, k), device).probs
+            });
+            for i in 0..b {
+                if !alone[i * k + j] {
+                    continue;
+                }
+                let (p, q) = (&only[i * width..(i + 1) * width], &without[i * width..(i + 1) * width]);
+                let gap: f32 = p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum();
+                conflict[i * k + j] = match task {
+                    Task::Multiclass => gap / 2.0,
+                    Task::Multilabel => gap / width as f32,
+                };
+            }
         }
         result.importance = Some(imp);
+        result.conflict = Some(conflict);
     }
     Ok(result)
+}
+
+/// A presence mask for one forward pass: `wanted` where a row keeps some
+/// view, the row's own presence where `wanted` keeps none (a pass needs a
+/// view in every row; those rows' results are not read).
+fn with_fallback(wanted: &[bool], present: &[bool], k: usize) -> Vec<bool> {
+    wanted
+        .chunks(k)
+        .zip(present.chunks(k))
+        .flat_map(|(w, p)| if w.contains(&true) { w.to_vec() } else { p.to_vec() })
+        .collect()
 }
 
 /// One pass of every member over one batch with the given presence.
@@ -400,7 +455,7 @@ fn forward_all(
         let w = weight[i].max(1.0);
         probs[i * c..(i + 1) * c].iter_mut().for_each(|x| *x /= w);
     }
-    Prediction { width: c, n_views: k, probs, gate_means, shares, importance: None, present: vec![] }
+    Prediction { width: c, n_views: k, probs, gate_means, shares, importance: None, conflict: None, present: vec![] }
 }
 
 /// One member's probabilities `[b, C]`, mean gates and shares `[b, K]` (gated
@@ -491,6 +546,10 @@ mod tests {
         let imp = p.importance.as_ref().unwrap();
         assert!((imp[0] as f64 - (p1 - sig(-2.0 * h_t))).abs() < 1e-6, "importance of v: {imp:?}");
         assert!((imp[1] as f64 - (p1 - sig(-2.0 * h_v))).abs() < 1e-6, "importance of t: {imp:?}");
+        // Conflict: the total variation between each view alone, P(class 1) = σ(−2 h_v) against σ(−2 h_t).
+        let conflict = p.conflict.as_ref().unwrap();
+        let tv = (sig(-2.0 * h_v) - sig(-2.0 * h_t)).abs();
+        assert!(tv > 0.05 && (conflict[0] as f64 - tv).abs() < 1e-6 && conflict[0] == conflict[1], "{conflict:?}");
         let shares = p.shares.as_ref().unwrap();
         let (a, b) = ((z * h_v).abs(), ((1.0 - z) * h_t).abs());
         assert!((shares[0] as f64 - a / (a + b)).abs() < 1e-6 && (shares[0] + shares[1] - 1.0).abs() < 1e-6);
@@ -500,6 +559,7 @@ mod tests {
         assert!((p.probs[2] as f64 - sig(2.0 * h1)).abs() < 1e-6);
         assert_eq!(p.present, vec![true, true, true, false]);
         assert!(imp[2].is_nan() && imp[3] == 0.0, "{imp:?}");
+        assert!(conflict[2].is_nan() && conflict[3].is_nan(), "no other view / missing: {conflict:?}");
         assert!((shares[2] - 1.0).abs() < 1e-6 && (p.gate_means.as_ref().unwrap()[2] - 1.0).abs() < 1e-6);
     }
 
@@ -525,6 +585,41 @@ mod tests {
             let change: f32 =
                 p.probs.iter().zip(&apart.probs).map(|(a, b)| (a - b).abs()).sum::<f32>() / p.probs.len() as f32;
             assert!(change > 0.0 && (imp[j] - change).abs() <= 1e-5 * change, "view {j}: {} vs {change}", imp[j]);
+        }
+    }
+
+    /// Three views: each view's conflict is the total variation between the
+    /// prediction from it alone and the prediction without it, both made apart
+    /// (the views missing as NaN rows); a row with one view missing compares
+    /// within the two it has.
+    #[test]
+    fn conflict_with_three_views_against_predictions_made_apart() {
+        let device = Device::default();
+        let spec = FusionSpec::new(FusionKind::Gmu, vec![1, 1, 1], 3, 3, Task::Multiclass);
+        let net = spec.init(&device).unwrap();
+        let scalers = [Scaler::identity(1), Scaler::identity(1), Scaler::identity(1)];
+        let member = MemberRef { views: &[0, 1, 2], scalers: &scalers, net: &net, flat: None };
+        let rows = [[0.7f32, -1.2, 2.0], [1.5, f32::NAN, -0.4]];
+        let go = |keep: [bool; 3], r: usize, importance: bool| {
+            let views: Vec<View> =
+                (0..3).map(|j| view(&format!("v{j}"), vec![if keep[j] { rows[r][j] } else { f32::NAN }])).collect();
+            let refs: Vec<&View> = views.iter().collect();
+            run(&[MemberRef { ..member }], &refs, &[0, 1, 2], &[0], Task::Multiclass, importance, &device).unwrap()
+        };
+        for (r, row) in rows.iter().enumerate() {
+            let here = [true, !row[1].is_nan(), true];
+            let p = go(here, r, true);
+            let conflict = p.conflict.unwrap();
+            for j in 0..3 {
+                if !here[j] {
+                    assert!(conflict[j].is_nan(), "row {r}, missing view {j}: {conflict:?}");
+                    continue;
+                }
+                let alone = go(std::array::from_fn(|o| o == j), r, false).probs;
+                let without = go(std::array::from_fn(|o| o != j && here[o]), r, false).probs;
+                let tv: f32 = alone.iter().zip(&without).map(|(a, b)| (a - b).abs()).sum::<f32>() / 2.0;
+                assert!((conflict[j] - tv).abs() < 1e-6, "row {r}, view {j}: {} vs {tv}", conflict[j]);
+            }
         }
     }
 
