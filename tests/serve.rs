@@ -206,7 +206,7 @@ fn check_against_cli(outputs: &std::collections::HashMap<String, Vec<Value>>, cl
         let predicted: Vec<&str> = want["predicted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
         assert_eq!(outputs["predicted"][i].as_str().unwrap(), predicted.join("|"), "{what}: row {}", lo + i);
         for view in ["fou", "zer"] {
-            for col in ["gate", "share", "importance"] {
+            for col in ["gate", "share", "importance", "conflict"] {
                 let key = format!("{col}_{view}");
                 let got = f(&outputs[&key][i]);
                 assert!(same(got, f(&want[&key])), "{what}: row {}: {key} {got} vs {}", lo + i, want[&key]);
@@ -683,10 +683,12 @@ fn a_plot_and_a_poster_get_gmu_predicts_numbers_over_the_protocol_and_on_the_pag
             "share_text",
             "suspect_text",
             "importance_text",
+            "conflict_text",
             "gate_visual",
             "share_visual",
             "suspect_visual",
             "importance_visual",
+            "conflict_visual",
         ] {
             assert!(same(f(&out[key][0]), f(&want[key])), "{what}: {key} {} vs {}", out[key][0], want[key]);
         }

@@ -127,8 +127,11 @@ class Model:
         - ``decisions`` ``[n, C]`` uint8, 1 where a class or label is predicted;
         - per view ``v``: ``present_v`` ``[n]`` bool, ``gate_v``,
           ``share_v`` and ``suspect_v`` (gated models; ``suspect_v`` where the
-          model recorded its training gates) and ``importance_v`` (with
-          ``importance=True``), float32 ``[n]``, NaN where the view is missing;
+          model recorded its training gates), and with ``importance=True``
+          ``importance_v`` and ``conflict_v`` (models of several views: how far the
+          prediction from ``v`` alone is from the prediction without it, total
+          variation in [0, 1]; it flags a misaligned view), float32 ``[n]``, NaN
+          where the view is missing;
         - for raw inputs, ``unusable``: ``(view, row, input, reason)`` for
           each input that gave no features (it is a missing view of its row).
         """
@@ -180,7 +183,7 @@ class Model:
         out["decisions"] = decisions
         for j, v in enumerate(self.views):
             out[f"present_{v}"] = d["present"][:, j]
-            for key in ("gate", "share", "suspect", "importance"):
+            for key in ("gate", "share", "suspect", "importance", "conflict"):
                 if key in d:
                     out[f"{key}_{v}"] = d[key][:, j]
         if "unusable" in d:

@@ -89,8 +89,9 @@ impl ImageArg {
 }
 
 /// `p` as NumPy arrays: `probabilities` and `decisions` `[n, C]`, `present`
-/// `[n, K]` (bool), and `gate`, `share`, `suspect` (gated models) and `importance`
-/// `[n, K]`, NaN where a view is missing (as `gmu predict` leaves the cell blank).
+/// `[n, K]` (bool), and `gate`, `share`, `suspect` (gated models), `importance`
+/// and `conflict` (more than one view) `[n, K]`, NaN where a view is missing (as
+/// `gmu predict` leaves the cell blank).
 fn prediction_dict<'py>(py: Python<'py>, model: &Model, p: Prediction) -> PyResult<Bound<'py, PyDict>> {
     let (n, c, k) = (p.len(), p.width, p.n_views);
     let out = PyDict::new(py);
@@ -98,7 +99,13 @@ fn prediction_dict<'py>(py: Python<'py>, model: &Model, p: Prediction) -> PyResu
     let suspect = model.suspect(&p);
     out.set_item("probabilities", PyArray1::from_vec(py, p.probs).reshape([n, c])?)?;
     out.set_item("decisions", PyArray1::from_vec(py, decisions).reshape([n, c])?)?;
-    let columns = [("gate", p.gate_means), ("share", p.shares), ("suspect", suspect), ("importance", p.importance)];
+    let columns = [
+        ("gate", p.gate_means),
+        ("share", p.shares),
+        ("suspect", suspect),
+        ("importance", p.importance),
+        ("conflict", if k > 1 { p.conflict } else { None }),
+    ];
     for (key, values) in columns {
         if let Some(mut v) = values {
             v.iter_mut().zip(&p.present).filter(|(_, present)| !**present).for_each(|(x, _)| *x = f32::NAN);

@@ -104,7 +104,7 @@ def assert_same_as_cli(out, rows, model):
     else:
         assert list(out["predicted"]) == [r["predicted"][0] for r in rows]
     for v in model.views:
-        for key in (["gate", "share"] if model.gated else []) + ["importance"]:
+        for key in (["gate", "share"] if model.gated else []) + ["importance", "conflict"]:
             cli_values = np.array([np.nan if r[f"{key}_{v}"] is None else r[f"{key}_{v}"] for r in rows],
                                   dtype=np.float32)
             np.testing.assert_array_equal(out[f"{key}_{v}"], cli_values, err_msg=f"{key}_{v}")

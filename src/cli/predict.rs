@@ -506,8 +506,8 @@ fn print_report(predictor: &Model, views: &[&View], p: &Prediction) {
     let suspect = predictor.suspect(p);
     println!(
         "
-{:<10} {:<8} {:>6} {:>6} {:>8} {:>10}",
-        "view", "present", "gate", "share", "suspect", "importance"
+{:<10} {:<8} {:>6} {:>6} {:>8} {:>10} {:>8}",
+        "view", "present", "gate", "share", "suspect", "importance", "conflict"
     );
     for (j, v) in views.iter().enumerate() {
         let cell = |x: Option<&Vec<f32>>| match x {
@@ -515,13 +515,14 @@ fn print_report(predictor: &Model, views: &[&View], p: &Prediction) {
             _ => "-".to_string(),
         };
         println!(
-            "{:<10} {:<8} {:>6} {:>6} {:>8} {:>10}",
+            "{:<10} {:<8} {:>6} {:>6} {:>8} {:>10} {:>8}",
             v.name,
             if p.present[j] { "yes" } else { "missing" },
             cell(p.gate_means.as_ref()),
             cell(p.shares.as_ref()),
             cell(suspect.as_ref()),
-            cell(p.importance.as_ref())
+            cell(p.importance.as_ref()),
+            cell(p.conflict.as_ref())
         );
     }
 }
@@ -662,6 +663,9 @@ fn columns(predictor: &Model, views: &[&View]) -> Vec<String> {
             cols.push(format!("suspect_{}", v.name));
         }
         cols.push(format!("importance_{}", v.name));
+        if views.len() > 1 {
+            cols.push(format!("conflict_{}", v.name));
+        }
     }
     cols
 }
@@ -728,6 +732,9 @@ fn write_rows(
                 cells.push(shown(suspect.as_ref().map_or(f32::NAN, |s| s[i * k + j])));
             }
             cells.push(shown(p.importance.as_ref().map_or(f32::NAN, |imp| imp[i * k + j])));
+            if k > 1 {
+                cells.push(shown(p.conflict.as_ref().map_or(f32::NAN, |x| x[i * k + j])));
+            }
         }
         debug_assert_eq!(cells.len(), header.len());
         let line = if json {

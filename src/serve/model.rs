@@ -130,6 +130,9 @@ impl Served {
                 }
             }
             names.push(format!("importance_{}", v.name));
+            if self.model.config.views.len() > 1 {
+                names.push(format!("conflict_{}", v.name));
+            }
             names.push(format!("present_{}", v.name));
         }
         names
@@ -215,7 +218,8 @@ impl Served {
             })
             .collect();
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let importance = asked.iter().any(|o| o.name.starts_with("importance_"));
+        // The conflict comes from the importance's occlusion passes.
+        let importance = asked.iter().any(|o| o.name.starts_with("importance_") || o.name.starts_with("conflict_"));
         self.depth.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.queue.try_send(Job { views, rows, importance, reply }) {
             self.depth.fetch_sub(1, Ordering::Relaxed);
@@ -423,6 +427,7 @@ impl Served {
                             "share" => OutputData::F32(per_view(p.shares.as_ref(), j)),
                             "suspect" => OutputData::F32(per_view(suspect.as_ref(), j)),
                             "importance" => OutputData::F32(per_view(p.importance.as_ref(), j)),
+                            "conflict" => OutputData::F32(per_view(p.conflict.as_ref(), j)),
                             _ => OutputData::Bool((0..n).map(|i| p.present[i * k + j]).collect()),
                         };
                         (vec![n], data)
