@@ -299,8 +299,9 @@ fn run_batch(
     let mut result = Prediction { width, n_views: k, present: present.clone(), ..full };
     if importance {
         let mut imp = vec![0.0f32; b * k];
-        // Each view's prediction without it (rows where it could be left out), kept for the conflict.
-        let mut withouts: Vec<Option<Vec<f32>>> = vec![None; k];
+        // Each view's prediction without it and the presence that pass used (the view left out
+        // where another view is present), kept for the conflict.
+        let mut withouts: Vec<Option<(Vec<f32>, Vec<bool>)>> = vec![None; k];
         for j in 0..k {
             let mut occluded = present.clone();
             let mut any = false;
@@ -330,30 +331,26 @@ fn run_batch(
                     Task::Multilabel => p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum::<f32>() / width as f32,
                 };
             }
-            withouts[j] = Some(without);
+            withouts[j] = Some((without, occluded));
         }
         let mut conflict = vec![f32::NAN; b * k];
         for j in 0..k {
-            let Some(without) = &withouts[j] else { continue };
-            // Where the view is present with another: each row with this view alone (two views: the
-            // other view's occlusion pass already is that).
-            let alone: Vec<bool> = (0..b)
-                .flat_map(|i| {
-                    let here = present[i * k + j] && (0..k).any(|o| o != j && present[i * k + o]);
-                    (0..k).map(move |o| here && o == j)
-                })
-                .collect();
-            let only = match k {
-                2 => withouts[1 - j].clone(),
-                _ => None,
-            }
-            .unwrap_or_else(|| {
-                forward_all(members, views, model_views, rows, &with_fallback(&alone, &present, k), device).probs
-            });
-            for i in 0..b {
-                if !alone[i * k + j] {
-                    continue;
+            let Some((without, occluded)) = &withouts[j] else { continue };
+            // The rows the importance left this view out of; in them, the view alone.
+            let left_out = |i: usize| occluded[i * k + j] != present[i * k + j];
+            // Two views: the other view's occlusion pass already is this view alone.
+            let computed;
+            let only: &[f32] = match (k == 2).then(|| &withouts[1 - j]) {
+                Some(Some((other, _))) => other,
+                _ => {
+                    let alone: Vec<bool> = (0..b).flat_map(|i| (0..k).map(move |o| o == j && left_out(i))).collect();
+                    computed =
+                        forward_all(members, views, model_views, rows, &with_fallback(&alone, &present, k), device)
+                            .probs;
+                    &computed
                 }
+            };
+            for i in (0..b).filter(|&i| left_out(i)) {
                 let (p, q) = (&only[i * width..(i + 1) * width], &without[i * width..(i + 1) * width]);
                 let gap: f32 = p.iter().zip(q).map(|(a, b)| (a - b).abs()).sum();
                 conflict[i * k + j] = match task {
