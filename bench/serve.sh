@@ -13,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-10}
 source bench/venv.sh
+source bench/serve_lib.sh
 "$PY" -m pip install -q fastapi==0.128.0 uvicorn==0.40.0 onnx==1.23.2
 cargo build --release -q
 cargo build --release -q --example loadgen
@@ -37,8 +38,6 @@ for rows in (1, 64):
     body["outputs"] = [{"name": "probabilities"}, {"name": "gate_fou"}, {"name": "gate_zer"}]
     open(f"{sys.argv[1]}/rows{rows}_same.json", "w").write(json.dumps(body))
 PY
-wait_up() { for _ in $(seq 200); do curl -sf "http://$1/v2/health/live" >/dev/null && return; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
-peak_rss() { local total=0; for pid in $(pgrep -f "$1"); do total=$((total + $(awk '/VmHWM/ {print $2}' /proc/$pid/status))); done; echo "$total"; }
 
 "$GMU" serve --model "$MODEL" --name mfeat --addr 127.0.0.1:8181 --threads 2 >/dev/null 2>&1 &
 PYTHONPATH=bench "$PY" bench/serve_fastapi.py "$work/mfeat.onnx" mfeat 8182 --workers 2 &

@@ -12,7 +12,6 @@ Usage: python bench/serve_fastapi.py MODEL.onnx NAME PORT [--workers 2]"""
 
 import argparse
 import os
-import socket
 
 parser = argparse.ArgumentParser()
 parser.add_argument("onnx")
@@ -24,10 +23,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import uvicorn  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 
+import reuseport  # noqa: E402
 from onnx_torch import TorchGraph  # noqa: E402
 
 torch.set_num_threads(1)
@@ -61,23 +60,4 @@ async def infer(name: str, request: Request):
     return response
 
 
-def serve():
-    # IPPROTO_TCP named explicitly: asyncio sets TCP_NODELAY only on sockets whose proto says TCP,
-    # and without it every keep-alive answer waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(1024)
-    config = uvicorn.Config(app, log_level="warning", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
-
-
-children = []
-for _ in range(args.workers - 1):
-    pid = os.fork()
-    if pid == 0:
-        serve()
-        os._exit(0)
-    children.append(pid)
-serve()
+reuseport.run(app, args.port, args.workers)

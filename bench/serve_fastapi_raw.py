@@ -17,7 +17,6 @@ import argparse
 import base64
 import io
 import os
-import socket
 import sys
 
 parser = argparse.ArgumentParser()
@@ -33,7 +32,6 @@ import numpy as np  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import uvicorn  # noqa: E402
 from fastapi import FastAPI, HTTPException, Request  # noqa: E402
 from fastapi.responses import Response  # noqa: E402
 from PIL import Image  # noqa: E402
@@ -41,6 +39,7 @@ from safetensors.torch import load_file  # noqa: E402
 from tokenizers import Tokenizer  # noqa: E402
 from transformers import BertConfig, BertModel  # noqa: E402
 
+import reuseport  # noqa: E402
 from onnx_torch import TorchGraph  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
@@ -110,20 +109,4 @@ async def infer(name: str, request: Request):
     return response
 
 
-def serve():
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(1024)
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False)).run(sockets=[sock])
-
-
-children = []
-for _ in range(args.workers - 1):
-    pid = os.fork()
-    if pid == 0:
-        serve()
-        os._exit(0)
-    children.append(pid)
-serve()
+reuseport.run(app, args.port, args.workers)

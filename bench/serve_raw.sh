@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-10}
 source bench/venv.sh
+source bench/serve_lib.sh
 "$PY" -m pip install -q fastapi==0.128.0 uvicorn==0.40.0 onnx==1.23.2 transformers==5.24.0 timm==1.0.31
 cargo build --release -q
 cargo build --release -q --example loadgen
@@ -54,8 +55,6 @@ PY
 "$GMU" mmimdb --archive "$work/mmimdb" --fusion gmu --no-single --epochs 8 --hidden 32 --batch-size 8 --lr 0.01 \
   --seed 1 --out "$work/run" >/dev/null 2>&1
 "$GMU" export --model "$work/run/gmu" --out "$work/raw.onnx" >/dev/null
-wait_up() { for _ in $(seq 600); do curl -sf "http://$1/v2/health/live" >/dev/null && return; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
-peak_rss() { local total=0; for pid in $(pgrep -f "$1"); do total=$((total + $(awk '/VmHWM/ {print $2}' /proc/$pid/status))); done; echo "$total"; }
 
 "$GMU" serve --model "$work/run/gmu" --name genres --addr 127.0.0.1:8191 --threads 2 >/dev/null 2>&1 &
 PYTHONPATH=bench "$PY" bench/serve_fastapi_raw.py "$work/raw.onnx" genres 8192 --workers 2 &
