@@ -3,16 +3,20 @@
 # batch 32, on 1 and 2 threads. The two alternate round by round (gmu, PyTorch, gmu, ...) so the
 # shared machine's noise hits both alike; the summary gives each side's median over the rounds
 # and the median of the per-round ratios. Needs `gmu encoders fetch`.
-# Usage: bench/encode.sh [--rounds N] [--batches N] [--only minilm|effnet-lite0].
+# Usage: bench/encode.sh [--rounds N] [--batches N] [--only minilm|effnet-lite0] [--bf16].
+# --bf16 adds, each round, gmu under GMU_ENCODER_PRECISION=bf16 (AMX) and PyTorch under
+# torch.autocast(bfloat16) (oneDNN's AMX kernels), so both precisions are compared in one sitting.
 # Creates bench/.venv on first use (BENCH_PYTHON overrides the interpreter; bench/venv.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/venv.sh
 rounds=5
+bf16=0
 args=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --rounds) rounds=$2; shift 2 ;;
+    --bf16) bf16=1; shift ;;
     *) args+=("$1"); shift ;;
   esac
 done
@@ -22,19 +26,25 @@ for threads in 1 2; do
   for ((r = 0; r < rounds; r++)); do
     RAYON_NUM_THREADS=$threads cargo bench -q --bench encode -- --reps 1 "${args[@]}" | tee -a "$out"
     "$PY" bench/encode_torch.py --threads $threads --reps 1 "${args[@]}" | tee -a "$out"
+    if [ $bf16 = 1 ]; then
+      GMU_ENCODER_PRECISION=bf16 RAYON_NUM_THREADS=$threads cargo bench -q --bench encode -- --reps 1 "${args[@]}" | tee -a "$out"
+      "$PY" bench/encode_torch.py --threads $threads --reps 1 --bf16 "${args[@]}" | tee -a "$out"
+    fi
   done
 done
 "$PY" - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-print("\n| encoder | threads | gmu (median) | PyTorch (median) | ratio (median of rounds) |")
-print("|---|---|---|---|---|")
+print("\n| encoder | threads | gmu | PyTorch | gmu (median) | PyTorch (median) | ratio (median of rounds) |")
+print("|---|---|---|---|---|---|---|")
+pairs = [("gmu", "pytorch"), ("gmu-bf16", "pytorch-bf16"), ("gmu-bf16", "pytorch")]
 for enc in dict.fromkeys(r["encoder"] for r in rows):
     for t in (1, 2):
-        g = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == "gmu"]
-        p = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == "pytorch"]
-        if g and p:
-            ratio = statistics.median(a / b for a, b in zip(g, p))
-            print(f"| {enc} | {t} | {statistics.median(g):.2f} | {statistics.median(p):.2f} | {ratio:.2f}x |")
+        for gi, pi in pairs:
+            g = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == gi]
+            p = [r["items_per_s"] for r in rows if r["encoder"] == enc and r["threads"] == t and r["impl"] == pi]
+            if g and p:
+                ratio = statistics.median(a / b for a, b in zip(g, p))
+                print(f"| {enc} | {t} | {gi} | {pi} | {statistics.median(g):.2f} | {statistics.median(p):.2f} | {ratio:.2f}x |")
 PY
 rm -f "$out"

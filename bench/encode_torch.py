@@ -24,10 +24,19 @@ p.add_argument("--threads", type=int, default=2)
 p.add_argument("--batches", type=int, default=3)
 p.add_argument("--reps", type=int, default=3)
 p.add_argument("--only", choices=["minilm", "effnet-lite0"], help="run one encoder")
+p.add_argument("--bf16", action="store_true",
+               help="run under torch.autocast('cpu', dtype=torch.bfloat16): oneDNN's bf16 (AMX) kernels, PyTorch's answer to GMU_ENCODER_PRECISION=bf16")
 p.add_argument("--cache", default=os.environ.get("GMU_ENCODERS_DIR", os.path.expanduser("~/.cache/gmu/encoders")))
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 B = 32
+IMPL = "pytorch-bf16" if a.bf16 else "pytorch"
+
+
+def precision():
+    """The autocast context --bf16 asks for, or none."""
+    import contextlib
+    return torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext()
 
 
 def median(xs):
@@ -69,12 +78,12 @@ def minilm():
     enc = tok.encode_batch(texts)
     ids = torch.tensor([e.ids for e in enc])
     mask = torch.tensor([e.attention_mask for e in enc])
-    with torch.inference_mode():
+    with torch.inference_mode(), precision():
         pooled(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
 
 
 if run("minilm"):
-    print(json.dumps({"impl": "pytorch", "encoder": "minilm", "tokens": 256, "batch": B, "threads": a.threads, "items_per_s": round(timed(minilm), 2)}))
+    print(json.dumps({"impl": IMPL, "encoder": "minilm", "tokens": 256, "batch": B, "threads": a.threads, "items_per_s": round(timed(minilm), 2)}))
 
 if not run("effnet-lite0"):
     sys.exit(0)
@@ -91,8 +100,8 @@ x = torch.randn(B, 3, 224, 224)
 
 
 def effnet():
-    with torch.inference_mode():
+    with torch.inference_mode(), precision():
         net.forward_head(net.forward_features(x), pre_logits=True)
 
 
-print(json.dumps({"impl": "pytorch", "encoder": "effnet-lite0", "size": 224, "batch": B, "threads": a.threads, "items_per_s": round(timed(effnet), 2)}))
+print(json.dumps({"impl": IMPL, "encoder": "effnet-lite0", "size": 224, "batch": B, "threads": a.threads, "items_per_s": round(timed(effnet), 2)}))

@@ -60,9 +60,18 @@ fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
         })
         .collect();
     println!(
-        "{{\"impl\": \"gmu\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        "{{\"impl\": \"{}\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        implementation(minilm.precision()),
         median(times)
     );
+}
+
+/// `gmu`, or `gmu-bf16` where the encoder runs in bf16 (`GMU_ENCODER_PRECISION=bf16` with AMX).
+fn implementation(precision: gmu::cpu::amx::EncoderPrecision) -> &'static str {
+    match precision {
+        gmu::cpu::amx::EncoderPrecision::F32 => "gmu",
+        gmu::cpu::amx::EncoderPrecision::Bf16 => "gmu-bf16",
+    }
 }
 
 fn effnet_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
@@ -85,7 +94,8 @@ fn effnet_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
         })
         .collect();
     println!(
-        "{{\"impl\": \"gmu\", \"encoder\": \"effnet-lite0\", \"size\": 224, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        "{{\"impl\": \"{}\", \"encoder\": \"effnet-lite0\", \"size\": 224, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        implementation(effnet.precision()),
         median(times)
     );
 }

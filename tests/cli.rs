@@ -267,6 +267,13 @@ fn gmu_cpu_forces_a_kernel_level_or_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     assert_refused(&run("avx3", &dir.path().join("bad")), "GMU_CPU=avx3: expected avx512, avx2 or scalar");
     assert!(!dir.path().join("bad").exists());
+    let precision = Command::new(env!("CARGO_BIN_EXE_gmu"))
+        .args(["demo", "--out", dir.path().join("bad").to_str().unwrap()])
+        .env("GMU_ENCODER_PRECISION", "fp8")
+        .output()
+        .unwrap();
+    assert_refused(&precision, "GMU_ENCODER_PRECISION='fp8': expected f32 or bf16");
+    assert!(!dir.path().join("bad").exists());
     let accuracy = |level: &str| {
         let out = dir.path().join(level);
         let r = run(level, &out);

@@ -207,6 +207,18 @@ macro_rules! wide_variant {
 }
 pub(crate) use wide_variant;
 
+wide_variant!(
+    /// GELU of every value of `values`, in place.
+    pub fn gelu_slice(values: &mut [f32]) = gelu_slice_body
+);
+
+#[inline(always)]
+fn gelu_slice_body(values: &mut [f32]) {
+    for v in values.iter_mut() {
+        *v = gelu(*v);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! The CPU kernels every hand-written engine and encoder shares: SIMD
 //! element-wise functions with run-time dispatch ([`kernels`]), the packed
-//! GEMM ([`packed`]) and strided products through the `gemm` crate
+//! GEMM ([`packed`]; in bf16 on AMX, [`amx`], where asked) and strided products through the `gemm` crate
 //! ([`gemm`]), the picture CNN's convolutions ([`conv`]), the losses
 //! ([`loss`]) and Adam ([`adam`]).
 //!
@@ -9,6 +9,7 @@
 //! engine.
 
 pub mod adam;
+pub mod amx;
 pub mod conv;
 pub mod gemm;
 pub mod kernels;

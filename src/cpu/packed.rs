@@ -25,7 +25,8 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{SimdLevel, simd_level};
+use super::amx::{Bf16Matrix, EncoderPrecision};
+use super::kernels::{SimdLevel, gelu_slice, simd_level};
 
 /// Columns of a panel: two ymm registers.
 pub const NR: usize = 16;
@@ -49,6 +50,9 @@ pub struct PackedMatrix {
     /// the kernel's 32-byte loads never straddle a cache line.
     data: Vec<f32>,
     offset: usize,
+    /// The same matrix in bf16 for AMX, where [`set_precision`](Self::set_precision) asked for it
+    /// (the `f32` copy is then dropped and every product runs on this one).
+    bf16: Option<Box<Bf16Matrix>>,
 }
 
 impl PackedMatrix {
@@ -72,10 +76,11 @@ impl PackedMatrix {
     /// A `[0, 0]` matrix, to be filled by [`repack_rows`](Self::repack_rows) or
     /// [`repack_columns`](Self::repack_columns).
     pub fn empty() -> PackedMatrix {
-        PackedMatrix { k: 0, n: 0, n_padded: 0, data: Vec::new(), offset: 0 }
+        PackedMatrix { k: 0, n: 0, n_padded: 0, data: Vec::new(), offset: 0, bf16: None }
     }
 
     fn reset(&mut self, k: usize, n: usize) {
+        self.bf16 = None;
         self.n_padded = n.div_ceil(NR) * NR;
         (self.k, self.n) = (k, n);
         let len = k * self.n_padded;
@@ -131,6 +136,36 @@ impl PackedMatrix {
         }
     }
 
+    /// Runs this matrix's products in `precision`: with
+    /// [`EncoderPrecision::Bf16`], where [`amx_bf16`](super::amx::amx_bf16)
+    /// holds, `W` is rounded to bf16 and its `f32` copy dropped; otherwise it
+    /// stays as it is. For frozen weights only. Returns the precision it now runs in.
+    pub fn set_precision(&mut self, precision: EncoderPrecision) -> EncoderPrecision {
+        if self.bf16.is_some() {
+            return EncoderPrecision::Bf16;
+        }
+        if precision == EncoderPrecision::Bf16 && super::amx::amx_bf16() && self.k > 0 {
+            let (n_padded, packed) = (self.n_padded, self.packed());
+            // element (i, j) in the f32 layout: block of `KC` rows, panel of `NR` columns
+            let bf16 = Bf16Matrix::new(self.k, self.n, |i, j| {
+                let (k0, kk) = (i / KC * KC, i % KC);
+                let kc = KC.min(self.k - k0);
+                packed[k0 * n_padded + (j / NR) * kc * NR + kk * NR + j % NR]
+            });
+            self.bf16 = Some(Box::new(bf16));
+            self.data = Vec::new();
+            self.offset = 0;
+            return EncoderPrecision::Bf16;
+        }
+        EncoderPrecision::F32
+    }
+
+    /// The bf16 matrix, where [`set_precision`](Self::set_precision) made one
+    /// (for callers that fuse products through bf16, as MiniLM's feed-forward does).
+    pub fn bf16(&self) -> Option<&Bf16Matrix> {
+        self.bf16.as_deref()
+    }
+
     /// Rows of `W` (the inner dimension).
     pub fn k(&self) -> usize {
         self.k
@@ -151,6 +186,9 @@ impl PackedMatrix {
             x.len(),
             out.len()
         );
+        if let Some(bf16) = &self.bf16 {
+            return bf16.matmul_acc(x, out);
+        }
         let level = simd_level();
         out.par_chunks_mut(MC * n)
             .zip(x.par_chunks(MC * k))
@@ -163,6 +201,9 @@ impl PackedMatrix {
     pub fn affine(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool) {
         let n = self.n;
         assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
+        if let Some(bf16) = &self.bf16 {
+            return bf16.affine(x, bias, out, accumulate, false);
+        }
         out.par_chunks_mut(MC * n).for_each(|band| {
             for row in band.chunks_exact_mut(n) {
                 if accumulate {
@@ -173,6 +214,18 @@ impl PackedMatrix {
             }
         });
         self.matmul_acc(x, out);
+    }
+
+    /// `out = GELU(x · W + b)` (a transformer's feed-forward layer); in bf16
+    /// in one pass over `out` (see [`Bf16Matrix::affine`]), in `f32` as
+    /// [`affine`](Self::affine) and then GELU over `out`.
+    pub fn affine_gelu(&self, x: &[f32], bias: &[f32], out: &mut [f32]) {
+        if let Some(bf16) = &self.bf16 {
+            assert_eq!(bias.len(), self.n, "a bias of {} values for W [{}, {}]", bias.len(), self.k, self.n);
+            return bf16.affine(x, bias, out, false, true);
+        }
+        self.affine(x, bias, out, false);
+        out.par_chunks_mut(MC * self.n).for_each(gelu_slice);
     }
 
     /// `out[rows, n] (+)= x[rows, k] · W` on the calling thread, with `x`'s
@@ -188,6 +241,9 @@ impl PackedMatrix {
             ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
             "x or out too short for [{rows}, {k}] x [{k}, {n}]"
         );
+        if let Some(bf16) = &self.bf16 {
+            return bf16.band(x, lda, rows, out, ldc, accumulate);
+        }
         self.band(Band { x, lda, rows, out, ldc }, accumulate, simd_level());
     }
 

@@ -46,6 +46,10 @@ pub struct Encoded {
     /// Where the inputs came from (file and column), for the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// `"bf16"` where the encoder's products ran in bf16 on AMX
+    /// (`GMU_ENCODER_PRECISION=bf16`); absent: `f32`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 /// The sidecar path of a feature file: `text.npy` → `text.npy.json`.
@@ -204,6 +208,7 @@ pub fn encode_to_npy(
             _ => None,
         },
         source,
+        precision: (encoder.precision() == crate::cpu::amx::EncoderPrecision::Bf16).then(|| "bf16".to_string()),
     };
     // Both files are complete before either is moved into place; a sidecar
     // that cannot be moved takes the features with it, so a failed encode

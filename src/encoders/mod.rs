@@ -578,6 +578,16 @@ impl Encoder {
         }
     }
 
+    /// The precision of the network's big products: `Bf16` only for MiniLM and
+    /// EfficientNet-Lite0 on the CPU under `GMU_ENCODER_PRECISION=bf16` with AMX.
+    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+        match self {
+            Encoder::MiniLm(e) => e.precision(),
+            Encoder::EffnetLite0(e) => e.precision(),
+            _ => crate::cpu::amx::EncoderPrecision::F32,
+        }
+    }
+
     /// Text or image.
     pub fn modality(&self) -> Modality {
         match self {

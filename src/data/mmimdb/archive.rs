@@ -369,16 +369,26 @@ impl Archive {
         let mut views = Vec::new();
         let mut made = Vec::new();
         for (name, spec, digest) in [("text", text, self.plots_digest()), ("visual", image, self.posters_digest()?)] {
+            // features made in bf16 (GMU_ENCODER_PRECISION=bf16 with AMX) are cached apart from f32 ones
+            let bf16 = matches!(
+                spec.encoder,
+                crate::encoders::EncoderKind::MiniLm | crate::encoders::EncoderKind::EffnetLite0
+            ) && crate::device::is_cpu(device)
+                && crate::cpu::amx::encoder_precision() == crate::cpu::amx::EncoderPrecision::Bf16;
             let key = {
                 use sha2::{Digest, Sha256};
                 let mut h = Sha256::new();
                 h.update(serde_json::to_string(spec).expect("spec serialises").as_bytes());
                 h.update(digest.as_bytes());
+                if bf16 {
+                    h.update(b"bf16");
+                }
                 crate::encoders::fetch::hex(&h.finalize()[..8])
             };
             let path = cache.join(format!("{name}-{}-{key}.npy", spec.label()));
             let cached = crate::encoders::encode::read_sidecar(&path)?
-                .filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file());
+                .filter(|e| &e.encoder == spec && e.rows == self.movies.len() && path.is_file())
+                .filter(|e| e.precision.is_some() == bf16);
             let (reused, missing) = match cached {
                 Some(e) => (true, e.missing.len()),
                 None => {

@@ -13,7 +13,8 @@
 use rayon::prelude::*;
 
 use super::config::BertConfig;
-use crate::cpu::kernels::{exp, gelu, lane_sum, wide_variant};
+use crate::cpu::amx::{Bf16Matrix, EncoderPrecision};
+use crate::cpu::kernels::{exp, lane_sum, wide_variant};
 use crate::cpu::packed::PackedMatrix;
 use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
@@ -56,6 +57,8 @@ pub struct CpuBert {
     ff: usize,
     vocab: usize,
     max_positions: usize,
+    /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
+    precision: EncoderPrecision,
     /// The forward's buffers, kept between calls (a batch of 32 × 256 tokens needs about
     /// 75 MB; fresh pages for every batch cost page faults and zeroing).
     scratch: std::sync::Mutex<Scratch>,
@@ -70,6 +73,8 @@ struct Scratch {
     context: Vec<f32>,
     /// `[tokens, ff]`.
     inner: Vec<f32>,
+    /// The same in bf16, `[tokens rounded up to 32, ff rounded up to 32]`, where the encoder runs in bf16.
+    inner_bf16: Vec<u16>,
 }
 
 /// A pointer that rayon tasks writing disjoint parts of one buffer share.
@@ -94,6 +99,11 @@ struct AttentionScratch {
     keys: PackedMatrix,
     /// The head's values: `[len, d_head]`.
     values: PackedMatrix,
+    /// The same two in bf16, where the encoder runs in bf16.
+    keys_bf16: Bf16Matrix,
+    values_bf16: Bf16Matrix,
+    /// The softmax's numerators in bf16, `[len rounded up to 32, len rounded up to 32]`.
+    probabilities: Vec<u16>,
 }
 
 impl Default for AttentionScratch {
@@ -103,6 +113,9 @@ impl Default for AttentionScratch {
             inv_sums: Vec::new(),
             keys: PackedMatrix::empty(),
             values: PackedMatrix::empty(),
+            keys_bf16: Bf16Matrix::empty(),
+            values_bf16: Bf16Matrix::empty(),
+            probabilities: Vec::new(),
         }
     }
 }
@@ -175,8 +188,25 @@ impl CpuBert {
             ff,
             vocab,
             max_positions,
+            precision: EncoderPrecision::F32,
             scratch: Default::default(),
         })
+    }
+
+    /// Runs the four linear layers of every encoder layer in `precision`
+    /// (bf16 only where AMX-BF16 runs; see [`crate::cpu::amx`]); attention's
+    /// products, the embeddings and the norms stay `f32`.
+    pub fn set_precision(&mut self, precision: EncoderPrecision) {
+        for layer in &mut self.layers {
+            for m in [&mut layer.qkv, &mut layer.attention_out, &mut layer.intermediate, &mut layer.output] {
+                self.precision = m.set_precision(precision);
+            }
+        }
+    }
+
+    /// The precision the linear layers run in.
+    pub fn precision(&self) -> EncoderPrecision {
+        self.precision
     }
 
     /// Hidden width (384 for MiniLM).
@@ -223,20 +253,29 @@ impl CpuBert {
         }
         self.layer_norm(&mut x, &self.embedding_norm);
         let mut scratch = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Scratch { qkv, context, inner } = &mut *scratch;
-        for (buffer, width) in [(&mut *qkv, 3 * d), (&mut *context, d), (&mut *inner, self.ff)] {
+        let Scratch { qkv, context, inner, inner_bf16 } = &mut *scratch;
+        // in bf16 the feed-forward's intermediate lives in `inner_bf16` only
+        let ff = if self.precision == EncoderPrecision::Bf16 { 0 } else { self.ff };
+        for (buffer, width) in [(&mut *qkv, 3 * d), (&mut *context, d), (&mut *inner, ff)] {
             buffer.resize(n * width, 0.0);
         }
-        let (qkv, context, inner) = (&mut qkv[..n * 3 * d], &mut context[..n * d], &mut inner[..n * self.ff]);
+        let (qkv, context, inner) = (&mut qkv[..n * 3 * d], &mut context[..n * d], &mut inner[..n * ff]);
         for layer in &self.layers {
             layer.qkv.affine(&x, &layer.qkv_bias, qkv, false);
             self.attention(qkv, rows, &starts, context);
             // x ← LN(x + context W + b)
             layer.attention_out.affine(context, &layer.attention_out_bias, &mut x, true);
             self.layer_norm(&mut x, &layer.attention_norm);
-            layer.intermediate.affine(&x, &layer.intermediate_bias, inner, false);
-            par_rows(inner, self.ff, gelu_row);
-            layer.output.affine(inner, &layer.output_bias, &mut x, true);
+            if let (Some(first), Some(second)) = (layer.intermediate.bf16(), layer.output.bf16()) {
+                // x ← x + GELU(x W₁ + b₁) W₂ + b₂ with the intermediate written once, in bf16
+                let width = second.a_width();
+                inner_bf16.resize(n.div_ceil(32) * 32 * width, 0);
+                first.affine_into_bf16(&x, &layer.intermediate_bias, inner_bf16, width, true);
+                second.affine_from_bf16(inner_bf16, n, &layer.output_bias, &mut x, true);
+            } else {
+                layer.intermediate.affine_gelu(&x, &layer.intermediate_bias, inner);
+                layer.output.affine(inner, &layer.output_bias, &mut x, true);
+            }
             self.layer_norm(&mut x, &layer.output_norm);
         }
         Ok(x)
@@ -270,25 +309,44 @@ impl CpuBert {
         let (d, heads) = (self.hidden, self.heads);
         let dh = d / heads;
         let out = Shared(context.as_mut_ptr());
+        // attention's products in bf16 too where the linear layers are (as PyTorch's autocast does)
+        let bf16 = self.precision == EncoderPrecision::Bf16;
         let tasks: Vec<(usize, usize)> =
             (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
         tasks.into_par_iter().for_each_init(AttentionScratch::default, |scratch, (r, h)| {
             let (len, start) = (rows[r].len(), starts[r]);
-            let AttentionScratch { scores, inv_sums, keys, values } = scratch;
+            let AttentionScratch { scores, inv_sums, keys, values, keys_bf16, values_bf16, probabilities } = scratch;
             scores.resize(len * len, 0.0);
             inv_sums.resize(len, 0.0);
             // this text's rows of qkv `[n, 3d]`; the head's q, k and v start at these columns
             let block = &qkv[start * 3 * d..(start + len) * 3 * d];
             let (q, k, v) = (h * dh, d + h * dh, 2 * d + h * dh);
-            keys.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
-            values.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
-            keys.matmul_strided(&block[q..], 3 * d, len, scores, len, false);
-            softmax_numerators(scores, inv_sums);
+            if bf16 {
+                keys_bf16.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
+                keys_bf16.band(&block[q..], 3 * d, len, scores, len, false);
+            } else {
+                keys.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
+                keys.matmul_strided(&block[q..], 3 * d, len, scores, len, false);
+            }
+            if bf16 {
+                values_bf16.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
+                let width = values_bf16.a_width();
+                probabilities.clear();
+                probabilities.resize(len.div_ceil(32) * 32 * width, 0);
+                softmax_numerators_bf16(scores, inv_sums, probabilities, width);
+            } else {
+                softmax_numerators(scores, inv_sums);
+            }
             // SAFETY: the task writes only rows start..start+len, columns
             // h·dh..(h+1)·dh of context, which no other task writes.
             let context =
                 unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
-            values.matmul_strided(scores, len, len, context, d, false);
+            if bf16 {
+                values_bf16.band_bf16(probabilities, len, context, d, false);
+            } else {
+                values.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
+                values.matmul_strided(scores, len, len, context, d, false);
+            }
             for (i, inv) in inv_sums.iter().enumerate() {
                 context[i * d..][..dh].iter_mut().for_each(|c| *c *= inv);
             }
@@ -320,18 +378,6 @@ fn layer_norm_body(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 wide_variant!(
-    /// GELU of every value of `row`, in place.
-    fn gelu_row(row: &mut [f32]) = gelu_body
-);
-
-#[inline(always)]
-fn gelu_body(row: &mut [f32]) {
-    for v in row.iter_mut() {
-        *v = gelu(*v);
-    }
-}
-
-wide_variant!(
     /// For each of the `inv_sums.len()` rows of `scores`: `row ← e^(row − max row)`
     /// and `inv_sum ← 1 / Σ row` (a softmax whose division waits for the
     /// `[len, d_head]` product instead of passing over `[len, len]` again).
@@ -351,12 +397,65 @@ fn par_rows(x: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
     x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|chunk| chunk.chunks_exact_mut(width).for_each(&f));
 }
 
+wide_variant!(
+    /// [`softmax_numerators`] with the numerators also written to `out` in
+    /// bf16, rows `width` apart (the left operand of the product by the values).
+    fn softmax_numerators_bf16(scores: &mut [f32], inv_sums: &mut [f32], out: &mut [u16], width: usize) = softmax_numerators_bf16_body
+);
+
+#[inline(always)]
+fn softmax_numerators_bf16_body(scores: &mut [f32], inv_sums: &mut [f32], out: &mut [u16], width: usize) {
+    let len = inv_sums.len();
+    for ((row, inv), out) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()).zip(out.chunks_exact_mut(width)) {
+        let max = lanes_max(row);
+        let mut acc = [0f32; LANES];
+        let mut chunks = row.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (a, v) in acc.iter_mut().zip(c) {
+                *v = exp_for_bf16(*v - max);
+                *a += *v;
+            }
+        }
+        let mut tail = 0.0;
+        for v in chunks.into_remainder() {
+            *v = exp_for_bf16(*v - max);
+            tail += *v;
+        }
+        *inv = 1.0 / (acc.iter().sum::<f32>() + tail);
+        for (o, v) in out.iter_mut().zip(row.iter()) {
+            *o = crate::cpu::amx::to_bf16(*v);
+        }
+    }
+}
+
+/// `e^x` for `x ≤ 0` to about 4e-5 relative error (range reduction and a
+/// degree-4 polynomial with fused multiply-adds): enough for numerators that
+/// are rounded to bf16 (2⁻⁹) next. Only the AVX-512 variant runs (bf16 needs
+/// AMX), where `mul_add` is one instruction.
+#[inline(always)]
+fn exp_for_bf16(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.max(-87.0);
+    let shifted = x.mul_add(std::f32::consts::LOG2_E, MAGIC);
+    let n = shifted - MAGIC;
+    let n_int = shifted.to_bits() as i32 - MAGIC.to_bits() as i32;
+    let r = n.mul_add(-std::f32::consts::LN_2, x);
+    let p = r.mul_add(1.0 / 24.0, 1.0 / 6.0);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r, 1.0);
+    let p = p.mul_add(r, 1.0);
+    p * f32::from_bits(((n_int + 127) as u32) << 23)
+}
+
+/// Independent lanes of the softmax's max and sum: one zmm register (two ymm).
+const LANES: usize = 16;
+
 /// `row ← e^(row − max row)`, returning the new row's sum (softmax before its division).
 #[inline(always)]
 fn exp_shifted(row: &mut [f32]) -> f32 {
     let max = lanes_max(row);
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact_mut(8);
+    let mut acc = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
     for c in &mut chunks {
         for (a, v) in acc.iter_mut().zip(c) {
             *v = exp(*v - max);
@@ -374,8 +473,8 @@ fn exp_shifted(row: &mut [f32]) -> f32 {
 /// `max x` in eight lanes (`-∞` for an empty row).
 #[inline(always)]
 fn lanes_max(x: &[f32]) -> f32 {
-    let mut acc = [f32::NEG_INFINITY; 8];
-    let mut chunks = x.chunks_exact(8);
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut chunks = x.chunks_exact(LANES);
     for c in &mut chunks {
         acc.iter_mut().zip(c).for_each(|(a, &v)| *a = if v > *a { v } else { *a });
     }

@@ -29,7 +29,7 @@ use tensor::Bert;
 /// The network behind a [`SentenceEncoder`]: the flat CPU forward on a CPU
 /// device, burn's module elsewhere.
 enum Network {
-    Cpu(CpuBert),
+    Cpu(Box<CpuBert>),
     Burn(Box<Bert>, Device),
 }
 
@@ -63,9 +63,10 @@ impl SentenceEncoder {
     pub fn load(model: &Path, tokenizer: &Path, max_tokens: usize, device: &Device) -> Result<SentenceEncoder> {
         let weights = Weights::read(model)?;
         let (network, max_positions) = if crate::device::is_cpu(device) {
-            let bert = CpuBert::from_weights(&weights, BertConfig::MINILM)?;
+            let mut bert = CpuBert::from_weights(&weights, BertConfig::MINILM)?;
+            bert.set_precision(crate::cpu::amx::encoder_precision());
             let max = bert.max_positions();
-            (Network::Cpu(bert), max)
+            (Network::Cpu(Box::new(bert)), max)
         } else {
             let bert = Bert::from_weights(&weights, BertConfig::MINILM, device)?;
             let max = bert.max_positions;
@@ -79,6 +80,23 @@ impl SentenceEncoder {
         }
         let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
         Ok(SentenceEncoder { network, tokenizer, max_tokens })
+    }
+
+    /// Runs the network's linear layers in `precision` (on the CPU network;
+    /// other devices keep theirs). [`load`](Self::load) sets the process's
+    /// [`encoder_precision`](crate::cpu::amx::encoder_precision).
+    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+        if let Network::Cpu(bert) = &mut self.network {
+            bert.set_precision(precision);
+        }
+    }
+
+    /// The precision the network's linear layers run in.
+    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+        match &self.network {
+            Network::Cpu(bert) => bert.precision(),
+            Network::Burn(..) => crate::cpu::amx::EncoderPrecision::F32,
+        }
     }
 
     /// Width of an embedding.
@@ -289,5 +307,46 @@ pub(crate) mod tests {
             encoder.encode(&["", "  "]).unwrap(),
             vec![Err("empty text".to_string()), Err("empty text".to_string())]
         );
+    }
+
+    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX only) against the
+    /// same reference: how far the embeddings move (stated in BENCHMARKS.md),
+    /// and a row's embedding still independent of its batch.
+    #[test]
+    fn real_minilm_in_bf16_stays_close_to_transformers() {
+        use crate::cpu::amx::{EncoderPrecision, amx_bf16};
+        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::MiniLm) else { return };
+        if !amx_bf16() {
+            eprintln!("skipped: no AMX-BF16 on this CPU");
+            return;
+        }
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");
+        let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let mut encoder =
+            SentenceEncoder::load(&dir.join("model.safetensors"), &dir.join("tokenizer.json"), 256, &Device::default())
+                .unwrap();
+        encoder.set_precision(EncoderPrecision::Bf16);
+        let (mut texts, mut wanted) = (Vec::new(), Vec::new());
+        for entry in reference["texts"].as_array().unwrap() {
+            if let (Some(e), 256) = (entry.get("embedding"), entry["max_tokens"].as_u64().unwrap()) {
+                texts.push(entry["text"].as_str().unwrap());
+                wanted.push(e.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect::<Vec<_>>());
+            }
+        }
+        let rows = encoder.encode(&texts).unwrap();
+        let (mut worst, mut least_cosine) = (0f32, 1f32);
+        for (i, (row, want)) in rows.iter().zip(&wanted).enumerate() {
+            let row = row.as_ref().unwrap();
+            worst = row.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(worst, f32::max);
+            // both unit vectors
+            least_cosine = least_cosine.min(row.iter().zip(want).map(|(a, b)| a * b).sum());
+            let alone = encoder.encode(&texts[i..=i]).unwrap();
+            assert_eq!(alone[0].as_ref().unwrap(), row, "{:?} alone differs from its batch", texts[i]);
+        }
+        eprintln!(
+            "MiniLM bf16: max abs difference to transformers {worst:.2e}, least cosine {least_cosine:.6} over {} texts",
+            texts.len()
+        );
+        assert!(worst < 5e-3 && least_cosine > 0.9999, "max abs difference {worst}, least cosine {least_cosine}");
     }
 }

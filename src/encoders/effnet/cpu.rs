@@ -79,6 +79,8 @@ pub struct CpuEffnet {
     head: Pointwise,
     /// `_fc`: `[1280, classes]` row-major (`[in, out]`), bias `[classes]`.
     classifier: Option<(Vec<f32>, Vec<f32>)>,
+    /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
+    precision: crate::cpu::amx::EncoderPrecision,
 }
 
 impl CpuEffnet {
@@ -138,7 +140,26 @@ impl CpuEffnet {
             }
             None => None,
         };
-        Ok(CpuEffnet { stem, blocks, head, classifier })
+        Ok(CpuEffnet { stem, blocks, head, classifier, precision: crate::cpu::amx::EncoderPrecision::F32 })
+    }
+
+    /// Runs the pointwise convolutions and the stem in `precision` (bf16 on
+    /// AMX where asked; see [`crate::cpu::amx`]); the depthwise
+    /// convolutions and the classifier stay `f32`.
+    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+        self.stem.weight.set_precision(precision);
+        for block in &mut self.blocks {
+            if let Some(expand) = &mut block.expand {
+                expand.weight.set_precision(precision);
+            }
+            block.project.weight.set_precision(precision);
+        }
+        self.precision = self.head.weight.set_precision(precision);
+    }
+
+    /// The precision the pointwise convolutions run in.
+    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+        self.precision
     }
 
     /// Width of the pooled features (1280).

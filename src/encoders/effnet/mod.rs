@@ -48,11 +48,30 @@ impl ImageEncoder {
     pub fn load(path: &Path, device: &Device) -> Result<ImageEncoder> {
         let weights = Weights::read(path)?;
         let network = if crate::device::is_cpu(device) {
-            Network::Cpu(CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?)
+            let mut net = CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?;
+            net.set_precision(crate::cpu::amx::encoder_precision());
+            Network::Cpu(net)
         } else {
             Network::Burn(Box::new(EffnetLite::from_weights(&weights, &LITE0_STRIDES, device)?), device.clone())
         };
         Ok(ImageEncoder { network })
+    }
+
+    /// Runs the network's pointwise convolutions in `precision` (on the CPU
+    /// network; other devices keep theirs). [`load`](Self::load) sets the
+    /// process's [`encoder_precision`](crate::cpu::amx::encoder_precision).
+    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+        if let Network::Cpu(net) = &mut self.network {
+            net.set_precision(precision);
+        }
+    }
+
+    /// The precision the network's pointwise convolutions run in.
+    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+        match &self.network {
+            Network::Cpu(net) => net.precision(),
+            Network::Burn(..) => crate::cpu::amx::EncoderPrecision::F32,
+        }
     }
 
     /// Width of the features (1280).
@@ -240,5 +259,36 @@ pub(crate) mod tests {
             let (class, p) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
             assert!((probs[class] - p).abs() < 1e-3, "class {class}: {} vs {p}", probs[class]);
         }
+    }
+
+    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX only) on the same
+    /// photo: how far the features move (stated in BENCHMARKS.md) and the
+    /// same top five classes.
+    #[test]
+    fn real_effnet_in_bf16_stays_close_to_pytorch() {
+        use crate::cpu::amx::{EncoderPrecision, amx_bf16};
+        let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
+        if !amx_bf16() {
+            eprintln!("skipped: no AMX-BF16 on this CPU");
+            return;
+        }
+        let (reference, x) = reference();
+        let mut encoder = ImageEncoder::load(&dir.join("efficientnet-lite0.pth"), &Device::default()).unwrap();
+        encoder.set_precision(EncoderPrecision::Bf16);
+        let features = encoder.encode_pixels(&[x]);
+        let want = floats(&reference["features"]);
+        let worst = features.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let norm = |v: &[f32]| v.iter().map(|a| a * a).sum::<f32>().sqrt();
+        let cosine = features.iter().zip(&want).map(|(a, b)| a * b).sum::<f32>() / (norm(&features) * norm(&want));
+        let largest = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        eprintln!(
+            "EfficientNet-Lite0 bf16: max abs difference to PyTorch {worst:.2e} (largest feature {largest:.2}), cosine {cosine:.6}"
+        );
+        let logits = encoder.classify(&features).unwrap();
+        let mut order: Vec<usize> = (0..logits.len()).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        eprintln!("top 5 in bf16: {:?}", &order[..5]);
+        assert!(cosine > 0.999, "cosine {cosine}");
+        assert_eq!(order[..4], [282, 285, 281, 287], "tiger cat, Egyptian cat, tabby, lynx");
     }
 }
