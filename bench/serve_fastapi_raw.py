@@ -24,6 +24,9 @@ parser.add_argument("onnx")
 parser.add_argument("name")
 parser.add_argument("port", type=int)
 parser.add_argument("--workers", type=int, default=2)
+parser.add_argument("--bf16", action="store_true",
+                    help="the encoders under torch.autocast('cpu', dtype=torch.bfloat16) (oneDNN's AMX kernels), "
+                         "beside gmu's GMU_ENCODER_PRECISION=bf16; the fusion stays float32 in both")
 parser.add_argument("--cache", default=os.environ.get("GMU_ENCODERS_DIR", os.path.expanduser("~/.cache/gmu/encoders")))
 args = parser.parse_args()
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -76,6 +79,12 @@ def poster(data: bytes) -> torch.Tensor:
     return (x[:, :, top:top + 224, left:left + 224] - 127.0) / 128.0
 
 
+def precision():
+    """The autocast context --bf16 asks for, or none."""
+    import contextlib
+    return torch.autocast("cpu", dtype=torch.bfloat16) if args.bf16 else contextlib.nullcontext()
+
+
 app = FastAPI()
 
 
@@ -98,8 +107,10 @@ async def infer(name: str, request: Request):
         enc = tok.encode_batch(texts)
         ids = torch.tensor([e.ids for e in enc])
         mask = torch.tensor([e.attention_mask for e in enc])
-        text = pooled(bert(input_ids=ids, attention_mask=mask).last_hidden_state, mask)
-        visual = effnet.forward_head(effnet.forward_features(images), pre_logits=True)
+        with precision():
+            hidden = bert(input_ids=ids, attention_mask=mask).last_hidden_state.float()
+            visual = effnet.forward_head(effnet.forward_features(images), pre_logits=True).float()
+        text = pooled(hidden, mask)
         outs = graph({"text": text, "visual": visual})
     response = {"model_name": name, "outputs": []}
     for o, value in zip(graph.outputs, outs):

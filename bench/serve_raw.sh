@@ -10,10 +10,14 @@
 # machine's two cores: gmu one process (--threads 2), FastAPI two uvicorn processes on one port, one
 # PyTorch thread each. The answers are compared first (largest probability difference), the peak
 # resident memory of each is printed last. Needs the encoders (`gmu encoders fetch`).
-# Usage: bench/serve_raw.sh [SECONDS]
+# With --bf16, both also run their encoders in bf16 (gmu: GMU_ENCODER_PRECISION=bf16 on AMX;
+# FastAPI: torch.autocast bfloat16, oneDNN's AMX kernels) as a second pair of servers, same cells.
+# Usage: bench/serve_raw.sh [SECONDS] [--bf16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${1:-10}
+BF16=0
+[ "${2:-}" = --bf16 ] && BF16=1
 source bench/venv.sh
 source bench/serve_lib.sh
 "$PY" -m pip install -q fastapi==0.128.0 uvicorn==0.40.0 onnx==1.23.2 transformers==5.24.0 timm==1.0.31
@@ -60,24 +64,41 @@ PY
 PYTHONPATH=bench "$PY" bench/serve_fastapi_raw.py "$work/raw.onnx" genres 8192 --workers 2 &
 wait_up 127.0.0.1:8191
 wait_up 127.0.0.1:8192
+servers="gmu:8191 fastapi:8192"
+if [ $BF16 = 1 ]; then
+  GMU_ENCODER_PRECISION=bf16 "$GMU" serve --model "$work/run/gmu" --name genres --addr 127.0.0.1:8193 --threads 2 >/dev/null 2>&1 &
+  PYTHONPATH=bench "$PY" bench/serve_fastapi_raw.py "$work/raw.onnx" genres 8194 --workers 2 --bf16 &
+  wait_up 127.0.0.1:8193
+  wait_up 127.0.0.1:8194
+  servers="$servers gmu-bf16:8193 fastapi-bf16:8194"
+fi
 echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 for rows in 1 8; do
-  curl -sf -H 'content-type: application/json' --data-binary @"$work/rows$rows.json" http://127.0.0.1:8191/v2/models/genres/infer >"$work/gmu$rows.out"
-  curl -sf -H 'content-type: application/json' --data-binary @"$work/rows$rows.json" http://127.0.0.1:8192/v2/models/genres/infer >"$work/py$rows.out"
-  "$PY" - "$work/gmu$rows.out" "$work/py$rows.out" "$rows" <<'PY'
+  for s in $servers; do
+    curl -sf -H 'content-type: application/json' --data-binary @"$work/rows$rows.json" \
+      http://127.0.0.1:${s#*:}/v2/models/genres/infer >"$work/${s%%:*}$rows.out"
+  done
+  # every answer against gmu's default (f32) one
+  "$PY" - "$work" "$rows" $servers <<'PY'
 import json, sys, numpy as np
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-get = lambda r, n: np.asarray(next(o for o in r["outputs"] if o["name"] == n)["data"], dtype=np.float64)
-print(f"rows={sys.argv[3]}: largest |p_gmu - p_python| = {np.abs(get(a, 'probabilities') - get(b, 'probabilities')).max():.2e}")
+work, rows, names = sys.argv[1], sys.argv[2], [s.split(":")[0] for s in sys.argv[3:]]
+get = lambda n: np.asarray(next(o for o in json.load(open(f"{work}/{n}{rows}.out"))["outputs"]
+                                if o["name"] == "probabilities")["data"], dtype=np.float64)
+for n in names[1:]:
+    print(f"rows={rows}: largest |p_{n} - p_gmu| = {np.abs(get(n) - get('gmu')).max():.2e}")
 PY
 done
-for port in 8191 8192; do
-  echo "ceiling $port GET /v2/health/live c=8: $("$LOAD" 127.0.0.1:$port GET /v2/health/live - 8 "$SECONDS_EACH")"
+for s in $servers; do
+  echo "ceiling ${s%%:*} GET /v2/health/live c=8: $("$LOAD" 127.0.0.1:${s#*:} GET /v2/health/live - 8 "$SECONDS_EACH")"
 done
 for rows in 1 8; do
   for c in 1 8; do
-    echo "gmu rows=$rows $("$LOAD" 127.0.0.1:8191 POST /v2/models/genres/infer "$work/rows$rows.json" $c "$SECONDS_EACH")"
-    echo "fastapi rows=$rows $("$LOAD" 127.0.0.1:8192 POST /v2/models/genres/infer "$work/rows$rows.json" $c "$SECONDS_EACH")"
+    for s in $servers; do
+      echo "${s%%:*} rows=$rows $("$LOAD" 127.0.0.1:${s#*:} POST /v2/models/genres/infer "$work/rows$rows.json" $c "$SECONDS_EACH")"
+    done
   done
 done
-echo "peak RSS kB: gmu $(peak_rss 'gmu serve --model') fastapi (2 processes) $(peak_rss 'serve_fastapi_raw.py')"
+echo "peak RSS kB: gmu $(peak_rss 'addr 127.0.0.1:8191') fastapi (2 processes) $(peak_rss 'genres 8192')"
+if [ $BF16 = 1 ]; then
+  echo "peak RSS kB, bf16: gmu $(peak_rss 'addr 127.0.0.1:8193') fastapi (2 processes) $(peak_rss 'genres 8194')"
+fi

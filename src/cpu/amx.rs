@@ -199,15 +199,16 @@ impl Bf16Matrix {
     pub fn repack_columns<'a>(&mut self, k: usize, n: usize, column: impl Fn(usize) -> &'a [f32]) {
         let tiles = self.reset(k, n);
         let k_tiles = k.div_ceil(TK);
+        let mut pairs = vec![0u16; k_tiles * TK];
         for j in 0..n {
+            // the column in bf16, zero padded to whole tiles, then scattered a pair at a time
+            for (p, v) in pairs.iter_mut().zip(&column(j)[..k]) {
+                *p = to_bf16(*v);
+            }
             let strip = &mut tiles[(j / TN) * k_tiles * TK * TN..][..k_tiles * TK * TN];
             let at = (j % TN) * 2;
-            for (t, chunk) in column(j)[..k].chunks(TK).enumerate() {
-                let tile = &mut strip[t * TK * TN..][..TK * TN];
-                for (r, pair) in chunk.chunks(2).enumerate() {
-                    tile[r * 2 * TN + at] = to_bf16(pair[0]);
-                    tile[r * 2 * TN + at + 1] = pair.get(1).map_or(0, |v| to_bf16(*v));
-                }
+            for (rows, pair) in strip.chunks_exact_mut(2 * TN).zip(pairs.chunks_exact(2)) {
+                rows[at..at + 2].copy_from_slice(pair);
             }
         }
     }

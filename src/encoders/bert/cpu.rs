@@ -331,8 +331,10 @@ impl CpuBert {
             if bf16 {
                 values_bf16.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
                 let width = values_bf16.a_width();
-                probabilities.clear();
+                // every row's columns past `len` must be zero (they meet the values' zero padding);
+                // the rows past `len` only reach output rows that are never written
                 probabilities.resize(len.div_ceil(32) * 32 * width, 0);
+                probabilities.chunks_exact_mut(width).take(len).for_each(|row| row[len..].fill(0));
                 softmax_numerators_bf16(scores, inv_sums, probabilities, width);
             } else {
                 softmax_numerators(scores, inv_sums);
