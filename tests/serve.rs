@@ -789,7 +789,7 @@ fn a_plot_and_a_poster_get_gmu_predicts_numbers_over_the_protocol_and_on_the_pag
     }
     for view in ["text", "visual"] {
         assert_eq!(shown["views"][view]["present"], true);
-        for what in ["gate", "share", "suspect", "importance"] {
+        for what in ["gate", "share", "suspect", "importance", "conflict"] {
             let want = f(&both[format!("{what}_{view}")]);
             assert!(
                 same(f(&shown["views"][view][what]), want),

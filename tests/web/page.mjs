@@ -36,7 +36,7 @@ try {
     const value = (el) => (el.dataset.value === "" ? null : Number(el.dataset.value));
     const out = { predicted: document.querySelector('[data-testid="predicted"]').textContent, probs: {}, views: {} };
     for (const el of document.querySelectorAll('[data-testid="prob"]')) out.probs[el.dataset.label] = value(el);
-    for (const what of ["gate", "share", "suspect", "importance"]) {
+    for (const what of ["gate", "share", "suspect", "importance", "conflict"]) {
       for (const el of document.querySelectorAll(`[data-testid="${what}"]`)) {
         out.views[el.dataset.view] = out.views[el.dataset.view] || {};
         out.views[el.dataset.view][what] = value(el);
