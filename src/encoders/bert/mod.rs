@@ -317,7 +317,7 @@ pub(crate) mod tests {
         use crate::cpu::amx::{EncoderPrecision, amx_bf16};
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::MiniLm) else { return };
         if !amx_bf16() {
-            eprintln!("skipped: no AMX-BF16 on this CPU");
+            crate::encoders::testing::skipped("the bf16 check of the real weights", "this CPU has no AMX-BF16");
             return;
         }
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");

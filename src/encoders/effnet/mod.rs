@@ -269,7 +269,7 @@ pub(crate) mod tests {
         use crate::cpu::amx::{EncoderPrecision, amx_bf16};
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
         if !amx_bf16() {
-            eprintln!("skipped: no AMX-BF16 on this CPU");
+            crate::encoders::testing::skipped("the bf16 check of the real weights", "this CPU has no AMX-BF16");
             return;
         }
         let (reference, x) = reference();
