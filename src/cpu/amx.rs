@@ -280,12 +280,8 @@ impl Bf16Matrix {
         assert!(out.len() >= m.div_ceil(2 * TN) * 2 * TN * width, "out too short for {m} rows of {width}");
         let epilogue = Epilogue { bias: Some(bias), accumulate: false, gelu };
         out.par_chunks_mut(BAND * width).zip(x.par_chunks(BAND * k)).for_each(|(out, x)| {
-            thread_local! {
-                static A: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-            }
-            A.with_borrow_mut(|a| {
-                let r = x.len() / k;
-                let a = self.convert(a, x, k, r);
+            let r = x.len() / k;
+            self.with_converted(x, k, r, |a| {
                 // SAFETY: AMX-BF16 granted (asserted); `out` covers this band's rows (asserted above).
                 unsafe { self.block_rows(a, r, Target::Bf16 { out: out.as_mut_ptr(), width }, epilogue) };
             });
@@ -385,34 +381,36 @@ impl Bf16Matrix {
             ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
             "x or out too short for [{rows}, {k}] x [{k}, {n}]"
         );
-        thread_local! {
-            static A: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
-        }
-        A.with_borrow_mut(|a| {
-            for start in (0..rows).step_by(BAND) {
-                let r = BAND.min(rows - start);
-                let a = self.convert(a, &x[start * lda..], lda, r);
+        for start in (0..rows).step_by(BAND) {
+            let r = BAND.min(rows - start);
+            let target = Target::F32 { out: out[start * ldc..].as_mut_ptr(), ldc };
+            self.with_converted(&x[start * lda..], lda, r, |a| {
                 // SAFETY: AMX-BF16 granted (asserted; it implies AVX-512); `a` holds `r` rows rounded
                 // up to 32 of `k_tiles · 32` values; `out` covers `r` rows of `n` values `ldc` apart (asserted).
-                let target = Target::F32 { out: out[start * ldc..].as_mut_ptr(), ldc };
                 unsafe { self.block_rows(a, r, target, epilogue) };
-            }
-        });
+            });
+        }
     }
 
-    /// `r` rows of `x` (`lda` apart) in bf16 into `buffer`, each `k_tiles · 32`
-    /// wide and zero padded, `r` rounded up to 32 rows; returns the 64-byte aligned start.
-    fn convert<'a>(&self, buffer: &'a mut Vec<u16>, x: &[f32], lda: usize, r: usize) -> &'a [u16] {
-        let width = self.k_tiles * TK;
-        let len = r.div_ceil(2 * TN) * 2 * TN * width;
-        buffer.clear();
-        buffer.resize(len + 32, 0);
-        let offset = buffer.as_ptr().align_offset(64).min(32);
-        let a = &mut buffer[offset..][..len];
-        for (i, row) in a.chunks_exact_mut(width).take(r).enumerate() {
-            convert_row(&x[i * lda..][..self.k], &mut row[..self.k]);
+    /// Runs `f` on `r` rows of `x` (`lda` apart) in bf16, in this thread's
+    /// buffer: each row `k_tiles · 32` wide and zero padded, `r` rounded up to
+    /// 32 rows, from a 64-byte boundary.
+    fn with_converted<R>(&self, x: &[f32], lda: usize, r: usize, f: impl FnOnce(&[u16]) -> R) -> R {
+        thread_local! {
+            static BUFFER: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
         }
-        &buffer[offset..][..len]
+        BUFFER.with_borrow_mut(|buffer| {
+            let width = self.k_tiles * TK;
+            let len = r.div_ceil(2 * TN) * 2 * TN * width;
+            buffer.clear();
+            buffer.resize(len + 32, 0);
+            let offset = buffer.as_ptr().align_offset(64).min(32);
+            let a = &mut buffer[offset..][..len];
+            for (i, row) in a.chunks_exact_mut(width).take(r).enumerate() {
+                convert_row(&x[i * lda..][..self.k], &mut row[..self.k]);
+            }
+            f(a)
+        })
     }
 
     /// 32 × 32 blocks of `out` over `r` rows of `a` (rounded up to 32), each
@@ -421,7 +419,7 @@ impl Bf16Matrix {
     /// takes the same path, so an output is the same chain wherever its row sits.
     ///
     /// # Safety
-    /// AMX-BF16 granted (and so AVX-512); `a` as [`convert`](Self::convert) gives it; `out`
+    /// AMX-BF16 granted (and so AVX-512); `a` as [`with_converted`](Self::with_converted) gives it; `out`
     /// covers `r` rows of `n` values `ldc` apart.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
     unsafe fn block_rows(&self, a: &[u16], r: usize, target: Target, epilogue: Epilogue<'_>) {
@@ -475,37 +473,8 @@ impl Bf16Matrix {
                         && !gelu
                         && !(accumulate && bias.is_some())
                         && matches!(target, Target::F32 { .. });
-                    let s = spill.0.as_mut_ptr();
-                    let (block, ld) = if direct { (c, ldc) } else { (s, W) };
-                    if direct {
-                        match (accumulate, bias) {
-                            (true, _) => asm!(
-                                "tileloadd tmm0, [{c0} + {s}*1]",
-                                "tileloadd tmm1, [{c1} + {s}*1]",
-                                "tileloadd tmm2, [{c2} + {s}*1]",
-                                "tileloadd tmm3, [{c3} + {s}*1]",
-                                c0 = in(reg) c, c1 = in(reg) c.add(TN), c2 = in(reg) c.add(TN * ldc),
-                                c3 = in(reg) c.add(TN * ldc + TN), s = in(reg) ldc * 4, options(nostack),
-                            ),
-                            (false, Some(b)) => asm!(
-                                "tileloadd tmm0, [{b0} + {zero}*1]",
-                                "tileloadd tmm1, [{b1} + {zero}*1]",
-                                "tileloadd tmm2, [{b0} + {zero}*1]",
-                                "tileloadd tmm3, [{b1} + {zero}*1]",
-                                b0 = in(reg) b.as_ptr(), b1 = in(reg) b.as_ptr().add(TN), zero = in(reg) 0usize,
-                                options(nostack),
-                            ),
-                            (false, None) => {
-                                asm!(
-                                    "tilezero tmm0",
-                                    "tilezero tmm1",
-                                    "tilezero tmm2",
-                                    "tilezero tmm3",
-                                    options(nostack)
-                                )
-                            }
-                        }
-                    } else {
+                    let (block, ld) = if direct { (c, ldc) } else { (spill.0.as_mut_ptr(), W) };
+                    if !direct {
                         // the start value of each output: residual (or 0) plus bias (or 0)
                         for i in 0..W {
                             let row = &mut spill.0[i * W..][..W];
@@ -524,14 +493,28 @@ impl Bf16Matrix {
                             }
                             row[cols..].fill(0.0);
                         }
-                        asm!(
+                    }
+                    match (direct, accumulate, bias) {
+                        (true, false, Some(b)) => asm!(
+                            "tileloadd tmm0, [{b0} + {zero}*1]",
+                            "tileloadd tmm1, [{b1} + {zero}*1]",
+                            "tileloadd tmm2, [{b0} + {zero}*1]",
+                            "tileloadd tmm3, [{b1} + {zero}*1]",
+                            b0 = in(reg) b.as_ptr(), b1 = in(reg) b.as_ptr().add(TN), zero = in(reg) 0usize,
+                            options(nostack),
+                        ),
+                        (true, false, None) => {
+                            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack))
+                        }
+                        // a residual in `out`, or the start values in `spill`
+                        _ => asm!(
                             "tileloadd tmm0, [{c0} + {s}*1]",
                             "tileloadd tmm1, [{c1} + {s}*1]",
                             "tileloadd tmm2, [{c2} + {s}*1]",
                             "tileloadd tmm3, [{c3} + {s}*1]",
-                            c0 = in(reg) s, c1 = in(reg) s.add(TN), c2 = in(reg) s.add(TN * W),
-                            c3 = in(reg) s.add(TN * W + TN), s = in(reg) W * 4, options(nostack),
-                        );
+                            c0 = in(reg) block, c1 = in(reg) block.add(TN), c2 = in(reg) block.add(TN * ld),
+                            c3 = in(reg) block.add(TN * ld + TN), s = in(reg) ld * 4, options(nostack),
+                        ),
                     }
                     let a0 = a.as_ptr().add(rb * width);
                     let a1 = a0.add(TN * width);
@@ -629,23 +612,6 @@ fn convert_row(x: &[f32], out: &mut [u16]) {
 mod tests {
     use super::*;
 
-    /// Whether this CPU lacks AMX-BF16; then says so past the harness's capture and counts the
-    /// skip in `$GMU_SKIPPED` (CI prints the count), as the encoders' real-weight checks do.
-    fn skipped_without_amx() -> bool {
-        if amx_bf16() {
-            return false;
-        }
-        use std::io::Write;
-        let line = "SKIPPED the AMX bf16 kernel's check: this CPU has no AMX-BF16\n";
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        if let Ok(path) = std::env::var("GMU_SKIPPED")
-            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path)
-        {
-            let _ = file.write_all(line.as_bytes());
-        }
-        true
-    }
-
     fn values(n: usize, seed: usize) -> Vec<f32> {
         (0..n).map(|i| (((i * 7919 + seed * 104_729) % 2003) as f32 / 1001.0) - 1.0).collect()
     }
@@ -668,7 +634,7 @@ mod tests {
     /// and overwriting, and a row's result does not depend on its batch.
     #[test]
     fn equals_the_product_of_the_rounded_operands() {
-        if skipped_without_amx() {
+        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
             return;
         }
         for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (33, 40, 32), (70, 300, 48), (64, 384, 1152), (97, 1536, 40)] {
@@ -717,7 +683,7 @@ mod tests {
     /// operands' product in `f64`, and one row alone the same bits as in its batch.
     #[test]
     fn affine_adds_bias_and_residual_and_applies_gelu() {
-        if skipped_without_amx() {
+        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
             return;
         }
         for &(m, k, n) in &[(64, 64, 64), (45, 70, 50)] {
@@ -773,7 +739,7 @@ mod tests {
     /// layers through `f32` with the intermediate rounded to bf16.
     #[test]
     fn a_bf16_intermediate_equals_the_rounded_f32_one() {
-        if skipped_without_amx() {
+        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
             return;
         }
         for &(m, d, ff) in &[(70, 40, 96), (64, 64, 64), (5, 33, 50)] {

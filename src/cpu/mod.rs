@@ -18,3 +18,31 @@ pub mod packed;
 
 pub use adam::Adam;
 pub use loss::LossKind;
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! What the tests of this layer and the layers above share when a check cannot run here.
+
+    /// Says, past the test harness's capture (so it shows even for a test
+    /// that passes), that a check was skipped and why, and counts it in
+    /// `$GMU_SKIPPED` (a file, one line per skip) when that is set.
+    pub fn skipped(what: &str, why: &str) {
+        use std::io::Write;
+        let line = format!("SKIPPED {what}: {why}\n");
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        if let Ok(path) = std::env::var("GMU_SKIPPED")
+            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path)
+        {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
+
+    /// Whether this CPU lacks AMX-BF16 (then `what` is reported [`skipped`]).
+    pub fn skipped_without_amx(what: &str) -> bool {
+        if super::amx::amx_bf16() {
+            return false;
+        }
+        skipped(what, "this CPU has no AMX-BF16");
+        true
+    }
+}

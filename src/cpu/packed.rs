@@ -179,6 +179,9 @@ impl PackedMatrix {
     /// `out[m, n] += x[m, k] · W`, both row-major and contiguous; rows split
     /// among rayon's threads in bands of [`MC`].
     pub fn matmul_acc(&self, x: &[f32], out: &mut [f32]) {
+        if let Some(bf16) = &self.bf16 {
+            return bf16.matmul_acc(x, out);
+        }
         let (k, n) = (self.k, self.n);
         assert!(
             k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
@@ -186,9 +189,6 @@ impl PackedMatrix {
             x.len(),
             out.len()
         );
-        if let Some(bf16) = &self.bf16 {
-            return bf16.matmul_acc(x, out);
-        }
         let level = simd_level();
         out.par_chunks_mut(MC * n)
             .zip(x.par_chunks(MC * k))
@@ -199,11 +199,11 @@ impl PackedMatrix {
     /// (`out` holding a residual); `x` `[m, k]`, `bias` `[n]`, `out` `[m, n]`,
     /// row-major. Both the bias pass and the product are split among rayon's threads.
     pub fn affine(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool) {
-        let n = self.n;
-        assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
         if let Some(bf16) = &self.bf16 {
             return bf16.affine(x, bias, out, accumulate, false);
         }
+        let n = self.n;
+        assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
         out.par_chunks_mut(MC * n).for_each(|band| {
             for row in band.chunks_exact_mut(n) {
                 if accumulate {
@@ -221,7 +221,6 @@ impl PackedMatrix {
     /// [`affine`](Self::affine) and then GELU over `out`.
     pub fn affine_gelu(&self, x: &[f32], bias: &[f32], out: &mut [f32]) {
         if let Some(bf16) = &self.bf16 {
-            assert_eq!(bias.len(), self.n, "a bias of {} values for W [{}, {}]", bias.len(), self.k, self.n);
             return bf16.affine(x, bias, out, false, true);
         }
         self.affine(x, bias, out, false);

@@ -719,19 +719,7 @@ pub(crate) mod testing {
         }
     }
 
-    /// Says, past the test harness's capture (so it shows even for a test
-    /// that passes), that a check was skipped and why, and counts it in
-    /// `$GMU_SKIPPED` (a file, one line per skip) when that is set.
-    pub fn skipped(what: &str, why: &str) {
-        use std::io::Write;
-        let line = format!("SKIPPED {what}: {why}\n");
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        if let Ok(path) = std::env::var("GMU_SKIPPED")
-            && let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path)
-        {
-            let _ = file.write_all(line.as_bytes());
-        }
-    }
+    pub use crate::cpu::testing::skipped;
 }
 
 #[cfg(test)]

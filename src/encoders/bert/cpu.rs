@@ -390,7 +390,7 @@ wide_variant!(
 fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
     let len = inv_sums.len();
     for (row, inv) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()) {
-        *inv = 1.0 / exp_shifted(row);
+        *inv = 1.0 / exp_shifted(row, exp);
     }
 }
 
@@ -409,21 +409,7 @@ wide_variant!(
 fn softmax_numerators_bf16_body(scores: &mut [f32], inv_sums: &mut [f32], out: &mut [u16], width: usize) {
     let len = inv_sums.len();
     for ((row, inv), out) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()).zip(out.chunks_exact_mut(width)) {
-        let max = lanes_max(row);
-        let mut acc = [0f32; LANES];
-        let mut chunks = row.chunks_exact_mut(LANES);
-        for c in &mut chunks {
-            for (a, v) in acc.iter_mut().zip(c) {
-                *v = exp_for_bf16(*v - max);
-                *a += *v;
-            }
-        }
-        let mut tail = 0.0;
-        for v in chunks.into_remainder() {
-            *v = exp_for_bf16(*v - max);
-            tail += *v;
-        }
-        *inv = 1.0 / (acc.iter().sum::<f32>() + tail);
+        *inv = 1.0 / exp_shifted(row, exp_for_bf16);
         for (o, v) in out.iter_mut().zip(row.iter()) {
             *o = crate::cpu::amx::to_bf16(*v);
         }
@@ -452,9 +438,11 @@ fn exp_for_bf16(x: f32) -> f32 {
 /// Independent lanes of the softmax's max and sum: one zmm register (two ymm).
 const LANES: usize = 16;
 
-/// `row ← e^(row − max row)`, returning the new row's sum (softmax before its division).
+/// `row ← e^(row − max row)` with `exp` (inlined: [`exp`](crate::cpu::kernels::exp)
+/// or, for bf16 numerators, [`exp_for_bf16`]), returning the new row's sum
+/// (softmax before its division).
 #[inline(always)]
-fn exp_shifted(row: &mut [f32]) -> f32 {
+fn exp_shifted(row: &mut [f32], exp: impl Fn(f32) -> f32) -> f32 {
     let max = lanes_max(row);
     let mut acc = [0f32; LANES];
     let mut chunks = row.chunks_exact_mut(LANES);
@@ -472,7 +460,7 @@ fn exp_shifted(row: &mut [f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// `max x` in eight lanes (`-∞` for an empty row).
+/// `max x` in [`LANES`] lanes (`-∞` for an empty row).
 #[inline(always)]
 fn lanes_max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];

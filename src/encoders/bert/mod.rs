@@ -314,10 +314,9 @@ pub(crate) mod tests {
     /// and a row's embedding still independent of its batch.
     #[test]
     fn real_minilm_in_bf16_stays_close_to_transformers() {
-        use crate::cpu::amx::{EncoderPrecision, amx_bf16};
+        use crate::cpu::amx::EncoderPrecision;
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::MiniLm) else { return };
-        if !amx_bf16() {
-            crate::encoders::testing::skipped("the bf16 check of the real weights", "this CPU has no AMX-BF16");
+        if crate::cpu::testing::skipped_without_amx("the bf16 check of the real weights") {
             return;
         }
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");

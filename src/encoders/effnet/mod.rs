@@ -266,10 +266,9 @@ pub(crate) mod tests {
     /// same top five classes.
     #[test]
     fn real_effnet_in_bf16_stays_close_to_pytorch() {
-        use crate::cpu::amx::{EncoderPrecision, amx_bf16};
+        use crate::cpu::amx::EncoderPrecision;
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
-        if !amx_bf16() {
-            crate::encoders::testing::skipped("the bf16 check of the real weights", "this CPU has no AMX-BF16");
+        if crate::cpu::testing::skipped_without_amx("the bf16 check of the real weights") {
             return;
         }
         let (reference, x) = reference();
