@@ -85,6 +85,7 @@ pub(super) struct State {
 pub(super) type FlatState = (Vec<f32>, i32, Vec<f32>, Vec<f32>, Vec<f32>);
 
 /// A member's checkpoint folder.
+#[derive(Clone)]
 pub(super) struct Checkpoint {
     dir: PathBuf,
 }
@@ -143,6 +144,11 @@ impl Checkpoint {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| GmuError::io(dir, e))?;
         Ok(Checkpoint { dir: dir.to_path_buf() })
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -240,13 +246,22 @@ impl Checkpoint {
 
     /// Saves flat weights with Adam's step count and moments.
     pub fn save_flat(&self, epoch: usize, params: &[f32], t: i32, m: &[f32], v: &[f32], running: &[f32]) -> Result<()> {
-        let mut bytes = Vec::with_capacity(12 + 12 * params.len() + 4 * running.len());
-        bytes.extend_from_slice(&t.to_le_bytes());
-        bytes.extend_from_slice(&(params.len() as u64).to_le_bytes());
-        for x in params.iter().chain(m).chain(v).chain(running) {
-            bytes.extend_from_slice(&x.to_le_bytes());
+        use std::io::Write;
+        let path = self.file(&format!("current-{epoch}.flat"));
+        let mut file = crate::error::AtomicFile::create(&path)?;
+        let mut header = t.to_le_bytes().to_vec();
+        header.extend_from_slice(&(params.len() as u64).to_le_bytes());
+        file.write_all(&header).map_err(|e| GmuError::io(&path, e))?;
+        // Straight from the slices (tens of MB at MM-IMDb's shape), in little-endian order.
+        for part in [params, m, v, running] {
+            for chunk in part.chunks(1 << 16) {
+                let bytes: Vec<u8> = chunk.iter().flat_map(|x| x.to_le_bytes()).collect();
+                file.write_all(&bytes).map_err(|e| GmuError::io(&path, e))?;
+            }
         }
-        self.write(&self.file(&format!("current-{epoch}.flat")), &bytes)
+        file.commit()?;
+        WRITES.tick();
+        Ok(())
     }
 
     /// Flat weights, Adam's step count and moments, for `n` parameters and

@@ -240,13 +240,21 @@ impl Trainer {
     fn save(&mut self, checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
         match self {
             Trainer::Burn { model, optim, .. } => checkpoint.save_burn(epoch, model, optim),
-            Trainer::Flat(training) => {
-                let running = training.running().map(|r| r.clone()).unwrap_or_default();
-                let (params, adam) = training.flat();
-                let (t, m, v) = adam.state();
-                checkpoint.save_flat(epoch, params, t, m, v, &running)
+            Trainer::Flat(_) => {
+                let (params, t, m, v, running) = self.flat_copy().expect("a flat trainer");
+                checkpoint.save_flat(epoch, &params, t, &m, &v, &running)
             }
         }
+    }
+
+    /// A copy of the flat weights, Adam's state and the running statistics, for a checkpoint written
+    /// on another thread; `None` for burn's trainer (its optimiser's state is written where it is).
+    fn flat_copy(&mut self) -> Option<super::checkpoint::FlatState> {
+        let Trainer::Flat(training) = self else { return None };
+        let running = training.running().map(|r| r.clone()).unwrap_or_default();
+        let (params, adam) = training.flat();
+        let (t, m, v) = adam.state();
+        Some((params.clone(), t, m.to_vec(), v.to_vec(), running))
     }
 
     /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
@@ -491,6 +499,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
             let mut history = Vec::new();
             let mut since_best = 0;
             let mut first = 1;
+            let mut writing = BackgroundWrite::default();
             if let Some(c) = &checkpoint
                 && let Some(state) = c.state()?
             {
@@ -563,9 +572,6 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 observe(history.last().expect("pushed above"))?;
                 let improved = best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
-                    if let Some(c) = &checkpoint {
-                        c.save_best(epoch, &valid)?;
-                    }
                     best = Some((dev.f1.macro_, valid, epoch));
                     since_best = 0;
                 } else {
@@ -573,20 +579,84 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 }
                 let finished = since_best >= patience || epoch == max_epochs;
                 if let Some(c) = &checkpoint {
-                    if !finished {
-                        trainer.save(c, epoch)?;
+                    // One epoch's files at a time, in the order a resume reads them: the best weights, the
+                    // weights under training with the optimiser, then the state that names them.
+                    writing.wait()?;
+                    let (best_score, best_net, best_epoch) = best.as_ref().expect("set above");
+                    let best_net = improved.then(|| best_net.clone());
+                    let state = State {
+                        epoch,
+                        since_best,
+                        best_epoch: *best_epoch,
+                        best_score: *best_score,
+                        history: history.clone(),
+                        finished,
+                    };
+                    match trainer.flat_copy() {
+                        // A flat engine's state is copied and written while the next epoch trains.
+                        Some(flat) => {
+                            let (c, flat) = (c.clone(), (!finished).then_some(flat));
+                            let dir = c.dir().to_path_buf();
+                            writing.start(&dir, move || {
+                                if let Some(net) = best_net {
+                                    c.save_best(epoch, &net)?;
+                                }
+                                if let Some((params, t, m, v, running)) = flat {
+                                    c.save_flat(epoch, &params, t, &m, &v, &running)?;
+                                }
+                                c.save_state(&state)
+                            })?;
+                        }
+                        None => {
+                            if let Some(net) = best_net {
+                                c.save_best(epoch, &net)?;
+                            }
+                            if !finished {
+                                trainer.save(c, epoch)?;
+                            }
+                            c.save_state(&state)?;
+                        }
                     }
-                    let (best_score, best_epoch) = best.as_ref().map(|(s, _, e)| (*s, *e)).expect("set above");
-                    let state = State { epoch, since_best, best_epoch, best_score, history: history.clone(), finished };
-                    c.save_state(&state)?;
                 }
                 if finished {
                     break;
                 }
             }
+            writing.wait()?;
             let (_, net, best_epoch) = best.expect("at least one epoch");
             Ok(Outcome { net, history, best_epoch, step_losses: vec![], restart_losses: vec![], engine })
         }
+    }
+}
+
+/// At most one checkpoint write in flight on its own thread, so an epoch's
+/// files (tens of MB with `fsync`s at MM-IMDb's shape) go down while the next
+/// epoch trains. Dropping it waits for the write (and drops its error: the
+/// run is already ending with another).
+#[derive(Default)]
+struct BackgroundWrite(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl BackgroundWrite {
+    /// Starts `write` into the checkpoint folder `dir` on a new thread; the last one must have been waited for.
+    fn start(&mut self, dir: &std::path::Path, write: impl FnOnce() -> Result<()> + Send + 'static) -> Result<()> {
+        debug_assert!(self.0.is_none(), "one write at a time");
+        let thread = std::thread::Builder::new().name("gmu-checkpoint".into());
+        self.0 = Some(thread.spawn(write).map_err(|e| GmuError::io(dir, e))?);
+        Ok(())
+    }
+
+    /// Waits for the write in flight, if any, and returns its outcome.
+    fn wait(&mut self) -> Result<()> {
+        match self.0.take() {
+            Some(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BackgroundWrite {
+    fn drop(&mut self) {
+        let _ = self.wait();
     }
 }
 
