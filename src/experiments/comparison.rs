@@ -455,7 +455,9 @@ pub fn summary_table(summaries: &[MethodSummary]) -> String {
         } else {
             format!("{} | {}", pm(s.accuracy), pm(s.macro_f1))
         };
-        out.push_str(&format!("| {} | {} | {scores} | {:.1} |\n", s.method, s.views.join("+"), s.wins));
+        // Shared wins are fractions; whole ones print as counts.
+        let wins = if s.wins.fract() == 0.0 { format!("{:.0}", s.wins) } else { format!("{:.1}", s.wins) };
+        out.push_str(&format!("| {} | {} | {scores} | {wins} |\n", s.method, s.views.join("+")));
     }
     out
 }
