@@ -632,6 +632,26 @@ pub(crate) mod tests {
         assert_eq!(train(&data, &[0, 1], &split, &config, &dev()).unwrap().config.members[0].spec.gate_hidden, 0);
     }
 
+    /// The epoch checkpoint is written behind the training, on its own thread; a write that fails
+    /// still stops the run with an error naming the file, not a run that ends without its checkpoint.
+    #[test]
+    fn a_checkpoint_write_that_fails_stops_the_run_naming_the_file() {
+        let data = planted(120, false, 5);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let config = epochs(quick(FusionKind::Gmu), 3);
+        let dir = tempfile::tempdir().unwrap();
+        // A folder where epoch 1's flat state goes: no write may replace it.
+        std::fs::create_dir_all(dir.path().join("member-0/current-1.flat")).unwrap();
+        let err = train_with(&data, &[0, 1], &split, &config, Some(dir.path()), &dev()).unwrap_err().to_string();
+        assert!(err.contains("current-1.flat"), "{err}");
+        let model = train_with(&data, &[0, 1], &split, &config, None, &dev()).unwrap();
+        assert_eq!(
+            model.config.members[0].engine,
+            Some(Engine::Maxout),
+            "the check ran on a flat engine's background write"
+        );
+    }
+
     #[test]
     fn the_observer_sees_every_epoch_of_every_member_and_its_error_stops_the_run() {
         let data = planted(120, false, 1);
