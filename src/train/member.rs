@@ -236,28 +236,22 @@ impl Trainer {
         burn_loss(&net, problem, problem.train, problem.presence(&all), config, inference, None).into_scalar()
     }
 
-    /// Writes the weights under training and the optimiser's state into `checkpoint`.
-    fn save(&mut self, checkpoint: &Checkpoint, epoch: usize) -> Result<()> {
+    /// The weights under training and the optimiser's state for `checkpoint`: burn's are written
+    /// here (its optimiser cannot leave this thread); a flat engine's are copied and returned, for a
+    /// write on another thread ([`Checkpoint::save_flat`]).
+    fn save_or_copy(&mut self, checkpoint: &Checkpoint, epoch: usize) -> Result<Option<super::checkpoint::FlatState>> {
         match self {
-            Trainer::Burn { model, optim, .. } => checkpoint.save_burn(epoch, model, optim),
-            Trainer::Flat(_) => {
-                let (params, t, m, v, running) = self.flat_copy().expect("a flat trainer");
-                checkpoint.save_flat(epoch, &params, t, &m, &v, &running)
+            Trainer::Burn { model, optim, .. } => checkpoint.save_burn(epoch, model, optim).map(|()| None),
+            Trainer::Flat(training) => {
+                let running = training.running().map(|r| r.clone()).unwrap_or_default();
+                let (params, adam) = training.flat();
+                let (t, m, v) = adam.state();
+                Ok(Some((params.clone(), t, m.to_vec(), v.to_vec(), running)))
             }
         }
     }
 
-    /// A copy of the flat weights, Adam's state and the running statistics, for a checkpoint written
-    /// on another thread; `None` for burn's trainer (its optimiser's state is written where it is).
-    fn flat_copy(&mut self) -> Option<super::checkpoint::FlatState> {
-        let Trainer::Flat(training) = self else { return None };
-        let running = training.running().map(|r| r.clone()).unwrap_or_default();
-        let (params, adam) = training.flat();
-        let (t, m, v) = adam.state();
-        Some((params.clone(), t, m.to_vec(), v.to_vec(), running))
-    }
-
-    /// Takes up the weights and optimiser state [`save`](Self::save) wrote.
+    /// Takes up the weights and optimiser state [`save_or_copy`](Self::save_or_copy) saved.
     fn restore(
         &mut self,
         checkpoint: &Checkpoint,
@@ -579,8 +573,7 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 }
                 let finished = since_best >= patience || epoch == max_epochs;
                 if let Some(c) = &checkpoint {
-                    // One epoch's files at a time, in the order a resume reads them: the best weights, the
-                    // weights under training with the optimiser, then the state that names them.
+                    // One epoch's files at a time, the state that names the others last.
                     writing.wait()?;
                     let (best_score, best_net, best_epoch) = best.as_ref().expect("set above");
                     let best_net = improved.then(|| best_net.clone());
@@ -592,31 +585,19 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                         history: history.clone(),
                         finished,
                     };
-                    match trainer.flat_copy() {
-                        // A flat engine's state is copied and written while the next epoch trains.
-                        Some(flat) => {
-                            let (c, flat) = (c.clone(), (!finished).then_some(flat));
-                            let dir = c.dir().to_path_buf();
-                            writing.start(&dir, move || {
-                                if let Some(net) = best_net {
-                                    c.save_best(epoch, &net)?;
-                                }
-                                if let Some((params, t, m, v, running)) = flat {
-                                    c.save_flat(epoch, &params, t, &m, &v, &running)?;
-                                }
-                                c.save_state(&state)
-                            })?;
+                    // Burn's optimiser state is written here; the rest (a flat engine's copied state, the
+                    // best weights, the state) while the next epoch trains.
+                    let flat = if finished { None } else { trainer.save_or_copy(c, epoch)? };
+                    let to = c.clone();
+                    writing.start(c.dir(), move || {
+                        if let Some(net) = best_net {
+                            to.save_best(epoch, &net)?;
                         }
-                        None => {
-                            if let Some(net) = best_net {
-                                c.save_best(epoch, &net)?;
-                            }
-                            if !finished {
-                                trainer.save(c, epoch)?;
-                            }
-                            c.save_state(&state)?;
+                        if let Some((params, t, m, v, running)) = flat {
+                            to.save_flat(epoch, &params, t, &m, &v, &running)?;
                         }
-                    }
+                        to.save_state(&state)
+                    })?;
                 }
                 if finished {
                     break;
