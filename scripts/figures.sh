@@ -89,6 +89,6 @@ if [ "$text_views" = 1 ]; then
     run multiview --data "twemoji:$text" --out "$out/twemoji-$text"
   done
 fi
-# The gate against corrupted views (issue 22): docs/gate-study.md, which the README summarises.
+# The gate against corrupted views (issue 22), three seeds: docs/gate-study.md, which the README summarises.
 if [ "$twemoji" = 1 ]; then scripts/gate_study.sh; else scripts/gate_study.sh --no-twemoji; fi
 echo "wrote $log, docs/gate-study.md and docs/*.png" >&2

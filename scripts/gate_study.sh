@@ -3,17 +3,24 @@
 # view, and does the gate then tell corrupted samples from clean ones better than the other
 # readouts? On mfeat fou + zer (and Twemoji unless --no-twemoji), for the GMU and concatenation
 # trained five ways (plain; --view-noise 0.3 mixed; Gaussian; each noise with a supervised per-view
-# gate), each scored clean and under `gmu robustness --kind gaussian|swap|zero`. Writes
-# docs/gate-study.md (the table, then every command with what it printed); seed 0.
-# Usage: scripts/gate_study.sh [--no-twemoji]   about 8 minutes on 2 cores
+# gate), each scored clean and under `gmu robustness --kind gaussian|swap|zero`, for seeds 0..N-1
+# (each seed a new split, initialisation, batch order and noise). Writes docs/gate-study.md: the
+# tables as mean ± standard deviation over the seeds, each seed's row, then every command with what
+# it printed.
+# Usage: scripts/gate_study.sh [--no-twemoji] [--seeds N]   (default 3; about 5 minutes a seed on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 twemoji=1
-for a in "$@"; do
-  case "$a" in
+seeds=3
+while [ $# -gt 0 ]; do
+  case "$1" in
     --no-twemoji) twemoji=0 ;;
-    *) echo "unknown flag $a" >&2; exit 2 ;;
+    --seeds)
+      [ $# -ge 2 ] && [[ "$2" =~ ^[1-9][0-9]*$ ]] || { echo "--seeds expects a count >= 1" >&2; exit 2; }
+      seeds=$2; shift ;;
+    *) echo "unknown flag $1" >&2; exit 2 ;;
   esac
+  shift
 done
 cargo build --release -q
 gmu=target/release/gmu
@@ -40,68 +47,124 @@ datasets=("mfeat-fou-zer|mfeat --modalities fou,zer" "mfeat-six-views|mfeat --mo
 for setup in $(printf '%s\n' "${!setups[@]}" | sort); do
   echo "$setup|${setups[$setup]}" >> "$out/setups.txt"
 done
-for entry in "${datasets[@]}"; do
-  name=${entry%%|*}
-  data=${entry#*|}
-  for setup in $(printf '%s\n' "${!setups[@]}" | sort); do
-    dir="$out/$name/$setup"
-    # shellcheck disable=SC2086
-    run multiview --data $data --fusion gmu --fusion concat --no-single ${setups[$setup]} --out "$dir"
-    for kind in gaussian swap zero; do
-      run robustness --run "$dir" --kind "$kind"
+for seed in $(seq 0 $((seeds - 1))); do
+  for entry in "${datasets[@]}"; do
+    name=${entry%%|*}
+    data=${entry#*|}
+    for setup in $(printf '%s\n' "${!setups[@]}" | sort); do
+      dir="$out/$name/$setup/seed-$seed"
+      # shellcheck disable=SC2086
+      run multiview --data $data --fusion gmu --fusion concat --no-single ${setups[$setup]} --seed "$seed" --out "$dir"
+      for kind in gaussian swap zero; do
+        run robustness --run "$dir" --kind "$kind" --seed "$seed"
+      done
     done
   done
 done
-python3 - "$out" "$commit" > docs/gate-study.md.tmp <<'PY'
-import glob, json, os, sys
-out, commit = sys.argv[1], sys.argv[2]
+python3 - "$out" "$commit" "$seeds" > docs/gate-study.md.tmp <<'PY'
+import glob, json, os, statistics, sys
+out, commit, n_seeds = sys.argv[1], sys.argv[2], int(sys.argv[3])
 flags = dict(line.rstrip("\n").split("|", 1) for line in open(os.path.join(out, "setups.txt")))
+KINDS = [("gaussian", "robustness.json"), ("swap", "robustness-swap.json"), ("zero", "robustness-zero.json")]
+READOUTS = ("gate", "share", "importance", "conflict")
+
+
+def seed_row(run_dir, method):
+    """One seed's numbers for one method: a dict of floats."""
+    results = {r["method"]: r for r in json.load(open(os.path.join(run_dir, "results.json")))}
+    rob = {kind: json.load(open(os.path.join(run_dir, f))) for kind, f in KINDS}
+    r = results[method]
+    row = {"clean": r["test"]["f1"]["macro_"]}
+    for kind, _ in KINDS:
+        rr = rob[kind]["relative_robustness"][method]
+        row[f"rob_{kind}"] = sum(rr.values()) / len(rr)
+    if method == "gmu":
+        share = rob["gaussian"]["gate_share"]["gmu"][r["views"][0]]
+        row["share_clean"], row["share_noisy"] = share[0], share[-1]
+        row["share_change"] = share[-1] - share[0]
+        for kind, _ in KINDS:
+            auc = rob[kind]["detection_auroc"]["gmu"]
+            for readout in READOUTS:
+                row[f"auc_{kind}_{readout}"] = sum(v[readout] for v in auc.values()) / len(auc)
+    return row
+
+
+def mean_sd(values, digits=3, sign=""):
+    m = statistics.fmean(values)
+    text = f"{m:{sign}.{digits}f}".replace("-", "−")
+    if len(values) < 2:
+        return text
+    return f"{text} ± {statistics.stdev(values):.{digits}f}"
+
+
+def cells(rows, method, summary):
+    """A table row's cells: mean ± sd over `rows` when `summary`, else the one row."""
+    col = lambda key: [r[key] for r in rows]
+    fmt = (lambda key, d=3: mean_sd(col(key), d)) if summary else (lambda key, d=3: f"{rows[0][key]:.{d}f}")
+    out = [fmt("clean")] + [fmt(f"rob_{kind}") for kind, _ in KINDS]
+    if method != "gmu":
+        return out + ["–"] * 4
+    share = f"{statistics.fmean(col('share_clean')):.3f} → {statistics.fmean(col('share_noisy')):.3f}"
+    if summary:
+        falls = sum(1 for v in col("share_change") if v <= -0.10)
+        share += f" ({mean_sd(col('share_change'), sign='+')}; ≤ −0.10 in {falls}/{len(rows)})"
+    out.append(share)
+    for kind, _ in KINDS:
+        out.append(" / ".join(f"{statistics.fmean(col(f'auc_{kind}_{r}')):.2f}" for r in READOUTS))
+    return out
+
+
+HEADER = (
+    "| training | method | clean F1 | rel. rob. gaussian | swap | zero | share of the first view: clean → σ=4"
+    " | AUROC gaussian (gate/share/imp./conflict) | AUROC swap | AUROC zero |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
 print("# The gate against corrupted views (issue 22)\n")
-print(f"Regenerated by `scripts/gate_study.sh` at commit `{commit}`; seed 0; every command and what it printed is")
-print("at the end. Each data set is trained five ways, for the GMU and for concatenation")
+print(f"Regenerated by `scripts/gate_study.sh --seeds {n_seeds}` at commit `{commit}`; seeds 0 to {n_seeds - 1}")
+print("(each seed its own split, initialisation, batch order and noise); every command and what it printed")
+print("is at the end. Each data set is trained five ways, for the GMU and for concatenation")
 print("(which gets the same corrupted samples; the gate flags are the GMU's own):\n")
 for k in sorted(flags):
     print(f"- **{k[2:]}**: `{flags[k] or '(no flags)'}`")
-print("""
+print(f"""
 Columns: clean test macro-F1; relative robustness (mean macro-F1 over the corruption levels ÷
 clean, averaged over which view is corrupted) for Gaussian noise (σ up to 4), swapped views and
 zeroed views (up to every test sample); for the GMU, the first view's contribution share clean and
 at σ = 4 (does the fused vector turn away from a noisy view?), and the AUROC of each readout
 (gate / share / occlusion importance / conflict: how far the prediction from the view alone is from
 the prediction without it) for telling samples with that view corrupted from clean ones, half of
-them corrupted (Gaussian: at σ = 4), averaged over the views.
+them corrupted (Gaussian: at σ = 4), averaged over the views. The first table of each data set is
+the mean ± standard deviation over the {n_seeds} seeds (the share: the means, then the change's
+mean ± sd and how many seeds it fell by 0.10 or more; the AUROCs: means); each seed's table follows.
 """)
 for data_dir in sorted(glob.glob(os.path.join(out, "*"))):
     if not os.path.isdir(data_dir):
         continue
-    print(f"## {os.path.basename(data_dir)}\n")
-    print("| training | method | clean F1 | rel. rob. gaussian | swap | zero | share of the first view: clean → σ=4 | AUROC gaussian (gate/share/imp./conflict) | AUROC swap | AUROC zero |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for setup in sorted(os.listdir(data_dir)):
-        run = glob.glob(os.path.join(data_dir, setup, "*", "results.json"))[0]
-        run_dir = os.path.dirname(run)
-        results = {r["method"]: r for r in json.load(open(run))}
-        rob = {}
-        for kind, f in [("gaussian", "robustness.json"), ("swap", "robustness-swap.json"), ("zero", "robustness-zero.json")]:
-            rob[kind] = json.load(open(os.path.join(run_dir, f)))
+    name = os.path.basename(data_dir)
+    setups = sorted(os.listdir(data_dir))
+    runs = {}
+    for setup in setups:
+        for seed_dir in sorted(glob.glob(os.path.join(data_dir, setup, "seed-*"))):
+            seed = int(seed_dir.rsplit("-", 1)[1])
+            run_dir = os.path.dirname(glob.glob(os.path.join(seed_dir, "*", "results.json"))[0])
+            for method in ("gmu", "concat"):
+                runs.setdefault((setup, method), {})[seed] = seed_row(run_dir, method)
+    seeds = sorted({s for per in runs.values() for s in per})
+    print(f"## {name}\n")
+    print(f"Mean ± sd over seeds {', '.join(map(str, seeds))}:\n")
+    print(HEADER)
+    for setup in setups:
         for method in ("gmu", "concat"):
-            r = results[method]
-            cells = [setup[2:], method, f"{r['test']['f1']['macro_']:.3f}"]
-            for kind in ("gaussian", "swap", "zero"):
-                rr = rob[kind]["relative_robustness"][method]
-                cells.append(f"{sum(rr.values()) / len(rr):.3f}")
-            if method == "gmu":
-                share = rob["gaussian"]["gate_share"]["gmu"]
-                first = r["views"][0]
-                cells.append(f"{share[first][0]:.3f} → {share[first][-1]:.3f}")
-                for kind in ("gaussian", "swap", "zero"):
-                    auc = rob[kind]["detection_auroc"]["gmu"]
-                    mean = lambda key: sum(v[key] for v in auc.values()) / len(auc)
-                    cells.append(" / ".join(f"{mean(r):.2f}" for r in ("gate", "share", "importance", "conflict")))
-            else:
-                cells += ["–"] * 4
-            print("| " + " | ".join(cells) + " |")
+            rows = [runs[(setup, method)][s] for s in seeds]
+            print("| " + " | ".join([setup[2:], method] + cells(rows, method, True)) + " |")
     print()
+    for seed in seeds:
+        print(f"<details><summary>{name}, seed {seed}</summary>\n")
+        print(HEADER)
+        for setup in setups:
+            for method in ("gmu", "concat"):
+                print("| " + " | ".join([setup[2:], method] + cells([runs[(setup, method)][seed]], method, False)) + " |")
+        print("\n</details>\n")
 print("## Commands\n")
 print(open(os.path.join(out, "commands.md")).read())
 PY
