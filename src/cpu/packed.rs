@@ -197,34 +197,50 @@ impl PackedMatrix {
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
     /// (`out` holding a residual); `x` `[m, k]`, `bias` `[n]`, `out` `[m, n]`,
-    /// row-major. Both the bias pass and the product are split among rayon's threads.
+    /// row-major. Split among rayon's threads in bands of [`MC`] rows; each
+    /// band takes its bias and then its product while its rows of `out` are
+    /// still in cache (a whole-matrix bias pass first would send a large
+    /// `out` to memory and back).
     pub fn affine(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool) {
         if let Some(bf16) = &self.bf16 {
             return bf16.affine(x, bias, out, accumulate, false);
         }
-        let n = self.n;
-        assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
-        out.par_chunks_mut(MC * n).for_each(|band| {
-            for row in band.chunks_exact_mut(n) {
+        self.affine_then(x, bias, out, accumulate, |_| {});
+    }
+
+    /// `out = GELU(x · W + b)` (a transformer's feed-forward layer); in bf16
+    /// in one pass over `out` (see [`Bf16Matrix::affine`]), in `f32` as
+    /// [`affine`](Self::affine) with GELU over each band as soon as it is done.
+    pub fn affine_gelu(&self, x: &[f32], bias: &[f32], out: &mut [f32]) {
+        if let Some(bf16) = &self.bf16 {
+            return bf16.affine(x, bias, out, false, true);
+        }
+        self.affine_then(x, bias, out, false, gelu_slice);
+    }
+
+    /// [`affine`](Self::affine) in `f32`, then `finish` over each band of `out`
+    /// while the band is still in cache.
+    fn affine_then(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {
+        let (k, n) = (self.k, self.n);
+        assert_eq!(bias.len(), n, "a bias of {} values for W [{k}, {n}]", bias.len());
+        assert!(
+            k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
+            "x of {} values and out of {} for W [{k}, {n}]",
+            x.len(),
+            out.len()
+        );
+        let level = simd_level();
+        out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| {
+            for row in out.chunks_exact_mut(n) {
                 if accumulate {
                     row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
                 } else {
                     row.copy_from_slice(bias);
                 }
             }
+            self.band(Band { x, lda: k, rows: x.len() / k, out: &mut *out, ldc: n }, true, level);
+            finish(out);
         });
-        self.matmul_acc(x, out);
-    }
-
-    /// `out = GELU(x · W + b)` (a transformer's feed-forward layer); in bf16
-    /// in one pass over `out` (see [`Bf16Matrix::affine`]), in `f32` as
-    /// [`affine`](Self::affine) and then GELU over `out`.
-    pub fn affine_gelu(&self, x: &[f32], bias: &[f32], out: &mut [f32]) {
-        if let Some(bf16) = &self.bf16 {
-            return bf16.affine(x, bias, out, false, true);
-        }
-        self.affine(x, bias, out, false);
-        out.par_chunks_mut(MC * self.n).for_each(gelu_slice);
     }
 
     /// `out[rows, n] (+)= x[rows, k] · W` on the calling thread, with `x`'s
