@@ -2,10 +2,15 @@
 //! MiniLM on 256-token texts and EfficientNet-Lite0 on 224×224 images, batch
 //! 32, on burn's CPU backend. Needs the encoders (`gmu encoders fetch`).
 //!
-//! `cargo bench --bench encode -- --batches 4 --reps 3 [--only minilm|effnet-lite0]`; `bench/encode.sh`
+//! `cargo bench --bench encode -- --batches 4 --reps 3 [--only minilm|effnet-lite0|peak]`; `bench/encode.sh`
 //! runs it beside the PyTorch reference (`bench/encode_torch.py`) on the
 //! same weights. Prints one JSON line per encoder: median items/s over `reps`
-//! timed runs of `batches` batches (after one warm-up batch).
+//! timed runs of `batches` batches (after one warm-up batch); MiniLM's line
+//! also gives the GFLOP/s its items/s amount to (multiply-adds counted as two).
+//! `--only peak` measures what the threads' cores can do at most in `f32`:
+//! 16 independent chains of 512-bit fused multiply-adds per thread (256-bit
+//! where the CPU lacks AVX-512), the ceiling any `f32` matrix product (gmu's,
+//! oneDNN's) runs under.
 
 use std::time::Instant;
 
@@ -36,6 +41,85 @@ fn main() {
     if run("effnet-lite0") {
         effnet_bench(&device, batches, reps, threads);
     }
+    if only.as_deref() == Some("peak") {
+        let gflops = median((0..reps.max(3)).map(|_| fma_peak(threads)).collect());
+        println!("{{\"impl\": \"fma-peak\", \"threads\": {threads}, \"gflop_per_s\": {gflops:.1}}}");
+    }
+}
+
+/// MiniLM's multiply-adds for one text of `t` tokens (all-MiniLM-L6-v2: 6
+/// layers, width 384, feed-forward 1536): per layer the four `h × h`
+/// projections and the two feed-forward products on every token, and the
+/// attention's scores and weighted values (`t × t × h` each).
+fn minilm_macs(t: f64) -> f64 {
+    let (layers, h, f) = (6.0, 384.0, 1536.0);
+    layers * (t * (4.0 * h * h + 2.0 * h * f) + 2.0 * t * t * h)
+}
+
+/// GFLOP/s of `threads` threads each running [`fma_chains`] at once.
+fn fma_peak(threads: usize) -> f64 {
+    const ROUNDS: usize = 20_000_000;
+    let start = Instant::now();
+    let per_thread: Vec<f64> = {
+        use rayon::prelude::*;
+        (0..threads).into_par_iter().map(|_| fma_chains(ROUNDS)).collect()
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    per_thread.iter().sum::<f64>() / seconds / 1e9
+}
+
+/// Runs 16 independent chains of fused multiply-adds `rounds` times; returns
+/// the floating-point operations done (each lane's multiply-add counted as two).
+fn fma_chains(rounds: usize) -> f64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked above).
+            return unsafe { fma_chains_avx512(rounds) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { fma_chains_avx2(rounds) };
+        }
+    }
+    let mut acc = [1.0f32; 16];
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = a.mul_add(0.999_999, 1e-7);
+        }
+    }
+    std::hint::black_box(acc);
+    (rounds * 16 * 2) as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma_chains_avx512(rounds: usize) -> f64 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm512_set1_ps(0.999_999), _mm512_set1_ps(1e-7));
+    let mut acc = [_mm512_set1_ps(1.0); 16];
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    std::hint::black_box(acc);
+    (rounds * 16 * 16 * 2) as f64
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_chains_avx2(rounds: usize) -> f64 {
+    use std::arch::x86_64::*;
+    let (m, c) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 16];
+    for _ in 0..rounds {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    std::hint::black_box(acc);
+    (rounds * 16 * 8 * 2) as f64
 }
 
 fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
@@ -59,10 +143,11 @@ fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
             (batches * BATCH) as f64 / start.elapsed().as_secs_f64()
         })
         .collect();
+    let items_per_s = median(times);
     println!(
-        "{{\"impl\": \"{}\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {:.2}}}",
+        "{{\"impl\": \"{}\", \"encoder\": \"minilm\", \"tokens\": 256, \"batch\": {BATCH}, \"threads\": {threads}, \"items_per_s\": {items_per_s:.2}, \"gflop_per_s\": {:.1}}}",
         implementation(minilm.precision()),
-        median(times)
+        items_per_s * 2.0 * minilm_macs(256.0) / 1e9
     );
 }
 
