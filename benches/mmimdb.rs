@@ -164,8 +164,7 @@ fn main() {
                 let (x, y) = &data[s % data.len()];
                 let x: Vec<&[f32]> = x.iter().map(Vec::as_slice).collect();
                 std::hint::black_box(model.loss_and_grad(&x, y, &mut grad, &mut ws));
-                adam.step(&mut model.params, &grad);
-                model.max_norm(10.0);
+                model.adam_step(&mut adam, &grad, Some(10.0));
             }
         };
         report(&key, &threads, batch, steps, reps, &mut run);

@@ -62,6 +62,53 @@ impl Adam {
                 .for_each(|((p, g), (m, v))| update(p, g, m, v));
         }
     }
+
+    /// [`step`](Self::step) over `pieces` (consecutive ranges that cover
+    /// `params` in order), in parallel, calling `then(i, piece)` on each updated
+    /// piece while it is still in cache; returns what `then` returned, in the
+    /// pieces' order. The same arithmetic per element as `step`, so the same bits.
+    pub fn step_pieces<R: Send>(
+        &mut self,
+        params: &mut [f32],
+        grad: &[f32],
+        pieces: &[std::ops::Range<usize>],
+        then: impl Fn(usize, &[f32]) -> R + Sync,
+    ) -> Vec<R> {
+        assert!(
+            pieces.first().is_none_or(|p| p.start == 0)
+                && pieces.windows(2).all(|w| w[0].end == w[1].start)
+                && pieces.last().map_or(0, |p| p.end) == params.len()
+                && grad.len() == params.len()
+                && self.m.len() == params.len(),
+            "pieces that cover the {} parameters in order",
+            params.len()
+        );
+        self.t += 1;
+        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
+        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
+        let eps = self.epsilon * bc2;
+        let betas = (self.beta_1, self.beta_2);
+        let (mut p_rest, mut g_rest, mut m_rest, mut v_rest) =
+            (params, grad, self.m.as_mut_slice(), self.v.as_mut_slice());
+        let mut split = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let n = piece.len();
+            let (p, p_tail) = std::mem::take(&mut p_rest).split_at_mut(n);
+            let (g, g_tail) = g_rest.split_at(n);
+            let (m, m_tail) = std::mem::take(&mut m_rest).split_at_mut(n);
+            let (v, v_tail) = std::mem::take(&mut v_rest).split_at_mut(n);
+            (p_rest, g_rest, m_rest, v_rest) = (p_tail, g_tail, m_tail, v_tail);
+            split.push((p, g, m, v));
+        }
+        split
+            .into_par_iter()
+            .enumerate()
+            .map(|(i, (p, g, m, v))| {
+                update(p, g, m, v, betas, factor, eps);
+                then(i, p)
+            })
+            .collect()
+    }
 }
 
 wide_variant!(

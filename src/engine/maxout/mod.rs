@@ -29,7 +29,6 @@ use burn::nn::BatchNorm;
 use burn::tensor::{Tensor, TensorData};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use rayon::prelude::*;
 
 use crate::cpu::kernels::{sigmoid, tanh};
 use crate::cpu::loss::loss_and_delta;
@@ -39,6 +38,7 @@ use crate::fusion::network::FusionHead;
 use crate::fusion::{FusionKind, FusionNet, Task};
 
 mod infer;
+mod max_norm;
 mod ops;
 
 pub use infer::{Inference, Inferred};
@@ -631,30 +631,6 @@ impl MaxoutNet {
             }
         }
     }
-
-    /// Rescales every weight column (one per output unit of a `[d_in, d_out]`
-    /// weight) whose L2 norm exceeds `limit` down to `limit`, in burn's
-    /// arithmetic ([`MaxNorm`](crate::fusion::MaxNorm)). Biases and batch-norm parameters are left alone.
-    pub fn max_norm(&mut self, limit: f32) {
-        let mut weights = vec![];
-        match &self.front {
-            Front::Gmu { transforms, gate } => weights.extend([transforms[0], transforms[1], *gate]),
-            Front::Concat => {}
-            Front::LinearSum { projections, .. } => weights.extend(projections.iter().copied()),
-        }
-        weights.extend([self.mlp.maxout_1, self.mlp.maxout_2, self.mlp.output]);
-        for at in weights {
-            let w = &mut self.params[at.weight..at.weight + at.d_in * at.d_out];
-            let scales = column_scales(w, at.d_out, limit);
-            if scales.iter().any(|&s| s != 1.0) {
-                w.par_chunks_mut(at.d_out * ROWS_PER_TASK).for_each(|rows| {
-                    for row in rows.chunks_exact_mut(at.d_out) {
-                        row.iter_mut().zip(&scales).for_each(|(x, s)| *x *= s);
-                    }
-                });
-            }
-        }
-    }
 }
 
 /// The maxout engine's account of what it trains (see [`TrainEngine`]): the
@@ -739,10 +715,7 @@ impl FlatTraining for MaxoutTraining {
         let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
         let value = self.net.loss_and_grad(&views, &y, &mut self.grad, &mut self.ws);
         if value.is_finite() {
-            self.adam.step(&mut self.net.params, &self.grad);
-            if let Some(limit) = limit {
-                self.net.max_norm(limit);
-            }
+            self.net.adam_step(&mut self.adam, &self.grad, limit);
         }
         value
     }

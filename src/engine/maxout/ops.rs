@@ -58,18 +58,24 @@ pub(super) const ROWS_PER_TASK: usize = 256;
 /// limit). The squares are summed in blocks of rows in parallel, then the
 /// blocks in order.
 pub(super) fn column_scales(w: &[f32], d_out: usize, limit: f32) -> Vec<f32> {
-    let partial: Vec<Vec<f32>> = w
-        .par_chunks(d_out * ROWS_PER_TASK)
-        .map(|rows| {
-            let mut norms = vec![0.0f32; d_out];
-            for row in rows.chunks_exact(d_out) {
-                norms.iter_mut().zip(row).for_each(|(n, x)| *n += x * x);
-            }
-            norms
-        })
-        .collect();
+    let partial: Vec<Vec<f32>> = w.par_chunks(d_out * ROWS_PER_TASK).map(|rows| block_squares(rows, d_out)).collect();
+    scales_of_blocks(&partial, d_out, limit)
+}
+
+/// One block of [`column_scales`]: each column's sum of squares over the
+/// block's rows (row-major `[rows, d_out]`), row after row.
+pub(super) fn block_squares(rows: &[f32], d_out: usize) -> Vec<f32> {
     let mut norms = vec![0.0f32; d_out];
-    for block in &partial {
+    for row in rows.chunks_exact(d_out) {
+        norms.iter_mut().zip(row).for_each(|(n, x)| *n += x * x);
+    }
+    norms
+}
+
+/// [`column_scales`] from its blocks' sums of squares ([`block_squares`]), added in order.
+pub(super) fn scales_of_blocks(blocks: &[Vec<f32>], d_out: usize, limit: f32) -> Vec<f32> {
+    let mut norms = vec![0.0f32; d_out];
+    for block in blocks {
         norms.iter_mut().zip(block).for_each(|(n, b)| *n += b);
     }
     norms.iter().map(|n| limit * (1.0 / n.sqrt().max(limit))).collect()
