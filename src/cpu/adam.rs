@@ -46,11 +46,7 @@ impl Adam {
 
     /// One update of `params` with `grad`.
     pub fn step(&mut self, params: &mut [f32], grad: &[f32]) {
-        self.t += 1;
-        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
-        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
-        let eps = self.epsilon * bc2;
-        let betas = (self.beta_1, self.beta_2);
+        let (betas, factor, eps) = self.next_step();
         let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| update(p, g, m, v, betas, factor, eps);
         if params.len() <= CHUNK {
             update(params, grad, &mut self.m, &mut self.v);
@@ -61,6 +57,15 @@ impl Adam {
                 .zip(self.m.par_chunks_mut(CHUNK).zip(self.v.par_chunks_mut(CHUNK)))
                 .for_each(|((p, g), (m, v))| update(p, g, m, v));
         }
+    }
+
+    /// Counts a step and returns its constants for [`update`]: the betas, the
+    /// step size with both bias corrections, and ε scaled to match.
+    fn next_step(&mut self) -> ((f32, f32), f32, f32) {
+        self.t += 1;
+        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
+        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
+        ((self.beta_1, self.beta_2), factor, self.epsilon * bc2)
     }
 
     /// [`step`](Self::step) over `pieces` (consecutive ranges that cover
@@ -83,11 +88,7 @@ impl Adam {
             "pieces that cover the {} parameters in order",
             params.len()
         );
-        self.t += 1;
-        let bc2 = (1.0 - self.beta_2.powi(self.t)).sqrt();
-        let factor = self.lr * bc2 / (1.0 - self.beta_1.powi(self.t));
-        let eps = self.epsilon * bc2;
-        let betas = (self.beta_1, self.beta_2);
+        let (betas, factor, eps) = self.next_step();
         let (mut p_rest, mut g_rest, mut m_rest, mut v_rest) =
             (params, grad, self.m.as_mut_slice(), self.v.as_mut_slice());
         let mut split = Vec::with_capacity(pieces.len());

@@ -182,17 +182,7 @@ impl PackedMatrix {
         if let Some(bf16) = &self.bf16 {
             return bf16.matmul_acc(x, out);
         }
-        let (k, n) = (self.k, self.n);
-        assert!(
-            k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
-            "x of {} values and out of {} for W [{k}, {n}]",
-            x.len(),
-            out.len()
-        );
-        let level = simd_level();
-        out.par_chunks_mut(MC * n)
-            .zip(x.par_chunks(MC * k))
-            .for_each(|(out, x)| self.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, level));
+        self.for_each_band(x, out, |_| {}, |_| {});
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -221,8 +211,31 @@ impl PackedMatrix {
     /// [`affine`](Self::affine) in `f32`, then `finish` over each band of `out`
     /// while the band is still in cache.
     fn affine_then(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {
+        let n = self.n;
+        assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
+        let add_bias = |band: &mut [f32]| {
+            for row in band.chunks_exact_mut(n) {
+                if accumulate {
+                    row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
+                } else {
+                    row.copy_from_slice(bias);
+                }
+            }
+        };
+        self.for_each_band(x, out, add_bias, finish);
+    }
+
+    /// `out[m, n] += x[m, k] · W` in `f32`, rows split among rayon's threads in
+    /// bands of [`MC`]; each band of `out` goes through `before` just before its
+    /// product and `after` just after, while it is in cache.
+    fn for_each_band(
+        &self,
+        x: &[f32],
+        out: &mut [f32],
+        before: impl Fn(&mut [f32]) + Send + Sync,
+        after: impl Fn(&mut [f32]) + Send + Sync,
+    ) {
         let (k, n) = (self.k, self.n);
-        assert_eq!(bias.len(), n, "a bias of {} values for W [{k}, {n}]", bias.len());
         assert!(
             k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
             "x of {} values and out of {} for W [{k}, {n}]",
@@ -231,15 +244,9 @@ impl PackedMatrix {
         );
         let level = simd_level();
         out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| {
-            for row in out.chunks_exact_mut(n) {
-                if accumulate {
-                    row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-                } else {
-                    row.copy_from_slice(bias);
-                }
-            }
+            before(out);
             self.band(Band { x, lda: k, rows: x.len() / k, out: &mut *out, ldc: n }, true, level);
-            finish(out);
+            after(out);
         });
     }
 

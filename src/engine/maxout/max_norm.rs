@@ -104,16 +104,15 @@ impl MaxoutNet {
     /// [`max_norm`](Self::max_norm) from the blocks' sums of squares that the
     /// pieces of `plan` returned (`squares[i]` for piece `i`, `Some` for a block).
     fn max_norm_from(&mut self, limit: f32, plan: &MaxNormPlan, squares: &[Option<Vec<f32>>]) {
-        let mut blocks: Vec<Option<&Vec<f32>>> = vec![None; plan.blocks()];
-        for (piece, block) in plan.block_of.iter().enumerate() {
-            if let Some(b) = block {
-                blocks[b.index] = squares[piece].as_ref();
+        let mut blocks: Vec<&[f32]> = vec![&[]; plan.blocks()];
+        for (block, squares) in plan.block_of.iter().zip(squares) {
+            if let (Some(b), Some(squares)) = (block, squares) {
+                blocks[b.index] = squares;
             }
         }
+        assert!(blocks.iter().all(|b| !b.is_empty()), "every block's squares");
         for (at, range) in &plan.weights {
-            let mine: Vec<Vec<f32>> =
-                blocks[range.clone()].iter().map(|b| b.expect("every block's squares").clone()).collect();
-            let scales = scales_of_blocks(&mine, at.d_out, limit);
+            let scales = scales_of_blocks(blocks[range.clone()].iter().copied(), at.d_out, limit);
             self.rescale(*at, &scales);
         }
     }
@@ -186,8 +185,11 @@ mod tests {
             let (mut fused, mut apart) = (net.clone(), net.clone());
             let (mut adam_fused, mut adam_apart) =
                 (Adam::with_defaults(net.len(), 0.05), Adam::with_defaults(net.len(), 0.05));
+            let grad = |step: usize| -> Vec<f32> {
+                (0..net.len()).map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45).collect()
+            };
             for step in 0..3 {
-                let grad: Vec<f32> = (0..net.len()).map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45).collect();
+                let grad = grad(step);
                 fused.adam_step_fused(&mut adam_fused, &grad, 1.0);
                 adam_apart.step(&mut apart.params, &grad);
                 apart.max_norm(1.0);
@@ -197,8 +199,7 @@ mod tests {
             let mut unconstrained = net.clone();
             let mut adam = Adam::with_defaults(net.len(), 0.05);
             for step in 0..3 {
-                let grad: Vec<f32> = (0..net.len()).map(|i| ((i * 31 + step * 17) % 97) as f32 / 97.0 - 0.45).collect();
-                unconstrained.adam_step(&mut adam, &grad, None);
+                unconstrained.adam_step(&mut adam, &grad(step), None);
             }
             assert_ne!(unconstrained.params, fused.params, "{kind:?}: the limit bit");
         }

@@ -59,7 +59,7 @@ pub(super) const ROWS_PER_TASK: usize = 256;
 /// blocks in order.
 pub(super) fn column_scales(w: &[f32], d_out: usize, limit: f32) -> Vec<f32> {
     let partial: Vec<Vec<f32>> = w.par_chunks(d_out * ROWS_PER_TASK).map(|rows| block_squares(rows, d_out)).collect();
-    scales_of_blocks(&partial, d_out, limit)
+    scales_of_blocks(partial.iter().map(Vec::as_slice), d_out, limit)
 }
 
 /// One block of [`column_scales`]: each column's sum of squares over the
@@ -73,7 +73,7 @@ pub(super) fn block_squares(rows: &[f32], d_out: usize) -> Vec<f32> {
 }
 
 /// [`column_scales`] from its blocks' sums of squares ([`block_squares`]), added in order.
-pub(super) fn scales_of_blocks(blocks: &[Vec<f32>], d_out: usize, limit: f32) -> Vec<f32> {
+pub(super) fn scales_of_blocks<'a>(blocks: impl IntoIterator<Item = &'a [f32]>, d_out: usize, limit: f32) -> Vec<f32> {
     let mut norms = vec![0.0f32; d_out];
     for block in blocks {
         norms.iter_mut().zip(block).for_each(|(n, b)| *n += b);
