@@ -732,6 +732,57 @@ fn a_plot_and_a_poster_get_gmu_predicts_numbers_over_the_protocol_and_on_the_pag
     );
     assert_eq!(status, 200, "{answer}");
     check(&answer, &text_only, "plot alone");
+    // concurrent requests' plots and posters go through the encoders together
+    // (a long batching delay makes sure they meet) and get the numbers each gets alone
+    let pairs: Vec<(String, std::path::PathBuf)> = (0..3)
+        .map(|i| {
+            (
+                format!("{plot} Part {i}: a robot on a planet."),
+                root.join("dataset").join(format!("{:07}.jpeg", 100 + i)),
+            )
+        })
+        .collect();
+    let alone: Vec<Value> = pairs.iter().map(|(t, p)| cli(&["--text", t, "--image", p.to_str().unwrap()])).collect();
+    let batching = Server::start(&["--model", model.to_str().unwrap(), "--name", "genres", "--max-delay-ms", "300"]);
+    let answers: Vec<(usize, Value)> = std::thread::scope(|s| {
+        let sent: Vec<_> = (0..6)
+            .map(|i| {
+                let (text, poster) = &pairs[i % 3];
+                let image = base64::engine::general_purpose::STANDARD.encode(std::fs::read(poster).unwrap());
+                let request = json!({"inputs": [
+                    {"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]},
+                    {"name": "visual", "shape": [1], "datatype": "BYTES", "data": [image]},
+                ]});
+                let batching = &batching;
+                s.spawn(move || (i, batching.post_json("/v2/models/genres/infer", &request)))
+            })
+            .collect();
+        sent.into_iter()
+            .map(|h| {
+                let (i, (status, answer)) = h.join().unwrap();
+                assert_eq!(status, 200, "{answer}");
+                (i, answer)
+            })
+            .collect()
+    });
+    for (i, answer) in &answers {
+        check(answer, &alone[i % 3], &format!("concurrent request {i}"));
+    }
+    let (_, _, metrics) = batching.get("/metrics");
+    let metrics = String::from_utf8(metrics).unwrap();
+    let count = |line: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{line} in {metrics}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // two views, six rows each: fewer passes than rows, so some pass took several requests
+    assert_eq!(count("gmu_encoder_batch_rows_sum "), 12, "{metrics}");
+    assert!(count("gmu_encoder_batch_rows_count ") < 12, "{metrics}");
+    drop(batching);
     // the raw inputs' limits
     let long = "word ".repeat(50);
     let (status, answer) = server.post_json(

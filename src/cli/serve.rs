@@ -26,7 +26,8 @@ pub struct Args {
     /// Address to listen on. Loopback by default; another address (0.0.0.0:8080) exposes the server to the network.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: SocketAddr,
-    /// Most rows in one forward pass: concurrent requests are batched up to it.
+    /// Most rows in one forward pass: concurrent requests are batched up to it (their plots and posters
+    /// through the encoders together too, up to 32 a pass).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=65536))]
     max_batch: u64,
     /// How long a request waits for others to batch with (0: take what is queued, never wait).

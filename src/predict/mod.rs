@@ -258,40 +258,14 @@ impl Model {
             let values = match input {
                 None => vec![f32::NAN; n * spec.width],
                 Some(input) => {
-                    let Some(enc) = &spec.encoder else {
-                        return Err(GmuError::invalid(
-                            "views",
-                            format!(
-                                "view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input",
-                                spec.name
-                            ),
-                        ));
-                    };
                     if input.len() != n {
                         return Err(GmuError::invalid(
                             "views",
                             format!("{} raw inputs for view '{}', {n} for another view", input.len(), spec.name),
                         ));
                     }
-                    let encoder = self.encoder(k)?;
-                    if encoder.dim() != spec.width {
-                        return Err(GmuError::invalid(
-                            "views",
-                            format!(
-                                "view '{}' is {} wide but its encoder {} gives {}",
-                                spec.name,
-                                spec.width,
-                                enc.encoder,
-                                encoder.dim()
-                            ),
-                        ));
-                    }
-                    let (values, rows) = crate::encoders::encode::encode_all_with(
-                        &encoder,
-                        input,
-                        crate::encoders::encode::BATCH,
-                        &mut |done, total| progress(&spec.name, done, total),
-                    )?;
+                    let (values, rows) =
+                        self.encode_view(k, input, &mut |done, total| progress(&spec.name, done, total))?;
                     missing.extend(rows.into_iter().map(|m| (spec.name.clone(), m)));
                     values
                 }
@@ -307,6 +281,42 @@ impl Model {
             });
         }
         Ok((views, missing))
+    }
+
+    /// The model's view `k` from raw inputs (texts or images), through the
+    /// encoder the view records: `[input.len(), width]` row-major, NaN rows
+    /// where an input gives no features (listed in the second return value).
+    /// Each row's features are the same bits whatever the other inputs.
+    pub fn encode_view(
+        &self,
+        k: usize,
+        input: &[crate::encoders::RawInput<'_>],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(Vec<f32>, Vec<crate::encoders::encode::MissingRow>)> {
+        let spec = &self.config.views[k];
+        let Some(enc) = &spec.encoder else {
+            return Err(GmuError::invalid(
+                "views",
+                format!(
+                    "view '{}' was not made by a pretrained encoder (the model records none); give its features instead of raw input",
+                    spec.name
+                ),
+            ));
+        };
+        let encoder = self.encoder(k)?;
+        if encoder.dim() != spec.width {
+            return Err(GmuError::invalid(
+                "views",
+                format!(
+                    "view '{}' is {} wide but its encoder {} gives {}",
+                    spec.name,
+                    spec.width,
+                    enc.encoder,
+                    encoder.dim()
+                ),
+            ));
+        }
+        crate::encoders::encode::encode_all_with(&encoder, input, crate::encoders::encode::BATCH, progress)
     }
 
     /// Whether each row's prediction is the same bits alone or batched with

@@ -1,6 +1,6 @@
 //! The server's counters in Prometheus' text format (`GET /metrics`):
-//! requests by model and status, rows, a latency histogram, batch sizes and
-//! the queue depth.
+//! requests by model and status, rows, a latency histogram, batch sizes (of
+//! the forward passes and of the encoders' passes) and the queue depth.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -61,6 +61,7 @@ pub struct Metrics {
     rows: AtomicU64,
     latency: Histogram,
     batches: Histogram,
+    encoder_batches: Histogram,
 }
 
 impl Default for Metrics {
@@ -70,6 +71,7 @@ impl Default for Metrics {
             rows: AtomicU64::new(0),
             latency: Histogram::new(&LATENCY_BUCKETS),
             batches: Histogram::new(&BATCH_BUCKETS),
+            encoder_batches: Histogram::new(&BATCH_BUCKETS),
         }
     }
 }
@@ -90,6 +92,11 @@ impl Metrics {
     /// A forward pass over `rows` rows.
     pub fn batch(&self, rows: usize) {
         self.batches.observe(rows as f64);
+    }
+
+    /// An encoder pass over `rows` raw inputs of one view.
+    pub fn encoder_batch(&self, rows: usize) {
+        self.encoder_batches.observe(rows as f64);
     }
 
     /// The text format, with each model's queue depth.
@@ -114,7 +121,14 @@ impl Metrics {
             "Inference request latency, from the body read to the answer.",
         );
         self.batches.write(&mut out, "gmu_batch_rows", "Rows per forward pass (concurrent requests batched).");
-        out.push_str("# HELP gmu_queue_depth Requests waiting for a forward pass.\n# TYPE gmu_queue_depth gauge\n");
+        self.encoder_batches.write(
+            &mut out,
+            "gmu_encoder_batch_rows",
+            "Raw inputs per encoder pass (concurrent requests' plots or posters encoded together).",
+        );
+        out.push_str(
+            "# HELP gmu_queue_depth Requests waiting for an encoder or a forward pass.\n# TYPE gmu_queue_depth gauge\n",
+        );
         for (model, depth) in queues {
             let _ = writeln!(out, "gmu_queue_depth{{model=\"{}\"}} {depth}", model.replace(['"', '\\', '\n'], "_"));
         }
@@ -133,6 +147,7 @@ mod tests {
         m.request("mfeat", 200, 1, Duration::from_millis(3));
         m.request("mfeat", 400, 0, Duration::from_micros(50));
         m.batch(4);
+        m.encoder_batch(8);
         let text = m.render(&[("mfeat", 2)]);
         assert!(text.contains("gmu_requests_total{model=\"mfeat\",status=\"200\"} 2\n"), "{text}");
         assert!(text.contains("gmu_requests_total{model=\"mfeat\",status=\"400\"} 1\n"));
@@ -142,6 +157,9 @@ mod tests {
         assert!(text.contains("gmu_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("gmu_request_duration_seconds_count 3\n"));
         assert!(text.contains("gmu_batch_rows_bucket{le=\"2\"} 0\ngmu_batch_rows_bucket{le=\"4\"} 1\n"));
+        assert!(
+            text.contains("gmu_encoder_batch_rows_bucket{le=\"4\"} 0\ngmu_encoder_batch_rows_bucket{le=\"8\"} 1\n")
+        );
         assert!(text.contains("gmu_queue_depth{model=\"mfeat\"} 2\n"));
     }
 }

@@ -22,6 +22,7 @@
 //! `model`, `rows`, `status`, `ms`). SIGTERM or ctrl-c stops taking
 //! connections and finishes the requests in flight.
 
+mod encoding;
 mod limits;
 mod metrics;
 mod model;

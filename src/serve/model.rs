@@ -1,7 +1,7 @@
 //! One model behind the server: its protocol metadata, the checks a request
 //! gets against it (names, datatypes, shapes, limits), raw inputs through
-//! its encoders, and the dynamic batcher that runs concurrent requests'
-//! rows through one forward pass.
+//! its encoders (batched in [`encoding`](super::encoding)), and the dynamic
+//! batcher that runs concurrent requests' rows through one forward pass.
 //!
 //! Batching never changes an answer: on the flat inference path every row
 //! is computed the same way whatever the other rows of its batch
@@ -15,18 +15,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::encoding::Encoding;
 use super::limits::Limits;
 use super::metrics::Metrics;
 use super::protocol::{InferRequest, OutputData, OutputRequest, OutputTensor, TensorData};
 use super::refusal::Refusal;
 use crate::data::View;
-use crate::encoders::{Modality, RawInput};
+use crate::encoders::Modality;
 use crate::fusion::Task;
 use crate::predict::{Model, Prediction};
 
 /// What a view of the model takes.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Kind {
+pub(super) enum Kind {
     Features,
     Text,
     Image,
@@ -62,6 +63,8 @@ pub struct Served {
     kinds: Vec<Kind>,
     gated: bool,
     queue: SyncSender<Job>,
+    /// The encoder batcher, for a model with a text or image view.
+    encoding: Option<Encoding>,
     depth: Arc<AtomicUsize>,
     ready: Arc<OnceLock<()>>,
 }
@@ -71,7 +74,7 @@ impl Served {
     /// batching thread runs until the `Served` is dropped. `impute`: partly
     /// missing feature rows are filled with the training means.
     pub fn new(name: String, model: Model, batching: Batching, impute: bool, metrics: Arc<Metrics>) -> Served {
-        let kinds = model
+        let kinds: Vec<Kind> = model
             .config
             .views
             .iter()
@@ -87,6 +90,10 @@ impl Served {
         let (queue, jobs) = sync_channel(batching.max_queue.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(OnceLock::new());
+        let encoding = kinds
+            .iter()
+            .any(|&k| k != Kind::Features)
+            .then(|| Encoding::new(&name, model.clone(), batching, depth.clone(), metrics.clone()));
         let worker = Worker {
             model: model.clone(),
             jobs,
@@ -100,7 +107,7 @@ impl Served {
             .name(format!("gmu-batch-{name}"))
             .spawn(move || worker.run())
             .expect("a thread for the batcher");
-        Served { name, version, model, kinds, gated, queue, depth, ready }
+        Served { name, version, model, kinds, gated, queue, encoding, depth, ready }
     }
 
     /// Whether the model has run once (its weights prepared) and takes requests.
@@ -188,25 +195,15 @@ impl Served {
     ) -> Result<(Vec<(OutputTensor, bool)>, usize), Refusal> {
         let asked = self.asked_outputs(request)?;
         let (mut features, raw, rows) = self.read_inputs(request, limits)?;
-        if raw.iter().any(Option::is_some) {
-            let model = self.model.clone();
-            let decode = limits.decode_timeout;
-            let encoded = tokio::time::timeout(
-                decode,
-                tokio::task::spawn_blocking(move || {
-                    let inputs: Vec<Option<Vec<RawInput<'_>>>> = raw
-                        .iter()
-                        .map(|r| r.as_ref().map(|(kind, items)| items.iter().map(|b| raw_input(*kind, b)).collect()))
-                        .collect();
-                    model.encode_raw(&inputs).map(|(views, _)| views)
-                }),
-            )
-            .await
-            .map_err(|_| Refusal::Busy(format!("encoding the raw inputs took longer than {} ms", decode.as_millis())))?
-            .map_err(|e| Refusal::Internal(format!("the encoder failed: {e}")))??;
+        if let (true, Some(encoding)) = (raw.iter().any(Option::is_some), &self.encoding) {
+            let timeout = limits.decode_timeout;
+            let encoded =
+                tokio::time::timeout(timeout, encoding.encode(&self.name, raw, rows)).await.map_err(|_| {
+                    Refusal::Busy(format!("encoding the raw inputs took longer than {} ms", timeout.as_millis()))
+                })??;
             for (slot, view) in features.iter_mut().zip(encoded) {
-                if slot.is_none() && view.values.iter().any(|x| !x.is_nan()) {
-                    *slot = Some(view);
+                if let Some(view) = view.filter(|v| v.values.iter().any(|x| !x.is_nan())) {
+                    slot.get_or_insert(view);
                 }
             }
         }
@@ -436,15 +433,6 @@ impl Served {
                 (OutputTensor { name: o.name.clone(), shape, data }, o.binary)
             })
             .collect()
-    }
-}
-
-/// A raw input of a view of `kind`.
-fn raw_input(kind: Kind, bytes: &[u8]) -> RawInput<'_> {
-    match kind {
-        Kind::Image => RawInput::ImageBytes(bytes),
-        // Checked UTF-8 where the request was read (Limits::check_raw).
-        _ => RawInput::Text(std::str::from_utf8(bytes).unwrap_or("")),
     }
 }
 

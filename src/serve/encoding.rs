@@ -1,0 +1,212 @@
+//! The encoder batcher: concurrent requests' raw inputs (plots, posters)
+//! through a model's pretrained encoders in one pass per view.
+//!
+//! The encoders are nearly all of a plot + poster request's time, and they
+//! run faster per row on more rows (MiniLM's products on a few hundred
+//! tokens, EfficientNet's convolutions on one image, leave the cores
+//! partly idle). So, as the forward passes are batched in
+//! [`model`](super::model), the raw inputs queued while an encoder pass runs
+//! go through the next pass together. Batching never changes an answer:
+//! each row's features are the same bits whatever the other rows of its
+//! pass ([`Model::encode_view`]; MiniLM attends within each text, without
+//! padding, and EfficientNet convolves each image on its own), which
+//! `tests/serve.rs` checks against `gmu predict`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use super::metrics::Metrics;
+use super::model::{Batching, Kind};
+use super::refusal::Refusal;
+use crate::data::View;
+use crate::encoders::RawInput;
+use crate::predict::Model;
+
+/// Most raw inputs of a view in one encoder pass: the encoders' own batch
+/// (MiniLM's intermediate for 32 plots of 256 tokens is 50 MB).
+const MAX_ROWS: usize = crate::encoders::encode::BATCH;
+
+/// One request's raw inputs per view (`None`: not sent raw), and where the
+/// encoded views go.
+struct Job {
+    raw: Vec<Option<(Kind, Vec<Vec<u8>>)>>,
+    rows: usize,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Option<View>>, Refusal>>,
+}
+
+/// A model's encoder queue; its thread runs until the `Encoding` is dropped.
+pub(super) struct Encoding {
+    queue: SyncSender<Job>,
+    depth: Arc<AtomicUsize>,
+}
+
+impl Encoding {
+    /// Starts the thread that encodes `model`'s raw inputs, `batching.max_batch`
+    /// (at most [`MAX_ROWS`]) rows a pass; `depth` counts the requests waiting.
+    pub(super) fn new(
+        name: &str,
+        model: Arc<Model>,
+        batching: Batching,
+        depth: Arc<AtomicUsize>,
+        metrics: Arc<Metrics>,
+    ) -> Encoding {
+        let (queue, jobs) = sync_channel(batching.max_queue.max(1));
+        let worker = Worker { model, jobs, batching, depth: depth.clone(), metrics };
+        std::thread::Builder::new()
+            .name(format!("gmu-encode-{name}"))
+            .spawn(move || worker.run())
+            .expect("a thread for the encoder batcher");
+        Encoding { queue, depth }
+    }
+
+    /// The views encoded from `raw` (`[rows, width]` each; `None` where the
+    /// view was not sent raw), once a pass has taken them.
+    pub(super) async fn encode(
+        &self,
+        model: &str,
+        raw: Vec<Option<(Kind, Vec<Vec<u8>>)>>,
+        rows: usize,
+    ) -> Result<Vec<Option<View>>, Refusal> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.queue.try_send(Job { raw, rows, reply }) {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+            return Err(match e {
+                TrySendError::Full(_) => {
+                    Refusal::Busy(format!("model '{model}': the encoder queue is full; retry shortly"))
+                }
+                TrySendError::Disconnected(_) => Refusal::Busy("the server is shutting down".into()),
+            });
+        }
+        answer.await.map_err(|_| Refusal::Internal("the encoder batcher stopped".into()))?
+    }
+}
+
+/// A raw input of a view of `kind`.
+pub(super) fn raw_input(kind: Kind, bytes: &[u8]) -> RawInput<'_> {
+    match kind {
+        Kind::Image => RawInput::ImageBytes(bytes),
+        // Checked UTF-8 where the request was read (Limits::check_raw).
+        _ => RawInput::Text(std::str::from_utf8(bytes).unwrap_or("")),
+    }
+}
+
+/// The thread that batches a model's encoder passes.
+struct Worker {
+    model: Arc<Model>,
+    jobs: Receiver<Job>,
+    batching: Batching,
+    depth: Arc<AtomicUsize>,
+    metrics: Arc<Metrics>,
+}
+
+impl Worker {
+    fn run(self) {
+        let max_rows = self.batching.max_batch.clamp(1, MAX_ROWS);
+        let mut next: Option<Job> = None;
+        // The last pass: how many requests it took and how long it ran.
+        let (mut last_jobs, mut last_took) = (1, Duration::ZERO);
+        loop {
+            let first = match next.take() {
+                Some(job) => job,
+                None => match self.jobs.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            let start = Instant::now();
+            let mut rows = first.rows;
+            let mut batch = vec![first];
+            // The clients of the last pass's requests are sending their next ones as
+            // this pass starts: wait for as many, up to 2 % of the last pass's time,
+            // else a pass of one would alternate with a pass of the rest.
+            let refill = start + last_took / 50;
+            let deadline = start + self.batching.max_delay;
+            while rows < max_rows {
+                let until = if batch.len() < last_jobs { deadline.max(refill) } else { deadline };
+                let job = match until.checked_duration_since(Instant::now()) {
+                    Some(wait) if !wait.is_zero() => match self.jobs.recv_timeout(wait) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    },
+                    _ => match self.jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => break,
+                    },
+                };
+                if rows + job.rows > max_rows {
+                    next = Some(job);
+                    break;
+                }
+                rows += job.rows;
+                batch.push(job);
+            }
+            self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
+            last_jobs = batch.len();
+            let began = Instant::now();
+            self.answer(batch);
+            last_took = began.elapsed();
+        }
+    }
+
+    /// Encodes a batch in one pass per view and splits the views; if the pass
+    /// fails, each request is encoded alone for its own answer.
+    fn answer(&self, batch: Vec<Job>) {
+        let together = catch_unwind(AssertUnwindSafe(|| self.encode(&batch)));
+        match together {
+            Ok(Ok(views)) => {
+                for (job, views) in batch.into_iter().zip(views) {
+                    let _ = job.reply.send(Ok(views));
+                }
+            }
+            _ => {
+                for job in batch {
+                    let alone = catch_unwind(AssertUnwindSafe(|| self.encode(std::slice::from_ref(&job))));
+                    let answer = match alone {
+                        Ok(Ok(mut views)) => Ok(views.remove(0)),
+                        Ok(Err(e)) => Err(Refusal::Internal(format!("the encoder failed: {e}"))),
+                        Err(_) => Err(Refusal::Internal("the encoder failed on this request's inputs".into())),
+                    };
+                    let _ = job.reply.send(answer);
+                }
+            }
+        }
+    }
+
+    /// Each job's views encoded from its raw inputs, one encoder pass per view over every job's rows.
+    fn encode(&self, batch: &[Job]) -> crate::error::Result<Vec<Vec<Option<View>>>> {
+        let views = &self.model.config.views;
+        let mut out: Vec<Vec<Option<View>>> = batch.iter().map(|_| vec![None; views.len()]).collect();
+        for (k, spec) in views.iter().enumerate() {
+            let inputs: Vec<RawInput> = batch
+                .iter()
+                .filter_map(|job| job.raw[k].as_ref())
+                .flat_map(|(kind, items)| items.iter().map(|b| raw_input(*kind, b)))
+                .collect();
+            if inputs.is_empty() {
+                continue;
+            }
+            self.metrics.encoder_batch(inputs.len());
+            let (values, _) = self.model.encode_view(k, &inputs, &mut |_, _| {})?;
+            let mut rows = values.chunks_exact(spec.width);
+            for (job, slot) in batch.iter().zip(&mut out) {
+                if job.raw[k].is_some() {
+                    let values: Vec<f32> = rows.by_ref().take(job.rows).flatten().copied().collect();
+                    slot[k] = Some(View {
+                        name: spec.name.clone(),
+                        dim: spec.width,
+                        values,
+                        image: None,
+                        prescaled: false,
+                        encoder: spec.encoder.clone(),
+                        tokens: spec.tokens,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
