@@ -182,7 +182,7 @@ impl PackedMatrix {
         if let Some(bf16) = &self.bf16 {
             return bf16.matmul_acc(x, out);
         }
-        self.for_each_band(x, out, |_| {}, |_| {});
+        self.for_each_band(x, out, Start::Add, |_| {}, |_| {});
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -213,25 +213,27 @@ impl PackedMatrix {
     fn affine_then(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {
         let n = self.n;
         assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
+        if !accumulate {
+            return self.for_each_band(x, out, Start::Bias(bias), |_| {}, finish);
+        }
+        // the residual and the bias first, then the product: (out + b) + x·W, as before
         let add_bias = |band: &mut [f32]| {
             for row in band.chunks_exact_mut(n) {
-                if accumulate {
-                    row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-                } else {
-                    row.copy_from_slice(bias);
-                }
+                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
             }
         };
-        self.for_each_band(x, out, add_bias, finish);
+        self.for_each_band(x, out, Start::Add, add_bias, finish);
     }
 
-    /// `out[m, n] += x[m, k] · W` in `f32`, rows split among rayon's threads in
-    /// bands of [`MC`]; each band of `out` goes through `before` just before its
-    /// product and `after` just after, while it is in cache.
+    /// `out[m, n] (+)= x[m, k] · W` in `f32` (the first block of `k` as `start`
+    /// says), rows split among rayon's threads in bands of [`MC`]; each band of
+    /// `out` goes through `before` just before its product and `after` just
+    /// after, while it is in cache.
     fn for_each_band(
         &self,
         x: &[f32],
         out: &mut [f32],
+        start: Start<'_>,
         before: impl Fn(&mut [f32]) + Send + Sync,
         after: impl Fn(&mut [f32]) + Send + Sync,
     ) {
@@ -245,7 +247,7 @@ impl PackedMatrix {
         let level = simd_level();
         out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| {
             before(out);
-            self.band(Band { x, lda: k, rows: x.len() / k, out: &mut *out, ldc: n }, true, level);
+            self.band(Band { x, lda: k, rows: x.len() / k, out: &mut *out, ldc: n }, start, level);
             after(out);
         });
     }
@@ -266,19 +268,27 @@ impl PackedMatrix {
         if let Some(bf16) = &self.bf16 {
             return bf16.band(x, lda, rows, out, ldc, accumulate);
         }
-        self.band(Band { x, lda, rows, out, ldc }, accumulate, simd_level());
+        let start = if accumulate { Start::Add } else { Start::Overwrite };
+        self.band(Band { x, lda, rows, out, ldc }, start, simd_level());
     }
 
     /// One band of rows, on the calling thread, with the kernels of `level`.
-    fn band(&self, band: Band<'_>, accumulate: bool, level: SimdLevel) {
+    fn band(&self, band: Band<'_>, start: Start<'_>, level: SimdLevel) {
         #[cfg(target_arch = "x86_64")]
         if level == SimdLevel::Avx512 {
-            self.band_avx512(band, accumulate);
+            self.band_avx512(band, start);
             return;
         }
         let wide = level >= SimdLevel::Avx2;
         let Band { x, lda, rows, out, ldc } = band;
         let (k, n) = (self.k, self.n);
+        if let Start::Bias(bias) = start {
+            // b + x·W: the bias written first, then added to (the same bits as the AVX-512 tile's x·W + b)
+            for row in 0..rows {
+                out[row * ldc..][..n].copy_from_slice(bias);
+            }
+        }
+        let accumulate = !matches!(start, Start::Overwrite);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             // the first block of k overwrites unless told to accumulate
@@ -298,13 +308,18 @@ impl PackedMatrix {
 
     /// [`band`](Self::band) on the AVX-512 kernel: tiles of up to 12 rows by two panels.
     #[cfg(target_arch = "x86_64")]
-    fn band_avx512(&self, band: Band<'_>, accumulate: bool) {
+    fn band_avx512(&self, band: Band<'_>, start: Start<'_>) {
         let Band { x, lda, rows, out, ldc } = band;
         let (k, n) = (self.k, self.n);
         let panels = self.n_padded / NR;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let add = accumulate || k0 > 0;
+            let add = matches!(start, Start::Add) || k0 > 0;
+            // the first block of `k` adds the bias as it stores
+            let bias = match start {
+                Start::Bias(bias) if k0 == 0 => Some(bias),
+                _ => None,
+            };
             for p in (0..panels).step_by(2) {
                 let two = p + 1 < panels;
                 let block = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR * (1 + usize::from(two))];
@@ -314,12 +329,14 @@ impl PackedMatrix {
                     assert!(x.len() >= i * lda + (r - 1) * lda + k0 + kc, "x covers the tile");
                     assert!(out.len() >= (i + r - 1) * ldc + p * NR + cols.0.max(NR * usize::from(two) + cols.1));
                     let (a, b, c) = (x[i * lda + k0..].as_ptr(), block.as_ptr(), out[i * ldc + p * NR..].as_mut_ptr());
+                    // the bias of these columns: as many values as `c`'s row has (`n` ≥ 16 (P − 1) + cols)
+                    let bias = bias.map_or(std::ptr::null(), |bias| bias[p * NR..].as_ptr());
                     macro_rules! go {
                         ($($r:literal)*) => {
                             match (r, two) {
                                 $(
-                                    ($r, true) => tile_avx512::<$r, 2>(a, lda, b, kc, c, ldc, cols, add),
-                                    ($r, false) => tile_avx512::<$r, 1>(a, lda, b, kc, c, ldc, cols, add),
+                                    ($r, true) => tile_avx512::<$r, 2>(a, lda, b, kc, c, ldc, cols, (add, bias)),
+                                    ($r, false) => tile_avx512::<$r, 1>(a, lda, b, kc, c, ldc, cols, (add, bias)),
                                 )*
                                 _ => unreachable!("1 to 12 rows"),
                             }
@@ -331,6 +348,17 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// What the first block of `k` does with `out` (the later blocks add to it).
+#[derive(Clone, Copy)]
+enum Start<'a> {
+    /// `out += x·W`.
+    Add,
+    /// `out = x·W`.
+    Overwrite,
+    /// `out = x·W + b`, `b` `[n]` added to every row.
+    Bias(&'a [f32]),
 }
 
 /// Rows of `x` times `W` into rows of `out`: `rows` rows, `lda` and `ldc` values apart.
@@ -447,7 +475,8 @@ unsafe fn tile_avx2<const R: usize>(
 ///
 /// # Safety
 /// AVX-512 F/BW/VL and FMA present; `a` covers `R` rows of `kc` values `lda`
-/// apart, `b` `P · kc × 16` values, `c` `R` rows of `16 (P − 1) + cols` values `ldc` apart.
+/// apart, `b` `P · kc × 16` values, `c` `R` rows of `16 (P − 1) + cols` values `ldc` apart,
+/// `bias` (unless null; read where `add` is false) `16 (P − 1) + cols` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -459,7 +488,7 @@ unsafe fn tile_avx512<const R: usize, const P: usize>(
     c: *mut f32,
     ldc: usize,
     cols: (usize, usize),
-    add: bool,
+    (add, bias): (bool, *const f32),
 ) {
     use std::arch::x86_64::*;
     // SAFETY: bounds as the caller promises.
@@ -498,7 +527,13 @@ unsafe fn tile_avx512<const R: usize, const P: usize>(
                 let width = if q == 0 { cols.0 } else { cols.1 };
                 // the panel's valid columns, a mask of `width` ones
                 let mask: __mmask16 = if width >= NR { 0xffff } else { (1u16 << width) - 1 };
-                let value = if add { _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row), *acc) } else { *acc };
+                let value = if add {
+                    _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row), *acc)
+                } else if !bias.is_null() {
+                    _mm512_add_ps(*acc, _mm512_maskz_loadu_ps(mask, bias.add(q * NR)))
+                } else {
+                    *acc
+                };
                 _mm512_mask_storeu_ps(row, mask, value);
             }
         }
@@ -586,7 +621,7 @@ mod tests {
                     }
                     let mut out = start.clone();
                     for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
-                        packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, true, level);
+                        packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, Start::Add, level);
                     }
                     let worst = out
                         .iter()
@@ -608,6 +643,26 @@ mod tests {
                         avx2.iter().zip(avx512).all(|(a, b)| a.to_bits() == b.to_bits()),
                         "[{m}, {k}] x [{k}, {n}]"
                     );
+                }
+                // A bias: written first then added to (AVX2), or added as the first block stores (AVX-512).
+                let bias = values(n, 4);
+                let with_bias: Vec<Vec<u32>> = [SimdLevel::Avx2, SimdLevel::Avx512]
+                    .into_iter()
+                    .filter(|&level| level <= SimdLevel::detected())
+                    .map(|level| {
+                        let mut out = start.clone();
+                        for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
+                            packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, Start::Bias(&bias), level);
+                        }
+                        for (i, o) in out.iter().enumerate() {
+                            let err = (*o as f64 - bias[i % n] as f64 - want[i]).abs();
+                            assert!(err < 1e-4 * (k as f64).sqrt(), "[{m}, {k}] x [{k}, {n}] + b {level:?}: {err}");
+                        }
+                        out.iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                if let [avx2, avx512] = &with_bias[..] {
+                    assert_eq!(avx2, avx512, "[{m}, {k}] x [{k}, {n}] + b");
                 }
                 let mut threaded = start.clone();
                 packed.matmul_acc(&x, &mut threaded);
