@@ -208,6 +208,17 @@ impl PackedMatrix {
         self.affine_then(x, bias, out, false, gelu_slice);
     }
 
+    /// [`affine`](Self::affine), then `finish` (an activation) over the result:
+    /// in `f32` over each band of `out` as soon as it is done, while it is in
+    /// cache; in bf16 over the whole of `out` after the product.
+    pub fn affine_and(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {
+        if let Some(bf16) = &self.bf16 {
+            bf16.affine(x, bias, out, accumulate, false);
+            return finish(out);
+        }
+        self.affine_then(x, bias, out, accumulate, finish);
+    }
+
     /// [`affine`](Self::affine) in `f32`, then `finish` over each band of `out`
     /// while the band is still in cache.
     fn affine_then(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {

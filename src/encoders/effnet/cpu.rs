@@ -41,10 +41,8 @@ impl Pointwise {
     fn forward(&self, x: &[f32], residual: Option<&[f32]>, relu6: bool) -> Vec<f32> {
         let rows = x.len() / self.weight.k();
         let mut out = residual.map_or_else(|| vec![0f32; rows * self.channels()], <[f32]>::to_vec);
-        self.weight.affine(x, &self.bias, &mut out, residual.is_some());
-        if relu6 {
-            relu6_in_place(&mut out);
-        }
+        let finish: fn(&mut [f32]) = if relu6 { relu6_in_place } else { |_| {} };
+        self.weight.affine_and(x, &self.bias, &mut out, residual.is_some(), finish);
         out
     }
 }
@@ -215,8 +213,7 @@ impl CpuEffnet {
             }
         }
         let mut out = vec![0f32; oh * ow * bias.len()];
-        weight.affine(&patches, bias, &mut out, false);
-        relu6_in_place(&mut out);
+        weight.affine_and(&patches, bias, &mut out, false, relu6_in_place);
         (out, oh, ow)
     }
 
