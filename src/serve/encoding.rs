@@ -19,7 +19,6 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::model::{Batching, Kind};
 use super::refusal::Refusal;
 use crate::data::View;
 use crate::encoders::RawInput;
@@ -28,6 +27,14 @@ use crate::predict::Model;
 /// Most raw inputs of a view in one encoder pass: the encoders' own batch
 /// (MiniLM's intermediate for 32 plots of 256 tokens is 50 MB).
 const MAX_ROWS: usize = crate::encoders::encode::BATCH;
+
+/// What a view of a model takes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Kind {
+    Features,
+    Text,
+    Image,
+}
 
 /// One request's raw inputs per view (`None`: not sent raw), and where the
 /// encoded views go.
@@ -44,17 +51,20 @@ pub(super) struct Encoding {
 }
 
 impl Encoding {
-    /// Starts the thread that encodes `model`'s raw inputs, `batching.max_batch`
-    /// (at most [`MAX_ROWS`]) rows a pass; `depth` counts the requests waiting.
+    /// Starts the thread that encodes `model`'s raw inputs, up to `max_rows`
+    /// (at most [`MAX_ROWS`]) a pass, the first request of a pass waiting up to
+    /// `max_delay` for others, `max_queue` requests waiting at most; `depth`
+    /// counts the requests waiting.
     pub(super) fn new(
         name: &str,
         model: Arc<Model>,
-        batching: Batching,
+        (max_rows, max_delay, max_queue): (usize, Duration, usize),
         depth: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
     ) -> Encoding {
-        let (queue, jobs) = sync_channel(batching.max_queue.max(1));
-        let worker = Worker { model, jobs, batching, depth: depth.clone(), metrics };
+        let (queue, jobs) = sync_channel(max_queue.max(1));
+        let max_rows = max_rows.clamp(1, MAX_ROWS);
+        let worker = Worker { model, jobs, max_rows, max_delay, depth: depth.clone(), metrics };
         std::thread::Builder::new()
             .name(format!("gmu-encode-{name}"))
             .spawn(move || worker.run())
@@ -98,14 +108,15 @@ pub(super) fn raw_input(kind: Kind, bytes: &[u8]) -> RawInput<'_> {
 struct Worker {
     model: Arc<Model>,
     jobs: Receiver<Job>,
-    batching: Batching,
+    max_rows: usize,
+    max_delay: Duration,
     depth: Arc<AtomicUsize>,
     metrics: Arc<Metrics>,
 }
 
 impl Worker {
     fn run(self) {
-        let max_rows = self.batching.max_batch.clamp(1, MAX_ROWS);
+        let max_rows = self.max_rows;
         let mut next: Option<Job> = None;
         // The last pass: how many requests it took and how long it ran.
         let (mut last_jobs, mut last_took) = (1, Duration::ZERO);
@@ -124,7 +135,7 @@ impl Worker {
             // this pass starts: wait for as many, up to 2 % of the last pass's time,
             // else a pass of one would alternate with a pass of the rest.
             let refill = start + last_took / 50;
-            let deadline = start + self.batching.max_delay;
+            let deadline = start + self.max_delay;
             while rows < max_rows {
                 let until = if batch.len() < last_jobs { deadline.max(refill) } else { deadline };
                 let job = match until.checked_duration_since(Instant::now()) {

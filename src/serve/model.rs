@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::encoding::Encoding;
+use super::encoding::{Encoding, Kind};
 use super::limits::Limits;
 use super::metrics::Metrics;
 use super::protocol::{InferRequest, OutputData, OutputRequest, OutputTensor, TensorData};
@@ -24,14 +24,6 @@ use crate::data::View;
 use crate::encoders::Modality;
 use crate::fusion::Task;
 use crate::predict::{Model, Prediction};
-
-/// What a view of the model takes.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(super) enum Kind {
-    Features,
-    Text,
-    Image,
-}
 
 /// Rows of the model's views waiting for a forward pass, and where their answer goes.
 struct Job {
@@ -90,10 +82,10 @@ impl Served {
         let (queue, jobs) = sync_channel(batching.max_queue.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(OnceLock::new());
-        let encoding = kinds
-            .iter()
-            .any(|&k| k != Kind::Features)
-            .then(|| Encoding::new(&name, model.clone(), batching, depth.clone(), metrics.clone()));
+        let encoding = kinds.iter().any(|&k| k != Kind::Features).then(|| {
+            let policy = (batching.max_batch, batching.max_delay, batching.max_queue);
+            Encoding::new(&name, model.clone(), policy, depth.clone(), metrics.clone())
+        });
         let worker = Worker {
             model: model.clone(),
             jobs,
