@@ -270,17 +270,24 @@ impl Model {
                     values
                 }
             };
-            views.push(View {
-                name: spec.name.clone(),
-                dim: spec.width,
-                values,
-                image: None,
-                prescaled: false,
-                encoder: spec.encoder.clone(),
-                tokens: spec.tokens,
-            });
+            views.push(self.encoded_view(k, values));
         }
         Ok((views, missing))
+    }
+
+    /// The model's view `k` holding `values` `[rows, width]`, made by the
+    /// encoder the view records (or NaN where missing).
+    pub fn encoded_view(&self, k: usize, values: Vec<f32>) -> View {
+        let spec = &self.config.views[k];
+        View {
+            name: spec.name.clone(),
+            dim: spec.width,
+            values,
+            image: None,
+            prescaled: false,
+            encoder: spec.encoder.clone(),
+            tokens: spec.tokens,
+        }
     }
 
     /// The model's view `k` from raw inputs (texts or images), through the

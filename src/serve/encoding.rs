@@ -15,10 +15,11 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
+use super::queue::Queue;
 use super::refusal::Refusal;
 use crate::data::View;
 use crate::encoders::RawInput;
@@ -64,7 +65,7 @@ impl Encoding {
     ) -> Encoding {
         let (queue, jobs) = sync_channel(max_queue.max(1));
         let max_rows = max_rows.clamp(1, MAX_ROWS);
-        let worker = Worker { model, jobs, max_rows, max_delay, depth: depth.clone(), metrics };
+        let worker = Worker { model, queue: Queue::new(jobs), max_rows, max_delay, depth: depth.clone(), metrics };
         std::thread::Builder::new()
             .name(format!("gmu-encode-{name}"))
             .spawn(move || worker.run())
@@ -107,7 +108,7 @@ pub(super) fn raw_input(kind: Kind, bytes: &[u8]) -> RawInput<'_> {
 /// The thread that batches a model's encoder passes.
 struct Worker {
     model: Arc<Model>,
-    jobs: Receiver<Job>,
+    queue: Queue<Job>,
     max_rows: usize,
     max_delay: Duration,
     depth: Arc<AtomicUsize>,
@@ -115,46 +116,19 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self) {
-        let max_rows = self.max_rows;
-        let mut next: Option<Job> = None;
+    fn run(mut self) {
         // The last pass: how many requests it took and how long it ran.
         let (mut last_jobs, mut last_took) = (1, Duration::ZERO);
         loop {
-            let first = match next.take() {
-                Some(job) => job,
-                None => match self.jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
-            let start = Instant::now();
-            let mut rows = first.rows;
-            let mut batch = vec![first];
             // The clients of the last pass's requests are sending their next ones as
             // this pass starts: wait for as many, up to 2 % of the last pass's time,
             // else a pass of one would alternate with a pass of the rest.
-            let refill = start + last_took / 50;
-            let deadline = start + self.max_delay;
-            while rows < max_rows {
-                let until = if batch.len() < last_jobs { deadline.max(refill) } else { deadline };
-                let job = match until.checked_duration_since(Instant::now()) {
-                    Some(wait) if !wait.is_zero() => match self.jobs.recv_timeout(wait) {
-                        Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    },
-                    _ => match self.jobs.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => break,
-                    },
-                };
-                if rows + job.rows > max_rows {
-                    next = Some(job);
-                    break;
-                }
-                rows += job.rows;
-                batch.push(job);
-            }
+            let max_delay = self.max_delay;
+            let until = |start: Instant, taken: usize| {
+                let deadline = start + max_delay;
+                if taken < last_jobs { deadline.max(start + last_took / 50) } else { deadline }
+            };
+            let Some(batch) = self.queue.batch(self.max_rows, |job| job.rows, until) else { return };
             self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
             last_jobs = batch.len();
             let began = Instant::now();
@@ -206,15 +180,7 @@ impl Worker {
             for (job, slot) in batch.iter().zip(&mut out) {
                 if job.raw[k].is_some() {
                     let values: Vec<f32> = rows.by_ref().take(job.rows).flatten().copied().collect();
-                    slot[k] = Some(View {
-                        name: spec.name.clone(),
-                        dim: spec.width,
-                        values,
-                        image: None,
-                        prescaled: false,
-                        encoder: spec.encoder.clone(),
-                        tokens: spec.tokens,
-                    });
+                    slot[k] = Some(self.model.encoded_view(k, values));
                 }
             }
         }

@@ -27,6 +27,7 @@ mod limits;
 mod metrics;
 mod model;
 mod protocol;
+mod queue;
 mod refusal;
 
 pub use limits::Limits;

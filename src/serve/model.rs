@@ -9,9 +9,9 @@
 //! (burn's forward) runs each request on its own.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ use super::encoding::{Encoding, Kind};
 use super::limits::Limits;
 use super::metrics::Metrics;
 use super::protocol::{InferRequest, OutputData, OutputRequest, OutputTensor, TensorData};
+use super::queue::Queue;
 use super::refusal::Refusal;
 use crate::data::View;
 use crate::encoders::Modality;
@@ -88,7 +89,7 @@ impl Served {
         });
         let worker = Worker {
             model: model.clone(),
-            jobs,
+            queue: Queue::new(jobs),
             batching,
             impute,
             depth: depth.clone(),
@@ -431,7 +432,7 @@ impl Served {
 /// The thread that batches a model's requests.
 struct Worker {
     model: Arc<Model>,
-    jobs: Receiver<Job>,
+    queue: Queue<Job>,
     batching: Batching,
     impute: bool,
     depth: Arc<AtomicUsize>,
@@ -440,7 +441,7 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(self) {
+    fn run(mut self) {
         // Prepare the weights before the first request (a prediction on one row of zeros).
         let views: Vec<View> = self
             .model
@@ -451,37 +452,11 @@ impl Worker {
             .collect();
         let _ = self.predict(&views, 1, true);
         let _ = self.ready.set(());
-        let batched = self.model.rows_independent();
-        let mut next: Option<Job> = None;
-        loop {
-            let first = match next.take() {
-                Some(job) => job,
-                None => match self.jobs.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
-            let mut batch = vec![first];
-            let mut rows = batch[0].rows;
-            let deadline = Instant::now() + self.batching.max_delay;
-            while batched && rows < self.batching.max_batch {
-                let job = match deadline.checked_duration_since(Instant::now()) {
-                    Some(wait) if !wait.is_zero() => match self.jobs.recv_timeout(wait) {
-                        Ok(job) => job,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                    },
-                    _ => match self.jobs.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => break,
-                    },
-                };
-                if rows + job.rows > self.batching.max_batch {
-                    next = Some(job);
-                    break;
-                }
-                rows += job.rows;
-                batch.push(job);
-            }
+        // burn's forward may round a row differently by batch: then each request runs alone
+        let max_rows = if self.model.rows_independent() { self.batching.max_batch } else { 0 };
+        let max_delay = self.batching.max_delay;
+        while let Some(batch) = self.queue.batch(max_rows, |job| job.rows, |start, _| start + max_delay) {
+            let rows = batch.iter().map(|job| job.rows).sum();
             self.depth.fetch_sub(batch.len(), Ordering::Relaxed);
             self.metrics.batch(rows);
             self.answer(batch);
