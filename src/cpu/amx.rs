@@ -315,12 +315,7 @@ impl Bf16Matrix {
 
     fn fused(&self, x: &[f32], out: &mut [f32], epilogue: Epilogue<'_>) {
         let (k, n) = (self.k, self.n);
-        assert!(
-            k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
-            "x of {} values and out of {} for W [{k}, {n}]",
-            x.len(),
-            out.len()
-        );
+        assert_whole_rows(x, out, k, n);
         out.par_chunks_mut(BAND * n)
             .zip(x.par_chunks(BAND * k))
             .for_each(|(out, x)| self.band_with(x, k, x.len() / k, out, n, epilogue));
@@ -606,6 +601,17 @@ fn convert_row(x: &[f32], out: &mut [u16]) {
         }
     }
     body(x, out)
+}
+
+/// Panics unless `x` holds whole rows of `k` values and `out` as many rows of
+/// `n`: the shapes of `out[m, n] (+)= x[m, k] · W` (here and in [`packed`](super::packed)).
+pub(super) fn assert_whole_rows(x: &[f32], out: &[f32], k: usize, n: usize) {
+    assert!(
+        k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
+        "x of {} values and out of {} for W [{k}, {n}]",
+        x.len(),
+        out.len()
+    );
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use super::amx::{Bf16Matrix, EncoderPrecision};
+use super::amx::{Bf16Matrix, EncoderPrecision, assert_whole_rows};
 use super::kernels::{SimdLevel, gelu_slice, simd_level};
 
 /// Columns of a panel: two ymm registers.
@@ -249,12 +249,7 @@ impl PackedMatrix {
         after: impl Fn(&mut [f32]) + Send + Sync,
     ) {
         let (k, n) = (self.k, self.n);
-        assert!(
-            k > 0 && x.len().is_multiple_of(k) && out.len() == x.len() / k * n,
-            "x of {} values and out of {} for W [{k}, {n}]",
-            x.len(),
-            out.len()
-        );
+        assert_whole_rows(x, out, k, n);
         let level = simd_level();
         out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| {
             before(out);
