@@ -216,6 +216,11 @@ pub struct TrainingArgs {
     /// Early stopping: epochs without a better dev macro-F1.
     #[arg(long, default_value_t = 10)]
     pub patience: usize,
+    /// Which epoch's weights to keep: `best`, the best dev macro-F1 (early stopping after
+    /// --patience epochs without a better one), or `last`, after all --epochs (no early
+    /// stopping; for --gate-supervision, whose gate learns after dev macro-F1 has peaked).
+    #[arg(long, value_enum, default_value_t = gmu::config::Keep::Best)]
+    pub keep: gmu::config::Keep,
     /// Random-search trials per method over the paper's ranges (1: the flags as given).
     #[arg(long, default_value_t = 1)]
     pub trials: usize,
@@ -245,7 +250,9 @@ pub struct TrainingArgs {
     pub noise_sigma: Vec<f32>,
     /// With --view-noise, the weight of a loss term that teaches a gated model's gate to close on
     /// the view a training sample had corrupted (−ln(1 − z) of that view's gates, summed over the
-    /// units; 0: off, the gate is left to the task loss alone). Trained by burn's autodiff.
+    /// units; 0: off, the gate is left to the task loss alone). With --gate-per-view, only views
+    /// under Gaussian noise count: a swapped or zeroed view looks clean to a unit that reads one
+    /// view. The gate learns after the task: use --keep last. Trained by burn's autodiff.
     #[arg(long, default_value_t = 0.0)]
     pub gate_supervision: f32,
     /// How to treat a row that is only partly missing (empty or NaN cells): `mean` fills each
@@ -278,6 +285,7 @@ impl TrainingArgs {
             gate_per_view: self.gate_per_view,
             view_noise: self.view_noise,
             gate_supervision: self.gate_supervision,
+            keep: self.keep,
             noise_kind: self.noise_kind,
             noise_sigma: match self.noise_sigma[..] {
                 [lo, hi] => [lo, hi],

@@ -357,6 +357,34 @@ mod supervision {
         }
     }
 
+    /// With per-view gate units only Gaussian noise is supervised: a run whose
+    /// noise is all swaps or all zeroed views trains to the very weights of the
+    /// same run without the term; a gate that reads every view (no per-view
+    /// units) is supervised on them and ends elsewhere.
+    #[test]
+    fn per_view_gates_are_supervised_on_noisy_views_only() {
+        let data = strong_and_faint(200, 4);
+        let split = data.split(0.2, 0.2, 0).unwrap();
+        let probabilities = |kind: NoiseKind, per_view: bool, weight: f32| {
+            let mut config = epochs(quick(FusionKind::Gmu), 3);
+            (config.model.gate_hidden, config.model.gate_per_view) = (6, per_view);
+            config.engine = crate::engine::Engine::Burn;
+            config.view_noise = ViewNoise { p: 0.5, kind, sigma: (2.0, 4.0), gate_supervision: weight };
+            let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
+            let views: Vec<&View> = data.views.iter().collect();
+            model.predict_rows(&views, &split.test, false).unwrap().probs
+        };
+        for kind in [NoiseKind::Swap, NoiseKind::Zero] {
+            assert_eq!(probabilities(kind, true, 1.0), probabilities(kind, true, 0.0), "{kind:?}, per-view units");
+            assert_ne!(
+                probabilities(kind, false, 1.0),
+                probabilities(kind, false, 0.0),
+                "{kind:?}, a gate of every view"
+            );
+        }
+        assert_ne!(probabilities(NoiseKind::Gaussian, true, 1.0), probabilities(NoiseKind::Gaussian, true, 0.0));
+    }
+
     /// Per-view gate units: the weights that would let a unit read another
     /// view start at zero and stay exactly zero through training (their
     /// gradient is masked), so every form of the model (the burn forward, the
