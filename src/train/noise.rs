@@ -282,11 +282,17 @@ mod supervision {
 
     /// View `a` carries the class clearly, view `b` faintly (3 classes, 4 columns each).
     fn strong_and_faint(n: usize, seed: u64) -> MultiviewData {
+        planted_views(n, seed, 3.0, 1.5)
+    }
+
+    /// 3 classes, two views of 4 columns each: uniform noise in [−1, 1] plus
+    /// `spike_a` (view `a`) or `spike_b` (view `b`) on the class's column.
+    fn planted_views(n: usize, seed: u64, spike_a: f32, spike_b: f32) -> MultiviewData {
         let mut rng = StdRng::seed_from_u64(seed);
         let (mut a, mut b, mut y) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..n {
             let class = i % 3;
-            for (v, spike) in [(&mut a, 3.0f32), (&mut b, 1.5)] {
+            for (v, spike) in [(&mut a, spike_a), (&mut b, spike_b)] {
                 for j in 0..4 {
                     v.push(rng.random_range(-1.0..1.0f32) + if j == class { spike } else { 0.0 });
                 }
@@ -324,20 +330,24 @@ mod supervision {
         (mean(data), mean(&broken))
     }
 
-    /// Issue 22's planted problem: half the training rows get a view under
-    /// Gaussian noise; the GMU's gate has a hidden layer whose units each
-    /// read one view. With the gate-supervision term the gate of `a` closes
-    /// on rows whose `a` is noisy; left to the task loss it moves much less.
-    /// Three data seeds; on them the supervised gate of `a` is 0.54-0.55 on
-    /// clean test rows and 0.14-0.20 with `a` under σ = 3 noise, the
-    /// unsupervised one moves by 0.12-0.14.
+    /// Issue 22's planted problem: view `a` carries the class, view `b` is
+    /// noise; half the training rows get one view (either) under Gaussian
+    /// noise; the GMU's gate has a hidden layer whose units each read one
+    /// view, trains 40 epochs and keeps the last (`Keep::Last`: the gate turns
+    /// after dev macro-F1 has peaked). With the gate-supervision term the gate
+    /// of `a` closes on rows whose `a` is noisy and stays open on clean rows;
+    /// left to the task loss it moves much less. On data seeds 1 to 15 the
+    /// supervised gate of `a` was 0.58-0.71 on clean test rows (above 0.6 on
+    /// 14 of them) and 0.05-0.09 with `a` under σ = 3 noise; these three are
+    /// 0.67, 0.66, 0.71 and 0.07-0.09.
     #[test]
     fn gate_supervision_teaches_the_gate_to_close_on_a_corrupted_view() {
         for seed in [1u64, 2, 3] {
-            let data = strong_and_faint(900, seed);
+            let data = planted_views(1500, seed, 3.0, 0.0);
             let split = data.split(0.2, 0.2, 0).unwrap();
             let gate = |w: f32| {
                 let mut config = epochs(quick(FusionKind::Gmu), 40);
+                config.keep = crate::config::Keep::Last;
                 (config.model.gate_hidden, config.model.gate_per_view) = (16, true);
                 config.view_noise =
                     ViewNoise { p: 0.5, kind: NoiseKind::Gaussian, sigma: (2.0, 4.0), gate_supervision: w };
@@ -346,7 +356,7 @@ mod supervision {
             };
             let (clean, corrupted) = gate(1.0);
             assert!(
-                corrupted < 0.3 && clean - corrupted > 0.25,
+                clean > 0.6 && corrupted < 0.3,
                 "seed {seed}, supervised: gate of a {clean} clean, {corrupted} corrupted"
             );
             let (task_clean, task_corrupted) = gate(0.0);
