@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::config::BertConfig;
 use crate::cpu::amx::{Bf16Matrix, EncoderPrecision};
-use crate::cpu::kernels::{exp, lane_sum, wide_variant};
+use crate::cpu::kernels::{exp_fused, lane_sum, wide_variant};
 use crate::cpu::packed::PackedMatrix;
 use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
@@ -390,7 +390,7 @@ wide_variant!(
 fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
     let len = inv_sums.len();
     for (row, inv) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()) {
-        *inv = 1.0 / exp_shifted(row, exp);
+        *inv = 1.0 / exp_shifted(row, exp_fused);
     }
 }
 
@@ -438,7 +438,7 @@ fn exp_for_bf16(x: f32) -> f32 {
 /// Independent lanes of the softmax's max and sum: one zmm register (two ymm).
 const LANES: usize = 16;
 
-/// `row ← e^(row − max row)` with `exp` (inlined: [`exp`](crate::cpu::kernels::exp)
+/// `row ← e^(row − max row)` with `exp` (inlined: [`exp_fused`](crate::cpu::kernels::exp_fused)
 /// or, for bf16 numerators, [`exp_for_bf16`]), returning the new row's sum
 /// (softmax before its division).
 #[inline(always)]
