@@ -577,29 +577,6 @@ pub(crate) mod tests {
 
     /// `--view-noise` changes training, is the same for the same seed, and is
     /// recorded in the model's config; a comparison's methods see the same draws.
-    /// `keep: last` runs every epoch (patience 1 would stop a run whose dev
-    /// score does not improve) and keeps the final one; it is written into the
-    /// config, and `best` (the default) is left out of it.
-    #[test]
-    fn keep_last_runs_every_epoch_and_keeps_the_final_one() {
-        let data = planted(120, false, 5);
-        let split = data.split(0.2, 0.2, 0).unwrap();
-        let mut config = quick(FusionKind::Gmu);
-        config.schedule = Schedule::Epochs { max_epochs: 7, patience: 1, batch_size: 32 };
-        config.keep = crate::config::Keep::Last;
-        let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
-        let member = &model.config.members[0];
-        assert_eq!((member.best_epoch, member.history.len()), (7, 7));
-        let json = serde_json::to_value(&config).unwrap();
-        assert_eq!(json["keep"], "last");
-        config.keep = crate::config::Keep::Best;
-        assert!(serde_json::to_value(&config).unwrap().get("keep").is_none(), "best: not written");
-        let mut steps = config.clone();
-        steps.keep = crate::config::Keep::Last;
-        steps.schedule = Schedule::Steps { steps: 10, batch_size: None, restarts: 1 };
-        assert!(steps.validate().unwrap_err().to_string().contains("keep"));
-    }
-
     #[test]
     fn view_noise_is_seeded_recorded_and_shared_by_the_members() {
         let data = two_signals(300, 5, [3.0, 1.0]);
