@@ -19,7 +19,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
 
 use super::metrics::Metrics;
-use super::queue::Queue;
+use super::queue::{Batching, Queue};
 use super::refusal::Refusal;
 use crate::data::View;
 use crate::encoders::RawInput;
@@ -52,19 +52,17 @@ pub(super) struct Encoding {
 }
 
 impl Encoding {
-    /// Starts the thread that encodes `model`'s raw inputs, up to `max_rows`
-    /// (at most [`MAX_ROWS`]) a pass, the first request of a pass waiting up to
-    /// `max_delay` for others, `max_queue` requests waiting at most; `depth`
-    /// counts the requests waiting.
+    /// Starts the thread that encodes `model`'s raw inputs, `batching.max_batch`
+    /// (at most [`MAX_ROWS`]) rows a pass; `depth` counts the requests waiting.
     pub(super) fn new(
         name: &str,
         model: Arc<Model>,
-        (max_rows, max_delay, max_queue): (usize, Duration, usize),
+        batching: Batching,
         depth: Arc<AtomicUsize>,
         metrics: Arc<Metrics>,
     ) -> Encoding {
-        let (queue, jobs) = sync_channel(max_queue.max(1));
-        let max_rows = max_rows.clamp(1, MAX_ROWS);
+        let (queue, jobs) = sync_channel(batching.max_queue.max(1));
+        let (max_rows, max_delay) = (batching.max_batch.clamp(1, MAX_ROWS), batching.max_delay);
         let worker = Worker { model, queue: Queue::new(jobs), max_rows, max_delay, depth: depth.clone(), metrics };
         std::thread::Builder::new()
             .name(format!("gmu-encode-{name}"))

@@ -32,8 +32,9 @@ mod refusal;
 
 pub use limits::Limits;
 pub use metrics::Metrics;
-pub use model::{Batching, Served};
+pub use model::Served;
 pub use protocol::{InferRequest, OutputData, OutputTensor, ProtocolError, TensorData, parse_request, response_body};
+pub use queue::Batching;
 pub use refusal::Refusal;
 
 use std::net::SocketAddr;

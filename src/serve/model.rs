@@ -11,7 +11,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -19,7 +18,7 @@ use super::encoding::{Encoding, Kind};
 use super::limits::Limits;
 use super::metrics::Metrics;
 use super::protocol::{InferRequest, OutputData, OutputRequest, OutputTensor, TensorData};
-use super::queue::Queue;
+use super::queue::{Batching, Queue};
 use super::refusal::Refusal;
 use crate::data::View;
 use crate::encoders::Modality;
@@ -33,17 +32,6 @@ struct Job {
     /// Whether the request asks for an occlusion importance (two more passes per view).
     importance: bool,
     reply: tokio::sync::oneshot::Sender<Result<Prediction, Refusal>>,
-}
-
-/// The batching policy.
-#[derive(Clone, Copy, Debug)]
-pub struct Batching {
-    /// Most rows in one forward pass (a larger request runs alone).
-    pub max_batch: usize,
-    /// How long the first request of a batch waits for others (0: take what is queued, never wait).
-    pub max_delay: Duration,
-    /// Requests that may wait; past it, 503.
-    pub max_queue: usize,
 }
 
 /// A model being served.
@@ -83,10 +71,10 @@ impl Served {
         let (queue, jobs) = sync_channel(batching.max_queue.max(1));
         let depth = Arc::new(AtomicUsize::new(0));
         let ready = Arc::new(OnceLock::new());
-        let encoding = kinds.iter().any(|&k| k != Kind::Features).then(|| {
-            let policy = (batching.max_batch, batching.max_delay, batching.max_queue);
-            Encoding::new(&name, model.clone(), policy, depth.clone(), metrics.clone())
-        });
+        let encoding = kinds
+            .iter()
+            .any(|&k| k != Kind::Features)
+            .then(|| Encoding::new(&name, model.clone(), batching, depth.clone(), metrics.clone()));
         let worker = Worker {
             model: model.clone(),
             queue: Queue::new(jobs),

@@ -3,7 +3,18 @@
 //! take their batches the same way.
 
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The batching policy.
+#[derive(Clone, Copy, Debug)]
+pub struct Batching {
+    /// Most rows in one forward pass (a larger request runs alone).
+    pub max_batch: usize,
+    /// How long the first request of a batch waits for others (0: take what is queued, never wait).
+    pub max_delay: Duration,
+    /// Requests that may wait; past it, 503.
+    pub max_queue: usize,
+}
 
 /// A batcher's queue: the channel its requests arrive on, and a request
 /// taken from it that did not fit the last batch.
