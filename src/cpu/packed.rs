@@ -288,25 +288,23 @@ impl PackedMatrix {
         let wide = level >= SimdLevel::Avx2;
         let Band { x, lda, rows, out, ldc } = band;
         let (k, n) = (self.k, self.n);
-        if let Start::Bias(bias) = start {
-            // b + x·W: the bias written first, then added to (the same bits as the AVX-512 tile's x·W + b)
-            for row in 0..rows {
-                out[row * ldc..][..n].copy_from_slice(bias);
-            }
-        }
-        let accumulate = !matches!(start, Start::Overwrite);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            // the first block of k overwrites unless told to accumulate
-            let add = accumulate || k0 > 0;
+            // the first block of k overwrites unless told to accumulate, adding the bias as it stores
+            let add = matches!(start, Start::Add) || k0 > 0;
+            let bias = match start {
+                Start::Bias(bias) if k0 == 0 => Some(bias),
+                _ => None,
+            };
             for p in 0..self.n_padded / NR {
                 let panel = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR];
                 let cols = NR.min(n - p * NR);
+                let bias = bias.map(|b| &b[p * NR..][..cols]);
                 for i in (0..rows).step_by(MR) {
                     let r = MR.min(rows - i);
                     let a = &x[i * lda + k0..];
                     let c = &mut out[i * ldc + p * NR..];
-                    Tile { a, lda, panel, kc, c, ldc, cols, add }.run(r, wide);
+                    Tile { a, lda, panel, kc, c, ldc, cols, add, bias }.run(r, wide);
                 }
             }
         }
@@ -378,7 +376,8 @@ struct Band<'a> {
 
 /// One register tile: `c[r, cols] += a[r, kc] · panel[kc, cols]`, with
 /// `a`'s rows `lda` apart and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`;
-/// `add: false` writes `c = …`.
+/// `add: false` writes `c = …`, plus `bias` (`cols` values) where given:
+/// `x·W + b`, the same bits as `b` written first and `x·W` added to it.
 struct Tile<'a> {
     a: &'a [f32],
     lda: usize,
@@ -388,26 +387,29 @@ struct Tile<'a> {
     ldc: usize,
     cols: usize,
     add: bool,
+    bias: Option<&'a [f32]>,
 }
 
 impl Tile<'_> {
     /// Runs the tile of `r` rows on the AVX2 kernel (`wide`) or the portable one.
     #[inline(always)]
     fn run(self, r: usize, wide: bool) {
-        let Tile { a, lda, panel, kc, c, ldc, cols, add } = self;
+        let Tile { a, lda, panel, kc, c, ldc, cols, add, bias } = self;
         assert!(r <= MR && cols <= NR && panel.len() >= kc * NR);
         assert!(a.len() >= (r - 1) * lda + kc && c.len() >= (r - 1) * ldc + cols);
-        // The kernels take their operands as plain arguments (in registers), `cols` and `add` as one pair.
+        assert!(bias.is_none_or(|b| b.len() >= cols), "a bias for every column");
+        // The kernels take their operands as plain arguments (in registers), `cols`, `add` and the bias as one triple.
         let (a, b, c) = (a.as_ptr(), panel.as_ptr(), c.as_mut_ptr());
+        let bias = bias.map_or(std::ptr::null(), <[f32]>::as_ptr);
         macro_rules! dispatch {
             ($f:ident) => {
                 match r {
-                    1 => $f::<1>(a, lda, b, kc, c, ldc, (cols, add)),
-                    2 => $f::<2>(a, lda, b, kc, c, ldc, (cols, add)),
-                    3 => $f::<3>(a, lda, b, kc, c, ldc, (cols, add)),
-                    4 => $f::<4>(a, lda, b, kc, c, ldc, (cols, add)),
-                    5 => $f::<5>(a, lda, b, kc, c, ldc, (cols, add)),
-                    _ => $f::<6>(a, lda, b, kc, c, ldc, (cols, add)),
+                    1 => $f::<1>(a, lda, b, kc, c, ldc, (cols, add, bias)),
+                    2 => $f::<2>(a, lda, b, kc, c, ldc, (cols, add, bias)),
+                    3 => $f::<3>(a, lda, b, kc, c, ldc, (cols, add, bias)),
+                    4 => $f::<4>(a, lda, b, kc, c, ldc, (cols, add, bias)),
+                    5 => $f::<5>(a, lda, b, kc, c, ldc, (cols, add, bias)),
+                    _ => $f::<6>(a, lda, b, kc, c, ldc, (cols, add, bias)),
                 }
             };
         }
@@ -428,7 +430,8 @@ impl Tile<'_> {
 ///
 /// # Safety
 /// AVX2 and FMA present; `a` covers `R` rows of `kc` values `lda` apart,
-/// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart.
+/// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart, `bias`
+/// (unless null; read where `add` is false) `cols` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize>(
@@ -438,7 +441,7 @@ unsafe fn tile_avx2<const R: usize>(
     kc: usize,
     c: *mut f32,
     ldc: usize,
-    (cols, add): (usize, bool),
+    (cols, add, bias): (usize, bool, *const f32),
 ) {
     use std::arch::x86_64::*;
     // SAFETY: bounds as the caller promises.
@@ -459,6 +462,9 @@ unsafe fn tile_avx2<const R: usize>(
             if cols == NR && add {
                 _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), lo[r]));
                 _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi[r]));
+            } else if cols == NR && !bias.is_null() {
+                _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(bias), lo[r]));
+                _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(bias.add(8)), hi[r]));
             } else if cols == NR {
                 _mm256_storeu_ps(row, lo[r]);
                 _mm256_storeu_ps(row.add(8), hi[r]);
@@ -467,7 +473,11 @@ unsafe fn tile_avx2<const R: usize>(
                 _mm256_storeu_ps(tmp.as_mut_ptr(), lo[r]);
                 _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[r]);
                 for (j, t) in tmp.iter().enumerate().take(cols) {
-                    *row.add(j) = if add { *row.add(j) + t } else { *t };
+                    *row.add(j) = match (add, bias.is_null()) {
+                        (true, _) => *row.add(j) + t,
+                        (false, false) => *bias.add(j) + t,
+                        (false, true) => *t,
+                    };
                 }
             }
         }
@@ -557,7 +567,7 @@ unsafe fn tile_portable<const R: usize>(
     kc: usize,
     c: *mut f32,
     ldc: usize,
-    (cols, add): (usize, bool),
+    (cols, add, bias): (usize, bool, *const f32),
 ) {
     let mut acc = [[0f32; NR]; R];
     // SAFETY: bounds as the caller promises.
@@ -572,7 +582,11 @@ unsafe fn tile_portable<const R: usize>(
         for (r, acc) in acc.iter().enumerate() {
             for (j, s) in acc.iter().enumerate().take(cols) {
                 let c = c.add(r * ldc + j);
-                *c = if add { *c + s } else { *s };
+                *c = match (add, bias.is_null()) {
+                    (true, _) => *c + s,
+                    (false, false) => *bias.add(j) + s,
+                    (false, true) => *s,
+                };
             }
         }
     }
@@ -650,22 +664,32 @@ mod tests {
                         "[{m}, {k}] x [{k}, {n}]"
                     );
                 }
-                // A bias: written first then added to (AVX2), or added as the first block stores (AVX-512).
+                // A bias, added as the first block of `k` stores: on every kernel the very bits
+                // of the bias written into `out` first and the product added to it.
                 let bias = values(n, 4);
-                let with_bias: Vec<Vec<u32>> = [SimdLevel::Avx2, SimdLevel::Avx512]
+                let with_bias: Vec<Vec<u32>> = [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
                     .into_iter()
                     .filter(|&level| level <= SimdLevel::detected())
                     .map(|level| {
-                        let mut out = start.clone();
-                        for (out, x) in out.chunks_mut(MC * n).zip(x.chunks(MC * k)) {
+                        let (mut out, mut added) = (start.clone(), bias.repeat(m));
+                        for ((out, added), x) in
+                            out.chunks_mut(MC * n).zip(added.chunks_mut(MC * n)).zip(x.chunks(MC * k))
+                        {
                             packed.band(Band { x, lda: k, rows: x.len() / k, out, ldc: n }, Start::Bias(&bias), level);
+                            packed.band(Band { x, lda: k, rows: x.len() / k, out: added, ldc: n }, Start::Add, level);
                         }
                         for (i, o) in out.iter().enumerate() {
                             let err = (*o as f64 - bias[i % n] as f64 - want[i]).abs();
                             assert!(err < 1e-4 * (k as f64).sqrt(), "[{m}, {k}] x [{k}, {n}] + b {level:?}: {err}");
+                            assert_eq!(
+                                o.to_bits(),
+                                added[i].to_bits(),
+                                "[{m}, {k}] x [{k}, {n}] + b {level:?}, value {i}"
+                            );
                         }
                         out.iter().map(|v| v.to_bits()).collect()
                     })
+                    .skip(1)
                     .collect();
                 if let [avx2, avx512] = &with_bias[..] {
                     assert_eq!(avx2, avx512, "[{m}, {k}] x [{k}, {n}] + b");

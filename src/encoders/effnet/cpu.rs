@@ -37,13 +37,17 @@ impl Pointwise {
         self.bias.len()
     }
 
-    /// `x` `[rows, c_in]` → `[rows, c_out]`: `x · W + b (+ residual)`, then ReLU6 if `relu6`.
-    fn forward(&self, x: &[f32], residual: Option<&[f32]>, relu6: bool) -> Vec<f32> {
-        let rows = x.len() / self.weight.k();
-        let mut out = residual.map_or_else(|| vec![0f32; rows * self.channels()], <[f32]>::to_vec);
+    /// `x` `[rows, c_in]` → `out` `[rows, c_out]`: `x · W + b`, or with
+    /// `residual` `out + b + x · W` (`out` holding the block's input), then
+    /// ReLU6 if `relu6`.
+    fn forward(&self, x: &[f32], out: &mut [f32], residual: bool, relu6: bool) {
         let finish: fn(&mut [f32]) = if relu6 { relu6_in_place } else { |_| {} };
-        self.weight.affine_and(x, &self.bias, &mut out, residual.is_some(), finish);
-        out
+        self.weight.affine_and(x, &self.bias, out, residual, finish);
+    }
+
+    /// Output values for `rows` rows.
+    fn out_len(&self, x: &[f32]) -> usize {
+        x.len() / self.weight.k() * self.channels()
     }
 }
 
@@ -79,6 +83,29 @@ pub struct CpuEffnet {
     classifier: Option<(Vec<f32>, Vec<f32>)>,
     /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
     precision: crate::cpu::amx::EncoderPrecision,
+    /// Activation buffers of finished images, for the next ones (a 224 × 224 image needs about
+    /// 10 MB; fresh pages for every layer of every image cost zeroing and page faults).
+    spare: std::sync::Mutex<Vec<Buffers>>,
+}
+
+/// One image's activations: the network's running value, two intermediates
+/// (the expansion, the depthwise output) and the stem's patches. Each grows
+/// to the largest layer it has held; every value a layer reads was written
+/// by the layer before.
+#[derive(Default)]
+struct Buffers {
+    x: Vec<f32>,
+    expanded: Vec<f32>,
+    z: Vec<f32>,
+    patches: Vec<f32>,
+}
+
+/// The first `n` values of `buffer`, grown (with zeros) to hold them.
+fn prefix(buffer: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    if buffer.len() < n {
+        buffer.resize(n, 0.0);
+    }
+    &mut buffer[..n]
 }
 
 impl CpuEffnet {
@@ -138,7 +165,14 @@ impl CpuEffnet {
             }
             None => None,
         };
-        Ok(CpuEffnet { stem, blocks, head, classifier, precision: crate::cpu::amx::EncoderPrecision::F32 })
+        Ok(CpuEffnet {
+            stem,
+            blocks,
+            head,
+            classifier,
+            precision: crate::cpu::amx::EncoderPrecision::F32,
+            spare: Default::default(),
+        })
     }
 
     /// Runs the pointwise convolutions and the stem in `precision` (bf16 on
@@ -174,47 +208,83 @@ impl CpuEffnet {
     /// One image's pooled features.
     fn image(&self, image: &[f32], h: usize, w: usize) -> Vec<f32> {
         assert_eq!(image.len(), 3 * h * w, "an image of {} values is not [3, {h}, {w}]", image.len());
-        let (mut x, mut h, mut w) = self.stem(image, h, w);
+        let mut buffers = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+        let Buffers { x, expanded, z, patches } = &mut buffers;
+        // `len`: how many values of `x` are the running value
+        let (mut len, mut h, mut w) = self.stem(image, h, w, patches, x);
         for block in &self.blocks {
-            let expanded = block.expand.as_ref().map(|e| e.forward(&x, None, true));
-            let (z, oh, ow) = block.depthwise.forward(expanded.as_deref().unwrap_or(&x), h, w);
-            x = block.project.forward(&z, block.skip.then_some(&x[..]), false);
-            (h, w) = (oh, ow);
+            let input = match &block.expand {
+                Some(expand) => {
+                    let out = prefix(expanded, expand.out_len(&x[..len]));
+                    expand.forward(&x[..len], out, false, true);
+                    &out[..]
+                }
+                None => &x[..len],
+            };
+            let (z_len, oh, ow) = block.depthwise.forward(input, h, w, z);
+            let z = &z[..z_len];
+            let out_len = block.project.out_len(z);
+            if block.skip {
+                // the residual in place: x ← x + b + z·W
+                block.project.forward(z, &mut x[..out_len], true, false);
+            } else {
+                block.project.forward(z, prefix(expanded, out_len), false, false);
+                std::mem::swap(x, expanded);
+            }
+            (len, h, w) = (out_len, oh, ow);
         }
-        let x = self.head.forward(&x, None, true);
+        let head = prefix(expanded, self.head.out_len(&x[..len]));
+        self.head.forward(&x[..len], head, false, true);
         let c = self.head.channels();
         let mut pooled = vec![0f32; c];
-        for row in x.chunks_exact(c) {
+        for row in head.chunks_exact(c) {
             pooled.iter_mut().zip(row).for_each(|(p, v)| *p += v);
         }
         let n = (h * w) as f32;
         pooled.iter_mut().for_each(|p| *p /= n);
+        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        // as many kept as threads can run images at once
+        if spare.len() < rayon::current_num_threads() {
+            spare.push(buffers);
+        }
         pooled
     }
 
-    /// Stem: im2col of the "SAME"-padded image `[3, h, w]`, one product, ReLU6.
-    fn stem(&self, image: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
+    /// Stem: im2col of the "SAME"-padded image `[3, h, w]` into `patches`, one
+    /// product into `out`, ReLU6; returns the output's length, height and width.
+    fn stem(
+        &self,
+        image: &[f32],
+        h: usize,
+        w: usize,
+        patches: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> (usize, usize, usize) {
         let Stem { weight, bias, kernel: k, stride } = &self.stem;
         let ((oh, top, _), (ow, left, _)) = (same_padding(h, *k, *stride), same_padding(w, *k, *stride));
         let cols = weight.k();
-        let mut patches = vec![0f32; oh * ow * cols];
+        let patches = prefix(patches, oh * ow * cols);
+        // every tap written: the image's value, or 0 in the padding
         for oy in 0..oh {
             for ox in 0..ow {
                 let patch = &mut patches[(oy * ow + ox) * cols..][..cols];
                 for c in 0..3 {
                     for ky in 0..*k {
-                        let Some(iy) = (oy * stride + ky).checked_sub(top).filter(|&y| y < h) else { continue };
+                        let iy = (oy * stride + ky).checked_sub(top).filter(|&y| y < h);
                         for kx in 0..*k {
-                            let Some(ix) = (ox * stride + kx).checked_sub(left).filter(|&x| x < w) else { continue };
-                            patch[c * k * k + ky * k + kx] = image[c * h * w + iy * w + ix];
+                            let ix = (ox * stride + kx).checked_sub(left).filter(|&x| x < w);
+                            patch[c * k * k + ky * k + kx] = match (iy, ix) {
+                                (Some(iy), Some(ix)) => image[c * h * w + iy * w + ix],
+                                _ => 0.0,
+                            };
                         }
                     }
                 }
             }
         }
-        let mut out = vec![0f32; oh * ow * bias.len()];
-        weight.affine_and(&patches, bias, &mut out, false, relu6_in_place);
-        (out, oh, ow)
+        let len = oh * ow * bias.len();
+        weight.affine_and(patches, bias, prefix(out, len), false, relu6_in_place);
+        (len, oh, ow)
     }
 
     /// ImageNet logits of one feature row, if the file has `_fc`.
@@ -230,18 +300,20 @@ impl CpuEffnet {
 }
 
 impl Depthwise {
-    /// `x` `[h·w, c]` → `[oh·ow, c]`, "SAME" padding, ReLU6.
-    fn forward(&self, x: &[f32], h: usize, w: usize) -> (Vec<f32>, usize, usize) {
+    /// `x` `[h·w, c]` → `out` `[oh·ow, c]`, "SAME" padding, ReLU6; returns
+    /// the output's length, height and width.
+    fn forward(&self, x: &[f32], h: usize, w: usize, out: &mut Vec<f32>) -> (usize, usize, usize) {
         let c = self.bias.len();
         let ((oh, top, _), (ow, left, _)) =
             (same_padding(h, self.kernel, self.stride), same_padding(w, self.kernel, self.stride));
-        let mut out = vec![0f32; oh * ow * c];
+        let len = oh * ow * c;
         let geometry = Geometry { h, w, c, kernel: self.kernel, stride: self.stride, top, left, ow };
-        // rows of output in parallel when a thread is free
-        out.par_chunks_mut(ow * c)
+        // rows of output in parallel when a thread is free (each row written whole)
+        prefix(out, len)
+            .par_chunks_mut(ow * c)
             .enumerate()
             .for_each(|(oy, row)| depthwise_row(x, &self.weight, &self.bias, &geometry, oy, row));
-        (out, oh, ow)
+        (len, oh, ow)
     }
 }
 
@@ -321,5 +393,23 @@ mod tests {
             let worst = logits.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-5, "logits of image {r}: max abs difference {worst}");
         }
+    }
+
+    /// Activation buffers are kept between images: a small image after a large
+    /// one (the buffers hold the large one's values past the small one's), then
+    /// the large one again, give the bits of a network that has seen nothing.
+    #[test]
+    fn kept_buffers_do_not_leak_into_the_next_image() {
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let large: Vec<Vec<f32>> = tiny_input().chunks(3 * 17 * 23).map(<[f32]>::to_vec).collect();
+        let small: Vec<Vec<f32>> = large.iter().map(|image| image[..3 * 9 * 11].to_vec()).collect();
+        let fresh = || CpuEffnet::from_weights(&tiny_effnet_weights(), &[1, 2]).unwrap();
+        let (want_large, want_small) = (bits(fresh().forward(&large, 17, 23)), bits(fresh().forward(&small, 9, 11)));
+        let net = fresh();
+        for _ in 0..2 {
+            assert_eq!(bits(net.forward(&large, 17, 23)), want_large);
+            assert_eq!(bits(net.forward(&small, 9, 11)), want_small);
+        }
+        assert!(!net.spare.lock().unwrap().is_empty(), "the buffers are kept");
     }
 }

@@ -33,7 +33,7 @@ use tensor::EffnetLite;
 /// The network behind an [`ImageEncoder`]: the channels-last CPU forward on
 /// a CPU device, burn's module elsewhere.
 enum Network {
-    Cpu(CpuEffnet),
+    Cpu(Box<CpuEffnet>),
     Burn(Box<EffnetLite>, Device),
 }
 
@@ -50,7 +50,7 @@ impl ImageEncoder {
         let network = if crate::device::is_cpu(device) {
             let mut net = CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?;
             net.set_precision(crate::cpu::amx::encoder_precision());
-            Network::Cpu(net)
+            Network::Cpu(Box::new(net))
         } else {
             Network::Burn(Box::new(EffnetLite::from_weights(&weights, &LITE0_STRIDES, device)?), device.clone())
         };
