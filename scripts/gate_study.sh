@@ -4,9 +4,9 @@
 # readouts? On mfeat fou + zer (and Twemoji unless --no-twemoji), for the GMU and concatenation
 # trained six ways (plain; --view-noise 0.3 mixed, with dropout 0.5 and 0.2; Gaussian; each noise
 # with a supervised per-view gate), each scored clean and under `gmu robustness --kind
-# gaussian|swap|zero`, for seeds 0..N-1 (each seed a new split, initialisation, batch order and noise). Writes docs/gate-study.md: the
-# tables as mean ± standard deviation over the seeds, each seed's row, then every command with what
-# it printed.
+# gaussian|swap|zero`, for seeds 0..N-1 (each seed a new split, initialisation, batch order and
+# noise). Writes docs/gate-study.md: the tables as mean ± standard deviation over the seeds, each
+# seed's row, then every command with what it printed.
 # Usage: scripts/gate_study.sh [--no-twemoji] [--seeds N]   (default 3; about 10 minutes a seed on 2 cores)
 set -euo pipefail
 cd "$(dirname "$0")/.."
