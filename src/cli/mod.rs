@@ -246,7 +246,9 @@ pub struct TrainingArgs {
     /// another training sample's view, zero (the training mean), or one of the three per sample.
     #[arg(long, value_enum, default_value_t = gmu::config::NoiseKind::Mixed)]
     pub noise_kind: gmu::config::NoiseKind,
-    /// The range the Gaussian noise's σ is drawn from, uniformly: LO,HI.
+    /// The range the Gaussian noise's σ is drawn from, uniformly: LO,HI. σ is in standard
+    /// deviations of each column, or, on a view that training leaves unscaled (Twemoji's unit-length
+    /// hashed names), of the view's columns taken together (their root mean square).
     #[arg(long, value_delimiter = ',', default_values_t = [0.5f32, 4.0])]
     pub noise_sigma: Vec<f32>,
     /// With --view-noise, the weight of a loss term that teaches a gated model's gate to close on

@@ -18,6 +18,7 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = Kind::Gaussian)]
     kind: Kind,
     /// Gaussian: standard deviations of the noise added to one view's standardised test inputs
+    /// (on a view that training leaves unscaled, in the root mean square of its columns' spreads)
     /// [default: 0,0.25,0.5,1,2,4]; swap, zero: shares of the test samples corrupted
     /// [default: 0,0.25,0.5,0.75,1].
     #[arg(long, value_delimiter = ',')]

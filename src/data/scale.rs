@@ -42,6 +42,15 @@ pub struct Scaler {
     /// that did not record it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub impute: Option<Vec<f32>>,
+    /// The raw-unit spread of each column that Gaussian corruption's σ
+    /// multiplies ([`add_noise`](Scaler::add_noise)), where it is not `scale`:
+    /// for a prescaled view (not standardised per column), the root mean
+    /// square of its columns' standard deviations on the training rows, one
+    /// unit for the whole view, so σ = 4 is as loud against its signal as on
+    /// a standardised view. `None` (every other view, and models written
+    /// before it was recorded): `scale`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_scale: Option<Vec<f32>>,
 }
 
 impl Scaler {
@@ -77,7 +86,43 @@ impl Scaler {
                 *m = *v as f32;
             }
         }
-        Scaler { mean, scale, impute: None }
+        Scaler { mean, scale, impute: None, noise_scale: None }
+    }
+
+    /// This scaler with the noise unit of a prescaled view: row-major `raw`
+    /// (`d` columns, every row present) has columns with standard deviations
+    /// `sd_j`, and Gaussian corruption's σ multiplies `sqrt(mean_j sd_j²)` in
+    /// every column ([`noise_scale`](Scaler::noise_scale)). A view that never
+    /// varies keeps `scale`.
+    pub fn with_view_noise_scale(mut self, raw: &[f32], d: usize) -> Self {
+        let n = raw.len() / d;
+        if n == 0 {
+            return self;
+        }
+        let mut sum = vec![0.0f64; d];
+        for row in raw.chunks_exact(d) {
+            for (s, &v) in sum.iter_mut().zip(row) {
+                *s += v as f64;
+            }
+        }
+        let means: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
+        let mut squares = 0.0f64;
+        for row in raw.chunks_exact(d) {
+            for (&v, m) in row.iter().zip(&means) {
+                squares += (v as f64 - m).powi(2);
+            }
+        }
+        let unit = (squares / (n * d) as f64).sqrt() as f32;
+        if (MIN_SCALE..=MAX_SCALE).contains(&unit) {
+            self.noise_scale = Some(vec![unit; d]);
+        }
+        self
+    }
+
+    /// The raw-unit spread that Gaussian corruption's σ multiplies in each
+    /// column: [`noise_scale`](Scaler::noise_scale) where recorded, else `scale`.
+    pub fn noise_spread(&self) -> &[f32] {
+        self.noise_scale.as_deref().unwrap_or(&self.scale)
     }
 
     /// This scaler with the imputation means of row-major `raw` (`d`
@@ -120,7 +165,7 @@ impl Scaler {
 
     /// The scaler that leaves `d` columns as they are.
     pub fn identity(d: usize) -> Self {
-        Scaler { mean: vec![0.0; d], scale: vec![1.0; d], impute: None }
+        Scaler { mean: vec![0.0; d], scale: vec![1.0; d], impute: None, noise_scale: None }
     }
 
     /// Number of columns.
@@ -131,7 +176,8 @@ impl Scaler {
     /// The columns `range` of this scaler (one view of inputs scaled together).
     pub fn columns(&self, range: std::ops::Range<usize>) -> Self {
         let impute = self.impute.as_ref().map(|m| m[range.clone()].to_vec());
-        Scaler { mean: self.mean[range.clone()].to_vec(), scale: self.scale[range].to_vec(), impute }
+        let noise_scale = self.noise_scale.as_ref().map(|m| m[range.clone()].to_vec());
+        Scaler { mean: self.mean[range.clone()].to_vec(), scale: self.scale[range].to_vec(), impute, noise_scale }
     }
 
     /// Checks a scaler read from a file: `d` columns, finite means, finite
@@ -157,14 +203,23 @@ impl Scaler {
         {
             return Err(format!("{} imputation means for {d} columns, or one is not finite", m.len()));
         }
+        if let Some(u) = &self.noise_scale
+            && (u.len() != d || u.iter().any(|s| !(MIN_SCALE..=MAX_SCALE).contains(s)))
+        {
+            return Err(format!(
+                "{} noise scales for {d} columns, or one outside [{MIN_SCALE:e}, {MAX_SCALE:e}]",
+                u.len()
+            ));
+        }
         Ok(())
     }
 
-    /// Adds `σ ε` on the scaled inputs to one raw `row`, in raw units:
-    /// `σ · scale_j · ε_j` to column `j` (a corrupted view, for robustness
-    /// sweeps and noise-aware training).
+    /// Adds `σ ε` on the standardised inputs to one raw `row`, in raw units:
+    /// `σ · spread_j · ε_j` to column `j`, the spread being
+    /// [`noise_spread`](Scaler::noise_spread) (`scale_j` for a standardised
+    /// view): a corrupted view, for robustness sweeps and noise-aware training.
     pub fn add_noise(&self, row: &mut [f32], sigma: f32, eps: &[f32]) {
-        for ((x, e), s) in row.iter_mut().zip(eps).zip(&self.scale) {
+        for ((x, e), s) in row.iter_mut().zip(eps).zip(self.noise_spread()) {
             *x += sigma * s * e;
         }
     }
@@ -207,7 +262,7 @@ mod tests {
         s.apply(&mut y);
         assert_eq!(y, vec![-1.0, -1.0, 1.0, 1.0]);
         assert_eq!(Scaler::fit(&x, 2, Scaling::Center).scale, vec![1.0, 1.0]);
-        assert_eq!(s.columns(1..2), Scaler { mean: vec![20.0], scale: vec![10.0], impute: None });
+        assert_eq!(s.columns(1..2), Scaler { mean: vec![20.0], scale: vec![10.0], impute: None, noise_scale: None });
     }
 
     /// The one-sweep fit gives the bits of the column-by-column definition (each column's sums over the
@@ -232,9 +287,32 @@ mod tests {
     fn check_refuses_zero_negative_and_non_finite_scales() {
         assert!(Scaler::identity(2).check(2).is_ok());
         assert!(Scaler::identity(2).check(3).unwrap_err().contains("for 3 columns"));
-        let bad = Scaler { mean: vec![0.0, 0.0], scale: vec![1.0, 0.0], impute: None };
+        let bad = Scaler { mean: vec![0.0, 0.0], scale: vec![1.0, 0.0], impute: None, noise_scale: None };
         assert!(bad.check(2).unwrap_err().contains("column 1: scale 0"));
-        let bad = Scaler { mean: vec![f32::NAN, 0.0], scale: vec![1.0, 1.0], impute: None };
+        let bad = Scaler { mean: vec![f32::NAN, 0.0], scale: vec![1.0, 1.0], impute: None, noise_scale: None };
         assert!(bad.check(2).unwrap_err().contains("column 0: mean NaN"));
+        let bad = Scaler { noise_scale: Some(vec![0.1, 0.0]), ..Scaler::identity(2) };
+        assert!(bad.check(2).unwrap_err().contains("noise scales"));
+    }
+
+    /// A prescaled view's noise unit by hand: columns (0, 0.2, 0, 0.2) and (0.1, 0.1, 0.1, 0.1) have
+    /// standard deviations 0.1 and 0, so the unit is sqrt((0.01 + 0) / 2) = 0.0707…; a standardised
+    /// view's corruption keeps its per-column scale; a view that never varies keeps `scale`.
+    #[test]
+    fn a_prescaled_views_noise_unit_is_its_columns_rms_spread() {
+        let raw = [0.0, 0.1, 0.2, 0.1, 0.0, 0.1, 0.2, 0.1];
+        let s = Scaler::identity(2).with_view_noise_scale(&raw, 2);
+        let unit = (0.005f64).sqrt() as f32;
+        assert!((s.noise_spread()[0] - unit).abs() < 1e-6 && s.noise_spread()[0] == s.noise_spread()[1]);
+        assert_eq!(s.scale, vec![1.0, 1.0], "the model's inputs stay as they are");
+        let mut row = [1.0, 1.0];
+        s.add_noise(&mut row, 4.0, &[1.0, -0.5]);
+        assert!((row[0] - (1.0 + 4.0 * unit)).abs() < 1e-6 && (row[1] - (1.0 - 2.0 * unit)).abs() < 1e-6);
+        let fitted = Scaler::fit(&raw, 2, Scaling::Standardize);
+        assert_eq!(fitted.noise_spread(), &fitted.scale[..]);
+        assert_eq!(Scaler::identity(2).with_view_noise_scale(&[3.0, 3.0, 3.0, 3.0], 2).noise_scale, None);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Scaler>(&json).unwrap(), s, "recorded with the model");
+        assert!(!serde_json::to_string(&fitted).unwrap().contains("noise_scale"), "absent where it is scale");
     }
 }

@@ -9,7 +9,12 @@
 //! The corruption is drawn once per view and level and shared by every model,
 //! so the methods see exactly the same corrupted samples. A model with its own
 //! scaler of the view gets `σ · scale_j · ε` added to raw column `j`, which is
-//! `σ ε` on its standardised input, and its own training mean for `zero`.
+//! `σ ε` on its standardised input, and its own training mean for `zero`. A
+//! view that training leaves unscaled (prescaled, such as unit-length hashed
+//! text) gets one spread for all its columns instead of `scale_j`, the root mean
+//! square of their training standard deviations
+//! ([`Scaler::noise_spread`](crate::data::Scaler::noise_spread)), so σ = 4 is as
+//! loud against its signal as on a standardised view.
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;

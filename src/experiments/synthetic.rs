@@ -55,6 +55,10 @@ fn joined_scaler(scalers: &[Scaler]) -> Scaler {
         mean: scalers.iter().flat_map(|s| s.mean.iter().copied()).collect(),
         scale: scalers.iter().flat_map(|s| s.scale.iter().copied()).collect(),
         impute: scalers.iter().map(|s| s.impute.clone()).collect::<Option<Vec<Vec<f32>>>>().map(|m| m.concat()),
+        noise_scale: scalers
+            .iter()
+            .any(|s| s.noise_scale.is_some())
+            .then(|| scalers.iter().flat_map(|s| s.noise_spread().iter().copied()).collect()),
     }
 }
 

@@ -65,8 +65,7 @@ impl Problem<'_> {
             .zip(self.scalers)
             .map(|(&v, s)| {
                 let mut x = gather(self.data, v, rows, s);
-                let d = self.data.views[v].dim;
-                noise::corrupt(&plan, v, rows, &mut x, d, |r| gather(self.data, v, &[r], s));
+                noise::corrupt(&plan, v, rows, &mut x, s, |r| gather(self.data, v, &[r], s));
                 x
             })
             .collect()

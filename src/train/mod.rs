@@ -105,7 +105,8 @@ fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usiz
 /// Fits each view's scaler on the training rows where it is present:
 /// feature views as `scaling` says; images (already in [0, 1]) are centred
 /// on 0.5 and doubled so every pixel keeps its place in the picture's range;
-/// prescaled views and token ids are left as they are.
+/// prescaled views are left as they are (recording the spread that Gaussian
+/// corruption's σ multiplies, [`Scaler::with_view_noise_scale`]) and token ids too.
 fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scaling: Scaling) -> Vec<Scaler> {
     modalities
         .iter()
@@ -119,9 +120,9 @@ fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scal
                 train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
             let raw = gather(data, v, &present, &Scaler::identity(view.dim));
             let scaler = if view.image.is_some() {
-                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None }
+                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None, noise_scale: None }
             } else if view.prescaled {
-                Scaler::identity(view.dim)
+                Scaler::identity(view.dim).with_view_noise_scale(&raw, view.dim)
             } else {
                 Scaler::fit(&raw, view.dim, scaling)
             };

@@ -95,24 +95,34 @@ fn standard_normal(seed: u64, n: usize) -> Vec<f32> {
     (0..n).map(|_| Distribution::<f32>::sample(&StandardNormal, &mut rng)).collect()
 }
 
-/// Corrupts `batch`, the scaled view `view` (width `d`) of data rows `rows`,
+/// Corrupts `batch`, the view `view` of data rows `rows` scaled by `scaler`,
 /// where `plan` says; `scaled(row)` gathers another row's view (for a swap).
+/// Gaussian noise is `σ ε` on the standardised inputs: `σ · spread_j / scale_j
+/// · ε_j` in scaled units ([`Scaler::noise_spread`]; exactly `σ ε_j` on a
+/// standardised view).
 pub fn corrupt(
     plan: &[Option<Corruption>],
     view: usize,
     rows: &[usize],
     batch: &mut [f32],
-    d: usize,
+    scaler: &Scaler,
     scaled: impl Fn(usize) -> Vec<f32>,
 ) {
     if plan.is_empty() {
         return;
     }
+    let d = scaler.width();
+    let mut unit: Option<Vec<f32>> = None;
     for (&r, x) in rows.iter().zip(batch.chunks_exact_mut(d)) {
         let Some(c) = plan[r].filter(|c| c.view == view) else { continue };
         match c.how {
             How::Gaussian { sigma, seed } => {
-                x.iter_mut().zip(standard_normal(seed, d)).for_each(|(v, e)| *v += sigma * e);
+                let unit = unit.get_or_insert_with(|| {
+                    scaler.noise_spread().iter().zip(&scaler.scale).map(|(n, s)| n / s).collect()
+                });
+                for ((v, e), u) in x.iter_mut().zip(standard_normal(seed, d)).zip(unit.iter()) {
+                    *v += sigma * u * e;
+                }
             }
             How::Swap { partner } => x.copy_from_slice(&scaled(partner)),
             How::Zero => x.fill(0.0),
@@ -259,15 +269,23 @@ mod tests {
             Some(Corruption { view: 1, how: How::Gaussian { sigma: 2.0, seed: 9 } }),
         ];
         let mut batch = vec![1.0f32; 4 * 3];
-        corrupt(&plan, 1, &[0, 1, 2, 3], &mut batch, 3, |r| vec![r as f32 * 10.0; 3]);
+        let standardised = Scaler::identity(3);
+        corrupt(&plan, 1, &[0, 1, 2, 3], &mut batch, &standardised, |r| vec![r as f32 * 10.0; 3]);
         assert_eq!(&batch[..3], &[0.0; 3]);
         assert_eq!(&batch[3..6], &[30.0; 3]);
         assert_eq!(&batch[6..9], &[1.0; 3], "row 2's corruption is on view 0");
         let noise: Vec<f32> = batch[9..].iter().map(|v| v - 1.0).collect();
         assert!(noise.iter().all(|v| *v != 0.0 && v.abs() < 12.0), "{noise:?}");
         let mut again = vec![1.0f32; 3];
-        corrupt(&plan, 1, &[3], &mut again, 3, |_| unreachable!());
+        corrupt(&plan, 1, &[3], &mut again, &standardised, |_| unreachable!());
         assert_eq!(again, batch[9..], "the same seed, the same noise");
+        // a prescaled view (inputs left as they are, noise unit 0.05): the same draws, 0.05 times as loud
+        let prescaled = Scaler { noise_scale: Some(vec![0.05; 3]), ..Scaler::identity(3) };
+        let mut quiet = vec![1.0f32; 3];
+        corrupt(&plan, 1, &[3], &mut quiet, &prescaled, |_| unreachable!());
+        for (q, n) in quiet.iter().zip(&noise) {
+            assert!((q - 1.0 - 0.05 * n).abs() < 1e-5, "{quiet:?} against {noise:?}");
+        }
     }
 }
 
