@@ -239,7 +239,7 @@ pub struct TrainingArgs {
     /// Corrupted views: each training sample, with this probability, gets one of its views
     /// (drawn uniformly; never its only one) corrupted as --noise-kind says, fresh every epoch and
     /// the same for every method, so the gate can learn to turn away from a broken view. The noise
-    /// regularises as dropout does: on a small data set, lower --dropout with it (Twemoji: 0.2).
+    /// regularises as dropout does: on a small data set, try a lower --dropout with it.
     #[arg(long, default_value_t = 0.0)]
     pub view_noise: f64,
     /// How --view-noise corrupts a view: Gaussian noise on the standardised inputs, swapped with
