@@ -191,6 +191,22 @@ mod tests {
         Scope { noise: ViewNoise { p, kind, ..Default::default() }, views, train, seed: 3 }
     }
 
+    /// Training's scalers: a prescaled view of unit vectors (1, 0) and (0, 1) in turn keeps its
+    /// values and records the spread its noise takes, each column's standard deviation being 0.5 (so
+    /// their root mean square is 0.5); a standardised view (1, 2, 3, 4: sd √1.25) records none.
+    #[test]
+    fn training_records_a_prescaled_views_noise_spread_only() {
+        let mut unit = crate::data::View::features("unit", 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
+        unit.prescaled = true;
+        let plain = crate::data::View::features("plain", 1, vec![1.0, 2.0, 3.0, 4.0]);
+        let targets = Targets::Classes { y: vec![0, 1, 0, 1], names: vec!["a".into(), "b".into()] };
+        let data = MultiviewData { views: vec![unit, plain], targets };
+        let scalers = super::super::fit_scalers(&data, &[0, 1], &[0, 1, 2, 3], crate::data::Scaling::Standardize);
+        assert_eq!((scalers[0].scale.clone(), scalers[0].noise_scale.clone()), (vec![1.0; 2], Some(vec![0.5; 2])));
+        assert_eq!(scalers[1].noise_scale, None);
+        assert_eq!(scalers[1].noise_spread(), &[1.25f32.sqrt()]);
+    }
+
     #[test]
     fn about_p_of_the_rows_get_one_present_view_and_the_same_draws_every_time() {
         let train: Vec<usize> = (0..4000).collect();
