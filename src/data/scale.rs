@@ -16,6 +16,32 @@ pub enum Scaling {
     Standardize,
 }
 
+/// Each column's mean over the `n` rows of row-major `x` (`d` columns), in
+/// f64. Row by row (the data's order in memory), each column's sum still
+/// taken over the rows in order, so the figures are those of a
+/// column-by-column pass, in one sweep instead of `d`.
+fn column_means(x: &[f32], d: usize, n: f64) -> Vec<f64> {
+    let mut sum = vec![0.0f64; d];
+    for row in x.chunks_exact(d) {
+        for (s, &v) in sum.iter_mut().zip(row) {
+            *s += v as f64;
+        }
+    }
+    sum.iter().map(|s| s / n).collect()
+}
+
+/// Each column's sum of squared deviations from `means` over the rows of
+/// row-major `x`, in f64, summed as [`column_means`] sums.
+fn column_squares(x: &[f32], means: &[f64]) -> Vec<f64> {
+    let mut squares = vec![0.0f64; means.len()];
+    for row in x.chunks_exact(means.len()) {
+        for ((s, &v), m) in squares.iter_mut().zip(row).zip(means) {
+            *s += (v as f64 - m).powi(2);
+        }
+    }
+    squares
+}
+
 /// The smallest scale a scaler may hold (a standard deviation below it is
 /// treated as a constant column): dividing a finite input by less could overflow.
 pub const MIN_SCALE: f32 = 1e-30;
@@ -60,23 +86,9 @@ impl Scaler {
         let mut mean = vec![0.0f32; d];
         let mut scale = vec![1.0f32; d];
         if scaling != Scaling::None {
-            // Row by row (the data's order in memory), each column's sum still taken over the rows in
-            // order, so the figures are those of a column-by-column pass, in one sweep instead of `d`.
-            let mut sum = vec![0.0f64; d];
-            for row in x.chunks_exact(d) {
-                for (s, &v) in sum.iter_mut().zip(row) {
-                    *s += v as f64;
-                }
-            }
-            let means: Vec<f64> = sum.iter().map(|s| s / n).collect();
+            let means = column_means(x, d, n);
             if scaling == Scaling::Standardize {
-                let mut squares = vec![0.0f64; d];
-                for row in x.chunks_exact(d) {
-                    for ((s, &v), m) in squares.iter_mut().zip(row).zip(&means) {
-                        *s += (v as f64 - m).powi(2);
-                    }
-                }
-                for (sc, s) in scale.iter_mut().zip(&squares) {
+                for (sc, s) in scale.iter_mut().zip(&column_squares(x, &means)) {
                     // A column that (nearly) never varies is left unscaled, as a constant one.
                     let sd = (s / n).sqrt() as f32;
                     *sc = if sd >= MIN_SCALE { sd } else { 1.0 };
@@ -99,19 +111,7 @@ impl Scaler {
         if n == 0 {
             return self;
         }
-        let mut sum = vec![0.0f64; d];
-        for row in raw.chunks_exact(d) {
-            for (s, &v) in sum.iter_mut().zip(row) {
-                *s += v as f64;
-            }
-        }
-        let means: Vec<f64> = sum.iter().map(|s| s / n as f64).collect();
-        let mut squares = 0.0f64;
-        for row in raw.chunks_exact(d) {
-            for (&v, m) in row.iter().zip(&means) {
-                squares += (v as f64 - m).powi(2);
-            }
-        }
+        let squares: f64 = column_squares(raw, &column_means(raw, d, n as f64)).iter().sum();
         let unit = (squares / (n * d) as f64).sqrt() as f32;
         if (MIN_SCALE..=MAX_SCALE).contains(&unit) {
             self.noise_scale = Some(vec![unit; d]);
