@@ -50,17 +50,18 @@ declare -A setups=(
   [6-gaussian-supervised]="--view-noise 0.3 --noise-kind gaussian $supervised"
   [7-gaussian-supervised-softmax]="--view-noise 0.3 --noise-kind gaussian ${supervised/--gate-hidden 16/--gate-hidden 36} --gate-softmax"
 )
-datasets=("mfeat-fou-zer|mfeat --modalities fou,zer" "mfeat-six-views|mfeat --modalities fou,fac,kar,pix,zer,mor")
-[ "$twemoji" = 1 ] && datasets+=("twemoji|twemoji")
+# name|views|--data and its flags
+datasets=("mfeat-fou-zer|2|mfeat --modalities fou,zer" "mfeat-six-views|6|mfeat --modalities fou,fac,kar,pix,zer,mor")
+[ "$twemoji" = 1 ] && datasets+=("twemoji|2|twemoji")
 for setup in $(printf '%s\n' "${!setups[@]}" | sort); do
   echo "$setup|${setups[$setup]}" >> "$out/setups.txt"
 done
 for seed in $(seq 0 $((seeds - 1))); do
   for entry in "${datasets[@]}"; do
-    name=${entry%%|*}
-    data=${entry#*|}
+    IFS='|' read -r name views data <<< "$entry"
     for setup in $(printf '%s\n' "${!setups[@]}" | sort); do
-      [[ "${setups[$setup]}" == *--gate-softmax* && "$name" != mfeat-six-views ]] && continue
+      # softmax gates need three views or more (gmu refuses them on two)
+      [[ "${setups[$setup]}" == *--gate-softmax* && "$views" -lt 3 ]] && continue
       dir="$out/$name/$setup/seed-$seed"
       # shellcheck disable=SC2086
       run multiview --data $data --fusion gmu --fusion concat --no-single ${setups[$setup]} --seed "$seed" --out "$dir"
