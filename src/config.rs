@@ -334,6 +334,15 @@ pub struct ViewNoise {
     /// Absent from configs written before it existed (0).
     #[serde(default, skip_serializing_if = "is_zero_weight")]
     pub gate_supervision: f32,
+    /// With gate supervision, the weight of its other side: `w · Σ −ln z` over
+    /// the gates of every present view that the row does not have corrupted in
+    /// any way, divided by the batch's rows, so supervision does not close a
+    /// view's gate on clean rows too (where a gate cannot tell its view's noise,
+    /// the one-sided term lowers it everywhere). With the paper's two-view gate
+    /// (`z`, `1 − z`) it pulls a clean row's gate towards 0.5. Absent from
+    /// configs written before it existed (0: the one-sided term they trained with).
+    #[serde(default, skip_serializing_if = "is_zero_weight")]
+    pub gate_supervision_clean: f32,
 }
 
 fn is_zero_weight(w: &f32) -> bool {
@@ -342,7 +351,13 @@ fn is_zero_weight(w: &f32) -> bool {
 
 impl Default for ViewNoise {
     fn default() -> Self {
-        ViewNoise { p: 0.0, kind: NoiseKind::Mixed, sigma: (0.5, 4.0), gate_supervision: 0.0 }
+        ViewNoise {
+            p: 0.0,
+            kind: NoiseKind::Mixed,
+            sigma: (0.5, 4.0),
+            gate_supervision: 0.0,
+            gate_supervision_clean: 0.0,
+        }
     }
 }
 
@@ -361,9 +376,12 @@ impl ViewNoise {
         if !(lo.is_finite() && hi.is_finite() && 0.0 <= lo && lo <= hi) {
             return Err(GmuError::invalid("noise_sigma", format!("expected LO,HI with 0 <= LO <= HI, got {lo},{hi}")));
         }
-        let w = self.gate_supervision;
-        if !(w.is_finite() && w >= 0.0) {
-            return Err(GmuError::invalid("gate_supervision", format!("a weight >= 0 is expected, got {w}")));
+        for (field, w) in
+            [("gate_supervision", self.gate_supervision), ("gate_supervision_clean", self.gate_supervision_clean)]
+        {
+            if !(w.is_finite() && w >= 0.0) {
+                return Err(GmuError::invalid(field, format!("a weight >= 0 is expected, got {w}")));
+            }
         }
         Ok(())
     }
@@ -646,6 +664,8 @@ pub struct EpochOptions {
     pub noise_sigma: [f32; 2],
     /// Weight of the term that teaches the gate to close on the corrupted view (with view noise).
     pub gate_supervision: f32,
+    /// With gate supervision, the weight of the term that keeps a clean view's gate open.
+    pub gate_supervision_clean: f32,
     /// Which epoch's weights to keep.
     pub keep: Keep,
     /// Fill the missing cells of partly missing rows with the training means.
@@ -678,6 +698,7 @@ impl Default for EpochOptions {
             noise_kind: NoiseKind::Mixed,
             noise_sigma: [0.5, 4.0],
             gate_supervision: 0.0,
+            gate_supervision_clean: 0.0,
             keep: Keep::Best,
             impute: false,
             seed: 0,
@@ -706,6 +727,11 @@ impl EpochOptions {
             kind: self.noise_kind,
             sigma: (lo, hi),
             gate_supervision: if self.view_noise > 0.0 { self.gate_supervision } else { 0.0 },
+            gate_supervision_clean: if self.view_noise > 0.0 && self.gate_supervision > 0.0 {
+                self.gate_supervision_clean
+            } else {
+                0.0
+            },
         };
         config.impute = self.impute;
         config.threshold = self.threshold;

@@ -825,6 +825,8 @@ fn multiview_scores_methods_with_views_missing() {
         "swap",
         "--gate-supervision",
         "0.5",
+        "--gate-supervision-clean",
+        "0.2",
         "--missing-rates",
         "0,0.5,1",
         "--out",
@@ -847,9 +849,24 @@ fn multiview_scores_methods_with_views_missing() {
     let saved = read_json(&out.join("a+b/gmu/config.json"));
     assert_eq!(saved["training"]["view_noise"]["sigma"], serde_json::json!([0.5, 4.0]));
     assert_eq!(saved["training"]["view_noise"]["gate_supervision"], 0.5);
+    // The clean side of the term (f32 in the file).
+    assert!((saved["training"]["view_noise"]["gate_supervision_clean"].as_f64().unwrap() - 0.2).abs() < 1e-6);
     assert_refused(
         &gmu(&["multiview", "--view-noise", "0.3", "--gate-supervision=-1", "--out", out.to_str().unwrap()]),
         "--gate-supervision",
+    );
+    assert_refused(
+        &gmu(&[
+            "multiview",
+            "--view-noise",
+            "0.3",
+            "--gate-supervision",
+            "1",
+            "--gate-supervision-clean=-1",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "--gate-supervision-clean",
     );
     assert_refused(&gmu(&["multiview", "--gate-per-view", "--out", out.to_str().unwrap()]), "--gate-per-view");
     // The maxout engine has no term on the gates: asking for both names the flag.

@@ -270,7 +270,7 @@ def fit(
     ``dropout=0.5``, ``max_norm=10``, ``batch_size=64``, ``epochs=100``,
     ``patience=10``, ``threshold=0.5``, ``modality_dropout=0``,
     ``view_noise=0`` (with ``noise_kind="mixed"``, ``noise_sigma=(0.5, 4)``,
-    ``gate_supervision=0``),
+    ``gate_supervision=0``, ``gate_supervision_clean=0``),
     ``impute=False``, ``experts="maxout"``, ``tied_gates=False``,
     ``gate_softmax=False``, ``gate_hidden=0``, ``gate_per_view=False``,
     ``engine="auto"``, ``seed=0``. ``fusion`` is one

@@ -45,6 +45,7 @@ class GMUClassifier(_Classifier, _Base):
         noise_kind: str = "mixed",
         noise_sigma: Sequence[float] = (0.5, 4.0),
         gate_supervision: float = 0.0,
+        gate_supervision_clean: float = 0.0,
         impute: bool = False,
         experts: str = "maxout",
         tied_gates: bool = False,
@@ -71,6 +72,7 @@ class GMUClassifier(_Classifier, _Base):
         self.noise_kind = noise_kind
         self.noise_sigma = noise_sigma
         self.gate_supervision = gate_supervision
+        self.gate_supervision_clean = gate_supervision_clean
         self.impute = impute
         self.experts = experts
         self.tied_gates = tied_gates
@@ -83,7 +85,7 @@ class GMUClassifier(_Classifier, _Base):
 
     _OPTIONS = ("head", "hidden", "lr", "dropout", "max_norm", "batch_size", "epochs", "patience", "threshold",
                 "modality_dropout", "view_noise", "noise_kind", "noise_sigma",
-                "gate_supervision", "impute", "experts", "tied_gates",
+                "gate_supervision", "gate_supervision_clean", "impute", "experts", "tied_gates",
                 "gate_softmax", "gate_hidden", "gate_per_view", "engine", "seed")
 
     if _Base is object:  # without scikit-learn: the two methods its estimators must have

@@ -256,9 +256,16 @@ def test_view_noise_options_reach_the_model(trained):
     supervised = gmu.fit(trained["views"], trained["y"], epochs=2, hidden=8, view_noise=0.3, gate_supervision=0.5,
                          gate_hidden=4, gate_per_view=True)
     assert supervised.config["training"]["view_noise"]["gate_supervision"] == 0.5
+    assert "gate_supervision_clean" not in supervised.config["training"]["view_noise"]
+    two_sided = gmu.fit(trained["views"], trained["y"], epochs=1, hidden=8, view_noise=0.3, gate_supervision=0.5,
+                        gate_supervision_clean=0.1)
+    assert two_sided.config["training"]["view_noise"]["gate_supervision_clean"] == pytest.approx(0.1)
     assert supervised.config["training"]["model"]["gate_per_view"] is True
     with pytest.raises(ValueError, match="gate_supervision"):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, gate_supervision=-1.0)
+    with pytest.raises(ValueError, match="gate_supervision_clean"):
+        gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, gate_supervision=1.0,
+                gate_supervision_clean=float("nan"))
     with pytest.raises(ValueError, match="noise_sigma"):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, noise_sigma=(4.0, 1.0))
 

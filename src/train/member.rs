@@ -84,24 +84,24 @@ impl Problem<'_> {
         *self.corruption.write().unwrap_or_else(|p| p.into_inner()) = plan;
     }
 
-    /// The `[rows · K]` 0/1 mask of the views this epoch's draws corrupt in
-    /// `rows` (data rows), `None` where none is; with `noisy_only`, of the
-    /// views under Gaussian noise only.
-    fn corrupted_views(&self, rows: &[usize], noisy_only: bool) -> Option<Vec<f32>> {
+    /// The gate-supervision targets of `rows` (data rows), two `[rows · K]`
+    /// 0/1 masks: the views this epoch's draws corrupt (with `noisy_only`,
+    /// under Gaussian noise only), and the views present (`present`, `[rows · K]`,
+    /// `None`: all) and not corrupted in any way.
+    fn gate_targets(&self, rows: &[usize], noisy_only: bool, present: Option<&[f32]>) -> (Vec<f32>, Vec<f32>) {
+        let k = self.modalities.len();
         let plan = self.corruption.read().unwrap_or_else(|p| p.into_inner());
-        let mut mask = vec![0.0; rows.len() * self.modalities.len()];
-        let mut any = false;
+        let mut corrupted = vec![0.0; rows.len() * k];
+        let mut clean = present.map_or_else(|| vec![1.0; rows.len() * k], <[f32]>::to_vec);
         for (i, &r) in rows.iter().enumerate() {
             let Some(c) = plan.get(r).copied().flatten() else { continue };
-            if noisy_only && !matches!(c.how, noise::How::Gaussian { .. }) {
-                continue;
-            }
-            if let Some(k) = self.modalities.iter().position(|&v| v == c.view) {
-                mask[i * self.modalities.len() + k] = 1.0;
-                any = true;
+            let Some(j) = self.modalities.iter().position(|&v| v == c.view) else { continue };
+            clean[i * k + j] = 0.0;
+            if !noisy_only || matches!(c.how, noise::How::Gaussian { .. }) {
+                corrupted[i * k + j] = 1.0;
             }
         }
-        any.then_some(mask)
+        (corrupted, clean)
     }
 
     /// The `[rows, K]` presence mask of the training rows at `positions`,
@@ -316,6 +316,8 @@ fn burn_loss(
     let inputs: Vec<Tensor<2>> = (problem.inputs(rows).into_iter().zip(problem.modalities))
         .map(|(x, &v)| tensor(x, problem.data.views[v].dim, device))
         .collect();
+    let supervised = !config.view_noise.is_off() && config.view_noise.gate_supervision > 0.0;
+    let gate_targets = supervised.then(|| problem.gate_targets(rows, config.model.gate_per_view, present.as_deref()));
     let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
     let out = match cnn {
         Some(fronts) => {
@@ -330,27 +332,41 @@ fn burn_loss(
     };
     // Gate units that each read one view can see noise on it, but a swapped view looks
     // clean to them and one at its mean sits among the clean rows: supervising those
-    // only pulls every gate down (measured on mfeat fou + zer: the gate then stayed at 0.50).
-    match (out.gates, problem.corrupted_views(rows, config.model.gate_per_view)) {
-        (Some(gates), Some(corrupted)) if config.view_noise.gate_supervision > 0.0 => {
-            task + gate_supervision(gates, corrupted, config.view_noise.gate_supervision, device)
+    // only pulls every gate down (measured on mfeat fou + zer: the gate then stayed at 0.50),
+    // so with per-view units they count as neither corrupted nor clean.
+    match (out.gates, gate_targets) {
+        (Some(gates), Some(masks)) => {
+            let noise = &config.view_noise;
+            task + gate_supervision(gates, masks, (noise.gate_supervision, noise.gate_supervision_clean), device)
         }
         _ => task,
     }
 }
 
-/// The gate-supervision term ([`ViewNoise::gate_supervision`](crate::config::ViewNoise)):
-/// `weight · Σ −ln(1 − z)` over the gates `z` of each row's corrupted view
-/// (a 1 in `corrupted`), summed over the gate units (as the task loss's
-/// gradient reaches every unit) and divided by the batch's rows.
+/// The gate-supervision term ([`ViewNoise`](crate::config::ViewNoise)'s
+/// `gate_supervision` and `gate_supervision_clean`): `closed · Σ −ln(1 − z)`
+/// over the gates `z` of each row's corrupted view (a 1 in `corrupted`) plus
+/// `open · Σ −ln z` over those of its clean views (a 1 in `clean`), each
+/// summed over the gate units (as the task loss's gradient reaches every
+/// unit) and divided by the batch's rows.
 ///
 /// # Shapes
-/// - `gates`: `[batch, K, G]`; `corrupted`: `[batch · K]` 0/1 values, row-major; output: `[1]`
-pub fn gate_supervision(gates: Tensor<3>, corrupted: Vec<f32>, weight: f32, device: &Device) -> Tensor<1> {
+/// - `gates`: `[batch, K, G]`; `corrupted`, `clean`: `[batch · K]` 0/1 values, row-major; output: `[1]`
+pub fn gate_supervision(
+    gates: Tensor<3>,
+    (corrupted, clean): (Vec<f32>, Vec<f32>),
+    (closed, open): (f32, f32),
+    device: &Device,
+) -> Tensor<1> {
     let [batch, k, _] = gates.dims();
-    let mask: Tensor<3> = Tensor::<2>::from_data(TensorData::new(corrupted, [batch, k]), device).reshape([batch, k, 1]);
-    let closed = gates.neg().add_scalar(1.0).clamp_min(1e-6).log().neg();
-    (closed * mask).sum().mul_scalar(weight / batch as f32)
+    let mask = |m: Vec<f32>| Tensor::<2>::from_data(TensorData::new(m, [batch, k]), device).reshape([batch, k, 1]);
+    let shut = gates.clone().neg().add_scalar(1.0).clamp_min(1e-6).log().neg();
+    let term = (shut * mask(corrupted)).sum().mul_scalar(closed / batch as f32);
+    if open == 0.0 {
+        return term;
+    }
+    let opened = gates.clamp_min(1e-6).log().neg();
+    term + (opened * mask(clean)).sum().mul_scalar(open / batch as f32)
 }
 
 /// The loss of [`LossKind`] in burn ops on logits, mean over the batch

@@ -373,21 +373,29 @@ mod supervision {
     /// left to the task loss it moves much less. On data seeds 1 to 15 the
     /// supervised gate of `a` was 0.58-0.71 on clean test rows (above 0.6 on
     /// 14 of them) and 0.05-0.09 with `a` under σ = 3 noise; these three are
-    /// 0.67, 0.66, 0.71 and 0.07-0.09.
+    /// 0.67, 0.66, 0.71 and 0.07-0.09. The term's clean side
+    /// (`gate_supervision_clean`) keeps the corrupted gate down and pulls the
+    /// clean two-view gate towards 0.5: at 0.1, seed 1's clean gate is 0.57.
     #[test]
     fn gate_supervision_teaches_the_gate_to_close_on_a_corrupted_view() {
         for seed in [1u64, 2, 3] {
             let data = planted_views(1500, seed, 3.0, 0.0);
             let split = data.split(0.2, 0.2, 0).unwrap();
-            let gate = |w: f32| {
+            let gate_with = |w: f32, clean_side: f32| {
                 let mut config = epochs(quick(FusionKind::Gmu), 40);
                 config.keep = crate::config::Keep::Last;
                 (config.model.gate_hidden, config.model.gate_per_view) = (16, true);
-                config.view_noise =
-                    ViewNoise { p: 0.5, kind: NoiseKind::Gaussian, sigma: (2.0, 4.0), gate_supervision: w };
+                config.view_noise = ViewNoise {
+                    p: 0.5,
+                    kind: NoiseKind::Gaussian,
+                    sigma: (2.0, 4.0),
+                    gate_supervision: w,
+                    gate_supervision_clean: clean_side,
+                };
                 let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
                 gate_of_a(&model, &data, &split.test)
             };
+            let gate = |w: f32| gate_with(w, 0.0);
             let (clean, corrupted) = gate(1.0);
             assert!(
                 clean > 0.6 && corrupted < 0.3,
@@ -398,6 +406,13 @@ mod supervision {
                 task_clean - task_corrupted < clean - corrupted - 0.15,
                 "seed {seed}: task loss only {task_clean} clean, {task_corrupted} corrupted; supervised {clean}, {corrupted}"
             );
+            if seed == 1 {
+                let (both_clean, both_corrupted) = gate_with(1.0, 0.1);
+                assert!(
+                    both_corrupted < 0.3 && 0.5 < both_clean && both_clean < clean,
+                    "two-sided: gate of a {both_clean} clean, {both_corrupted} corrupted; one-sided {clean} clean"
+                );
+            }
         }
     }
 
@@ -413,7 +428,8 @@ mod supervision {
             let mut config = epochs(quick(FusionKind::Gmu), 3);
             (config.model.gate_hidden, config.model.gate_per_view) = (6, per_view);
             config.engine = crate::engine::Engine::Burn;
-            config.view_noise = ViewNoise { p: 0.5, kind, sigma: (2.0, 4.0), gate_supervision: weight };
+            config.view_noise =
+                ViewNoise { p: 0.5, kind, sigma: (2.0, 4.0), gate_supervision: weight, ..Default::default() };
             let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
             let views: Vec<&View> = data.views.iter().collect();
             model.predict_rows(&views, &split.test, false).unwrap().probs
@@ -439,7 +455,13 @@ mod supervision {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let mut config = epochs(quick(FusionKind::Gmu), 5);
         (config.model.gate_hidden, config.model.gate_per_view) = (6, true);
-        config.view_noise = ViewNoise { p: 0.5, kind: NoiseKind::Mixed, sigma: (2.0, 4.0), gate_supervision: 1.0 };
+        config.view_noise = ViewNoise {
+            p: 0.5,
+            kind: NoiseKind::Mixed,
+            sigma: (2.0, 4.0),
+            gate_supervision: 1.0,
+            ..Default::default()
+        };
         let model = train(&data, &[0, 1], &split, &config, &dev()).unwrap();
         let net = &model.nets()[0];
         let crate::fusion::network::FusionHead::Gmu(head) = &net.head else { panic!("a GMU with the maxout MLP") };
@@ -458,16 +480,22 @@ mod supervision {
     }
 
     /// The term's value by hand: two rows, K = 2, two units; row 0's view 0
-    /// is corrupted, row 1 is clean.
+    /// is corrupted, row 1 is clean but lacks view 1. The corrupted side is
+    /// `−ln(1 − z)` of row 0's view-0 gates; the clean side `−ln z` of row 0's
+    /// view 1 and row 1's view 0 (not of the missing view 1, whose gate is 0).
     #[test]
-    fn the_gate_supervision_term_is_minus_log_one_minus_the_corrupted_gates() {
+    fn the_gate_supervision_term_closes_corrupted_gates_and_opens_clean_ones() {
         let device = dev();
-        let z = [0.2f32, 0.6];
-        let gates = vec![z[0], z[1], 1.0 - z[0], 1.0 - z[1], 0.9, 0.9, 0.1, 0.1];
-        let gates = burn::tensor::Tensor::<3>::from_data(burn::tensor::TensorData::new(gates, [2, 2, 2]), &device);
-        let term = crate::train::member::gate_supervision(gates, vec![1.0, 0.0, 0.0, 0.0], 3.0, &device);
-        let want = 3.0 * (-(0.8f32).ln() - (0.4f32).ln()) / 2.0;
-        let got: f32 = term.into_scalar();
-        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        let gates = vec![0.2f32, 0.6, 0.8, 0.4, 1.0, 1.0, 0.0, 0.0];
+        let term = |open: f32| -> f32 {
+            let gates =
+                burn::tensor::Tensor::<3>::from_data(burn::tensor::TensorData::new(gates.clone(), [2, 2, 2]), &device);
+            let masks = (vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 1.0, 0.0]);
+            crate::train::member::gate_supervision(gates, masks, (3.0, open), &device).into_scalar()
+        };
+        let closed = 3.0 * (-(0.8f32).ln() - (0.4f32).ln()) / 2.0;
+        assert!((term(0.0) - closed).abs() < 1e-6, "one-sided: {} vs {closed}", term(0.0));
+        let both = closed + 0.5 * (-(0.8f32).ln() - (0.4f32).ln() - 2.0 * (1.0f32).ln()) / 2.0;
+        assert!((term(0.5) - both).abs() < 1e-6, "two-sided: {} vs {both}", term(0.5));
     }
 }
