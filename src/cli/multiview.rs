@@ -155,6 +155,11 @@ pub fn run(args: Args) -> Result<()> {
     for set in sets {
         let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
         let tag = set.join("+");
+        for caution in
+            methods.iter().filter_map(|m| m.caution(modalities.len())).collect::<std::collections::BTreeSet<_>>()
+        {
+            stage(&format!("caution: {caution}"));
+        }
         let mut runs: Vec<Vec<MethodResult>> = Vec::new();
         for (r, split) in splits.iter().enumerate() {
             let seed = args.training.seed + r as u64;
