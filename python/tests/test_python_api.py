@@ -265,7 +265,7 @@ def test_view_noise_options_reach_the_model(trained):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, gate_supervision=-1.0)
     with pytest.raises(ValueError, match="gate_supervision_clean"):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, gate_supervision=1.0,
-                gate_supervision_clean=float("nan"))
+                gate_supervision_clean=-1.0)
     with pytest.raises(ValueError, match="noise_sigma"):
         gmu.fit(trained["views"], trained["y"], epochs=1, view_noise=0.3, noise_sigma=(4.0, 1.0))
 
