@@ -57,7 +57,7 @@ impl Kind {
     /// How a chart names its x axis, and the corruption in a title.
     fn axis(self) -> (&'static str, &'static str) {
         match self {
-            Kind::Gaussian => ("noise σ (standardised inputs)", "Gaussian noise on one view"),
+            Kind::Gaussian => ("noise σ (in the view's training standard deviations)", "Gaussian noise on one view"),
             Kind::Swap => ("share of test samples with the view swapped", "one view swapped between samples"),
             Kind::Zero => ("share of test samples with the view at its mean", "one view at its training mean"),
         }
