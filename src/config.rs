@@ -440,28 +440,6 @@ impl TrainingConfig {
         }
     }
 
-    /// A caution about training this configuration on `views` views, where
-    /// one is due: gate supervision with only its corrupted side on more than
-    /// two sigmoid gates, which the head's batch norm lets close alike on
-    /// every view (issue 22's study: 0.006-0.01 on mfeat's six views).
-    pub fn caution(&self, views: usize) -> Option<String> {
-        let noise = &self.view_noise;
-        let gated = matches!(self.model.fusion, FusionKind::Gmu);
-        (gated
-            && views > 2
-            && !self.model.normalize_gates
-            && !noise.is_off()
-            && noise.gate_supervision > 0.0
-            && noise.gate_supervision_clean == 0.0)
-            .then(|| {
-                format!(
-                    "--gate-supervision with {views} views and sigmoid gates: nothing holds the gates of clean \
-                     views open, and they tend to close on every view alike; add --gate-supervision-clean 0.1 \
-                     or --gate-softmax"
-                )
-            })
-    }
-
     /// The paper's recipe for `fusion`: its model ([`ModelOptions::paper`]),
     /// Adam at 1e-3, epochs of 64 with early stopping (100 at most, patience 10), standardised features.
     pub fn paper(fusion: FusionKind) -> Self {
@@ -817,25 +795,6 @@ impl Overrides {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The caution names both ways out, and only where supervision has a
-    /// corrupted side alone on three or more sigmoid gates.
-    #[test]
-    fn one_sided_gate_supervision_on_many_sigmoid_gates_draws_a_caution() {
-        let mut config = TrainingConfig::paper(FusionKind::Gmu);
-        config.view_noise = ViewNoise { p: 0.3, gate_supervision: 1.0, ..Default::default() };
-        let caution = config.caution(3).expect("three sigmoid gates, one-sided");
-        assert!(caution.contains("--gate-supervision-clean") && caution.contains("--gate-softmax"), "{caution}");
-        assert_eq!(config.caution(2), None, "two views: the gates are z and 1 - z");
-        let mut both = config.clone();
-        both.view_noise.gate_supervision_clean = 0.1;
-        let mut softmax = config.clone();
-        softmax.model.normalize_gates = true;
-        let concat = TrainingConfig { view_noise: config.view_noise, ..TrainingConfig::paper(FusionKind::Concat) };
-        for quiet in [both, softmax, concat] {
-            assert_eq!(quiet.caution(6), None);
-        }
-    }
 
     #[test]
     fn configs_round_trip_through_json_typed() {

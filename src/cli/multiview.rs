@@ -155,8 +155,10 @@ pub fn run(args: Args) -> Result<()> {
     for set in sets {
         let modalities: Vec<usize> = set.iter().map(|v| data.view_index(v)).collect::<gmu::Result<_>>()?;
         let tag = set.join("+");
-        for caution in
-            methods.iter().filter_map(|m| m.caution(modalities.len())).collect::<std::collections::BTreeSet<_>>()
+        for caution in methods
+            .iter()
+            .filter_map(|m| gmu::train::supervision_caution(m, modalities.len()))
+            .collect::<std::collections::BTreeSet<_>>()
         {
             stage(&format!("caution: {caution}"));
         }

@@ -38,6 +38,7 @@ use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
 use crate::predict::{self, Evaluation, MemberRef, Model, Prediction, score};
 use crate::store::{EpochLog, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec};
 pub use member::{glorot, logits_loss};
+pub use noise::supervision_caution;
 pub use report::{GateReport, ImportanceReport};
 pub use search::{Search, search, search_with};
 

@@ -1,6 +1,7 @@
 //! Corrupted views in training (`--view-noise`, [`ViewNoise`]): which
 //! training rows get which view corrupted in an epoch ([`draw`]), and the
-//! corruption of a gathered batch ([`corrupt`]).
+//! corruption of a gathered batch ([`corrupt`]), and the caution a one-sided
+//! gate supervision on many sigmoid gates draws ([`supervision_caution`]).
 //!
 //! The draws are a function of the run's seed, the epoch, the model's views
 //! and the training rows only, indexed by data row: every method of a
@@ -11,8 +12,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::config::{NoiseKind, ViewNoise};
+use crate::config::{NoiseKind, TrainingConfig, ViewNoise};
 use crate::data::{MultiviewData, Scaler, Targets};
+use crate::fusion::FusionKind;
 
 /// One training row's corruption in one epoch.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -183,9 +185,50 @@ pub fn corrupted_rows(
     out
 }
 
+/// A caution about training `config` on `views` views, where
+/// one is due: gate supervision with only its corrupted side on more than
+/// two sigmoid gates, which the head's batch norm lets close alike on
+/// every view (issue 22's study: 0.006-0.01 on mfeat's six views).
+pub fn supervision_caution(config: &TrainingConfig, views: usize) -> Option<String> {
+    let noise = &config.view_noise;
+    let gated = matches!(config.model.fusion, FusionKind::Gmu);
+    (gated
+        && views > 2
+        && !config.model.normalize_gates
+        && !noise.is_off()
+        && noise.gate_supervision > 0.0
+        && noise.gate_supervision_clean == 0.0)
+        .then(|| {
+            format!(
+                "--gate-supervision with {views} views and sigmoid gates: nothing holds the gates of clean \
+                 views open, and they tend to close on every view alike; add --gate-supervision-clean 0.1 \
+                 or --gate-softmax"
+            )
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The caution names both ways out, and only where supervision has a
+    /// corrupted side alone on three or more sigmoid gates.
+    #[test]
+    fn one_sided_gate_supervision_on_many_sigmoid_gates_draws_a_caution() {
+        let mut config = TrainingConfig::paper(FusionKind::Gmu);
+        config.view_noise = ViewNoise { p: 0.3, gate_supervision: 1.0, ..Default::default() };
+        let caution = supervision_caution(&config, 3).expect("three sigmoid gates, one-sided");
+        assert!(caution.contains("--gate-supervision-clean") && caution.contains("--gate-softmax"), "{caution}");
+        assert_eq!(supervision_caution(&config, 2), None, "two views: the gates are z and 1 - z");
+        let mut both = config.clone();
+        both.view_noise.gate_supervision_clean = 0.1;
+        let mut softmax = config.clone();
+        softmax.model.normalize_gates = true;
+        let concat = TrainingConfig { view_noise: config.view_noise, ..TrainingConfig::paper(FusionKind::Concat) };
+        for quiet in [both, softmax, concat] {
+            assert_eq!(supervision_caution(&quiet, 6), None);
+        }
+    }
 
     fn scope<'a>(p: f64, kind: NoiseKind, views: &'a [usize], train: &'a [usize]) -> Scope<'a> {
         Scope { noise: ViewNoise { p, kind, ..Default::default() }, views, train, seed: 3 }
