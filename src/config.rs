@@ -367,6 +367,12 @@ impl ViewNoise {
         self.p == 0.0
     }
 
+    /// Whether training adds the gate-supervision term: view noise on and a
+    /// weight above 0.
+    pub fn supervises_gates(&self) -> bool {
+        !self.is_off() && self.gate_supervision > 0.0
+    }
+
     /// Checks the share and the σ range; names the flag at fault.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..1.0).contains(&self.p) {
@@ -434,7 +440,7 @@ impl TrainingConfig {
             missing,
             modality_dropout: self.modality_dropout,
             view_noise: !self.view_noise.is_off(),
-            gate_supervision: !self.view_noise.is_off() && self.view_noise.gate_supervision > 0.0,
+            gate_supervision: self.view_noise.supervises_gates(),
             max_norm: self.model.max_norm.is_some(),
             loss: self.loss,
         }

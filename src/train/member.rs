@@ -316,8 +316,10 @@ fn burn_loss(
     let inputs: Vec<Tensor<2>> = (problem.inputs(rows).into_iter().zip(problem.modalities))
         .map(|(x, &v)| tensor(x, problem.data.views[v].dim, device))
         .collect();
-    let supervised = !config.view_noise.is_off() && config.view_noise.gate_supervision > 0.0;
-    let gate_targets = supervised.then(|| problem.gate_targets(rows, config.model.gate_per_view, present.as_deref()));
+    let gate_targets = config
+        .view_noise
+        .supervises_gates()
+        .then(|| problem.gate_targets(rows, config.model.gate_per_view, present.as_deref()));
     let mask = present.map(|p| Tensor::from_data(TensorData::new(p, [rows.len(), problem.modalities.len()]), device));
     let out = match cnn {
         Some(fronts) => {

@@ -195,8 +195,7 @@ pub fn supervision_caution(config: &TrainingConfig, views: usize) -> Option<Stri
     (gated
         && views > 2
         && !config.model.normalize_gates
-        && !noise.is_off()
-        && noise.gate_supervision > 0.0
+        && noise.supervises_gates()
         && noise.gate_supervision_clean == 0.0)
         .then(|| {
             format!(
