@@ -63,6 +63,10 @@ declare -A setups=(
 )
 # the setups trained on the clean-only seeds (Twemoji)
 clean_setups=(1-plain 2-mixed 8-mixed-supervised-both-0.1)
+for setup in "${clean_setups[@]}"; do
+  # an unknown name would train with no flags under that name
+  [ -n "${setups[$setup]+set}" ] || { echo "clean_setups names $setup, which is not a setup" >&2; exit 2; }
+done
 # name|views|--data and its flags
 datasets=("mfeat-fou-zer|2|mfeat --modalities fou,zer" "mfeat-six-views|6|mfeat --modalities fou,fac,kar,pix,zer,mor")
 [ "$twemoji" = 1 ] && datasets+=("twemoji|2|twemoji")
