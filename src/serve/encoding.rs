@@ -6,13 +6,18 @@
 //! tokens, EfficientNet's convolutions on one image, leave the cores
 //! partly idle). So, as the forward passes are batched in
 //! [`model`](super::model), the raw inputs queued while an encoder pass runs
-//! go through the next pass together. Batching never changes an answer:
+//! go through the next pass together, the views' encoders side by side on
+//! the threads (MiniLM cuts its texts into groups that run side by side too,
+//! so a pass has few points where a thread waits for another). Batching
+//! never changes an answer:
 //! each row's features are the same bits whatever the other rows of its
 //! pass ([`Model::encode_view`]; MiniLM attends within each text, without
 //! padding, and EfficientNet convolves each image on its own), which
 //! `tests/serve.rs` checks against `gmu predict`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use rayon::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
@@ -159,21 +164,36 @@ impl Worker {
         }
     }
 
-    /// Each job's views encoded from its raw inputs, one encoder pass per view over every job's rows.
+    /// Each job's views encoded from its raw inputs, one encoder pass per view
+    /// over every job's rows; the views' passes run side by side (a plot's
+    /// MiniLM and a poster's EfficientNet share the threads, so neither waits
+    /// for the other's last steps).
     fn encode(&self, batch: &[Job]) -> crate::error::Result<Vec<Vec<Option<View>>>> {
         let views = &self.model.config.views;
+        let inputs: Vec<Vec<RawInput>> = (0..views.len())
+            .map(|k| {
+                batch
+                    .iter()
+                    .filter_map(|job| job.raw[k].as_ref())
+                    .flat_map(|(kind, items)| items.iter().map(|b| raw_input(*kind, b)))
+                    .collect()
+            })
+            .collect();
+        let (model, metrics) = (&*self.model, &*self.metrics);
+        let encoded: Vec<Option<crate::error::Result<Vec<f32>>>> = inputs
+            .par_iter()
+            .enumerate()
+            .map(|(k, inputs)| {
+                (!inputs.is_empty()).then(|| {
+                    metrics.encoder_batch(inputs.len());
+                    model.encode_view(k, inputs, &mut |_, _| {}).map(|(values, _)| values)
+                })
+            })
+            .collect();
         let mut out: Vec<Vec<Option<View>>> = batch.iter().map(|_| vec![None; views.len()]).collect();
-        for (k, spec) in views.iter().enumerate() {
-            let inputs: Vec<RawInput> = batch
-                .iter()
-                .filter_map(|job| job.raw[k].as_ref())
-                .flat_map(|(kind, items)| items.iter().map(|b| raw_input(*kind, b)))
-                .collect();
-            if inputs.is_empty() {
-                continue;
-            }
-            self.metrics.encoder_batch(inputs.len());
-            let (values, _) = self.model.encode_view(k, &inputs, &mut |_, _| {})?;
+        for (k, (spec, values)) in views.iter().zip(encoded).enumerate() {
+            let Some(values) = values else { continue };
+            let values = values?;
             let mut rows = values.chunks_exact(spec.width);
             for (job, slot) in batch.iter().zip(&mut out) {
                 if job.raw[k].is_some() {

@@ -9,6 +9,14 @@
 //! text's own tokens, so no time goes into padding and a row's embedding does
 //! not depend on the other rows of its batch (beyond the GEMM's rounding). burn's module stays for other
 //! devices and as the reference this one is tested against.
+//!
+//! A batch of several texts on several threads is cut into groups of whole
+//! texts, one per thread, that run side by side ([`CpuBert::embed_ids`]):
+//! each group's products and norms then split among threads only where one
+//! finishes first, instead of every step of every layer waiting for the
+//! slowest thread (BENCHMARKS.md: `gmu serve`'s plot + poster requests at
+//! concurrency 8). Every row is computed the same way in any group, so the
+//! bits do not change.
 
 use rayon::prelude::*;
 
@@ -59,9 +67,10 @@ pub struct CpuBert {
     max_positions: usize,
     /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
     precision: EncoderPrecision,
-    /// The forward's buffers, kept between calls (a batch of 32 × 256 tokens needs about
-    /// 75 MB; fresh pages for every batch cost page faults and zeroing).
-    scratch: std::sync::Mutex<Scratch>,
+    /// The forwards' buffers, kept between calls (a batch of 32 × 256 tokens needs about
+    /// 75 MB; fresh pages for every batch cost page faults and zeroing): one per
+    /// group of texts running at once, taken for a forward and given back after.
+    spare: std::sync::Mutex<Vec<Scratch>>,
 }
 
 /// Buffers of one forward, every value overwritten before it is read.
@@ -189,7 +198,7 @@ impl CpuBert {
             vocab,
             max_positions,
             precision: EncoderPrecision::F32,
-            scratch: Default::default(),
+            spare: Default::default(),
         })
     }
 
@@ -252,8 +261,11 @@ impl CpuBert {
             }
         }
         self.layer_norm(&mut x, &self.embedding_norm);
-        let mut scratch = self.scratch.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Scratch { qkv, context, inner, inner_bf16 } = &mut *scratch;
+        // a buffer set of its own (not a lock held through the layers: a thread
+        // waiting inside one group's step may take up another group's forward)
+        let mut scratch =
+            self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default();
+        let Scratch { qkv, context, inner, inner_bf16 } = &mut scratch;
         // in bf16 the feed-forward's intermediate lives in `inner_bf16` only
         let ff = if self.precision == EncoderPrecision::Bf16 { 0 } else { self.ff };
         for (buffer, width) in [(&mut *qkv, 3 * d), (&mut *context, d), (&mut *inner, ff)] {
@@ -278,13 +290,36 @@ impl CpuBert {
             }
             self.layer_norm(&mut x, &layer.output_norm);
         }
+        let mut spare = self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // as many kept as groups can run at once
+        if spare.len() < rayon::current_num_threads() {
+            spare.push(scratch);
+        }
         Ok(x)
     }
 
     /// Sentence embeddings `[rows.len(), hidden]`: the last hidden states
     /// mean-pooled over each row's tokens and L2-normalised (sentence-transformers'
     /// Pooling + Normalize); a row without tokens gives zeros.
+    ///
+    /// On several threads, the rows are cut into groups of whole texts, one per
+    /// thread (at most one per text), which run side by side; the result is the
+    /// same, bit for bit.
     pub fn embed_ids(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let groups = text_groups(rows, rayon::current_num_threads());
+        if groups.len() < 2 {
+            return self.embed_group(rows);
+        }
+        let parts: Vec<Result<Vec<f32>>> = groups.into_par_iter().map(|range| self.embed_group(&rows[range])).collect();
+        let mut out = Vec::with_capacity(rows.len() * self.hidden);
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// [`embed_ids`](Self::embed_ids) of one group, in one forward.
+    fn embed_group(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
         let d = self.hidden;
         let hidden = self.forward(rows)?;
         let mut out = vec![0f32; rows.len() * d];
@@ -394,6 +429,30 @@ fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
     }
 }
 
+/// `rows` cut into at most `groups` runs of whole texts with about as many
+/// tokens each (a text's cost: its linear layers, linear in its tokens, and
+/// its attention, quadratic but small at MiniLM's lengths); texts without
+/// tokens cost nothing. Fewer groups where there are fewer texts.
+fn text_groups(rows: &[Vec<u32>], groups: usize) -> Vec<std::ops::Range<usize>> {
+    let groups = groups.min(rows.len()).max(1);
+    let total: usize = rows.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(groups);
+    let (mut start, mut seen) = (0, 0);
+    for (i, row) in rows.iter().enumerate() {
+        seen += row.len();
+        // close a group once its share of the tokens is reached, leaving a text for
+        // every group still to come, or when only as many texts as those groups are left
+        let (left, after) = (groups - out.len() - 1, rows.len() - (i + 1));
+        if left > 0 && after >= left && (seen * groups >= total * (out.len() + 1) || after == left) {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    out.push(start..rows.len());
+    out.retain(|r| !r.is_empty());
+    out
+}
+
 /// Runs `f` on every `width`-wide row of `x`, rows split among rayon's threads.
 fn par_rows(x: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
     x.par_chunks_mut(width * ROWS_PER_TASK).for_each(|chunk| chunk.chunks_exact_mut(width).for_each(&f));
@@ -501,6 +560,42 @@ mod tests {
         for row in got.chunks(8) {
             assert!((row.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
         }
+    }
+
+    /// Groups of whole texts, about equal in tokens, one text at least each.
+    #[test]
+    fn text_groups_cut_whole_texts_by_tokens() {
+        let rows = |lens: &[usize]| lens.iter().map(|&n| vec![1u32; n]).collect::<Vec<_>>();
+        assert_eq!(text_groups(&rows(&[128; 8]), 2), vec![0..4, 4..8]);
+        assert_eq!(text_groups(&rows(&[500, 10, 10]), 2), vec![0..1, 1..3]);
+        assert_eq!(text_groups(&rows(&[10, 10, 500]), 2), vec![0..2, 2..3]);
+        assert_eq!(text_groups(&rows(&[5, 5, 5]), 3), vec![0..1, 1..2, 2..3]);
+        // fewer texts than threads; one text; none
+        assert_eq!(text_groups(&rows(&[7, 9]), 16), vec![0..1, 1..2]);
+        assert_eq!(text_groups(&rows(&[7]), 4), vec![0..1]);
+        assert_eq!(text_groups(&rows(&[]), 4), Vec::<std::ops::Range<usize>>::new());
+        // a group's share reached early still leaves a text for every later group
+        assert_eq!(text_groups(&rows(&[900, 1, 1, 1]), 3), vec![0..1, 1..2, 2..4]);
+    }
+
+    /// The groups that run side by side on several threads give the bits one
+    /// forward on one thread gives; an error in any group is the batch's error.
+    #[test]
+    fn groups_on_several_threads_give_the_same_bits() {
+        let flat = CpuBert::from_weights(&tiny_bert_weights(), BertConfig { heads: 2, layer_norm_eps: 1e-12 }).unwrap();
+        let mut rows: Vec<Vec<u32>> = TINY_IDS.iter().map(|r| r.to_vec()).collect();
+        rows.push(vec![]);
+        rows.extend(TINY_IDS.iter().rev().map(|r| r.to_vec()));
+        let on = |threads| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let one = on(1).install(|| flat.embed_ids(&rows)).unwrap();
+        for threads in [2, 3, 16] {
+            let many = on(threads).install(|| flat.embed_ids(&rows)).unwrap();
+            assert!(one.iter().zip(&many).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
+            assert_eq!(many.len(), one.len());
+        }
+        rows.push(vec![1, 50, 2]);
+        let err = on(3).install(|| flat.embed_ids(&rows)).unwrap_err().to_string();
+        assert!(err.contains("token id 50"), "{err}");
     }
 
     #[test]
