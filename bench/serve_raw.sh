@@ -12,12 +12,26 @@
 # resident memory of each is printed last. Needs the encoders (`gmu encoders fetch`).
 # With --bf16, both also run their encoders in bf16 (gmu: GMU_ENCODER_PRECISION=bf16 on AMX;
 # FastAPI: torch.autocast bfloat16, oneDNN's AMX kernels) as a second pair of servers, same cells.
-# Usage: bench/serve_raw.sh [SECONDS] [--bf16]
+# With --before GMU (an older build's binary), a third server `gmu-before` runs it on the same model,
+# for a before/after in one sitting. With --rounds N, every cell runs N times, the servers taking
+# turns round by round, and a summary gives each server's median and the medians of its per-round
+# ratios to FastAPI (and of gmu to gmu-before): the host's noise then hits every side alike.
+# Usage: bench/serve_raw.sh [SECONDS] [--bf16] [--before GMU] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECONDS_EACH=${1:-10}
+SECONDS_EACH=10
 BF16=0
-[ "${2:-}" = --bf16 ] && BF16=1
+BEFORE=
+ROUNDS=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --bf16) BF16=1; shift ;;
+    --before) BEFORE=$(realpath "$2"); shift 2 ;;
+    --rounds) ROUNDS=$2; shift 2 ;;
+    [0-9]*) SECONDS_EACH=$1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
 source bench/venv.sh
 source bench/serve_lib.sh
 "$PY" -m pip install -q fastapi==0.128.0 uvicorn==0.40.0 onnx==1.23.2 transformers==5.24.0 timm==1.0.31
@@ -65,6 +79,11 @@ PYTHONPATH=bench "$PY" bench/serve_fastapi_raw.py "$work/raw.onnx" genres 8192 -
 wait_up 127.0.0.1:8191
 wait_up 127.0.0.1:8192
 servers="gmu:8191 fastapi:8192"
+if [ -n "$BEFORE" ]; then
+  "$BEFORE" serve --model "$work/run/gmu" --name genres --addr 127.0.0.1:8195 --threads 2 >/dev/null 2>&1 &
+  wait_up 127.0.0.1:8195
+  servers="$servers gmu-before:8195"
+fi
 if [ $BF16 = 1 ]; then
   GMU_ENCODER_PRECISION=bf16 "$GMU" serve --model "$work/run/gmu" --name genres --addr 127.0.0.1:8193 --threads 2 >/dev/null 2>&1 &
   PYTHONPATH=bench "$PY" bench/serve_fastapi_raw.py "$work/raw.onnx" genres 8194 --workers 2 --bf16 &
@@ -93,12 +112,37 @@ for s in $servers; do
 done
 for rows in 1 8; do
   for c in 1 8; do
-    for s in $servers; do
-      echo "${s%%:*} rows=$rows $("$LOAD" 127.0.0.1:${s#*:} POST /v2/models/genres/infer "$work/rows$rows.json" $c "$SECONDS_EACH")"
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for s in $servers; do
+        echo "${s%%:*} rows=$rows $("$LOAD" 127.0.0.1:${s#*:} POST /v2/models/genres/infer "$work/rows$rows.json" $c "$SECONDS_EACH")"
+      done
     done
   done
-done
+done | tee "$work/cells"
+if [ "$ROUNDS" -gt 1 ]; then
+  "$PY" - "$work/cells" <<'PY'
+import collections, json, statistics, sys
+cells = collections.defaultdict(list)  # (rows, concurrency) -> [(round's server -> req/s)]
+for line in open(sys.argv[1]):
+    name, rows, result = line.split(" ", 2)
+    r = json.loads(result)
+    rounds = cells[(rows, r["concurrency"])]
+    if not rounds or name in rounds[-1]:
+        rounds.append({})
+    rounds[-1][name] = r["requests_per_s"]
+names = list(cells[next(iter(cells))][0])
+print(f"\nmedians of {len(next(iter(cells.values())))} rounds, requests/s (and the median of the per-round ratios):")
+for (rows, c), rounds in cells.items():
+    parts = [f"{n} {statistics.median(r[n] for r in rounds):.1f}" for n in names]
+    ratios = [f"{n}/fastapi {statistics.median(r[n] / r['fastapi'] for r in rounds):.2f}x"
+              for n in names if n.startswith("gmu") and "fastapi" in names and not n.endswith("bf16")]
+    if "gmu-before" in names:
+        ratios.append(f"gmu/gmu-before {statistics.median(r['gmu'] / r['gmu-before'] for r in rounds):.2f}x")
+    print(f"{rows} c={c}: " + ", ".join(parts) + "; " + ", ".join(ratios))
+PY
+fi
 echo "peak RSS kB: gmu $(peak_rss 'addr 127.0.0.1:8191') fastapi (2 processes) $(peak_rss 'genres 8192')"
+[ -z "$BEFORE" ] || echo "peak RSS kB, gmu-before: $(peak_rss 'addr 127.0.0.1:8195')"
 if [ $BF16 = 1 ]; then
   echo "peak RSS kB, bf16: gmu $(peak_rss 'addr 127.0.0.1:8193') fastapi (2 processes) $(peak_rss 'genres 8194')"
 fi
