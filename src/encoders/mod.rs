@@ -32,6 +32,7 @@ pub mod encode;
 pub mod fetch;
 pub mod glove;
 pub mod image;
+mod spare;
 pub mod text;
 pub mod weights;
 

@@ -16,12 +16,12 @@
 //! `tests/serve.rs` checks against `gmu predict`.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-
-use rayon::prelude::*;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
 
 use super::metrics::Metrics;
 use super::queue::{Batching, Queue};

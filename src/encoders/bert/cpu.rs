@@ -24,6 +24,7 @@ use super::config::BertConfig;
 use crate::cpu::amx::{Bf16Matrix, EncoderPrecision};
 use crate::cpu::kernels::{exp_fused, lane_sum, wide_variant};
 use crate::cpu::packed::PackedMatrix;
+use crate::encoders::spare::Spare;
 use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
 
@@ -68,9 +69,8 @@ pub struct CpuBert {
     /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
     precision: EncoderPrecision,
     /// The forwards' buffers, kept between calls (a batch of 32 × 256 tokens needs about
-    /// 75 MB; fresh pages for every batch cost page faults and zeroing): one per
-    /// group of texts running at once, taken for a forward and given back after.
-    spare: std::sync::Mutex<Vec<Scratch>>,
+    /// 75 MB): one per group of texts running at once.
+    spare: Spare<Scratch>,
 }
 
 /// Buffers of one forward, every value overwritten before it is read.
@@ -261,10 +261,7 @@ impl CpuBert {
             }
         }
         self.layer_norm(&mut x, &self.embedding_norm);
-        // a buffer set of its own (not a lock held through the layers: a thread
-        // waiting inside one group's step may take up another group's forward)
-        let mut scratch =
-            self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop().unwrap_or_default();
+        let mut scratch = self.spare.take();
         let Scratch { qkv, context, inner, inner_bf16 } = &mut scratch;
         // in bf16 the feed-forward's intermediate lives in `inner_bf16` only
         let ff = if self.precision == EncoderPrecision::Bf16 { 0 } else { self.ff };
@@ -290,11 +287,7 @@ impl CpuBert {
             }
             self.layer_norm(&mut x, &layer.output_norm);
         }
-        let mut spare = self.spare.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        // as many kept as groups can run at once
-        if spare.len() < rayon::current_num_threads() {
-            spare.push(scratch);
-        }
+        self.spare.give(scratch);
         Ok(x)
     }
 
@@ -434,7 +427,10 @@ fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
 /// its attention, quadratic but small at MiniLM's lengths); texts without
 /// tokens cost nothing. Fewer groups where there are fewer texts.
 fn text_groups(rows: &[Vec<u32>], groups: usize) -> Vec<std::ops::Range<usize>> {
-    let groups = groups.min(rows.len()).max(1);
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    let groups = groups.min(rows.len());
     let total: usize = rows.iter().map(Vec::len).sum();
     let mut out = Vec::with_capacity(groups);
     let (mut start, mut seen) = (0, 0);
@@ -448,8 +444,8 @@ fn text_groups(rows: &[Vec<u32>], groups: usize) -> Vec<std::ops::Range<usize>> 
             start = i + 1;
         }
     }
+    // never empty: a group closes only with a text left for every later one
     out.push(start..rows.len());
-    out.retain(|r| !r.is_empty());
     out
 }
 

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use super::config::{fold, same_padding};
 use crate::cpu::kernels::wide_variant;
 use crate::cpu::packed::PackedMatrix;
+use crate::encoders::spare::Spare;
 use crate::encoders::weights::Weights;
 use crate::error::{GmuError, Result};
 
@@ -85,7 +86,7 @@ pub struct CpuEffnet {
     precision: crate::cpu::amx::EncoderPrecision,
     /// Activation buffers of finished images, for the next ones (a 224 × 224 image needs about
     /// 10 MB; fresh pages for every layer of every image cost zeroing and page faults).
-    spare: std::sync::Mutex<Vec<Buffers>>,
+    spare: Spare<Buffers>,
 }
 
 /// One image's activations: the network's running value, two intermediates
@@ -208,7 +209,7 @@ impl CpuEffnet {
     /// One image's pooled features.
     fn image(&self, image: &[f32], h: usize, w: usize) -> Vec<f32> {
         assert_eq!(image.len(), 3 * h * w, "an image of {} values is not [3, {h}, {w}]", image.len());
-        let mut buffers = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop().unwrap_or_default();
+        let mut buffers = self.spare.take();
         let Buffers { x, expanded, z, patches } = &mut buffers;
         // `len`: how many values of `x` are the running value
         let (mut len, mut h, mut w) = self.stem(image, h, w, patches, x);
@@ -242,11 +243,7 @@ impl CpuEffnet {
         }
         let n = (h * w) as f32;
         pooled.iter_mut().for_each(|p| *p /= n);
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
-        // as many kept as threads can run images at once
-        if spare.len() < rayon::current_num_threads() {
-            spare.push(buffers);
-        }
+        self.spare.give(buffers);
         pooled
     }
 
@@ -410,6 +407,6 @@ mod tests {
             assert_eq!(bits(net.forward(&large, 17, 23)), want_large);
             assert_eq!(bits(net.forward(&small, 9, 11)), want_small);
         }
-        assert!(!net.spare.lock().unwrap().is_empty(), "the buffers are kept");
+        assert!(net.spare.kept() > 0, "the buffers are kept");
     }
 }
