@@ -372,9 +372,12 @@ fn depthwise_row_body(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy:
 /// [`depthwise_row_body`] on AVX2: per output pixel, its channels in blocks of
 /// 32, 16 and 8 accumulate in registers over the taps inside the image (the
 /// body adds every tap into memory: three loads and a store per eight channels
-/// and tap, here two loads), the last `c mod 8` one at a time. Each channel
-/// still starts from its bias and adds `input · tap` (a product, then a sum:
-/// no fused multiply-add) in the same tap order, so the bits are the body's.
+/// and tap, here two loads), the last `c mod 8` one at a time. With stride 1,
+/// two neighbouring pixels whose taps all lie inside the image run together,
+/// 16 channels at a time ([`depthwise_pair_avx2`]): each tap's weights and
+/// each input column are loaded once for both. Each channel still starts from
+/// its bias and adds `input · tap` (a product, then a sum: no fused
+/// multiply-add) in the same tap order, so the bits are the body's.
 ///
 /// # Safety
 /// AVX2 present.
@@ -387,34 +390,123 @@ unsafe fn depthwise_row_avx2(x: &[f32], weight: &[f32], bias: &[f32], g: &Geomet
     let inside =
         |o: usize, pad: usize, n: usize| pad.saturating_sub(o * s).min(k)..(n + pad).saturating_sub(o * s).min(k);
     let ky = inside(oy, g.top, g.h);
-    for ox in 0..g.ow {
-        let taps = Taps { ky: ky.clone(), kx: inside(ox, g.left, g.w), oy, ox };
-        let out = &mut row[ox * c..][..c];
-        let mut j = 0;
-        // SAFETY (each block): the taps are inside the image (`inside`), `j + 8 V ≤ c`, and the
-        // assert above bounds `x`, `weight`, `bias` and `row` by the geometry.
-        while j + 32 <= c {
-            unsafe { depthwise_block_avx2::<4>(x, weight, bias, g, &taps, j, out) };
-            j += 32;
-        }
-        if j + 16 <= c {
-            unsafe { depthwise_block_avx2::<2>(x, weight, bias, g, &taps, j, out) };
-            j += 16;
-        }
-        if j + 8 <= c {
-            unsafe { depthwise_block_avx2::<1>(x, weight, bias, g, &taps, j, out) };
-            j += 8;
-        }
-        for (j, o) in out.iter_mut().enumerate().skip(j) {
-            let mut acc = bias[j];
-            for ky in taps.ky.clone() {
-                let iy = oy * s + ky - g.top;
-                for kx in taps.kx.clone() {
-                    let ix = ox * s + kx - g.left;
-                    acc += x[(iy * g.w + ix) * c + j] * weight[(ky * k + kx) * c + j];
-                }
+    let whole = |o: usize| o < g.ow && inside(o, g.left, g.w).len() == k;
+    let mut ox = 0;
+    while ox < g.ow {
+        if s == 1 && c >= 16 && whole(ox) && whole(ox + 1) {
+            let mut j = 0;
+            while j + 16 <= c {
+                // SAFETY: stride 1, both pixels' taps inside the image (`whole`), `j + 16 ≤ c`;
+                // the assert above bounds the slices by the geometry.
+                unsafe { depthwise_pair_avx2::<2>(x, weight, bias, g, (ky.clone(), oy, ox), j, row) };
+                j += 16;
             }
-            *o = acc.clamp(0.0, 6.0);
+            for ox in [ox, ox + 1] {
+                let taps = Taps { ky: ky.clone(), kx: 0..k, oy, ox };
+                // SAFETY: as below.
+                unsafe { depthwise_pixel_avx2(x, weight, bias, g, &taps, j, &mut row[ox * c..][..c]) };
+            }
+            ox += 2;
+        } else {
+            let taps = Taps { ky: ky.clone(), kx: inside(ox, g.left, g.w), oy, ox };
+            // SAFETY: the taps inside the image (`inside`); the assert above bounds the slices.
+            unsafe { depthwise_pixel_avx2(x, weight, bias, g, &taps, 0, &mut row[ox * c..][..c]) };
+            ox += 1;
+        }
+    }
+}
+
+/// Channels `from..c` of one output pixel `out` `[c]`: blocks of 32, 16 and 8
+/// in registers, then one at a time.
+///
+/// # Safety
+/// AVX2 present; the taps inside the image; `x`, `weight`, `bias` as long as the geometry says.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_pixel_avx2(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    g: &Geometry,
+    taps: &Taps,
+    from: usize,
+    out: &mut [f32],
+) {
+    let (c, k, s) = (g.c, g.kernel, g.stride);
+    let mut j = from;
+    // SAFETY (each block): as the caller promises, and `j + 8 V ≤ c`.
+    while j + 32 <= c {
+        unsafe { depthwise_block_avx2::<4>(x, weight, bias, g, taps, j, out) };
+        j += 32;
+    }
+    if j + 16 <= c {
+        unsafe { depthwise_block_avx2::<2>(x, weight, bias, g, taps, j, out) };
+        j += 16;
+    }
+    if j + 8 <= c {
+        unsafe { depthwise_block_avx2::<1>(x, weight, bias, g, taps, j, out) };
+        j += 8;
+    }
+    for (j, o) in out.iter_mut().enumerate().skip(j) {
+        let mut acc = bias[j];
+        for ky in taps.ky.clone() {
+            let iy = taps.oy * s + ky - g.top;
+            for kx in taps.kx.clone() {
+                let ix = taps.ox * s + kx - g.left;
+                acc += x[(iy * g.w + ix) * c + j] * weight[(ky * k + kx) * c + j];
+            }
+        }
+        *o = acc.clamp(0.0, 6.0);
+    }
+}
+
+/// Channels `j..j + 8 V` of output pixels `ox` and `ox + 1` of row `oy`
+/// (stride 1), in `2 V` registers: along each row of taps, the input column
+/// that is the second pixel's tap `kx` is the first pixel's tap `kx + 1`, so
+/// it is loaded once, and so is each tap's weight.
+///
+/// # Safety
+/// AVX2 present; stride 1; every tap of both pixels inside the image along
+/// `x` (rows `ky` inside it too); `j + 8 V ≤ c`; the slices as long as the geometry says.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn depthwise_pair_avx2<const V: usize>(
+    x: &[f32],
+    weight: &[f32],
+    bias: &[f32],
+    g: &Geometry,
+    (ky, oy, ox): (std::ops::Range<usize>, usize, usize),
+    j: usize,
+    row: &mut [f32],
+) {
+    use std::arch::x86_64::*;
+    let (c, k) = (g.c, g.kernel);
+    // SAFETY: bounds as the caller promises.
+    unsafe {
+        let b = bias.as_ptr().add(j);
+        let mut first: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(b.add(8 * v)));
+        let mut second = first;
+        for ky in ky {
+            let iy = oy + ky - g.top;
+            let input = x.as_ptr().add((iy * g.w + ox - g.left) * c + j);
+            let taps = weight.as_ptr().add(ky * k * c + j);
+            let mut here: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(input.add(8 * v)));
+            for kx in 0..k {
+                let next: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(input.add((kx + 1) * c + 8 * v)));
+                for v in 0..V {
+                    let tap = _mm256_loadu_ps(taps.add(kx * c + 8 * v));
+                    first[v] = _mm256_add_ps(first[v], _mm256_mul_ps(here[v], tap));
+                    second[v] = _mm256_add_ps(second[v], _mm256_mul_ps(next[v], tap));
+                }
+                here = next;
+            }
+        }
+        // as in `depthwise_block_avx2`
+        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
+        let (out0, out1) = (row.as_mut_ptr().add(ox * c + j), row.as_mut_ptr().add((ox + 1) * c + j));
+        for v in 0..V {
+            _mm256_storeu_ps(out0.add(8 * v), _mm256_min_ps(six, _mm256_max_ps(zero, first[v])));
+            _mm256_storeu_ps(out1.add(8 * v), _mm256_min_ps(six, _mm256_max_ps(zero, second[v])));
         }
     }
 }
@@ -509,9 +601,10 @@ mod tests {
     }
 
     /// The AVX2 depthwise row gives the portable body's bits: channel counts
-    /// that use every block width and the one-at-a-time rest, 3×3 and 5×5,
-    /// strides 1 and 2 with "SAME" padding on every side, and a NaN kept by the
-    /// ReLU6 as `f32::clamp` keeps it.
+    /// that use every block width and the one-at-a-time rest, alone and after
+    /// pairs of pixels (stride 1, odd and even numbers of inside pixels), 3×3
+    /// and 5×5, strides 1 and 2 with "SAME" padding on every side, and a NaN
+    /// kept by the ReLU6 as `f32::clamp` keeps it.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn depthwise_avx2_gives_the_bodys_bits() {
@@ -520,7 +613,15 @@ mod tests {
             return;
         }
         let value = |i: usize, scale: f32| ((i * 2_654_435_761) % 1000) as f32 / 1000.0 * scale - scale / 2.0;
-        for (h, w, c, kernel, stride) in [(9, 7, 61, 3, 1), (8, 11, 44, 5, 2), (5, 5, 8, 3, 2), (6, 4, 3, 5, 1)] {
+        let shapes = [
+            (9, 7, 61, 3, 1),
+            (8, 11, 44, 5, 2),
+            (5, 5, 8, 3, 2),
+            (6, 4, 3, 5, 1),
+            (12, 11, 32, 5, 1),
+            (7, 9, 24, 3, 1),
+        ];
+        for (h, w, c, kernel, stride) in shapes {
             let ((oh, top, _), (ow, left, _)) = (same_padding(h, kernel, stride), same_padding(w, kernel, stride));
             let g = Geometry { h, w, c, kernel, stride, top, left, ow };
             let mut x: Vec<f32> = (0..h * w * c).map(|i| value(i, 8.0)).collect();
