@@ -512,6 +512,7 @@ unsafe fn depthwise_pair_avx2<const V: usize>(
 }
 
 /// The taps of output pixel `(oy, ox)` whose input lies inside the image.
+#[cfg(target_arch = "x86_64")]
 struct Taps {
     ky: std::ops::Range<usize>,
     kx: std::ops::Range<usize>,
