@@ -501,12 +501,10 @@ unsafe fn depthwise_pair_avx2<const V: usize>(
                 here = next;
             }
         }
-        // as in `depthwise_block_avx2`
-        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
         let (out0, out1) = (row.as_mut_ptr().add(ox * c + j), row.as_mut_ptr().add((ox + 1) * c + j));
         for v in 0..V {
-            _mm256_storeu_ps(out0.add(8 * v), _mm256_min_ps(six, _mm256_max_ps(zero, first[v])));
-            _mm256_storeu_ps(out1.add(8 * v), _mm256_min_ps(six, _mm256_max_ps(zero, second[v])));
+            _mm256_storeu_ps(out0.add(8 * v), relu6_avx2(first[v]));
+            _mm256_storeu_ps(out1.add(8 * v), relu6_avx2(second[v]));
         }
     }
 }
@@ -554,14 +552,22 @@ unsafe fn depthwise_block_avx2<const V: usize>(
                 }
             }
         }
-        // min(6, max(0, a)) with these operand orders keeps a NaN and −0, as `f32::clamp` does
-        // (each returns its second operand where either is NaN or the two are equal)
-        let (zero, six) = (_mm256_setzero_ps(), _mm256_set1_ps(6.0));
         let o = out.as_mut_ptr().add(j);
         for (v, a) in acc.iter().enumerate() {
-            _mm256_storeu_ps(o.add(8 * v), _mm256_min_ps(six, _mm256_max_ps(zero, *a)));
+            _mm256_storeu_ps(o.add(8 * v), relu6_avx2(*a));
         }
     }
+}
+
+/// `min(6, max(0, a))` per lane, keeping a NaN and −0 as `f32::clamp` does: with
+/// these operand orders, each of `max` and `min` returns its second operand where
+/// either is NaN or the two are equal.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+fn relu6_avx2(a: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    _mm256_min_ps(_mm256_set1_ps(6.0), _mm256_max_ps(_mm256_setzero_ps(), a))
 }
 
 wide_variant!(
