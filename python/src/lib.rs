@@ -343,7 +343,7 @@ fn fit<'py>(
     let data = MultiviewData { views, targets };
     // The first exception the callback (or a signal) raised; training stops on it.
     let raised: Mutex<Option<PyErr>> = Mutex::new(None);
-    let observe = |member: usize, log: &gmu::store::EpochLog| -> gmu::Result<()> {
+    let observe = |member: usize, log: &gmu::store::EpochLog, _: &gmu::train::EpochTiming| -> gmu::Result<()> {
         let stop = Python::attach(|py| -> PyResult<()> {
             py.check_signals()?;
             if let Some(f) = &on_epoch {

@@ -116,7 +116,7 @@ pub fn run(args: Args) -> Result<()> {
         data: Some(gmu::data::DataRecord { source, split: None }),
         missing_rates: args.missing_rates.clone(),
     };
-    let results = compare(&m.data, &m.split, &options, &super::device(), |r| {
+    let progress = super::comparison_progress(|r| {
         stage(&format!(
             "{:<18} test F1 weighted {:.3} samples {:.3} micro {:.3} macro {:.3} (epoch {}, {:.0} s)",
             r.method,
@@ -127,7 +127,8 @@ pub fn run(args: Args) -> Result<()> {
             r.best_epoch,
             r.seconds
         ))
-    })?;
+    });
+    let results = compare(&m.data, &m.split, &options, &super::device(), &progress)?;
     let reference = |method: &str| {
         PAPER_TABLE_2
             .iter()

@@ -566,6 +566,51 @@ fn stage(line: &str) {
     eprintln!("· {line}");
 }
 
+/// A comparison's progress on stderr (what [`compare`](gmu::experiments::comparison::compare)
+/// reports): each epoch redrawn in place on a terminal; elsewhere one line per epoch that took a
+/// second or more (MM-IMDb's take seconds; a run of many short epochs logs only its results).
+/// Each finished method goes to `done`.
+fn comparison_progress<'a>(
+    done: impl Fn(&gmu::experiments::comparison::MethodResult) + Sync + 'a,
+) -> impl Fn(gmu::experiments::comparison::Progress<'_>) + Sync + 'a {
+    use gmu::experiments::comparison::Progress;
+    let tty = std::io::stderr().is_terminal();
+    move |progress| match progress {
+        Progress::Epoch { method, member, log, timing } => {
+            let line = epoch_line(method, member, log, timing);
+            if tty {
+                eprint!("\r\x1b[K· {line}");
+            } else if timing.seconds >= 1.0 {
+                eprintln!("· {line}");
+            }
+        }
+        Progress::Method(result) => {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            done(result);
+        }
+    }
+}
+
+/// One epoch's line: its loss and dev score, and where its time went (the training steps'
+/// rate beside the whole epoch's: `bench/mmimdb_epoch.sh` reads both from here).
+fn epoch_line(method: &str, member: usize, log: &gmu::store::EpochLog, t: &gmu::train::EpochTiming) -> String {
+    let who = if member == 0 { method.to_string() } else { format!("{method} member {member}") };
+    format!(
+        "{who:<18} epoch {:>3}  loss {:.4}  dev macro-F1 {:.4}  {:.2} s ({:.0} samples/s): steps {:.2} s ({:.0} samples/s), dev pass {:.2} s, other {:.2} s",
+        log.epoch,
+        log.train_loss,
+        log.dev_macro_f1,
+        t.seconds,
+        t.rows as f64 / t.seconds,
+        t.steps,
+        t.rows as f64 / t.steps,
+        t.dev,
+        (t.seconds - t.steps - t.dev).max(0.0),
+    )
+}
+
 /// A counter on stderr: redrawn in place on a terminal, every tenth otherwise.
 fn counter(label: &'static str) -> impl Fn(usize, usize) + Sync {
     let tty = std::io::stderr().is_terminal();
@@ -578,5 +623,24 @@ fn counter(label: &'static str) -> impl Fn(usize, usize) + Sync {
         } else if done == total || done % (total / 10).max(1) == 0 {
             eprintln!("· {label} {done}/{total}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The epoch line by hand: 15,552 rows in 5 s is 3,110 samples/s, in the 4.5 s of steps
+    /// 3,456; the 0.2 s left is the rest. `bench/mmimdb_epoch.sh` parses this shape.
+    #[test]
+    fn an_epoch_line_gives_both_rates_and_where_the_time_went() {
+        let log = gmu::store::EpochLog { epoch: 3, train_loss: 0.23456, dev_macro_f1: 0.41204 };
+        let t = gmu::train::EpochTiming { seconds: 5.0, steps: 4.5, dev: 0.3, rows: 15552 };
+        assert_eq!(
+            epoch_line("gmu", 0, &log, &t),
+            "gmu                epoch   3  loss 0.2346  dev macro-F1 0.4120  5.00 s (3110 samples/s): \
+             steps 4.50 s (3456 samples/s), dev pass 0.30 s, other 0.20 s"
+        );
+        assert!(epoch_line("avg-probs", 1, &log, &t).starts_with("avg-probs member 1 epoch   3"));
     }
 }

@@ -183,12 +183,13 @@ pub fn run(args: Args) -> Result<()> {
                 }),
                 missing_rates: args.missing_rates.clone(),
             };
-            let results = compare(&data, split, &options, &device, |r| {
+            let progress = super::comparison_progress(|r| {
                 stage(&format!(
                     "{:<20} test acc {:.4}  macro-F1 {:.4}  (epoch {}, {:.1} s)",
                     r.method, r.test.accuracy, r.test.f1.macro_, r.best_epoch, r.seconds
                 ))
-            })?;
+            });
+            let results = compare(&data, split, &options, &device, &progress)?;
             let mut md = table(&results, data.targets.is_multilabel(), &|_| None);
             if data.targets.is_multilabel() {
                 md.push_str(&format!(

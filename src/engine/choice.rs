@@ -112,7 +112,14 @@ pub trait Batches {
     fn widths(&self) -> Vec<usize>;
     /// Each view of the training rows at `positions`, scaled, a missing row
     /// zero (`[rows, d_i]` each), and their 0/1 targets `[rows, C]`.
-    fn batch(&self, positions: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>);
+    fn batch(&self, positions: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
+        let (mut views, mut y) = (Vec::new(), Vec::new());
+        self.batch_into(positions, &mut views, &mut y);
+        (views, y)
+    }
+    /// [`batch`](Self::batch) into buffers a training loop reuses from step to
+    /// step (resized to the batch; their old values are overwritten).
+    fn batch_into(&self, positions: &[usize], views: &mut Vec<Vec<f32>>, y: &mut Vec<f32>);
     /// The class of every training row, where each row has one.
     fn classes(&self) -> Option<Vec<u8>>;
 }

@@ -404,6 +404,8 @@ impl TrainEngine for Dense {
                 ws: DenseWorkspace::default(),
                 template: burn::module::Module::valid(&model),
                 dense,
+                views: Vec::new(),
+                y: Vec::new(),
             };
             Box::new(training) as Box<dyn FlatTraining>
         }))
@@ -418,6 +420,9 @@ struct DenseTraining {
     ws: DenseWorkspace,
     /// The model on the inference device, which [`FlatTraining::snapshot`] writes the weights into.
     template: FusionNet,
+    /// The step's two views (`[rows, d_i]`) and targets `[rows, C]`, reused from step to step.
+    views: Vec<Vec<f32>>,
+    y: Vec<f32>,
 }
 
 /// Both views of a batch and its targets.
@@ -435,8 +440,9 @@ impl FlatTraining for DenseTraining {
         _present: Option<Vec<f32>>,
         limit: Option<f32>,
     ) -> f32 {
-        let (xv, xt, y) = two_views(batches, positions);
-        let value = self.dense.loss_and_grad(&xv, &xt, &y, &mut self.grad, &mut self.ws);
+        batches.batch_into(positions, &mut self.views, &mut self.y);
+        let [xv, xt] = &self.views[..] else { panic!("the dense engine trains two views") };
+        let value = self.dense.loss_and_grad(xv, xt, &self.y, &mut self.grad, &mut self.ws);
         if value.is_finite() {
             self.adam.step(&mut self.dense.params, &self.grad);
             if let Some(limit) = limit {

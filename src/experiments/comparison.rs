@@ -20,7 +20,9 @@ use crate::config::TrainingConfig;
 use crate::data::View;
 use crate::fusion::{ExpertKind, FusionKind};
 use crate::predict::{Evaluation, Model, score};
-use crate::train::{GateReport, ImportanceReport, label_prior, search_with};
+use crate::store::EpochLog;
+use crate::train::search::Watch;
+use crate::train::{EpochTiming, GateReport, ImportanceReport, label_prior, search_with};
 
 /// One row of a comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -191,13 +193,31 @@ pub struct CompareOptions {
     pub missing_rates: Vec<f64>,
 }
 
-/// Trains and scores every method; `progress` gets each finished row.
+/// What [`compare`] tells its caller as it goes.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// An epoch of a method ended.
+    Epoch {
+        /// The method's label, as in the results.
+        method: &'a str,
+        /// Its member: 0 but for `avg-probs`, which trains one per view.
+        member: usize,
+        /// The epoch's loss and dev score.
+        log: &'a EpochLog,
+        /// Where the epoch's time went.
+        timing: &'a EpochTiming,
+    },
+    /// A method is trained and scored.
+    Method(&'a MethodResult),
+}
+
+/// Trains and scores every method; `progress` sees each epoch and each finished row.
 pub fn compare(
     data: &MultiviewData,
     split: &Split,
     options: &CompareOptions,
     device: &Device,
-    mut progress: impl FnMut(&MethodResult),
+    progress: &(dyn Fn(Progress<'_>) + Sync),
 ) -> Result<Vec<MethodResult>> {
     // A sample must have at least one of the compared views (partly missing rows are
     // checked by each fit, after any imputation).
@@ -247,7 +267,12 @@ pub fn compare(
             (model, dev)
         } else {
             let checkpoint = saved.as_ref().map(|(_, c)| c.as_path());
-            let found = search_with(data, &views, split, &config, options.trials, checkpoint, device)?;
+            let observe = |member: usize, log: &EpochLog, timing: &EpochTiming| {
+                progress(Progress::Epoch { method: &method, member, log, timing });
+                Ok(())
+            };
+            let watch = Watch { checkpoint, observe: &observe };
+            let found = search_with(data, &views, split, &config, options.trials, watch, device)?;
             (found.model, found.dev)
         };
         let importance = views.len() > 1 || config.model.fusion == FusionKind::AvgProbs;
@@ -291,7 +316,7 @@ pub fn compare(
                 std::fs::remove_dir_all(checkpoint).map_err(|e| GmuError::io(checkpoint, e))?;
             }
         }
-        progress(&result);
+        progress(Progress::Method(&result));
         results.push(result);
         if method.starts_with("single:") {
             singles.push((views[0], model));
@@ -521,7 +546,7 @@ mod tests {
             missing_rates: vec![],
         };
         let device = Device::default();
-        let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
+        let results = compare(&data, &split, &options, &device, &|_| {}).unwrap();
         assert_eq!(
             results.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
             ["single:v0.3", "single:v0.7", "avg-probs"]
@@ -644,7 +669,7 @@ mod tests {
             missing_rates: rates.clone(),
         };
         let device = Device::default();
-        let results = compare(&data, &split, &options, &device, |_| {}).unwrap();
+        let results = compare(&data, &split, &options, &device, &|_| {}).unwrap();
         assert_eq!(results.len(), 3);
         let rows = &split.test;
         let local: Vec<usize> = (0..rows.len()).collect();

@@ -408,17 +408,13 @@ fn forward_all(
             .enumerate()
             .map(|(m, (&v, scaler))| {
                 let view = views[v];
-                let mut values = Vec::with_capacity(b * view.dim);
-                for (i, &r) in rows.iter().enumerate() {
+                // Scaled in one pass; a missing row stays zero, the training mean.
+                let mut values = vec![0.0f32; b * view.dim];
+                for (i, (&r, out)) in rows.iter().zip(values.chunks_exact_mut(view.dim.max(1))).enumerate() {
                     if member_present[i * at.len() + m] == 1.0 {
-                        values.extend_from_slice(view.row(r));
-                    } else {
-                        // Missing: scaled to zero below is the training mean; zero it after scaling.
-                        values.extend(std::iter::repeat_n(f32::NAN, view.dim));
+                        scaler.apply_row_into(view.row(r), out);
                     }
                 }
-                scaler.apply(&mut values);
-                values.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
                 values
             })
             .collect();

@@ -4,6 +4,8 @@
 //! burn model (or, for the steps schedule of a synthetic-experiment model,
 //! from the same Glorot-uniform draw) and gives a burn model back.
 
+use std::time::Instant;
+
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -13,7 +15,8 @@ use rand::{Rng, SeedableRng};
 
 use super::checkpoint::{AbortHook, Checkpoint, State};
 use super::noise;
-use super::{evaluate_nets, gather};
+use super::rows::{gather, gather_into};
+use super::{EpochTiming, evaluate_nets};
 use crate::config::{Keep, Schedule, TrainingConfig};
 use crate::cpu::{Adam, LossKind};
 use crate::data::{MultiviewData, Scaler, Targets};
@@ -50,25 +53,21 @@ impl Problem<'_> {
         positions.iter().map(|&p| self.train[p]).collect()
     }
 
-    /// The hand-written engines' batch of `rows`: every view scaled (missing rows zero) and
-    /// corrupted where this epoch's draws say, and the 0/1 targets.
-    fn views_batch(&self, rows: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
-        let y = rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from).collect();
-        (self.inputs(rows), y)
-    }
-
     /// Each view of `rows`, scaled, a missing row zero, corrupted where this epoch's draws say.
     fn inputs(&self, rows: &[usize]) -> Vec<Vec<f32>> {
+        let mut views = Vec::new();
+        self.inputs_into(rows, &mut views);
+        views
+    }
+
+    /// [`inputs`](Self::inputs) into `views`, one buffer per view, reused.
+    fn inputs_into(&self, rows: &[usize], views: &mut Vec<Vec<f32>>) {
         let plan = self.corruption.read().unwrap_or_else(|p| p.into_inner());
-        self.modalities
-            .iter()
-            .zip(self.scalers)
-            .map(|(&v, s)| {
-                let mut x = gather(self.data, v, rows, s);
-                noise::corrupt(&plan, v, rows, &mut x, s, |r| gather(self.data, v, &[r], s));
-                x
-            })
-            .collect()
+        views.resize_with(self.modalities.len(), Vec::new);
+        for ((&v, s), x) in self.modalities.iter().zip(self.scalers).zip(views.iter_mut()) {
+            gather_into(self.data, v, rows, s, x);
+            noise::corrupt(&plan, v, rows, x, s, |r| gather(self.data, v, &[r], s));
+        }
     }
 
     /// Draws the corruption of `epoch` (nothing when view noise is off).
@@ -125,8 +124,11 @@ impl EngineBatches for Problem<'_> {
         self.modalities.iter().map(|&v| self.data.views[v].dim).collect()
     }
 
-    fn batch(&self, positions: &[usize]) -> (Vec<Vec<f32>>, Vec<f32>) {
-        self.views_batch(&self.rows(positions))
+    fn batch_into(&self, positions: &[usize], views: &mut Vec<Vec<f32>>, y: &mut Vec<f32>) {
+        let rows = self.rows(positions);
+        self.inputs_into(&rows, views);
+        y.clear();
+        y.extend(rows.iter().flat_map(|&r| self.data.targets.indicator_row(r)).map(f32::from));
     }
 
     fn classes(&self) -> Option<Vec<u8>> {
@@ -459,8 +461,8 @@ pub(super) struct Run<'a> {
     pub config: &'a TrainingConfig,
     pub seed: u64,
     pub checkpoint: Option<&'a std::path::Path>,
-    /// Called with each epoch's log (the epochs schedule); its error stops the run.
-    pub observe: &'a (dyn Fn(&EpochLog) -> Result<()> + Sync),
+    /// Called with each epoch's log and timing (the epochs schedule); its error stops the run.
+    pub observe: &'a (dyn Fn(&EpochLog, &EpochTiming) -> Result<()> + Sync),
     pub device: &'a Device,
     pub inference: &'a Device,
 }
@@ -549,6 +551,8 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 None => (problem.data, problem.dev),
             };
             for epoch in first..=max_epochs {
+                let started = Instant::now();
+                let mut timing = EpochTiming::default();
                 let seed = epoch_seed(seed, epoch);
                 let mut rng = StdRng::seed_from_u64(seed);
                 device.seed(seed);
@@ -569,7 +573,10 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                         problem.presence(positions),
                         &mut rng,
                     );
+                    let step = Instant::now();
                     let value = trainer.step(problem, positions, present, config, device);
+                    timing.steps += step.elapsed().as_secs_f64();
+                    timing.rows += positions.len();
                     if !value.is_finite() {
                         return Err(non_finite(spec, value, format!("epoch {epoch}")));
                     }
@@ -581,13 +588,14 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
                 let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid, flat: None };
+                let dev_pass = Instant::now();
                 let dev = evaluate_nets(dev_data, member, dev_rows, config.threshold, inference).0;
+                timing.dev = dev_pass.elapsed().as_secs_f64();
                 history.push(EpochLog {
                     epoch,
                     train_loss: loss_sum / batches.max(1) as f64,
                     dev_macro_f1: dev.f1.macro_,
                 });
-                observe(history.last().expect("pushed above"))?;
                 let improved =
                     config.keep == Keep::Last || best.as_ref().is_none_or(|(score, _, _)| dev.f1.macro_ > *score);
                 if improved {
@@ -624,6 +632,8 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                         to.save_state(&state)
                     })?;
                 }
+                timing.seconds = started.elapsed().as_secs_f64();
+                observe(history.last().expect("pushed above"), &timing)?;
                 if finished {
                     break;
                 }

@@ -21,6 +21,7 @@ mod conformance;
 mod member;
 mod noise;
 pub mod report;
+mod rows;
 pub mod search;
 pub mod synthetic;
 
@@ -31,7 +32,7 @@ use burn::tensor::Device;
 
 use crate::config::{Schedule, TrainingConfig};
 use crate::cpu::LossKind;
-use crate::data::{MultiviewData, Scaler, Scaling, Split, Targets, View};
+use crate::data::{MultiviewData, Scaler, Split, Targets, View};
 use crate::engine::Engine;
 use crate::error::{GmuError, Result};
 use crate::fusion::{FusionKind, FusionNet, FusionSpec, Task};
@@ -40,6 +41,7 @@ use crate::store::{EpochLog, FORMAT_VERSION, MemberConfig, ModelConfig, ViewSpec
 pub use member::{glorot, logits_loss};
 pub use noise::supervision_caution;
 pub use report::{GateReport, ImportanceReport};
+use rows::{fit_scalers, impute_partial_rows, missing_rows};
 pub use search::{Search, search, search_with};
 
 /// One trained network and the data views it reads, before it becomes a member of a [`Model`].
@@ -57,24 +59,6 @@ struct Member {
     restart_losses: Vec<f32>,
 }
 
-/// Gathers `rows` of view `v`, scaled; a missing row (all NaN) becomes zeros,
-/// its training mean, as the missing-view rule of concat and linear sum says.
-fn gather(data: &MultiviewData, v: usize, rows: &[usize], scaler: &Scaler) -> Vec<f32> {
-    let view = &data.views[v];
-    let mut out = Vec::with_capacity(rows.len() * view.dim);
-    for &r in rows {
-        out.extend_from_slice(view.row(r));
-    }
-    scaler.apply(&mut out);
-    out.iter_mut().filter(|x| x.is_nan()).for_each(|x| *x = 0.0);
-    out
-}
-
-/// Which rows of `view` are missing (every cell NaN).
-fn missing_rows(view: &View) -> Vec<bool> {
-    (0..view.len()).map(|r| view.row(r).iter().all(|x| x.is_nan())).collect()
-}
-
 /// The training rows' label frequencies (class shares, or each label's rate):
 /// what a model predicts for a sample in which it sees none of its views.
 pub fn label_prior(targets: &Targets, rows: &[usize]) -> Vec<f32> {
@@ -86,50 +70,6 @@ pub fn label_prior(targets: &Targets, rows: &[usize]) -> Vec<f32> {
     }
     prior.iter_mut().for_each(|p| *p /= rows.len().max(1) as f32);
     prior
-}
-
-/// `data` with every partly missing row of the views `modalities` filled with
-/// the view's column means over the observed training cells.
-fn impute_partial_rows(data: &MultiviewData, modalities: &[usize], train: &[usize]) -> MultiviewData {
-    let mut out = data.clone();
-    for &v in modalities {
-        let view = &data.views[v];
-        // The cells as they are, NaN included: `with_impute_means` skips the missing ones
-        // (`gather` would have read them as 0 and pulled every mean toward it).
-        let raw: Vec<f32> = train.iter().flat_map(|&r| view.row(r).iter().copied()).collect();
-        let means = Scaler::identity(view.dim).with_impute_means(&raw, view.dim);
-        means.impute_partial_rows(&mut out.views[v].values).expect("means were computed");
-    }
-    out
-}
-
-/// Fits each view's scaler on the training rows where it is present:
-/// feature views as `scaling` says; images (already in [0, 1]) are centred
-/// on 0.5 and doubled so every pixel keeps its place in the picture's range;
-/// prescaled views are left as they are (recording the spread that Gaussian
-/// corruption's σ multiplies, [`Scaler::with_view_noise_scale`]) and token ids too.
-fn fit_scalers(data: &MultiviewData, modalities: &[usize], train: &[usize], scaling: Scaling) -> Vec<Scaler> {
-    modalities
-        .iter()
-        .map(|&v| {
-            let view = &data.views[v];
-            if view.token_vocab().is_some() {
-                // token ids: never scaled, never imputed
-                return Scaler::identity(view.dim);
-            }
-            let present: Vec<usize> =
-                train.iter().copied().filter(|&r| !view.row(r).iter().all(|x| x.is_nan())).collect();
-            let raw = gather(data, v, &present, &Scaler::identity(view.dim));
-            let scaler = if view.image.is_some() {
-                Scaler { mean: vec![0.5; view.dim], scale: vec![0.5; view.dim], impute: None, noise_scale: None }
-            } else if view.prescaled {
-                Scaler::identity(view.dim).with_view_noise_scale(&raw, view.dim)
-            } else {
-                Scaler::fit(&raw, view.dim, scaling)
-            };
-            scaler.with_impute_means(&raw, view.dim)
-        })
-        .collect()
 }
 
 /// What a model directory records of each view of `data`.
@@ -175,14 +115,30 @@ pub fn train_with(
     checkpoint: Option<&Path>,
     device: &Device,
 ) -> Result<Model> {
-    train_observed(data, modalities, split, config, checkpoint, &|_, _| Ok(()), device)
+    train_observed(data, modalities, split, config, checkpoint, &|_, _, _| Ok(()), device)
 }
 
 /// Watches a training run: called after every epoch of the epochs schedule
 /// with the member's index (0 for every method but `avg-probs`, which trains
-/// one member per view) and that epoch's log. An error it returns stops the
-/// training, and the run returns that error.
-pub type EpochObserver<'a> = dyn Fn(usize, &EpochLog) -> Result<()> + Sync + 'a;
+/// one member per view), that epoch's log and where its time went. An error
+/// it returns stops the training, and the run returns that error.
+pub type EpochObserver<'a> = dyn Fn(usize, &EpochLog, &EpochTiming) -> Result<()> + Sync + 'a;
+
+/// Where one epoch's wall time went on the training thread: not part of the
+/// [`EpochLog`] a model keeps, since the same seed gives the same log but not
+/// the same seconds.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpochTiming {
+    /// The whole epoch: shuffling, the steps, the dev pass, and handing the
+    /// checkpoint to its writer thread (the write itself overlaps the next epoch).
+    pub seconds: f64,
+    /// Inside the training steps, gathering and scaling each batch included.
+    pub steps: f64,
+    /// The dev pass that early stopping scores.
+    pub dev: f64,
+    /// Training rows the steps took.
+    pub rows: usize,
+}
 
 /// [`train_with`], calling `observe` after every epoch (live progress for a
 /// caller that is not a terminal, such as the Python package).
@@ -254,7 +210,7 @@ pub fn train_observed(
         // backend: the whole member's training holds it, so every run is reproducible.
         let job =
             MemberJob { modalities: views, spec, seed, checkpoint: checkpoint.map(|c| c.join(format!("member-{k}"))) };
-        let observe = |log: &EpochLog| observe(k, log);
+        let observe = |log: &EpochLog, timing: &EpochTiming| observe(k, log, timing);
         members.push(crate::fusion::random::exclusive(|| {
             train_one(data, split, config, job, modalities, &observe, device)
         })?);
@@ -329,7 +285,7 @@ fn train_one(
     config: &TrainingConfig,
     job: MemberJob,
     model_views: &[usize],
-    observe: &(dyn Fn(&EpochLog) -> Result<()> + Sync),
+    observe: &(dyn Fn(&EpochLog, &EpochTiming) -> Result<()> + Sync),
     inference: &Device,
 ) -> Result<Member> {
     let MemberJob { modalities, spec, seed, checkpoint } = job;
@@ -660,8 +616,13 @@ pub(crate) mod tests {
         let split = data.split(0.2, 0.2, 0).unwrap();
         let config = epochs(quick(FusionKind::AvgProbs), 4);
         let seen = std::sync::Mutex::new(Vec::new());
-        let observe = |member: usize, log: &EpochLog| {
+        let observe = |member: usize, log: &EpochLog, timing: &EpochTiming| {
             seen.lock().unwrap().push((member, log.clone()));
+            // Every training row in each epoch's steps (72 rows in batches of 32, 32, 8), and the
+            // parts of the epoch inside its whole.
+            assert_eq!(timing.rows, split.train.len());
+            assert!(timing.steps > 0.0 && timing.dev > 0.0, "{timing:?}");
+            assert!(timing.steps + timing.dev <= timing.seconds, "{timing:?}");
             Ok(())
         };
         let trained = train_observed(&data, &[0, 1], &split, &config, None, &observe, &dev()).unwrap();
@@ -672,7 +633,7 @@ pub(crate) mod tests {
         assert_eq!(seen, expected);
         assert_eq!(seen.iter().filter(|(k, _)| *k == 1).count(), trained.config.members[1].history.len());
 
-        let stop = |_: usize, log: &EpochLog| {
+        let stop = |_: usize, log: &EpochLog, _: &EpochTiming| {
             if log.epoch == 2 { Err(GmuError::invalid("observer", "stop at epoch 2")) } else { Ok(()) }
         };
         let err = train_observed(&data, &[0, 1], &split, &config, None, &stop, &dev()).unwrap_err();
@@ -872,7 +833,7 @@ pub(crate) mod tests {
             missing_rates: vec![],
         };
         let err =
-            crate::experiments::comparison::compare(&data, &split, &options, &device, |_| {}).unwrap_err().to_string();
+            crate::experiments::comparison::compare(&data, &split, &options, &device, &|_| {}).unwrap_err().to_string();
         assert!(err.contains("row 1: every compared view is missing"), "{err}");
     }
 

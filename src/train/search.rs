@@ -5,7 +5,7 @@ use burn::tensor::Device;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
-use super::train_with;
+use super::{EpochObserver, train_observed};
 use crate::config::TrainingConfig;
 use crate::data::{MultiviewData, Split};
 use crate::error::{GmuError, Result};
@@ -22,20 +22,31 @@ pub fn search(
     trials: usize,
     device: &Device,
 ) -> Result<Search> {
-    search_with(data, modalities, split, base, trials, None, device)
+    search_with(data, modalities, split, base, trials, Watch { checkpoint: None, observe: &|_, _, _| Ok(()) }, device)
 }
 
-/// [`search`], each trial checkpointed in `checkpoint/trial-<t>/` (see
-/// [`train_with`]): a killed search resumes, finished trials included.
+/// Where a search's training reports: its checkpoint folder and its epochs' observer.
+#[derive(Clone, Copy)]
+pub struct Watch<'a> {
+    /// Each trial checkpointed in `checkpoint/trial-<t>/` (see
+    /// [`train_with`](super::train_with)): a killed search resumes, finished
+    /// trials included. `None`: no checkpoints.
+    pub checkpoint: Option<&'a std::path::Path>,
+    /// Sees every epoch of every trial, in order.
+    pub observe: &'a EpochObserver<'a>,
+}
+
+/// [`search`], checkpointed and observed as `watch` says.
 pub fn search_with(
     data: &MultiviewData,
     modalities: &[usize],
     split: &Split,
     base: &TrainingConfig,
     trials: usize,
-    checkpoint: Option<&std::path::Path>,
+    watch: Watch<'_>,
     device: &Device,
 ) -> Result<Search> {
+    let Watch { checkpoint, observe } = watch;
     if trials == 0 {
         return Err(GmuError::invalid("trials", "must be at least 1"));
     }
@@ -45,7 +56,7 @@ pub fn search_with(
     for t in 0..trials {
         let config = if trials == 1 { base.clone() } else { base.sample(&mut rng) };
         let dir = checkpoint.map(|c| c.join(format!("trial-{t}")));
-        let model = train_with(data, modalities, split, &config, dir.as_deref(), device)?;
+        let model = train_observed(data, modalities, split, &config, dir.as_deref(), observe, device)?;
         let dev = model.evaluate(data, &split.dev, false)?.0;
         log.push((config, dev.f1.macro_));
         if best.as_ref().is_none_or(|(_, b)| dev.f1.macro_ > b.f1.macro_) {

@@ -686,6 +686,8 @@ impl TrainEngine for Maxout {
                 ws: MaxoutWorkspace::default(),
                 template: burn::module::Module::valid(&model),
                 net,
+                views: Vec::new(),
+                y: Vec::new(),
             };
             Box::new(training) as Box<dyn FlatTraining>
         }))
@@ -700,6 +702,9 @@ struct MaxoutTraining {
     ws: MaxoutWorkspace,
     /// The model on the inference device, which [`FlatTraining::snapshot`] writes the weights into.
     template: FusionNet,
+    /// The step's batch (`[rows, d_i]` per view) and targets `[rows, C]`, reused from step to step.
+    views: Vec<Vec<f32>>,
+    y: Vec<f32>,
 }
 
 impl FlatTraining for MaxoutTraining {
@@ -710,10 +715,10 @@ impl FlatTraining for MaxoutTraining {
         present: Option<Vec<f32>>,
         limit: Option<f32>,
     ) -> f32 {
-        let (mut views, y) = batches.batch(positions);
-        self.ws.set_present(present, &mut views);
-        let views: Vec<&[f32]> = views.iter().map(Vec::as_slice).collect();
-        let value = self.net.loss_and_grad(&views, &y, &mut self.grad, &mut self.ws);
+        batches.batch_into(positions, &mut self.views, &mut self.y);
+        self.ws.set_present(present, &mut self.views);
+        let views: Vec<&[f32]> = self.views.iter().map(Vec::as_slice).collect();
+        let value = self.net.loss_and_grad(&views, &self.y, &mut self.grad, &mut self.ws);
         if value.is_finite() {
             self.net.adam_step(&mut self.adam, &self.grad, limit);
         }
