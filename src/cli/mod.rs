@@ -598,7 +598,7 @@ fn comparison_progress<'a>(
 fn epoch_line(method: &str, member: usize, log: &gmu::store::EpochLog, t: &gmu::train::EpochTiming) -> String {
     let who = if member == 0 { method.to_string() } else { format!("{method} member {member}") };
     format!(
-        "{who:<18} epoch {:>3}  loss {:.4}  dev macro-F1 {:.4}  {:.2} s ({:.0} samples/s): steps {:.2} s ({:.0} samples/s), dev pass {:.2} s, other {:.2} s",
+        "{who:<18} epoch {:>3}  loss {:.4}  dev macro-F1 {:.4}  {:.3} s ({:.0} samples/s): steps {:.3} s ({:.0} samples/s), dev pass {:.3} s, other {:.3} s",
         log.epoch,
         log.train_loss,
         log.dev_macro_f1,
@@ -638,8 +638,8 @@ mod tests {
         let t = gmu::train::EpochTiming { seconds: 5.0, steps: 4.5, dev: 0.3, rows: 15552 };
         assert_eq!(
             epoch_line("gmu", 0, &log, &t),
-            "gmu                epoch   3  loss 0.2346  dev macro-F1 0.4120  5.00 s (3110 samples/s): \
-             steps 4.50 s (3456 samples/s), dev pass 0.30 s, other 0.20 s"
+            "gmu                epoch   3  loss 0.2346  dev macro-F1 0.4120  5.000 s (3110 samples/s): \
+             steps 4.500 s (3456 samples/s), dev pass 0.300 s, other 0.200 s"
         );
         assert!(epoch_line("avg-probs", 1, &log, &t).starts_with("avg-probs member 1 epoch   3"));
     }

@@ -294,6 +294,16 @@ impl Trainer {
         }
     }
 
+    /// The current weights packed for the flat inference pass on `inference`, taken from a
+    /// hand-written engine's own buffers, where that pass runs the model (see
+    /// [`FlatTraining::inference`]); `None`: score the [`snapshot`](Self::snapshot).
+    fn flat_inference(&self, inference: &Device) -> Option<crate::engine::maxout::Inference> {
+        match self {
+            Trainer::Flat(training) if crate::device::is_cpu(inference) => training.inference(),
+            _ => None,
+        }
+    }
+
     /// The current weights as an inference model on `inference`.
     fn snapshot(&self, inference: &Device) -> FusionNet {
         match self {
@@ -587,8 +597,10 @@ pub(super) fn train_member(spec: &FusionSpec, engine: Engine, problem: &Problem<
                 problem.corruption.write().unwrap_or_else(|p| p.into_inner()).clear();
                 let valid = trainer.snapshot(inference);
                 check_weights(spec, &valid, &format!("epoch {epoch}"))?;
-                let member = MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid, flat: None };
                 let dev_pass = Instant::now();
+                let flat = trainer.flat_inference(inference);
+                let member =
+                    MemberRef { views: problem.modalities, scalers: problem.scalers, net: &valid, flat: flat.as_ref() };
                 let dev = evaluate_nets(dev_data, member, dev_rows, config.threshold, inference).0;
                 timing.dev = dev_pass.elapsed().as_secs_f64();
                 history.push(EpochLog {

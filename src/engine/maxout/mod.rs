@@ -745,4 +745,8 @@ impl FlatTraining for MaxoutTraining {
     fn snapshot(&self, _inference: &burn::tensor::Device) -> FusionNet {
         self.net.write_into(self.template.clone())
     }
+
+    fn inference(&self) -> Option<Inference> {
+        Some(Inference::new(self.net.clone()))
+    }
 }
