@@ -153,12 +153,9 @@ pub trait FlatTraining {
     }
     /// The current weights as an inference model on `inference`.
     fn snapshot(&self, inference: &Device) -> FusionNet;
-    /// The current weights packed for the flat CPU inference pass, straight from the engine's
-    /// own buffers (no round trip through [`snapshot`](Self::snapshot)'s tensors), where the
-    /// engine's model runs there; `None`: inference goes through the snapshot.
-    fn inference(&self) -> Option<super::maxout::Inference> {
-        None
-    }
+    /// The training itself, for an engine's own functions that read its state (the maxout
+    /// engine's weights packed for inference without the snapshot's tensors).
+    fn as_any(&self) -> &dyn std::any::Any;
 }
 
 /// The hand-written engines run on the CPU: `Ok` there, the reason elsewhere.

@@ -462,6 +462,10 @@ impl FlatTraining for DenseTraining {
         (&mut self.dense.params, &mut self.adam)
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn snapshot(&self, _inference: &burn::tensor::Device) -> FusionNet {
         self.dense.write_into(self.template.clone())
     }

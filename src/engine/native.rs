@@ -561,6 +561,10 @@ impl FlatTraining for NativeTraining {
         (&mut self.net.params, &mut self.adam)
     }
 
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
     fn snapshot(&self, inference: &burn::tensor::Device) -> crate::fusion::FusionNet {
         self.net.spec().to_net(&self.net.params, inference).expect("the native engine's own layout")
     }

@@ -294,12 +294,14 @@ impl Trainer {
         }
     }
 
-    /// The current weights packed for the flat inference pass on `inference`, taken from a
-    /// hand-written engine's own buffers, where that pass runs the model (see
-    /// [`FlatTraining::inference`]); `None`: score the [`snapshot`](Self::snapshot).
+    /// The current weights packed for the flat inference pass on `inference`, taken from the
+    /// maxout engine's own buffers ([`training_inference`](crate::engine::maxout::training_inference));
+    /// `None`: score the [`snapshot`](Self::snapshot).
     fn flat_inference(&self, inference: &Device) -> Option<crate::engine::maxout::Inference> {
         match self {
-            Trainer::Flat(training) if crate::device::is_cpu(inference) => training.inference(),
+            Trainer::Flat(training) if crate::device::is_cpu(inference) => {
+                crate::engine::maxout::training_inference(training.as_ref())
+            }
             _ => None,
         }
     }

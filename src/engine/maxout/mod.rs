@@ -746,7 +746,14 @@ impl FlatTraining for MaxoutTraining {
         self.net.write_into(self.template.clone())
     }
 
-    fn inference(&self) -> Option<Inference> {
-        Some(Inference::new(self.net.clone()))
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
     }
+}
+
+/// The weights under training of a maxout-engine run, packed for the flat inference pass
+/// straight from the engine's buffers (no round trip through the snapshot's tensors); `None`
+/// for another engine's training.
+pub fn training_inference(training: &dyn FlatTraining) -> Option<Inference> {
+    training.as_any().downcast_ref::<MaxoutTraining>().map(|t| Inference::new(t.net.clone()))
 }
