@@ -16,6 +16,7 @@
 
 pub mod config;
 pub mod cpu;
+mod depthwise;
 pub mod tensor;
 
 pub use config::{BN_EPS, LITE0_STRIDES};
