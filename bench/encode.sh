@@ -4,8 +4,8 @@
 # shared machine's noise hits both alike; the summary gives each side's median over the rounds
 # and the median of the per-round ratios. Needs `gmu encoders fetch`.
 # Usage: bench/encode.sh [--rounds N] [--batches N] [--only minilm|effnet-lite0] [--bf16].
-# --bf16 adds, each round, gmu under GMU_ENCODER_PRECISION=bf16 (AMX) and PyTorch under
-# torch.autocast(bfloat16) (oneDNN's AMX kernels), so both precisions are compared in one sitting.
+# --bf16 adds, each round, gmu under GMU_ENCODER_PRECISION=bf16 (AMX or AVX512-BF16) and PyTorch under
+# torch.autocast(bfloat16) (oneDNN's bf16 kernels: AMX or AVX512-BF16), so both precisions are compared in one sitting.
 # Each round also measures the cores' f32 fused-multiply-add peak (`--only peak`) and the summary
 # states MiniLM's f32 arithmetic rate on both sides as a share of it: the ceiling a faster f32
 # encoder would meet. Creates bench/.venv on first use (BENCH_PYTHON overrides; bench/venv.sh).

@@ -25,7 +25,7 @@ p.add_argument("--batches", type=int, default=3)
 p.add_argument("--reps", type=int, default=3)
 p.add_argument("--only", choices=["minilm", "effnet-lite0"], help="run one encoder")
 p.add_argument("--bf16", action="store_true",
-               help="run under torch.autocast('cpu', dtype=torch.bfloat16): oneDNN's bf16 (AMX) kernels, PyTorch's answer to GMU_ENCODER_PRECISION=bf16")
+               help="run under torch.autocast('cpu', dtype=torch.bfloat16): oneDNN's bf16 (AMX or AVX512-BF16) kernels, PyTorch's answer to GMU_ENCODER_PRECISION=bf16")
 p.add_argument("--cache", default=os.environ.get("GMU_ENCODERS_DIR", os.path.expanduser("~/.cache/gmu/encoders")))
 a = p.parse_args()
 torch.set_num_threads(a.threads)

@@ -25,7 +25,7 @@ parser.add_argument("name")
 parser.add_argument("port", type=int)
 parser.add_argument("--workers", type=int, default=2)
 parser.add_argument("--bf16", action="store_true",
-                    help="the encoders under torch.autocast('cpu', dtype=torch.bfloat16) (oneDNN's AMX kernels), "
+                    help="the encoders under torch.autocast('cpu', dtype=torch.bfloat16) (oneDNN's bf16 kernels: AMX or AVX512-BF16), "
                          "beside gmu's GMU_ENCODER_PRECISION=bf16; the fusion stays float32 in both")
 parser.add_argument("--cache", default=os.environ.get("GMU_ENCODERS_DIR", os.path.expanduser("~/.cache/gmu/encoders")))
 args = parser.parse_args()

@@ -10,8 +10,8 @@
 # machine's two cores: gmu one process (--threads 2), FastAPI two uvicorn processes on one port, one
 # PyTorch thread each. The answers are compared first (largest probability difference), the peak
 # resident memory of each is printed last. Needs the encoders (`gmu encoders fetch`).
-# With --bf16, both also run their encoders in bf16 (gmu: GMU_ENCODER_PRECISION=bf16 on AMX;
-# FastAPI: torch.autocast bfloat16, oneDNN's AMX kernels) as a second pair of servers, same cells.
+# With --bf16, both also run their encoders in bf16 (gmu: GMU_ENCODER_PRECISION=bf16 on AMX or AVX512-BF16;
+# FastAPI: torch.autocast bfloat16, oneDNN's bf16 kernels) as a second pair of servers, same cells.
 # With --before GMU (an older build's binary), a third server `gmu-before` runs it on the same model,
 # for a before/after in one sitting. With --rounds N, every cell runs N times, the servers taking
 # turns round by round, and a summary gives each server's median and the medians of its per-round

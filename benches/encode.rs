@@ -158,11 +158,11 @@ fn minilm_bench(device: &Device, batches: usize, reps: usize, threads: usize) {
     );
 }
 
-/// `gmu`, or `gmu-bf16` where the encoder runs in bf16 (`GMU_ENCODER_PRECISION=bf16` with AMX).
-fn implementation(precision: gmu::cpu::amx::EncoderPrecision) -> &'static str {
+/// `gmu`, or `gmu-bf16` where the encoder runs in bf16 (`GMU_ENCODER_PRECISION=bf16` on AMX or AVX512-BF16).
+fn implementation(precision: gmu::cpu::bf16::EncoderPrecision) -> &'static str {
     match precision {
-        gmu::cpu::amx::EncoderPrecision::F32 => "gmu",
-        gmu::cpu::amx::EncoderPrecision::Bf16 => "gmu-bf16",
+        gmu::cpu::bf16::EncoderPrecision::F32 => "gmu",
+        gmu::cpu::bf16::EncoderPrecision::Bf16 => "gmu-bf16",
     }
 }
 

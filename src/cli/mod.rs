@@ -75,7 +75,7 @@ enum Command {
 /// Parses the arguments, runs the subcommand, prints any error on one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = gmu::cpu::kernels::simd_level_from_env().and(gmu::cpu::amx::EncoderPrecision::from_env()) {
+    if let Err(e) = gmu::cpu::kernels::simd_level_from_env().and(gmu::cpu::bf16::EncoderPrecision::from_env()) {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }

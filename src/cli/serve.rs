@@ -14,8 +14,8 @@ Each view is an input named as the view: FP32 [rows, width] for features, BYTES 
 (JPEG or PNG bytes; base64 when sent as a JSON string). Outputs: probabilities, predicted, and per view gate_, \
 share_, suspect_, importance_, conflict_ and present_ (the numbers `gmu predict` writes). SIGTERM or ctrl-c \
 finishes the requests in flight, then stops. GMU_ENCODER_PRECISION=bf16 runs the pretrained encoders' products in \
-bf16 on AMX (Intel Sapphire Rapids or later; about 2x the requests per second of a plot+poster model, answers \
-within about 1e-3 of f32's).")]
+bf16 on AMX (Intel Sapphire Rapids or later; about 2x the requests per second of a plot+poster model) or with \
+AVX512-BF16 (AMD Zen 4 and 5, Intel Cooper Lake), answers within about 1e-3 of f32's.")]
 pub struct Args {
     /// A model directory written by any training command; repeat for several models.
     #[arg(long, required = true)]
@@ -112,8 +112,11 @@ pub fn run(args: Args) -> Result<()> {
         super::stage(&format!("model '{name}': {} from {}", model.config.method, dir.display()));
         models.push((name, model));
     }
-    if gmu::cpu::amx::encoder_precision() == gmu::cpu::amx::EncoderPrecision::Bf16 {
-        super::stage("encoders: bf16 on AMX (GMU_ENCODER_PRECISION=bf16; answers differ from f32 by about 1e-3)");
+    if gmu::cpu::bf16::encoder_precision() == gmu::cpu::bf16::EncoderPrecision::Bf16 {
+        let kernel = gmu::cpu::bf16::bf16_kernel().map_or("?", |k| k.name());
+        super::stage(&format!(
+            "encoders: bf16 on {kernel} (GMU_ENCODER_PRECISION=bf16; answers differ from f32 by about 1e-3)"
+        ));
     }
     let options = Options {
         addr: args.addr,

@@ -1,6 +1,6 @@
 //! The CPU kernels every hand-written engine and encoder shares: SIMD
 //! element-wise functions with run-time dispatch ([`kernels`]), the packed
-//! GEMM ([`packed`]; in bf16 on AMX, [`amx`], where asked) and strided products through the `gemm` crate
+//! GEMM ([`packed`]; in bf16 on AMX or AVX512-BF16, [`bf16`], where asked) and strided products through the `gemm` crate
 //! ([`gemm`]), the picture CNN's convolutions ([`conv`]), the losses
 //! ([`loss`]) and Adam ([`adam`]).
 //!
@@ -9,7 +9,7 @@
 //! engine.
 
 pub mod adam;
-pub mod amx;
+pub mod bf16;
 pub mod conv;
 pub mod gemm;
 pub mod kernels;
@@ -37,12 +37,12 @@ pub(crate) mod testing {
         }
     }
 
-    /// Whether this CPU lacks AMX-BF16 (then `what` is reported [`skipped`]).
-    pub fn skipped_without_amx(what: &str) -> bool {
-        if super::amx::amx_bf16() {
+    /// Whether no bf16 kernel runs on this CPU (then `what` is reported [`skipped`]).
+    pub fn skipped_without_bf16(what: &str) -> bool {
+        if super::bf16::bf16_kernel().is_some() {
             return false;
         }
-        skipped(what, "this CPU has no AMX-BF16");
+        skipped(what, "this CPU has neither AMX-BF16 nor AVX512-BF16");
         true
     }
 }

@@ -25,7 +25,7 @@
 
 use rayon::prelude::*;
 
-use super::amx::{Bf16Matrix, EncoderPrecision, assert_whole_rows};
+use super::bf16::{Bf16Matrix, EncoderPrecision, assert_whole_rows};
 use super::kernels::{SimdLevel, gelu_slice, simd_level};
 
 /// Columns of a panel: two ymm registers.
@@ -50,7 +50,7 @@ pub struct PackedMatrix {
     /// the kernel's 32-byte loads never straddle a cache line.
     data: Vec<f32>,
     offset: usize,
-    /// The same matrix in bf16 for AMX, where [`set_precision`](Self::set_precision) asked for it
+    /// The same matrix in bf16 (AMX or AVX512-BF16), where [`set_precision`](Self::set_precision) asked for it
     /// (the `f32` copy is then dropped and every product runs on this one).
     bf16: Option<Box<Bf16Matrix>>,
 }
@@ -137,14 +137,14 @@ impl PackedMatrix {
     }
 
     /// Runs this matrix's products in `precision`: with
-    /// [`EncoderPrecision::Bf16`], where [`amx_bf16`](super::amx::amx_bf16)
-    /// holds, `W` is rounded to bf16 and its `f32` copy dropped; otherwise it
+    /// [`EncoderPrecision::Bf16`], where a [`bf16_kernel`](super::bf16::bf16_kernel)
+    /// runs, `W` is rounded to bf16 and its `f32` copy dropped; otherwise it
     /// stays as it is. For frozen weights only. Returns the precision it now runs in.
     pub fn set_precision(&mut self, precision: EncoderPrecision) -> EncoderPrecision {
         if self.bf16.is_some() {
             return EncoderPrecision::Bf16;
         }
-        if precision == EncoderPrecision::Bf16 && super::amx::amx_bf16() && self.k > 0 {
+        if precision == EncoderPrecision::Bf16 && super::bf16::bf16_kernel().is_some() && self.k > 0 {
             let (n_padded, packed) = (self.n_padded, self.packed());
             // element (i, j) in the f32 layout: block of `KC` rows, panel of `NR` columns
             let bf16 = Bf16Matrix::new(self.k, self.n, |i, j| {

@@ -46,7 +46,7 @@ pub struct Encoded {
     /// Where the inputs came from (file and column), for the record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
-    /// `"bf16"` where the encoder's products ran in bf16 on AMX
+    /// `"bf16"` where the encoder's products ran in bf16 (AMX or AVX512-BF16)
     /// (`GMU_ENCODER_PRECISION=bf16`); absent: `f32`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub precision: Option<String>,
@@ -208,7 +208,7 @@ pub fn encode_to_npy(
             _ => None,
         },
         source,
-        precision: (encoder.precision() == crate::cpu::amx::EncoderPrecision::Bf16).then(|| "bf16".to_string()),
+        precision: (encoder.precision() == crate::cpu::bf16::EncoderPrecision::Bf16).then(|| "bf16".to_string()),
     };
     // Both files are complete before either is moved into place; a sidecar
     // that cannot be moved takes the features with it, so a failed encode

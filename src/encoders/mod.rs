@@ -580,12 +580,12 @@ impl Encoder {
     }
 
     /// The precision of the network's big products: `Bf16` only for MiniLM and
-    /// EfficientNet-Lite0 on the CPU under `GMU_ENCODER_PRECISION=bf16` with AMX.
-    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+    /// EfficientNet-Lite0 on the CPU under `GMU_ENCODER_PRECISION=bf16` on a CPU with a bf16 kernel (AMX or AVX512-BF16).
+    pub fn precision(&self) -> crate::cpu::bf16::EncoderPrecision {
         match self {
             Encoder::MiniLm(e) => e.precision(),
             Encoder::EffnetLite0(e) => e.precision(),
-            _ => crate::cpu::amx::EncoderPrecision::F32,
+            _ => crate::cpu::bf16::EncoderPrecision::F32,
         }
     }
 

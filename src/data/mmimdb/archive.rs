@@ -369,12 +369,12 @@ impl Archive {
         let mut views = Vec::new();
         let mut made = Vec::new();
         for (name, spec, digest) in [("text", text, self.plots_digest()), ("visual", image, self.posters_digest()?)] {
-            // features made in bf16 (GMU_ENCODER_PRECISION=bf16 with AMX) are cached apart from f32 ones
+            // features made in bf16 (GMU_ENCODER_PRECISION=bf16 on AMX or AVX512-BF16) are cached apart from f32 ones
             let bf16 = matches!(
                 spec.encoder,
                 crate::encoders::EncoderKind::MiniLm | crate::encoders::EncoderKind::EffnetLite0
             ) && crate::device::is_cpu(device)
-                && crate::cpu::amx::encoder_precision() == crate::cpu::amx::EncoderPrecision::Bf16;
+                && crate::cpu::bf16::encoder_precision() == crate::cpu::bf16::EncoderPrecision::Bf16;
             let key = {
                 use sha2::{Digest, Sha256};
                 let mut h = Sha256::new();

@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use super::config::BertConfig;
-use crate::cpu::amx::{Bf16Matrix, EncoderPrecision};
+use crate::cpu::bf16::{Bf16Matrix, EncoderPrecision};
 use crate::cpu::kernels::{exp_fused, lane_sum, wide_variant};
 use crate::cpu::packed::PackedMatrix;
 use crate::encoders::spare::Spare;
@@ -203,7 +203,7 @@ impl CpuBert {
     }
 
     /// Runs the four linear layers of every encoder layer in `precision`
-    /// (bf16 only where AMX-BF16 runs; see [`crate::cpu::amx`]); attention's
+    /// (bf16 only where a bf16 kernel runs; see [`crate::cpu::bf16`]); attention's
     /// products, the embeddings and the norms stay `f32`.
     pub fn set_precision(&mut self, precision: EncoderPrecision) {
         for layer in &mut self.layers {
@@ -466,7 +466,7 @@ fn softmax_numerators_bf16_body(scores: &mut [f32], inv_sums: &mut [f32], out: &
     for ((row, inv), out) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()).zip(out.chunks_exact_mut(width)) {
         *inv = 1.0 / exp_shifted(row, exp_for_bf16);
         for (o, v) in out.iter_mut().zip(row.iter()) {
-            *o = crate::cpu::amx::to_bf16(*v);
+            *o = crate::cpu::bf16::to_bf16(*v);
         }
     }
 }
@@ -474,7 +474,7 @@ fn softmax_numerators_bf16_body(scores: &mut [f32], inv_sums: &mut [f32], out: &
 /// `e^x` for `x ≤ 0` to about 4e-5 relative error (range reduction and a
 /// degree-4 polynomial with fused multiply-adds): enough for numerators that
 /// are rounded to bf16 (2⁻⁹) next. Only the AVX-512 variant runs (bf16 needs
-/// AMX), where `mul_add` is one instruction.
+/// AVX-512), where `mul_add` is one instruction.
 #[inline(always)]
 fn exp_for_bf16(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;

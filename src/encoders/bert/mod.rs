@@ -64,7 +64,7 @@ impl SentenceEncoder {
         let weights = Weights::read(model)?;
         let (network, max_positions) = if crate::device::is_cpu(device) {
             let mut bert = CpuBert::from_weights(&weights, BertConfig::MINILM)?;
-            bert.set_precision(crate::cpu::amx::encoder_precision());
+            bert.set_precision(crate::cpu::bf16::encoder_precision());
             let max = bert.max_positions();
             (Network::Cpu(Box::new(bert)), max)
         } else {
@@ -84,18 +84,18 @@ impl SentenceEncoder {
 
     /// Runs the network's linear layers in `precision` (on the CPU network;
     /// other devices keep theirs). [`load`](Self::load) sets the process's
-    /// [`encoder_precision`](crate::cpu::amx::encoder_precision).
-    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+    /// [`encoder_precision`](crate::cpu::bf16::encoder_precision).
+    pub fn set_precision(&mut self, precision: crate::cpu::bf16::EncoderPrecision) {
         if let Network::Cpu(bert) = &mut self.network {
             bert.set_precision(precision);
         }
     }
 
     /// The precision the network's linear layers run in.
-    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+    pub fn precision(&self) -> crate::cpu::bf16::EncoderPrecision {
         match &self.network {
             Network::Cpu(bert) => bert.precision(),
-            Network::Burn(..) => crate::cpu::amx::EncoderPrecision::F32,
+            Network::Burn(..) => crate::cpu::bf16::EncoderPrecision::F32,
         }
     }
 
@@ -309,14 +309,14 @@ pub(crate) mod tests {
         );
     }
 
-    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX only) against the
+    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX or AVX512-BF16) against the
     /// same reference: how far the embeddings move (stated in BENCHMARKS.md),
     /// and a row's embedding still independent of its batch.
     #[test]
     fn real_minilm_in_bf16_stays_close_to_transformers() {
-        use crate::cpu::amx::EncoderPrecision;
+        use crate::cpu::bf16::EncoderPrecision;
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::MiniLm) else { return };
-        if crate::cpu::testing::skipped_without_amx("the bf16 check of the real weights") {
+        if crate::cpu::testing::skipped_without_bf16("the bf16 check of the real weights") {
             return;
         }
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoders/minilm_reference.json");

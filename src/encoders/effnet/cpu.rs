@@ -84,7 +84,7 @@ pub struct CpuEffnet {
     /// `_fc`: `[1280, classes]` row-major (`[in, out]`), bias `[classes]`.
     classifier: Option<(Vec<f32>, Vec<f32>)>,
     /// What [`set_precision`](Self::set_precision) gave (`F32` until called).
-    precision: crate::cpu::amx::EncoderPrecision,
+    precision: crate::cpu::bf16::EncoderPrecision,
     /// Activation buffers of finished images, for the next ones (a 224 × 224 image needs about
     /// 10 MB; fresh pages for every layer of every image cost zeroing and page faults).
     spare: Spare<Buffers>,
@@ -172,15 +172,15 @@ impl CpuEffnet {
             blocks,
             head,
             classifier,
-            precision: crate::cpu::amx::EncoderPrecision::F32,
+            precision: crate::cpu::bf16::EncoderPrecision::F32,
             spare: Default::default(),
         })
     }
 
     /// Runs the pointwise convolutions and the stem in `precision` (bf16 on
-    /// AMX where asked; see [`crate::cpu::amx`]); the depthwise
+    /// AMX or AVX512-BF16 where asked; see [`crate::cpu::bf16`]); the depthwise
     /// convolutions and the classifier stay `f32`.
-    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+    pub fn set_precision(&mut self, precision: crate::cpu::bf16::EncoderPrecision) {
         self.stem.weight.set_precision(precision);
         for block in &mut self.blocks {
             if let Some(expand) = &mut block.expand {
@@ -192,7 +192,7 @@ impl CpuEffnet {
     }
 
     /// The precision the pointwise convolutions run in.
-    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+    pub fn precision(&self) -> crate::cpu::bf16::EncoderPrecision {
         self.precision
     }
 

@@ -50,7 +50,7 @@ impl ImageEncoder {
         let weights = Weights::read(path)?;
         let network = if crate::device::is_cpu(device) {
             let mut net = CpuEffnet::from_weights(&weights, &LITE0_STRIDES)?;
-            net.set_precision(crate::cpu::amx::encoder_precision());
+            net.set_precision(crate::cpu::bf16::encoder_precision());
             Network::Cpu(Box::new(net))
         } else {
             Network::Burn(Box::new(EffnetLite::from_weights(&weights, &LITE0_STRIDES, device)?), device.clone())
@@ -60,18 +60,18 @@ impl ImageEncoder {
 
     /// Runs the network's pointwise convolutions in `precision` (on the CPU
     /// network; other devices keep theirs). [`load`](Self::load) sets the
-    /// process's [`encoder_precision`](crate::cpu::amx::encoder_precision).
-    pub fn set_precision(&mut self, precision: crate::cpu::amx::EncoderPrecision) {
+    /// process's [`encoder_precision`](crate::cpu::bf16::encoder_precision).
+    pub fn set_precision(&mut self, precision: crate::cpu::bf16::EncoderPrecision) {
         if let Network::Cpu(net) = &mut self.network {
             net.set_precision(precision);
         }
     }
 
     /// The precision the network's pointwise convolutions run in.
-    pub fn precision(&self) -> crate::cpu::amx::EncoderPrecision {
+    pub fn precision(&self) -> crate::cpu::bf16::EncoderPrecision {
         match &self.network {
             Network::Cpu(net) => net.precision(),
-            Network::Burn(..) => crate::cpu::amx::EncoderPrecision::F32,
+            Network::Burn(..) => crate::cpu::bf16::EncoderPrecision::F32,
         }
     }
 
@@ -262,14 +262,14 @@ pub(crate) mod tests {
         }
     }
 
-    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX only) on the same
+    /// The bf16 opt-in (`GMU_ENCODER_PRECISION=bf16`, AMX or AVX512-BF16) on the same
     /// photo: how far the features move (stated in BENCHMARKS.md) and the
     /// same top five classes.
     #[test]
     fn real_effnet_in_bf16_stays_close_to_pytorch() {
-        use crate::cpu::amx::EncoderPrecision;
+        use crate::cpu::bf16::EncoderPrecision;
         let Some(dir) = crate::encoders::testing::real(crate::encoders::EncoderKind::EffnetLite0) else { return };
-        if crate::cpu::testing::skipped_without_amx("the bf16 check of the real weights") {
+        if crate::cpu::testing::skipped_without_bf16("the bf16 check of the real weights") {
             return;
         }
         let (reference, x) = reference();

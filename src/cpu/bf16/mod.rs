@@ -1,29 +1,39 @@
-//! Frozen weight matrices in bfloat16 on Intel AMX, for the pretrained
-//! encoders' big products when `GMU_ENCODER_PRECISION=bf16` asks for it.
+//! Frozen weight matrices in bfloat16, for the pretrained encoders' big
+//! products when `GMU_ENCODER_PRECISION=bf16` asks for it: on Intel AMX, or
+//! with AVX512-BF16's dot products where the CPU has those but no AMX (AMD
+//! Zen 4 and 5, Intel Cooper Lake).
 //!
 //! AMX (Sapphire Rapids and later) multiplies 16 × 32 bf16 tiles by 32 × 16
 //! ones into 16 × 16 `f32` accumulators, about four times the `f32` rate of
 //! the AVX-512 kernel in [`packed`](super::packed) on one core of the build
-//! machine (450–500 against 110–130 GFLOP/s on MiniLM's shapes). The price is
-//! the inputs' precision: both operands are rounded to bf16 (8 bits of
-//! mantissa, round to nearest even); products and sums stay `f32`. So this
-//! is an opt-in for inference with frozen weights, never the default and
-//! never training (see `BENCHMARKS.md` for what it does to MiniLM's
-//! embeddings and a model's probabilities).
+//! machine (450–500 against 110–130 GFLOP/s on MiniLM's shapes).
+//! AVX512-BF16's `vdpbf16ps` adds sixteen pairs of bf16 products into
+//! sixteen `f32` sums, twice the multiply-adds of an `f32` FMA of the same
+//! width. The price is the inputs' precision: both operands are rounded to
+//! bf16 (8 bits of mantissa, round to nearest even); products and sums stay
+//! `f32`. So this is an opt-in for inference with frozen weights, never the
+//! default and never training (see `BENCHMARKS.md` for what it does to
+//! MiniLM's embeddings and a model's probabilities). The two kernels sum in
+//! different orders, so their bits differ (both within `f32` summation error
+//! of the rounded operands' exact product).
 //!
 //! Layout: the weight `W` `[k, n]` is cut into tiles of 32 rows of `k` by 16
 //! columns, each stored as AMX's `B` operand wants it (16 rows of 16 pairs
 //! `(W[2r, j], W[2r + 1, j])`, 1 KiB), the tiles of one 16-column strip
-//! contiguous over `k`. `k` and `n` are padded with zeros to whole tiles.
-//! A call converts its rows of `x` to bf16 into a per-thread buffer (zero
-//! padded the same way) and computes 32 × 32 blocks of `out` in four
-//! accumulator tiles. A row's result never depends on the other rows of the
-//! call (each output is the same chain over `k` wherever its row sits), so
-//! the server's batching gives the same bits as one row at a time.
+//! contiguous over `k`: a strip is a run of 64-byte rows of pairs, which is
+//! also the operand `vdpbf16ps` takes. `k` and `n` are padded with zeros to
+//! whole tiles. A call converts its rows of `x` to bf16 into a per-thread
+//! buffer (zero padded the same way) and computes 32 × 32 blocks of `out`.
+//! A row's result never depends on the other rows of the call (each output
+//! is the same chain over `k` wherever its row sits), so the server's
+//! batching gives the same bits as one row at a time.
 //!
-//! The instructions are written with `asm!` (the AMX intrinsics are not
+//! The AMX instructions are written with `asm!` (the AMX intrinsics are not
 //! stable Rust); Linux hands a process the AMX register state only on request
-//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), made once by [`amx_bf16`].
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), made once by [`bf16_kernel`].
+
+mod amx;
+mod dot;
 
 use std::cell::RefCell;
 
@@ -56,7 +66,7 @@ impl EncoderPrecision {
                 "f32" | "" => Ok(Some(EncoderPrecision::F32)),
                 "bf16" => Ok(Some(EncoderPrecision::Bf16)),
                 _ => Err(format!(
-                    "GMU_ENCODER_PRECISION='{v}': expected f32 or bf16 (the pretrained encoders' products; bf16 needs AMX)"
+                    "GMU_ENCODER_PRECISION='{v}': expected f32 or bf16 (the pretrained encoders' products; bf16 needs AMX or AVX512-BF16)"
                 )),
             },
         }
@@ -64,15 +74,15 @@ impl EncoderPrecision {
 }
 
 /// The precision the encoders use in this process: bf16 only where
-/// `GMU_ENCODER_PRECISION=bf16` asks and [`amx_bf16`] holds, `f32` otherwise
-/// (an unknown value is refused by the binary before any work, ignored here).
+/// `GMU_ENCODER_PRECISION=bf16` asks and a [`bf16_kernel`] can run, `f32`
+/// otherwise (an unknown value is refused by the binary before any work, ignored here).
 pub fn encoder_precision() -> EncoderPrecision {
     static PRECISION: std::sync::OnceLock<EncoderPrecision> = std::sync::OnceLock::new();
     *PRECISION.get_or_init(|| match EncoderPrecision::from_env() {
-        Ok(Some(EncoderPrecision::Bf16)) if amx_bf16() => EncoderPrecision::Bf16,
+        Ok(Some(EncoderPrecision::Bf16)) if bf16_kernel().is_some() => EncoderPrecision::Bf16,
         Ok(Some(EncoderPrecision::Bf16)) => {
             eprintln!(
-                "note: GMU_ENCODER_PRECISION=bf16 needs AMX-BF16 (and no lower GMU_CPU); the encoders run in f32"
+                "note: GMU_ENCODER_PRECISION=bf16 needs AMX-BF16 or AVX512-BF16 (and no lower GMU_CPU); the encoders run in f32"
             );
             EncoderPrecision::F32
         }
@@ -80,42 +90,57 @@ pub fn encoder_precision() -> EncoderPrecision {
     })
 }
 
-/// Whether the AMX bf16 kernel can run: an x86-64 CPU with AMX-TILE and
-/// AMX-BF16, the AVX-512 level in use (`GMU_CPU` below it turns AMX off too),
-/// and Linux granting the tile state. Checked once.
-pub fn amx_bf16() -> bool {
-    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *AVAILABLE.get_or_init(|| simd_level() == SimdLevel::Avx512 && detect())
+/// The instructions a bf16 product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bf16Kernel {
+    /// AMX tiles (`tdpbf16ps`).
+    Amx,
+    /// AVX-512 registers (`vdpbf16ps`), where the CPU has AVX512-BF16 but no AMX.
+    Avx512,
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-fn detect() -> bool {
-    // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
-    // CPUID leaf 7 exists on every CPU with AVX-512 (checked by the caller).
-    let edx = std::arch::x86_64::__cpuid_count(7, 0).edx;
-    if edx & (1 << 22) == 0 || edx & (1 << 24) == 0 {
-        return false;
+impl Bf16Kernel {
+    /// The kernel's name in messages: `AMX` or `AVX512-BF16`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Bf16Kernel::Amx => "AMX",
+            Bf16Kernel::Avx512 => "AVX512-BF16",
+        }
     }
-    // arch_prctl(ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18): 0 when granted.
-    let ret: i64;
-    // SAFETY: a plain system call; it reads no memory of ours.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            inlateout("rax") 158i64 => ret,
-            in("rdi") 0x1023i64,
-            in("rsi") 18i64,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret == 0
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn detect() -> bool {
-    false
+/// The bf16 kernel this CPU runs, checked once: AMX where the CPU has
+/// AMX-TILE and AMX-BF16 and Linux grants the tile state, else AVX512-BF16
+/// where the CPU has it; either only at the AVX-512 level (`GMU_CPU` below it
+/// turns bf16 off). `None`: no bf16 kernel.
+pub fn bf16_kernel() -> Option<Bf16Kernel> {
+    static KERNEL: std::sync::OnceLock<Option<Bf16Kernel>> = std::sync::OnceLock::new();
+    *KERNEL.get_or_init(|| available_kernels().first().copied())
+}
+
+/// Every bf16 kernel this CPU can run, the preferred first (the tests run each).
+pub fn available_kernels() -> Vec<Bf16Kernel> {
+    if simd_level() != SimdLevel::Avx512 {
+        return Vec::new();
+    }
+    let mut kernels = Vec::new();
+    if amx::detect() {
+        kernels.push(Bf16Kernel::Amx);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512bf16") {
+        kernels.push(Bf16Kernel::Avx512);
+    }
+    kernels
+}
+
+/// Panics unless this process can run `kernel`.
+fn assert_available(kernel: Bf16Kernel) {
+    static KERNELS: std::sync::OnceLock<Vec<Bf16Kernel>> = std::sync::OnceLock::new();
+    assert!(
+        KERNELS.get_or_init(available_kernels).contains(&kernel),
+        "the bf16 kernel {kernel:?} does not run on this CPU (checked by bf16_kernel)"
+    );
 }
 
 /// `x` rounded to bf16 (round to nearest even), as its 16 bits.
@@ -143,6 +168,8 @@ pub struct Bf16Matrix {
     /// The tiles start at `data[offset]`, on a 64-byte boundary.
     data: Vec<u16>,
     offset: usize,
+    /// What its products run on ([`bf16_kernel`] when made).
+    kernel: Option<Bf16Kernel>,
 }
 
 impl Bf16Matrix {
@@ -155,7 +182,7 @@ impl Bf16Matrix {
 
     /// A `[0, 0]` matrix, to be filled by [`repack`](Self::repack).
     pub fn empty() -> Bf16Matrix {
-        Bf16Matrix { k: 0, n: 0, k_tiles: 0, n_strips: 0, data: Vec::new(), offset: 0 }
+        Bf16Matrix { k: 0, n: 0, k_tiles: 0, n_strips: 0, data: Vec::new(), offset: 0, kernel: bf16_kernel() }
     }
 
     /// Packs `W` `[k, n]` (`w(i, j)` its element at row `i`, column `j`) into
@@ -235,6 +262,23 @@ impl Bf16Matrix {
         self.n
     }
 
+    /// The kernel its products run on.
+    ///
+    /// # Panics
+    /// Where no bf16 kernel runs on this CPU.
+    fn kernel(&self) -> Bf16Kernel {
+        let kernel = self.kernel.expect("no bf16 kernel runs on this CPU (checked by bf16_kernel)");
+        assert_available(kernel);
+        kernel
+    }
+
+    /// The same matrix on another kernel this CPU runs (the tests compare them).
+    #[cfg(test)]
+    fn on(mut self, kernel: Bf16Kernel) -> Bf16Matrix {
+        self.kernel = Some(kernel);
+        self
+    }
+
     fn tiles(&self) -> &[u16] {
         &self.data[self.offset..][..self.k_tiles * self.n_strips * TK * TN]
     }
@@ -243,7 +287,7 @@ impl Bf16Matrix {
     /// among rayon's threads in bands of 64.
     ///
     /// # Panics
-    /// Where the lengths do not fit `W`, or where [`amx_bf16`] does not hold.
+    /// Where the lengths do not fit `W`, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn matmul_acc(&self, x: &[f32], out: &mut [f32]) {
         self.fused(x, out, Epilogue { bias: None, accumulate: true, gelu: false });
     }
@@ -256,7 +300,7 @@ impl Bf16Matrix {
     /// it is in L1, so `out` is read and written once.
     ///
     /// # Panics
-    /// Where the lengths do not fit `W`, or where [`amx_bf16`] does not hold.
+    /// Where the lengths do not fit `W`, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn affine(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, gelu: bool) {
         assert_eq!(bias.len(), self.n, "a bias of {} values for W [{}, {}]", bias.len(), self.k, self.n);
         self.fused(x, out, Epilogue { bias: Some(bias), accumulate, gelu });
@@ -270,10 +314,9 @@ impl Bf16Matrix {
     /// [`a_width`](Self::a_width) `width` can read it ([`affine_from_bf16`](Self::affine_from_bf16)).
     ///
     /// # Panics
-    /// Where the lengths do not fit, or where [`amx_bf16`] does not hold.
+    /// Where the lengths do not fit, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn affine_into_bf16(&self, x: &[f32], bias: &[f32], out: &mut [u16], width: usize, gelu: bool) {
-        let (k, n) = (self.k, self.n);
-        assert!(amx_bf16(), "the bf16 kernel needs AMX-BF16 (checked by amx_bf16)");
+        let (k, n, kernel) = (self.k, self.n, self.kernel());
         assert_eq!(bias.len(), n, "a bias of {} values for W [{k}, {n}]", bias.len());
         assert!(k > 0 && x.len().is_multiple_of(k) && width >= n, "x of {} values for W [{k}, {n}]", x.len());
         let m = x.len() / k;
@@ -282,8 +325,8 @@ impl Bf16Matrix {
         out.par_chunks_mut(BAND * width).zip(x.par_chunks(BAND * k)).for_each(|(out, x)| {
             let r = x.len() / k;
             self.with_converted(x, k, r, |a| {
-                // SAFETY: AMX-BF16 granted (asserted); `out` covers this band's rows (asserted above).
-                unsafe { self.block_rows(a, r, Target::Bf16 { out: out.as_mut_ptr(), width }, epilogue) };
+                // SAFETY: the kernel runs here (`kernel`); `out` covers this band's rows (asserted above).
+                unsafe { self.block_rows(kernel, a, r, Target::Bf16 { out: out.as_mut_ptr(), width }, epilogue) };
             });
         });
     }
@@ -293,10 +336,9 @@ impl Bf16Matrix {
     /// [`affine_into_bf16`](Self::affine_into_bf16) writes them.
     ///
     /// # Panics
-    /// Where the lengths do not fit, or where [`amx_bf16`] does not hold.
+    /// Where the lengths do not fit, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn affine_from_bf16(&self, a: &[u16], rows: usize, bias: &[f32], out: &mut [f32], accumulate: bool) {
-        let (n, width) = (self.n, self.a_width());
-        assert!(amx_bf16(), "the bf16 kernel needs AMX-BF16 (checked by amx_bf16)");
+        let (n, width, kernel) = (self.n, self.a_width(), self.kernel());
         assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
         assert!(
             out.len() == rows * n && a.len() >= rows.div_ceil(2 * TN) * 2 * TN * width,
@@ -307,9 +349,9 @@ impl Bf16Matrix {
         let epilogue = Epilogue { bias: Some(bias), accumulate, gelu: false };
         out.par_chunks_mut(BAND * n).zip(a.par_chunks(BAND * width)).for_each(|(out, a)| {
             let r = out.len() / n;
-            // SAFETY: AMX-BF16 granted (asserted); `a` covers the band's rows rounded up to 32
+            // SAFETY: the kernel runs here (`kernel`); `a` covers the band's rows rounded up to 32
             // (bands start at multiples of 64; the whole is rounded up to 32, asserted).
-            unsafe { self.block_rows(a, r, Target::F32 { out: out.as_mut_ptr(), ldc: n }, epilogue) };
+            unsafe { self.block_rows(kernel, a, r, Target::F32 { out: out.as_mut_ptr(), ldc: n }, epilogue) };
         });
     }
 
@@ -326,7 +368,7 @@ impl Bf16Matrix {
     /// overwrites `out`'s `n` columns.
     ///
     /// # Panics
-    /// Where `x` or `out` is too short, or where [`amx_bf16`] does not hold.
+    /// Where `x` or `out` is too short, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn band(&self, x: &[f32], lda: usize, rows: usize, out: &mut [f32], ldc: usize, accumulate: bool) {
         self.band_with(x, lda, rows, out, ldc, Epilogue { bias: None, accumulate, gelu: false });
     }
@@ -341,13 +383,12 @@ impl Bf16Matrix {
     /// to a multiple of 32 (attention's probabilities, written in bf16 by the softmax).
     ///
     /// # Panics
-    /// Where `a` or `out` is too short, or where [`amx_bf16`] does not hold.
+    /// Where `a` or `out` is too short, or where no bf16 kernel runs ([`bf16_kernel`]).
     pub fn band_bf16(&self, a: &[u16], rows: usize, out: &mut [f32], ldc: usize, accumulate: bool) {
         if rows == 0 {
             return;
         }
-        assert!(amx_bf16(), "the bf16 kernel needs AMX-BF16 (checked by amx_bf16)");
-        let width = self.a_width();
+        let (width, kernel) = (self.a_width(), self.kernel());
         assert!(
             a.len() >= rows.div_ceil(2 * TN) * 2 * TN * width
                 && ldc >= self.n
@@ -360,9 +401,9 @@ impl Bf16Matrix {
         for start in (0..rows).step_by(BAND) {
             let r = BAND.min(rows - start);
             let epilogue = Epilogue { bias: None, accumulate, gelu: false };
-            // SAFETY: AMX-BF16 granted (asserted); `a` covers the band's rows rounded up to 32 (asserted).
+            // SAFETY: the kernel runs here (`kernel`); `a` covers the band's rows rounded up to 32 (asserted).
             let target = Target::F32 { out: out[start * ldc..].as_mut_ptr(), ldc };
-            unsafe { self.block_rows(&a[start * width..], r, target, epilogue) };
+            unsafe { self.block_rows(kernel, &a[start * width..], r, target, epilogue) };
         }
     }
 
@@ -371,7 +412,7 @@ impl Bf16Matrix {
         if rows == 0 {
             return;
         }
-        assert!(amx_bf16(), "the bf16 kernel needs AMX-BF16 (checked by amx_bf16)");
+        let kernel = self.kernel();
         assert!(
             ldc >= n && x.len() >= (rows - 1) * lda + k && out.len() >= (rows - 1) * ldc + n,
             "x or out too short for [{rows}, {k}] x [{k}, {n}]"
@@ -380,9 +421,9 @@ impl Bf16Matrix {
             let r = BAND.min(rows - start);
             let target = Target::F32 { out: out[start * ldc..].as_mut_ptr(), ldc };
             self.with_converted(&x[start * lda..], lda, r, |a| {
-                // SAFETY: AMX-BF16 granted (asserted; it implies AVX-512); `a` holds `r` rows rounded
-                // up to 32 of `k_tiles · 32` values; `out` covers `r` rows of `n` values `ldc` apart (asserted).
-                unsafe { self.block_rows(a, r, target, epilogue) };
+                // SAFETY: the kernel runs here (`kernel`; either implies AVX-512); `a` holds `r` rows
+                // rounded up to 32 of `k_tiles · 32` values; `out` covers `r` rows of `n` values `ldc` apart (asserted).
+                unsafe { self.block_rows(kernel, a, r, target, epilogue) };
             });
         }
     }
@@ -410,30 +451,19 @@ impl Bf16Matrix {
 
     /// 32 × 32 blocks of `out` over `r` rows of `a` (rounded up to 32), each
     /// through a block in L1 (`spill`): the start value (residual, bias), the
-    /// products on AMX, then GELU where asked, then into `out`. Every block
+    /// products on `kernel`, then GELU where asked, then into `out`. Every block
     /// takes the same path, so an output is the same chain wherever its row sits.
     ///
     /// # Safety
-    /// AMX-BF16 granted (and so AVX-512); `a` as [`with_converted`](Self::with_converted) gives it; `out`
-    /// covers `r` rows of `n` values `ldc` apart.
+    /// `kernel` runs on this CPU (and so AVX-512; AMX granted); `a` as
+    /// [`with_converted`](Self::with_converted) gives it; `out` covers `r` rows of `n` values `ldc` apart.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    unsafe fn block_rows(&self, a: &[u16], r: usize, target: Target, epilogue: Epilogue<'_>) {
-        use std::arch::asm;
-        #[repr(C, align(64))]
-        struct Config([u8; 64]);
+    unsafe fn block_rows(&self, kernel: Bf16Kernel, a: &[u16], r: usize, target: Target, epilogue: Epilogue<'_>) {
         #[repr(C, align(64))]
         struct Spill([f32; 4 * TN * TN]);
         const W: usize = 2 * TN;
-        // palette 1; eight tiles of 16 rows by 64 bytes
-        let mut config = Config([0; 64]);
-        config.0[0] = 1;
-        for t in 0..8 {
-            config.0[16 + 2 * t..18 + 2 * t].copy_from_slice(&64u16.to_le_bytes());
-            config.0[48 + t] = 16;
-        }
         let width = self.k_tiles * TK;
         let tiles = self.tiles();
-        let stride_a = width * 2;
         let mut spill = Spill([0f32; 4 * TN * TN]);
         let Epilogue { bias, accumulate, gelu } = epilogue;
         // a residual is only read from an f32 target
@@ -444,11 +474,14 @@ impl Bf16Matrix {
                 (std::ptr::null_mut(), 0)
             }
         };
-        // SAFETY: every tile load reads 16 rows of 64 bytes inside `a` (rows rounded up to 32,
-        // `width` a whole number of tiles), inside `tiles` or inside `spill`; `out` is read and
-        // written only at the `rows × cols` valid places of a block.
+        // SAFETY: a block reads 32 rows of `a` (rows rounded up to 32, `width` a whole number
+        // of tiles) and two strips of `tiles`, and reads and writes 32 rows of `block` (`out`
+        // only when the block is whole, else `spill`); `out` is otherwise read and written only
+        // at the `rows × cols` valid places of a block.
         unsafe {
-            asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack));
+            if kernel == Bf16Kernel::Amx {
+                amx::configure();
+            }
             for rb in (0..r).step_by(W) {
                 for sb in (0..self.n_strips).step_by(2) {
                     let c0 = sb * TN;
@@ -460,8 +493,8 @@ impl Bf16Matrix {
                     let c = out.wrapping_add(rb * ldc + c0);
                     let bias = bias.map(|b| &b[c0..c0 + cols]);
                     // A whole block without GELU and without both a residual and a bias goes
-                    // straight between `out` and the tiles (the bias row loaded with stride 0 into
-                    // every row of a tile); the others through `spill`. Both start every output
+                    // straight between `out` and the kernel (the bias row as every row's start);
+                    // the others through `spill`. Both start every output
                     // from the same value, so both give the same bits.
                     let direct = rows == W
                         && cols == W
@@ -489,55 +522,20 @@ impl Bf16Matrix {
                             row[cols..].fill(0.0);
                         }
                     }
-                    match (direct, accumulate, bias) {
-                        (true, false, Some(b)) => asm!(
-                            "tileloadd tmm0, [{b0} + {zero}*1]",
-                            "tileloadd tmm1, [{b1} + {zero}*1]",
-                            "tileloadd tmm2, [{b0} + {zero}*1]",
-                            "tileloadd tmm3, [{b1} + {zero}*1]",
-                            b0 = in(reg) b.as_ptr(), b1 = in(reg) b.as_ptr().add(TN), zero = in(reg) 0usize,
-                            options(nostack),
-                        ),
-                        (true, false, None) => {
-                            asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack))
-                        }
-                        // a residual in `out`, or the start values in `spill`
-                        _ => asm!(
-                            "tileloadd tmm0, [{c0} + {s}*1]",
-                            "tileloadd tmm1, [{c1} + {s}*1]",
-                            "tileloadd tmm2, [{c2} + {s}*1]",
-                            "tileloadd tmm3, [{c3} + {s}*1]",
-                            c0 = in(reg) block, c1 = in(reg) block.add(TN), c2 = in(reg) block.add(TN * ld),
-                            c3 = in(reg) block.add(TN * ld + TN), s = in(reg) ld * 4, options(nostack),
-                        ),
-                    }
                     let a0 = a.as_ptr().add(rb * width);
-                    let a1 = a0.add(TN * width);
                     let b0 = tiles.as_ptr().add(sb * self.k_tiles * TK * TN);
                     let b1 = b0.add(self.k_tiles * TK * TN);
-                    for kt in 0..self.k_tiles {
-                        asm!(
-                            "tileloadd tmm4, [{a0} + {sa}*1]",
-                            "tileloadd tmm5, [{a1} + {sa}*1]",
-                            "tileloadd tmm6, [{b0} + {sb}*1]",
-                            "tileloadd tmm7, [{b1} + {sb}*1]",
-                            "tdpbf16ps tmm0, tmm4, tmm6",
-                            "tdpbf16ps tmm1, tmm4, tmm7",
-                            "tdpbf16ps tmm2, tmm5, tmm6",
-                            "tdpbf16ps tmm3, tmm5, tmm7",
-                            a0 = in(reg) a0.add(kt * TK), a1 = in(reg) a1.add(kt * TK),
-                            b0 = in(reg) b0.add(kt * TK * TN), b1 = in(reg) b1.add(kt * TK * TN),
-                            sa = in(reg) stride_a, sb = in(reg) 64usize, options(nostack),
-                        );
+                    let start = match (direct, accumulate, bias) {
+                        (true, false, Some(b)) => Start::Bias(b.as_ptr()),
+                        (true, false, None) => Start::Zero,
+                        _ => Start::Block,
+                    };
+                    // SAFETY: the kernel runs here (the caller); `a0` holds 32 rows of `width`, the
+                    // strips `b0` and `b1` `k_tiles` tiles each, `block` 32 rows `ld` apart.
+                    match kernel {
+                        Bf16Kernel::Amx => amx::block(start, a0, width, [b0, b1], self.k_tiles, block, ld),
+                        Bf16Kernel::Avx512 => dot::block(start, a0, width, [b0, b1], self.k.div_ceil(2), block, ld),
                     }
-                    asm!(
-                        "tilestored [{c0} + {s}*1], tmm0",
-                        "tilestored [{c1} + {s}*1], tmm1",
-                        "tilestored [{c2} + {s}*1], tmm2",
-                        "tilestored [{c3} + {s}*1], tmm3",
-                        c0 = in(reg) block, c1 = in(reg) block.add(TN), c2 = in(reg) block.add(TN * ld),
-                        c3 = in(reg) block.add(TN * ld + TN), s = in(reg) ld * 4, options(nostack),
-                    );
                     if direct {
                         continue;
                     }
@@ -558,7 +556,9 @@ impl Bf16Matrix {
                     }
                 }
             }
-            asm!("tilerelease", options(nostack));
+            if kernel == Bf16Kernel::Amx {
+                amx::release();
+            }
         }
     }
 }
@@ -570,6 +570,17 @@ enum Target {
     F32 { out: *mut f32, ldc: usize },
     /// bf16 rows `width` apart (the next product's left operand); only the valid columns are written.
     Bf16 { out: *mut u16, width: usize },
+}
+
+/// Where the sums of a 32 × 32 block start.
+#[derive(Clone, Copy)]
+enum Start {
+    /// At zero.
+    Zero,
+    /// At the bias row (32 values), in every row.
+    Bias(*const f32),
+    /// At the block's own values (a residual plus bias, or the spill's start values).
+    Block,
 }
 
 /// What a product does around the tiles: the start value (`out`'s residual
@@ -635,51 +646,66 @@ mod tests {
         assert_eq!(from_bf16(to_bf16(f32::INFINITY)), f32::INFINITY);
     }
 
-    /// The AMX product equals the product of the bf16-rounded operands
-    /// computed in `f64` (to `f32` summation error), on ragged shapes, strided
-    /// and overwriting, and a row's result does not depend on its batch.
+    /// The kernels this CPU runs, each reported where it is missing.
+    fn kernels(what: &str) -> Vec<Bf16Kernel> {
+        let kernels = available_kernels();
+        if !kernels.contains(&Bf16Kernel::Amx) {
+            crate::cpu::testing::skipped(&format!("{what} on AMX"), "this CPU has no AMX-BF16");
+        }
+        if !kernels.contains(&Bf16Kernel::Avx512) {
+            crate::cpu::testing::skipped(&format!("{what} on AVX512-BF16"), "this CPU has no AVX512-BF16");
+        }
+        kernels
+    }
+
+    /// The product on each kernel equals the product of the bf16-rounded
+    /// operands computed in `f64` (to `f32` summation error), on ragged
+    /// shapes, strided and overwriting, and a row's result does not depend on its batch.
     #[test]
     fn equals_the_product_of_the_rounded_operands() {
-        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
-            return;
-        }
-        for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (33, 40, 32), (70, 300, 48), (64, 384, 1152), (97, 1536, 40)] {
-            let x = values(m * k, 1);
-            let w = values(k * n, 2);
-            let start = values(m * n, 3);
-            let matrix = Bf16Matrix::new(k, n, |i, j| w[i * n + j]);
-            assert_eq!((matrix.k(), matrix.n()), (k, n));
-            let mut out = start.clone();
-            matrix.matmul_acc(&x, &mut out);
-            let mut worst = 0f64;
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f64 = (0..k)
-                        .map(|l| from_bf16(to_bf16(x[i * k + l])) as f64 * from_bf16(to_bf16(w[l * n + j])) as f64)
-                        .sum();
-                    worst = worst.max((out[i * n + j] as f64 - start[i * n + j] as f64 - want).abs());
-                }
+        for kernel in kernels("the bf16 product's check") {
+            for &(m, k, n) in &[(1, 1, 1), (5, 3, 17), (33, 40, 32), (70, 300, 48), (64, 384, 1152), (97, 1536, 40)] {
+                rounded_product_on(kernel, m, k, n);
             }
-            assert!(worst < 1e-5 * k as f64, "[{m}, {k}] x [{k}, {n}]: max abs error {worst}");
-            // one row at a time, overwriting, from a strided x into a strided out: the same bits
-            let (lda, ldc) = (k + 3, n + 5);
-            for i in [0, m / 2, m - 1] {
-                let mut wide_x = vec![9.0f32; lda];
-                wide_x[..k].copy_from_slice(&x[i * k..][..k]);
-                let mut row = vec![7.0f32; ldc];
-                row[..n].copy_from_slice(&start[i * n..][..n]);
-                matrix.band(&wide_x, lda, 1, &mut row, ldc, true);
-                assert!(
-                    row[..n].iter().zip(&out[i * n..][..n]).all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "row {i} alone differs from row {i} in the batch"
-                );
-                assert!(row[n..].iter().all(|v| *v == 7.0), "columns past n changed");
-                let mut fresh = vec![7.0f32; ldc];
-                matrix.band(&wide_x, lda, 1, &mut fresh, ldc, false);
-                for j in 0..n {
-                    let product = out[i * n + j] - start[i * n + j];
-                    assert!((fresh[j] - product).abs() <= 1e-5 * product.abs().max(1.0), "row {i} col {j}");
-                }
+        }
+    }
+
+    fn rounded_product_on(kernel: Bf16Kernel, m: usize, k: usize, n: usize) {
+        let x = values(m * k, 1);
+        let w = values(k * n, 2);
+        let start = values(m * n, 3);
+        let matrix = Bf16Matrix::new(k, n, |i, j| w[i * n + j]).on(kernel);
+        assert_eq!((matrix.k(), matrix.n()), (k, n));
+        let mut out = start.clone();
+        matrix.matmul_acc(&x, &mut out);
+        let mut worst = 0f64;
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k)
+                    .map(|l| from_bf16(to_bf16(x[i * k + l])) as f64 * from_bf16(to_bf16(w[l * n + j])) as f64)
+                    .sum();
+                worst = worst.max((out[i * n + j] as f64 - start[i * n + j] as f64 - want).abs());
+            }
+        }
+        assert!(worst < 1e-5 * k as f64, "{kernel:?} [{m}, {k}] x [{k}, {n}]: max abs error {worst}");
+        // one row at a time, overwriting, from a strided x into a strided out: the same bits
+        let (lda, ldc) = (k + 3, n + 5);
+        for i in [0, m / 2, m - 1] {
+            let mut wide_x = vec![9.0f32; lda];
+            wide_x[..k].copy_from_slice(&x[i * k..][..k]);
+            let mut row = vec![7.0f32; ldc];
+            row[..n].copy_from_slice(&start[i * n..][..n]);
+            matrix.band(&wide_x, lda, 1, &mut row, ldc, true);
+            assert!(
+                row[..n].iter().zip(&out[i * n..][..n]).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{kernel:?}: row {i} alone differs from row {i} in the batch"
+            );
+            assert!(row[n..].iter().all(|v| *v == 7.0), "columns past n changed");
+            let mut fresh = vec![7.0f32; ldc];
+            matrix.band(&wide_x, lda, 1, &mut fresh, ldc, false);
+            for j in 0..n {
+                let product = out[i * n + j] - start[i * n + j];
+                assert!((fresh[j] - product).abs() <= 1e-5 * product.abs().max(1.0), "row {i} col {j}");
             }
         }
     }
@@ -689,12 +715,12 @@ mod tests {
     /// operands' product in `f64`, and one row alone the same bits as in its batch.
     #[test]
     fn affine_adds_bias_and_residual_and_applies_gelu() {
-        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
-            return;
-        }
-        for &(m, k, n) in &[(64, 64, 64), (45, 70, 50)] {
+        for (kernel, &(m, k, n)) in kernels("the bf16 affine's check")
+            .into_iter()
+            .flat_map(|kernel| [(64, 64, 64), (45, 70, 50)].iter().map(move |shape| (kernel, shape)))
+        {
             let (x, w, bias, start) = (values(m * k, 4), values(k * n, 5), values(n, 6), values(m * n, 7));
-            let matrix = Bf16Matrix::new(k, n, |i, j| w[i * n + j]);
+            let matrix = Bf16Matrix::new(k, n, |i, j| w[i * n + j]).on(kernel);
             for (accumulate, gelu) in [(false, false), (true, false), (false, true), (true, true)] {
                 let mut out = start.clone();
                 matrix.affine(&x, &bias, &mut out, accumulate, gelu);
@@ -709,7 +735,7 @@ mod tests {
                         let got = out[i * n + j] as f64;
                         assert!(
                             (got - want).abs() < 1e-4,
-                            "[{m}, {k}, {n}] {accumulate} {gelu} at [{i}, {j}]: {got} vs {want}"
+                            "{kernel:?} [{m}, {k}, {n}] {accumulate} {gelu} at [{i}, {j}]: {got} vs {want}"
                         );
                     }
                 }
@@ -745,14 +771,16 @@ mod tests {
     /// layers through `f32` with the intermediate rounded to bf16.
     #[test]
     fn a_bf16_intermediate_equals_the_rounded_f32_one() {
-        if crate::cpu::testing::skipped_without_amx("the AMX bf16 kernel's check") {
-            return;
-        }
-        for &(m, d, ff) in &[(70, 40, 96), (64, 64, 64), (5, 33, 50)] {
+        for (kernel, &(m, d, ff)) in kernels("the bf16 intermediate's check")
+            .into_iter()
+            .flat_map(|kernel| [(70, 40, 96), (64, 64, 64), (5, 33, 50)].iter().map(move |shape| (kernel, shape)))
+        {
             let (x, w1, b1, w2, b2, residual) =
                 (values(m * d, 1), values(d * ff, 2), values(ff, 3), values(ff * d, 4), values(d, 5), values(m * d, 6));
-            let (first, second) =
-                (Bf16Matrix::new(d, ff, |i, j| w1[i * ff + j]), Bf16Matrix::new(ff, d, |i, j| w2[i * d + j]));
+            let (first, second) = (
+                Bf16Matrix::new(d, ff, |i, j| w1[i * ff + j]).on(kernel),
+                Bf16Matrix::new(ff, d, |i, j| w2[i * d + j]).on(kernel),
+            );
             let width = second.a_width();
             let mut inner16 = vec![0u16; m.div_ceil(32) * 32 * width];
             first.affine_into_bf16(&x, &b1, &mut inner16, width, true);
