@@ -109,36 +109,38 @@ impl Bf16Kernel {
     }
 }
 
-/// The bf16 kernel this CPU runs, checked once: AMX where the CPU has
-/// AMX-TILE and AMX-BF16 and Linux grants the tile state, else AVX512-BF16
-/// where the CPU has it; either only at the AVX-512 level (`GMU_CPU` below it
-/// turns bf16 off). `None`: no bf16 kernel.
+/// The bf16 kernel this CPU runs: AMX where the CPU has AMX-TILE and
+/// AMX-BF16 and Linux grants the tile state, else AVX512-BF16 where the CPU
+/// has it; either only at the AVX-512 level (`GMU_CPU` below it turns bf16
+/// off). `None`: no bf16 kernel.
 pub fn bf16_kernel() -> Option<Bf16Kernel> {
-    static KERNEL: std::sync::OnceLock<Option<Bf16Kernel>> = std::sync::OnceLock::new();
-    *KERNEL.get_or_init(|| available_kernels().first().copied())
+    available_kernels().first().copied()
 }
 
-/// Every bf16 kernel this CPU can run, the preferred first (the tests run each).
-pub fn available_kernels() -> Vec<Bf16Kernel> {
-    if simd_level() != SimdLevel::Avx512 {
-        return Vec::new();
-    }
-    let mut kernels = Vec::new();
-    if amx::detect() {
-        kernels.push(Bf16Kernel::Amx);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bf16") {
-        kernels.push(Bf16Kernel::Avx512);
-    }
-    kernels
+/// Every bf16 kernel this CPU can run, the preferred first (the tests run
+/// each), checked once per process.
+pub fn available_kernels() -> &'static [Bf16Kernel] {
+    static KERNELS: std::sync::OnceLock<Vec<Bf16Kernel>> = std::sync::OnceLock::new();
+    KERNELS.get_or_init(|| {
+        let mut kernels = Vec::new();
+        if simd_level() != SimdLevel::Avx512 {
+            return kernels;
+        }
+        if amx::detect() {
+            kernels.push(Bf16Kernel::Amx);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bf16") {
+            kernels.push(Bf16Kernel::Avx512);
+        }
+        kernels
+    })
 }
 
 /// Panics unless this process can run `kernel`.
 fn assert_available(kernel: Bf16Kernel) {
-    static KERNELS: std::sync::OnceLock<Vec<Bf16Kernel>> = std::sync::OnceLock::new();
     assert!(
-        KERNELS.get_or_init(available_kernels).contains(&kernel),
+        available_kernels().contains(&kernel),
         "the bf16 kernel {kernel:?} does not run on this CPU (checked by bf16_kernel)"
     );
 }
@@ -655,7 +657,7 @@ mod tests {
         if !kernels.contains(&Bf16Kernel::Avx512) {
             crate::cpu::testing::skipped(&format!("{what} on AVX512-BF16"), "this CPU has no AVX512-BF16");
         }
-        kernels
+        kernels.to_vec()
     }
 
     /// The product on each kernel equals the product of the bf16-rounded

@@ -13,7 +13,7 @@
 //! compiled for AVX-512; the same loop on 512-bit registers (pairs of 16, 32
 //! or 64 channels) took 2.3–2.5 ms, no faster, so there is one loop.
 
-use crate::cpu::kernels::{SimdLevel, simd_level, wide_variant};
+use crate::cpu::kernels::{SimdLevel, simd_level};
 
 /// Shape of a depthwise convolution: input `[h, w, c]`, kernel, stride, the
 /// "SAME" padding before the first row and column, output width.
@@ -29,24 +29,19 @@ pub(super) struct Geometry {
 }
 
 /// One output row `oy` (`row`: `[ow, c]`) of the depthwise convolution of
-/// `x` `[h·w, c]` with `weight` `[k·k, c]` and `bias` `[c]`, then ReLU6: with
-/// the widest registers the CPU has (as [`simd_level`] says), the same bits on every path.
+/// `x` `[h·w, c]` with `weight` `[k·k, c]` and `bias` `[c]`, then ReLU6: in
+/// AVX2 registers wherever [`simd_level`] is AVX2 or above, the portable body
+/// elsewhere; the same bits on both.
 pub(super) fn row(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy: usize, row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if simd_level() >= SimdLevel::Avx2 {
         // SAFETY: `simd_level` checked the CPU for AVX2 and FMA.
         return unsafe { row_avx2(x, weight, bias, g, oy, row) };
     }
-    row_wide(x, weight, bias, g, oy, row);
+    row_body(x, weight, bias, g, oy, row);
 }
 
-wide_variant!(
-    /// [`row_body`] compiled for the CPU's vector width.
-    fn row_wide(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy: usize, row: &mut [f32]) = row_body
-);
-
 /// The portable row: every tap of every pixel added into the output in memory.
-#[inline(always)]
 fn row_body(x: &[f32], weight: &[f32], bias: &[f32], g: &Geometry, oy: usize, row: &mut [f32]) {
     let (c, k) = (g.c, g.kernel);
     for ox in 0..g.ow {
