@@ -38,6 +38,9 @@ pub const KC: usize = 256;
 pub const MC: usize = 72;
 /// Rows of the AVX-512 register tile (two panels wide).
 pub const MR_512: usize = 12;
+/// How many steps of `k` ahead the AVX-512 tile prefetches its panels (one cache line
+/// per panel and step): 8–24 measured alike on MiniLM, 0 about 7 % slower.
+const PREFETCH: usize = 12;
 
 /// `W` `[k, n]`, packed.
 #[derive(Debug)]
@@ -182,7 +185,7 @@ impl PackedMatrix {
         if let Some(bf16) = &self.bf16 {
             return bf16.matmul_acc(x, out);
         }
-        self.for_each_band(x, out, Start::Add, |_| {}, |_| {});
+        self.for_each_band(x, out, Start::Add, |_| {});
     }
 
     /// A layer: `out = x · W + b`, or with `accumulate` `out += x · W + b`
@@ -224,35 +227,19 @@ impl PackedMatrix {
     fn affine_then(&self, x: &[f32], bias: &[f32], out: &mut [f32], accumulate: bool, finish: fn(&mut [f32])) {
         let n = self.n;
         assert_eq!(bias.len(), n, "a bias of {} values for W [{}, {n}]", bias.len(), self.k);
-        if !accumulate {
-            return self.for_each_band(x, out, Start::Bias(bias), |_| {}, finish);
-        }
-        // the residual and the bias first, then the product: (out + b) + x·W, as before
-        let add_bias = |band: &mut [f32]| {
-            for row in band.chunks_exact_mut(n) {
-                row.iter_mut().zip(bias).for_each(|(o, b)| *o += b);
-            }
-        };
-        self.for_each_band(x, out, Start::Add, add_bias, finish);
+        // with a residual: (out + b) + x·W, the bias added as the first block of `k` stores
+        let start = if accumulate { Start::AddBias(bias) } else { Start::Bias(bias) };
+        self.for_each_band(x, out, start, finish);
     }
 
     /// `out[m, n] (+)= x[m, k] · W` in `f32` (the first block of `k` as `start`
     /// says), rows split among rayon's threads in bands of [`MC`]; each band of
-    /// `out` goes through `before` just before its product and `after` just
-    /// after, while it is in cache.
-    fn for_each_band(
-        &self,
-        x: &[f32],
-        out: &mut [f32],
-        start: Start<'_>,
-        before: impl Fn(&mut [f32]) + Send + Sync,
-        after: impl Fn(&mut [f32]) + Send + Sync,
-    ) {
+    /// `out` goes through `after` just after its product, while it is in cache.
+    fn for_each_band(&self, x: &[f32], out: &mut [f32], start: Start<'_>, after: impl Fn(&mut [f32]) + Send + Sync) {
         let (k, n) = (self.k, self.n);
         assert_whole_rows(x, out, k, n);
         let level = simd_level();
         out.par_chunks_mut(MC * n).zip(x.par_chunks(MC * k)).for_each(|(out, x)| {
-            before(out);
             self.band(Band { x, lda: k, rows: x.len() / k, out: &mut *out, ldc: n }, start, level);
             after(out);
         });
@@ -291,9 +278,9 @@ impl PackedMatrix {
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
             // the first block of k overwrites unless told to accumulate, adding the bias as it stores
-            let add = matches!(start, Start::Add) || k0 > 0;
+            let add = matches!(start, Start::Add | Start::AddBias(_)) || k0 > 0;
             let bias = match start {
-                Start::Bias(bias) if k0 == 0 => Some(bias),
+                Start::Bias(bias) | Start::AddBias(bias) if k0 == 0 => Some(bias),
                 _ => None,
             };
             for p in 0..self.n_padded / NR {
@@ -311,6 +298,12 @@ impl PackedMatrix {
     }
 
     /// [`band`](Self::band) on the AVX-512 kernel: tiles of up to 12 rows by two panels.
+    ///
+    /// Per block of `k`, each tile's rows of `x` (12 × [`KC`] values, 12 KiB) stay in L1
+    /// while the tile passes over every panel of the block, which streams from L2 (the
+    /// kernel prefetches it). The other order, a pair of panels (32 KiB) held in L1
+    /// while the band's rows pass over it, left too little of L1's 48 KiB for the rows:
+    /// 8–12 % slower on MiniLM's `[8192, 384] · [384, 1152]` and `[384, 1536]` (BENCHMARKS.md).
     #[cfg(target_arch = "x86_64")]
     fn band_avx512(&self, band: Band<'_>, start: Start<'_>) {
         let Band { x, lda, rows, out, ldc } = band;
@@ -318,29 +311,31 @@ impl PackedMatrix {
         let panels = self.n_padded / NR;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let add = matches!(start, Start::Add) || k0 > 0;
+            let add = matches!(start, Start::Add | Start::AddBias(_)) || k0 > 0;
             // the first block of `k` adds the bias as it stores
             let bias = match start {
-                Start::Bias(bias) if k0 == 0 => Some(bias),
+                Start::Bias(bias) | Start::AddBias(bias) if k0 == 0 => Some(bias),
                 _ => None,
             };
-            for p in (0..panels).step_by(2) {
-                let two = p + 1 < panels;
-                let block = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR * (1 + usize::from(two))];
-                let cols = (NR.min(n - p * NR), if two { NR.min(n - (p + 1) * NR) } else { 0 });
-                for i in (0..rows).step_by(MR_512) {
-                    let r = MR_512.min(rows - i);
-                    assert!(x.len() >= i * lda + (r - 1) * lda + k0 + kc, "x covers the tile");
-                    assert!(out.len() >= (i + r - 1) * ldc + p * NR + cols.0.max(NR * usize::from(two) + cols.1));
-                    let (a, b, c) = (x[i * lda + k0..].as_ptr(), block.as_ptr(), out[i * ldc + p * NR..].as_mut_ptr());
-                    // the bias of these columns: as many values as `c`'s row has (`n` ≥ 16 (P − 1) + cols)
+            for i in (0..rows).step_by(MR_512) {
+                let r = MR_512.min(rows - i);
+                assert!(x.len() >= i * lda + (r - 1) * lda + k0 + kc, "x covers the tile");
+                let a = x[i * lda + k0..].as_ptr();
+                for p in (0..panels).step_by(2) {
+                    let two = p + 1 < panels;
+                    let block = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR * (1 + usize::from(two))];
+                    // the last panel's valid columns (every other panel of the tile is whole)
+                    let last = NR.min(n - (p + usize::from(two)) * NR);
+                    assert!(out.len() >= (i + r - 1) * ldc + (p + usize::from(two)) * NR + last, "out covers the tile");
+                    let (b, c) = (block.as_ptr(), out[i * ldc + p * NR..].as_mut_ptr());
+                    // the bias of these columns: as many values as `c`'s row has (`n` ≥ 16 (P − 1) + last)
                     let bias = bias.map_or(std::ptr::null(), |bias| bias[p * NR..].as_ptr());
                     macro_rules! go {
                         ($($r:literal)*) => {
                             match (r, two) {
                                 $(
-                                    ($r, true) => tile_avx512::<$r, 2>(a, lda, b, kc, c, ldc, cols, (add, bias)),
-                                    ($r, false) => tile_avx512::<$r, 1>(a, lda, b, kc, c, ldc, cols, (add, bias)),
+                                    ($r, true) => tile_avx512::<$r, 2>(a, lda, b, kc, c, ldc, last, (add, bias)),
+                                    ($r, false) => tile_avx512::<$r, 1>(a, lda, b, kc, c, ldc, last, (add, bias)),
                                 )*
                                 _ => unreachable!("1 to 12 rows"),
                             }
@@ -363,6 +358,8 @@ enum Start<'a> {
     Overwrite,
     /// `out = x·W + b`, `b` `[n]` added to every row.
     Bias(&'a [f32]),
+    /// `out = (out + b) + x·W`: a residual, the bias, then the product.
+    AddBias(&'a [f32]),
 }
 
 /// Rows of `x` times `W` into rows of `out`: `rows` rows, `lda` and `ldc` values apart.
@@ -376,8 +373,9 @@ struct Band<'a> {
 
 /// One register tile: `c[r, cols] += a[r, kc] · panel[kc, cols]`, with
 /// `a`'s rows `lda` apart and `c`'s `ldc` apart; `r ≤ 6`, `cols ≤ 16`;
-/// `add: false` writes `c = …`, plus `bias` (`cols` values) where given:
-/// `x·W + b`, the same bits as `b` written first and `x·W` added to it.
+/// `add: false` writes `c = …`; `bias` (`cols` values), where given, is added
+/// first: `(c + b) + a·W`, or `b + a·W` where `add` is false (the same bits as
+/// `b` written into `c` first and the product added to it).
 struct Tile<'a> {
     a: &'a [f32],
     lda: usize,
@@ -431,7 +429,7 @@ impl Tile<'_> {
 /// # Safety
 /// AVX2 and FMA present; `a` covers `R` rows of `kc` values `lda` apart,
 /// `b` `kc × 16` values, `c` `R` rows of `cols` values `ldc` apart, `bias`
-/// (unless null; read where `add` is false) `cols` values.
+/// (unless null) `cols` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn tile_avx2<const R: usize>(
@@ -459,7 +457,11 @@ unsafe fn tile_avx2<const R: usize>(
         }
         for r in 0..R {
             let row = c.add(r * ldc);
-            if cols == NR && add {
+            if cols == NR && add && !bias.is_null() {
+                let (b0, b1) = (_mm256_loadu_ps(bias), _mm256_loadu_ps(bias.add(8)));
+                _mm256_storeu_ps(row, _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(row), b0), lo[r]));
+                _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(row.add(8)), b1), hi[r]));
+            } else if cols == NR && add {
                 _mm256_storeu_ps(row, _mm256_add_ps(_mm256_loadu_ps(row), lo[r]));
                 _mm256_storeu_ps(row.add(8), _mm256_add_ps(_mm256_loadu_ps(row.add(8)), hi[r]));
             } else if cols == NR && !bias.is_null() {
@@ -474,7 +476,8 @@ unsafe fn tile_avx2<const R: usize>(
                 _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[r]);
                 for (j, t) in tmp.iter().enumerate().take(cols) {
                     *row.add(j) = match (add, bias.is_null()) {
-                        (true, _) => *row.add(j) + t,
+                        (true, false) => (*row.add(j) + *bias.add(j)) + t,
+                        (true, true) => *row.add(j) + t,
                         (false, false) => *bias.add(j) + t,
                         (false, true) => *t,
                     };
@@ -487,12 +490,12 @@ unsafe fn tile_avx2<const R: usize>(
 /// The AVX-512 register tile: `R` rows by `P` panels (16 columns each; the
 /// second panel follows the first in `b`), per step of `k` `P` loads, `R`
 /// broadcasts and `R · P` fused multiply-adds; the same chain per output as
-/// [`tile_avx2`], so the same bits.
+/// [`tile_avx2`], so the same bits. `last` is the last panel's valid columns.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL and FMA present; `a` covers `R` rows of `kc` values `lda`
-/// apart, `b` `P · kc × 16` values, `c` `R` rows of `16 (P − 1) + cols` values `ldc` apart,
-/// `bias` (unless null; read where `add` is false) `16 (P − 1) + cols` values.
+/// apart, `b` `P · kc × 16` values, `c` `R` rows of `16 (P − 1) + last` values `ldc` apart,
+/// `bias` (unless null) `16 (P − 1) + last` values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
@@ -503,7 +506,7 @@ unsafe fn tile_avx512<const R: usize, const P: usize>(
     kc: usize,
     c: *mut f32,
     ldc: usize,
-    cols: (usize, usize),
+    last: usize,
     (add, bias): (bool, *const f32),
 ) {
     use std::arch::x86_64::*;
@@ -530,6 +533,12 @@ unsafe fn tile_avx512<const R: usize, const P: usize>(
         let whole = kc - kc % 4;
         for k4 in (0..whole).step_by(4) {
             let rows: [*const f32; R] = std::array::from_fn(|r| a.add(r * lda + k4));
+            // the panels' rows PREFETCH steps ahead (past the block's end: the next panels or block)
+            for q in 0..P {
+                for u in 0..4 {
+                    _mm_prefetch::<_MM_HINT_T0>(b.wrapping_add(q * kc * NR + (k4 + PREFETCH + u) * NR).cast());
+                }
+            }
             for u in 0..4 {
                 step!(k4 + u, |r| rows[r].add(u));
             }
@@ -540,10 +549,14 @@ unsafe fn tile_avx512<const R: usize, const P: usize>(
         for (r, acc) in acc.iter().enumerate() {
             for (q, acc) in acc.iter().enumerate() {
                 let row = c.add(r * ldc + q * NR);
-                let width = if q == 0 { cols.0 } else { cols.1 };
+                let width = if q == P - 1 { last } else { NR };
                 // the panel's valid columns, a mask of `width` ones
                 let mask: __mmask16 = if width >= NR { 0xffff } else { (1u16 << width) - 1 };
-                let value = if add {
+                let value = if add && !bias.is_null() {
+                    let start =
+                        _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row), _mm512_maskz_loadu_ps(mask, bias.add(q * NR)));
+                    _mm512_add_ps(start, *acc)
+                } else if add {
                     _mm512_add_ps(_mm512_maskz_loadu_ps(mask, row), *acc)
                 } else if !bias.is_null() {
                     _mm512_add_ps(*acc, _mm512_maskz_loadu_ps(mask, bias.add(q * NR)))
@@ -583,7 +596,8 @@ unsafe fn tile_portable<const R: usize>(
             for (j, s) in acc.iter().enumerate().take(cols) {
                 let c = c.add(r * ldc + j);
                 *c = match (add, bias.is_null()) {
-                    (true, _) => *c + s,
+                    (true, false) => (*c + *bias.add(j)) + s,
+                    (true, true) => *c + s,
                     (false, false) => *bias.add(j) + s,
                     (false, true) => *s,
                 };
@@ -687,7 +701,24 @@ mod tests {
                                 "[{m}, {k}] x [{k}, {n}] + b {level:?}, value {i}"
                             );
                         }
-                        out.iter().map(|v| v.to_bits()).collect()
+                        // a residual too: (out + b) + x·W, as the bias added to `out` first
+                        let (mut residual, mut added) = (start.clone(), start.clone());
+                        added.iter_mut().enumerate().for_each(|(i, v)| *v += bias[i % n]);
+                        for ((residual, added), x) in
+                            residual.chunks_mut(MC * n).zip(added.chunks_mut(MC * n)).zip(x.chunks(MC * k))
+                        {
+                            let rows = x.len() / k;
+                            packed.band(Band { x, lda: k, rows, out: residual, ldc: n }, Start::AddBias(&bias), level);
+                            packed.band(Band { x, lda: k, rows, out: added, ldc: n }, Start::Add, level);
+                        }
+                        for (i, (r, a)) in residual.iter().zip(&added).enumerate() {
+                            assert_eq!(
+                                r.to_bits(),
+                                a.to_bits(),
+                                "[{m}, {k}] x [{k}, {n}] + b + c {level:?}, value {i}"
+                            );
+                        }
+                        out.iter().chain(&residual).map(|v| v.to_bits()).collect()
                     })
                     .skip(1)
                     .collect();
