@@ -113,27 +113,46 @@ impl PackedMatrix {
             let block = &mut data[k0 * n_padded..][..kc * n_padded];
             for kk in 0..kc {
                 let src = &row(k0 + kk)[..n];
-                for (p, src) in src.chunks(NR).enumerate() {
-                    block[p * kc * NR + kk * NR..][..src.len()].copy_from_slice(src);
+                let mut chunks = src.chunks_exact(NR);
+                for (p, src) in (&mut chunks).enumerate() {
+                    // a whole panel's row as one array: an inline copy, not a call to `memcpy`
+                    let dst: &mut [f32; NR] = (&mut block[p * kc * NR + kk * NR..][..NR]).try_into().unwrap();
+                    *dst = src.try_into().unwrap();
+                }
+                let tail = chunks.remainder();
+                if !tail.is_empty() {
+                    block[(n / NR) * kc * NR + kk * NR..][..tail.len()].copy_from_slice(tail);
                 }
             }
         }
     }
 
     /// Packs `W` `[k, n]` given by its columns (`column(j)`: at least `k`
-    /// values; the rows of `Wᵀ`), into this matrix's memory.
+    /// values; the rows of `Wᵀ`), into this matrix's memory: a transposition,
+    /// in blocks of 16 × 16 in registers where the CPU has AVX-512.
     pub fn repack_columns<'a>(&mut self, k: usize, n: usize, column: impl Fn(usize) -> &'a [f32]) {
         self.reset(k, n);
         let n_padded = self.n_padded;
         let data = self.packed_mut();
-        for j in 0..n {
-            let src = &column(j)[..k];
-            let (p, jj) = (j / NR, j % NR);
+        for p in 0..n_padded / NR {
+            // the panel's columns, none past `n` (the padding stays zero)
+            let columns: [&[f32]; NR] = std::array::from_fn(|jj| match p * NR + jj {
+                j if j < n => &column(j)[..k],
+                _ => &[],
+            });
             for k0 in (0..k).step_by(KC) {
                 let kc = KC.min(k - k0);
                 let panel = &mut data[k0 * n_padded + p * kc * NR..][..kc * NR];
-                for (kk, v) in src[k0..k0 + kc].iter().enumerate() {
-                    panel[kk * NR + jj] = *v;
+                #[cfg(target_arch = "x86_64")]
+                if simd_level() == SimdLevel::Avx512 {
+                    // SAFETY: the CPU has AVX-512 F (`simd_level`).
+                    unsafe { transpose_into_panel(&columns, k0, panel) };
+                    continue;
+                }
+                for (jj, column) in columns.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
+                    for (kk, v) in column[k0..k0 + kc].iter().enumerate() {
+                        panel[kk * NR + jj] = *v;
+                    }
                 }
             }
         }
@@ -347,6 +366,66 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// Rows `k0..k0 + kc` of 16 columns (each empty, or at least `k0 + kc` values)
+/// written into `panel` `[kc][16]`: 16 × 16 blocks loaded a column per register
+/// and transposed in registers (an empty column gives zeros).
+///
+/// # Safety
+/// AVX-512 F present.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose_into_panel(columns: &[&[f32]; NR], k0: usize, panel: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let kc = panel.len() / NR;
+    for t0 in (0..kc).step_by(NR) {
+        let rows = NR.min(kc - t0);
+        let mask: __mmask16 = if rows == NR { 0xffff } else { (1 << rows) - 1 };
+        // SAFETY: each load reads `rows` values of a column that has them (the mask
+        // suppresses the rest); each store writes one of `panel`'s `kc` rows.
+        unsafe {
+            let r: [__m512; NR] = std::array::from_fn(|jj| match columns[jj] {
+                [] => _mm512_setzero_ps(),
+                column => _mm512_maskz_loadu_ps(mask, column[k0 + t0..][..rows].as_ptr()),
+            });
+            for (tt, row) in transpose16(r).iter().enumerate().take(rows) {
+                _mm512_storeu_ps(panel[(t0 + tt) * NR..][..NR].as_mut_ptr(), *row);
+            }
+        }
+    }
+}
+
+/// The transpose of a 16 × 16 block held a row per register: pairs of rows
+/// interleaved by 32 and 64 bits within 128-bit lanes, then the lanes
+/// exchanged twice.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn transpose16(r: [std::arch::x86_64::__m512; NR]) -> [std::arch::x86_64::__m512; NR] {
+    use std::arch::x86_64::*;
+    // rows a..p; within each 128-bit lane: t[2i] = a0 b0 a1 b1, t[2i+1] = a2 b2 a3 b3 (for rows 2i, 2i+1)
+    let t: [__m512; NR] = std::array::from_fn(|i| {
+        let (x, y) = (r[i / 2 * 2], r[i / 2 * 2 + 1]);
+        if i % 2 == 0 { _mm512_unpacklo_ps(x, y) } else { _mm512_unpackhi_ps(x, y) }
+    });
+    // u[4g + c] holds element c of each lane of rows 4g..4g+4 (c = 0..4)
+    let u: [__m512; NR] = std::array::from_fn(|i| {
+        let (g, c) = (i / 4, i % 4);
+        let (x, y) = (_mm512_castps_pd(t[4 * g + c / 2]), _mm512_castps_pd(t[4 * g + 2 + c / 2]));
+        _mm512_castpd_ps(if c % 2 == 0 { _mm512_unpacklo_pd(x, y) } else { _mm512_unpackhi_pd(x, y) })
+    });
+    // v[i], i = 4h + c: lanes (0, 2) (h = 0) or (1, 3) (h = 1) of groups 0 and 1 (i < 8) or 2 and 3
+    let v: [__m512; NR] = std::array::from_fn(|i| {
+        let (half, h, c) = (i / 8, (i / 4) % 2, i % 4);
+        let (x, y) = (u[8 * half + c], u[8 * half + 4 + c]);
+        if h == 0 { _mm512_shuffle_f32x4::<0x88>(x, y) } else { _mm512_shuffle_f32x4::<0xdd>(x, y) }
+    });
+    // column j: lane j / 4 of every group, element j % 4
+    std::array::from_fn(|j| {
+        let (c, h) = (j % 4, (j / 4) % 2);
+        let (x, y) = (v[4 * h + c], v[8 + 4 * h + c]);
+        if j < 8 { _mm512_shuffle_f32x4::<0x88>(x, y) } else { _mm512_shuffle_f32x4::<0xdd>(x, y) }
+    })
 }
 
 /// What the first block of `k` does with `out` (the later blocks add to it).
@@ -735,6 +814,23 @@ mod tests {
                     .fold(0f64, f64::max);
                 assert!(worst < 1e-4 * (k as f64).sqrt());
             }
+        }
+    }
+
+    /// Packing by columns (a transposition: in 16 × 16 blocks in registers on
+    /// AVX-512) lays out exactly what packing by rows does, padding included,
+    /// over ragged `k` (several blocks, a short last one) and `n`.
+    #[test]
+    fn both_packings_lay_out_the_same_values() {
+        for &(k, n) in &[(1, 1), (5, 3), (16, 16), (17, 33), (300, 40), (513, 7), (32, 256)] {
+            let w = values(k * n, 11);
+            let w_out_in: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+            let (rows, columns) = (PackedMatrix::from_in_out(&w, k, n), PackedMatrix::from_out_in(&w_out_in, n, k));
+            assert!(rows.packed().iter().zip(columns.packed()).all(|(a, b)| a.to_bits() == b.to_bits()), "[{k}, {n}]");
+            // a repack into used memory leaves no stale values in the padding
+            let mut reused = PackedMatrix::from_in_out(&values(600 * 48, 12), 600, 48);
+            reused.repack_columns(k, n, |j| &w_out_in[j * k..][..k]);
+            assert_eq!(reused.packed(), rows.packed(), "[{k}, {n}] reused");
         }
     }
 

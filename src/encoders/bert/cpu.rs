@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 use super::config::BertConfig;
 use crate::cpu::bf16::{Bf16Matrix, EncoderPrecision};
-use crate::cpu::kernels::{exp_fused, lane_sum, wide_variant};
+use crate::cpu::kernels::{exp_fused, lane_sum, prefetch_l2, wide_variant};
 use crate::cpu::packed::PackedMatrix;
 use crate::encoders::spare::Spare;
 use crate::encoders::weights::Weights;
@@ -128,6 +128,9 @@ impl Default for AttentionScratch {
         }
     }
 }
+
+/// Queries whose scores attention computes at once (a multiple of both kernels' rows).
+const QUERY_BLOCK: usize = 48;
 
 /// Rows of `[n, d]` handed to one rayon task by the element-wise passes.
 const ROWS_PER_TASK: usize = 32;
@@ -341,7 +344,17 @@ impl CpuBert {
         let bf16 = self.precision == EncoderPrecision::Bf16;
         let tasks: Vec<(usize, usize)> =
             (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
-        tasks.into_par_iter().for_each_init(AttentionScratch::default, |scratch, (r, h)| {
+        // a task's head of q, k and v: `dh` columns of `len` rows of qkv, each its own cache lines
+        let head = |r: usize, h: usize| {
+            let block = &qkv[starts[r] * 3 * d..(starts[r] + rows[r].len()) * 3 * d];
+            block.chunks_exact(3 * d).flat_map(move |row| [h * dh, d + h * dh, 2 * d + h * dh].map(|c| &row[c..][..dh]))
+        };
+        tasks.par_iter().enumerate().for_each_init(AttentionScratch::default, |scratch, (t, &(r, h))| {
+            // the next task's head on its way to L2 while this one computes (the GEMM
+            // left qkv in L3 or memory, and its rows are too far apart for the CPU's prefetcher)
+            if let Some(&(r, h)) = tasks.get(t + 1) {
+                head(r, h).for_each(prefetch_l2);
+            }
             let (len, start) = (rows[r].len(), starts[r]);
             let AttentionScratch { scores, inv_sums, keys, values, keys_bf16, values_bf16, probabilities } = scratch;
             scores.resize(len * len, 0.0);
@@ -349,14 +362,15 @@ impl CpuBert {
             // this text's rows of qkv `[n, 3d]`; the head's q, k and v start at these columns
             let block = &qkv[start * 3 * d..(start + len) * 3 * d];
             let (q, k, v) = (h * dh, d + h * dh, 2 * d + h * dh);
+            // SAFETY: the task writes only rows start..start+len, columns
+            // h·dh..(h+1)·dh of context, which no other task writes.
+            let context =
+                unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
             if bf16 {
+                scores.resize(len * len, 0.0);
+                inv_sums.resize(len, 0.0);
                 keys_bf16.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
                 keys_bf16.band(&block[q..], 3 * d, len, scores, len, false);
-            } else {
-                keys.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
-                keys.matmul_strided(&block[q..], 3 * d, len, scores, len, false);
-            }
-            if bf16 {
                 values_bf16.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
                 let width = values_bf16.a_width();
                 // every row's columns past `len` must be zero (they meet the values' zero padding);
@@ -364,21 +378,24 @@ impl CpuBert {
                 probabilities.resize(len.div_ceil(32) * 32 * width, 0);
                 probabilities.chunks_exact_mut(width).take(len).for_each(|row| row[len..].fill(0));
                 softmax_numerators_bf16(scores, inv_sums, probabilities, width);
-            } else {
-                softmax_numerators(scores, inv_sums);
-            }
-            // SAFETY: the task writes only rows start..start+len, columns
-            // h·dh..(h+1)·dh of context, which no other task writes.
-            let context =
-                unsafe { std::slice::from_raw_parts_mut(out.get().add(start * d + h * dh), (len - 1) * d + dh) };
-            if bf16 {
                 values_bf16.band_bf16(probabilities, len, context, d, false);
-            } else {
-                values.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
-                values.matmul_strided(scores, len, len, context, d, false);
+                scale_rows(context, d, dh, inv_sums);
+                return;
             }
-            for (i, inv) in inv_sums.iter().enumerate() {
-                context[i * d..][..dh].iter_mut().for_each(|c| *c *= inv);
+            keys.repack_columns(dh, len, |j| &block[j * 3 * d + k..][..dh]);
+            values.repack_rows(len, dh, |i| &block[i * 3 * d + v..][..dh]);
+            // a block of queries at a time, its scores staying in L1 from the product to the next
+            let queries = QUERY_BLOCK.min(len);
+            scores.resize(queries * len, 0.0);
+            inv_sums.resize(queries, 0.0);
+            for i0 in (0..len).step_by(QUERY_BLOCK) {
+                let r = QUERY_BLOCK.min(len - i0);
+                let (scores, inv_sums) = (&mut scores[..r * len], &mut inv_sums[..r]);
+                keys.matmul_strided(&block[i0 * 3 * d + q..], 3 * d, r, scores, len, false);
+                softmax_numerators(scores, inv_sums);
+                let context = &mut context[i0 * d..];
+                values.matmul_strided(scores, len, r, context, d, false);
+                scale_rows(context, d, dh, inv_sums);
             }
         });
     }
@@ -408,7 +425,7 @@ fn layer_norm_body(row: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
 }
 
 wide_variant!(
-    /// For each of the `inv_sums.len()` rows of `scores`: `row ← e^(row − max row)`
+    /// For each of the `inv_sums.len()` rows of `scores` (as wide as `scores` allows): `row ← e^(row − max row)`
     /// and `inv_sum ← 1 / Σ row` (a softmax whose division waits for the
     /// `[len, d_head]` product instead of passing over `[len, len]` again).
     fn softmax_numerators(scores: &mut [f32], inv_sums: &mut [f32]) = softmax_numerators_body
@@ -416,8 +433,8 @@ wide_variant!(
 
 #[inline(always)]
 fn softmax_numerators_body(scores: &mut [f32], inv_sums: &mut [f32]) {
-    let len = inv_sums.len();
-    for (row, inv) in scores.chunks_exact_mut(len).zip(inv_sums.iter_mut()) {
+    let width = scores.len() / inv_sums.len().max(1);
+    for (row, inv) in scores.chunks_exact_mut(width).zip(inv_sums.iter_mut()) {
         *inv = 1.0 / exp_shifted(row, exp_fused);
     }
 }
@@ -447,6 +464,13 @@ fn text_groups(rows: &[Vec<u32>], groups: usize) -> Vec<std::ops::Range<usize>> 
     // never empty: a group closes only with a text left for every later one
     out.push(start..rows.len());
     out
+}
+
+/// Row `i` of `context` (rows `d` apart, `dh` columns) times `inv_sums[i]`.
+fn scale_rows(context: &mut [f32], d: usize, dh: usize, inv_sums: &[f32]) {
+    for (i, inv) in inv_sums.iter().enumerate() {
+        context[i * d..][..dh].iter_mut().for_each(|c| *c *= inv);
+    }
 }
 
 /// Runs `f` on every `width`-wide row of `x`, rows split among rayon's threads.
@@ -556,6 +580,40 @@ mod tests {
         for row in got.chunks(8) {
             assert!((row.iter().map(|v| v * v).sum::<f32>() - 1.0).abs() < 1e-5);
         }
+    }
+
+    /// Attention against softmax(q kᵀ) v in `f64`, on texts longer than a block
+    /// of queries (a ragged last block) and shorter, each head in its own columns.
+    #[test]
+    fn attention_equals_the_naive_softmax_over_query_blocks() {
+        let flat = CpuBert::from_weights(&tiny_bert_weights(), BertConfig { heads: 2, layer_norm_eps: 1e-12 }).unwrap();
+        let (d, dh) = (8, 4);
+        let lens = [2 * QUERY_BLOCK + 5, 7, QUERY_BLOCK + 1];
+        let rows: Vec<Vec<u32>> = lens.iter().map(|&n| vec![1; n]).collect();
+        let starts: Vec<usize> = lens.iter().scan(0, |at, n| Some(std::mem::replace(at, *at + n))).collect();
+        let n: usize = lens.iter().sum();
+        let qkv: Vec<f32> = (0..n * 3 * d).map(|i| ((i * 7919 % 2003) as f32 / 1001.0 - 1.0) * 2.0).collect();
+        let mut context = vec![f32::NAN; n * d];
+        flat.attention(&qkv, &rows, &starts, &mut context);
+        let at = |t: usize, c: usize| qkv[t * 3 * d + c] as f64;
+        let mut worst = 0f64;
+        for (&len, &start) in lens.iter().zip(&starts) {
+            for h in 0..2 {
+                for i in start..start + len {
+                    let scores: Vec<f64> = (start..start + len)
+                        .map(|j| (0..dh).map(|c| at(i, h * dh + c) * at(j, d + h * dh + c)).sum())
+                        .collect();
+                    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+                    let sum: f64 = e.iter().sum();
+                    for c in 0..dh {
+                        let want: f64 = (0..len).map(|j| e[j] / sum * at(start + j, 2 * d + h * dh + c)).sum();
+                        worst = worst.max((context[i * d + h * dh + c] as f64 - want).abs());
+                    }
+                }
+            }
+        }
+        assert!(worst < 1e-5, "max abs difference {worst}");
     }
 
     /// Groups of whole texts, about equal in tokens, one text at least each.
