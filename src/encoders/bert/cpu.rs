@@ -76,6 +76,8 @@ pub struct CpuBert {
 /// Buffers of one forward, every value overwritten before it is read.
 #[derive(Default)]
 struct Scratch {
+    /// The hidden states, `[tokens, d]`.
+    x: Vec<f32>,
     /// `[tokens, 3d]`.
     qkv: Vec<f32>,
     /// `[tokens, d]`.
@@ -234,6 +236,21 @@ impl CpuBert {
     /// Last hidden states of every token of `rows`, one row after another:
     /// `[Σ len, hidden]` (token type 0; each row attends to its own tokens only).
     pub fn forward(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.with_hidden(rows, <[f32]>::to_vec)
+    }
+
+    /// `read` of [`forward`](Self::forward)'s hidden states, left in this
+    /// encoder's buffers (a batch's are tens of MB: a fresh allocation each call
+    /// cost its page faults).
+    fn with_hidden<T>(&self, rows: &[Vec<u32>], read: impl FnOnce(&[f32]) -> T) -> Result<T> {
+        let mut scratch = self.spare.take();
+        let result = self.forward_in(rows, &mut scratch).map(|n| read(&scratch.x[..n * self.hidden]));
+        self.spare.give(scratch);
+        result
+    }
+
+    /// The forward pass into `scratch.x` (its first `n · hidden` values, `n` returned).
+    fn forward_in(&self, rows: &[Vec<u32>], scratch: &mut Scratch) -> Result<usize> {
         let d = self.hidden;
         for row in rows {
             if row.len() > self.max_positions {
@@ -251,10 +268,13 @@ impl CpuBert {
         }
         let starts: Vec<usize> = rows.iter().scan(0, |at, r| Some(std::mem::replace(at, *at + r.len()))).collect();
         let n: usize = rows.iter().map(Vec::len).sum();
-        let mut x = vec![0f32; n * d];
         if n == 0 {
-            return Ok(x);
+            return Ok(0);
         }
+        let Scratch { x, qkv, context, inner, inner_bf16 } = scratch;
+        x.resize(n * d, 0.0);
+        // every value is written by the embeddings below
+        let x = &mut x[..n * d];
         for (row, &start) in rows.iter().zip(&starts) {
             for (j, &id) in row.iter().enumerate() {
                 let (word, pos) = (&self.word[id as usize * d..][..d], &self.position[j * d..][..d]);
@@ -263,9 +283,7 @@ impl CpuBert {
                 }
             }
         }
-        self.layer_norm(&mut x, &self.embedding_norm);
-        let mut scratch = self.spare.take();
-        let Scratch { qkv, context, inner, inner_bf16 } = &mut scratch;
+        self.layer_norm(x, &self.embedding_norm);
         // in bf16 the feed-forward's intermediate lives in `inner_bf16` only
         let ff = if self.precision == EncoderPrecision::Bf16 { 0 } else { self.ff };
         for (buffer, width) in [(&mut *qkv, 3 * d), (&mut *context, d), (&mut *inner, ff)] {
@@ -273,25 +291,24 @@ impl CpuBert {
         }
         let (qkv, context, inner) = (&mut qkv[..n * 3 * d], &mut context[..n * d], &mut inner[..n * ff]);
         for layer in &self.layers {
-            layer.qkv.affine(&x, &layer.qkv_bias, qkv, false);
+            layer.qkv.affine(x, &layer.qkv_bias, qkv, false);
             self.attention(qkv, rows, &starts, context);
             // x ← LN(x + context W + b)
-            layer.attention_out.affine(context, &layer.attention_out_bias, &mut x, true);
-            self.layer_norm(&mut x, &layer.attention_norm);
+            layer.attention_out.affine(context, &layer.attention_out_bias, x, true);
+            self.layer_norm(x, &layer.attention_norm);
             if let (Some(first), Some(second)) = (layer.intermediate.bf16(), layer.output.bf16()) {
                 // x ← x + GELU(x W₁ + b₁) W₂ + b₂ with the intermediate written once, in bf16
                 let width = second.a_width();
                 inner_bf16.resize(n.div_ceil(32) * 32 * width, 0);
-                first.affine_into_bf16(&x, &layer.intermediate_bias, inner_bf16, width, true);
-                second.affine_from_bf16(inner_bf16, n, &layer.output_bias, &mut x, true);
+                first.affine_into_bf16(x, &layer.intermediate_bias, inner_bf16, width, true);
+                second.affine_from_bf16(inner_bf16, n, &layer.output_bias, x, true);
             } else {
-                layer.intermediate.affine_gelu(&x, &layer.intermediate_bias, inner);
-                layer.output.affine(inner, &layer.output_bias, &mut x, true);
+                layer.intermediate.affine_gelu(x, &layer.intermediate_bias, inner);
+                layer.output.affine(inner, &layer.output_bias, x, true);
             }
-            self.layer_norm(&mut x, &layer.output_norm);
+            self.layer_norm(x, &layer.output_norm);
         }
-        self.spare.give(scratch);
-        Ok(x)
+        Ok(n)
     }
 
     /// Sentence embeddings `[rows.len(), hidden]`: the last hidden states
@@ -316,8 +333,12 @@ impl CpuBert {
 
     /// [`embed_ids`](Self::embed_ids) of one group, in one forward.
     fn embed_group(&self, rows: &[Vec<u32>]) -> Result<Vec<f32>> {
+        self.with_hidden(rows, |hidden| self.pool(rows, hidden))
+    }
+
+    /// Each row's hidden states `hidden` `[Σ len, d]` mean-pooled and L2-normalised: `[rows.len(), d]`.
+    fn pool(&self, rows: &[Vec<u32>], hidden: &[f32]) -> Vec<f32> {
         let d = self.hidden;
-        let hidden = self.forward(rows)?;
         let mut out = vec![0f32; rows.len() * d];
         let mut at = 0;
         for (r, row) in rows.iter().enumerate() {
@@ -331,7 +352,7 @@ impl CpuBert {
             let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
             mean.iter_mut().for_each(|m| *m /= norm);
         }
-        Ok(out)
+        out
     }
 
     /// Per text and head: `softmax(q kᵀ) v` over that text's tokens (q is
