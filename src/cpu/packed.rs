@@ -296,12 +296,7 @@ impl PackedMatrix {
         let (k, n) = (self.k, self.n);
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            // the first block of k overwrites unless told to accumulate, adding the bias as it stores
-            let add = matches!(start, Start::Add | Start::AddBias(_)) || k0 > 0;
-            let bias = match start {
-                Start::Bias(bias) | Start::AddBias(bias) if k0 == 0 => Some(bias),
-                _ => None,
-            };
+            let (add, bias) = start.at_block(k0);
             for p in 0..self.n_padded / NR {
                 let panel = &self.packed()[k0 * self.n_padded + p * kc * NR..][..kc * NR];
                 let cols = NR.min(n - p * NR);
@@ -330,12 +325,7 @@ impl PackedMatrix {
         let panels = self.n_padded / NR;
         for k0 in (0..k).step_by(KC) {
             let kc = KC.min(k - k0);
-            let add = matches!(start, Start::Add | Start::AddBias(_)) || k0 > 0;
-            // the first block of `k` adds the bias as it stores
-            let bias = match start {
-                Start::Bias(bias) | Start::AddBias(bias) if k0 == 0 => Some(bias),
-                _ => None,
-            };
+            let (add, bias) = start.at_block(k0);
             for i in (0..rows).step_by(MR_512) {
                 let r = MR_512.min(rows - i);
                 assert!(x.len() >= i * lda + (r - 1) * lda + k0 + kc, "x covers the tile");
@@ -439,6 +429,21 @@ enum Start<'a> {
     Bias(&'a [f32]),
     /// `out = (out + b) + x·W`: a residual, the bias, then the product.
     AddBias(&'a [f32]),
+}
+
+impl<'a> Start<'a> {
+    /// What the block of `k` starting at row `k0` does as it stores: whether it adds to
+    /// `out`, and the bias it adds (only the first block starts as `self` says; the
+    /// later ones add to what the earlier left).
+    fn at_block(self, k0: usize) -> (bool, Option<&'a [f32]>) {
+        match self {
+            _ if k0 > 0 => (true, None),
+            Start::Add => (true, None),
+            Start::Overwrite => (false, None),
+            Start::Bias(bias) => (false, Some(bias)),
+            Start::AddBias(bias) => (true, Some(bias)),
+        }
+    }
 }
 
 /// Rows of `x` times `W` into rows of `out`: `rows` rows, `lda` and `ldc` values apart.

@@ -365,24 +365,20 @@ impl CpuBert {
         let bf16 = self.precision == EncoderPrecision::Bf16;
         let tasks: Vec<(usize, usize)> =
             (0..rows.len()).filter(|&r| !rows[r].is_empty()).flat_map(|r| (0..heads).map(move |h| (r, h))).collect();
-        // a task's head of q, k and v: `dh` columns of `len` rows of qkv, each its own cache lines
-        let head = |r: usize, h: usize| {
-            let block = &qkv[starts[r] * 3 * d..(starts[r] + rows[r].len()) * 3 * d];
-            block.chunks_exact(3 * d).flat_map(move |row| [h * dh, d + h * dh, 2 * d + h * dh].map(|c| &row[c..][..dh]))
-        };
+        // text `r`'s rows of qkv `[n, 3d]`, and the columns where head `h`'s q, k and v start
+        let text = |r: usize| &qkv[starts[r] * 3 * d..(starts[r] + rows[r].len()) * 3 * d];
+        let head = |h: usize| [h * dh, d + h * dh, 2 * d + h * dh];
         tasks.par_iter().enumerate().for_each_init(AttentionScratch::default, |scratch, (t, &(r, h))| {
-            // the next task's head on its way to L2 while this one computes (the GEMM
+            // the next task's q, k and v on their way to L2 while this one computes (the GEMM
             // left qkv in L3 or memory, and its rows are too far apart for the CPU's prefetcher)
             if let Some(&(r, h)) = tasks.get(t + 1) {
-                head(r, h).for_each(prefetch_l2);
+                for row in text(r).chunks_exact(3 * d) {
+                    head(h).iter().for_each(|&c| prefetch_l2(&row[c..][..dh]));
+                }
             }
             let (len, start) = (rows[r].len(), starts[r]);
             let AttentionScratch { scores, inv_sums, keys, values, keys_bf16, values_bf16, probabilities } = scratch;
-            scores.resize(len * len, 0.0);
-            inv_sums.resize(len, 0.0);
-            // this text's rows of qkv `[n, 3d]`; the head's q, k and v start at these columns
-            let block = &qkv[start * 3 * d..(start + len) * 3 * d];
-            let (q, k, v) = (h * dh, d + h * dh, 2 * d + h * dh);
+            let (block, [q, k, v]) = (text(r), head(h));
             // SAFETY: the task writes only rows start..start+len, columns
             // h·dh..(h+1)·dh of context, which no other task writes.
             let context =
